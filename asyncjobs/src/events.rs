@@ -1,0 +1,144 @@
+//! Lifecycle events published on core NATS (reference §2.6).
+
+use crate::error::{Error, Result};
+use crate::task::{Task, TaskState};
+use crate::wire::{self, duration_go, null_default, time_go};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use time::OffsetDateTime;
+
+/// Type string of [`TaskStateChangeEvent`].
+pub const TASK_STATE_EVENT_TYPE: &str = "io.choria.asyncjobs.v1.task_state";
+/// Type string of [`LeaderElectedEvent`].
+pub const LEADER_ELECTED_EVENT_TYPE: &str = "io.choria.asyncjobs.v1.leader_elected";
+/// Subject prefix of task state events; the task id follows.
+pub const TASK_STATE_SUBJECT_PREFIX: &str = "CHORIA_AJ.E.task_state.";
+/// Wildcard subject for every lifecycle event.
+pub const ALL_EVENTS_SUBJECT: &str = "CHORIA_AJ.E.>";
+
+/// Published after every task save.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskStateChangeEvent {
+    /// Unique event id (KSUID).
+    #[serde(default, deserialize_with = "null_default")]
+    pub event_id: String,
+    /// Always [`TASK_STATE_EVENT_TYPE`].
+    #[serde(rename = "type", default, deserialize_with = "null_default")]
+    pub event_type: String,
+    /// The time of the event id (whole seconds).
+    #[serde(with = "time_go", default = "wire::zero_time")]
+    pub timestamp: OffsetDateTime,
+    /// The task.
+    #[serde(default, deserialize_with = "null_default")]
+    pub task_id: String,
+    /// State after the change.
+    #[serde(default, deserialize_with = "null_default")]
+    pub state: TaskState,
+    /// Tries so far.
+    #[serde(default, deserialize_with = "null_default")]
+    pub tries: i64,
+    /// The task's queue.
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub queue: String,
+    /// The task's type.
+    #[serde(default, deserialize_with = "null_default")]
+    pub task_type: String,
+    /// The task's last error.
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub last_error: String,
+    /// Time since the task was created.
+    #[serde(
+        with = "duration_go",
+        default,
+        skip_serializing_if = "Duration::is_zero"
+    )]
+    pub task_age: Duration,
+}
+
+/// Published by a scheduler when it wins an election.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeaderElectedEvent {
+    /// Unique event id (KSUID).
+    #[serde(default, deserialize_with = "null_default")]
+    pub event_id: String,
+    /// Always [`LEADER_ELECTED_EVENT_TYPE`].
+    #[serde(rename = "type", default, deserialize_with = "null_default")]
+    pub event_type: String,
+    /// The time of the event id (whole seconds).
+    #[serde(with = "time_go", default = "wire::zero_time")]
+    pub timestamp: OffsetDateTime,
+    /// The winner's name.
+    #[serde(default, deserialize_with = "null_default")]
+    pub name: String,
+    /// The component (`task_scheduler`).
+    #[serde(default, deserialize_with = "null_default")]
+    pub component: String,
+}
+
+/// Any lifecycle event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A task changed state.
+    TaskState(TaskStateChangeEvent),
+    /// A leader was elected.
+    LeaderElected(LeaderElectedEvent),
+}
+
+/// Parses an event, rejecting unknown types with `unknown event type: <type>`.
+pub fn parse_event(data: &[u8]) -> Result<Event> {
+    #[derive(Deserialize)]
+    struct Probe {
+        #[serde(rename = "type", default)]
+        event_type: Option<String>,
+    }
+    let probe: Probe =
+        serde_json::from_slice(data).map_err(|e| Error::json("decoding event", e))?;
+    match probe.event_type.as_deref().unwrap_or("") {
+        TASK_STATE_EVENT_TYPE => Ok(Event::TaskState(
+            serde_json::from_slice(data)
+                .map_err(|e| Error::json("decoding task state event", e))?,
+        )),
+        LEADER_ELECTED_EVENT_TYPE => Ok(Event::LeaderElected(
+            serde_json::from_slice(data).map_err(|e| Error::json("decoding leader event", e))?,
+        )),
+        other => Err(Error::Config(format!("unknown event type: {other}"))),
+    }
+}
+
+fn event_id_and_time() -> (String, OffsetDateTime) {
+    use svix_ksuid::KsuidLike;
+    let id = svix_ksuid::Ksuid::new(None::<OffsetDateTime>, None);
+    (id.to_string(), id.timestamp())
+}
+
+impl TaskStateChangeEvent {
+    /// The event for the task's current state.
+    pub fn for_task(task: &Task) -> TaskStateChangeEvent {
+        let (event_id, timestamp) = event_id_and_time();
+        TaskStateChangeEvent {
+            event_id,
+            event_type: TASK_STATE_EVENT_TYPE.to_string(),
+            timestamp,
+            task_id: task.id.clone(),
+            state: task.state,
+            tries: task.tries,
+            queue: task.queue.clone(),
+            task_type: task.task_type.clone(),
+            last_error: task.last_err.clone(),
+            task_age: task.age().unwrap_or_default(),
+        }
+    }
+
+    /// The subject the event is published on.
+    pub fn subject(&self) -> String {
+        format!("{TASK_STATE_SUBJECT_PREFIX}{}", self.task_id)
+    }
+}

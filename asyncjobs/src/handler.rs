@@ -1,0 +1,284 @@
+//! Handlers: what runs a task, what it may return, and what it can see.
+
+use crate::task::{Task, TaskResult};
+use futures::future::BoxFuture;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+
+/// The JSON a successful handler stores as the task result.
+pub type HandlerOutput = Box<RawValue>;
+
+/// What a handler returns.
+pub type HandlerResult = Result<HandlerOutput, HandlerError>;
+
+/// Why a handler failed, and whether the task may be tried again.
+///
+/// Any error converts into a retryable `HandlerError` with `?` (including
+/// `anyhow::Error` and `Box<dyn Error + Send + Sync>`); use
+/// [`HandlerError::terminate`] or [`terminate`] to stop retries.
+pub struct HandlerError {
+    message: String,
+    terminate: bool,
+}
+
+impl HandlerError {
+    /// A failure that will be retried with backoff.
+    pub fn retry(message: impl fmt::Display) -> HandlerError {
+        HandlerError {
+            message: message.to_string(),
+            terminate: false,
+        }
+    }
+
+    /// A failure that terminates the task: no more tries.
+    pub fn terminate(message: impl fmt::Display) -> HandlerError {
+        HandlerError {
+            message: message.to_string(),
+            terminate: true,
+        }
+    }
+
+    /// The error text stored in `last_err`.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// True if the task must not be retried.
+    pub fn is_terminate(&self) -> bool {
+        self.terminate
+    }
+}
+
+/// Wraps any error so the task is terminated instead of retried.
+///
+/// ```
+/// fn check(n: i32) -> Result<(), asyncjobs::HandlerError> {
+///     if n < 0 {
+///         return Err(asyncjobs::terminate("negative numbers are never valid"));
+///     }
+///     Ok(())
+/// }
+/// assert!(check(-1).unwrap_err().is_terminate());
+/// ```
+pub fn terminate(err: impl fmt::Display) -> HandlerError {
+    HandlerError::terminate(err)
+}
+
+impl<E> From<E> for HandlerError
+where
+    E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+{
+    fn from(e: E) -> Self {
+        let e: Box<dyn std::error::Error + Send + Sync> = e.into();
+        let mut message = e.to_string();
+        let mut source = e.source();
+        while let Some(s) = source {
+            message.push_str(": ");
+            message.push_str(&s.to_string());
+            source = s.source();
+        }
+        HandlerError {
+            message,
+            terminate: false,
+        }
+    }
+}
+
+impl fmt::Debug for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HandlerError")
+            .field("message", &self.message)
+            .field("terminate", &self.terminate)
+            .finish()
+    }
+}
+
+impl fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Encodes a handler's return value as the stored result.
+pub fn to_output<T: Serialize + ?Sized>(value: &T) -> HandlerResult {
+    let json = serde_json::to_string(value)
+        .map_err(|e| HandlerError::retry(format!("encoding handler result: {e}")))?;
+    RawValue::from_string(json)
+        .map_err(|e| HandlerError::retry(format!("encoding handler result: {e}")))
+}
+
+pub(crate) struct Lease {
+    pub deadline: std::sync::Mutex<tokio::time::Instant>,
+    pub max_run_time: Duration,
+    pub acker: Option<Arc<async_nats::jetstream::message::Acker>>,
+    pub changed: tokio::sync::Notify,
+}
+
+/// What a handler can see about the task it runs, and how it can extend its lease.
+#[derive(Clone)]
+pub struct TaskContext {
+    pub(crate) task: Arc<Task>,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) lease: Option<Arc<Lease>>,
+    pub(crate) deadline: Option<OffsetDateTime>,
+}
+
+impl TaskContext {
+    /// A context for calling a handler directly (for example in unit tests):
+    /// no lease, never cancelled.
+    pub fn detached(task: Task) -> TaskContext {
+        TaskContext {
+            task: Arc::new(task),
+            cancel: CancellationToken::new(),
+            lease: None,
+            deadline: None,
+        }
+    }
+
+    /// The task being handled (state `active`, tries already incremented).
+    pub fn task(&self) -> &Task {
+        &self.task
+    }
+
+    /// The task id.
+    pub fn id(&self) -> &str {
+        &self.task.id
+    }
+
+    /// The task type.
+    pub fn task_type(&self) -> &str {
+        &self.task.task_type
+    }
+
+    /// The queue the task came from.
+    pub fn queue(&self) -> &str {
+        &self.task.queue
+    }
+
+    /// Which try this is (1 for the first).
+    pub fn tries(&self) -> i64 {
+        self.task.tries
+    }
+
+    /// When the handler will be cancelled unless it extends its lease.
+    pub fn handler_deadline(&self) -> Option<OffsetDateTime> {
+        self.deadline
+    }
+
+    /// Results of the dependencies, if the task asked for them.
+    pub fn dependency_results(&self) -> &BTreeMap<String, Option<TaskResult>> {
+        &self.task.dependency_results
+    }
+
+    /// The decoded result of dependency `id`.
+    pub fn dependency_result<T: DeserializeOwned>(&self, id: &str) -> crate::Result<Option<T>> {
+        match self.task.dependency_results.get(id) {
+            Some(Some(r)) => r.decode().map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// Resolves when the worker gives up on this handler (run time exceeded or shutdown).
+    pub async fn cancelled(&self) {
+        self.cancel.cancelled().await
+    }
+
+    /// True once the worker gave up on this handler.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// Tells JetStream the task is still being worked on (`+WPI`) and extends
+    /// this handler's run time by another full `max_run_time`.
+    pub async fn mark_in_progress(&self) -> crate::Result<()> {
+        let lease = self.lease.as_ref().ok_or_else(|| {
+            crate::Error::Config("task is not being processed by a handler".into())
+        })?;
+        if let Some(acker) = &lease.acker {
+            tokio::time::timeout(
+                Duration::from_secs(2),
+                acker.ack_with(async_nats::jetstream::AckKind::Progress),
+            )
+            .await
+            .map_err(|_| crate::Error::Nats("in-progress acknowledgement timed out".into()))?
+            .map_err(crate::Error::nats)?;
+        }
+        *lease.deadline.lock().expect("lease lock") =
+            tokio::time::Instant::now() + lease.max_run_time;
+        lease.changed.notify_one();
+        Ok(())
+    }
+}
+
+/// Something that handles tasks.
+///
+/// Implemented for every `Fn(TaskContext, Task) -> impl Future<Output = HandlerResult>`.
+pub trait Handler: Send + Sync + 'static {
+    /// Runs the task.
+    fn call(&self, ctx: TaskContext, task: Task) -> BoxFuture<'static, HandlerResult>;
+}
+
+impl<F, Fut> Handler for F
+where
+    F: Fn(TaskContext, Task) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = HandlerResult> + Send + 'static,
+{
+    fn call(&self, ctx: TaskContext, task: Task) -> BoxFuture<'static, HandlerResult> {
+        Box::pin((self)(ctx, task))
+    }
+}
+
+/// A shared, type-erased handler.
+pub type BoxHandler = Arc<dyn Handler>;
+
+/// A handler taking a typed payload and returning a typed result.
+///
+/// A payload that does not decode as `P` terminates the task with an error
+/// naming the type and the decoder's message.
+///
+/// ```
+/// use asyncjobs::{typed, Router};
+/// #[derive(serde::Deserialize)]
+/// struct Email { to: String }
+/// let router = Router::new().handle("email:new", typed(|_ctx, email: Email| async move {
+///     Ok::<_, asyncjobs::HandlerError>(format!("sent to {}", email.to))
+/// })).unwrap();
+/// ```
+pub fn typed<P, T, E, F, Fut>(f: F) -> impl Handler
+where
+    P: DeserializeOwned + Send + 'static,
+    T: Serialize + Send + 'static,
+    E: Into<HandlerError> + Send + 'static,
+    F: Fn(TaskContext, P) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<T, E>> + Send + 'static,
+{
+    move |ctx: TaskContext, task: Task| {
+        let payload = decode_payload::<P>(&task);
+        let fut = payload.map(|p| f(ctx, p));
+        async move {
+            let value = fut?.await.map_err(Into::into)?;
+            to_output(&value)
+        }
+    }
+}
+
+/// Decodes a task payload, turning failure into a terminating error that
+/// names the expected type.
+pub fn decode_payload<P: DeserializeOwned>(task: &Task) -> Result<P, HandlerError> {
+    let bytes = task.payload.as_deref().unwrap_or(b"null");
+    serde_json::from_slice(bytes).map_err(|e| {
+        HandlerError::terminate(format!(
+            "invalid payload for task type {:?}: expected {}: {e}",
+            task.task_type,
+            std::any::type_name::<P>()
+        ))
+    })
+}

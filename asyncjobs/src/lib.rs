@@ -1,0 +1,122 @@
+//! # asyncjobs
+//!
+//! An asynchronous job queue on NATS JetStream, wire-compatible with the Go
+//! [Choria Async Jobs](https://github.com/choria-io/asyncjobs): the same
+//! streams, subjects, consumers, KV buckets and JSON, so Go and Rust
+//! producers and workers share queues.
+//!
+//! Each task is stored by id in the `CHORIA_AJ_TASKS` stream; a work item on
+//! the queue's stream references it. JetStream does scheduling, redelivery,
+//! acknowledgements and retention; the task record follows the lifecycle
+//! `new → active → complete` (or `retry`, `expired`, `terminated`,
+//! `blocked`, `unreachable`, `queue_error`).
+//!
+//! ```no_run
+//! use asyncjobs::{typed, Client, HandlerError, Router, Task};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct NewEmail { to: String }
+//!
+//! # async fn demo() -> asyncjobs::Result<()> {
+//! let client = Client::connect("nats://127.0.0.1:4222").await?;
+//!
+//! // producer
+//! let mut task = Task::new("email:new", &NewEmail { to: "user@example.net".into() })?;
+//! client.enqueue(&mut task).await?;
+//!
+//! // worker
+//! let router = Router::new().handle("email:new", typed(|_ctx, email: NewEmail| async move {
+//!     Ok::<_, HandlerError>(format!("sent to {}", email.to))
+//! }))?;
+//! let shutdown = tokio_util::sync::CancellationToken::new();
+//! client.worker(router).run(shutdown).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! ## Where this differs from the Go implementation
+//!
+//! The wire format is the same; these behaviours are deliberately fixed
+//! (numbers refer to §16 of the compatibility reference):
+//!
+//! * **Expired on delivery is acknowledged at once** (§16.6). A task found past
+//!   its deadline or its maximum tries is saved `expired` and its work item is
+//!   terminated immediately instead of being redelivered after the ack wait.
+//! * **Load failures never leave an item unacknowledged forever** (§16.6). A
+//!   missing or undecodable task record terminates its item (logged with the
+//!   cause and counted in `queue_task_not_found_error_count`); a transient load
+//!   error NAKs the item with a short backoff.
+//! * **Waiting does not burn deliveries** (§16.7). "Already active" deliveries
+//!   are NAKed until the running handler's lease ends instead of being left
+//!   for a full ack wait, and when a wait would exhaust the queue's
+//!   `max_deliver` the item is replaced by a fresh one, so a task blocked on
+//!   dependencies for an hour still runs.
+//! * **Queue max tries is honoured** (§16.8). A task may run at most
+//!   `min(task max_tries, queue max_tries)` times (where each is > 0); the
+//!   failing try that reaches the limit saves the task `expired` and
+//!   terminates its item, instead of leaving it in `retry` forever.
+//! * **Final states are final** (§16.9). A delivery for a `terminated` or
+//!   `queue_error` task is acknowledged without running it; use
+//!   [`Client::retry_task`] to run it again.
+//! * **Dependency failures name the dependency** (§16.10): `last_err` reads
+//!   `task dependencies failed: dependency <id> is in state expired`, and a
+//!   dependency that is itself `unreachable` also fails its dependants.
+//! * **A completion that cannot be saved is not acknowledged.** Go sends
+//!   `+ACK` even when saving `complete` failed, which can leave the record
+//!   `active` forever; here saves are retried and, if they still fail, the
+//!   item is redelivered (at-least-once).
+//! * **Handler panics and time-outs** are caught: the try counts as failed
+//!   with `handler panicked: …` or `handler exceeded the queue's max run
+//!   time …` in `last_err`.
+//! * **Graceful shutdown** stops pulling, lets running handlers finish within
+//!   a grace period and hands unfinished items back to the queue at once.
+//!
+//! ## Modules
+//!
+//! [`task`], [`queue`], [`storage`](crate::storage) (internal), [`client`],
+//! [`processor`], [`router`], [`handler`], [`retry`], [`events`], [`metrics`],
+//! [`natscontext`], [`error`].
+
+#![warn(missing_docs)]
+
+pub mod client;
+pub mod error;
+pub mod events;
+pub mod handler;
+pub mod metrics;
+pub mod natscontext;
+pub mod processor;
+pub mod queue;
+pub mod retry;
+pub mod router;
+mod storage;
+pub mod task;
+pub mod wire;
+
+pub use client::{Client, ClientBuilder};
+pub use error::{Error, Result};
+pub use handler::{
+    decode_payload, terminate, to_output, typed, Handler, HandlerError, HandlerOutput,
+    HandlerResult, TaskContext,
+};
+pub use processor::Worker;
+pub use queue::{Queue, QueueInfo};
+pub use retry::{LinearPolicy, RetryPolicy};
+pub use router::Router;
+pub use storage::{CONFIG_BUCKET, ELECTIONS_BUCKET, TASKS_STREAM, TASK_SUBJECT_PREFIX};
+pub use task::{Task, TaskBuilder, TaskResult, TaskState};
+
+/// Re-exports used by generated code. Not part of the public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use futures;
+    pub use serde;
+    pub use serde_json;
+    pub use tokio;
+    pub use tokio_util;
+}
+
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

@@ -1,0 +1,187 @@
+//! Prometheus metrics with the names, types and labels of the Go
+//! implementation (reference §12).
+//!
+//! All metrics live in one [`prometheus::Registry`] returned by [`registry`];
+//! register it with your own exporter or gather it directly.
+
+use crate::task::TaskState;
+use prometheus::{Counter, CounterVec, Gauge, HistogramOpts, HistogramVec, Opts, Registry};
+use std::sync::LazyLock;
+
+struct Metrics {
+    registry: Registry,
+    enqueue: CounterVec,
+    enqueue_error: CounterVec,
+    item_corrupt: CounterVec,
+    task_not_found: CounterVec,
+    past_deadline: CounterVec,
+    past_max_tries: CounterVec,
+    poll: CounterVec,
+    poll_error: CounterVec,
+    task_update: CounterVec,
+    task_update_error: Counter,
+    dependencies_failed: Counter,
+    handler_busy: Gauge,
+    handler_error: CounterVec,
+    handler_runtime: HistogramVec,
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> CounterVec {
+    let c = CounterVec::new(Opts::new(format!("choria_asyncjobs_{name}"), help), labels)
+        .expect("valid metric");
+    r.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    let r = Registry::new();
+    let task_update_error = Counter::new(
+        "choria_asyncjobs_task_update_error_total",
+        "The number of task updates that failed",
+    )
+    .expect("valid metric");
+    r.register(Box::new(task_update_error.clone()))
+        .expect("unique metric");
+    let dependencies_failed = Counter::new(
+        "choria_asyncjobs_task_dependencies_failed",
+        "The number of tasks made unreachable because a dependency failed",
+    )
+    .expect("valid metric");
+    r.register(Box::new(dependencies_failed.clone()))
+        .expect("unique metric");
+    let handler_busy = Gauge::new(
+        "choria_asyncjobs_handler_busy_count",
+        "Handlers currently running",
+    )
+    .expect("valid metric");
+    r.register(Box::new(handler_busy.clone()))
+        .expect("unique metric");
+    // Go exports a summary without quantiles (only _sum and _count); a
+    // histogram without buckets beyond +Inf exposes the same two series.
+    let handler_runtime = HistogramVec::new(
+        HistogramOpts::new(
+            "choria_asyncjobs_handler_runtime",
+            "Time taken by handlers in seconds",
+        )
+        .buckets(vec![]),
+        &["queue", "type"],
+    )
+    .expect("valid metric");
+    r.register(Box::new(handler_runtime.clone()))
+        .expect("unique metric");
+    Metrics {
+        enqueue: counter_vec(
+            &r,
+            "queue_enqueue_count",
+            "Work items published",
+            &["queue"],
+        ),
+        enqueue_error: counter_vec(
+            &r,
+            "queue_enqueue_error_count",
+            "Work items that could not be published",
+            &["queue"],
+        ),
+        item_corrupt: counter_vec(
+            &r,
+            "queue_item_corrupt_error_count",
+            "Corrupt work items received",
+            &["queue"],
+        ),
+        task_not_found: counter_vec(
+            &r,
+            "queue_task_not_found_error_count",
+            "Work items whose task could not be loaded",
+            &["queue"],
+        ),
+        past_deadline: counter_vec(
+            &r,
+            "queue_task_past_deadline_count",
+            "Tasks delivered after their deadline",
+            &["queue"],
+        ),
+        past_max_tries: counter_vec(
+            &r,
+            "queue_task_past_max_tries_count",
+            "Tasks delivered after their maximum tries",
+            &["queue"],
+        ),
+        poll: counter_vec(&r, "queue_poll_total", "Pull requests made", &["queue"]),
+        poll_error: counter_vec(
+            &r,
+            "queue_poll_error_total",
+            "Pull requests that failed",
+            &["queue"],
+        ),
+        task_update: counter_vec(&r, "task_update_total", "Task records saved", &["state"]),
+        handler_error: counter_vec(
+            &r,
+            "handler_error_total",
+            "Handlers that returned an error",
+            &["queue", "type"],
+        ),
+        task_update_error,
+        dependencies_failed,
+        handler_busy,
+        handler_runtime,
+        registry: r,
+    }
+});
+
+/// The registry holding every asyncjobs metric.
+pub fn registry() -> &'static Registry {
+    &METRICS.registry
+}
+
+pub(crate) fn enqueue(queue: &str) {
+    METRICS.enqueue.with_label_values(&[queue]).inc();
+}
+pub(crate) fn enqueue_error(queue: &str) {
+    METRICS.enqueue_error.with_label_values(&[queue]).inc();
+}
+pub(crate) fn item_corrupt(queue: &str) {
+    METRICS.item_corrupt.with_label_values(&[queue]).inc();
+}
+pub(crate) fn task_not_found(queue: &str) {
+    METRICS.task_not_found.with_label_values(&[queue]).inc();
+}
+pub(crate) fn past_deadline(queue: &str) {
+    METRICS.past_deadline.with_label_values(&[queue]).inc();
+}
+pub(crate) fn past_max_tries(queue: &str) {
+    METRICS.past_max_tries.with_label_values(&[queue]).inc();
+}
+pub(crate) fn poll(queue: &str, n: u64) {
+    METRICS.poll.with_label_values(&[queue]).inc_by(n as f64);
+}
+pub(crate) fn poll_error(queue: &str) {
+    METRICS.poll_error.with_label_values(&[queue]).inc();
+}
+pub(crate) fn task_update(state: TaskState) {
+    METRICS
+        .task_update
+        .with_label_values(&[state.as_str()])
+        .inc();
+}
+pub(crate) fn task_update_error() {
+    METRICS.task_update_error.inc();
+}
+pub(crate) fn dependencies_failed() {
+    METRICS.dependencies_failed.inc();
+}
+pub(crate) fn handler_started() {
+    METRICS.handler_busy.inc();
+}
+pub(crate) fn handler_finished(queue: &str, task_type: &str, seconds: f64, failed: bool) {
+    METRICS.handler_busy.dec();
+    METRICS
+        .handler_runtime
+        .with_label_values(&[queue, task_type])
+        .observe(seconds);
+    if failed {
+        METRICS
+            .handler_error
+            .with_label_values(&[queue, task_type])
+            .inc();
+    }
+}

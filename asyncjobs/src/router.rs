@@ -1,0 +1,216 @@
+//! Routing task types to handlers, with middleware (reference §10.1).
+
+use crate::error::{Error, Result};
+use crate::handler::{BoxHandler, Handler, HandlerError, HandlerResult, TaskContext};
+use crate::task::{is_valid_name, Task};
+use futures::future::BoxFuture;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Wraps a handler in another (logging, tracing, auth, …).
+pub type Middleware = Arc<dyn Fn(BoxHandler) -> BoxHandler + Send + Sync>;
+
+struct Route {
+    handler: BoxHandler,
+    middleware: Vec<Middleware>,
+}
+
+/// Chooses the handler for a task type: exact match, then the longest
+/// registered prefix, then the catch-all `""`.
+///
+/// ```
+/// use asyncjobs::{Router, Task, HandlerResult, TaskContext};
+/// async fn any(_: TaskContext, _: Task) -> HandlerResult { asyncjobs::to_output(&"ok") }
+/// let router = Router::new()
+///     .handle("things:", any).unwrap()
+///     .handle("things:specific", any).unwrap()
+///     .handle("", any).unwrap();
+/// assert_eq!(router.route_for("things:other"), Some("things:"));
+/// assert_eq!(router.route_for("things:specific:x"), Some("things:specific"));
+/// assert_eq!(router.route_for("x"), Some(""));
+/// ```
+#[derive(Default)]
+pub struct Router {
+    routes: HashMap<String, Route>,
+    /// registered types, longest first
+    by_length: Vec<String>,
+    global: Vec<Middleware>,
+    compiled: HashMap<String, BoxHandler>,
+}
+
+impl Router {
+    /// An empty router.
+    pub fn new() -> Router {
+        Router::default()
+    }
+
+    /// Registers `handler` for `task_type` (`""` is the catch-all).
+    pub fn handle(self, task_type: impl Into<String>, handler: impl Handler) -> Result<Router> {
+        self.handle_with(task_type, handler, Vec::new())
+    }
+
+    /// Registers a handler with per-route middleware (first = outermost).
+    pub fn handle_with(
+        mut self,
+        task_type: impl Into<String>,
+        handler: impl Handler,
+        middleware: Vec<Middleware>,
+    ) -> Result<Router> {
+        let task_type = task_type.into();
+        if !task_type.is_empty() && !is_valid_name(&task_type) {
+            return Err(Error::TaskTypeInvalid(task_type));
+        }
+        if self.routes.contains_key(&task_type) {
+            return Err(Error::Config(format!(
+                "duplicate handler for task type \"{task_type}\""
+            )));
+        }
+        self.routes.insert(
+            task_type.clone(),
+            Route {
+                handler: Arc::new(handler),
+                middleware,
+            },
+        );
+        self.by_length.push(task_type);
+        self.by_length
+            .sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        self.compile();
+        Ok(self)
+    }
+
+    /// Adds global middleware wrapping every route (first added = outermost).
+    pub fn layer(
+        mut self,
+        middleware: impl Fn(BoxHandler) -> BoxHandler + Send + Sync + 'static,
+    ) -> Router {
+        self.global.push(Arc::new(middleware));
+        self.compile();
+        self
+    }
+
+    fn compile(&mut self) {
+        self.compiled = self
+            .routes
+            .iter()
+            .map(|(t, r)| {
+                let mut h = r.handler.clone();
+                for m in r.middleware.iter().rev().chain(self.global.iter().rev()) {
+                    h = m(h);
+                }
+                (t.clone(), h)
+            })
+            .collect();
+    }
+
+    /// The registered type that would handle `task_type`, if any.
+    pub fn route_for(&self, task_type: &str) -> Option<&str> {
+        if let Some((k, _)) = self.routes.get_key_value(task_type) {
+            return Some(k.as_str());
+        }
+        self.by_length
+            .iter()
+            .find(|prefix| task_type.starts_with(prefix.as_str()))
+            .map(String::as_str)
+    }
+
+    /// The registered task types.
+    pub fn task_types(&self) -> impl Iterator<Item = &str> {
+        self.by_length.iter().map(String::as_str)
+    }
+
+    /// True when no handler is registered.
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    /// Runs the task through its handler; an unroutable type gives the
+    /// retryable `no handler for task type "<type>"` error (not wrapped in middleware).
+    pub fn dispatch(&self, ctx: TaskContext, task: Task) -> BoxFuture<'static, HandlerResult> {
+        match self
+            .route_for(&task.task_type)
+            .and_then(|t| self.compiled.get(t))
+        {
+            Some(h) => h.call(ctx, task),
+            None => {
+                let msg = format!("no handler for task type \"{}\"", task.task_type);
+                Box::pin(async move { Err(HandlerError::retry(msg)) })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    async fn ok(_: TaskContext, t: Task) -> HandlerResult {
+        crate::handler::to_output(&t.task_type)
+    }
+
+    #[test]
+    fn routing_order() {
+        let r = Router::new()
+            .handle("", ok)
+            .unwrap()
+            .handle("things:", ok)
+            .unwrap()
+            .handle("things:specific", ok)
+            .unwrap()
+            .handle("things:very:specific", ok)
+            .unwrap();
+        assert_eq!(r.route_for("things:other"), Some("things:"));
+        assert_eq!(r.route_for("things:very:other"), Some("things:"));
+        assert_eq!(
+            r.route_for("things:specific:other"),
+            Some("things:specific")
+        );
+        assert_eq!(r.route_for("x"), Some(""));
+        assert!(Router::new()
+            .handle("a", ok)
+            .unwrap()
+            .handle("a", ok)
+            .is_err());
+        assert!(Router::new().handle("a b", ok).is_err());
+    }
+
+    #[tokio::test]
+    async fn middleware_order_and_not_found() {
+        let log = Arc::new(Mutex::new(Vec::<String>::new()));
+        let mw = |name: &'static str, log: Arc<Mutex<Vec<String>>>| -> Middleware {
+            Arc::new(move |next: BoxHandler| -> BoxHandler {
+                let log = log.clone();
+                Arc::new(move |ctx: TaskContext, task: Task| {
+                    log.lock().unwrap().push(name.to_string());
+                    next.call(ctx, task)
+                })
+            })
+        };
+        let (g1, g2, r1) = (
+            mw("G1", log.clone()),
+            mw("G2", log.clone()),
+            mw("R1", log.clone()),
+        );
+        let router = Router::new()
+            .layer(move |h| g1(h))
+            .handle_with("t", ok, vec![r1])
+            .unwrap()
+            .layer(move |h| g2(h));
+        let task = Task::new("t", &1).unwrap();
+        router
+            .dispatch(TaskContext::detached(task.clone()), task)
+            .await
+            .unwrap();
+        assert_eq!(*log.lock().unwrap(), vec!["G1", "G2", "R1"]);
+
+        let task = Task::new("other", &1).unwrap();
+        let err = router
+            .dispatch(TaskContext::detached(task.clone()), task)
+            .await
+            .unwrap_err();
+        assert_eq!(err.message(), "no handler for task type \"other\"");
+        assert!(!err.is_terminate());
+        assert_eq!(log.lock().unwrap().len(), 3);
+    }
+}

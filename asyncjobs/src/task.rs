@@ -1,0 +1,487 @@
+//! Tasks: the unit of work, stored by id in the `CHORIA_AJ_TASKS` stream.
+
+use crate::error::{Error, Result};
+use crate::wire::{self, bytes_go, null_default, opt_time_go, time_go};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+/// Default per-task maximum number of tries (Go `DefaultMaxTries`).
+pub const DEFAULT_MAX_TRIES: i64 = 10;
+
+/// The lifecycle state of a task (reference §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum TaskState {
+    /// Unknown state (`""`, or a state name this version does not know).
+    #[default]
+    Unknown,
+    /// Enqueued, waiting for a worker.
+    New,
+    /// A handler is running it.
+    Active,
+    /// A handler failed; it will be tried again.
+    Retry,
+    /// Past its deadline or out of tries.
+    Expired,
+    /// A handler asked for it not to be retried, or its payload is unusable.
+    Terminated,
+    /// Completed successfully; the result is stored.
+    Complete,
+    /// The work item could not be published.
+    QueueError,
+    /// Waiting for its dependencies to complete.
+    Blocked,
+    /// A dependency failed, so it can never run.
+    Unreachable,
+}
+
+impl TaskState {
+    /// The wire string of the state.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TaskState::Unknown => "",
+            TaskState::New => "new",
+            TaskState::Active => "active",
+            TaskState::Retry => "retry",
+            TaskState::Expired => "expired",
+            TaskState::Terminated => "terminated",
+            TaskState::Complete => "complete",
+            TaskState::QueueError => "queue_error",
+            TaskState::Blocked => "blocked",
+            TaskState::Unreachable => "unreachable",
+        }
+    }
+
+    /// Parses a state name; `completed` is accepted for `complete`.
+    pub fn from_name(name: &str) -> Option<TaskState> {
+        Some(match name {
+            "" => TaskState::Unknown,
+            "new" => TaskState::New,
+            "active" => TaskState::Active,
+            "retry" => TaskState::Retry,
+            "expired" => TaskState::Expired,
+            "terminated" => TaskState::Terminated,
+            "complete" | "completed" => TaskState::Complete,
+            "queue_error" => TaskState::QueueError,
+            "blocked" => TaskState::Blocked,
+            "unreachable" => TaskState::Unreachable,
+            _ => return None,
+        })
+    }
+
+    /// States a task does not leave without an explicit retry.
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            TaskState::Complete
+                | TaskState::Expired
+                | TaskState::Terminated
+                | TaskState::Unreachable
+                | TaskState::QueueError
+        )
+    }
+}
+
+impl Serialize for TaskState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for TaskState {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s: Option<std::borrow::Cow<'de, str>> = Option::deserialize(d)?;
+        Ok(s.and_then(|s| TaskState::from_name(&s)).unwrap_or_default())
+    }
+}
+
+impl fmt::Display for TaskState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The stored outcome of a successful task.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskResult {
+    /// The handler's return value as JSON (`null` when it returned nothing).
+    #[serde(alias = "Payload", default = "json_null")]
+    pub payload: Box<RawValue>,
+    /// When the task completed.
+    #[serde(
+        with = "time_go",
+        alias = "Completed",
+        alias = "CompletedAt",
+        default = "wire::zero_time"
+    )]
+    pub completed: OffsetDateTime,
+}
+
+fn json_null() -> Box<RawValue> {
+    RawValue::from_string("null".into()).expect("null is JSON")
+}
+
+impl TaskResult {
+    /// Decodes the result as `T`.
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T> {
+        serde_json::from_str(self.payload.get()).map_err(|e| {
+            Error::json(
+                format!("decoding task result as {}", std::any::type_name::<T>()),
+                e,
+            )
+        })
+    }
+}
+
+/// A task: its type, payload, options and current state.
+///
+/// Serialized exactly like the Go `asyncjobs.Task` (reference §2.2): same keys,
+/// same order, same `omitempty` rules.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Task {
+    /// Unique id (a KSUID unless set explicitly).
+    #[serde(default, deserialize_with = "null_default", alias = "ID", alias = "Id")]
+    pub id: String,
+    /// The routing key handlers are chosen by.
+    #[serde(
+        rename = "type",
+        default,
+        deserialize_with = "null_default",
+        alias = "Type"
+    )]
+    pub task_type: String,
+    /// The queue the task was last enqueued into.
+    #[serde(default, deserialize_with = "null_default", alias = "Queue")]
+    pub queue: String,
+    /// Ids of tasks that must complete before this one runs.
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty",
+        alias = "Dependencies"
+    )]
+    pub dependencies: Vec<String>,
+    /// Results of the dependencies, when [`TaskBuilder::load_dependency_results`] was set.
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "BTreeMap::is_empty",
+        alias = "DependencyResults"
+    )]
+    pub dependency_results: BTreeMap<String, Option<TaskResult>>,
+    /// Whether dependency results are loaded into the task before it runs.
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "std::ops::Not::not",
+        alias = "LoadDependencies"
+    )]
+    pub load_dependencies: bool,
+    /// Payload bytes (by default the JSON encoding of the value given).
+    #[serde(with = "bytes_go", default, alias = "Payload")]
+    pub payload: Option<Vec<u8>>,
+    /// Latest time a handler may be started.
+    #[serde(
+        with = "opt_time_go",
+        default,
+        skip_serializing_if = "Option::is_none",
+        alias = "Deadline"
+    )]
+    pub deadline: Option<OffsetDateTime>,
+    /// Maximum handler invocations; 0 means no per-task limit.
+    #[serde(default, deserialize_with = "null_default", alias = "MaxTries")]
+    pub max_tries: i64,
+    /// The outcome of a successful run.
+    #[serde(default, skip_serializing_if = "Option::is_none", alias = "Result")]
+    pub result: Option<TaskResult>,
+    /// Current state.
+    #[serde(default, deserialize_with = "null_default", alias = "State")]
+    pub state: TaskState,
+    /// Creation time.
+    #[serde(
+        with = "time_go",
+        default = "wire::zero_time",
+        alias = "Created",
+        alias = "CreatedAt"
+    )]
+    pub created: OffsetDateTime,
+    /// Last time a handler was started for it.
+    #[serde(
+        with = "opt_time_go",
+        default,
+        skip_serializing_if = "Option::is_none",
+        alias = "Tried",
+        alias = "LastTriedAt"
+    )]
+    pub tried: Option<OffsetDateTime>,
+    /// Number of handler invocations so far.
+    #[serde(default, deserialize_with = "null_default", alias = "Tries")]
+    pub tries: i64,
+    /// The most recent error.
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty",
+        alias = "LastErr"
+    )]
+    pub last_err: String,
+    /// Hex ed25519 signature (reference §9).
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty",
+        alias = "Signature"
+    )]
+    pub signature: String,
+    /// Stream sequence of the version this copy was loaded from or saved as.
+    #[serde(skip)]
+    pub(crate) seq: u64,
+}
+
+/// True when `name` matches `^[a-zA-Z0-9_:-]+$`.
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':' || b == b'-')
+}
+
+/// A new KSUID as used for task and event ids.
+pub fn new_id() -> String {
+    use svix_ksuid::KsuidLike;
+    svix_ksuid::Ksuid::new(None::<OffsetDateTime>, None).to_string()
+}
+
+impl Task {
+    /// A task of `task_type` whose payload is the JSON encoding of `payload`.
+    ///
+    /// ```
+    /// let task = asyncjobs::Task::new("email:new", &serde_json::json!({"to": "a@example.net"})).unwrap();
+    /// assert_eq!(task.state, asyncjobs::TaskState::New);
+    /// assert_eq!(task.max_tries, 10);
+    /// ```
+    pub fn new<P: Serialize + ?Sized>(task_type: impl Into<String>, payload: &P) -> Result<Task> {
+        Task::builder(task_type).payload(payload).build()
+    }
+
+    /// A builder for a task with options.
+    pub fn builder(task_type: impl Into<String>) -> TaskBuilder {
+        TaskBuilder {
+            task_type: task_type.into(),
+            payload: Ok(None),
+            id: None,
+            deadline: None,
+            max_tries: DEFAULT_MAX_TRIES,
+            dependencies: Vec::new(),
+            load_dependencies: false,
+        }
+    }
+
+    /// Decodes the payload as `T`.
+    pub fn payload_as<T: DeserializeOwned>(&self) -> Result<T> {
+        let bytes = self.payload.as_deref().unwrap_or(b"null");
+        serde_json::from_slice(bytes).map_err(|e| {
+            Error::json(
+                format!(
+                    "decoding payload of task {} as {}",
+                    self.id,
+                    std::any::type_name::<T>()
+                ),
+                e,
+            )
+        })
+    }
+
+    /// Decodes the result of a completed task as `T`.
+    pub fn result_as<T: DeserializeOwned>(&self) -> Result<Option<T>> {
+        self.result.as_ref().map(|r| r.decode()).transpose()
+    }
+
+    /// Decodes a task record as stored in JetStream.
+    pub fn from_json(data: &[u8]) -> Result<Task> {
+        serde_json::from_slice(data).map_err(|e| Error::json("decoding task", e))
+    }
+
+    /// Encodes the task as Go does.
+    pub fn to_json(&self) -> Result<Vec<u8>> {
+        serde_json::to_vec(self).map_err(|e| Error::json("encoding task", e))
+    }
+
+    /// Stream sequence of the stored version this copy corresponds to (0 if never stored).
+    pub fn sequence(&self) -> u64 {
+        self.seq
+    }
+
+    pub(crate) fn age(&self) -> Option<Duration> {
+        if self.created == wire::zero_time() {
+            return None;
+        }
+        let age = OffsetDateTime::now_utc() - self.created;
+        Some(age.try_into().unwrap_or_default())
+    }
+}
+
+/// Builds a [`Task`]; see [`Task::builder`].
+#[derive(Debug)]
+pub struct TaskBuilder {
+    task_type: String,
+    payload: std::result::Result<Option<Vec<u8>>, serde_json::Error>,
+    id: Option<String>,
+    deadline: Option<OffsetDateTime>,
+    max_tries: i64,
+    dependencies: Vec<String>,
+    load_dependencies: bool,
+}
+
+impl TaskBuilder {
+    /// Uses the JSON encoding of `payload` as the payload.
+    pub fn payload<P: Serialize + ?Sized>(mut self, payload: &P) -> Self {
+        self.payload = serde_json::to_vec(payload).map(Some);
+        self
+    }
+
+    /// Uses `bytes` verbatim as the payload.
+    pub fn raw_payload(mut self, bytes: impl Into<Vec<u8>>) -> Self {
+        self.payload = Ok(Some(bytes.into()));
+        self
+    }
+
+    /// Uses a custom id instead of a new KSUID (must match `^[a-zA-Z0-9_:-]+$`).
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// The latest time a handler may start the task; later deliveries expire it.
+    pub fn deadline(mut self, deadline: OffsetDateTime) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// Sets the deadline to now plus `d`.
+    pub fn deadline_in(self, d: Duration) -> Self {
+        self.deadline(OffsetDateTime::now_utc() + d)
+    }
+
+    /// Maximum handler invocations (default 10; 0 = only the queue's limit applies).
+    pub fn max_tries(mut self, tries: i64) -> Self {
+        self.max_tries = tries;
+        self
+    }
+
+    /// Tasks that must complete first; the task starts `blocked`.
+    pub fn depends_on<I, S>(mut self, ids: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        for id in ids {
+            let id = id.into();
+            if !self.dependencies.contains(&id) {
+                self.dependencies.push(id);
+            }
+        }
+        self
+    }
+
+    /// Load the dependencies' results into the task before it runs.
+    pub fn load_dependency_results(mut self) -> Self {
+        self.load_dependencies = true;
+        self
+    }
+
+    /// Validates and builds the task.
+    pub fn build(self) -> Result<Task> {
+        if !is_valid_name(&self.task_type) {
+            return Err(Error::TaskTypeInvalid(self.task_type));
+        }
+        let payload = self
+            .payload
+            .map_err(|e| Error::json("encoding task payload", e))?;
+        let id = self.id.unwrap_or_else(new_id);
+        if !is_valid_name(&id) {
+            return Err(Error::TaskIdInvalid(id));
+        }
+        let state = if self.dependencies.is_empty() {
+            TaskState::New
+        } else {
+            TaskState::Blocked
+        };
+        Ok(Task {
+            id,
+            task_type: self.task_type,
+            queue: String::new(),
+            dependencies: self.dependencies,
+            dependency_results: BTreeMap::new(),
+            load_dependencies: self.load_dependencies,
+            payload,
+            deadline: self.deadline,
+            max_tries: self.max_tries,
+            result: None,
+            state,
+            created: OffsetDateTime::now_utc(),
+            tried: None,
+            tries: 0,
+            last_err: String::new(),
+            signature: String::new(),
+            seq: 0,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(is_valid_name("email:new"));
+        assert!(is_valid_name("a_b-c:D9"));
+        assert!(!is_valid_name(""));
+        assert!(!is_valid_name("a b"));
+        assert!(!is_valid_name("a.b"));
+        assert!(!is_valid_name("é"));
+    }
+
+    #[test]
+    fn ids_are_ksuids() {
+        let id = new_id();
+        assert_eq!(id.len(), 27);
+        assert!(is_valid_name(&id));
+    }
+
+    #[test]
+    fn builder_validates() {
+        assert!(matches!(
+            Task::new("bad type", &1),
+            Err(Error::TaskTypeInvalid(_))
+        ));
+        assert!(matches!(
+            Task::builder("t").id("bad id").build(),
+            Err(Error::TaskIdInvalid(_))
+        ));
+        let t = Task::builder("t")
+            .depends_on(["a", "b", "a"])
+            .build()
+            .unwrap();
+        assert_eq!(t.dependencies, vec!["a", "b"]);
+        assert_eq!(t.state, TaskState::Blocked);
+        assert_eq!(t.payload, None);
+    }
+
+    #[test]
+    fn null_fields_and_legacy_keys() {
+        let t = Task::from_json(
+            br#"{"id":"x","type":null,"queue":null,"payload":null,"Deadline":"2030-01-01T00:00:00+02:00","MaxTries":3,"state":"new","created":"2022-02-09T17:28:41Z","tries":null,"unknown":1}"#,
+        )
+        .unwrap();
+        assert_eq!(t.task_type, "");
+        assert_eq!(t.max_tries, 3);
+        assert_eq!(t.deadline.unwrap().offset().whole_hours(), 2);
+    }
+}

@@ -1,0 +1,165 @@
+//! Go `encoding/json` compatible encodings used on the wire.
+//!
+//! The Go implementation writes times as RFC 3339 with up to nine fractional
+//! digits (trailing zeros trimmed), `[]byte` as standard padded base64 or
+//! `null`, and `time.Duration` as integer nanoseconds. Go readers accept
+//! `null` for every field and leave the zero value. The helpers here give
+//! serde the same behaviour.
+
+use base64::Engine;
+use serde::{Deserialize, Deserializer, Serializer};
+use std::fmt::Write;
+use time::format_description::well_known::Rfc3339;
+use time::{OffsetDateTime, UtcOffset};
+
+/// Go's zero `time.Time`: `0001-01-01T00:00:00Z`.
+pub(crate) fn zero_time() -> OffsetDateTime {
+    time::macros::datetime!(0001-01-01 00:00:00 UTC)
+}
+
+/// Formats a time the way Go's `time.Time.MarshalJSON` does (RFC 3339 with
+/// nanoseconds, trailing zeros trimmed, `Z` for UTC).
+pub fn format_time(t: &OffsetDateTime) -> String {
+    let mut s = String::with_capacity(36);
+    let (y, mo, d) = (t.year(), u8::from(t.month()), t.day());
+    let (h, mi, se, ns) = (t.hour(), t.minute(), t.second(), t.nanosecond());
+    let _ = write!(s, "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{se:02}");
+    if ns != 0 {
+        let frac = format!("{ns:09}");
+        s.push('.');
+        s.push_str(frac.trim_end_matches('0'));
+    }
+    let off = t.offset();
+    if off == UtcOffset::UTC {
+        s.push('Z');
+    } else {
+        let secs = off.whole_seconds();
+        let sign = if secs < 0 { '-' } else { '+' };
+        let secs = secs.abs();
+        let _ = write!(s, "{sign}{:02}:{:02}", secs / 3600, (secs % 3600) / 60);
+    }
+    s
+}
+
+/// Parses an RFC 3339 time with 0–9 fractional digits and any offset.
+pub fn parse_time(s: &str) -> Result<OffsetDateTime, time::error::Parse> {
+    OffsetDateTime::parse(s, &Rfc3339)
+}
+
+fn de_opt_time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<OffsetDateTime>, D::Error> {
+    let s: Option<std::borrow::Cow<'de, str>> = Option::deserialize(d)?;
+    match s {
+        None => Ok(None),
+        Some(s) => parse_time(&s)
+            .map(Some)
+            .map_err(|e| serde::de::Error::custom(format!("invalid RFC 3339 time {s:?}: {e}"))),
+    }
+}
+
+/// serde adapter for a Go `time.Time` (never omitted; `null` reads as the zero time).
+pub mod time_go {
+    use super::*;
+    /// Serializes in Go's format.
+    pub fn serialize<S: Serializer>(t: &OffsetDateTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format_time(t))
+    }
+    /// Deserializes RFC 3339; `null` gives Go's zero time.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<OffsetDateTime, D::Error> {
+        Ok(de_opt_time(d)?.unwrap_or_else(zero_time))
+    }
+}
+
+/// serde adapter for a Go `*time.Time` (omitted when `None`).
+pub mod opt_time_go {
+    use super::*;
+    /// Serializes in Go's format.
+    pub fn serialize<S: Serializer>(t: &Option<OffsetDateTime>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => s.serialize_str(&format_time(t)),
+            None => s.serialize_none(),
+        }
+    }
+    /// Deserializes RFC 3339 or `null`.
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<OffsetDateTime>, D::Error> {
+        de_opt_time(d)
+    }
+}
+
+/// serde adapter for a Go `[]byte`: padded standard base64, `null` for `None`.
+pub mod bytes_go {
+    use super::*;
+    /// Serializes as base64 or `null`.
+    pub fn serialize<S: Serializer>(b: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match b {
+            Some(b) => s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(b)),
+            None => s.serialize_none(),
+        }
+    }
+    /// Deserializes base64 (CR/LF ignored, like Go) or `null`.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        let s: Option<std::borrow::Cow<'de, str>> = Option::deserialize(d)?;
+        match s {
+            None => Ok(None),
+            Some(s) => {
+                let cleaned: std::borrow::Cow<'_, str> = if s.contains(['\r', '\n']) {
+                    s.replace(['\r', '\n'], "").into()
+                } else {
+                    std::borrow::Cow::Borrowed(&s)
+                };
+                base64::engine::general_purpose::STANDARD
+                    .decode(cleaned.as_bytes())
+                    .map(Some)
+                    .map_err(|e| serde::de::Error::custom(format!("invalid base64 payload: {e}")))
+            }
+        }
+    }
+}
+
+/// serde adapter for a Go `time.Duration`: integer nanoseconds.
+pub mod duration_go {
+    use super::*;
+    use std::time::Duration;
+    /// Serializes as integer nanoseconds.
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_nanos().min(i64::MAX as u128) as u64)
+    }
+    /// Deserializes integer nanoseconds (negative and `null` read as zero).
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let v: Option<i64> = Option::deserialize(d)?;
+        Ok(Duration::from_nanos(v.unwrap_or(0).max(0) as u64))
+    }
+}
+
+/// Reads `null` as the type's default, like Go does for non-pointer fields.
+pub fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// Nanoseconds since the Unix epoch, as Go's `UnixNano`.
+pub fn unix_nanos(t: &OffsetDateTime) -> i128 {
+    t.unix_timestamp_nanos()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_like_go() {
+        let t = parse_time("2022-02-09T17:28:41.943198067Z").unwrap();
+        assert_eq!(format_time(&t), "2022-02-09T17:28:41.943198067Z");
+        let t = parse_time("2022-02-09T17:28:41.900Z").unwrap();
+        assert_eq!(format_time(&t), "2022-02-09T17:28:41.9Z");
+        let t = parse_time("2022-02-09T17:28:41Z").unwrap();
+        assert_eq!(format_time(&t), "2022-02-09T17:28:41Z");
+        let t = parse_time("2022-02-09T19:28:41.5+02:00").unwrap();
+        assert_eq!(format_time(&t), "2022-02-09T19:28:41.5+02:00");
+        assert_eq!(format_time(&zero_time()), "0001-01-01T00:00:00Z");
+    }
+}

