@@ -65,6 +65,10 @@
 //!   `+ACK` even when saving `complete` failed, which can leave the record
 //!   `active` forever; here saves are retried and, if they still fail, the
 //!   item is redelivered (at-least-once).
+//! * **A try counts when it starts.** `tries` is incremented in the `active`
+//!   save rather than after the handler returns, so a task whose handler
+//!   crashes or kills its worker still reaches its maximum tries instead of
+//!   being run forever.
 //! * **Handler panics and time-outs** are caught: the try counts as failed
 //!   with `handler panicked: …` or `handler exceeded the queue's max run
 //!   time …` in `last_err`.

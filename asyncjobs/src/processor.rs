@@ -28,6 +28,9 @@ const PULL_EXPIRES: Duration = Duration::from_secs(5);
 const MAX_BATCH: usize = 256;
 /// Most pull requests outstanding at once (the server allows 512 per consumer).
 const MAX_PULLS: usize = 32;
+/// How long past its max run time an `active` task's worker is given to
+/// record the outcome before the task is presumed abandoned.
+const STALE_MARGIN: Duration = Duration::from_secs(2);
 /// NAK delay while dependencies are not complete (Go: 5 s).
 const BLOCKED_DELAY: Duration = Duration::from_secs(5);
 
@@ -329,13 +332,16 @@ async fn process(shared: &Shared, msg: async_nats::jetstream::Message) {
     let now = OffsetDateTime::now_utc();
     match task.state {
         TaskState::Active => {
+            // The owner's handler times out after max run time and then saves
+            // its outcome; only past that (plus a margin) is the owner presumed dead.
+            let lease = shared.max_run_time + STALE_MARGIN;
             let since = task.tried.map(|t| now - t);
-            let fresh = since.is_some_and(|s| s < shared.max_run_time);
+            let fresh = since.is_some_and(|s| s < lease);
             if fresh {
-                let remaining = shared.max_run_time
-                    - since
-                        .and_then(|s| Duration::try_from(s).ok())
-                        .unwrap_or_default();
+                let elapsed = since
+                    .and_then(|s| Duration::try_from(s).ok())
+                    .unwrap_or_default();
+                let remaining = lease.saturating_sub(elapsed);
                 tracing::debug!(task = %id, ?remaining, "task already active");
                 nak(
                     shared,
@@ -402,9 +408,12 @@ async fn process(shared: &Shared, msg: async_nats::jetstream::Message) {
     }
 
     // ----- mark active -------------------------------------------------------------------
+    // The try is counted when it starts (Go counts it when it ends), so a
+    // task whose handler kills its worker still runs out of tries.
     task.state = TaskState::Active;
     task.tried = Some(OffsetDateTime::now_utc());
     task.last_err.clear();
+    task.tries += 1;
     if let Err(e) = shared.client.storage().save_task(&mut task).await {
         let delay = match e {
             Error::ConcurrentUpdate(_) => Duration::from_secs(1),
@@ -416,7 +425,6 @@ async fn process(shared: &Shared, msg: async_nats::jetstream::Message) {
     }
 
     // ----- run the handler ---------------------------------------------------------------
-    task.tries += 1;
     let acker = Arc::new(acker);
     let outcome = run_handler(shared, &task, acker.clone()).await;
     let now = OffsetDateTime::now_utc();

@@ -259,41 +259,58 @@ async fn max_tries_expires_the_task() {
 async fn dependencies_complete_then_dependant_runs_with_their_results() {
     let server = NatsServer::start();
     let client = client(&server, Queue::new("Q")).await;
+    // the parents wait in a queue nobody serves yet, so the child has to wait
+    let parents = asyncjobs_tests::client(&server, Queue::new("PARENTS")).await;
     let seen = Arc::new(std::sync::Mutex::new(Vec::<(String, Option<i64>)>::new()));
     let s = seen.clone();
-    let router = Router::new()
-        .handle(
-            "parent",
-            typed(|_ctx, n: i64| async move { Ok::<_, HandlerError>(n * 10) }),
-        )
-        .unwrap()
+    let child_router = Router::new()
         .handle("child", move |ctx: TaskContext, t: Task| {
             let s = s.clone();
             async move {
                 for dep in &t.dependencies {
-                    s.lock()
-                        .unwrap()
-                        .push((dep.clone(), ctx.dependency_result::<i64>(dep).unwrap()));
+                    let r = ctx.dependency_result::<i64>(dep).unwrap();
+                    s.lock().unwrap().push((dep.clone(), r));
                 }
                 asyncjobs::to_output(&"child done")
             }
         })
         .unwrap();
+    let parent_router = Router::new()
+        .handle(
+            "parent",
+            typed(|_ctx, n: i64| async move { Ok::<_, HandlerError>(n * 10) }),
+        )
+        .unwrap();
     let mut a = Task::new("parent", &1).unwrap();
     let mut b = Task::new("parent", &2).unwrap();
+    parents.enqueue(&mut a).await.unwrap();
+    parents.enqueue(&mut b).await.unwrap();
     let mut child = Task::builder("child")
         .depends_on([a.id.clone(), b.id.clone()])
         .load_dependency_results()
         .build()
         .unwrap();
     assert_eq!(child.state, TaskState::Blocked);
-    // the child is enqueued first so it has to wait
     client.enqueue(&mut child).await.unwrap();
-    let worker = start(&client, router);
+    let worker = start(&client, child_router);
+    let nc = client.nats().clone();
+    wait_for(
+        T,
+        "the child to be checked and put back a few times",
+        || {
+            let nc = nc.clone();
+            async move {
+                let info =
+                    asyncjobs_tests::js_api(&nc, "CONSUMER.INFO.CHORIA_AJ_Q_Q.WORKERS", "").await;
+                (info["delivered"]["consumer_seq"].as_u64().unwrap_or(0) >= 3).then_some(())
+            }
+        },
+    )
+    .await;
     let blocked = client.load_task(&child.id).await.unwrap();
     assert_eq!(blocked.state, TaskState::Blocked);
-    client.enqueue(&mut a).await.unwrap();
-    client.enqueue(&mut b).await.unwrap();
+    assert_eq!(blocked.tries, 0);
+    let parents_worker = start(&parents, parent_router);
     let done = wait_for_state(&client, &child.id, TaskState::Complete, T).await;
     assert_eq!(done.dependency_results.len(), 2);
     let mut seen = seen.lock().unwrap().clone();
@@ -302,6 +319,7 @@ async fn dependencies_complete_then_dependant_runs_with_their_results() {
     want.sort();
     assert_eq!(seen, want);
     worker.stop().await;
+    parents_worker.stop().await;
 }
 
 #[tokio::test]

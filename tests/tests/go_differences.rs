@@ -1,0 +1,278 @@
+//! One test per deliberate difference from the Go worker (see the crate
+//! documentation, "Where this differs from the Go implementation"). Each
+//! would fail against the Go behaviour described in the reference §16.
+
+use asyncjobs::{Client, HandlerError, Queue, Router, Task, TaskContext, TaskState};
+use asyncjobs_tests::{client, js_api, wait_for, wait_for_state, NatsServer};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+const T: Duration = Duration::from_secs(20);
+
+fn start(
+    client: &Client,
+    router: Router,
+) -> (
+    CancellationToken,
+    tokio::task::JoinHandle<asyncjobs::Result<()>>,
+) {
+    let stop = CancellationToken::new();
+    let worker = client
+        .worker(router)
+        .dependency_poll_interval(Duration::from_millis(50));
+    (stop.clone(), tokio::spawn(worker.run(stop)))
+}
+
+async fn consumer_delivered(nc: &async_nats::Client, queue: &str) -> u64 {
+    let info = js_api(
+        nc,
+        &format!("CONSUMER.INFO.CHORIA_AJ_Q_{queue}.WORKERS"),
+        "",
+    )
+    .await;
+    info["delivered"]["consumer_seq"].as_u64().unwrap_or(0)
+}
+
+async fn drained(client: &Client, queue: &str) {
+    wait_for(T, "the queue to hold no items", || async {
+        let i = client.queue_info(queue).await.unwrap();
+        (i.messages == 0 && i.ack_pending == 0).then_some(())
+    })
+    .await;
+}
+
+fn counting(calls: Arc<AtomicUsize>, fail: bool) -> Router {
+    Router::new()
+        .handle("t", move |_ctx: TaskContext, _t: Task| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if fail {
+                    Err(HandlerError::retry("always fails"))
+                } else {
+                    asyncjobs::to_output(&"ok")
+                }
+            }
+        })
+        .unwrap()
+}
+
+/// §16.6: Go leaves the item of a task past its max tries for redelivery
+/// after the ack wait (1 h here); we remove it at once.
+#[tokio::test]
+async fn past_max_tries_on_delivery_is_acked_at_once() {
+    let server = NatsServer::start();
+    let client = client(
+        &server,
+        Queue::new("Q").max_run_time(Duration::from_secs(3600)),
+    )
+    .await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut task = Task::builder("t").max_tries(1).build().unwrap();
+    task.tries = 1;
+    client.enqueue(&mut task).await.unwrap();
+    let (stop, worker) = start(&client, counting(calls.clone(), false));
+    let t = wait_for_state(&client, &task.id, TaskState::Expired, T).await;
+    assert_eq!(t.last_err, "exceeded maximum tries");
+    drained(&client, "Q").await;
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    stop.cancel();
+    worker.await.unwrap().unwrap();
+}
+
+/// §16.6: Go never acks an item whose task cannot be loaded; it is
+/// redelivered every ack wait forever. We terminate it at once.
+#[tokio::test]
+async fn item_for_a_missing_task_is_terminated_at_once() {
+    let server = NatsServer::start();
+    let client = client(
+        &server,
+        Queue::new("Q").max_run_time(Duration::from_secs(3600)),
+    )
+    .await;
+    let mut task = Task::new("t", &1).unwrap();
+    client.enqueue(&mut task).await.unwrap();
+    client.delete_task(&task.id).await.unwrap();
+    let (stop, worker) = start(&client, counting(Arc::default(), false));
+    drained(&client, "Q").await;
+    stop.cancel();
+    worker.await.unwrap().unwrap();
+}
+
+/// §16.7: every blocked NAK counts against max_deliver in Go, so a task that
+/// waits longer than max_deliver checks is never delivered again and stays
+/// blocked. Here it still runs when its dependency completes.
+#[tokio::test]
+async fn long_blocked_task_does_not_exhaust_max_deliver() {
+    let server = NatsServer::start();
+    let client = client(&server, Queue::new("Q").max_tries(3)).await;
+    assert_eq!(client.queue().max_tries, 3);
+    let parents = asyncjobs_tests::client(&server, Queue::new("PARENTS")).await;
+    let mut parent = Task::new("t", &1).unwrap();
+    parents.enqueue(&mut parent).await.unwrap();
+    let mut child = Task::builder("t")
+        .depends_on([parent.id.clone()])
+        .build()
+        .unwrap();
+    client.enqueue(&mut child).await.unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (stop, worker) = start(&client, counting(calls.clone(), false));
+    let nc = client.nats().clone();
+    wait_for(T, "more checks than max_deliver allows", || async {
+        (consumer_delivered(&nc, "Q").await >= 10).then_some(())
+    })
+    .await;
+    assert_eq!(
+        client.load_task(&child.id).await.unwrap().state,
+        TaskState::Blocked
+    );
+    let (pstop, pworker) = start(&parents, counting(calls.clone(), false));
+    wait_for_state(&client, &child.id, TaskState::Complete, T).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    stop.cancel();
+    pstop.cancel();
+    worker.await.unwrap().unwrap();
+    pworker.await.unwrap().unwrap();
+}
+
+/// §16.8: Go ignores the queue's max tries in the error path unless tries
+/// equals it exactly and leaves the task in `retry` once deliveries run out.
+/// Here the smaller of the task's and the queue's limit expires the task.
+#[tokio::test]
+async fn queue_max_tries_caps_task_max_tries() {
+    let server = NatsServer::start();
+    let client = client(&server, Queue::new("Q").max_tries(2)).await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut task = Task::new("t", &1).unwrap();
+    assert_eq!(task.max_tries, 10);
+    client.enqueue(&mut task).await.unwrap();
+    let (stop, worker) = start(&client, counting(calls.clone(), true));
+    let t = wait_for_state(&client, &task.id, TaskState::Expired, T).await;
+    assert_eq!(t.tries, 2);
+    assert_eq!(t.last_err, "always fails");
+    drained(&client, "Q").await;
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    stop.cancel();
+    worker.await.unwrap().unwrap();
+}
+
+/// §16.9: Go runs a `terminated` task again when an item for it is delivered.
+#[tokio::test]
+async fn terminated_task_is_not_rerun_on_redelivery() {
+    let server = NatsServer::start();
+    let client = client(&server, Queue::new("Q")).await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let router = Router::new()
+        .handle("t", move |_ctx: TaskContext, _t: Task| {
+            c.fetch_add(1, Ordering::SeqCst);
+            async move { Err(asyncjobs::terminate("bad input")) }
+        })
+        .unwrap();
+    let (stop, worker) = start(&client, router);
+    let mut task = Task::new("t", &1).unwrap();
+    client.enqueue(&mut task).await.unwrap();
+    wait_for_state(&client, &task.id, TaskState::Terminated, T).await;
+    drained(&client, "Q").await;
+    // a stray item for the same task (as a redelivery would be)
+    let js = async_nats::jetstream::new(client.nats().clone());
+    js.publish(
+        format!("CHORIA_AJ.Q.Q.{}", task.id),
+        format!(r#"{{"kind":0,"job":"{}"}}"#, task.id).into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    drained(&client, "Q").await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    let t = client.load_task(&task.id).await.unwrap();
+    assert_eq!(t.state, TaskState::Terminated);
+    assert_eq!(t.tries, 1);
+    stop.cancel();
+    worker.await.unwrap().unwrap();
+}
+
+/// Graceful shutdown: a running handler finishes within the grace period,
+/// and one that does not is handed back to the queue at once (Go cancels
+/// handlers and leaves items for the ack wait).
+#[tokio::test]
+async fn graceful_shutdown_finishes_or_hands_back_running_tasks() {
+    let server = NatsServer::start();
+    let client = client(
+        &server,
+        Queue::new("Q").max_run_time(Duration::from_secs(3600)),
+    )
+    .await;
+    let release = Arc::new(tokio::sync::Notify::new());
+    let started = Arc::new(AtomicUsize::new(0));
+    let (r, s) = (release.clone(), started.clone());
+    let router = Router::new()
+        .handle("finishes", move |_ctx: TaskContext, _t: Task| {
+            let (r, s) = (r.clone(), s.clone());
+            async move {
+                s.fetch_add(1, Ordering::SeqCst);
+                r.notified().await;
+                asyncjobs::to_output(&"finished during shutdown")
+            }
+        })
+        .unwrap();
+    let stop = CancellationToken::new();
+    let worker = tokio::spawn(
+        client
+            .worker(router)
+            .shutdown_grace(Duration::from_secs(20))
+            .run(stop.clone()),
+    );
+    let mut task = Task::new("finishes", &1).unwrap();
+    client.enqueue(&mut task).await.unwrap();
+    wait_for(T, "the handler to start", || async {
+        (started.load(Ordering::SeqCst) == 1).then_some(())
+    })
+    .await;
+    stop.cancel();
+    // not finished yet: the worker waits
+    tokio::task::yield_now().await;
+    assert!(!worker.is_finished());
+    release.notify_one();
+    worker.await.unwrap().unwrap();
+    assert_eq!(
+        client.load_task(&task.id).await.unwrap().state,
+        TaskState::Complete
+    );
+
+    // a handler that ignores shutdown is cancelled after the grace period and
+    // its task is redelivered at once to the next worker
+    let hang = Router::new()
+        .handle("hangs", |_ctx: TaskContext, _t: Task| async move {
+            std::future::pending::<()>().await;
+            asyncjobs::to_output(&())
+        })
+        .unwrap();
+    let stop = CancellationToken::new();
+    let worker = tokio::spawn(
+        client
+            .worker(hang)
+            .shutdown_grace(Duration::from_millis(200))
+            .run(stop.clone()),
+    );
+    let mut stuck = Task::new("hangs", &1).unwrap();
+    client.enqueue(&mut stuck).await.unwrap();
+    wait_for_state(&client, &stuck.id, TaskState::Active, T).await;
+    stop.cancel();
+    worker.await.unwrap().unwrap();
+    let t = client.load_task(&stuck.id).await.unwrap();
+    assert_eq!(t.state, TaskState::Retry);
+    assert_eq!(t.last_err, "worker shut down before the handler finished");
+    let ok = Router::new()
+        .handle("hangs", |_ctx: TaskContext, _t: Task| async move {
+            asyncjobs::to_output(&"second worker")
+        })
+        .unwrap();
+    let (stop, worker) = start(&client, ok);
+    let done = wait_for_state(&client, &stuck.id, TaskState::Complete, T).await;
+    assert_eq!(done.tries, 2);
+    stop.cancel();
+    worker.await.unwrap().unwrap();
+}
