@@ -56,6 +56,7 @@ impl Default for ClientBuilder {
                 replicas: 1,
                 task_retention: Duration::ZERO,
                 discard: Vec::new(),
+                keys: crate::signing::Keys::none(),
             },
             concurrency: DEFAULT_CLIENT_CONCURRENCY,
             retry: Arc::new(LinearPolicy::ten_minutes()),
@@ -173,6 +174,13 @@ impl ClientBuilder {
             );
         }
         self.discard_states(states)
+    }
+
+    /// Sign enqueued tasks and/or verify loaded ones with these keys
+    /// (see [`Keys`](crate::signing::Keys)).
+    pub fn signing_keys(mut self, keys: crate::signing::Keys) -> Self {
+        self.settings.keys = keys;
+        self
     }
 
     /// Do not create or load any stream, bucket or queue.
@@ -309,43 +317,26 @@ impl Client {
         self.inner.storage.enqueue(queue, task).await
     }
 
-    /// Enqueues many tasks with their publishes pipelined; one result per task, in order.
+    /// Enqueues many tasks with up to 256 in flight at once (each task's
+    /// record is stored before its work item is published); one result per
+    /// task, in order.
     pub async fn enqueue_many(&self, tasks: &mut [Task]) -> Vec<Result<()>> {
         let storage = &self.inner.storage;
         let queue = self.inner.queue.name.as_str();
-        let mut results: Vec<Result<()>> = Vec::with_capacity(tasks.len());
-        for chunk in tasks.chunks_mut(256) {
-            let mut acks = Vec::with_capacity(chunk.len());
-            for task in chunk.iter_mut() {
-                acks.push(storage.start_enqueue(queue, task).await);
-            }
-            let mut saved = Vec::with_capacity(chunk.len());
-            for (task, ack) in chunk.iter_mut().zip(acks) {
-                saved.push(match ack {
-                    Ok(ack) => storage.finish_save(task, ack).await,
-                    Err(e) => Err(e),
-                });
-            }
-            let mut items = Vec::with_capacity(chunk.len());
-            for (task, ok) in chunk.iter().zip(&saved) {
-                items.push(match ok {
-                    Ok(()) => Some(storage.start_item(queue, task).await),
-                    Err(_) => None,
-                });
-            }
-            for ((task, item), save) in chunk.iter_mut().zip(items).zip(saved) {
-                results.push(match (save, item) {
-                    (Err(e), _) => Err(e),
-                    (Ok(()), Some(item)) => storage.finish_item(queue, task, item).await,
-                    (Ok(()), None) => unreachable!("item sent for every saved task"),
-                });
-            }
-        }
-        results
+        futures::stream::iter(tasks.iter_mut())
+            .map(|task| storage.enqueue(queue, task))
+            .buffered(256)
+            .collect()
+            .await
     }
 
-    /// Loads a task by id.
+    /// Loads a task by id, verifying its signature when keys are configured.
     pub async fn load_task(&self, id: &str) -> Result<Task> {
+        self.inner.storage.load_verified(id).await
+    }
+
+    /// Loads a task by id without checking its signature.
+    pub async fn load_task_unverified(&self, id: &str) -> Result<Task> {
         self.inner.storage.load_task(id).await
     }
 
@@ -375,6 +366,133 @@ impl Client {
         limit: usize,
     ) -> Result<impl Stream<Item = Result<Task>> + Send + 'static> {
         Ok(self.inner.storage.list_tasks().await?.take(limit))
+    }
+
+    /// Streams stored tasks matching `filter` (state, type, queue), up to its
+    /// limit. Records that do not decode are yielded as errors, not skipped.
+    pub async fn list_tasks_filtered(
+        &self,
+        filter: TaskFilter,
+    ) -> Result<impl Stream<Item = Result<Task>> + Send + 'static> {
+        let limit = filter.limit;
+        let stream = self.inner.storage.list_tasks().await?;
+        Ok(stream
+            .filter(move |r| {
+                let keep = match r {
+                    Ok(t) => filter.matches(t),
+                    Err(_) => true,
+                };
+                futures::future::ready(keep)
+            })
+            .take(limit))
+    }
+
+    /// Changes the task store's retention and/or replicas.
+    pub async fn configure_tasks(
+        &self,
+        retention: Option<Duration>,
+        replicas: Option<usize>,
+    ) -> Result<()> {
+        if let Some(r) = replicas {
+            if !(1..=5).contains(&r) {
+                return Err(Error::Config("replicas must be between 1 and 5".into()));
+            }
+        }
+        self.inner
+            .storage
+            .update_stream(crate::storage::TASKS_STREAM, |c| {
+                if let Some(d) = retention {
+                    c["max_age"] = (d.as_nanos() as u64).into();
+                }
+                if let Some(r) = replicas {
+                    c["num_replicas"] = r.into();
+                }
+            })
+            .await
+    }
+
+    /// Changes a queue's settings (reference §13.3 limits: max age 0 or at
+    /// least 2 minutes, run time at least 1 second, concurrency at most 10000).
+    pub async fn configure_queue(&self, name: &str, update: QueueUpdate) -> Result<QueueInfo> {
+        if let Some(age) = update.max_age {
+            if !age.is_zero() && age < Duration::from_secs(120) {
+                return Err(Error::Config("shortest max age is 2 minutes".into()));
+            }
+        }
+        if let Some(rt) = update.max_run_time {
+            if rt < Duration::from_secs(1) {
+                return Err(Error::Config("shortest run-time is 1 second".into()));
+            }
+        }
+        if let Some(c) = update.max_concurrent {
+            if c > 10_000 {
+                return Err(Error::Config("largest concurrency is 10000".into()));
+            }
+        }
+        if let Some(r) = update.replicas {
+            if !(1..=5).contains(&r) {
+                return Err(Error::Config("replicas must be between 1 and 5".into()));
+            }
+        }
+        let storage = &self.inner.storage;
+        storage.queue_info(name).await?;
+        if update.max_age.is_some() || update.max_entries.is_some() || update.replicas.is_some() {
+            storage
+                .update_stream(
+                    &format!("{}{name}", crate::queue::QUEUE_STREAM_PREFIX),
+                    |c| {
+                        if let Some(d) = update.max_age {
+                            c["max_age"] = (d.as_nanos() as u64).into();
+                        }
+                        if let Some(n) = update.max_entries {
+                            c["max_msgs"] = (if n > 0 { n } else { -1 }).into();
+                        }
+                        if let Some(r) = update.replicas {
+                            c["num_replicas"] = r.into();
+                        }
+                    },
+                )
+                .await?;
+        }
+        if update.max_tries.is_some()
+            || update.max_run_time.is_some()
+            || update.max_concurrent.is_some()
+        {
+            storage
+                .update_workers(name, |c| {
+                    if let Some(t) = update.max_tries {
+                        c["max_deliver"] = (if t > 0 { t } else { -1 }).into();
+                    }
+                    if let Some(d) = update.max_run_time {
+                        c["ack_wait"] = (d.as_nanos() as u64).into();
+                    }
+                    if let Some(n) = update.max_concurrent {
+                        c["max_ack_pending"] = (if n > 0 {
+                            n
+                        } else {
+                            crate::queue::DEFAULT_MAX_CONCURRENT
+                        })
+                        .into();
+                    }
+                })
+                .await?;
+        }
+        storage.queue_info(name).await
+    }
+
+    /// Lifecycle events of every task (and leader elections) from now on.
+    pub async fn watch_events(
+        &self,
+    ) -> Result<impl Stream<Item = Result<crate::events::Event>> + Send + 'static> {
+        crate::events::watch(self.nats(), None).await
+    }
+
+    /// Lifecycle events of one task from now on.
+    pub async fn watch_task(
+        &self,
+        id: &str,
+    ) -> Result<impl Stream<Item = Result<crate::events::Event>> + Send + 'static> {
+        crate::events::watch(self.nats(), Some(id)).await
     }
 
     /// Number of task records and their total size in bytes.
@@ -411,4 +529,74 @@ impl Client {
     pub fn worker(&self, router: Router) -> Worker {
         Worker::new(self.clone(), router)
     }
+}
+
+/// Which tasks [`Client::list_tasks_filtered`] yields.
+#[derive(Debug, Clone)]
+pub struct TaskFilter {
+    states: Vec<TaskState>,
+    types: Vec<String>,
+    queue: Option<String>,
+    limit: usize,
+}
+
+impl Default for TaskFilter {
+    fn default() -> Self {
+        TaskFilter {
+            states: Vec::new(),
+            types: Vec::new(),
+            queue: None,
+            limit: usize::MAX,
+        }
+    }
+}
+
+impl TaskFilter {
+    /// Every task.
+    pub fn new() -> TaskFilter {
+        TaskFilter::default()
+    }
+    /// Only tasks in this state (may be given several times).
+    pub fn state(mut self, s: TaskState) -> Self {
+        self.states.push(s);
+        self
+    }
+    /// Only tasks of this type (may be given several times).
+    pub fn task_type(mut self, t: impl Into<String>) -> Self {
+        self.types.push(t.into());
+        self
+    }
+    /// Only tasks last enqueued into this queue.
+    pub fn queue(mut self, q: impl Into<String>) -> Self {
+        self.queue = Some(q.into());
+        self
+    }
+    /// At most this many tasks.
+    pub fn limit(mut self, n: usize) -> Self {
+        self.limit = n;
+        self
+    }
+    /// True when `task` passes the filter.
+    pub fn matches(&self, task: &Task) -> bool {
+        (self.states.is_empty() || self.states.contains(&task.state))
+            && (self.types.is_empty() || self.types.contains(&task.task_type))
+            && self.queue.as_ref().is_none_or(|q| *q == task.queue)
+    }
+}
+
+/// Changes for [`Client::configure_queue`]; `None` leaves a setting unchanged.
+#[derive(Debug, Clone, Default)]
+pub struct QueueUpdate {
+    /// Maximum item age (0 = unlimited).
+    pub max_age: Option<Duration>,
+    /// Maximum waiting items (0 or less = unlimited).
+    pub max_entries: Option<i64>,
+    /// Maximum deliveries per item (0 or less = unlimited).
+    pub max_tries: Option<i64>,
+    /// Handler run time (the consumer's ack wait).
+    pub max_run_time: Option<Duration>,
+    /// Queue-wide concurrency.
+    pub max_concurrent: Option<i64>,
+    /// Stream replicas.
+    pub replicas: Option<usize>,
 }

@@ -94,6 +94,9 @@ pub enum Error {
     /// Storage was not prepared (see [`ClientBuilder::no_storage_init`](crate::ClientBuilder::no_storage_init)).
     #[error("storage not ready: {0}")]
     StorageNotReady(String),
+    /// A signature could not be made or did not verify.
+    #[error("{0}")]
+    Signature(String),
     /// No tasks are stored.
     #[error("no tasks found")]
     NoTasks,

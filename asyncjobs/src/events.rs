@@ -142,3 +142,45 @@ impl TaskStateChangeEvent {
         format!("{TASK_STATE_SUBJECT_PREFIX}{}", self.task_id)
     }
 }
+
+/// Subject prefix of leader election events; the component follows.
+pub const LEADER_ELECTION_SUBJECT_PREFIX: &str = "CHORIA_AJ.E.leader_election.";
+
+impl LeaderElectedEvent {
+    /// The event announcing that `name` won the election for `component`
+    /// (a fresh KSUID event id; the timestamp is the id's time).
+    pub fn new(name: impl Into<String>, component: impl Into<String>) -> LeaderElectedEvent {
+        let (event_id, timestamp) = event_id_and_time();
+        LeaderElectedEvent {
+            event_id,
+            event_type: LEADER_ELECTED_EVENT_TYPE.to_string(),
+            timestamp,
+            name: name.into(),
+            component: component.into(),
+        }
+    }
+
+    /// The subject the event is published on.
+    pub fn subject(&self) -> String {
+        format!("{LEADER_ELECTION_SUBJECT_PREFIX}{}", self.component)
+    }
+}
+
+/// Subscribes to lifecycle events: every event, or only those of one task.
+///
+/// Events are core NATS messages (best effort, not stored): the stream sees
+/// what is published after it subscribed. Messages that do not parse are
+/// yielded as errors naming the cause.
+pub async fn watch(
+    nc: &async_nats::Client,
+    task_id: Option<&str>,
+) -> Result<impl futures::Stream<Item = Result<Event>> + Send + 'static> {
+    use futures::StreamExt;
+    let subject = match task_id {
+        Some(id) => format!("{TASK_STATE_SUBJECT_PREFIX}{id}"),
+        None => ALL_EVENTS_SUBJECT.to_string(),
+    };
+    let sub = nc.subscribe(subject).await.map_err(Error::nats)?;
+    nc.flush().await.map_err(Error::nats)?;
+    Ok(sub.map(|m| parse_event(&m.payload)))
+}

@@ -129,17 +129,20 @@ pub struct TaskContext {
     pub(crate) cancel: CancellationToken,
     pub(crate) lease: Option<Arc<Lease>>,
     pub(crate) deadline: Option<OffsetDateTime>,
+    pub(crate) traceparent: Option<String>,
 }
 
 impl TaskContext {
     /// A context for calling a handler directly (for example in unit tests):
     /// no lease, never cancelled.
     pub fn detached(task: Task) -> TaskContext {
+        let task_traceparent = task.traceparent.clone();
         TaskContext {
             task: Arc::new(task),
             cancel: CancellationToken::new(),
             lease: None,
             deadline: None,
+            traceparent: task_traceparent,
         }
     }
 
@@ -171,6 +174,12 @@ impl TaskContext {
     /// When the handler will be cancelled unless it extends its lease.
     pub fn handler_deadline(&self) -> Option<OffsetDateTime> {
         self.deadline
+    }
+
+    /// The W3C `traceparent` the producer sent with the work item, if any
+    /// (also recorded on the handler's tracing span).
+    pub fn traceparent(&self) -> Option<&str> {
+        self.traceparent.as_deref()
     }
 
     /// Results of the dependencies, if the task asked for them.

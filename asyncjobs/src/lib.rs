@@ -72,48 +72,80 @@
 //! * **Handler panics and time-outs** are caught: the try counts as failed
 //!   with `handler panicked: …` or `handler exceeded the queue's max run
 //!   time …` in `last_err`.
+//! * **Signatures** (§16.6, §16.11, §16.14): a task that fails verification
+//!   at the worker is saved `terminated` with the reason in `last_err`
+//!   instead of being left unacknowledged; a signing seed alone also
+//!   verifies; key files may end in a newline; retrying a task into another
+//!   queue re-signs it when a key is configured.
+//! * **Dependencies that are `unreachable`** fail their dependants too (Go
+//!   keeps such tasks blocked forever).
 //! * **Graceful shutdown** stops pulling, lets running handlers finish within
 //!   a grace period and hands unfinished items back to the queue at once.
 //!
 //! ## Modules
 //!
-//! [`task`], [`queue`], [`storage`](crate::storage) (internal), [`client`],
-//! [`processor`], [`router`], [`handler`], [`retry`], [`events`], [`metrics`],
-//! [`natscontext`], [`error`].
+//! Tasks and queues: [`task`], [`queue`], [`client`] (the storage module
+//! behind it is internal). Processing: [`processor`] (the worker),
+//! [`router`], [`handler`], [`retry`], [`remote`] (request-reply services
+//! and external commands). Operations: [`events`], [`metrics`],
+//! [`signing`], [`scheduler`], [`election`], [`cron`]. The handler
+//! framework: [`task_handler`], [`registry`], [`runtime`] and [`main!`].
+//! Plumbing: [`natscontext`], [`wire`], [`error`].
 
 #![warn(missing_docs)]
 
 pub mod client;
+pub mod cron;
+pub mod election;
 pub mod error;
 pub mod events;
+pub mod handle;
 pub mod handler;
+mod macro_support;
 pub mod metrics;
 pub mod natscontext;
 pub mod processor;
+mod pull;
 pub mod queue;
+pub mod registry;
+pub mod remote;
 pub mod retry;
 pub mod router;
+pub mod runtime;
+pub mod scheduler;
+pub mod signing;
 mod storage;
 pub mod task;
 pub mod wire;
 
-pub use client::{Client, ClientBuilder};
+pub use asyncjobs_macros::task_handler;
+pub use client::{Client, ClientBuilder, QueueUpdate, TaskFilter};
 pub use error::{Error, Result};
+pub use handle::{TaskHandle, WaitError};
 pub use handler::{
     decode_payload, terminate, to_output, typed, Handler, HandlerError, HandlerOutput,
     HandlerResult, TaskContext,
 };
 pub use processor::Worker;
 pub use queue::{Queue, QueueInfo};
+pub use registry::{HandlerDef, Handlers};
+pub use remote::{ExternalCommand, HandlerService, RequestReply};
 pub use retry::{LinearPolicy, RetryPolicy};
 pub use router::Router;
+pub use scheduler::{PayloadEncoding, ScheduleError, ScheduledTask, Scheduler};
 pub use storage::{CONFIG_BUCKET, ELECTIONS_BUCKET, TASKS_STREAM, TASK_SUBJECT_PREFIX};
 pub use task::{Task, TaskBuilder, TaskResult, TaskState};
 
 /// Re-exports used by generated code. Not part of the public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::macro_support::{
+        enqueue, handler, handler_def, task_builder, HandlerFn, HandlerReturn,
+        HandlerReturnWithError, MakeHandler, Typed, Unchecked,
+    };
+    pub use crate::registry::Declared;
     pub use futures;
+    pub use inventory;
     pub use serde;
     pub use serde_json;
     pub use tokio;

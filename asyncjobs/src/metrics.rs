@@ -5,8 +5,78 @@
 //! register it with your own exporter or gather it directly.
 
 use crate::task::TaskState;
-use prometheus::{Counter, CounterVec, Gauge, HistogramOpts, HistogramVec, Opts, Registry};
-use std::sync::LazyLock;
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{LabelPair, Metric, MetricFamily, MetricType, Summary};
+use prometheus::{Counter, CounterVec, Gauge, Opts, Registry};
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+
+type SummaryValues = HashMap<(String, String), (u64, f64)>;
+
+/// A summary without quantiles (only `_sum` and `_count`), like the Go
+/// `handler_runtime` metric; the prometheus crate has no summary type.
+#[derive(Clone)]
+struct RuntimeSummary {
+    desc: Desc,
+    /// (queue, type) → (count, sum of seconds)
+    values: Arc<Mutex<SummaryValues>>,
+}
+
+impl RuntimeSummary {
+    fn new() -> RuntimeSummary {
+        RuntimeSummary {
+            desc: Desc::new(
+                "choria_asyncjobs_handler_runtime".into(),
+                "Time taken by handlers in seconds".into(),
+                vec!["queue".into(), "type".into()],
+                HashMap::new(),
+            )
+            .expect("valid metric"),
+            values: Arc::default(),
+        }
+    }
+
+    fn observe(&self, queue: &str, task_type: &str, seconds: f64) {
+        let mut v = self.values.lock().expect("summary lock");
+        let e = v
+            .entry((queue.to_string(), task_type.to_string()))
+            .or_default();
+        e.0 += 1;
+        e.1 += seconds;
+    }
+}
+
+impl Collector for RuntimeSummary {
+    fn desc(&self) -> Vec<&Desc> {
+        vec![&self.desc]
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let mut family = MetricFamily::default();
+        family.set_name(self.desc.fq_name.clone());
+        family.set_help(self.desc.help.clone());
+        family.set_field_type(MetricType::SUMMARY);
+        let values = self.values.lock().expect("summary lock");
+        let label = |n: &str, v: &str| {
+            let mut l = LabelPair::default();
+            l.set_name(n.to_string());
+            l.set_value(v.to_string());
+            l
+        };
+        let mut metrics = Vec::with_capacity(values.len());
+        for ((queue, task_type), (count, sum)) in values.iter() {
+            let mut m = Metric::default();
+            m.set_label(vec![label("queue", queue), label("type", task_type)]);
+            let mut summary = Summary::default();
+            summary.set_sample_count(*count);
+            summary.set_sample_sum(*sum);
+            m.set_summary(summary);
+            metrics.push(m);
+        }
+        family.set_metric(metrics);
+        vec![family]
+    }
+}
 
 struct Metrics {
     registry: Registry,
@@ -23,7 +93,7 @@ struct Metrics {
     dependencies_failed: Counter,
     handler_busy: Gauge,
     handler_error: CounterVec,
-    handler_runtime: HistogramVec,
+    handler_runtime: RuntimeSummary,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> CounterVec {
@@ -56,17 +126,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     .expect("valid metric");
     r.register(Box::new(handler_busy.clone()))
         .expect("unique metric");
-    // Go exports a summary without quantiles (only _sum and _count); a
-    // histogram without buckets beyond +Inf exposes the same two series.
-    let handler_runtime = HistogramVec::new(
-        HistogramOpts::new(
-            "choria_asyncjobs_handler_runtime",
-            "Time taken by handlers in seconds",
-        )
-        .buckets(vec![]),
-        &["queue", "type"],
-    )
-    .expect("valid metric");
+    let handler_runtime = RuntimeSummary::new();
     r.register(Box::new(handler_runtime.clone()))
         .expect("unique metric");
     Metrics {
@@ -133,6 +193,42 @@ pub fn registry() -> &'static Registry {
     &METRICS.registry
 }
 
+/// Registers every asyncjobs metric in the application's own registry too
+/// (they keep counting in [`registry`] as well).
+pub fn register_in(registry: &Registry) -> prometheus::Result<()> {
+    let m = &*METRICS;
+    let collectors: Vec<Box<dyn Collector>> = vec![
+        Box::new(m.enqueue.clone()),
+        Box::new(m.enqueue_error.clone()),
+        Box::new(m.item_corrupt.clone()),
+        Box::new(m.task_not_found.clone()),
+        Box::new(m.past_deadline.clone()),
+        Box::new(m.past_max_tries.clone()),
+        Box::new(m.poll.clone()),
+        Box::new(m.poll_error.clone()),
+        Box::new(m.task_update.clone()),
+        Box::new(m.task_update_error.clone()),
+        Box::new(m.dependencies_failed.clone()),
+        Box::new(m.handler_busy.clone()),
+        Box::new(m.handler_error.clone()),
+        Box::new(m.handler_runtime.clone()),
+    ];
+    for c in collectors {
+        registry.register(c)?;
+    }
+    Ok(())
+}
+
+/// The metrics of [`registry`] in the Prometheus text format.
+pub fn render() -> String {
+    use prometheus::Encoder;
+    let mut out = Vec::new();
+    prometheus::TextEncoder::new()
+        .encode(&METRICS.registry.gather(), &mut out)
+        .expect("text encoding");
+    String::from_utf8(out).expect("text format is UTF-8")
+}
+
 pub(crate) fn enqueue(queue: &str) {
     METRICS.enqueue.with_label_values(&[queue]).inc();
 }
@@ -174,10 +270,7 @@ pub(crate) fn handler_started() {
 }
 pub(crate) fn handler_finished(queue: &str, task_type: &str, seconds: f64, failed: bool) {
     METRICS.handler_busy.dec();
-    METRICS
-        .handler_runtime
-        .with_label_values(&[queue, task_type])
-        .observe(seconds);
+    METRICS.handler_runtime.observe(queue, task_type, seconds);
     if failed {
         METRICS
             .handler_error

@@ -6,11 +6,12 @@ use crate::client::Client;
 use crate::error::Error;
 use crate::handler::{HandlerResult, Lease, TaskContext};
 use crate::metrics;
+use crate::pull::{Delivery, Puller};
 use crate::queue::{item_subject, WORKERS_CONSUMER};
 use crate::retry::{LinearPolicy, RetryPolicy};
 use crate::router::Router;
 use crate::task::{Task, TaskState};
-use async_nats::jetstream::consumer::{pull, Consumer};
+use async_nats::jetstream;
 use async_nats::jetstream::message::Acker;
 use async_nats::jetstream::AckKind;
 use futures::{FutureExt, StreamExt};
@@ -18,12 +19,12 @@ use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// How long one pull request waits on the server for items.
-const PULL_EXPIRES: Duration = Duration::from_secs(5);
+/// How long freed slots are gathered into one pull request under load.
+const GATHER: Duration = Duration::from_millis(1);
 /// Most items asked for in one pull request.
 const MAX_BATCH: usize = 256;
 /// Most pull requests outstanding at once (the server allows 512 per consumer).
@@ -53,6 +54,7 @@ pub struct Worker {
     concurrency: usize,
     grace: Duration,
     blocked_delay: Duration,
+    heartbeat_cap: Option<Duration>,
 }
 
 struct Shared {
@@ -63,6 +65,7 @@ struct Shared {
     max_run_time: Duration,
     max_deliver: i64,
     blocked_delay: Duration,
+    heartbeat_cap: Option<Duration>,
     /// cancelled when in-flight handlers must stop (grace period over)
     hard_stop: CancellationToken,
 }
@@ -89,6 +92,7 @@ impl Worker {
             concurrency,
             grace: Duration::from_secs(30),
             blocked_delay: BLOCKED_DELAY,
+            heartbeat_cap: None,
         }
     }
 
@@ -113,6 +117,15 @@ impl Worker {
         self
     }
 
+    /// Keeps long handlers alive automatically: while a handler runs, the
+    /// worker sends `+WPI` every half max run time and extends the handler's
+    /// time-out, up to `hard_cap` in total. Off by default (handlers can
+    /// call [`TaskContext::mark_in_progress`] themselves).
+    pub fn auto_heartbeat(mut self, hard_cap: Duration) -> Self {
+        self.heartbeat_cap = Some(hard_cap);
+        self
+    }
+
     /// Runs until `shutdown` is cancelled, then stops pulling, lets running
     /// handlers finish within the grace period and returns.
     pub async fn run(self, shutdown: CancellationToken) -> crate::Result<()> {
@@ -120,16 +133,15 @@ impl Worker {
         if self.router.is_empty() {
             return Err(Error::Config("the router has no handlers".into()));
         }
-        let consumer: Consumer<pull::Config> = self
-            .client
-            .storage()
-            .js
-            .get_stream_no_info(queue.stream_name())
+        let info = self.client.storage().queue_info(&queue.name).await?;
+        if !info.has_consumer {
+            return Err(Error::QueueConsumerNotFound(queue.name.clone()));
+        }
+        let nc = self.client.nats().clone();
+        let (puller, mut inbox) = Puller::new(nc, &queue.stream_name(), WORKERS_CONSUMER)
             .await
-            .map_err(|e| Error::QueueNotFound(format!("{}: {e}", queue.name)))?
-            .get_consumer(WORKERS_CONSUMER)
-            .await
-            .map_err(|e| Error::QueueConsumerNotFound(format!("{}: {e}", queue.name)))?;
+            .map_err(Error::nats)?;
+        let puller = Arc::new(puller);
         let max_run_time = if queue.max_run_time.is_zero() {
             crate::queue::DEFAULT_MAX_RUN_TIME
         } else {
@@ -143,6 +155,7 @@ impl Worker {
             max_run_time,
             max_deliver: queue.max_tries,
             blocked_delay: self.blocked_delay,
+            heartbeat_cap: self.heartbeat_cap,
             hard_stop: CancellationToken::new(),
         });
         tracing::info!(queue = %queue.name, concurrency = self.concurrency, "worker started");
@@ -153,18 +166,73 @@ impl Worker {
         let backoff = LinearPolicy::ten_seconds();
         let mut failures = 0u64;
 
+        // Items of every pull request arrive on one inbox; each runs under a
+        // permit its request reserved.
+        let dispatcher = {
+            let (shared, puller, tracker, stop) = (
+                shared.clone(),
+                puller.clone(),
+                tracker.clone(),
+                shutdown.clone(),
+            );
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    let msg = tokio::select! {
+                        biased;
+                        _ = stop.cancelled() => break,
+                        m = inbox.next() => match m { Some(m) => m, None => break },
+                        _ = tick.tick() => { puller.expire(); continue; }
+                    };
+                    match puller.take(&msg) {
+                        Delivery::Control => {}
+                        Delivery::Item(permit) => {
+                            let shared = shared.clone();
+                            let msg = jetstream::Message {
+                                message: msg,
+                                context: shared.client.storage().js.clone(),
+                            };
+                            tracker.spawn(async move {
+                                process(&shared, msg).await;
+                                drop(permit);
+                            });
+                        }
+                        Delivery::Stray => hand_back(&shared, msg).await,
+                    }
+                }
+                // Shutting down: items already received are handed back at
+                // once rather than waiting out their ack wait.
+                puller.clear();
+                while let Some(Some(msg)) = inbox.next().now_or_never() {
+                    if matches!(puller.take(&msg), Delivery::Stray) {
+                        hand_back(&shared, msg).await;
+                    }
+                }
+            })
+        };
+
+        let batch_target = (self.concurrency / 2).clamp(1, MAX_BATCH);
         loop {
             let first = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 p = slots.clone().acquire_owned() => p.expect("semaphore open"),
             };
-            // let other completions land so one request asks for several items
-            tokio::task::yield_now().await;
+            // Under load, gather the slots freed within a moment so one pull
+            // request asks for several items (idle workers already have their
+            // free slots waiting in pull requests, so this adds no latency).
             let mut permits = vec![first];
-            while permits.len() < MAX_BATCH {
+            let gather_until = tokio::time::Instant::now() + GATHER;
+            while permits.len() < batch_target {
                 match slots.clone().try_acquire_owned() {
                     Ok(p) => permits.push(p),
-                    Err(_) => break,
+                    Err(_) => {
+                        match tokio::time::timeout_at(gather_until, slots.clone().acquire_owned())
+                            .await
+                        {
+                            Ok(p) => permits.push(p.expect("semaphore open")),
+                            Err(_) => break,
+                        }
+                    }
                 }
             }
             let pull = tokio::select! {
@@ -172,30 +240,13 @@ impl Worker {
                 p = pulls.clone().acquire_owned() => p.expect("semaphore open"),
             };
             metrics::poll(&shared.queue, 1);
-            let batch = consumer
-                .batch()
-                .max_messages(permits.len())
-                .expires(PULL_EXPIRES)
-                .messages()
-                .await;
-            match batch {
-                Ok(batch) => {
-                    failures = 0;
-                    let shared = shared.clone();
-                    let shutdown = shutdown.clone();
-                    let inner = tracker.clone();
-                    tracker.spawn(async move {
-                        drain(shared, batch, permits, shutdown, inner).await;
-                        drop(pull);
-                    });
-                }
+            match puller.request(permits, pull).await {
+                Ok(()) => failures = 0,
                 Err(e) => {
                     metrics::poll_error(&shared.queue);
                     failures += 1;
                     let delay = backoff.duration(failures);
                     tracing::warn!(queue = %shared.queue, error = %e, ?delay, "pulling work items failed");
-                    drop(permits);
-                    drop(pull);
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
                         _ = tokio::time::sleep(delay) => {}
@@ -203,6 +254,7 @@ impl Worker {
                 }
             }
         }
+        let _ = dispatcher.await;
 
         tracing::info!(queue = %queue.name, grace = ?self.grace, "worker stopping");
         tracker.close();
@@ -219,45 +271,14 @@ impl Worker {
     }
 }
 
-/// Hands the items of one pull request to processing tasks, one permit each.
-async fn drain(
-    shared: Arc<Shared>,
-    mut batch: pull::Batch,
-    mut permits: Vec<OwnedSemaphorePermit>,
-    shutdown: CancellationToken,
-    tracker: TaskTracker,
-) {
-    loop {
-        let next = tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => break,
-            m = batch.next() => m,
-        };
-        match next {
-            None => return,
-            Some(Err(e)) => {
-                metrics::poll_error(&shared.queue);
-                tracing::debug!(queue = %shared.queue, error = %e, "pull request ended");
-                return;
-            }
-            Some(Ok(msg)) => {
-                let Some(permit) = permits.pop() else {
-                    // the server sent more than asked for: hand it back
-                    let _ = msg.ack_with(AckKind::Nak(None)).await;
-                    continue;
-                };
-                let shared = shared.clone();
-                tracker.spawn(async move {
-                    process(&shared, msg).await;
-                    drop(permit);
-                });
-            }
-        }
-    }
-    // Shutting down: items already received are handed back at once rather
-    // than waiting out their ack wait.
-    while let Some(Some(Ok(msg))) = batch.next().now_or_never() {
-        let _ = msg.ack_with(AckKind::Nak(None)).await;
+/// Returns an item nobody will process to the queue at once.
+async fn hand_back(shared: &Shared, msg: async_nats::Message) {
+    let msg = jetstream::Message {
+        message: msg,
+        context: shared.client.storage().js.clone(),
+    };
+    if let Err(e) = msg.ack_with(AckKind::Nak(None)).await {
+        tracing::debug!(error = %e, "handing back a work item failed; it is redelivered after its ack wait");
     }
 }
 
@@ -286,6 +307,11 @@ async fn send_ack(acker: &Acker, kind: AckKind, task: &str) {
 
 async fn process(shared: &Shared, msg: async_nats::jetstream::Message) {
     let delivered = msg.info().map(|i| i.delivered).unwrap_or(1).max(1) as u64;
+    let traceparent = msg
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(crate::storage::TRACEPARENT_HEADER))
+        .map(|v| v.as_str().to_string());
     let (msg, acker) = msg.split();
     let item: Option<String> = if msg.payload.is_empty() {
         None
@@ -309,7 +335,19 @@ async fn process(shared: &Shared, msg: async_nats::jetstream::Message) {
     };
 
     let mut task = match shared.client.storage().load_task(&id).await {
-        Ok(t) => t,
+        Ok(t) => match shared.client.storage().settings.keys.verify(&t) {
+            Ok(()) => t,
+            Err(e) => {
+                // Go leaves such items unacknowledged forever (§16.6)
+                metrics::task_not_found(&shared.queue);
+                tracing::error!(queue = %shared.queue, task = %id, error = %e, "task failed signature verification; terminating it");
+                let mut t = t;
+                t.state = TaskState::Terminated;
+                t.last_err = e.to_string();
+                finish(shared, &acker, &mut t, AckKind::Term).await;
+                return;
+            }
+        },
         Err(
             e
             @ (Error::TaskNotFound(_) | Error::InvalidTaskRecord { .. } | Error::TaskIdInvalid(_)),
@@ -426,7 +464,7 @@ async fn process(shared: &Shared, msg: async_nats::jetstream::Message) {
 
     // ----- run the handler ---------------------------------------------------------------
     let acker = Arc::new(acker);
-    let outcome = run_handler(shared, &task, acker.clone()).await;
+    let outcome = run_handler(shared, &task, acker.clone(), traceparent).await;
     let now = OffsetDateTime::now_utc();
     task.tried = Some(now);
     let limit = queue.effective_max_tries(task.max_tries);
@@ -576,7 +614,7 @@ async fn check_dependencies(shared: &Shared, task: &mut Task) -> Deps {
     let mut waiting = false;
     let mut results = std::collections::BTreeMap::new();
     for dep in &task.dependencies {
-        match shared.client.storage().load_task(dep).await {
+        match shared.client.storage().load_verified(dep).await {
             Ok(d) => match d.state {
                 TaskState::Complete => {
                     if task.load_dependencies {
@@ -598,6 +636,9 @@ async fn check_dependencies(shared: &Shared, task: &mut Task) -> Deps {
                 _ => waiting = true,
             },
             Err(Error::TaskNotFound(_)) => return Deps::Failed(format!("task not found: {dep}")),
+            Err(e @ (Error::Signature(_) | Error::InvalidTaskRecord { .. })) => {
+                return Deps::Failed(format!("dependency {dep}: {e}"))
+            }
             Err(e) => {
                 tracing::warn!(task = %task.id, dependency = %dep, error = %e, "loading dependency failed");
                 waiting = true;
@@ -613,7 +654,12 @@ async fn check_dependencies(shared: &Shared, task: &mut Task) -> Deps {
     Deps::Ready
 }
 
-async fn run_handler(shared: &Shared, task: &Task, acker: Arc<Acker>) -> Outcome {
+async fn run_handler(
+    shared: &Shared,
+    task: &Task,
+    acker: Arc<Acker>,
+    traceparent: Option<String>,
+) -> Outcome {
     let lease = Arc::new(Lease {
         deadline: std::sync::Mutex::new(tokio::time::Instant::now() + shared.max_run_time),
         max_run_time: shared.max_run_time,
@@ -626,15 +672,49 @@ async fn run_handler(shared: &Shared, task: &Task, acker: Arc<Acker>) -> Outcome
         cancel: cancel.clone(),
         lease: Some(lease.clone()),
         deadline: Some(OffsetDateTime::now_utc() + shared.max_run_time),
+        traceparent: traceparent.clone(),
     };
     metrics::handler_started();
     let started = std::time::Instant::now();
-    let span = tracing::info_span!("task", id = %task.id, r#type = %task.task_type, queue = %task.queue, try_ = task.tries);
+    let trace_id = traceparent
+        .as_deref()
+        .and_then(|tp| tp.split('-').nth(1))
+        .unwrap_or("");
+    let span = tracing::info_span!(
+        "task",
+        id = %task.id,
+        r#type = %task.task_type,
+        queue = %task.queue,
+        try_ = task.tries,
+        trace_id = %trace_id,
+        traceparent = traceparent.as_deref().unwrap_or(""),
+    );
     let fut = tracing::Instrument::instrument(shared.router.dispatch(ctx, task.clone()), span);
     let mut join = tokio::spawn(fut);
+    let beat_every = shared.max_run_time / 2;
+    let hard_cap = shared
+        .heartbeat_cap
+        .map(|cap| tokio::time::Instant::now() + cap.max(shared.max_run_time));
+    let mut next_beat = tokio::time::Instant::now() + beat_every;
     let outcome = loop {
         let deadline = *lease.deadline.lock().expect("lease lock");
         tokio::select! {
+            _ = tokio::time::sleep_until(next_beat), if hard_cap.is_some_and(|cap| next_beat < cap) => {
+                // automatic heartbeat: keep the item and the lease alive up to the cap
+                next_beat += beat_every;
+                if let Some(acker) = &lease.acker {
+                    if let Err(e) = acker.ack_with(AckKind::Progress).await {
+                        tracing::warn!(task = %task.id, error = %e, "in-progress heartbeat failed");
+                        continue;
+                    }
+                }
+                let cap = hard_cap.expect("checked");
+                let extended = (tokio::time::Instant::now() + shared.max_run_time).min(cap);
+                let mut d = lease.deadline.lock().expect("lease lock");
+                if extended > *d {
+                    *d = extended;
+                }
+            }
             res = &mut join => break match res {
                 Ok(r) => Outcome::Done(r),
                 Err(e) if e.is_panic() => Outcome::Panicked(panic_message(e.into_panic())),

@@ -37,6 +37,7 @@ pub(crate) struct StorageSettings {
     pub replicas: usize,
     pub task_retention: Duration,
     pub discard: Vec<TaskState>,
+    pub keys: crate::signing::Keys,
 }
 
 /// An error reply from the JetStream API.
@@ -441,6 +442,13 @@ impl Storage {
         self.save_task(task).await
     }
 
+    /// Loads a task and verifies its signature when keys are configured.
+    pub async fn load_verified(&self, id: &str) -> Result<Task> {
+        let task = self.load_task(id).await?;
+        self.settings.keys.verify(&task)?;
+        Ok(task)
+    }
+
     /// Loads the latest version of a task.
     pub async fn load_task(&self, id: &str) -> Result<Task> {
         let (seq, data) = self.load_task_raw(id).await?;
@@ -529,6 +537,9 @@ impl Storage {
         }
         validate_queue_name(queue)?;
         task.queue = queue.to_string();
+        if self.settings.keys.signs() && task.signature.is_empty() {
+            self.settings.keys.sign(task)?;
+        }
         self.start_save(task).await
     }
 
@@ -543,6 +554,10 @@ impl Storage {
         let mut publish = jetstream::message::PublishMessage::build().payload(body.into());
         if task.state != TaskState::Retry {
             publish = publish.message_id(&task.id);
+        }
+        let traceparent = task.traceparent.clone().or_else(current_traceparent);
+        if let Some(tp) = traceparent {
+            publish = publish.header(TRACEPARENT_HEADER, tp.as_str());
         }
         self.js
             .send_publish(item_subject(queue, &task.id), publish)
@@ -600,6 +615,12 @@ impl Storage {
         let mut task = self.load_task(id).await?;
         task.state = TaskState::Retry;
         task.result = None;
+        if task.queue != queue {
+            // the signature covers the queue: re-sign when we can (Go keeps
+            // the now invalid signature, §16.14)
+            task.queue = queue.to_string();
+            self.settings.keys.resign(&mut task)?;
+        }
         self.enqueue(queue, &mut task).await?;
         Ok(task)
     }
@@ -740,6 +761,59 @@ impl Storage {
         }
     }
 
+    /// Updates a stream's configuration with `change` (STREAM.INFO then STREAM.UPDATE).
+    pub async fn update_stream(&self, name: &str, change: impl FnOnce(&mut Value)) -> Result<()> {
+        let info: StreamInfoRaw = match self.api(&format!("STREAM.INFO.{name}"), &Value::Null).await
+        {
+            Ok(i) => i,
+            Err(e) if e.code() == Some(JS_ERR_STREAM_NOT_FOUND) => {
+                return Err(Error::StorageNotReady(format!("stream {name} not found")))
+            }
+            Err(e) => return Err(Error::nats(e)),
+        };
+        let mut config = info.config;
+        change(&mut config);
+        self.api::<Value>(&format!("STREAM.UPDATE.{name}"), &config)
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::Nats(format!("updating stream {name}: {e}")))
+    }
+
+    /// Updates the `WORKERS` consumer of a queue with `change`.
+    pub async fn update_workers(&self, queue: &str, change: impl FnOnce(&mut Value)) -> Result<()> {
+        let stream = format!("{QUEUE_STREAM_PREFIX}{queue}");
+        let info: ConsumerInfoRaw = match self
+            .api(
+                &format!("CONSUMER.INFO.{stream}.{WORKERS_CONSUMER}"),
+                &Value::Null,
+            )
+            .await
+        {
+            Ok(i) => i,
+            Err(e) if e.code() == Some(JS_ERR_STREAM_NOT_FOUND) => {
+                return Err(Error::QueueNotFound(queue.into()))
+            }
+            Err(e) if e.code() == Some(JS_ERR_CONSUMER_NOT_FOUND) => {
+                return Err(Error::QueueConsumerNotFound(queue.into()))
+            }
+            Err(e) => return Err(Error::nats(e)),
+        };
+        let mut config = info.config;
+        change(&mut config);
+        let body = json!({"stream_name": stream, "config": config, "action": ""});
+        self.api::<Value>(
+            &format!("CONSUMER.CREATE.{stream}.{WORKERS_CONSUMER}"),
+            &body,
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            Error::Nats(format!(
+                "updating consumer {stream}.{WORKERS_CONSUMER}: {e}"
+            ))
+        })
+    }
+
     /// Streams every stored task through an ordered consumer, ending at the
     /// last message present when the listing started.
     pub async fn list_tasks(
@@ -801,6 +875,17 @@ impl Storage {
             },
         ))
     }
+}
+
+/// Header carrying the W3C trace context on work items (Go workers ignore it).
+pub(crate) const TRACEPARENT_HEADER: &str = "traceparent";
+
+/// A `traceparent` for a producer running inside a tracing span: a new
+/// trace id with the span's id as parent.
+fn current_traceparent() -> Option<String> {
+    let span = tracing::Span::current().id()?;
+    let trace: u128 = rand::random::<u128>() | 1;
+    Some(format!("00-{trace:032x}-{:016x}-01", span.into_u64()))
 }
 
 /// The work item body, exactly as Go writes it: `{"kind":0,"job":"<id>"}`.

@@ -241,6 +241,9 @@ pub struct Task {
     /// Stream sequence of the version this copy was loaded from or saved as.
     #[serde(skip)]
     pub(crate) seq: u64,
+    /// W3C `traceparent` carried on the work item (not part of the record).
+    #[serde(skip)]
+    pub(crate) traceparent: Option<String>,
 }
 
 /// True when `name` matches `^[a-zA-Z0-9_:-]+$`.
@@ -279,6 +282,7 @@ impl Task {
             max_tries: DEFAULT_MAX_TRIES,
             dependencies: Vec::new(),
             load_dependencies: false,
+            traceparent: None,
         }
     }
 
@@ -312,6 +316,11 @@ impl Task {
         serde_json::to_vec(self).map_err(|e| Error::json("encoding task", e))
     }
 
+    /// The W3C `traceparent` sent with the next work item, if any.
+    pub fn traceparent(&self) -> Option<&str> {
+        self.traceparent.as_deref()
+    }
+
     /// Stream sequence of the stored version this copy corresponds to (0 if never stored).
     pub fn sequence(&self) -> u64 {
         self.seq
@@ -336,6 +345,7 @@ pub struct TaskBuilder {
     max_tries: i64,
     dependencies: Vec<String>,
     load_dependencies: bool,
+    traceparent: Option<String>,
 }
 
 impl TaskBuilder {
@@ -395,6 +405,14 @@ impl TaskBuilder {
         self
     }
 
+    /// A W3C `traceparent` to carry to the handler (see
+    /// [`TaskContext::traceparent`](crate::TaskContext::traceparent)). When none
+    /// is given and the producer runs inside a tracing span, one is made.
+    pub fn traceparent(mut self, traceparent: impl Into<String>) -> Self {
+        self.traceparent = Some(traceparent.into());
+        self
+    }
+
     /// Validates and builds the task.
     pub fn build(self) -> Result<Task> {
         if !is_valid_name(&self.task_type) {
@@ -430,6 +448,7 @@ impl TaskBuilder {
             last_err: String::new(),
             signature: String::new(),
             seq: 0,
+            traceparent: self.traceparent,
         })
     }
 }

@@ -1,0 +1,268 @@
+//! Parsing and validating the arguments of `#[task_handler(...)]`.
+
+use crate::errors::Errors;
+use proc_macro2::{Span, TokenStream};
+use syn::ext::IdentExt;
+use syn::parse::{ParseStream, Parser};
+use syn::{Expr, ExprLit, Ident, Lit, LitStr, Token};
+
+/// The options accepted after the task type, in the order the docs list them.
+pub(crate) const OPTIONS: &[&str] = &["queue", "max_tries", "deadline", "crate"];
+
+/// The parsed attribute.
+#[derive(Default)]
+pub(crate) struct Args {
+    /// The task type literal (`""` is the catch-all).
+    pub task_type: Option<LitStr>,
+    /// `queue = "EMAIL"`
+    pub queue: Option<LitStr>,
+    /// `max_tries = 5`
+    pub max_tries: Option<i64>,
+    /// `deadline = "1h"`, in milliseconds
+    pub deadline_ms: Option<u64>,
+    /// `crate = "path::to::asyncjobs"`
+    pub krate: Option<syn::Path>,
+}
+
+impl Args {
+    /// Parses the attribute tokens, recording every problem in `errors`.
+    pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> Args {
+        let mut args = Args::default();
+        let parser = |input: ParseStream| parse_into(input, &mut args, errors);
+        if let Err(e) = parser.parse2(tokens) {
+            errors.push(e);
+        }
+        args
+    }
+}
+
+fn parse_into(input: ParseStream, args: &mut Args, errors: &mut Errors) -> syn::Result<()> {
+    if input.is_empty() {
+        errors.at(
+            Span::call_site(),
+            "missing task type: write the task type first, e.g. #[task_handler(\"email:new\")]",
+        );
+        return Ok(());
+    }
+    let mut seen: Vec<String> = Vec::new();
+    let mut first = true;
+    while !input.is_empty() {
+        if input.peek(Lit) {
+            let lit: Lit = input.parse()?;
+            match lit {
+                Lit::Str(s) if first => {
+                    check_task_type(&s, errors);
+                    args.task_type = Some(s);
+                }
+                Lit::Str(s) => errors.spanned(
+                    &s,
+                    "the task type must be the first argument and given once; \
+                     other arguments are `key = value` options",
+                ),
+                other => errors.spanned(
+                    &other,
+                    "expected the task type as a string literal, e.g. #[task_handler(\"email:new\")]",
+                ),
+            }
+        } else {
+            let key = Ident::parse_any(input)?;
+            if first {
+                errors.spanned(
+                    &key,
+                    "missing task type: the first argument must be the task type as a \
+                     string literal, e.g. #[task_handler(\"email:new\", queue = \"EMAIL\")]",
+                );
+            }
+            let name = key.unraw().to_string();
+            if !input.peek(Token![=]) {
+                return Err(syn::Error::new(
+                    key.span(),
+                    format!("expected `{name} = <value>`"),
+                ));
+            }
+            input.parse::<Token![=]>()?;
+            let value: Expr = input.parse()?;
+            if !OPTIONS.contains(&name.as_str()) {
+                errors.spanned(
+                    &key,
+                    format!(
+                        "unknown option `{name}`; valid options are: {}",
+                        valid_options()
+                    ),
+                );
+            } else if seen.contains(&name) {
+                errors.spanned(
+                    &key,
+                    format!("duplicate option `{name}`: each option may be given once"),
+                );
+            } else {
+                seen.push(name.clone());
+                apply_option(&name, &value, args, errors);
+            }
+        }
+        first = false;
+        if input.is_empty() {
+            break;
+        }
+        input.parse::<Token![,]>()?;
+    }
+    Ok(())
+}
+
+fn valid_options() -> String {
+    OPTIONS
+        .iter()
+        .map(|o| format!("`{o}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn apply_option(name: &str, value: &Expr, args: &mut Args, errors: &mut Errors) {
+    let lit = match value {
+        Expr::Lit(ExprLit { lit, .. }) => Some(lit),
+        _ => None,
+    };
+    match (name, lit) {
+        ("queue", Some(Lit::Str(s))) => {
+            if let Err(msg) = validate_queue(&s.value()) {
+                errors.spanned(s, msg);
+            }
+            args.queue = Some(s.clone());
+        }
+        ("queue", _) => errors.spanned(value, "`queue` expects a string literal, e.g. queue = \"EMAIL\""),
+        ("max_tries", Some(Lit::Int(i))) => match i.base10_parse::<i64>() {
+            Ok(n) if n >= 0 => args.max_tries = Some(n),
+            _ => errors.spanned(i, "`max_tries` must be an integer from 0 (no per-task limit) to i64::MAX"),
+        },
+        ("max_tries", _) if matches!(value, Expr::Unary(u) if matches!(u.op, syn::UnOp::Neg(_))) => {
+            errors.spanned(value, "`max_tries` cannot be negative: use 0 to leave only the queue's limit")
+        }
+        ("max_tries", _) => errors.spanned(value, "`max_tries` expects an integer literal, e.g. max_tries = 5"),
+        ("deadline", Some(Lit::Str(s))) => match parse_duration_ms(&s.value()) {
+            Ok(ms) => args.deadline_ms = Some(ms),
+            Err(msg) => errors.spanned(s, msg),
+        },
+        ("deadline", _) => errors.spanned(
+            value,
+            "`deadline` expects a duration string, e.g. deadline = \"1h\" or \"1h30m\"",
+        ),
+        ("crate", Some(Lit::Str(s))) => match s.parse::<syn::Path>() {
+            Ok(path) => args.krate = Some(path),
+            Err(_) => errors.spanned(s, "`crate` expects a path, e.g. crate = \"my_reexport::asyncjobs\""),
+        },
+        ("crate", _) => errors.spanned(
+            value,
+            "`crate` expects a string literal holding a path, e.g. crate = \"my_reexport::asyncjobs\"",
+        ),
+        _ => unreachable!("option names are checked before"),
+    }
+}
+
+fn check_task_type(lit: &LitStr, errors: &mut Errors) {
+    let t = lit.value();
+    if !t.is_empty() && !is_valid_name(&t) {
+        errors.spanned(
+            lit,
+            format!(
+                "invalid task type {t:?}: it must match ^[a-zA-Z0-9_:-]+$ \
+                 (or be \"\" for the catch-all handler)"
+            ),
+        );
+    }
+}
+
+/// True when `name` matches `^[a-zA-Z0-9_:-]+$`.
+pub(crate) fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b':' | b'-'))
+}
+
+/// The runtime's queue name rule: non-empty, none of `. * > / \` or whitespace.
+pub(crate) fn validate_queue(name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || name
+            .chars()
+            .any(|c| matches!(c, '>' | '*' | '.' | '/' | '\\' | '\0') || c.is_whitespace())
+    {
+        return Err(format!(
+            "invalid queue name {name:?}: it must be non-empty without '.', '*', '>', '/', '\\' \
+             or whitespace"
+        ));
+    }
+    Ok(())
+}
+
+/// Parses `"90s"`, `"15m"`, `"1h30m"`, `"2d"`, `"500ms"` into milliseconds.
+pub(crate) fn parse_duration_ms(text: &str) -> Result<u64, String> {
+    let bad = || {
+        format!(
+            "invalid duration {text:?}: expected a number followed by a unit (ms, s, m, h or d), \
+             possibly repeated, e.g. \"30s\", \"15m\", \"1h30m\""
+        )
+    };
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    let mut total: u64 = 0;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(bad());
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let unit: u64 = match &rest[..unit_len] {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            _ => return Err(bad()),
+        };
+        rest = &rest[unit_len..];
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(|| format!("duration {text:?} is too long"))?;
+    }
+    if total == 0 {
+        return Err(format!(
+            "deadline {text:?} is zero: a task would expire before it could run"
+        ));
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ms("500ms"), Ok(500));
+        assert_eq!(parse_duration_ms("30s"), Ok(30_000));
+        assert_eq!(parse_duration_ms("1h30m"), Ok(5_400_000));
+        assert_eq!(parse_duration_ms("2d"), Ok(172_800_000));
+        for bad in ["", "1", "h", "1x", "1.5h", "-1s", "1 h", "0s"] {
+            assert!(parse_duration_ms(bad).is_err(), "{bad:?} should not parse");
+        }
+        assert!(parse_duration_ms("99999999999999999999d").is_err());
+    }
+
+    #[test]
+    fn names() {
+        assert!(is_valid_name("email:new"));
+        assert!(is_valid_name("a_b-c:D9"));
+        assert!(!is_valid_name(""));
+        assert!(!is_valid_name("a b"));
+        assert!(!is_valid_name("a.b"));
+        assert!(validate_queue("EMAIL").is_ok());
+        assert!(validate_queue("A.B").is_err());
+        assert!(validate_queue("").is_err());
+        assert!(validate_queue("a b").is_err());
+    }
+}

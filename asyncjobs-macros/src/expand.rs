@@ -1,0 +1,605 @@
+//! `#[task_handler]`: checks the function and generates its sibling module.
+
+use crate::attr::Args;
+use crate::errors::Errors;
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::ext::IdentExt;
+use syn::spanned::Spanned;
+use syn::{
+    FnArg, GenericArgument, ItemFn, PathArguments, ReturnType, Signature, Type, TypePath,
+    TypeReference,
+};
+
+/// How the handler takes its task context.
+#[derive(Clone, Copy)]
+enum Ctx {
+    Owned,
+    Borrowed,
+}
+
+/// One argument of the handler, in declaration order.
+enum Arg {
+    Ctx(Ctx),
+    Payload,
+}
+
+/// The parts of the return type the generated code needs.
+struct Return {
+    /// The whole return type, `Result<T, E>` or an alias of it.
+    ty: Type,
+    /// `T`, when written out.
+    output: Option<Type>,
+    /// `E`, when written out.
+    error: Option<Type>,
+}
+
+/// Everything checked about the function.
+struct Handler {
+    args: Vec<Arg>,
+    payload: Type,
+    ret: Return,
+}
+
+/// Expands the attribute; on any error the function is emitted unchanged
+/// beside the `compile_error!`s so the rest of the crate still type-checks.
+pub(crate) fn task_handler(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let mut errors = Errors::default();
+    let args = Args::parse(attr, &mut errors);
+    let func = match syn::parse2::<ItemFn>(item.clone()) {
+        Ok(func) => func,
+        Err(e) => {
+            errors.at(
+                e.span(),
+                format!("#[task_handler] applies to an `async fn` with a body: {e}"),
+            );
+            let compile_errors = errors.into_compile_errors();
+            return quote!(#item #compile_errors);
+        }
+    };
+    let handler = check_signature(&func.sig, &mut errors);
+    match (errors.into_compile_errors(), handler) {
+        (None, Some(handler)) => generate(&args, &func, &handler),
+        (compile_errors, _) => quote!(#item #compile_errors),
+    }
+}
+
+fn check_signature(sig: &Signature, errors: &mut Errors) -> Option<Handler> {
+    let name = &sig.ident;
+    if sig.asyncness.is_none() {
+        errors.spanned(
+            sig.fn_token,
+            format!("#[task_handler] requires an `async fn`: write `async fn {name}`"),
+        );
+    }
+    if let Some(c) = &sig.constness {
+        errors.spanned(c, "a task handler cannot be a `const fn`");
+    }
+    if let Some(u) = &sig.unsafety {
+        errors.spanned(u, "a task handler cannot be an `unsafe fn`");
+    }
+    if let Some(abi) = &sig.abi {
+        errors.spanned(abi, "a task handler cannot have an `extern` ABI");
+    }
+    if !sig.generics.params.is_empty() {
+        errors.spanned(
+            &sig.generics,
+            "a task handler cannot be generic: the payload and result types must be concrete \
+             so tasks can be decoded and enqueued by type",
+        );
+    }
+    if let Some(w) = &sig.generics.where_clause {
+        errors.spanned(w, "a task handler cannot have a `where` clause");
+    }
+    if let Some(v) = &sig.variadic {
+        errors.spanned(v, "a task handler cannot be variadic");
+    }
+
+    let mut args = Vec::new();
+    let mut payload: Option<Type> = None;
+    let mut payload_rejected = false;
+    let mut ctx_seen = false;
+    for input in &sig.inputs {
+        let pat_type = match input {
+            FnArg::Receiver(r) => {
+                errors.spanned(
+                    r,
+                    "a task handler cannot take `self`: use a free `async fn` \
+                     (outside any `impl` block)",
+                );
+                continue;
+            }
+            FnArg::Typed(t) => t,
+        };
+        let ty = &*pat_type.ty;
+        if let Some(ctx) = context_kind(ty, errors) {
+            if ctx_seen {
+                errors.spanned(ty, "the task context can be taken only once");
+            }
+            ctx_seen = true;
+            args.push(Arg::Ctx(ctx));
+            continue;
+        }
+        if payload.is_some() || payload_rejected {
+            errors.spanned(
+                pat_type,
+                "a task handler takes one payload argument and optionally a `TaskContext`; \
+                 put further values in the payload type",
+            );
+            continue;
+        }
+        if check_payload_type(ty, errors) {
+            payload = Some(ty.clone());
+            args.push(Arg::Payload);
+        } else {
+            payload_rejected = true;
+        }
+    }
+    if payload.is_none() && !payload_rejected {
+        errors.at(
+            sig.paren_token.span.join(),
+            format!(
+                "missing payload argument: a task handler takes its task's payload, \
+                 e.g. `async fn {name}(email: NewEmail)` (any `serde::de::DeserializeOwned` type)"
+            ),
+        );
+    }
+
+    let ret = match &sig.output {
+        ReturnType::Default => {
+            errors.at(
+                sig.paren_token.span.close(),
+                format!(
+                    "missing return type: a task handler returns `Result<T, E>` where T: \
+                     serde::Serialize is stored as the task result and E converts into \
+                     asyncjobs::HandlerError, e.g. `async fn {name}(..) -> Result<Receipt, MyError>`"
+                ),
+            );
+            None
+        }
+        ReturnType::Type(_, ty) => check_return_type(ty, errors),
+    };
+    Some(Handler {
+        args,
+        payload: payload?,
+        ret: ret?,
+    })
+}
+
+/// Is this argument the task context (`TaskContext` or `&TaskContext`, any path)?
+fn context_kind(ty: &Type, errors: &mut Errors) -> Option<Ctx> {
+    let kind = context_kind_quiet(ty)?;
+    if let Type::Reference(TypeReference {
+        mutability: Some(_),
+        ..
+    }) = ty
+    {
+        errors.spanned(
+            ty,
+            "the task context is shared: take it as `TaskContext` or `&TaskContext`",
+        );
+    }
+    Some(kind)
+}
+
+fn context_kind_quiet(ty: &Type) -> Option<Ctx> {
+    match ty {
+        Type::Path(p) if is_context_path(p) => Some(Ctx::Owned),
+        Type::Reference(r) => match &*r.elem {
+            Type::Path(p) if is_context_path(p) => Some(Ctx::Borrowed),
+            _ => None,
+        },
+        Type::Paren(p) => context_kind_quiet(&p.elem),
+        _ => None,
+    }
+}
+
+fn is_context_path(p: &TypePath) -> bool {
+    p.qself.is_none()
+        && p.path
+            .segments
+            .last()
+            .is_some_and(|s| s.ident == "TaskContext" && s.arguments.is_empty())
+}
+
+/// Rejects payload types that can never be `DeserializeOwned + 'static` or
+/// that would make the handler generic.
+fn check_payload_type(ty: &Type, errors: &mut Errors) -> bool {
+    match ty {
+        Type::Reference(r) => {
+            errors.spanned(
+                r.and_token,
+                "the payload must be an owned type (`serde::de::DeserializeOwned`): \
+                 remove the `&` and take the payload by value",
+            );
+            false
+        }
+        Type::ImplTrait(t) => {
+            errors.spanned(
+                t,
+                "a task handler cannot be generic: use a concrete payload type instead of \
+                 `impl Trait`",
+            );
+            false
+        }
+        Type::Infer(t) => {
+            errors.spanned(t, "the payload type must be written out");
+            false
+        }
+        Type::Never(t) => {
+            errors.spanned(t, "the payload type cannot be `!`");
+            false
+        }
+        _ => true,
+    }
+}
+
+fn check_return_type(ty: &Type, errors: &mut Errors) -> Option<Return> {
+    let unsupported = |errors: &mut Errors| {
+        errors.spanned(
+            ty,
+            "unsupported return type: a task handler returns `Result<T, E>` (or an alias such as \
+             `anyhow::Result<T>`) where T: serde::Serialize is stored as the task result and E \
+             converts into asyncjobs::HandlerError",
+        );
+        None
+    };
+    let Type::Path(p) = ty else {
+        return unsupported(errors);
+    };
+    let Some(last) = p.path.segments.last() else {
+        return unsupported(errors);
+    };
+    if p.qself.is_some() || !last.ident.unraw().to_string().ends_with("Result") {
+        return unsupported(errors);
+    }
+    let types: Vec<&Type> = match &last.arguments {
+        PathArguments::None => Vec::new(),
+        PathArguments::AngleBracketed(a) => a
+            .args
+            .iter()
+            .filter_map(|g| match g {
+                GenericArgument::Type(t) => Some(t),
+                _ => None,
+            })
+            .collect(),
+        PathArguments::Parenthesized(_) => return unsupported(errors),
+    };
+    for t in &types {
+        if let Type::ImplTrait(i) = t {
+            errors.spanned(
+                i,
+                "the result and error types must be concrete, not `impl Trait`",
+            );
+            return None;
+        }
+    }
+    Some(Return {
+        ty: ty.clone(),
+        output: types.first().map(|t| (*t).clone()),
+        error: types.get(1).map(|t| (*t).clone()),
+    })
+}
+
+/// `tokens` with every span set to `span`.
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut tt| {
+            if let proc_macro2::TokenTree::Group(g) = &tt {
+                let mut group = proc_macro2::Group::new(g.delimiter(), respan(g.stream(), span));
+                group.set_span(span);
+                tt = proc_macro2::TokenTree::Group(group);
+            } else {
+                tt.set_span(span);
+            }
+            tt
+        })
+        .collect()
+}
+
+/// `Vec < String >` → `Vec<String>` for the names `--list-handlers` prints.
+fn type_name(ty: &Type) -> String {
+    let mut s = ty.to_token_stream().to_string();
+    for (from, to) in [
+        (" < ", "<"),
+        ("< ", "<"),
+        (" >", ">"),
+        (" , ", ", "),
+        (" :: ", "::"),
+        (":: ", "::"),
+        ("& ", "&"),
+        (" ;", ";"),
+    ] {
+        s = s.replace(from, to);
+    }
+    s
+}
+
+fn generate(args: &Args, func: &ItemFn, handler: &Handler) -> TokenStream {
+    let krate = args
+        .krate
+        .as_ref()
+        .map(|p| p.to_token_stream())
+        .unwrap_or_else(|| quote!(::asyncjobs));
+    let private = quote!(#krate::__private);
+    let vis = &func.vis;
+    let fn_name = &func.sig.ident;
+    let unraw = fn_name.unraw();
+    let payload_alias = format_ident!("__asyncjobs_{}_Payload", unraw);
+    let output_alias = format_ident!("__asyncjobs_{}_Output", unraw);
+
+    let task_type = args
+        .task_type
+        .as_ref()
+        .map(|t| t.value())
+        .unwrap_or_default();
+    let catch_all = task_type.is_empty();
+    let queue_lit = args.queue.as_ref().map(|q| q.value());
+    let queue_decl = match &queue_lit {
+        Some(q) => quote!(::core::option::Option::Some(#q)),
+        None => quote!(::core::option::Option::None),
+    };
+    let queue_value = match &queue_lit {
+        Some(q) => quote!(#q),
+        None => quote!(#krate::queue::DEFAULT_QUEUE_NAME),
+    };
+    let max_tries = match args.max_tries {
+        Some(n) => quote!(::core::option::Option::Some(#n)),
+        None => quote!(::core::option::Option::None),
+    };
+    let deadline = match args.deadline_ms {
+        Some(ms) => quote!(::core::option::Option::Some(::core::time::Duration::from_millis(#ms))),
+        None => quote!(::core::option::Option::None),
+    };
+
+    let payload_ty = &handler.payload;
+    let ret_ty = &handler.ret.ty;
+    let output_ty = match &handler.ret.output {
+        Some(t) => t.to_token_stream(),
+        None => quote!(<#ret_ty as #private::HandlerReturn>::Output),
+    };
+    let payload_name = type_name(payload_ty);
+    let output_name = match &handler.ret.output {
+        Some(t) => type_name(t),
+        None => type_name(ret_ty),
+    };
+
+    // axum-style bound checks: one hidden function per requirement, spanned
+    // at the user's tokens, so an unsatisfied bound is reported on that
+    // argument or type (and only there: the handler below falls back
+    // silently when a bound does not hold).
+    let check = |name: &str, span: Span, predicate: TokenStream| {
+        let name = format_ident!("__asyncjobs_check_{}", name, span = span);
+        quote_spanned! {span=>
+            fn #name() where #predicate {}
+        }
+    };
+    // Every token of a predicate must carry the user's span: a predicate
+    // mixing in call-site tokens is reported at the attribute instead.
+    let at = |span: Span| (respan(krate.clone(), span), respan(private.clone(), span));
+    let payload_check = {
+        let span = payload_ty.span();
+        let (_, p) = at(span);
+        check(
+            "payload",
+            span,
+            quote_spanned!(span=> #payload_ty: #p::serde::de::DeserializeOwned + ::core::marker::Send + 'static),
+        )
+    };
+    // With `E` written out, `Result<T, E>` is checked for being a result and
+    // `E` on its own; otherwise one check covers the result and its error.
+    let return_check = {
+        let span = ret_ty.span();
+        let (_, p) = at(span);
+        let bound = if handler.ret.error.is_some() {
+            quote_spanned!(span=> #p::HandlerReturn)
+        } else {
+            quote_spanned!(span=> #p::HandlerReturnWithError)
+        };
+        check("return", span, quote_spanned!(span=> #ret_ty: #bound))
+    };
+    let output_check = match &handler.ret.output {
+        Some(t) => {
+            let span = t.span();
+            let (_, p) = at(span);
+            check(
+                "output",
+                span,
+                quote_spanned!(span=> #t: #p::serde::Serialize),
+            )
+        }
+        None => {
+            let span = ret_ty.span();
+            let (_, p) = at(span);
+            check(
+                "output",
+                span,
+                quote_spanned!(span=> <#ret_ty as #p::HandlerReturn>::Output: #p::serde::Serialize),
+            )
+        }
+    };
+    let error_check = match &handler.ret.error {
+        Some(e) => {
+            let span = e.span();
+            let (k, _) = at(span);
+            check(
+                "error",
+                span,
+                quote_spanned!(span=> #e: ::core::convert::Into<#k::HandlerError>),
+            )
+        }
+        None => quote!(),
+    };
+    // The handler's future must be `Send` to run on the worker's runtime.
+    let placeholders = handler.args.iter().map(|_| quote!(loop {}));
+    let send_check = quote_spanned! {fn_name.span()=>
+        #[allow(unreachable_code, clippy::diverging_sub_expression)]
+        fn __asyncjobs_check_send() {
+            fn __asyncjobs_assert_send<T: ::core::marker::Send>(_: T) {}
+            __asyncjobs_assert_send(#fn_name(#(#placeholders),*));
+        }
+    };
+
+    // An adapter with the context by value, in the user's scope (so the
+    // types resolve as written). Being a separate fn, its future's `Send`
+    // is known when the handler below is selected.
+    let call_args = handler.args.iter().map(|a| match a {
+        Arg::Ctx(Ctx::Owned) => quote!(__ctx),
+        Arg::Ctx(Ctx::Borrowed) => quote!(&__ctx),
+        Arg::Payload => quote!(__payload),
+    });
+    let run_fn = format_ident!("__asyncjobs_{}_run", unraw);
+    let run = quote! {
+        #[doc(hidden)]
+        #[allow(non_snake_case)]
+        async fn #run_fn(__ctx: #krate::TaskContext, __payload: #payload_ty) -> #ret_ty {
+            #fn_name(#(#call_args),*).await
+        }
+    };
+    // Autoref specialization: `Typed` applies when every bound above holds;
+    // otherwise `Unchecked` is picked (so no second error is reported here),
+    // whose use would fail the build after type checking, which the checks
+    // above have already failed.
+    let make_handler = quote! {
+        use #private::{Typed as _, Unchecked as _};
+        (&&#private::MakeHandler::<Payload, _>::new(super::#run_fn)).make_handler()
+    };
+
+    let line = quote_spanned!(fn_name.span()=> ::core::line!());
+    let doc_mod = format!(
+        " Task handler `{task_type}` on queue `{queue}`, generated by `#[task_handler]` for \
+         the `async fn {unraw}` of the same name.\n\n\
+         {enqueue}Register it explicitly with `Router::register({unraw}::HANDLER)` or \
+         `Handlers::with({unraw}::HANDLER)`; `asyncjobs::main!()` finds it on its own.",
+        queue = queue_lit.as_deref().unwrap_or("DEFAULT (none named)"),
+        enqueue = if catch_all {
+            String::new()
+        } else {
+            format!(
+                "Enqueue typed tasks with `{unraw}::enqueue(&client, payload)`, which returns \
+                 a handle with the task id. "
+            )
+        },
+    );
+    let doc_task_type = if catch_all {
+        " The task type: `\"\"`, the catch-all for types no other handler on the queue takes."
+            .to_string()
+    } else {
+        format!(" The task type: `{task_type}`.")
+    };
+
+    // A higher-ranked bound is checked where the function is called, not
+    // where it is defined: a payload that is only `Deserialize` still makes a
+    // handler, and enqueueing it then reports the missing `Serialize`.
+    let serialize = quote!(for<'__asyncjobs> Payload: #private::serde::Serialize);
+    let enqueue_items = if catch_all {
+        quote!()
+    } else {
+        quote! {
+            /// A task builder for `payload` with this handler's task type and
+            /// defaults (max tries, deadline) applied.
+            pub fn task(payload: &Payload) -> #krate::TaskBuilder
+            where
+                #serialize,
+            {
+                #private::task_builder(TASK_TYPE, payload, MAX_TRIES, DEADLINE)
+            }
+
+            /// Enqueues a task with `payload` into this handler's queue and
+            /// returns a typed handle carrying the task id.
+            ///
+            /// The queue must exist (the worker creates it on start, as does a
+            /// client built with `.queue(..)`).
+            pub async fn enqueue(
+                client: &#krate::Client,
+                payload: Payload,
+            ) -> #krate::Result<#krate::TaskHandle<Output>>
+            where
+                #serialize,
+            {
+                #private::enqueue(client, QUEUE, task(&payload)).await
+            }
+
+            /// Like `enqueue`, letting `options` adjust the task first
+            /// (dependencies, a custom id, other limits).
+            pub async fn enqueue_with(
+                client: &#krate::Client,
+                payload: Payload,
+                options: impl ::core::ops::FnOnce(#krate::TaskBuilder) -> #krate::TaskBuilder,
+            ) -> #krate::Result<#krate::TaskHandle<Output>>
+            where
+                #serialize,
+            {
+                #private::enqueue(client, QUEUE, options(task(&payload))).await
+            }
+        }
+    };
+
+    quote! {
+        #func
+
+        #run
+
+        #[doc(hidden)]
+        #[allow(non_camel_case_types)]
+        type #payload_alias = #payload_ty;
+
+        #[doc(hidden)]
+        #[allow(non_camel_case_types)]
+        type #output_alias = #output_ty;
+
+        #[allow(non_snake_case, dead_code, clippy::all)]
+        const _: () = {
+            #payload_check
+            #return_check
+            #output_check
+            #error_check
+            #send_check
+        };
+
+        #[doc = #doc_mod]
+        #vis mod #fn_name {
+            #[doc = #doc_task_type]
+            pub const TASK_TYPE: &str = #task_type;
+
+            /// The queue whose worker runs this handler and that `enqueue` uses.
+            pub const QUEUE: &str = #queue_value;
+
+            /// Maximum tries `enqueue` sets (`None`: the task default).
+            pub const MAX_TRIES: ::core::option::Option<i64> = #max_tries;
+
+            /// How long after enqueueing a task may still start (`None`: no deadline).
+            pub const DEADLINE: ::core::option::Option<::core::time::Duration> = #deadline;
+
+            /// The payload type the handler decodes.
+            pub type Payload = super::#payload_alias;
+
+            /// The result type stored when the handler succeeds.
+            pub type Output = super::#output_alias;
+
+            /// The handler's registration: pass it to `Router::register` or
+            /// `Handlers::with` to register it without the inventory.
+            pub const HANDLER: #krate::HandlerDef = #private::handler_def(#private::Declared {
+                task_type: TASK_TYPE,
+                queue: #queue_decl,
+                name: ::core::module_path!(),
+                file: ::core::file!(),
+                line: #line,
+                payload_type: #payload_name,
+                output_type: #output_name,
+                max_tries: MAX_TRIES,
+                deadline: DEADLINE,
+                make: __make_handler,
+            });
+
+            #private::inventory::submit! { HANDLER }
+
+            fn __make_handler() -> #krate::handler::BoxHandler {
+                #make_handler
+            }
+
+            #enqueue_items
+        }
+    }
+}

@@ -1,0 +1,507 @@
+//! Leader election on a NATS KV bucket, compatible with the Go
+//! implementation (reference §11.4).
+//!
+//! Candidates campaign for one key (`task_scheduler` for the scheduler) in
+//! the `CHORIA_AJ_ELECTIONS` bucket, whose TTL (10 s) bounds how long a
+//! crashed leader keeps the key:
+//!
+//! * a candidate does a KV **create** of the key with its name as the value;
+//!   it succeeds only when the key is absent, expired or deleted;
+//! * the holder refreshes the key every campaign interval (0.75 × TTL =
+//!   7.5 s) with a KV **update** on the revision it last wrote (compare and
+//!   set), which also restarts the TTL; a failed update makes it a
+//!   candidate again;
+//! * a win is announced (and [`Election::is_leader`] turns true) at the
+//!   first successful refresh after the create, one interval later, so a
+//!   previous holder that has not yet noticed its loss gets one interval to
+//!   fail its own refresh;
+//! * the first campaign happens after a random splay of up to 5 s.
+//!
+//! Go schedulers do exactly the same on the same key, so a mixed Go/Rust
+//! group still elects a single leader.
+//!
+//! Differences from Go, both on the safe side: [`Election::is_leader`] is
+//! also false when the last successful refresh is older than the TTL (the
+//! key may have expired while a refresh hung), and a leader that is shut
+//! down deletes the key (only if it still holds that revision) so another
+//! candidate takes over at its next campaign instead of after the TTL. A
+//! crashed leader's key simply expires.
+//!
+//! ```no_run
+//! # async fn demo(nc: async_nats::Client) -> Result<(), asyncjobs::election::ElectionError> {
+//! use asyncjobs::election::{Election, ElectionOptions};
+//! let election = Election::builder(nc, "scheduler-1")
+//!     .options(ElectionOptions::default())
+//!     .on_won(|| println!("now leading"))
+//!     .on_lost(|| println!("lost leadership"))
+//!     .build()
+//!     .await?;
+//! let stop = tokio_util::sync::CancellationToken::new();
+//! tokio::spawn({
+//!     let election = election.clone();
+//!     let stop = stop.clone();
+//!     async move { election.run(stop).await }
+//! });
+//! // ... later
+//! if election.is_leader() { /* do leader work */ }
+//! stop.cancel();
+//! # Ok(()) }
+//! ```
+
+use crate::storage::ELECTIONS_BUCKET;
+use async_nats::jetstream;
+use async_nats::jetstream::kv;
+use prometheus::{CounterVec, GaugeVec, Opts};
+use rand::Rng;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// The election key (and event component) used by the task scheduler.
+pub const TASK_SCHEDULER_ELECTION: &str = "task_scheduler";
+/// Smallest bucket TTL Go accepts.
+pub const MIN_TTL: Duration = Duration::from_secs(10);
+/// Largest bucket TTL Go accepts.
+pub const MAX_TTL: Duration = Duration::from_secs(3600);
+/// Smallest campaign interval Go accepts.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(5);
+/// Default upper bound of the random delay before the first campaign.
+pub const DEFAULT_SPLAY: Duration = Duration::from_secs(5);
+
+/// Errors starting or running an election (texts as in Go where Go has one).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ElectionError {
+    /// The bucket does not exist.
+    #[error("storage not ready: election bucket {0} not configured")]
+    BucketNotFound(String),
+    /// The bucket TTL is below 10 s (and no interval override was given).
+    #[error("bucket TTL should be 10 seconds or more")]
+    TtlTooShort,
+    /// The bucket TTL is above one hour.
+    #[error("bucket TTL should be less than or equal to 1 hour")]
+    TtlTooLong,
+    /// The campaign interval is too small.
+    #[error("campaign interval {0:?} too small")]
+    IntervalTooSmall(Duration),
+    /// An interval override that does not fit in the bucket TTL.
+    #[error("campaign interval {interval:?} must be shorter than the bucket TTL {ttl:?}")]
+    IntervalNotBelowTtl {
+        /// The configured interval.
+        interval: Duration,
+        /// The bucket TTL.
+        ttl: Duration,
+    },
+    /// [`Election::run`] was called while already running.
+    #[error("already running")]
+    AlreadyRunning,
+    /// A NATS request failed.
+    #[error("nats: {0}")]
+    Nats(String),
+}
+
+/// Where and how often to campaign. The defaults are Go's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ElectionOptions {
+    /// KV bucket (default `CHORIA_AJ_ELECTIONS`). Its TTL is read from the server.
+    pub bucket: String,
+    /// Key campaigned for (default `task_scheduler`).
+    pub key: String,
+    /// Campaign interval; `None` (default) = 0.75 × bucket TTL with Go's
+    /// limits (TTL 10 s – 1 h, interval ≥ 5 s). When set, only
+    /// `0 < interval < TTL` is required, which lets tests use short TTLs;
+    /// Go candidates on the same key still use their own 0.75 × TTL.
+    pub interval: Option<Duration>,
+    /// Upper bound of the random delay before the first campaign (default 5 s).
+    pub max_splay: Duration,
+}
+
+impl Default for ElectionOptions {
+    fn default() -> Self {
+        ElectionOptions {
+            bucket: ELECTIONS_BUCKET.to_string(),
+            key: TASK_SCHEDULER_ELECTION.to_string(),
+            interval: None,
+            max_splay: DEFAULT_SPLAY,
+        }
+    }
+}
+
+impl ElectionOptions {
+    /// Campaign in another bucket.
+    pub fn bucket(mut self, bucket: impl Into<String>) -> Self {
+        self.bucket = bucket.into();
+        self
+    }
+    /// Campaign for another key.
+    pub fn key(mut self, key: impl Into<String>) -> Self {
+        self.key = key.into();
+        self
+    }
+    /// Override the campaign interval (see [`ElectionOptions::interval`]).
+    pub fn campaign_interval(mut self, interval: Duration) -> Self {
+        self.interval = Some(interval);
+        self
+    }
+    /// Upper bound of the random start delay.
+    pub fn max_splay(mut self, splay: Duration) -> Self {
+        self.max_splay = splay;
+        self
+    }
+}
+
+type Callback = Box<dyn Fn() + Send + Sync>;
+
+/// Configures an [`Election`]; see [`Election::builder`].
+pub struct ElectionBuilder {
+    nc: async_nats::Client,
+    name: String,
+    options: ElectionOptions,
+    on_won: Option<Callback>,
+    on_lost: Option<Callback>,
+}
+
+impl ElectionBuilder {
+    /// Bucket, key and timings.
+    pub fn options(mut self, options: ElectionOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Called when this candidate's win is announced.
+    pub fn on_won(mut self, f: impl Fn() + Send + Sync + 'static) -> Self {
+        self.on_won = Some(Box::new(f));
+        self
+    }
+
+    /// Called when an announced leader loses the key, and at shutdown while leading.
+    pub fn on_lost(mut self, f: impl Fn() + Send + Sync + 'static) -> Self {
+        self.on_lost = Some(Box::new(f));
+        self
+    }
+
+    /// Binds the bucket and validates its TTL and the interval.
+    pub async fn build(self) -> Result<Election, ElectionError> {
+        let js = jetstream::new(self.nc);
+        let store = js
+            .get_key_value(&self.options.bucket)
+            .await
+            .map_err(|e| match e.kind() {
+                jetstream::context::KeyValueErrorKind::GetBucket
+                    if e.to_string().contains("not found") =>
+                {
+                    ElectionError::BucketNotFound(self.options.bucket.clone())
+                }
+                _ => ElectionError::Nats(format!(
+                    "binding election bucket {}: {e}",
+                    self.options.bucket
+                )),
+            })?;
+        let ttl = store.stream.cached_info().config.max_age;
+        let interval = match self.options.interval {
+            None => {
+                if ttl < MIN_TTL {
+                    return Err(ElectionError::TtlTooShort);
+                }
+                if ttl > MAX_TTL {
+                    return Err(ElectionError::TtlTooLong);
+                }
+                let interval = ttl.mul_f64(0.75);
+                if interval < MIN_INTERVAL {
+                    return Err(ElectionError::IntervalTooSmall(interval));
+                }
+                interval
+            }
+            Some(interval) => {
+                if interval.is_zero() {
+                    return Err(ElectionError::IntervalTooSmall(interval));
+                }
+                if ttl.is_zero() || interval >= ttl {
+                    return Err(ElectionError::IntervalNotBelowTtl { interval, ttl });
+                }
+                interval
+            }
+        };
+        let labels = [self.options.key.as_str(), self.name.as_str()];
+        METRICS
+            .interval
+            .with_label_values(&labels)
+            .set(interval.as_secs_f64());
+        METRICS.leader.with_label_values(&labels).set(0.0);
+        Ok(Election {
+            inner: Arc::new(Inner {
+                name: self.name,
+                key: self.options.key,
+                store,
+                ttl,
+                interval,
+                max_splay: self.options.max_splay,
+                state: Mutex::new(State::default()),
+                running: AtomicBool::new(false),
+                on_won: self.on_won,
+                on_lost: self.on_lost,
+            }),
+        })
+    }
+}
+
+#[derive(Default)]
+struct State {
+    /// Revision of our last successful create/update, while we hold the key.
+    revision: Option<u64>,
+    /// The win was announced.
+    announced: bool,
+    /// When the request that last wrote the key was sent.
+    refreshed: Option<Instant>,
+}
+
+struct Inner {
+    name: String,
+    key: String,
+    store: kv::Store,
+    ttl: Duration,
+    interval: Duration,
+    max_splay: Duration,
+    state: Mutex<State>,
+    running: AtomicBool,
+    on_won: Option<Callback>,
+    on_lost: Option<Callback>,
+}
+
+/// One candidate in an election. Cheap to clone; see the [module documentation](self).
+#[derive(Clone)]
+pub struct Election {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Election {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Election")
+            .field("name", &self.inner.name)
+            .field("key", &self.inner.key)
+            .field("ttl", &self.inner.ttl)
+            .field("interval", &self.inner.interval)
+            .field("leader", &self.is_leader())
+            .finish()
+    }
+}
+
+impl Election {
+    /// A candidate called `name` (the value written to the key) on this connection.
+    pub fn builder(nc: async_nats::Client, name: impl Into<String>) -> ElectionBuilder {
+        ElectionBuilder {
+            nc,
+            name: name.into(),
+            options: ElectionOptions::default(),
+            on_won: None,
+            on_lost: None,
+        }
+    }
+
+    /// The candidate's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The bucket TTL read at start.
+    pub fn ttl(&self) -> Duration {
+        self.inner.ttl
+    }
+
+    /// The campaign interval in use.
+    pub fn interval(&self) -> Duration {
+        self.inner.interval
+    }
+
+    /// True while this candidate is the announced leader and its last
+    /// refresh is younger than the bucket TTL.
+    pub fn is_leader(&self) -> bool {
+        let st = self.inner.state.lock().expect("election state");
+        st.announced && st.refreshed.is_some_and(|t| t.elapsed() < self.inner.ttl)
+    }
+
+    /// Campaigns until `stop` is cancelled. At shutdown a leader calls its
+    /// lost callback and releases the key.
+    pub async fn run(&self, stop: CancellationToken) -> Result<(), ElectionError> {
+        if self.inner.running.swap(true, Ordering::SeqCst) {
+            return Err(ElectionError::AlreadyRunning);
+        }
+        let splay = if self.inner.max_splay.is_zero() {
+            Duration::ZERO
+        } else {
+            rand::thread_rng().gen_range(Duration::ZERO..self.inner.max_splay)
+        };
+        tracing::debug!(name = %self.inner.name, key = %self.inner.key, ?splay, interval = ?self.inner.interval, "starting election");
+        let started = tokio::select! {
+            _ = stop.cancelled() => false,
+            _ = tokio::time::sleep(splay) => true,
+        };
+        if started {
+            let mut ticker = tokio::time::interval(self.inner.interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = ticker.tick() => {}
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = self.campaign() => {}
+                }
+            }
+        }
+        self.shutdown().await;
+        self.inner.running.store(false, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn labels(&self) -> [&str; 2] {
+        [self.inner.key.as_str(), self.inner.name.as_str()]
+    }
+
+    async fn campaign(&self) {
+        let inner = &self.inner;
+        let revision = inner.state.lock().expect("election state").revision;
+        let role = if revision.is_some() {
+            "leader"
+        } else {
+            "candidate"
+        };
+        let labels = self.labels();
+        METRICS
+            .campaigns
+            .with_label_values(&[labels[0], labels[1], role])
+            .inc();
+        let sent = Instant::now();
+        let value = bytes::Bytes::from(inner.name.clone().into_bytes());
+        match revision {
+            None => match inner.store.create(&inner.key, value).await {
+                Ok(rev) => {
+                    tracing::debug!(name = %inner.name, key = %inner.key, rev, "election key created; announcing after the next refresh");
+                    let mut st = inner.state.lock().expect("election state");
+                    st.revision = Some(rev);
+                    st.refreshed = Some(sent);
+                    st.announced = false;
+                }
+                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    tracing::warn!(name = %inner.name, key = %inner.key, error = %e, "election campaign failed")
+                }
+            },
+            Some(rev) => {
+                let won = match inner.store.update(&inner.key, value, rev).await {
+                    Ok(new_rev) => {
+                        let mut st = inner.state.lock().expect("election state");
+                        st.revision = Some(new_rev);
+                        st.refreshed = Some(sent);
+                        let announce = !st.announced;
+                        st.announced = true;
+                        Some(announce)
+                    }
+                    Err(e) => {
+                        tracing::info!(name = %inner.name, key = %inner.key, error = %e, "election key lost");
+                        None
+                    }
+                };
+                match won {
+                    Some(true) => {
+                        METRICS.leader.with_label_values(&labels).set(1.0);
+                        tracing::info!(name = %inner.name, key = %inner.key, "became leader");
+                        if let Some(f) = &inner.on_won {
+                            f();
+                        }
+                    }
+                    Some(false) => {}
+                    None => {
+                        self.lose();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Drops the key from our state; calls `on_lost` if the win was announced.
+    fn lose(&self) -> Option<u64> {
+        let (was_announced, revision) = {
+            let mut st = self.inner.state.lock().expect("election state");
+            let was = st.announced;
+            let rev = st.revision.take();
+            st.announced = false;
+            st.refreshed = None;
+            (was, rev)
+        };
+        if was_announced {
+            METRICS.leader.with_label_values(&self.labels()).set(0.0);
+            if let Some(f) = &self.inner.on_lost {
+                f();
+            }
+        }
+        revision
+    }
+
+    async fn shutdown(&self) {
+        if let Some(rev) = self.lose() {
+            // release the key so a standby need not wait for the TTL
+            let release = self
+                .inner
+                .store
+                .delete_expect_revision(&self.inner.key, Some(rev));
+            match tokio::time::timeout(Duration::from_secs(2), release).await {
+                Ok(Ok(())) => {
+                    tracing::debug!(name = %self.inner.name, key = %self.inner.key, "election key released")
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(name = %self.inner.name, error = %e, "releasing election key failed; it expires by TTL")
+                }
+                Err(_) => {
+                    tracing::debug!(name = %self.inner.name, "releasing election key timed out; it expires by TTL")
+                }
+            }
+        }
+    }
+}
+
+struct Metrics {
+    campaigns: CounterVec,
+    leader: GaugeVec,
+    interval: GaugeVec,
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    let r = crate::metrics::registry();
+    let campaigns = CounterVec::new(
+        Opts::new(
+            "choria_asyncjobs_election_campaigns",
+            "Leader election campaigns",
+        ),
+        &["election", "identity", "state"],
+    )
+    .expect("valid metric");
+    let leader = GaugeVec::new(
+        Opts::new(
+            "choria_asyncjobs_election_leader",
+            "1 while this candidate is the leader",
+        ),
+        &["election", "identity"],
+    )
+    .expect("valid metric");
+    let interval = GaugeVec::new(
+        Opts::new(
+            "choria_asyncjobs_election_interval_seconds",
+            "Leader election campaign interval",
+        ),
+        &["election", "identity"],
+    )
+    .expect("valid metric");
+    r.register(Box::new(campaigns.clone()))
+        .expect("unique metric");
+    r.register(Box::new(leader.clone())).expect("unique metric");
+    r.register(Box::new(interval.clone()))
+        .expect("unique metric");
+    Metrics {
+        campaigns,
+        leader,
+        interval,
+    }
+});

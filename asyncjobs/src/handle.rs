@@ -1,0 +1,140 @@
+//! Typed handles to enqueued tasks, as returned by the `enqueue` helpers
+//! `#[task_handler]` generates.
+
+use crate::client::Client;
+use crate::error::Error;
+use crate::task::{Task, TaskState};
+use serde::de::DeserializeOwned;
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::{Duration, Instant};
+
+/// An enqueued task whose result decodes as `T`.
+///
+/// ```no_run
+/// #[asyncjobs::task_handler("math:double")]
+/// async fn double(n: i64) -> Result<i64, asyncjobs::HandlerError> { Ok(n * 2) }
+///
+/// # fn main() {}
+/// # async fn demo(client: asyncjobs::Client) -> Result<(), Box<dyn std::error::Error>> {
+/// let handle = double::enqueue(&client, 21).await?;
+/// println!("enqueued {}", handle.id());
+/// let answer: i64 = handle.wait(&client, std::time::Duration::from_secs(30)).await?;
+/// assert_eq!(answer, 42);
+/// # Ok(()) }
+/// ```
+pub struct TaskHandle<T> {
+    id: String,
+    _output: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for TaskHandle<T> {
+    fn clone(&self) -> Self {
+        TaskHandle::new(self.id.clone())
+    }
+}
+
+impl<T> fmt::Debug for TaskHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskHandle")
+            .field("id", &self.id)
+            .field("output", &std::any::type_name::<T>())
+            .finish()
+    }
+}
+
+impl<T> TaskHandle<T> {
+    /// A handle for an existing task id whose result is a `T`.
+    pub fn new(id: impl Into<String>) -> TaskHandle<T> {
+        TaskHandle {
+            id: id.into(),
+            _output: PhantomData,
+        }
+    }
+
+    /// The task id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Loads the task's current record.
+    pub async fn load(&self, client: &Client) -> crate::Result<Task> {
+        client.load_task(&self.id).await
+    }
+}
+
+impl<T: DeserializeOwned> TaskHandle<T> {
+    /// The decoded result once the task is complete, `None` before.
+    pub async fn result(&self, client: &Client) -> crate::Result<Option<T>> {
+        let task = self.load(client).await?;
+        if task.state != TaskState::Complete {
+            return Ok(None);
+        }
+        task.result_as()
+    }
+
+    /// Polls the task until it completes and returns its result; fails when
+    /// it reaches another final state (expired, terminated, …) or `timeout`
+    /// passes first.
+    pub async fn wait(&self, client: &Client, timeout: Duration) -> Result<T, WaitError> {
+        let started = Instant::now();
+        let mut delay = Duration::from_millis(10);
+        loop {
+            let task = self.load(client).await?;
+            match task.state {
+                TaskState::Complete => {
+                    return task
+                        .result_as::<T>()?
+                        .ok_or_else(|| WaitError::Failed(Box::new(task)))
+                }
+                s if s.is_final() => return Err(WaitError::Failed(Box::new(task))),
+                _ if started.elapsed() >= timeout => {
+                    return Err(WaitError::Timeout {
+                        timeout,
+                        task: Box::new(task),
+                    })
+                }
+                _ => {}
+            }
+            tokio::time::sleep(delay.min(timeout.saturating_sub(started.elapsed()))).await;
+            delay = (delay * 2).min(Duration::from_millis(250));
+        }
+    }
+}
+
+/// Why [`TaskHandle::wait`] did not return a result.
+#[derive(Debug, thiserror::Error)]
+pub enum WaitError {
+    /// Loading or decoding the task failed.
+    #[error(transparent)]
+    Client(#[from] Error),
+    /// The task reached a final state other than `complete`.
+    #[error("task {} ended {}: {}", .0.id, .0.state, .0.last_err)]
+    Failed(Box<Task>),
+    /// The task was not final in time.
+    #[error("task {} still {} after {timeout:?}{}", task.id, task.state, last_error(task))]
+    Timeout {
+        /// How long was waited.
+        timeout: Duration,
+        /// The task as last seen.
+        task: Box<Task>,
+    },
+}
+
+fn last_error(task: &Task) -> String {
+    if task.last_err.is_empty() {
+        String::new()
+    } else {
+        format!(" (last error: {})", task.last_err)
+    }
+}
+
+impl WaitError {
+    /// The task as last seen, when it was loaded.
+    pub fn task(&self) -> Option<&Task> {
+        match self {
+            WaitError::Client(_) => None,
+            WaitError::Failed(t) | WaitError::Timeout { task: t, .. } => Some(t),
+        }
+    }
+}

@@ -1,0 +1,795 @@
+//! The worker program `asyncjobs::main!()` generates: flags and environment,
+//! logging, metrics, one worker per queue for every registered handler, and
+//! graceful shutdown on SIGINT/SIGTERM.
+//!
+//! ```no_run
+//! mod email {
+//!     #[derive(serde::Serialize, serde::Deserialize)]
+//!     pub struct NewEmail { to: String }
+//!
+//!     #[asyncjobs::task_handler("email:new", queue = "EMAIL")]
+//!     pub async fn send_email(email: NewEmail) -> Result<String, asyncjobs::HandlerError> {
+//!         Ok(format!("sent to {}", email.to))
+//!     }
+//! }
+//!
+//! asyncjobs::main!();
+//! ```
+//!
+//! The pieces are public for programs that need their own `main`: parse
+//! [`WorkerArgs`] (or fill one in), pick [`Handlers`], [`start`] them and
+//! [`RunningWorkers::stop`] when done.
+
+use crate::client::Client;
+use crate::error::Error;
+use crate::natscontext::NatsContext;
+use crate::queue::{Queue, DEFAULT_QUEUE_NAME};
+use crate::registry::{DuplicateHandlers, HandlerDef, Handlers};
+use crate::router::Router;
+use clap::Parser;
+use std::fmt::Write as _;
+use std::io::IsTerminal;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// The server used when neither `--url`, `NATS_URL` nor a context is given.
+pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+/// Default `--concurrency`.
+pub const DEFAULT_CONCURRENCY: usize = 10;
+/// Default `--shutdown-grace`.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Generates `fn main()` running every `#[task_handler]` of the program as a
+/// worker; see [`runtime`](crate::runtime) and `--help` of the built binary.
+///
+/// ```no_run
+/// mod handlers {
+///     #[asyncjobs::task_handler("greet")]
+///     pub async fn greet(name: String) -> Result<String, asyncjobs::HandlerError> {
+///         Ok(format!("hello {name}"))
+///     }
+/// }
+///
+/// asyncjobs::main!();
+/// ```
+///
+/// Handlers declared in library crates are registered only when the library
+/// is linked into the program. A binary that does not otherwise use such a
+/// library names it: `asyncjobs::main!(my_handlers, more_handlers);` links
+/// each (as `extern crate my_handlers as _;`).
+#[macro_export]
+macro_rules! main {
+    ($($handlers_crate:ident),* $(,)?) => {
+        $(
+            extern crate $handlers_crate as _;
+        )*
+
+        fn main() -> ::std::process::ExitCode {
+            $crate::runtime::main()
+        }
+    };
+}
+
+/// Configuration of the generated worker, from flags and environment.
+#[derive(Parser, Debug, Clone, PartialEq, Eq)]
+#[command(
+    about = "Runs the asyncjobs task handlers of this program as a worker: one processor per queue named by its handlers.",
+    long_about = None,
+    after_help = "Each handler runs on the queue its #[task_handler] attribute names (DEFAULT when none). SIGINT or SIGTERM stops pulling new tasks and lets running handlers finish within --shutdown-grace; a second signal exits at once."
+)]
+pub struct WorkerArgs {
+    /// NATS server URL(s), comma separated [default: nats://127.0.0.1:4222]
+    #[arg(long, env = "NATS_URL", value_name = "URL")]
+    pub url: Option<String>,
+
+    /// Connect with this NATS CLI context (server, credentials, TLS); takes precedence over --url
+    #[arg(long, env = "NATS_CONTEXT", value_name = "NAME")]
+    pub context: Option<String>,
+
+    /// How many tasks each queue's worker handles at once
+    #[arg(long, env = "ASYNCJOBS_CONCURRENCY", value_name = "N", default_value_t = DEFAULT_CONCURRENCY, value_parser = parse_concurrency)]
+    pub concurrency: usize,
+
+    /// Retry backoff policy for failed tasks
+    #[arg(long, env = "ASYNCJOBS_RETRY_POLICY", value_name = "NAME", default_value = "default", value_parser = ["default", "10m", "1h", "1m"])]
+    pub retry_policy: String,
+
+    /// Serve Prometheus metrics at http://<metrics-bind>:<PORT>/metrics (0 picks a free port)
+    #[arg(long, env = "ASYNCJOBS_METRICS_PORT", value_name = "PORT")]
+    pub metrics_port: Option<u16>,
+
+    /// Address the metrics listener binds
+    #[arg(long, env = "ASYNCJOBS_METRICS_BIND", value_name = "ADDR", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    pub metrics_bind: IpAddr,
+
+    /// Log filter: error, warn, info, debug, trace, or tracing directives such as "info,asyncjobs=debug"
+    #[arg(long, env = "ASYNCJOBS_LOG_LEVEL", value_name = "FILTER", default_value = "info", value_parser = parse_log_filter)]
+    pub log_level: String,
+
+    /// Run only the handlers of these queues (repeat or comma separate; default: every queue)
+    #[arg(
+        long = "queue",
+        env = "ASYNCJOBS_QUEUES",
+        value_name = "QUEUE",
+        value_delimiter = ','
+    )]
+    pub queues: Vec<String>,
+
+    /// How long running handlers may take to finish after a shutdown signal
+    #[arg(long, env = "ASYNCJOBS_SHUTDOWN_GRACE", value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+
+    /// Print the registered handlers and exit
+    #[arg(long)]
+    pub list_handlers: bool,
+}
+
+impl Default for WorkerArgs {
+    /// The values the flags default to, without reading the environment.
+    fn default() -> Self {
+        WorkerArgs {
+            url: None,
+            context: None,
+            concurrency: DEFAULT_CONCURRENCY,
+            retry_policy: "default".into(),
+            metrics_port: None,
+            metrics_bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            log_level: "info".into(),
+            queues: Vec::new(),
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            list_handlers: false,
+        }
+    }
+}
+
+impl WorkerArgs {
+    /// Parses `args` (the first is the program name) and the environment.
+    pub fn try_from_args<I, T>(args: I) -> Result<WorkerArgs, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        WorkerArgs::try_parse_from(args)
+    }
+
+    /// Where the worker connects, for messages.
+    pub fn server(&self) -> String {
+        match (&self.context, &self.url) {
+            (Some(c), _) => format!("NATS context {c:?}"),
+            (None, Some(u)) => u.clone(),
+            (None, None) => DEFAULT_NATS_URL.to_string(),
+        }
+    }
+}
+
+fn parse_concurrency(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err("must be a whole number of at least 1".into()),
+    }
+}
+
+fn parse_log_filter(s: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::try_new(s)
+        .map(|_| s.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// Parses `"30s"`, `"1m30s"`, `"500ms"`, `"2h"` or `"1d"`.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("invalid duration {s:?}: expected e.g. 30s, 1m30s, 500ms");
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    let mut total = Duration::ZERO;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let unit = match &rest[..unit_len] {
+            "ms" => Duration::from_millis(1),
+            "s" => Duration::from_secs(1),
+            "m" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3600),
+            "d" => Duration::from_secs(86400),
+            _ => return Err(bad()),
+        };
+        rest = &rest[unit_len..];
+        total = u32::try_from(n)
+            .ok()
+            .and_then(|n| unit.checked_mul(n))
+            .and_then(|d| total.checked_add(d))
+            .ok_or_else(bad)?;
+    }
+    Ok(total)
+}
+
+/// Why the worker could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuntimeError {
+    /// No handler is registered (or none for the selected queues).
+    #[error("no task handlers registered: annotate async fns with #[asyncjobs::task_handler(\"<task type>\")]")]
+    NoHandlers,
+    /// `--queue` names a queue no handler uses.
+    #[error("no handlers run on queue {queue}; the handlers use: {known}")]
+    UnknownQueue {
+        /// The requested queue.
+        queue: String,
+        /// The queues that have handlers.
+        known: String,
+    },
+    /// Two handlers take the same task type on the same queue.
+    #[error("{0}")]
+    Duplicates(#[from] DuplicateHandlers),
+    /// A setting is invalid.
+    #[error("{0}")]
+    Config(Error),
+    /// The NATS server could not be reached.
+    #[error("cannot connect to NATS ({server}): {source} (set --url, NATS_URL or --context)")]
+    Connect {
+        /// The URL or context tried.
+        server: String,
+        /// What went wrong.
+        source: Error,
+    },
+    /// Creating or loading a queue or the task store failed.
+    #[error("cannot prepare queue {queue}: {source}")]
+    Queue {
+        /// The queue.
+        queue: String,
+        /// What went wrong.
+        source: Error,
+    },
+    /// The metrics listener could not bind.
+    #[error("cannot serve metrics on {addr}: {source}")]
+    Metrics {
+        /// The address.
+        addr: SocketAddr,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// A queue's worker stopped with an error.
+    #[error("worker for queue {queue} failed: {source}")]
+    Worker {
+        /// The queue.
+        queue: String,
+        /// What went wrong.
+        source: Error,
+    },
+    /// A queue's worker panicked.
+    #[error("worker for queue {queue} panicked")]
+    WorkerPanicked {
+        /// The queue.
+        queue: String,
+    },
+}
+
+/// What `asyncjobs::main!()` calls: parses flags and environment (exiting
+/// on `--help` or a bad flag), then runs [`main_with`] with every handler in
+/// the program.
+pub fn main() -> ExitCode {
+    main_with(WorkerArgs::parse(), Handlers::registered())
+}
+
+/// Runs a worker for `handlers` until SIGINT/SIGTERM, or lists them with
+/// `--list-handlers`. Errors are printed to stderr and give exit code 1.
+pub fn main_with(args: WorkerArgs, handlers: Handlers) -> ExitCode {
+    if args.list_handlers {
+        print!("{}", handler_table(&handlers));
+        if let Err(e) = handlers.check() {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+        return ExitCode::SUCCESS;
+    }
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run_until_signal(&args, &handlers)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_until_signal(args: &WorkerArgs, handlers: &Handlers) -> Result<(), RuntimeError> {
+    let workers = start(args, handlers).await?;
+    let token = workers.shutdown_token();
+    let signals = tokio::spawn(async move {
+        let mut signals = Signals::new();
+        let name = signals.next().await;
+        tracing::info!(
+            signal = name,
+            "shutting down: finishing running tasks (signal again to exit at once)"
+        );
+        token.cancel();
+        let name = signals.next().await;
+        eprintln!("received {name} again: exiting without waiting for running tasks");
+        std::process::exit(130);
+    });
+    let result = workers.wait().await;
+    signals.abort();
+    if result.is_ok() {
+        tracing::info!("worker stopped");
+    }
+    result
+}
+
+struct Signals {
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Signals {
+                int: signal(SignalKind::interrupt()).ok(),
+                term: signal(SignalKind::terminate()).ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        Signals {}
+    }
+
+    async fn next(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            tokio::select! {
+                _ = recv(&mut self.int) => "SIGINT",
+                _ = recv(&mut self.term) => "SIGTERM",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        }
+    }
+}
+
+/// The workers started by [`start`], one per queue.
+pub struct RunningWorkers {
+    shutdown: CancellationToken,
+    workers: JoinSet<(String, crate::Result<()>)>,
+    queues: Vec<String>,
+    metrics_addr: Option<SocketAddr>,
+    metrics: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for RunningWorkers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningWorkers")
+            .field("queues", &self.queues)
+            .field("metrics_addr", &self.metrics_addr)
+            .finish()
+    }
+}
+
+impl RunningWorkers {
+    /// The queues being processed.
+    pub fn queues(&self) -> &[String] {
+        &self.queues
+    }
+
+    /// Where metrics are served, when `--metrics-port` was given.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// A token that stops every worker when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Asks every worker to stop (see [`WorkerArgs::shutdown_grace`]).
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Waits until every worker has stopped. When one fails, the others are
+    /// stopped too and the first failure is returned.
+    pub async fn wait(mut self) -> Result<(), RuntimeError> {
+        let mut first_error = None;
+        while let Some(joined) = self.workers.join_next().await {
+            let error = match joined {
+                Ok((_, Ok(()))) => continue,
+                Ok((queue, Err(source))) => RuntimeError::Worker { queue, source },
+                Err(e) => RuntimeError::WorkerPanicked {
+                    queue: if e.is_panic() {
+                        "(unknown)".into()
+                    } else {
+                        "(cancelled)".into()
+                    },
+                },
+            };
+            tracing::error!(error = %error, "stopping every worker");
+            self.shutdown.cancel();
+            first_error.get_or_insert(error);
+        }
+        self.shutdown.cancel();
+        if let Some(m) = self.metrics.take() {
+            let _ = m.await;
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// [`shutdown`](Self::shutdown) then [`wait`](Self::wait).
+    pub async fn stop(self) -> Result<(), RuntimeError> {
+        self.shutdown();
+        self.wait().await
+    }
+}
+
+fn queue_settings(name: &str) -> Queue {
+    if name == DEFAULT_QUEUE_NAME {
+        Queue::default_queue()
+    } else {
+        Queue::new(name)
+    }
+}
+
+async fn connect(args: &WorkerArgs) -> Result<async_nats::Client, RuntimeError> {
+    let server = args.server();
+    let fail = |source: Error| RuntimeError::Connect {
+        server: server.clone(),
+        source,
+    };
+    let (url, opts) = match &args.context {
+        Some(name) => {
+            let ctx = NatsContext::load(name).map_err(fail)?;
+            (ctx.server_url(), ctx.connect_options().await.map_err(fail)?)
+        }
+        None => (
+            args.url.clone().unwrap_or_else(|| DEFAULT_NATS_URL.into()),
+            async_nats::ConnectOptions::new(),
+        ),
+    };
+    let addrs = url
+        .split(',')
+        .map(|u| u.trim().parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| fail(Error::Config(format!("invalid NATS URL {url:?}: {e}"))))?;
+    opts.name("asyncjobs worker")
+        .connection_timeout(Duration::from_secs(5))
+        .connect(addrs)
+        .await
+        .map_err(|e| fail(Error::Nats(e.to_string())))
+}
+
+/// Connects, prepares every queue the handlers name (creating missing ones
+/// with default settings, `DEFAULT` with Go's), starts the metrics listener
+/// if asked, and starts one worker per queue.
+pub async fn start(args: &WorkerArgs, handlers: &Handlers) -> Result<RunningWorkers, RuntimeError> {
+    let handlers = select_queues(args, handlers)?;
+    handlers.check()?;
+    crate::retry::policy_by_name(&args.retry_policy).map_err(RuntimeError::Config)?;
+    let queues = handlers.queues();
+    let routers = queues
+        .iter()
+        .map(|q| handlers.router(q).map(|r| (*q, r)))
+        .collect::<crate::Result<Vec<(&str, Router)>>>()
+        .map_err(RuntimeError::Config)?;
+
+    let nc = connect(args).await?;
+    let mut clients = Vec::with_capacity(routers.len());
+    for (queue, router) in routers {
+        let client = Client::builder()
+            .nats_client(nc.clone())
+            .queue(queue_settings(queue))
+            .concurrency(args.concurrency)
+            .retry_policy_name(&args.retry_policy)
+            .map_err(RuntimeError::Config)?
+            .build()
+            .await
+            .map_err(|source| RuntimeError::Queue {
+                queue: queue.to_string(),
+                source,
+            })?;
+        clients.push((queue.to_string(), client, router));
+    }
+
+    let shutdown = CancellationToken::new();
+    let (metrics_addr, metrics) = match args.metrics_port {
+        Some(port) => {
+            let addr = SocketAddr::new(args.metrics_bind, port);
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| RuntimeError::Metrics { addr, source })?;
+            let bound = listener
+                .local_addr()
+                .map_err(|source| RuntimeError::Metrics { addr, source })?;
+            tracing::info!(address = %bound, "serving metrics at /metrics");
+            let stop = shutdown.clone();
+            (
+                Some(bound),
+                Some(tokio::spawn(serve_metrics(listener, stop))),
+            )
+        }
+        None => (None, None),
+    };
+
+    let mut workers = JoinSet::new();
+    let mut names = Vec::new();
+    for (queue, client, router) in clients {
+        tracing::info!(
+            queue = %queue,
+            handlers = ?router.task_types().collect::<Vec<_>>(),
+            concurrency = args.concurrency,
+            "starting worker"
+        );
+        let worker = client
+            .worker(router)
+            .concurrency(args.concurrency)
+            .shutdown_grace(args.shutdown_grace);
+        let stop = shutdown.clone();
+        names.push(queue.clone());
+        workers.spawn(async move { (queue, worker.run(stop).await) });
+    }
+    Ok(RunningWorkers {
+        shutdown,
+        workers,
+        queues: names,
+        metrics_addr,
+        metrics,
+    })
+}
+
+fn select_queues(args: &WorkerArgs, handlers: &Handlers) -> Result<Handlers, RuntimeError> {
+    if handlers.is_empty() {
+        return Err(RuntimeError::NoHandlers);
+    }
+    if args.queues.is_empty() {
+        return Ok(handlers.clone());
+    }
+    let known = handlers.queues();
+    for q in &args.queues {
+        if !known.contains(&q.as_str()) {
+            return Err(RuntimeError::UnknownQueue {
+                queue: q.clone(),
+                known: known.join(", "),
+            });
+        }
+    }
+    Ok(handlers.clone().only_queues(&args.queues))
+}
+
+/// A minimal HTTP/1.1 responder: `GET /metrics` gives the Prometheus text
+/// format of [`crate::metrics::registry`]; anything else a 404.
+async fn serve_metrics(listener: TcpListener, stop: CancellationToken) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    connections.spawn(respond(stream));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting a metrics connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    connections.shutdown().await;
+}
+
+async fn respond(mut stream: TcpStream) {
+    let mut request = Vec::with_capacity(1024);
+    let mut buf = [0u8; 1024];
+    let read_head = async {
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 16 * 1024 {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => request.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(5), read_head)
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let head = String::from_utf8_lossy(&request);
+    let mut parts = head.lines().next().unwrap_or("").split_whitespace();
+    let method = parts.next().unwrap_or("");
+    let path = parts.next().unwrap_or("").split('?').next().unwrap_or("");
+    let (status, content_type, body) = match (method, path) {
+        ("GET" | "HEAD", "/metrics") => {
+            let families = crate::metrics::registry().gather();
+            match prometheus::TextEncoder::new().encode_to_string(&families) {
+                Ok(text) => ("200 OK", prometheus::TEXT_FORMAT, text),
+                Err(e) => (
+                    "500 Internal Server Error",
+                    "text/plain; charset=utf-8",
+                    format!("encoding metrics: {e}\n"),
+                ),
+            }
+        }
+        ("GET" | "HEAD", _) => (
+            "404 Not Found",
+            "text/plain; charset=utf-8",
+            "metrics are at /metrics\n".to_string(),
+        ),
+        _ => (
+            "405 Method Not Allowed",
+            "text/plain; charset=utf-8",
+            "only GET is supported\n".to_string(),
+        ),
+    };
+    let mut response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    if method != "HEAD" {
+        response.push_str(&body);
+    }
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+/// The `--list-handlers` table.
+pub fn handler_table(handlers: &Handlers) -> String {
+    if handlers.is_empty() {
+        return "no task handlers registered\n".into();
+    }
+    let rows: Vec<[String; 6]> = handlers.iter().map(handler_row).collect();
+    let header = [
+        "TASK TYPE",
+        "QUEUE",
+        "HANDLER",
+        "PAYLOAD -> RESULT",
+        "DEFAULTS",
+        "LOCATION",
+    ];
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let mut l = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                l.push_str(cell);
+            } else {
+                let _ = write!(l, "{cell:<w$}  ");
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(header.to_vec());
+    for row in &rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+fn handler_row(def: &HandlerDef) -> [String; 6] {
+    let task_type = if def.task_type().is_empty() {
+        "\"\" (catch-all)".to_string()
+    } else {
+        def.task_type().to_string()
+    };
+    let mut defaults = Vec::new();
+    if let Some(n) = def.max_tries() {
+        defaults.push(format!("max_tries={n}"));
+    }
+    if let Some(d) = def.deadline() {
+        defaults.push(format!("deadline={}", format_duration(d)));
+    }
+    [
+        task_type,
+        def.queue().to_string(),
+        def.name().to_string(),
+        format!("{} -> {}", def.payload_type(), def.output_type()),
+        if defaults.is_empty() {
+            "-".into()
+        } else {
+            defaults.join(" ")
+        },
+        def.location(),
+    ]
+}
+
+fn format_duration(d: Duration) -> String {
+    let mut ms = d.as_millis();
+    if ms == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+        ("ms", 1),
+    ] {
+        if ms >= size {
+            let _ = write!(out, "{}{unit}", ms / size);
+            ms %= size;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+        assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1s500ms");
+    }
+
+    #[test]
+    fn defaults_match_the_flags() {
+        let parsed = WorkerArgs::try_from_args(["worker"]).unwrap();
+        // the environment may set NATS_URL and friends; compare the rest
+        let expected = WorkerArgs {
+            url: parsed.url.clone(),
+            context: parsed.context.clone(),
+            ..WorkerArgs::default()
+        };
+        if std::env::vars().all(|(k, _)| !k.starts_with("ASYNCJOBS_")) {
+            assert_eq!(parsed, expected);
+        }
+        assert!(WorkerArgs::try_from_args(["worker", "--concurrency", "0"]).is_err());
+        assert!(WorkerArgs::try_from_args(["worker", "--retry-policy", "weekly"]).is_err());
+        assert!(WorkerArgs::try_from_args(["worker", "--log-level", "info,=["]).is_err());
+        let a = WorkerArgs::try_from_args(["worker", "--queue", "A,B", "--queue", "C"]).unwrap();
+        assert_eq!(a.queues, vec!["A", "B", "C"]);
+    }
+}

@@ -1,0 +1,1078 @@
+//! Scheduled tasks and the highly available task scheduler (reference §2.5, §11).
+//!
+//! A [`ScheduledTask`] is a cron schedule plus a task template (type,
+//! payload, deadline offset, max tries, target queue), stored as JSON under
+//! `scheduled_tasks.<name>` in the `CHORIA_AJ_CONFIGURATION` KV bucket, in
+//! the same format Go uses. [`Client`] gets methods to create, load, list,
+//! update and delete them. A [`Scheduler`] watches the bucket and, while it
+//! is the elected leader, enqueues a task each time a schedule fires.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use asyncjobs::{Client, Scheduler, ScheduledTask, Task};
+//! use std::time::Duration;
+//!
+//! let client = Client::connect("nats://127.0.0.1:4222").await?;
+//! let template = Task::builder("report:daily")
+//!     .payload(&serde_json::json!({"format": "pdf"}))
+//!     .deadline_in(Duration::from_secs(3600))
+//!     .max_tries(3)
+//!     .build()?;
+//! let schedule = ScheduledTask::new("daily_report", "0 6 * * *", "REPORTS", &template)?;
+//! client.create_scheduled_task(&schedule).await?;
+//!
+//! // in one or more scheduler processes: only the elected leader enqueues
+//! let stop = tokio_util::sync::CancellationToken::new();
+//! Scheduler::new(client.clone(), "scheduler-1").run(stop).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Differences from the Go scheduler
+//!
+//! * **Payloads are not double-encoded** (§16.2) for schedules created here.
+//!   The Go scheduler hands the stored payload bytes to `NewTask`, which
+//!   JSON-encodes them again, so its tasks carry the JSON *string* of the
+//!   base64 of the payload (`null` when there is none). Records written by
+//!   this crate carry an extra key `"payload_encoding":"raw"` and produce
+//!   tasks whose payload is exactly the stored payload. Records without that
+//!   key — everything Go writes — are treated as Go treats them, so a
+//!   schedule created with `ajc task cron add` yields byte-for-byte the task
+//!   payload the Go scheduler would produce. Go readers ignore the unknown
+//!   key (and a Go tool re-saving the record drops it, turning it back into
+//!   a Go schedule). A Go *scheduler* ignores it too: if Go schedulers may
+//!   fire your schedules, create them with
+//!   `.with_payload_encoding(PayloadEncoding::Go)` so every scheduler
+//!   produces the same tasks. See [`PayloadEncoding`].
+//! * **Updates replace the schedule** (§16.5): a changed record stops the old
+//!   timer before the new one starts; deletes forget the name; the
+//!   `task_scheduler_schedules_total` gauge is exact.
+//! * **Every metric is counted** (§16.4): `task_scheduler_scheduled_count`
+//!   per task created, `task_scheduler_schedule_error_count` per failed
+//!   creation or unusable record; `task_scheduler_paused` is 1 from the
+//!   start until the election is won (Go starts it at 0, §16.16) and again
+//!   after the scheduler stops.
+//! * **One task per slot across instances.** Each fire uses a deterministic
+//!   task id (a KSUID whose time is the slot and whose payload is a hash of
+//!   the schedule name and slot) and the task record is written with
+//!   "expected last subject sequence 0", so a second scheduler that fires
+//!   the same slot — two instances that both think they lead during a
+//!   hand-over — is refused by the server and creates nothing. The work item
+//!   carries the same id as `Nats-Msg-Id`, so the queue's duplicate window
+//!   also drops a repeat whose record was already discarded (the phantom
+//!   `queue_error` record that repeat saved is deleted again). The ids are
+//!   valid, time-sortable KSUIDs. Go schedulers use random ids, so between a
+//!   Go and a Rust scheduler only the election prevents double fires.
+//! * **`@every` slots are shared**: `created_at + k·interval` instead of
+//!   "interval since this scheduler process started", so all instances
+//!   agree on the slots (see [`crate::cron`]).
+//! * **Listing** waits for the bucket's real end of data instead of
+//!   returning an empty list after a silent 5 s timeout (§16.15).
+
+use crate::client::Client;
+use crate::cron::{CronError, CronSchedule};
+use crate::election::{Election, ElectionError, ElectionOptions};
+use crate::error::Error;
+use crate::events::LeaderElectedEvent;
+use crate::storage::CONFIG_BUCKET;
+use crate::task::{is_valid_name, Task};
+use crate::wire::{self, bytes_go, duration_go, null_default, time_go};
+use async_nats::jetstream::kv;
+use base64::Engine;
+use futures::StreamExt;
+use prometheus::{CounterVec, Gauge, Opts};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+
+/// KV key prefix of scheduled tasks; the name follows.
+pub const SCHEDULED_TASK_KEY_PREFIX: &str = "scheduled_tasks.";
+/// Smallest deadline offset a schedule may have.
+pub const MIN_SCHEDULE_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Errors of scheduled-task storage and the scheduler. Messages start with
+/// Go's text where Go has one.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScheduleError {
+    /// The schedule has no name.
+    #[error("name is required")]
+    NameRequired,
+    /// The name does not match `^[a-zA-Z0-9_:-]+$`.
+    #[error("name is invalid: must match ^[a-zA-Z0-9_:-]+$ (got {0:?})")]
+    NameInvalid(String),
+    /// The name contains `:`, which Go's name rule allows but KV keys do not.
+    #[error("name is invalid: {0:?} contains ':', which KV keys cannot hold")]
+    NameNotAKey(String),
+    /// The cron spec is empty.
+    #[error("schedule is required")]
+    ScheduleRequired,
+    /// The target queue is empty.
+    #[error("queue name is required")]
+    QueueRequired,
+    /// The cron spec does not parse.
+    #[error("invalid cron schedule: {source} (schedule {schedule:?})")]
+    InvalidSchedule {
+        /// The spec.
+        schedule: String,
+        /// The parser's reason.
+        #[source]
+        source: CronError,
+    },
+    /// The task type does not match `^[a-zA-Z0-9_:-]+$`.
+    #[error("task type is invalid: must match ^[a-zA-Z0-9_:-]+$ (got {0:?})")]
+    TaskTypeInvalid(String),
+    /// The deadline offset is under 30 s.
+    #[error("deadline too short: tasks must get at least 30s (got {0}s)")]
+    DeadlineTooShort(i64),
+    /// A schedule with this name exists.
+    #[error("scheduled task already exist: {0}")]
+    AlreadyExists(String),
+    /// No schedule with this name.
+    #[error("scheduled task not found: {0}")]
+    NotFound(String),
+    /// The stored record does not decode.
+    #[error("invalid scheduled task {name}: {reason}")]
+    InvalidRecord {
+        /// Schedule name (from the key).
+        name: String,
+        /// Decoder error.
+        reason: String,
+    },
+    /// The leader election could not start.
+    #[error(transparent)]
+    Election(#[from] ElectionError),
+    /// [`Scheduler::run`] was called while already running.
+    #[error("scheduler already running")]
+    AlreadyRunning,
+    /// A client or storage error.
+    #[error(transparent)]
+    Client(#[from] Error),
+}
+
+impl From<ScheduleError> for Error {
+    fn from(e: ScheduleError) -> Error {
+        match e {
+            ScheduleError::Client(e) => e,
+            other => Error::Config(other.to_string()),
+        }
+    }
+}
+
+/// How the scheduler turns a schedule's stored payload into task payloads.
+///
+/// Stored in the record as `"payload_encoding"`: absent for [`Go`](Self::Go)
+/// (so the record is exactly what Go writes), `"raw"` for
+/// [`Raw`](Self::Raw).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PayloadEncoding {
+    /// What the Go scheduler does (§16.2): each task's payload is the JSON
+    /// string of the base64 of the stored payload, or `null` when the
+    /// schedule has none. Every record written by Go reads as this.
+    #[default]
+    Go,
+    /// Each task's payload is the stored payload, unchanged. The default for
+    /// schedules made with [`ScheduledTask::new`].
+    Raw,
+}
+
+impl PayloadEncoding {
+    fn is_go(&self) -> bool {
+        *self == PayloadEncoding::Go
+    }
+}
+
+impl Serialize for PayloadEncoding {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(match self {
+            PayloadEncoding::Go => "go",
+            PayloadEncoding::Raw => "raw",
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for PayloadEncoding {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s: Option<String> = Option::deserialize(d)?;
+        match s.as_deref() {
+            None | Some("") | Some("go") => Ok(PayloadEncoding::Go),
+            Some("raw") => Ok(PayloadEncoding::Raw),
+            Some(other) => Err(serde::de::Error::custom(format!(
+                "unknown payload_encoding {other:?} (expected \"raw\" or \"go\")"
+            ))),
+        }
+    }
+}
+
+/// A schedule: when to create which task in which queue (reference §2.5).
+///
+/// Serialized exactly like Go's `ScheduledTask`; see the
+/// [module documentation](self) for the one extra key.
+///
+/// ```
+/// use asyncjobs::{ScheduledTask, Task};
+/// let template = Task::builder("cleanup").max_tries(2).build().unwrap();
+/// let st = ScheduledTask::new("nightly_cleanup", "@daily", "DEFAULT", &template).unwrap();
+/// assert_eq!(st.max_tries, 2);
+/// assert!(ScheduledTask::new("bad name", "@daily", "DEFAULT", &template).is_err());
+/// assert!(ScheduledTask::new("x", "* * * * 7", "DEFAULT", &template).is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ScheduledTask {
+    /// Unique name, also the KV key suffix.
+    #[serde(default, deserialize_with = "null_default", alias = "Name")]
+    pub name: String,
+    /// Cron spec (see [`crate::cron`]).
+    #[serde(default, deserialize_with = "null_default", alias = "Schedule")]
+    pub schedule: String,
+    /// Queue the tasks are enqueued into (not checked to exist).
+    #[serde(default, deserialize_with = "null_default", alias = "Queue")]
+    pub queue: String,
+    /// Type of the tasks.
+    #[serde(default, deserialize_with = "null_default", alias = "TaskType")]
+    pub task_type: String,
+    /// The template task's payload bytes.
+    #[serde(with = "bytes_go", default, alias = "Payload")]
+    pub payload: Option<Vec<u8>>,
+    /// Each task's deadline is its creation time plus this (zero: no deadline).
+    #[serde(
+        with = "duration_go",
+        default,
+        skip_serializing_if = "Duration::is_zero",
+        alias = "Deadline"
+    )]
+    pub deadline: Duration,
+    /// Each task's max tries (0: the task default, 10).
+    #[serde(default, deserialize_with = "null_default", alias = "MaxTries")]
+    pub max_tries: i64,
+    /// When the schedule was created (UTC); also the anchor of `@every` slots.
+    #[serde(with = "time_go", default = "wire::zero_time", alias = "CreatedAt")]
+    pub created_at: OffsetDateTime,
+    /// How task payloads are derived from [`payload`](Self::payload).
+    #[serde(default, skip_serializing_if = "PayloadEncoding::is_go")]
+    pub payload_encoding: PayloadEncoding,
+}
+
+impl ScheduledTask {
+    /// A schedule named `name` that creates tasks like `template` in `queue`
+    /// on `schedule`, validated as Go's `NewScheduledTask` does (in this
+    /// order: name, schedule, queue, cron syntax, deadline ≥ 30 s).
+    ///
+    /// The template's deadline, if any, becomes an offset: deadline minus
+    /// now, rounded to whole seconds. Payload encoding is
+    /// [`PayloadEncoding::Raw`].
+    pub fn new(
+        name: impl Into<String>,
+        schedule: impl Into<String>,
+        queue: impl Into<String>,
+        template: &Task,
+    ) -> Result<ScheduledTask, ScheduleError> {
+        let now = OffsetDateTime::now_utc();
+        // deadline offset in whole seconds, checked after the other fields (Go's order)
+        let offset = template
+            .deadline
+            .map(|d| round_to_seconds((d - now).whole_nanoseconds()));
+        let st = ScheduledTask {
+            name: name.into(),
+            schedule: schedule.into(),
+            queue: queue.into(),
+            task_type: template.task_type.clone(),
+            payload: template.payload.clone(),
+            deadline: Duration::from_secs(offset.unwrap_or(0).max(0) as u64),
+            max_tries: template.max_tries,
+            created_at: now,
+            payload_encoding: PayloadEncoding::Raw,
+        };
+        let mut check = st.clone();
+        check.deadline = Duration::ZERO;
+        check.validate()?;
+        if let Some(secs) = offset {
+            if secs < MIN_SCHEDULE_DEADLINE.as_secs() as i64 {
+                return Err(ScheduleError::DeadlineTooShort(secs));
+            }
+        }
+        Ok(st)
+    }
+
+    /// Sets how task payloads are derived from the stored payload.
+    pub fn with_payload_encoding(mut self, encoding: PayloadEncoding) -> Self {
+        self.payload_encoding = encoding;
+        self
+    }
+
+    /// Checks the fields as creation does, returning the parsed schedule.
+    pub fn validate(&self) -> Result<CronSchedule, ScheduleError> {
+        if self.name.is_empty() {
+            return Err(ScheduleError::NameRequired);
+        }
+        if !is_valid_name(&self.name) {
+            return Err(ScheduleError::NameInvalid(self.name.clone()));
+        }
+        if self.name.contains(':') {
+            return Err(ScheduleError::NameNotAKey(self.name.clone()));
+        }
+        if self.schedule.is_empty() {
+            return Err(ScheduleError::ScheduleRequired);
+        }
+        if self.queue.is_empty() {
+            return Err(ScheduleError::QueueRequired);
+        }
+        let cron = self.cron()?;
+        if !self.deadline.is_zero() && self.deadline < MIN_SCHEDULE_DEADLINE {
+            return Err(ScheduleError::DeadlineTooShort(
+                self.deadline.as_secs() as i64
+            ));
+        }
+        if !is_valid_name(&self.task_type) {
+            return Err(ScheduleError::TaskTypeInvalid(self.task_type.clone()));
+        }
+        Ok(cron)
+    }
+
+    /// Parses the cron spec.
+    pub fn cron(&self) -> Result<CronSchedule, ScheduleError> {
+        CronSchedule::parse(&self.schedule).map_err(|source| ScheduleError::InvalidSchedule {
+            schedule: self.schedule.clone(),
+            source,
+        })
+    }
+
+    /// Decodes a stored record (Go's capitalised legacy keys are accepted).
+    pub fn from_json(data: &[u8]) -> Result<ScheduledTask, serde_json::Error> {
+        serde_json::from_slice(data)
+    }
+
+    /// Encodes the record as stored.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a scheduled task always encodes")
+    }
+
+    /// The KV key of the record.
+    pub fn key(&self) -> String {
+        format!("{SCHEDULED_TASK_KEY_PREFIX}{}", self.name)
+    }
+
+    /// The payload each task created by this schedule gets (see [`PayloadEncoding`]).
+    pub fn task_payload(&self) -> Option<Vec<u8>> {
+        match self.payload_encoding {
+            PayloadEncoding::Raw => self.payload.clone(),
+            PayloadEncoding::Go => Some(match &self.payload {
+                None => b"null".to_vec(),
+                Some(p) => serde_json::to_vec(&base64::engine::general_purpose::STANDARD.encode(p))
+                    .expect("a string encodes"),
+            }),
+        }
+    }
+
+    /// A task as the scheduler creates it now: type, payload, deadline
+    /// (now + offset) and max tries from the schedule, with a new id.
+    pub fn to_task(&self) -> crate::Result<Task> {
+        self.build_task(None)
+    }
+
+    fn build_task(&self, id: Option<String>) -> crate::Result<Task> {
+        let mut b = Task::builder(self.task_type.clone());
+        if let Some(id) = id {
+            b = b.id(id);
+        }
+        if let Some(p) = self.task_payload() {
+            b = b.raw_payload(p);
+        }
+        if !self.deadline.is_zero() {
+            b = b.deadline(OffsetDateTime::now_utc() + self.deadline);
+        }
+        if self.max_tries > 0 {
+            b = b.max_tries(self.max_tries);
+        }
+        b.build()
+    }
+}
+
+/// Go's `Duration.Round(time.Second)`: halves away from zero.
+fn round_to_seconds(nanos: i128) -> i64 {
+    let half = 500_000_000;
+    let r = if nanos >= 0 {
+        (nanos + half) / 1_000_000_000
+    } else {
+        (nanos - half) / 1_000_000_000
+    };
+    r.clamp(i64::MIN as i128, i64::MAX as i128) as i64
+}
+
+/// The id of the task a schedule creates for a slot: a KSUID whose time is
+/// the slot and whose 16 payload bytes are FNV-1a-128 of the name and slot.
+/// Every scheduler instance computes the same id for the same slot.
+pub fn slot_task_id(schedule_name: &str, slot: OffsetDateTime) -> String {
+    use svix_ksuid::KsuidLike;
+    let secs = slot.unix_timestamp();
+    let hash = fnv1a_128(format!("asyncjobs.scheduled_task\0{schedule_name}\0{secs}").as_bytes());
+    svix_ksuid::Ksuid::from_seconds(Some(secs), Some(&hash.to_be_bytes())).to_string()
+}
+
+fn fnv1a_128(data: &[u8]) -> u128 {
+    const OFFSET: u128 = 0x6c62272e07bb014262b821756295c58d;
+    const PRIME: u128 = 0x0000000001000000000000000000013B;
+    data.iter()
+        .fold(OFFSET, |h, &b| (h ^ b as u128).wrapping_mul(PRIME))
+}
+
+async fn config_store(client: &Client) -> Result<kv::Store, ScheduleError> {
+    client
+        .storage()
+        .js
+        .get_key_value(CONFIG_BUCKET)
+        .await
+        .map_err(|e| {
+            if e.to_string().contains("not found") {
+                Error::StorageNotReady("configuration bucket not configured".into())
+            } else {
+                Error::Nats(format!("binding bucket {CONFIG_BUCKET}: {e}"))
+            }
+            .into()
+        })
+}
+
+fn decode_record(name: &str, data: &[u8]) -> Result<ScheduledTask, ScheduleError> {
+    ScheduledTask::from_json(data).map_err(|e| ScheduleError::InvalidRecord {
+        name: name.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// Scheduled-task storage (`CHORIA_AJ_CONFIGURATION`, keys `scheduled_tasks.<name>`).
+impl Client {
+    /// Validates and stores a new schedule (KV create); an existing name is
+    /// [`ScheduleError::AlreadyExists`]. The queue is not checked to exist.
+    pub async fn create_scheduled_task(&self, task: &ScheduledTask) -> Result<(), ScheduleError> {
+        task.validate()?;
+        let store = config_store(self).await?;
+        match store.create(task.key(), task.to_json().into()).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                Err(ScheduleError::AlreadyExists(task.name.clone()))
+            }
+            Err(e) => Err(Error::Nats(format!("storing scheduled task {}: {e}", task.name)).into()),
+        }
+    }
+
+    /// Like Go's `NewScheduledTask`: builds the schedule from a template task
+    /// ([`ScheduledTask::new`]) and stores it.
+    pub async fn new_scheduled_task(
+        &self,
+        name: &str,
+        schedule: &str,
+        queue: &str,
+        template: &Task,
+    ) -> Result<ScheduledTask, ScheduleError> {
+        let st = ScheduledTask::new(name, schedule, queue, template)?;
+        self.create_scheduled_task(&st).await?;
+        Ok(st)
+    }
+
+    /// Loads a schedule by name.
+    pub async fn load_scheduled_task(&self, name: &str) -> Result<ScheduledTask, ScheduleError> {
+        if !is_valid_name(name) || name.contains(':') {
+            return Err(ScheduleError::NotFound(name.to_string()));
+        }
+        let store = config_store(self).await?;
+        let entry = store
+            .entry(format!("{SCHEDULED_TASK_KEY_PREFIX}{name}"))
+            .await
+            .map_err(|e| Error::Nats(format!("loading scheduled task {name}: {e}")))?;
+        match entry {
+            Some(e) if e.operation == kv::Operation::Put => decode_record(name, &e.value),
+            _ => Err(ScheduleError::NotFound(name.to_string())),
+        }
+    }
+
+    /// All schedules, sorted by name. Records that do not decode are
+    /// skipped with a warning.
+    pub async fn scheduled_tasks(&self) -> Result<Vec<ScheduledTask>, ScheduleError> {
+        let store = config_store(self).await?;
+        let mut keys = store
+            .keys()
+            .await
+            .map_err(|e| Error::Nats(format!("listing scheduled tasks: {e}")))?;
+        let mut names = Vec::new();
+        while let Some(key) = keys.next().await {
+            let key = key.map_err(|e| Error::Nats(format!("listing scheduled tasks: {e}")))?;
+            if let Some(name) = key.strip_prefix(SCHEDULED_TASK_KEY_PREFIX) {
+                names.push(name.to_string());
+            }
+        }
+        names.sort();
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            match self.load_scheduled_task(&name).await {
+                Ok(st) => out.push(st),
+                // deleted since the key listing
+                Err(ScheduleError::NotFound(_)) => {}
+                Err(ScheduleError::InvalidRecord { name, reason }) => {
+                    tracing::warn!(schedule = %name, %reason, "skipping undecodable scheduled task")
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Validates and stores a schedule whether or not it exists (KV put).
+    /// A running scheduler replaces its timer for it.
+    pub async fn update_scheduled_task(&self, task: &ScheduledTask) -> Result<(), ScheduleError> {
+        task.validate()?;
+        let store = config_store(self).await?;
+        store
+            .put(task.key(), task.to_json().into())
+            .await
+            .map_err(|e| Error::Nats(format!("storing scheduled task {}: {e}", task.name)))?;
+        Ok(())
+    }
+
+    /// Deletes a schedule (KV delete marker); running schedulers drop it.
+    pub async fn delete_scheduled_task(&self, name: &str) -> Result<(), ScheduleError> {
+        self.load_scheduled_task(name).await.map(|_| ())?;
+        let store = config_store(self).await?;
+        store
+            .delete(format!("{SCHEDULED_TASK_KEY_PREFIX}{name}"))
+            .await
+            .map_err(|e| Error::Nats(format!("deleting scheduled task {name}: {e}")))?;
+        Ok(())
+    }
+}
+
+/// Configures a [`Scheduler`]; see [`Scheduler::builder`].
+#[derive(Debug)]
+pub struct SchedulerBuilder {
+    client: Client,
+    name: String,
+    election: Option<ElectionOptions>,
+}
+
+impl SchedulerBuilder {
+    /// Election bucket, key and timings (default: Go's, on `CHORIA_AJ_ELECTIONS`).
+    pub fn election(mut self, options: ElectionOptions) -> Self {
+        self.election = Some(options);
+        self
+    }
+
+    /// Do not campaign: this scheduler always considers itself the leader.
+    /// Only for a single instance (or tests): two of these both fire every
+    /// slot; the server refuses the second creation (see the module docs),
+    /// but the work is wasted.
+    pub fn without_election(mut self) -> Self {
+        self.election = None;
+        self
+    }
+
+    /// The scheduler.
+    pub fn build(self) -> Scheduler {
+        Scheduler {
+            inner: Arc::new(Inner {
+                client: self.client,
+                name: self.name,
+                election_options: self.election,
+                election: Mutex::new(None),
+                running: AtomicBool::new(false),
+                entries: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+}
+
+struct Entry {
+    task: ScheduledTask,
+    stop: CancellationToken,
+}
+
+/// Stops what a run started and resets the scheduler when the run ends
+/// (returns or is dropped).
+struct RunGuard {
+    inner: Arc<Inner>,
+    token: CancellationToken,
+}
+
+impl Drop for RunGuard {
+    fn drop(&mut self) {
+        self.token.cancel();
+        let removed: Vec<Entry> = self
+            .inner
+            .entries
+            .lock()
+            .expect("scheduler entries")
+            .drain()
+            .map(|(_, e)| e)
+            .collect();
+        for e in &removed {
+            e.stop.cancel();
+        }
+        METRICS.schedules.sub(removed.len() as f64);
+        METRICS.paused.set(1.0);
+        *self.inner.election.lock().expect("scheduler election") = None;
+        self.inner.running.store(false, Ordering::SeqCst);
+    }
+}
+
+struct Inner {
+    client: Client,
+    name: String,
+    election_options: Option<ElectionOptions>,
+    election: Mutex<Option<Election>>,
+    running: AtomicBool,
+    entries: Mutex<HashMap<String, Entry>>,
+}
+
+impl Inner {
+    fn is_leader(&self) -> bool {
+        if !self.running.load(Ordering::SeqCst) {
+            return false;
+        }
+        if self.election_options.is_none() {
+            return true;
+        }
+        self.election
+            .lock()
+            .expect("scheduler election")
+            .as_ref()
+            .is_some_and(|e| e.is_leader())
+    }
+}
+
+/// Creates the tasks of every stored schedule while it is the elected
+/// leader; see the [module documentation](self). Cheap to clone.
+///
+/// ```no_run
+/// # async fn demo(client: asyncjobs::Client) -> Result<(), asyncjobs::scheduler::ScheduleError> {
+/// use asyncjobs::Scheduler;
+/// let scheduler = Scheduler::new(client, "scheduler-1");
+/// let stop = tokio_util::sync::CancellationToken::new();
+/// let handle = tokio::spawn({
+///     let (scheduler, stop) = (scheduler.clone(), stop.clone());
+///     async move { scheduler.run(stop).await }
+/// });
+/// // ...
+/// println!("leader: {}, schedules: {:?}", scheduler.is_leader(), scheduler.schedules());
+/// stop.cancel();
+/// handle.await.unwrap()?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Scheduler {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler")
+            .field("name", &self.inner.name)
+            .field("leader", &self.is_leader())
+            .finish()
+    }
+}
+
+impl Scheduler {
+    /// A scheduler called `name` (its election identity) with Go's election defaults.
+    pub fn new(client: Client, name: impl Into<String>) -> Scheduler {
+        Scheduler::builder(client, name).build()
+    }
+
+    /// A builder for other election settings.
+    pub fn builder(client: Client, name: impl Into<String>) -> SchedulerBuilder {
+        SchedulerBuilder {
+            client,
+            name: name.into(),
+            election: Some(ElectionOptions::default()),
+        }
+    }
+
+    /// The scheduler's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// True while running and leading (always true while running without election).
+    pub fn is_leader(&self) -> bool {
+        self.inner.is_leader()
+    }
+
+    /// Names of the schedules currently loaded, sorted.
+    pub fn schedules(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .inner
+            .entries
+            .lock()
+            .expect("scheduler entries")
+            .keys()
+            .cloned()
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Campaigns for leadership and runs every stored schedule until `stop`
+    /// is cancelled. Fails at start if the configuration bucket is missing
+    /// or the election bucket is unusable.
+    pub async fn run(&self, stop: CancellationToken) -> Result<(), ScheduleError> {
+        if self.inner.running.swap(true, Ordering::SeqCst) {
+            return Err(ScheduleError::AlreadyRunning);
+        }
+        // everything started below ends with this token, also when the
+        // future is dropped instead of `stop` being cancelled
+        let token = stop.child_token();
+        let _cleanup = RunGuard {
+            inner: self.inner.clone(),
+            token: token.clone(),
+        };
+        self.run_inner(&token).await
+    }
+
+    async fn run_inner(&self, stop: &CancellationToken) -> Result<(), ScheduleError> {
+        let store = config_store(&self.inner.client).await?;
+        // paused until the election is won (Go starts at 0 even when not leading, §16.16)
+        METRICS
+            .paused
+            .set(if self.inner.election_options.is_some() {
+                1.0
+            } else {
+                0.0
+            });
+        let election = match &self.inner.election_options {
+            None => None,
+            Some(options) => {
+                let nc = self.inner.client.nats().clone();
+                let name = self.inner.name.clone();
+                let component = options.key.clone();
+                let lost_name = name.clone();
+                let election = Election::builder(nc.clone(), name.clone())
+                    .options(options.clone())
+                    .on_won(move || {
+                        METRICS.paused.set(0.0);
+                        tracing::info!(scheduler = %name, "became leader, scheduling tasks");
+                        let event = LeaderElectedEvent::new(name.clone(), component.clone());
+                        let nc = nc.clone();
+                        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                            rt.spawn(async move {
+                                match serde_json::to_vec(&event) {
+                                    Ok(body) => {
+                                        if let Err(e) = nc.publish(event.subject(), body.into()).await {
+                                            tracing::warn!(error = %e, "publishing leader elected event failed");
+                                        }
+                                    }
+                                    Err(e) => tracing::warn!(error = %e, "encoding leader elected event failed"),
+                                }
+                            });
+                        }
+                    })
+                    .on_lost(move || {
+                        METRICS.paused.set(1.0);
+                        tracing::info!(scheduler = %lost_name, "lost leadership, pausing");
+                    })
+                    .build()
+                    .await?;
+                *self.inner.election.lock().expect("scheduler election") = Some(election.clone());
+                let token = stop.child_token();
+                let handle = tokio::spawn({
+                    let token = token.clone();
+                    async move { election.run(token).await }
+                });
+                Some((token, handle))
+            }
+        };
+        let result = self.watch(store, stop).await;
+        if let Some((token, handle)) = election {
+            token.cancel();
+            match handle.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "election ended with an error"),
+                Err(e) => tracing::warn!(error = %e, "election task failed"),
+            }
+        }
+        result
+    }
+
+    async fn watch(&self, store: kv::Store, stop: &CancellationToken) -> Result<(), ScheduleError> {
+        let pattern = format!("{SCHEDULED_TASK_KEY_PREFIX}*");
+        let mut last_revision: Option<u64> = None;
+        loop {
+            let watch = match last_revision {
+                None => store.watch_with_history(&pattern).await,
+                Some(rev) => store.watch_from_revision(&pattern, rev + 1).await,
+            };
+            match watch {
+                Err(e) if last_revision.is_none() => {
+                    return Err(Error::Nats(format!("watching scheduled tasks: {e}")).into());
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "re-creating the scheduled tasks watch failed")
+                }
+                Ok(mut watch) => {
+                    // the first watch is up: from here on a failure is retried
+                    last_revision.get_or_insert(0);
+                    loop {
+                        let item = tokio::select! {
+                            _ = stop.cancelled() => return Ok(()),
+                            item = watch.next() => item,
+                        };
+                        match item {
+                            Some(Ok(entry)) => {
+                                last_revision = Some(entry.revision);
+                                self.apply(entry, stop);
+                            }
+                            Some(Err(e)) => {
+                                tracing::warn!(error = %e, "scheduled tasks watch failed; re-creating it");
+                                break;
+                            }
+                            None => {
+                                tracing::warn!("scheduled tasks watch ended; re-creating it");
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+
+    fn apply(&self, entry: kv::Entry, run: &CancellationToken) {
+        let Some(name) = entry.key.strip_prefix(SCHEDULED_TASK_KEY_PREFIX) else {
+            return;
+        };
+        let name = name.to_string();
+        let mut entries = self.inner.entries.lock().expect("scheduler entries");
+        let parsed = match entry.operation {
+            kv::Operation::Delete | kv::Operation::Purge => None,
+            kv::Operation::Put => match decode_record(&name, &entry.value) {
+                Ok(st) => match st.cron() {
+                    Ok(cron) => Some((st, cron)),
+                    Err(e) => {
+                        tracing::warn!(schedule = %name, error = %e, "scheduled task has an invalid schedule; not scheduling it");
+                        METRICS
+                            .errors
+                            .with_label_values(&[st.task_type.as_str(), st.queue.as_str()])
+                            .inc();
+                        None
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(schedule = %name, error = %e, "undecodable scheduled task; not scheduling it");
+                    METRICS.errors.with_label_values(&["", ""]).inc();
+                    None
+                }
+            },
+        };
+        match parsed {
+            None => {
+                if let Some(old) = entries.remove(&name) {
+                    old.stop.cancel();
+                    METRICS.schedules.dec();
+                    tracing::info!(schedule = %name, "removed schedule");
+                }
+            }
+            Some((st, cron)) => {
+                if entries.get(&name).is_some_and(|old| old.task == st) {
+                    return;
+                }
+                match entries.remove(&name) {
+                    Some(old) => {
+                        old.stop.cancel();
+                        tracing::info!(schedule = %name, spec = %st.schedule, "replaced schedule");
+                    }
+                    None => {
+                        METRICS.schedules.inc();
+                        tracing::info!(schedule = %name, spec = %st.schedule, queue = %st.queue, "added schedule");
+                    }
+                }
+                let stop = run.child_token();
+                tokio::spawn(run_schedule(
+                    self.inner.clone(),
+                    name.clone(),
+                    st.clone(),
+                    cron.with_anchor(st.created_at),
+                    stop.clone(),
+                ));
+                entries.insert(name, Entry { task: st, stop });
+            }
+        }
+    }
+}
+
+async fn run_schedule(
+    inner: Arc<Inner>,
+    name: String,
+    st: ScheduledTask,
+    cron: CronSchedule,
+    stop: CancellationToken,
+) {
+    let mut after = OffsetDateTime::now_utc();
+    loop {
+        let Some(slot) = cron.next_after(after) else {
+            tracing::warn!(schedule = %name, spec = %st.schedule, "schedule never fires again");
+            return;
+        };
+        // wait for the slot by the wall clock, re-checking at least every minute
+        loop {
+            let now = OffsetDateTime::now_utc();
+            if now >= slot {
+                break;
+            }
+            let wait: Duration = (slot - now)
+                .try_into()
+                .unwrap_or(Duration::ZERO)
+                .clamp(Duration::from_millis(1), Duration::from_secs(60));
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        if stop.is_cancelled() {
+            return;
+        }
+        fire(&inner, &name, &st, slot).await;
+        // missed slots are not caught up
+        after = slot.max(OffsetDateTime::now_utc());
+    }
+}
+
+async fn fire(inner: &Inner, name: &str, st: &ScheduledTask, slot: OffsetDateTime) {
+    if !inner.is_leader() {
+        tracing::debug!(schedule = %name, %slot, "not the leader; skipping");
+        return;
+    }
+    let labels = [st.task_type.as_str(), st.queue.as_str()];
+    let mut task = match st.build_task(Some(slot_task_id(name, slot))) {
+        Ok(t) => t,
+        Err(e) => {
+            METRICS.errors.with_label_values(&labels).inc();
+            tracing::warn!(schedule = %name, error = %e, "cannot build the scheduled task");
+            return;
+        }
+    };
+    // cheap check first; the conditional save below is the real guard
+    if inner.client.load_task(&task.id).await.is_ok() {
+        tracing::debug!(schedule = %name, task = %task.id, %slot, "slot already fired by another scheduler");
+        return;
+    }
+    match inner.client.enqueue_to(&st.queue, &mut task).await {
+        Ok(()) => {
+            METRICS.scheduled.with_label_values(&labels).inc();
+            tracing::info!(schedule = %name, task = %task.id, queue = %st.queue, %slot, "created scheduled task");
+        }
+        Err(Error::ConcurrentUpdate(_)) => {
+            tracing::debug!(schedule = %name, task = %task.id, %slot, "slot already fired by another scheduler");
+        }
+        Err(Error::DuplicateItem) => {
+            // the queue saw this slot's work item already; the record just
+            // saved (now queue_error) is a phantom of a discarded task
+            let _ = inner.client.delete_task(&task.id).await;
+            tracing::debug!(schedule = %name, task = %task.id, %slot, "slot already fired (duplicate work item)");
+        }
+        Err(e) => {
+            METRICS.errors.with_label_values(&labels).inc();
+            tracing::warn!(schedule = %name, task = %task.id, queue = %st.queue, error = %e, "creating scheduled task failed");
+        }
+    }
+}
+
+struct Metrics {
+    paused: Gauge,
+    schedules: Gauge,
+    scheduled: CounterVec,
+    errors: CounterVec,
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    let r = crate::metrics::registry();
+    let paused = Gauge::new(
+        "choria_asyncjobs_task_scheduler_paused",
+        "1 when the task scheduler is not the leader",
+    )
+    .expect("valid metric");
+    let schedules = Gauge::new(
+        "choria_asyncjobs_task_scheduler_schedules_total",
+        "Schedules loaded by the task scheduler",
+    )
+    .expect("valid metric");
+    let scheduled = CounterVec::new(
+        Opts::new(
+            "choria_asyncjobs_task_scheduler_scheduled_count",
+            "Tasks created by the task scheduler",
+        ),
+        &["type", "queue"],
+    )
+    .expect("valid metric");
+    let errors = CounterVec::new(
+        Opts::new(
+            "choria_asyncjobs_task_scheduler_schedule_error_count",
+            "Scheduled tasks that could not be created",
+        ),
+        &["type", "queue"],
+    )
+    .expect("valid metric");
+    r.register(Box::new(paused.clone())).expect("unique metric");
+    r.register(Box::new(schedules.clone()))
+        .expect("unique metric");
+    r.register(Box::new(scheduled.clone()))
+        .expect("unique metric");
+    r.register(Box::new(errors.clone())).expect("unique metric");
+    Metrics {
+        paused,
+        schedules,
+        scheduled,
+        errors,
+    }
+});
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn slot_ids_are_deterministic_ksuids() {
+        use svix_ksuid::KsuidLike;
+        let slot = datetime!(2024-06-01 12:05 UTC);
+        let a = slot_task_id("backup", slot);
+        assert_eq!(a, slot_task_id("backup", slot));
+        assert_ne!(a, slot_task_id("backup2", slot));
+        assert_ne!(a, slot_task_id("backup", slot + time::Duration::minutes(5)));
+        assert_eq!(a.len(), 27);
+        assert!(is_valid_name(&a));
+        let k: svix_ksuid::Ksuid = a.parse().unwrap();
+        assert_eq!(k.timestamp::<OffsetDateTime>(), slot);
+    }
+
+    #[test]
+    fn go_payload_encoding() {
+        let mut st: ScheduledTask = ScheduledTask::from_json(
+            br#"{"name":"n","schedule":"@daily","queue":"Q","task_type":"t","payload":"eyJhIjoxfQ==","max_tries":0,"created_at":"2024-01-01T00:00:00Z"}"#,
+        )
+        .unwrap();
+        assert_eq!(st.payload_encoding, PayloadEncoding::Go);
+        assert_eq!(st.task_payload().unwrap(), br#""eyJhIjoxfQ==""#);
+        st.payload = None;
+        assert_eq!(st.task_payload().unwrap(), b"null");
+        st.payload_encoding = PayloadEncoding::Raw;
+        assert_eq!(st.task_payload(), None);
+        st.payload = Some(br#"{"a":1}"#.to_vec());
+        assert_eq!(st.task_payload().unwrap(), br#"{"a":1}"#);
+        let json = String::from_utf8(st.to_json()).unwrap();
+        assert!(json.ends_with(r#","payload_encoding":"raw"}"#), "{json}");
+        let t = st.to_task().unwrap();
+        assert_eq!(t.max_tries, 10);
+        assert_eq!(t.deadline, None);
+    }
+
+    #[test]
+    fn rounding() {
+        assert_eq!(round_to_seconds(29_500_000_000), 30);
+        assert_eq!(round_to_seconds(29_499_999_999), 29);
+        assert_eq!(round_to_seconds(-1_500_000_000), -2);
+    }
+}
