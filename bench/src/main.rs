@@ -1,0 +1,499 @@
+//! asyncjobs benchmark: the framework beside raw async-nats doing the same
+//! JetStream operations, in the same run.
+//!
+//! `cargo run --release -p asyncjobs-bench -- --help`
+
+mod raw;
+mod server;
+
+use asyncjobs::{Client, Queue, Router, Task, TaskContext};
+use clap::Parser;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser, Debug, Clone)]
+#[command(about = "Throughput, latency and memory of asyncjobs beside raw JetStream")]
+struct Opts {
+    /// Use this NATS server instead of starting one (tests purge what they create).
+    #[arg(long)]
+    server: Option<String>,
+    /// Memory storage instead of file storage.
+    #[arg(long)]
+    memory: bool,
+    /// Tasks per throughput measurement.
+    #[arg(long, default_value_t = 5000)]
+    tasks: usize,
+    /// Repetitions of every measurement (min/median/max are reported).
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+    /// Tasks per second for the latency measurement.
+    #[arg(long, default_value_t = 200)]
+    latency_rate: u64,
+    /// Tasks for the latency measurement.
+    #[arg(long, default_value_t = 400)]
+    latency_tasks: usize,
+    /// Tasks held in flight for the memory measurement.
+    #[arg(long, default_value_t = 1000)]
+    inflight: usize,
+    /// Print a JSON summary as the last line.
+    #[arg(long)]
+    json: bool,
+    /// Internal: run a worker process for the memory measurement.
+    #[arg(long, hide = true)]
+    child_worker: Option<String>,
+}
+
+#[derive(Default)]
+struct Results {
+    rows: Vec<(String, Vec<f64>, Vec<f64>, &'static str)>,
+}
+
+fn stats(v: &[f64]) -> (f64, f64, f64) {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    (s[0], s[s.len() / 2], s[s.len() - 1])
+}
+
+impl Results {
+    fn add(&mut self, name: &str, ours: Vec<f64>, raw: Vec<f64>, unit: &'static str) {
+        let (a, b) = (stats(&ours), stats(&raw));
+        let ratio = if unit == "tasks/s" {
+            b.1.max(f64::MIN_POSITIVE)
+        } else {
+            0.0
+        };
+        eprintln!(
+            "{name:<28} asyncjobs {:>9.1} [{:>9.1} .. {:>9.1}]   raw {:>9.1} [{:>9.1} .. {:>9.1}] {unit:<8} {}",
+            a.1,
+            a.0,
+            a.2,
+            b.1,
+            b.0,
+            b.2,
+            if ratio > 0.0 { format!("ratio {:.0}%", a.1 / ratio * 100.0) } else { String::new() }
+        );
+        self.rows.push((name.to_string(), ours, raw, unit));
+    }
+
+    fn median(&self, name: &str, raw: bool) -> f64 {
+        let r = self.rows.iter().find(|r| r.0 == name).expect("measured");
+        stats(if raw { &r.2 } else { &r.1 }).1
+    }
+}
+
+async fn connect(url: &str, queue: &str, opts: &Opts, concurrency: usize) -> Client {
+    let mut b = Client::builder()
+        .url(url)
+        .queue(
+            Queue::new(queue)
+                .max_run_time(Duration::from_secs(60))
+                .max_concurrent(1000),
+        )
+        .concurrency(concurrency);
+    if opts.memory {
+        b = b.memory_storage();
+    }
+    b.build().await.expect("client")
+}
+
+fn tasks(n: usize) -> Vec<Task> {
+    (0..n)
+        .map(|i| {
+            Task::new(
+                "bench",
+                &serde_json::json!({"n": i, "to": "user@example.net"}),
+            )
+            .unwrap()
+        })
+        .collect()
+}
+
+async fn cleanup(client: &Client, queue: &str) {
+    let _ = client.delete_queue(queue).await;
+    let _ = client.purge_tasks().await;
+}
+
+fn noop_router(count: Arc<AtomicU64>) -> Router {
+    Router::new()
+        .handle("bench", move |_ctx: TaskContext, _t: Task| {
+            count.fetch_add(1, Ordering::Relaxed);
+            async move { asyncjobs::to_output(&()) }
+        })
+        .unwrap()
+}
+
+/// Waits until `queue` holds no items (every task acknowledged).
+async fn wait_drained(client: &Client, queue: &str, expect: usize) {
+    let started = Instant::now();
+    loop {
+        let info = client.queue_info(queue).await.unwrap();
+        if info.messages == 0 {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "queue {queue} still has {} of {expect} items",
+            info.messages
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Every task complete and the queue empty: checked after each run.
+async fn verify_complete(client: &Client, queue: &str, ids: &[String]) {
+    assert_eq!(
+        client.queue_info(queue).await.unwrap().messages,
+        0,
+        "queue {queue} not empty"
+    );
+    for id in ids {
+        let t = client.load_task(id).await.unwrap();
+        assert_eq!(
+            t.state,
+            asyncjobs::TaskState::Complete,
+            "task {id} is {}",
+            t.state
+        );
+    }
+}
+
+async fn fw_enqueue_seq(url: &str, opts: &Opts, rep: usize) -> f64 {
+    let q = format!("BENCH_ES_{rep}");
+    let client = connect(url, &q, opts, 10).await;
+    let mut ts = tasks(opts.tasks);
+    let started = Instant::now();
+    for t in ts.iter_mut() {
+        client.enqueue(t).await.unwrap();
+    }
+    let rate = opts.tasks as f64 / started.elapsed().as_secs_f64();
+    assert_eq!(
+        client.queue_info(&q).await.unwrap().messages as usize,
+        opts.tasks
+    );
+    cleanup(&client, &q).await;
+    rate
+}
+
+async fn fw_enqueue_batch(url: &str, opts: &Opts, rep: usize) -> f64 {
+    let q = format!("BENCH_EB_{rep}");
+    let client = connect(url, &q, opts, 10).await;
+    let mut ts = tasks(opts.tasks);
+    let started = Instant::now();
+    for r in client.enqueue_many(&mut ts).await {
+        r.unwrap();
+    }
+    let rate = opts.tasks as f64 / started.elapsed().as_secs_f64();
+    assert_eq!(
+        client.queue_info(&q).await.unwrap().messages as usize,
+        opts.tasks
+    );
+    cleanup(&client, &q).await;
+    rate
+}
+
+async fn fw_process(url: &str, opts: &Opts, rep: usize, concurrency: usize) -> f64 {
+    let q = format!("BENCH_P{concurrency}_{rep}");
+    let client = connect(url, &q, opts, concurrency).await;
+    let mut ts = tasks(opts.tasks);
+    for r in client.enqueue_many(&mut ts).await {
+        r.unwrap();
+    }
+    let count = Arc::new(AtomicU64::new(0));
+    let stop = CancellationToken::new();
+    let started = Instant::now();
+    let worker = tokio::spawn(client.worker(noop_router(count.clone())).run(stop.clone()));
+    wait_drained(&client, &q, opts.tasks).await;
+    let rate = opts.tasks as f64 / started.elapsed().as_secs_f64();
+    stop.cancel();
+    worker.await.unwrap().unwrap();
+    assert_eq!(count.load(Ordering::Relaxed) as usize, opts.tasks);
+    let ids: Vec<String> = ts.iter().map(|t| t.id.clone()).collect();
+    verify_complete(&client, &q, &ids).await;
+    cleanup(&client, &q).await;
+    rate
+}
+
+async fn fw_e2e(url: &str, opts: &Opts, rep: usize) -> f64 {
+    let q = format!("BENCH_E2E_{rep}");
+    let client = connect(url, &q, opts, 100).await;
+    let count = Arc::new(AtomicU64::new(0));
+    let stop = CancellationToken::new();
+    let worker = tokio::spawn(client.worker(noop_router(count.clone())).run(stop.clone()));
+    let mut ts = tasks(opts.tasks);
+    let started = Instant::now();
+    for r in client.enqueue_many(&mut ts).await {
+        r.unwrap();
+    }
+    while (count.load(Ordering::Relaxed) as usize) < opts.tasks {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    wait_drained(&client, &q, opts.tasks).await;
+    let rate = opts.tasks as f64 / started.elapsed().as_secs_f64();
+    stop.cancel();
+    worker.await.unwrap().unwrap();
+    let ids: Vec<String> = ts.iter().map(|t| t.id.clone()).collect();
+    verify_complete(&client, &q, &ids).await;
+    cleanup(&client, &q).await;
+    rate
+}
+
+/// Enqueue-to-handler-start latencies at a steady light rate, in ms.
+async fn fw_latency(url: &str, opts: &Opts, rep: usize) -> (f64, f64) {
+    let q = format!("BENCH_LAT_{rep}");
+    let client = connect(url, &q, opts, 100).await;
+    let sent: Arc<Mutex<std::collections::HashMap<String, Instant>>> = Arc::default();
+    let lat: Arc<Mutex<Vec<f64>>> = Arc::default();
+    let (s, l) = (sent.clone(), lat.clone());
+    let router = Router::new()
+        .handle("bench", move |ctx: TaskContext, _t: Task| {
+            let now = Instant::now();
+            if let Some(t0) = s.lock().unwrap().get(ctx.id()) {
+                l.lock()
+                    .unwrap()
+                    .push(now.duration_since(*t0).as_secs_f64() * 1000.0);
+            }
+            async move { asyncjobs::to_output(&()) }
+        })
+        .unwrap();
+    let stop = CancellationToken::new();
+    let worker = tokio::spawn(client.worker(router).run(stop.clone()));
+    tokio::time::sleep(Duration::from_millis(200)).await; // worker pulling
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / opts.latency_rate as f64));
+    for mut t in tasks(opts.latency_tasks) {
+        tick.tick().await;
+        sent.lock().unwrap().insert(t.id.clone(), Instant::now());
+        client.enqueue(&mut t).await.unwrap();
+    }
+    wait_drained(&client, &q, opts.latency_tasks).await;
+    stop.cancel();
+    worker.await.unwrap().unwrap();
+    cleanup(&client, &q).await;
+    let v = lat.lock().unwrap().clone();
+    assert_eq!(v.len(), opts.latency_tasks);
+    percentiles(v)
+}
+
+fn percentiles(mut v: Vec<f64>) -> (f64, f64) {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let p = |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)];
+    (p(0.50), p(0.99))
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// Idle and in-flight RSS of a worker process (framework or raw).
+async fn memory(url: &str, opts: &Opts, raw: bool) -> (f64, f64) {
+    let q = if raw { "BENCH_MEM_RAW" } else { "BENCH_MEM" };
+    let client = connect(url, q, opts, 10).await;
+    let mut sub = client
+        .nats()
+        .subscribe(format!("bench.started.{q}"))
+        .await
+        .unwrap();
+    client.nats().flush().await.unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let mut child = std::process::Command::new(exe)
+        .args([
+            "--child-worker",
+            &format!(
+                "{}|{q}|{}|{}",
+                if raw { "raw" } else { "fw" },
+                opts.inflight,
+                url
+            ),
+        ])
+        .spawn()
+        .unwrap();
+    // ready when it answers
+    futures::StreamExt::next(&mut sub).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle = rss_mib(child.id());
+    let mut ts = tasks(opts.inflight);
+    for r in client.enqueue_many(&mut ts).await {
+        r.unwrap();
+    }
+    let nc = client.nats().clone();
+    loop {
+        let info = client.queue_info(q).await.unwrap();
+        if info.ack_pending as usize >= opts.inflight {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let inflight = rss_mib(child.id());
+    nc.publish(format!("bench.release.{q}"), "".into())
+        .await
+        .unwrap();
+    nc.flush().await.unwrap();
+    wait_drained(&client, q, opts.inflight).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    cleanup(&client, q).await;
+    (idle, inflight)
+}
+
+fn child_worker(spec: &str) {
+    let mut parts = spec.splitn(4, '|');
+    let (kind, q, inflight, url) = (
+        parts.next().unwrap().to_string(),
+        parts.next().unwrap().to_string(),
+        parts.next().unwrap().parse::<usize>().unwrap(),
+        parts.next().unwrap().to_string(),
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let nc = async_nats::connect(&url).await.unwrap();
+        let release = Arc::new(tokio::sync::Notify::new());
+        let mut sub = nc.subscribe(format!("bench.release.{q}")).await.unwrap();
+        let r = release.clone();
+        tokio::spawn(async move {
+            futures::StreamExt::next(&mut sub).await;
+            r.notify_waiters();
+        });
+        nc.publish(format!("bench.started.{q}"), "".into())
+            .await
+            .unwrap();
+        nc.flush().await.unwrap();
+        if kind == "raw" {
+            raw::hold_inflight(nc, &q, inflight, release).await;
+        } else {
+            let client = Client::builder()
+                .nats_client(nc)
+                .bind_queue(q)
+                .concurrency(inflight)
+                .build()
+                .await
+                .unwrap();
+            let router = Router::new()
+                .handle("bench", move |_ctx: TaskContext, _t: Task| {
+                    let release = release.clone();
+                    async move {
+                        release.notified().await;
+                        asyncjobs::to_output(&())
+                    }
+                })
+                .unwrap();
+            client
+                .worker(router)
+                .run(CancellationToken::new())
+                .await
+                .unwrap();
+        }
+    });
+}
+
+fn main() {
+    let opts = Opts::parse();
+    if let Some(spec) = &opts.child_worker {
+        child_worker(spec);
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(run(opts));
+}
+
+async fn run(opts: Opts) {
+    let server = match &opts.server {
+        Some(_) => None,
+        None => Some(server::Server::start(opts.memory)),
+    };
+    let url = opts
+        .server
+        .clone()
+        .unwrap_or_else(|| server.as_ref().unwrap().url());
+    eprintln!(
+        "asyncjobs benchmark: {} tasks x {} reps, {} storage, server {url}",
+        opts.tasks,
+        opts.reps,
+        if opts.memory { "memory" } else { "file" }
+    );
+    let mut res = Results::default();
+    let reps = opts.reps.max(1);
+    let mut collect = Vec::new();
+    for rep in 0..reps {
+        let mut row = Vec::new();
+        row.push(fw_enqueue_seq(&url, &opts, rep).await);
+        row.push(raw::enqueue_seq(&url, &opts, rep).await);
+        row.push(fw_enqueue_batch(&url, &opts, rep).await);
+        row.push(raw::enqueue_pipelined(&url, &opts, rep).await);
+        row.push(fw_process(&url, &opts, rep, 10).await);
+        row.push(raw::process(&url, &opts, rep, 10).await);
+        row.push(fw_process(&url, &opts, rep, 100).await);
+        row.push(raw::process(&url, &opts, rep, 100).await);
+        row.push(fw_e2e(&url, &opts, rep).await);
+        row.push(raw::e2e(&url, &opts, rep).await);
+        let (p50, p99) = fw_latency(&url, &opts, rep).await;
+        let (rp50, rp99) = raw::latency(&url, &opts, rep).await;
+        row.extend([p50, rp50, p99, rp99]);
+        collect.push(row);
+    }
+    let col = |i: usize| collect.iter().map(|r| r[i]).collect::<Vec<f64>>();
+    res.add("enqueue (sequential)", col(0), col(1), "tasks/s");
+    res.add("enqueue (batch/pipelined)", col(2), col(3), "tasks/s");
+    res.add("process c10", col(4), col(5), "tasks/s");
+    res.add("process c100", col(6), col(7), "tasks/s");
+    res.add("enqueue+process", col(8), col(9), "tasks/s");
+    res.add("latency p50", col(10), col(11), "ms");
+    res.add("latency p99", col(12), col(13), "ms");
+    let (idle, inflight) = memory(&url, &opts, false).await;
+    let (ridle, rinflight) = memory(&url, &opts, true).await;
+    res.add("worker RSS idle", vec![idle], vec![ridle], "MiB");
+    res.add(
+        &format!("worker RSS {} in flight", opts.inflight),
+        vec![inflight],
+        vec![rinflight],
+        "MiB",
+    );
+    if opts.json {
+        let m = |n: &str, raw: bool| res.median(n, raw);
+        let inflight_name = format!("worker RSS {} in flight", opts.inflight);
+        let mut out = serde_json::Map::new();
+        for (key, name) in [
+            ("enqueue_per_sec", "enqueue (sequential)"),
+            ("enqueue_batch_per_sec", "enqueue (batch/pipelined)"),
+            ("process_c10_per_sec", "process c10"),
+            ("process_c100_per_sec", "process c100"),
+            ("e2e_per_sec", "enqueue+process"),
+            ("latency_p50_ms", "latency p50"),
+            ("latency_p99_ms", "latency p99"),
+            ("rss_idle_mib", "worker RSS idle"),
+            ("rss_inflight_mib", inflight_name.as_str()),
+        ] {
+            out.insert(
+                key.into(),
+                serde_json::json!((m(name, false) * 100.0).round() / 100.0),
+            );
+            out.insert(
+                format!("raw_{key}"),
+                serde_json::json!((m(name, true) * 100.0).round() / 100.0),
+            );
+        }
+        out.insert("tasks".into(), opts.tasks.into());
+        out.insert("reps".into(), reps.into());
+        out.insert(
+            "storage".into(),
+            if opts.memory { "memory" } else { "file" }.into(),
+        );
+        println!("{}", serde_json::Value::Object(out));
+    }
+    drop(server);
+}
