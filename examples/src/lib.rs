@@ -1,0 +1,5 @@
+//! Handlers and task types shared by the example programs: the email worker
+//! (`src/bin/email-worker.rs`) runs them, the producer
+//! (`src/bin/email-producer.rs`) enqueues typed tasks for them.
+
+pub mod email;
