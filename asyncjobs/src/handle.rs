@@ -77,8 +77,13 @@ impl<T: DeserializeOwned> TaskHandle<T> {
     /// it reaches another final state (expired, terminated, …) or `timeout`
     /// passes first.
     pub async fn wait(&self, client: &Client, timeout: Duration) -> Result<T, WaitError> {
+        use futures::StreamExt;
         let started = Instant::now();
-        let mut delay = Duration::from_millis(10);
+        // Subscribe before loading, so a change between the load and the
+        // subscription cannot be missed; every event triggers a reload (the
+        // record, not the event, is the truth). Events are best effort, so
+        // the record is also re-read every second.
+        let mut events = client.watch_task(&self.id).await?;
         loop {
             let task = self.load(client).await?;
             match task.state {
@@ -96,8 +101,8 @@ impl<T: DeserializeOwned> TaskHandle<T> {
                 }
                 _ => {}
             }
-            tokio::time::sleep(delay.min(timeout.saturating_sub(started.elapsed()))).await;
-            delay = (delay * 2).min(Duration::from_millis(250));
+            let left = timeout.saturating_sub(started.elapsed());
+            let _ = tokio::time::timeout(left.min(Duration::from_secs(1)), events.next()).await;
         }
     }
 }

@@ -124,6 +124,11 @@ pub struct WorkerArgs {
     #[arg(long, env = "ASYNCJOBS_SHUTDOWN_GRACE", value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// Also run the highly available task scheduler under this name (schedules
+    /// stored in CHORIA_AJ_CONFIGURATION fire while this instance is leader)
+    #[arg(long, env = "AJC_SCHEDULER_NAME", value_name = "NAME")]
+    pub scheduler: Option<String>,
+
     /// Print the registered handlers and exit
     #[arg(long)]
     pub list_handlers: bool,
@@ -142,6 +147,7 @@ impl Default for WorkerArgs {
             log_level: "info".into(),
             queues: Vec::new(),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            scheduler: None,
             list_handlers: false,
         }
     }
@@ -550,6 +556,16 @@ pub async fn start(args: &WorkerArgs, handlers: &Handlers) -> Result<RunningWork
 
     let mut workers = JoinSet::new();
     let mut names = Vec::new();
+    if let (Some(name), Some((_, client, _))) = (&args.scheduler, clients.first()) {
+        let scheduler = crate::scheduler::Scheduler::new(client.clone(), name.clone());
+        let stop = shutdown.clone();
+        let label = format!("scheduler {name}");
+        tracing::info!(scheduler = %name, "starting task scheduler");
+        workers.spawn(async move {
+            let res = scheduler.run(stop).await.map_err(crate::Error::from);
+            (label, res)
+        });
+    }
     for (queue, client, router) in clients {
         tracing::info!(
             queue = %queue,

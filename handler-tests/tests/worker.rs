@@ -290,6 +290,7 @@ fn binary_help_documents_every_option() {
         "--log-level",
         "--queue",
         "--shutdown-grace",
+        "--scheduler",
         "--list-handlers",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
