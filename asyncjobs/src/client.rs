@@ -8,6 +8,7 @@ use crate::retry::{LinearPolicy, RetryPolicy};
 use crate::router::Router;
 use crate::storage::{Storage, StorageSettings};
 use crate::task::{Task, TaskState};
+use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use std::sync::Arc;
 use std::time::Duration;
@@ -361,11 +362,8 @@ impl Client {
 
     /// Streams stored tasks, oldest update first, up to `limit`. Records that
     /// do not decode are yielded as [`Error::InvalidTaskRecord`].
-    pub async fn list_tasks(
-        &self,
-        limit: usize,
-    ) -> Result<impl Stream<Item = Result<Task>> + Send + 'static> {
-        Ok(self.inner.storage.list_tasks().await?.take(limit))
+    pub async fn list_tasks(&self, limit: usize) -> Result<BoxStream<'static, Result<Task>>> {
+        Ok(self.inner.storage.list_tasks().await?.take(limit).boxed())
     }
 
     /// Streams stored tasks matching `filter` (state, type, queue), up to its
@@ -373,7 +371,7 @@ impl Client {
     pub async fn list_tasks_filtered(
         &self,
         filter: TaskFilter,
-    ) -> Result<impl Stream<Item = Result<Task>> + Send + 'static> {
+    ) -> Result<BoxStream<'static, Result<Task>>> {
         let limit = filter.limit;
         let stream = self.inner.storage.list_tasks().await?;
         Ok(stream
@@ -384,7 +382,8 @@ impl Client {
                 };
                 futures::future::ready(keep)
             })
-            .take(limit))
+            .take(limit)
+            .boxed())
     }
 
     /// Changes the task store's retention and/or replicas.

@@ -386,3 +386,38 @@ async fn binary_processes_tasks_and_stops_on_sigterm() {
     .await;
     assert!(exit.success(), "worker exited with {exit}");
 }
+
+/// `--scheduler NAME` runs the scheduler beside the workers: a schedule for
+/// a registered handler fires once this instance is elected, and its task runs.
+#[tokio::test]
+async fn scheduler_flag_runs_schedules() {
+    let server = NatsServer::start();
+    let mut args = args(&server);
+    args.scheduler = Some("worker-1".into());
+    let workers = runtime::start(&args, &Handlers::registered())
+        .await
+        .expect("worker starts");
+    let client = Client::connect(&server.url()).await.unwrap();
+    let template = Task::new("math:sum", &vec![1, 2, 3]).unwrap();
+    client
+        .new_scheduled_task("every_second", "@every 1s", "DEFAULT", &template)
+        .await
+        .unwrap();
+    // election (splay up to 5 s, announced one 7.5 s interval later), then a fire
+    let done = wait_for(
+        Duration::from_secs(40),
+        "a scheduled task to complete",
+        || async {
+            let mut tasks = client.list_tasks(1000).await.ok()?;
+            while let Some(Ok(t)) = futures::StreamExt::next(&mut tasks).await {
+                if t.task_type == "math:sum" && t.state == TaskState::Complete {
+                    return Some(t);
+                }
+            }
+            None
+        },
+    )
+    .await;
+    assert_eq!(done.queue, "DEFAULT");
+    workers.stop().await.unwrap();
+}
