@@ -217,3 +217,27 @@ pub fn golden(name: &str) -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("golden"));
     base.join(name)
 }
+
+/// A worker running in the background until [`RunningWorker::stop`].
+pub struct RunningWorker {
+    stop: tokio_util::sync::CancellationToken,
+    handle: tokio::task::JoinHandle<asyncjobs::Result<()>>,
+}
+
+impl RunningWorker {
+    /// Asks the worker to stop and waits for it, failing the test if it failed.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        self.handle
+            .await
+            .expect("worker task")
+            .expect("worker result");
+    }
+}
+
+/// Runs `worker` in the background.
+pub fn spawn_worker(worker: asyncjobs::Worker) -> RunningWorker {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let handle = tokio::spawn(worker.run(stop.clone()));
+    RunningWorker { stop, handle }
+}

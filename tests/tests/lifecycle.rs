@@ -2,42 +2,20 @@
 //! terminate, expire, dependencies, limits and enqueue failures.
 
 use asyncjobs::{typed, Client, Error, HandlerError, Queue, Router, Task, TaskContext, TaskState};
-use asyncjobs_tests::{client, wait_for, wait_for_state, NatsServer};
+use asyncjobs_tests::{client, spawn_worker, wait_for, wait_for_state, NatsServer, RunningWorker};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 const T: Duration = Duration::from_secs(15);
 
-struct Running {
-    stop: CancellationToken,
-    handle: tokio::task::JoinHandle<asyncjobs::Result<()>>,
-}
-
-impl Running {
-    async fn stop(self) {
-        self.stop.cancel();
-        self.handle
-            .await
-            .expect("worker task")
-            .expect("worker result");
-    }
-}
-
-fn start(client: &Client, router: Router) -> Running {
-    start_worker(
+fn start(client: &Client, router: Router) -> RunningWorker {
+    spawn_worker(
         client
             .worker(router)
             .dependency_poll_interval(Duration::from_millis(100)),
     )
-}
-
-fn start_worker(worker: asyncjobs::Worker) -> Running {
-    let stop = CancellationToken::new();
-    let handle = tokio::spawn(worker.run(stop.clone()));
-    Running { stop, handle }
 }
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -411,7 +389,7 @@ async fn process_concurrency_is_never_exceeded() {
     let client = client(&server, Queue::new("Q")).await;
     let (current, max) = (Arc::new(AtomicI64::new(0)), Arc::new(AtomicI64::new(0)));
     let ids = enqueue_n(&client, 40).await;
-    let worker = start_worker(
+    let worker = spawn_worker(
         client
             .worker(counting_router(current, max.clone()))
             .concurrency(4),
@@ -434,11 +412,11 @@ async fn queue_concurrency_caps_all_workers_together() {
     assert_eq!(c1.queue().max_concurrent, 3);
     let (current, max) = (Arc::new(AtomicI64::new(0)), Arc::new(AtomicI64::new(0)));
     let ids = enqueue_n(&c1, 40).await;
-    let w1 = start_worker(
+    let w1 = spawn_worker(
         c1.worker(counting_router(current.clone(), max.clone()))
             .concurrency(10),
     );
-    let w2 = start_worker(
+    let w2 = spawn_worker(
         c2.worker(counting_router(current, max.clone()))
             .concurrency(10),
     );

@@ -6,7 +6,7 @@ use asyncjobs::remote::{self, ExternalCommand, HandlerService, RequestReply};
 use asyncjobs::{
     typed, Client, Handler, HandlerError, Queue, Router, Task, TaskContext, TaskState,
 };
-use asyncjobs_tests::{client, wait_for, wait_for_state, NatsServer};
+use asyncjobs_tests::{client, spawn_worker, wait_for, wait_for_state, NatsServer, RunningWorker};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -18,25 +18,8 @@ use tokio_util::sync::CancellationToken;
 
 const T: Duration = Duration::from_secs(20);
 
-struct Running {
-    stop: CancellationToken,
-    handle: tokio::task::JoinHandle<asyncjobs::Result<()>>,
-}
-
-impl Running {
-    async fn stop(self) {
-        self.stop.cancel();
-        self.handle
-            .await
-            .expect("worker task")
-            .expect("worker result");
-    }
-}
-
-fn start(client: &Client, router: Router) -> Running {
-    let stop = CancellationToken::new();
-    let handle = tokio::spawn(client.worker(router).run(stop.clone()));
-    Running { stop, handle }
+fn start(client: &Client, router: Router) -> RunningWorker {
+    spawn_worker(client.worker(router))
 }
 
 /// A queue whose handlers get `secs` seconds.
