@@ -1,0 +1,587 @@
+//! The command tree (reference §13.3): the commands, aliases, flags and
+//! environment variables of the Go `ajc`, plus the additions documented in
+//! [`LONG_ABOUT`].
+
+use crate::format::{parse_duration, GoDuration};
+use clap::builder::FalseyValueParser;
+use clap::{ArgAction, Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// `ajc --help`: what the tool is and where it deliberately differs from Go.
+pub const LONG_ABOUT: &str = "\
+Choria Asynchronous Jobs
+
+Manages queues, tasks and schedules of asyncjobs (wire-compatible with the Go
+Choria Async Jobs) and runs workers and schedulers. Scripts written for the Go
+`ajc` work unchanged, except for these deliberate differences:
+
+  * `task add TYPE PAYLOAD` stores a JSON payload as the JSON value given (an
+    object stays an object; the Go tool stores the JSON *string* of the
+    argument). Arguments that are not JSON are stored as a JSON string like Go
+    does; --raw-string always stores the argument as a string (Go's behaviour).
+    `task cron add --payload` works the same way.
+  * Read-only and removal commands (info, queue ls/info/rm/purge, task
+    view/ls/rm/purge/watch/configure, task cron view/ls/rm) never create
+    streams or buckets. Commands that write tasks (task add/retry/process,
+    task cron add/scheduler) create the task store, the KV buckets and the
+    DEFAULT queue when missing, as Go does; `info` does so only when one of
+    --replica, --memory or --retention is given.
+  * `queue ls` and `info` list queues whose WORKERS consumer is missing,
+    marked as such, instead of failing.
+  * --json on every command that shows data; tables and colours only on a
+    terminal (plain aligned columns otherwise; NO_COLOR disables colours); a
+    progress indicator on stderr for long operations when it is a terminal.
+  * `task ls` filters with --state, --type and --queue.
+  * Destructive commands ask for confirmation on a terminal and refuse without
+    one unless -f/--force is given.
+  * Without a NATS context file, --server URL (or NATS_URL) connects directly;
+    with one, --server overrides the context's URL.
+  * Errors are printed without the usage text.";
+
+/// `ajc`.
+#[derive(Parser, Debug)]
+#[command(
+    name = "ajc",
+    version,
+    about = "Choria Asynchronous Jobs",
+    long_about = LONG_ABOUT
+)]
+pub struct Cli {
+    /// Connection and logging flags.
+    #[command(flatten)]
+    pub global: Global,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags accepted anywhere on the command line.
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// NATS Context to use for connecting to JetStream
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "CONTEXT",
+        default_value = "AJC",
+        global = true
+    )]
+    pub context: String,
+
+    /// Enable debug level logging
+    #[arg(
+        long,
+        env = "AJC_DEBUG",
+        global = true,
+        action = ArgAction::SetTrue,
+        value_parser = FalseyValueParser::new()
+    )]
+    pub debug: bool,
+
+    /// NATS server URL(s), comma separated; used when the context file does
+    /// not exist, and overrides the context's URL when it does
+    #[arg(long, value_name = "URL", env = "NATS_URL", global = true)]
+    pub server: Option<String>,
+}
+
+/// `--json`/`-j`.
+#[derive(Args, Debug, Clone, Copy, Default)]
+pub struct JsonFlag {
+    /// Show JSON data
+    #[arg(short = 'j', long)]
+    pub json: bool,
+}
+
+/// `-f/--force`.
+#[derive(Args, Debug, Clone, Copy, Default)]
+pub struct ForceFlag {
+    /// Do not ask for confirmation
+    #[arg(short = 'f', long)]
+    pub force: bool,
+}
+
+/// Top-level commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Shows general Task and Queue information
+    Info(InfoArgs),
+    /// Manage Work Queues
+    #[command(visible_aliases = ["q", "queue"])]
+    Queues {
+        /// The queue command.
+        #[command(subcommand)]
+        cmd: QueueCmd,
+    },
+    /// Manage Tasks
+    #[command(visible_aliases = ["t", "task"])]
+    Tasks(TasksArgs),
+}
+
+/// `ajc info`.
+#[derive(Args, Debug)]
+pub struct InfoArgs {
+    /// Create missing storage with this many replicas
+    #[arg(short = 'R', long = "replica", value_name = "N")]
+    pub replica: Option<usize>,
+    /// Create missing storage in memory
+    #[arg(long)]
+    pub memory: bool,
+    /// Create a missing task store keeping tasks this long
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub retention: Option<GoDuration>,
+    #[command(flatten)]
+    pub out: JsonFlag,
+}
+
+/// `ajc queue …`.
+#[derive(Subcommand, Debug)]
+pub enum QueueCmd {
+    /// Creates a new Queue
+    #[command(visible_aliases = ["add", "n", "a"])]
+    New(QueueNewArgs),
+    /// List Queues
+    #[command(visible_alias = "ls")]
+    List(JsonFlag),
+    /// Removes the entire work queue
+    #[command(visible_alias = "rm")]
+    Delete(QueueNameForce),
+    /// Removes all items from a work queue
+    Purge(QueueNameForce),
+    /// Shows information about a queue
+    #[command(visible_aliases = ["view", "i"])]
+    Info(QueueInfoArgs),
+    /// Configures a Queue storage
+    #[command(visible_aliases = ["config", "cfg"])]
+    Configure(QueueConfigureArgs),
+}
+
+/// `ajc queue new`.
+#[derive(Args, Debug)]
+pub struct QueueNewArgs {
+    /// Queue to create
+    pub queue: String,
+    /// Sets the maximum age for entries to keep, 0s for unlimited
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub age: GoDuration,
+    /// Sets the maximum amount of entries to keep, 0 for unlimited
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub entries: i64,
+    /// Maximum delivery attempts to allow per message, -1 for unlimited
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    pub tries: i64,
+    /// Maximum run-time to allow per task
+    #[arg(long = "run-time", value_name = "DURATION", default_value = "1h0m0s", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub run_time: GoDuration,
+    /// Maximum concurrent jobs that can be ran
+    #[arg(long, default_value_t = 100, allow_negative_numbers = true)]
+    pub concurrent: i64,
+    /// Store the Queue in memory
+    #[arg(long)]
+    pub memory: bool,
+    /// Number of storage replicas to configure
+    #[arg(long, default_value_t = 1)]
+    pub replicas: usize,
+    /// When full, discard old entries
+    #[arg(long = "discard-old")]
+    pub discard_old: bool,
+    #[command(flatten)]
+    pub out: JsonFlag,
+}
+
+/// A queue name and `-f`.
+#[derive(Args, Debug)]
+pub struct QueueNameForce {
+    /// The queue
+    pub queue: String,
+    #[command(flatten)]
+    pub force: ForceFlag,
+}
+
+/// `ajc queue info`.
+#[derive(Args, Debug)]
+pub struct QueueInfoArgs {
+    /// Queue to view
+    pub queue: String,
+    #[command(flatten)]
+    pub out: JsonFlag,
+}
+
+/// `ajc queue configure`: negative sentinels leave a setting unchanged.
+#[derive(Args, Debug)]
+pub struct QueueConfigureArgs {
+    /// Queue to configure
+    pub queue: String,
+    /// Sets the maximum age for entries to keep, 0s for unlimited
+    #[arg(long, value_name = "DURATION", default_value = "-1s", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub age: GoDuration,
+    /// Sets the maximum amount of entries to keep, 0 for unlimited
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    pub entries: i64,
+    /// Maximum delivery attempts to allow per message, -1 for unlimited
+    #[arg(long, default_value_t = -2, allow_negative_numbers = true)]
+    pub tries: i64,
+    /// Maximum run-time to allow per task
+    #[arg(long = "run-time", value_name = "DURATION", default_value = "-1s", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub run_time: GoDuration,
+    /// Maximum concurrent jobs that can be ran
+    #[arg(long, default_value_t = -2, allow_negative_numbers = true)]
+    pub concurrent: i64,
+    /// Number of storage replicas to configure
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    pub replicas: i64,
+    #[command(flatten)]
+    pub out: JsonFlag,
+}
+
+/// `ajc task …` with the signing flags of the group.
+#[derive(Args, Debug)]
+pub struct TasksArgs {
+    /// Signs tasks using an ed25519 seed: hex, or a file holding the hex
+    #[arg(long, value_name = "HEXSEED|FILE", global = true)]
+    pub sign: Option<String>,
+    /// Verifies tasks using an ed25519 public key: hex, or a file holding the hex
+    #[arg(long, value_name = "HEXPUB|FILE", global = true)]
+    pub verify: Option<String>,
+    /// The task command.
+    #[command(subcommand)]
+    pub cmd: TaskCmd,
+}
+
+/// `ajc task …`.
+#[derive(Subcommand, Debug)]
+pub enum TaskCmd {
+    /// Adds a new Task to a queue
+    #[command(visible_aliases = ["new", "a", "enqueue"])]
+    Add(TaskAddArgs),
+    /// Retries delivery of a task currently in the Task Store
+    Retry(TaskRetryArgs),
+    /// Views the status of a Task
+    #[command(visible_aliases = ["show", "v", "info", "i"])]
+    View(TaskViewArgs),
+    /// Removes a task from the tasks storage
+    #[command(visible_aliases = ["del", "rm"])]
+    Delete(TaskDeleteArgs),
+    /// List Tasks
+    #[command(visible_alias = "ls")]
+    List(TaskListArgs),
+    /// Purge all entries from the Tasks store
+    Purge(ForceFlag),
+    /// Initialize the Task storage
+    Initialize(TaskInitArgs),
+    /// Configures the Task storage
+    #[command(visible_aliases = ["config", "cfg"])]
+    Configure(TaskConfigureArgs),
+    /// Watch job updates in real time
+    Watch(TaskWatchArgs),
+    /// Process Tasks from a given queue
+    Process(TaskProcessArgs),
+    /// Tasks Scheduler Management and Scheduler
+    #[command(visible_alias = "c")]
+    Cron {
+        /// The cron command.
+        #[command(subcommand)]
+        cmd: CronCmd,
+    },
+}
+
+/// `ajc task add`.
+#[derive(Args, Debug)]
+pub struct TaskAddArgs {
+    /// The task type
+    #[arg(value_name = "TYPE")]
+    pub task_type: String,
+    /// The task Payload: JSON is stored as given, anything else as a JSON string
+    pub payload: String,
+    /// The name of the queue to add the task to
+    #[arg(short = 'q', long, default_value = "DEFAULT")]
+    pub queue: String,
+    /// A duration to determine when the latest time that a task handler will be called
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub deadline: Option<GoDuration>,
+    /// Sets the maximum amount of times this task may be tried
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub tries: i64,
+    /// Sets IDs to depend on, comma sep or pass multiple times
+    #[arg(long, value_name = "IDS", action = ArgAction::Append)]
+    pub depends: Vec<String>,
+    /// Loads results from dependencies before executing task
+    #[arg(long)]
+    pub load: bool,
+    /// Store the payload argument as a JSON string, as the Go ajc does
+    #[arg(long = "raw-string")]
+    pub raw_string: bool,
+}
+
+/// `ajc task retry`.
+#[derive(Args, Debug)]
+pub struct TaskRetryArgs {
+    /// The Task ID to retry
+    pub id: String,
+    /// The name of the queue to add the task to
+    #[arg(short = 'q', long, default_value = "DEFAULT")]
+    pub queue: String,
+    #[command(flatten)]
+    pub out: JsonFlag,
+}
+
+/// `ajc task view`.
+#[derive(Args, Debug)]
+pub struct TaskViewArgs {
+    /// The Task ID to view
+    pub id: String,
+    #[command(flatten)]
+    pub out: JsonFlag,
+}
+
+/// `ajc task delete`.
+#[derive(Args, Debug)]
+pub struct TaskDeleteArgs {
+    /// The Task ID to remove
+    pub id: String,
+    #[command(flatten)]
+    pub force: ForceFlag,
+}
+
+/// `ajc task list`.
+#[derive(Args, Debug)]
+pub struct TaskListArgs {
+    /// Limits the number of tasks shown
+    #[arg(default_value_t = 200)]
+    pub limit: usize,
+    /// Only tasks in this state (repeatable or comma separated)
+    #[arg(long, value_name = "STATE", action = ArgAction::Append, value_delimiter = ',')]
+    pub state: Vec<String>,
+    /// Only tasks of this type (repeatable or comma separated)
+    #[arg(long = "type", value_name = "TYPE", action = ArgAction::Append, value_delimiter = ',')]
+    pub task_type: Vec<String>,
+    /// Only tasks last enqueued into this queue
+    #[arg(short = 'q', long)]
+    pub queue: Option<String>,
+    #[command(flatten)]
+    pub out: JsonFlag,
+}
+
+/// `ajc task initialize`.
+#[derive(Args, Debug)]
+pub struct TaskInitArgs {
+    /// Use memory as a storage backend
+    #[arg(long)]
+    pub memory: bool,
+    /// Sets how long Tasks are kept in the Task Store
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+    pub retention: GoDuration,
+    /// How many replicas to keep in a JetStream cluster
+    #[arg(long, default_value_t = 1)]
+    pub replicas: usize,
+    #[command(flatten)]
+    pub out: JsonFlag,
+}
+
+/// `ajc task configure`.
+#[derive(Args, Debug)]
+pub struct TaskConfigureArgs {
+    /// Sets how long Tasks are kept in the Task Store (0s for forever)
+    #[arg(value_parser = parse_duration)]
+    pub retention: GoDuration,
+    /// How many replicas to keep in a JetStream cluster
+    pub replicas: usize,
+    #[command(flatten)]
+    pub out: JsonFlag,
+}
+
+/// `ajc task watch`.
+#[derive(Args, Debug)]
+pub struct TaskWatchArgs {
+    /// Watch for updates related to a specific task ID
+    #[arg(long, value_name = "ID")]
+    pub task: Option<String>,
+    /// Print each event as a line of JSON
+    #[arg(short = 'j', long)]
+    pub json: bool,
+}
+
+/// `ajc task process`.
+#[derive(Args, Debug)]
+pub struct TaskProcessArgs {
+    /// Types of Tasks to process ("" for every type)
+    #[arg(value_name = "TYPE", env = "AJC_TYPE")]
+    pub task_type: String,
+    /// The Queue to consume Tasks from
+    #[arg(env = "AJC_QUEUE")]
+    pub queue: String,
+    /// How many concurrent Tasks to process
+    #[arg(env = "AJC_CONCURRENCY")]
+    pub concurrency: usize,
+    /// The command to invoke for each Task
+    #[arg(env = "AJC_COMMAND")]
+    pub command: Option<PathBuf>,
+    /// Process tasks using a remote request-reply callout
+    #[arg(long)]
+    pub remote: bool,
+    /// Runs monitoring on the given port
+    #[arg(long, value_name = "PORT")]
+    pub monitor: Option<u16>,
+    /// Address the --monitor listener binds (all interfaces, as Go, by default)
+    #[arg(
+        long = "monitor-bind",
+        value_name = "ADDR",
+        env = "AJC_MONITOR_BIND",
+        default_value = "0.0.0.0"
+    )]
+    pub monitor_bind: std::net::IpAddr,
+    /// Discard messages in the 'complete' state
+    #[arg(long = "discard-complete")]
+    pub discard_complete: bool,
+    /// Discard messages in the 'expired' state
+    #[arg(long = "discard-expired")]
+    pub discard_expired: bool,
+    /// Selects a backoff policy to apply
+    #[arg(long, default_value = "default", value_parser = ["10m", "1h", "1m", "default"])]
+    pub backoff: String,
+}
+
+/// `ajc task cron …`.
+#[derive(Subcommand, Debug)]
+pub enum CronCmd {
+    /// Adds a Scheduled Task entry
+    #[command(visible_aliases = ["new", "a"])]
+    Add(CronAddArgs),
+    /// Views a Scheduled Task
+    #[command(visible_aliases = ["show", "v"])]
+    View(CronViewArgs),
+    /// Removes a Scheduled Task entry
+    #[command(visible_aliases = ["del", "rm"])]
+    Delete(CronDeleteArgs),
+    /// List Scheduled Tasks
+    #[command(visible_alias = "ls")]
+    List(CronListArgs),
+    /// Runs the Scheduled Task Scheduler
+    Scheduler(CronSchedulerArgs),
+}
+
+/// `ajc task cron add`.
+#[derive(Args, Debug)]
+pub struct CronAddArgs {
+    /// Unique name for this Scheduled Task
+    pub name: String,
+    /// Schedule definition
+    pub schedule: String,
+    /// The task type
+    #[arg(value_name = "TYPE")]
+    pub task_type: String,
+    /// The task Payload: JSON is stored as given, anything else as a JSON string
+    #[arg(long)]
+    pub payload: Option<String>,
+    /// Store the payload as a JSON string, as the Go ajc does
+    #[arg(long = "raw-string")]
+    pub raw_string: bool,
+    /// The name of the queue to add the task to
+    #[arg(short = 'q', long, default_value = "DEFAULT")]
+    pub queue: String,
+    /// A duration to determine when the latest time that a task handler will be called
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub deadline: Option<GoDuration>,
+    /// Sets the maximum amount of times this task may be tried
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub tries: i64,
+    #[command(flatten)]
+    pub out: JsonFlag,
+}
+
+/// `ajc task cron view`.
+#[derive(Args, Debug)]
+pub struct CronViewArgs {
+    /// The name of the Schedule to view
+    pub name: String,
+    #[command(flatten)]
+    pub out: JsonFlag,
+}
+
+/// `ajc task cron delete`.
+#[derive(Args, Debug)]
+pub struct CronDeleteArgs {
+    /// The name of the Schedule to remove
+    pub name: String,
+    #[command(flatten)]
+    pub force: ForceFlag,
+}
+
+/// `ajc task cron list`.
+#[derive(Args, Debug)]
+pub struct CronListArgs {
+    /// Show only task names
+    #[arg(long)]
+    pub names: bool,
+    #[command(flatten)]
+    pub out: JsonFlag,
+}
+
+/// `ajc task cron scheduler`.
+#[derive(Args, Debug)]
+pub struct CronSchedulerArgs {
+    /// A unique name for this scheduler, used for leader election
+    #[arg(env = "AJC_SCHEDULER_NAME")]
+    pub name: String,
+    /// Runs monitoring on the given port
+    #[arg(long, value_name = "PORT")]
+    pub monitor: Option<u16>,
+    /// Address the --monitor listener binds (all interfaces, as Go, by default)
+    #[arg(
+        long = "monitor-bind",
+        value_name = "ADDR",
+        env = "AJC_MONITOR_BIND",
+        default_value = "0.0.0.0"
+    )]
+    pub monitor_bind: std::net::IpAddr,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_tree_is_valid() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn aliases_and_flags() {
+        let cli = Cli::try_parse_from(["ajc", "q", "ls"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Queues {
+                cmd: QueueCmd::List(_)
+            }
+        ));
+        let cli = Cli::try_parse_from(["ajc", "t", "add", "x", "{}", "--deadline", "1h"]).unwrap();
+        let Command::Tasks(t) = cli.command else {
+            panic!()
+        };
+        let TaskCmd::Add(a) = t.cmd else { panic!() };
+        assert_eq!(a.deadline, Some(GoDuration(3_600_000_000_000)));
+        let cli =
+            Cli::try_parse_from(["ajc", "task", "process", "", "DEFAULT", "4", "./h.sh"]).unwrap();
+        let Command::Tasks(t) = cli.command else {
+            panic!()
+        };
+        let TaskCmd::Process(p) = t.cmd else { panic!() };
+        assert_eq!(p.task_type, "");
+        let cli =
+            Cli::try_parse_from(["ajc", "queue", "cfg", "X", "--age", "-1s", "--tries", "-2"])
+                .unwrap();
+        let Command::Queues {
+            cmd: QueueCmd::Configure(c),
+        } = cli.command
+        else {
+            panic!()
+        };
+        assert_eq!(c.age, GoDuration(-1_000_000_000));
+        assert!(Cli::try_parse_from(["ajc", "task", "add", "x", "y", "--deadline", "5x"]).is_err());
+        let cli = Cli::try_parse_from(["ajc", "task", "ls", "--sign", "aa"]).unwrap();
+        let Command::Tasks(t) = cli.command else {
+            panic!()
+        };
+        assert_eq!(t.sign.as_deref(), Some("aa"));
+    }
+}

@@ -1,0 +1,186 @@
+//! Long-running commands: `task process` (a worker whose handler is an
+//! external command or a request-reply service) and `task cron scheduler`,
+//! each optionally serving Prometheus metrics on `--monitor PORT`.
+
+use super::task::with_keys;
+use super::Ctx;
+use crate::cli::{CronSchedulerArgs, TaskProcessArgs};
+use crate::connect::{client, Prepare};
+use crate::error::{CliError, Result};
+use asyncjobs::signing::Keys;
+use asyncjobs::{ExternalCommand, RequestReply, Router, Scheduler, TaskState};
+use std::net::IpAddr;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+/// A token cancelled on SIGINT or SIGTERM.
+fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutting down");
+        t.cancel();
+    });
+    token
+}
+
+/// Serves `GET /metrics` (the Prometheus text format of the asyncjobs
+/// registry) on `bind:port` until `stop`.
+pub async fn serve_metrics(bind: IpAddr, port: u16, stop: CancellationToken) -> Result<()> {
+    let listener = TcpListener::bind((bind, port))
+        .await
+        .map_err(|e| CliError::msg(format!("cannot listen on port {port} for --monitor: {e}")))?;
+    tracing::info!(port, "serving Prometheus metrics on /metrics");
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                accepted = listener.accept() => {
+                    if let Ok((stream, _)) = accepted {
+                        tokio::spawn(respond(stream));
+                    }
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Answers one HTTP request on the metrics port.
+async fn respond(mut stream: TcpStream) {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    let read = async {
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    if tokio::time::timeout(std::time::Duration::from_secs(5), read)
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let text = String::from_utf8_lossy(&head);
+    let mut first = text.lines().next().unwrap_or("").split_whitespace();
+    let method = first.next().unwrap_or("");
+    let path = first.next().unwrap_or("").split('?').next().unwrap_or("");
+    let (status, body) = match (method, path) {
+        ("GET" | "HEAD", "/metrics") => ("200 OK", asyncjobs::metrics::render()),
+        _ => ("404 Not Found", "not found\n".to_string()),
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+        body.len(),
+        if method == "HEAD" { "" } else { body.as_str() }
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+/// `ajc task process TYPE QUEUE CONCURRENCY [COMMAND]`.
+pub async fn process(ctx: &Ctx, keys: Option<Keys>, a: &TaskProcessArgs) -> Result<()> {
+    if a.command.is_none() && !a.remote {
+        return Err(CliError::msg("either a command or --remote is required"));
+    }
+    if a.concurrency == 0 {
+        return Err(CliError::msg("concurrency must be at least 1"));
+    }
+    // check the command before connecting
+    let command = match (&a.command, a.remote) {
+        (Some(path), false) => Some(ExternalCommand::new(path).map_err(|e| match e {
+            asyncjobs::Error::Config(s) => CliError::msg(s),
+            other => other.into(),
+        })?),
+        _ => None,
+    };
+    let mut discard = Vec::new();
+    if a.discard_complete {
+        discard.push(TaskState::Complete);
+    }
+    if a.discard_expired {
+        discard.push(TaskState::Expired);
+    }
+    let client = client(&ctx.global, Prepare::Queue(a.queue.clone()), |b| {
+        let mut b = with_keys(b, keys)
+            .concurrency(a.concurrency)
+            .retry_policy_name(&a.backoff)?;
+        if !discard.is_empty() {
+            b = b.discard_states(discard)?;
+        }
+        Ok(b)
+    })
+    .await?;
+    let router = match command {
+        Some(cmd) => {
+            tracing::info!(
+                task_type = %a.task_type,
+                queue = %a.queue,
+                concurrency = a.concurrency,
+                command = %cmd.path().display(),
+                "processing tasks with an external command"
+            );
+            Router::new().handle(a.task_type.clone(), cmd)?
+        }
+        None => {
+            let rr = RequestReply::new(client.nats().clone(), &a.task_type);
+            tracing::info!(
+                task_type = %a.task_type,
+                queue = %a.queue,
+                concurrency = a.concurrency,
+                subject = %rr.subject(),
+                "processing tasks with a request-reply service"
+            );
+            Router::new().handle(a.task_type.clone(), rr)?
+        }
+    };
+    let stop = shutdown_on_signals();
+    if let Some(port) = a.monitor {
+        serve_metrics(a.monitor_bind, port, stop.clone()).await?;
+    }
+    client.worker(router).run(stop).await?;
+    Ok(())
+}
+
+/// `ajc task cron scheduler NAME`.
+pub async fn scheduler(ctx: &Ctx, a: &CronSchedulerArgs) -> Result<()> {
+    if a.name.is_empty() {
+        return Err(CliError::msg("a scheduler name is required"));
+    }
+    let client = client(
+        &ctx.global,
+        Prepare::Queue(asyncjobs::queue::DEFAULT_QUEUE_NAME.into()),
+        Ok,
+    )
+    .await?;
+    let stop = shutdown_on_signals();
+    if let Some(port) = a.monitor {
+        serve_metrics(a.monitor_bind, port, stop.clone()).await?;
+    }
+    tracing::info!(scheduler = %a.name, "starting the task scheduler");
+    Scheduler::new(client, a.name.clone()).run(stop).await?;
+    Ok(())
+}

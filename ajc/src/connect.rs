@@ -1,0 +1,122 @@
+//! Connecting: a NATS CLI context (`--context`, env `CONTEXT`, default
+//! `AJC`) like the Go tool, or `--server URL` / `NATS_URL` when there is no
+//! context file; then a client with exactly the storage preparation the
+//! command allows.
+
+use crate::cli::Global;
+use crate::error::{CliError, Result};
+use asyncjobs::natscontext::{context_dir, NatsContext};
+use asyncjobs::{Client, ClientBuilder};
+use std::time::Duration;
+
+/// The connection name the server shows, as the Go CLI sets it.
+pub fn connection_name() -> String {
+    format!(
+        "Choria Asynchronous Jobs CLI version {}",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// Names of the contexts in the context directory, sorted.
+pub fn known_contexts() -> Vec<String> {
+    let Some(dir) = context_dir() else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().to_string();
+                    name.strip_suffix(".json").map(str::to_string)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// The context to use, `None` to connect to `--server` directly.
+fn load_context(g: &Global) -> Result<Option<NatsContext>> {
+    if g.context.is_empty() {
+        if g.server.is_some() {
+            return Ok(None);
+        }
+        return Err(CliError::msg("no NATS Context specified"));
+    }
+    let exists = context_dir()
+        .map(|d| d.join(format!("{}.json", g.context)).is_file())
+        .unwrap_or(false);
+    if !exists {
+        if g.server.is_some() {
+            return Ok(None);
+        }
+        return Err(CliError::UnknownContext(g.context.clone()));
+    }
+    NatsContext::load(&g.context)
+        .map(Some)
+        .map_err(|e| CliError::msg(e.to_string()))
+}
+
+/// Connects to NATS as the global flags say.
+pub async fn nats(g: &Global) -> Result<async_nats::Client> {
+    let (url, opts) = match load_context(g)? {
+        Some(ctx) => {
+            let opts = ctx
+                .connect_options()
+                .await
+                .map_err(|e| CliError::msg(e.to_string()))?;
+            let url = g.server.clone().unwrap_or_else(|| ctx.server_url());
+            (url, opts)
+        }
+        None => (
+            g.server.clone().unwrap_or_default(),
+            async_nats::ConnectOptions::new(),
+        ),
+    };
+    let addrs: Vec<async_nats::ServerAddr> = url
+        .split(',')
+        .map(|u| u.trim().parse::<async_nats::ServerAddr>())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| CliError::msg(format!("invalid NATS server URL {url:?}: {e}")))?;
+    tracing::debug!(%url, "connecting to NATS");
+    opts.name(connection_name())
+        .ping_interval(Duration::from_secs(30))
+        .connection_timeout(Duration::from_secs(5))
+        .connect(addrs)
+        .await
+        .map_err(|e| CliError::msg(format!("cannot connect to NATS at {url}: {e}")))
+}
+
+/// How much storage a command may prepare.
+#[derive(Debug, Clone)]
+pub enum Prepare {
+    /// Nothing is created or loaded (read-only and removal commands).
+    Nothing,
+    /// The task store and KV buckets are created when missing, and this
+    /// queue is bound: `DEFAULT` is created with Go's defaults when
+    /// missing, any other queue must exist.
+    Queue(String),
+}
+
+/// A client on a fresh connection; `tune` adjusts the builder (signing
+/// keys, concurrency, …).
+pub async fn client(
+    g: &Global,
+    prepare: Prepare,
+    tune: impl FnOnce(ClientBuilder) -> Result<ClientBuilder>,
+) -> Result<Client> {
+    let nc = nats(g).await?;
+    let mut b = Client::builder()
+        .nats_client(nc)
+        .connection_name(connection_name());
+    b = match prepare {
+        Prepare::Nothing => b.no_storage_init(),
+        Prepare::Queue(q) if q == asyncjobs::queue::DEFAULT_QUEUE_NAME => {
+            b.queue(asyncjobs::Queue::default_queue())
+        }
+        Prepare::Queue(q) => b.bind_queue(q),
+    };
+    let b = tune(b)?;
+    Ok(b.build().await?)
+}

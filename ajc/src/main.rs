@@ -1,0 +1,118 @@
+//! `ajc`: the command-line tool of asyncjobs, a drop-in for the Go Choria
+//! Async Jobs `ajc` (reference §13). See [`cli::LONG_ABOUT`] for where it
+//! deliberately differs.
+
+mod blocks;
+mod cli;
+mod commands;
+mod connect;
+mod error;
+mod format;
+mod jsapi;
+mod table;
+mod ui;
+
+use clap::Parser;
+use cli::{Cli, Command};
+use commands::Ctx;
+use error::CliError;
+use std::process::ExitCode;
+
+/// Log timestamps as `HH:MM:SS` (UTC), like the Go tool's logrus setup.
+struct Clock;
+
+impl tracing_subscriber::fmt::time::FormatTime for Clock {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        write!(w, "{}", format::clock(time::OffsetDateTime::now_utc()))
+    }
+}
+
+/// Logs to stderr: info by default, debug with `--debug`; `RUST_LOG`
+/// overrides both.
+fn init_logging(debug: bool) {
+    let default = if debug {
+        "debug,async_nats=info"
+    } else {
+        "info,async_nats=warn"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    use std::io::IsTerminal;
+    let ansi = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .with_timer(Clock)
+        .with_target(false)
+        .try_init();
+}
+
+/// Runs the chosen command.
+async fn run(cli: Cli) -> Result<(), CliError> {
+    let ctx = Ctx {
+        global: cli.global.clone(),
+        ui: ui::Ui::detect(),
+    };
+    match &cli.command {
+        Command::Info(a) => commands::info::run(&ctx, a).await,
+        Command::Queues { cmd } => commands::queue::run(&ctx, cmd).await,
+        Command::Tasks(a) => commands::task::run(&ctx, a).await,
+    }
+}
+
+/// Prints an error as the Go tool does.
+fn report(err: &CliError, context: &str) {
+    match err {
+        CliError::UnknownContext(_) => {
+            eprintln!(
+                "ajc: no NATS context {context:?} found, create one using 'nats context' or pass --server URL"
+            );
+            let known = connect::known_contexts();
+            if !known.is_empty() {
+                eprintln!();
+                eprintln!("Known contexts: {}", known.join("\n                "));
+            }
+        }
+        CliError::Message(m) => eprintln!("ajc runtime error: {m}"),
+    }
+}
+
+/// Parses, runs and turns errors into exit status 1.
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            // help and version go to stdout and succeed; usage errors exit 1 like Go
+            return if e.use_stderr() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    init_logging(cli.global.debug);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ajc runtime error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let context = cli.global.context.clone();
+    let result = runtime.block_on(run(cli));
+    // do not wait for background tasks (subscriptions, metrics listener)
+    runtime.shutdown_background();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            report(&e, &context);
+            ExitCode::from(1)
+        }
+    }
+}
