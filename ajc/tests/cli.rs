@@ -1,0 +1,1187 @@
+//! `ajc` against a real nats-server: every command, golden human output
+//! (ids and times masked) in `tests/expected/`, parsed `--json` output,
+//! workers on Go-format tasks, crash recovery and error handling.
+//!
+//! Set `AJC_UPDATE_EXPECTED=1` to rewrite the expected files.
+
+use asyncjobs::{Queue, TaskState};
+use asyncjobs_tests::{golden, js_api, wait_for, wait_for_state, NatsServer};
+use base64::Engine;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ajc");
+
+/// Output of one `ajc` run.
+#[derive(Debug)]
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Out {
+    /// Asserts success and returns stdout.
+    fn ok(&self) -> &str {
+        assert_eq!(self.code, 0, "ajc failed: {self:#?}");
+        assert!(!self.stderr.contains("panicked"), "{self:#?}");
+        &self.stdout
+    }
+
+    /// Asserts exit status 1 with a message (and no panic), returning stderr.
+    fn fails(&self) -> &str {
+        assert_eq!(self.code, 1, "ajc should have failed: {self:#?}");
+        assert!(
+            !self.stderr.trim().is_empty(),
+            "no error message: {self:#?}"
+        );
+        assert!(!self.stderr.contains("panicked"), "{self:#?}");
+        &self.stderr
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(self.ok()).unwrap_or_else(|e| panic!("not JSON ({e}): {self:#?}"))
+    }
+}
+
+/// A server plus an empty config dir for NATS contexts.
+struct Env {
+    server: NatsServer,
+    config: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        Env {
+            server: NatsServer::start(),
+            config: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// `ajc` with a clean environment (no contexts, stdin not a terminal).
+    fn cmd(&self, with_server: bool) -> Command {
+        let mut c = Command::new(BIN);
+        for var in [
+            "CONTEXT",
+            "NATS_URL",
+            "AJC_DEBUG",
+            "AJC_TYPE",
+            "AJC_QUEUE",
+            "AJC_CONCURRENCY",
+            "AJC_COMMAND",
+            "AJC_SCHEDULER_NAME",
+            "AJC_MONITOR_BIND",
+            "RUST_LOG",
+        ] {
+            c.env_remove(var);
+        }
+        c.env("XDG_CONFIG_HOME", self.config.path())
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        if with_server {
+            c.arg("--server").arg(self.server.url());
+        }
+        c
+    }
+
+    async fn run(&self, args: &[&str]) -> Out {
+        let mut c = self.cmd(true);
+        c.args(args);
+        output(c).await
+    }
+
+    async fn run_without_server(&self, args: &[&str]) -> Out {
+        let mut c = self.cmd(false);
+        c.args(args);
+        output(c).await
+    }
+
+    async fn nats(&self) -> async_nats::Client {
+        async_nats::connect(self.server.url()).await.unwrap()
+    }
+
+    async fn client(&self) -> asyncjobs::Client {
+        asyncjobs::Client::builder()
+            .url(self.server.url())
+            .no_storage_init()
+            .build()
+            .await
+            .unwrap()
+    }
+}
+
+async fn output(mut c: Command) -> Out {
+    let o = c.output().await.expect("running ajc");
+    Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).to_string(),
+        stderr: String::from_utf8_lossy(&o.stderr).to_string(),
+    }
+}
+
+/// Masks what changes between runs: task ids, Go-layout times and ages.
+fn mask(text: &str, ids: &[&str]) -> String {
+    let mut t = text.to_string();
+    for (i, id) in ids.iter().enumerate() {
+        t = t.replace(id, &format!("<ID{i}>"));
+    }
+    let time = regex::Regex::new(r"\d\d [A-Z][a-z]{2} \d\d \d\d:\d\d:\d\d UTC").unwrap();
+    let t = time.replace_all(&t, "<TIME>");
+    let age = regex::Regex::new(r"\((-?[0-9.]+s|[0-9ydhm]+s)\)").unwrap();
+    age.replace_all(&t, "(<AGE>)").to_string()
+}
+
+/// Compares with `tests/expected/<name>`, or writes it with `AJC_UPDATE_EXPECTED=1`.
+fn expect(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/expected")
+        .join(name);
+    if std::env::var_os("AJC_UPDATE_EXPECTED").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "reading {}: {e} (AJC_UPDATE_EXPECTED=1 writes it)",
+            path.display()
+        )
+    });
+    assert_eq!(actual, want, "output differs from {}", path.display());
+}
+
+async fn stream_names(nc: &async_nats::Client) -> Vec<String> {
+    let v = js_api(nc, "STREAM.NAMES", "{}").await;
+    let mut names: Vec<String> = v["streams"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+fn task_id(enqueued: &str) -> String {
+    enqueued
+        .trim()
+        .strip_prefix("Enqueued task ")
+        .unwrap_or_else(|| panic!("unexpected output {enqueued:?}"))
+        .to_string()
+}
+
+fn payload_of(task: &Value) -> Vec<u8> {
+    base64::engine::general_purpose::STANDARD
+        .decode(task["payload"].as_str().unwrap())
+        .unwrap()
+}
+
+fn write_script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, body).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_commands_create_nothing() {
+    let env = Env::new();
+    let info = env.run(&["info"]).await;
+    expect("info_empty.txt", info.ok());
+    assert_eq!(env.run(&["queue", "ls"]).await.ok(), "No queues defined\n");
+    assert_eq!(
+        env.run(&["q", "ls", "--json"]).await.json(),
+        Value::Array(vec![])
+    );
+    let j = env.run(&["info", "--json"]).await.json();
+    assert!(j["tasks"].is_null() && j["configuration"].is_null());
+    assert!(env
+        .run(&["task", "ls"])
+        .await
+        .fails()
+        .contains("storage not ready"));
+    assert!(env
+        .run(&["task", "view", "x"])
+        .await
+        .fails()
+        .contains("storage not ready"));
+    assert_eq!(
+        env.run(&["task", "cron", "ls"]).await.ok(),
+        "No Scheduled Tasks found\n"
+    );
+    env.run(&["queue", "info", "DEFAULT"]).await.fails();
+    env.run(&["queue", "purge", "-f", "DEFAULT"]).await.fails();
+    env.run(&["task", "purge", "-f"]).await.fails();
+    env.run(&["task", "cron", "view", "x"]).await.fails();
+    assert!(stream_names(&env.nats().await).await.is_empty());
+
+    // the initialization flags of info do create storage, as in Go
+    env.run(&["info", "--replica", "1"]).await.ok();
+    assert_eq!(
+        stream_names(&env.nats().await).await,
+        [
+            "CHORIA_AJ_Q_DEFAULT",
+            "CHORIA_AJ_TASKS",
+            "KV_CHORIA_AJ_CONFIGURATION",
+            "KV_CHORIA_AJ_ELECTIONS"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_commands() {
+    let env = Env::new();
+    let add = env
+        .run(&[
+            "queue",
+            "add",
+            "EMAIL",
+            "--tries",
+            "5",
+            "--run-time",
+            "30s",
+            "--entries",
+            "1000",
+            "--discard-old",
+            "--concurrent",
+            "20",
+        ])
+        .await;
+    expect("queue_add.txt", add.ok());
+    assert!(env
+        .run(&["queue", "add", "EMAIL"])
+        .await
+        .fails()
+        .contains("queue EMAIL already exist"));
+    env.run(&["q", "new", "BULK", "--age", "1h"]).await.ok();
+
+    expect("queue_info.txt", env.run(&["q", "i", "EMAIL"]).await.ok());
+    let j = env.run(&["queue", "view", "EMAIL", "--json"]).await.json();
+    assert_eq!(j["name"], "EMAIL");
+    assert_eq!(j["max_tries"], 5);
+    assert_eq!(j["max_runtime"], 30_000_000_000u64);
+    assert_eq!(j["max_concurrent"], 20);
+    assert_eq!(j["max_entries"], 1000);
+    assert_eq!(j["discard_old"], true);
+    assert_eq!(j["has_consumer"], true);
+
+    let cfg = env
+        .run(&[
+            "queue",
+            "configure",
+            "EMAIL",
+            "--tries",
+            "7",
+            "--run-time",
+            "2m",
+            "--age",
+            "1h",
+        ])
+        .await;
+    expect("queue_configure.txt", cfg.ok());
+    assert_eq!(
+        env.run(&["q", "cfg", "EMAIL", "--age", "1m"])
+            .await
+            .fails()
+            .trim(),
+        "ajc runtime error: shortest max age is 2 minutes"
+    );
+    assert!(env
+        .run(&["q", "config", "EMAIL", "--run-time", "500ms"])
+        .await
+        .fails()
+        .contains("shortest run-time is 1 second"));
+    assert!(env
+        .run(&["q", "cfg", "EMAIL", "--concurrent", "10001"])
+        .await
+        .fails()
+        .contains("largest concurrency is 10000"));
+    // sentinels leave everything else unchanged
+    let j = env.run(&["q", "cfg", "EMAIL", "--json"]).await.json();
+    assert_eq!(j["max_tries"], 7);
+    assert_eq!(j["max_runtime"], 120_000_000_000u64);
+
+    // one item in BULK so the sort by item count shows
+    env.run(&["task", "add", "-q", "BULK", "x", "{}"])
+        .await
+        .ok();
+    expect("queue_ls.txt", env.run(&["queue", "ls"]).await.ok());
+    let list = env.run(&["queue", "ls", "--json"]).await.json();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["BULK", "EMAIL"]);
+
+    // destructive commands need -f without a terminal
+    assert_eq!(
+        env.run(&["queue", "purge", "BULK"]).await.fails().trim(),
+        "ajc runtime error: cannot ask for confirmation without a terminal"
+    );
+    assert_eq!(
+        env.run(&["queue", "purge", "BULK", "-f"]).await.ok(),
+        "Queue BULK was purged\n"
+    );
+    assert_eq!(
+        env.run(&["q", "i", "BULK", "-j"]).await.json()["entries"],
+        0
+    );
+    env.run(&["queue", "rm", "EMAIL"]).await.fails();
+    assert_eq!(
+        env.run(&["queue", "rm", "-f", "EMAIL"]).await.ok(),
+        "Queue EMAIL was removed\n"
+    );
+    assert!(env
+        .run(&["queue", "info", "EMAIL"])
+        .await
+        .fails()
+        .contains("queue not found"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queues_without_consumer_are_listed() {
+    let env = Env::new();
+    env.run(&["queue", "add", "GOOD"]).await.ok();
+    let nc = env.nats().await;
+    let created = js_api(
+        &nc,
+        "STREAM.CREATE.CHORIA_AJ_Q_BROKEN",
+        r#"{"name":"CHORIA_AJ_Q_BROKEN","subjects":["CHORIA_AJ.Q.BROKEN.>"],"retention":"workqueue","storage":"file","num_replicas":1}"#,
+    )
+    .await;
+    assert!(created.get("error").is_none(), "{created}");
+
+    let ls = env.run(&["queue", "ls"]).await;
+    assert!(ls.ok().contains("BROKEN (no consumer)"), "{ls:#?}");
+    assert!(ls.stderr.contains("lack their WORKERS consumer"));
+    let list = env.run(&["queue", "ls", "--json"]).await.json();
+    let broken = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["name"] == "BROKEN")
+        .unwrap();
+    assert_eq!(broken["has_consumer"], false);
+    assert!(broken["max_tries"].is_null());
+    expect(
+        "queue_info_no_consumer.txt",
+        env.run(&["q", "i", "BROKEN"]).await.ok(),
+    );
+    let info = env.run(&["info"]).await;
+    assert!(info.ok().contains("BROKEN Work Queue:"));
+    assert!(info.stdout.contains("GOOD Work Queue:"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_commands() {
+    let env = Env::new();
+    // JSON payloads are stored as given; --raw-string stores Go's JSON string
+    let id1 = task_id(
+        env.run(&[
+            "task",
+            "add",
+            "email:new",
+            r#"{"to":"a@example.net"}"#,
+            "--deadline",
+            "1h",
+            "--tries",
+            "3",
+        ])
+        .await
+        .ok(),
+    );
+    let id2 = task_id(
+        env.run(&["t", "enqueue", "--raw-string", "email:new", r#"{"to":"b"}"#])
+            .await
+            .ok(),
+    );
+    let id3 = task_id(env.run(&["t", "a", "report", "plain text"]).await.ok());
+    let id4 = task_id(
+        env.run(&[
+            "t",
+            "new",
+            "report",
+            "[1,2]",
+            "--depends",
+            &format!("{id1}, {id2}"),
+            "--depends",
+            &id3,
+            "--load",
+        ])
+        .await
+        .ok(),
+    );
+
+    let v1 = env.run(&["task", "view", &id1, "--json"]).await.json();
+    assert_eq!(payload_of(&v1), br#"{"to":"a@example.net"}"#);
+    assert_eq!(v1["max_tries"], 3);
+    assert_eq!(v1["queue"], "DEFAULT");
+    assert_eq!(v1["state"], "new");
+    assert!(v1["deadline"].is_string());
+    let v2 = env.run(&["t", "v", &id2, "-j"]).await.json();
+    assert_eq!(payload_of(&v2), br#""{\"to\":\"b\"}""#);
+    assert_eq!(v2["max_tries"], 10);
+    let v3 = env.run(&["t", "info", &id3, "-j"]).await.json();
+    assert_eq!(payload_of(&v3), br#""plain text""#);
+    let v4 = env.run(&["t", "show", &id4, "-j"]).await.json();
+    assert_eq!(v4["state"], "blocked");
+    assert_eq!(v4["dependencies"], serde_json::json!([id1, id2, id3]));
+    assert_eq!(v4["load_dependencies"], true);
+
+    let ids = [id1.as_str(), id2.as_str(), id3.as_str(), id4.as_str()];
+    expect(
+        "task_view.txt",
+        &mask(env.run(&["task", "view", &id1]).await.ok(), &ids),
+    );
+    expect(
+        "task_view_deps.txt",
+        &mask(env.run(&["task", "i", &id4]).await.ok(), &ids),
+    );
+    expect(
+        "task_ls.txt",
+        &mask(env.run(&["task", "ls"]).await.ok(), &ids),
+    );
+    expect(
+        "task_ls_limit.txt",
+        &mask(env.run(&["task", "ls", "2"]).await.ok(), &ids),
+    );
+
+    // filters
+    let by_type = env
+        .run(&["task", "ls", "--type", "report", "--json"])
+        .await
+        .json();
+    assert_eq!(by_type.as_array().unwrap().len(), 2);
+    let blocked = env
+        .run(&["t", "ls", "--state", "blocked", "-j"])
+        .await
+        .json();
+    assert_eq!(blocked.as_array().unwrap().len(), 1);
+    assert_eq!(blocked[0]["id"], id4.as_str());
+    let none = env.run(&["t", "ls", "--queue", "OTHER"]).await;
+    assert_eq!(none.ok(), "No matching tasks found\n");
+    let states = env
+        .run(&[
+            "t",
+            "ls",
+            "--state",
+            "new,blocked",
+            "--type",
+            "email:new",
+            "-j",
+        ])
+        .await
+        .json();
+    assert_eq!(states.as_array().unwrap().len(), 2);
+    assert!(env
+        .run(&["t", "ls", "--state", "bogus"])
+        .await
+        .fails()
+        .contains("unknown task state"));
+
+    // retry into another queue
+    env.run(&["queue", "add", "OTHER"]).await.ok();
+    let retried = env
+        .run(&["task", "retry", &id3, "-q", "OTHER", "--json"])
+        .await
+        .json();
+    assert_eq!(retried["state"], "retry");
+    assert_eq!(retried["queue"], "OTHER");
+    let other = env.run(&["t", "ls", "-q", "OTHER", "-j"]).await.json();
+    assert_eq!(other.as_array().unwrap().len(), 1);
+    let retried_text = env.run(&["task", "retry", &id3, "-q", "OTHER"]).await;
+    assert!(retried_text.ok().contains("Status: retry"));
+
+    // removal
+    env.run(&["task", "rm", &id2]).await.fails();
+    assert_eq!(
+        env.run(&["task", "del", "-f", &id2]).await.ok(),
+        format!("Removed Task {id2}\n")
+    );
+    assert!(env
+        .run(&["task", "view", &id2])
+        .await
+        .fails()
+        .contains("task not found"));
+    assert!(env
+        .run(&["task", "rm", "-f", &id2])
+        .await
+        .fails()
+        .contains("task not found"));
+    assert!(env
+        .run(&["task", "purge"])
+        .await
+        .fails()
+        .contains("cannot ask for confirmation without a terminal"));
+    assert_eq!(
+        env.run(&["task", "purge", "-f"]).await.ok(),
+        "Purged all task entries\n"
+    );
+    assert!(env
+        .run(&["task", "ls"])
+        .await
+        .fails()
+        .contains("no tasks found"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_store_initialize_and_configure() {
+    let env = Env::new();
+    let init = env
+        .run(&["task", "initialize", "--retention", "24h", "--memory"])
+        .await;
+    expect("task_initialize.txt", init.ok());
+    assert_eq!(stream_names(&env.nats().await).await, ["CHORIA_AJ_TASKS"]);
+    // an existing store is left unchanged
+    let again = env.run(&["task", "initialize", "--json"]).await.json();
+    assert_eq!(again["archive_period"], 86_400_000_000_000u64);
+    assert_eq!(again["memory"], true);
+
+    let cfg = env.run(&["task", "configure", "1h", "1"]).await;
+    expect("task_configure.txt", cfg.ok());
+    let j = env.run(&["task", "cfg", "0s", "1", "--json"]).await.json();
+    assert_eq!(j["archive_period"], 0);
+    assert!(env
+        .run(&["task", "configure", "1h", "9"])
+        .await
+        .fails()
+        .contains("replicas must be between 1 and 5"));
+    env.run(&["task", "configure", "soon", "1"]).await.fails();
+
+    // the full info with initialized storage
+    env.run(&[
+        "queue",
+        "add",
+        "DEFAULT",
+        "--run-time",
+        "1m",
+        "--tries",
+        "100",
+    ])
+    .await
+    .ok();
+    expect("info_initialized.txt", env.run(&["info"]).await.ok());
+    let j = env.run(&["info", "-j"]).await.json();
+    assert_eq!(j["tasks"]["entries"], 0);
+    assert_eq!(j["queues"][0]["name"], "DEFAULT");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cron_commands() {
+    let env = Env::new();
+    let add = env
+        .run(&[
+            "task",
+            "cron",
+            "add",
+            "daily_report",
+            "daily",
+            "report:daily",
+            "--payload",
+            r#"{"format":"pdf"}"#,
+            "--deadline",
+            "1h",
+            "--tries",
+            "3",
+        ])
+        .await;
+    expect("cron_add.txt", &mask(add.ok(), &[]));
+    let j = env
+        .run(&["t", "c", "view", "daily_report", "-j"])
+        .await
+        .json();
+    assert_eq!(j["schedule"], "@daily");
+    assert_eq!(j["deadline"], 3_600_000_000_000u64);
+    assert_eq!(j["max_tries"], 3);
+    assert_eq!(payload_of(&j), br#"{"format":"pdf"}"#);
+
+    let warn = env
+        .run(&[
+            "task",
+            "cron",
+            "new",
+            "every_min",
+            "*/1 * * * *",
+            "ping",
+            "-q",
+            "NOWHERE",
+            "--raw-string",
+            "--payload",
+            "hi",
+        ])
+        .await;
+    warn.ok();
+    assert!(
+        warn.stderr.contains("queue NOWHERE does not exist"),
+        "{warn:#?}"
+    );
+    let j = env
+        .run(&["task", "cron", "show", "every_min", "--json"])
+        .await
+        .json();
+    assert_eq!(payload_of(&j), br#""hi""#);
+
+    assert!(env
+        .run(&["task", "cron", "add", "bad", "* * * * 7", "x"])
+        .await
+        .fails()
+        .contains("invalid cron schedule"));
+    assert!(env
+        .run(&["task", "cron", "add", "daily_report", "@daily", "x"])
+        .await
+        .fails()
+        .contains("scheduled task already exist"));
+
+    assert_eq!(
+        env.run(&["task", "cron", "ls", "--names"]).await.ok(),
+        "daily_report\nevery_min\n"
+    );
+    expect(
+        "cron_ls.txt",
+        &mask(env.run(&["task", "cron", "ls"]).await.ok(), &[]),
+    );
+    let list = env.run(&["t", "c", "ls", "--json"]).await.json();
+    assert_eq!(list.as_array().unwrap().len(), 2);
+
+    env.run(&["task", "cron", "rm", "every_min"]).await.fails();
+    assert_eq!(
+        env.run(&["task", "cron", "rm", "-f", "every_min"])
+            .await
+            .ok(),
+        "Removed Scheduled Task every_min\n"
+    );
+    assert!(env
+        .run(&["task", "cron", "view", "every_min"])
+        .await
+        .fails()
+        .contains("scheduled task not found"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduler_creates_tasks() {
+    let env = Env::new();
+    env.run(&[
+        "task",
+        "cron",
+        "add",
+        "tick",
+        "@every 1s",
+        "tick:tock",
+        "--payload",
+        r#"{"n":1}"#,
+    ])
+    .await
+    .ok();
+    let mut sched = env.cmd(true);
+    sched
+        .args(["task", "cron", "scheduler", "s1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = sched.spawn().unwrap();
+    let client = env.client().await;
+    // the election is won after the splay plus one campaign interval
+    let found = wait_for(Duration::from_secs(25), "a scheduled task", || {
+        let client = client.clone();
+        async move {
+            let mut s = client.list_tasks(100).await.ok()?;
+            use futures::StreamExt;
+            while let Some(t) = s.next().await {
+                if let Ok(t) = t {
+                    if t.task_type == "tick:tock" {
+                        return Some(t);
+                    }
+                }
+            }
+            None
+        }
+    })
+    .await;
+    assert_eq!(found.payload.as_deref(), Some(br#"{"n":1}"#.as_slice()));
+    assert_eq!(found.queue, "DEFAULT");
+    child.kill().await.unwrap();
+}
+
+/// A task record shaped like the Go-written `golden/task_new.json`, with a
+/// fresh id and creation time, and its work item.
+async fn publish_go_task(nc: &async_nats::Client, queue: &str, payload_b64: &str) -> String {
+    let mut task: Value =
+        serde_json::from_slice(&std::fs::read(golden("task_new.json")).unwrap()).unwrap();
+    let id = asyncjobs::task::new_id();
+    task["id"] = id.clone().into();
+    task["queue"] = queue.into();
+    task["payload"] = payload_b64.into();
+    task["created"] = asyncjobs_now().into();
+    let js = async_nats::jetstream::new(nc.clone());
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Expected-Last-Subject-Sequence", "0");
+    js.publish_with_headers(
+        format!("CHORIA_AJ.T.{id}"),
+        headers,
+        serde_json::to_vec(&task).unwrap().into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    let item: Value =
+        serde_json::from_slice(&std::fs::read(golden("process_item.json")).unwrap()).unwrap();
+    let mut item = item;
+    item["job"] = id.clone().into();
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", id.as_str());
+    js.publish_with_headers(
+        format!("CHORIA_AJ.Q.{queue}.{id}"),
+        headers,
+        serde_json::to_vec(&item).unwrap().into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    id
+}
+
+fn asyncjobs_now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn http_get(port: u16, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_completes_go_format_tasks() {
+    let env = Env::new();
+    // storage as a Go client creates it
+    asyncjobs_tests::client(&env.server, Queue::default_queue()).await;
+    let nc = env.nats().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_script(
+        dir.path(),
+        "handler.sh",
+        "#!/bin/sh\n/bin/cat \"$CHORIA_AJ_TASK\" > /dev/null || exit 1\necho handled\n",
+    );
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(publish_go_task(&nc, "DEFAULT", "eyJoZWxsbyI6IndvcmxkIiwibiI6MX0=").await);
+    }
+    let port = free_port();
+    let mut cmd = env.cmd(true);
+    cmd.args([
+        "task",
+        "process",
+        "",
+        "DEFAULT",
+        "4",
+        "./handler.sh",
+        "--monitor",
+        &port.to_string(),
+        "--monitor-bind",
+        "127.0.0.1",
+    ])
+    .current_dir(dir.path())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let client = env.client().await;
+    for id in &ids {
+        let t = wait_for_state(&client, id, TaskState::Complete, Duration::from_secs(15)).await;
+        assert_eq!(t.result.unwrap().payload.get(), r#""handled\n""#);
+        assert_eq!(t.tries, 1);
+    }
+    // a task added by ajc itself, then the metrics
+    let id = task_id(
+        env.run(&["task", "add", "golden:ok", r#"{"a":1}"#])
+            .await
+            .ok(),
+    );
+    wait_for_state(&client, &id, TaskState::Complete, Duration::from_secs(15)).await;
+    let metrics = http_get(port, "/metrics").await;
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    assert!(
+        metrics.contains("choria_asyncjobs_task_update_total"),
+        "{metrics}"
+    );
+    assert!(http_get(port, "/nope").await.starts_with("HTTP/1.1 404"));
+    child.kill().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkilled_process_loses_no_task() {
+    let env = Env::new();
+    env.run(&["queue", "add", "CRASH", "--run-time", "2s"])
+        .await
+        .ok();
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("first_started");
+    let pidfile = dir.path().join("first.pid");
+    let handler = write_script(
+        dir.path(),
+        "handler.sh",
+        &format!(
+            "#!/bin/sh\nif [ -e {m} ]; then echo second; exit 0; fi\n: > {m}\necho $$ > {p}\nexec /bin/sleep 30\n",
+            m = marker.display(),
+            p = pidfile.display()
+        ),
+    );
+    let start = || {
+        let mut c = env.cmd(true);
+        c.args(["task", "process", "crash", "CRASH", "1"])
+            .arg(&handler)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        c.spawn().unwrap()
+    };
+    let mut first: Child = start();
+    let id = task_id(
+        env.run(&["task", "add", "-q", "CRASH", "crash", "{}"])
+            .await
+            .ok(),
+    );
+    let client = env.client().await;
+    wait_for(
+        Duration::from_secs(15),
+        "the first handler to start",
+        || {
+            let ready = std::fs::read_to_string(&pidfile)
+                .ok()
+                .filter(|p| p.ends_with('\n'));
+            async move { ready }
+        },
+    )
+    .await;
+    first.kill().await.unwrap(); // SIGKILL: no chance to hand the task back
+    let pid = std::fs::read_to_string(&pidfile).unwrap();
+    let _ = std::process::Command::new("kill")
+        .args(["-9", pid.trim()])
+        .status();
+    assert_eq!(
+        client.load_task(&id).await.unwrap().state,
+        TaskState::Active
+    );
+
+    let mut second = start();
+    let t = wait_for_state(&client, &id, TaskState::Complete, Duration::from_secs(20)).await;
+    assert_eq!(t.result.unwrap().payload.get(), r#""second\n""#);
+    assert_eq!(t.tries, 2);
+    second.kill().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_remote_request_reply() {
+    use asyncjobs::remote::HandlerService;
+    let env = Env::new();
+    env.run(&["queue", "add", "REMOTE"]).await.ok();
+    let service = HandlerService::new(
+        env.nats().await,
+        "remote:echo",
+        |ctx: asyncjobs::TaskContext, _t: asyncjobs::Task| async move {
+            asyncjobs::to_output(&format!("echo {}", ctx.tries()))
+        },
+    )
+    .start()
+    .await
+    .unwrap();
+    let mut cmd = env.cmd(true);
+    cmd.args([
+        "task",
+        "process",
+        "remote:echo",
+        "REMOTE",
+        "2",
+        "--remote",
+        "--backoff",
+        "1m",
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let id = task_id(
+        env.run(&["task", "add", "-q", "REMOTE", "remote:echo", r#"{"x":1}"#])
+            .await
+            .ok(),
+    );
+    let client = env.client().await;
+    let t = wait_for_state(&client, &id, TaskState::Complete, Duration::from_secs(15)).await;
+    assert!(t.result.is_some());
+    child.kill().await.unwrap();
+    service.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_prints_events() {
+    let env = Env::new();
+    env.run(&["task", "initialize"]).await.ok();
+    env.run(&["queue", "add", "DEFAULT"]).await.ok();
+    let mut cmd = env.cmd(true);
+    cmd.args(["task", "watch"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // the subscription may not be ready yet: add tasks until a line shows
+    let line = loop {
+        let id = task_id(env.run(&["task", "add", "watch:me", "{}"]).await.ok());
+        if let Ok(Ok(Some(l))) =
+            tokio::time::timeout(Duration::from_millis(500), lines.next_line()).await
+        {
+            break (id, l);
+        }
+    };
+    let re = regex::Regex::new(
+        r"^\[\d\d:\d\d:\d\d\] \S+: queue: DEFAULT type: watch:me tries: 0 state: new$",
+    )
+    .unwrap();
+    assert!(re.is_match(&line.1), "{line:?}");
+    child.kill().await.unwrap();
+
+    // --json prints the event documents
+    let mut cmd = env.cmd(true);
+    cmd.args(["task", "watch", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let event: Value = loop {
+        env.run(&["task", "add", "watch:json", "{}"]).await.ok();
+        if let Ok(Ok(Some(l))) =
+            tokio::time::timeout(Duration::from_millis(500), lines.next_line()).await
+        {
+            break serde_json::from_str(&l).unwrap();
+        }
+    };
+    assert_eq!(event["type"], "io.choria.asyncjobs.v1.task_state");
+    assert_eq!(event["task_type"], "watch:json");
+    child.kill().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_flags() {
+    let env = Env::new();
+    let seed = golden("signing_seed.hex");
+    let public = std::fs::read_to_string(golden("signing_public.hex")).unwrap();
+    let id = task_id(
+        env.run(&[
+            "task",
+            "--sign",
+            seed.to_str().unwrap(),
+            "add",
+            "signed",
+            "{}",
+        ])
+        .await
+        .ok(),
+    );
+    let j = env
+        .run(&["task", "view", &id, "--verify", public.trim(), "-j"])
+        .await
+        .json();
+    assert_eq!(j["signature"].as_str().unwrap().len(), 128);
+    // a hex seed signs too; another key does not verify
+    let seed_hex = std::fs::read_to_string(&seed).unwrap();
+    let id2 = task_id(
+        env.run(&["task", "add", "signed", "{}", "--sign", seed_hex.trim()])
+            .await
+            .ok(),
+    );
+    let other = asyncjobs::signing::Keys::from_seed([7; 32])
+        .public_hex()
+        .unwrap();
+    assert!(env
+        .run(&["task", "--verify", &other, "view", &id2])
+        .await
+        .fails()
+        .contains("invalid task signature"));
+    // an unsigned task fails verification, but --sign alone still reads it
+    let id3 = task_id(env.run(&["task", "add", "plain", "{}"]).await.ok());
+    env.run(&["task", "--sign", seed_hex.trim(), "view", &id3])
+        .await
+        .ok();
+    assert!(env
+        .run(&["task", "--verify", public.trim(), "view", &id3])
+        .await
+        .fails()
+        .contains("not signed"));
+
+    // bad key material: clear errors
+    assert!(env
+        .run(&["task", "--sign", "zz", "view", &id])
+        .await
+        .fails()
+        .contains("neither an existing file nor a hex encoded ed25519 seed"));
+    assert!(env
+        .run(&["task", "--sign", "0102", "view", &id])
+        .await
+        .fails()
+        .contains("--sign"));
+    assert!(env
+        .run(&["task", "--verify", "abc", "view", &id])
+        .await
+        .fails()
+        .contains("--verify"));
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.hex");
+    std::fs::write(&bad, "not a key").unwrap();
+    assert!(env
+        .run(&["task", "--verify", bad.to_str().unwrap(), "view", &id])
+        .await
+        .fails()
+        .contains(bad.to_str().unwrap()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contexts() {
+    let env = Env::new();
+    let dir = env.config.path().join("nats/context");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("AJC.json"),
+        format!(r#"{{"description":"test","url":"{}"}}"#, env.server.url()),
+    )
+    .unwrap();
+    std::fs::write(dir.join("other.json"), r#"{"url":"nats://127.0.0.1:1"}"#).unwrap();
+    assert_eq!(
+        env.run_without_server(&["queue", "ls"]).await.ok(),
+        "No queues defined\n"
+    );
+    // --context and CONTEXT choose another context
+    assert!(env
+        .run_without_server(&["--context", "other", "queue", "ls"])
+        .await
+        .fails()
+        .contains("cannot connect"));
+    let mut c = env.cmd(false);
+    c.env("CONTEXT", "other").args(["queue", "ls"]);
+    output(c).await.fails();
+    // --server overrides the context's URL
+    env.run(&["--context", "other", "queue", "ls"]).await.ok();
+    let unknown = env
+        .run_without_server(&["--context", "missing", "info"])
+        .await;
+    let err = unknown.fails();
+    assert!(
+        err.contains(r#"ajc: no NATS context "missing" found"#),
+        "{unknown:#?}"
+    );
+    assert!(err.contains("Known contexts: AJC"), "{unknown:#?}");
+    assert!(env
+        .run_without_server(&["--context", "", "info"])
+        .await
+        .fails()
+        .contains("no NATS Context specified"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_exit_1_without_panics() {
+    let env = Env::new();
+    // no context and no server
+    let out = env.run_without_server(&["info"]).await;
+    assert!(out.fails().contains(r#"no NATS context "AJC" found"#));
+    // server down
+    let mut c = env.cmd(false);
+    c.args(["--server", "nats://127.0.0.1:1", "queue", "ls"]);
+    assert!(output(c).await.fails().contains("cannot connect to NATS"));
+    let mut c = env.cmd(false);
+    c.args(["--server", "::::", "queue", "ls"]);
+    output(c).await.fails();
+    // usage errors
+    env.run(&[]).await.fails();
+    env.run(&["bogus"]).await.fails();
+    assert!(env
+        .run(&["task", "add", "x", "y", "--deadline", "5x"])
+        .await
+        .fails()
+        .contains(r#"unknown unit "x" in duration "5x""#));
+    env.run(&["task", "add", "x", "y", "--deadline", "-5s"])
+        .await
+        .fails();
+    env.run(&["queue", "add", "Q", "--run-time", "1hh"])
+        .await
+        .fails();
+    env.run(&["task", "ls", "many"]).await.fails();
+    env.run(&["task", "process", "x", "DEFAULT", "lots", "/bin/true"])
+        .await
+        .fails();
+    // bad payloads and types
+    assert!(env
+        .run(&["task", "add", "x", "{bad json"])
+        .await
+        .fails()
+        .contains("not valid JSON"));
+    assert!(env
+        .run(&["task", "add", "bad type", "{}"])
+        .await
+        .fails()
+        .contains("task type is invalid"));
+    // missing files and commands
+    assert!(env
+        .run(&["task", "process", "x", "DEFAULT", "1", "/does/not/exist"])
+        .await
+        .fails()
+        .contains("command not found"));
+    assert!(env
+        .run(&["task", "process", "x", "DEFAULT", "1"])
+        .await
+        .fails()
+        .contains("either a command or --remote is required"));
+    env.run(&["task", "process", "x", "DEFAULT", "0", "/bin/true"])
+        .await
+        .fails();
+    // missing things on the server
+    assert!(env
+        .run(&["task", "add", "-q", "NOPE", "x", "{}"])
+        .await
+        .fails()
+        .contains("queue not found"));
+    assert!(env
+        .run(&["task", "process", "x", "NOPE", "1", "--remote"])
+        .await
+        .fails()
+        .contains("queue not found"));
+    assert!(env
+        .run(&["task", "view", "nope"])
+        .await
+        .fails()
+        .contains("task not found"));
+    assert!(env
+        .run(&["task", "view", "bad id!"])
+        .await
+        .fails()
+        .contains("invalid"));
+    env.run(&["task", "retry", "nope"]).await.fails();
+    env.run(&["task", "cron", "view", "bad name!"])
+        .await
+        .fails();
+    env.run(&["queue", "add", "bad.name"]).await.fails();
+    env.run(&["queue", "add", "R", "--replicas", "9"])
+        .await
+        .fails();
+}
