@@ -32,8 +32,6 @@ use std::io::IsTerminal;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -538,18 +536,11 @@ pub async fn start(args: &WorkerArgs, handlers: &Handlers) -> Result<RunningWork
     let (metrics_addr, metrics) = match args.metrics_port {
         Some(port) => {
             let addr = SocketAddr::new(args.metrics_bind, port);
-            let listener = TcpListener::bind(addr)
+            let (bound, server) = crate::metrics::serve(addr, shutdown.clone())
                 .await
                 .map_err(|source| RuntimeError::Metrics { addr, source })?;
-            let bound = listener
-                .local_addr()
-                .map_err(|source| RuntimeError::Metrics { addr, source })?;
             tracing::info!(address = %bound, "serving metrics at /metrics");
-            let stop = shutdown.clone();
-            (
-                Some(bound),
-                Some(tokio::spawn(serve_metrics(listener, stop))),
-            )
+            (Some(bound), Some(server))
         }
         None => (None, None),
     };
@@ -607,83 +598,6 @@ fn select_queues(args: &WorkerArgs, handlers: &Handlers) -> Result<Handlers, Run
         }
     }
     Ok(handlers.clone().only_queues(&args.queues))
-}
-
-/// A minimal HTTP/1.1 responder: `GET /metrics` gives the Prometheus text
-/// format of [`crate::metrics::registry`]; anything else a 404.
-async fn serve_metrics(listener: TcpListener, stop: CancellationToken) {
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    connections.spawn(respond(stream));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "accepting a metrics connection failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
-    connections.shutdown().await;
-}
-
-async fn respond(mut stream: TcpStream) {
-    let mut request = Vec::with_capacity(1024);
-    let mut buf = [0u8; 1024];
-    let read_head = async {
-        while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 16 * 1024 {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => request.extend_from_slice(&buf[..n]),
-            }
-        }
-    };
-    if tokio::time::timeout(Duration::from_secs(5), read_head)
-        .await
-        .is_err()
-    {
-        return;
-    }
-    let head = String::from_utf8_lossy(&request);
-    let mut parts = head.lines().next().unwrap_or("").split_whitespace();
-    let method = parts.next().unwrap_or("");
-    let path = parts.next().unwrap_or("").split('?').next().unwrap_or("");
-    let (status, content_type, body) = match (method, path) {
-        ("GET" | "HEAD", "/metrics") => {
-            let families = crate::metrics::registry().gather();
-            match prometheus::TextEncoder::new().encode_to_string(&families) {
-                Ok(text) => ("200 OK", prometheus::TEXT_FORMAT, text),
-                Err(e) => (
-                    "500 Internal Server Error",
-                    "text/plain; charset=utf-8",
-                    format!("encoding metrics: {e}\n"),
-                ),
-            }
-        }
-        ("GET" | "HEAD", _) => (
-            "404 Not Found",
-            "text/plain; charset=utf-8",
-            "metrics are at /metrics\n".to_string(),
-        ),
-        _ => (
-            "405 Method Not Allowed",
-            "text/plain; charset=utf-8",
-            "only GET is supported\n".to_string(),
-        ),
-    };
-    let mut response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    if method != "HEAD" {
-        response.push_str(&body);
-    }
-    let _ = stream.write_all(response.as_bytes()).await;
-    let _ = stream.shutdown().await;
 }
 
 /// The `--list-handlers` table.

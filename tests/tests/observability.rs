@@ -172,3 +172,43 @@ async fn metrics_count_processing() {
     stop.cancel();
     worker.await.unwrap().unwrap();
 }
+
+async fn http(addr: std::net::SocketAddr, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+#[tokio::test]
+async fn metrics_are_served_over_http_until_stopped() {
+    asyncjobs::metrics::registry(); // the metrics exist before the first scrape
+    let stop = CancellationToken::new();
+    let (addr, server) = asyncjobs::metrics::serve("127.0.0.1:0".parse().unwrap(), stop.clone())
+        .await
+        .unwrap();
+    assert_ne!(addr.port(), 0, "the bound port is reported");
+    let ok = http(addr, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    assert!(ok.contains("text/plain; version=0.0.4"), "{ok}");
+    let head = http(addr, "HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(
+        head.starts_with("HTTP/1.1 200") && head.ends_with("\r\n\r\n"),
+        "{head}"
+    );
+    let missing = http(addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+    let post = http(addr, "POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(post.starts_with("HTTP/1.1 405"), "{post}");
+    // a taken port is an error, not a silent no-op
+    let taken = asyncjobs::metrics::serve(addr, CancellationToken::new()).await;
+    assert_eq!(taken.unwrap_err().kind(), std::io::ErrorKind::AddrInUse);
+    stop.cancel();
+    tokio::time::timeout(T, server).await.unwrap().unwrap();
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "still listening"
+    );
+}

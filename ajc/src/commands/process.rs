@@ -9,9 +9,7 @@ use crate::connect::{client, Prepare};
 use crate::error::{CliError, Result};
 use asyncjobs::signing::Keys;
 use asyncjobs::{ExternalCommand, RequestReply, Router, Scheduler, TaskState};
-use std::net::IpAddr;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr};
 use tokio_util::sync::CancellationToken;
 
 /// A token cancelled on SIGINT or SIGTERM.
@@ -46,59 +44,12 @@ fn shutdown_on_signals() -> CancellationToken {
 
 /// Serves `GET /metrics` (the Prometheus text format of the asyncjobs
 /// registry) on `bind:port` until `stop`.
-pub async fn serve_metrics(bind: IpAddr, port: u16, stop: CancellationToken) -> Result<()> {
-    let listener = TcpListener::bind((bind, port))
+async fn serve_metrics(bind: IpAddr, port: u16, stop: CancellationToken) -> Result<()> {
+    let (bound, _server) = asyncjobs::metrics::serve(SocketAddr::new(bind, port), stop)
         .await
-        .map_err(|e| CliError::msg(format!("cannot listen on port {port} for --monitor: {e}")))?;
-    tracing::info!(port, "serving Prometheus metrics on /metrics");
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                accepted = listener.accept() => {
-                    if let Ok((stream, _)) = accepted {
-                        tokio::spawn(respond(stream));
-                    }
-                }
-            }
-        }
-    });
+        .map_err(|e| CliError::msg(format!("cannot listen on {bind}:{port} for --monitor: {e}")))?;
+    tracing::info!(address = %bound, "serving Prometheus metrics on /metrics");
     Ok(())
-}
-
-/// Answers one HTTP request on the metrics port.
-async fn respond(mut stream: TcpStream) {
-    let mut head = Vec::new();
-    let mut buf = [0u8; 1024];
-    let read = async {
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => head.extend_from_slice(&buf[..n]),
-            }
-        }
-    };
-    if tokio::time::timeout(std::time::Duration::from_secs(5), read)
-        .await
-        .is_err()
-    {
-        return;
-    }
-    let text = String::from_utf8_lossy(&head);
-    let mut first = text.lines().next().unwrap_or("").split_whitespace();
-    let method = first.next().unwrap_or("");
-    let path = first.next().unwrap_or("").split('?').next().unwrap_or("");
-    let (status, body) = match (method, path) {
-        ("GET" | "HEAD", "/metrics") => ("200 OK", asyncjobs::metrics::render()),
-        _ => ("404 Not Found", "not found\n".to_string()),
-    };
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
-        body.len(),
-        if method == "HEAD" { "" } else { body.as_str() }
-    );
-    let _ = stream.write_all(response.as_bytes()).await;
-    let _ = stream.shutdown().await;
 }
 
 /// `ajc task process TYPE QUEUE CONCURRENCY [COMMAND]`.
