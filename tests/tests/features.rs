@@ -4,10 +4,9 @@ use asyncjobs::signing::Keys;
 use asyncjobs::{
     Client, Error, Queue, QueueUpdate, Router, Task, TaskContext, TaskFilter, TaskState,
 };
-use asyncjobs_tests::{fast_retry, golden, wait_for, wait_for_state, NatsServer};
+use asyncjobs_tests::{fast_retry, golden, spawn_worker, wait_for, wait_for_state, NatsServer};
 use futures::StreamExt;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 const T: Duration = Duration::from_secs(15);
 
@@ -32,17 +31,6 @@ fn ok_router() -> Router {
             asyncjobs::to_output(&t.queue)
         })
         .unwrap()
-}
-
-fn start(
-    client: &Client,
-    router: Router,
-) -> (
-    CancellationToken,
-    tokio::task::JoinHandle<asyncjobs::Result<()>>,
-) {
-    let stop = CancellationToken::new();
-    (stop.clone(), tokio::spawn(client.worker(router).run(stop)))
 }
 
 #[test]
@@ -135,11 +123,10 @@ async fn go_signed_task_is_verified_and_processed() {
     .unwrap()
     .await
     .unwrap();
-    let (stop, worker) = start(&client, ok_router());
+    let worker = spawn_worker(client.worker(ok_router()));
     let done = wait_for_state(&client, &task.id, TaskState::Complete, T).await;
     assert_eq!(done.signature, task.signature);
-    stop.cancel();
-    worker.await.unwrap().unwrap();
+    worker.stop().await;
 }
 
 #[tokio::test]
@@ -157,7 +144,7 @@ async fn wrong_signatures_and_unsigned_tasks_are_terminated() {
     let mut good = Task::new("t", &3).unwrap();
     worker_client.enqueue(&mut good).await.unwrap();
 
-    let (stop, worker) = start(&worker_client, ok_router());
+    let worker = spawn_worker(worker_client.worker(ok_router()));
     wait_for_state(&worker_client, &good.id, TaskState::Complete, T).await;
     let t = wait_for(T, "the forged task to be terminated", || async {
         let t = worker_client.load_task_unverified(&forged.id).await.ok()?;
@@ -187,19 +174,17 @@ async fn wrong_signatures_and_unsigned_tasks_are_terminated() {
         (worker_client.queue_info("Q").await.unwrap().messages == 0).then_some(())
     })
     .await;
-    stop.cancel();
-    worker.await.unwrap().unwrap();
+    worker.stop().await;
 
     // optional signatures accept the unsigned task (once retried)
     let verify_only =
         Keys::from_public_hex(&Keys::from_seed([2; 32]).public_hex().unwrap()).unwrap();
     let optional = signed_client(&server, "Q", verify_only.optional(true)).await;
     optional.retry_task(&unsigned.id).await.unwrap();
-    let (stop, worker) = start(&optional, ok_router());
+    let worker = spawn_worker(optional.worker(ok_router()));
     let done = wait_for_state(&optional, &unsigned.id, TaskState::Complete, T).await;
     assert!(done.signature.is_empty(), "accepted unsigned");
-    stop.cancel();
-    worker.await.unwrap().unwrap();
+    worker.stop().await;
 }
 
 #[tokio::test]
@@ -212,11 +197,10 @@ async fn retry_into_another_queue_re_signs() {
     let retried = b.retry_task(&task.id).await.unwrap();
     assert_eq!(retried.queue, "B");
     assert_ne!(retried.signature, task.signature);
-    let (stop, worker) = start(&b, ok_router());
+    let worker = spawn_worker(b.worker(ok_router()));
     let done = wait_for_state(&b, &task.id, TaskState::Complete, T).await;
     assert_eq!(done.result_as::<String>().unwrap().as_deref(), Some("B"));
-    stop.cancel();
-    worker.await.unwrap().unwrap();
+    worker.stop().await;
 }
 
 #[tokio::test]
@@ -244,7 +228,7 @@ async fn discarded_states_are_deleted_after_their_event() {
         .await
         .unwrap();
     client.nats().flush().await.unwrap();
-    let (stop, worker) = start(&client, ok_router());
+    let worker = spawn_worker(client.worker(ok_router()));
     let mut task = Task::new("t", &1).unwrap();
     client.enqueue(&mut task).await.unwrap();
     loop {
@@ -268,8 +252,7 @@ async fn discarded_states_are_deleted_after_their_event() {
         .then_some(())
     })
     .await;
-    stop.cancel();
-    worker.await.unwrap().unwrap();
+    worker.stop().await;
 }
 
 #[tokio::test]
@@ -291,13 +274,7 @@ async fn automatic_heartbeat_keeps_long_handlers_alive_up_to_the_cap() {
             asyncjobs::to_output(&"never")
         })
         .unwrap();
-    let stop = CancellationToken::new();
-    let worker = tokio::spawn(
-        client
-            .worker(router)
-            .auto_heartbeat(Duration::from_secs(4))
-            .run(stop.clone()),
-    );
+    let worker = spawn_worker(client.worker(router).auto_heartbeat(Duration::from_secs(4)));
     let mut long = Task::new("long", &()).unwrap();
     client.enqueue(&mut long).await.unwrap();
     let mut endless = Task::builder("endless").max_tries(1).build().unwrap();
@@ -313,8 +290,7 @@ async fn automatic_heartbeat_keeps_long_handlers_alive_up_to_the_cap() {
         "{}",
         capped.last_err
     );
-    stop.cancel();
-    worker.await.unwrap().unwrap();
+    worker.stop().await;
 }
 
 #[tokio::test]

@@ -3,7 +3,9 @@
 //! would fail against the Go behaviour described in the reference §16.
 
 use asyncjobs::{Client, HandlerError, Queue, Router, Task, TaskContext, TaskState};
-use asyncjobs_tests::{client, js_api, wait_for, wait_for_state, NatsServer};
+use asyncjobs_tests::{
+    client, js_api, spawn_worker, wait_for, wait_for_state, NatsServer, RunningWorker,
+};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,18 +13,12 @@ use tokio_util::sync::CancellationToken;
 
 const T: Duration = Duration::from_secs(20);
 
-fn start(
-    client: &Client,
-    router: Router,
-) -> (
-    CancellationToken,
-    tokio::task::JoinHandle<asyncjobs::Result<()>>,
-) {
-    let stop = CancellationToken::new();
-    let worker = client
-        .worker(router)
-        .dependency_poll_interval(Duration::from_millis(50));
-    (stop.clone(), tokio::spawn(worker.run(stop)))
+fn start(client: &Client, router: Router) -> RunningWorker {
+    spawn_worker(
+        client
+            .worker(router)
+            .dependency_poll_interval(Duration::from_millis(50)),
+    )
 }
 
 async fn consumer_delivered(nc: &async_nats::Client, queue: &str) -> u64 {
@@ -72,13 +68,12 @@ async fn past_max_tries_on_delivery_is_acked_at_once() {
     let mut task = Task::builder("t").max_tries(1).build().unwrap();
     task.tries = 1;
     client.enqueue(&mut task).await.unwrap();
-    let (stop, worker) = start(&client, counting(calls.clone(), false));
+    let worker = start(&client, counting(calls.clone(), false));
     let t = wait_for_state(&client, &task.id, TaskState::Expired, T).await;
     assert_eq!(t.last_err, "exceeded maximum tries");
     drained(&client, "Q").await;
     assert_eq!(calls.load(Ordering::SeqCst), 0);
-    stop.cancel();
-    worker.await.unwrap().unwrap();
+    worker.stop().await;
 }
 
 /// §16.6: Go never acks an item whose task cannot be loaded; it is
@@ -94,10 +89,9 @@ async fn item_for_a_missing_task_is_terminated_at_once() {
     let mut task = Task::new("t", &1).unwrap();
     client.enqueue(&mut task).await.unwrap();
     client.delete_task(&task.id).await.unwrap();
-    let (stop, worker) = start(&client, counting(Arc::default(), false));
+    let worker = start(&client, counting(Arc::default(), false));
     drained(&client, "Q").await;
-    stop.cancel();
-    worker.await.unwrap().unwrap();
+    worker.stop().await;
 }
 
 /// §16.7: every blocked NAK counts against max_deliver in Go, so a task that
@@ -117,7 +111,7 @@ async fn long_blocked_task_does_not_exhaust_max_deliver() {
         .unwrap();
     client.enqueue(&mut child).await.unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
-    let (stop, worker) = start(&client, counting(calls.clone(), false));
+    let worker = start(&client, counting(calls.clone(), false));
     let nc = client.nats().clone();
     wait_for(T, "more checks than max_deliver allows", || async {
         (consumer_delivered(&nc, "Q").await >= 10).then_some(())
@@ -127,13 +121,11 @@ async fn long_blocked_task_does_not_exhaust_max_deliver() {
         client.load_task(&child.id).await.unwrap().state,
         TaskState::Blocked
     );
-    let (pstop, pworker) = start(&parents, counting(calls.clone(), false));
+    let pworker = start(&parents, counting(calls.clone(), false));
     wait_for_state(&client, &child.id, TaskState::Complete, T).await;
     assert_eq!(calls.load(Ordering::SeqCst), 2);
-    stop.cancel();
-    pstop.cancel();
-    worker.await.unwrap().unwrap();
-    pworker.await.unwrap().unwrap();
+    worker.stop().await;
+    pworker.stop().await;
 }
 
 /// §16.8: Go ignores the queue's max tries in the error path unless tries
@@ -147,14 +139,13 @@ async fn queue_max_tries_caps_task_max_tries() {
     let mut task = Task::new("t", &1).unwrap();
     assert_eq!(task.max_tries, 10);
     client.enqueue(&mut task).await.unwrap();
-    let (stop, worker) = start(&client, counting(calls.clone(), true));
+    let worker = start(&client, counting(calls.clone(), true));
     let t = wait_for_state(&client, &task.id, TaskState::Expired, T).await;
     assert_eq!(t.tries, 2);
     assert_eq!(t.last_err, "always fails");
     drained(&client, "Q").await;
     assert_eq!(calls.load(Ordering::SeqCst), 2);
-    stop.cancel();
-    worker.await.unwrap().unwrap();
+    worker.stop().await;
 }
 
 /// §16.9: Go runs a `terminated` task again when an item for it is delivered.
@@ -170,7 +161,7 @@ async fn terminated_task_is_not_rerun_on_redelivery() {
             async move { Err(asyncjobs::terminate("bad input")) }
         })
         .unwrap();
-    let (stop, worker) = start(&client, router);
+    let worker = start(&client, router);
     let mut task = Task::new("t", &1).unwrap();
     client.enqueue(&mut task).await.unwrap();
     wait_for_state(&client, &task.id, TaskState::Terminated, T).await;
@@ -190,8 +181,7 @@ async fn terminated_task_is_not_rerun_on_redelivery() {
     let t = client.load_task(&task.id).await.unwrap();
     assert_eq!(t.state, TaskState::Terminated);
     assert_eq!(t.tries, 1);
-    stop.cancel();
-    worker.await.unwrap().unwrap();
+    worker.stop().await;
 }
 
 /// Graceful shutdown: a running handler finishes within the grace period,
@@ -270,9 +260,8 @@ async fn graceful_shutdown_finishes_or_hands_back_running_tasks() {
             asyncjobs::to_output(&"second worker")
         })
         .unwrap();
-    let (stop, worker) = start(&client, ok);
+    let worker = start(&client, ok);
     let done = wait_for_state(&client, &stuck.id, TaskState::Complete, T).await;
     assert_eq!(done.tries, 2);
-    stop.cancel();
-    worker.await.unwrap().unwrap();
+    worker.stop().await;
 }
