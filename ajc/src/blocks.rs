@@ -17,6 +17,19 @@ fn opt_time(t: Option<OffsetDateTime>) -> Value {
     t.map(|t| Value::String(rfc3339(t))).unwrap_or(Value::Null)
 }
 
+/// The `Entries`, `Memory Based` and `Replicas` lines every storage block starts with.
+fn storage_lines(out: &mut String, messages: u64, bytes: u64, memory: bool, replicas: usize) {
+    let _ = writeln!(
+        out,
+        "{:>16}: {} @ {}",
+        "Entries",
+        ucomma(messages),
+        iec_bytes(bytes)
+    );
+    let _ = writeln!(out, "{:>16}: {}", "Memory Based", memory);
+    let _ = writeln!(out, "{:>16}: {}", "Replicas", replicas);
+}
+
 /// A `label: <time> (<age>)` line when the time is set.
 fn time_line(out: &mut String, label: &str, t: Option<OffsetDateTime>) {
     if let Some(t) = t {
@@ -41,15 +54,13 @@ impl TasksBlock {
             out.push_str("  Not initialized, create it with 'ajc task initialize'\n");
             return out;
         };
-        let _ = writeln!(
-            out,
-            "{:>16}: {} @ {}",
-            "Entries",
-            ucomma(i.state.messages),
-            iec_bytes(i.state.bytes)
+        storage_lines(
+            &mut out,
+            i.state.messages,
+            i.state.bytes,
+            i.memory(),
+            i.config.num_replicas,
         );
-        let _ = writeln!(out, "{:>16}: {}", "Memory Based", i.memory());
-        let _ = writeln!(out, "{:>16}: {}", "Replicas", i.config.num_replicas);
         let _ = writeln!(
             out,
             "{:>16}: {}",
@@ -105,15 +116,13 @@ impl ConfigBlock {
             out.push_str("  Not initialized, it is created when a schedule is added\n");
             return out;
         };
-        let _ = writeln!(
-            out,
-            "{:>16}: {} @ {}",
-            "Entries",
-            ucomma(i.state.messages),
-            iec_bytes(i.state.bytes)
+        storage_lines(
+            &mut out,
+            i.state.messages,
+            i.state.bytes,
+            i.memory(),
+            i.config.num_replicas,
         );
-        let _ = writeln!(out, "{:>16}: {}", "Memory Based", i.memory());
-        let _ = writeln!(out, "{:>16}: {}", "Replicas", i.config.num_replicas);
         out
     }
 
@@ -155,15 +164,13 @@ impl ElectionsBlock {
     pub fn human(&self) -> String {
         let i = &self.info;
         let mut out = String::from("Leader Elections:\n\n");
-        let _ = writeln!(
-            out,
-            "{:>16}: {} @ {}",
-            "Entries",
-            ucomma(i.state.messages),
-            iec_bytes(i.state.bytes)
+        storage_lines(
+            &mut out,
+            i.state.messages,
+            i.state.bytes,
+            i.memory(),
+            i.config.num_replicas,
         );
-        let _ = writeln!(out, "{:>16}: {}", "Memory Based", i.memory());
-        let _ = writeln!(out, "{:>16}: {}", "Replicas", i.config.num_replicas);
         let _ = writeln!(out, "{:>16}:", "Elections");
         let indent = " ".repeat(18);
         match &self.leaders {
@@ -270,15 +277,7 @@ impl QueueBlock {
         let i = &self.info;
         let q = &i.queue;
         let mut out = format!("{} Work Queue:\n\n", q.name);
-        let _ = writeln!(
-            out,
-            "{:>16}: {} @ {}",
-            "Entries",
-            ucomma(i.messages),
-            iec_bytes(i.bytes)
-        );
-        let _ = writeln!(out, "{:>16}: {}", "Memory Based", i.memory);
-        let _ = writeln!(out, "{:>16}: {}", "Replicas", i.replicas);
+        storage_lines(&mut out, i.messages, i.bytes, i.memory, i.replicas);
         let _ = writeln!(
             out,
             "{:>16}: {}",
