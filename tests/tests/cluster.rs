@@ -1,0 +1,147 @@
+//! A three-node JetStream cluster: storage replicated on every node, and
+//! tasks that all complete when the node leading the work queue is killed
+//! while a worker is processing it.
+
+use asyncjobs::{Client, Queue, Router, Task, TaskContext, TaskState};
+use asyncjobs_tests::{fast_retry, js_api, spawn_worker, wait_for, wait_for_state, NatsCluster};
+use serde_json::Value;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(60);
+
+/// A JetStream API reply, or `None` while the cluster cannot answer.
+async fn api(nc: &async_nats::Client, api: &str) -> Option<Value> {
+    let reply = tokio::time::timeout(
+        Duration::from_secs(3),
+        nc.request(format!("$JS.API.{api}"), "".into()),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    let v: Value = serde_json::from_slice(&reply.payload).ok()?;
+    v.get("error").is_none().then_some(v)
+}
+
+/// The name of the node leading `stream`, once it has one.
+async fn leader(nc: &async_nats::Client, stream: &str) -> String {
+    wait_for(T, &format!("a leader for {stream}"), || async {
+        let v = api(nc, &format!("STREAM.INFO.{stream}")).await?;
+        v["cluster"]["leader"].as_str().map(String::from)
+    })
+    .await
+}
+
+async fn client(cluster: &NatsCluster, builder: asyncjobs::ClientBuilder) -> Client {
+    builder
+        .url(cluster.urls())
+        .retry_policy(fast_retry())
+        .build()
+        .await
+        .expect("client on the cluster")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicated_queue_loses_no_task_when_its_leader_dies() {
+    let mut cluster = NatsCluster::start(3).await;
+    let producer = client(
+        &cluster,
+        Client::builder()
+            .replicas(3)
+            .queue(Queue::new("HA").max_run_time(Duration::from_secs(5))),
+    )
+    .await;
+    let nc = producer.nats().clone();
+    for stream in [
+        asyncjobs::TASKS_STREAM.to_string(),
+        "CHORIA_AJ_Q_HA".to_string(),
+        format!("KV_{}", asyncjobs::CONFIG_BUCKET),
+        format!("KV_{}", asyncjobs::ELECTIONS_BUCKET),
+    ] {
+        let v = js_api(&nc, &format!("STREAM.INFO.{stream}"), "").await;
+        assert_eq!(v["config"]["num_replicas"], 3, "{stream}: {v}");
+        assert_eq!(
+            v["cluster"]["replicas"].as_array().map(Vec::len),
+            Some(2),
+            "{stream} has two followers: {v}"
+        );
+    }
+    assert_eq!(producer.queue_info("HA").await.unwrap().replicas, 3);
+
+    // a worker on its own connection that binds the existing queue
+    let seen = Arc::new(Mutex::new(HashSet::new()));
+    let s = seen.clone();
+    let router = Router::new()
+        .handle("ha", move |_ctx: TaskContext, t: Task| {
+            let s = s.clone();
+            async move {
+                s.lock().unwrap().insert(t.id.clone());
+                asyncjobs::to_output(&"done")
+            }
+        })
+        .unwrap();
+    let worker_client = client(&cluster, Client::builder().bind_queue("HA")).await;
+    let worker = spawn_worker(worker_client.worker(router));
+
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        let mut task = Task::new("ha", &i).unwrap();
+        producer.enqueue(&mut task).await.unwrap();
+        ids.push(task.id);
+    }
+    for id in &ids {
+        wait_for_state(&producer, id, TaskState::Complete, T).await;
+    }
+
+    // kill the node leading the work queue; a new leader takes over
+    let dead = leader(&nc, "CHORIA_AJ_Q_HA").await;
+    let index = cluster.index_of(&dead).expect("leader is a cluster node");
+    cluster.node_mut(index).stop();
+    wait_for(T, "a new work queue leader", || async {
+        let now = api(&nc, "STREAM.INFO.CHORIA_AJ_Q_HA").await?;
+        let name = now["cluster"]["leader"].as_str()?;
+        (name != dead).then_some(())
+    })
+    .await;
+    leader(&nc, "CHORIA_AJ_TASKS").await;
+
+    // enqueueing goes on (a request caught in the election may fail with a
+    // clear error, never silently): every accepted task completes
+    let mut later = Vec::new();
+    for i in 0..30 {
+        let mut task = Task::new("ha", &(100 + i)).unwrap();
+        let enqueued = wait_for(T, "an enqueue to be accepted", || {
+            let producer = producer.clone();
+            let mut t = task.clone();
+            async move { producer.enqueue(&mut t).await.ok().map(|_| t) }
+        })
+        .await;
+        task = enqueued;
+        later.push(task.id);
+    }
+    for id in &later {
+        let done = wait_for_state(&producer, id, TaskState::Complete, T).await;
+        assert_eq!(done.result.unwrap().payload.get(), r#""done""#);
+    }
+    let seen = seen.lock().unwrap().clone();
+    for id in ids.iter().chain(&later) {
+        assert!(seen.contains(id), "task {id} never reached the handler");
+    }
+    assert_eq!(producer.queue_info("HA").await.unwrap().messages, 0);
+    worker.stop().await;
+
+    // the dead node rejoins and catches up
+    cluster.node_mut(index).restart();
+    wait_for(T, "the restarted node to be a current replica", || async {
+        let v = api(&nc, "STREAM.INFO.CHORIA_AJ_TASKS").await?;
+        let mut members: Vec<&Value> = v["cluster"]["replicas"].as_array()?.iter().collect();
+        members.retain(|r| r["name"] == dead.as_str());
+        match members.first() {
+            Some(r) if r["current"] == true => Some(()),
+            None if v["cluster"]["leader"] == dead.as_str() => Some(()),
+            _ => None,
+        }
+    })
+    .await;
+}
