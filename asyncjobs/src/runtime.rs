@@ -97,7 +97,7 @@ pub struct WorkerArgs {
     #[arg(long, env = "ASYNCJOBS_RETRY_POLICY", value_name = "NAME", default_value = "default", value_parser = ["default", "10m", "1h", "1m"])]
     pub retry_policy: String,
 
-    /// Serve Prometheus metrics at http://<metrics-bind>:<PORT>/metrics (0 picks a free port)
+    /// Serve Prometheus metrics on this port, path /metrics (0 picks a free port)
     #[arg(long, env = "ASYNCJOBS_METRICS_PORT", value_name = "PORT")]
     pub metrics_port: Option<u16>,
 
