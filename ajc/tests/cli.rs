@@ -64,7 +64,17 @@ impl Env {
 
     /// `ajc` with a clean environment (no contexts, stdin not a terminal).
     fn cmd(&self, with_server: bool) -> Command {
-        let mut c = Command::new(BIN);
+        let mut c = self.clean(BIN);
+        if with_server {
+            c.arg("--server").arg(self.server.url());
+        }
+        c
+    }
+
+    /// `program` with the environment variables ajc reads removed and the
+    /// config dir pointing at this test's (empty) one.
+    fn clean(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
         for var in [
             "CONTEXT",
             "NATS_URL",
@@ -83,10 +93,32 @@ impl Env {
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .kill_on_drop(true);
-        if with_server {
-            c.arg("--server").arg(self.server.url());
-        }
         c
+    }
+
+    /// `ajc ARGS` on a pseudo-terminal (util-linux `script`), typing
+    /// `input`; stdout holds everything the terminal showed.
+    async fn run_on_terminal(&self, args: &[&str], input: &str) -> Out {
+        let quote = |a: &str| format!("'{}'", a.replace('\'', r"'\''"));
+        let mut line = vec![quote(BIN), "--server".into(), quote(&self.server.url())];
+        line.extend(args.iter().map(|a| quote(a)));
+        let mut c = self.clean("script");
+        c.args(["-q", "-e", "-c", &line.join(" "), "/dev/null"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().expect("running script(1) from util-linux");
+        let mut stdin = child.stdin.take().unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut stdin, input.as_bytes())
+            .await
+            .unwrap();
+        drop(stdin);
+        let o = child.wait_with_output().await.unwrap();
+        Out {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).replace("\r\n", "\n"),
+            stderr: String::from_utf8_lossy(&o.stderr).to_string(),
+        }
     }
 
     async fn run(&self, args: &[&str]) -> Out {
@@ -1184,4 +1216,47 @@ async fn errors_exit_1_without_panics() {
     env.run(&["queue", "add", "R", "--replicas", "9"])
         .await
         .fails();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminal_prompts_boxed_tables_and_progress() {
+    let env = Env::new();
+    env.run(&["queue", "add", "X"]).await.ok();
+
+    // declining keeps the queue
+    let no = env.run_on_terminal(&["queue", "rm", "X"], "n\n").await;
+    assert_eq!(no.code, 0, "{no:#?}");
+    assert!(
+        no.stdout
+            .contains("? Really delete the X Queue with 0 entries and 0 active polls (y/N)"),
+        "{no:#?}"
+    );
+    assert!(!no.stdout.contains("was removed"), "{no:#?}");
+    assert_eq!(
+        env.run(&["queue", "info", "X", "--json"]).await.json()["name"],
+        "X"
+    );
+
+    // accepting removes it
+    let yes = env.run_on_terminal(&["queue", "rm", "X"], "y\n").await;
+    assert_eq!(yes.code, 0, "{yes:#?}");
+    assert!(yes.stdout.contains("Queue X was removed"), "{yes:#?}");
+    assert_eq!(env.run(&["queue", "ls"]).await.ok(), "No queues defined\n");
+
+    // on a terminal: a progress line while listing, then a boxed table with a title
+    let id = task_id(env.run(&["task", "add", "t", "{}"]).await.ok());
+    let ls = env.run_on_terminal(&["task", "ls"], "").await;
+    assert_eq!(ls.code, 0, "{ls:#?}");
+    assert!(ls.stdout.contains("Listing tasks 1 / 1"), "{ls:#?}");
+    assert!(
+        ls.stdout.contains("│") && ls.stdout.contains("1 Tasks"),
+        "{ls:#?}"
+    );
+    assert!(ls.stdout.contains(&id), "{ls:#?}");
+    // the same command off a terminal: plain columns, no progress
+    let plain = env.run(&["task", "ls"]).await;
+    assert!(
+        !plain.ok().contains("│") && !plain.stderr.contains("Listing"),
+        "{plain:#?}"
+    );
 }
