@@ -418,17 +418,8 @@ pub struct TaskProcessArgs {
     /// Process tasks using a remote request-reply callout
     #[arg(long)]
     pub remote: bool,
-    /// Runs monitoring on the given port
-    #[arg(long, value_name = "PORT")]
-    pub monitor: Option<u16>,
-    /// Address the --monitor listener binds (all interfaces, as Go, by default)
-    #[arg(
-        long = "monitor-bind",
-        value_name = "ADDR",
-        env = "AJC_MONITOR_BIND",
-        default_value = "0.0.0.0"
-    )]
-    pub monitor_bind: std::net::IpAddr,
+    #[command(flatten)]
+    pub monitor: MonitorArgs,
     /// Discard messages in the 'complete' state
     #[arg(long = "discard-complete")]
     pub discard_complete: bool,
@@ -516,15 +507,12 @@ pub struct CronListArgs {
     pub out: JsonFlag,
 }
 
-/// `ajc task cron scheduler`.
-#[derive(Args, Debug)]
-pub struct CronSchedulerArgs {
-    /// A unique name for this scheduler, used for leader election
-    #[arg(env = "AJC_SCHEDULER_NAME")]
-    pub name: String,
+/// `--monitor PORT` and where it listens.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct MonitorArgs {
     /// Runs monitoring on the given port
-    #[arg(long, value_name = "PORT")]
-    pub monitor: Option<u16>,
+    #[arg(long = "monitor", value_name = "PORT")]
+    pub port: Option<u16>,
     /// Address the --monitor listener binds (all interfaces, as Go, by default)
     #[arg(
         long = "monitor-bind",
@@ -532,7 +520,17 @@ pub struct CronSchedulerArgs {
         env = "AJC_MONITOR_BIND",
         default_value = "0.0.0.0"
     )]
-    pub monitor_bind: std::net::IpAddr,
+    pub bind: std::net::IpAddr,
+}
+
+/// `ajc task cron scheduler`.
+#[derive(Args, Debug)]
+pub struct CronSchedulerArgs {
+    /// A unique name for this scheduler, used for leader election
+    #[arg(env = "AJC_SCHEDULER_NAME")]
+    pub name: String,
+    #[command(flatten)]
+    pub monitor: MonitorArgs,
 }
 
 #[cfg(test)]

@@ -4,12 +4,12 @@
 
 use super::task::with_keys;
 use super::Ctx;
-use crate::cli::{CronSchedulerArgs, TaskProcessArgs};
+use crate::cli::{CronSchedulerArgs, MonitorArgs, TaskProcessArgs};
 use crate::connect::{client, Prepare};
 use crate::error::{CliError, Result};
 use asyncjobs::signing::Keys;
 use asyncjobs::{ExternalCommand, RequestReply, Router, Scheduler, TaskState};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use tokio_util::sync::CancellationToken;
 
 /// A token cancelled on SIGINT or SIGTERM.
@@ -43,11 +43,19 @@ fn shutdown_on_signals() -> CancellationToken {
 }
 
 /// Serves `GET /metrics` (the Prometheus text format of the asyncjobs
-/// registry) on `bind:port` until `stop`.
-async fn serve_metrics(bind: IpAddr, port: u16, stop: CancellationToken) -> Result<()> {
-    let (bound, _server) = asyncjobs::metrics::serve(SocketAddr::new(bind, port), stop)
+/// registry) as `--monitor`/`--monitor-bind` say, until `stop`.
+async fn serve_metrics(m: MonitorArgs, stop: CancellationToken) -> Result<()> {
+    let Some(port) = m.port else {
+        return Ok(());
+    };
+    let (bound, _server) = asyncjobs::metrics::serve(SocketAddr::new(m.bind, port), stop)
         .await
-        .map_err(|e| CliError::msg(format!("cannot listen on {bind}:{port} for --monitor: {e}")))?;
+        .map_err(|e| {
+            CliError::msg(format!(
+                "cannot listen on {}:{port} for --monitor: {e}",
+                m.bind
+            ))
+        })?;
     tracing::info!(address = %bound, "serving Prometheus metrics on /metrics");
     Ok(())
 }
@@ -109,9 +117,7 @@ pub async fn process(ctx: &Ctx, keys: Option<Keys>, a: &TaskProcessArgs) -> Resu
         }
     };
     let stop = shutdown_on_signals();
-    if let Some(port) = a.monitor {
-        serve_metrics(a.monitor_bind, port, stop.clone()).await?;
-    }
+    serve_metrics(a.monitor, stop.clone()).await?;
     client.worker(router).run(stop).await?;
     Ok(())
 }
@@ -128,9 +134,7 @@ pub async fn scheduler(ctx: &Ctx, a: &CronSchedulerArgs) -> Result<()> {
     )
     .await?;
     let stop = shutdown_on_signals();
-    if let Some(port) = a.monitor {
-        serve_metrics(a.monitor_bind, port, stop.clone()).await?;
-    }
+    serve_metrics(a.monitor, stop.clone()).await?;
     tracing::info!(scheduler = %a.name, "starting the task scheduler");
     Scheduler::new(client, a.name.clone()).run(stop).await?;
     Ok(())
