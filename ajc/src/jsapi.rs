@@ -1,15 +1,13 @@
 //! Raw JetStream API requests for what the runtime's client does not expose:
 //! stream-level details for the storage blocks (first/last entry times,
-//! storage type, replicas, retention) and creating only the task store.
+//! storage type, replicas, retention).
 
 use crate::error::{CliError, Result};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// JetStream error code: stream not found.
 pub const STREAM_NOT_FOUND: u64 = 10059;
-/// JetStream error code: stream name already in use.
-const STREAM_NAME_IN_USE: u64 = 10058;
 
 /// A JetStream API error reply.
 #[derive(Debug, Clone, Deserialize)]
@@ -102,51 +100,6 @@ pub async fn stream_info(nc: &async_nats::Client, name: &str) -> Result<Option<S
         Err(e) if e.err_code == STREAM_NOT_FOUND => Ok(None),
         Err(e) => Err(CliError::msg(format!(
             "loading stream {name} failed: {}",
-            e.description
-        ))),
-    }
-}
-
-/// Creates the task store `CHORIA_AJ_TASKS` as Go's `PrepareTasks` does
-/// (reference §1.3) unless it exists; an existing store is left unchanged.
-pub async fn create_tasks_stream(
-    nc: &async_nats::Client,
-    memory: bool,
-    replicas: usize,
-    retention_ns: i64,
-) -> Result<()> {
-    if !(1..=5).contains(&replicas) {
-        return Err(CliError::msg("replicas must be between 1 and 5"));
-    }
-    if stream_info(nc, asyncjobs::TASKS_STREAM).await?.is_some() {
-        return Ok(());
-    }
-    let config = json!({
-        "name": asyncjobs::TASKS_STREAM,
-        "description": "Choria Async Jobs Tasks",
-        "subjects": ["CHORIA_AJ.T.*"],
-        "retention": "limits",
-        "max_consumers": -1,
-        "max_msgs_per_subject": 1,
-        "max_msgs": -1,
-        "max_bytes": -1,
-        "max_age": retention_ns,
-        "max_msg_size": -1,
-        "storage": if memory { "memory" } else { "file" },
-        "discard": "old",
-        "num_replicas": replicas,
-    });
-    match request::<Value>(
-        nc,
-        &format!("STREAM.CREATE.{}", asyncjobs::TASKS_STREAM),
-        Some(&config),
-    )
-    .await?
-    {
-        Ok(_) => Ok(()),
-        Err(e) if e.err_code == STREAM_NAME_IN_USE => Ok(()),
-        Err(e) => Err(CliError::msg(format!(
-            "creating the task store failed: {}",
             e.description
         ))),
     }

@@ -1260,3 +1260,21 @@ async fn terminal_prompts_boxed_tables_and_progress() {
         "{plain:#?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_initialize_creates_the_store_go_creates() {
+    let env = Env::new();
+    env.run(&["task", "initialize"]).await.ok();
+    let ours = js_api(&env.nats().await, "STREAM.INFO.CHORIA_AJ_TASKS", "").await;
+    let theirs: Value =
+        serde_json::from_slice(&std::fs::read(golden("stream_CHORIA_AJ_TASKS.info.json")).unwrap())
+            .unwrap();
+    let config = |v: &Value| {
+        let mut c = v["config"].clone();
+        let o = c.as_object_mut().unwrap();
+        o.remove("metadata");
+        o.remove("created");
+        c
+    };
+    assert_eq!(config(&ours), config(&theirs));
+}

@@ -494,6 +494,15 @@ impl Client {
         crate::events::watch(self.nats(), Some(id)).await
     }
 
+    /// Creates the task store with this client's storage settings
+    /// ([`ClientBuilder::memory_storage`], [`ClientBuilder::replicas`],
+    /// [`ClientBuilder::task_retention`]) unless it exists; an existing
+    /// store is left unchanged. For clients built with
+    /// [`ClientBuilder::no_storage_init`] that need only the task store.
+    pub async fn prepare_tasks(&self) -> Result<()> {
+        self.inner.storage.prepare_tasks().await
+    }
+
     /// Number of task records and their total size in bytes.
     pub async fn tasks_info(&self) -> Result<(u64, u64)> {
         self.inner.storage.tasks_info().await

@@ -394,15 +394,13 @@ async fn initialize(ctx: &Ctx, a: &TaskInitArgs) -> Result<()> {
         .retention
         .non_negative("--retention")
         .map_err(CliError::msg)?;
-    let nc = crate::connect::nats(&ctx.global).await?;
-    crate::jsapi::create_tasks_stream(
-        &nc,
-        a.memory,
-        a.replicas,
-        retention.as_nanos().min(i64::MAX as u128) as i64,
-    )
+    let client = client(&ctx.global, Prepare::Nothing, |b| {
+        let b = b.replicas(a.replicas).task_retention(retention);
+        Ok(if a.memory { b.memory_storage() } else { b })
+    })
     .await?;
-    show_tasks_block(&nc, a.out.json).await
+    client.prepare_tasks().await?;
+    show_tasks_block(client.nats(), a.out.json).await
 }
 
 /// `task configure`: retention and replicas of the task store.
