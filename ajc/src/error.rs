@@ -29,9 +29,12 @@ impl std::fmt::Display for CliError {
 }
 
 impl From<asyncjobs::Error> for CliError {
+    /// The library's message; a configuration error is the user's input,
+    /// shown without the library's "invalid configuration:" prefix.
     fn from(e: asyncjobs::Error) -> CliError {
         use asyncjobs::Error as E;
         CliError::Message(match e {
+            E::Config(s) => s,
             E::StorageNotReady(reason)
                 if reason.contains("task store") || reason.contains(asyncjobs::TASKS_STREAM) =>
             {

@@ -70,10 +70,7 @@ pub async fn process(ctx: &Ctx, keys: Option<Keys>, a: &TaskProcessArgs) -> Resu
     }
     // check the command before connecting
     let command = match (&a.command, a.remote) {
-        (Some(path), false) => Some(ExternalCommand::new(path).map_err(|e| match e {
-            asyncjobs::Error::Config(s) => CliError::msg(s),
-            other => other.into(),
-        })?),
+        (Some(path), false) => Some(ExternalCommand::new(path)?),
         _ => None,
     };
     let mut discard = Vec::new();

@@ -37,11 +37,24 @@ pub async fn run(ctx: &Ctx, args: &TasksArgs) -> Result<()> {
     }
 }
 
-/// The message of a configuration error without its prefix.
-fn config_text(e: asyncjobs::Error) -> String {
-    match e {
-        asyncjobs::Error::Config(s) => s,
-        other => other.to_string(),
+/// One key flag: an existing file holds the hex, anything else is the hex.
+fn key_arg(
+    flag: &str,
+    arg: &str,
+    what: &str,
+    from_file: fn(&str) -> asyncjobs::Result<Keys>,
+    from_hex: fn(&str) -> asyncjobs::Result<Keys>,
+) -> Result<Keys> {
+    let text = |e: asyncjobs::Error| CliError::from(e).to_string();
+    if Path::new(arg).is_file() {
+        from_file(arg).map_err(|e| CliError::msg(format!("{flag} {arg}: {}", text(e))))
+    } else {
+        from_hex(arg).map_err(|e| {
+            CliError::msg(format!(
+                "{flag}: {arg:?} is neither an existing file nor a hex encoded ed25519 {what}: {}",
+                text(e)
+            ))
+        })
     }
 }
 
@@ -52,34 +65,26 @@ fn config_text(e: asyncjobs::Error) -> String {
 pub fn signing_keys(sign: Option<&str>, verify: Option<&str>) -> Result<Option<Keys>> {
     let signer = sign
         .map(|s| {
-            if Path::new(s).is_file() {
-                Keys::from_seed_file(s).map_err(|e| format!("--sign {s}: {}", config_text(e)))
-            } else {
-                Keys::from_seed_hex(s).map_err(|e| {
-                    format!(
-                        "--sign: {s:?} is neither an existing file nor a hex encoded ed25519 seed: {}",
-                        config_text(e)
-                    )
-                })
-            }
+            key_arg(
+                "--sign",
+                s,
+                "seed",
+                |p| Keys::from_seed_file(p),
+                Keys::from_seed_hex,
+            )
         })
-        .transpose()
-        .map_err(CliError::msg)?;
+        .transpose()?;
     let verifier = verify
         .map(|s| {
-            if Path::new(s).is_file() {
-                Keys::from_public_file(s).map_err(|e| format!("--verify {s}: {}", config_text(e)))
-            } else {
-                Keys::from_public_hex(s).map_err(|e| {
-                    format!(
-                        "--verify: {s:?} is neither an existing file nor a hex encoded ed25519 public key: {}",
-                        config_text(e)
-                    )
-                })
-            }
+            key_arg(
+                "--verify",
+                s,
+                "public key",
+                |p| Keys::from_public_file(p),
+                Keys::from_public_hex,
+            )
         })
-        .transpose()
-        .map_err(CliError::msg)?;
+        .transpose()?;
     Ok(match (signer, verifier) {
         (Some(s), Some(v)) => Some(s.with_verifying_key(&v)),
         // a seed alone signs; like Go it does not make unsigned tasks
@@ -412,11 +417,7 @@ async fn configure(ctx: &Ctx, a: &TaskConfigureArgs) -> Result<()> {
     let client = client(&ctx.global, Prepare::Nothing, Ok).await?;
     client
         .configure_tasks(Some(retention), Some(a.replicas))
-        .await
-        .map_err(|e| match e {
-            asyncjobs::Error::Config(s) => CliError::msg(s),
-            other => other.into(),
-        })?;
+        .await?;
     show_tasks_block(client.nats(), a.out.json).await
 }
 
