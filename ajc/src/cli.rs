@@ -284,14 +284,9 @@ pub enum TaskCmd {
     },
 }
 
-/// `ajc task add`.
+/// `--queue`, `--deadline` and `--tries` of `task add` and `task cron add`.
 #[derive(Args, Debug)]
-pub struct TaskAddArgs {
-    /// The task type
-    #[arg(value_name = "TYPE")]
-    pub task_type: String,
-    /// The task Payload: JSON is stored as given, anything else as a JSON string
-    pub payload: String,
+pub struct TaskSettings {
     /// The name of the queue to add the task to
     #[arg(short = 'q', long, default_value = "DEFAULT")]
     pub queue: String,
@@ -301,6 +296,18 @@ pub struct TaskAddArgs {
     /// Sets the maximum amount of times this task may be tried
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub tries: i64,
+}
+
+/// `ajc task add`.
+#[derive(Args, Debug)]
+pub struct TaskAddArgs {
+    /// The task type
+    #[arg(value_name = "TYPE")]
+    pub task_type: String,
+    /// The task Payload: JSON is stored as given, anything else as a JSON string
+    pub payload: String,
+    #[command(flatten)]
+    pub task: TaskSettings,
     /// Sets IDs to depend on, comma sep or pass multiple times
     #[arg(long, value_name = "IDS", action = ArgAction::Append)]
     pub depends: Vec<String>,
@@ -466,15 +473,8 @@ pub struct CronAddArgs {
     /// Store the payload as a JSON string, as the Go ajc does
     #[arg(long = "raw-string")]
     pub raw_string: bool,
-    /// The name of the queue to add the task to
-    #[arg(short = 'q', long, default_value = "DEFAULT")]
-    pub queue: String,
-    /// A duration to determine when the latest time that a task handler will be called
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub deadline: Option<GoDuration>,
-    /// Sets the maximum amount of times this task may be tried
-    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
-    pub tries: i64,
+    #[command(flatten)]
+    pub task: TaskSettings,
     #[command(flatten)]
     pub out: JsonFlag,
 }
@@ -557,7 +557,7 @@ mod tests {
             panic!()
         };
         let TaskCmd::Add(a) = t.cmd else { panic!() };
-        assert_eq!(a.deadline, Some(GoDuration(3_600_000_000_000)));
+        assert_eq!(a.task.deadline, Some(GoDuration(3_600_000_000_000)));
         let cli =
             Cli::try_parse_from(["ajc", "task", "process", "", "DEFAULT", "4", "./h.sh"]).unwrap();
         let Command::Tasks(t) = cli.command else {

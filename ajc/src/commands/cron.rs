@@ -1,10 +1,10 @@
 //! `ajc task cron …`: scheduled tasks and the scheduler.
 
-use super::task::payload_bytes;
+use super::task::{payload_bytes, with_settings};
 use super::{emit, emit_json, emitln, Ctx};
 use crate::cli::{CronAddArgs, CronCmd, CronDeleteArgs, CronListArgs, CronViewArgs};
 use crate::connect::{client, Prepare};
-use crate::error::{CliError, Result};
+use crate::error::Result;
 use crate::format::{go_time, humanize, iec_bytes};
 use crate::table::Table;
 use asyncjobs::{ScheduleError, ScheduledTask, Task};
@@ -70,26 +70,16 @@ fn show(s: &ScheduledTask, json: bool) {
 
 /// `task cron add`: validates, stores and shows a schedule.
 async fn add(ctx: &Ctx, a: &CronAddArgs) -> Result<()> {
-    let deadline = a
-        .deadline
-        .map(|d| d.non_negative("--deadline"))
-        .transpose()
-        .map_err(CliError::msg)?;
     let mut b = Task::builder(a.task_type.clone());
     if let Some(p) = &a.payload {
         b = b.raw_payload(payload_bytes(p, a.raw_string)?);
     }
-    if let Some(d) = deadline.filter(|d| !d.is_zero()) {
-        b = b.deadline_in(d);
-    }
-    if a.tries > 0 {
-        b = b.max_tries(a.tries);
-    }
+    let b = with_settings(b, &a.task)?;
     let template = b.build()?;
     let schedule = ScheduledTask::new(
         a.name.clone(),
         normalize_schedule(&a.schedule),
-        a.queue.clone(),
+        a.task.queue.clone(),
         &template,
     )?;
     let client = client(
@@ -98,10 +88,10 @@ async fn add(ctx: &Ctx, a: &CronAddArgs) -> Result<()> {
         Ok,
     )
     .await?;
-    if let Err(asyncjobs::Error::QueueNotFound(_)) = client.queue_info(&a.queue).await {
+    if let Err(asyncjobs::Error::QueueNotFound(_)) = client.queue_info(&a.task.queue).await {
         eprintln!(
             "ajc: warning: queue {} does not exist; its scheduled tasks fail with queue_error until it is created",
-            a.queue
+            a.task.queue
         );
     }
     client.create_scheduled_task(&schedule).await?;

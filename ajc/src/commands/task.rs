@@ -5,7 +5,7 @@ use super::{emit, emit_json, emitln, Ctx};
 use crate::blocks::TasksBlock;
 use crate::cli::{
     TaskAddArgs, TaskCmd, TaskConfigureArgs, TaskDeleteArgs, TaskInitArgs, TaskListArgs,
-    TaskRetryArgs, TaskViewArgs, TaskWatchArgs, TasksArgs,
+    TaskRetryArgs, TaskSettings, TaskViewArgs, TaskWatchArgs, TasksArgs,
 };
 use crate::connect::{client, Prepare};
 use crate::error::{CliError, Result};
@@ -13,7 +13,7 @@ use crate::format::{go_time, humanize_nanos, iec_bytes, ucomma};
 use crate::table::{Align, Cell, Table};
 use crate::ui::{Style, Ui};
 use asyncjobs::signing::Keys;
-use asyncjobs::{Client, ClientBuilder, Task, TaskFilter, TaskState};
+use asyncjobs::{Client, ClientBuilder, Task, TaskBuilder, TaskFilter, TaskState};
 use futures::StreamExt;
 use serde_json::value::RawValue;
 use std::path::Path;
@@ -95,6 +95,23 @@ pub fn signing_keys(sign: Option<&str>, verify: Option<&str>) -> Result<Option<K
     })
 }
 
+/// Applies `--deadline` (relative to now, 0 for none) and `--tries`
+/// (when above 0) to a task builder.
+pub fn with_settings(mut b: TaskBuilder, s: &TaskSettings) -> Result<TaskBuilder> {
+    let deadline = s
+        .deadline
+        .map(|d| d.non_negative("--deadline"))
+        .transpose()
+        .map_err(CliError::msg)?;
+    if let Some(d) = deadline.filter(|d| !d.is_zero()) {
+        b = b.deadline_in(d);
+    }
+    if s.tries > 0 {
+        b = b.max_tries(s.tries);
+    }
+    Ok(b)
+}
+
 /// Applies signing keys to a client builder.
 pub fn with_keys(b: ClientBuilder, keys: Option<Keys>) -> ClientBuilder {
     match keys {
@@ -137,18 +154,10 @@ pub fn state_style(s: TaskState) -> Option<Style> {
 /// `task add`: builds the task before connecting, then enqueues it.
 async fn add(ctx: &Ctx, keys: Option<Keys>, a: &TaskAddArgs) -> Result<()> {
     let payload = payload_bytes(&a.payload, a.raw_string)?;
-    let deadline = a
-        .deadline
-        .map(|d| d.non_negative("--deadline"))
-        .transpose()
-        .map_err(CliError::msg)?;
-    let mut b = Task::builder(a.task_type.clone()).raw_payload(payload);
-    if let Some(d) = deadline.filter(|d| !d.is_zero()) {
-        b = b.deadline_in(d);
-    }
-    if a.tries > 0 {
-        b = b.max_tries(a.tries);
-    }
+    let mut b = with_settings(
+        Task::builder(a.task_type.clone()).raw_payload(payload),
+        &a.task,
+    )?;
     let deps: Vec<String> = a
         .depends
         .iter()
@@ -163,7 +172,7 @@ async fn add(ctx: &Ctx, keys: Option<Keys>, a: &TaskAddArgs) -> Result<()> {
         }
     }
     let mut task = b.build()?;
-    let client = client(&ctx.global, Prepare::Queue(a.queue.clone()), |b| {
+    let client = client(&ctx.global, Prepare::Queue(a.task.queue.clone()), |b| {
         Ok(with_keys(b, keys))
     })
     .await?;
