@@ -30,6 +30,16 @@ fn storage_lines(out: &mut String, messages: u64, bytes: u64, memory: bool, repl
     let _ = writeln!(out, "{:>16}: {}", "Replicas", replicas);
 }
 
+/// The `entries`, `bytes`, `memory` and `replicas` every storage block's JSON starts with.
+fn storage_json(i: &StreamInfo) -> serde_json::Map<String, Value> {
+    let mut o = serde_json::Map::new();
+    o.insert("entries".into(), i.state.messages.into());
+    o.insert("bytes".into(), i.state.bytes.into());
+    o.insert("memory".into(), i.memory().into());
+    o.insert("replicas".into(), i.config.num_replicas.into());
+    o
+}
+
 /// A `label: <time> (<age>)` line when the time is set.
 fn time_line(out: &mut String, label: &str, t: Option<OffsetDateTime>) {
     if let Some(t) = t {
@@ -85,15 +95,17 @@ impl TasksBlock {
         let Some(i) = &self.0 else {
             return Value::Null;
         };
-        json!({
-            "entries": i.state.messages,
-            "bytes": i.state.bytes,
-            "memory": i.memory(),
-            "replicas": i.config.num_replicas,
-            "archive_period": i.config.max_age,
-            "first_entry": opt_time(parse_js_time(i.state.first_ts.as_deref())),
-            "last_update": opt_time(parse_js_time(i.state.last_ts.as_deref())),
-        })
+        let mut o = storage_json(i);
+        o.insert("archive_period".into(), i.config.max_age.into());
+        o.insert(
+            "first_entry".into(),
+            opt_time(parse_js_time(i.state.first_ts.as_deref())),
+        );
+        o.insert(
+            "last_update".into(),
+            opt_time(parse_js_time(i.state.last_ts.as_deref())),
+        );
+        Value::Object(o)
     }
 }
 
@@ -131,12 +143,7 @@ impl ConfigBlock {
         let Some(i) = &self.0 else {
             return Value::Null;
         };
-        json!({
-            "entries": i.state.messages,
-            "bytes": i.state.bytes,
-            "memory": i.memory(),
-            "replicas": i.config.num_replicas,
-        })
+        Value::Object(storage_json(i))
     }
 }
 
@@ -200,13 +207,9 @@ impl ElectionsBlock {
             ),
             Err(_) => Value::Null,
         };
-        json!({
-            "entries": i.state.messages,
-            "bytes": i.state.bytes,
-            "memory": i.memory(),
-            "replicas": i.config.num_replicas,
-            "leaders": leaders,
-        })
+        let mut o = storage_json(i);
+        o.insert("leaders".into(), leaders);
+        Value::Object(o)
     }
 }
 
