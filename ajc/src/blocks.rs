@@ -3,9 +3,8 @@
 //! as the Go tool prints it and as JSON.
 
 use crate::error::Result;
-use crate::format::{age, go_time, humanize_nanos, iec_bytes, parse_js_time, rfc3339, ucomma};
-use crate::jsapi::{stream_info, StreamInfo};
-use asyncjobs::{Client, QueueInfo};
+use crate::format::{age, go_time, humanize_nanos, iec_bytes, rfc3339, ucomma};
+use asyncjobs::{Client, QueueInfo, StreamDetails};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
@@ -18,25 +17,25 @@ fn opt_time(t: Option<OffsetDateTime>) -> Value {
 }
 
 /// The `Entries`, `Memory Based` and `Replicas` lines every storage block starts with.
-fn storage_lines(out: &mut String, messages: u64, bytes: u64, memory: bool, replicas: usize) {
+fn storage_lines(out: &mut String, i: &StreamDetails) {
     let _ = writeln!(
         out,
         "{:>16}: {} @ {}",
         "Entries",
-        ucomma(messages),
-        iec_bytes(bytes)
+        ucomma(i.messages),
+        iec_bytes(i.bytes)
     );
-    let _ = writeln!(out, "{:>16}: {}", "Memory Based", memory);
-    let _ = writeln!(out, "{:>16}: {}", "Replicas", replicas);
+    let _ = writeln!(out, "{:>16}: {}", "Memory Based", i.memory);
+    let _ = writeln!(out, "{:>16}: {}", "Replicas", i.replicas);
 }
 
 /// The `entries`, `bytes`, `memory` and `replicas` every storage block's JSON starts with.
-fn storage_json(i: &StreamInfo) -> serde_json::Map<String, Value> {
+fn storage_json(i: &StreamDetails) -> serde_json::Map<String, Value> {
     let mut o = serde_json::Map::new();
-    o.insert("entries".into(), i.state.messages.into());
-    o.insert("bytes".into(), i.state.bytes.into());
-    o.insert("memory".into(), i.memory().into());
-    o.insert("replicas".into(), i.config.num_replicas.into());
+    o.insert("entries".into(), i.messages.into());
+    o.insert("bytes".into(), i.bytes.into());
+    o.insert("memory".into(), i.memory.into());
+    o.insert("replicas".into(), i.replicas.into());
     o
 }
 
@@ -49,12 +48,16 @@ fn time_line(out: &mut String, label: &str, t: Option<OffsetDateTime>) {
 
 /// The task store (`CHORIA_AJ_TASKS`); `None` when it does not exist.
 #[derive(Debug, Clone)]
-pub struct TasksBlock(pub Option<StreamInfo>);
+pub struct TasksBlock(pub Option<StreamDetails>);
 
 impl TasksBlock {
-    /// Loads the task store's stream info.
-    pub async fn load(nc: &async_nats::Client) -> Result<TasksBlock> {
-        Ok(TasksBlock(stream_info(nc, asyncjobs::TASKS_STREAM).await?))
+    /// Loads the task store's details.
+    pub async fn load(client: &Client) -> Result<TasksBlock> {
+        match client.tasks_info().await {
+            Ok(i) => Ok(TasksBlock(Some(i))),
+            Err(asyncjobs::Error::StorageNotReady(_)) => Ok(TasksBlock(None)),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The Go `Tasks Storage:` block.
@@ -64,29 +67,15 @@ impl TasksBlock {
             out.push_str("  Not initialized, create it with 'ajc task initialize'\n");
             return out;
         };
-        storage_lines(
-            &mut out,
-            i.state.messages,
-            i.state.bytes,
-            i.memory(),
-            i.config.num_replicas,
-        );
+        storage_lines(&mut out, i);
         let _ = writeln!(
             out,
             "{:>16}: {}",
             "Archive Period",
-            humanize_nanos(i.config.max_age)
+            humanize_nanos(i.max_age.as_nanos() as i64)
         );
-        time_line(
-            &mut out,
-            "First Entry",
-            parse_js_time(i.state.first_ts.as_deref()),
-        );
-        time_line(
-            &mut out,
-            "Last Update",
-            parse_js_time(i.state.last_ts.as_deref()),
-        );
+        time_line(&mut out, "First Entry", i.first_time);
+        time_line(&mut out, "Last Update", i.last_time);
         out
     }
 
@@ -96,29 +85,24 @@ impl TasksBlock {
             return Value::Null;
         };
         let mut o = storage_json(i);
-        o.insert("archive_period".into(), i.config.max_age.into());
         o.insert(
-            "first_entry".into(),
-            opt_time(parse_js_time(i.state.first_ts.as_deref())),
+            "archive_period".into(),
+            (i.max_age.as_nanos() as i64).into(),
         );
-        o.insert(
-            "last_update".into(),
-            opt_time(parse_js_time(i.state.last_ts.as_deref())),
-        );
+        o.insert("first_entry".into(), opt_time(i.first_time));
+        o.insert("last_update".into(), opt_time(i.last_time));
         Value::Object(o)
     }
 }
 
 /// The configuration KV bucket (`CHORIA_AJ_CONFIGURATION`).
 #[derive(Debug, Clone)]
-pub struct ConfigBlock(pub Option<StreamInfo>);
+pub struct ConfigBlock(pub Option<StreamDetails>);
 
 impl ConfigBlock {
-    /// Loads the bucket's stream info.
-    pub async fn load(nc: &async_nats::Client) -> Result<ConfigBlock> {
-        Ok(ConfigBlock(
-            stream_info(nc, &format!("KV_{}", asyncjobs::CONFIG_BUCKET)).await?,
-        ))
+    /// Loads the bucket's details.
+    pub async fn load(client: &Client) -> Result<ConfigBlock> {
+        Ok(ConfigBlock(client.config_bucket_info().await?))
     }
 
     /// The Go `Configuration Storage:` block.
@@ -128,13 +112,7 @@ impl ConfigBlock {
             out.push_str("  Not initialized, it is created when a schedule is added\n");
             return out;
         };
-        storage_lines(
-            &mut out,
-            i.state.messages,
-            i.state.bytes,
-            i.memory(),
-            i.config.num_replicas,
-        );
+        storage_lines(&mut out, i);
         out
     }
 
@@ -150,18 +128,17 @@ impl ConfigBlock {
 /// The leader elections KV bucket (`CHORIA_AJ_ELECTIONS`) and its leaders.
 #[derive(Debug, Clone)]
 pub struct ElectionsBlock {
-    info: StreamInfo,
+    info: StreamDetails,
     leaders: Result<Vec<(String, String)>, String>,
 }
 
 impl ElectionsBlock {
     /// Loads the bucket and its current keys; `None` when it does not exist.
-    pub async fn load(nc: &async_nats::Client) -> Result<Option<ElectionsBlock>> {
-        let Some(info) = stream_info(nc, &format!("KV_{}", asyncjobs::ELECTIONS_BUCKET)).await?
-        else {
+    pub async fn load(client: &Client) -> Result<Option<ElectionsBlock>> {
+        let Some(info) = client.elections_bucket_info().await? else {
             return Ok(None);
         };
-        let leaders = tokio::time::timeout(Duration::from_secs(2), leaders(nc))
+        let leaders = tokio::time::timeout(Duration::from_secs(2), leaders(client.nats()))
             .await
             .unwrap_or_else(|_| Err("timeout".into()));
         Ok(Some(ElectionsBlock { info, leaders }))
@@ -171,13 +148,7 @@ impl ElectionsBlock {
     pub fn human(&self) -> String {
         let i = &self.info;
         let mut out = String::from("Leader Elections:\n\n");
-        storage_lines(
-            &mut out,
-            i.state.messages,
-            i.state.bytes,
-            i.memory(),
-            i.config.num_replicas,
-        );
+        storage_lines(&mut out, i);
         let _ = writeln!(out, "{:>16}:", "Elections");
         let indent = " ".repeat(18);
         match &self.leaders {
@@ -240,24 +211,13 @@ async fn leaders(nc: &async_nats::Client) -> Result<Vec<(String, String)>, Strin
 pub struct QueueBlock {
     /// What the runtime reports.
     pub info: QueueInfo,
-    first: Option<OffsetDateTime>,
-    last: Option<OffsetDateTime>,
 }
 
 impl QueueBlock {
     /// Loads a queue (an error when it does not exist).
     pub async fn load(client: &Client, name: &str) -> Result<QueueBlock> {
         let info = client.queue_info(name).await?;
-        let raw = stream_info(client.nats(), &info.queue.stream_name()).await?;
-        let (first, last) = raw
-            .map(|r| {
-                (
-                    parse_js_time(r.state.first_ts.as_deref()),
-                    parse_js_time(r.state.last_ts.as_deref()),
-                )
-            })
-            .unwrap_or((None, None));
-        Ok(QueueBlock { info, first, last })
+        Ok(QueueBlock { info })
     }
 
     /// Loads every queue, sorted by name.
@@ -280,7 +240,7 @@ impl QueueBlock {
         let i = &self.info;
         let q = &i.queue;
         let mut out = format!("{} Work Queue:\n\n", q.name);
-        storage_lines(&mut out, i.messages, i.bytes, i.memory, i.replicas);
+        storage_lines(&mut out, &i.stream);
         let _ = writeln!(
             out,
             "{:>16}: {}",
@@ -314,8 +274,8 @@ impl QueueBlock {
             );
             let _ = writeln!(out, "{:>16}: {}", "Discard Old", q.discard_old);
         }
-        time_line(&mut out, "First Item", self.first);
-        time_line(&mut out, "Last Item", self.last);
+        time_line(&mut out, "First Item", i.stream.first_time);
+        time_line(&mut out, "Last Item", i.stream.last_time);
         out
     }
 
@@ -325,10 +285,10 @@ impl QueueBlock {
         let q = &i.queue;
         json!({
             "name": q.name,
-            "entries": i.messages,
-            "bytes": i.bytes,
-            "memory": i.memory,
-            "replicas": i.replicas,
+            "entries": i.stream.messages,
+            "bytes": i.stream.bytes,
+            "memory": i.stream.memory,
+            "replicas": i.stream.replicas,
             "max_age": q.max_age.as_nanos() as u64,
             "max_entries": q.max_entries,
             "discard_old": q.discard_old,
@@ -339,8 +299,8 @@ impl QueueBlock {
             "ack_pending": i.ack_pending,
             "pending": i.pending,
             "waiting": i.waiting,
-            "first_item": opt_time(self.first),
-            "last_item": opt_time(self.last),
+            "first_item": opt_time(i.stream.first_time),
+            "last_item": opt_time(i.stream.last_time),
         })
     }
 }

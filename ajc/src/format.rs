@@ -152,16 +152,6 @@ pub fn rfc3339(t: OffsetDateTime) -> String {
         .unwrap_or_else(|_| t.to_string())
 }
 
-/// Parses an RFC 3339 time from a JetStream reply; the zero time and the
-/// Unix epoch (how JetStream reports "no message") are `None`.
-pub fn parse_js_time(s: Option<&str>) -> Option<OffsetDateTime> {
-    let t = OffsetDateTime::parse(s?, &time::format_description::well_known::Rfc3339).ok()?;
-    if t.year() <= 1 || t.unix_timestamp() == 0 {
-        return None;
-    }
-    Some(t)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,9 +199,6 @@ mod tests {
             "02 Feb 22 13:04:26 +0200"
         );
         assert_eq!(clock(datetime!(2022-02-02 03:04:05 UTC)), "03:04:05");
-        assert!(parse_js_time(Some("0001-01-01T00:00:00Z")).is_none());
-        assert!(parse_js_time(Some("1970-01-01T00:00:00Z")).is_none());
-        assert!(parse_js_time(Some("2022-02-02T13:04:26.5Z")).is_some());
     }
 
     #[test]

@@ -8,7 +8,6 @@ mod commands;
 mod connect;
 mod error;
 mod format;
-mod jsapi;
 mod table;
 mod ui;
 

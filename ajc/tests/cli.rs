@@ -929,14 +929,14 @@ async fn sigkilled_process_loses_no_task() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn process_remote_request_reply() {
-    use asyncjobs::remote::HandlerService;
+    use asyncjobs::remote::RequestReplyServer;
     let env = Env::new();
     env.run(&["queue", "add", "REMOTE"]).await.ok();
-    let service = HandlerService::new(
+    let service = RequestReplyServer::new(
         env.nats().await,
         "remote:echo",
         |ctx: asyncjobs::TaskContext, _t: asyncjobs::Task| async move {
-            asyncjobs::to_output(&format!("echo {}", ctx.tries()))
+            asyncjobs::handler::to_output(&format!("echo {}", ctx.tries()))
         },
     )
     .start()

@@ -2,19 +2,15 @@
 
 use crate::error::{Error, Result};
 use crate::natscontext::NatsContext;
-use crate::processor::Worker;
-use crate::queue::{Queue, QueueInfo};
-use crate::retry::{LinearPolicy, RetryPolicy};
+use crate::queue::{Queue, QueueInfo, QueueUpdate};
 use crate::router::Router;
-use crate::storage::{Storage, StorageSettings};
+use crate::storage::{validate_replicas, Storage, StorageSettings, StreamDetails};
 use crate::task::{Task, TaskState};
+use crate::worker::Worker;
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Default number of tasks one process handles at once.
-pub const DEFAULT_CLIENT_CONCURRENCY: usize = 10;
 
 enum Connect {
     Url(String),
@@ -31,8 +27,6 @@ enum Connect {
 /// let client = Client::builder()
 ///     .url("nats://127.0.0.1:4222")
 ///     .queue(Queue::new("EMAIL").max_run_time(Duration::from_secs(30)).max_tries(5))
-///     .concurrency(20)
-///     .retry_policy_name("1m")?
 ///     .build()
 ///     .await?;
 /// # Ok(()) }
@@ -41,8 +35,6 @@ pub struct ClientBuilder {
     connect: Connect,
     queue: Option<Queue>,
     settings: StorageSettings,
-    concurrency: usize,
-    retry: Arc<dyn RetryPolicy>,
     no_storage_init: bool,
     connection_name: String,
 }
@@ -52,15 +44,7 @@ impl Default for ClientBuilder {
         ClientBuilder {
             connect: Connect::Url("nats://127.0.0.1:4222".into()),
             queue: None,
-            settings: StorageSettings {
-                memory: false,
-                replicas: 1,
-                task_retention: Duration::ZERO,
-                discard: Vec::new(),
-                keys: crate::signing::Keys::none(),
-            },
-            concurrency: DEFAULT_CLIENT_CONCURRENCY,
-            retry: Arc::new(LinearPolicy::ten_minutes()),
+            settings: StorageSettings::default(),
             no_storage_init: false,
             connection_name: "Choria Asynchronous Jobs Client".into(),
         }
@@ -124,24 +108,6 @@ impl ClientBuilder {
         self
     }
 
-    /// How many tasks this process handles at once (default 10).
-    pub fn concurrency(mut self, n: usize) -> Self {
-        self.concurrency = n.max(1);
-        self
-    }
-
-    /// The retry backoff policy.
-    pub fn retry_policy(mut self, policy: impl RetryPolicy) -> Self {
-        self.retry = Arc::new(policy);
-        self
-    }
-
-    /// A named retry policy: `default`, `10m`, `1h` or `1m`.
-    pub fn retry_policy_name(mut self, name: &str) -> Result<Self> {
-        self.retry = crate::retry::policy_by_name(name)?;
-        Ok(self)
-    }
-
     /// Delete task records when they reach these states (only `complete`,
     /// `expired` and `terminated` are allowed).
     pub fn discard_states(mut self, states: impl IntoIterator<Item = TaskState>) -> Result<Self> {
@@ -192,9 +158,7 @@ impl ClientBuilder {
 
     /// Connects and prepares storage: the task stream, both KV buckets and the queue.
     pub async fn build(self) -> Result<Client> {
-        if !(1..=5).contains(&self.settings.replicas) {
-            return Err(Error::Config("replicas must be between 1 and 5".into()));
-        }
+        validate_replicas(self.settings.replicas)?;
         let nc = match self.connect {
             Connect::Nats(nc) => nc,
             Connect::Url(url) => {
@@ -220,12 +184,7 @@ impl ClientBuilder {
             queue = storage.prepare_queue(&queue).await?;
         }
         Ok(Client {
-            inner: Arc::new(Inner {
-                storage,
-                queue,
-                concurrency: self.concurrency,
-                retry: self.retry,
-            }),
+            inner: Arc::new(Inner { storage, queue }),
         })
     }
 }
@@ -244,14 +203,12 @@ async fn connect(
         .connection_timeout(Duration::from_secs(5))
         .connect(addrs)
         .await
-        .map_err(|e| Error::Nats(format!("cannot connect to NATS at {url}: {e}")))
+        .map_err(|e| crate::error::nats(format!("cannot connect to NATS at {url}"), e).into())
 }
 
 struct Inner {
     storage: Storage,
     queue: Queue,
-    concurrency: usize,
-    retry: Arc<dyn RetryPolicy>,
 }
 
 /// A connection to the task store and one work queue. Cheap to clone.
@@ -279,10 +236,6 @@ impl Client {
         Client::builder().url(url).build().await
     }
 
-    pub(crate) fn storage(&self) -> &Storage {
-        &self.inner.storage
-    }
-
     /// The client's queue, as the server reported it at startup.
     pub fn queue(&self) -> &Queue {
         &self.inner.queue
@@ -291,15 +244,6 @@ impl Client {
     /// The underlying NATS connection.
     pub fn nats(&self) -> &async_nats::Client {
         &self.inner.storage.nc
-    }
-
-    /// The configured per-process concurrency.
-    pub fn concurrency(&self) -> usize {
-        self.inner.concurrency
-    }
-
-    pub(crate) fn retry_policy(&self) -> Arc<dyn RetryPolicy> {
-        self.inner.retry.clone()
     }
 
     /// Saves the task and publishes its work item on the client's queue.
@@ -393,9 +337,7 @@ impl Client {
         replicas: Option<usize>,
     ) -> Result<()> {
         if let Some(r) = replicas {
-            if !(1..=5).contains(&r) {
-                return Err(Error::Config("replicas must be between 1 and 5".into()));
-            }
+            validate_replicas(r)?;
         }
         self.inner
             .storage
@@ -410,53 +352,27 @@ impl Client {
             .await
     }
 
-    /// Changes a queue's settings (reference §13.3 limits: max age 0 or at
-    /// least 2 minutes, run time at least 1 second, concurrency at most 10000).
+    /// Changes a queue's settings; see [`QueueUpdate::validate`] for the limits.
     pub async fn configure_queue(&self, name: &str, update: QueueUpdate) -> Result<QueueInfo> {
-        if let Some(age) = update.max_age {
-            if !age.is_zero() && age < Duration::from_secs(120) {
-                return Err(Error::Config("shortest max age is 2 minutes".into()));
-            }
-        }
-        if let Some(rt) = update.max_run_time {
-            if rt < Duration::from_secs(1) {
-                return Err(Error::Config("shortest run-time is 1 second".into()));
-            }
-        }
-        if let Some(c) = update.max_concurrent {
-            if c > 10_000 {
-                return Err(Error::Config("largest concurrency is 10000".into()));
-            }
-        }
-        if let Some(r) = update.replicas {
-            if !(1..=5).contains(&r) {
-                return Err(Error::Config("replicas must be between 1 and 5".into()));
-            }
-        }
+        update.validate()?;
         let storage = &self.inner.storage;
         storage.queue_info(name).await?;
-        if update.max_age.is_some() || update.max_entries.is_some() || update.replicas.is_some() {
+        if update.changes_stream() {
             storage
-                .update_stream(
-                    &format!("{}{name}", crate::queue::QUEUE_STREAM_PREFIX),
-                    |c| {
-                        if let Some(d) = update.max_age {
-                            c["max_age"] = (d.as_nanos() as u64).into();
-                        }
-                        if let Some(n) = update.max_entries {
-                            c["max_msgs"] = (if n > 0 { n } else { -1 }).into();
-                        }
-                        if let Some(r) = update.replicas {
-                            c["num_replicas"] = r.into();
-                        }
-                    },
-                )
+                .update_stream(&Queue::new(name).stream_name(), |c| {
+                    if let Some(d) = update.max_age {
+                        c["max_age"] = (d.as_nanos() as u64).into();
+                    }
+                    if let Some(n) = update.max_entries {
+                        c["max_msgs"] = (if n > 0 { n } else { -1 }).into();
+                    }
+                    if let Some(r) = update.replicas {
+                        c["num_replicas"] = r.into();
+                    }
+                })
                 .await?;
         }
-        if update.max_tries.is_some()
-            || update.max_run_time.is_some()
-            || update.max_concurrent.is_some()
-        {
+        if update.changes_consumer() {
             storage
                 .update_workers(name, |c| {
                     if let Some(t) = update.max_tries {
@@ -466,12 +382,10 @@ impl Client {
                         c["ack_wait"] = (d.as_nanos() as u64).into();
                     }
                     if let Some(n) = update.max_concurrent {
-                        c["max_ack_pending"] = (if n > 0 {
-                            n
-                        } else {
-                            crate::queue::DEFAULT_MAX_CONCURRENT
-                        })
-                        .into();
+                        c["max_ack_pending"] = Queue::new(name)
+                            .max_concurrent(n)
+                            .effective_max_concurrent()
+                            .into();
                     }
                 })
                 .await?;
@@ -503,9 +417,27 @@ impl Client {
         self.inner.storage.prepare_tasks().await
     }
 
-    /// Number of task records and their total size in bytes.
-    pub async fn tasks_info(&self) -> Result<(u64, u64)> {
+    /// The task store's details: record count, bytes, first and last
+    /// update times, retention, storage and replicas.
+    ///
+    /// # Errors
+    /// [`Error::StorageNotReady`] when the task store does not exist.
+    pub async fn tasks_info(&self) -> Result<StreamDetails> {
         self.inner.storage.tasks_info().await
+    }
+
+    /// The configuration bucket's stream (`KV_CHORIA_AJ_CONFIGURATION`),
+    /// `None` when it does not exist.
+    pub async fn config_bucket_info(&self) -> Result<Option<StreamDetails>> {
+        let name = format!("KV_{}", crate::storage::CONFIG_BUCKET);
+        self.inner.storage.stream_details(&name).await
+    }
+
+    /// The leader elections bucket's stream (`KV_CHORIA_AJ_ELECTIONS`),
+    /// `None` when it does not exist.
+    pub async fn elections_bucket_info(&self) -> Result<Option<StreamDetails>> {
+        let name = format!("KV_{}", crate::storage::ELECTIONS_BUCKET);
+        self.inner.storage.stream_details(&name).await
     }
 
     /// Names of all queues, sorted.
@@ -533,9 +465,14 @@ impl Client {
         self.inner.storage.delete_queue(name).await
     }
 
-    /// A worker that processes this client's queue with `router`.
+    /// A worker that processes this client's queue with `router`; see
+    /// [`Worker`] for its settings (concurrency, retry policy, grace).
     pub fn worker(&self, router: Router) -> Worker {
-        Worker::new(self.clone(), router)
+        Worker::new(self.inner.storage.clone(), self.inner.queue.clone(), router)
+    }
+
+    pub(crate) fn storage(&self) -> &Storage {
+        &self.inner.storage
     }
 }
 
@@ -590,21 +527,4 @@ impl TaskFilter {
             && (self.types.is_empty() || self.types.contains(&task.task_type))
             && self.queue.as_ref().is_none_or(|q| *q == task.queue)
     }
-}
-
-/// Changes for [`Client::configure_queue`]; `None` leaves a setting unchanged.
-#[derive(Debug, Clone, Default)]
-pub struct QueueUpdate {
-    /// Maximum item age (0 = unlimited).
-    pub max_age: Option<Duration>,
-    /// Maximum waiting items (0 or less = unlimited).
-    pub max_entries: Option<i64>,
-    /// Maximum deliveries per item (0 or less = unlimited).
-    pub max_tries: Option<i64>,
-    /// Handler run time (the consumer's ack wait).
-    pub max_run_time: Option<Duration>,
-    /// Queue-wide concurrency.
-    pub max_concurrent: Option<i64>,
-    /// Stream replicas.
-    pub replicas: Option<usize>,
 }

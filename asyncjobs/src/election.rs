@@ -96,9 +96,9 @@ pub enum ElectionError {
     /// [`Election::run`] was called while already running.
     #[error("already running")]
     AlreadyRunning,
-    /// A NATS request failed.
+    /// A NATS request failed; match on [`NatsError::kind`](crate::NatsError::kind).
     #[error("nats: {0}")]
-    Nats(String),
+    Nats(#[source] crate::error::NatsError),
 }
 
 /// Where and how often to campaign. The defaults are Go's.
@@ -193,9 +193,9 @@ impl ElectionBuilder {
                 {
                     ElectionError::BucketNotFound(self.options.bucket.clone())
                 }
-                _ => ElectionError::Nats(format!(
-                    "binding election bucket {}: {e}",
-                    self.options.bucket
+                _ => ElectionError::Nats(crate::error::nats(
+                    format!("binding election bucket {}", self.options.bucket),
+                    e,
                 )),
             })?;
         let ttl = store.stream.cached_info().config.max_age;

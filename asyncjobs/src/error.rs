@@ -1,9 +1,275 @@
 //! Errors returned by the client, storage and worker.
+//!
+//! [`Error`] keeps the messages of the Go implementation (so logs and
+//! `last_err` read the same across implementations) and carries its cause:
+//! [`std::error::Error::source`] gives the NATS client's error where there
+//! is one, and a failed NATS or JetStream call is a [`NatsError`] whose
+//! [`kind`](NatsError::kind) callers can match on.
 
 use crate::task::TaskState;
+use async_nats::jetstream::ErrorCode;
+use std::fmt;
 
 /// The result type used throughout this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A boxed error cause.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What went wrong in a NATS or JetStream call; see [`NatsError::kind`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NatsErrorKind {
+    /// The connection could not be made (address, DNS, TLS, authentication).
+    Connect,
+    /// The server did not answer in time.
+    TimedOut,
+    /// Nobody answers on the subject: JetStream is not enabled, or the
+    /// stream the subject belongs to does not exist.
+    NoResponders,
+    /// The JetStream API refused the request; the server's error code is
+    /// [`NatsError::jetstream_code`].
+    JetStream,
+    /// The connection failed while sending or receiving.
+    Transport,
+    /// The server answered with something this client cannot read.
+    InvalidReply,
+}
+
+impl NatsErrorKind {
+    /// True when trying again later may succeed.
+    pub fn is_transient(self) -> bool {
+        matches!(
+            self,
+            NatsErrorKind::Connect
+                | NatsErrorKind::TimedOut
+                | NatsErrorKind::NoResponders
+                | NatsErrorKind::Transport
+        )
+    }
+}
+
+/// A failed NATS or JetStream call: what was being done, the kind of
+/// failure and the client's error as [`source`](std::error::Error::source).
+#[derive(Debug)]
+pub struct NatsError(Box<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    kind: NatsErrorKind,
+    code: Option<ErrorCode>,
+    context: String,
+    source: Option<BoxError>,
+}
+
+impl NatsError {
+    /// A failure of `kind` while doing `context` (for example `"creating stream X"`).
+    pub(crate) fn new(kind: NatsErrorKind, context: impl Into<String>) -> NatsError {
+        NatsError(Box::new(Inner {
+            kind,
+            code: None,
+            context: context.into(),
+            source: None,
+        }))
+    }
+
+    /// Attaches the cause.
+    pub(crate) fn with_source(mut self, source: impl Into<BoxError>) -> NatsError {
+        self.0.source = Some(source.into());
+        self
+    }
+
+    /// A JetStream API error reply.
+    pub(crate) fn api(context: impl Into<String>, e: async_nats::jetstream::Error) -> NatsError {
+        NatsError(Box::new(Inner {
+            kind: NatsErrorKind::JetStream,
+            code: Some(e.error_code()),
+            context: context.into(),
+            source: Some(Box::new(e)),
+        }))
+    }
+
+    /// The kind of failure.
+    pub fn kind(&self) -> NatsErrorKind {
+        self.0.kind
+    }
+
+    /// The JetStream API error code (for example
+    /// [`ErrorCode::STREAM_NOT_FOUND`]) when the server refused the request.
+    pub fn jetstream_code(&self) -> Option<ErrorCode> {
+        self.0.code
+    }
+}
+
+impl fmt::Display for NatsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.context)?;
+        if let Some(source) = &self.0.source {
+            if !self.0.context.is_empty() {
+                f.write_str(": ")?;
+            }
+            write!(f, "{source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for NatsError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0
+            .source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// Classifies the async-nats error kinds this crate meets.
+pub(crate) trait Classify {
+    /// The kind of failure and, for JetStream API errors, the server's code.
+    fn classify(&self) -> (NatsErrorKind, Option<ErrorCode>);
+}
+
+impl<K: Classify + Clone + PartialEq + fmt::Debug + fmt::Display>
+    From<(String, async_nats::error::Error<K>)> for NatsError
+where
+    async_nats::error::Error<K>: std::error::Error + Send + Sync + 'static,
+{
+    fn from((context, e): (String, async_nats::error::Error<K>)) -> NatsError {
+        let (kind, code) = e.kind().classify();
+        NatsError(Box::new(Inner {
+            kind,
+            code,
+            context,
+            source: Some(Box::new(e)),
+        }))
+    }
+}
+
+/// Wraps an async-nats error with what was being done.
+pub(crate) fn nats<K>(context: impl Into<String>, e: async_nats::error::Error<K>) -> NatsError
+where
+    K: Classify + Clone + PartialEq + fmt::Debug + fmt::Display,
+    async_nats::error::Error<K>: std::error::Error + Send + Sync + 'static,
+{
+    NatsError::from((context.into(), e))
+}
+
+macro_rules! classify {
+    ($($ty:path => |$k:ident| $body:expr;)*) => {$(
+        impl Classify for $ty {
+            fn classify(&self) -> (NatsErrorKind, Option<ErrorCode>) {
+                #[allow(unused_imports)]
+                use NatsErrorKind::*;
+                let $k = self;
+                $body
+            }
+        }
+    )*};
+}
+
+use async_nats::jetstream::{context as jsc, kv, stream};
+
+classify! {
+    async_nats::ConnectErrorKind => |k| (match k {
+        async_nats::ConnectErrorKind::TimedOut => TimedOut,
+        _ => Connect,
+    }, None);
+    async_nats::RequestErrorKind => |k| (match k {
+        async_nats::RequestErrorKind::TimedOut => TimedOut,
+        async_nats::RequestErrorKind::NoResponders => NoResponders,
+        _ => Transport,
+    }, None);
+    async_nats::PublishErrorKind => |_k| (Transport, None);
+    async_nats::SubscribeErrorKind => |_k| (Transport, None);
+    async_nats::client::FlushErrorKind => |_k| (Transport, None);
+    jsc::RequestErrorKind => |k| (match k {
+        jsc::RequestErrorKind::TimedOut => TimedOut,
+        jsc::RequestErrorKind::NoResponders => NoResponders,
+        _ => Transport,
+    }, None);
+    jsc::PublishErrorKind => |k| (match k {
+        jsc::PublishErrorKind::StreamNotFound => NoResponders,
+        jsc::PublishErrorKind::TimedOut => TimedOut,
+        jsc::PublishErrorKind::BrokenPipe => Transport,
+        _ => JetStream,
+    }, None);
+    jsc::GetStreamErrorKind => |k| match k {
+        jsc::GetStreamErrorKind::JetStream(e) => (JetStream, Some(e.error_code())),
+        jsc::GetStreamErrorKind::Request => (Transport, None),
+        _ => (JetStream, None),
+    };
+    jsc::CreateStreamErrorKind => |k| match k {
+        jsc::CreateStreamErrorKind::JetStream(e) => (JetStream, Some(e.error_code())),
+        jsc::CreateStreamErrorKind::TimedOut => (TimedOut, None),
+        jsc::CreateStreamErrorKind::Response => (Transport, None),
+        _ => (JetStream, None),
+    };
+    stream::LastRawMessageErrorKind => |k| match k {
+        stream::LastRawMessageErrorKind::JetStream(e) => (JetStream, Some(e.error_code())),
+        stream::LastRawMessageErrorKind::NoMessageFound => (JetStream, Some(ErrorCode::NO_MESSAGE_FOUND)),
+        _ => (Transport, None),
+    };
+    stream::DeleteMessageErrorKind => |k| match k {
+        stream::DeleteMessageErrorKind::JetStream(e) => (JetStream, Some(e.error_code())),
+        stream::DeleteMessageErrorKind::TimedOut => (TimedOut, None),
+        stream::DeleteMessageErrorKind::Request => (Transport, None),
+    };
+    stream::PurgeErrorKind => |k| match k {
+        stream::PurgeErrorKind::JetStream(e) => (JetStream, Some(e.error_code())),
+        stream::PurgeErrorKind::TimedOut => (TimedOut, None),
+        stream::PurgeErrorKind::Request => (Transport, None),
+    };
+    stream::ConsumerErrorKind => |k| match k {
+        stream::ConsumerErrorKind::JetStream(e) => (JetStream, Some(e.error_code())),
+        stream::ConsumerErrorKind::TimedOut => (TimedOut, None),
+        stream::ConsumerErrorKind::Request => (Transport, None),
+        _ => (JetStream, None),
+    };
+    async_nats::jetstream::consumer::StreamErrorKind => |k| (match k {
+        async_nats::jetstream::consumer::StreamErrorKind::TimedOut => TimedOut,
+        _ => Transport,
+    }, None);
+    async_nats::jetstream::consumer::pull::MessagesErrorKind => |_k| (Transport, None);
+    kv::EntryErrorKind => |k| (match k {
+        kv::EntryErrorKind::TimedOut => TimedOut,
+        _ => Transport,
+    }, None);
+    kv::PutErrorKind => |k| (match k {
+        kv::PutErrorKind::InvalidKey => JetStream,
+        _ => Transport,
+    }, None);
+    kv::CreateErrorKind => |k| (match k {
+        kv::CreateErrorKind::AlreadyExists | kv::CreateErrorKind::InvalidKey => JetStream,
+        _ => Transport,
+    }, None);
+    jsc::ConsumerInfoErrorKind => |k| match k {
+        jsc::ConsumerInfoErrorKind::JetStream(e) => (JetStream, Some(e.error_code())),
+        jsc::ConsumerInfoErrorKind::NotFound => (JetStream, Some(ErrorCode::CONSUMER_NOT_FOUND)),
+        jsc::ConsumerInfoErrorKind::StreamNotFound => (JetStream, Some(ErrorCode::STREAM_NOT_FOUND)),
+        jsc::ConsumerInfoErrorKind::TimedOut => (TimedOut, None),
+        jsc::ConsumerInfoErrorKind::NoResponders => (NoResponders, None),
+        jsc::ConsumerInfoErrorKind::Request => (Transport, None),
+        _ => (JetStream, None),
+    };
+    async_nats::jetstream::consumer::pull::OrderedErrorKind => |k| (match k {
+        async_nats::jetstream::consumer::pull::OrderedErrorKind::NoResponders => NoResponders,
+        _ => Transport,
+    }, None);
+    kv::UpdateErrorKind => |k| (match k {
+        kv::UpdateErrorKind::TimedOut => TimedOut,
+        kv::UpdateErrorKind::WrongLastRevision => JetStream,
+        _ => Transport,
+    }, None);
+    kv::WatchErrorKind => |k| (match k {
+        kv::WatchErrorKind::TimedOut => TimedOut,
+        _ => Transport,
+    }, None);
+    kv::WatcherErrorKind => |_k| (Transport, None);
+    jsc::KeyValueErrorKind => |k| (match k {
+        jsc::KeyValueErrorKind::GetBucket => JetStream,
+        _ => Transport,
+    }, None);
+}
 
 /// Everything that can go wrong talking to the task store and queues.
 ///
@@ -43,6 +309,9 @@ pub enum Error {
         queue: String,
         /// The server's reason.
         reason: String,
+        /// The client's error.
+        #[source]
+        source: NatsError,
     },
     /// A message is larger than the server's `max_payload`.
     #[error("{what} is {size} bytes, larger than the server's max_payload of {max} bytes")]
@@ -54,9 +323,9 @@ pub enum Error {
         /// The server limit.
         max: usize,
     },
-    /// Saving the task record failed (including optimistic concurrency conflicts).
+    /// Saving the task record failed.
     #[error("failed updating task state: {0}")]
-    TaskUpdateFailed(String),
+    TaskUpdateFailed(#[source] NatsError),
     /// Someone else saved the task since this copy was loaded.
     #[error(
         "failed updating task state: task {0} was modified concurrently (wrong last sequence)"
@@ -79,9 +348,9 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
-    /// A NATS or JetStream request failed.
+    /// A NATS or JetStream request failed; match on [`NatsError::kind`].
     #[error("nats: {0}")]
-    Nats(String),
+    Nats(#[from] NatsError),
     /// Invalid client, queue or policy configuration.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -103,10 +372,6 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn nats(e: impl std::fmt::Display) -> Self {
-        Error::Nats(e.to_string())
-    }
-
     pub(crate) fn json(context: impl Into<String>, source: serde_json::Error) -> Self {
         Error::Json {
             context: context.into(),
@@ -114,11 +379,53 @@ impl Error {
         }
     }
 
-    /// True for errors that will not go away by retrying the same operation.
+    /// True for errors that will not go away by retrying the same operation:
+    /// everything but transient NATS failures ([`NatsErrorKind::is_transient`]),
+    /// failed saves of the task record and storage that is not (yet) there.
     pub fn is_permanent(&self) -> bool {
-        !matches!(
-            self,
-            Error::Nats(_) | Error::TaskUpdateFailed(_) | Error::StorageNotReady(_)
-        )
+        match self {
+            Error::Nats(e) | Error::TaskUpdateFailed(e) => !e.kind().is_transient(),
+            Error::StorageNotReady(_) => false,
+            _ => true,
+        }
+    }
+
+    /// The NATS failure behind this error, if there is one.
+    pub fn nats_error(&self) -> Option<&NatsError> {
+        match self {
+            Error::Nats(e)
+            | Error::TaskUpdateFailed(e)
+            | Error::EnqueueRejected { source: e, .. } => Some(e),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nats_errors_carry_kind_and_source() {
+        let e: Error = NatsError::new(NatsErrorKind::TimedOut, "loading task x")
+            .with_source("deadline has elapsed")
+            .into();
+        assert_eq!(e.to_string(), "nats: loading task x: deadline has elapsed");
+        assert!(!e.is_permanent());
+        let src = std::error::Error::source(&e).expect("source");
+        assert_eq!(src.to_string(), "loading task x: deadline has elapsed");
+        assert!(std::error::Error::source(src).is_some());
+        assert_eq!(
+            e.nats_error().map(NatsError::kind),
+            Some(NatsErrorKind::TimedOut)
+        );
+    }
+
+    #[test]
+    fn api_refusals_are_permanent() {
+        let e = Error::Nats(NatsError::new(NatsErrorKind::JetStream, "creating stream"));
+        assert!(e.is_permanent());
+        assert!(!Error::StorageNotReady("x".into()).is_permanent());
+        assert!(Error::TaskNotFound("x".into()).is_permanent());
     }
 }

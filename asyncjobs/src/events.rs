@@ -180,7 +180,13 @@ pub async fn watch(
         Some(id) => format!("{TASK_STATE_SUBJECT_PREFIX}{id}"),
         None => ALL_EVENTS_SUBJECT.to_string(),
     };
-    let sub = nc.subscribe(subject).await.map_err(Error::nats)?;
-    nc.flush().await.map_err(Error::nats)?;
+    let context = || format!("subscribing to {subject}");
+    let sub = nc
+        .subscribe(subject.clone())
+        .await
+        .map_err(|e| crate::error::nats(context(), e))?;
+    nc.flush()
+        .await
+        .map_err(|e| crate::error::nats(context(), e))?;
     Ok(sub.map(|m| parse_event(&m.payload)))
 }

@@ -217,8 +217,19 @@ impl TaskContext {
                 acker.ack_with(async_nats::jetstream::AckKind::Progress),
             )
             .await
-            .map_err(|_| crate::Error::Nats("in-progress acknowledgement timed out".into()))?
-            .map_err(crate::Error::nats)?;
+            .map_err(|_| {
+                crate::error::NatsError::new(
+                    crate::error::NatsErrorKind::TimedOut,
+                    "in-progress acknowledgement timed out",
+                )
+            })?
+            .map_err(|e| {
+                crate::error::NatsError::new(
+                    crate::error::NatsErrorKind::Transport,
+                    "in-progress acknowledgement",
+                )
+                .with_source(e)
+            })?;
         }
         *lease.deadline.lock().expect("lease lock") =
             tokio::time::Instant::now() + lease.max_run_time;

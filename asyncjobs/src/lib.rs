@@ -85,7 +85,7 @@
 //! ## Modules
 //!
 //! Tasks and queues: [`task`], [`queue`], [`client`] (the storage module
-//! behind it is internal). Processing: [`processor`] (the worker),
+//! behind it is internal). Processing: [`worker`],
 //! [`router`], [`handler`], [`retry`], [`remote`] (request-reply services
 //! and external commands). Operations: [`events`], [`metrics`],
 //! [`signing`], [`scheduler`], [`election`], [`cron`]. The handler
@@ -104,8 +104,6 @@ pub mod handler;
 mod macro_support;
 pub mod metrics;
 pub mod natscontext;
-pub mod processor;
-mod pull;
 pub mod queue;
 pub mod registry;
 pub mod remote;
@@ -116,25 +114,28 @@ pub mod scheduler;
 pub mod signing;
 mod storage;
 pub mod task;
+#[doc(hidden)]
 pub mod wire;
+pub mod worker;
 
 pub use asyncjobs_macros::task_handler;
-pub use client::{Client, ClientBuilder, QueueUpdate, TaskFilter};
-pub use error::{Error, Result};
+pub use client::{Client, ClientBuilder, TaskFilter};
+pub use error::{Error, NatsError, NatsErrorKind, Result};
 pub use handle::{TaskHandle, WaitError};
 pub use handler::{
-    decode_payload, terminate, to_output, typed, Handler, HandlerError, HandlerOutput,
-    HandlerResult, TaskContext,
+    terminate, typed, Handler, HandlerError, HandlerOutput, HandlerResult, TaskContext,
 };
-pub use processor::Worker;
-pub use queue::{Queue, QueueInfo};
+pub use queue::{Queue, QueueInfo, QueueUpdate};
 pub use registry::{HandlerDef, Handlers};
-pub use remote::{ExternalCommand, HandlerService, RequestReply};
+pub use remote::{ExternalCommand, RequestReply, RequestReplyServer};
 pub use retry::{LinearPolicy, RetryPolicy};
 pub use router::Router;
 pub use scheduler::{PayloadEncoding, ScheduleError, ScheduledTask, Scheduler};
-pub use storage::{CONFIG_BUCKET, ELECTIONS_BUCKET, TASKS_STREAM, TASK_SUBJECT_PREFIX};
+pub use storage::{
+    StreamDetails, CONFIG_BUCKET, ELECTIONS_BUCKET, TASKS_STREAM, TASK_SUBJECT_PREFIX,
+};
 pub use task::{Task, TaskBuilder, TaskResult, TaskState};
+pub use worker::Worker;
 
 /// Re-exports used by generated code. Not part of the public API.
 #[doc(hidden)]

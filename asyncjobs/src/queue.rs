@@ -112,6 +112,26 @@ impl Queue {
         validate_queue_name(&self.name)
     }
 
+    /// The handler run time this queue gives: its `max_run_time`, or
+    /// [`DEFAULT_MAX_RUN_TIME`] (one hour) when that is zero, as Go does.
+    pub fn effective_max_run_time(&self) -> Duration {
+        if self.max_run_time.is_zero() {
+            DEFAULT_MAX_RUN_TIME
+        } else {
+            self.max_run_time
+        }
+    }
+
+    /// The queue-wide concurrency this queue gives: its `max_concurrent`,
+    /// or [`DEFAULT_MAX_CONCURRENT`] when that is zero or less.
+    pub fn effective_max_concurrent(&self) -> i64 {
+        if self.max_concurrent > 0 {
+            self.max_concurrent
+        } else {
+            DEFAULT_MAX_CONCURRENT
+        }
+    }
+
     /// The effective number of tries a task may have on this queue: the
     /// smaller of the task's and the queue's limit (either may be unlimited).
     pub fn effective_max_tries(&self, task_max_tries: i64) -> Option<i64> {
@@ -141,25 +161,80 @@ pub(crate) fn validate_queue_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Changes for [`Client::configure_queue`](crate::Client::configure_queue);
+/// `None` leaves a setting unchanged.
+#[derive(Debug, Clone, Default)]
+pub struct QueueUpdate {
+    /// Maximum item age (0 = unlimited, otherwise at least 2 minutes).
+    pub max_age: Option<Duration>,
+    /// Maximum waiting items (0 or less = unlimited).
+    pub max_entries: Option<i64>,
+    /// Maximum deliveries per item (0 or less = unlimited).
+    pub max_tries: Option<i64>,
+    /// Handler run time, the consumer's ack wait (at least 1 second).
+    pub max_run_time: Option<Duration>,
+    /// Queue-wide concurrency (at most 10000; 0 or less = the default 100).
+    pub max_concurrent: Option<i64>,
+    /// Stream replicas (1 to 5).
+    pub replicas: Option<usize>,
+}
+
+impl QueueUpdate {
+    /// Checks the limits of reference §13.3: max age 0 or at least
+    /// 2 minutes, run time at least 1 second, concurrency at most 10000,
+    /// replicas 1 to 5.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the first setting out of range.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(age) = self.max_age {
+            if !age.is_zero() && age < Duration::from_secs(120) {
+                return Err(Error::Config("shortest max age is 2 minutes".into()));
+            }
+        }
+        if let Some(rt) = self.max_run_time {
+            if rt < Duration::from_secs(1) {
+                return Err(Error::Config("shortest run-time is 1 second".into()));
+            }
+        }
+        if let Some(c) = self.max_concurrent {
+            if c > 10_000 {
+                return Err(Error::Config("largest concurrency is 10000".into()));
+            }
+        }
+        if let Some(r) = self.replicas {
+            crate::storage::validate_replicas(r)?;
+        }
+        Ok(())
+    }
+
+    /// True when the queue's stream changes (age, entries, replicas).
+    pub(crate) fn changes_stream(&self) -> bool {
+        self.max_age.is_some() || self.max_entries.is_some() || self.replicas.is_some()
+    }
+
+    /// True when the `WORKERS` consumer changes (tries, run time, concurrency).
+    pub(crate) fn changes_consumer(&self) -> bool {
+        self.max_tries.is_some() || self.max_run_time.is_some() || self.max_concurrent.is_some()
+    }
+}
+
 /// What the server reports about a queue.
 #[derive(Debug, Clone)]
 pub struct QueueInfo {
     /// The queue's settings as stored on the server.
     pub queue: Queue,
-    /// Items waiting or in flight.
-    pub messages: u64,
-    /// Bytes stored.
-    pub bytes: u64,
-    /// Replicas of the stream.
-    pub replicas: usize,
-    /// Whether the stream is memory based.
-    pub memory: bool,
+    /// The queue's stream: items waiting or in flight, bytes, first and
+    /// last item times, storage and replicas.
+    pub stream: crate::storage::StreamDetails,
     /// Items delivered but not acknowledged.
     pub ack_pending: u64,
     /// Items not yet delivered.
     pub pending: u64,
     /// Pull requests waiting.
     pub waiting: u64,
+    /// Items delivered more than once and not yet acknowledged.
+    pub redelivered: u64,
     /// False when the `WORKERS` consumer is missing.
     pub has_consumer: bool,
 }

@@ -4,7 +4,7 @@
 //! * [`RequestReply`] is a [`Handler`] that sends the task to a service on
 //!   `CHORIA_AJ.H.T.<type>` and turns the reply into the task's outcome. Any
 //!   language with a NATS client can serve it (see `examples/remote-python/`).
-//! * [`HandlerService`] is the serving side in Rust: it runs an ordinary
+//! * [`RequestReplyServer`] is the serving side in Rust: it runs an ordinary
 //!   [`Handler`] (a closure, [`typed`](crate::typed), …) for requests from Go
 //!   or Rust workers, in a queue group.
 //! * [`ExternalCommand`] is a [`Handler`] that runs a program with the task
@@ -34,7 +34,7 @@
 //! `result.payload` is `"<base64 of the body>"`, not the body itself. This
 //! crate does the same so Go and Rust readers see the same record; decode it
 //! with [`reply_payload`] (and then as JSON if the service replied with JSON,
-//! as [`HandlerService`] does).
+//! as [`RequestReplyServer`] does).
 //!
 //! ## Where this differs from the Go implementation
 //!
@@ -51,6 +51,7 @@
 //!   own process group, and the whole group is killed at the deadline, on
 //!   cancellation, or when the worker abandons the handler.
 
+use crate::error::{NatsError, NatsErrorKind};
 use crate::handler::{to_output, BoxHandler, Handler, HandlerError, HandlerResult, TaskContext};
 use crate::task::{is_valid_name, Task, TaskResult};
 use async_nats::HeaderMap;
@@ -80,7 +81,7 @@ pub const ERROR_HEADER: &str = "AJ-Error";
 pub const TERMINATE_HEADER: &str = "AJ-Terminate";
 /// Environment variable naming the task file given to external commands.
 pub const TASK_FILE_ENV: &str = "CHORIA_AJ_TASK";
-/// The queue group [`HandlerService`] joins unless told otherwise.
+/// The queue group [`RequestReplyServer`] joins unless told otherwise.
 pub const DEFAULT_QUEUE_GROUP: &str = "asyncjobs";
 
 /// A request needs at least this long before the handler deadline.
@@ -297,7 +298,7 @@ fn interpret_reply(msg: &async_nats::Message) -> HandlerResult {
 /// otherwise), so several services can serve one type.
 ///
 /// ```no_run
-/// use asyncjobs::remote::HandlerService;
+/// use asyncjobs::remote::RequestReplyServer;
 /// use asyncjobs::{typed, HandlerError};
 ///
 /// #[derive(serde::Deserialize)]
@@ -309,13 +310,13 @@ fn interpret_reply(msg: &async_nats::Message) -> HandlerResult {
 ///     Ok::<_, HandlerError>(format!("sent to {}", email.to))
 /// });
 /// let shutdown = tokio_util::sync::CancellationToken::new();
-/// HandlerService::new(nc, "email:new", handler)
+/// RequestReplyServer::new(nc, "email:new", handler)
 ///     .concurrency(20)
 ///     .run(shutdown)
 ///     .await?;
 /// # Ok(()) }
 /// ```
-pub struct HandlerService {
+pub struct RequestReplyServer {
     nc: async_nats::Client,
     task_type: String,
     handler: BoxHandler,
@@ -323,10 +324,14 @@ pub struct HandlerService {
     concurrency: usize,
 }
 
-impl HandlerService {
+impl RequestReplyServer {
     /// Serves `task_type` (`""` = the catch-all subject) with `handler`.
-    pub fn new(nc: async_nats::Client, task_type: &str, handler: impl Handler) -> HandlerService {
-        HandlerService {
+    pub fn new(
+        nc: async_nats::Client,
+        task_type: &str,
+        handler: impl Handler,
+    ) -> RequestReplyServer {
+        RequestReplyServer {
             nc,
             task_type: task_type.to_string(),
             handler: Arc::new(handler),
@@ -354,19 +359,19 @@ impl HandlerService {
     }
 
     /// Subscribes (and waits until the server knows the subscription), then
-    /// serves in the background until [`RunningService::stop`].
-    pub async fn start(self) -> crate::Result<RunningService> {
+    /// serves in the background until [`RunningServer::stop`].
+    pub async fn start(self) -> crate::Result<RunningServer> {
         self.start_with(CancellationToken::new()).await
     }
 
     /// Serves until `shutdown` is cancelled, then stops gracefully (see
-    /// [`RunningService::stop`]). Returns an error if the subscription
+    /// [`RunningServer::stop`]). Returns an error if the subscription
     /// cannot be made or ends while serving (the connection was closed).
     pub async fn run(self, shutdown: CancellationToken) -> crate::Result<()> {
         self.start_with(shutdown.child_token()).await?.wait().await
     }
 
-    async fn start_with(self, stop: CancellationToken) -> crate::Result<RunningService> {
+    async fn start_with(self, stop: CancellationToken) -> crate::Result<RunningServer> {
         if !self.task_type.is_empty() && !is_valid_name(&self.task_type) {
             return Err(crate::Error::TaskTypeInvalid(self.task_type));
         }
@@ -375,8 +380,11 @@ impl HandlerService {
             .nc
             .queue_subscribe(subject.clone(), self.queue_group.clone())
             .await
-            .map_err(crate::Error::nats)?;
-        self.nc.flush().await.map_err(crate::Error::nats)?;
+            .map_err(|e| crate::error::nats(format!("subscribing to {subject}"), e))?;
+        self.nc
+            .flush()
+            .await
+            .map_err(|e| crate::error::nats(format!("subscribing to {subject}"), e))?;
         tracing::info!(%subject, group = %self.queue_group, "serving request-reply handler");
         let handle = tokio::spawn(serve(
             self.nc,
@@ -385,7 +393,7 @@ impl HandlerService {
             self.concurrency,
             stop.clone(),
         ));
-        Ok(RunningService {
+        Ok(RunningServer {
             subject,
             stop,
             handle: Some(handle),
@@ -393,15 +401,15 @@ impl HandlerService {
     }
 }
 
-/// A [`HandlerService`] serving in the background. Dropping it stops the
+/// A [`RequestReplyServer`] serving in the background. Dropping it stops the
 /// service too, without waiting.
-pub struct RunningService {
+pub struct RunningServer {
     subject: String,
     stop: CancellationToken,
     handle: Option<JoinHandle<crate::Result<()>>>,
 }
 
-impl RunningService {
+impl RunningServer {
     /// The subject being served.
     pub fn subject(&self) -> &str {
         &self.subject
@@ -419,13 +427,19 @@ impl RunningService {
         let Some(handle) = self.handle.take() else {
             return Ok(());
         };
-        handle
-            .await
-            .map_err(|e| crate::Error::Nats(format!("request-reply service task failed: {e}")))?
+        handle.await.map_err(|e| {
+            crate::Error::from(
+                NatsError::new(
+                    NatsErrorKind::Transport,
+                    "request-reply service task failed",
+                )
+                .with_source(e),
+            )
+        })?
     }
 }
 
-impl Drop for RunningService {
+impl Drop for RunningServer {
     fn drop(&mut self) {
         self.stop.cancel();
     }
@@ -463,9 +477,11 @@ async fn serve(
             break if draining {
                 Ok(())
             } else {
-                Err(crate::Error::Nats(
-                    "request-reply subscription closed".into(),
-                ))
+                Err(NatsError::new(
+                    NatsErrorKind::Transport,
+                    "request-reply subscription closed",
+                )
+                .into())
             };
         };
         let (nc, handler) = (nc.clone(), handler.clone());

@@ -20,7 +20,7 @@ struct Route {
 ///
 /// ```
 /// use asyncjobs::{Router, Task, HandlerResult, TaskContext};
-/// async fn any(_: TaskContext, _: Task) -> HandlerResult { asyncjobs::to_output(&"ok") }
+/// async fn any(_: TaskContext, _: Task) -> HandlerResult { asyncjobs::handler::to_output(&"ok") }
 /// let router = Router::new()
 ///     .handle("things:", any).unwrap()
 ///     .handle("things:specific", any).unwrap()

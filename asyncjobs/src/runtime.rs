@@ -497,7 +497,7 @@ async fn connect(args: &WorkerArgs) -> Result<async_nats::Client, RuntimeError> 
         .connection_timeout(Duration::from_secs(5))
         .connect(addrs)
         .await
-        .map_err(|e| fail(Error::Nats(e.to_string())))
+        .map_err(|e| fail(crate::error::nats("connecting", e).into()))
 }
 
 /// Connects, prepares every queue the handlers name (creating missing ones
@@ -520,9 +520,6 @@ pub async fn start(args: &WorkerArgs, handlers: &Handlers) -> Result<RunningWork
         let client = Client::builder()
             .nats_client(nc.clone())
             .queue(queue_settings(queue))
-            .concurrency(args.concurrency)
-            .retry_policy_name(&args.retry_policy)
-            .map_err(RuntimeError::Config)?
             .build()
             .await
             .map_err(|source| RuntimeError::Queue {
@@ -567,6 +564,8 @@ pub async fn start(args: &WorkerArgs, handlers: &Handlers) -> Result<RunningWork
         let worker = client
             .worker(router)
             .concurrency(args.concurrency)
+            .retry_policy_name(&args.retry_policy)
+            .map_err(RuntimeError::Config)?
             .shutdown_grace(args.shutdown_grace);
         let stop = shutdown.clone();
         names.push(queue.clone());

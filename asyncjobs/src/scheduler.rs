@@ -71,7 +71,7 @@
 use crate::client::Client;
 use crate::cron::{CronError, CronSchedule};
 use crate::election::{Election, ElectionError, ElectionOptions};
-use crate::error::Error;
+use crate::error::{nats, Error};
 use crate::events::LeaderElectedEvent;
 use crate::storage::CONFIG_BUCKET;
 use crate::task::{is_valid_name, Task};
@@ -430,7 +430,7 @@ async fn config_store(client: &Client) -> Result<kv::Store, ScheduleError> {
             if e.to_string().contains("not found") {
                 Error::StorageNotReady("configuration bucket not configured".into())
             } else {
-                Error::Nats(format!("binding bucket {CONFIG_BUCKET}: {e}"))
+                Error::from(nats(format!("binding bucket {CONFIG_BUCKET}"), e))
             }
             .into()
         })
@@ -455,7 +455,9 @@ impl Client {
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
                 Err(ScheduleError::AlreadyExists(task.name.clone()))
             }
-            Err(e) => Err(Error::Nats(format!("storing scheduled task {}: {e}", task.name)).into()),
+            Err(e) => {
+                Err(Error::from(nats(format!("storing scheduled task {}", task.name), e)).into())
+            }
         }
     }
 
@@ -482,7 +484,7 @@ impl Client {
         let entry = store
             .entry(format!("{SCHEDULED_TASK_KEY_PREFIX}{name}"))
             .await
-            .map_err(|e| Error::Nats(format!("loading scheduled task {name}: {e}")))?;
+            .map_err(|e| Error::from(nats(format!("loading scheduled task {name}"), e)))?;
         match entry {
             Some(e) if e.operation == kv::Operation::Put => decode_record(name, &e.value),
             _ => Err(ScheduleError::NotFound(name.to_string())),
@@ -496,10 +498,10 @@ impl Client {
         let mut keys = store
             .keys()
             .await
-            .map_err(|e| Error::Nats(format!("listing scheduled tasks: {e}")))?;
+            .map_err(|e| Error::from(nats("listing scheduled tasks", e)))?;
         let mut names = Vec::new();
         while let Some(key) = keys.next().await {
-            let key = key.map_err(|e| Error::Nats(format!("listing scheduled tasks: {e}")))?;
+            let key = key.map_err(|e| Error::from(nats("listing scheduled tasks", e)))?;
             if let Some(name) = key.strip_prefix(SCHEDULED_TASK_KEY_PREFIX) {
                 names.push(name.to_string());
             }
@@ -528,7 +530,7 @@ impl Client {
         store
             .put(task.key(), task.to_json().into())
             .await
-            .map_err(|e| Error::Nats(format!("storing scheduled task {}: {e}", task.name)))?;
+            .map_err(|e| Error::from(nats(format!("storing scheduled task {}", task.name), e)))?;
         Ok(())
     }
 
@@ -539,7 +541,7 @@ impl Client {
         store
             .delete(format!("{SCHEDULED_TASK_KEY_PREFIX}{name}"))
             .await
-            .map_err(|e| Error::Nats(format!("deleting scheduled task {name}: {e}")))?;
+            .map_err(|e| Error::from(nats(format!("deleting scheduled task {name}"), e)))?;
         Ok(())
     }
 }
@@ -803,7 +805,7 @@ impl Scheduler {
             };
             match watch {
                 Err(e) if last_revision.is_none() => {
-                    return Err(Error::Nats(format!("watching scheduled tasks: {e}")).into());
+                    return Err(Error::from(nats("watching scheduled tasks", e)).into());
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "re-creating the scheduled tasks watch failed")

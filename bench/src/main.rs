@@ -83,15 +83,12 @@ impl Results {
     }
 }
 
-async fn connect(url: &str, queue: &str, opts: &Opts, concurrency: usize) -> Client {
-    let mut b = Client::builder()
-        .url(url)
-        .queue(
-            Queue::new(queue)
-                .max_run_time(Duration::from_secs(60))
-                .max_concurrent(1000),
-        )
-        .concurrency(concurrency);
+async fn connect(url: &str, queue: &str, opts: &Opts) -> Client {
+    let mut b = Client::builder().url(url).queue(
+        Queue::new(queue)
+            .max_run_time(Duration::from_secs(60))
+            .max_concurrent(1000),
+    );
     if opts.memory {
         b = b.memory_storage();
     }
@@ -119,7 +116,7 @@ fn noop_router(count: Arc<AtomicU64>) -> Router {
     Router::new()
         .handle("bench", move |_ctx: TaskContext, _t: Task| {
             count.fetch_add(1, Ordering::Relaxed);
-            async move { asyncjobs::to_output(&()) }
+            async move { asyncjobs::handler::to_output(&()) }
         })
         .unwrap()
 }
@@ -129,13 +126,13 @@ async fn wait_drained(client: &Client, queue: &str, expect: usize) {
     let started = Instant::now();
     loop {
         let info = client.queue_info(queue).await.unwrap();
-        if info.messages == 0 {
+        if info.stream.messages == 0 {
             return;
         }
         assert!(
             started.elapsed() < Duration::from_secs(300),
             "queue {queue} still has {} of {expect} items",
-            info.messages
+            info.stream.messages
         );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
@@ -144,7 +141,7 @@ async fn wait_drained(client: &Client, queue: &str, expect: usize) {
 /// Every task complete and the queue empty: checked after each run.
 async fn verify_complete(client: &Client, queue: &str, ids: &[String]) {
     assert_eq!(
-        client.queue_info(queue).await.unwrap().messages,
+        client.queue_info(queue).await.unwrap().stream.messages,
         0,
         "queue {queue} not empty"
     );
@@ -161,7 +158,7 @@ async fn verify_complete(client: &Client, queue: &str, ids: &[String]) {
 
 async fn fw_enqueue_seq(url: &str, opts: &Opts, rep: usize) -> f64 {
     let q = format!("BENCH_ES_{rep}");
-    let client = connect(url, &q, opts, 10).await;
+    let client = connect(url, &q, opts).await;
     let mut ts = tasks(opts.tasks);
     let started = Instant::now();
     for t in ts.iter_mut() {
@@ -169,7 +166,7 @@ async fn fw_enqueue_seq(url: &str, opts: &Opts, rep: usize) -> f64 {
     }
     let rate = opts.tasks as f64 / started.elapsed().as_secs_f64();
     assert_eq!(
-        client.queue_info(&q).await.unwrap().messages as usize,
+        client.queue_info(&q).await.unwrap().stream.messages as usize,
         opts.tasks
     );
     cleanup(&client, &q).await;
@@ -178,7 +175,7 @@ async fn fw_enqueue_seq(url: &str, opts: &Opts, rep: usize) -> f64 {
 
 async fn fw_enqueue_batch(url: &str, opts: &Opts, rep: usize) -> f64 {
     let q = format!("BENCH_EB_{rep}");
-    let client = connect(url, &q, opts, 10).await;
+    let client = connect(url, &q, opts).await;
     let mut ts = tasks(opts.tasks);
     let started = Instant::now();
     for r in client.enqueue_many(&mut ts).await {
@@ -186,7 +183,7 @@ async fn fw_enqueue_batch(url: &str, opts: &Opts, rep: usize) -> f64 {
     }
     let rate = opts.tasks as f64 / started.elapsed().as_secs_f64();
     assert_eq!(
-        client.queue_info(&q).await.unwrap().messages as usize,
+        client.queue_info(&q).await.unwrap().stream.messages as usize,
         opts.tasks
     );
     cleanup(&client, &q).await;
@@ -195,7 +192,7 @@ async fn fw_enqueue_batch(url: &str, opts: &Opts, rep: usize) -> f64 {
 
 async fn fw_process(url: &str, opts: &Opts, rep: usize, concurrency: usize) -> f64 {
     let q = format!("BENCH_P{concurrency}_{rep}");
-    let client = connect(url, &q, opts, concurrency).await;
+    let client = connect(url, &q, opts).await;
     let mut ts = tasks(opts.tasks);
     for r in client.enqueue_many(&mut ts).await {
         r.unwrap();
@@ -203,7 +200,12 @@ async fn fw_process(url: &str, opts: &Opts, rep: usize, concurrency: usize) -> f
     let count = Arc::new(AtomicU64::new(0));
     let stop = CancellationToken::new();
     let started = Instant::now();
-    let worker = tokio::spawn(client.worker(noop_router(count.clone())).run(stop.clone()));
+    let worker = tokio::spawn(
+        client
+            .worker(noop_router(count.clone()))
+            .concurrency(concurrency)
+            .run(stop.clone()),
+    );
     wait_drained(&client, &q, opts.tasks).await;
     let rate = opts.tasks as f64 / started.elapsed().as_secs_f64();
     stop.cancel();
@@ -217,10 +219,15 @@ async fn fw_process(url: &str, opts: &Opts, rep: usize, concurrency: usize) -> f
 
 async fn fw_e2e(url: &str, opts: &Opts, rep: usize) -> f64 {
     let q = format!("BENCH_E2E_{rep}");
-    let client = connect(url, &q, opts, 100).await;
+    let client = connect(url, &q, opts).await;
     let count = Arc::new(AtomicU64::new(0));
     let stop = CancellationToken::new();
-    let worker = tokio::spawn(client.worker(noop_router(count.clone())).run(stop.clone()));
+    let worker = tokio::spawn(
+        client
+            .worker(noop_router(count.clone()))
+            .concurrency(100)
+            .run(stop.clone()),
+    );
     let mut ts = tasks(opts.tasks);
     let started = Instant::now();
     for r in client.enqueue_many(&mut ts).await {
@@ -242,7 +249,7 @@ async fn fw_e2e(url: &str, opts: &Opts, rep: usize) -> f64 {
 /// Enqueue-to-handler-start latencies at a steady light rate, in ms.
 async fn fw_latency(url: &str, opts: &Opts, rep: usize) -> (f64, f64) {
     let q = format!("BENCH_LAT_{rep}");
-    let client = connect(url, &q, opts, 100).await;
+    let client = connect(url, &q, opts).await;
     let sent: Arc<Mutex<std::collections::HashMap<String, Instant>>> = Arc::default();
     let lat: Arc<Mutex<Vec<f64>>> = Arc::default();
     let (s, l) = (sent.clone(), lat.clone());
@@ -254,11 +261,11 @@ async fn fw_latency(url: &str, opts: &Opts, rep: usize) -> (f64, f64) {
                     .unwrap()
                     .push(now.duration_since(*t0).as_secs_f64() * 1000.0);
             }
-            async move { asyncjobs::to_output(&()) }
+            async move { asyncjobs::handler::to_output(&()) }
         })
         .unwrap();
     let stop = CancellationToken::new();
-    let worker = tokio::spawn(client.worker(router).run(stop.clone()));
+    let worker = tokio::spawn(client.worker(router).concurrency(100).run(stop.clone()));
     tokio::time::sleep(Duration::from_millis(200)).await; // worker pulling
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / opts.latency_rate as f64));
     for mut t in tasks(opts.latency_tasks) {
@@ -295,7 +302,7 @@ fn rss_mib(pid: u32) -> f64 {
 /// Idle and in-flight RSS of a worker process (framework or raw).
 async fn memory(url: &str, opts: &Opts, raw: bool) -> (f64, f64) {
     let q = if raw { "BENCH_MEM_RAW" } else { "BENCH_MEM" };
-    let client = connect(url, q, opts, 10).await;
+    let client = connect(url, q, opts).await;
     let mut sub = client
         .nats()
         .subscribe(format!("bench.started.{q}"))
@@ -376,7 +383,6 @@ fn child_worker(spec: &str) {
             let client = Client::builder()
                 .nats_client(nc)
                 .bind_queue(q)
-                .concurrency(inflight)
                 .build()
                 .await
                 .unwrap();
@@ -385,12 +391,13 @@ fn child_worker(spec: &str) {
                     let release = release.clone();
                     async move {
                         release.notified().await;
-                        asyncjobs::to_output(&())
+                        asyncjobs::handler::to_output(&())
                     }
                 })
                 .unwrap();
             client
                 .worker(router)
+                .concurrency(inflight)
                 .run(CancellationToken::new())
                 .await
                 .unwrap();

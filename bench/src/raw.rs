@@ -52,7 +52,7 @@ async fn enqueue_one(js: &jetstream::Context, nc: &async_nats::Client, q: &str, 
 
 pub async fn enqueue_seq(url: &str, opts: &Opts, rep: usize) -> f64 {
     let q = format!("RAW_ES_{rep}");
-    let client = connect(url, &q, opts, 10).await;
+    let client = connect(url, &q, opts).await;
     let nc = client.nats().clone();
     let js = jetstream::new(nc.clone());
     let ts = tasks(opts.tasks);
@@ -62,7 +62,7 @@ pub async fn enqueue_seq(url: &str, opts: &Opts, rep: usize) -> f64 {
     }
     let rate = opts.tasks as f64 / started.elapsed().as_secs_f64();
     assert_eq!(
-        client.queue_info(&q).await.unwrap().messages as usize,
+        client.queue_info(&q).await.unwrap().stream.messages as usize,
         opts.tasks
     );
     cleanup(&client, &q).await;
@@ -82,7 +82,7 @@ async fn enqueue_all_pipelined(
 
 pub async fn enqueue_pipelined(url: &str, opts: &Opts, rep: usize) -> f64 {
     let q = format!("RAW_EP_{rep}");
-    let client = connect(url, &q, opts, 10).await;
+    let client = connect(url, &q, opts).await;
     let nc = client.nats().clone();
     let js = jetstream::new(nc.clone());
     let ts = tasks(opts.tasks);
@@ -90,7 +90,7 @@ pub async fn enqueue_pipelined(url: &str, opts: &Opts, rep: usize) -> f64 {
     enqueue_all_pipelined(&js, &nc, &q, ts).await;
     let rate = opts.tasks as f64 / started.elapsed().as_secs_f64();
     assert_eq!(
-        client.queue_info(&q).await.unwrap().messages as usize,
+        client.queue_info(&q).await.unwrap().stream.messages as usize,
         opts.tasks
     );
     cleanup(&client, &q).await;
@@ -217,7 +217,7 @@ async fn until(done: &AtomicU64, n: usize) {
 
 pub async fn process(url: &str, opts: &Opts, rep: usize, concurrency: usize) -> f64 {
     let q = format!("RAW_P{concurrency}_{rep}");
-    let client = connect(url, &q, opts, concurrency).await;
+    let client = connect(url, &q, opts).await;
     let mut ts = tasks(opts.tasks);
     for r in client.enqueue_many(&mut ts).await {
         r.unwrap();
@@ -235,7 +235,7 @@ pub async fn process(url: &str, opts: &Opts, rep: usize, concurrency: usize) -> 
 
 pub async fn e2e(url: &str, opts: &Opts, rep: usize) -> f64 {
     let q = format!("RAW_E2E_{rep}");
-    let client = connect(url, &q, opts, 100).await;
+    let client = connect(url, &q, opts).await;
     let nc = client.nats().clone();
     let js = jetstream::new(nc.clone());
     let done = Arc::new(AtomicU64::new(0));
@@ -253,7 +253,7 @@ pub async fn e2e(url: &str, opts: &Opts, rep: usize) -> f64 {
 
 pub async fn latency(url: &str, opts: &Opts, rep: usize) -> (f64, f64) {
     let q = format!("RAW_LAT_{rep}");
-    let client = connect(url, &q, opts, 100).await;
+    let client = connect(url, &q, opts).await;
     let nc = client.nats().clone();
     let js = jetstream::new(nc.clone());
     let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();

@@ -284,7 +284,6 @@ pub async fn client(server: &NatsServer, queue: asyncjobs::Queue) -> asyncjobs::
     asyncjobs::Client::builder()
         .url(server.url())
         .queue(queue)
-        .retry_policy(fast_retry())
         .build()
         .await
         .expect("client connects")

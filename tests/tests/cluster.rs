@@ -36,7 +36,6 @@ async fn leader(nc: &async_nats::Client, stream: &str) -> String {
 async fn client(cluster: &NatsCluster, builder: asyncjobs::ClientBuilder) -> Client {
     builder
         .url(cluster.urls())
-        .retry_policy(fast_retry())
         .build()
         .await
         .expect("client on the cluster")
@@ -67,7 +66,7 @@ async fn replicated_queue_loses_no_task_when_its_leader_dies() {
             "{stream} has two followers: {v}"
         );
     }
-    assert_eq!(producer.queue_info("HA").await.unwrap().replicas, 3);
+    assert_eq!(producer.queue_info("HA").await.unwrap().stream.replicas, 3);
 
     // a worker on its own connection that binds the existing queue
     let seen = Arc::new(Mutex::new(HashSet::new()));
@@ -77,12 +76,12 @@ async fn replicated_queue_loses_no_task_when_its_leader_dies() {
             let s = s.clone();
             async move {
                 s.lock().unwrap().insert(t.id.clone());
-                asyncjobs::to_output(&"done")
+                asyncjobs::handler::to_output(&"done")
             }
         })
         .unwrap();
     let worker_client = client(&cluster, Client::builder().bind_queue("HA")).await;
-    let worker = spawn_worker(worker_client.worker(router));
+    let worker = spawn_worker(worker_client.worker(router).retry_policy(fast_retry()));
 
     let mut ids = Vec::new();
     for i in 0..30 {
@@ -128,7 +127,7 @@ async fn replicated_queue_loses_no_task_when_its_leader_dies() {
     for id in ids.iter().chain(&later) {
         assert!(seen.contains(id), "task {id} never reached the handler");
     }
-    assert_eq!(producer.queue_info("HA").await.unwrap().messages, 0);
+    assert_eq!(producer.queue_info("HA").await.unwrap().stream.messages, 0);
     worker.stop().await;
 
     // the dead node rejoins and catches up

@@ -18,7 +18,6 @@ async fn signed_client(server: &NatsServer, queue: &str, keys: Keys) -> Client {
     Client::builder()
         .url(server.url())
         .queue(Queue::new(queue))
-        .retry_policy(fast_retry())
         .signing_keys(keys)
         .build()
         .await
@@ -28,7 +27,7 @@ async fn signed_client(server: &NatsServer, queue: &str, keys: Keys) -> Client {
 fn ok_router() -> Router {
     Router::new()
         .handle("", |_ctx: TaskContext, t: Task| async move {
-            asyncjobs::to_output(&t.queue)
+            asyncjobs::handler::to_output(&t.queue)
         })
         .unwrap()
 }
@@ -123,7 +122,7 @@ async fn go_signed_task_is_verified_and_processed() {
     .unwrap()
     .await
     .unwrap();
-    let worker = spawn_worker(client.worker(ok_router()));
+    let worker = spawn_worker(client.worker(ok_router()).retry_policy(fast_retry()));
     let done = wait_for_state(&client, &task.id, TaskState::Complete, T).await;
     assert_eq!(done.signature, task.signature);
     worker.stop().await;
@@ -144,7 +143,7 @@ async fn wrong_signatures_and_unsigned_tasks_are_terminated() {
     let mut good = Task::new("t", &3).unwrap();
     worker_client.enqueue(&mut good).await.unwrap();
 
-    let worker = spawn_worker(worker_client.worker(ok_router()));
+    let worker = spawn_worker(worker_client.worker(ok_router()).retry_policy(fast_retry()));
     wait_for_state(&worker_client, &good.id, TaskState::Complete, T).await;
     let t = wait_for(T, "the forged task to be terminated", || async {
         let t = worker_client.load_task_unverified(&forged.id).await.ok()?;
@@ -171,7 +170,7 @@ async fn wrong_signatures_and_unsigned_tasks_are_terminated() {
         Err(Error::Signature(_))
     ));
     wait_for(T, "the queue to drain", || async {
-        (worker_client.queue_info("Q").await.unwrap().messages == 0).then_some(())
+        (worker_client.queue_info("Q").await.unwrap().stream.messages == 0).then_some(())
     })
     .await;
     worker.stop().await;
@@ -181,7 +180,7 @@ async fn wrong_signatures_and_unsigned_tasks_are_terminated() {
         Keys::from_public_hex(&Keys::from_seed([2; 32]).public_hex().unwrap()).unwrap();
     let optional = signed_client(&server, "Q", verify_only.optional(true)).await;
     optional.retry_task(&unsigned.id).await.unwrap();
-    let worker = spawn_worker(optional.worker(ok_router()));
+    let worker = spawn_worker(optional.worker(ok_router()).retry_policy(fast_retry()));
     let done = wait_for_state(&optional, &unsigned.id, TaskState::Complete, T).await;
     assert!(done.signature.is_empty(), "accepted unsigned");
     worker.stop().await;
@@ -197,7 +196,7 @@ async fn retry_into_another_queue_re_signs() {
     let retried = b.retry_task(&task.id).await.unwrap();
     assert_eq!(retried.queue, "B");
     assert_ne!(retried.signature, task.signature);
-    let worker = spawn_worker(b.worker(ok_router()));
+    let worker = spawn_worker(b.worker(ok_router()).retry_policy(fast_retry()));
     let done = wait_for_state(&b, &task.id, TaskState::Complete, T).await;
     assert_eq!(done.result_as::<String>().unwrap().as_deref(), Some("B"));
     worker.stop().await;
@@ -209,7 +208,6 @@ async fn discarded_states_are_deleted_after_their_event() {
     let client = Client::builder()
         .url(server.url())
         .queue(Queue::new("Q"))
-        .retry_policy(fast_retry())
         .discard_states_by_name(["completed", "terminated"])
         .unwrap()
         .build()
@@ -228,7 +226,7 @@ async fn discarded_states_are_deleted_after_their_event() {
         .await
         .unwrap();
     client.nats().flush().await.unwrap();
-    let worker = spawn_worker(client.worker(ok_router()));
+    let worker = spawn_worker(client.worker(ok_router()).retry_policy(fast_retry()));
     let mut task = Task::new("t", &1).unwrap();
     client.enqueue(&mut task).await.unwrap();
     loop {
@@ -266,15 +264,20 @@ async fn automatic_heartbeat_keeps_long_handlers_alive_up_to_the_cap() {
     let router = Router::new()
         .handle("long", |_ctx: TaskContext, _t: Task| async move {
             tokio::time::sleep(Duration::from_millis(2500)).await;
-            asyncjobs::to_output(&"done")
+            asyncjobs::handler::to_output(&"done")
         })
         .unwrap()
         .handle("endless", |_ctx: TaskContext, _t: Task| async move {
             tokio::time::sleep(Duration::from_secs(3600)).await;
-            asyncjobs::to_output(&"never")
+            asyncjobs::handler::to_output(&"never")
         })
         .unwrap();
-    let worker = spawn_worker(client.worker(router).auto_heartbeat(Duration::from_secs(4)));
+    let worker = spawn_worker(
+        client
+            .worker(router)
+            .retry_policy(fast_retry())
+            .auto_heartbeat(Duration::from_secs(4)),
+    );
     let mut long = Task::new("long", &()).unwrap();
     client.enqueue(&mut long).await.unwrap();
     let mut endless = Task::builder("endless").max_tries(1).build().unwrap();
@@ -382,7 +385,7 @@ async fn list_filters_and_configuration() {
     assert_eq!(info.queue.max_tries, 7);
     assert_eq!(info.queue.max_run_time, Duration::from_secs(90));
     assert_eq!(info.queue.max_concurrent, 42);
-    assert_eq!(info.messages, 4, "items kept");
+    assert_eq!(info.stream.messages, 4, "items kept");
     assert!(matches!(
         client.configure_queue("NOPE", QueueUpdate::default()).await,
         Err(Error::QueueNotFound(_))

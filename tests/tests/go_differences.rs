@@ -4,7 +4,7 @@
 
 use asyncjobs::{Client, HandlerError, Queue, Router, Task, TaskContext, TaskState};
 use asyncjobs_tests::{
-    client, js_api, spawn_worker, wait_for, wait_for_state, NatsServer, RunningWorker,
+    client, fast_retry, js_api, spawn_worker, wait_for, wait_for_state, NatsServer, RunningWorker,
 };
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -17,6 +17,7 @@ fn start(client: &Client, router: Router) -> RunningWorker {
     spawn_worker(
         client
             .worker(router)
+            .retry_policy(fast_retry())
             .dependency_poll_interval(Duration::from_millis(50)),
     )
 }
@@ -34,7 +35,7 @@ async fn consumer_delivered(nc: &async_nats::Client, queue: &str) -> u64 {
 async fn drained(client: &Client, queue: &str) {
     wait_for(T, "the queue to hold no items", || async {
         let i = client.queue_info(queue).await.unwrap();
-        (i.messages == 0 && i.ack_pending == 0).then_some(())
+        (i.stream.messages == 0 && i.ack_pending == 0).then_some(())
     })
     .await;
 }
@@ -47,7 +48,7 @@ fn counting(calls: Arc<AtomicUsize>, fail: bool) -> Router {
                 if fail {
                     Err(HandlerError::retry("always fails"))
                 } else {
-                    asyncjobs::to_output(&"ok")
+                    asyncjobs::handler::to_output(&"ok")
                 }
             }
         })
@@ -128,6 +129,45 @@ async fn long_blocked_task_does_not_exhaust_max_deliver() {
     pworker.stop().await;
 }
 
+/// §16.7 with tracing: the fresh item that replaces one near max_deliver
+/// is written by the same path as enqueue, so it keeps the `traceparent`.
+#[tokio::test]
+async fn rearmed_item_keeps_its_traceparent() {
+    use futures::StreamExt;
+    const TP: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let server = NatsServer::start();
+    let client = client(&server, Queue::new("Q").max_tries(3)).await;
+    let parents = asyncjobs_tests::client(&server, Queue::new("PARENTS")).await;
+    let mut parent = Task::new("t", &1).unwrap();
+    parents.enqueue(&mut parent).await.unwrap();
+    let mut items = client.nats().subscribe("CHORIA_AJ.Q.Q.>").await.unwrap();
+    client.nats().flush().await.unwrap();
+    let mut child = Task::builder("t")
+        .depends_on([parent.id.clone()])
+        .traceparent(TP)
+        .build()
+        .unwrap();
+    client.enqueue(&mut child).await.unwrap();
+    let worker = start(&client, counting(Arc::new(AtomicUsize::new(0)), false));
+    for n in 0..3 {
+        let msg = tokio::time::timeout(T, items.next())
+            .await
+            .unwrap_or_else(|_| panic!("work item {n} (re-armed) within {T:?}"))
+            .unwrap();
+        let tp = msg
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("traceparent"))
+            .map(|v| v.as_str().to_string());
+        assert_eq!(
+            tp.as_deref(),
+            Some(TP),
+            "work item {n} keeps its traceparent"
+        );
+    }
+    worker.stop().await;
+}
+
 /// §16.8: Go ignores the queue's max tries in the error path unless tries
 /// equals it exactly and leaves the task in `retry` once deliveries run out.
 /// Here the smaller of the task's and the queue's limit expires the task.
@@ -204,7 +244,7 @@ async fn graceful_shutdown_finishes_or_hands_back_running_tasks() {
             async move {
                 s.fetch_add(1, Ordering::SeqCst);
                 r.notified().await;
-                asyncjobs::to_output(&"finished during shutdown")
+                asyncjobs::handler::to_output(&"finished during shutdown")
             }
         })
         .unwrap();
@@ -212,6 +252,7 @@ async fn graceful_shutdown_finishes_or_hands_back_running_tasks() {
     let worker = tokio::spawn(
         client
             .worker(router)
+            .retry_policy(fast_retry())
             .shutdown_grace(Duration::from_secs(20))
             .run(stop.clone()),
     );
@@ -237,13 +278,14 @@ async fn graceful_shutdown_finishes_or_hands_back_running_tasks() {
     let hang = Router::new()
         .handle("hangs", |_ctx: TaskContext, _t: Task| async move {
             std::future::pending::<()>().await;
-            asyncjobs::to_output(&())
+            asyncjobs::handler::to_output(&())
         })
         .unwrap();
     let stop = CancellationToken::new();
     let worker = tokio::spawn(
         client
             .worker(hang)
+            .retry_policy(fast_retry())
             .shutdown_grace(Duration::from_millis(200))
             .run(stop.clone()),
     );
@@ -257,7 +299,7 @@ async fn graceful_shutdown_finishes_or_hands_back_running_tasks() {
     assert_eq!(t.last_err, "worker shut down before the handler finished");
     let ok = Router::new()
         .handle("hangs", |_ctx: TaskContext, _t: Task| async move {
-            asyncjobs::to_output(&"second worker")
+            asyncjobs::handler::to_output(&"second worker")
         })
         .unwrap();
     let worker = start(&client, ok);

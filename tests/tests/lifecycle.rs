@@ -2,7 +2,9 @@
 //! terminate, expire, dependencies, limits and enqueue failures.
 
 use asyncjobs::{typed, Client, Error, HandlerError, Queue, Router, Task, TaskContext, TaskState};
-use asyncjobs_tests::{client, spawn_worker, wait_for, wait_for_state, NatsServer, RunningWorker};
+use asyncjobs_tests::{
+    client, fast_retry, spawn_worker, wait_for, wait_for_state, NatsServer, RunningWorker,
+};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -14,6 +16,7 @@ fn start(client: &Client, router: Router) -> RunningWorker {
     spawn_worker(
         client
             .worker(router)
+            .retry_policy(fast_retry())
             .dependency_poll_interval(Duration::from_millis(100)),
     )
 }
@@ -34,6 +37,7 @@ async fn queue_len(client: &Client) -> u64 {
         .queue_info(&client.queue().name)
         .await
         .unwrap()
+        .stream
         .messages
 }
 
@@ -93,7 +97,7 @@ async fn handler_error_retries_with_backoff_then_completes() {
                 if n < 2 {
                     Err(HandlerError::retry(format!("failure {n}")))
                 } else {
-                    asyncjobs::to_output(&"ok")
+                    asyncjobs::handler::to_output(&"ok")
                 }
             }
         })
@@ -178,7 +182,7 @@ async fn past_deadline_expires_and_the_item_is_acked_at_once() {
     let router = Router::new()
         .handle("t", move |_ctx: TaskContext, _t: Task| {
             c.fetch_add(1, Ordering::SeqCst);
-            async move { asyncjobs::to_output(&1) }
+            async move { asyncjobs::handler::to_output(&1) }
         })
         .unwrap();
     let mut task = Task::builder("t")
@@ -192,7 +196,7 @@ async fn past_deadline_expires_and_the_item_is_acked_at_once() {
     assert_eq!(done.tries, 0);
     wait_for(T, "the expired item to be removed", || async {
         let info = client.queue_info("Q").await.unwrap();
-        (info.messages == 0 && info.ack_pending == 0).then_some(())
+        (info.stream.messages == 0 && info.ack_pending == 0).then_some(())
     })
     .await;
     assert_eq!(calls.load(Ordering::SeqCst), 0);
@@ -249,7 +253,7 @@ async fn dependencies_complete_then_dependant_runs_with_their_results() {
                     let r = ctx.dependency_result::<i64>(dep).unwrap();
                     s.lock().unwrap().push((dep.clone(), r));
                 }
-                asyncjobs::to_output(&"child done")
+                asyncjobs::handler::to_output(&"child done")
             }
         })
         .unwrap();
@@ -313,7 +317,7 @@ async fn failed_or_missing_dependency_makes_task_unreachable() {
         .unwrap()
         .handle("child", move |_ctx: TaskContext, _t: Task| {
             c.fetch_add(1, Ordering::SeqCst);
-            async move { asyncjobs::to_output(&1) }
+            async move { asyncjobs::handler::to_output(&1) }
         })
         .unwrap();
     let worker = start(&client, router);
@@ -363,7 +367,7 @@ fn counting_router(current: Arc<AtomicI64>, max: Arc<AtomicI64>) -> Router {
                 max.fetch_max(now, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(40)).await;
                 current.fetch_sub(1, Ordering::SeqCst);
-                asyncjobs::to_output(&())
+                asyncjobs::handler::to_output(&())
             }
         })
         .unwrap()
@@ -392,6 +396,7 @@ async fn process_concurrency_is_never_exceeded() {
     let worker = spawn_worker(
         client
             .worker(counting_router(current, max.clone()))
+            .retry_policy(fast_retry())
             .concurrency(4),
     );
     wait_all_complete(&client, &ids).await;
@@ -414,10 +419,12 @@ async fn queue_concurrency_caps_all_workers_together() {
     let ids = enqueue_n(&c1, 40).await;
     let w1 = spawn_worker(
         c1.worker(counting_router(current.clone(), max.clone()))
+            .retry_policy(fast_retry())
             .concurrency(10),
     );
     let w2 = spawn_worker(
         c2.worker(counting_router(current, max.clone()))
+            .retry_policy(fast_retry())
             .concurrency(10),
     );
     wait_all_complete(&c1, &ids).await;
@@ -454,7 +461,7 @@ async fn full_queue_with_discard_new_is_a_queue_error() {
     let mut second = Task::new("t", &2).unwrap();
     let err = client.enqueue(&mut second).await.unwrap_err();
     match &err {
-        Error::EnqueueRejected { queue, reason } => {
+        Error::EnqueueRejected { queue, reason, .. } => {
             assert_eq!(queue, "SMALL");
             assert!(reason.contains("maximum messages"), "{reason}");
         }
@@ -553,7 +560,7 @@ async fn panics_and_unknown_types_are_failed_tries() {
                 if n == 0 {
                     panic!("boom at first try");
                 }
-                asyncjobs::to_output(&"survived")
+                asyncjobs::handler::to_output(&"survived")
             }
         })
         .unwrap();
@@ -622,7 +629,7 @@ async fn corrupt_items_and_records_are_terminated_and_the_worker_goes_on() {
     let client = client(&server, Queue::new("Q")).await;
     let router = Router::new()
         .handle("t", |_ctx: TaskContext, _t: Task| async move {
-            asyncjobs::to_output(&"fine")
+            asyncjobs::handler::to_output(&"fine")
         })
         .unwrap();
     let js = async_nats::jetstream::new(client.nats().clone());
@@ -656,7 +663,7 @@ async fn corrupt_items_and_records_are_terminated_and_the_worker_goes_on() {
     wait_for_state(&client, &good.id, TaskState::Complete, T).await;
     wait_for(T, "every bad item to be terminated", || async {
         let info = client.queue_info("Q").await.unwrap();
-        (info.messages == 0 && info.ack_pending == 0).then_some(())
+        (info.stream.messages == 0 && info.ack_pending == 0).then_some(())
     })
     .await;
     let err = client.load_task("corrupt1").await.unwrap_err();
@@ -679,12 +686,12 @@ async fn handlers_time_out_and_can_extend_their_lease() {
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 ctx.mark_in_progress().await?;
             }
-            asyncjobs::to_output(&"made it")
+            asyncjobs::handler::to_output(&"made it")
         })
         .unwrap()
         .handle("stuck", |_ctx: TaskContext, _t: Task| async move {
             tokio::time::sleep(Duration::from_secs(3600)).await;
-            asyncjobs::to_output(&())
+            asyncjobs::handler::to_output(&())
         })
         .unwrap();
     let worker = start(&client, router);
@@ -709,7 +716,7 @@ async fn admin_operations() {
     let client = client(&server, Queue::new("ADMIN")).await;
     let router = Router::new()
         .handle("t", |_ctx: TaskContext, t: Task| async move {
-            asyncjobs::to_output(&t.tries)
+            asyncjobs::handler::to_output(&t.tries)
         })
         .unwrap();
     let mut tasks: Vec<Task> = (0..5).map(|i| Task::new("t", &i).unwrap()).collect();
@@ -717,7 +724,7 @@ async fn admin_operations() {
         r.unwrap();
     }
     assert_eq!(queue_len(&client).await, 5);
-    assert_eq!(client.tasks_info().await.unwrap().0, 5);
+    assert_eq!(client.tasks_info().await.unwrap().messages, 5);
     let listed: Vec<Task> =
         futures::StreamExt::collect::<Vec<_>>(client.list_tasks(3).await.unwrap())
             .await
@@ -762,9 +769,9 @@ async fn admin_operations() {
     );
     let mut t = Task::new("t", &1).unwrap();
     client.enqueue_to("OTHER", &mut t).await.unwrap();
-    assert_eq!(client.queue_info("OTHER").await.unwrap().messages, 1);
+    assert_eq!(client.queue_info("OTHER").await.unwrap().stream.messages, 1);
     client.purge_queue("OTHER").await.unwrap();
-    assert_eq!(client.queue_info("OTHER").await.unwrap().messages, 0);
+    assert_eq!(client.queue_info("OTHER").await.unwrap().stream.messages, 0);
     client.delete_queue("OTHER").await.unwrap();
     assert!(matches!(
         client.queue_info("OTHER").await,
@@ -775,7 +782,7 @@ async fn admin_operations() {
         Err(Error::QueueNotFound(_))
     ));
     client.purge_tasks().await.unwrap();
-    assert_eq!(client.tasks_info().await.unwrap().0, 0);
+    assert_eq!(client.tasks_info().await.unwrap().messages, 0);
 }
 
 #[tokio::test]

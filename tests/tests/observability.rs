@@ -2,7 +2,7 @@
 
 use asyncjobs::events::Event;
 use asyncjobs::{Queue, Router, Task, TaskContext, TaskState};
-use asyncjobs_tests::{client, wait_for_state, NatsServer};
+use asyncjobs_tests::{client, fast_retry, wait_for_state, NatsServer};
 use futures::StreamExt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,11 +19,16 @@ async fn watch_sees_new_active_complete_for_one_task() {
     let mut all = client.watch_events().await.unwrap();
     let router = Router::new()
         .handle("t", |_ctx: TaskContext, _t: Task| async move {
-            asyncjobs::to_output(&"ok")
+            asyncjobs::handler::to_output(&"ok")
         })
         .unwrap();
     let stop = CancellationToken::new();
-    let worker = tokio::spawn(client.worker(router).run(stop.clone()));
+    let worker = tokio::spawn(
+        client
+            .worker(router)
+            .retry_policy(fast_retry())
+            .run(stop.clone()),
+    );
     client.enqueue(&mut task).await.unwrap();
     let mut states = Vec::new();
     while states.last() != Some(&TaskState::Complete) {
@@ -68,11 +73,16 @@ async fn traceparent_set_at_enqueue_reaches_the_handler() {
             s.lock()
                 .unwrap()
                 .push(ctx.traceparent().map(str::to_string));
-            async move { asyncjobs::to_output(&()) }
+            async move { asyncjobs::handler::to_output(&()) }
         })
         .unwrap();
     let stop = CancellationToken::new();
-    let worker = tokio::spawn(client.worker(router).run(stop.clone()));
+    let worker = tokio::spawn(
+        client
+            .worker(router)
+            .retry_policy(fast_retry())
+            .run(stop.clone()),
+    );
     let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let mut traced = Task::builder("t").traceparent(tp).build().unwrap();
     client.enqueue(&mut traced).await.unwrap();
@@ -101,7 +111,7 @@ async fn metrics_count_processing() {
     let client = client(&server, Queue::new("METRICS")).await;
     let router = Router::new()
         .handle("m:ok", |_ctx: TaskContext, _t: Task| async move {
-            asyncjobs::to_output(&())
+            asyncjobs::handler::to_output(&())
         })
         .unwrap()
         .handle("m:fail", |_ctx: TaskContext, _t: Task| async move {
@@ -109,7 +119,12 @@ async fn metrics_count_processing() {
         })
         .unwrap();
     let stop = CancellationToken::new();
-    let worker = tokio::spawn(client.worker(router).run(stop.clone()));
+    let worker = tokio::spawn(
+        client
+            .worker(router)
+            .retry_policy(fast_retry())
+            .run(stop.clone()),
+    );
     for _ in 0..3 {
         let mut t = Task::new("m:ok", &()).unwrap();
         client.enqueue(&mut t).await.unwrap();

@@ -2,11 +2,13 @@
 //! (worker side, Rust service side, the Python example) and external
 //! commands (reference §10.3, §10.4).
 
-use asyncjobs::remote::{self, ExternalCommand, HandlerService, RequestReply};
+use asyncjobs::remote::{self, ExternalCommand, RequestReply, RequestReplyServer};
 use asyncjobs::{
     typed, Client, Handler, HandlerError, Queue, Router, Task, TaskContext, TaskState,
 };
-use asyncjobs_tests::{client, spawn_worker, wait_for, wait_for_state, NatsServer, RunningWorker};
+use asyncjobs_tests::{
+    client, fast_retry, spawn_worker, wait_for, wait_for_state, NatsServer, RunningWorker,
+};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -19,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 const T: Duration = Duration::from_secs(20);
 
 fn start(client: &Client, router: Router) -> RunningWorker {
-    spawn_worker(client.worker(router))
+    spawn_worker(client.worker(router).retry_policy(fast_retry()))
 }
 
 /// A queue whose handlers get `secs` seconds.
@@ -348,12 +350,12 @@ async fn rust_service_serves_a_worker() {
     let client = client(&server, queue("RR", 10)).await;
     // two members of the queue group share the requests
     let nc2 = async_nats::connect(server.url()).await.unwrap();
-    let service_a = HandlerService::new(client.nats().clone(), "img:resize", resize_handler())
+    let service_a = RequestReplyServer::new(client.nats().clone(), "img:resize", resize_handler())
         .concurrency(4)
         .start()
         .await
         .unwrap();
-    let service_b = HandlerService::new(nc2, "img:resize", resize_handler())
+    let service_b = RequestReplyServer::new(nc2, "img:resize", resize_handler())
         .start()
         .await
         .unwrap();
@@ -444,10 +446,10 @@ async fn rust_service_serves_a_worker() {
 async fn stopped_service_leaves_no_responders() {
     let server = NatsServer::start();
     let nc = async_nats::connect(server.url()).await.unwrap();
-    let service = HandlerService::new(
+    let service = RequestReplyServer::new(
         nc.clone(),
         "echo",
-        |_ctx: TaskContext, t: Task| async move { asyncjobs::to_output(&t.id) },
+        |_ctx: TaskContext, t: Task| async move { asyncjobs::handler::to_output(&t.id) },
     )
     .start()
     .await
@@ -490,10 +492,10 @@ async fn stopped_service_leaves_no_responders() {
     // run() serves until its shutdown token is cancelled
     let shutdown = CancellationToken::new();
     let serving = tokio::spawn(
-        HandlerService::new(
+        RequestReplyServer::new(
             nc.clone(),
             "echo",
-            |_ctx: TaskContext, _t: Task| async move { asyncjobs::to_output(&"again") },
+            |_ctx: TaskContext, _t: Task| async move { asyncjobs::handler::to_output(&"again") },
         )
         .run(shutdown.clone()),
     );
@@ -510,11 +512,12 @@ async fn stopped_service_leaves_no_responders() {
     shutdown.cancel();
     serving.await.unwrap().unwrap();
 
-    let invalid = HandlerService::new(nc, "not valid", |_ctx: TaskContext, t: Task| async move {
-        asyncjobs::to_output(&t.id)
-    })
-    .start()
-    .await;
+    let invalid =
+        RequestReplyServer::new(nc, "not valid", |_ctx: TaskContext, t: Task| async move {
+            asyncjobs::handler::to_output(&t.id)
+        })
+        .start()
+        .await;
     assert!(matches!(invalid, Err(asyncjobs::Error::TaskTypeInvalid(_))));
 }
 

@@ -2,7 +2,7 @@
 //! must not lose tasks.
 
 use asyncjobs::{Queue, Router, Task, TaskContext, TaskState};
-use asyncjobs_tests::{client, wait_for, wait_for_state, NatsServer};
+use asyncjobs_tests::{client, fast_retry, wait_for, wait_for_state, NatsServer};
 use futures::StreamExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -60,7 +60,7 @@ async fn killed_worker_task_is_redelivered_and_completed_by_another() {
     assert_eq!(done.tries, 2, "the killed try counts");
     wait_for(Duration::from_secs(10), "queue to drain", || async {
         let info = client.queue_info("CRASH").await.unwrap();
-        (info.messages == 0).then_some(())
+        (info.stream.messages == 0).then_some(())
     })
     .await;
     second.kill().unwrap();
@@ -78,7 +78,7 @@ async fn server_restart_mid_run_loses_nothing() {
     let router = Router::new()
         .handle("t", |_ctx: TaskContext, t: Task| async move {
             tokio::time::sleep(Duration::from_millis(5)).await;
-            asyncjobs::to_output(&t.id)
+            asyncjobs::handler::to_output(&t.id)
         })
         .unwrap();
     let mut tasks: Vec<Task> = (0..300).map(|i| Task::new("t", &i).unwrap()).collect();
@@ -86,7 +86,13 @@ async fn server_restart_mid_run_loses_nothing() {
         r.unwrap();
     }
     let stop = CancellationToken::new();
-    let worker = tokio::spawn(client.worker(router).concurrency(20).run(stop.clone()));
+    let worker = tokio::spawn(
+        client
+            .worker(router)
+            .retry_policy(fast_retry())
+            .concurrency(20)
+            .run(stop.clone()),
+    );
 
     // restart while tasks are being processed
     wait_for(

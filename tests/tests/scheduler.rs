@@ -10,7 +10,7 @@ use asyncjobs::{
     PayloadEncoding, Queue, Router, ScheduleError, ScheduledTask, Scheduler, Task, TaskContext,
     TaskState,
 };
-use asyncjobs_tests::{client, golden, js_api, wait_for, NatsServer};
+use asyncjobs_tests::{client, fast_retry, golden, js_api, wait_for, NatsServer};
 use base64::Engine;
 use futures::StreamExt;
 use serde_json::{json, Value};
@@ -713,13 +713,18 @@ async fn leader_failover_without_double_fires() {
                 let runs = runs.clone();
                 async move {
                     *runs.lock().unwrap().entry(t.id.clone()).or_default() += 1;
-                    asyncjobs::to_output(&t.id)
+                    asyncjobs::handler::to_output(&t.id)
                 }
             }
         })
         .unwrap();
     let worker_stop = CancellationToken::new();
-    let worker = tokio::spawn(admin.worker(router).run(worker_stop.clone()));
+    let worker = tokio::spawn(
+        admin
+            .worker(router)
+            .retry_policy(fast_retry())
+            .run(worker_stop.clone()),
+    );
 
     // two schedulers on their own connections, as two processes would be
     let c1 = client(&server, Queue::new("HA")).await;
@@ -1010,7 +1015,11 @@ async fn concurrent_leaders_create_each_slot_once() {
     slots.dedup();
     assert_eq!(slots.len(), ids.len(), "a slot was created twice: {ids:?}");
     let info = admin.queue_info("SPLIT").await.unwrap();
-    assert_eq!(info.messages as usize, ids.len(), "one work item per slot");
+    assert_eq!(
+        info.stream.messages as usize,
+        ids.len(),
+        "one work item per slot"
+    );
     assert_eq!(
         gauge(
             "choria_asyncjobs_task_scheduler_schedule_error_count",

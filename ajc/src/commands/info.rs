@@ -34,10 +34,9 @@ pub async fn run(ctx: &Ctx, args: &InfoArgs) -> Result<()> {
         Ok(b)
     })
     .await?;
-    let nc = client.nats();
-    let tasks = TasksBlock::load(nc).await?;
-    let config = ConfigBlock::load(nc).await?;
-    let elections = ElectionsBlock::load(nc).await?;
+    let tasks = TasksBlock::load(&client).await?;
+    let config = ConfigBlock::load(&client).await?;
+    let elections = ElectionsBlock::load(&client).await?;
     let queues = QueueBlock::load_all(&client).await?;
 
     if args.out.json {

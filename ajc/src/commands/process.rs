@@ -81,9 +81,7 @@ pub async fn process(ctx: &Ctx, keys: Option<Keys>, a: &TaskProcessArgs) -> Resu
         discard.push(TaskState::Expired);
     }
     let client = client(&ctx.global, Prepare::Queue(a.queue.clone()), |b| {
-        let mut b = with_keys(b, keys)
-            .concurrency(a.concurrency)
-            .retry_policy_name(&a.backoff)?;
+        let mut b = with_keys(b, keys);
         if !discard.is_empty() {
             b = b.discard_states(discard)?;
         }
@@ -115,7 +113,12 @@ pub async fn process(ctx: &Ctx, keys: Option<Keys>, a: &TaskProcessArgs) -> Resu
     };
     let stop = shutdown_on_signals();
     serve_metrics(a.monitor, stop.clone()).await?;
-    client.worker(router).run(stop).await?;
+    client
+        .worker(router)
+        .concurrency(a.concurrency)
+        .retry_policy_name(&a.backoff)?
+        .run(stop)
+        .await?;
     Ok(())
 }
 

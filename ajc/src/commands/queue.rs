@@ -83,7 +83,7 @@ async fn list(ctx: &Ctx, json: bool) -> Result<()> {
         emitln("No queues defined");
         return Ok(());
     }
-    queues.sort_by_key(|q| q.info.messages);
+    queues.sort_by_key(|q| q.info.stream.messages);
     let mut table = Table::new(
         "Work Queues",
         &[
@@ -123,9 +123,9 @@ async fn list(ctx: &Ctx, json: bool) -> Result<()> {
         };
         table.row(vec![
             name,
-            ucomma(i.messages).into(),
-            iec_bytes(i.bytes).into(),
-            i.replicas.to_string().into(),
+            ucomma(i.stream.messages).into(),
+            iec_bytes(i.stream.bytes).into(),
+            i.stream.replicas.to_string().into(),
             tries.into(),
             max_items.into(),
             concurrent.into(),
@@ -154,7 +154,7 @@ async fn confirm_with_counts(
     ctx.ui.confirm(&format!(
         "Really {action} the {} Queue with {} entries and {} active polls",
         a.queue,
-        ucomma(info.messages),
+        ucomma(info.stream.messages),
         ucomma(info.waiting)
     ))
 }

@@ -307,7 +307,7 @@ fn task_filter(a: &TaskListArgs) -> Result<Option<TaskFilter>> {
 async fn list(ctx: &Ctx, a: &TaskListArgs) -> Result<()> {
     let filter = task_filter(a)?;
     let client = client(&ctx.global, Prepare::Nothing, Ok).await?;
-    let (total, _) = client.tasks_info().await?;
+    let total = client.tasks_info().await?.messages;
     if total == 0 {
         return Err(CliError::msg("no tasks found"));
     }
@@ -372,7 +372,7 @@ async fn list(ctx: &Ctx, a: &TaskListArgs) -> Result<()> {
 /// `task purge`, after confirmation.
 async fn purge(ctx: &Ctx, force: bool) -> Result<()> {
     let client = client(&ctx.global, Prepare::Nothing, Ok).await?;
-    let (entries, _) = client.tasks_info().await?;
+    let entries = client.tasks_info().await?.messages;
     if !force
         && !ctx.ui.confirm(&format!(
             "Really purge the Task Store of {} entries, work queue entries will not be removed",
@@ -392,8 +392,8 @@ async fn purge(ctx: &Ctx, force: bool) -> Result<()> {
 }
 
 /// Prints the task store block as text or JSON.
-async fn show_tasks_block(nc: &async_nats::Client, json: bool) -> Result<()> {
-    let block = TasksBlock::load(nc).await?;
+async fn show_tasks_block(client: &Client, json: bool) -> Result<()> {
+    let block = TasksBlock::load(client).await?;
     if json {
         emit_json(&block.json());
     } else {
@@ -414,7 +414,7 @@ async fn initialize(ctx: &Ctx, a: &TaskInitArgs) -> Result<()> {
     })
     .await?;
     client.prepare_tasks().await?;
-    show_tasks_block(client.nats(), a.out.json).await
+    show_tasks_block(&client, a.out.json).await
 }
 
 /// `task configure`: retention and replicas of the task store.
@@ -427,7 +427,7 @@ async fn configure(ctx: &Ctx, a: &TaskConfigureArgs) -> Result<()> {
     client
         .configure_tasks(Some(retention), Some(a.replicas))
         .await?;
-    show_tasks_block(client.nats(), a.out.json).await
+    show_tasks_block(&client, a.out.json).await
 }
 
 /// One event as the Go `task watch` prints it.

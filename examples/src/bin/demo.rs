@@ -49,13 +49,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .max_run_time(Duration::from_secs(30))
                 .max_tries(5),
         )
-        .retry_policy(LinearPolicy::new(
-            5,
-            Duration::from_millis(200),
-            Duration::from_secs(2),
-            0.5,
-        ))
-        .concurrency(10)
         .build()
         .await?;
     println!("connected to {url}; queue DEMO ready");
@@ -84,7 +77,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let router = Router::new().handle("email:new", typed(send_email))?;
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let worker = tokio::spawn(client.worker(router).run(shutdown.clone()));
+    let worker = client
+        .worker(router)
+        .concurrency(10)
+        .retry_policy(LinearPolicy::new(
+            5,
+            Duration::from_millis(200),
+            Duration::from_secs(2),
+            0.5,
+        ));
+    let worker = tokio::spawn(worker.run(shutdown.clone()));
 
     for task in &tasks {
         loop {

@@ -32,7 +32,7 @@ async fn main() {
                 if hang {
                     std::future::pending::<()>().await;
                 }
-                asyncjobs::to_output(&pid)
+                asyncjobs::handler::to_output(&pid)
             }
         })
         .expect("router");

@@ -48,7 +48,7 @@ pub(crate) async fn noop(_: ()) -> ::std::result::Result<(), std::convert::Infal
 /// The raw handler result type.
 #[task_handler("raw")]
 pub async fn raw(ctx: asyncjobs::TaskContext, _: serde::de::IgnoredAny) -> HandlerResult {
-    asyncjobs::to_output(&ctx.task_type())
+    asyncjobs::handler::to_output(&ctx.task_type())
 }
 
 /// The catch-all of a queue, with a custom error type.

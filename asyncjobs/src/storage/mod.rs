@@ -1,21 +1,31 @@
-//! JetStream storage: the task stream, work queues, KV buckets and the
-//! exact JetStream API calls of reference §1 and §4.
+//! The storage boundary: every JetStream call the runtime makes, for the
+//! task stream, work queues and KV buckets (reference §1 and §4).
+//!
+//! Reads and administration use async-nats's typed calls and match the
+//! server's [`ErrorCode`]s; the create and update bodies that must equal
+//! Go's byte for byte (the golden configurations) go through [`api`].
+//! Work items are written by one path ([`Storage::publish_item`]).
 
-use crate::error::{Error, Result};
+mod api;
+mod item;
+
+pub(crate) use item::WorkItem;
+
+use crate::error::{nats, Error, NatsError, NatsErrorKind, Result};
 use crate::events::TaskStateChangeEvent;
 use crate::queue::{
     item_subject, validate_queue_name, Queue, QueueInfo, QUEUE_STREAM_PREFIX, WORKERS_CONSUMER,
 };
 use crate::task::{Task, TaskState};
 use async_nats::header::HeaderMap;
-use async_nats::jetstream;
-use base64::Engine;
-use bytes::Bytes;
+use async_nats::jetstream::context::{PublishAckFuture, PublishError, PublishErrorKind};
+use async_nats::jetstream::{self, stream, ErrorCode};
 use futures::StreamExt;
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::sync::Arc;
 use std::time::Duration;
+use time::OffsetDateTime;
 
 /// The stream holding one record per task.
 pub const TASKS_STREAM: &str = "CHORIA_AJ_TASKS";
@@ -26,11 +36,7 @@ pub const CONFIG_BUCKET: &str = "CHORIA_AJ_CONFIGURATION";
 /// KV bucket for leader elections.
 pub const ELECTIONS_BUCKET: &str = "CHORIA_AJ_ELECTIONS";
 
-const JS_ERR_STREAM_NOT_FOUND: u64 = 10059;
-const JS_ERR_CONSUMER_NOT_FOUND: u64 = 10014;
-const JS_ERR_NO_MESSAGE_FOUND: u64 = 10037;
-
-/// Settings used when storage is created.
+/// Settings used when storage is created, and how records are written.
 #[derive(Debug, Clone)]
 pub(crate) struct StorageSettings {
     pub memory: bool,
@@ -40,84 +46,93 @@ pub(crate) struct StorageSettings {
     pub keys: crate::signing::Keys,
 }
 
-/// An error reply from the JetStream API.
-#[derive(Debug, Clone, Deserialize)]
-pub(crate) struct ApiError {
-    #[serde(default)]
-    pub err_code: u64,
-    #[serde(default)]
-    pub description: String,
-}
-
-#[derive(Debug)]
-pub(crate) enum ApiFailure {
-    Api(ApiError),
-    Transport(String),
-}
-
-impl ApiFailure {
-    fn code(&self) -> Option<u64> {
-        match self {
-            ApiFailure::Api(e) => Some(e.err_code),
-            ApiFailure::Transport(_) => None,
+impl Default for StorageSettings {
+    fn default() -> Self {
+        StorageSettings {
+            memory: false,
+            replicas: 1,
+            task_retention: Duration::ZERO,
+            discard: Vec::new(),
+            keys: crate::signing::Keys::none(),
         }
     }
 }
 
-impl std::fmt::Display for ApiFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ApiFailure::Api(e) => write!(f, "{} (JetStream error {})", e.description, e.err_code),
-            ApiFailure::Transport(e) => f.write_str(e),
-        }
+/// Replicas must be 1 to 5 (JetStream's limit).
+pub(crate) fn validate_replicas(n: usize) -> Result<()> {
+    if !(1..=5).contains(&n) {
+        return Err(Error::Config("replicas must be between 1 and 5".into()));
     }
+    Ok(())
 }
 
-#[derive(Deserialize)]
-struct StoredMessage {
-    #[serde(default)]
-    seq: u64,
-    #[serde(default)]
-    data: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct MsgGetResponse {
-    message: StoredMessage,
-}
-
-/// Stream and consumer state as reported by the server (subset).
-#[derive(Debug, Clone, Deserialize)]
-pub(crate) struct StreamInfoRaw {
-    pub config: Value,
-    pub state: StreamStateRaw,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-pub(crate) struct StreamStateRaw {
-    #[serde(default)]
+/// What the server reports about one stream: the task store, a queue's
+/// stream or a KV bucket's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamDetails {
+    /// The stream's name.
+    pub name: String,
+    /// Messages stored.
     pub messages: u64,
-    #[serde(default)]
+    /// Bytes stored.
     pub bytes: u64,
+    /// Time of the oldest message (`None` when empty).
+    pub first_time: Option<OffsetDateTime>,
+    /// Time of the newest message (`None` when empty).
+    pub last_time: Option<OffsetDateTime>,
+    /// How long messages are kept (zero = forever).
+    pub max_age: Duration,
+    /// Message limit (-1 = unlimited).
+    pub max_messages: i64,
+    /// When full, the oldest message is dropped instead of refusing new ones.
+    pub discard_old: bool,
+    /// Memory storage rather than file storage.
+    pub memory: bool,
+    /// Replicas.
+    pub replicas: usize,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-pub(crate) struct ConsumerInfoRaw {
-    pub config: Value,
-    #[serde(default)]
-    pub num_ack_pending: u64,
-    #[serde(default)]
-    pub num_pending: u64,
-    #[serde(default)]
-    pub num_waiting: u64,
+impl StreamDetails {
+    fn from_info(info: &stream::Info) -> StreamDetails {
+        let time = |t: OffsetDateTime| (t.year() > 1 && t.unix_timestamp() != 0).then_some(t);
+        let empty = info.state.messages == 0;
+        StreamDetails {
+            name: info.config.name.clone(),
+            messages: info.state.messages,
+            bytes: info.state.bytes,
+            first_time: if empty {
+                None
+            } else {
+                time(info.state.first_timestamp)
+            },
+            last_time: if empty {
+                None
+            } else {
+                time(info.state.last_timestamp)
+            },
+            max_age: info.config.max_age,
+            max_messages: info.config.max_messages,
+            discard_old: info.config.discard == stream::DiscardPolicy::Old,
+            memory: info.config.storage == stream::StorageType::Memory,
+            replicas: info.config.num_replicas.max(1),
+        }
+    }
 }
 
-/// Task store and queue access over one NATS connection.
+/// Task store and queue access over one NATS connection. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Storage {
     pub nc: async_nats::Client,
     pub js: jetstream::Context,
-    pub settings: StorageSettings,
+    pub settings: Arc<StorageSettings>,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
 }
 
 fn ns(d: Duration) -> u64 {
@@ -127,7 +142,11 @@ fn ns(d: Duration) -> u64 {
 impl Storage {
     pub fn new(nc: async_nats::Client, settings: StorageSettings) -> Storage {
         let js = jetstream::new(nc.clone());
-        Storage { nc, js, settings }
+        Storage {
+            nc,
+            js,
+            settings: Arc::new(settings),
+        }
     }
 
     fn storage_type(&self) -> &'static str {
@@ -136,30 +155,6 @@ impl Storage {
         } else {
             "file"
         }
-    }
-
-    /// One JetStream API request (`$JS.API.<api>`), decoding the reply or its error.
-    pub async fn api<T: DeserializeOwned>(&self, api: &str, body: &Value) -> Result<T, ApiFailure> {
-        let subject = format!("$JS.API.{api}");
-        let payload = if body.is_null() {
-            Bytes::new()
-        } else {
-            Bytes::from(serde_json::to_vec(body).expect("JSON value encodes"))
-        };
-        let msg = self
-            .nc
-            .request(subject, payload)
-            .await
-            .map_err(|e| ApiFailure::Transport(format!("JetStream API {api}: {e}")))?;
-        #[derive(Deserialize)]
-        struct ErrProbe {
-            error: Option<ApiError>,
-        }
-        if let Ok(ErrProbe { error: Some(e) }) = serde_json::from_slice::<ErrProbe>(&msg.payload) {
-            return Err(ApiFailure::Api(e));
-        }
-        serde_json::from_slice(&msg.payload)
-            .map_err(|e| ApiFailure::Transport(format!("JetStream API {api}: invalid reply: {e}")))
     }
 
     pub fn max_payload(&self) -> usize {
@@ -175,34 +170,50 @@ impl Storage {
         Ok(())
     }
 
-    // ----- preparation -------------------------------------------------------------------
-
-    async fn stream_exists(&self, name: &str) -> Result<bool> {
-        match self
-            .api::<Value>(&format!("STREAM.INFO.{name}"), &Value::Null)
+    async fn stream(&self, name: &str) -> Result<stream::Stream<()>> {
+        self.js
+            .get_stream_no_info(name)
             .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) if e.code() == Some(JS_ERR_STREAM_NOT_FOUND) => Ok(false),
-            Err(e) => Err(Error::nats(e)),
+            .map_err(|e| nats(format!("stream {name}"), e).into())
+    }
+
+    /// The stream's details, `None` when it does not exist.
+    pub async fn stream_details(&self, name: &str) -> Result<Option<StreamDetails>> {
+        match self.js.get_stream(name).await {
+            Ok(mut s) => Ok(Some(StreamDetails::from_info(
+                s.info()
+                    .await
+                    .map_err(|e| nats(format!("stream {name}"), e))?,
+            ))),
+            Err(e) => {
+                let e = nats(format!("loading stream {name}"), e);
+                if api::is(&e, ErrorCode::STREAM_NOT_FOUND) {
+                    Ok(None)
+                } else {
+                    Err(e.into())
+                }
+            }
         }
     }
 
+    // ----- preparation -------------------------------------------------------------------
+
     async fn create_stream(&self, name: &str, config: Value) -> Result<()> {
-        match self
-            .api::<Value>(&format!("STREAM.CREATE.{name}"), &config)
-            .await
+        match api::request::<Value>(&self.js, &format!("STREAM.CREATE.{name}"), &config, || {
+            format!("creating stream {name}")
+        })
+        .await
         {
             Ok(_) => Ok(()),
             // created concurrently by another process: fine, it is loaded unchanged
-            Err(ApiFailure::Api(e)) if e.err_code == 10058 => Ok(()),
-            Err(e) => Err(Error::Nats(format!("creating stream {name}: {e}"))),
+            Err(e) if api::is(&e, ErrorCode::STREAM_NAME_EXIST) => Ok(()),
+            Err(e) => Err(e.into()),
         }
     }
 
     /// Creates `CHORIA_AJ_TASKS` unless it exists (an existing stream is used unchanged).
     pub async fn prepare_tasks(&self) -> Result<()> {
-        if self.stream_exists(TASKS_STREAM).await? {
+        if self.stream_details(TASKS_STREAM).await?.is_some() {
             return Ok(());
         }
         let config = json!({
@@ -245,7 +256,7 @@ impl Storage {
             ),
         ] {
             let name = format!("KV_{bucket}");
-            if self.stream_exists(&name).await? {
+            if self.stream_details(&name).await?.is_some() {
                 continue;
             }
             let dupe = if !ttl.is_zero() && ttl < Duration::from_secs(120) {
@@ -285,7 +296,7 @@ impl Storage {
     pub async fn prepare_queue(&self, queue: &Queue) -> Result<Queue> {
         validate_queue_name(&queue.name)?;
         let stream = queue.stream_name();
-        if !self.stream_exists(&stream).await? {
+        if self.stream_details(&stream).await?.is_none() {
             if queue.no_create {
                 return Err(Error::QueueNotFound(queue.name.clone()));
             }
@@ -313,56 +324,38 @@ impl Storage {
             });
             self.create_stream(&stream, config).await?;
         }
-        match self
-            .api::<Value>(
-                &format!("CONSUMER.INFO.{stream}.{WORKERS_CONSUMER}"),
-                &Value::Null,
-            )
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if e.code() == Some(JS_ERR_CONSUMER_NOT_FOUND) => {
-                if queue.no_create {
-                    return Err(Error::QueueConsumerNotFound(queue.name.clone()));
-                }
-                let run_time = if queue.max_run_time.is_zero() {
-                    crate::queue::DEFAULT_MAX_RUN_TIME
-                } else {
-                    queue.max_run_time
-                };
-                let config = json!({
-                    "stream_name": stream,
-                    "config": {
-                        "ack_policy": "explicit",
-                        "ack_wait": ns(run_time),
-                        "deliver_policy": "all",
-                        "durable_name": WORKERS_CONSUMER,
-                        "name": WORKERS_CONSUMER,
-                        "max_ack_pending": if queue.max_concurrent > 0 { queue.max_concurrent } else { crate::queue::DEFAULT_MAX_CONCURRENT },
-                        "max_deliver": if queue.max_tries > 0 { queue.max_tries } else { -1 },
-                        "replay_policy": "instant",
-                        "num_replicas": 0,
-                        "pause_until": "0001-01-01T00:00:00Z",
-                    },
-                    "action": "",
-                });
-                self.api::<Value>(
-                    &format!("CONSUMER.CREATE.{stream}.{WORKERS_CONSUMER}"),
-                    &config,
-                )
-                .await
-                .map_err(|e| {
-                    Error::Nats(format!(
-                        "creating consumer {stream}.{WORKERS_CONSUMER}: {e}"
-                    ))
-                })?;
+        if self.workers_info(&stream, &queue.name).await?.is_none() {
+            if queue.no_create {
+                return Err(Error::QueueConsumerNotFound(queue.name.clone()));
             }
-            Err(e) => return Err(Error::nats(e)),
+            let config = json!({
+                "stream_name": stream,
+                "config": {
+                    "ack_policy": "explicit",
+                    "ack_wait": ns(queue.effective_max_run_time()),
+                    "deliver_policy": "all",
+                    "durable_name": WORKERS_CONSUMER,
+                    "name": WORKERS_CONSUMER,
+                    "max_ack_pending": queue.effective_max_concurrent(),
+                    "max_deliver": if queue.max_tries > 0 { queue.max_tries } else { -1 },
+                    "replay_policy": "instant",
+                    "num_replicas": 0,
+                    "pause_until": "0001-01-01T00:00:00Z",
+                },
+                "action": "",
+            });
+            api::request::<Value>(
+                &self.js,
+                &format!("CONSUMER.CREATE.{stream}.{WORKERS_CONSUMER}"),
+                &config,
+                || format!("creating consumer {stream}.{WORKERS_CONSUMER}"),
+            )
+            .await?;
         }
         Ok(self.queue_info(&queue.name).await?.queue)
     }
 
-    // ----- tasks -------------------------------------------------------------------------
+    // ----- task records ------------------------------------------------------------------
 
     /// Saves the task with optimistic concurrency and publishes its state event.
     pub async fn save_task(&self, task: &mut Task) -> Result<()> {
@@ -371,7 +364,7 @@ impl Storage {
     }
 
     /// Sends the task record; the returned future resolves to its publish ack.
-    pub async fn start_save(&self, task: &Task) -> Result<jetstream::context::PublishAckFuture> {
+    pub async fn start_save(&self, task: &Task) -> Result<PublishAckFuture> {
         let body = task.to_json()?;
         self.check_size("task record", body.len())?;
         let mut headers = HeaderMap::new();
@@ -386,16 +379,11 @@ impl Storage {
                 body.into(),
             )
             .await
-            .map_err(|e| Error::TaskUpdateFailed(publish_error_text(&e)))
+            .map_err(|e| Error::TaskUpdateFailed(nats(format!("saving task {}", task.id), e)))
     }
 
     /// Awaits a record's publish ack, remembers its sequence and publishes the event.
-    pub async fn finish_save(
-        &self,
-        task: &mut Task,
-        ack: jetstream::context::PublishAckFuture,
-    ) -> Result<()> {
-        use jetstream::context::PublishErrorKind;
+    pub async fn finish_save(&self, task: &mut Task, ack: PublishAckFuture) -> Result<()> {
         match ack.await {
             Ok(ack) => {
                 task.seq = ack.sequence;
@@ -411,7 +399,7 @@ impl Storage {
                         "task store {TASKS_STREAM} not found (no responders for {TASK_SUBJECT_PREFIX}{})",
                         task.id
                     )),
-                    _ => Error::TaskUpdateFailed(publish_error_text(&e)),
+                    _ => Error::TaskUpdateFailed(nats(format!("saving task {}", task.id), e)),
                 })
             }
         }
@@ -461,58 +449,56 @@ impl Storage {
         Ok(task)
     }
 
-    async fn load_task_raw(&self, id: &str) -> Result<(u64, Vec<u8>)> {
+    async fn load_task_raw(&self, id: &str) -> Result<(u64, bytes::Bytes)> {
         if !crate::task::is_valid_name(id) {
             return Err(Error::TaskIdInvalid(id.to_string()));
         }
-        let body = json!({ "last_by_subj": format!("{TASK_SUBJECT_PREFIX}{id}") });
-        match self
-            .api::<MsgGetResponse>(&format!("STREAM.MSG.GET.{TASKS_STREAM}"), &body)
+        let tasks = self.stream(TASKS_STREAM).await?;
+        match tasks
+            .get_last_raw_message_by_subject(&format!("{TASK_SUBJECT_PREFIX}{id}"))
             .await
         {
-            Ok(r) => {
-                let data = base64::engine::general_purpose::STANDARD
-                    .decode(r.message.data.unwrap_or_default())
-                    .map_err(|e| Error::InvalidTaskRecord {
-                        id: id.to_string(),
-                        reason: format!("invalid message data: {e}"),
-                    })?;
-                Ok((r.message.seq, data))
-            }
-            Err(e) if e.code() == Some(JS_ERR_NO_MESSAGE_FOUND) => {
-                Err(Error::TaskNotFound(id.to_string()))
-            }
-            Err(e) if e.code() == Some(JS_ERR_STREAM_NOT_FOUND) => {
-                Err(Error::StorageNotReady("task store not initialized".into()))
-            }
-            Err(e) => Err(Error::nats(e)),
+            Ok(m) => Ok((m.sequence, m.payload)),
+            Err(e) => Err(self.task_error(id, nats(format!("loading task {id}"), e))),
+        }
+    }
+
+    /// Maps "no such message" and "no such stream" to their meaning for task `id`.
+    fn task_error(&self, id: &str, e: NatsError) -> Error {
+        if api::is(&e, ErrorCode::NO_MESSAGE_FOUND) {
+            Error::TaskNotFound(id.to_string())
+        } else if api::is(&e, ErrorCode::STREAM_NOT_FOUND) {
+            Error::StorageNotReady("task store not initialized".into())
+        } else {
+            e.into()
         }
     }
 
     /// Deletes a task record (work items are untouched).
     pub async fn delete_task(&self, id: &str) -> Result<()> {
         let (seq, _) = self.load_task_raw(id).await?;
-        match self
-            .api::<Value>(
-                &format!("STREAM.MSG.DELETE.{TASKS_STREAM}"),
-                &json!({ "seq": seq }),
-            )
+        let tasks = self.stream(TASKS_STREAM).await?;
+        tasks
+            .delete_message(seq)
             .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if e.code() == Some(JS_ERR_NO_MESSAGE_FOUND) => {
-                Err(Error::TaskNotFound(id.to_string()))
-            }
-            Err(e) => Err(Error::nats(e)),
-        }
+            .map(|_| ())
+            .map_err(|e| self.task_error(id, nats(format!("deleting task {id}"), e)))
     }
 
     /// Removes every task record.
     pub async fn purge_tasks(&self) -> Result<()> {
-        self.api::<Value>(&format!("STREAM.PURGE.{TASKS_STREAM}"), &json!({}))
-            .await
-            .map(|_| ())
-            .map_err(Error::nats)
+        let tasks = self.stream(TASKS_STREAM).await?;
+        match tasks.purge().await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.task_error("", nats("purging the task store", e))),
+        }
+    }
+
+    /// The task store's details.
+    pub async fn tasks_info(&self) -> Result<StreamDetails> {
+        self.stream_details(TASKS_STREAM)
+            .await?
+            .ok_or_else(|| Error::StorageNotReady("task store not initialized".into()))
     }
 
     // ----- enqueue -----------------------------------------------------------------------
@@ -521,16 +507,17 @@ impl Storage {
     pub async fn enqueue(&self, queue: &str, task: &mut Task) -> Result<()> {
         let ack = self.start_enqueue(queue, task).await?;
         self.finish_save(task, ack).await?;
-        let item = self.start_item(queue, task).await;
+        // a retried task's earlier item may still be in the dedupe window
+        let dedupe = task.state != TaskState::Retry;
+        let traceparent = task.traceparent.clone().or_else(current_traceparent);
+        let item = self
+            .publish_item(queue, &task.id, traceparent, dedupe)
+            .await;
         self.finish_item(queue, task, item).await
     }
 
     /// Validates the task and sends its record; see [`Storage::enqueue`].
-    pub async fn start_enqueue(
-        &self,
-        queue: &str,
-        task: &mut Task,
-    ) -> Result<jetstream::context::PublishAckFuture> {
+    pub async fn start_enqueue(&self, queue: &str, task: &mut Task) -> Result<PublishAckFuture> {
         match task.state {
             TaskState::New | TaskState::Retry | TaskState::Blocked => {}
             other => return Err(Error::CannotEnqueue(other)),
@@ -543,24 +530,27 @@ impl Storage {
         self.start_save(task).await
     }
 
-    /// Sends the work item for a saved task.
-    pub async fn start_item(
+    /// Sends the work item of a saved task: the one path for every item
+    /// (enqueue, retry, and the worker's re-arm near the delivery limit).
+    /// With `dedupe` the item carries the task id as `Nats-Msg-Id`;
+    /// `traceparent` travels in a header.
+    pub async fn publish_item(
         &self,
         queue: &str,
-        task: &Task,
-    ) -> std::result::Result<jetstream::context::PublishAckFuture, jetstream::context::PublishError>
-    {
-        let body = work_item(&task.id);
+        task_id: &str,
+        traceparent: Option<String>,
+        dedupe: bool,
+    ) -> std::result::Result<PublishAckFuture, PublishError> {
+        let body = WorkItem::new(task_id).encode();
         let mut publish = jetstream::message::PublishMessage::build().payload(body.into());
-        if task.state != TaskState::Retry {
-            publish = publish.message_id(&task.id);
+        if dedupe {
+            publish = publish.message_id(task_id);
         }
-        let traceparent = task.traceparent.clone().or_else(current_traceparent);
         if let Some(tp) = traceparent {
-            publish = publish.header(TRACEPARENT_HEADER, tp.as_str());
+            publish = publish.header(item::TRACEPARENT_HEADER, tp.as_str());
         }
         self.js
-            .send_publish(item_subject(queue, &task.id), publish)
+            .send_publish(item_subject(queue, task_id), publish)
             .await
     }
 
@@ -569,12 +559,8 @@ impl Storage {
         &self,
         queue: &str,
         task: &mut Task,
-        sent: std::result::Result<
-            jetstream::context::PublishAckFuture,
-            jetstream::context::PublishError,
-        >,
+        sent: std::result::Result<PublishAckFuture, PublishError>,
     ) -> Result<()> {
-        use jetstream::context::PublishErrorKind;
         let outcome = match sent {
             Ok(fut) => fut.await,
             Err(e) => Err(e),
@@ -599,6 +585,7 @@ impl Storage {
                     Error::EnqueueRejected {
                         queue: queue.to_string(),
                         reason,
+                        source: nats(format!("publishing the work item of {}", task.id), e),
                     },
                 )
             }
@@ -629,27 +616,26 @@ impl Storage {
 
     /// Names of all queues, sorted.
     pub async fn queue_names(&self) -> Result<Vec<String>> {
+        #[derive(Deserialize)]
+        struct Page {
+            #[serde(default)]
+            total: usize,
+            #[serde(default)]
+            streams: Option<Vec<String>>,
+        }
         let mut names = Vec::new();
-        let mut offset = 0;
         loop {
-            #[derive(Deserialize)]
-            struct Page {
-                #[serde(default)]
-                total: usize,
-                #[serde(default)]
-                streams: Option<Vec<String>>,
-            }
-            let page: Page = self
-                .api(
-                    "STREAM.NAMES",
-                    &json!({"subject": "CHORIA_AJ.Q.>", "offset": offset}),
-                )
-                .await
-                .map_err(Error::nats)?;
+            let page: Page = api::request(
+                &self.js,
+                "STREAM.NAMES",
+                &json!({"subject": "CHORIA_AJ.Q.>", "offset": names.len()}),
+                || "listing queues".into(),
+            )
+            .await?;
             let got = page.streams.unwrap_or_default();
-            offset += got.len();
+            let done = got.is_empty();
             names.extend(got);
-            if offset >= page.total || names.is_empty() {
+            if done || names.len() >= page.total {
                 break;
             }
         }
@@ -665,153 +651,142 @@ impl Storage {
         Ok(names)
     }
 
+    /// The `WORKERS` consumer of a queue's stream, `None` when it is missing.
+    async fn workers_info(
+        &self,
+        stream: &str,
+        queue: &str,
+    ) -> Result<Option<jetstream::consumer::Info>> {
+        let s = self.stream(stream).await?;
+        match s.consumer_info(WORKERS_CONSUMER).await {
+            Ok(i) => Ok(Some(i)),
+            Err(e) => {
+                let e = nats(format!("loading consumer {stream}.{WORKERS_CONSUMER}"), e);
+                if api::is(&e, ErrorCode::CONSUMER_NOT_FOUND) {
+                    Ok(None)
+                } else if api::is(&e, ErrorCode::STREAM_NOT_FOUND) {
+                    Err(Error::QueueNotFound(queue.to_string()))
+                } else {
+                    Err(e.into())
+                }
+            }
+        }
+    }
+
     /// Settings and state of a queue; a missing `WORKERS` consumer is reported, not an error.
     pub async fn queue_info(&self, name: &str) -> Result<QueueInfo> {
-        let stream = format!("{QUEUE_STREAM_PREFIX}{name}");
-        let info: StreamInfoRaw = match self
-            .api(&format!("STREAM.INFO.{stream}"), &Value::Null)
-            .await
-        {
-            Ok(i) => i,
-            Err(e) if e.code() == Some(JS_ERR_STREAM_NOT_FOUND) => {
-                return Err(Error::QueueNotFound(name.to_string()))
-            }
-            Err(e) => return Err(Error::nats(e)),
-        };
-        let consumer: Option<ConsumerInfoRaw> = match self
-            .api(
-                &format!("CONSUMER.INFO.{stream}.{WORKERS_CONSUMER}"),
-                &Value::Null,
-            )
-            .await
-        {
-            Ok(c) => Some(c),
-            Err(e) if e.code() == Some(JS_ERR_CONSUMER_NOT_FOUND) => None,
-            Err(e) => return Err(Error::nats(e)),
-        };
-        let sc = &info.config;
-        let i64_of = |v: &Value, k: &str| v.get(k).and_then(Value::as_i64).unwrap_or(0);
+        let stream_name = format!("{QUEUE_STREAM_PREFIX}{name}");
+        let stream = self
+            .stream_details(&stream_name)
+            .await?
+            .ok_or_else(|| Error::QueueNotFound(name.to_string()))?;
+        let consumer = self.workers_info(&stream_name, name).await?;
         let mut queue = Queue::new(name);
-        queue.max_age = Duration::from_nanos(i64_of(sc, "max_age").max(0) as u64);
-        queue.max_entries = i64_of(sc, "max_msgs");
-        queue.discard_old = sc.get("discard").and_then(Value::as_str) == Some("old");
+        queue.max_age = stream.max_age;
+        queue.max_entries = stream.max_messages;
+        queue.discard_old = stream.discard_old;
         if let Some(c) = &consumer {
-            queue.max_run_time = Duration::from_nanos(i64_of(&c.config, "ack_wait").max(0) as u64);
-            queue.max_concurrent = i64_of(&c.config, "max_ack_pending");
-            queue.max_tries = i64_of(&c.config, "max_deliver");
+            queue.max_run_time = c.config.ack_wait;
+            queue.max_concurrent = c.config.max_ack_pending;
+            queue.max_tries = c.config.max_deliver;
         }
         Ok(QueueInfo {
             queue,
-            messages: info.state.messages,
-            bytes: info.state.bytes,
-            replicas: i64_of(sc, "num_replicas").max(1) as usize,
-            memory: sc.get("storage").and_then(Value::as_str) == Some("memory"),
-            ack_pending: consumer.as_ref().map(|c| c.num_ack_pending).unwrap_or(0),
-            pending: consumer.as_ref().map(|c| c.num_pending).unwrap_or(0),
-            waiting: consumer.as_ref().map(|c| c.num_waiting).unwrap_or(0),
+            stream,
+            ack_pending: consumer.as_ref().map_or(0, |c| c.num_ack_pending as u64),
+            pending: consumer.as_ref().map_or(0, |c| c.num_pending),
+            waiting: consumer.as_ref().map_or(0, |c| c.num_waiting as u64),
+            redelivered: consumer.as_ref().map_or(0, |c| c.num_redelivered as u64),
             has_consumer: consumer.is_some(),
         })
     }
 
     /// Removes every item from a queue (task records untouched).
     pub async fn purge_queue(&self, name: &str) -> Result<()> {
-        match self
-            .api::<Value>(
-                &format!("STREAM.PURGE.{QUEUE_STREAM_PREFIX}{name}"),
-                &json!({}),
-            )
-            .await
-        {
+        validate_queue_name(name)?;
+        let s = self.stream(&format!("{QUEUE_STREAM_PREFIX}{name}")).await?;
+        match s.purge().await {
             Ok(_) => Ok(()),
-            Err(e) if e.code() == Some(JS_ERR_STREAM_NOT_FOUND) => {
-                Err(Error::QueueNotFound(name.to_string()))
-            }
-            Err(e) => Err(Error::nats(e)),
+            Err(e) => Err(queue_error(name, nats(format!("purging queue {name}"), e))),
         }
     }
 
     /// Deletes a queue's stream.
     pub async fn delete_queue(&self, name: &str) -> Result<()> {
+        validate_queue_name(name)?;
         match self
-            .api::<Value>(
-                &format!("STREAM.DELETE.{QUEUE_STREAM_PREFIX}{name}"),
-                &Value::Null,
-            )
+            .js
+            .delete_stream(format!("{QUEUE_STREAM_PREFIX}{name}"))
             .await
         {
             Ok(_) => Ok(()),
-            Err(e) if e.code() == Some(JS_ERR_STREAM_NOT_FOUND) => {
-                Err(Error::QueueNotFound(name.to_string()))
-            }
-            Err(e) => Err(Error::nats(e)),
+            Err(e) => Err(queue_error(name, nats(format!("deleting queue {name}"), e))),
         }
     }
 
-    /// Message count and bytes of the task store.
-    pub async fn tasks_info(&self) -> Result<(u64, u64)> {
-        match self
-            .api::<StreamInfoRaw>(&format!("STREAM.INFO.{TASKS_STREAM}"), &Value::Null)
-            .await
-        {
-            Ok(i) => Ok((i.state.messages, i.state.bytes)),
-            Err(e) if e.code() == Some(JS_ERR_STREAM_NOT_FOUND) => {
-                Err(Error::StorageNotReady("task store not initialized".into()))
-            }
-            Err(e) => Err(Error::nats(e)),
-        }
-    }
-
-    /// Updates a stream's configuration with `change` (STREAM.INFO then STREAM.UPDATE).
+    /// Updates a stream's configuration with `change` (STREAM.INFO then
+    /// STREAM.UPDATE of the configuration exactly as the server has it).
     pub async fn update_stream(&self, name: &str, change: impl FnOnce(&mut Value)) -> Result<()> {
-        let info: StreamInfoRaw = match self.api(&format!("STREAM.INFO.{name}"), &Value::Null).await
-        {
-            Ok(i) => i,
-            Err(e) if e.code() == Some(JS_ERR_STREAM_NOT_FOUND) => {
-                return Err(Error::StorageNotReady(format!("stream {name} not found")))
-            }
-            Err(e) => return Err(Error::nats(e)),
-        };
+        #[derive(Deserialize)]
+        struct Info {
+            config: Value,
+        }
+        let info: Info =
+            match api::request(&self.js, &format!("STREAM.INFO.{name}"), &json!({}), || {
+                format!("loading stream {name}")
+            })
+            .await
+            {
+                Ok(i) => i,
+                Err(e) if api::is(&e, ErrorCode::STREAM_NOT_FOUND) => {
+                    return Err(Error::StorageNotReady(format!("stream {name} not found")))
+                }
+                Err(e) => return Err(e.into()),
+            };
         let mut config = info.config;
         change(&mut config);
-        self.api::<Value>(&format!("STREAM.UPDATE.{name}"), &config)
-            .await
-            .map(|_| ())
-            .map_err(|e| Error::Nats(format!("updating stream {name}: {e}")))
+        api::request::<Value>(&self.js, &format!("STREAM.UPDATE.{name}"), &config, || {
+            format!("updating stream {name}")
+        })
+        .await?;
+        Ok(())
     }
 
     /// Updates the `WORKERS` consumer of a queue with `change`.
     pub async fn update_workers(&self, queue: &str, change: impl FnOnce(&mut Value)) -> Result<()> {
+        #[derive(Deserialize)]
+        struct Info {
+            config: Value,
+        }
         let stream = format!("{QUEUE_STREAM_PREFIX}{queue}");
-        let info: ConsumerInfoRaw = match self
-            .api(
-                &format!("CONSUMER.INFO.{stream}.{WORKERS_CONSUMER}"),
-                &Value::Null,
-            )
-            .await
+        let info: Info = match api::request(
+            &self.js,
+            &format!("CONSUMER.INFO.{stream}.{WORKERS_CONSUMER}"),
+            &json!({}),
+            || format!("loading consumer {stream}.{WORKERS_CONSUMER}"),
+        )
+        .await
         {
             Ok(i) => i,
-            Err(e) if e.code() == Some(JS_ERR_STREAM_NOT_FOUND) => {
+            Err(e) if api::is(&e, ErrorCode::STREAM_NOT_FOUND) => {
                 return Err(Error::QueueNotFound(queue.into()))
             }
-            Err(e) if e.code() == Some(JS_ERR_CONSUMER_NOT_FOUND) => {
+            Err(e) if api::is(&e, ErrorCode::CONSUMER_NOT_FOUND) => {
                 return Err(Error::QueueConsumerNotFound(queue.into()))
             }
-            Err(e) => return Err(Error::nats(e)),
+            Err(e) => return Err(e.into()),
         };
         let mut config = info.config;
         change(&mut config);
         let body = json!({"stream_name": stream, "config": config, "action": ""});
-        self.api::<Value>(
+        api::request::<Value>(
+            &self.js,
             &format!("CONSUMER.CREATE.{stream}.{WORKERS_CONSUMER}"),
             &body,
+            || format!("updating consumer {stream}.{WORKERS_CONSUMER}"),
         )
-        .await
-        .map(|_| ())
-        .map_err(|e| {
-            Error::Nats(format!(
-                "updating consumer {stream}.{WORKERS_CONSUMER}: {e}"
-            ))
-        })
+        .await?;
+        Ok(())
     }
 
     /// Streams every stored task through an ordered consumer, ending at the
@@ -819,23 +794,24 @@ impl Storage {
     pub async fn list_tasks(
         &self,
     ) -> Result<impl futures::Stream<Item = Result<Task>> + Send + 'static> {
-        let (count, _) = self.tasks_info().await?;
-        let stream = self
-            .js
-            .get_stream_no_info(TASKS_STREAM)
-            .await
-            .map_err(Error::nats)?;
+        let count = self.tasks_info().await?.messages;
+        let stream = self.stream(TASKS_STREAM).await?;
         let consumer = stream
             .create_consumer(jetstream::consumer::pull::OrderedConfig {
                 deliver_policy: jetstream::consumer::DeliverPolicy::All,
                 ..Default::default()
             })
             .await
-            .map_err(Error::nats)?;
+            .map_err(|e| nats("listing tasks", e))?;
         let messages = if count == 0 {
             None
         } else {
-            Some(consumer.messages().await.map_err(Error::nats)?)
+            Some(
+                consumer
+                    .messages()
+                    .await
+                    .map_err(|e| nats("listing tasks", e))?,
+            )
         };
         let state = (messages, false);
         Ok(futures::stream::unfold(
@@ -848,11 +824,15 @@ impl Storage {
                 let next = tokio::time::timeout(Duration::from_secs(10), messages.next()).await;
                 match next {
                     Err(_) => Some((
-                        Err(Error::Nats("listing tasks: no message within 10s".into())),
+                        Err(NatsError::new(
+                            NatsErrorKind::TimedOut,
+                            "listing tasks: no message within 10s",
+                        )
+                        .into()),
                         (None, true),
                     )),
                     Ok(None) => None,
-                    Ok(Some(Err(e))) => Some((Err(Error::nats(e)), (None, true))),
+                    Ok(Some(Err(e))) => Some((Err(nats("listing tasks", e).into()), (None, true))),
                     Ok(Some(Ok(msg))) => {
                         let last = msg.info().map(|i| i.pending == 0).unwrap_or(true);
                         let id = msg
@@ -877,8 +857,14 @@ impl Storage {
     }
 }
 
-/// Header carrying the W3C trace context on work items (Go workers ignore it).
-pub(crate) const TRACEPARENT_HEADER: &str = "traceparent";
+/// Maps "no such stream" to [`Error::QueueNotFound`].
+fn queue_error(name: &str, e: NatsError) -> Error {
+    if api::is(&e, ErrorCode::STREAM_NOT_FOUND) {
+        Error::QueueNotFound(name.to_string())
+    } else {
+        e.into()
+    }
+}
 
 /// A `traceparent` for a producer running inside a tracing span: a new
 /// trace id with the span's id as parent.
@@ -888,17 +874,7 @@ fn current_traceparent() -> Option<String> {
     Some(format!("00-{trace:032x}-{:016x}-01", span.into_u64()))
 }
 
-/// The work item body, exactly as Go writes it: `{"kind":0,"job":"<id>"}`.
-pub(crate) fn work_item(id: &str) -> Vec<u8> {
-    #[derive(serde::Serialize)]
-    struct ProcessItem<'a> {
-        kind: u8,
-        job: &'a str,
-    }
-    serde_json::to_vec(&ProcessItem { kind: 0, job: id }).expect("work item encodes")
-}
-
-fn publish_error_text(e: &jetstream::context::PublishError) -> String {
+fn publish_error_text(e: &PublishError) -> String {
     use std::error::Error as _;
     match e.source() {
         Some(src) => format!("{}: {src}", e.kind()),

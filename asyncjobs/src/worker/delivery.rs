@@ -1,0 +1,235 @@
+//! One delivery walked forward: read the work item, load the task, apply
+//! the [gates](super::gates), mark it active, [run](super::execute) the
+//! handler and [record](super::outcome) what happened.
+
+use super::execute::{run_handler, Outcome};
+use super::gates::{self, Deps, Gate, Loaded};
+use super::outcome::{finish, nak, retry_or_expire, save_with_retries, send_ack, transient_delay};
+use super::{Delivered, Shared};
+use crate::error::Error;
+use crate::metrics;
+use crate::storage::WorkItem;
+use crate::task::{Task, TaskResult, TaskState};
+use async_nats::jetstream::AckKind;
+use std::sync::Arc;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+/// NAK delay after losing a race to mark a task active.
+const CONFLICT_DELAY: Duration = Duration::from_secs(1);
+
+pub(crate) async fn process(shared: &Shared, msg: async_nats::jetstream::Message) {
+    let delivered = msg.info().map(|i| i.delivered).unwrap_or(1).max(1) as u64;
+    let traceparent = WorkItem::traceparent(msg.headers.as_ref());
+    let (msg, acker) = msg.split();
+
+    // ----- the work item -----------------------------------------------------------------
+    let id = match WorkItem::decode(&msg.payload) {
+        Ok(item) => item.job,
+        Err(e) => {
+            metrics::item_corrupt(&shared.queue.name);
+            tracing::error!(
+                queue = %shared.queue.name,
+                subject = %msg.subject,
+                body = %String::from_utf8_lossy(&msg.payload),
+                "{e}; terminating it"
+            );
+            send_ack(&acker, AckKind::Term, "").await;
+            return;
+        }
+    };
+    let item = Delivered {
+        id,
+        traceparent,
+        delivered,
+    };
+    let id = item.id.as_str();
+
+    // ----- the task ----------------------------------------------------------------------
+    let mut task = match shared.storage.load_task(id).await {
+        Ok(t) => match shared.storage.settings.keys.verify(&t) {
+            Ok(()) => t,
+            Err(e) => {
+                // Go leaves such items unacknowledged forever (§16.6)
+                metrics::task_not_found(&shared.queue.name);
+                tracing::error!(queue = %shared.queue.name, task = %id, error = %e, "task failed signature verification; terminating it");
+                let mut t = t;
+                t.state = TaskState::Terminated;
+                t.last_err = e.to_string();
+                finish(shared, &acker, &mut t, AckKind::Term).await;
+                return;
+            }
+        },
+        Err(
+            e
+            @ (Error::TaskNotFound(_) | Error::InvalidTaskRecord { .. } | Error::TaskIdInvalid(_)),
+        ) => {
+            metrics::task_not_found(&shared.queue.name);
+            tracing::error!(queue = %shared.queue.name, task = %id, error = %e, "cannot load the task of a work item; terminating the item");
+            send_ack(&acker, AckKind::Term, id).await;
+            return;
+        }
+        Err(e) => {
+            metrics::task_not_found(&shared.queue.name);
+            let delay = transient_delay(delivered);
+            tracing::warn!(queue = %shared.queue.name, task = %id, error = %e, ?delay, "loading task failed: will retry");
+            nak(shared, &acker, &item, delay).await;
+            return;
+        }
+    };
+
+    // ----- the gates ---------------------------------------------------------------------
+    match gates::gate(&task, &shared.queue, OffsetDateTime::now_utc()) {
+        Gate::Run { stale } => {
+            if stale {
+                tracing::info!(task = %id, "task was active past its run time; its worker is presumed dead, running it again");
+            }
+        }
+        Gate::LeaseHeld(remaining) => {
+            tracing::debug!(task = %id, ?remaining, "task already active");
+            nak(shared, &acker, &item, remaining + Duration::from_millis(50)).await;
+            return;
+        }
+        Gate::AlreadyDone => {
+            tracing::debug!(task = %id, state = %task.state, "failed updating task state, already in desired state");
+            send_ack(&acker, AckKind::Ack, id).await;
+            return;
+        }
+        Gate::Final => {
+            tracing::info!(task = %id, state = %task.state, "work item for a task in a final state; not running it again (use retry)");
+            send_ack(&acker, AckKind::Ack, id).await;
+            return;
+        }
+        Gate::Expire(why) => {
+            match why {
+                gates::Expiry::PastDeadline => metrics::past_deadline(&shared.queue.name),
+                gates::Expiry::MaxTries => metrics::past_max_tries(&shared.queue.name),
+            }
+            task.state = TaskState::Expired;
+            task.last_err = why.last_err().into();
+            finish(shared, &acker, &mut task, AckKind::Term).await;
+            return;
+        }
+        Gate::CheckDependencies => match check_dependencies(shared, &task).await {
+            Deps::Ready(results) => {
+                if task.load_dependencies {
+                    task.dependency_results = results;
+                }
+            }
+            Deps::Waiting => {
+                nak(shared, &acker, &item, shared.settings.blocked_delay).await;
+                return;
+            }
+            Deps::Failed(detail) => {
+                metrics::dependencies_failed();
+                task.state = TaskState::Unreachable;
+                task.last_err = format!("task dependencies failed: {detail}");
+                task.tried = Some(OffsetDateTime::now_utc());
+                finish(shared, &acker, &mut task, AckKind::Term).await;
+                return;
+            }
+        },
+    }
+
+    // ----- mark active -------------------------------------------------------------------
+    // The try is counted when it starts (Go counts it when it ends), so a
+    // task whose handler kills its worker still runs out of tries.
+    task.state = TaskState::Active;
+    task.tried = Some(OffsetDateTime::now_utc());
+    task.last_err.clear();
+    task.tries += 1;
+    if let Err(e) = shared.storage.save_task(&mut task).await {
+        let delay = match e {
+            Error::ConcurrentUpdate(_) => CONFLICT_DELAY,
+            _ => transient_delay(delivered),
+        };
+        tracing::warn!(task = %id, error = %e, "failed updating task state active");
+        nak(shared, &acker, &item, delay).await;
+        return;
+    }
+
+    // ----- run the handler ---------------------------------------------------------------
+    let acker = Arc::new(acker);
+    let outcome = run_handler(shared, &task, acker.clone(), item.traceparent.clone()).await;
+
+    // ----- record the outcome ------------------------------------------------------------
+    let now = OffsetDateTime::now_utc();
+    task.tried = Some(now);
+    let limit = shared.queue.effective_max_tries(task.max_tries);
+    let failure = |task: &mut Task, err: String| {
+        task.last_err = err;
+        if limit.is_some_and(|l| task.tries >= l) {
+            task.state = TaskState::Expired;
+            true
+        } else {
+            task.state = TaskState::Retry;
+            false
+        }
+    };
+    match outcome {
+        Outcome::Done(Ok(output)) => {
+            task.state = TaskState::Complete;
+            task.last_err.clear();
+            task.result = Some(TaskResult {
+                payload: output,
+                completed: now,
+            });
+            finish(shared, &acker, &mut task, AckKind::Ack).await;
+        }
+        Outcome::Done(Err(e)) if e.is_terminate() => {
+            task.state = TaskState::Terminated;
+            task.last_err = e.message().to_string();
+            finish(shared, &acker, &mut task, AckKind::Term).await;
+        }
+        Outcome::Done(Err(e)) => {
+            let expired = failure(&mut task, e.message().to_string());
+            retry_or_expire(shared, &acker, &mut task, &item, expired).await;
+        }
+        Outcome::Panicked(msg) => {
+            let expired = failure(&mut task, format!("handler panicked: {msg}"));
+            retry_or_expire(shared, &acker, &mut task, &item, expired).await;
+        }
+        Outcome::TimedOut => {
+            let expired = failure(
+                &mut task,
+                format!(
+                    "handler exceeded the queue's max run time of {:?}",
+                    shared.queue.effective_max_run_time()
+                ),
+            );
+            retry_or_expire(shared, &acker, &mut task, &item, expired).await;
+        }
+        Outcome::Shutdown => {
+            task.state = TaskState::Retry;
+            task.last_err = "worker shut down before the handler finished".into();
+            if let Err(e) = save_with_retries(shared, &mut task).await {
+                tracing::error!(task = %task.id, error = %e, "saving task state failed");
+            }
+            send_ack(&acker, AckKind::Nak(None), &task.id).await;
+        }
+    }
+}
+
+/// Loads every dependency (verified) and judges them.
+async fn check_dependencies(shared: &Shared, task: &Task) -> Deps {
+    let mut loaded = Vec::with_capacity(task.dependencies.len());
+    for dep in &task.dependencies {
+        let l = match shared.storage.load_verified(dep).await {
+            Ok(d) => Loaded::Task(Box::new(d)),
+            Err(Error::TaskNotFound(_)) => Loaded::NotFound,
+            Err(e @ (Error::Signature(_) | Error::InvalidTaskRecord { .. })) => {
+                Loaded::Unusable(e.to_string())
+            }
+            Err(e) => {
+                tracing::warn!(task = %task.id, dependency = %dep, error = %e, "loading dependency failed");
+                Loaded::Unavailable
+            }
+        };
+        let failed = matches!(l, Loaded::NotFound | Loaded::Unusable(_));
+        loaded.push((dep.clone(), l));
+        if failed {
+            break;
+        }
+    }
+    gates::judge_dependencies(task, loaded)
+}

@@ -1,0 +1,139 @@
+//! Fetching work: pull requests sized to free concurrency slots, and the
+//! dispatcher that spawns one [`process`](super::delivery::process) per item.
+
+use super::delivery::process;
+use super::pull::{Delivery, Puller};
+use super::Shared;
+use crate::metrics;
+use crate::retry::{LinearPolicy, RetryPolicy};
+use async_nats::jetstream::{self, AckKind};
+use futures::{FutureExt, StreamExt};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How long freed slots are gathered into one pull request under load.
+const GATHER: Duration = Duration::from_millis(1);
+/// Most items asked for in one pull request.
+const MAX_BATCH: usize = 256;
+/// Most pull requests outstanding at once (the server allows 512 per consumer).
+const MAX_PULLS: usize = 32;
+
+/// Pulls and dispatches until `shutdown`; returns once no new item will
+/// be started (running ones are tracked by `tracker`).
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    puller: Puller,
+    mut inbox: async_nats::Subscriber,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+) {
+    let concurrency = shared.settings.concurrency;
+    let puller = Arc::new(puller);
+    let slots = Arc::new(Semaphore::new(concurrency));
+    let pulls = Arc::new(Semaphore::new(MAX_PULLS));
+    let backoff = LinearPolicy::ten_seconds();
+    let mut failures = 0u64;
+
+    // Items of every pull request arrive on one inbox; each runs under a
+    // permit its request reserved.
+    let dispatcher = {
+        let (shared, puller, tracker, stop) = (
+            shared.clone(),
+            puller.clone(),
+            tracker.clone(),
+            shutdown.clone(),
+        );
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                let msg = tokio::select! {
+                    biased;
+                    _ = stop.cancelled() => break,
+                    m = inbox.next() => match m { Some(m) => m, None => break },
+                    _ = tick.tick() => { puller.expire(); continue; }
+                };
+                match puller.take(&msg) {
+                    Delivery::Control => {}
+                    Delivery::Item(permit) => {
+                        let shared = shared.clone();
+                        let msg = jetstream::Message {
+                            message: msg,
+                            context: shared.storage.js.clone(),
+                        };
+                        tracker.spawn(async move {
+                            process(&shared, msg).await;
+                            drop(permit);
+                        });
+                    }
+                    Delivery::Stray => hand_back(&shared, msg).await,
+                }
+            }
+            // Shutting down: items already received are handed back at
+            // once rather than waiting out their ack wait.
+            puller.clear();
+            while let Some(Some(msg)) = inbox.next().now_or_never() {
+                if matches!(puller.take(&msg), Delivery::Stray) {
+                    hand_back(&shared, msg).await;
+                }
+            }
+        })
+    };
+
+    let batch_target = (concurrency / 2).clamp(1, MAX_BATCH);
+    loop {
+        let first = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            p = slots.clone().acquire_owned() => p.expect("semaphore open"),
+        };
+        // Under load, gather the slots freed within a moment so one pull
+        // request asks for several items (idle workers already have their
+        // free slots waiting in pull requests, so this adds no latency).
+        let mut permits = vec![first];
+        let gather_until = tokio::time::Instant::now() + GATHER;
+        while permits.len() < batch_target {
+            match slots.clone().try_acquire_owned() {
+                Ok(p) => permits.push(p),
+                Err(_) => {
+                    match tokio::time::timeout_at(gather_until, slots.clone().acquire_owned()).await
+                    {
+                        Ok(p) => permits.push(p.expect("semaphore open")),
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
+        let pull = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            p = pulls.clone().acquire_owned() => p.expect("semaphore open"),
+        };
+        metrics::poll(&shared.queue.name, 1);
+        match puller.request(permits, pull).await {
+            Ok(()) => failures = 0,
+            Err(e) => {
+                metrics::poll_error(&shared.queue.name);
+                failures += 1;
+                let delay = backoff.duration(failures);
+                tracing::warn!(queue = %shared.queue.name, error = %e, ?delay, "pulling work items failed");
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+    let _ = dispatcher.await;
+}
+
+/// Returns an item nobody will process to the queue at once.
+async fn hand_back(shared: &Shared, msg: async_nats::Message) {
+    let msg = jetstream::Message {
+        message: msg,
+        context: shared.storage.js.clone(),
+    };
+    if let Err(e) = msg.ack_with(AckKind::Nak(None)).await {
+        tracing::debug!(error = %e, "handing back a work item failed; it is redelivered after its ack wait");
+    }
+}

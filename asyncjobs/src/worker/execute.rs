@@ -1,0 +1,127 @@
+//! Running one handler: its lease (time-out, heartbeats), cancellation at
+//! shutdown, panics caught.
+
+use super::Shared;
+use crate::handler::{HandlerResult, Lease, TaskContext};
+use crate::metrics;
+use crate::task::Task;
+use async_nats::jetstream::message::Acker;
+use async_nats::jetstream::AckKind;
+use std::sync::Arc;
+use time::OffsetDateTime;
+
+/// How a handler run ended.
+pub(crate) enum Outcome {
+    /// The handler returned.
+    Done(HandlerResult),
+    /// The handler panicked, with the panic message.
+    Panicked(String),
+    /// The lease ran out.
+    TimedOut,
+    /// The worker stopped it (grace period over).
+    Shutdown,
+}
+
+/// Runs the router's handler for `task` under the queue's run time.
+pub(crate) async fn run_handler(
+    shared: &Shared,
+    task: &Task,
+    acker: Arc<Acker>,
+    traceparent: Option<String>,
+) -> Outcome {
+    let max_run_time = shared.queue.effective_max_run_time();
+    let lease = Arc::new(Lease {
+        deadline: std::sync::Mutex::new(tokio::time::Instant::now() + max_run_time),
+        max_run_time,
+        acker: Some(acker),
+        changed: tokio::sync::Notify::new(),
+    });
+    let cancel = shared.hard_stop.child_token();
+    let ctx = TaskContext {
+        task: Arc::new(task.clone()),
+        cancel: cancel.clone(),
+        lease: Some(lease.clone()),
+        deadline: Some(OffsetDateTime::now_utc() + max_run_time),
+        traceparent: traceparent.clone(),
+    };
+    metrics::handler_started();
+    let started = std::time::Instant::now();
+    let trace_id = traceparent
+        .as_deref()
+        .and_then(|tp| tp.split('-').nth(1))
+        .unwrap_or("");
+    let span = tracing::info_span!(
+        "task",
+        id = %task.id,
+        r#type = %task.task_type,
+        queue = %task.queue,
+        try_ = task.tries,
+        trace_id = %trace_id,
+        traceparent = traceparent.as_deref().unwrap_or(""),
+    );
+    let fut = tracing::Instrument::instrument(shared.router.dispatch(ctx, task.clone()), span);
+    let mut join = tokio::spawn(fut);
+    let beat_every = max_run_time / 2;
+    let hard_cap = shared
+        .settings
+        .heartbeat_cap
+        .map(|cap| tokio::time::Instant::now() + cap.max(max_run_time));
+    let mut next_beat = tokio::time::Instant::now() + beat_every;
+    let outcome = loop {
+        let deadline = *lease.deadline.lock().expect("lease lock");
+        tokio::select! {
+            _ = tokio::time::sleep_until(next_beat), if hard_cap.is_some_and(|cap| next_beat < cap) => {
+                // automatic heartbeat: keep the item and the lease alive up to the cap
+                next_beat += beat_every;
+                if let Some(acker) = &lease.acker {
+                    if let Err(e) = acker.ack_with(AckKind::Progress).await {
+                        tracing::warn!(task = %task.id, error = %e, "in-progress heartbeat failed");
+                        continue;
+                    }
+                }
+                let cap = hard_cap.expect("checked");
+                let extended = (tokio::time::Instant::now() + max_run_time).min(cap);
+                let mut d = lease.deadline.lock().expect("lease lock");
+                if extended > *d {
+                    *d = extended;
+                }
+            }
+            res = &mut join => break match res {
+                Ok(r) => Outcome::Done(r),
+                Err(e) if e.is_panic() => Outcome::Panicked(panic_message(e.into_panic())),
+                Err(_) => Outcome::Shutdown,
+            },
+            _ = lease.changed.notified() => continue,
+            _ = tokio::time::sleep_until(deadline) => {
+                if *lease.deadline.lock().expect("lease lock") > deadline {
+                    continue;
+                }
+                cancel.cancel();
+                join.abort();
+                break Outcome::TimedOut;
+            }
+            _ = shared.hard_stop.cancelled() => {
+                join.abort();
+                break Outcome::Shutdown;
+            }
+        }
+    };
+    let failed = !matches!(outcome, Outcome::Done(Ok(_)));
+    metrics::handler_finished(
+        &shared.queue.name,
+        &task.task_type,
+        started.elapsed().as_secs_f64(),
+        failed,
+    );
+    outcome
+}
+
+fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic payload".to_string()
+    }
+}

@@ -1,0 +1,331 @@
+//! The delivery gates (reference §5.2): whether a delivered task runs now,
+//! waits, or ends. Pure functions of the task, its queue's settings and the
+//! time, so every rule is unit-tested without a server.
+
+use crate::queue::Queue;
+use crate::task::{Task, TaskResult, TaskState};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+/// How long past its max run time an `active` task's worker is given to
+/// record the outcome before the task is presumed abandoned.
+pub(crate) const STALE_MARGIN: Duration = Duration::from_secs(2);
+
+/// What to do with a delivered task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Gate {
+    /// Mark it active and run the handler. `stale` when it was `active`
+    /// past its lease (its worker is presumed dead).
+    Run {
+        /// The task was found `active` past its lease.
+        stale: bool,
+    },
+    /// Another worker's lease on the running task lasts this much longer.
+    LeaseHeld(Duration),
+    /// Already `complete`, `expired` or `unreachable`: acknowledge.
+    AlreadyDone,
+    /// `terminated` or `queue_error`: acknowledge without running (§16.9).
+    Final,
+    /// Save it `expired` and terminate the item.
+    Expire(Expiry),
+    /// `blocked` on dependencies: look them up, then [`judge_dependencies`].
+    CheckDependencies,
+}
+
+/// Why a task expires at delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Expiry {
+    /// Its deadline has passed.
+    PastDeadline,
+    /// It has had all the tries the task and queue allow (§16.8).
+    MaxTries,
+}
+
+impl Expiry {
+    /// The task's `last_err`, as Go writes it.
+    pub fn last_err(self) -> &'static str {
+        match self {
+            Expiry::PastDeadline => "past deadline",
+            Expiry::MaxTries => "exceeded maximum tries",
+        }
+    }
+}
+
+/// The lease a running handler holds on its task: the queue's run time
+/// plus [`STALE_MARGIN`].
+pub(crate) fn lease(queue: &Queue) -> Duration {
+    queue.effective_max_run_time() + STALE_MARGIN
+}
+
+/// Applies the gates in Go's order: state, deadline, tries, dependencies.
+pub(crate) fn gate(task: &Task, queue: &Queue, now: OffsetDateTime) -> Gate {
+    let mut stale = false;
+    match task.state {
+        TaskState::Active => {
+            let lease = lease(queue);
+            let elapsed = task
+                .tried
+                .and_then(|t| Duration::try_from(now - t).ok().or(Some(Duration::ZERO)));
+            match elapsed {
+                Some(elapsed) if elapsed < lease => return Gate::LeaseHeld(lease - elapsed),
+                _ => stale = true,
+            }
+        }
+        TaskState::Complete | TaskState::Expired | TaskState::Unreachable => {
+            return Gate::AlreadyDone
+        }
+        TaskState::Terminated | TaskState::QueueError => return Gate::Final,
+        _ => {}
+    }
+    if task.deadline.is_some_and(|d| now > d) {
+        return Gate::Expire(Expiry::PastDeadline);
+    }
+    if queue
+        .effective_max_tries(task.max_tries)
+        .is_some_and(|limit| task.tries >= limit)
+    {
+        return Gate::Expire(Expiry::MaxTries);
+    }
+    if task.state == TaskState::Blocked && !task.dependencies.is_empty() {
+        return Gate::CheckDependencies;
+    }
+    Gate::Run { stale }
+}
+
+/// How one dependency looked when it was loaded.
+#[derive(Debug)]
+pub(crate) enum Loaded {
+    /// The record, verified.
+    Task(Box<Task>),
+    /// No record.
+    NotFound,
+    /// A record that can never be used (bad signature, undecodable), with why.
+    Unusable(String),
+    /// A transient failure (logged by the caller): look again later.
+    Unavailable,
+}
+
+/// The verdict on a blocked task's dependencies.
+#[derive(Debug)]
+pub(crate) enum Deps {
+    /// All complete: their results (when the task asked for them).
+    Ready(BTreeMap<String, Option<TaskResult>>),
+    /// Some are not finished yet.
+    Waiting,
+    /// One can never complete; the detail names it (§16.10).
+    Failed(String),
+}
+
+/// Judges dependencies in order: the first that failed decides; otherwise
+/// any unfinished one means waiting.
+pub(crate) fn judge_dependencies(task: &Task, loaded: Vec<(String, Loaded)>) -> Deps {
+    let mut waiting = false;
+    let mut results = BTreeMap::new();
+    for (dep, l) in loaded {
+        match l {
+            Loaded::Task(d) => match d.state {
+                TaskState::Complete => {
+                    if task.load_dependencies {
+                        results.insert(dep, d.result);
+                    }
+                }
+                TaskState::Expired
+                | TaskState::Terminated
+                | TaskState::QueueError
+                | TaskState::Unreachable
+                | TaskState::Unknown => {
+                    let state = if d.state == TaskState::Unknown {
+                        "an unknown state".to_string()
+                    } else {
+                        format!("state {}", d.state)
+                    };
+                    return Deps::Failed(format!("dependency {dep} is in {state}"));
+                }
+                _ => waiting = true,
+            },
+            Loaded::NotFound => return Deps::Failed(format!("task not found: {dep}")),
+            Loaded::Unusable(why) => return Deps::Failed(format!("dependency {dep}: {why}")),
+            Loaded::Unavailable => waiting = true,
+        }
+    }
+    if waiting {
+        Deps::Waiting
+    } else {
+        Deps::Ready(results)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    const NOW: OffsetDateTime = datetime!(2026-11-29 12:00:00 UTC);
+
+    fn task(state: TaskState) -> Task {
+        let mut t = Task::new("t", &()).unwrap();
+        t.state = state;
+        t
+    }
+
+    fn queue() -> Queue {
+        Queue::new("Q").max_run_time(Duration::from_secs(60))
+    }
+
+    #[test]
+    fn new_and_retry_run() {
+        for s in [TaskState::New, TaskState::Retry, TaskState::Blocked] {
+            assert_eq!(gate(&task(s), &queue(), NOW), Gate::Run { stale: false });
+        }
+    }
+
+    #[test]
+    fn finished_states_are_not_run() {
+        for s in [
+            TaskState::Complete,
+            TaskState::Expired,
+            TaskState::Unreachable,
+        ] {
+            assert_eq!(gate(&task(s), &queue(), NOW), Gate::AlreadyDone);
+        }
+        for s in [TaskState::Terminated, TaskState::QueueError] {
+            assert_eq!(gate(&task(s), &queue(), NOW), Gate::Final);
+        }
+    }
+
+    #[test]
+    fn active_within_lease_waits_for_the_rest_of_it() {
+        let mut t = task(TaskState::Active);
+        t.tried = Some(NOW - Duration::from_secs(20));
+        assert_eq!(
+            gate(&t, &queue(), NOW),
+            Gate::LeaseHeld(Duration::from_secs(42))
+        );
+        // a clock behind the task's: the whole lease remains
+        t.tried = Some(NOW + Duration::from_secs(5));
+        assert_eq!(gate(&t, &queue(), NOW), Gate::LeaseHeld(lease(&queue())));
+    }
+
+    #[test]
+    fn active_past_lease_runs_again() {
+        let mut t = task(TaskState::Active);
+        t.tried = Some(NOW - Duration::from_secs(62));
+        assert_eq!(gate(&t, &queue(), NOW), Gate::Run { stale: true });
+        t.tried = None;
+        assert_eq!(gate(&t, &queue(), NOW), Gate::Run { stale: true });
+    }
+
+    #[test]
+    fn zero_run_time_means_one_hour() {
+        let mut t = task(TaskState::Active);
+        t.tried = Some(NOW - Duration::from_secs(3000));
+        assert!(matches!(
+            gate(&t, &Queue::new("Q"), NOW),
+            Gate::LeaseHeld(_)
+        ));
+    }
+
+    #[test]
+    fn deadline_then_tries() {
+        let mut t = task(TaskState::New);
+        t.deadline = Some(NOW - Duration::from_secs(1));
+        t.tries = 99;
+        t.max_tries = 1;
+        assert_eq!(gate(&t, &queue(), NOW), Gate::Expire(Expiry::PastDeadline));
+        t.deadline = Some(NOW + Duration::from_secs(1));
+        assert_eq!(gate(&t, &queue(), NOW), Gate::Expire(Expiry::MaxTries));
+        // a stale active task is also judged by deadline and tries
+        t.state = TaskState::Active;
+        assert_eq!(gate(&t, &queue(), NOW), Gate::Expire(Expiry::MaxTries));
+    }
+
+    #[test]
+    fn queue_max_tries_caps_the_task() {
+        let mut t = task(TaskState::Retry);
+        t.max_tries = 10;
+        t.tries = 3;
+        assert_eq!(
+            gate(&t, &queue().max_tries(3), NOW),
+            Gate::Expire(Expiry::MaxTries)
+        );
+        assert_eq!(gate(&t, &queue(), NOW), Gate::Run { stale: false });
+        t.max_tries = 0;
+        t.tries = 1000;
+        assert_eq!(gate(&t, &queue(), NOW), Gate::Run { stale: false });
+    }
+
+    #[test]
+    fn blocked_with_dependencies_checks_them() {
+        let mut t = task(TaskState::Blocked);
+        t.dependencies = vec!["a".into()];
+        assert_eq!(gate(&t, &queue(), NOW), Gate::CheckDependencies);
+    }
+
+    fn failed(d: Deps) -> String {
+        match d {
+            Deps::Failed(why) => why,
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn dependency_verdicts() {
+        let mut t = task(TaskState::Blocked);
+        t.load_dependencies = true;
+        let done = |id: &str| {
+            (
+                id.to_string(),
+                Loaded::Task(Box::new(task(TaskState::Complete))),
+            )
+        };
+        assert!(matches!(
+            judge_dependencies(&t, vec![done("a"), done("b")]),
+            Deps::Ready(r) if r.len() == 2
+        ));
+        assert!(matches!(
+            judge_dependencies(
+                &t,
+                vec![
+                    done("a"),
+                    ("b".into(), Loaded::Task(Box::new(task(TaskState::Active))))
+                ]
+            ),
+            Deps::Waiting
+        ));
+        assert!(matches!(
+            judge_dependencies(&t, vec![("b".into(), Loaded::Unavailable), done("a")]),
+            Deps::Waiting
+        ));
+        assert_eq!(
+            failed(judge_dependencies(
+                &t,
+                vec![
+                    ("b".into(), Loaded::Unavailable),
+                    ("c".into(), Loaded::Task(Box::new(task(TaskState::Expired))))
+                ]
+            )),
+            "dependency c is in state expired"
+        );
+        assert_eq!(
+            failed(judge_dependencies(
+                &t,
+                vec![("u".into(), Loaded::Task(Box::new(task(TaskState::Unknown))))]
+            )),
+            "dependency u is in an unknown state"
+        );
+        assert_eq!(
+            failed(judge_dependencies(&t, vec![("x".into(), Loaded::NotFound)])),
+            "task not found: x"
+        );
+        assert_eq!(
+            failed(judge_dependencies(
+                &t,
+                vec![("s".into(), Loaded::Unusable("bad signature".into()))]
+            )),
+            "dependency s: bad signature"
+        );
+        t.load_dependencies = false;
+        assert!(matches!(judge_dependencies(&t, vec![done("a")]), Deps::Ready(r) if r.is_empty()));
+    }
+}

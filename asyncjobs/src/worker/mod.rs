@@ -1,0 +1,218 @@
+//! The worker: pulls work items from one queue, applies the delivery
+//! gates, runs handlers and records their outcome (reference §5 and §6,
+//! with the fixes listed in the crate documentation).
+//!
+//! The data path walks forward through one module per phase:
+//! [`dispatch`] (pull requests sized to free slots, one task per item),
+//! `delivery` (one item: load, gates, mark active, run, record), `gates`
+//! (pure rules: state, deadline, tries, lease, dependencies), `execute`
+//! (the handler under its lease) and `outcome` (saves and acks).
+
+mod delivery;
+mod dispatch;
+mod execute;
+mod gates;
+mod outcome;
+mod pull;
+
+use crate::error::{Error, Result};
+use crate::queue::{Queue, WORKERS_CONSUMER};
+use crate::retry::{LinearPolicy, RetryPolicy};
+use crate::router::Router;
+use crate::storage::Storage;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Default number of tasks one worker runs at once.
+pub const DEFAULT_CONCURRENCY: usize = 10;
+/// Default time running handlers get to finish after shutdown is requested.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// Default wait before a task blocked on dependencies is looked at again (Go: 5 s).
+pub const DEFAULT_DEPENDENCY_POLL: Duration = Duration::from_secs(5);
+
+/// Processes one queue with a [`Router`]; made by
+/// [`Client::worker`](crate::Client::worker).
+///
+/// ```no_run
+/// # async fn demo() -> asyncjobs::Result<()> {
+/// use asyncjobs::{Client, Router, typed};
+/// let client = Client::connect("nats://127.0.0.1:4222").await?;
+/// let router = Router::new().handle("greet", typed(|_ctx, name: String| async move {
+///     Ok::<_, asyncjobs::HandlerError>(format!("hello {name}"))
+/// }))?;
+/// let shutdown = tokio_util::sync::CancellationToken::new();
+/// client.worker(router).concurrency(20).retry_policy_name("1m")?.run(shutdown).await?;
+/// # Ok(()) }
+/// ```
+pub struct Worker {
+    storage: Storage,
+    queue: Queue,
+    router: Router,
+    settings: Settings,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("queue", &self.queue.name)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a worker is configured with.
+pub(crate) struct Settings {
+    pub concurrency: usize,
+    pub retry: Arc<dyn RetryPolicy>,
+    pub grace: Duration,
+    pub blocked_delay: Duration,
+    pub heartbeat_cap: Option<Duration>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("concurrency", &self.concurrency)
+            .field("grace", &self.grace)
+            .field("blocked_delay", &self.blocked_delay)
+            .field("heartbeat_cap", &self.heartbeat_cap)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What every task of one worker shares.
+pub(crate) struct Shared {
+    pub storage: Storage,
+    pub router: Router,
+    /// The queue as the server reported it when the worker started.
+    pub queue: Queue,
+    pub settings: Settings,
+    /// Cancelled when in-flight handlers must stop (grace period over).
+    pub hard_stop: CancellationToken,
+}
+
+/// The work item being processed, as delivered.
+pub(crate) struct Delivered {
+    /// The task id it names.
+    pub id: String,
+    /// Its `traceparent` header.
+    pub traceparent: Option<String>,
+    /// How many times the server has delivered it (1 for the first).
+    pub delivered: u64,
+}
+
+impl Worker {
+    pub(crate) fn new(storage: Storage, queue: Queue, router: Router) -> Worker {
+        Worker {
+            storage,
+            queue,
+            router,
+            settings: Settings {
+                concurrency: DEFAULT_CONCURRENCY,
+                retry: Arc::new(LinearPolicy::ten_minutes()),
+                grace: DEFAULT_SHUTDOWN_GRACE,
+                blocked_delay: DEFAULT_DEPENDENCY_POLL,
+                heartbeat_cap: None,
+            },
+        }
+    }
+
+    /// How many tasks this worker runs at once (default
+    /// [`DEFAULT_CONCURRENCY`]; at least 1).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.settings.concurrency = n.max(1);
+        self
+    }
+
+    /// The backoff between tries of a failed task (default: Go's `default`
+    /// policy, 1 to 10 minutes with jitter; see [`retry`](crate::retry)).
+    pub fn retry_policy(mut self, policy: impl RetryPolicy) -> Self {
+        self.settings.retry = Arc::new(policy);
+        self
+    }
+
+    /// A named retry policy: `default`, `10m`, `1h` or `1m`.
+    ///
+    /// # Errors
+    /// [`Error::UnknownRetryPolicy`] for any other name.
+    pub fn retry_policy_name(mut self, name: &str) -> Result<Self> {
+        self.settings.retry = crate::retry::policy_by_name(name)?;
+        Ok(self)
+    }
+
+    /// How long running handlers may take to finish after shutdown is
+    /// requested (default 30 s). Handlers still running then are cancelled
+    /// and their tasks are handed back to the queue at once.
+    pub fn shutdown_grace(mut self, d: Duration) -> Self {
+        self.settings.grace = d;
+        self
+    }
+
+    /// How long a task waiting for its dependencies waits before it is
+    /// checked again (default 5 s, as Go).
+    pub fn dependency_poll_interval(mut self, d: Duration) -> Self {
+        self.settings.blocked_delay = d;
+        self
+    }
+
+    /// Keeps long handlers alive automatically: while a handler runs, the
+    /// worker sends `+WPI` every half max run time and extends the handler's
+    /// time-out, up to `hard_cap` in total. Off by default (handlers can
+    /// call [`TaskContext::mark_in_progress`](crate::TaskContext::mark_in_progress) themselves).
+    pub fn auto_heartbeat(mut self, hard_cap: Duration) -> Self {
+        self.settings.heartbeat_cap = Some(hard_cap);
+        self
+    }
+
+    /// Runs until `shutdown` is cancelled, then stops pulling, lets running
+    /// handlers finish within the grace period and returns.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the router has no handlers,
+    /// [`Error::QueueNotFound`] / [`Error::QueueConsumerNotFound`] when the
+    /// queue or its `WORKERS` consumer is missing, [`Error::Nats`] when the
+    /// pull subscription cannot be made.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
+        let Worker {
+            storage,
+            queue,
+            router,
+            settings,
+        } = self;
+        if router.is_empty() {
+            return Err(Error::Config("the router has no handlers".into()));
+        }
+        let info = storage.queue_info(&queue.name).await?;
+        if !info.has_consumer {
+            return Err(Error::QueueConsumerNotFound(queue.name.clone()));
+        }
+        let (puller, inbox) =
+            pull::Puller::new(storage.nc.clone(), &queue.stream_name(), WORKERS_CONSUMER)
+                .await
+                .map_err(|e| crate::error::nats("subscribing to the pull inbox", e))?;
+        let grace = settings.grace;
+        tracing::info!(queue = %queue.name, concurrency = settings.concurrency, "worker started");
+        let shared = Arc::new(Shared {
+            storage,
+            router,
+            queue,
+            settings,
+            hard_stop: CancellationToken::new(),
+        });
+        let tracker = TaskTracker::new();
+        dispatch::run(shared.clone(), puller, inbox, tracker.clone(), shutdown).await;
+
+        let queue = &shared.queue.name;
+        tracing::info!(queue = %queue, ?grace, "worker stopping");
+        tracker.close();
+        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+            tracing::warn!(queue = %queue, "grace period over, cancelling running handlers");
+            shared.hard_stop.cancel();
+            tracker.wait().await;
+        }
+        tracing::info!(queue = %queue, "worker stopped");
+        Ok(())
+    }
+}
