@@ -317,12 +317,16 @@ fn type_name(ty: &Type) -> String {
 }
 
 fn generate(args: &Args, func: &ItemFn, handler: &Handler) -> TokenStream {
-    let krate = args
-        .krate
-        .as_ref()
-        .map(|p| p.to_token_stream())
-        .unwrap_or_else(|| quote!(::asyncjobs));
-    let private = quote!(#krate::__private);
+    // Generated code reaches the runtime only through `__private`, so the
+    // crate path itself is not kept around.
+    let private = {
+        let krate = args
+            .krate
+            .as_ref()
+            .map(|p| p.to_token_stream())
+            .unwrap_or_else(|| quote!(::asyncjobs));
+        quote!(#krate::__private)
+    };
     let vis = &func.vis;
     let fn_name = &func.sig.ident;
     let unraw = fn_name.unraw();
@@ -342,7 +346,7 @@ fn generate(args: &Args, func: &ItemFn, handler: &Handler) -> TokenStream {
     };
     let queue_value = match &queue_lit {
         Some(q) => quote!(#q),
-        None => quote!(#krate::queue::DEFAULT_QUEUE_NAME),
+        None => quote!(#private::DEFAULT_QUEUE_NAME),
     };
     let max_tries = match args.max_tries {
         Some(n) => quote!(::core::option::Option::Some(#n)),
@@ -377,10 +381,10 @@ fn generate(args: &Args, func: &ItemFn, handler: &Handler) -> TokenStream {
     };
     // Every token of a predicate must carry the user's span: a predicate
     // mixing in call-site tokens is reported at the attribute instead.
-    let at = |span: Span| (respan(krate.clone(), span), respan(private.clone(), span));
+    let at = |span: Span| respan(private.clone(), span);
     let payload_check = {
         let span = payload_ty.span();
-        let (_, p) = at(span);
+        let p = at(span);
         check(
             "payload",
             span,
@@ -391,7 +395,7 @@ fn generate(args: &Args, func: &ItemFn, handler: &Handler) -> TokenStream {
     // `E` on its own; otherwise one check covers the result and its error.
     let return_check = {
         let span = ret_ty.span();
-        let (_, p) = at(span);
+        let p = at(span);
         let bound = if handler.ret.error.is_some() {
             quote_spanned!(span=> #p::HandlerReturn)
         } else {
@@ -402,7 +406,7 @@ fn generate(args: &Args, func: &ItemFn, handler: &Handler) -> TokenStream {
     let output_check = match &handler.ret.output {
         Some(t) => {
             let span = t.span();
-            let (_, p) = at(span);
+            let p = at(span);
             check(
                 "output",
                 span,
@@ -411,7 +415,7 @@ fn generate(args: &Args, func: &ItemFn, handler: &Handler) -> TokenStream {
         }
         None => {
             let span = ret_ty.span();
-            let (_, p) = at(span);
+            let p = at(span);
             check(
                 "output",
                 span,
@@ -422,11 +426,11 @@ fn generate(args: &Args, func: &ItemFn, handler: &Handler) -> TokenStream {
     let error_check = match &handler.ret.error {
         Some(e) => {
             let span = e.span();
-            let (k, _) = at(span);
+            let p = at(span);
             check(
                 "error",
                 span,
-                quote_spanned!(span=> #e: ::core::convert::Into<#k::HandlerError>),
+                quote_spanned!(span=> #e: ::core::convert::Into<#p::HandlerError>),
             )
         }
         None => quote!(),
@@ -453,7 +457,7 @@ fn generate(args: &Args, func: &ItemFn, handler: &Handler) -> TokenStream {
     let run = quote! {
         #[doc(hidden)]
         #[allow(non_snake_case)]
-        async fn #run_fn(__ctx: #krate::TaskContext, __payload: #payload_ty) -> #ret_ty {
+        async fn #run_fn(__ctx: #private::TaskContext, __payload: #payload_ty) -> #ret_ty {
             #fn_name(#(#call_args),*).await
         }
     };
@@ -499,7 +503,7 @@ fn generate(args: &Args, func: &ItemFn, handler: &Handler) -> TokenStream {
         quote! {
             /// A task builder for `payload` with this handler's task type and
             /// defaults (max tries, deadline) applied.
-            pub fn task(payload: &Payload) -> #krate::TaskBuilder
+            pub fn task(payload: &Payload) -> #private::TaskBuilder
             where
                 #serialize,
             {
@@ -512,9 +516,9 @@ fn generate(args: &Args, func: &ItemFn, handler: &Handler) -> TokenStream {
             /// The queue must exist (the worker creates it on start, as does a
             /// client built with `.queue(..)`).
             pub async fn enqueue(
-                client: &#krate::Client,
+                client: &#private::Client,
                 payload: Payload,
-            ) -> #krate::Result<#krate::TaskHandle<Output>>
+            ) -> #private::Result<#private::TaskHandle<Output>>
             where
                 #serialize,
             {
@@ -524,10 +528,10 @@ fn generate(args: &Args, func: &ItemFn, handler: &Handler) -> TokenStream {
             /// Like `enqueue`, letting `options` adjust the task first
             /// (dependencies, a custom id, other limits).
             pub async fn enqueue_with(
-                client: &#krate::Client,
+                client: &#private::Client,
                 payload: Payload,
-                options: impl ::core::ops::FnOnce(#krate::TaskBuilder) -> #krate::TaskBuilder,
-            ) -> #krate::Result<#krate::TaskHandle<Output>>
+                options: impl ::core::ops::FnOnce(#private::TaskBuilder) -> #private::TaskBuilder,
+            ) -> #private::Result<#private::TaskHandle<Output>>
             where
                 #serialize,
             {
@@ -580,7 +584,7 @@ fn generate(args: &Args, func: &ItemFn, handler: &Handler) -> TokenStream {
 
             /// The handler's registration: pass it to `Router::register` or
             /// `Handlers::with` to register it without the inventory.
-            pub const HANDLER: #krate::HandlerDef = #private::handler_def(#private::Declared {
+            pub const HANDLER: #private::HandlerDef = #private::handler_def(#private::Declared {
                 task_type: TASK_TYPE,
                 queue: #queue_decl,
                 name: ::core::module_path!(),
@@ -595,11 +599,102 @@ fn generate(args: &Args, func: &ItemFn, handler: &Handler) -> TokenStream {
 
             #private::inventory::submit! { HANDLER }
 
-            fn __make_handler() -> #krate::handler::BoxHandler {
+            fn __make_handler() -> #private::BoxHandler {
                 #make_handler
             }
 
             #enqueue_items
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proc_macro2::TokenTree;
+
+    /// The identifiers and punctuation of `tokens`, groups flattened.
+    fn flatten(tokens: TokenStream, out: &mut Vec<String>) {
+        for tt in tokens {
+            match tt {
+                TokenTree::Group(g) => flatten(g.stream(), out),
+                TokenTree::Ident(i) => out.push(i.to_string()),
+                TokenTree::Punct(p) => out.push(p.as_char().to_string()),
+                TokenTree::Literal(_) => out.push("<lit>".into()),
+            }
+        }
+    }
+
+    /// Expands each handler and checks that every path through `crate_ident`
+    /// (the last segment of the crate path) continues with `::__private`.
+    fn assert_only_private(attr: TokenStream, items: &[TokenStream], crate_ident: &str) {
+        for item in items {
+            let out = task_handler(attr.clone(), item.clone());
+            let text = out.to_string();
+            assert!(
+                !text.contains("compile_error"),
+                "expansion failed for {item}: {text}"
+            );
+            let mut toks = Vec::new();
+            flatten(out, &mut toks);
+            let mut uses = 0;
+            for (i, t) in toks.iter().enumerate() {
+                if t != crate_ident || toks.get(i + 1..i + 3) != Some(&[":".into(), ":".into()]) {
+                    continue;
+                }
+                uses += 1;
+                assert_eq!(
+                    toks.get(i + 3).map(String::as_str),
+                    Some("__private"),
+                    "generated code names `{crate_ident}::{}` instead of going through \
+                     `{crate_ident}::__private`, in:\n{text}",
+                    toks.get(i + 3).map(String::as_str).unwrap_or("")
+                );
+            }
+            assert!(uses > 0, "no path through `{crate_ident}` in:\n{text}");
+        }
+    }
+
+    fn handlers() -> Vec<TokenStream> {
+        vec![
+            quote! {
+                pub async fn send(ctx: TaskContext, email: Email) -> Result<Receipt, MyError> {
+                    todo!()
+                }
+            },
+            quote! {
+                async fn bounce(email: Email, ctx: &TaskContext) -> io::Result<String> {
+                    todo!()
+                }
+            },
+            quote! {
+                pub(crate) async fn sum(numbers: Vec<i64>) -> Result<i64, BoxError> {
+                    todo!()
+                }
+            },
+        ]
+    }
+
+    #[test]
+    fn generated_code_uses_only_private_paths() {
+        // Every option, including the default queue (no `queue = …`).
+        assert_only_private(quote!("email:new"), &handlers(), "asyncjobs");
+        assert_only_private(
+            quote!("email:new", queue = "EMAIL", max_tries = 5, deadline = "1h"),
+            &handlers(),
+            "asyncjobs",
+        );
+        // The catch-all generates no `enqueue`/`task`.
+        assert_only_private(quote!(""), &handlers(), "asyncjobs");
+    }
+
+    #[test]
+    fn generated_code_uses_only_private_paths_under_a_custom_crate_path() {
+        assert_only_private(
+            quote!("email:new", crate = "my_reexport::aj"),
+            &handlers(),
+            "aj",
+        );
+        assert_only_private(quote!("", crate = "my_reexport::aj"), &handlers(), "aj");
     }
 }

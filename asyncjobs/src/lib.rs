@@ -138,13 +138,25 @@ pub use task::{Task, TaskBuilder, TaskResult, TaskState};
 pub use worker::Worker;
 
 /// Re-exports used by generated code. Not part of the public API.
+///
+/// `#[task_handler]` output names the runtime only through this module
+/// (`::asyncjobs::__private::…`, or `<crate = …>::__private::…`), so the
+/// public modules can be reorganised without breaking generated code. The
+/// public types below are the same types as their public paths.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::client::Client;
+    pub use crate::error::Result;
+    pub use crate::handle::TaskHandle;
+    pub use crate::handler::{BoxHandler, HandlerError, TaskContext};
     pub use crate::macro_support::{
         enqueue, handler, handler_def, task_builder, HandlerFn, HandlerReturn,
         HandlerReturnWithError, MakeHandler, Typed, Unchecked,
     };
+    pub use crate::queue::DEFAULT_QUEUE_NAME;
     pub use crate::registry::Declared;
+    pub use crate::registry::HandlerDef;
+    pub use crate::task::TaskBuilder;
     pub use futures;
     pub use inventory;
     pub use serde;
