@@ -135,6 +135,7 @@ pub use router::Router;
 pub use scheduler::{PayloadEncoding, ScheduleError, ScheduledTask, Scheduler};
 pub use storage::{CONFIG_BUCKET, ELECTIONS_BUCKET, TASKS_STREAM, TASK_SUBJECT_PREFIX};
 pub use task::{Task, TaskBuilder, TaskResult, TaskState};
+pub use wire::{format_duration, parse_duration, parse_signed_duration};
 
 /// Re-exports used by generated code. Not part of the public API.
 #[doc(hidden)]
