@@ -90,11 +90,12 @@
 //! and external commands). Operations: [`events`], [`metrics`],
 //! [`signing`], [`scheduler`], [`election`], [`cron`]. The handler
 //! framework: [`task_handler`], [`registry`], [`runtime`] and [`main!`].
-//! Plumbing: [`natscontext`], [`wire`], [`error`].
+//! Plumbing: [`connect`], [`natscontext`], [`wire`], [`error`].
 
 #![warn(missing_docs)]
 
 pub mod client;
+pub mod connect;
 pub mod cron;
 pub mod election;
 pub mod error;

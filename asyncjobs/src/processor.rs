@@ -35,6 +35,13 @@ const STALE_MARGIN: Duration = Duration::from_secs(2);
 /// NAK delay while dependencies are not complete (Go: 5 s).
 const BLOCKED_DELAY: Duration = Duration::from_secs(5);
 
+/// How many tasks one worker process handles at once unless told
+/// otherwise: the default of
+/// [`ClientBuilder::concurrency`](crate::ClientBuilder::concurrency) (and so
+/// of [`Worker::concurrency`]) and of the `--concurrency` flag of
+/// [`main!`](crate::main).
+pub const DEFAULT_CONCURRENCY: usize = 10;
+
 /// Processes one queue with a [`Router`]; see [`Client::worker`].
 ///
 /// ```no_run

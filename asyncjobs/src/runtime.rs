@@ -21,8 +21,8 @@
 //! [`RunningWorkers::stop`] when done.
 
 use crate::client::Client;
+use crate::connect::{self, Connect};
 use crate::error::Error;
-use crate::natscontext::NatsContext;
 use crate::queue::{Queue, DEFAULT_QUEUE_NAME};
 use crate::registry::{DuplicateHandlers, HandlerDef, Handlers};
 use crate::router::Router;
@@ -36,10 +36,13 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-/// The server used when neither `--url`, `NATS_URL` nor a context is given.
-pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
-/// Default `--concurrency`.
-pub const DEFAULT_CONCURRENCY: usize = 10;
+/// The server used when neither `--url`, `NATS_URL` nor a context is given
+/// (the same as [`connect::DEFAULT_URL`]).
+pub const DEFAULT_NATS_URL: &str = connect::DEFAULT_URL;
+/// Default `--concurrency` ([`processor::DEFAULT_CONCURRENCY`](crate::processor::DEFAULT_CONCURRENCY)).
+pub use crate::processor::DEFAULT_CONCURRENCY;
+/// The connection name the worker shows the server.
+pub const CONNECTION_NAME: &str = "asyncjobs worker";
 /// Default `--shutdown-grace`.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
@@ -162,13 +165,22 @@ impl WorkerArgs {
         WorkerArgs::try_parse_from(args)
     }
 
-    /// Where the worker connects, for messages.
+    /// Where the worker connects, for messages: `NATS context "name"` or
+    /// the URL list (see [`Connect::describe`]).
     pub fn server(&self) -> String {
+        self.connection().describe()
+    }
+
+    /// How the worker connects: `--context` when given (it takes
+    /// precedence over `--url`), else `--url` or [`DEFAULT_NATS_URL`]; named
+    /// [`CONNECTION_NAME`], with the default 5 second time-out.
+    pub fn connection(&self) -> Connect {
         match (&self.context, &self.url) {
-            (Some(c), _) => format!("NATS context {c:?}"),
-            (None, Some(u)) => u.clone(),
-            (None, None) => DEFAULT_NATS_URL.to_string(),
+            (Some(c), _) => Connect::context(c.clone()),
+            (None, Some(u)) => Connect::url(u.clone()),
+            (None, None) => Connect::default(),
         }
+        .name(CONNECTION_NAME)
     }
 }
 
@@ -443,31 +455,16 @@ fn queue_settings(name: &str) -> Queue {
 }
 
 async fn connect(args: &WorkerArgs) -> Result<async_nats::Client, RuntimeError> {
-    let server = args.server();
-    let fail = |source: Error| RuntimeError::Connect {
-        server: server.clone(),
-        source,
-    };
-    let (url, opts) = match &args.context {
-        Some(name) => {
-            let ctx = NatsContext::load(name).map_err(fail)?;
-            (ctx.server_url(), ctx.connect_options().await.map_err(fail)?)
-        }
-        None => (
-            args.url.clone().unwrap_or_else(|| DEFAULT_NATS_URL.into()),
-            async_nats::ConnectOptions::new(),
-        ),
-    };
-    let addrs = url
-        .split(',')
-        .map(|u| u.trim().parse::<async_nats::ServerAddr>())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| fail(Error::Config(format!("invalid NATS URL {url:?}: {e}"))))?;
-    opts.name("asyncjobs worker")
-        .connection_timeout(Duration::from_secs(5))
-        .connect(addrs)
+    args.connection()
+        .open()
         .await
-        .map_err(|e| fail(Error::Nats(e.to_string())))
+        .map_err(|failure| RuntimeError::Connect {
+            server: args.server(),
+            source: match failure {
+                connect::Failure::Config(e) => e,
+                connect::Failure::Unreachable { source, .. } => Error::Nats(source.to_string()),
+            },
+        })
 }
 
 /// Connects, prepares every queue the handlers name (creating missing ones
@@ -668,5 +665,26 @@ mod tests {
         assert!(WorkerArgs::try_from_args(["worker", "--log-level", "info,=["]).is_err());
         let a = WorkerArgs::try_from_args(["worker", "--queue", "A,B", "--queue", "C"]).unwrap();
         assert_eq!(a.queues, vec!["A", "B", "C"]);
+    }
+
+    #[test]
+    fn the_help_shows_the_default_url() {
+        use clap::CommandFactory;
+        let help = WorkerArgs::command().render_help().to_string();
+        assert!(help.contains(connect::DEFAULT_URL), "{help}");
+    }
+
+    #[test]
+    fn connection_settings() {
+        let mut a = WorkerArgs::default();
+        assert_eq!(a.server(), connect::DEFAULT_URL);
+        a.url = Some("nats://a:1,nats://b:2".into());
+        assert_eq!(a.server(), "nats://a:1,nats://b:2");
+        a.context = Some("prod".into());
+        assert_eq!(a.server(), "NATS context \"prod\"");
+        assert_eq!(
+            a.connection(),
+            Connect::context("prod").name(CONNECTION_NAME)
+        );
     }
 }
