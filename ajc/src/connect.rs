@@ -5,7 +5,8 @@
 
 use crate::cli::Global;
 use crate::error::{CliError, Result};
-use asyncjobs::natscontext::{context_dir, NatsContext};
+use asyncjobs::connect::Connect;
+use asyncjobs::natscontext::context_dir;
 use asyncjobs::{Client, ClientBuilder};
 use std::time::Duration;
 
@@ -36,56 +37,42 @@ pub fn known_contexts() -> Vec<String> {
     names
 }
 
-/// The context to use, `None` to connect to `--server` directly.
-fn load_context(g: &Global) -> Result<Option<NatsContext>> {
+/// How to connect: the context named by `--context` when its file exists
+/// (with `--server` overriding its URL), else `--server` directly.
+fn connection(g: &Global) -> Result<Connect> {
+    let direct = |server: &String| Connect::url(server.clone());
     if g.context.is_empty() {
-        if g.server.is_some() {
-            return Ok(None);
-        }
-        return Err(CliError::msg("no NATS Context specified"));
+        return g
+            .server
+            .as_ref()
+            .map(direct)
+            .ok_or_else(|| CliError::msg("no NATS Context specified"));
     }
     let exists = context_dir()
         .map(|d| d.join(format!("{}.json", g.context)).is_file())
         .unwrap_or(false);
     if !exists {
-        if g.server.is_some() {
-            return Ok(None);
-        }
-        return Err(CliError::UnknownContext(g.context.clone()));
+        return g
+            .server
+            .as_ref()
+            .map(direct)
+            .ok_or_else(|| CliError::UnknownContext(g.context.clone()));
     }
-    NatsContext::load(&g.context)
-        .map(Some)
-        .map_err(|e| CliError::msg(e.to_string()))
+    Ok(Connect::context(g.context.clone()).server_override(g.server.clone()))
 }
 
 /// Connects to NATS as the global flags say.
 pub async fn nats(g: &Global) -> Result<async_nats::Client> {
-    let (url, opts) = match load_context(g)? {
-        Some(ctx) => {
-            let opts = ctx
-                .connect_options()
-                .await
-                .map_err(|e| CliError::msg(e.to_string()))?;
-            let url = g.server.clone().unwrap_or_else(|| ctx.server_url());
-            (url, opts)
-        }
-        None => (
-            g.server.clone().unwrap_or_default(),
-            async_nats::ConnectOptions::new(),
-        ),
-    };
-    let addrs: Vec<async_nats::ServerAddr> = url
-        .split(',')
-        .map(|u| u.trim().parse::<async_nats::ServerAddr>())
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|e| CliError::msg(format!("invalid NATS server URL {url:?}: {e}")))?;
-    tracing::debug!(%url, "connecting to NATS");
-    opts.name(connection_name())
+    connection(g)?
+        .name(connection_name())
         .ping_interval(Duration::from_secs(30))
-        .connection_timeout(Duration::from_secs(5))
-        .connect(addrs)
+        .connect()
         .await
-        .map_err(|e| CliError::msg(format!("cannot connect to NATS at {url}: {e}")))
+        .map_err(|e| match e {
+            // "cannot connect to NATS at <url>: <reason>", without "nats: "
+            asyncjobs::Error::Nats(m) => CliError::msg(m.to_string()),
+            other => other.into(),
+        })
 }
 
 /// How much storage a command may prepare.

@@ -20,9 +20,10 @@ impl GoDuration {
     }
 }
 
-/// clap value parser for [`GoDuration`].
+/// clap value parser for [`GoDuration`]: the library's one duration
+/// grammar ([`asyncjobs::parse_signed_duration`]), negative values allowed.
 pub fn parse_duration(s: &str) -> Result<GoDuration, String> {
-    asyncjobs::cron::parse_go_duration(s.trim()).map(GoDuration)
+    asyncjobs::parse_signed_duration(s).map(GoDuration)
 }
 
 /// Go's `humanizeDuration` of the Go `ajc`: `forever` for 0, `never` for
@@ -205,7 +206,14 @@ mod tests {
     fn go_durations() {
         assert_eq!(parse_duration("1h").unwrap(), GoDuration(3_600_000_000_000));
         assert_eq!(parse_duration("-1s").unwrap(), GoDuration(-1_000_000_000));
-        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("5x")
+            .unwrap_err()
+            .contains("expected a Go duration"));
+        assert!(parse_duration("1d").is_err());
+        assert_eq!(
+            parse_duration(" 1.5h ").unwrap(),
+            GoDuration(5_400_000_000_000)
+        );
         assert!(parse_duration("").is_err());
         assert!(GoDuration(-1).non_negative("--age").is_err());
     }

@@ -352,8 +352,8 @@ fn generate(args: &Args, func: &ItemFn, handler: &Handler) -> TokenStream {
         Some(n) => quote!(::core::option::Option::Some(#n)),
         None => quote!(::core::option::Option::None),
     };
-    let deadline = match args.deadline_ms {
-        Some(ms) => quote!(::core::option::Option::Some(::core::time::Duration::from_millis(#ms))),
+    let deadline = match args.deadline_ns {
+        Some(ns) => quote!(::core::option::Option::Some(::core::time::Duration::from_nanos(#ns))),
         None => quote!(::core::option::Option::None),
     };
 

@@ -7,6 +7,7 @@
 //! and code generation live in `expand.rs`, option parsing in `attr.rs`.
 
 mod attr;
+mod duration;
 mod errors;
 mod expand;
 
@@ -66,7 +67,9 @@ use proc_macro::TokenStream;
 /// * `max_tries = 5`: tries `enqueue` allows the task (default: the task
 ///   default of 10; `0` leaves only the queue's limit);
 /// * `deadline = "1h"`: `enqueue` sets the deadline this long after
-///   enqueueing (units `ms`, `s`, `m`, `h`, `d`, combinable as `"1h30m"`);
+///   enqueueing, in Go's duration syntax like every duration of asyncjobs
+///   (`"300ms"`, `"1.5h"`, `"2h45m"`; units `ns`, `us`, `ms`, `s`, `m`,
+///   `h`, no days);
 /// * `crate = "path::to::asyncjobs"`: where the runtime crate is, for crates
 ///   that re-export it.
 ///

@@ -1,7 +1,7 @@
 //! The client: connection, storage preparation, and the task and queue operations.
 
+use crate::connect::Connect;
 use crate::error::{Error, Result};
-use crate::natscontext::NatsContext;
 use crate::queue::{Queue, QueueInfo, QueueUpdate};
 use crate::router::Router;
 use crate::storage::{validate_replicas, Storage, StorageSettings, StreamDetails};
@@ -12,10 +12,9 @@ use futures::{Stream, StreamExt};
 use std::sync::Arc;
 use std::time::Duration;
 
-enum Connect {
-    Url(String),
+enum Connection {
+    Open(Connect),
     Nats(async_nats::Client),
-    Context(String),
 }
 
 /// Configures and connects a [`Client`].
@@ -32,7 +31,7 @@ enum Connect {
 /// # Ok(()) }
 /// ```
 pub struct ClientBuilder {
-    connect: Connect,
+    connection: Connection,
     queue: Option<Queue>,
     settings: StorageSettings,
     no_storage_init: bool,
@@ -42,11 +41,11 @@ pub struct ClientBuilder {
 impl Default for ClientBuilder {
     fn default() -> Self {
         ClientBuilder {
-            connect: Connect::Url("nats://127.0.0.1:4222".into()),
+            connection: Connection::Open(Connect::url(crate::connect::DEFAULT_URL)),
             queue: None,
             settings: StorageSettings::default(),
             no_storage_init: false,
-            connection_name: "Choria Asynchronous Jobs Client".into(),
+            connection_name: crate::connect::DEFAULT_NAME.into(),
         }
     }
 }
@@ -54,19 +53,19 @@ impl Default for ClientBuilder {
 impl ClientBuilder {
     /// Connect to this server URL (comma separated for several).
     pub fn url(mut self, url: impl Into<String>) -> Self {
-        self.connect = Connect::Url(url.into());
+        self.connection = Connection::Open(Connect::url(url));
         self
     }
 
     /// Use an existing connection.
     pub fn nats_client(mut self, nc: async_nats::Client) -> Self {
-        self.connect = Connect::Nats(nc);
+        self.connection = Connection::Nats(nc);
         self
     }
 
     /// Connect with the NATS CLI context called `name`.
     pub fn nats_context(mut self, name: impl Into<String>) -> Self {
-        self.connect = Connect::Context(name.into());
+        self.connection = Connection::Open(Connect::context(name));
         self
     }
 
@@ -159,21 +158,9 @@ impl ClientBuilder {
     /// Connects and prepares storage: the task stream, both KV buckets and the queue.
     pub async fn build(self) -> Result<Client> {
         validate_replicas(self.settings.replicas)?;
-        let nc = match self.connect {
-            Connect::Nats(nc) => nc,
-            Connect::Url(url) => {
-                connect(
-                    &url,
-                    async_nats::ConnectOptions::new(),
-                    &self.connection_name,
-                )
-                .await?
-            }
-            Connect::Context(name) => {
-                let ctx = NatsContext::load(&name)?;
-                let opts = ctx.connect_options().await?;
-                connect(&ctx.server_url(), opts, &self.connection_name).await?
-            }
+        let nc = match self.connection {
+            Connection::Nats(nc) => nc,
+            Connection::Open(c) => c.name(self.connection_name).connect().await?,
         };
         let storage = Storage::new(nc, self.settings);
         let mut queue = self.queue.unwrap_or_else(Queue::default_queue);
@@ -187,23 +174,6 @@ impl ClientBuilder {
             inner: Arc::new(Inner { storage, queue }),
         })
     }
-}
-
-async fn connect(
-    url: &str,
-    opts: async_nats::ConnectOptions,
-    name: &str,
-) -> Result<async_nats::Client> {
-    let addrs: Vec<async_nats::ServerAddr> = url
-        .split(',')
-        .map(|u| u.trim().parse::<async_nats::ServerAddr>())
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|e| Error::Config(format!("invalid NATS URL {url:?}: {e}")))?;
-    opts.name(name)
-        .connection_timeout(Duration::from_secs(5))
-        .connect(addrs)
-        .await
-        .map_err(|e| crate::error::nats(format!("cannot connect to NATS at {url}"), e).into())
 }
 
 struct Inner {

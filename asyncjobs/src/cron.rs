@@ -301,7 +301,7 @@ fn parse_descriptor(spec: &str) -> Result<Kind, CronError> {
             let Some(d) = spec.strip_prefix("@every ") else {
                 return Err(err(format!("unrecognized descriptor: {spec}")));
             };
-            let nanos = parse_go_duration(d)
+            let nanos = crate::wire::parse_go_duration(d)
                 .map_err(|e| err(format!("failed to parse duration {spec}: {e}")))?;
             // Go: below one second becomes one second; sub-second part truncated.
             let secs = if nanos < 1_000_000_000 {
@@ -536,113 +536,6 @@ fn next_fields(f: &Fields, t: ZonedDateTime) -> Option<ZonedDateTime> {
     }
 }
 
-/// Parses a Go `time.Duration` string (`1h30m`, `1.5s`, `300ms`, `-2m`…)
-/// into nanoseconds, with Go's error messages.
-pub fn parse_go_duration(s: &str) -> Result<i64, String> {
-    let orig = s;
-    let invalid = || format!("time: invalid duration {orig:?}");
-    let mut s = s.as_bytes();
-    let mut neg = false;
-    if let Some(&c) = s.first() {
-        if c == b'-' || c == b'+' {
-            neg = c == b'-';
-            s = &s[1..];
-        }
-    }
-    if s == b"0" {
-        return Ok(0);
-    }
-    if s.is_empty() {
-        return Err(invalid());
-    }
-    let mut total: u128 = 0;
-    while !s.is_empty() {
-        if !(s[0] == b'.' || s[0].is_ascii_digit()) {
-            return Err(invalid());
-        }
-        // leading integer
-        let n = s.iter().take_while(|c| c.is_ascii_digit()).count();
-        let pre = n > 0;
-        let mut v: u128 = 0;
-        for &c in &s[..n] {
-            v = v * 10 + (c - b'0') as u128;
-            if v > 1 << 63 {
-                return Err(invalid());
-            }
-        }
-        s = &s[n..];
-        // fraction
-        let mut frac: u128 = 0;
-        let mut scale: f64 = 1.0;
-        let mut post = false;
-        if s.first() == Some(&b'.') {
-            s = &s[1..];
-            let n = s.iter().take_while(|c| c.is_ascii_digit()).count();
-            post = n > 0;
-            let mut overflow = false;
-            for &c in &s[..n] {
-                if overflow {
-                    continue;
-                }
-                if frac > (i64::MAX as u128 - 1) / 10 {
-                    overflow = true;
-                    continue;
-                }
-                frac = frac * 10 + (c - b'0') as u128;
-                scale *= 10.0;
-            }
-            s = &s[n..];
-        }
-        if !pre && !post {
-            return Err(invalid());
-        }
-        let n = s
-            .iter()
-            .take_while(|&&c| !(c == b'.' || c.is_ascii_digit()))
-            .count();
-        if n == 0 {
-            return Err(format!("time: missing unit in duration {orig:?}"));
-        }
-        let unit_s = std::str::from_utf8(&s[..n]).unwrap_or("");
-        let unit: u128 = match unit_s {
-            "ns" => 1,
-            "us" | "\u{b5}s" | "\u{3bc}s" => 1_000,
-            "ms" => 1_000_000,
-            "s" => 1_000_000_000,
-            "m" => 60_000_000_000,
-            "h" => 3_600_000_000_000,
-            _ => {
-                return Err(format!(
-                    "time: unknown unit {:?} in duration {orig:?}",
-                    String::from_utf8_lossy(&s[..n])
-                ))
-            }
-        };
-        s = &s[n..];
-        if v > (1u128 << 63) / unit {
-            return Err(invalid());
-        }
-        v *= unit;
-        if frac > 0 {
-            v += (frac as f64 * (unit as f64 / scale)) as u128;
-            if v > 1 << 63 {
-                return Err(invalid());
-            }
-        }
-        total += v;
-        if total > 1 << 63 {
-            return Err(invalid());
-        }
-    }
-    if neg {
-        return Ok((total as i128).wrapping_neg() as i64);
-    }
-    if total > i64::MAX as u128 {
-        return Err(invalid());
-    }
-    Ok(total as i64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -857,32 +750,5 @@ mod tests {
                 "{spec}"
             );
         }
-    }
-
-    #[test]
-    fn go_durations() {
-        assert_eq!(parse_go_duration("0"), Ok(0));
-        assert_eq!(parse_go_duration("1h30m"), Ok(5_400_000_000_000));
-        assert_eq!(parse_go_duration("1.5s"), Ok(1_500_000_000));
-        assert_eq!(parse_go_duration(".5s"), Ok(500_000_000));
-        assert_eq!(parse_go_duration("300ms"), Ok(300_000_000));
-        assert_eq!(parse_go_duration("2\u{b5}s"), Ok(2_000));
-        assert_eq!(parse_go_duration("-2m"), Ok(-120_000_000_000));
-        assert_eq!(parse_go_duration("1h2m3s4ms5us6ns"), Ok(3_723_004_005_006));
-        assert_eq!(
-            parse_go_duration(""),
-            Err("time: invalid duration \"\"".into())
-        );
-        assert_eq!(
-            parse_go_duration("5"),
-            Err("time: missing unit in duration \"5\"".into())
-        );
-        assert_eq!(
-            parse_go_duration("1d"),
-            Err("time: unknown unit \"d\" in duration \"1d\"".into())
-        );
-        assert!(parse_go_duration(".s").is_err());
-        assert!(parse_go_duration("9999999999h").is_err());
-        assert!(parse_go_duration(" 1s").is_err());
     }
 }

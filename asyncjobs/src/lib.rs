@@ -90,11 +90,12 @@
 //! and external commands). Operations: [`events`], [`metrics`],
 //! [`signing`], [`scheduler`], [`election`], [`cron`]. The handler
 //! framework: [`task_handler`], [`registry`], [`runtime`] and [`main!`].
-//! Plumbing: [`natscontext`], [`wire`], [`error`].
+//! Plumbing: [`connect`], [`natscontext`], [`wire`], [`error`].
 
 #![warn(missing_docs)]
 
 pub mod client;
+pub mod connect;
 pub mod cron;
 pub mod election;
 pub mod error;
@@ -135,6 +136,7 @@ pub use storage::{
     StreamDetails, CONFIG_BUCKET, ELECTIONS_BUCKET, TASKS_STREAM, TASK_SUBJECT_PREFIX,
 };
 pub use task::{Task, TaskBuilder, TaskResult, TaskState};
+pub use wire::{format_duration, parse_duration, parse_signed_duration};
 pub use worker::Worker;
 
 /// Re-exports used by generated code. Not part of the public API.

@@ -67,10 +67,11 @@ impl NatsContext {
             .map_err(|e| Error::Config(format!("invalid NATS context {}: {e}", path.display())))
     }
 
-    /// The server URL, `nats://127.0.0.1:4222` when the context has none.
+    /// The server URL(s), [`DEFAULT_URL`](crate::connect::DEFAULT_URL)
+    /// (`nats://127.0.0.1:4222`) when the context has none.
     pub fn server_url(&self) -> String {
         if self.url.is_empty() {
-            "nats://127.0.0.1:4222".to_string()
+            crate::connect::DEFAULT_URL.to_string()
         } else {
             self.url.clone()
         }

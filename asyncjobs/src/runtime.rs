@@ -21,11 +21,12 @@
 //! [`RunningWorkers::stop`] when done.
 
 use crate::client::Client;
+use crate::connect::{self, Connect};
 use crate::error::Error;
-use crate::natscontext::NatsContext;
 use crate::queue::{Queue, DEFAULT_QUEUE_NAME};
 use crate::registry::{DuplicateHandlers, HandlerDef, Handlers};
 use crate::router::Router;
+use crate::wire::{format_duration, parse_duration};
 use clap::Parser;
 use std::fmt::Write as _;
 use std::io::IsTerminal;
@@ -35,10 +36,13 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-/// The server used when neither `--url`, `NATS_URL` nor a context is given.
-pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
-/// Default `--concurrency`.
-pub const DEFAULT_CONCURRENCY: usize = 10;
+/// The server used when neither `--url`, `NATS_URL` nor a context is given
+/// (the same as [`connect::DEFAULT_URL`]).
+pub const DEFAULT_NATS_URL: &str = connect::DEFAULT_URL;
+/// Default `--concurrency` ([`worker::DEFAULT_CONCURRENCY`](crate::worker::DEFAULT_CONCURRENCY)).
+pub use crate::worker::DEFAULT_CONCURRENCY;
+/// The connection name the worker shows the server.
+pub const CONNECTION_NAME: &str = "asyncjobs worker";
 /// Default `--shutdown-grace`.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
@@ -76,7 +80,7 @@ macro_rules! main {
 /// Configuration of the generated worker, from flags and environment.
 #[derive(Parser, Debug, Clone, PartialEq, Eq)]
 #[command(
-    about = "Runs the asyncjobs task handlers of this program as a worker: one processor per queue named by its handlers.",
+    about = "Runs the asyncjobs task handlers of this program as a worker: one worker per queue named by its handlers.",
     long_about = None,
     after_help = "Each handler runs on the queue its #[task_handler] attribute names (DEFAULT when none). SIGINT or SIGTERM stops pulling new tasks and lets running handlers finish within --shutdown-grace; a second signal exits at once."
 )]
@@ -161,13 +165,22 @@ impl WorkerArgs {
         WorkerArgs::try_parse_from(args)
     }
 
-    /// Where the worker connects, for messages.
+    /// Where the worker connects, for messages: `NATS context "name"` or
+    /// the URL list (see [`Connect::describe`]).
     pub fn server(&self) -> String {
+        self.connection().describe()
+    }
+
+    /// How the worker connects: `--context` when given (it takes
+    /// precedence over `--url`), else `--url` or [`DEFAULT_NATS_URL`]; named
+    /// [`CONNECTION_NAME`], with the default 5 second time-out.
+    pub fn connection(&self) -> Connect {
         match (&self.context, &self.url) {
-            (Some(c), _) => format!("NATS context {c:?}"),
-            (None, Some(u)) => u.clone(),
-            (None, None) => DEFAULT_NATS_URL.to_string(),
+            (Some(c), _) => Connect::context(c.clone()),
+            (None, Some(u)) => Connect::url(u.clone()),
+            (None, None) => Connect::default(),
         }
+        .name(CONNECTION_NAME)
     }
 }
 
@@ -182,37 +195,6 @@ fn parse_log_filter(s: &str) -> Result<String, String> {
     tracing_subscriber::EnvFilter::try_new(s)
         .map(|_| s.to_string())
         .map_err(|e| e.to_string())
-}
-
-/// Parses `"30s"`, `"1m30s"`, `"500ms"`, `"2h"` or `"1d"`.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("invalid duration {s:?}: expected e.g. 30s, 1m30s, 500ms");
-    let mut rest = s.trim();
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    let mut total = Duration::ZERO;
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
-        let unit = match &rest[..unit_len] {
-            "ms" => Duration::from_millis(1),
-            "s" => Duration::from_secs(1),
-            "m" => Duration::from_secs(60),
-            "h" => Duration::from_secs(3600),
-            "d" => Duration::from_secs(86400),
-            _ => return Err(bad()),
-        };
-        rest = &rest[unit_len..];
-        total = u32::try_from(n)
-            .ok()
-            .and_then(|n| unit.checked_mul(n))
-            .and_then(|d| total.checked_add(d))
-            .ok_or_else(bad)?;
-    }
-    Ok(total)
 }
 
 /// Why the worker could not start or stopped with an error.
@@ -473,31 +455,18 @@ fn queue_settings(name: &str) -> Queue {
 }
 
 async fn connect(args: &WorkerArgs) -> Result<async_nats::Client, RuntimeError> {
-    let server = args.server();
-    let fail = |source: Error| RuntimeError::Connect {
-        server: server.clone(),
-        source,
-    };
-    let (url, opts) = match &args.context {
-        Some(name) => {
-            let ctx = NatsContext::load(name).map_err(fail)?;
-            (ctx.server_url(), ctx.connect_options().await.map_err(fail)?)
-        }
-        None => (
-            args.url.clone().unwrap_or_else(|| DEFAULT_NATS_URL.into()),
-            async_nats::ConnectOptions::new(),
-        ),
-    };
-    let addrs = url
-        .split(',')
-        .map(|u| u.trim().parse::<async_nats::ServerAddr>())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| fail(Error::Config(format!("invalid NATS URL {url:?}: {e}"))))?;
-    opts.name("asyncjobs worker")
-        .connection_timeout(Duration::from_secs(5))
-        .connect(addrs)
+    args.connection()
+        .open()
         .await
-        .map_err(|e| fail(crate::error::nats("connecting", e).into()))
+        .map_err(|failure| RuntimeError::Connect {
+            server: args.server(),
+            source: match failure {
+                connect::Failure::Config(e) => e,
+                connect::Failure::Unreachable { source, .. } => {
+                    crate::error::nats("", source).into()
+                }
+            },
+        })
 }
 
 /// Connects, prepares every queue the handlers name (creating missing ones
@@ -666,41 +635,18 @@ fn handler_row(def: &HandlerDef) -> [String; 6] {
     ]
 }
 
-fn format_duration(d: Duration) -> String {
-    let mut ms = d.as_millis();
-    if ms == 0 {
-        return "0s".into();
-    }
-    let mut out = String::new();
-    for (unit, size) in [
-        ("d", 86_400_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1_000),
-        ("ms", 1),
-    ] {
-        if ms >= size {
-            let _ = write!(out, "{}{unit}", ms / size);
-            ms %= size;
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert!(parse_duration("").is_err());
-        assert!(parse_duration("5").is_err());
-        assert!(parse_duration("5 parsecs").is_err());
-        assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m");
-        assert_eq!(format_duration(Duration::from_millis(1500)), "1s500ms");
+        // the grammar itself is tested in wire; here: the flag uses it
+        let a = WorkerArgs::try_from_args(["worker", "--shutdown-grace", "1.5m"]).unwrap();
+        assert_eq!(a.shutdown_grace, Duration::from_secs(90));
+        let e = WorkerArgs::try_from_args(["worker", "--shutdown-grace", "1d"]).unwrap_err();
+        assert!(e.to_string().contains("expected a Go duration"), "{e}");
+        assert!(WorkerArgs::try_from_args(["worker", "--shutdown-grace", "-1s"]).is_err());
     }
 
     #[test]
@@ -720,5 +666,26 @@ mod tests {
         assert!(WorkerArgs::try_from_args(["worker", "--log-level", "info,=["]).is_err());
         let a = WorkerArgs::try_from_args(["worker", "--queue", "A,B", "--queue", "C"]).unwrap();
         assert_eq!(a.queues, vec!["A", "B", "C"]);
+    }
+
+    #[test]
+    fn the_help_shows_the_default_url() {
+        use clap::CommandFactory;
+        let help = WorkerArgs::command().render_help().to_string();
+        assert!(help.contains(connect::DEFAULT_URL), "{help}");
+    }
+
+    #[test]
+    fn connection_settings() {
+        let mut a = WorkerArgs::default();
+        assert_eq!(a.server(), connect::DEFAULT_URL);
+        a.url = Some("nats://a:1,nats://b:2".into());
+        assert_eq!(a.server(), "nats://a:1,nats://b:2");
+        a.context = Some("prod".into());
+        assert_eq!(a.server(), "NATS context \"prod\"");
+        assert_eq!(
+            a.connection(),
+            Connect::context("prod").name(CONNECTION_NAME)
+        );
     }
 }

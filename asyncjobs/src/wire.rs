@@ -5,6 +5,15 @@
 //! `null`, and `time.Duration` as integer nanoseconds. Go readers accept
 //! `null` for every field and leave the zero value. The helpers here give
 //! serde the same behaviour.
+//!
+//! Durations written by people (flags, `#[task_handler]` attributes, cron
+//! `@every`) use Go's `time.ParseDuration` syntax everywhere:
+//! [`parse_duration`], [`parse_signed_duration`] and [`format_duration`].
+
+mod duration;
+
+pub(crate) use duration::parse_go_duration;
+pub use duration::{format_duration, parse_duration, parse_signed_duration};
 
 use base64::Engine;
 use serde::{Deserialize, Deserializer, Serializer};
