@@ -144,6 +144,7 @@ impl ClientBuilder {
 
     /// Sign enqueued tasks and/or verify loaded ones with these keys
     /// (see [`Keys`](crate::signing::Keys)).
+    #[cfg(feature = "signing")]
     pub fn signing_keys(mut self, keys: crate::signing::Keys) -> Self {
         self.settings.keys = keys;
         self

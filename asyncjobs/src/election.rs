@@ -51,10 +51,9 @@
 use crate::storage::ELECTIONS_BUCKET;
 use async_nats::jetstream;
 use async_nats::jetstream::kv;
-use prometheus::{CounterVec, GaugeVec, Opts};
 use rand::Rng;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -223,12 +222,7 @@ impl ElectionBuilder {
                 interval
             }
         };
-        let labels = [self.options.key.as_str(), self.name.as_str()];
-        METRICS
-            .interval
-            .with_label_values(&labels)
-            .set(interval.as_secs_f64());
-        METRICS.leader.with_label_values(&labels).set(0.0);
+        crate::metrics::election_started(&self.options.key, &self.name, interval);
         Ok(Election {
             inner: Arc::new(Inner {
                 name: self.name,
@@ -356,10 +350,6 @@ impl Election {
         Ok(())
     }
 
-    fn labels(&self) -> [&str; 2] {
-        [self.inner.key.as_str(), self.inner.name.as_str()]
-    }
-
     async fn campaign(&self) {
         let inner = &self.inner;
         let revision = inner.state.lock().expect("election state").revision;
@@ -368,11 +358,7 @@ impl Election {
         } else {
             "candidate"
         };
-        let labels = self.labels();
-        METRICS
-            .campaigns
-            .with_label_values(&[labels[0], labels[1], role])
-            .inc();
+        crate::metrics::election_campaign(&inner.key, &inner.name, role);
         let sent = Instant::now();
         let value = bytes::Bytes::from(inner.name.clone().into_bytes());
         match revision {
@@ -406,7 +392,7 @@ impl Election {
                 };
                 match won {
                     Some(true) => {
-                        METRICS.leader.with_label_values(&labels).set(1.0);
+                        crate::metrics::election_leader(&inner.key, &inner.name, true);
                         tracing::info!(name = %inner.name, key = %inner.key, "became leader");
                         if let Some(f) = &inner.on_won {
                             f();
@@ -432,7 +418,7 @@ impl Election {
             (was, rev)
         };
         if was_announced {
-            METRICS.leader.with_label_values(&self.labels()).set(0.0);
+            crate::metrics::election_leader(&self.inner.key, &self.inner.name, false);
             if let Some(f) = &self.inner.on_lost {
                 f();
             }
@@ -461,47 +447,3 @@ impl Election {
         }
     }
 }
-
-struct Metrics {
-    campaigns: CounterVec,
-    leader: GaugeVec,
-    interval: GaugeVec,
-}
-
-static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
-    let r = crate::metrics::registry();
-    let campaigns = CounterVec::new(
-        Opts::new(
-            "choria_asyncjobs_election_campaigns",
-            "Leader election campaigns",
-        ),
-        &["election", "identity", "state"],
-    )
-    .expect("valid metric");
-    let leader = GaugeVec::new(
-        Opts::new(
-            "choria_asyncjobs_election_leader",
-            "1 while this candidate is the leader",
-        ),
-        &["election", "identity"],
-    )
-    .expect("valid metric");
-    let interval = GaugeVec::new(
-        Opts::new(
-            "choria_asyncjobs_election_interval_seconds",
-            "Leader election campaign interval",
-        ),
-        &["election", "identity"],
-    )
-    .expect("valid metric");
-    r.register(Box::new(campaigns.clone()))
-        .expect("unique metric");
-    r.register(Box::new(leader.clone())).expect("unique metric");
-    r.register(Box::new(interval.clone()))
-        .expect("unique metric");
-    Metrics {
-        campaigns,
-        leader,
-        interval,
-    }
-});

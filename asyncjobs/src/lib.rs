@@ -82,14 +82,27 @@
 //! * **Graceful shutdown** stops pulling, lets running handlers finish within
 //!   a grace period and hands unfinished items back to the queue at once.
 //!
+//! ## Cargo features
+//!
+//! All on by default; a program that only enqueues can turn them off
+//! (`asyncjobs = { version = "…", default-features = false }`) and builds
+//! without clap, tracing-subscriber, prometheus or tempfile:
+//!
+//! | feature | what it adds |
+//! | --- | --- |
+//! | `runtime` | [`main!`] and the `runtime` module: the generated worker binary's flags (clap) and logging (tracing-subscriber); implies `metrics` |
+//! | `metrics` | Prometheus metrics with Go's names and their HTTP endpoint ([`metrics`]); without it nothing is recorded |
+//! | `remote` | handlers outside the process: request-reply and external commands (`remote`) |
+//! | `signing` | ed25519 task signatures (`signing`, [`ClientBuilder::signing_keys`]); without it tasks are neither signed nor verified |
+//!
 //! ## Modules
 //!
 //! Tasks and queues: [`task`], [`queue`], [`client`] (the storage module
 //! behind it is internal). Processing: [`worker`],
-//! [`router`], [`handler`], [`retry`], [`remote`] (request-reply services
+//! [`router`], [`handler`], [`retry`], `remote` (request-reply services
 //! and external commands). Operations: [`events`], [`metrics`],
-//! [`signing`], [`scheduler`], [`election`], [`cron`]. The handler
-//! framework: [`task_handler`], [`registry`], [`runtime`] and [`main!`].
+//! `signing`, [`scheduler`], [`election`], [`cron`]. The handler
+//! framework: [`task_handler`], [`registry`], `runtime` and `main!`.
 //! Plumbing: [`connect`], [`natscontext`], [`wire`], [`error`].
 
 #![warn(missing_docs)]
@@ -107,11 +120,14 @@ pub mod metrics;
 pub mod natscontext;
 pub mod queue;
 pub mod registry;
+#[cfg(feature = "remote")]
 pub mod remote;
 pub mod retry;
 pub mod router;
+#[cfg(feature = "runtime")]
 pub mod runtime;
 pub mod scheduler;
+#[cfg(feature = "signing")]
 pub mod signing;
 mod storage;
 pub mod task;
@@ -128,6 +144,7 @@ pub use handler::{
 };
 pub use queue::{Queue, QueueInfo, QueueUpdate};
 pub use registry::{HandlerDef, Handlers};
+#[cfg(feature = "remote")]
 pub use remote::{ExternalCommand, RequestReply, RequestReplyServer};
 pub use retry::{LinearPolicy, RetryPolicy};
 pub use router::Router;

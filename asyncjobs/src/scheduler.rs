@@ -79,11 +79,10 @@ use crate::wire::{self, bytes_go, duration_go, null_default, time_go};
 use async_nats::jetstream::kv;
 use base64::Engine;
 use futures::StreamExt;
-use prometheus::{CounterVec, Gauge, Opts};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
@@ -611,8 +610,8 @@ impl Drop for RunGuard {
         for e in &removed {
             e.stop.cancel();
         }
-        METRICS.schedules.sub(removed.len() as f64);
-        METRICS.paused.set(1.0);
+        crate::metrics::scheduler_schedules_changed(-(removed.len() as i64));
+        crate::metrics::scheduler_paused(true);
         *self.inner.election.lock().expect("scheduler election") = None;
         self.inner.running.store(false, Ordering::SeqCst);
     }
@@ -734,13 +733,7 @@ impl Scheduler {
     async fn run_inner(&self, stop: &CancellationToken) -> Result<(), ScheduleError> {
         let store = config_store(&self.inner.client).await?;
         // paused until the election is won (Go starts at 0 even when not leading, §16.16)
-        METRICS
-            .paused
-            .set(if self.inner.election_options.is_some() {
-                1.0
-            } else {
-                0.0
-            });
+        crate::metrics::scheduler_paused(self.inner.election_options.is_some());
         let election = match &self.inner.election_options {
             None => None,
             Some(options) => {
@@ -751,7 +744,7 @@ impl Scheduler {
                 let election = Election::builder(nc.clone(), name.clone())
                     .options(options.clone())
                     .on_won(move || {
-                        METRICS.paused.set(0.0);
+                        crate::metrics::scheduler_paused(false);
                         tracing::info!(scheduler = %name, "became leader, scheduling tasks");
                         let event = LeaderElectedEvent::new(name.clone(), component.clone());
                         let nc = nc.clone();
@@ -769,7 +762,7 @@ impl Scheduler {
                         }
                     })
                     .on_lost(move || {
-                        METRICS.paused.set(1.0);
+                        crate::metrics::scheduler_paused(true);
                         tracing::info!(scheduler = %lost_name, "lost leadership, pausing");
                     })
                     .build()
@@ -855,16 +848,13 @@ impl Scheduler {
                     Ok(cron) => Some((st, cron)),
                     Err(e) => {
                         tracing::warn!(schedule = %name, error = %e, "scheduled task has an invalid schedule; not scheduling it");
-                        METRICS
-                            .errors
-                            .with_label_values(&[st.task_type.as_str(), st.queue.as_str()])
-                            .inc();
+                        crate::metrics::scheduler_error(&st.task_type, &st.queue);
                         None
                     }
                 },
                 Err(e) => {
                     tracing::warn!(schedule = %name, error = %e, "undecodable scheduled task; not scheduling it");
-                    METRICS.errors.with_label_values(&["", ""]).inc();
+                    crate::metrics::scheduler_error("", "");
                     None
                 }
             },
@@ -873,7 +863,7 @@ impl Scheduler {
             None => {
                 if let Some(old) = entries.remove(&name) {
                     old.stop.cancel();
-                    METRICS.schedules.dec();
+                    crate::metrics::scheduler_schedules_changed(-1);
                     tracing::info!(schedule = %name, "removed schedule");
                 }
             }
@@ -887,7 +877,7 @@ impl Scheduler {
                         tracing::info!(schedule = %name, spec = %st.schedule, "replaced schedule");
                     }
                     None => {
-                        METRICS.schedules.inc();
+                        crate::metrics::scheduler_schedules_changed(1);
                         tracing::info!(schedule = %name, spec = %st.schedule, queue = %st.queue, "added schedule");
                     }
                 }
@@ -947,11 +937,10 @@ async fn fire(inner: &Inner, name: &str, st: &ScheduledTask, slot: OffsetDateTim
         tracing::debug!(schedule = %name, %slot, "not the leader; skipping");
         return;
     }
-    let labels = [st.task_type.as_str(), st.queue.as_str()];
     let mut task = match st.build_task(Some(slot_task_id(name, slot))) {
         Ok(t) => t,
         Err(e) => {
-            METRICS.errors.with_label_values(&labels).inc();
+            crate::metrics::scheduler_error(&st.task_type, &st.queue);
             tracing::warn!(schedule = %name, error = %e, "cannot build the scheduled task");
             return;
         }
@@ -963,7 +952,7 @@ async fn fire(inner: &Inner, name: &str, st: &ScheduledTask, slot: OffsetDateTim
     }
     match inner.client.enqueue_to(&st.queue, &mut task).await {
         Ok(()) => {
-            METRICS.scheduled.with_label_values(&labels).inc();
+            crate::metrics::scheduler_scheduled(&st.task_type, &st.queue);
             tracing::info!(schedule = %name, task = %task.id, queue = %st.queue, %slot, "created scheduled task");
         }
         Err(Error::ConcurrentUpdate(_)) => {
@@ -976,60 +965,11 @@ async fn fire(inner: &Inner, name: &str, st: &ScheduledTask, slot: OffsetDateTim
             tracing::debug!(schedule = %name, task = %task.id, %slot, "slot already fired (duplicate work item)");
         }
         Err(e) => {
-            METRICS.errors.with_label_values(&labels).inc();
+            crate::metrics::scheduler_error(&st.task_type, &st.queue);
             tracing::warn!(schedule = %name, task = %task.id, queue = %st.queue, error = %e, "creating scheduled task failed");
         }
     }
 }
-
-struct Metrics {
-    paused: Gauge,
-    schedules: Gauge,
-    scheduled: CounterVec,
-    errors: CounterVec,
-}
-
-static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
-    let r = crate::metrics::registry();
-    let paused = Gauge::new(
-        "choria_asyncjobs_task_scheduler_paused",
-        "1 when the task scheduler is not the leader",
-    )
-    .expect("valid metric");
-    let schedules = Gauge::new(
-        "choria_asyncjobs_task_scheduler_schedules_total",
-        "Schedules loaded by the task scheduler",
-    )
-    .expect("valid metric");
-    let scheduled = CounterVec::new(
-        Opts::new(
-            "choria_asyncjobs_task_scheduler_scheduled_count",
-            "Tasks created by the task scheduler",
-        ),
-        &["type", "queue"],
-    )
-    .expect("valid metric");
-    let errors = CounterVec::new(
-        Opts::new(
-            "choria_asyncjobs_task_scheduler_schedule_error_count",
-            "Scheduled tasks that could not be created",
-        ),
-        &["type", "queue"],
-    )
-    .expect("valid metric");
-    r.register(Box::new(paused.clone())).expect("unique metric");
-    r.register(Box::new(schedules.clone()))
-        .expect("unique metric");
-    r.register(Box::new(scheduled.clone()))
-        .expect("unique metric");
-    r.register(Box::new(errors.clone())).expect("unique metric");
-    Metrics {
-        paused,
-        schedules,
-        scheduled,
-        errors,
-    }
-});
 
 #[cfg(test)]
 mod tests {

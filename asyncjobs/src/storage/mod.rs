@@ -43,7 +43,7 @@ pub(crate) struct StorageSettings {
     pub replicas: usize,
     pub task_retention: Duration,
     pub discard: Vec<TaskState>,
-    pub keys: crate::signing::Keys,
+    pub keys: Keys,
 }
 
 impl Default for StorageSettings {
@@ -53,8 +53,35 @@ impl Default for StorageSettings {
             replicas: 1,
             task_retention: Duration::ZERO,
             discard: Vec::new(),
-            keys: crate::signing::Keys::none(),
+            keys: Keys::none(),
         }
+    }
+}
+
+#[cfg(feature = "signing")]
+pub(crate) use crate::signing::Keys;
+
+/// Without the `signing` feature nothing is signed or verified.
+#[cfg(not(feature = "signing"))]
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Keys;
+
+#[cfg(not(feature = "signing"))]
+impl Keys {
+    pub fn none() -> Keys {
+        Keys
+    }
+    pub fn signs(&self) -> bool {
+        false
+    }
+    pub fn sign(&self, _: &mut Task) -> Result<()> {
+        Ok(())
+    }
+    pub fn resign(&self, _: &mut Task) -> Result<()> {
+        Ok(())
+    }
+    pub fn verify(&self, _: &Task) -> Result<()> {
+        Ok(())
     }
 }
 

@@ -1,14 +1,10 @@
-//! Prometheus metrics with the names, types and labels of the Go
-//! implementation (reference §12).
-//!
-//! All metrics live in one [`prometheus::Registry`] returned by [`registry`];
-//! register it with your own exporter or gather it directly, or let [`serve`]
-//! answer Prometheus scrapes over HTTP.
+//! The Prometheus side of [`metrics`](super): the registry, the HTTP
+//! endpoint and the recorders, compiled with the `metrics` feature.
 
 use crate::task::TaskState;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{LabelPair, Metric, MetricFamily, MetricType, Summary};
-use prometheus::{Counter, CounterVec, Gauge, Opts, Registry};
+use prometheus::{Counter, CounterVec, Gauge, GaugeVec, Opts, Registry};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -376,4 +372,141 @@ pub(crate) fn handler_finished(queue: &str, task_type: &str, seconds: f64, faile
             .with_label_values(&[queue, task_type])
             .inc();
     }
+}
+
+// ----- leader elections (registered when the first election starts) -----------------------
+
+struct Election {
+    campaigns: CounterVec,
+    leader: GaugeVec,
+    interval: GaugeVec,
+}
+
+static ELECTION: LazyLock<Election> = LazyLock::new(|| {
+    let r = registry();
+    let campaigns = CounterVec::new(
+        Opts::new(
+            "choria_asyncjobs_election_campaigns",
+            "Leader election campaigns",
+        ),
+        &["election", "identity", "state"],
+    )
+    .expect("valid metric");
+    let leader = GaugeVec::new(
+        Opts::new(
+            "choria_asyncjobs_election_leader",
+            "1 while this candidate is the leader",
+        ),
+        &["election", "identity"],
+    )
+    .expect("valid metric");
+    let interval = GaugeVec::new(
+        Opts::new(
+            "choria_asyncjobs_election_interval_seconds",
+            "Leader election campaign interval",
+        ),
+        &["election", "identity"],
+    )
+    .expect("valid metric");
+    r.register(Box::new(campaigns.clone()))
+        .expect("unique metric");
+    r.register(Box::new(leader.clone())).expect("unique metric");
+    r.register(Box::new(interval.clone()))
+        .expect("unique metric");
+    Election {
+        campaigns,
+        leader,
+        interval,
+    }
+});
+
+pub(crate) fn election_started(election: &str, identity: &str, interval: Duration) {
+    let labels = [election, identity];
+    ELECTION
+        .interval
+        .with_label_values(&labels)
+        .set(interval.as_secs_f64());
+    ELECTION.leader.with_label_values(&labels).set(0.0);
+}
+pub(crate) fn election_campaign(election: &str, identity: &str, role: &str) {
+    ELECTION
+        .campaigns
+        .with_label_values(&[election, identity, role])
+        .inc();
+}
+pub(crate) fn election_leader(election: &str, identity: &str, leader: bool) {
+    ELECTION
+        .leader
+        .with_label_values(&[election, identity])
+        .set(if leader { 1.0 } else { 0.0 });
+}
+
+// ----- the task scheduler (registered when the first scheduler starts) ----------------------
+
+struct Scheduler {
+    paused: Gauge,
+    schedules: Gauge,
+    scheduled: CounterVec,
+    errors: CounterVec,
+}
+
+static SCHEDULER: LazyLock<Scheduler> = LazyLock::new(|| {
+    let r = registry();
+    let paused = Gauge::new(
+        "choria_asyncjobs_task_scheduler_paused",
+        "1 when the task scheduler is not the leader",
+    )
+    .expect("valid metric");
+    let schedules = Gauge::new(
+        "choria_asyncjobs_task_scheduler_schedules_total",
+        "Schedules loaded by the task scheduler",
+    )
+    .expect("valid metric");
+    let scheduled = CounterVec::new(
+        Opts::new(
+            "choria_asyncjobs_task_scheduler_scheduled_count",
+            "Tasks created by the task scheduler",
+        ),
+        &["type", "queue"],
+    )
+    .expect("valid metric");
+    let errors = CounterVec::new(
+        Opts::new(
+            "choria_asyncjobs_task_scheduler_schedule_error_count",
+            "Scheduled tasks that could not be created",
+        ),
+        &["type", "queue"],
+    )
+    .expect("valid metric");
+    r.register(Box::new(paused.clone())).expect("unique metric");
+    r.register(Box::new(schedules.clone()))
+        .expect("unique metric");
+    r.register(Box::new(scheduled.clone()))
+        .expect("unique metric");
+    r.register(Box::new(errors.clone())).expect("unique metric");
+    Scheduler {
+        paused,
+        schedules,
+        scheduled,
+        errors,
+    }
+});
+
+pub(crate) fn scheduler_paused(paused: bool) {
+    SCHEDULER.paused.set(if paused { 1.0 } else { 0.0 });
+}
+pub(crate) fn scheduler_schedules_changed(by: i64) {
+    SCHEDULER.schedules.add(by as f64);
+}
+pub(crate) fn scheduler_scheduled(task_type: &str, queue: &str) {
+    SCHEDULER
+        .scheduled
+        .with_label_values(&[task_type, queue])
+        .inc();
+}
+pub(crate) fn scheduler_error(task_type: &str, queue: &str) {
+    SCHEDULER
+        .errors
+        .with_label_values(&[task_type, queue])
+        .inc();
 }
