@@ -38,6 +38,17 @@ pub struct ClientBuilder {
     connection_name: String,
 }
 
+impl std::fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("queue", &self.queue)
+            .field("settings", &self.settings)
+            .field("no_storage_init", &self.no_storage_init)
+            .field("connection_name", &self.connection_name)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Default for ClientBuilder {
     fn default() -> Self {
         ClientBuilder {

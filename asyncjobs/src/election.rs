@@ -161,6 +161,15 @@ pub struct ElectionBuilder {
     on_lost: Option<Callback>,
 }
 
+impl std::fmt::Debug for ElectionBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ElectionBuilder")
+            .field("name", &self.name)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
 impl ElectionBuilder {
     /// Bucket, key and timings.
     pub fn options(mut self, options: ElectionOptions) -> Self {

@@ -132,6 +132,19 @@ pub struct TaskContext {
     pub(crate) traceparent: Option<String>,
 }
 
+impl std::fmt::Debug for TaskContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskContext")
+            .field("id", &self.task.id)
+            .field("type", &self.task.task_type)
+            .field("queue", &self.task.queue)
+            .field("tries", &self.task.tries)
+            .field("deadline", &self.deadline)
+            .field("traceparent", &self.traceparent)
+            .finish_non_exhaustive()
+    }
+}
+
 impl TaskContext {
     /// A context for calling a handler directly (for example in unit tests):
     /// no lease, never cancelled.

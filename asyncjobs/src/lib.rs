@@ -105,7 +105,7 @@
 //! framework: [`task_handler`], [`registry`], `runtime` and `main!`.
 //! Plumbing: [`connect`], [`natscontext`], [`wire`], [`error`].
 
-#![warn(missing_docs)]
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
 pub mod client;
 pub mod connect;

@@ -72,6 +72,7 @@ where
 }
 
 /// The generated handler closure, before its bounds are known to hold.
+#[allow(missing_debug_implementations)]
 pub struct MakeHandler<P, F> {
     f: F,
     _payload: PhantomData<fn() -> P>,

@@ -34,7 +34,7 @@ use std::time::Duration;
 
 /// What `#[task_handler]` declares. Not part of the public API.
 #[doc(hidden)]
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 pub struct Declared {
     pub task_type: &'static str,
     pub queue: Option<&'static str>,

@@ -324,6 +324,16 @@ pub struct RequestReplyServer {
     concurrency: usize,
 }
 
+impl std::fmt::Debug for RequestReplyServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestReplyServer")
+            .field("task_type", &self.task_type)
+            .field("queue_group", &self.queue_group)
+            .field("concurrency", &self.concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
 impl RequestReplyServer {
     /// Serves `task_type` (`""` = the catch-all subject) with `handler`.
     pub fn new(
@@ -403,6 +413,7 @@ impl RequestReplyServer {
 
 /// A [`RequestReplyServer`] serving in the background. Dropping it stops the
 /// service too, without waiting.
+#[derive(Debug)]
 pub struct RunningServer {
     subject: String,
     stop: CancellationToken,

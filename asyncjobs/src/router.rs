@@ -38,6 +38,15 @@ pub struct Router {
     compiled: HashMap<String, BoxHandler>,
 }
 
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("task_types", &self.by_length)
+            .field("middleware", &self.global.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Router {
     /// An empty router.
     pub fn new() -> Router {

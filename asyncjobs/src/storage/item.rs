@@ -30,7 +30,7 @@ pub(crate) enum ItemError {
 
 impl WorkItem {
     /// The item for `task_id`.
-    pub fn new(task_id: &str) -> WorkItem {
+    pub(crate) fn new(task_id: &str) -> WorkItem {
         WorkItem {
             kind: 0,
             job: task_id.to_string(),
@@ -38,12 +38,12 @@ impl WorkItem {
     }
 
     /// The body as Go writes it.
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("work item encodes")
     }
 
     /// Reads a delivered body; the task id must be non-empty.
-    pub fn decode(body: &[u8]) -> Result<WorkItem, ItemError> {
+    pub(crate) fn decode(body: &[u8]) -> Result<WorkItem, ItemError> {
         if body.is_empty() {
             return Err(ItemError::Empty);
         }
@@ -54,7 +54,7 @@ impl WorkItem {
     }
 
     /// The `traceparent` a delivered item carries.
-    pub fn traceparent(headers: Option<&HeaderMap>) -> Option<String> {
+    pub(crate) fn traceparent(headers: Option<&HeaderMap>) -> Option<String> {
         headers
             .and_then(|h| h.get(TRACEPARENT_HEADER))
             .map(|v| v.as_str().to_string())

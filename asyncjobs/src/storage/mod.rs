@@ -68,19 +68,19 @@ pub(crate) struct Keys;
 
 #[cfg(not(feature = "signing"))]
 impl Keys {
-    pub fn none() -> Keys {
+    pub(crate) fn none() -> Keys {
         Keys
     }
-    pub fn signs(&self) -> bool {
+    pub(crate) fn signs(&self) -> bool {
         false
     }
-    pub fn sign(&self, _: &mut Task) -> Result<()> {
+    pub(crate) fn sign(&self, _: &mut Task) -> Result<()> {
         Ok(())
     }
-    pub fn resign(&self, _: &mut Task) -> Result<()> {
+    pub(crate) fn resign(&self, _: &mut Task) -> Result<()> {
         Ok(())
     }
-    pub fn verify(&self, _: &Task) -> Result<()> {
+    pub(crate) fn verify(&self, _: &Task) -> Result<()> {
         Ok(())
     }
 }
@@ -167,7 +167,7 @@ fn ns(d: Duration) -> u64 {
 }
 
 impl Storage {
-    pub fn new(nc: async_nats::Client, settings: StorageSettings) -> Storage {
+    pub(crate) fn new(nc: async_nats::Client, settings: StorageSettings) -> Storage {
         let js = jetstream::new(nc.clone());
         Storage {
             nc,
@@ -184,11 +184,11 @@ impl Storage {
         }
     }
 
-    pub fn max_payload(&self) -> usize {
+    pub(crate) fn max_payload(&self) -> usize {
         self.nc.server_info().max_payload
     }
 
-    pub fn check_size(&self, what: &'static str, size: usize) -> Result<()> {
+    pub(crate) fn check_size(&self, what: &'static str, size: usize) -> Result<()> {
         let max = self.max_payload();
         // leave room for headers and protocol overhead
         if max > 0 && size + 256 > max {
@@ -205,7 +205,7 @@ impl Storage {
     }
 
     /// The stream's details, `None` when it does not exist.
-    pub async fn stream_details(&self, name: &str) -> Result<Option<StreamDetails>> {
+    pub(crate) async fn stream_details(&self, name: &str) -> Result<Option<StreamDetails>> {
         match self.js.get_stream(name).await {
             Ok(mut s) => Ok(Some(StreamDetails::from_info(
                 s.info()
@@ -239,7 +239,7 @@ impl Storage {
     }
 
     /// Creates `CHORIA_AJ_TASKS` unless it exists (an existing stream is used unchanged).
-    pub async fn prepare_tasks(&self) -> Result<()> {
+    pub(crate) async fn prepare_tasks(&self) -> Result<()> {
         if self.stream_details(TASKS_STREAM).await?.is_some() {
             return Ok(());
         }
@@ -269,7 +269,7 @@ impl Storage {
     }
 
     /// Creates the configuration and elections KV buckets unless they exist.
-    pub async fn prepare_buckets(&self) -> Result<()> {
+    pub(crate) async fn prepare_buckets(&self) -> Result<()> {
         for (bucket, description, ttl) in [
             (
                 CONFIG_BUCKET,
@@ -320,7 +320,7 @@ impl Storage {
 
     /// Creates or loads a queue (or only loads it when `no_create`), returning
     /// the queue as the server has it.
-    pub async fn prepare_queue(&self, queue: &Queue) -> Result<Queue> {
+    pub(crate) async fn prepare_queue(&self, queue: &Queue) -> Result<Queue> {
         validate_queue_name(&queue.name)?;
         let stream = queue.stream_name();
         if self.stream_details(&stream).await?.is_none() {
@@ -385,13 +385,13 @@ impl Storage {
     // ----- task records ------------------------------------------------------------------
 
     /// Saves the task with optimistic concurrency and publishes its state event.
-    pub async fn save_task(&self, task: &mut Task) -> Result<()> {
+    pub(crate) async fn save_task(&self, task: &mut Task) -> Result<()> {
         let ack = self.start_save(task).await?;
         self.finish_save(task, ack).await
     }
 
     /// Sends the task record; the returned future resolves to its publish ack.
-    pub async fn start_save(&self, task: &Task) -> Result<PublishAckFuture> {
+    pub(crate) async fn start_save(&self, task: &Task) -> Result<PublishAckFuture> {
         let body = task.to_json()?;
         self.check_size("task record", body.len())?;
         let mut headers = HeaderMap::new();
@@ -410,7 +410,7 @@ impl Storage {
     }
 
     /// Awaits a record's publish ack, remembers its sequence and publishes the event.
-    pub async fn finish_save(&self, task: &mut Task, ack: PublishAckFuture) -> Result<()> {
+    pub(crate) async fn finish_save(&self, task: &mut Task, ack: PublishAckFuture) -> Result<()> {
         match ack.await {
             Ok(ack) => {
                 task.seq = ack.sequence;
@@ -433,7 +433,7 @@ impl Storage {
     }
 
     /// Publishes the task's state change event (best effort, like Go).
-    pub async fn publish_event(&self, task: &Task) {
+    pub(crate) async fn publish_event(&self, task: &Task) {
         let event = TaskStateChangeEvent::for_task(task);
         match serde_json::to_vec(&event) {
             Ok(body) => {
@@ -446,7 +446,7 @@ impl Storage {
     }
 
     /// Saves the task, or deletes it when its state is in the discard list.
-    pub async fn save_or_discard(&self, task: &mut Task) -> Result<()> {
+    pub(crate) async fn save_or_discard(&self, task: &mut Task) -> Result<()> {
         if self.settings.discard.contains(&task.state) {
             self.publish_event(task).await;
             return match self.delete_task(&task.id).await {
@@ -458,14 +458,14 @@ impl Storage {
     }
 
     /// Loads a task and verifies its signature when keys are configured.
-    pub async fn load_verified(&self, id: &str) -> Result<Task> {
+    pub(crate) async fn load_verified(&self, id: &str) -> Result<Task> {
         let task = self.load_task(id).await?;
         self.settings.keys.verify(&task)?;
         Ok(task)
     }
 
     /// Loads the latest version of a task.
-    pub async fn load_task(&self, id: &str) -> Result<Task> {
+    pub(crate) async fn load_task(&self, id: &str) -> Result<Task> {
         let (seq, data) = self.load_task_raw(id).await?;
         let mut task =
             serde_json::from_slice::<Task>(&data).map_err(|e| Error::InvalidTaskRecord {
@@ -502,7 +502,7 @@ impl Storage {
     }
 
     /// Deletes a task record (work items are untouched).
-    pub async fn delete_task(&self, id: &str) -> Result<()> {
+    pub(crate) async fn delete_task(&self, id: &str) -> Result<()> {
         let (seq, _) = self.load_task_raw(id).await?;
         let tasks = self.stream(TASKS_STREAM).await?;
         tasks
@@ -513,7 +513,7 @@ impl Storage {
     }
 
     /// Removes every task record.
-    pub async fn purge_tasks(&self) -> Result<()> {
+    pub(crate) async fn purge_tasks(&self) -> Result<()> {
         let tasks = self.stream(TASKS_STREAM).await?;
         match tasks.purge().await {
             Ok(_) => Ok(()),
@@ -522,7 +522,7 @@ impl Storage {
     }
 
     /// The task store's details.
-    pub async fn tasks_info(&self) -> Result<StreamDetails> {
+    pub(crate) async fn tasks_info(&self) -> Result<StreamDetails> {
         self.stream_details(TASKS_STREAM)
             .await?
             .ok_or_else(|| Error::StorageNotReady("task store not initialized".into()))
@@ -531,7 +531,7 @@ impl Storage {
     // ----- enqueue -----------------------------------------------------------------------
 
     /// Saves the task into `queue` and publishes its work item (reference §4.2).
-    pub async fn enqueue(&self, queue: &str, task: &mut Task) -> Result<()> {
+    pub(crate) async fn enqueue(&self, queue: &str, task: &mut Task) -> Result<()> {
         let ack = self.start_enqueue(queue, task).await?;
         self.finish_save(task, ack).await?;
         // a retried task's earlier item may still be in the dedupe window
@@ -544,7 +544,11 @@ impl Storage {
     }
 
     /// Validates the task and sends its record; see [`Storage::enqueue`].
-    pub async fn start_enqueue(&self, queue: &str, task: &mut Task) -> Result<PublishAckFuture> {
+    pub(crate) async fn start_enqueue(
+        &self,
+        queue: &str,
+        task: &mut Task,
+    ) -> Result<PublishAckFuture> {
         match task.state {
             TaskState::New | TaskState::Retry | TaskState::Blocked => {}
             other => return Err(Error::CannotEnqueue(other)),
@@ -561,7 +565,7 @@ impl Storage {
     /// (enqueue, retry, and the worker's re-arm near the delivery limit).
     /// With `dedupe` the item carries the task id as `Nats-Msg-Id`;
     /// `traceparent` travels in a header.
-    pub async fn publish_item(
+    pub(crate) async fn publish_item(
         &self,
         queue: &str,
         task_id: &str,
@@ -582,7 +586,7 @@ impl Storage {
     }
 
     /// Interprets the work item's publish outcome; failures mark the task `queue_error`.
-    pub async fn finish_item(
+    pub(crate) async fn finish_item(
         &self,
         queue: &str,
         task: &mut Task,
@@ -625,7 +629,7 @@ impl Storage {
     }
 
     /// Re-enqueues a task by id: state `retry`, result cleared (reference §4.4).
-    pub async fn retry_task(&self, queue: &str, id: &str) -> Result<Task> {
+    pub(crate) async fn retry_task(&self, queue: &str, id: &str) -> Result<Task> {
         let mut task = self.load_task(id).await?;
         task.state = TaskState::Retry;
         task.result = None;
@@ -642,7 +646,7 @@ impl Storage {
     // ----- queues ------------------------------------------------------------------------
 
     /// Names of all queues, sorted.
-    pub async fn queue_names(&self) -> Result<Vec<String>> {
+    pub(crate) async fn queue_names(&self) -> Result<Vec<String>> {
         #[derive(Deserialize)]
         struct Page {
             #[serde(default)]
@@ -701,7 +705,7 @@ impl Storage {
     }
 
     /// Settings and state of a queue; a missing `WORKERS` consumer is reported, not an error.
-    pub async fn queue_info(&self, name: &str) -> Result<QueueInfo> {
+    pub(crate) async fn queue_info(&self, name: &str) -> Result<QueueInfo> {
         let stream_name = format!("{QUEUE_STREAM_PREFIX}{name}");
         let stream = self
             .stream_details(&stream_name)
@@ -729,7 +733,7 @@ impl Storage {
     }
 
     /// Removes every item from a queue (task records untouched).
-    pub async fn purge_queue(&self, name: &str) -> Result<()> {
+    pub(crate) async fn purge_queue(&self, name: &str) -> Result<()> {
         validate_queue_name(name)?;
         let s = self.stream(&format!("{QUEUE_STREAM_PREFIX}{name}")).await?;
         match s.purge().await {
@@ -739,7 +743,7 @@ impl Storage {
     }
 
     /// Deletes a queue's stream.
-    pub async fn delete_queue(&self, name: &str) -> Result<()> {
+    pub(crate) async fn delete_queue(&self, name: &str) -> Result<()> {
         validate_queue_name(name)?;
         match self
             .js
@@ -753,7 +757,11 @@ impl Storage {
 
     /// Updates a stream's configuration with `change` (STREAM.INFO then
     /// STREAM.UPDATE of the configuration exactly as the server has it).
-    pub async fn update_stream(&self, name: &str, change: impl FnOnce(&mut Value)) -> Result<()> {
+    pub(crate) async fn update_stream(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut Value),
+    ) -> Result<()> {
         #[derive(Deserialize)]
         struct Info {
             config: Value,
@@ -780,7 +788,11 @@ impl Storage {
     }
 
     /// Updates the `WORKERS` consumer of a queue with `change`.
-    pub async fn update_workers(&self, queue: &str, change: impl FnOnce(&mut Value)) -> Result<()> {
+    pub(crate) async fn update_workers(
+        &self,
+        queue: &str,
+        change: impl FnOnce(&mut Value),
+    ) -> Result<()> {
         #[derive(Deserialize)]
         struct Info {
             config: Value,
@@ -818,7 +830,7 @@ impl Storage {
 
     /// Streams every stored task through an ordered consumer, ending at the
     /// last message present when the listing started.
-    pub async fn list_tasks(
+    pub(crate) async fn list_tasks(
         &self,
     ) -> Result<impl futures::Stream<Item = Result<Task>> + Send + 'static> {
         let count = self.tasks_info().await?.messages;

@@ -44,7 +44,7 @@ pub(crate) enum Expiry {
 
 impl Expiry {
     /// The task's `last_err`, as Go writes it.
-    pub fn last_err(self) -> &'static str {
+    pub(super) fn last_err(self) -> &'static str {
         match self {
             Expiry::PastDeadline => "past deadline",
             Expiry::MaxTries => "exceeded maximum tries",

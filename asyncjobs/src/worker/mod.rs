@@ -3,7 +3,7 @@
 //! with the fixes listed in the crate documentation).
 //!
 //! The data path walks forward through one module per phase:
-//! [`dispatch`] (pull requests sized to free slots, one task per item),
+//! `dispatch` (pull requests sized to free slots, one task per item),
 //! `delivery` (one item: load, gates, mark active, run, record), `gates`
 //! (pure rules: state, deadline, tries, lease, dependencies), `execute`
 //! (the handler under its lease) and `outcome` (saves and acks).

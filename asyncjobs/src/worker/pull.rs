@@ -175,7 +175,7 @@ pub(crate) struct Puller {
 
 impl Puller {
     /// A puller for `stream`'s `consumer`, and the subscription its items arrive on.
-    pub async fn new(
+    pub(super) async fn new(
         nc: async_nats::Client,
         stream: &str,
         consumer: &str,
@@ -194,7 +194,7 @@ impl Puller {
     }
 
     /// Asks for as many items as `permits` holds.
-    pub async fn request(
+    pub(super) async fn request(
         &self,
         permits: Vec<OwnedSemaphorePermit>,
         slot: OwnedSemaphorePermit,
@@ -224,17 +224,17 @@ impl Puller {
     }
 
     /// Classifies a message received on the inbox.
-    pub fn take(&self, msg: &async_nats::Message) -> Delivery {
+    pub(super) fn take(&self, msg: &async_nats::Message) -> Delivery {
         self.state.lock().expect("pull lock").take(msg)
     }
 
     /// Returns the permits of requests past their deadline.
-    pub fn expire(&self) {
+    pub(super) fn expire(&self) {
         self.state.lock().expect("pull lock").expire(Instant::now());
     }
 
     /// Ends every request (shutdown).
-    pub fn clear(&self) {
+    pub(super) fn clear(&self) {
         self.state.lock().expect("pull lock").clear();
     }
 }
