@@ -198,21 +198,7 @@ pub fn queue_update(a: &QueueConfigureArgs) -> QueueUpdate {
 async fn configure(ctx: &Ctx, a: &QueueConfigureArgs) -> Result<()> {
     // Go's checks and messages, before connecting
     let update = queue_update(a);
-    if update
-        .max_age
-        .is_some_and(|d| !d.is_zero() && d < Duration::from_secs(120))
-    {
-        return Err(CliError::msg("shortest max age is 2 minutes"));
-    }
-    if update
-        .max_run_time
-        .is_some_and(|d| d < Duration::from_secs(1))
-    {
-        return Err(CliError::msg("shortest run-time is 1 second"));
-    }
-    if update.max_concurrent.is_some_and(|c| c > 10_000) {
-        return Err(CliError::msg("largest concurrency is 10000"));
-    }
+    update.validate()?;
     let client = read_client(ctx).await?;
     client.configure_queue(&a.queue, update).await?;
     show(&client, &a.queue, a.out.json).await
