@@ -198,13 +198,19 @@ impl CronSchedule {
                     rest
                 )));
             }
-            Kind::Fields(Fields {
+            let f = Fields {
                 minute: get_field(fields[0], MINUTES)?,
                 hour: get_field(fields[1], HOURS)?,
                 dom: get_field(fields[2], DOM)?,
                 month: get_field(fields[3], MONTHS)?,
                 dow: get_field(fields[4], DOW)?,
-            })
+            };
+            if !f.has_a_day() {
+                return Err(err(format!(
+                    "the schedule {rest:?} never fires: none of its months has the day of the month it names"
+                )));
+            }
+            Kind::Fields(f)
         };
         // `@every` ignores the zone: intervals are absolute.
         if matches!(kind, Kind::Every(_)) {
@@ -247,8 +253,8 @@ impl CronSchedule {
     }
 
     /// The first fire time strictly after `after`, or `None` when the
-    /// schedule never fires again within five years (e.g. `0 0 30 2 *`),
-    /// matching Go, which then never runs it.
+    /// schedule does not fire within five years, as Go. (Specs that can
+    /// never fire, such as `0 0 30 2 *`, are refused by [`CronSchedule::parse`].)
     pub fn next_after(&self, after: OffsetDateTime) -> Option<OffsetDateTime> {
         match &self.kind {
             Kind::Every(d) => {
@@ -426,6 +432,22 @@ fn bits(min: u32, max: u32, step: u32) -> u64 {
 
 fn has(bits: u64, v: i8) -> bool {
     bits & (1u64 << (v as u32)) != 0
+}
+
+impl Fields {
+    /// True when some month of the schedule has a day it names (29 February
+    /// counts). A weekday restriction always matches some day: with `*` for
+    /// the day of the month both must match, otherwise either does.
+    fn has_a_day(&self) -> bool {
+        const DAYS: [u32; 13] = [0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+        if self.dow & STAR == 0 {
+            return true;
+        }
+        (1..=12u32).any(|m| {
+            self.month & (1u64 << m) != 0
+                && (1..=DAYS[m as usize]).any(|d| self.dom & (1u64 << d) != 0)
+        })
+    }
 }
 
 fn day_matches(f: &Fields, t: &ZonedDateTime) -> bool {
@@ -677,13 +699,8 @@ mod tests {
             next("TZ=UTC 0 0 29 2 *", t),
             datetime!(2028-02-29 00:00 UTC)
         );
-        // never
-        assert_eq!(
-            CronSchedule::parse("TZ=UTC 0 0 30 2 *")
-                .unwrap()
-                .next_after(t),
-            None
-        );
+        // never: refused when parsed (issue 14), see schedules_that_never_fire_are_refused
+        assert!(CronSchedule::parse("TZ=UTC 0 0 30 2 *").is_err());
     }
 
     #[test]
@@ -748,6 +765,32 @@ mod tests {
                 CronSchedule::parse(spec).unwrap().interval(),
                 Some(Duration::from_secs(secs)),
                 "{spec}"
+            );
+        }
+    }
+
+    #[test]
+    fn schedules_that_never_fire_are_refused() {
+        for spec in [
+            "0 0 30 2 *",
+            "0 0 31 4 *",
+            "0 0 31 2,4,6,9,11 *",
+            "0 0 30-31 2 ?",
+        ] {
+            let e = CronSchedule::parse(spec).unwrap_err().to_string();
+            assert!(e.contains("never fires"), "{spec}: {e}");
+        }
+        for spec in [
+            "0 0 29 2 *",
+            "0 0 31 * *",
+            "0 0 30 2 1",
+            "0 0 31 3,4 *",
+            "0 0 * 2 *",
+        ] {
+            let s = CronSchedule::parse(spec).unwrap();
+            assert!(
+                s.next_after(OffsetDateTime::now_utc()).is_some(),
+                "{spec} fires"
             );
         }
     }

@@ -136,6 +136,12 @@ where
 {
     fn from((context, e): (String, async_nats::error::Error<K>)) -> NatsError {
         let (kind, code) = e.kind().classify();
+        // errors such as a refused publish carry the server's reply as their source
+        let code = code.or_else(|| {
+            std::error::Error::source(&e)
+                .and_then(|s| s.downcast_ref::<async_nats::jetstream::Error>())
+                .map(|e| e.error_code())
+        });
         NatsError(Box::new(Inner {
             kind,
             code,
@@ -381,10 +387,15 @@ impl Error {
 
     /// True for errors that will not go away by retrying the same operation:
     /// everything but transient NATS failures ([`NatsErrorKind::is_transient`]),
-    /// failed saves of the task record and storage that is not (yet) there.
+    /// failed saves of the task record (unless the stream refuses the
+    /// record's size) and storage that is not (yet) there.
     pub fn is_permanent(&self) -> bool {
         match self {
-            Error::Nats(e) | Error::TaskUpdateFailed(e) => !e.kind().is_transient(),
+            Error::Nats(e) => !e.kind().is_transient(),
+            // a save is tried again unless the stream can never take the record
+            Error::TaskUpdateFailed(e) => {
+                e.jetstream_code() == Some(ErrorCode::STREAM_MESSAGE_EXCEEDS_MAXIMUM)
+            }
             Error::StorageNotReady(_) => false,
             _ => true,
         }

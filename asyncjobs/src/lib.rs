@@ -80,7 +80,29 @@
 //! * **Dependencies that are `unreachable`** fail their dependants too (Go
 //!   keeps such tasks blocked forever).
 //! * **Graceful shutdown** stops pulling, lets running handlers finish within
-//!   a grace period and hands unfinished items back to the queue at once.
+//!   a grace period and hands unfinished items back to the queue at once. A try the worker
+//!   interrupted this way does not count against the task's tries (a crash
+//!   still counts: the try is saved when it starts, so a task that keeps
+//!   killing its worker still runs out of tries).
+//! * **A record that can never be saved ends the task.** When the server
+//!   refuses a task record for good (a result larger than its
+//!   `max_payload` or the stream's message size, dependency results too
+//!   large to load into one record) the task is saved `terminated` without
+//!   the result, `last_err` naming the size and the limit, and its item is
+//!   terminated; Go leaves it `active` and runs the handler again until its
+//!   tries are used up. Handler error messages are cut to 4 KiB in
+//!   `last_err` so a failed try can always be saved.
+//! * **A deleted queue is reported, not hammered.** When pull requests are
+//!   refused because the queue's stream or `WORKERS` consumer is gone, the
+//!   worker logs an error naming what is missing, counts
+//!   `queue_poll_error`, and asks again after 1 s, doubling to 10 s, until
+//!   the queue is recreated; Go sends pull requests in a busy loop.
+//! * **Schedules that can never fire are refused** (`0 0 30 2 *`,
+//!   `0 0 31 4 *`): creating or updating one is an error saying it never
+//!   fires, where Go stores it and never runs it.
+//! * **Invalid queue names fail at once** with
+//!   [`Error::QueueNameInvalid`] in every call that takes one, instead of
+//!   a JetStream request that times out.
 //!
 //! ## Cargo features
 //!

@@ -44,7 +44,7 @@ pub use crate::worker::DEFAULT_CONCURRENCY;
 /// The connection name the worker shows the server.
 pub const CONNECTION_NAME: &str = "asyncjobs worker";
 /// Default `--shutdown-grace`.
-pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+pub use crate::worker::DEFAULT_SHUTDOWN_GRACE;
 
 /// Generates `fn main()` running every `#[task_handler]` of the program as a
 /// worker; see [`runtime`](crate::runtime) and `--help` of the built binary.

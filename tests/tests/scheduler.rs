@@ -454,6 +454,16 @@ async fn scheduled_task_storage() {
         client.load_scheduled_task("bad").await,
         Err(ScheduleError::NotFound(_))
     ));
+    // issue 14 kind H: a valid spec that can never fire is refused too
+    for never in ["0 0 30 2 *", "0 0 31 4 *"] {
+        bad_new.schedule = never.into();
+        let err = client.create_scheduled_task(&bad_new).await.unwrap_err();
+        assert!(err.to_string().contains("never fires"), "{never}: {err}");
+    }
+    assert!(matches!(
+        client.load_scheduled_task("bad").await,
+        Err(ScheduleError::NotFound(_))
+    ));
 
     // delete
     client.delete_scheduled_task("daily").await.unwrap();

@@ -706,6 +706,7 @@ impl Storage {
 
     /// Settings and state of a queue; a missing `WORKERS` consumer is reported, not an error.
     pub(crate) async fn queue_info(&self, name: &str) -> Result<QueueInfo> {
+        validate_queue_name(name)?;
         let stream_name = format!("{QUEUE_STREAM_PREFIX}{name}");
         let stream = self
             .stream_details(&stream_name)
@@ -797,6 +798,7 @@ impl Storage {
         struct Info {
             config: Value,
         }
+        validate_queue_name(queue)?;
         let stream = format!("{QUEUE_STREAM_PREFIX}{queue}");
         let info: Info = match api::request(
             &self.js,

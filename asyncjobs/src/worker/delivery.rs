@@ -4,7 +4,10 @@
 
 use super::execute::{run_handler, Outcome};
 use super::gates::{self, Deps, Gate, Loaded};
-use super::outcome::{finish, nak, retry_or_expire, save_with_retries, send_ack, transient_delay};
+use super::outcome::{
+    bounded_error, finish, nak, retry_or_expire, save_with_retries, send_ack, transient_delay,
+    unsaveable,
+};
 use super::{Delivered, Shared};
 use crate::error::Error;
 use crate::metrics;
@@ -141,6 +144,11 @@ pub(crate) async fn process(shared: &Shared, msg: async_nats::jetstream::Message
     if let Err(e) = shared.storage.save_task(&mut task).await {
         let delay = match e {
             Error::ConcurrentUpdate(_) => CONFLICT_DELAY,
+            // for example dependency results too large for one record
+            e if e.is_permanent() => {
+                task.tries -= 1;
+                return unsaveable(shared, &acker, &mut task, e).await;
+            }
             _ => transient_delay(delivered),
         };
         tracing::warn!(task = %id, error = %e, "failed updating task state active");
@@ -157,7 +165,7 @@ pub(crate) async fn process(shared: &Shared, msg: async_nats::jetstream::Message
     task.tried = Some(now);
     let limit = shared.queue.effective_max_tries(task.max_tries);
     let failure = |task: &mut Task, err: String| {
-        task.last_err = err;
+        task.last_err = bounded_error(err);
         if limit.is_some_and(|l| task.tries >= l) {
             task.state = TaskState::Expired;
             true
@@ -178,7 +186,7 @@ pub(crate) async fn process(shared: &Shared, msg: async_nats::jetstream::Message
         }
         Outcome::Done(Err(e)) if e.is_terminate() => {
             task.state = TaskState::Terminated;
-            task.last_err = e.message().to_string();
+            task.last_err = bounded_error(e.message().to_string());
             finish(shared, &acker, &mut task, AckKind::Term).await;
         }
         Outcome::Done(Err(e)) => {
@@ -200,7 +208,11 @@ pub(crate) async fn process(shared: &Shared, msg: async_nats::jetstream::Message
             retry_or_expire(shared, &acker, &mut task, &item, expired).await;
         }
         Outcome::Shutdown => {
+            // the worker interrupted this try, so it does not count: a task
+            // with one try left runs again after a restart (a crash still
+            // counts, since the try was saved when it started)
             task.state = TaskState::Retry;
+            task.tries = (task.tries - 1).max(0);
             task.last_err = "worker shut down before the handler finished".into();
             if let Err(e) = save_with_retries(shared, &mut task).await {
                 tracing::error!(task = %task.id, error = %e, "saving task state failed");

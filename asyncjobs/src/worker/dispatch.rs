@@ -5,6 +5,7 @@ use super::delivery::process;
 use super::pull::{Delivery, Puller};
 use super::Shared;
 use crate::metrics;
+use crate::queue::WORKERS_CONSUMER;
 use crate::retry::{LinearPolicy, RetryPolicy};
 use async_nats::jetstream::{self, AckKind};
 use futures::{FutureExt, StreamExt};
@@ -83,7 +84,28 @@ pub(crate) async fn run(
     };
 
     let batch_target = (concurrency / 2).clamp(1, MAX_BATCH);
+    let mut unavailable = 0u64;
     loop {
+        // The server refused the last pull because the queue's stream or
+        // its WORKERS consumer is gone: say what is missing, count it and
+        // back off instead of asking again at once (Go busy-loops here).
+        if let Some(why) = puller.take_unavailable() {
+            unavailable += 1;
+            metrics::poll_error(&shared.queue.name);
+            let delay = unavailable_backoff(unavailable);
+            let missing = missing_resource(&shared).await;
+            tracing::error!(queue = %shared.queue.name, reason = %why, retry_in = ?delay,
+                "cannot pull work items: {missing}; waiting for it to be recreated");
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            continue;
+        }
+        if unavailable > 0 {
+            tracing::info!(queue = %shared.queue.name, "pulling work items again");
+            unavailable = 0;
+        }
         let first = tokio::select! {
             _ = shutdown.cancelled() => break,
             p = slots.clone().acquire_owned() => p.expect("semaphore open"),
@@ -104,6 +126,10 @@ pub(crate) async fn run(
                     }
                 }
             }
+        }
+        if puller.is_unavailable() {
+            // refused while these slots were gathered: back off first
+            continue;
         }
         let pull = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -127,6 +153,30 @@ pub(crate) async fn run(
     let _ = dispatcher.await;
 }
 
+/// The wait before pulling again after the `n`th refusal in a row: 1 s,
+/// doubling to at most 10 s.
+fn unavailable_backoff(n: u64) -> Duration {
+    Duration::from_secs(1 << n.saturating_sub(1).min(4)).min(Duration::from_secs(10))
+}
+
+/// What is missing, in words, for the log.
+async fn missing_resource(shared: &Shared) -> String {
+    let name = &shared.queue.name;
+    match shared.storage.queue_info(name).await {
+        Err(crate::Error::QueueNotFound(_)) => {
+            format!(
+                "queue {name} was deleted (its stream {} does not exist)",
+                shared.queue.stream_name()
+            )
+        }
+        Ok(info) if !info.has_consumer => {
+            format!("queue {name} has no {WORKERS_CONSUMER} consumer")
+        }
+        Ok(_) => format!("the {WORKERS_CONSUMER} consumer of queue {name} refused the request"),
+        Err(e) => format!("queue {name} cannot be looked up ({e})"),
+    }
+}
+
 /// Returns an item nobody will process to the queue at once.
 async fn hand_back(shared: &Shared, msg: async_nats::Message) {
     let msg = jetstream::Message {
@@ -135,5 +185,16 @@ async fn hand_back(shared: &Shared, msg: async_nats::Message) {
     };
     if let Err(e) = msg.ack_with(AckKind::Nak(None)).await {
         tracing::debug!(error = %e, "handing back a work item failed; it is redelivered after its ack wait");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_back_off_to_ten_seconds() {
+        let secs: Vec<u64> = (1..=7).map(|n| unavailable_backoff(n).as_secs()).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 10, 10, 10]);
     }
 }

@@ -4,7 +4,7 @@
 use super::{Delivered, Shared};
 use crate::error::Error;
 use crate::retry::{LinearPolicy, RetryPolicy};
-use crate::task::Task;
+use crate::task::{Task, TaskState};
 use async_nats::jetstream::message::Acker;
 use async_nats::jetstream::AckKind;
 use std::time::Duration;
@@ -46,22 +46,74 @@ pub(crate) async fn retry_or_expire(
         return;
     }
     let delay = shared.settings.retry.duration(item.delivered);
-    if let Err(e) = save_with_retries(shared, task).await {
-        tracing::error!(task = %task.id, error = %e, "saving task state retry failed");
+    match save_with_retries(shared, task).await {
+        Err(e) if e.is_permanent() && !matches!(e, Error::ConcurrentUpdate(_)) => {
+            return unsaveable(shared, acker, task, e).await;
+        }
+        Err(e) => tracing::error!(task = %task.id, error = %e, "saving task state retry failed"),
+        Ok(()) => {}
     }
     nak(shared, acker, item, delay).await;
 }
 
 /// Saves a final or retry state (discarding it when configured) and sends `ack`.
-/// When the save fails the item is left unacknowledged so the task is redelivered.
+/// When the save fails for a transient reason the item is left
+/// unacknowledged so the task is redelivered; a save that can never
+/// succeed ends the task through [`unsaveable`].
 pub(crate) async fn finish(shared: &Shared, acker: &Acker, task: &mut Task, ack: AckKind) {
     match save_with_retries(shared, task).await {
         Ok(()) | Err(Error::ConcurrentUpdate(_)) => send_ack(acker, ack, &task.id).await,
+        Err(e) if e.is_permanent() => unsaveable(shared, acker, task, e).await,
         Err(e) => {
             tracing::error!(task = %task.id, state = %task.state, error = %e,
                 "saving task state failed; leaving the work item for redelivery");
         }
     }
+}
+
+/// The task's record can never be saved as it is (for example a result
+/// larger than the server takes, or one that cannot be encoded): it is
+/// saved `terminated` without its result and dependency results, with the
+/// cause in `last_err`, and its item is terminated, so the handler does
+/// not run again for a failure no retry can fix.
+pub(crate) async fn unsaveable(shared: &Shared, acker: &Acker, task: &mut Task, cause: Error) {
+    let wanted = task.state;
+    tracing::error!(task = %task.id, state = %wanted, error = %cause,
+        "the task record cannot be saved; terminating the task");
+    task.state = TaskState::Terminated;
+    task.result = None;
+    task.dependency_results.clear();
+    task.last_err = bounded_error(format!(
+        "task record could not be saved in state {wanted}: {cause}"
+    ));
+    match save_with_retries(shared, task).await {
+        Ok(()) | Err(Error::ConcurrentUpdate(_)) => {}
+        Err(e) => {
+            tracing::error!(task = %task.id, error = %e, "saving the terminated task failed too");
+        }
+    }
+    send_ack(acker, AckKind::Term, &task.id).await;
+}
+
+/// Longest `last_err` stored, in bytes: a handler's error message is cut
+/// there so it cannot make the record too large to save.
+pub(crate) const MAX_LAST_ERR: usize = 4096;
+
+/// `message`, cut to [`MAX_LAST_ERR`] bytes (on a character boundary) with
+/// a note of how much was cut.
+pub(crate) fn bounded_error(message: String) -> String {
+    if message.len() <= MAX_LAST_ERR {
+        return message;
+    }
+    let mut cut = MAX_LAST_ERR;
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!(
+        "{}… ({} more bytes cut)",
+        &message[..cut],
+        message.len() - cut
+    )
 }
 
 /// Saves with a few retries for transient failures (for example a server restart).
@@ -122,4 +174,18 @@ pub(crate) async fn nak(shared: &Shared, acker: &Acker, item: &Delivered, delay:
 /// The NAK delay after a transient failure to load or save, by delivery count.
 pub(crate) fn transient_delay(delivered: u64) -> Duration {
     LinearPolicy::ten_seconds().duration(delivered)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_errors_are_cut_on_a_character_boundary() {
+        assert_eq!(bounded_error("short".into()), "short");
+        let long = "é".repeat(MAX_LAST_ERR);
+        let cut = bounded_error(long.clone());
+        assert!(cut.len() < MAX_LAST_ERR + 40, "{}", cut.len());
+        assert!(cut.ends_with(&format!("({} more bytes cut)", long.len() - MAX_LAST_ERR)));
+    }
 }

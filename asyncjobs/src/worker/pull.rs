@@ -35,6 +35,10 @@ struct Accounting {
     requests: HashMap<u64, Request>,
     order: VecDeque<u64>,
     next_id: u64,
+    /// Why the last request was refused because the consumer or its
+    /// stream is gone (503 no responders, 409 consumer deleted); cleared
+    /// by the next sign of a working consumer.
+    unavailable: Option<String>,
 }
 
 impl Accounting {
@@ -90,12 +94,21 @@ impl Accounting {
                 if let Some(id) = id {
                     self.end(id, undelivered);
                 }
+                match unavailable(s, msg.description.as_deref()) {
+                    Some(why) => self.unavailable = Some(why),
+                    // a request the server held until it expired: the consumer works
+                    None if s == StatusCode::TIMEOUT => self.unavailable = None,
+                    None => {}
+                }
                 Delivery::Control
             }
-            _ => match self.take_item() {
-                Some(permit) => Delivery::Item(permit),
-                None => Delivery::Stray,
-            },
+            _ => {
+                self.unavailable = None;
+                match self.take_item() {
+                    Some(permit) => Delivery::Item(permit),
+                    None => Delivery::Stray,
+                }
+            }
         }
     }
 
@@ -157,6 +170,22 @@ impl Accounting {
 }
 
 /// What a message on the pull inbox means.
+/// Why a status says the consumer cannot serve pull requests at all, as
+/// opposed to a request that merely ended.
+fn unavailable(status: StatusCode, description: Option<&str>) -> Option<String> {
+    let description = description.unwrap_or_default();
+    if status == StatusCode::NO_RESPONDERS {
+        return Some("no responders: the consumer or its stream does not exist".into());
+    }
+    let lower = description.to_ascii_lowercase();
+    if status == StatusCode::NOT_FOUND && lower.contains("consumer")
+        || status == StatusCode::REQUEST_TERMINATED && lower.contains("deleted")
+    {
+        return Some(format!("{} {description}", status.as_u16()));
+    }
+    None
+}
+
 pub(crate) enum Delivery {
     /// A work item, with the permit it runs under.
     Item(OwnedSemaphorePermit),
@@ -226,6 +255,17 @@ impl Puller {
     /// Classifies a message received on the inbox.
     pub(super) fn take(&self, msg: &async_nats::Message) -> Delivery {
         self.state.lock().expect("pull lock").take(msg)
+    }
+
+    /// True while the last status said the consumer cannot serve pull requests.
+    pub(super) fn is_unavailable(&self) -> bool {
+        self.state.lock().expect("pull lock").unavailable.is_some()
+    }
+
+    /// Why the server said the consumer cannot serve pull requests, once;
+    /// `None` while it serves them.
+    pub(super) fn take_unavailable(&self) -> Option<String> {
+        self.state.lock().expect("pull lock").unavailable.take()
     }
 
     /// Returns the permits of requests past their deadline.
@@ -507,5 +547,38 @@ mod tests {
         let a = f.request(1, later(60));
         let b = f.request(1, later(60));
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn refusals_mark_the_consumer_unavailable_until_it_serves_again() {
+        let mut f = fixture();
+        let id = f.request(2, later(10));
+        f.acc.take(&status(id, StatusCode::NO_RESPONDERS, None));
+        assert!(f.acc.unavailable.take().is_some(), "503 means no consumer");
+        assert_eq!(f.work.available_permits(), 10, "its permits are back");
+
+        let id = f.request(2, later(10));
+        let mut deleted = status(id, StatusCode::REQUEST_TERMINATED, None);
+        deleted.description = Some("Consumer Deleted".into());
+        f.acc.take(&deleted);
+        assert!(f.acc.unavailable.is_some(), "409 consumer deleted");
+
+        let id = f.request(1, later(10));
+        f.acc.take(&status(id, StatusCode::TIMEOUT, Some(1)));
+        assert!(
+            f.acc.unavailable.is_none(),
+            "an expired request means it serves"
+        );
+
+        f.acc.unavailable = Some("x".into());
+        f.request(1, later(10));
+        assert!(matches!(f.acc.take(&item()), Delivery::Item(_)));
+        assert!(f.acc.unavailable.is_none(), "an item means it serves");
+
+        let id = f.request(1, later(10));
+        let mut batch = status(id, StatusCode::REQUEST_TERMINATED, Some(1));
+        batch.description = Some("Exceeded MaxWaiting".into());
+        f.acc.take(&batch);
+        assert!(f.acc.unavailable.is_none(), "other 409s end a request only");
     }
 }
