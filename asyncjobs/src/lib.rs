@@ -84,6 +84,13 @@
 //!   interrupted this way does not count against the task's tries (a crash
 //!   still counts: the try is saved when it starts, so a task that keeps
 //!   killing its worker still runs out of tries).
+//! * **The last delivery is never spent on a try.** When a try is about to
+//!   run on the delivery that reaches the queue's `max_deliver`, the item
+//!   is first replaced by a fresh one, so a try whose worker dies is always
+//!   followed by a delivery that reruns or expires the task (`last_err`
+//!   says the last try's worker stopped without recording an outcome). Go
+//!   leaves such a task `active` forever. A queue with `max_tries` 1 has no
+//!   delivery to spare: a worker dying mid-try leaves its task `active`.
 //! * **A record that can never be saved ends the task.** When the server
 //!   refuses a task record for good (a result larger than its
 //!   `max_payload` or the stream's message size, dependency results too

@@ -127,3 +127,74 @@ async fn server_restart_mid_run_loses_nothing() {
     stop.cancel();
     worker.await.unwrap().unwrap();
 }
+
+/// Issue 14 kind B: the handler's worker dies on every try and is
+/// restarted only after the task's lease has passed. On the item's last
+/// delivery the server will never deliver it again, so a try run on it
+/// would leave the task `active` forever; the worker replaces the item
+/// first, and the task ends `expired` with its tries used up.
+#[tokio::test]
+async fn tries_that_keep_killing_the_worker_end_expired_not_active() {
+    let server = NatsServer::start();
+    let run_time = Duration::from_secs(2);
+    let client = client(
+        &server,
+        Queue::new("DIES").max_run_time(run_time).max_tries(3),
+    )
+    .await;
+    let mut started = client.nats().subscribe("test.started.>").await.unwrap();
+    client.nats().flush().await.unwrap();
+    let mut task = Task::new("work", &()).unwrap();
+    client.enqueue(&mut task).await.unwrap();
+
+    for n in 1..=3 {
+        // restart only once the dead try's lease (run time + 2 s) is over
+        wait_for(
+            Duration::from_secs(30),
+            "the last try's lease to pass",
+            || async {
+                let t = client.load_task(&task.id).await.unwrap();
+                let over = t.tried.is_none_or(|tried| {
+                    time::OffsetDateTime::now_utc() - tried > run_time + Duration::from_secs(3)
+                });
+                over.then_some(())
+            },
+        )
+        .await;
+        let mut worker = spawn_worker(&server.url(), "DIES", true);
+        tokio::time::timeout(Duration::from_secs(30), started.next())
+            .await
+            .unwrap_or_else(|_| panic!("try {n} starts"))
+            .unwrap();
+        worker.kill().unwrap(); // SIGKILL mid-try
+        worker.wait().unwrap();
+        assert_eq!(client.load_task(&task.id).await.unwrap().tries, n);
+    }
+
+    let mut last = spawn_worker(&server.url(), "DIES", false);
+    let t = wait_for_state(
+        &client,
+        &task.id,
+        TaskState::Expired,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(t.tries, 3);
+    assert!(
+        t.last_err.starts_with("exceeded maximum tries"),
+        "{}",
+        t.last_err
+    );
+    assert!(
+        t.last_err.contains("stopped without recording"),
+        "{}",
+        t.last_err
+    );
+    wait_for(Duration::from_secs(10), "queue to drain", || async {
+        let info = client.queue_info("DIES").await.unwrap();
+        (info.stream.messages == 0 && info.ack_pending == 0).then_some(())
+    })
+    .await;
+    last.kill().unwrap();
+    last.wait().unwrap();
+}

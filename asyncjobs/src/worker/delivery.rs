@@ -5,8 +5,8 @@
 use super::execute::{run_handler, Outcome};
 use super::gates::{self, Deps, Gate, Loaded};
 use super::outcome::{
-    bounded_error, finish, nak, retry_or_expire, save_with_retries, send_ack, transient_delay,
-    unsaveable,
+    bounded_error, finish, nak, replace_item, retry_or_expire, save_with_retries, send_ack,
+    transient_delay, unsaveable,
 };
 use super::{Delivered, Shared};
 use crate::error::Error;
@@ -87,6 +87,16 @@ pub(crate) async fn process(shared: &Shared, msg: async_nats::jetstream::Message
             if stale {
                 tracing::info!(task = %id, "task was active past its run time; its worker is presumed dead, running it again");
             }
+            // The server will not deliver this item again: if this try's
+            // worker died, nothing would ever expire or rerun the task. A
+            // fresh item replaces it first (delivered at once, run then),
+            // so every try runs on an item that still has deliveries left.
+            let max_deliver = shared.queue.max_tries;
+            if delivered > 1 && max_deliver > 0 && delivered as i64 >= max_deliver {
+                if replace_item(shared, &acker, &item).await {
+                    return;
+                }
+            }
         }
         Gate::LeaseHeld(remaining) => {
             tracing::debug!(task = %id, ?remaining, "task already active");
@@ -106,7 +116,9 @@ pub(crate) async fn process(shared: &Shared, msg: async_nats::jetstream::Message
         Gate::Expire(why) => {
             match why {
                 gates::Expiry::PastDeadline => metrics::past_deadline(&shared.queue.name),
-                gates::Expiry::MaxTries => metrics::past_max_tries(&shared.queue.name),
+                gates::Expiry::MaxTries | gates::Expiry::MaxTriesAbandoned => {
+                    metrics::past_max_tries(&shared.queue.name)
+                }
             }
             task.state = TaskState::Expired;
             task.last_err = why.last_err().into();

@@ -40,6 +40,9 @@ pub(crate) enum Expiry {
     PastDeadline,
     /// It has had all the tries the task and queue allow (§16.8).
     MaxTries,
+    /// As [`Expiry::MaxTries`], and its last try was abandoned: the task
+    /// was still `active` past its lease (its worker died mid-try).
+    MaxTriesAbandoned,
 }
 
 impl Expiry {
@@ -48,6 +51,9 @@ impl Expiry {
         match self {
             Expiry::PastDeadline => "past deadline",
             Expiry::MaxTries => "exceeded maximum tries",
+            Expiry::MaxTriesAbandoned => {
+                "exceeded maximum tries: the last try's worker stopped without recording an outcome"
+            }
         }
     }
 }
@@ -85,7 +91,11 @@ pub(crate) fn gate(task: &Task, queue: &Queue, now: OffsetDateTime) -> Gate {
         .effective_max_tries(task.max_tries)
         .is_some_and(|limit| task.tries >= limit)
     {
-        return Gate::Expire(Expiry::MaxTries);
+        return Gate::Expire(if stale {
+            Expiry::MaxTriesAbandoned
+        } else {
+            Expiry::MaxTries
+        });
     }
     if task.state == TaskState::Blocked && !task.dependencies.is_empty() {
         return Gate::CheckDependencies;
@@ -237,7 +247,10 @@ mod tests {
         assert_eq!(gate(&t, &queue(), NOW), Gate::Expire(Expiry::MaxTries));
         // a stale active task is also judged by deadline and tries
         t.state = TaskState::Active;
-        assert_eq!(gate(&t, &queue(), NOW), Gate::Expire(Expiry::MaxTries));
+        assert_eq!(
+            gate(&t, &queue(), NOW),
+            Gate::Expire(Expiry::MaxTriesAbandoned)
+        );
     }
 
     #[test]

@@ -145,30 +145,44 @@ pub(crate) async fn save_with_retries(shared: &Shared, task: &mut Task) -> crate
 /// one is acknowledged, so waiting never exhausts deliveries (§16.7).
 pub(crate) async fn nak(shared: &Shared, acker: &Acker, item: &Delivered, delay: Duration) {
     let max_deliver = shared.queue.max_tries;
-    if max_deliver > 0 && item.delivered as i64 >= max_deliver - 1 {
-        let sent = shared
-            .storage
-            .publish_item(
-                &shared.queue.name,
-                &item.id,
-                item.traceparent.clone(),
-                false,
-            )
-            .await;
-        let acked = match sent {
-            Ok(ack) => ack.await,
-            Err(e) => Err(e),
-        };
-        match acked {
-            Ok(_) => {
-                tracing::debug!(task = %item.id, delivered = item.delivered, "re-armed work item near max deliveries");
-                send_ack(acker, AckKind::Ack, &item.id).await;
-                return;
-            }
-            Err(e) => tracing::warn!(task = %item.id, error = %e, "re-arming work item failed"),
-        }
+    if max_deliver > 0
+        && item.delivered as i64 >= max_deliver - 1
+        && replace_item(shared, acker, item).await
+    {
+        return;
     }
     send_ack(acker, AckKind::Nak(Some(delay)), &item.id).await;
+}
+
+/// Publishes a fresh work item for the task (through the one publish path,
+/// so it keeps its `traceparent`) and acknowledges this one, which is near
+/// or at the consumer's `max_deliver`; false when the publish failed (the
+/// caller then goes on with this item).
+pub(crate) async fn replace_item(shared: &Shared, acker: &Acker, item: &Delivered) -> bool {
+    let sent = shared
+        .storage
+        .publish_item(
+            &shared.queue.name,
+            &item.id,
+            item.traceparent.clone(),
+            false,
+        )
+        .await;
+    let acked = match sent {
+        Ok(ack) => ack.await,
+        Err(e) => Err(e),
+    };
+    match acked {
+        Ok(_) => {
+            tracing::debug!(task = %item.id, delivered = item.delivered, "replaced the work item near max deliveries");
+            send_ack(acker, AckKind::Ack, &item.id).await;
+            true
+        }
+        Err(e) => {
+            tracing::warn!(task = %item.id, error = %e, "replacing the work item near max deliveries failed");
+            false
+        }
+    }
 }
 
 /// The NAK delay after a transient failure to load or save, by delivery count.
