@@ -92,10 +92,12 @@ pub(crate) async fn process(shared: &Shared, msg: async_nats::jetstream::Message
             // fresh item replaces it first (delivered at once, run then),
             // so every try runs on an item that still has deliveries left.
             let max_deliver = shared.queue.max_tries;
-            if delivered > 1 && max_deliver > 0 && delivered as i64 >= max_deliver {
-                if replace_item(shared, &acker, &item).await {
-                    return;
-                }
+            if delivered > 1
+                && max_deliver > 0
+                && delivered as i64 >= max_deliver
+                && replace_item(shared, &acker, &item).await
+            {
+                return;
             }
         }
         Gate::LeaseHeld(remaining) => {
