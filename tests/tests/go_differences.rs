@@ -304,6 +304,7 @@ async fn graceful_shutdown_finishes_or_hands_back_running_tasks() {
         .unwrap();
     let worker = start(&client, ok);
     let done = wait_for_state(&client, &stuck.id, TaskState::Complete, T).await;
-    assert_eq!(done.tries, 2);
+    // the try the shutdown interrupted does not count (issue 14, kind D)
+    assert_eq!(done.tries, 1);
     worker.stop().await;
 }

@@ -210,3 +210,34 @@ async fn deleted_queue_is_reported_and_backed_off_then_recovered() {
     wait_for_state(&client, &task.id, TaskState::Complete, T).await;
     worker.stop().await;
 }
+
+/// Kind C: a running worker follows its queue's settings. The run time is
+/// raised after the worker started; a try longer than the old run time is
+/// not killed at the old one.
+#[tokio::test]
+async fn raised_run_time_reaches_a_running_worker() {
+    let server = NatsServer::start();
+    let client = client(
+        &server,
+        Queue::new("SLOW").max_run_time(Duration::from_secs(1)),
+    )
+    .await;
+    let router = Router::new()
+        .handle("slow", |_ctx: TaskContext, _t: Task| async move {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            asyncjobs::handler::to_output(&"finished")
+        })
+        .unwrap();
+    let worker = spawn_worker(client.worker(router).retry_policy(fast_retry()));
+    let update = asyncjobs::QueueUpdate {
+        max_run_time: Some(Duration::from_secs(30)),
+        ..Default::default()
+    };
+    let info = client.configure_queue("SLOW", update).await.unwrap();
+    assert_eq!(info.queue.max_run_time, Duration::from_secs(30));
+    let mut task = Task::builder("slow").max_tries(1).build().unwrap();
+    client.enqueue(&mut task).await.unwrap();
+    let t = wait_for_state(&client, &task.id, TaskState::Complete, T).await;
+    assert_eq!(t.tries, 1);
+    worker.stop().await;
+}

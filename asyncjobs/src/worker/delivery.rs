@@ -30,9 +30,9 @@ pub(crate) async fn process(shared: &Shared, msg: async_nats::jetstream::Message
     let id = match WorkItem::decode(&msg.payload) {
         Ok(item) => item.job,
         Err(e) => {
-            metrics::item_corrupt(&shared.queue.name);
+            metrics::item_corrupt(&shared.name);
             tracing::error!(
-                queue = %shared.queue.name,
+                queue = %shared.name,
                 subject = %msg.subject,
                 body = %String::from_utf8_lossy(&msg.payload),
                 "{e}; terminating it"
@@ -54,8 +54,8 @@ pub(crate) async fn process(shared: &Shared, msg: async_nats::jetstream::Message
             Ok(()) => t,
             Err(e) => {
                 // Go leaves such items unacknowledged forever (§16.6)
-                metrics::task_not_found(&shared.queue.name);
-                tracing::error!(queue = %shared.queue.name, task = %id, error = %e, "task failed signature verification; terminating it");
+                metrics::task_not_found(&shared.name);
+                tracing::error!(queue = %shared.name, task = %id, error = %e, "task failed signature verification; terminating it");
                 let mut t = t;
                 t.state = TaskState::Terminated;
                 t.last_err = e.to_string();
@@ -67,22 +67,22 @@ pub(crate) async fn process(shared: &Shared, msg: async_nats::jetstream::Message
             e
             @ (Error::TaskNotFound(_) | Error::InvalidTaskRecord { .. } | Error::TaskIdInvalid(_)),
         ) => {
-            metrics::task_not_found(&shared.queue.name);
-            tracing::error!(queue = %shared.queue.name, task = %id, error = %e, "cannot load the task of a work item; terminating the item");
+            metrics::task_not_found(&shared.name);
+            tracing::error!(queue = %shared.name, task = %id, error = %e, "cannot load the task of a work item; terminating the item");
             send_ack(&acker, AckKind::Term, id).await;
             return;
         }
         Err(e) => {
-            metrics::task_not_found(&shared.queue.name);
+            metrics::task_not_found(&shared.name);
             let delay = transient_delay(delivered);
-            tracing::warn!(queue = %shared.queue.name, task = %id, error = %e, ?delay, "loading task failed: will retry");
+            tracing::warn!(queue = %shared.name, task = %id, error = %e, ?delay, "loading task failed: will retry");
             nak(shared, &acker, &item, delay).await;
             return;
         }
     };
 
     // ----- the gates ---------------------------------------------------------------------
-    match gates::gate(&task, &shared.queue, OffsetDateTime::now_utc()) {
+    match gates::gate(&task, &shared.queue(), OffsetDateTime::now_utc()) {
         Gate::Run { stale } => {
             if stale {
                 tracing::info!(task = %id, "task was active past its run time; its worker is presumed dead, running it again");
@@ -91,7 +91,7 @@ pub(crate) async fn process(shared: &Shared, msg: async_nats::jetstream::Message
             // worker died, nothing would ever expire or rerun the task. A
             // fresh item replaces it first (delivered at once, run then),
             // so every try runs on an item that still has deliveries left.
-            let max_deliver = shared.queue.max_tries;
+            let max_deliver = shared.queue().max_tries;
             if delivered > 1
                 && max_deliver > 0
                 && delivered as i64 >= max_deliver
@@ -117,9 +117,9 @@ pub(crate) async fn process(shared: &Shared, msg: async_nats::jetstream::Message
         }
         Gate::Expire(why) => {
             match why {
-                gates::Expiry::PastDeadline => metrics::past_deadline(&shared.queue.name),
+                gates::Expiry::PastDeadline => metrics::past_deadline(&shared.name),
                 gates::Expiry::MaxTries | gates::Expiry::MaxTriesAbandoned => {
-                    metrics::past_max_tries(&shared.queue.name)
+                    metrics::past_max_tries(&shared.name)
                 }
             }
             task.state = TaskState::Expired;
@@ -177,7 +177,7 @@ pub(crate) async fn process(shared: &Shared, msg: async_nats::jetstream::Message
     // ----- record the outcome ------------------------------------------------------------
     let now = OffsetDateTime::now_utc();
     task.tried = Some(now);
-    let limit = shared.queue.effective_max_tries(task.max_tries);
+    let limit = shared.queue().effective_max_tries(task.max_tries);
     let failure = |task: &mut Task, err: String| {
         task.last_err = bounded_error(err);
         if limit.is_some_and(|l| task.tries >= l) {
@@ -216,7 +216,7 @@ pub(crate) async fn process(shared: &Shared, msg: async_nats::jetstream::Message
                 &mut task,
                 format!(
                     "handler exceeded the queue's max run time of {:?}",
-                    shared.queue.effective_max_run_time()
+                    shared.queue().effective_max_run_time()
                 ),
             );
             retry_or_expire(shared, &acker, &mut task, &item, expired).await;

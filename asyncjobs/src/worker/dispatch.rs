@@ -49,12 +49,20 @@ pub(crate) async fn run(
         );
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let mut refresh = tokio::time::interval(super::QUEUE_REFRESH);
+            refresh.tick().await;
             loop {
                 let msg = tokio::select! {
                     biased;
                     _ = stop.cancelled() => break,
                     m = inbox.next() => match m { Some(m) => m, None => break },
                     _ = tick.tick() => { puller.expire(); continue; }
+                    _ = refresh.tick() => {
+                        // off the hot path: deliveries keep flowing meanwhile
+                        let shared = shared.clone();
+                        tokio::spawn(async move { shared.refresh_queue().await });
+                        continue;
+                    }
                 };
                 match puller.take(&msg) {
                     Delivery::Control => {}
@@ -91,10 +99,10 @@ pub(crate) async fn run(
         // back off instead of asking again at once (Go busy-loops here).
         if let Some(why) = puller.take_unavailable() {
             unavailable += 1;
-            metrics::poll_error(&shared.queue.name);
+            metrics::poll_error(&shared.name);
             let delay = unavailable_backoff(unavailable);
             let missing = missing_resource(&shared).await;
-            tracing::error!(queue = %shared.queue.name, reason = %why, retry_in = ?delay,
+            tracing::error!(queue = %shared.name, reason = %why, retry_in = ?delay,
                 "cannot pull work items: {missing}; waiting for it to be recreated");
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -103,7 +111,7 @@ pub(crate) async fn run(
             continue;
         }
         if unavailable > 0 {
-            tracing::info!(queue = %shared.queue.name, "pulling work items again");
+            tracing::info!(queue = %shared.name, "pulling work items again");
             unavailable = 0;
         }
         let first = tokio::select! {
@@ -135,14 +143,14 @@ pub(crate) async fn run(
             _ = shutdown.cancelled() => break,
             p = pulls.clone().acquire_owned() => p.expect("semaphore open"),
         };
-        metrics::poll(&shared.queue.name, 1);
+        metrics::poll(&shared.name, 1);
         match puller.request(permits, pull).await {
             Ok(()) => failures = 0,
             Err(e) => {
-                metrics::poll_error(&shared.queue.name);
+                metrics::poll_error(&shared.name);
                 failures += 1;
                 let delay = backoff.duration(failures);
-                tracing::warn!(queue = %shared.queue.name, error = %e, ?delay, "pulling work items failed");
+                tracing::warn!(queue = %shared.name, error = %e, ?delay, "pulling work items failed");
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = tokio::time::sleep(delay) => {}
@@ -161,12 +169,12 @@ fn unavailable_backoff(n: u64) -> Duration {
 
 /// What is missing, in words, for the log.
 async fn missing_resource(shared: &Shared) -> String {
-    let name = &shared.queue.name;
+    let name = &shared.name;
     match shared.storage.queue_info(name).await {
         Err(crate::Error::QueueNotFound(_)) => {
             format!(
                 "queue {name} was deleted (its stream {} does not exist)",
-                shared.queue.stream_name()
+                shared.queue().stream_name()
             )
         }
         Ok(info) if !info.has_consumer => {

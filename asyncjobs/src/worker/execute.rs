@@ -29,7 +29,8 @@ pub(crate) async fn run_handler(
     acker: Arc<Acker>,
     traceparent: Option<String>,
 ) -> Outcome {
-    let max_run_time = shared.queue.effective_max_run_time();
+    let mut max_run_time = shared.queue().effective_max_run_time();
+    let started_at = tokio::time::Instant::now();
     let lease = Arc::new(Lease {
         deadline: std::sync::Mutex::new(tokio::time::Instant::now() + max_run_time),
         max_run_time,
@@ -96,6 +97,21 @@ pub(crate) async fn run_handler(
                 if *lease.deadline.lock().expect("lease lock") > deadline {
                     continue;
                 }
+                // The queue's run time may have been raised since this try
+                // started: read it now and extend the lease when it was.
+                let current = match shared.refresh_queue().await {
+                    Some(q) => q.effective_max_run_time(),
+                    None => shared.queue().effective_max_run_time(),
+                };
+                if current > max_run_time {
+                    let extended = started_at + current;
+                    if extended > tokio::time::Instant::now() {
+                        tracing::info!(task = %task.id, run_time = ?current, "queue run time raised; extending the running try");
+                        *lease.deadline.lock().expect("lease lock") = extended;
+                        max_run_time = current;
+                        continue;
+                    }
+                }
                 cancel.cancel();
                 join.abort();
                 break Outcome::TimedOut;
@@ -108,7 +124,7 @@ pub(crate) async fn run_handler(
     };
     let failed = !matches!(outcome, Outcome::Done(Ok(_)));
     metrics::handler_finished(
-        &shared.queue.name,
+        &shared.name,
         &task.task_type,
         started.elapsed().as_secs_f64(),
         failed,

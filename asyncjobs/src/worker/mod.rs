@@ -86,12 +86,49 @@ impl std::fmt::Debug for Settings {
 pub(crate) struct Shared {
     pub storage: Storage,
     pub router: Router,
-    /// The queue as the server reported it when the worker started.
-    pub queue: Queue,
+    /// The queue's name.
+    pub name: String,
+    /// The queue's settings as last read from the server (see
+    /// [`Shared::queue`]).
+    queue: std::sync::RwLock<Queue>,
     pub settings: Settings,
     /// Cancelled when in-flight handlers must stop (grace period over).
     pub hard_stop: CancellationToken,
 }
+
+impl Shared {
+    /// The queue's settings as last read from the server: at start, every
+    /// [`QUEUE_REFRESH`] after, and when a handler reaches its run time.
+    pub(crate) fn queue(&self) -> Queue {
+        self.queue.read().expect("queue lock").clone()
+    }
+
+    /// Reads the queue's settings from the server; returns the new
+    /// settings when they changed. Failures are logged and change nothing.
+    pub(crate) async fn refresh_queue(&self) -> Option<Queue> {
+        let info = match self.storage.queue_info(&self.name).await {
+            Ok(info) if info.has_consumer => info,
+            Ok(_) | Err(_) => return None,
+        };
+        let mut current = self.queue.write().expect("queue lock");
+        let changed = info.queue.max_run_time != current.max_run_time
+            || info.queue.max_tries != current.max_tries
+            || info.queue.max_concurrent != current.max_concurrent;
+        if !changed {
+            return None;
+        }
+        tracing::info!(queue = %self.name,
+            run_time = ?info.queue.effective_max_run_time(), max_tries = info.queue.max_tries,
+            max_concurrent = info.queue.max_concurrent,
+            "queue settings changed; following them");
+        *current = info.queue.clone();
+        Some(info.queue)
+    }
+}
+
+/// How often a running worker re-reads its queue's settings (run time,
+/// tries, concurrency), so a `configure_queue` reaches it within this time.
+pub const QUEUE_REFRESH: Duration = Duration::from_secs(10);
 
 /// The work item being processed, as delivered.
 pub(crate) struct Delivered {
@@ -188,6 +225,8 @@ impl Worker {
         if !info.has_consumer {
             return Err(Error::QueueConsumerNotFound(queue.name.clone()));
         }
+        // the settings as the server has them now, not as the client saw them
+        let queue = info.queue;
         let (puller, inbox) =
             pull::Puller::new(storage.nc.clone(), &queue.stream_name(), WORKERS_CONSUMER)
                 .await
@@ -197,14 +236,15 @@ impl Worker {
         let shared = Arc::new(Shared {
             storage,
             router,
-            queue,
+            name: queue.name.clone(),
+            queue: std::sync::RwLock::new(queue),
             settings,
             hard_stop: CancellationToken::new(),
         });
         let tracker = TaskTracker::new();
         dispatch::run(shared.clone(), puller, inbox, tracker.clone(), shutdown).await;
 
-        let queue = &shared.queue.name;
+        let queue = &shared.name;
         tracing::info!(queue = %queue, ?grace, "worker stopping");
         tracker.close();
         if tokio::time::timeout(grace, tracker.wait()).await.is_err() {

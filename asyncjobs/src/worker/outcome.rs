@@ -144,7 +144,7 @@ pub(crate) async fn save_with_retries(shared: &Shared, task: &mut Task) -> crate
 /// path, so it keeps the task's `traceparent`) replaces this one and this
 /// one is acknowledged, so waiting never exhausts deliveries (§16.7).
 pub(crate) async fn nak(shared: &Shared, acker: &Acker, item: &Delivered, delay: Duration) {
-    let max_deliver = shared.queue.max_tries;
+    let max_deliver = shared.queue().max_tries;
     if max_deliver > 0
         && item.delivered as i64 >= max_deliver - 1
         && replace_item(shared, acker, item).await
@@ -161,12 +161,7 @@ pub(crate) async fn nak(shared: &Shared, acker: &Acker, item: &Delivered, delay:
 pub(crate) async fn replace_item(shared: &Shared, acker: &Acker, item: &Delivered) -> bool {
     let sent = shared
         .storage
-        .publish_item(
-            &shared.queue.name,
-            &item.id,
-            item.traceparent.clone(),
-            false,
-        )
+        .publish_item(&shared.name, &item.id, item.traceparent.clone(), false)
         .await;
     let acked = match sent {
         Ok(ack) => ack.await,
