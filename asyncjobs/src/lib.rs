@@ -91,6 +91,11 @@
 //!   says the last try's worker stopped without recording an outcome). Go
 //!   leaves such a task `active` forever. A queue with `max_tries` 1 has no
 //!   delivery to spare: a worker dying mid-try leaves its task `active`.
+//! * **Running workers follow their queue's settings.** A worker re-reads
+//!   its queue every 10 s, and when a try reaches its run time it reads it
+//!   once more: a run time raised with `configure_queue` extends tries
+//!   already running instead of killing them at the old one. Go reads the
+//!   settings once at start.
 //! * **A record that can never be saved ends the task.** When the server
 //!   refuses a task record for good (a result larger than its
 //!   `max_payload` or the stream's message size, dependency results too
