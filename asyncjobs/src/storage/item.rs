@@ -95,4 +95,20 @@ mod tests {
             Ok("x".into())
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_body_decodes_or_fails_cleanly(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..128)) {
+            if let Ok(item) = WorkItem::decode(&body) {
+                proptest::prop_assert!(!item.job.is_empty());
+                proptest::prop_assert_eq!(WorkItem::decode(&item.encode()), Ok(item));
+            }
+        }
+
+        #[test]
+        fn every_id_round_trips(job in ".{1,40}") {
+            let item = WorkItem::new(&job);
+            proptest::prop_assert_eq!(WorkItem::decode(&item.encode()), Ok(item));
+        }
+    }
 }
