@@ -146,7 +146,7 @@ pub enum QueueCmd {
     #[command(visible_alias = "rm")]
     Delete(QueueNameForce),
     /// Removes all items from a work queue
-    Purge(QueueNameForce),
+    Purge(QueuePurgeArgs),
     /// Shows information about a queue
     #[command(visible_aliases = ["view", "i"])]
     Info(QueueInfoArgs),
@@ -195,6 +195,18 @@ pub struct QueueNameForce {
     pub queue: String,
     #[command(flatten)]
     pub force: ForceFlag,
+}
+
+/// `ajc queue purge`.
+#[derive(Args, Debug)]
+pub struct QueuePurgeArgs {
+    #[command(flatten)]
+    pub target: QueueNameForce,
+    /// Also mark the tasks whose items are removed (and that still wait:
+    /// new, retry, blocked) terminated, so none is left waiting forever
+    /// (Go leaves them new)
+    #[arg(long)]
+    pub terminate_tasks: bool,
 }
 
 /// `ajc queue info`.

@@ -367,6 +367,25 @@ async fn queue_commands() {
         env.run(&["q", "i", "BULK", "-j"]).await.json()["entries"],
         0
     );
+    // --terminate-tasks marks the tasks whose items it removes
+    env.run(&["task", "add", "-q", "BULK", "x", "{}"])
+        .await
+        .ok();
+    assert_eq!(
+        env.run(&["queue", "purge", "BULK", "-f", "--terminate-tasks"])
+            .await
+            .ok(),
+        "Queue BULK was purged\nMarked 1 waiting task(s) terminated\n"
+    );
+    let tasks = env.run(&["task", "ls", "--json"]).await.json();
+    let states: Vec<&str> = tasks
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["queue"] == "BULK")
+        .map(|t| t["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["new", "terminated"], "the first purge left its task new");
     env.run(&["queue", "rm", "EMAIL"]).await.fails();
     assert_eq!(
         env.run(&["queue", "rm", "-f", "EMAIL"]).await.ok(),

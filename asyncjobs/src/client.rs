@@ -437,9 +437,21 @@ impl Client {
         self.inner.storage.prepare_queue(queue).await
     }
 
-    /// Removes every item from a queue.
+    /// Removes every item from a queue. Task records are not changed, as
+    /// in Go: a task whose item was removed stays `new` (or `retry`) and no
+    /// worker will run it; see [`Client::purge_queue_terminating`].
     pub async fn purge_queue(&self, name: &str) -> Result<()> {
         self.inner.storage.purge_queue(name).await
+    }
+
+    /// Removes every item from a queue and saves the tasks whose items were
+    /// removed and that were still waiting (`new`, `retry`, `blocked`) as
+    /// `terminated`, `last_err` reading `work item removed: queue <name> was
+    /// purged`, so no record claims to wait for an item that is gone.
+    /// Returns how many tasks were marked. Items published after the call
+    /// started are kept. Use [`Client::retry_task`] to run a marked task.
+    pub async fn purge_queue_terminating(&self, name: &str) -> Result<u64> {
+        self.inner.storage.purge_queue_terminating(name).await
     }
 
     /// Deletes a queue.

@@ -112,6 +112,11 @@
 //! * **Schedules that can never fire are refused** (`0 0 30 2 *`,
 //!   `0 0 31 4 *`): creating or updating one is an error saying it never
 //!   fires, where Go stores it and never runs it.
+//! * **Purging a queue can mark the tasks it strands**:
+//!   [`Client::purge_queue_terminating`] (`ajc queue purge
+//!   --terminate-tasks`) saves the waiting tasks whose items it removed as
+//!   `terminated`; a plain purge leaves them `new`, as Go does, and `ajc`
+//!   says so.
 //! * **Invalid queue names fail at once** with
 //!   [`Error::QueueNameInvalid`] in every call that takes one, instead of
 //!   a JetStream request that times out.

@@ -241,3 +241,33 @@ async fn raised_run_time_reaches_a_running_worker() {
     assert_eq!(t.tries, 1);
     worker.stop().await;
 }
+
+/// Purging a queue removes the items tasks wait for: on request the tasks
+/// are marked so none claims to wait forever (a plain purge keeps Go's
+/// behaviour and leaves them `new`).
+#[tokio::test]
+async fn purge_can_terminate_the_tasks_it_strands() {
+    let server = NatsServer::start();
+    let client = client(&server, Queue::new("PURGED")).await;
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let mut t = Task::new("t", &n).unwrap();
+        client.enqueue(&mut t).await.unwrap();
+        ids.push(t.id);
+    }
+    assert_eq!(client.purge_queue_terminating("PURGED").await.unwrap(), 3);
+    for id in &ids {
+        let t = client.load_task(id).await.unwrap();
+        assert_eq!(t.state, TaskState::Terminated);
+        assert_eq!(t.last_err, "work item removed: queue PURGED was purged");
+    }
+    drained(&client).await;
+
+    let mut kept = Task::new("t", &10).unwrap();
+    client.enqueue(&mut kept).await.unwrap();
+    client.purge_queue("PURGED").await.unwrap();
+    assert_eq!(
+        client.load_task(&kept.id).await.unwrap().state,
+        TaskState::New
+    );
+}

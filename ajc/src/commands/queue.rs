@@ -2,7 +2,7 @@
 
 use super::{emit, emit_json, emitln, Ctx};
 use crate::blocks::QueueBlock;
-use crate::cli::{QueueCmd, QueueConfigureArgs, QueueNameForce, QueueNewArgs};
+use crate::cli::{QueueCmd, QueueConfigureArgs, QueueNameForce, QueueNewArgs, QueuePurgeArgs};
 use crate::connect::{client, Prepare};
 use crate::error::{CliError, Result};
 use crate::format::{iec_bytes, ucomma};
@@ -170,14 +170,27 @@ async fn delete(ctx: &Ctx, a: &QueueNameForce) -> Result<()> {
     Ok(())
 }
 
-/// `queue purge`.
-async fn purge(ctx: &Ctx, a: &QueueNameForce) -> Result<()> {
+/// `queue purge`: with `--terminate-tasks` the waiting tasks whose items
+/// are removed are marked terminated; without it a note on standard error
+/// says they keep waiting.
+async fn purge(ctx: &Ctx, p: &QueuePurgeArgs) -> Result<()> {
+    let a = &p.target;
     let client = read_client(ctx).await?;
     if !confirm_with_counts(ctx, &client, a, "purge all entries from").await? {
         return Ok(());
     }
-    client.purge_queue(&a.queue).await?;
-    emitln(format!("Queue {} was purged", a.queue));
+    if p.terminate_tasks {
+        let marked = client.purge_queue_terminating(&a.queue).await?;
+        emitln(format!("Queue {} was purged", a.queue));
+        emitln(format!("Marked {marked} waiting task(s) terminated"));
+    } else {
+        client.purge_queue(&a.queue).await?;
+        emitln(format!("Queue {} was purged", a.queue));
+        eprintln!(
+            "note: the purged items' tasks keep their state and no worker will run them; \
+             --terminate-tasks marks them terminated"
+        );
+    }
     Ok(())
 }
 

@@ -743,6 +743,71 @@ impl Storage {
         }
     }
 
+    /// Removes every item from a queue and saves the tasks they referenced
+    /// that were still waiting (`new`, `retry`, `blocked`) as `terminated`
+    /// with `last_err` naming the purge; returns how many were marked.
+    /// Items published after the purge started are kept.
+    pub(crate) async fn purge_queue_terminating(&self, name: &str) -> Result<u64> {
+        validate_queue_name(name)?;
+        let stream_name = format!("{QUEUE_STREAM_PREFIX}{name}");
+        let mut stream = self
+            .js
+            .get_stream(&stream_name)
+            .await
+            .map_err(|e| queue_error(name, nats(format!("loading queue {name}"), e)))?;
+        let state = stream
+            .info()
+            .await
+            .map_err(|e| nats(format!("loading queue {name}"), e))?
+            .state
+            .clone();
+        let (first, last) = (state.first_sequence, state.last_sequence);
+        let mut ids = Vec::new();
+        if last >= first && last > 0 {
+            for seq in first..=last {
+                match stream.get_raw_message(seq).await {
+                    Ok(m) => {
+                        if let Ok(item) = WorkItem::decode(&m.payload) {
+                            ids.push(item.job);
+                        }
+                    }
+                    Err(e) => {
+                        let e = nats(format!("reading queue {name}"), e);
+                        if !api::is(&e, ErrorCode::NO_MESSAGE_FOUND) {
+                            return Err(e.into());
+                        }
+                    }
+                }
+            }
+        }
+        stream
+            .purge()
+            .sequence(last + 1)
+            .await
+            .map_err(|e| queue_error(name, nats(format!("purging queue {name}"), e)))?;
+        let mut marked = 0;
+        for id in ids {
+            let Ok(mut task) = self.load_task(&id).await else {
+                continue;
+            };
+            if !matches!(
+                task.state,
+                TaskState::New | TaskState::Retry | TaskState::Blocked
+            ) || task.queue != name
+            {
+                continue;
+            }
+            task.state = TaskState::Terminated;
+            task.last_err = format!("work item removed: queue {name} was purged");
+            match self.save_task(&mut task).await {
+                Ok(()) => marked += 1,
+                Err(Error::ConcurrentUpdate(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(marked)
+    }
+
     /// Deletes a queue's stream.
     pub(crate) async fn delete_queue(&self, name: &str) -> Result<()> {
         validate_queue_name(name)?;
