@@ -35,6 +35,11 @@ pub const TASK_SUBJECT_PREFIX: &str = "CHORIA_AJ.T.";
 pub const CONFIG_BUCKET: &str = "CHORIA_AJ_CONFIGURATION";
 /// KV bucket for leader elections.
 pub const ELECTIONS_BUCKET: &str = "CHORIA_AJ_ELECTIONS";
+/// KV bucket remembering the final state of tasks whose record was deleted
+/// because their state is discarded (key = task id, value
+/// `{"state":"complete"}`), so their dependants can still be judged.
+/// Created on demand by the first discard; Go neither writes nor reads it.
+pub const DISCARDED_BUCKET: &str = "CHORIA_AJ_DISCARDED";
 
 /// Settings used when storage is created, and how records are written.
 #[derive(Debug, Clone)]
@@ -446,8 +451,19 @@ impl Storage {
     }
 
     /// Saves the task, or deletes it when its state is in the discard list.
+    ///
+    /// Before the record is deleted its final state is written to
+    /// [`DISCARDED_BUCKET`], so a dependant still sees the dependency as
+    /// `complete` (or failed). When that marker cannot be written the
+    /// record is saved instead of deleted: keeping it is better than
+    /// stranding its dependants.
     pub(crate) async fn save_or_discard(&self, task: &mut Task) -> Result<()> {
         if self.settings.discard.contains(&task.state) {
+            if let Err(e) = self.mark_discarded(task).await {
+                tracing::warn!(task = %task.id, state = %task.state, error = %e,
+                    "cannot record the final state of a discarded task; keeping its record instead");
+                return self.save_task(task).await;
+            }
             self.publish_event(task).await;
             return match self.delete_task(&task.id).await {
                 Ok(()) | Err(Error::TaskNotFound(_)) => Ok(()),
@@ -455,6 +471,113 @@ impl Storage {
             };
         }
         self.save_task(task).await
+    }
+
+    /// Creates [`DISCARDED_BUCKET`] unless it exists: a KV bucket with one
+    /// value per key, keeping markers as long as the task store keeps
+    /// records (its `max_age`).
+    async fn prepare_discarded(&self) -> Result<()> {
+        let name = format!("KV_{DISCARDED_BUCKET}");
+        if self.stream_details(&name).await?.is_some() {
+            return Ok(());
+        }
+        let max_age = self
+            .tasks_info()
+            .await
+            .map(|d| d.max_age)
+            .unwrap_or_default();
+        let dupe = if !max_age.is_zero() && max_age < Duration::from_secs(120) {
+            max_age
+        } else {
+            Duration::from_secs(120)
+        };
+        let config = json!({
+            "name": name,
+            "description": "Choria Async Jobs Discarded Tasks",
+            "subjects": [format!("$KV.{DISCARDED_BUCKET}.>")],
+            "retention": "limits",
+            "max_consumers": -1,
+            "max_msgs": -1,
+            "max_bytes": -1,
+            "discard": "new",
+            "max_age": ns(max_age),
+            "max_msgs_per_subject": 1,
+            "max_msg_size": -1,
+            "storage": self.storage_type(),
+            "num_replicas": self.settings.replicas.max(1),
+            "duplicate_window": ns(dupe),
+            "deny_delete": true,
+            "allow_rollup_hdrs": true,
+            "compression": "none",
+            "allow_direct": true,
+            "mirror_direct": false,
+            "consumer_limits": {},
+        });
+        self.create_stream(&name, config).await
+    }
+
+    /// Writes the final state of a task about to be discarded to
+    /// [`DISCARDED_BUCKET`], creating the bucket on first use.
+    async fn mark_discarded(&self, task: &Task) -> Result<()> {
+        let subject = format!("$KV.{DISCARDED_BUCKET}.{}", task.id);
+        let body = json!({ "state": task.state }).to_string().into_bytes();
+        let mut created = false;
+        loop {
+            let sent = match self.js.publish(subject.clone(), body.clone().into()).await {
+                Ok(ack) => ack.await,
+                Err(e) => Err(e),
+            };
+            match sent {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == PublishErrorKind::StreamNotFound && !created => {
+                    self.prepare_discarded().await?;
+                    created = true;
+                }
+                Err(e) => {
+                    return Err(nats(format!("recording discarded task {}", task.id), e).into())
+                }
+            }
+        }
+    }
+
+    /// The final state a discarded task was deleted in, `None` when there is
+    /// no marker for it (never discarded, or the marker has aged out).
+    pub(crate) async fn discarded_state(&self, id: &str) -> Result<Option<TaskState>> {
+        if !crate::task::is_valid_name(id) {
+            return Ok(None);
+        }
+        let bucket = self.stream(&format!("KV_{DISCARDED_BUCKET}")).await?;
+        match bucket
+            .get_last_raw_message_by_subject(&format!("$KV.{DISCARDED_BUCKET}.{id}"))
+            .await
+        {
+            Ok(m) => {
+                let deleted = m
+                    .headers
+                    .get("KV-Operation")
+                    .is_some_and(|op| op.as_str() != "PUT");
+                if deleted {
+                    return Ok(None);
+                }
+                #[derive(Deserialize)]
+                struct Marker {
+                    state: TaskState,
+                }
+                Ok(serde_json::from_slice::<Marker>(&m.payload)
+                    .map(|m| m.state)
+                    .ok())
+            }
+            Err(e) => {
+                let e = nats(format!("loading the discard marker of {id}"), e);
+                if api::is(&e, ErrorCode::NO_MESSAGE_FOUND)
+                    || api::is(&e, ErrorCode::STREAM_NOT_FOUND)
+                {
+                    Ok(None)
+                } else {
+                    Err(e.into())
+                }
+            }
+        }
     }
 
     /// Loads a task and verifies its signature when keys are configured.
@@ -630,7 +753,18 @@ impl Storage {
 
     /// Re-enqueues a task by id: state `retry`, result cleared (reference §4.4).
     pub(crate) async fn retry_task(&self, queue: &str, id: &str) -> Result<Task> {
-        let mut task = self.load_task(id).await?;
+        let mut task = match self.load_task(id).await {
+            Err(Error::TaskNotFound(_)) => {
+                if let Ok(Some(state)) = self.discarded_state(id).await {
+                    return Err(Error::TaskDiscarded {
+                        id: id.to_string(),
+                        state,
+                    });
+                }
+                return Err(Error::TaskNotFound(id.to_string()));
+            }
+            other => other?,
+        };
         task.state = TaskState::Retry;
         task.result = None;
         if task.queue != queue {
