@@ -121,6 +121,16 @@
 //!   [`Client::retry_task`] of a discarded task fails with
 //!   [`Error::TaskDiscarded`] naming its final state (Go: `task not
 //!   found`). Markers are not removed by `delete_task` or `purge_tasks`.
+//! * **Task listings are snapshots** ([`Client::list_tasks`],
+//!   [`Client::list_tasks_filtered`], `ajc task ls`): the task stream's
+//!   last sequence is read when the listing starts and only records up to
+//!   it are listed, then (up to 4 further passes) tasks saved during the
+//!   listing that had not been listed yet and were created before it
+//!   started, so each task appears at most once and no task created later
+//!   appears while workers keep saving (the listing keeps the ids it
+//!   yielded in memory). Go lists until the stream's end as it moves, so
+//!   a task saved during the listing can appear twice (`new`, then
+//!   `active`) and new tasks appear.
 //! * **Invalid queue names fail at once** with
 //!   [`Error::QueueNameInvalid`] in every call that takes one, instead of
 //!   a JetStream request that times out.

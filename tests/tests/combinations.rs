@@ -8,7 +8,7 @@ use asyncjobs::{
 };
 use asyncjobs_tests::{fast_retry, spawn_worker, wait_for, wait_for_state, NatsServer};
 use futures::StreamExt;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -232,4 +232,84 @@ async fn signed_dependant_of_a_discarded_dependency_completes() {
     wait_event(&mut events, &b.id, TaskState::Complete).await;
     assert!(seen.lock().await.contains_key(&b.id));
     worker.stop().await;
+}
+
+#[tokio::test]
+async fn listing_is_a_snapshot_while_a_worker_rewrites_records() {
+    const N: usize = 1500;
+    let server = NatsServer::start();
+    let client = asyncjobs_tests::client(&server, Queue::new("Q")).await;
+    let mut tasks: Vec<Task> = (0..N).map(|i| Task::new("t", &i).unwrap()).collect();
+    for r in client.enqueue_many(&mut tasks).await {
+        r.unwrap();
+    }
+    let before: HashSet<String> = tasks.iter().map(|t| t.id.clone()).collect();
+
+    let worker = spawn_worker(
+        client
+            .worker(router(Seen::default()))
+            .concurrency(50)
+            .retry_policy(fast_retry()),
+    );
+    wait_for(T, "the worker to start", || async {
+        let info = client.queue_info("Q").await.ok()?;
+        (info.ack_pending > 0 || info.pending < N as u64).then_some(())
+    })
+    .await;
+
+    let mut listing = client.list_tasks(usize::MAX).await.unwrap();
+    // a producer keeps adding tasks while the listing runs
+    let producer = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            let mut added = 0;
+            loop {
+                let mut t = Task::new("t", &"late").unwrap();
+                if client.enqueue(&mut t).await.is_err() {
+                    return added;
+                }
+                added += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let mut seen = HashSet::new();
+    let mut dupes = Vec::new();
+    let mut late = Vec::new();
+    let mut rows = 0;
+    while let Some(t) = tokio::time::timeout(T, listing.next()).await.unwrap() {
+        let t = t.unwrap();
+        rows += 1;
+        if !before.contains(&t.id) {
+            late.push(t.id.clone());
+        }
+        if !seen.insert(t.id.clone()) {
+            dupes.push((t.id.clone(), t.state));
+        }
+        // a slow reader: the worker rewrites records meanwhile
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    producer.abort();
+    eprintln!("{rows} rows of {N} tasks while the worker ran");
+    assert!(
+        dupes.is_empty(),
+        "{rows} rows, {} duplicates, first: {:?}",
+        dupes.len(),
+        &dupes[..dupes.len().min(10)]
+    );
+    assert!(
+        late.is_empty(),
+        "tasks created after the listing began: {late:?}"
+    );
+    // tasks saved during the listing are still listed (once)
+    assert!((N * 9 / 10..=N).contains(&rows), "{rows} rows");
+
+    // with nothing changing, a listing shows every task exactly once
+    worker.stop().await;
+    let mut all = HashSet::new();
+    let mut listing = client.list_tasks(usize::MAX).await.unwrap();
+    while let Some(t) = listing.next().await {
+        assert!(all.insert(t.unwrap().id));
+    }
+    assert!(before.is_subset(&all));
 }

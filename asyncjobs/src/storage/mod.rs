@@ -964,72 +964,158 @@ impl Storage {
         Ok(())
     }
 
-    /// Streams every stored task through an ordered consumer, ending at the
-    /// last message present when the listing started.
+    /// Streams the tasks stored when the listing starts, each at most once,
+    /// through an ordered consumer.
+    ///
+    /// The stream's last sequence `S` is read first. Since the stream keeps
+    /// one record per task (`max_msgs_per_subject` 1) and sequences are
+    /// never reused, each task has at most one record at a sequence ≤ `S`,
+    /// ever, and a task created after the start has none: the first pass
+    /// yields every record up to `S`. A task saved while the listing runs,
+    /// before the listing reached it, has lost that record and moved past
+    /// `S`; further passes (at most 4) read on to the end the stream had
+    /// when the previous pass finished and yield such tasks, skipping ids
+    /// already yielded (the listing remembers yielded ids) and tasks
+    /// created after the listing started (by their `created` time). The
+    /// listing ends once as many tasks were yielded as were stored at the
+    /// start, at the stream's end, or after the last pass.
     pub(crate) async fn list_tasks(
         &self,
     ) -> Result<impl futures::Stream<Item = Result<Task>> + Send + 'static> {
-        let count = self.tasks_info().await?.messages;
-        let stream = self.stream(TASKS_STREAM).await?;
-        let consumer = stream
-            .create_consumer(jetstream::consumer::pull::OrderedConfig {
-                deliver_policy: jetstream::consumer::DeliverPolicy::All,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| nats("listing tasks", e))?;
-        let messages = if count == 0 {
+        let started = OffsetDateTime::now_utc();
+        let info = match self.js.get_stream(TASKS_STREAM).await {
+            Ok(mut s) => s
+                .info()
+                .await
+                .map_err(|e| nats("listing tasks", e))?
+                .state
+                .clone(),
+            Err(e) => {
+                let e = nats("listing tasks", e);
+                return Err(if api::is(&e, ErrorCode::STREAM_NOT_FOUND) {
+                    Error::StorageNotReady("task store not initialized".into())
+                } else {
+                    e.into()
+                });
+            }
+        };
+        let messages = if info.messages == 0 {
             None
         } else {
-            Some(
-                consumer
-                    .messages()
-                    .await
-                    .map_err(|e| nats("listing tasks", e))?,
-            )
+            let consumer = self
+                .stream(TASKS_STREAM)
+                .await?
+                .create_consumer(jetstream::consumer::pull::OrderedConfig {
+                    deliver_policy: jetstream::consumer::DeliverPolicy::All,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| nats("listing tasks", e))?;
+            // every record was removed between the two requests
+            if consumer.cached_info().num_pending == 0 {
+                None
+            } else {
+                Some(
+                    consumer
+                        .messages()
+                        .await
+                        .map_err(|e| nats("listing tasks", e))?,
+                )
+            }
         };
-        let state = (messages, false);
-        Ok(futures::stream::unfold(
-            state,
-            |(messages, done)| async move {
-                let mut messages = messages?;
-                if done {
-                    return None;
-                }
+        let state = Listing {
+            messages,
+            snapshot: info.last_sequence,
+            end: None,
+            yielded: std::collections::HashSet::new(),
+            started,
+            total: info.messages,
+            passes: 4,
+        };
+        Ok(futures::stream::unfold(state, |mut st| async move {
+            loop {
+                let messages = st.messages.as_mut()?;
                 let next = tokio::time::timeout(Duration::from_secs(10), messages.next()).await;
-                match next {
-                    Err(_) => Some((
-                        Err(NatsError::new(
+                let msg = match next {
+                    Err(_) => {
+                        st.messages = None;
+                        let e = NatsError::new(
                             NatsErrorKind::TimedOut,
                             "listing tasks: no message within 10s",
-                        )
-                        .into()),
-                        (None, true),
-                    )),
-                    Ok(None) => None,
-                    Ok(Some(Err(e))) => Some((Err(nats("listing tasks", e).into()), (None, true))),
-                    Ok(Some(Ok(msg))) => {
-                        let last = msg.info().map(|i| i.pending == 0).unwrap_or(true);
-                        let id = msg
-                            .subject
-                            .strip_prefix(TASK_SUBJECT_PREFIX)
-                            .unwrap_or(&msg.subject)
-                            .to_string();
-                        let item = serde_json::from_slice::<Task>(&msg.payload)
-                            .map(|mut t| {
-                                t.seq = msg.info().map(|i| i.stream_sequence).unwrap_or(0);
-                                t
-                            })
-                            .map_err(|e| Error::InvalidTaskRecord {
-                                id,
-                                reason: e.to_string(),
-                            });
-                        Some((item, (Some(messages), last)))
+                        );
+                        return Some((Err(e.into()), st));
                     }
+                    Ok(None) => return None,
+                    Ok(Some(Err(e))) => {
+                        st.messages = None;
+                        return Some((Err(nats("listing tasks", e).into()), st));
+                    }
+                    Ok(Some(Ok(msg))) => msg,
+                };
+                let (seq, pending) = msg
+                    .info()
+                    .map(|i| (i.stream_sequence, i.pending))
+                    .unwrap_or((st.snapshot, 0));
+                let second_pass = seq > st.snapshot;
+                let end = st.end.unwrap_or(st.snapshot);
+                if seq > end {
+                    // a pass is over: read on to the stream's end as it is
+                    // now, a bounded number of times
+                    if st.passes == 0 {
+                        return None;
+                    }
+                    st.passes -= 1;
+                    st.end = Some(seq + pending);
                 }
-            },
-        ))
+                if pending == 0 {
+                    st.messages = None;
+                }
+                let id = msg
+                    .subject
+                    .strip_prefix(TASK_SUBJECT_PREFIX)
+                    .unwrap_or(&msg.subject)
+                    .to_string();
+                if st.yielded.contains(&id) {
+                    continue;
+                }
+                let item = serde_json::from_slice::<Task>(&msg.payload)
+                    .map(|mut t| {
+                        t.seq = seq;
+                        t
+                    })
+                    .map_err(|e| Error::InvalidTaskRecord {
+                        id: id.clone(),
+                        reason: e.to_string(),
+                    });
+                if second_pass && !matches!(&item, Ok(t) if t.created <= st.started) {
+                    continue;
+                }
+                st.yielded.insert(id);
+                if st.yielded.len() as u64 >= st.total {
+                    // every task present at the start has been listed
+                    st.messages = None;
+                }
+                return Some((item, st));
+            }
+        }))
     }
+}
+
+/// The state of a [`Storage::list_tasks`] listing.
+struct Listing {
+    messages: Option<jetstream::consumer::pull::Ordered>,
+    /// The stream's last sequence when the listing started.
+    snapshot: u64,
+    /// Where the second pass ends, once it has begun.
+    end: Option<u64>,
+    /// Ids yielded so far.
+    yielded: std::collections::HashSet<String>,
+    /// When the listing started: later tasks are not listed.
+    started: OffsetDateTime,
+    /// Tasks stored when the listing started.
+    total: u64,
+    /// Further passes allowed after the first.
+    passes: u32,
 }
 
 /// Maps "no such stream" to [`Error::QueueNotFound`].
