@@ -288,12 +288,22 @@ impl Client {
 
     /// Streams stored tasks, oldest update first, up to `limit`. Records that
     /// do not decode are yielded as [`Error::InvalidTaskRecord`].
+    ///
+    /// The listing is a snapshot taken when it starts: each task is yielded
+    /// at most once, and no task created after the start is yielded, even
+    /// while workers update records (a task saved during the listing is
+    /// found again past the snapshot point, a bounded number of times; one
+    /// saved over and over while the listing runs can still be left out).
+    /// The listing remembers the ids it yielded, and "created after the
+    /// start" is judged by the task's `created` time against this
+    /// process's clock.
     pub async fn list_tasks(&self, limit: usize) -> Result<BoxStream<'static, Result<Task>>> {
         Ok(self.inner.storage.list_tasks().await?.take(limit).boxed())
     }
 
     /// Streams stored tasks matching `filter` (state, type, queue), up to its
     /// limit. Records that do not decode are yielded as errors, not skipped.
+    /// A snapshot like [`Client::list_tasks`].
     pub async fn list_tasks_filtered(
         &self,
         filter: TaskFilter,

@@ -287,6 +287,16 @@ pub enum Error {
     /// No task record exists for the id.
     #[error("task not found: {0}")]
     TaskNotFound(String),
+    /// The task's record was deleted because its final state is in a
+    /// worker's discard list ([`crate::ClientBuilder::discard_states`]):
+    /// only that state is remembered, so it cannot be retried or loaded.
+    #[error("task {id} was discarded in state {state}: its record is gone, so it cannot be retried (enqueue it again as a new task)")]
+    TaskDiscarded {
+        /// The task id.
+        id: String,
+        /// The final state it was discarded in.
+        state: TaskState,
+    },
     /// The task type does not match `^[a-zA-Z0-9_:-]+$`.
     #[error("task type is invalid: must match ^[a-zA-Z0-9_:-]+$ (got {0:?})")]
     TaskTypeInvalid(String),

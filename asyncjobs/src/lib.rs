@@ -117,6 +117,37 @@
 //!   --terminate-tasks`) saves the waiting tasks whose items it removed as
 //!   `terminated`; a plain purge leaves them `new`, as Go does, and `ajc`
 //!   says so.
+//! * **A discarded dependency still counts.** Before a worker deletes a
+//!   task whose final state is in its discard list
+//!   ([`ClientBuilder::discard_states`], `ajc … --discard-complete`), it
+//!   writes the final state to the KV bucket [`DISCARDED_BUCKET`]
+//!   (`CHORIA_AJ_DISCARDED`, created on the first discard, one small value
+//!   per task, kept as long as the task store keeps records). A dependant
+//!   whose dependency has no record but a marker saying `complete` runs
+//!   (added before or after the dependency finished); with
+//!   `load_dependencies` that dependency's entry in `dependency_results` is
+//!   `null` (`None`), since its result was deleted with its record. A
+//!   marker saying `expired` or `terminated` makes the dependant
+//!   `unreachable` with `dependency <id> is in state expired (its record
+//!   was discarded)`; a dependency with neither record nor marker is still
+//!   `task not found: <id>`. Go deletes without a marker and ignores the
+//!   bucket, so a Go worker still reports such dependants `task not
+//!   found`. Markers are not signed: a signature never covered a task's
+//!   state, so a marker trusts nothing a record's `state` field did not.
+//!   When a marker cannot be written the record is kept instead of deleted.
+//!   [`Client::retry_task`] of a discarded task fails with
+//!   [`Error::TaskDiscarded`] naming its final state (Go: `task not
+//!   found`). Markers are not removed by `delete_task` or `purge_tasks`.
+//! * **Task listings are snapshots** ([`Client::list_tasks`],
+//!   [`Client::list_tasks_filtered`], `ajc task ls`): the task stream's
+//!   last sequence is read when the listing starts and only records up to
+//!   it are listed, then (up to 4 further passes) tasks saved during the
+//!   listing that had not been listed yet and were created before it
+//!   started, so each task appears at most once and no task created later
+//!   appears while workers keep saving (the listing keeps the ids it
+//!   yielded in memory). Go lists until the stream's end as it moves, so
+//!   a task saved during the listing can appear twice (`new`, then
+//!   `active`) and new tasks appear.
 //! * **Invalid queue names fail at once** with
 //!   [`Error::QueueNameInvalid`] in every call that takes one, instead of
 //!   a JetStream request that times out.
@@ -189,7 +220,8 @@ pub use retry::{LinearPolicy, RetryPolicy};
 pub use router::Router;
 pub use scheduler::{PayloadEncoding, ScheduleError, ScheduledTask, Scheduler};
 pub use storage::{
-    StreamDetails, CONFIG_BUCKET, ELECTIONS_BUCKET, TASKS_STREAM, TASK_SUBJECT_PREFIX,
+    StreamDetails, CONFIG_BUCKET, DISCARDED_BUCKET, ELECTIONS_BUCKET, TASKS_STREAM,
+    TASK_SUBJECT_PREFIX,
 };
 pub use task::{Task, TaskBuilder, TaskResult, TaskState};
 pub use wire::{format_duration, parse_duration, parse_signed_duration};

@@ -35,6 +35,11 @@ pub const TASK_SUBJECT_PREFIX: &str = "CHORIA_AJ.T.";
 pub const CONFIG_BUCKET: &str = "CHORIA_AJ_CONFIGURATION";
 /// KV bucket for leader elections.
 pub const ELECTIONS_BUCKET: &str = "CHORIA_AJ_ELECTIONS";
+/// KV bucket remembering the final state of tasks whose record was deleted
+/// because their state is discarded (key = task id, value
+/// `{"state":"complete"}`), so their dependants can still be judged.
+/// Created on demand by the first discard; Go neither writes nor reads it.
+pub const DISCARDED_BUCKET: &str = "CHORIA_AJ_DISCARDED";
 
 /// Settings used when storage is created, and how records are written.
 #[derive(Debug, Clone)]
@@ -446,8 +451,19 @@ impl Storage {
     }
 
     /// Saves the task, or deletes it when its state is in the discard list.
+    ///
+    /// Before the record is deleted its final state is written to
+    /// [`DISCARDED_BUCKET`], so a dependant still sees the dependency as
+    /// `complete` (or failed). When that marker cannot be written the
+    /// record is saved instead of deleted: keeping it is better than
+    /// stranding its dependants.
     pub(crate) async fn save_or_discard(&self, task: &mut Task) -> Result<()> {
         if self.settings.discard.contains(&task.state) {
+            if let Err(e) = self.mark_discarded(task).await {
+                tracing::warn!(task = %task.id, state = %task.state, error = %e,
+                    "cannot record the final state of a discarded task; keeping its record instead");
+                return self.save_task(task).await;
+            }
             self.publish_event(task).await;
             return match self.delete_task(&task.id).await {
                 Ok(()) | Err(Error::TaskNotFound(_)) => Ok(()),
@@ -455,6 +471,113 @@ impl Storage {
             };
         }
         self.save_task(task).await
+    }
+
+    /// Creates [`DISCARDED_BUCKET`] unless it exists: a KV bucket with one
+    /// value per key, keeping markers as long as the task store keeps
+    /// records (its `max_age`).
+    async fn prepare_discarded(&self) -> Result<()> {
+        let name = format!("KV_{DISCARDED_BUCKET}");
+        if self.stream_details(&name).await?.is_some() {
+            return Ok(());
+        }
+        let max_age = self
+            .tasks_info()
+            .await
+            .map(|d| d.max_age)
+            .unwrap_or_default();
+        let dupe = if !max_age.is_zero() && max_age < Duration::from_secs(120) {
+            max_age
+        } else {
+            Duration::from_secs(120)
+        };
+        let config = json!({
+            "name": name,
+            "description": "Choria Async Jobs Discarded Tasks",
+            "subjects": [format!("$KV.{DISCARDED_BUCKET}.>")],
+            "retention": "limits",
+            "max_consumers": -1,
+            "max_msgs": -1,
+            "max_bytes": -1,
+            "discard": "new",
+            "max_age": ns(max_age),
+            "max_msgs_per_subject": 1,
+            "max_msg_size": -1,
+            "storage": self.storage_type(),
+            "num_replicas": self.settings.replicas.max(1),
+            "duplicate_window": ns(dupe),
+            "deny_delete": true,
+            "allow_rollup_hdrs": true,
+            "compression": "none",
+            "allow_direct": true,
+            "mirror_direct": false,
+            "consumer_limits": {},
+        });
+        self.create_stream(&name, config).await
+    }
+
+    /// Writes the final state of a task about to be discarded to
+    /// [`DISCARDED_BUCKET`], creating the bucket on first use.
+    async fn mark_discarded(&self, task: &Task) -> Result<()> {
+        let subject = format!("$KV.{DISCARDED_BUCKET}.{}", task.id);
+        let body = json!({ "state": task.state }).to_string().into_bytes();
+        let mut created = false;
+        loop {
+            let sent = match self.js.publish(subject.clone(), body.clone().into()).await {
+                Ok(ack) => ack.await,
+                Err(e) => Err(e),
+            };
+            match sent {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == PublishErrorKind::StreamNotFound && !created => {
+                    self.prepare_discarded().await?;
+                    created = true;
+                }
+                Err(e) => {
+                    return Err(nats(format!("recording discarded task {}", task.id), e).into())
+                }
+            }
+        }
+    }
+
+    /// The final state a discarded task was deleted in, `None` when there is
+    /// no marker for it (never discarded, or the marker has aged out).
+    pub(crate) async fn discarded_state(&self, id: &str) -> Result<Option<TaskState>> {
+        if !crate::task::is_valid_name(id) {
+            return Ok(None);
+        }
+        let bucket = self.stream(&format!("KV_{DISCARDED_BUCKET}")).await?;
+        match bucket
+            .get_last_raw_message_by_subject(&format!("$KV.{DISCARDED_BUCKET}.{id}"))
+            .await
+        {
+            Ok(m) => {
+                let deleted = m
+                    .headers
+                    .get("KV-Operation")
+                    .is_some_and(|op| op.as_str() != "PUT");
+                if deleted {
+                    return Ok(None);
+                }
+                #[derive(Deserialize)]
+                struct Marker {
+                    state: TaskState,
+                }
+                Ok(serde_json::from_slice::<Marker>(&m.payload)
+                    .map(|m| m.state)
+                    .ok())
+            }
+            Err(e) => {
+                let e = nats(format!("loading the discard marker of {id}"), e);
+                if api::is(&e, ErrorCode::NO_MESSAGE_FOUND)
+                    || api::is(&e, ErrorCode::STREAM_NOT_FOUND)
+                {
+                    Ok(None)
+                } else {
+                    Err(e.into())
+                }
+            }
+        }
     }
 
     /// Loads a task and verifies its signature when keys are configured.
@@ -630,7 +753,18 @@ impl Storage {
 
     /// Re-enqueues a task by id: state `retry`, result cleared (reference §4.4).
     pub(crate) async fn retry_task(&self, queue: &str, id: &str) -> Result<Task> {
-        let mut task = self.load_task(id).await?;
+        let mut task = match self.load_task(id).await {
+            Err(Error::TaskNotFound(_)) => {
+                if let Ok(Some(state)) = self.discarded_state(id).await {
+                    return Err(Error::TaskDiscarded {
+                        id: id.to_string(),
+                        state,
+                    });
+                }
+                return Err(Error::TaskNotFound(id.to_string()));
+            }
+            other => other?,
+        };
         task.state = TaskState::Retry;
         task.result = None;
         if task.queue != queue {
@@ -895,72 +1029,158 @@ impl Storage {
         Ok(())
     }
 
-    /// Streams every stored task through an ordered consumer, ending at the
-    /// last message present when the listing started.
+    /// Streams the tasks stored when the listing starts, each at most once,
+    /// through an ordered consumer.
+    ///
+    /// The stream's last sequence `S` is read first. Since the stream keeps
+    /// one record per task (`max_msgs_per_subject` 1) and sequences are
+    /// never reused, each task has at most one record at a sequence ≤ `S`,
+    /// ever, and a task created after the start has none: the first pass
+    /// yields every record up to `S`. A task saved while the listing runs,
+    /// before the listing reached it, has lost that record and moved past
+    /// `S`; further passes (at most 4) read on to the end the stream had
+    /// when the previous pass finished and yield such tasks, skipping ids
+    /// already yielded (the listing remembers yielded ids) and tasks
+    /// created after the listing started (by their `created` time). The
+    /// listing ends once as many tasks were yielded as were stored at the
+    /// start, at the stream's end, or after the last pass.
     pub(crate) async fn list_tasks(
         &self,
     ) -> Result<impl futures::Stream<Item = Result<Task>> + Send + 'static> {
-        let count = self.tasks_info().await?.messages;
-        let stream = self.stream(TASKS_STREAM).await?;
-        let consumer = stream
-            .create_consumer(jetstream::consumer::pull::OrderedConfig {
-                deliver_policy: jetstream::consumer::DeliverPolicy::All,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| nats("listing tasks", e))?;
-        let messages = if count == 0 {
+        let started = OffsetDateTime::now_utc();
+        let info = match self.js.get_stream(TASKS_STREAM).await {
+            Ok(mut s) => s
+                .info()
+                .await
+                .map_err(|e| nats("listing tasks", e))?
+                .state
+                .clone(),
+            Err(e) => {
+                let e = nats("listing tasks", e);
+                return Err(if api::is(&e, ErrorCode::STREAM_NOT_FOUND) {
+                    Error::StorageNotReady("task store not initialized".into())
+                } else {
+                    e.into()
+                });
+            }
+        };
+        let messages = if info.messages == 0 {
             None
         } else {
-            Some(
-                consumer
-                    .messages()
-                    .await
-                    .map_err(|e| nats("listing tasks", e))?,
-            )
+            let consumer = self
+                .stream(TASKS_STREAM)
+                .await?
+                .create_consumer(jetstream::consumer::pull::OrderedConfig {
+                    deliver_policy: jetstream::consumer::DeliverPolicy::All,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| nats("listing tasks", e))?;
+            // every record was removed between the two requests
+            if consumer.cached_info().num_pending == 0 {
+                None
+            } else {
+                Some(
+                    consumer
+                        .messages()
+                        .await
+                        .map_err(|e| nats("listing tasks", e))?,
+                )
+            }
         };
-        let state = (messages, false);
-        Ok(futures::stream::unfold(
-            state,
-            |(messages, done)| async move {
-                let mut messages = messages?;
-                if done {
-                    return None;
-                }
+        let state = Listing {
+            messages,
+            snapshot: info.last_sequence,
+            end: None,
+            yielded: std::collections::HashSet::new(),
+            started,
+            total: info.messages,
+            passes: 4,
+        };
+        Ok(futures::stream::unfold(state, |mut st| async move {
+            loop {
+                let messages = st.messages.as_mut()?;
                 let next = tokio::time::timeout(Duration::from_secs(10), messages.next()).await;
-                match next {
-                    Err(_) => Some((
-                        Err(NatsError::new(
+                let msg = match next {
+                    Err(_) => {
+                        st.messages = None;
+                        let e = NatsError::new(
                             NatsErrorKind::TimedOut,
                             "listing tasks: no message within 10s",
-                        )
-                        .into()),
-                        (None, true),
-                    )),
-                    Ok(None) => None,
-                    Ok(Some(Err(e))) => Some((Err(nats("listing tasks", e).into()), (None, true))),
-                    Ok(Some(Ok(msg))) => {
-                        let last = msg.info().map(|i| i.pending == 0).unwrap_or(true);
-                        let id = msg
-                            .subject
-                            .strip_prefix(TASK_SUBJECT_PREFIX)
-                            .unwrap_or(&msg.subject)
-                            .to_string();
-                        let item = serde_json::from_slice::<Task>(&msg.payload)
-                            .map(|mut t| {
-                                t.seq = msg.info().map(|i| i.stream_sequence).unwrap_or(0);
-                                t
-                            })
-                            .map_err(|e| Error::InvalidTaskRecord {
-                                id,
-                                reason: e.to_string(),
-                            });
-                        Some((item, (Some(messages), last)))
+                        );
+                        return Some((Err(e.into()), st));
                     }
+                    Ok(None) => return None,
+                    Ok(Some(Err(e))) => {
+                        st.messages = None;
+                        return Some((Err(nats("listing tasks", e).into()), st));
+                    }
+                    Ok(Some(Ok(msg))) => msg,
+                };
+                let (seq, pending) = msg
+                    .info()
+                    .map(|i| (i.stream_sequence, i.pending))
+                    .unwrap_or((st.snapshot, 0));
+                let second_pass = seq > st.snapshot;
+                let end = st.end.unwrap_or(st.snapshot);
+                if seq > end {
+                    // a pass is over: read on to the stream's end as it is
+                    // now, a bounded number of times
+                    if st.passes == 0 {
+                        return None;
+                    }
+                    st.passes -= 1;
+                    st.end = Some(seq + pending);
                 }
-            },
-        ))
+                if pending == 0 {
+                    st.messages = None;
+                }
+                let id = msg
+                    .subject
+                    .strip_prefix(TASK_SUBJECT_PREFIX)
+                    .unwrap_or(&msg.subject)
+                    .to_string();
+                if st.yielded.contains(&id) {
+                    continue;
+                }
+                let item = serde_json::from_slice::<Task>(&msg.payload)
+                    .map(|mut t| {
+                        t.seq = seq;
+                        t
+                    })
+                    .map_err(|e| Error::InvalidTaskRecord {
+                        id: id.clone(),
+                        reason: e.to_string(),
+                    });
+                if second_pass && !matches!(&item, Ok(t) if t.created <= st.started) {
+                    continue;
+                }
+                st.yielded.insert(id);
+                if st.yielded.len() as u64 >= st.total {
+                    // every task present at the start has been listed
+                    st.messages = None;
+                }
+                return Some((item, st));
+            }
+        }))
     }
+}
+
+/// The state of a [`Storage::list_tasks`] listing.
+struct Listing {
+    messages: Option<jetstream::consumer::pull::Ordered>,
+    /// The stream's last sequence when the listing started.
+    snapshot: u64,
+    /// Where the second pass ends, once it has begun.
+    end: Option<u64>,
+    /// Ids yielded so far.
+    yielded: std::collections::HashSet<String>,
+    /// When the listing started: later tasks are not listed.
+    started: OffsetDateTime,
+    /// Tasks stored when the listing started.
+    total: u64,
+    /// Further passes allowed after the first.
+    passes: u32,
 }
 
 /// Maps "no such stream" to [`Error::QueueNotFound`].

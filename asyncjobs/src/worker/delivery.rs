@@ -242,7 +242,15 @@ async fn check_dependencies(shared: &Shared, task: &Task) -> Deps {
     for dep in &task.dependencies {
         let l = match shared.storage.load_verified(dep).await {
             Ok(d) => Loaded::Task(Box::new(d)),
-            Err(Error::TaskNotFound(_)) => Loaded::NotFound,
+            // deleted by a discard policy: its marker tells how it ended
+            Err(Error::TaskNotFound(_)) => match shared.storage.discarded_state(dep).await {
+                Ok(Some(state)) => Loaded::Discarded(state),
+                Ok(None) => Loaded::NotFound,
+                Err(e) => {
+                    tracing::warn!(task = %task.id, dependency = %dep, error = %e, "loading dependency's discard marker failed");
+                    Loaded::Unavailable
+                }
+            },
             Err(e @ (Error::Signature(_) | Error::InvalidTaskRecord { .. })) => {
                 Loaded::Unusable(e.to_string())
             }
@@ -251,7 +259,11 @@ async fn check_dependencies(shared: &Shared, task: &Task) -> Deps {
                 Loaded::Unavailable
             }
         };
-        let failed = matches!(l, Loaded::NotFound | Loaded::Unusable(_));
+        let failed = match &l {
+            Loaded::NotFound | Loaded::Unusable(_) => true,
+            Loaded::Discarded(state) => *state != TaskState::Complete,
+            _ => false,
+        };
         loaded.push((dep.clone(), l));
         if failed {
             break;

@@ -110,6 +110,9 @@ pub(crate) enum Loaded {
     Task(Box<Task>),
     /// No record.
     NotFound,
+    /// No record, but a marker saying it was deleted by a discard policy
+    /// in this final state (its result is gone).
+    Discarded(TaskState),
     /// A record that can never be used (bad signature, undecodable), with why.
     Unusable(String),
     /// A transient failure (logged by the caller): look again later.
@@ -154,6 +157,17 @@ pub(crate) fn judge_dependencies(task: &Task, loaded: Vec<(String, Loaded)>) -> 
                 }
                 _ => waiting = true,
             },
+            Loaded::Discarded(TaskState::Complete) => {
+                // the result was deleted with the record
+                if task.load_dependencies {
+                    results.insert(dep, None);
+                }
+            }
+            Loaded::Discarded(state) => {
+                return Deps::Failed(format!(
+                    "dependency {dep} is in state {state} (its record was discarded)"
+                ))
+            }
             Loaded::NotFound => return Deps::Failed(format!("task not found: {dep}")),
             Loaded::Unusable(why) => return Deps::Failed(format!("dependency {dep}: {why}")),
             Loaded::Unavailable => waiting = true,
@@ -337,6 +351,27 @@ mod tests {
                 vec![("s".into(), Loaded::Unusable("bad signature".into()))]
             )),
             "dependency s: bad signature"
+        );
+        // a discarded dependency counts by its marker; its result is gone
+        match judge_dependencies(
+            &t,
+            vec![
+                done("a"),
+                ("d".into(), Loaded::Discarded(TaskState::Complete)),
+            ],
+        ) {
+            Deps::Ready(r) => {
+                assert_eq!(r.len(), 2);
+                assert!(r["d"].is_none());
+            }
+            other => panic!("expected ready, got {other:?}"),
+        }
+        assert_eq!(
+            failed(judge_dependencies(
+                &t,
+                vec![("d".into(), Loaded::Discarded(TaskState::Expired))]
+            )),
+            "dependency d is in state expired (its record was discarded)"
         );
         t.load_dependencies = false;
         assert!(matches!(judge_dependencies(&t, vec![done("a")]), Deps::Ready(r) if r.is_empty()));
