@@ -100,6 +100,11 @@
 //! * **Schedules that can never fire are refused** (`0 0 30 2 *`,
 //!   `0 0 31 4 *`): creating or updating one is an error saying it never
 //!   fires, where Go stores it and never runs it.
+//! * **External commands do not outlive their worker** (Linux). The
+//!   command runs in its own process group under a small supervisor that
+//!   kills the group when the worker process dies (even by `kill -9`), so
+//!   a retry never overlaps an orphaned first try; Go leaves the command
+//!   running. Processes that leave the group are not covered.
 //! * **Invalid queue names fail at once** with
 //!   [`Error::QueueNameInvalid`] in every call that takes one, instead of
 //!   a JetStream request that times out.
