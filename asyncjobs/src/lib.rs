@@ -105,6 +105,10 @@
 //!   kills the group when the worker process dies (even by `kill -9`), so
 //!   a retry never overlaps an orphaned first try; Go leaves the command
 //!   running. Processes that leave the group are not covered.
+//! * **Metrics name at most 100 task types.** Each metric labelled by
+//!   task `type` counts types beyond the first
+//!   [`metrics::MAX_TASK_TYPES`] under `type="other"`; Go creates a series
+//!   for every type.
 //! * **Invalid queue names fail at once** with
 //!   [`Error::QueueNameInvalid`] in every call that takes one, instead of
 //!   a JetStream request that times out.
