@@ -109,6 +109,12 @@
 //!   task `type` counts types beyond the first
 //!   [`metrics::MAX_TASK_TYPES`] under `type="other"`; Go creates a series
 //!   for every type.
+//! * **Typed handlers read Go `ajc task add` payloads** (§16.3). Go's CLI
+//!   stores a JSON argument as a JSON string (`"{\"to\":\"x\"}"`); a
+//!   [`typed`] or [`task_handler`] handler whose payload type does not
+//!   decode from that string decodes the string's content instead of
+//!   terminating the task. Go handlers get the raw bytes and must unquote
+//!   them themselves.
 //! * **Invalid queue names fail at once** with
 //!   [`Error::QueueNameInvalid`] in every call that takes one, instead of
 //!   a JetStream request that times out.
