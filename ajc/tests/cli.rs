@@ -385,7 +385,11 @@ async fn queue_commands() {
         .filter(|t| t["queue"] == "BULK")
         .map(|t| t["state"].as_str().unwrap())
         .collect();
-    assert_eq!(states, ["new", "terminated"], "the first purge left its task new");
+    assert_eq!(
+        states,
+        ["new", "terminated"],
+        "the first purge left its task new"
+    );
     env.run(&["queue", "rm", "EMAIL"]).await.fails();
     assert_eq!(
         env.run(&["queue", "rm", "-f", "EMAIL"]).await.ok(),

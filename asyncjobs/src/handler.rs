@@ -275,7 +275,8 @@ pub type BoxHandler = Arc<dyn Handler>;
 /// A handler taking a typed payload and returning a typed result.
 ///
 /// A payload that does not decode as `P` terminates the task with an error
-/// naming the type and the decoder's message.
+/// naming the type and the decoder's message; a JSON string holding a `P`
+/// (what Go's `ajc task add` stores) is accepted, see [`decode_payload`].
 ///
 /// ```
 /// use asyncjobs::{typed, Router};
@@ -305,13 +306,73 @@ where
 
 /// Decodes a task payload, turning failure into a terminating error that
 /// names the expected type.
+///
+/// A payload that is a JSON *string* whose content decodes as `P` is
+/// accepted too: Go's `ajc task add TYPE '{"to":"x"}'` stores its argument
+/// that way (`"{\"to\":\"x\"}"`, reference §16.3). A `P` that itself
+/// decodes from a string (`String`, `serde_json::Value`) gets the string,
+/// as before; when neither decodes, the error is the one for the payload
+/// as stored.
 pub fn decode_payload<P: DeserializeOwned>(task: &Task) -> Result<P, HandlerError> {
     let bytes = task.payload.as_deref().unwrap_or(b"null");
-    serde_json::from_slice(bytes).map_err(|e| {
-        HandlerError::terminate(format!(
-            "invalid payload for task type {:?}: expected {}: {e}",
-            task.task_type,
-            std::any::type_name::<P>()
-        ))
+    serde_json::from_slice(bytes).or_else(|e| {
+        serde_json::from_slice::<String>(bytes)
+            .ok()
+            .and_then(|inner| serde_json::from_str(&inner).ok())
+            .ok_or_else(|| {
+                HandlerError::terminate(format!(
+                    "invalid payload for task type {:?}: expected {}: {e}",
+                    task.task_type,
+                    std::any::type_name::<P>()
+                ))
+            })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, serde::Deserialize)]
+    struct Email {
+        to: String,
+    }
+
+    #[test]
+    fn payload_stored_as_a_json_string_by_go_ajc_decodes() {
+        // what Go's `ajc task add email '{"to":"x"}'` stores
+        let task = Task::new("email", &r#"{"to":"x"}"#).unwrap();
+        assert_eq!(
+            task.payload.as_deref(),
+            Some(br#""{\"to\":\"x\"}""#.as_slice())
+        );
+        assert_eq!(
+            decode_payload::<Email>(&task).unwrap(),
+            Email { to: "x".into() }
+        );
+        // the plain form still decodes
+        let task = Task::new("email", &serde_json::json!({"to": "y"})).unwrap();
+        assert_eq!(decode_payload::<Email>(&task).unwrap().to, "y");
+        // types that decode from a string get the string itself
+        let task = Task::new("email", &r#"{"to":"x"}"#).unwrap();
+        assert_eq!(decode_payload::<String>(&task).unwrap(), r#"{"to":"x"}"#);
+        assert_eq!(
+            decode_payload::<serde_json::Value>(&task).unwrap(),
+            serde_json::Value::String(r#"{"to":"x"}"#.into())
+        );
+    }
+
+    #[test]
+    fn a_string_that_is_not_the_type_still_terminates() {
+        let task = Task::new("email", &r#"{"from":"x"}"#).unwrap();
+        let e = decode_payload::<Email>(&task).unwrap_err();
+        assert!(e.is_terminate());
+        assert!(
+            e.message().contains("invalid type: string"),
+            "the error is about the payload as stored: {}",
+            e.message()
+        );
+        let task = Task::new("email", &"not json").unwrap();
+        assert!(decode_payload::<Email>(&task).unwrap_err().is_terminate());
+    }
 }

@@ -148,6 +148,21 @@
 //!   yielded in memory). Go lists until the stream's end as it moves, so
 //!   a task saved during the listing can appear twice (`new`, then
 //!   `active`) and new tasks appear.
+//! * **External commands do not outlive their worker** (Linux). The
+//!   command runs in its own process group under a small supervisor that
+//!   kills the group when the worker process dies (even by `kill -9`), so
+//!   a retry never overlaps an orphaned first try; Go leaves the command
+//!   running. Processes that leave the group are not covered.
+//! * **Metrics name at most 100 task types.** Each metric labelled by
+//!   task `type` counts types beyond the first
+//!   [`metrics::MAX_TASK_TYPES`] under `type="other"`; Go creates a series
+//!   for every type.
+//! * **Typed handlers read Go `ajc task add` payloads** (§16.3). Go's CLI
+//!   stores a JSON argument as a JSON string (`"{\"to\":\"x\"}"`); a
+//!   [`typed`] or [`task_handler`] handler whose payload type does not
+//!   decode from that string decodes the string's content instead of
+//!   terminating the task. Go handlers get the raw bytes and must unquote
+//!   them themselves.
 //! * **Invalid queue names fail at once** with
 //!   [`Error::QueueNameInvalid`] in every call that takes one, instead of
 //!   a JetStream request that times out.

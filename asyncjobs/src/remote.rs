@@ -49,7 +49,9 @@
 //! * External commands: only stdout is the result; a failure's `last_err`
 //!   carries the exit status *and* the end of stderr; the command runs in its
 //!   own process group, and the whole group is killed at the deadline, on
-//!   cancellation, or when the worker abandons the handler.
+//!   cancellation, or when the worker abandons the handler. On Linux the
+//!   group is also killed when the worker process dies, even by `kill -9`
+//!   (Go leaves the command running as an orphan, so a retry overlaps it).
 
 use crate::error::{NatsError, NatsErrorKind};
 use crate::handler::{to_output, BoxHandler, Handler, HandlerError, HandlerResult, TaskContext};
@@ -649,6 +651,15 @@ async fn handle_request(handler: BoxHandler, msg: &async_nats::Message) -> Reply
 ///   than the worker's generic time-out, ends up in `last_err`. The group is
 ///   also killed when the handler is cancelled (worker shutdown) or its
 ///   future is dropped.
+/// * the worker process dies (Linux): the group is killed too, so a task
+///   never runs twice at once — its retry waits for the first try's lease
+///   (the queue's run time plus a margin), by which time nothing of the
+///   first try is left. The process the worker spawns forks once more and
+///   stays as a tiny supervisor (it never execs, exits as the command did,
+///   and is the pid and process group leader the worker sees); it kills the
+///   group within ~0.1 s of the worker's death. Processes that leave the
+///   group (`setsid`, `setpgid`, daemonising) are not covered. On other
+///   Unix systems only the process group is used.
 /// * a missing program: `command not found: <path>` at construction and on
 ///   each call.
 ///
@@ -825,6 +836,8 @@ impl ExternalCommand {
             .kill_on_drop(true);
         #[cfg(unix)]
         cmd.process_group(0);
+        #[cfg(target_os = "linux")]
+        supervisor::install(&mut cmd);
         let started = std::time::Instant::now();
         let mut child = cmd
             .spawn()
@@ -912,6 +925,153 @@ impl ExternalCommand {
         }
         let out = std::mem::take(&mut *stdout.lock().expect("pipe buffer"));
         to_output(&String::from_utf8_lossy(&out))
+    }
+}
+
+/// Keeps an external command's processes from outliving the worker.
+///
+/// The process the worker spawns (the leader of the command's new process
+/// group) forks before `exec`: the fork runs the command, and the leader
+/// stays behind as a small supervisor that never execs. It waits for the
+/// command and exits as it did (same code, or the same signal), and it
+/// watches a pipe whose write end only the worker holds: when the worker
+/// dies — even by `kill -9` — the pipe reports end of file and the
+/// supervisor kills its whole process group, the command and every process
+/// the command started that stayed in the group (a shell script's `sleep`).
+/// A process that moves to another group or session (`setsid`, `setpgid`,
+/// a daemonising double fork) is not covered.
+///
+/// Everything here runs in the forked child of a multi-threaded process, so
+/// it uses only async-signal-safe system calls and never allocates.
+#[cfg(target_os = "linux")]
+mod supervisor {
+    use std::sync::OnceLock;
+
+    /// How often the supervisor looks at the worker's pipe while the
+    /// command runs (it notices the command's exit at once).
+    const WATCH_NS: libc::c_long = 100_000_000;
+
+    /// (read end, write end), both close-on-exec; the write end stays open
+    /// for the life of the worker process.
+    static DEATH_PIPE: OnceLock<Option<(libc::c_int, libc::c_int)>> = OnceLock::new();
+
+    fn death_pipe() -> Option<(libc::c_int, libc::c_int)> {
+        *DEATH_PIPE.get_or_init(|| {
+            let mut fds = [0 as libc::c_int; 2];
+            // SAFETY: pipe2 writes two descriptors into the two-element array.
+            let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+            if rc != 0 {
+                tracing::warn!(
+                    error = %std::io::Error::last_os_error(),
+                    "external commands are not supervised: could not create a pipe"
+                );
+                return None;
+            }
+            Some((fds[0], fds[1]))
+        })
+    }
+
+    pub(super) fn install(cmd: &mut tokio::process::Command) {
+        let Some((read_fd, _)) = death_pipe() else {
+            return;
+        };
+        // SAFETY: the closure runs between fork and exec and only makes
+        // async-signal-safe system calls (see `supervise`).
+        unsafe {
+            cmd.pre_exec(move || supervise(read_fd));
+        }
+    }
+
+    /// In the spawned child: forks; the fork returns and goes on to exec
+    /// the command, this process supervises it and never returns.
+    unsafe fn supervise(read_fd: libc::c_int) -> std::io::Result<()> {
+        let mut chld: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut chld);
+        libc::sigaddset(&mut chld, libc::SIGCHLD);
+        // blocked before the fork so the command's exit cannot be missed
+        if libc::sigprocmask(libc::SIG_BLOCK, &chld, &mut old) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let command = libc::fork();
+        if command < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if command == 0 {
+            libc::sigprocmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+            return Ok(());
+        }
+        // The supervisor keeps only the pipe's read end: without the write
+        // end the pipe ends when the worker dies; without stdout, stderr
+        // and the spawn's error pipe, the worker sees those end when the
+        // command (not the supervisor) closes them.
+        close_all_but(read_fd);
+        let wait = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: WATCH_NS,
+        };
+        loop {
+            let mut status: libc::c_int = 0;
+            let r = libc::waitpid(command, &mut status, libc::WNOHANG);
+            if r == command {
+                exit_as(status);
+            }
+            if r < 0 && *libc::__errno_location() != libc::EINTR {
+                libc::_exit(127);
+            }
+            let mut pfd = libc::pollfd {
+                fd: read_fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            if libc::poll(&mut pfd, 1, 0) != 0 {
+                // the worker is gone (or the pipe broke): end the group,
+                // this supervisor included
+                libc::kill(0, libc::SIGKILL);
+                libc::_exit(137);
+            }
+            libc::sigtimedwait(&chld, std::ptr::null_mut(), &wait);
+        }
+    }
+
+    unsafe fn close_all_but(keep: libc::c_int) {
+        for (from, to) in [(0, keep - 1), (keep + 1, libc::c_int::MAX)] {
+            if from > to {
+                continue;
+            }
+            let rc = libc::syscall(
+                libc::SYS_close_range,
+                from as libc::c_uint,
+                to as libc::c_uint,
+                0,
+            );
+            if rc != 0 {
+                // kernels before 5.9
+                for fd in from..=to.min(65_535) {
+                    libc::close(fd);
+                }
+            }
+        }
+    }
+
+    /// Ends the supervisor the way the command ended.
+    unsafe fn exit_as(status: libc::c_int) -> ! {
+        if libc::WIFEXITED(status) {
+            libc::_exit(libc::WEXITSTATUS(status));
+        }
+        if libc::WIFSIGNALED(status) {
+            let sig = libc::WTERMSIG(status);
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = libc::SIG_DFL;
+            libc::sigaction(sig, &action, std::ptr::null_mut());
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, sig);
+            libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+            libc::kill(libc::getpid(), sig);
+            libc::_exit(128 + sig);
+        }
+        libc::_exit(127)
     }
 }
 

@@ -308,3 +308,37 @@ async fn graceful_shutdown_finishes_or_hands_back_running_tasks() {
     assert_eq!(done.tries, 1);
     worker.stop().await;
 }
+
+/// §16.3: Go's `ajc task add TYPE '{"to":"x"}'` stores the argument as a
+/// JSON string; a typed handler decodes the string's content instead of
+/// terminating the task.
+#[tokio::test]
+async fn typed_handler_accepts_a_payload_stored_as_a_json_string() {
+    #[derive(serde::Deserialize)]
+    struct Email {
+        to: String,
+    }
+    let server = NatsServer::start();
+    let client = client(&server, Queue::new("Q")).await;
+    let router = Router::new()
+        .handle(
+            "email",
+            asyncjobs::typed(|_ctx, email: Email| async move {
+                Ok::<_, HandlerError>(format!("sent to {}", email.to))
+            }),
+        )
+        .unwrap();
+    let mut task = Task::new("email", &r#"{"to":"x"}"#).unwrap();
+    assert_eq!(
+        task.payload.as_deref(),
+        Some(br#""{\"to\":\"x\"}""#.as_slice())
+    );
+    client.enqueue(&mut task).await.unwrap();
+    let worker = start(&client, router);
+    let t = wait_for_state(&client, &task.id, TaskState::Complete, T).await;
+    assert_eq!(
+        t.result_as::<String>().unwrap().as_deref(),
+        Some("sent to x")
+    );
+    worker.stop().await;
+}

@@ -198,3 +198,118 @@ async fn tries_that_keep_killing_the_worker_end_expired_not_active() {
     last.kill().unwrap();
     last.wait().unwrap();
 }
+
+/// True once `pid` has exited (gone, or a zombie nobody reaped yet).
+fn process_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // the state follows the command name in parentheses
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+    }
+}
+
+/// The (shell, child) pids each run of the script below wrote, oldest first.
+fn runs(dir: &std::path::Path) -> Vec<(u32, u32, std::time::SystemTime)> {
+    let mut runs: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            if !e.file_name().to_string_lossy().starts_with("run.") {
+                return None;
+            }
+            let text = std::fs::read_to_string(e.path()).ok()?;
+            let mut it = text.split_whitespace().map(|p| p.parse::<u32>());
+            let (Some(Ok(shell)), Some(Ok(child))) = (it.next(), it.next()) else {
+                return None;
+            };
+            Some((shell, child, e.metadata().ok()?.modified().ok()?))
+        })
+        .collect();
+    runs.sort_by_key(|r| r.2);
+    runs
+}
+
+/// Kind J (issue 14): SIGKILL a worker while its external command (a shell
+/// script with a child of its own) runs: neither may outlive the worker,
+/// and the task runs again only after the first try's lease has passed.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn killed_worker_leaves_no_external_command_running() {
+    use std::os::unix::fs::PermissionsExt;
+    const RUN_TIME: u64 = 6;
+    let server = NatsServer::start();
+    let client = client(
+        &server,
+        Queue::new("ORPHAN").max_run_time(Duration::from_secs(RUN_TIME)),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("handler.sh");
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n/bin/sleep 300 &\necho \"$$ $!\" > {}/run.$$\nwait\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_test-worker"))
+            .args([server.url().as_str(), "ORPHAN"])
+            .env("TEST_WORKER_COMMAND", &script)
+            .env("TEST_WORKER_RUN_TIME", RUN_TIME.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn test-worker")
+    };
+
+    let mut first = spawn();
+    let mut task = Task::new("work", &()).unwrap();
+    client.enqueue(&mut task).await.unwrap();
+    let (shell, child, _) = wait_for(Duration::from_secs(15), "the command to start", || {
+        let r = runs(&out);
+        async move { r.first().copied() }
+    })
+    .await;
+    assert!(!process_gone(shell) && !process_gone(child));
+    let tried = client.load_task(&task.id).await.unwrap().tried.unwrap();
+
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    let mut second = spawn();
+    wait_for(
+        Duration::from_secs(5),
+        "the killed worker's command and its child to end",
+        || async { (process_gone(shell) && process_gone(child)).then_some(()) },
+    )
+    .await;
+
+    // the task runs again, but only once the first try's lease is over
+    wait_for(Duration::from_secs(30), "the task to run again", || {
+        let r = runs(&out);
+        async move { (r.len() >= 2).then_some(()) }
+    })
+    .await;
+    let again = client.load_task(&task.id).await.unwrap();
+    assert_eq!(again.tries, 2);
+    let gap = again.tried.unwrap() - tried;
+    assert!(
+        gap >= time::Duration::seconds(RUN_TIME as i64),
+        "second try started {gap} after the first, within the first one's lease"
+    );
+    second.kill().unwrap();
+    second.wait().unwrap();
+    let (shell, child, _) = runs(&out)[1];
+    wait_for(
+        Duration::from_secs(5),
+        "the second command to end with its worker",
+        || async { (process_gone(shell) && process_gone(child)).then_some(()) },
+    )
+    .await;
+}

@@ -7,6 +7,14 @@
 //! `serve` answer Prometheus scrapes over HTTP. Without the feature the
 //! runtime records nothing and the prometheus crate is not compiled.
 //!
+//! **Task types are bounded.** Metrics labelled with a task `type`
+//! (`handler_runtime`, `handler_error_total`, the scheduler's
+//! `scheduled_count` and `schedule_error_count`) keep the name of the first
+//! [`MAX_TASK_TYPES`] distinct types each family sees in this process; any
+//! later type is counted under `type="other"` ([`OTHER_TASK_TYPE`]), so a
+//! catch-all handler seeing thousands of types cannot create thousands of
+//! series. Nothing is lost from the totals. Go labels every type.
+//!
 //! To feed these metrics into an OpenTelemetry pipeline, scrape the
 //! endpoint with the OpenTelemetry Collector's `prometheus` receiver.
 
@@ -15,6 +23,14 @@ mod prom;
 
 #[cfg(feature = "metrics")]
 pub use prom::{register_in, registry, render, serve};
+
+/// How many distinct task types each metric family labels by name; later
+/// types are counted under [`OTHER_TASK_TYPE`].
+pub const MAX_TASK_TYPES: usize = 100;
+
+/// The `type` label under which task types beyond [`MAX_TASK_TYPES`] are
+/// counted.
+pub const OTHER_TASK_TYPE: &str = "other";
 
 /// Declares each recorder once: it forwards to the Prometheus side when
 /// the `metrics` feature is on and does nothing otherwise.

@@ -1,11 +1,12 @@
 //! The Prometheus side of [`metrics`](super): the registry, the HTTP
 //! endpoint and the recorders, compiled with the `metrics` feature.
 
+use super::{MAX_TASK_TYPES, OTHER_TASK_TYPE};
 use crate::task::TaskState;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{LabelPair, Metric, MetricFamily, MetricType, Summary};
 use prometheus::{Counter, CounterVec, Gauge, GaugeVec, Opts, Registry};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
@@ -13,6 +14,28 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
+
+/// The `type` label values of one metric family: the first
+/// [`MAX_TASK_TYPES`] distinct task types keep their name, later ones are
+/// folded into [`OTHER_TASK_TYPE`] so the family's series stay bounded.
+#[derive(Default)]
+struct TypeLabels {
+    seen: Mutex<HashSet<String>>,
+}
+
+impl TypeLabels {
+    fn label<'a>(&self, task_type: &'a str) -> &'a str {
+        let mut seen = self.seen.lock().expect("type labels lock");
+        if seen.contains(task_type) {
+            task_type
+        } else if seen.len() < MAX_TASK_TYPES {
+            seen.insert(task_type.to_string());
+            task_type
+        } else {
+            OTHER_TASK_TYPE
+        }
+    }
+}
 
 type SummaryValues = HashMap<(String, String), (u64, f64)>;
 
@@ -96,7 +119,9 @@ struct Metrics {
     dependencies_failed: Counter,
     handler_busy: Gauge,
     handler_error: CounterVec,
+    handler_error_types: TypeLabels,
     handler_runtime: RuntimeSummary,
+    handler_runtime_types: TypeLabels,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> CounterVec {
@@ -187,6 +212,8 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         dependencies_failed,
         handler_busy,
         handler_runtime,
+        handler_error_types: TypeLabels::default(),
+        handler_runtime_types: TypeLabels::default(),
         registry: r,
     }
 });
@@ -365,11 +392,12 @@ pub(crate) fn handler_started() {
 }
 pub(crate) fn handler_finished(queue: &str, task_type: &str, seconds: f64, failed: bool) {
     METRICS.handler_busy.dec();
-    METRICS.handler_runtime.observe(queue, task_type, seconds);
+    let m = &*METRICS;
+    m.handler_runtime
+        .observe(queue, m.handler_runtime_types.label(task_type), seconds);
     if failed {
-        METRICS
-            .handler_error
-            .with_label_values(&[queue, task_type])
+        m.handler_error
+            .with_label_values(&[queue, m.handler_error_types.label(task_type)])
             .inc();
     }
 }
@@ -447,7 +475,9 @@ struct Scheduler {
     paused: Gauge,
     schedules: Gauge,
     scheduled: CounterVec,
+    scheduled_types: TypeLabels,
     errors: CounterVec,
+    errors_types: TypeLabels,
 }
 
 static SCHEDULER: LazyLock<Scheduler> = LazyLock::new(|| {
@@ -488,7 +518,9 @@ static SCHEDULER: LazyLock<Scheduler> = LazyLock::new(|| {
         paused,
         schedules,
         scheduled,
+        scheduled_types: TypeLabels::default(),
         errors,
+        errors_types: TypeLabels::default(),
     }
 });
 
@@ -499,14 +531,90 @@ pub(crate) fn scheduler_schedules_changed(by: i64) {
     SCHEDULER.schedules.add(by as f64);
 }
 pub(crate) fn scheduler_scheduled(task_type: &str, queue: &str) {
+    let task_type = SCHEDULER.scheduled_types.label(task_type);
     SCHEDULER
         .scheduled
         .with_label_values(&[task_type, queue])
         .inc();
 }
 pub(crate) fn scheduler_error(task_type: &str, queue: &str) {
+    let task_type = SCHEDULER.errors_types.label(task_type);
     SCHEDULER
         .errors
         .with_label_values(&[task_type, queue])
         .inc();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_labels_keep_the_first_types_and_fold_the_rest() {
+        let labels = TypeLabels::default();
+        let types: Vec<String> = (0..1000).map(|i| format!("type{i}")).collect();
+        let got: Vec<&str> = types.iter().map(|t| labels.label(t)).collect();
+        assert_eq!(got[..MAX_TASK_TYPES], types[..MAX_TASK_TYPES]);
+        assert!(got[MAX_TASK_TYPES..].iter().all(|t| *t == OTHER_TASK_TYPE));
+        // a type seen early keeps its name later
+        assert_eq!(labels.label("type7"), "type7");
+        assert_eq!(labels.label("type999"), OTHER_TASK_TYPE);
+    }
+
+    /// Distinct `type` values and the total count of `family` for `queue`.
+    fn series(family: &str, queue: &str) -> (HashSet<String>, u64) {
+        let mut types = HashSet::new();
+        let mut total = 0;
+        for f in registry().gather() {
+            if f.name() != family {
+                continue;
+            }
+            for m in f.get_metric() {
+                let label = |n: &str| {
+                    m.get_label()
+                        .iter()
+                        .find(|l| l.name() == n)
+                        .map(|l| l.value().to_string())
+                        .unwrap_or_default()
+                };
+                types.insert(label("type"));
+                if label("queue") != queue {
+                    continue;
+                }
+                total += if f.get_field_type() == MetricType::SUMMARY {
+                    m.get_summary().sample_count()
+                } else {
+                    m.get_counter().get_value() as u64
+                };
+            }
+        }
+        (types, total)
+    }
+
+    #[test]
+    fn a_thousand_task_types_make_a_bounded_number_of_series() {
+        let queue = "BOUNDED_TYPES";
+        for i in 0..1000 {
+            let t = format!("bounded:{i}");
+            handler_started();
+            handler_finished(queue, &t, 0.5, true);
+            scheduler_scheduled(&t, queue);
+            scheduler_error(&t, queue);
+        }
+        for family in [
+            "choria_asyncjobs_handler_runtime",
+            "choria_asyncjobs_handler_error_total",
+            "choria_asyncjobs_task_scheduler_scheduled_count",
+            "choria_asyncjobs_task_scheduler_schedule_error_count",
+        ] {
+            let (types, total) = series(family, queue);
+            assert!(
+                types.len() <= MAX_TASK_TYPES + 1,
+                "{family} has {} type labels",
+                types.len()
+            );
+            assert!(types.contains(OTHER_TASK_TYPE), "{family} folds into other");
+            assert_eq!(total, 1000, "{family} still counts every observation");
+        }
+    }
 }
