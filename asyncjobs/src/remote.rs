@@ -1024,7 +1024,7 @@ mod supervisor {
                 events: libc::POLLIN,
                 revents: 0,
             };
-            if libc::poll(&mut pfd, 1, 0) != 0 {
+            if libc::poll(&mut pfd, 1, 0) > 0 {
                 // the worker is gone (or the pipe broke): end the group,
                 // this supervisor included
                 libc::kill(0, libc::SIGKILL);
