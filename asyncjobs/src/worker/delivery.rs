@@ -95,7 +95,7 @@ pub(crate) async fn process(shared: &Shared, msg: async_nats::jetstream::Message
             if delivered > 1
                 && max_deliver > 0
                 && delivered as i64 >= max_deliver
-                && replace_item(shared, &acker, &item).await
+                && Box::pin(replace_item(shared, &acker, &item)).await
             {
                 return;
             }
@@ -127,7 +127,7 @@ pub(crate) async fn process(shared: &Shared, msg: async_nats::jetstream::Message
             finish(shared, &acker, &mut task, AckKind::Term).await;
             return;
         }
-        Gate::CheckDependencies => match check_dependencies(shared, &task).await {
+        Gate::CheckDependencies => match Box::pin(check_dependencies(shared, &task)).await {
             Deps::Ready(results) => {
                 if task.load_dependencies {
                     task.dependency_results = results;
@@ -161,7 +161,7 @@ pub(crate) async fn process(shared: &Shared, msg: async_nats::jetstream::Message
             // for example dependency results too large for one record
             e if e.is_permanent() => {
                 task.tries -= 1;
-                return unsaveable(shared, &acker, &mut task, e).await;
+                return Box::pin(unsaveable(shared, &acker, &mut task, e)).await;
             }
             _ => transient_delay(delivered),
         };

@@ -99,7 +99,7 @@ pub(crate) async fn run_handler(
                 }
                 // The queue's run time may have been raised since this try
                 // started: read it now and extend the lease when it was.
-                let current = match shared.refresh_queue().await {
+                let current = match Box::pin(shared.refresh_queue()).await {
                     Some(q) => q.effective_max_run_time(),
                     None => shared.queue().effective_max_run_time(),
                 };

@@ -48,7 +48,7 @@ pub(crate) async fn retry_or_expire(
     let delay = shared.settings.retry.duration(item.delivered);
     match save_with_retries(shared, task).await {
         Err(e) if e.is_permanent() && !matches!(e, Error::ConcurrentUpdate(_)) => {
-            return unsaveable(shared, acker, task, e).await;
+            return Box::pin(unsaveable(shared, acker, task, e)).await;
         }
         Err(e) => tracing::error!(task = %task.id, error = %e, "saving task state retry failed"),
         Ok(()) => {}
@@ -63,7 +63,7 @@ pub(crate) async fn retry_or_expire(
 pub(crate) async fn finish(shared: &Shared, acker: &Acker, task: &mut Task, ack: AckKind) {
     match save_with_retries(shared, task).await {
         Ok(()) | Err(Error::ConcurrentUpdate(_)) => send_ack(acker, ack, &task.id).await,
-        Err(e) if e.is_permanent() => unsaveable(shared, acker, task, e).await,
+        Err(e) if e.is_permanent() => Box::pin(unsaveable(shared, acker, task, e)).await,
         Err(e) => {
             tracing::error!(task = %task.id, state = %task.state, error = %e,
                 "saving task state failed; leaving the work item for redelivery");
@@ -147,7 +147,7 @@ pub(crate) async fn nak(shared: &Shared, acker: &Acker, item: &Delivered, delay:
     let max_deliver = shared.queue().max_tries;
     if max_deliver > 0
         && item.delivered as i64 >= max_deliver - 1
-        && replace_item(shared, acker, item).await
+        && Box::pin(replace_item(shared, acker, item)).await
     {
         return;
     }
