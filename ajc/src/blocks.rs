@@ -5,7 +5,6 @@
 use crate::error::Result;
 use crate::format::{age, go_time, humanize_nanos, iec_bytes, rfc3339, ucomma};
 use asyncjobs::{Client, QueueInfo, StreamDetails};
-use futures::StreamExt;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -186,24 +185,9 @@ impl ElectionsBlock {
 
 /// The keys and values of the elections bucket, sorted by key.
 async fn leaders(nc: &async_nats::Client) -> Result<Vec<(String, String)>, String> {
-    let js = async_nats::jetstream::new(nc.clone());
-    let kv = js
-        .get_key_value(asyncjobs::ELECTIONS_BUCKET)
+    asyncjobs::election::leaders(nc, asyncjobs::ELECTIONS_BUCKET)
         .await
-        .map_err(|e| e.to_string())?;
-    let mut keys = kv.keys().await.map_err(|e| e.to_string())?;
-    let mut names = Vec::new();
-    while let Some(k) = keys.next().await {
-        names.push(k.map_err(|e| e.to_string())?);
-    }
-    names.sort();
-    let mut out = Vec::new();
-    for k in names {
-        if let Ok(Some(v)) = kv.get(&k).await {
-            out.push((k, String::from_utf8_lossy(&v).to_string()));
-        }
-    }
-    Ok(out)
+        .map_err(|e| e.to_string())
 }
 
 /// A work queue: the runtime's [`QueueInfo`] plus the first/last item times.

@@ -456,3 +456,44 @@ impl Election {
         }
     }
 }
+
+/// The current key → leader name pairs of an elections bucket (for example
+/// [`ELECTIONS_BUCKET`]), sorted by key: who leads each election now.
+///
+/// # Errors
+/// [`ElectionError::BucketNotFound`] when the bucket does not exist,
+/// [`ElectionError::Nats`] when it cannot be read.
+pub async fn leaders(
+    nc: &async_nats::Client,
+    bucket: &str,
+) -> Result<Vec<(String, String)>, ElectionError> {
+    use futures::StreamExt;
+    let js = jetstream::new(nc.clone());
+    let store = js.get_key_value(bucket).await.map_err(|e| match e.kind() {
+        jetstream::context::KeyValueErrorKind::GetBucket if e.to_string().contains("not found") => {
+            ElectionError::BucketNotFound(bucket.to_string())
+        }
+        _ => ElectionError::Nats(crate::error::nats(
+            format!("binding election bucket {bucket}"),
+            e,
+        )),
+    })?;
+    let context = || format!("listing the keys of {bucket}");
+    let mut keys = store
+        .keys()
+        .await
+        .map_err(|e| ElectionError::Nats(crate::error::nats(context(), e)))?;
+    let mut names = Vec::new();
+    while let Some(k) = keys.next().await {
+        names.push(k.map_err(|e| ElectionError::Nats(crate::error::nats(context(), e)))?);
+    }
+    names.sort();
+    let mut out = Vec::with_capacity(names.len());
+    for k in names {
+        // a key may expire between listing and reading
+        if let Ok(Some(v)) = store.get(&k).await {
+            out.push((k, String::from_utf8_lossy(&v).into_owned()));
+        }
+    }
+    Ok(out)
+}
