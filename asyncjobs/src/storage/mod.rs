@@ -292,36 +292,43 @@ impl Storage {
             if self.stream_details(&name).await?.is_some() {
                 continue;
             }
-            let dupe = if !ttl.is_zero() && ttl < Duration::from_secs(120) {
-                ttl
-            } else {
-                Duration::from_secs(120)
-            };
-            let config = json!({
-                "name": name,
-                "description": description,
-                "subjects": [format!("$KV.{bucket}.>")],
-                "retention": "limits",
-                "max_consumers": -1,
-                "max_msgs": -1,
-                "max_bytes": -1,
-                "discard": "new",
-                "max_age": ns(ttl),
-                "max_msgs_per_subject": 1,
-                "max_msg_size": -1,
-                "storage": self.storage_type(),
-                "num_replicas": self.settings.replicas.max(1),
-                "duplicate_window": ns(dupe),
-                "deny_delete": true,
-                "allow_rollup_hdrs": true,
-                "compression": "none",
-                "allow_direct": true,
-                "mirror_direct": false,
-                "consumer_limits": {},
-            });
-            self.create_stream(&name, config).await?;
+            self.create_stream(&name, self.kv_config(bucket, description, ttl))
+                .await?;
         }
         Ok(())
+    }
+
+    /// The stream configuration Go's KV buckets are created with (reference
+    /// §1.4): one value per key, `ttl` as max age (zero = forever), a
+    /// duplicate window of the TTL when shorter than 2 minutes.
+    fn kv_config(&self, bucket: &str, description: &str, ttl: Duration) -> Value {
+        let dupe = if !ttl.is_zero() && ttl < Duration::from_secs(120) {
+            ttl
+        } else {
+            Duration::from_secs(120)
+        };
+        json!({
+            "name": format!("KV_{bucket}"),
+            "description": description,
+            "subjects": [format!("$KV.{bucket}.>")],
+            "retention": "limits",
+            "max_consumers": -1,
+            "max_msgs": -1,
+            "max_bytes": -1,
+            "discard": "new",
+            "max_age": ns(ttl),
+            "max_msgs_per_subject": 1,
+            "max_msg_size": -1,
+            "storage": self.storage_type(),
+            "num_replicas": self.settings.replicas.max(1),
+            "duplicate_window": ns(dupe),
+            "deny_delete": true,
+            "allow_rollup_hdrs": true,
+            "compression": "none",
+            "allow_direct": true,
+            "mirror_direct": false,
+            "consumer_limits": {},
+        })
     }
 
     /// Creates or loads a queue (or only loads it when `no_create`), returning
@@ -494,33 +501,11 @@ impl Storage {
             .await
             .map(|d| d.max_age)
             .unwrap_or_default();
-        let dupe = if !max_age.is_zero() && max_age < Duration::from_secs(120) {
-            max_age
-        } else {
-            Duration::from_secs(120)
-        };
-        let config = json!({
-            "name": name,
-            "description": "Choria Async Jobs Discarded Tasks",
-            "subjects": [format!("$KV.{DISCARDED_BUCKET}.>")],
-            "retention": "limits",
-            "max_consumers": -1,
-            "max_msgs": -1,
-            "max_bytes": -1,
-            "discard": "new",
-            "max_age": ns(max_age),
-            "max_msgs_per_subject": 1,
-            "max_msg_size": -1,
-            "storage": self.storage_type(),
-            "num_replicas": self.settings.replicas.max(1),
-            "duplicate_window": ns(dupe),
-            "deny_delete": true,
-            "allow_rollup_hdrs": true,
-            "compression": "none",
-            "allow_direct": true,
-            "mirror_direct": false,
-            "consumer_limits": {},
-        });
+        let config = self.kv_config(
+            DISCARDED_BUCKET,
+            "Choria Async Jobs Discarded Tasks",
+            max_age,
+        );
         self.create_stream(&name, config).await
     }
 
