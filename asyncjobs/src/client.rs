@@ -225,7 +225,7 @@ impl Client {
 
     /// The underlying NATS connection.
     pub fn nats(&self) -> &async_nats::Client {
-        &self.inner.storage.nc
+        self.inner.storage.nats()
     }
 
     /// Saves the task and publishes its work item on the client's queue.

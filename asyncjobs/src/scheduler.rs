@@ -422,7 +422,7 @@ fn fnv1a_128(data: &[u8]) -> u128 {
 async fn config_store(client: &Client) -> Result<kv::Store, ScheduleError> {
     client
         .storage()
-        .js
+        .jetstream()
         .get_key_value(CONFIG_BUCKET)
         .await
         .map_err(|e| {

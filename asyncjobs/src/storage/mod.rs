@@ -155,9 +155,9 @@ impl StreamDetails {
 /// Task store and queue access over one NATS connection. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Storage {
-    pub nc: async_nats::Client,
-    pub js: jetstream::Context,
-    pub settings: Arc<StorageSettings>,
+    nc: async_nats::Client,
+    js: jetstream::Context,
+    settings: Arc<StorageSettings>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -180,6 +180,21 @@ impl Storage {
             js,
             settings: Arc::new(settings),
         }
+    }
+
+    /// The NATS connection.
+    pub(crate) fn nats(&self) -> &async_nats::Client {
+        &self.nc
+    }
+
+    /// The JetStream context (for acknowledging delivered items).
+    pub(crate) fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    /// Checks a loaded task's signature with the configured keys.
+    pub(crate) fn verify(&self, task: &Task) -> Result<()> {
+        self.settings.keys.verify(task)
     }
 
     fn storage_type(&self) -> &'static str {

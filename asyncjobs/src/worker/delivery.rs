@@ -50,7 +50,7 @@ pub(crate) async fn process(shared: &Shared, msg: async_nats::jetstream::Message
 
     // ----- the task ----------------------------------------------------------------------
     let mut task = match shared.storage.load_task(id).await {
-        Ok(t) => match shared.storage.settings.keys.verify(&t) {
+        Ok(t) => match shared.storage.verify(&t) {
             Ok(()) => t,
             Err(e) => {
                 // Go leaves such items unacknowledged forever (§16.6)

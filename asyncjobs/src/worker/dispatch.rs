@@ -70,7 +70,7 @@ pub(crate) async fn run(
                         let shared = shared.clone();
                         let msg = jetstream::Message {
                             message: msg,
-                            context: shared.storage.js.clone(),
+                            context: shared.storage.jetstream().clone(),
                         };
                         tracker.spawn(async move {
                             process(&shared, msg).await;
@@ -189,7 +189,7 @@ async fn missing_resource(shared: &Shared) -> String {
 async fn hand_back(shared: &Shared, msg: async_nats::Message) {
     let msg = jetstream::Message {
         message: msg,
-        context: shared.storage.js.clone(),
+        context: shared.storage.jetstream().clone(),
     };
     if let Err(e) = msg.ack_with(AckKind::Nak(None)).await {
         tracing::debug!(error = %e, "handing back a work item failed; it is redelivered after its ack wait");

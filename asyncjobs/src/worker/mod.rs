@@ -227,10 +227,13 @@ impl Worker {
         }
         // the settings as the server has them now, not as the client saw them
         let queue = info.queue;
-        let (puller, inbox) =
-            pull::Puller::new(storage.nc.clone(), &queue.stream_name(), WORKERS_CONSUMER)
-                .await
-                .map_err(|e| crate::error::nats("subscribing to the pull inbox", e))?;
+        let (puller, inbox) = pull::Puller::new(
+            storage.nats().clone(),
+            &queue.stream_name(),
+            WORKERS_CONSUMER,
+        )
+        .await
+        .map_err(|e| crate::error::nats("subscribing to the pull inbox", e))?;
         let grace = settings.grace;
         tracing::info!(queue = %queue.name, concurrency = settings.concurrency, "worker started");
         let shared = Arc::new(Shared {
