@@ -109,6 +109,12 @@
 //!   worker logs an error naming what is missing, counts
 //!   `queue_poll_error`, and asks again after 1 s, doubling to 10 s, until
 //!   the queue is recreated; Go sends pull requests in a busy loop.
+//! * **A new scheduler leader fires the slots it missed** within a
+//!   misfire window (default 2 minutes,
+//!   [`SchedulerBuilder::misfire_window`](scheduler::SchedulerBuilder::misfire_window)):
+//!   slots that passed while the election moved are created once the new
+//!   leader is elected; the deterministic slot ids keep a slot the old
+//!   leader fired from firing twice. Go loses those slots.
 //! * **Schedules that can never fire are refused** (`0 0 30 2 *`,
 //!   `0 0 31 4 *`): creating or updating one is an error saying it never
 //!   fires, where Go stores it and never runs it.

@@ -551,7 +551,14 @@ pub struct SchedulerBuilder {
     client: Client,
     name: String,
     election: Option<ElectionOptions>,
+    misfire_window: Duration,
 }
+
+/// How far back a scheduler that becomes the leader fires the slots it
+/// skipped while it was not (see [`SchedulerBuilder::misfire_window`]): two
+/// minutes, the work queues' duplicate window, which also stops a slot whose
+/// task record was already discarded from being fired twice.
+pub const DEFAULT_MISFIRE_WINDOW: Duration = Duration::from_secs(120);
 
 impl SchedulerBuilder {
     /// Election bucket, key and timings (default: Go's, on `CHORIA_AJ_ELECTIONS`).
@@ -569,12 +576,27 @@ impl SchedulerBuilder {
         self
     }
 
+    /// The misfire policy: a slot that passed while this scheduler was not
+    /// the leader (for example while the old leader was dying and the
+    /// election had not moved yet) is fired when it becomes the leader, if
+    /// the slot is at most `window` old (default [`DEFAULT_MISFIRE_WINDOW`],
+    /// 2 minutes). Slots another leader already fired are skipped: every
+    /// slot has one deterministic task id ([`slot_task_id`]). A window longer
+    /// than the queue's duplicate window can fire again a slot whose task
+    /// was completed and discarded. A zero window fires no missed slot (Go's
+    /// behaviour).
+    pub fn misfire_window(mut self, window: Duration) -> Self {
+        self.misfire_window = window;
+        self
+    }
+
     /// The scheduler.
     pub fn build(self) -> Scheduler {
         Scheduler {
             inner: Arc::new(Inner {
                 client: self.client,
                 name: self.name,
+                misfire_window: self.misfire_window,
                 election_options: self.election,
                 election: Mutex::new(None),
                 running: AtomicBool::new(false),
@@ -620,6 +642,7 @@ impl Drop for RunGuard {
 struct Inner {
     client: Client,
     name: String,
+    misfire_window: Duration,
     election_options: Option<ElectionOptions>,
     election: Mutex<Option<Election>>,
     running: AtomicBool,
@@ -686,6 +709,7 @@ impl Scheduler {
             client,
             name: name.into(),
             election: Some(ElectionOptions::default()),
+            misfire_window: DEFAULT_MISFIRE_WINDOW,
         }
     }
 
@@ -903,21 +927,31 @@ async fn run_schedule(
     stop: CancellationToken,
 ) {
     let mut after = OffsetDateTime::now_utc();
+    // slots that passed while this scheduler was not the leader
+    let mut missed = std::collections::VecDeque::new();
     loop {
         let Some(slot) = cron.next_after(after) else {
             tracing::warn!(schedule = %name, spec = %st.schedule, "schedule never fires again");
             return;
         };
-        // wait for the slot by the wall clock, re-checking at least every minute
+        // wait for the slot by the wall clock, re-checking at least every
+        // minute, and every second while missed slots wait for leadership
         loop {
             let now = OffsetDateTime::now_utc();
+            if !missed.is_empty() && inner.is_leader() {
+                for old in catch_up(&mut missed, now, inner.misfire_window) {
+                    tracing::info!(schedule = %name, slot = %old, "firing a slot missed while not the leader");
+                    fire(&inner, &name, &st, old).await;
+                }
+            }
             if now >= slot {
                 break;
             }
+            let most = if missed.is_empty() { 60 } else { 1 };
             let wait: Duration = (slot - now)
                 .try_into()
                 .unwrap_or(Duration::ZERO)
-                .clamp(Duration::from_millis(1), Duration::from_secs(60));
+                .clamp(Duration::from_millis(1), Duration::from_secs(most));
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(wait) => {}
@@ -926,10 +960,33 @@ async fn run_schedule(
         if stop.is_cancelled() {
             return;
         }
-        fire(&inner, &name, &st, slot).await;
-        // missed slots are not caught up
+        if inner.is_leader() {
+            fire(&inner, &name, &st, slot).await;
+        } else if !inner.misfire_window.is_zero() {
+            missed.push_back(slot);
+            if missed.len() > MAX_MISSED {
+                missed.pop_front();
+            }
+        }
         after = slot.max(OffsetDateTime::now_utc());
     }
+}
+
+/// Most missed slots remembered per schedule (an `@every 1s` schedule
+/// fills 120 in the default window).
+const MAX_MISSED: usize = 10_000;
+
+/// The missed slots still inside the misfire window, oldest first; the
+/// list is emptied.
+fn catch_up(
+    missed: &mut std::collections::VecDeque<OffsetDateTime>,
+    now: OffsetDateTime,
+    window: Duration,
+) -> Vec<OffsetDateTime> {
+    missed
+        .drain(..)
+        .filter(|slot| now - *slot <= window)
+        .collect()
 }
 
 async fn fire(inner: &Inner, name: &str, st: &ScheduledTask, slot: OffsetDateTime) {
@@ -975,6 +1032,22 @@ async fn fire(inner: &Inner, name: &str, st: &ScheduledTask, slot: OffsetDateTim
 mod tests {
     use super::*;
     use time::macros::datetime;
+
+    #[test]
+    fn catch_up_fires_missed_slots_inside_the_window_oldest_first() {
+        let now = time::macros::datetime!(2026-11-29 12:00:00 UTC);
+        let mut missed: std::collections::VecDeque<OffsetDateTime> = [300, 90, 30, 0]
+            .into_iter()
+            .map(|s| now - Duration::from_secs(s))
+            .collect();
+        let due = catch_up(&mut missed, now, Duration::from_secs(120));
+        assert_eq!(
+            due,
+            [90, 30, 0].map(|s| now - Duration::from_secs(s)).to_vec()
+        );
+        assert!(missed.is_empty());
+        assert!(catch_up(&mut missed, now, Duration::from_secs(120)).is_empty());
+    }
 
     #[test]
     fn slot_ids_are_deterministic_ksuids() {

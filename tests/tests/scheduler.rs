@@ -810,6 +810,12 @@ async fn leader_failover_without_double_fires() {
         s.len()
     };
     assert_eq!(unique, ids.len(), "a slot fired twice: {slots:?}");
+    // and none was lost at the take-over: the new leader fired the slots
+    // that passed while the election moved (issue 14, kind H)
+    assert!(
+        slots.windows(2).all(|w| w[1] - w[0] == 1),
+        "a slot was never fired: {slots:?}"
+    );
     wait_for(T, "every scheduled task to run", || async {
         let runs = runs.lock().unwrap();
         ids.iter().all(|id| runs.contains_key(id)).then_some(())
