@@ -104,6 +104,24 @@
 //!   terminated; Go leaves it `active` and runs the handler again until its
 //!   tries are used up. Handler error messages are cut to 4 KiB in
 //!   `last_err` so a failed try can always be saved.
+//! * **Waiting holds no concurrency slot** (nats-server 2.12+). A task
+//!   waiting for its retry time or for its dependencies is handed to a
+//!   JetStream message schedule (ADR-51): its item is acknowledged and a
+//!   fresh one, held on `CHORIA_AJ.S.<queue>.<id>`, is published to the
+//!   queue when due, so it holds none of the queue's `max_ack_pending`
+//!   slots and new tasks start at once. Go NAKs with a delay, so with
+//!   `max_concurrent` tasks failing, a queue runs nothing new until their
+//!   backoff ends. The first Rust worker on a queue changes it for this:
+//!   the stream gains the subject `CHORIA_AJ.S.<queue>.>`,
+//!   `allow_msg_schedules` and discard `old` (a no-op without size
+//!   limits), and `WORKERS` is filtered to `CHORIA_AJ.Q.<queue>.>`. Go
+//!   workers keep processing it unchanged (they see ordinary items when
+//!   they are due, and NAK their own waits as before); servers older than
+//!   2.12 can no longer load the stream. Queues with a size limit and
+//!   discard `new`, older servers, and
+//!   [`Worker::scheduled_waits(false)`](Worker::scheduled_waits) keep Go's
+//!   NAK. Backoff follows the task's failed tries (Go: the item's
+//!   deliveries, which a fresh item resets).
 //! * **A deleted queue is reported, not hammered.** When pull requests are
 //!   refused because the queue's stream or `WORKERS` consumer is gone, the
 //!   worker logs an error naming what is missing, counts

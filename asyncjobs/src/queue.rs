@@ -149,6 +149,22 @@ pub(crate) fn item_subject(queue: &str, task_id: &str) -> String {
     format!("CHORIA_AJ.Q.{queue}.{task_id}")
 }
 
+/// The subjects of a queue's work items: the `WORKERS` consumer's filter
+/// once the queue holds scheduled items.
+pub(crate) fn items_filter(queue: &str) -> String {
+    format!("CHORIA_AJ.Q.{queue}.>")
+}
+
+/// Subject prefix of the messages that hold a work item until it is due
+/// (JetStream message schedules, ADR-51); queue and task id follow.
+pub(crate) const SCHEDULED_ITEM_PREFIX: &str = "CHORIA_AJ.S.";
+
+/// The subject holding a task's scheduled work item: one per task, so a
+/// newer schedule replaces an older one.
+pub(crate) fn scheduled_item_subject(queue: &str, task_id: &str) -> String {
+    format!("{SCHEDULED_ITEM_PREFIX}{queue}.{task_id}")
+}
+
 /// Queue names must be non-empty and free of the characters JetStream refuses in stream names.
 pub(crate) fn validate_queue_name(name: &str) -> Result<()> {
     if name.is_empty()

@@ -279,8 +279,20 @@ pub fn fast_retry() -> asyncjobs::LinearPolicy {
     asyncjobs::LinearPolicy::new(1, Duration::from_millis(20), Duration::from_millis(40), 0.1)
 }
 
+/// Prints the runtime's logs when `ASYNCJOBS_TEST_LOG` is set (an
+/// `EnvFilter`, for example `asyncjobs=debug`); called by [`client`].
+pub fn test_log() {
+    if let Ok(filter) = std::env::var("ASYNCJOBS_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 /// A client on `queue` with the fast retry policy.
 pub async fn client(server: &NatsServer, queue: asyncjobs::Queue) -> asyncjobs::Client {
+    test_log();
     asyncjobs::Client::builder()
         .url(server.url())
         .queue(queue)

@@ -271,3 +271,252 @@ async fn purge_can_terminate_the_tasks_it_strands() {
         TaskState::New
     );
 }
+
+/// A retry policy that always waits `d`.
+fn fixed(d: Duration) -> asyncjobs::LinearPolicy {
+    asyncjobs::LinearPolicy::new(1, d, d + Duration::from_millis(1), 0.0)
+}
+
+/// A router with an always failing `fail` and a succeeding `ok`.
+fn fail_and_ok() -> Router {
+    Router::new()
+        .handle("fail", |_ctx: TaskContext, _t: Task| async move {
+            Err(HandlerError::from("always fails"))
+        })
+        .unwrap()
+        .handle("ok", |_ctx: TaskContext, _t: Task| async move {
+            asyncjobs::handler::to_output(&"done")
+        })
+        .unwrap()
+}
+
+async fn workers_config(client: &Client, queue: &str) -> serde_json::Value {
+    let nc = client.nats();
+    asyncjobs_tests::js_api(
+        nc,
+        &format!("CONSUMER.INFO.CHORIA_AJ_Q_{queue}.WORKERS"),
+        "",
+    )
+    .await["config"]
+        .clone()
+}
+
+/// Kind I: a task waiting out its retry backoff holds none of the queue's
+/// concurrency slots: with all three slots' tasks waiting 10 minutes, a
+/// new task runs at once. The queue (created as Go creates it) gains the
+/// held-item subject and a filtered `WORKERS` consumer when the worker starts.
+#[tokio::test]
+async fn waiting_for_a_retry_holds_no_slot() {
+    let server = NatsServer::start();
+    let client = client(&server, Queue::new("Q").max_concurrent(3)).await;
+    let before = workers_config(&client, "Q").await;
+    assert!(before.get("filter_subject").is_none(), "{before}");
+
+    let mut failing = Vec::new();
+    for _ in 0..3 {
+        let mut t = Task::new("fail", &()).unwrap();
+        client.enqueue(&mut t).await.unwrap();
+        failing.push(t.id);
+    }
+    let worker = spawn_worker(
+        client
+            .worker(fail_and_ok())
+            .concurrency(10)
+            .retry_policy(fixed(Duration::from_secs(600))),
+    );
+    for id in &failing {
+        let t = wait_for_state(&client, id, TaskState::Retry, T).await;
+        assert_eq!(t.tries, 1);
+    }
+    let mut ok = Task::new("ok", &()).unwrap();
+    client.enqueue(&mut ok).await.unwrap();
+    wait_for_state(&client, &ok.id, TaskState::Complete, T).await;
+
+    // the three waits are held items, none pending on the consumer
+    let info = client.queue_info("Q").await.unwrap();
+    assert_eq!(info.ack_pending, 0);
+    assert_eq!(info.stream.messages, 3);
+    let after = workers_config(&client, "Q").await;
+    assert_eq!(after["filter_subject"], "CHORIA_AJ.Q.Q.>", "{after}");
+    let stream = asyncjobs_tests::js_api(client.nats(), "STREAM.INFO.CHORIA_AJ_Q_Q", "").await;
+    assert_eq!(stream["config"]["allow_msg_schedules"], true);
+    assert_eq!(
+        stream["config"]["subjects"],
+        serde_json::json!(["CHORIA_AJ.Q.Q.>", "CHORIA_AJ.S.Q.>"])
+    );
+    for id in &failing {
+        assert_eq!(client.load_task(id).await.unwrap().state, TaskState::Retry);
+    }
+    worker.stop().await;
+}
+
+/// Kind I: a scheduled retry reaches the queue when it is due and runs, and
+/// the backoff follows the task's failed tries (a fresh item is always the
+/// first delivery).
+#[tokio::test]
+async fn scheduled_retries_run_when_due_until_tries_run_out() {
+    let server = NatsServer::start();
+    let client = client(&server, Queue::new("Q").max_concurrent(1)).await;
+    let mut t = Task::builder("fail").max_tries(3).build().unwrap();
+    client.enqueue(&mut t).await.unwrap();
+    let worker = spawn_worker(
+        client
+            .worker(fail_and_ok())
+            .retry_policy(fixed(Duration::from_secs(1))),
+    );
+    let done = wait_for_state(&client, &t.id, TaskState::Expired, T).await;
+    assert_eq!(done.tries, 3);
+    assert_eq!(done.last_err, "always fails");
+    drained(&client).await;
+    worker.stop().await;
+}
+
+/// Kind I, dependencies: a task waiting for a dependency holds no slot either.
+#[tokio::test]
+async fn waiting_for_dependencies_holds_no_slot() {
+    let server = NatsServer::start();
+    let client = client(&server, Queue::new("Q").max_concurrent(1)).await;
+    client
+        .prepare_queue(&Queue::new("ELSEWHERE"))
+        .await
+        .unwrap();
+    // a dependency no worker runs yet
+    let mut dep = Task::new("ok", &()).unwrap();
+    client.enqueue_to("ELSEWHERE", &mut dep).await.unwrap();
+    let mut blocked = Task::builder("ok")
+        .depends_on([dep.id.clone()])
+        .build()
+        .unwrap();
+    client.enqueue(&mut blocked).await.unwrap();
+    let worker = spawn_worker(
+        client
+            .worker(fail_and_ok())
+            .dependency_poll_interval(Duration::from_secs(2)),
+    );
+    wait_for(T, "the blocked task's item to be held", || async {
+        let i = client.queue_info("Q").await.unwrap();
+        (i.ack_pending == 0 && i.stream.messages == 1).then_some(())
+    })
+    .await;
+    let mut ok = Task::new("ok", &()).unwrap();
+    client.enqueue(&mut ok).await.unwrap();
+    wait_for_state(&client, &ok.id, TaskState::Complete, T).await;
+    assert_eq!(
+        client.load_task(&blocked.id).await.unwrap().state,
+        TaskState::Blocked
+    );
+
+    // once the dependency completes, the waiting task runs on its next look
+    let other = spawn_worker(
+        Client::builder()
+            .url(server.url())
+            .queue(Queue::new("ELSEWHERE"))
+            .build()
+            .await
+            .unwrap()
+            .worker(fail_and_ok()),
+    );
+    wait_for_state(&client, &blocked.id, TaskState::Complete, T).await;
+    other.stop().await;
+    worker.stop().await;
+}
+
+/// Kind I: a tool that re-creates the `WORKERS` consumer without its
+/// filter makes held items visible; the worker runs such a task at once
+/// (never strands it) and puts the filter back.
+#[tokio::test]
+async fn lost_consumer_filter_is_restored_and_held_tasks_still_run() {
+    let server = NatsServer::start();
+    let client = client(&server, Queue::new("Q")).await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let router = Router::new()
+        .handle("flaky", move |_ctx: TaskContext, _t: Task| {
+            let n = c.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n == 0 {
+                    Err(HandlerError::from("first try fails"))
+                } else {
+                    asyncjobs::handler::to_output(&"done")
+                }
+            }
+        })
+        .unwrap();
+    let worker = spawn_worker(
+        client
+            .worker(router)
+            .retry_policy(fixed(Duration::from_secs(600))),
+    );
+    wait_for(T, "the worker to filter its consumer", || async {
+        let c = workers_config(&client, "Q").await;
+        (c["filter_subject"] == "CHORIA_AJ.Q.Q.>").then_some(())
+    })
+    .await;
+    // drop the filter, as a consumer update that does not know it would
+    let mut config = workers_config(&client, "Q").await;
+    config.as_object_mut().unwrap().remove("filter_subject");
+    let body =
+        serde_json::json!({"stream_name": "CHORIA_AJ_Q_Q", "config": config, "action": "update"});
+    let r = asyncjobs_tests::js_api(
+        client.nats(),
+        "CONSUMER.CREATE.CHORIA_AJ_Q_Q.WORKERS",
+        &body.to_string(),
+    )
+    .await;
+    assert!(r.get("error").is_none(), "{r}");
+    // its retry is held for 10 minutes, but the unfiltered consumer delivers it now
+    let mut t = Task::new("flaky", &()).unwrap();
+    client.enqueue(&mut t).await.unwrap();
+    let done = wait_for_state(&client, &t.id, TaskState::Complete, T).await;
+    assert_eq!(done.tries, 2);
+    wait_for(T, "the filter to be restored", || async {
+        let c = workers_config(&client, "Q").await;
+        (c["filter_subject"] == "CHORIA_AJ.Q.Q.>").then_some(())
+    })
+    .await;
+    worker.stop().await;
+}
+
+/// Kind I, where schedules cannot be used: waits stay NAKs with delay
+/// (Go's behaviour) and the queue keeps the configuration Go gave it.
+async fn waits_stay_naks(queue: Queue, scheduled_waits: bool) {
+    let server = NatsServer::start();
+    let client = client(&server, queue).await;
+    let mut t = Task::new("fail", &()).unwrap();
+    client.enqueue(&mut t).await.unwrap();
+    let worker = spawn_worker(
+        client
+            .worker(fail_and_ok())
+            .scheduled_waits(scheduled_waits)
+            .retry_policy(fixed(Duration::from_secs(600))),
+    );
+    wait_for_state(&client, &t.id, TaskState::Retry, T).await;
+    wait_for(T, "the waiting item to stay pending", || async {
+        let i = client.queue_info("Q").await.unwrap();
+        (i.ack_pending == 1).then_some(())
+    })
+    .await;
+    assert!(workers_config(&client, "Q")
+        .await
+        .get("filter_subject")
+        .is_none());
+    let stream = asyncjobs_tests::js_api(client.nats(), "STREAM.INFO.CHORIA_AJ_Q_Q", "").await;
+    assert_eq!(
+        stream["config"]["subjects"],
+        serde_json::json!(["CHORIA_AJ.Q.Q.>"])
+    );
+    worker.stop().await;
+}
+
+/// Kind I, opted out with `scheduled_waits(false)`.
+#[tokio::test]
+async fn scheduled_waits_can_be_turned_off() {
+    waits_stay_naks(Queue::new("Q"), false).await;
+}
+
+/// Kind I: a queue that refuses items when full (max entries, discard new)
+/// is not switched to discard old, which schedules would need.
+#[tokio::test]
+async fn size_limited_queue_keeps_discard_new_and_naks() {
+    waits_stay_naks(Queue::new("Q").max_entries(100), true).await;
+}

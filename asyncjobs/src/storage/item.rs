@@ -7,6 +7,27 @@ use serde::{Deserialize, Serialize};
 
 /// Header carrying the W3C trace context on work items (Go workers ignore it).
 pub(crate) const TRACEPARENT_HEADER: &str = "traceparent";
+/// JetStream message schedule header (ADR-51): when to publish.
+pub(crate) const SCHEDULE_HEADER: &str = "Nats-Schedule";
+/// JetStream message schedule header (ADR-51): the subject published to.
+pub(crate) const SCHEDULE_TARGET_HEADER: &str = "Nats-Schedule-Target";
+
+/// `@at <RFC 3339 UTC>` for a `Nats-Schedule` header, rounded up to the
+/// next whole second (never earlier than `due`).
+pub(crate) fn schedule_at(due: time::OffsetDateTime) -> String {
+    let due = due.to_offset(time::UtcOffset::UTC);
+    let whole = due
+        .replace_nanosecond(0)
+        .expect("zero is a valid nanosecond");
+    let due = if whole < due {
+        whole + time::Duration::SECOND
+    } else {
+        whole
+    };
+    let format =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    format!("@at {}", due.format(&format).expect("UTC time formats"))
+}
 
 /// `{"kind":0,"job":"<task id>"}`, exactly as Go writes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,6 +114,27 @@ mod tests {
         assert_eq!(
             WorkItem::decode(br#"{"job":"x","extra":1}"#).map(|i| i.job),
             Ok("x".into())
+        );
+    }
+
+    #[test]
+    fn schedule_times_round_up_to_whole_utc_seconds() {
+        use time::macros::datetime;
+        assert_eq!(
+            schedule_at(datetime!(2026-11-30 01:02:03 UTC)),
+            "@at 2026-11-30T01:02:03Z"
+        );
+        assert_eq!(
+            schedule_at(datetime!(2026-11-30 01:02:03.000001 UTC)),
+            "@at 2026-11-30T01:02:04Z"
+        );
+        assert_eq!(
+            schedule_at(datetime!(2026-12-31 23:59:59.5 UTC)),
+            "@at 2027-01-01T00:00:00Z"
+        );
+        assert_eq!(
+            schedule_at(datetime!(2026-11-30 03:02:03 +02:00)),
+            "@at 2026-11-30T01:02:03Z"
         );
     }
 

@@ -14,7 +14,8 @@ pub(crate) use item::WorkItem;
 use crate::error::{nats, Error, NatsError, NatsErrorKind, Result};
 use crate::events::TaskStateChangeEvent;
 use crate::queue::{
-    item_subject, validate_queue_name, Queue, QueueInfo, QUEUE_STREAM_PREFIX, WORKERS_CONSUMER,
+    item_subject, items_filter, scheduled_item_subject, validate_queue_name, Queue, QueueInfo,
+    QUEUE_STREAM_PREFIX, SCHEDULED_ITEM_PREFIX, WORKERS_CONSUMER,
 };
 use crate::task::{Task, TaskState};
 use async_nats::header::HeaderMap;
@@ -724,6 +725,24 @@ impl Storage {
         traceparent: Option<String>,
         dedupe: bool,
     ) -> std::result::Result<PublishAckFuture, PublishError> {
+        self.publish_item_at(queue, task_id, traceparent, dedupe, None)
+            .await
+    }
+
+    /// [`Storage::publish_item`], or with `due`, a JetStream message
+    /// schedule (ADR-51, nats-server 2.12+) that holds the item on
+    /// `CHORIA_AJ.S.<queue>.<id>` and publishes it to its usual subject at
+    /// `due` (whole seconds, rounded up); the queue must hold scheduled
+    /// items ([`Storage::enable_scheduled_items`]). The published item is
+    /// an ordinary work item, so Go workers process it unchanged.
+    pub(crate) async fn publish_item_at(
+        &self,
+        queue: &str,
+        task_id: &str,
+        traceparent: Option<String>,
+        dedupe: bool,
+        due: Option<OffsetDateTime>,
+    ) -> std::result::Result<PublishAckFuture, PublishError> {
         let body = WorkItem::new(task_id).encode();
         let mut publish = jetstream::message::PublishMessage::build().payload(body.into());
         if dedupe {
@@ -732,9 +751,98 @@ impl Storage {
         if let Some(tp) = traceparent {
             publish = publish.header(item::TRACEPARENT_HEADER, tp.as_str());
         }
-        self.js
-            .send_publish(item_subject(queue, task_id), publish)
-            .await
+        let subject = match due {
+            None => item_subject(queue, task_id),
+            Some(due) => {
+                publish = publish
+                    .header(item::SCHEDULE_HEADER, item::schedule_at(due).as_str())
+                    .header(
+                        item::SCHEDULE_TARGET_HEADER,
+                        item_subject(queue, task_id).as_str(),
+                    );
+                scheduled_item_subject(queue, task_id)
+            }
+        };
+        self.js.send_publish(subject, publish).await
+    }
+
+    /// Whether the connected server runs JetStream message schedules
+    /// (nats-server 2.12 or later).
+    pub(crate) fn supports_schedules(&self) -> bool {
+        version_at_least(&self.nc.server_info().version, 2, 12)
+    }
+
+    /// Lets a queue hold work items until they are due, so a task waiting
+    /// for its retry time or its dependencies holds no `max_ack_pending`
+    /// slot: the `WORKERS` consumer is filtered to `CHORIA_AJ.Q.<queue>.>`
+    /// (Go creates it unfiltered; it then still sees every work item), and
+    /// the stream gains the subject `CHORIA_AJ.S.<queue>.>`,
+    /// `allow_msg_schedules` and discard `old` (schedules require it; a
+    /// queue without entry or byte limits never discards, so this changes
+    /// nothing for it). The changes are idempotent; the consumer is changed
+    /// first, so it never delivers a held item.
+    ///
+    /// Returns `Ok(false)`, changing nothing, when the server is older
+    /// than 2.12. Errors: [`Error::Config`] for a queue with a size limit
+    /// and discard `new` (it refuses items when full; dropping the oldest
+    /// instead would lose tasks), [`Error::QueueNotFound`] /
+    /// [`Error::QueueConsumerNotFound`], or the server's refusal (for
+    /// example an older server in the cluster).
+    pub(crate) async fn enable_scheduled_items(&self, queue: &str) -> Result<bool> {
+        validate_queue_name(queue)?;
+        if !self.supports_schedules() {
+            return Ok(false);
+        }
+        let stream = format!("{QUEUE_STREAM_PREFIX}{queue}");
+        #[derive(Deserialize)]
+        struct Info {
+            config: Value,
+        }
+        let info: Info = match api::request(
+            &self.js,
+            &format!("STREAM.INFO.{stream}"),
+            &json!({}),
+            || format!("loading queue {queue}"),
+        )
+        .await
+        {
+            Ok(i) => i,
+            Err(e) if api::is(&e, ErrorCode::STREAM_NOT_FOUND) => {
+                return Err(Error::QueueNotFound(queue.to_string()))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let limited = |key: &str| info.config[key].as_i64().is_some_and(|n| n > 0);
+        if info.config["discard"] == "new" && (limited("max_msgs") || limited("max_bytes")) {
+            // schedules need discard old; switching would turn "refuse new
+            // items when full" into "drop the oldest"
+            return Err(Error::Config(format!(
+                "queue {queue} refuses new items when full (max entries with discard new), and message schedules need discard old"
+            )));
+        }
+        let filter = items_filter(queue);
+        self.update_workers(queue, |c| {
+            c["filter_subject"] = json!(filter);
+        })
+        .await?;
+        let held = format!("{SCHEDULED_ITEM_PREFIX}{queue}.>");
+        self.update_stream(&stream, |c| {
+            let subjects = c["subjects"].as_array_mut();
+            match subjects {
+                Some(list) if list.iter().any(|s| s == &json!(held)) => {}
+                Some(list) => list.push(json!(held)),
+                None => c["subjects"] = json!([items_filter(queue), held]),
+            }
+            c["allow_msg_schedules"] = json!(true);
+            // required by schedules; without size limits it changes nothing
+            c["discard"] = json!("old");
+        })
+        .await
+        .map_err(|e| match e {
+            Error::StorageNotReady(_) => Error::QueueNotFound(queue.to_string()),
+            e => e,
+        })?;
+        Ok(true)
     }
 
     /// Interprets the work item's publish outcome; failures mark the task `queue_error`.
@@ -1234,5 +1342,32 @@ fn publish_error_text(e: &PublishError) -> String {
     match e.source() {
         Some(src) => format!("{}: {src}", e.kind()),
         None => e.kind().to_string(),
+    }
+}
+
+/// Whether a `major.minor.patch` server version is at least `major.minor`.
+fn version_at_least(version: &str, major: u64, minor: u64) -> bool {
+    let mut parts = version
+        .trim_start_matches('v')
+        .split(['.', '-'])
+        .map(|p| p.parse::<u64>().unwrap_or(0));
+    let (a, b) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (a, b) >= (major, minor)
+}
+
+#[cfg(test)]
+mod version_tests {
+    use super::version_at_least;
+
+    #[test]
+    fn server_versions_compare_by_major_and_minor() {
+        assert!(version_at_least("2.12.0", 2, 12));
+        assert!(version_at_least("2.15.1", 2, 12));
+        assert!(version_at_least("3.0.0", 2, 12));
+        assert!(version_at_least("v2.12.0-beta.1", 2, 12));
+        assert!(!version_at_least("2.11.9", 2, 12));
+        assert!(!version_at_least("2.9.0", 2, 12));
+        assert!(!version_at_least("", 2, 12));
+        assert!(!version_at_least("garbage", 2, 12));
     }
 }

@@ -6,11 +6,12 @@ use super::execute::{run_handler, Outcome};
 use super::gates::{self, Deps, Gate, Loaded};
 use super::outcome::{
     bounded_error, finish, nak, replace_item, retry_or_expire, save_with_retries, send_ack,
-    transient_delay, unsaveable,
+    transient_delay, unsaveable, wait,
 };
 use super::{Delivered, Shared};
 use crate::error::Error;
 use crate::metrics;
+use crate::queue::SCHEDULED_ITEM_PREFIX;
 use crate::storage::WorkItem;
 use crate::task::{Task, TaskResult, TaskState};
 use async_nats::jetstream::AckKind;
@@ -25,6 +26,12 @@ pub(crate) async fn process(shared: &Shared, msg: async_nats::jetstream::Message
     let delivered = msg.info().map(|i| i.delivered).unwrap_or(1).max(1) as u64;
     let traceparent = WorkItem::traceparent(msg.headers.as_ref());
     let (msg, acker) = msg.split();
+    if msg.subject.starts_with(SCHEDULED_ITEM_PREFIX) {
+        // the consumer lost its filter (re-created by a tool that does not
+        // know it): this item was meant for later; it runs now, and the
+        // filter is put back
+        Box::pin(shared.scheduled_item_delivered(&msg.subject)).await;
+    }
 
     // ----- the work item -----------------------------------------------------------------
     let id = match WorkItem::decode(&msg.payload) {
@@ -134,7 +141,7 @@ pub(crate) async fn process(shared: &Shared, msg: async_nats::jetstream::Message
                 }
             }
             Deps::Waiting => {
-                nak(shared, &acker, &item, shared.settings.blocked_delay).await;
+                wait(shared, &acker, &item, shared.settings.blocked_delay).await;
                 return;
             }
             Deps::Failed(detail) => {

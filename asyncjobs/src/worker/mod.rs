@@ -20,6 +20,7 @@ use crate::queue::{Queue, WORKERS_CONSUMER};
 use crate::retry::{LinearPolicy, RetryPolicy};
 use crate::router::Router;
 use crate::storage::Storage;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -69,6 +70,7 @@ pub(crate) struct Settings {
     pub grace: Duration,
     pub blocked_delay: Duration,
     pub heartbeat_cap: Option<Duration>,
+    pub scheduled_waits: bool,
 }
 
 impl std::fmt::Debug for Settings {
@@ -78,6 +80,7 @@ impl std::fmt::Debug for Settings {
             .field("grace", &self.grace)
             .field("blocked_delay", &self.blocked_delay)
             .field("heartbeat_cap", &self.heartbeat_cap)
+            .field("scheduled_waits", &self.scheduled_waits)
             .finish_non_exhaustive()
     }
 }
@@ -94,6 +97,9 @@ pub(crate) struct Shared {
     pub settings: Settings,
     /// Cancelled when in-flight handlers must stop (grace period over).
     pub hard_stop: CancellationToken,
+    /// Whether the queue holds scheduled items, so waits are scheduled
+    /// rather than NAKed (see [`outcome::wait`]).
+    scheduled_items: AtomicBool,
 }
 
 impl Shared {
@@ -101,6 +107,42 @@ impl Shared {
     /// [`QUEUE_REFRESH`] after, and when a handler reaches its run time.
     pub(crate) fn queue(&self) -> Queue {
         self.queue.read().expect("queue lock").clone()
+    }
+
+    /// Whether waits are scheduled items (see [`outcome::wait`]).
+    pub(crate) fn scheduled_items(&self) -> bool {
+        self.scheduled_items.load(Ordering::Relaxed)
+    }
+
+    /// Makes the queue hold scheduled items when this worker schedules
+    /// its waits; logs what happened.
+    pub(crate) async fn enable_scheduled_items(&self) {
+        if !self.settings.scheduled_waits {
+            return;
+        }
+        let enabled = match self.storage.enable_scheduled_items(&self.name).await {
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::info!(queue = %self.name,
+                    "nats-server is older than 2.12 (no message schedules): a task waiting for its retry or its dependencies keeps holding one of the queue's concurrency slots");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(queue = %self.name, error = %e,
+                    "the queue cannot hold scheduled items: a task waiting for its retry or its dependencies keeps holding one of the queue's concurrency slots");
+                false
+            }
+        };
+        self.scheduled_items.store(enabled, Ordering::Relaxed);
+    }
+
+    /// A held item reached the worker: the `WORKERS` consumer lost the
+    /// filter that hides held items (for example re-created by a tool
+    /// that does not know it). Puts it back.
+    pub(crate) async fn scheduled_item_delivered(&self, subject: &str) {
+        tracing::warn!(queue = %self.name, subject,
+            "a scheduled work item was delivered before it was due: the WORKERS consumer lost its filter; running the task now and restoring the filter");
+        self.enable_scheduled_items().await;
     }
 
     /// Reads the queue's settings from the server; returns the new
@@ -152,6 +194,7 @@ impl Worker {
                 grace: DEFAULT_SHUTDOWN_GRACE,
                 blocked_delay: DEFAULT_DEPENDENCY_POLL,
                 heartbeat_cap: None,
+                scheduled_waits: true,
             },
         }
     }
@@ -191,6 +234,24 @@ impl Worker {
     /// checked again (default 5 s, as Go).
     pub fn dependency_poll_interval(mut self, d: Duration) -> Self {
         self.settings.blocked_delay = d;
+        self
+    }
+
+    /// Whether a task waiting for its retry time or its dependencies
+    /// waits as a JetStream-scheduled work item (default `true`).
+    ///
+    /// Scheduled, the wait holds none of the queue's `max_concurrent`
+    /// slots (the consumer's `max_ack_pending`), so new work starts at
+    /// once however many tasks wait. This needs nats-server 2.12 or later
+    /// and changes the queue when the worker starts: its stream gains the
+    /// subject `CHORIA_AJ.S.<queue>.>` and `allow_msg_schedules`, and its
+    /// `WORKERS` consumer is filtered to `CHORIA_AJ.Q.<queue>.>`. Go
+    /// workers on the queue keep working unchanged (they see ordinary work
+    /// items when they are due); servers older than 2.12 can no longer
+    /// load the stream. With `false`, or against an older server, waits are
+    /// NAKs with delay (Go's behaviour: each waiting task holds a slot).
+    pub fn scheduled_waits(mut self, on: bool) -> Self {
+        self.settings.scheduled_waits = on;
         self
     }
 
@@ -243,7 +304,9 @@ impl Worker {
             queue: std::sync::RwLock::new(queue),
             settings,
             hard_stop: CancellationToken::new(),
+            scheduled_items: AtomicBool::new(false),
         });
+        shared.enable_scheduled_items().await;
         let tracker = TaskTracker::new();
         dispatch::run(shared.clone(), puller, inbox, tracker.clone(), shutdown).await;
 

@@ -45,13 +45,60 @@ pub(crate) async fn retry_or_expire(
         finish(shared, acker, task, AckKind::Term).await;
         return;
     }
-    let delay = shared.settings.retry.duration(item.delivered);
+    // by failed tries, not deliveries: a try that waited on a scheduled
+    // item starts on a fresh item (delivery 1)
+    let failures = item.delivered.max(u64::try_from(task.tries).unwrap_or(0));
+    let delay = shared.settings.retry.duration(failures);
     match save_with_retries(shared, task).await {
         Err(e) if e.is_permanent() && !matches!(e, Error::ConcurrentUpdate(_)) => {
             return Box::pin(unsaveable(shared, acker, task, e)).await;
         }
         Err(e) => tracing::error!(task = %task.id, error = %e, "saving task state retry failed"),
         Ok(()) => {}
+    }
+    wait(shared, acker, item, delay).await;
+}
+
+/// Shortest wait handed to a JetStream message schedule; shorter waits
+/// are NAKs with delay (schedules fire on whole seconds).
+pub(crate) const MIN_SCHEDULED_WAIT: Duration = Duration::from_secs(1);
+
+/// Hands the item back for `delay` (a retry backoff, a dependency poll).
+///
+/// When the queue holds scheduled items (nats-server 2.12+, see
+/// [`Storage::enable_scheduled_items`](crate::storage::Storage::enable_scheduled_items)),
+/// a fresh item due after `delay` is scheduled and this one acknowledged,
+/// so the waiting task holds none of the queue's `max_ack_pending` slots
+/// and new work starts at once. Otherwise, or when the schedule cannot be
+/// written, a NAK with delay ([`nak`]) keeps the item pending.
+pub(crate) async fn wait(shared: &Shared, acker: &Acker, item: &Delivered, delay: Duration) {
+    if delay >= MIN_SCHEDULED_WAIT && shared.scheduled_items() {
+        let due = time::OffsetDateTime::now_utc() + delay;
+        let sent = shared
+            .storage
+            .publish_item_at(
+                &shared.name,
+                &item.id,
+                item.traceparent.clone(),
+                false,
+                Some(due),
+            )
+            .await;
+        let acked = match sent {
+            Ok(ack) => ack.await,
+            Err(e) => Err(e),
+        };
+        match acked {
+            Ok(_) => {
+                tracing::trace!(task = %item.id, ?delay, "work item scheduled");
+                send_ack(acker, AckKind::Ack, &item.id).await;
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(task = %item.id, error = %e, ?delay,
+                    "scheduling the work item failed; holding it with a NAK delay instead");
+            }
+        }
     }
     nak(shared, acker, item, delay).await;
 }
