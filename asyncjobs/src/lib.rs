@@ -89,8 +89,23 @@
 //!   is first replaced by a fresh one, so a try whose worker dies is always
 //!   followed by a delivery that reruns or expires the task (`last_err`
 //!   says the last try's worker stopped without recording an outcome). Go
-//!   leaves such a task `active` forever. A queue with `max_tries` 1 has no
-//!   delivery to spare: a worker dying mid-try leaves its task `active`.
+//!   leaves such a task `active` forever. Where no delivery is left to
+//!   spare (a queue with `max_tries` 1, or a Go worker that spent them),
+//!   the server's max-deliveries advisory is kept in the stream
+//!   [`EXHAUSTED_STREAM`] (`CHORIA_AJ_EXHAUSTED`, created by Rust workers
+//!   and queue creation; Go ignores it) until a worker of the queue reads
+//!   it, even one started later: a task still `new`, `retry`, `blocked` or
+//!   `active` past its lease is saved `expired` ("the work item was
+//!   delivered N times, the queue's limit, without an outcome") and the
+//!   dead item is removed.
+//! * **A late finish never takes a newer try's item.** A try that outlived
+//!   its lease (its worker paused or cut off) and finds its task changed
+//!   when saving the outcome drops that outcome and acknowledges its item
+//!   only when the task is gone or final; otherwise the item may be the
+//!   one a newer try runs on. Go acknowledges regardless. Heartbeats
+//!   ([`TaskContext::mark_in_progress`], [`Worker::auto_heartbeat`]) also
+//!   move the record's `tried` forward (at most every half run time), so
+//!   other workers judge a heartbeating try as alive.
 //! * **Running workers follow their queue's settings.** A worker re-reads
 //!   its queue every 10 s, and when a try reaches its run time it reads it
 //!   once more: a run time raised with `configure_queue` extends tries
@@ -259,8 +274,8 @@ pub use retry::{LinearPolicy, RetryPolicy};
 pub use router::Router;
 pub use scheduler::{PayloadEncoding, ScheduleError, ScheduledTask, Scheduler};
 pub use storage::{
-    StreamDetails, CONFIG_BUCKET, DISCARDED_BUCKET, ELECTIONS_BUCKET, TASKS_STREAM,
-    TASK_SUBJECT_PREFIX,
+    StreamDetails, CONFIG_BUCKET, DISCARDED_BUCKET, ELECTIONS_BUCKET, EXHAUSTED_STREAM,
+    TASKS_STREAM, TASK_SUBJECT_PREFIX,
 };
 pub use task::{Task, TaskBuilder, TaskResult, TaskState};
 pub use wire::{format_duration, parse_duration, parse_signed_duration};

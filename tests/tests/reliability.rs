@@ -520,3 +520,192 @@ async fn scheduled_waits_can_be_turned_off() {
 async fn size_limited_queue_keeps_discard_new_and_naks() {
     waits_stay_naks(Queue::new("Q").max_entries(100), true).await;
 }
+
+/// Kind C: a try that finishes after another try took its task over (its
+/// worker was paused or cut off past its lease) drops its outcome and
+/// leaves the work item to the newer try. Acknowledging it would remove
+/// the item the newer try runs on, so a newer try whose worker dies would
+/// leave the task `active` forever.
+#[tokio::test]
+async fn late_finish_leaves_the_newer_tries_item() {
+    let server = NatsServer::start();
+    let client = client(
+        &server,
+        Queue::new("Q").max_run_time(Duration::from_secs(3)),
+    )
+    .await;
+    let started = Arc::new(tokio::sync::Notify::new());
+    let release = Arc::new(tokio::sync::Notify::new());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (s, r, c) = (started.clone(), release.clone(), calls.clone());
+    let router = Router::new()
+        .handle("slow", move |_ctx: TaskContext, _t: Task| {
+            let (s, r) = (s.clone(), r.clone());
+            let first = c.fetch_add(1, Ordering::SeqCst) == 0;
+            async move {
+                if first {
+                    s.notify_one();
+                    r.notified().await;
+                    asyncjobs::handler::to_output(&"late")
+                } else {
+                    asyncjobs::handler::to_output(&"rerun")
+                }
+            }
+        })
+        .unwrap();
+    let mut t = Task::new("slow", &()).unwrap();
+    client.enqueue(&mut t).await.unwrap();
+    let worker = spawn_worker(client.worker(router));
+    started.notified().await;
+
+    // another worker's newer try takes the task over
+    let mut running = client.load_task(&t.id).await.unwrap();
+    assert_eq!((running.state, running.tries), (TaskState::Active, 1));
+    running.tries = 2;
+    running.tried = Some(time::OffsetDateTime::now_utc());
+    overwrite_record(&client, &running).await;
+
+    // the late try finishes; its result is dropped and the item kept, so
+    // when the newer try's lease passes without an outcome the task reruns
+    release.notify_one();
+    let done = wait_for_state(&client, &t.id, TaskState::Complete, T).await;
+    assert_eq!(done.tries, 3);
+    assert_eq!(
+        done.result.unwrap().payload.get(),
+        r#""rerun""#,
+        "the late try's result must not stand"
+    );
+    drained(&client).await;
+    worker.stop().await;
+}
+
+/// Writes `task` as its stored record, as another process would.
+async fn overwrite_record(client: &Client, task: &Task) {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(
+        "Nats-Expected-Last-Subject-Sequence",
+        task.sequence().to_string().as_str(),
+    );
+    let js = async_nats::jetstream::new(client.nats().clone());
+    js.publish_with_headers(
+        format!("CHORIA_AJ.T.{}", task.id),
+        headers,
+        task.to_json().unwrap().into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+}
+
+/// Kind B, on a queue with max tries 1 (no delivery to spare): the only
+/// delivery's worker dies mid-try while no other worker runs. The server
+/// never delivers the item again; its max-deliveries advisory is kept,
+/// and a worker started later expires the task and removes the item.
+#[tokio::test]
+async fn exhausted_item_expires_its_task_even_when_found_later() {
+    use futures::StreamExt;
+    let server = NatsServer::start();
+    let client = client(
+        &server,
+        Queue::new("Q")
+            .max_tries(1)
+            .max_run_time(Duration::from_secs(1)),
+    )
+    .await;
+    let mut t = Task::new("ok", &()).unwrap();
+    client.enqueue(&mut t).await.unwrap();
+
+    // a worker that dies mid-try: takes the item, saves the try, stops
+    let js = async_nats::jetstream::new(client.nats().clone());
+    let consumer: async_nats::jetstream::consumer::PullConsumer = js
+        .get_stream("CHORIA_AJ_Q_Q")
+        .await
+        .unwrap()
+        .get_consumer("WORKERS")
+        .await
+        .unwrap();
+    let mut batch = consumer.fetch().max_messages(1).messages().await.unwrap();
+    let _taken = batch.next().await.unwrap().unwrap();
+    let mut running = client.load_task(&t.id).await.unwrap();
+    running.state = TaskState::Active;
+    running.tries = 1;
+    running.tried = Some(time::OffsetDateTime::now_utc());
+    overwrite_record(&client, &running).await;
+
+    wait_for(T, "the max-deliveries advisory to be kept", || async {
+        let s = asyncjobs_tests::js_api(
+            client.nats(),
+            &format!("STREAM.INFO.{}", asyncjobs::EXHAUSTED_STREAM),
+            "",
+        )
+        .await;
+        (s["state"]["messages"].as_u64() == Some(1)).then_some(())
+    })
+    .await;
+    let worker = spawn_worker(client.worker(fail_and_ok()));
+    let done = wait_for_state(&client, &t.id, TaskState::Expired, T).await;
+    assert_eq!(done.tries, 1);
+    assert!(
+        done.last_err.contains("delivered 1 times") && done.last_err.contains("worker stopped"),
+        "{}",
+        done.last_err
+    );
+    drained(&client).await;
+    worker.stop().await;
+}
+
+/// Kind C: a try kept alive by heartbeats past the queue's run time is
+/// not mistaken for an abandoned one. Its record's lease follows the
+/// heartbeats, so a duplicate item arriving then waits for the running
+/// try instead of starting a second run (or, on the last delivery a queue
+/// allows, the max-deliveries reaper expiring it).
+#[tokio::test]
+async fn heartbeats_keep_the_recorded_lease_alive() {
+    let server = NatsServer::start();
+    let client = client(
+        &server,
+        Queue::new("Q").max_run_time(Duration::from_secs(1)),
+    )
+    .await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let past_lease = Arc::new(tokio::sync::Notify::new());
+    let (c, p) = (calls.clone(), past_lease.clone());
+    let router = Router::new()
+        .handle("long", move |ctx: TaskContext, _t: Task| {
+            c.fetch_add(1, Ordering::SeqCst);
+            let p = p.clone();
+            async move {
+                // 4 s of heartbeats every 250 ms: past run time + margin (3 s)
+                for beat in 0..16 {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    ctx.mark_in_progress().await.expect("heartbeat");
+                    if beat == 13 {
+                        p.notify_one();
+                    }
+                }
+                asyncjobs::handler::to_output(&"done")
+            }
+        })
+        .unwrap();
+    let mut t = Task::new("long", &()).unwrap();
+    client.enqueue(&mut t).await.unwrap();
+    let worker = spawn_worker(client.worker(router));
+    past_lease.notified().await;
+    // a duplicate item for the running task (as an operator's tool or a
+    // second producer might publish)
+    let js = async_nats::jetstream::new(client.nats().clone());
+    js.publish(
+        format!("CHORIA_AJ.Q.Q.{}", t.id),
+        format!(r#"{{"kind":0,"job":"{}"}}"#, t.id).into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    let done = wait_for_state(&client, &t.id, TaskState::Complete, T).await;
+    assert_eq!(done.tries, 1);
+    drained(&client).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "the handler ran twice");
+    worker.stop().await;
+}

@@ -43,6 +43,18 @@ pub const ELECTIONS_BUCKET: &str = "CHORIA_AJ_ELECTIONS";
 /// Created on demand by the first discard; Go neither writes nor reads it.
 pub const DISCARDED_BUCKET: &str = "CHORIA_AJ_DISCARDED";
 
+/// Stream capturing JetStream's max-deliveries advisories for the
+/// `WORKERS` consumers of every queue, so a work item the server stopped
+/// delivering is noticed even when no worker was running at the time.
+/// Work-queue retention, one durable consumer per queue (named after it);
+/// Go neither writes nor reads it.
+pub const EXHAUSTED_STREAM: &str = "CHORIA_AJ_EXHAUSTED";
+
+/// Subject of the max-deliveries advisory of a queue's `WORKERS` consumer.
+pub(crate) fn exhausted_subject(queue: &str) -> String {
+    format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{QUEUE_STREAM_PREFIX}{queue}.{WORKERS_CONSUMER}")
+}
+
 /// Settings used when storage is created, and how records are written.
 #[derive(Debug, Clone)]
 pub(crate) struct StorageSettings {
@@ -290,6 +302,103 @@ impl Storage {
         self.create_stream(TASKS_STREAM, config).await
     }
 
+    /// Creates [`EXHAUSTED_STREAM`] unless it exists, and the durable
+    /// consumer of `queue` on it: from then on every max-deliveries
+    /// advisory of the queue is kept (7 days at most) until a worker of
+    /// the queue handles it.
+    pub(crate) async fn prepare_exhausted(&self, queue: &str) -> Result<()> {
+        validate_queue_name(queue)?;
+        if self.stream_details(EXHAUSTED_STREAM).await?.is_none() {
+            let config = json!({
+                "name": EXHAUSTED_STREAM,
+                "description": "Choria Async Jobs work items whose deliveries ran out",
+                // `*` only matches whole tokens: every stream's WORKERS consumer
+                "subjects": [format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.*.{WORKERS_CONSUMER}")],
+                "retention": "workqueue",
+                "max_consumers": -1,
+                "max_msgs": 1_000_000,
+                "max_bytes": -1,
+                "max_age": ns(Duration::from_secs(7 * 24 * 3600)),
+                "max_msg_size": -1,
+                "storage": self.storage_type(),
+                "discard": "old",
+                "num_replicas": self.settings.replicas.max(1),
+            });
+            self.create_stream(EXHAUSTED_STREAM, config).await?;
+        }
+        let stream = self.stream(EXHAUSTED_STREAM).await?;
+        stream
+            .get_or_create_consumer(
+                queue,
+                jetstream::consumer::pull::Config {
+                    durable_name: Some(queue.to_string()),
+                    filter_subject: exhausted_subject(queue),
+                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                    ack_wait: Duration::from_secs(30),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| nats(format!("creating consumer {EXHAUSTED_STREAM}.{queue}"), e))?;
+        Ok(())
+    }
+
+    /// The durable consumer of `queue` on [`EXHAUSTED_STREAM`].
+    pub(crate) async fn exhausted_consumer(
+        &self,
+        queue: &str,
+    ) -> Result<jetstream::consumer::PullConsumer> {
+        self.stream(EXHAUSTED_STREAM)
+            .await?
+            .get_consumer(queue)
+            .await
+            .map_err(|e| {
+                NatsError::new(
+                    NatsErrorKind::JetStream,
+                    format!("loading consumer {EXHAUSTED_STREAM}.{queue}"),
+                )
+                .with_source(e)
+                .into()
+            })
+    }
+
+    /// The task id of the work item at `seq` in `queue`'s stream, `None`
+    /// when that message is gone (or is not a work item).
+    pub(crate) async fn item_at(&self, queue: &str, seq: u64) -> Result<Option<String>> {
+        let stream = self
+            .stream(&format!("{QUEUE_STREAM_PREFIX}{queue}"))
+            .await?;
+        match stream.get_raw_message(seq).await {
+            Ok(m) => Ok(WorkItem::decode(&m.payload).ok().map(|i| i.job)),
+            Err(e) => {
+                let e = nats(format!("reading queue {queue}"), e);
+                if api::is(&e, ErrorCode::NO_MESSAGE_FOUND) {
+                    Ok(None)
+                } else {
+                    Err(e.into())
+                }
+            }
+        }
+    }
+
+    /// Removes the message at `seq` from `queue`'s stream (gone already is fine).
+    pub(crate) async fn delete_item_at(&self, queue: &str, seq: u64) -> Result<()> {
+        let stream = self
+            .stream(&format!("{QUEUE_STREAM_PREFIX}{queue}"))
+            .await?;
+        match stream.delete_message(seq).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let e = nats(format!("deleting item {seq} of queue {queue}"), e);
+                if api::is(&e, ErrorCode::NO_MESSAGE_FOUND) {
+                    Ok(())
+                } else {
+                    Err(e.into())
+                }
+            }
+        }
+    }
+
     /// Creates the configuration and elections KV buckets unless they exist.
     pub(crate) async fn prepare_buckets(&self) -> Result<()> {
         for (bucket, description, ttl) in [
@@ -407,6 +516,13 @@ impl Storage {
                 || format!("creating consumer {stream}.{WORKERS_CONSUMER}"),
             )
             .await?;
+        }
+        if !queue.no_create {
+            // so even a Go worker's exhausted items are noticed by a Rust
+            // worker later; workers make sure of it themselves at start
+            if let Err(e) = self.prepare_exhausted(&queue.name).await {
+                tracing::warn!(queue = %queue.name, error = %e, "cannot keep max-deliveries advisories");
+            }
         }
         Ok(self.queue_info(&queue.name).await?.queue)
     }

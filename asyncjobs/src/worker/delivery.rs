@@ -6,7 +6,7 @@ use super::execute::{run_handler, Outcome};
 use super::gates::{self, Deps, Gate, Loaded};
 use super::outcome::{
     bounded_error, finish, nak, replace_item, retry_or_expire, save_with_retries, send_ack,
-    transient_delay, unsaveable, wait,
+    superseded, transient_delay, unsaveable, wait,
 };
 use super::{Delivered, Shared};
 use crate::error::Error;
@@ -179,7 +179,7 @@ pub(crate) async fn process(shared: &Shared, msg: async_nats::jetstream::Message
 
     // ----- run the handler ---------------------------------------------------------------
     let acker = Arc::new(acker);
-    let outcome = run_handler(shared, &task, acker.clone(), item.traceparent.clone()).await;
+    let outcome = run_handler(shared, &mut task, acker.clone(), item.traceparent.clone()).await;
 
     // ----- record the outcome ------------------------------------------------------------
     let now = OffsetDateTime::now_utc();
@@ -235,8 +235,12 @@ pub(crate) async fn process(shared: &Shared, msg: async_nats::jetstream::Message
             task.state = TaskState::Retry;
             task.tries = (task.tries - 1).max(0);
             task.last_err = "worker shut down before the handler finished".into();
-            if let Err(e) = save_with_retries(shared, &mut task).await {
-                tracing::error!(task = %task.id, error = %e, "saving task state failed");
+            match save_with_retries(shared, &mut task).await {
+                Err(Error::ConcurrentUpdate(_)) => {
+                    return Box::pin(superseded(shared, &acker, &task, AckKind::Ack)).await;
+                }
+                Err(e) => tracing::error!(task = %task.id, error = %e, "saving task state failed"),
+                Ok(()) => {}
             }
             send_ack(&acker, AckKind::Nak(None), &task.id).await;
         }

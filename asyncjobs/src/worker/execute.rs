@@ -25,7 +25,7 @@ pub(crate) enum Outcome {
 /// Runs the router's handler for `task` under the queue's run time.
 pub(crate) async fn run_handler(
     shared: &Shared,
-    task: &Task,
+    task: &mut Task,
     acker: Arc<Acker>,
     traceparent: Option<String>,
 ) -> Outcome {
@@ -68,6 +68,8 @@ pub(crate) async fn run_handler(
         .heartbeat_cap
         .map(|cap| tokio::time::Instant::now() + cap.max(max_run_time));
     let mut next_beat = tokio::time::Instant::now() + beat_every;
+    // until when the record's `tried` + run time vouches for this try
+    let mut recorded_until = started_at + max_run_time;
     let outcome = loop {
         let deadline = *lease.deadline.lock().expect("lease lock");
         tokio::select! {
@@ -82,17 +84,23 @@ pub(crate) async fn run_handler(
                 }
                 let cap = hard_cap.expect("checked");
                 let extended = (tokio::time::Instant::now() + max_run_time).min(cap);
-                let mut d = lease.deadline.lock().expect("lease lock");
-                if extended > *d {
-                    *d = extended;
+                {
+                    let mut d = lease.deadline.lock().expect("lease lock");
+                    if extended > *d {
+                        *d = extended;
+                    }
                 }
+                renew_record(shared, task, &lease, &mut recorded_until, max_run_time).await;
             }
             res = &mut join => break match res {
                 Ok(r) => Outcome::Done(r),
                 Err(e) if e.is_panic() => Outcome::Panicked(panic_message(e.into_panic())),
                 Err(_) => Outcome::Shutdown,
             },
-            _ = lease.changed.notified() => continue,
+            _ = lease.changed.notified() => {
+                renew_record(shared, task, &lease, &mut recorded_until, max_run_time).await;
+                continue;
+            }
             _ = tokio::time::sleep_until(deadline) => {
                 if *lease.deadline.lock().expect("lease lock") > deadline {
                     continue;
@@ -130,6 +138,34 @@ pub(crate) async fn run_handler(
         failed,
     );
     outcome
+}
+
+/// Keeps the record in step with a lease that heartbeats extended.
+/// Others judge a running try by its record (`tried` + the queue's run
+/// time): a redelivered or duplicate item, and the max-deliveries reaper,
+/// treat a try past that as abandoned. Once less than half of the recorded
+/// lease is left and the heartbeat extended past it, `tried` is moved to
+/// now and saved (so at most one save per half run time). A failed save is
+/// logged; a conflicting one shows up when the outcome is saved.
+async fn renew_record(
+    shared: &Shared,
+    task: &mut Task,
+    lease: &Lease,
+    recorded_until: &mut tokio::time::Instant,
+    max_run_time: std::time::Duration,
+) {
+    let now = tokio::time::Instant::now();
+    let deadline = *lease.deadline.lock().expect("lease lock");
+    if deadline <= *recorded_until || now + max_run_time / 2 < *recorded_until {
+        return;
+    }
+    task.tried = Some(OffsetDateTime::now_utc());
+    match shared.storage.save_task(task).await {
+        Ok(()) => *recorded_until = now + max_run_time,
+        Err(e) => {
+            tracing::warn!(task = %task.id, error = %e, "recording the extended lease failed");
+        }
+    }
 }
 
 fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {

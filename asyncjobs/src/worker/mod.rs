@@ -11,6 +11,7 @@
 mod delivery;
 mod dispatch;
 mod execute;
+mod exhausted;
 mod gates;
 mod outcome;
 mod pull;
@@ -307,8 +308,16 @@ impl Worker {
             scheduled_items: AtomicBool::new(false),
         });
         shared.enable_scheduled_items().await;
+        if let Err(e) = shared.storage.prepare_exhausted(&shared.name).await {
+            tracing::warn!(queue = %shared.name, error = %e,
+                "cannot keep max-deliveries advisories: a task whose work item runs out of deliveries while no try records an outcome stays as it is");
+        }
+        let reaper_stop = CancellationToken::new();
+        let reaper = tokio::spawn(exhausted::run(shared.clone(), reaper_stop.clone()));
         let tracker = TaskTracker::new();
         dispatch::run(shared.clone(), puller, inbox, tracker.clone(), shutdown).await;
+        reaper_stop.cancel();
+        let _ = reaper.await;
 
         let queue = &shared.name;
         tracing::info!(queue = %queue, ?grace, "worker stopping");

@@ -50,7 +50,10 @@ pub(crate) async fn retry_or_expire(
     let failures = item.delivered.max(u64::try_from(task.tries).unwrap_or(0));
     let delay = shared.settings.retry.duration(failures);
     match save_with_retries(shared, task).await {
-        Err(e) if e.is_permanent() && !matches!(e, Error::ConcurrentUpdate(_)) => {
+        Err(Error::ConcurrentUpdate(_)) => {
+            return Box::pin(superseded(shared, acker, task, AckKind::Ack)).await;
+        }
+        Err(e) if e.is_permanent() => {
             return Box::pin(unsaveable(shared, acker, task, e)).await;
         }
         Err(e) => tracing::error!(task = %task.id, error = %e, "saving task state retry failed"),
@@ -109,12 +112,40 @@ pub(crate) async fn wait(shared: &Shared, acker: &Acker, item: &Delivered, delay
 /// succeed ends the task through [`unsaveable`].
 pub(crate) async fn finish(shared: &Shared, acker: &Acker, task: &mut Task, ack: AckKind) {
     match save_with_retries(shared, task).await {
-        Ok(()) | Err(Error::ConcurrentUpdate(_)) => send_ack(acker, ack, &task.id).await,
+        Ok(()) => send_ack(acker, ack, &task.id).await,
+        Err(Error::ConcurrentUpdate(_)) => Box::pin(superseded(shared, acker, task, ack)).await,
         Err(e) if e.is_permanent() => Box::pin(unsaveable(shared, acker, task, e)).await,
         Err(e) => {
             tracing::error!(task = %task.id, state = %task.state, error = %e,
                 "saving task state failed; leaving the work item for redelivery");
         }
+    }
+}
+
+/// The task's record changed since this worker loaded it: a newer try
+/// on another worker (this one outlived its lease, for example paused or
+/// cut off from the server), an operator's retry or delete. This try's
+/// outcome is dropped (logged), since the newer record stands. The item
+/// is acknowledged with `ack` only when the task is gone or final: it may
+/// be the very message a newer try is running on, and acknowledging it
+/// would remove that try's item, leaving nothing to rerun or expire the
+/// task if that try's worker dies. Otherwise it is left alone: the newer
+/// try acknowledges it, or it is redelivered and judged again.
+pub(crate) async fn superseded(shared: &Shared, acker: &Acker, task: &Task, ack: AckKind) {
+    let current = shared.storage.load_task(&task.id).await;
+    let done = match &current {
+        Err(Error::TaskNotFound(_)) => true,
+        Ok(t) => t.state.is_final(),
+        Err(_) => false,
+    };
+    let now = current
+        .as_ref()
+        .map(|t| t.state.to_string())
+        .unwrap_or_else(|e| e.to_string());
+    tracing::warn!(task = %task.id, dropped = %task.state, tries = task.tries, current = %now,
+        "the task changed while this try ran (a newer try, a retry or a delete); dropping this try's outcome");
+    if done {
+        send_ack(acker, ack, &task.id).await;
     }
 }
 
@@ -134,7 +165,10 @@ pub(crate) async fn unsaveable(shared: &Shared, acker: &Acker, task: &mut Task, 
         "task record could not be saved in state {wanted}: {cause}"
     ));
     match save_with_retries(shared, task).await {
-        Ok(()) | Err(Error::ConcurrentUpdate(_)) => {}
+        Ok(()) => {}
+        Err(Error::ConcurrentUpdate(_)) => {
+            return Box::pin(superseded(shared, acker, task, AckKind::Term)).await;
+        }
         Err(e) => {
             tracing::error!(task = %task.id, error = %e, "saving the terminated task failed too");
         }
