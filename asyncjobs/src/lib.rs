@@ -92,8 +92,8 @@
 //!   leaves such a task `active` forever. Where no delivery is left to
 //!   spare (a queue with `max_tries` 1, or a Go worker that spent them),
 //!   the server's max-deliveries advisory is kept in the stream
-//!   [`EXHAUSTED_STREAM`] (`CHORIA_AJ_EXHAUSTED`, created by Rust workers
-//!   and queue creation; Go ignores it) until a worker of the queue reads
+//!   [`EXHAUSTED_STREAM`] (`CHORIA_AJ_EXHAUSTED`, created by the first
+//!   Rust worker of a queue; Go ignores it) until a worker of the queue reads
 //!   it, even one started later: a task still `new`, `retry`, `blocked` or
 //!   `active` past its lease is saved `expired` ("the work item was
 //!   delivered N times, the queue's limit, without an outcome") and the

@@ -613,6 +613,8 @@ async fn exhausted_item_expires_its_task_even_when_found_later() {
             .max_run_time(Duration::from_secs(1)),
     )
     .await;
+    // a worker ran on the queue once (it keeps the queue's advisories)
+    spawn_worker(client.worker(fail_and_ok())).stop().await;
     let mut t = Task::new("ok", &()).unwrap();
     client.enqueue(&mut t).await.unwrap();
 

@@ -517,13 +517,6 @@ impl Storage {
             )
             .await?;
         }
-        if !queue.no_create {
-            // so even a Go worker's exhausted items are noticed by a Rust
-            // worker later; workers make sure of it themselves at start
-            if let Err(e) = self.prepare_exhausted(&queue.name).await {
-                tracing::warn!(queue = %queue.name, error = %e, "cannot keep max-deliveries advisories");
-            }
-        }
         Ok(self.queue_info(&queue.name).await?.queue)
     }
 
