@@ -168,12 +168,25 @@ impl ClientBuilder {
     }
 
     /// Connects and prepares storage: the task stream, both KV buckets and the queue.
+    ///
+    /// # Errors
+    /// The connection's errors ([`Connect::connect`](crate::connect::Connect::connect));
+    /// [`Error::Config`] when the server does not run JetStream (`JetStream
+    /// is not enabled on the NATS server …: start nats-server with -js …`)
+    /// or a setting is invalid; the storage preparation's errors.
     pub async fn build(self) -> Result<Client> {
         validate_replicas(self.settings.replicas)?;
         let nc = match self.connection {
             Connection::Nats(nc) => nc,
             Connection::Open(c) => c.name(self.connection_name).connect().await?,
         };
+        let info = nc.server_info();
+        if !info.jetstream {
+            return Err(Error::Config(format!(
+                "JetStream is not enabled on the NATS server {} ({} at {}:{}): start nats-server with -js (or --jetstream), or use a server with JetStream",
+                info.server_name, info.version, info.host, info.port
+            )));
+        }
         let storage = Storage::new(nc, self.settings);
         let mut queue = self.queue.unwrap_or_else(Queue::default_queue);
         queue.validate()?;

@@ -41,6 +41,7 @@ pub struct Connect {
     name: String,
     timeout: Duration,
     ping_interval: Option<Duration>,
+    origin: Option<String>,
 }
 
 impl Default for Connect {
@@ -52,6 +53,7 @@ impl Default for Connect {
             name: DEFAULT_NAME.into(),
             timeout: DEFAULT_TIMEOUT,
             ping_interval: None,
+            origin: None,
         }
     }
 }
@@ -110,6 +112,15 @@ impl Connect {
         self
     }
 
+    /// Where the servers or context came from, for the connection's log
+    /// line (for example `--url flag`, `NATS_URL environment variable`).
+    /// Without it the line says `given` (or `default` when neither a URL
+    /// nor a context was given).
+    pub fn origin(mut self, origin: impl Into<String>) -> Self {
+        self.origin = Some(origin.into());
+        self
+    }
+
     /// Where this connects, for messages: `NATS context "prod"`,
     /// `nats://n1:4222 (NATS context "prod")` with a server override, or the
     /// URL list (`nats://127.0.0.1:4222` by default).
@@ -158,9 +169,29 @@ impl Connect {
             opts = opts.ping_interval(interval);
         }
         tracing::debug!(%url, name = %self.name, "connecting to NATS");
-        opts.connect(addrs)
+        let nc = opts
+            .connect(addrs)
             .await
-            .map_err(|source| Failure::Unreachable { url, source })
+            .map_err(|source| Failure::Unreachable {
+                url: url.clone(),
+                source,
+            })?;
+        let origin = match (&self.origin, &self.context, &self.servers) {
+            (Some(o), _, _) => o.clone(),
+            (None, Some(c), _) => format!("NATS context {c:?}"),
+            (None, None, Some(_)) => "given".into(),
+            (None, None, None) => "default: no URL or context given".into(),
+        };
+        let info = nc.server_info();
+        tracing::info!(
+            %url,
+            server = %info.server_name,
+            version = %info.version,
+            jetstream = info.jetstream,
+            from = %origin,
+            "connected to NATS"
+        );
+        Ok(nc)
     }
 }
 

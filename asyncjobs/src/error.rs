@@ -306,8 +306,10 @@ pub enum Error {
     /// Only `new`, `retry` and `blocked` tasks can be enqueued.
     #[error("cannot enqueue a task in state \"{0}\"")]
     CannotEnqueue(TaskState),
-    /// The queue's stream does not exist.
-    #[error("queue not found: {0}")]
+    /// The queue's stream does not exist. The message says how to create
+    /// it: `ajc queue add <name>`, [`Client::prepare_queue`](crate::Client::prepare_queue),
+    /// or starting a worker for it (which creates its queue).
+    #[error("queue not found: {0} (no stream CHORIA_AJ_Q_{0}; create it with `ajc queue add {0}`, Client::prepare_queue, or by starting a worker for it)")]
     QueueNotFound(String),
     /// The queue's stream exists but its `WORKERS` consumer does not.
     #[error("queue consumer not found: queue {0} has no WORKERS consumer")]

@@ -27,23 +27,65 @@ pub type HandlerResult = Result<HandlerOutput, HandlerError>;
 pub struct HandlerError {
     message: String,
     terminate: bool,
+    retry_after: Option<Duration>,
+    no_handler: bool,
 }
 
 impl HandlerError {
-    /// A failure that will be retried with backoff.
+    /// A failure that will be retried after the worker's retry policy's
+    /// backoff (see [`Worker::retry_policy`](crate::Worker::retry_policy)).
     pub fn retry(message: impl fmt::Display) -> HandlerError {
         HandlerError {
             message: message.to_string(),
             terminate: false,
+            retry_after: None,
+            no_handler: false,
+        }
+    }
+
+    /// A failure to be retried after `delay` instead of the retry
+    /// policy's backoff, for example when a rate-limited API says when to
+    /// come back. The try still counts against the task's tries.
+    ///
+    /// ```
+    /// use asyncjobs::HandlerError;
+    /// use std::time::Duration;
+    /// let e = HandlerError::retry_after("rate limited", Duration::from_secs(30));
+    /// assert_eq!(e.retry_delay(), Some(Duration::from_secs(30)));
+    /// assert!(!e.is_terminate());
+    /// ```
+    pub fn retry_after(message: impl fmt::Display, delay: Duration) -> HandlerError {
+        HandlerError {
+            retry_after: Some(delay),
+            ..HandlerError::retry(message)
         }
     }
 
     /// A failure that terminates the task: no more tries.
     pub fn terminate(message: impl fmt::Display) -> HandlerError {
         HandlerError {
-            message: message.to_string(),
             terminate: true,
+            ..HandlerError::retry(message)
         }
+    }
+
+    /// The delay asked for with [`HandlerError::retry_after`].
+    pub fn retry_delay(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
+    /// The router has no handler for the task's type (a retryable error,
+    /// logged as an error by the worker).
+    pub(crate) fn no_handler(message: String) -> HandlerError {
+        HandlerError {
+            no_handler: true,
+            ..HandlerError::retry(message)
+        }
+    }
+
+    /// True for [`HandlerError::no_handler`].
+    pub(crate) fn is_no_handler(&self) -> bool {
+        self.no_handler
     }
 
     /// The error text stored in `last_err`.
@@ -85,10 +127,7 @@ where
             message.push_str(&s.to_string());
             source = s.source();
         }
-        HandlerError {
-            message,
-            terminate: false,
-        }
+        HandlerError::retry(message)
     }
 }
 
@@ -97,6 +136,7 @@ impl fmt::Debug for HandlerError {
         f.debug_struct("HandlerError")
             .field("message", &self.message)
             .field("terminate", &self.terminate)
+            .field("retry_after", &self.retry_after)
             .finish()
     }
 }

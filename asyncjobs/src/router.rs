@@ -133,6 +133,33 @@ impl Router {
         self.routes.is_empty()
     }
 
+    /// `no handler for task type "<type>"`, with the closest registered
+    /// type when one is near (`did you mean "email:new"?`) and the types
+    /// this router handles.
+    fn no_handler_message(&self, task_type: &str) -> String {
+        let mut msg = format!("no handler for task type \"{task_type}\"");
+        let near = self
+            .task_types()
+            .filter(|t| !t.is_empty())
+            .map(|t| (edit_distance(task_type, t), t))
+            .filter(|(d, t)| *d <= (t.chars().count() / 3).max(2))
+            .min();
+        if let Some((_, t)) = near {
+            msg.push_str(&format!(": did you mean \"{t}\"?"));
+        }
+        let mut known: Vec<&str> = self.task_types().collect();
+        known.sort_unstable();
+        msg.push_str(&format!(
+            " (this worker handles: {})",
+            known
+                .iter()
+                .map(|t| format!("{t:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        msg
+    }
+
     /// Runs the task through its handler; an unroutable type gives the
     /// retryable `no handler for task type "<type>"` error (not wrapped in middleware).
     pub fn dispatch(&self, ctx: TaskContext, task: Task) -> BoxFuture<'static, HandlerResult> {
@@ -142,16 +169,56 @@ impl Router {
         {
             Some(h) => h.call(ctx, task),
             None => {
-                let msg = format!("no handler for task type \"{}\"", task.task_type);
-                Box::pin(async move { Err(HandlerError::retry(msg)) })
+                let msg = self.no_handler_message(&task.task_type);
+                Box::pin(async move { Err(HandlerError::no_handler(msg)) })
             }
         }
     }
 }
 
+/// Levenshtein distance in characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                prev
+            } else {
+                1 + prev.min(cur).min(row[j])
+            };
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_types_get_a_suggestion_and_the_known_types() {
+        let r = Router::new()
+            .handle("email:new", ok)
+            .unwrap()
+            .handle("order:confirm", ok)
+            .unwrap();
+        assert_eq!(
+            r.no_handler_message("emial:new"),
+            "no handler for task type \"emial:new\": did you mean \"email:new\"? (this worker handles: \"email:new\", \"order:confirm\")"
+        );
+        assert_eq!(
+            r.no_handler_message("invoice:pay"),
+            "no handler for task type \"invoice:pay\" (this worker handles: \"email:new\", \"order:confirm\")"
+        );
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "ab"), 2);
+        assert_eq!(edit_distance("é", "e"), 1);
+    }
     use std::sync::Mutex;
 
     async fn ok(_: TaskContext, t: Task) -> HandlerResult {
@@ -218,7 +285,10 @@ mod tests {
             .dispatch(TaskContext::detached(task.clone()), task)
             .await
             .unwrap_err();
-        assert_eq!(err.message(), "no handler for task type \"other\"");
+        assert_eq!(
+            err.message(),
+            "no handler for task type \"other\" (this worker handles: \"t\")"
+        );
         assert!(!err.is_terminate());
         assert_eq!(log.lock().unwrap().len(), 3);
     }

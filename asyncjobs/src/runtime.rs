@@ -97,7 +97,10 @@ pub struct WorkerArgs {
     #[arg(long, env = "ASYNCJOBS_CONCURRENCY", value_name = "N", default_value_t = DEFAULT_CONCURRENCY, value_parser = parse_concurrency)]
     pub concurrency: usize,
 
-    /// Retry backoff policy for failed tasks
+    /// Wait between tries of a failed task: "default" and "10m" wait 1 to 10
+    /// minutes (growing with each try, plus up to 90% jitter), "1h" 10 to 60
+    /// minutes, "1m" 1 to 60 seconds. A handler can choose its own delay
+    /// with HandlerError::retry_after
     #[arg(long, env = "ASYNCJOBS_RETRY_POLICY", value_name = "NAME", default_value = "default", value_parser = ["default", "10m", "1h", "1m"])]
     pub retry_policy: String,
 
@@ -175,10 +178,20 @@ impl WorkerArgs {
     /// precedence over `--url`), else `--url` or [`DEFAULT_NATS_URL`]; named
     /// [`CONNECTION_NAME`], with the default 5 second time-out.
     pub fn connection(&self) -> Connect {
+        let from_env = |var: &str, value: &String| std::env::var(var).ok().as_ref() == Some(value);
         match (&self.context, &self.url) {
-            (Some(c), _) => Connect::context(c.clone()),
-            (None, Some(u)) => Connect::url(u.clone()),
-            (None, None) => Connect::default(),
+            (Some(c), _) => Connect::context(c.clone()).origin(if from_env("NATS_CONTEXT", c) {
+                format!("NATS context {c:?} from NATS_CONTEXT")
+            } else {
+                format!("NATS context {c:?} from --context")
+            }),
+            (None, Some(u)) => Connect::url(u.clone()).origin(if from_env("NATS_URL", u) {
+                "NATS_URL environment variable"
+            } else {
+                "--url flag"
+            }),
+            (None, None) => Connect::default()
+                .origin("default: no --url, --context, NATS_URL or NATS_CONTEXT given"),
         }
         .name(CONNECTION_NAME)
     }
@@ -188,6 +201,31 @@ fn parse_concurrency(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(n) if n > 0 => Ok(n),
         _ => Err("must be a whole number of at least 1".into()),
+    }
+}
+
+/// Crates whose logs stay at WARN when `--log-level` is a bare level
+/// (NATS client internals, HTTP and TLS stacks): `--log-level debug` shows
+/// asyncjobs and the program's own debug lines, not theirs. Name a crate
+/// in the filter to see it (`debug,async_nats=debug`).
+const QUIET_DEPENDENCIES: &[&str] = &["async_nats", "hyper", "h2", "tower", "rustls", "mio"];
+
+/// The tracing directives for a `--log-level` value: a bare level more
+/// verbose than WARN also holds [`QUIET_DEPENDENCIES`] at WARN; anything
+/// else is used as given.
+pub(crate) fn log_directives(level: &str) -> String {
+    match level
+        .trim()
+        .parse::<tracing_subscriber::filter::LevelFilter>()
+    {
+        Ok(l) if l > tracing_subscriber::filter::LevelFilter::WARN => {
+            let mut d = level.trim().to_string();
+            for c in QUIET_DEPENDENCIES {
+                d.push_str(&format!(",{c}=warn"));
+            }
+            d
+        }
+        _ => level.to_string(),
     }
 }
 
@@ -276,7 +314,7 @@ pub fn main_with(args: WorkerArgs, handlers: Handlers) -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
+    let filter = tracing_subscriber::EnvFilter::try_new(log_directives(&args.log_level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -664,6 +702,16 @@ mod tests {
         assert!(WorkerArgs::try_from_args(["worker", "--concurrency", "0"]).is_err());
         assert!(WorkerArgs::try_from_args(["worker", "--retry-policy", "weekly"]).is_err());
         assert!(WorkerArgs::try_from_args(["worker", "--log-level", "info,=["]).is_err());
+        assert_eq!(
+            log_directives("debug"),
+            "debug,async_nats=warn,hyper=warn,h2=warn,tower=warn,rustls=warn,mio=warn"
+        );
+        assert_eq!(log_directives("warn"), "warn");
+        assert_eq!(log_directives("error"), "error");
+        assert_eq!(
+            log_directives("debug,async_nats=debug"),
+            "debug,async_nats=debug"
+        );
         let a = WorkerArgs::try_from_args(["worker", "--queue", "A,B", "--queue", "C"]).unwrap();
         assert_eq!(a.queues, vec!["A", "B", "C"]);
     }
@@ -685,7 +733,9 @@ mod tests {
         assert_eq!(a.server(), "NATS context \"prod\"");
         assert_eq!(
             a.connection(),
-            Connect::context("prod").name(CONNECTION_NAME)
+            Connect::context("prod")
+                .name(CONNECTION_NAME)
+                .origin("NATS context \"prod\" from --context")
         );
     }
 }

@@ -20,6 +20,9 @@ pub struct NatsServer {
     extra: Vec<String>,
 }
 
+/// Marker in [`NatsServer`]'s extra arguments: start without `-js`.
+const NO_JETSTREAM: &str = "<no jetstream>";
+
 /// Finds the `nats-server` binary tests use.
 pub fn server_binary() -> PathBuf {
     if let Some(bin) = std::env::var_os("NATS_SERVER_BIN").filter(|v| !v.is_empty()) {
@@ -87,11 +90,20 @@ impl NatsServer {
         s
     }
 
+    /// Starts a server without JetStream (core NATS only).
+    pub fn start_without_jetstream() -> NatsServer {
+        Self::start_with(&[NO_JETSTREAM])
+    }
+
     fn spawn(&mut self) {
-        let child = Command::new(&self.bin)
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
-            .arg(self.store.path())
-            .args(&self.extra)
+        let jetstream = !self.extra.iter().any(|a| a == NO_JETSTREAM);
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(["-a", "127.0.0.1", "-p", &self.port.to_string()]);
+        if jetstream {
+            cmd.arg("-js").arg("-sd").arg(self.store.path());
+        }
+        let child = cmd
+            .args(self.extra.iter().filter(|a| *a != NO_JETSTREAM))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

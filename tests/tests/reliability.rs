@@ -272,9 +272,18 @@ async fn purge_can_terminate_the_tasks_it_strands() {
     );
 }
 
-/// A retry policy that always waits `d`.
-fn fixed(d: Duration) -> asyncjobs::LinearPolicy {
-    asyncjobs::LinearPolicy::new(1, d, d + Duration::from_millis(1), 0.0)
+/// A retry policy that always waits the same time.
+#[derive(Debug)]
+struct Fixed(Duration);
+
+impl asyncjobs::RetryPolicy for Fixed {
+    fn duration(&self, _attempt: u64) -> Duration {
+        self.0
+    }
+}
+
+fn fixed(d: Duration) -> Fixed {
+    Fixed(d)
 }
 
 /// A router with an always failing `fail` and a succeeding `ok`.

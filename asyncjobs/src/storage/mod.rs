@@ -974,10 +974,12 @@ impl Storage {
                 crate::metrics::enqueue(queue);
                 return Ok(());
             }
-            Err(e) if e.kind() == PublishErrorKind::StreamNotFound => (
-                "queue not found: nats: no responders available for request".to_string(),
-                Error::QueueNotFound(queue.to_string()),
-            ),
+            // the record says what the caller is told (Go: `queue not
+            // found: nats: no responders available for request`)
+            Err(e) if e.kind() == PublishErrorKind::StreamNotFound => {
+                let err = Error::QueueNotFound(queue.to_string());
+                (err.to_string(), err)
+            }
             Err(e) => {
                 let reason = publish_error_text(&e);
                 (

@@ -6,7 +6,7 @@ use super::execute::{run_handler, Outcome};
 use super::gates::{self, Deps, Gate, Loaded};
 use super::outcome::{
     bounded_error, finish, nak, replace_item, retry_or_expire, save_with_retries, send_ack,
-    superseded, transient_delay, unsaveable, wait,
+    superseded, transient_delay, unsaveable, wait, Failed,
 };
 use super::{Delivered, Shared};
 use crate::error::Error;
@@ -131,6 +131,8 @@ pub(crate) async fn process(shared: &Shared, msg: async_nats::jetstream::Message
             }
             task.state = TaskState::Expired;
             task.last_err = why.last_err().into();
+            tracing::error!(task = %id, r#type = %task.task_type, queue = %shared.name, tries = task.tries,
+                reason = %task.last_err, "task expired");
             finish(shared, &acker, &mut task, AckKind::Term).await;
             return;
         }
@@ -203,20 +205,27 @@ pub(crate) async fn process(shared: &Shared, msg: async_nats::jetstream::Message
                 payload: output,
                 completed: now,
             });
+            tracing::debug!(task = %task.id, r#type = %task.task_type, tries = task.tries, "task complete");
             finish(shared, &acker, &mut task, AckKind::Ack).await;
         }
         Outcome::Done(Err(e)) if e.is_terminate() => {
             task.state = TaskState::Terminated;
             task.last_err = bounded_error(e.message().to_string());
+            tracing::error!(task = %task.id, r#type = %task.task_type, queue = %shared.name, tries = task.tries,
+                error = %task.last_err, "the handler terminated the task: no more tries");
             finish(shared, &acker, &mut task, AckKind::Term).await;
         }
         Outcome::Done(Err(e)) => {
+            let failed = Failed {
+                delay: e.retry_delay(),
+                no_handler: e.is_no_handler(),
+            };
             let expired = failure(&mut task, e.message().to_string());
-            retry_or_expire(shared, &acker, &mut task, &item, expired).await;
+            retry_or_expire(shared, &acker, &mut task, &item, expired, failed).await;
         }
         Outcome::Panicked(msg) => {
             let expired = failure(&mut task, format!("handler panicked: {msg}"));
-            retry_or_expire(shared, &acker, &mut task, &item, expired).await;
+            retry_or_expire(shared, &acker, &mut task, &item, expired, Failed::default()).await;
         }
         Outcome::TimedOut => {
             let expired = failure(
@@ -226,7 +235,7 @@ pub(crate) async fn process(shared: &Shared, msg: async_nats::jetstream::Message
                     shared.queue().effective_max_run_time()
                 ),
             );
-            retry_or_expire(shared, &acker, &mut task, &item, expired).await;
+            retry_or_expire(shared, &acker, &mut task, &item, expired, Failed::default()).await;
         }
         Outcome::Shutdown => {
             // the worker interrupted this try, so it does not count: a task

@@ -32,23 +32,55 @@ pub(crate) async fn send_ack(acker: &Acker, kind: AckKind, task: &str) {
     }
 }
 
-/// Saves a failed try as `retry` and NAKs with the policy's backoff, or,
-/// when `expired`, saves `expired` and terminates the item.
+/// How a failed try asks to be retried.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Failed {
+    /// The handler asked for this delay ([`HandlerError::retry_after`](crate::HandlerError::retry_after)).
+    pub delay: Option<Duration>,
+    /// No handler runs the task's type (logged as an error).
+    pub no_handler: bool,
+}
+
+/// Saves a failed try as `retry` and hands the item back for the policy's
+/// backoff (or the delay the handler asked for), or, when `expired`,
+/// saves `expired` and terminates the item. Logs the failure: WARN with
+/// the try, the tries allowed and the next try's time; ERROR when the task
+/// expired or no handler runs its type.
 pub(crate) async fn retry_or_expire(
     shared: &Shared,
     acker: &Acker,
     task: &mut Task,
     item: &Delivered,
     expired: bool,
+    failed: Failed,
 ) {
+    let limit = shared.queue().effective_max_tries(task.max_tries);
+    let tries = match limit {
+        Some(l) => format!("{} of {l}", task.tries),
+        None => format!("{} (no limit)", task.tries),
+    };
     if expired {
+        tracing::error!(task = %task.id, r#type = %task.task_type, queue = %shared.name, tries = %tries,
+            error = %task.last_err, "task failed and has no tries left: expired");
         finish(shared, acker, task, AckKind::Term).await;
         return;
     }
     // by failed tries, not deliveries: a try that waited on a scheduled
     // item starts on a fresh item (delivery 1)
     let failures = item.delivered.max(u64::try_from(task.tries).unwrap_or(0));
-    let delay = shared.settings.retry.duration(failures);
+    let delay = failed
+        .delay
+        .unwrap_or_else(|| shared.settings.retry.duration(failures));
+    let next = (time::OffsetDateTime::now_utc() + delay)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    if failed.no_handler {
+        tracing::error!(task = %task.id, r#type = %task.task_type, queue = %shared.name, r#try = %tries,
+            next_try = %next, error = %task.last_err, "no handler for this task type; trying again later");
+    } else {
+        tracing::warn!(task = %task.id, r#type = %task.task_type, queue = %shared.name, r#try = %tries,
+            next_try = %next, error = %task.last_err, "task failed; trying again later");
+    }
     match save_with_retries(shared, task).await {
         Err(Error::ConcurrentUpdate(_)) => {
             return Box::pin(superseded(shared, acker, task, AckKind::Ack)).await;

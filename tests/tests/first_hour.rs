@@ -1,0 +1,197 @@
+//! Issue 21: what a newcomer meets at run time — failures that are
+//! visible in the log, a handler-chosen retry delay, clear connection and
+//! queue errors.
+
+use asyncjobs::{Client, HandlerError, Queue, Router, Task, TaskContext, TaskState};
+use asyncjobs_tests::{client, spawn_worker, wait_for, wait_for_state, NatsServer};
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(20);
+
+/// A log sink the test reads back.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+    /// The captured lines mentioning `needle`.
+    fn lines_with(&self, needle: &str) -> Vec<String> {
+        self.text()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// Captures this thread's `asyncjobs` logs at DEBUG (the test runs on a
+/// current-thread runtime, so the worker's tasks log on this thread).
+fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
+    let sink = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(sink.clone())
+        .with_ansi(false)
+        .with_env_filter("asyncjobs=debug")
+        .finish();
+    (sink, tracing::subscriber::set_default(subscriber))
+}
+
+/// A retry policy of exactly 10 minutes.
+#[derive(Debug)]
+struct TenMinutes;
+
+impl asyncjobs::RetryPolicy for TenMinutes {
+    fn duration(&self, _attempt: u64) -> Duration {
+        Duration::from_secs(600)
+    }
+}
+
+fn router() -> Router {
+    Router::new()
+        .handle("email:new", |ctx: TaskContext, _t: Task| async move {
+            if ctx.tries() == 1 {
+                Err(HandlerError::retry_after(
+                    "smtp server busy",
+                    Duration::from_secs(1),
+                ))
+            } else {
+                asyncjobs::handler::to_output(&"sent")
+            }
+        })
+        .unwrap()
+        .handle("order:confirm", |_ctx: TaskContext, _t: Task| async move {
+            Err(asyncjobs::terminate("order 7 does not exist"))
+        })
+        .unwrap()
+}
+
+/// Item 1: a failed try is a WARN naming the task, its type, the try out
+/// of the tries allowed, the next try's time and the error; a terminated
+/// task and an unknown type are ERRORs (the latter with a suggestion and
+/// the known types); a completion is a DEBUG line; the connection is an
+/// INFO line with the server's name and version.
+/// Item 6: the handler's `retry_after` delay is used instead of the
+/// worker's policy (10 minutes here).
+#[tokio::test(flavor = "current_thread")]
+async fn failures_are_logged_and_retry_after_is_honoured() {
+    let (log, _guard) = capture();
+    let server = NatsServer::start();
+    let client = client(&server, Queue::new("Q")).await;
+    let worker = spawn_worker(client.worker(router()).retry_policy(TenMinutes));
+    let mut email = Task::new("email:new", &()).unwrap();
+    client.enqueue(&mut email).await.unwrap();
+    let mut order = Task::new("order:confirm", &()).unwrap();
+    client.enqueue(&mut order).await.unwrap();
+    let mut typo = Task::new("emial:new", &()).unwrap();
+    client.enqueue(&mut typo).await.unwrap();
+
+    let done = wait_for_state(&client, &email.id, TaskState::Complete, T).await;
+    assert_eq!(
+        done.tries, 2,
+        "retried after the handler's 1 s, not 10 minutes"
+    );
+    wait_for_state(&client, &order.id, TaskState::Terminated, T).await;
+    wait_for_state(&client, &typo.id, TaskState::Retry, T).await;
+    wait_for(T, "the log lines", || async {
+        (log.lines_with(&typo.id).iter().any(|l| l.contains("ERROR"))
+            && log.lines_with("task complete").len() == 1)
+            .then_some(())
+    })
+    .await;
+
+    let failed = log.lines_with(&email.id);
+    let warn = failed
+        .iter()
+        .find(|l| l.contains("WARN"))
+        .unwrap_or_else(|| panic!("no WARN for the failed try: {failed:#?}"));
+    for part in [
+        "email:new",
+        "try=1 of 10",
+        "next_try=",
+        "smtp server busy",
+        "trying again",
+    ] {
+        assert!(warn.contains(part), "{part:?} missing in {warn}");
+    }
+    assert!(log
+        .lines_with("task complete")
+        .iter()
+        .all(|l| l.contains("DEBUG") && l.contains(&email.id)));
+
+    let terminated = log.lines_with(&order.id);
+    assert!(
+        terminated
+            .iter()
+            .any(|l| l.contains("ERROR") && l.contains("order 7 does not exist")),
+        "{terminated:#?}"
+    );
+    let unknown = log.lines_with(&typo.id);
+    assert!(
+        unknown.iter().any(|l| l.contains("ERROR")
+            && l.contains(r#"did you mean "email:new"?"#)
+            && l.contains(r#""order:confirm""#)),
+        "{unknown:#?}"
+    );
+    let connected = log.lines_with("connected to NATS");
+    assert!(
+        connected
+            .iter()
+            .any(|l| l.contains("INFO") && l.contains("version=") && l.contains(&server.url())),
+        "{connected:#?}"
+    );
+    worker.stop().await;
+}
+
+/// Item 5: a server without JetStream is named as such, with the fix.
+#[tokio::test]
+async fn a_server_without_jetstream_is_named() {
+    let server = NatsServer::start_without_jetstream();
+    let err = Client::builder()
+        .url(server.url())
+        .build()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("JetStream is not enabled") && err.contains("-js"),
+        "{err}"
+    );
+}
+
+/// Item 5: a malformed URL blames the URL.
+#[tokio::test]
+async fn a_malformed_url_is_named() {
+    for url in ["nats://127.0.0.1:notaport", "nats://[::1", "://nohost"] {
+        let err = Client::builder()
+            .url(url)
+            .build()
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("invalid NATS URL") && err.contains(url),
+            "{url}: {err}"
+        );
+    }
+}
