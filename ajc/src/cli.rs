@@ -316,8 +316,14 @@ pub struct TaskAddArgs {
     /// The task type
     #[arg(value_name = "TYPE")]
     pub task_type: String,
-    /// The task Payload: JSON is stored as given, anything else as a JSON string
-    pub payload: String,
+    /// The task Payload: JSON is stored as given, anything else as a JSON
+    /// string (or use --payload-file)
+    #[arg(conflicts_with = "payload_file")]
+    pub payload: Option<String>,
+    /// Read the payload from this file, "-" for standard input (for
+    /// payloads too large for an argument, up to the server's message size)
+    #[arg(long = "payload-file", value_name = "FILE")]
+    pub payload_file: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub task: TaskSettings,
     /// Sets IDs to depend on, comma sep or pass multiple times
@@ -336,9 +342,10 @@ pub struct TaskAddArgs {
 pub struct TaskRetryArgs {
     /// The Task ID to retry
     pub id: String,
-    /// The name of the queue to add the task to
-    #[arg(short = 'q', long, default_value = "DEFAULT")]
-    pub queue: String,
+    /// The queue to add the task to [default: the task's own queue; the Go
+    /// ajc uses DEFAULT]
+    #[arg(short = 'q', long)]
+    pub queue: Option<String>,
     #[command(flatten)]
     pub out: JsonFlag,
 }

@@ -26,13 +26,15 @@ impl tracing_subscriber::fmt::time::FormatTime for Clock {
     }
 }
 
-/// Logs to stderr: info by default, debug with `--debug`; `RUST_LOG`
-/// overrides both.
+/// Logs to stderr: info by default (without the NATS client's lines),
+/// debug with `--debug`; `RUST_LOG` overrides both.
 fn init_logging(debug: bool) {
     let default = if debug {
         "debug,async_nats=info"
     } else {
-        "info,async_nats=warn"
+        // the NATS client's own lines (for example `authorization
+        // violation`) would repeat the one error ajc prints
+        "info,async_nats=off,asyncjobs::connect=warn"
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));

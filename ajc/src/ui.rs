@@ -77,7 +77,7 @@ impl Ui {
     pub fn confirm(&self, prompt: &str) -> Result<bool> {
         if !self.stdin_tty {
             return Err(CliError::msg(
-                "cannot ask for confirmation without a terminal",
+                "cannot ask for confirmation without a terminal: pass -f to go ahead without asking",
             ));
         }
         let mut err = std::io::stderr();
@@ -88,10 +88,14 @@ impl Ui {
             .lock()
             .read_line(&mut line)
             .map_err(|e| CliError::msg(format!("reading the answer failed: {e}")))?;
-        Ok(matches!(
-            line.trim().to_ascii_lowercase().as_str(),
-            "y" | "yes"
-        ))
+        let yes = matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes");
+        if !yes {
+            let _ = writeln!(
+                err,
+                "Not confirmed: nothing was changed (pass -f to skip this question)"
+            );
+        }
+        Ok(yes)
     }
 
     /// A progress indicator on stderr, or `None` when stderr is not a terminal.

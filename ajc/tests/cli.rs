@@ -357,7 +357,7 @@ async fn queue_commands() {
     // destructive commands need -f without a terminal
     assert_eq!(
         env.run(&["queue", "purge", "BULK"]).await.fails().trim(),
-        "ajc runtime error: cannot ask for confirmation without a terminal"
+        "ajc runtime error: cannot ask for confirmation without a terminal: pass -f to go ahead without asking"
     );
     assert_eq!(
         env.run(&["queue", "purge", "BULK", "-f"]).await.ok(),
@@ -1300,4 +1300,97 @@ async fn task_initialize_creates_the_store_go_creates() {
         c
     };
     assert_eq!(config(&ours), config(&theirs));
+}
+
+impl Env {
+    /// `ajc ARGS` with `input` on standard input (not a terminal).
+    async fn run_with_input(&self, args: &[&str], input: &[u8]) -> Out {
+        let mut c = self.cmd(true);
+        c.args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().expect("running ajc");
+        let mut stdin = child.stdin.take().unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut stdin, input)
+            .await
+            .unwrap();
+        drop(stdin);
+        let o = child.wait_with_output().await.unwrap();
+        Out {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).to_string(),
+            stderr: String::from_utf8_lossy(&o.stderr).to_string(),
+        }
+    }
+}
+
+/// Issue 21, item 10: payloads from a file or standard input (larger than
+/// an argument may be), the decoded payload in `task view`, `task retry`
+/// keeping the task's own queue, and refusals that mention `-f`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_hour_cli() {
+    let env = Env::new();
+    env.run(&["queue", "add", "EMAIL"]).await.ok();
+    let big = format!(r#"{{"body":"{}"}}"#, "x".repeat(300_000));
+    let file = env.config.path().join("payload.json");
+    std::fs::write(&file, &big).unwrap();
+    let from_file = task_id(
+        env.run(&[
+            "task",
+            "add",
+            "big",
+            "--payload-file",
+            file.to_str().unwrap(),
+            "-q",
+            "EMAIL",
+        ])
+        .await
+        .ok(),
+    );
+    let v = env
+        .run(&["task", "view", &from_file, "--json"])
+        .await
+        .json();
+    assert_eq!(payload_of(&v), big.as_bytes());
+    let from_stdin = task_id(
+        env.run_with_input(
+            &["task", "add", "small", "--payload-file", "-", "-q", "EMAIL"],
+            br#"{"to":"a@example.net"}"#,
+        )
+        .await
+        .ok(),
+    );
+    let view = env.run(&["task", "view", &from_stdin]).await;
+    assert!(
+        view.ok()
+            .contains("Payload:\n{\n  \"to\": \"a@example.net\"\n}"),
+        "{view:#?}"
+    );
+    let none = env.run(&["task", "add", "none"]).await;
+    assert!(
+        none.code != 0 && none.stderr.contains("--payload-file"),
+        "{none:#?}"
+    );
+
+    // retry keeps the task's own queue unless -q says otherwise
+    let retried = env
+        .run(&["task", "retry", &from_stdin, "--json"])
+        .await
+        .json();
+    assert_eq!(retried["queue"], "EMAIL");
+    let info = env.client().await.queue_info("EMAIL").await.unwrap();
+    assert_eq!(info.stream.messages, 2);
+
+    // a confirmation that cannot be asked, or is refused, says how to go ahead
+    assert!(env
+        .run(&["task", "rm", &from_stdin])
+        .await
+        .fails()
+        .contains("pass -f"));
+    let refused = env
+        .run_on_terminal(&["task", "rm", &from_stdin], "n\n")
+        .await;
+    assert!(refused.stdout.contains("pass -f"), "{refused:#?}");
+    env.run(&["task", "view", &from_stdin]).await.ok();
 }

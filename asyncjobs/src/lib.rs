@@ -137,6 +137,12 @@
 //!   [`Worker::scheduled_waits(false)`](Worker::scheduled_waits) keep Go's
 //!   NAK. Backoff follows the task's failed tries (Go: the item's
 //!   deliveries, which a fresh item resets).
+//! * **Errors say what to do.** A task enqueued to a missing queue is
+//!   saved `queue_error` with the same message the caller gets, naming how
+//!   to create the queue (Go: `queue not found: nats: no responders
+//!   available for request`); a task of an unknown type keeps Go's `no
+//!   handler for task type "<type>"` followed by the closest known type and
+//!   the types the worker handles.
 //! * **A deleted queue is reported, not hammered.** When pull requests are
 //!   refused because the queue's stream or `WORKERS` consumer is gone, the
 //!   worker logs an error naming what is missing, counts

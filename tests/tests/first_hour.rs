@@ -45,16 +45,19 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
     }
 }
 
-/// Captures this thread's `asyncjobs` logs at DEBUG (the test runs on a
-/// current-thread runtime, so the worker's tasks log on this thread).
-fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
+/// Captures the `asyncjobs` logs of this test binary at DEBUG (as the
+/// global subscriber: a thread-scoped one can miss events whose callsites
+/// other tests' threads registered first).
+fn capture() -> Captured {
     let sink = Captured::default();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(sink.clone())
         .with_ansi(false)
         .with_env_filter("asyncjobs=debug")
         .finish();
-    (sink, tracing::subscriber::set_default(subscriber))
+    tracing::subscriber::set_global_default(subscriber)
+        .expect("the first global subscriber of this test binary (unset ASYNCJOBS_TEST_LOG)");
+    sink
 }
 
 /// A retry policy of exactly 10 minutes.
@@ -93,9 +96,9 @@ fn router() -> Router {
 /// INFO line with the server's name and version.
 /// Item 6: the handler's `retry_after` delay is used instead of the
 /// worker's policy (10 minutes here).
-#[tokio::test(flavor = "current_thread")]
+#[tokio::test]
 async fn failures_are_logged_and_retry_after_is_honoured() {
-    let (log, _guard) = capture();
+    let log = capture();
     let server = NatsServer::start();
     let client = client(&server, Queue::new("Q")).await;
     let worker = spawn_worker(client.worker(router()).retry_policy(TenMinutes));

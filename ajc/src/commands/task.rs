@@ -153,7 +153,16 @@ pub fn state_style(s: TaskState) -> Option<Style> {
 
 /// `task add`: builds the task before connecting, then enqueues it.
 async fn add(ctx: &Ctx, keys: Option<Keys>, a: &TaskAddArgs) -> Result<()> {
-    let payload = payload_bytes(&a.payload, a.raw_string)?;
+    let text = match (&a.payload, &a.payload_file) {
+        (Some(p), _) => p.clone(),
+        (None, Some(file)) => read_payload_file(file)?,
+        (None, None) => {
+            return Err(CliError::msg(
+                "a payload is required: give it as an argument or with --payload-file FILE (- for standard input)",
+            ))
+        }
+    };
+    let payload = payload_bytes(&text, a.raw_string)?;
     let mut b = with_settings(
         Task::builder(a.task_type.clone()).raw_payload(payload),
         &a.task,
@@ -183,9 +192,48 @@ async fn add(ctx: &Ctx, keys: Option<Keys>, a: &TaskAddArgs) -> Result<()> {
     Ok(())
 }
 
-/// `task retry`: re-enqueues into `--queue` and shows the task.
+/// Reads a payload from `file`, or from standard input for `-`.
+fn read_payload_file(file: &std::path::Path) -> Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    let read = if file.as_os_str() == "-" {
+        std::io::stdin().read_to_string(&mut text)
+    } else {
+        std::fs::File::open(file).and_then(|mut f| f.read_to_string(&mut text))
+    };
+    read.map_err(|e| {
+        CliError::msg(format!(
+            "reading the payload from {} failed: {e}",
+            if file.as_os_str() == "-" {
+                "standard input".to_string()
+            } else {
+                file.display().to_string()
+            }
+        ))
+    })?;
+    Ok(text)
+}
+
+/// `task retry`: re-enqueues into `--queue` (default: the task's own
+/// queue; Go's default is `DEFAULT`, where the task's workers may never
+/// see it) and shows the task.
 async fn retry(ctx: &Ctx, keys: Option<Keys>, a: &TaskRetryArgs) -> Result<()> {
-    let client = client(&ctx.global, Prepare::Queue(a.queue.clone()), |b| {
+    let queue = match &a.queue {
+        Some(q) => q.clone(),
+        None => {
+            let reader = client(&ctx.global, Prepare::Nothing, |b| {
+                Ok(with_keys(b, keys.clone()))
+            })
+            .await?;
+            let task = reader.load_task_unverified(&a.id).await?;
+            if task.queue.is_empty() {
+                asyncjobs::Queue::default_queue().name
+            } else {
+                task.queue
+            }
+        }
+    };
+    let client = client(&ctx.global, Prepare::Queue(queue), |b| {
         Ok(with_keys(b, keys))
     })
     .await?;
@@ -261,7 +309,36 @@ pub fn task_text(ui: &Ui, t: &Task) -> String {
     if t.max_tries > 0 {
         line("Maximum Tries", crate::format::comma(t.max_tries));
     }
+    // beyond Go's block: what the task carries and returned
+    if let Some(p) = &t.payload {
+        let _ = write!(out, "\nPayload:\n{}\n", shown_data(p));
+    }
+    if let Some(r) = &t.result {
+        let _ = write!(
+            out,
+            "\nResult:\n{}\n",
+            shown_data(r.payload.get().as_bytes())
+        );
+    }
     out
+}
+
+/// Longest payload or result `task view` prints, in bytes (`--json` shows any).
+const MAX_SHOWN: usize = 64 * 1024;
+
+/// Stored bytes for `task view`: indented JSON, text, or a size for
+/// binary data and anything longer than [`MAX_SHOWN`].
+fn shown_data(bytes: &[u8]) -> String {
+    if bytes.len() > MAX_SHOWN {
+        return format!("({}, use --json to see it)", iec_bytes(bytes.len() as u64));
+    }
+    match serde_json::from_slice::<serde_json::Value>(bytes) {
+        Ok(v) => serde_json::to_string_pretty(&v).unwrap_or_default(),
+        Err(_) => match std::str::from_utf8(bytes) {
+            Ok(text) => text.to_string(),
+            Err(_) => format!("({} of binary data)", iec_bytes(bytes.len() as u64)),
+        },
+    }
 }
 
 /// `task delete`, after confirmation.
