@@ -1394,3 +1394,18 @@ async fn first_hour_cli() {
     assert!(refused.stdout.contains("pass -f"), "{refused:#?}");
     env.run(&["task", "view", &from_stdin]).await.ok();
 }
+
+/// Issue 21, item 10: a wrong password is one line of error, not the NATS
+/// client's own log line first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_is_one_line() {
+    let env = Env::new();
+    let secured = NatsServer::start_with(&["--user", "u", "--pass", "right"]);
+    let url = secured.url().replace("nats://", "nats://u:wrong@");
+    let mut c = env.cmd(false);
+    c.args(["--server", &url, "queue", "ls"]);
+    let out = output(c).await;
+    let err = out.fails();
+    assert_eq!(err.trim().lines().count(), 1, "{out:#?}");
+    assert!(err.contains("authorization"), "{out:#?}");
+}
