@@ -492,6 +492,13 @@ pub struct CronAddArgs {
     /// Store the payload as a JSON string, as the Go ajc does
     #[arg(long = "raw-string")]
     pub raw_string: bool,
+    /// Write the schedule exactly as the Go ajc does, so Go and Rust
+    /// scheduler leaders give its tasks the same payload (Go's encoding:
+    /// the JSON string of the payload's base64). Use it when Go schedulers
+    /// may lead; without it tasks get the payload unchanged, which only
+    /// Rust schedulers honour
+    #[arg(long = "go-encoding")]
+    pub go_encoding: bool,
     #[command(flatten)]
     pub task: TaskSettings,
     #[command(flatten)]

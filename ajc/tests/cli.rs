@@ -736,6 +736,23 @@ async fn scheduler_creates_tasks() {
     ])
     .await
     .ok();
+    // written as Go writes it: every scheduler gives its tasks Go's payload
+    let go = env
+        .run(&[
+            "task",
+            "cron",
+            "add",
+            "tick-go",
+            "@every 1s",
+            "tick:go",
+            "--payload",
+            r#"{"n":1}"#,
+            "--go-encoding",
+            "--json",
+        ])
+        .await
+        .json();
+    assert!(go.get("payload_encoding").is_none(), "{go}");
     let mut sched = env.cmd(true);
     sched
         .args(["task", "cron", "scheduler", "s1"])
@@ -762,6 +779,31 @@ async fn scheduler_creates_tasks() {
     .await;
     assert_eq!(found.payload.as_deref(), Some(br#"{"n":1}"#.as_slice()));
     assert_eq!(found.queue, "DEFAULT");
+    let go_task = wait_for(
+        Duration::from_secs(25),
+        "a Go-encoded scheduled task",
+        || {
+            let client = client.clone();
+            async move {
+                let mut s = client.list_tasks(100).await.ok()?;
+                use futures::StreamExt;
+                while let Some(t) = s.next().await {
+                    if let Ok(t) = t {
+                        if t.task_type == "tick:go" {
+                            return Some(t);
+                        }
+                    }
+                }
+                None
+            }
+        },
+    )
+    .await;
+    // the JSON string of the base64 of {"n":1}, as a Go leader makes it
+    assert_eq!(
+        go_task.payload.as_deref(),
+        Some(br#""eyJuIjoxfQ==""#.as_slice())
+    );
     child.kill().await.unwrap();
 }
 

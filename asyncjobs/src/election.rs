@@ -257,6 +257,9 @@ struct State {
     announced: bool,
     /// When the request that last wrote the key was sent.
     refreshed: Option<Instant>,
+    /// Campaigns have been failing (for example the bucket is missing):
+    /// the first failure is a warning, repeats are debug lines.
+    failing: bool,
 }
 
 struct Inner {
@@ -375,13 +378,29 @@ impl Election {
                 Ok(rev) => {
                     tracing::debug!(name = %inner.name, key = %inner.key, rev, "election key created; announcing after the next refresh");
                     let mut st = inner.state.lock().expect("election state");
+                    if std::mem::take(&mut st.failing) {
+                        tracing::info!(name = %inner.name, key = %inner.key, "election campaigns work again");
+                    }
                     st.revision = Some(rev);
                     st.refreshed = Some(sent);
                     st.announced = false;
                 }
-                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
+                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                    if std::mem::take(&mut inner.state.lock().expect("election state").failing) {
+                        tracing::info!(name = %inner.name, key = %inner.key, "election campaigns work again");
+                    }
+                }
                 Err(e) => {
-                    tracing::warn!(name = %inner.name, key = %inner.key, error = %e, "election campaign failed")
+                    let first = !std::mem::replace(
+                        &mut inner.state.lock().expect("election state").failing,
+                        true,
+                    );
+                    if first {
+                        tracing::warn!(name = %inner.name, key = %inner.key, error = %e,
+                            "election campaign failed (is the election bucket missing?); trying again every campaign interval");
+                    } else {
+                        tracing::debug!(name = %inner.name, key = %inner.key, error = %e, "election campaign failed again");
+                    }
                 }
             },
             Some(rev) => {

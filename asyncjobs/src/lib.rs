@@ -154,6 +154,15 @@
 //!   slots that passed while the election moved are created once the new
 //!   leader is elected; the deterministic slot ids keep a slot the old
 //!   leader fired from firing twice. Go loses those slots.
+//! * **A scheduler survives its buckets being deleted.** When the
+//!   configuration or election bucket disappears under a running
+//!   scheduler, it keeps running, logs what is missing (once per outage
+//!   for elections), retries with a backoff (1 s doubling to 30 s) and,
+//!   once the buckets are re-created, re-reads the schedules from scratch:
+//!   schedules no longer stored stop, new ones start. `ajc task cron add
+//!   --go-encoding` writes a schedule exactly as Go does, so Go and Rust
+//!   leaders give its tasks the same payload (use it while Go schedulers
+//!   may lead; see [`PayloadEncoding`]).
 //! * **Schedules that can never fire are refused** (`0 0 30 2 *`,
 //!   `0 0 31 4 *`): creating or updating one is an error saying it never
 //!   fires, where Go stores it and never runs it.

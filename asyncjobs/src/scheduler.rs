@@ -419,6 +419,9 @@ fn fnv1a_128(data: &[u8]) -> u128 {
         .fold(OFFSET, |h, &b| (h ^ b as u128).wrapping_mul(PRIME))
 }
 
+/// Longest wait between attempts to watch the scheduled tasks again.
+const WATCH_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
 async fn config_store(client: &Client) -> Result<kv::Store, ScheduleError> {
     client
         .storage()
@@ -812,24 +815,38 @@ impl Scheduler {
         result
     }
 
+    /// Follows the stored schedules until `stop`. Each time the watch is
+    /// (re)made, the schedules are re-read from scratch: those no longer
+    /// stored stop (the bucket may have been deleted and re-created, so
+    /// revisions cannot be trusted) and the stored ones are applied (a
+    /// schedule that did not change keeps running). A failing watch keeps
+    /// the running schedules, logs what is wrong and is made again after
+    /// 1 s, doubling to [`WATCH_BACKOFF_MAX`].
     async fn watch(&self, store: kv::Store, stop: &CancellationToken) -> Result<(), ScheduleError> {
         let pattern = format!("{SCHEDULED_TASK_KEY_PREFIX}*");
-        let mut last_revision: Option<u64> = None;
+        let mut started = false;
+        let mut backoff = Duration::from_secs(1);
         loop {
-            let watch = match last_revision {
-                None => store.watch_with_history(&pattern).await,
-                Some(rev) => store.watch_from_revision(&pattern, rev + 1).await,
+            let watch = match self.prune_to_stored(&store).await {
+                Ok(()) => store.watch_with_history(&pattern).await.map_err(|e| {
+                    Error::from(nats(
+                        format!("watching scheduled tasks in {CONFIG_BUCKET}"),
+                        e,
+                    ))
+                }),
+                Err(e) => Err(e),
             };
             match watch {
-                Err(e) if last_revision.is_none() => {
-                    return Err(Error::from(nats("watching scheduled tasks", e)).into());
-                }
+                Err(e) if !started => return Err(e.into()),
                 Err(e) => {
-                    tracing::warn!(error = %e, "re-creating the scheduled tasks watch failed")
+                    tracing::warn!(error = %e, retry_in = ?backoff,
+                        "cannot read the scheduled tasks (is the {CONFIG_BUCKET} bucket missing?); running schedules continue");
                 }
                 Ok(mut watch) => {
-                    // the first watch is up: from here on a failure is retried
-                    last_revision.get_or_insert(0);
+                    if started {
+                        tracing::info!("reading the scheduled tasks again");
+                    }
+                    started = true;
                     loop {
                         let item = tokio::select! {
                             _ = stop.cancelled() => return Ok(()),
@@ -837,15 +854,15 @@ impl Scheduler {
                         };
                         match item {
                             Some(Ok(entry)) => {
-                                last_revision = Some(entry.revision);
+                                backoff = Duration::from_secs(1);
                                 self.apply(entry, stop);
                             }
                             Some(Err(e)) => {
-                                tracing::warn!(error = %e, "scheduled tasks watch failed; re-creating it");
+                                tracing::warn!(error = %e, "scheduled tasks watch failed; making it again");
                                 break;
                             }
                             None => {
-                                tracing::warn!("scheduled tasks watch ended; re-creating it");
+                                tracing::warn!("scheduled tasks watch ended; making it again");
                                 break;
                             }
                         }
@@ -854,9 +871,43 @@ impl Scheduler {
             }
             tokio::select! {
                 _ = stop.cancelled() => return Ok(()),
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(WATCH_BACKOFF_MAX);
+        }
+    }
+
+    /// Stops the running schedules that are no longer stored.
+    async fn prune_to_stored(&self, store: &kv::Store) -> Result<(), Error> {
+        let mut keys = store.keys().await.map_err(|e| {
+            Error::from(nats(
+                format!("listing scheduled tasks in {CONFIG_BUCKET}"),
+                e,
+            ))
+        })?;
+        let mut stored = std::collections::HashSet::new();
+        while let Some(key) = keys.next().await {
+            let key = key.map_err(|e| {
+                Error::from(nats(
+                    format!("listing scheduled tasks in {CONFIG_BUCKET}"),
+                    e,
+                ))
+            })?;
+            if let Some(name) = key.strip_prefix(SCHEDULED_TASK_KEY_PREFIX) {
+                stored.insert(name.to_string());
             }
         }
+        let mut entries = self.inner.entries.lock().expect("scheduler entries");
+        entries.retain(|name, entry| {
+            let keep = stored.contains(name);
+            if !keep {
+                entry.stop.cancel();
+                crate::metrics::scheduler_schedules_changed(-1);
+                tracing::info!(schedule = %name, "removed schedule (no longer stored)");
+            }
+            keep
+        });
+        Ok(())
     }
 
     fn apply(&self, entry: kv::Entry, run: &CancellationToken) {

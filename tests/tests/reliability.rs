@@ -229,6 +229,12 @@ async fn raised_run_time_reaches_a_running_worker() {
         })
         .unwrap();
     let worker = spawn_worker(client.worker(router).retry_policy(fast_retry()));
+    // the worker is up once it has made the queue hold scheduled items
+    wait_for(T, "the worker to start", || async {
+        let c = workers_config(&client, "SLOW").await;
+        (c["filter_subject"] == "CHORIA_AJ.Q.SLOW.>").then_some(())
+    })
+    .await;
     let update = asyncjobs::QueueUpdate {
         max_run_time: Some(Duration::from_secs(30)),
         ..Default::default()

@@ -1091,3 +1091,53 @@ async fn failed_creations_are_counted() {
         0.0
     );
 }
+
+/// Kind F: both buckets a scheduler depends on are deleted under it. It
+/// keeps running (no error, no busy loop), stops firing while it cannot
+/// lead, and once the buckets are re-created it is elected again, drops
+/// the schedule that is no longer stored and fires the one added since.
+#[tokio::test]
+async fn scheduler_recovers_when_its_buckets_are_deleted_and_recreated() {
+    let server = NatsServer::start();
+    let client = client(&server, Queue::new("F")).await;
+    let before = Created::watch(client.nats(), "f:before").await;
+    let after = Created::watch(client.nats(), "f:after").await;
+    let scheduler = Scheduler::builder(client.clone(), "survivor")
+        .election(ElectionOptions {
+            interval: Some(Duration::from_secs(1)),
+            max_splay: Duration::from_millis(100),
+            ..Default::default()
+        })
+        .build();
+    let run = start(&scheduler);
+    let template = Task::builder("f:before").build().unwrap();
+    client
+        .new_scheduled_task("before", "@every 1s", "F", &template)
+        .await
+        .unwrap();
+    before.at_least(2, "tasks before the buckets go").await;
+
+    for bucket in ["KV_CHORIA_AJ_CONFIGURATION", "KV_CHORIA_AJ_ELECTIONS"] {
+        let r = js_api(client.nats(), &format!("STREAM.DELETE.{bucket}"), "").await;
+        assert_eq!(r["success"], true, "{r}");
+    }
+    // building a client re-creates missing buckets, as Go's tools do
+    let again = asyncjobs_tests::client(&server, Queue::new("F")).await;
+    let template = Task::builder("f:after").build().unwrap();
+    again
+        .new_scheduled_task("after", "@every 1s", "F", &template)
+        .await
+        .unwrap();
+    after
+        .at_least(2, "tasks from the schedule added after re-creation")
+        .await;
+    let stopped_at = before.len();
+    after.at_least(4, "more tasks of the new schedule").await;
+    assert_eq!(
+        before.len(),
+        stopped_at,
+        "the schedule deleted with its bucket still fires"
+    );
+    assert!(!run.handle.is_finished(), "the scheduler stopped");
+    run.stop().await.unwrap();
+}

@@ -76,12 +76,15 @@ async fn add(ctx: &Ctx, a: &CronAddArgs) -> Result<()> {
     }
     let b = with_settings(b, &a.task)?;
     let template = b.build()?;
-    let schedule = ScheduledTask::new(
+    let mut schedule = ScheduledTask::new(
         a.name.clone(),
         normalize_schedule(&a.schedule),
         a.task.queue.clone(),
         &template,
     )?;
+    if a.go_encoding {
+        schedule = schedule.with_payload_encoding(asyncjobs::PayloadEncoding::Go);
+    }
     let client = client(
         &ctx.global,
         Prepare::Queue(asyncjobs::queue::DEFAULT_QUEUE_NAME.into()),

@@ -929,12 +929,37 @@ impl Storage {
                 "queue {queue} refuses new items when full (max entries with discard new), and message schedules need discard old"
             )));
         }
+        let held = format!("{SCHEDULED_ITEM_PREFIX}{queue}.>");
         let filter = items_filter(queue);
+        let consumer: Info = match api::request(
+            &self.js,
+            &format!("CONSUMER.INFO.{stream}.{WORKERS_CONSUMER}"),
+            &json!({}),
+            || format!("loading consumer {stream}.{WORKERS_CONSUMER}"),
+        )
+        .await
+        {
+            Ok(i) => i,
+            Err(e) if api::is(&e, ErrorCode::CONSUMER_NOT_FOUND) => {
+                return Err(Error::QueueConsumerNotFound(queue.to_string()))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let has_held = info.config["subjects"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|s| s == &json!(held)));
+        if consumer.config["filter_subject"] == json!(filter)
+            && has_held
+            && info.config["allow_msg_schedules"] == json!(true)
+        {
+            // already done: no read-modify-write that could undo a
+            // concurrent `configure_queue`
+            return Ok(true);
+        }
         self.update_workers(queue, |c| {
             c["filter_subject"] = json!(filter);
         })
         .await?;
-        let held = format!("{SCHEDULED_ITEM_PREFIX}{queue}.>");
         self.update_stream(&stream, |c| {
             let subjects = c["subjects"].as_array_mut();
             match subjects {
