@@ -220,8 +220,10 @@ pub mod runtime;
 pub mod scheduler;
 #[cfg(feature = "signing")]
 pub mod signing;
+pub mod state;
 mod storage;
 pub mod task;
+pub mod testing;
 #[doc(hidden)]
 pub mod wire;
 pub mod worker;
@@ -234,17 +236,21 @@ pub use handler::{
     terminate, typed, Handler, HandlerError, HandlerOutput, HandlerResult, TaskContext,
 };
 pub use queue::{Queue, QueueInfo, QueueUpdate};
-pub use registry::{HandlerDef, Handlers};
+pub use registry::{HandlerDef, Handlers, QueueSettings};
 #[cfg(feature = "remote")]
 pub use remote::{ExternalCommand, RequestReply, RequestReplyServer};
 pub use retry::{LinearPolicy, RetryPolicy};
 pub use router::Router;
 pub use scheduler::{PayloadEncoding, ScheduleError, ScheduledTask, Scheduler};
+pub use state::{MissingState, State, States};
 pub use storage::{
     StreamDetails, CONFIG_BUCKET, DISCARDED_BUCKET, ELECTIONS_BUCKET, TASKS_STREAM,
     TASK_SUBJECT_PREFIX,
 };
 pub use task::{Task, TaskBuilder, TaskResult, TaskState};
+/// Cancels running work: the worker's [`run`](Worker::run) stops on it,
+/// [`TaskContext::cancelled`] resolves on it. (`tokio_util::sync::CancellationToken`.)
+pub use tokio_util::sync::CancellationToken;
 pub use wire::{format_duration, parse_duration, parse_signed_duration};
 pub use worker::Worker;
 
@@ -261,13 +267,16 @@ pub mod __private {
     pub use crate::handle::TaskHandle;
     pub use crate::handler::{BoxHandler, HandlerError, TaskContext};
     pub use crate::macro_support::{
-        enqueue, handler, handler_def, task_builder, HandlerFn, HandlerReturn,
-        HandlerReturnWithError, MakeHandler, Typed, Unchecked,
+        assert_module_level, assert_payload, enqueue, handler, handler_def, task_builder,
+        HandlerFn, HandlerReturn, HandlerReturnWithError, HandlerSite, MakeHandler, ModuleLevel,
+        NotAtModuleLevel, StateArg, StateCell, TakeState, TakeStateChecked, TakeStateUnchecked,
+        Typed, Unchecked,
     };
     pub use crate::queue::DEFAULT_QUEUE_NAME;
-    pub use crate::registry::Declared;
-    pub use crate::registry::HandlerDef;
+    pub use crate::registry::{Declared, HandlerDef, QueueSettings, StateDecl};
+    pub use crate::state::{MissingState, State, States};
     pub use crate::task::TaskBuilder;
+    pub use crate::testing::TypedHandlerDef;
     pub use futures;
     pub use inventory;
     pub use serde;
