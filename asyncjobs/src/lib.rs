@@ -11,6 +11,81 @@
 //! `new → active → complete` (or `retry`, `expired`, `terminated`,
 //! `blocked`, `unreachable`, `queue_error`).
 //!
+//! ## Handlers, worker, producer
+//!
+//! Handlers are `async fn`s marked [`#[task_handler]`](task_handler); a
+//! binary made by [`main!`] runs them as a worker; producers enqueue typed
+//! tasks with the helpers the macro generates next to each handler. Keep
+//! the handlers in your package's library (`src/lib.rs` of package `shop`),
+//! at module level:
+//!
+//! ```
+//! pub mod email {
+//!     use asyncjobs::{task_handler, HandlerError, TaskContext};
+//!     use serde::{Deserialize, Serialize};
+//!
+//!     #[derive(Serialize, Deserialize)]
+//!     pub struct NewEmail { pub to: String }
+//!
+//!     #[task_handler("email:new", queue = "EMAIL", max_tries = 5)]
+//!     pub async fn send_email(ctx: TaskContext, email: NewEmail) -> Result<String, HandlerError> {
+//!         if !email.to.contains('@') {
+//!             return Err(asyncjobs::terminate("not an address")); // no more tries
+//!         }
+//!         Ok(format!("sent to {} on try {}", email.to, ctx.tries())) // other errors are retried
+//!     }
+//! }
+//! ```
+//!
+//! The worker, `src/bin/worker.rs`, names the library so that it is linked
+//! and its handlers are registered; it has `--help`, `--url`,
+//! `--concurrency`, `--list-handlers` and the other flags of
+//! [`runtime::WorkerArgs`]:
+//!
+//! ```ignore
+//! asyncjobs::main!(shop);
+//! ```
+//!
+//! A producer (a binary, a web service) enqueues a task whose payload type
+//! is checked at compile time and awaits its typed result:
+//!
+//! ```no_run
+//! # mod shop { pub mod email {
+//! #     #[derive(serde::Serialize, serde::Deserialize)]
+//! #     pub struct NewEmail { pub to: String }
+//! #     #[asyncjobs::task_handler("email:new", queue = "EMAIL", max_tries = 5)]
+//! #     pub async fn send_email(email: NewEmail) -> Result<String, asyncjobs::HandlerError> { Ok(email.to) }
+//! # } }
+//! use shop::email::{send_email, NewEmail};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = asyncjobs::Client::builder()
+//!     .url("nats://127.0.0.1:4222")
+//!     .bind_queue(send_email::QUEUE) // created by the worker
+//!     .build()
+//!     .await?;
+//! let handle = send_email::enqueue(&client, NewEmail { to: "a@example.net".into() }).await?;
+//! let sent: String = handle.wait(&client, std::time::Duration::from_secs(30)).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Then, as needed:
+//!
+//! * **shared state**: [`State<T>`] handler arguments, registered once with
+//!   `main!(shop, state = value)` ([`state`]);
+//! * **middleware** around every handler: `main!(shop, middleware =
+//!   router::from_fn(f))` ([`router::Middleware`], [`router::from_fn`]);
+//! * **your own `main`** with the same flags: [`runtime::App`];
+//! * **tests** without a server: [`testing`] (`TestTask`, `TestWorker`);
+//! * **queue settings** (run time, tries, concurrency) declared on the
+//!   handler: `queue_run_time = "10m"` and friends, see
+//!   [`task_handler`] and [`registry::QueueSettings`].
+//!
+//! ## Without the macros
+//!
+//! Handlers can be closures or functions registered on a [`Router`], run
+//! by a [`Worker`]:
+//!
 //! ```no_run
 //! use asyncjobs::{typed, Client, HandlerError, Router, Task};
 //! use serde::{Deserialize, Serialize};
@@ -29,7 +104,7 @@
 //! let router = Router::new().handle("email:new", typed(|_ctx, email: NewEmail| async move {
 //!     Ok::<_, HandlerError>(format!("sent to {}", email.to))
 //! }))?;
-//! let shutdown = tokio_util::sync::CancellationToken::new();
+//! let shutdown = asyncjobs::CancellationToken::new();
 //! client.worker(router).run(shutdown).await?;
 //! # Ok(()) }
 //! ```
@@ -193,7 +268,8 @@
 //! [`router`], [`handler`], [`retry`], `remote` (request-reply services
 //! and external commands). Operations: [`events`], [`metrics`],
 //! `signing`, [`scheduler`], [`election`], [`cron`]. The handler
-//! framework: [`task_handler`], [`registry`], `runtime` and `main!`.
+//! framework: [`task_handler`], [`registry`], [`state`], `runtime` and
+//! `main!`, and [`testing`] for its tests.
 //! Plumbing: [`connect`], [`natscontext`], [`wire`], [`error`].
 
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]

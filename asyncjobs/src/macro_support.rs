@@ -254,7 +254,7 @@ pub fn assert_module_level<L: AtModuleLevel>(level: L) {
 /// The fallback found by method resolution when the site's own trait is
 /// not in scope, that is when the handler is not at module level.
 pub trait NotAtModuleLevel {
-    /// Returns [`NotModuleLevel`].
+    /// Returns `NotModuleLevel`.
     fn __asyncjobs_module_level(self) -> NotModuleLevel;
 }
 
