@@ -624,7 +624,7 @@ fn generate(args: &Args, func: &ItemFn, handler: &Handler) -> TokenStream {
         let span = fn_name.span();
         let p = at(span);
         quote_spanned! {span=>
-            #[allow(unused_imports, dead_code, clippy::all)]
+            #[allow(unused_imports, dead_code, clippy::all, clippy::pedantic)]
             const _: () = {
                 use super::*;
                 use #p::NotAtModuleLevel as _;

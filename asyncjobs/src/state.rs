@@ -41,6 +41,25 @@
 //! start-up), never per task. Each task's handler call gets its own clone,
 //! so a state should be cheap to clone: an `Arc`, a pool handle, a client
 //! that is itself a handle.
+//!
+//! Handlers written without the macro take their states from the same
+//! [`States`] when they are built:
+//!
+//! ```
+//! use asyncjobs::{typed, HandlerError, Router, State, States};
+//!
+//! #[derive(Clone)]
+//! struct Mailer(&'static str);
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let states = States::new().with(Mailer("smtp.example.net"));
+//! let State(mailer) = State::<Mailer>::from_states(&states)?;
+//! let router = Router::new().handle("email:send", typed(move |_ctx, to: String| {
+//!     let mailer = mailer.clone();
+//!     async move { Ok::<_, HandlerError>(format!("{to} via {}", mailer.0)) }
+//! }))?;
+//! # Ok(()) }
+//! ```
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
