@@ -7,7 +7,19 @@ use syn::parse::{ParseStream, Parser};
 use syn::{Expr, ExprLit, Ident, Lit, LitStr, Token};
 
 /// The options accepted after the task type, in the order the docs list them.
-pub(crate) const OPTIONS: &[&str] = &["queue", "max_tries", "deadline", "crate"];
+pub(crate) const OPTIONS: &[&str] = &[
+    "queue",
+    "max_tries",
+    "deadline",
+    "queue_run_time",
+    "queue_max_tries",
+    "queue_concurrency",
+    "crate",
+];
+
+/// The largest `queue_concurrency` JetStream accepts here (as `ajc queue
+/// configure` and `QueueUpdate::validate`).
+pub(crate) const MAX_QUEUE_CONCURRENCY: i64 = 10_000;
 
 /// The parsed attribute.
 #[derive(Default)]
@@ -20,6 +32,12 @@ pub(crate) struct Args {
     pub max_tries: Option<i64>,
     /// `deadline = "1h"`, in nanoseconds
     pub deadline_ns: Option<u64>,
+    /// `queue_run_time = "10m"`, in nanoseconds
+    pub queue_run_time_ns: Option<u64>,
+    /// `queue_max_tries = 50` (0 = unlimited)
+    pub queue_max_tries: Option<i64>,
+    /// `queue_concurrency = 20`
+    pub queue_concurrency: Option<i64>,
     /// `crate = "path::to::asyncjobs"`
     pub krate: Option<syn::Path>,
 }
@@ -134,7 +152,7 @@ fn apply_option(name: &str, value: &Expr, args: &mut Args, errors: &mut Errors) 
             Ok(n) if n >= 0 => args.max_tries = Some(n),
             _ => errors.spanned(i, "`max_tries` must be an integer from 0 (no per-task limit) to i64::MAX"),
         },
-        ("max_tries", _) if matches!(value, Expr::Unary(u) if matches!(u.op, syn::UnOp::Neg(_))) => {
+        ("max_tries", _) if is_negative(value) => {
             errors.spanned(value, "`max_tries` cannot be negative: use 0 to leave only the queue's limit")
         }
         ("max_tries", _) => errors.spanned(value, "`max_tries` expects an integer literal, e.g. max_tries = 5"),
@@ -146,6 +164,41 @@ fn apply_option(name: &str, value: &Expr, args: &mut Args, errors: &mut Errors) 
             value,
             "`deadline` expects a Go duration string, e.g. deadline = \"1h\" or \"1h30m\"",
         ),
+        ("queue_run_time", Some(Lit::Str(s))) => match parse_run_time(&s.value()) {
+            Ok(ns) => args.queue_run_time_ns = Some(ns),
+            Err(msg) => errors.spanned(s, msg),
+        },
+        ("queue_run_time", _) => errors.spanned(
+            value,
+            "`queue_run_time` expects a Go duration string, e.g. queue_run_time = \"10m\"",
+        ),
+        ("queue_max_tries", Some(Lit::Int(i))) => match i.base10_parse::<i64>() {
+            Ok(n) if n >= 0 => args.queue_max_tries = Some(n),
+            _ => errors.spanned(i, "`queue_max_tries` must be an integer from 0 (unlimited) to i64::MAX"),
+        },
+        ("queue_max_tries", _) if is_negative(value) => errors.spanned(
+            value,
+            "`queue_max_tries` cannot be negative: use 0 for unlimited tries",
+        ),
+        ("queue_max_tries", _) => errors.spanned(
+            value,
+            "`queue_max_tries` expects an integer literal, e.g. queue_max_tries = 50",
+        ),
+        ("queue_concurrency", Some(Lit::Int(i))) => match i.base10_parse::<i64>() {
+            Ok(n) if (1..=MAX_QUEUE_CONCURRENCY).contains(&n) => args.queue_concurrency = Some(n),
+            _ => errors.spanned(
+                i,
+                format!("`queue_concurrency` must be from 1 to {MAX_QUEUE_CONCURRENCY}"),
+            ),
+        },
+        ("queue_concurrency", _) if is_negative(value) => errors.spanned(
+            value,
+            format!("`queue_concurrency` must be from 1 to {MAX_QUEUE_CONCURRENCY}"),
+        ),
+        ("queue_concurrency", _) => errors.spanned(
+            value,
+            "`queue_concurrency` expects an integer literal, e.g. queue_concurrency = 20",
+        ),
         ("crate", Some(Lit::Str(s))) => match s.parse::<syn::Path>() {
             Ok(path) => args.krate = Some(path),
             Err(_) => errors.spanned(s, "`crate` expects a path, e.g. crate = \"my_reexport::asyncjobs\""),
@@ -156,6 +209,10 @@ fn apply_option(name: &str, value: &Expr, args: &mut Args, errors: &mut Errors) 
         ),
         _ => unreachable!("option names are checked before"),
     }
+}
+
+fn is_negative(value: &Expr) -> bool {
+    matches!(value, Expr::Unary(u) if matches!(u.op, syn::UnOp::Neg(_)))
 }
 
 fn check_task_type(lit: &LitStr, errors: &mut Errors) {
@@ -210,9 +267,38 @@ pub(crate) fn parse_deadline(text: &str) -> Result<u64, String> {
     }
 }
 
+/// Parses a queue run time in Go's duration syntax into nanoseconds; it
+/// must be at least one second (the shortest JetStream ack wait the queue
+/// settings accept).
+pub(crate) fn parse_run_time(text: &str) -> Result<u64, String> {
+    let nanos = crate::duration::parse_go_duration(text)?;
+    match u64::try_from(nanos) {
+        Ok(n) if n >= 1_000_000_000 => Ok(n),
+        Ok(_) => Err(format!(
+            "queue run time {:?} is too short: the shortest is 1s",
+            text.trim()
+        )),
+        Err(_) => Err(format!(
+            "invalid duration {:?}: must not be negative",
+            text.trim()
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_times() {
+        assert_eq!(parse_run_time("10m"), Ok(600_000_000_000));
+        assert_eq!(parse_run_time("1s"), Ok(1_000_000_000));
+        assert!(parse_run_time("999ms")
+            .unwrap_err()
+            .contains("shortest is 1s"));
+        assert!(parse_run_time("-1m").unwrap_err().contains("negative"));
+        assert!(parse_run_time("1d").is_err());
+    }
 
     #[test]
     fn durations() {

@@ -7,7 +7,7 @@ use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{
-    FnArg, GenericArgument, ItemFn, PathArguments, ReturnType, Signature, Type, TypePath,
+    FnArg, GenericArgument, Ident, ItemFn, PathArguments, ReturnType, Signature, Type, TypePath,
     TypeReference,
 };
 
@@ -21,6 +21,8 @@ enum Ctx {
 /// One argument of the handler, in declaration order.
 enum Arg {
     Ctx(Ctx),
+    /// The index into `Handler::states`.
+    State(usize),
     Payload,
 }
 
@@ -34,10 +36,19 @@ struct Return {
     error: Option<Type>,
 }
 
+/// A `State<T>` argument.
+struct StateArg {
+    /// The argument's type as written, `State<T>`.
+    ty: Type,
+    /// `T`.
+    inner: Type,
+}
+
 /// Everything checked about the function.
 struct Handler {
     args: Vec<Arg>,
     payload: Type,
+    states: Vec<StateArg>,
     ret: Return,
 }
 
@@ -96,6 +107,7 @@ fn check_signature(sig: &Signature, errors: &mut Errors) -> Option<Handler> {
     }
 
     let mut args = Vec::new();
+    let mut states: Vec<StateArg> = Vec::new();
     let mut payload: Option<Type> = None;
     let mut payload_rejected = false;
     let mut ctx_seen = false;
@@ -120,11 +132,24 @@ fn check_signature(sig: &Signature, errors: &mut Errors) -> Option<Handler> {
             args.push(Arg::Ctx(ctx));
             continue;
         }
+        match state_inner(ty, errors) {
+            Some(Some(inner)) => {
+                args.push(Arg::State(states.len()));
+                states.push(StateArg {
+                    ty: ty.clone(),
+                    inner,
+                });
+                continue;
+            }
+            // a state taken wrongly: reported, and not a payload either
+            Some(None) => continue,
+            None => {}
+        }
         if payload.is_some() || payload_rejected {
             errors.spanned(
                 pat_type,
-                "a task handler takes one payload argument and optionally a `TaskContext`; \
-                 put further values in the payload type",
+                "a task handler takes one payload argument, optionally a `TaskContext` and \
+                 any number of `State<T>`; put further values in the payload type",
             );
             continue;
         }
@@ -162,8 +187,39 @@ fn check_signature(sig: &Signature, errors: &mut Errors) -> Option<Handler> {
     Some(Handler {
         args,
         payload: payload?,
+        states,
         ret: ret?,
     })
+}
+
+/// Is this argument a shared state (`State<T>`, any path)? `Some(Some(T))`
+/// when it is, `Some(None)` when it is one taken wrongly (reported).
+fn state_inner(ty: &Type, errors: &mut Errors) -> Option<Option<Type>> {
+    match ty {
+        Type::Path(p) => {
+            let last = p.path.segments.last()?;
+            if p.qself.is_some() || last.ident != "State" {
+                return None;
+            }
+            match &last.arguments {
+                PathArguments::AngleBracketed(a) if a.args.len() == 1 => match a.args.first() {
+                    Some(GenericArgument::Type(t)) => Some(Some(t.clone())),
+                    _ => None,
+                },
+                _ => None,
+            }
+        }
+        Type::Reference(r) => {
+            state_inner(&r.elem, &mut Errors::default())?;
+            errors.spanned(
+                r.and_token,
+                "take shared state by value: `State(db): State<Db>` (it is cloned for every task)",
+            );
+            Some(None)
+        }
+        Type::Paren(p) => state_inner(&p.elem, errors),
+        _ => None,
+    }
 }
 
 /// Is this argument the task context (`TaskContext` or `&TaskContext`, any path)?
@@ -316,6 +372,23 @@ fn type_name(ty: &Type) -> String {
     s
 }
 
+/// The generated code, in two places:
+///
+/// * beside the function, in its scope (where its types resolve as written):
+///   the bound checks, an adapter `__asyncjobs_<fn>_run`, an
+///   `impl HandlerSite for <fn>::__Key` giving the payload and result types
+///   and building the handler, and a trait `__asyncjobs_<fn>_AtModuleLevel`;
+/// * the module `<fn>`, which reaches those types only through
+///   `<__Key as HandlerSite>` (never `super::`), so it compiles wherever the
+///   function is declared.
+///
+/// A handler must be at module level: its module's items are useless inside
+/// a function body, and its registration would be spooky there. The module
+/// checks this by glob-importing its parent (`use super::*`) and calling a
+/// method: at module level the parent holds the site's trait, whose method
+/// (taking `self` by value) wins; in a function body `super` skips the body,
+/// so only the fallback for `&T` applies, and its result fails an
+/// `on_unimplemented` bound with one message at the function's name.
 fn generate(args: &Args, func: &ItemFn, handler: &Handler) -> TokenStream {
     // Generated code reaches the runtime only through `__private`, so the
     // crate path itself is not kept around.
@@ -330,8 +403,8 @@ fn generate(args: &Args, func: &ItemFn, handler: &Handler) -> TokenStream {
     let vis = &func.vis;
     let fn_name = &func.sig.ident;
     let unraw = fn_name.unraw();
-    let payload_alias = format_ident!("__asyncjobs_{}_Payload", unraw);
-    let output_alias = format_ident!("__asyncjobs_{}_Output", unraw);
+    let run_fn = format_ident!("__asyncjobs_{}_run", unraw);
+    let level_trait = format_ident!("__asyncjobs_{}_AtModuleLevel", unraw);
 
     let task_type = args
         .task_type
@@ -348,14 +421,17 @@ fn generate(args: &Args, func: &ItemFn, handler: &Handler) -> TokenStream {
         Some(q) => quote!(#q),
         None => quote!(#private::DEFAULT_QUEUE_NAME),
     };
-    let max_tries = match args.max_tries {
-        Some(n) => quote!(::core::option::Option::Some(#n)),
+    let option = |v: Option<TokenStream>| match v {
+        Some(v) => quote!(::core::option::Option::Some(#v)),
         None => quote!(::core::option::Option::None),
     };
-    let deadline = match args.deadline_ns {
-        Some(ns) => quote!(::core::option::Option::Some(::core::time::Duration::from_nanos(#ns))),
-        None => quote!(::core::option::Option::None),
-    };
+    let nanos =
+        |ns: Option<u64>| option(ns.map(|ns| quote!(::core::time::Duration::from_nanos(#ns))));
+    let max_tries = option(args.max_tries.map(|n| quote!(#n)));
+    let deadline = nanos(args.deadline_ns);
+    let queue_run_time = nanos(args.queue_run_time_ns);
+    let queue_max_tries = option(args.queue_max_tries.map(|n| quote!(#n)));
+    let queue_concurrency = option(args.queue_concurrency.map(|n| quote!(#n)));
 
     let payload_ty = &handler.payload;
     let ret_ty = &handler.ret.ty;
@@ -382,14 +458,17 @@ fn generate(args: &Args, func: &ItemFn, handler: &Handler) -> TokenStream {
     // Every token of a predicate must carry the user's span: a predicate
     // mixing in call-site tokens is reported at the attribute instead.
     let at = |span: Span| respan(private.clone(), span);
+    // A call, not a `where` clause: a higher-ranked `where` bound would not
+    // be checked here, and `DeserializeOwned` would hide serde's hint to
+    // derive `Deserialize`.
     let payload_check = {
         let span = payload_ty.span();
         let p = at(span);
-        check(
-            "payload",
-            span,
-            quote_spanned!(span=> #payload_ty: #p::serde::de::DeserializeOwned + ::core::marker::Send + 'static),
-        )
+        quote_spanned! {span=>
+            fn __asyncjobs_check_payload() {
+                #p::assert_payload::<#payload_ty>();
+            }
+        }
     };
     // With `E` written out, `Result<T, E>` is checked for being a result and
     // `E` on its own; otherwise one check covers the result and its error.
@@ -435,6 +514,20 @@ fn generate(args: &Args, func: &ItemFn, handler: &Handler) -> TokenStream {
         }
         None => quote!(),
     };
+    let state_checks = handler.states.iter().enumerate().map(|(i, s)| {
+        let ty = &s.ty;
+        // at `State` itself (a type's own span is its first token's)
+        let span = match ty {
+            Type::Path(p) => p.path.segments.last().map_or(ty.span(), |s| s.ident.span()),
+            _ => ty.span(),
+        };
+        let p = at(span);
+        check(
+            &format!("state{i}"),
+            span,
+            quote_spanned!(span=> #ty: #p::StateArg),
+        )
+    });
     // The handler's future must be `Send` to run on the worker's runtime.
     let placeholders = handler.args.iter().map(|_| quote!(loop {}));
     let send_check = quote_spanned! {fn_name.span()=>
@@ -445,29 +538,101 @@ fn generate(args: &Args, func: &ItemFn, handler: &Handler) -> TokenStream {
         }
     };
 
-    // An adapter with the context by value, in the user's scope (so the
-    // types resolve as written). Being a separate fn, its future's `Send`
-    // is known when the handler below is selected.
+    // An adapter with the context by value and the states in a tuple, in the
+    // user's scope (so the types resolve as written). Being a separate fn,
+    // its future's `Send` is known when the handler below is selected.
+    let state_vars: Vec<Ident> = (0..handler.states.len())
+        .map(|i| format_ident!("__state{}", i))
+        .collect();
+    let state_tys: Vec<&Type> = handler.states.iter().map(|s| &s.ty).collect();
     let call_args = handler.args.iter().map(|a| match a {
         Arg::Ctx(Ctx::Owned) => quote!(__ctx),
         Arg::Ctx(Ctx::Borrowed) => quote!(&__ctx),
+        Arg::State(i) => {
+            let v = &state_vars[*i];
+            quote!(#v)
+        }
         Arg::Payload => quote!(__payload),
     });
-    let run_fn = format_ident!("__asyncjobs_{}_run", unraw);
     let run = quote! {
         #[doc(hidden)]
         #[allow(non_snake_case)]
-        async fn #run_fn(__ctx: #private::TaskContext, __payload: #payload_ty) -> #ret_ty {
+        async fn #run_fn(
+            __ctx: #private::TaskContext,
+            (#(#state_vars,)*): (#(#state_tys,)*),
+            __payload: #payload_ty,
+        ) -> #ret_ty {
             #fn_name(#(#call_args),*).await
         }
     };
+    // Each state is looked up once, here, when the handler is built (at
+    // worker start-up); the closure hands every task a clone. Autoref
+    // specialization as for the handler: `TakeStateChecked` applies when
+    // the argument is a usable `State<T>`, otherwise the check above has
+    // failed the build already.
+    let state_names: Vec<String> = handler.states.iter().map(|s| type_name(&s.inner)).collect();
+    let state_inner: Vec<&Type> = handler.states.iter().map(|s| &s.inner).collect();
     // Autoref specialization: `Typed` applies when every bound above holds;
     // otherwise `Unchecked` is picked (so no second error is reported here),
     // whose use would fail the build after type checking, which the checks
     // above have already failed.
-    let make_handler = quote! {
-        use #private::{Typed as _, Unchecked as _};
-        (&&#private::MakeHandler::<Payload, _>::new(super::#run_fn)).make_handler()
+    let site = quote! {
+        impl #private::HandlerSite for #fn_name::__Key {
+            type Payload = #payload_ty;
+            type Output = #output_ty;
+            const STATES: &'static [#private::StateDecl] = &[
+                #(#private::StateDecl {
+                    type_name: #state_names,
+                    type_id: ::core::any::TypeId::of::<#state_tys>,
+                    full_name: ::core::any::type_name::<#state_inner>,
+                },)*
+            ];
+
+            fn make(
+                __states: &#private::States,
+            ) -> ::core::result::Result<#private::BoxHandler, #private::MissingState> {
+                use #private::{Typed as _, Unchecked as _};
+                use #private::{TakeStateChecked as _, TakeStateUnchecked as _};
+                #(
+                    let #state_vars = (&&#private::TakeState::<#state_tys>::new()).take(__states)?;
+                )*
+                ::core::result::Result::Ok(
+                    (&&#private::MakeHandler::<#payload_ty, _>::new(
+                        move |__ctx: #private::TaskContext, __payload: #payload_ty| {
+                            #run_fn(__ctx, (#(#state_vars.get(),)*), __payload)
+                        },
+                    ))
+                        .make_handler(),
+                )
+            }
+        }
+    };
+    let level_site = quote! {
+        #[doc(hidden)]
+        #[allow(non_camel_case_types, dead_code)]
+        trait #level_trait {
+            fn __asyncjobs_module_level(self) -> #private::ModuleLevel;
+        }
+
+        impl #level_trait for #fn_name::__Key {
+            fn __asyncjobs_module_level(self) -> #private::ModuleLevel {
+                #private::ModuleLevel
+            }
+        }
+    };
+    let level_check = {
+        let span = fn_name.span();
+        let p = at(span);
+        quote_spanned! {span=>
+            #[allow(unused_imports, dead_code, clippy::all, clippy::pedantic)]
+            const _: () = {
+                use super::*;
+                use #p::NotAtModuleLevel as _;
+                fn __asyncjobs_check_module_level() {
+                    #p::assert_module_level(self::__Key.__asyncjobs_module_level());
+                }
+            };
+        }
     };
 
     let line = quote_spanned!(fn_name.span()=> ::core::line!());
@@ -501,6 +666,11 @@ fn generate(args: &Args, func: &ItemFn, handler: &Handler) -> TokenStream {
         quote!()
     } else {
         quote! {
+            /// This handler with its payload and result types, for
+            /// `asyncjobs::testing::TestWorker::call`.
+            pub const TYPED: #private::TypedHandlerDef<Payload, Output> =
+                #private::TypedHandlerDef::__new(HANDLER);
+
             /// A task builder for `payload` with this handler's task type and
             /// defaults (max tries, deadline) applied.
             pub fn task(payload: &Payload) -> #private::TaskBuilder
@@ -545,13 +715,9 @@ fn generate(args: &Args, func: &ItemFn, handler: &Handler) -> TokenStream {
 
         #run
 
-        #[doc(hidden)]
-        #[allow(non_camel_case_types)]
-        type #payload_alias = #payload_ty;
+        #site
 
-        #[doc(hidden)]
-        #[allow(non_camel_case_types)]
-        type #output_alias = #output_ty;
+        #level_site
 
         #[allow(non_snake_case, dead_code, clippy::all)]
         const _: () = {
@@ -559,11 +725,15 @@ fn generate(args: &Args, func: &ItemFn, handler: &Handler) -> TokenStream {
             #return_check
             #output_check
             #error_check
+            #(#state_checks)*
             #send_check
         };
 
         #[doc = #doc_mod]
         #vis mod #fn_name {
+            #[doc(hidden)]
+            pub struct __Key;
+
             #[doc = #doc_task_type]
             pub const TASK_TYPE: &str = #task_type;
 
@@ -577,10 +747,10 @@ fn generate(args: &Args, func: &ItemFn, handler: &Handler) -> TokenStream {
             pub const DEADLINE: ::core::option::Option<::core::time::Duration> = #deadline;
 
             /// The payload type the handler decodes.
-            pub type Payload = super::#payload_alias;
+            pub type Payload = <__Key as #private::HandlerSite>::Payload;
 
             /// The result type stored when the handler succeeds.
-            pub type Output = super::#output_alias;
+            pub type Output = <__Key as #private::HandlerSite>::Output;
 
             /// The handler's registration: pass it to `Router::register` or
             /// `Handlers::with` to register it without the inventory.
@@ -594,14 +764,18 @@ fn generate(args: &Args, func: &ItemFn, handler: &Handler) -> TokenStream {
                 output_type: #output_name,
                 max_tries: MAX_TRIES,
                 deadline: DEADLINE,
-                make: __make_handler,
+                queue_settings: #private::QueueSettings {
+                    max_run_time: #queue_run_time,
+                    max_tries: #queue_max_tries,
+                    max_concurrent: #queue_concurrency,
+                },
+                states: <__Key as #private::HandlerSite>::STATES,
+                make: <__Key as #private::HandlerSite>::make,
             });
 
             #private::inventory::submit! { HANDLER }
 
-            fn __make_handler() -> #private::BoxHandler {
-                #make_handler
-            }
+            #level_check
 
             #enqueue_items
         }

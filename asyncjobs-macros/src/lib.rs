@@ -38,19 +38,28 @@ use proc_macro::TokenStream;
 /// | `task(&payload)` | a `TaskBuilder` with the type and defaults applied |
 /// | `enqueue(&client, payload)` | enqueues into `QUEUE`; returns a `TaskHandle<Output>` |
 /// | `enqueue_with(&client, payload, \|b\| b.depends_on(..))` | the same, adjusting the task first |
+/// | `TYPED` | `HANDLER` with its payload and result types, for `asyncjobs::testing::TestWorker::call` |
 ///
-/// `task`, `enqueue` and `enqueue_with` are not generated for the catch-all
-/// task type `""`.
+/// `task`, `enqueue`, `enqueue_with` and `TYPED` are not generated for the
+/// catch-all task type `""`.
 ///
 /// # The function
 ///
-/// * an `async fn`, not generic, no `self`;
+/// * an `async fn` declared at module level (not inside a function body),
+///   not generic, no `self`;
 /// * one payload argument of any owned type implementing
 ///   `serde::de::DeserializeOwned` (a payload that does not decode
 ///   terminates the task without retries, `last_err` naming the type and the
 ///   decoder's message);
 /// * optionally an `asyncjobs::TaskContext` (by value or by reference), in
-///   either position;
+///   any position;
+/// * any number of shared states, `asyncjobs::State<T>` by value in any
+///   position (`State(db): State<Db>`), where `T: Clone + Send + Sync +
+///   'static`: the worker looks each up by type once at start-up, in the
+///   values registered with `asyncjobs::main!(state = ...)`,
+///   `runtime::App::state` or `Router::with_state`, and refuses to start
+///   naming the type and the handler when one is missing; every task gets a
+///   clone;
 /// * returns `Result<T, E>` (or an alias such as `anyhow::Result<T>`) where
 ///   `T: Serialize` becomes the task result and `E: Into<HandlerError>`:
 ///   any `std::error::Error + Send + Sync`, `anyhow::Error`,
@@ -70,6 +79,16 @@ use proc_macro::TokenStream;
 ///   enqueueing, in Go's duration syntax like every duration of asyncjobs
 ///   (`"300ms"`, `"1.5h"`, `"2h45m"`; units `ns`, `us`, `ms`, `s`, `m`,
 ///   `h`, no days);
+/// * `queue_run_time = "10m"`, `queue_max_tries = 50`,
+///   `queue_concurrency = 20`: the queue's settings when
+///   `asyncjobs::main!()` creates it: how long a handler may run before its
+///   task is redelivered (at least `1s`), deliveries per task (`0`:
+///   unlimited) and handlers running at once across all workers (1 to
+///   10000). Unset, a new queue gets the defaults: `DEFAULT` 1 minute /
+///   100 tries / 100, other queues 1 hour / unlimited / 100. A queue that
+///   already exists keeps its settings (the first creator wins; change them
+///   with `ajc queue configure`), and the worker refuses to start when two
+///   handlers of one queue declare different values;
 /// * `crate = "path::to::asyncjobs"`: where the runtime crate is, for crates
 ///   that re-export it.
 ///
@@ -77,15 +96,17 @@ use proc_macro::TokenStream;
 ///
 /// Misuse is reported at the offending tokens, all problems at once, with
 /// the function emitted unchanged beside the errors. A payload that is not
-/// `DeserializeOwned`, a result that is not `Serialize` and an error type
-/// that does not convert into `HandlerError` are reported on that type.
+/// `Deserialize` (with serde's hint to derive it), a result that is not
+/// `Serialize`, an error type that does not convert into `HandlerError`
+/// and a state that is not `Clone + Send + Sync + 'static` are reported on
+/// that type.
 ///
-/// # Limitations
-///
-/// Declare handlers at module level, not directly inside a function body or
-/// an `impl` block: the generated module refers to the payload and result
-/// types through its parent module. (In a function body, such as a doctest,
-/// put them in an inline `mod`.)
+/// A handler declared inside a function body is one error at its name,
+/// `declare #[task_handler] functions at module level, not inside a
+/// function body`: the generated module would be reachable only inside
+/// that body. Move the function to module level, or into an inline `mod`
+/// (in a doctest, which is itself a function body: `mod jobs { ... }`).
+/// Handlers cannot be associated functions of an `impl` block either.
 #[proc_macro_attribute]
 pub fn task_handler(attr: TokenStream, item: TokenStream) -> TokenStream {
     expand::task_handler(attr.into(), item.into()).into()

@@ -387,6 +387,10 @@ pub enum Error {
     /// No tasks are stored.
     #[error("no tasks found")]
     NoTasks,
+    /// A handler takes a [`State<T>`](crate::State) for which no value was
+    /// registered; the message names the type and the handler.
+    #[error("{0}")]
+    MissingState(#[from] crate::state::MissingState),
 }
 
 impl Error {

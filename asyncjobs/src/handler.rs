@@ -187,8 +187,24 @@ impl std::fmt::Debug for TaskContext {
 
 impl TaskContext {
     /// A context for calling a handler directly (for example in unit tests):
-    /// no lease, never cancelled.
-    pub fn detached(task: Task) -> TaskContext {
+    /// no lease, never cancelled, no handler deadline.
+    ///
+    /// `task` is taken as it is stored before a try, and the context shows
+    /// it as the worker's handler would see it: state `active` and `tries`
+    /// incremented, so a new task's first try reports
+    /// [`tries()`](Self::tries) `== 1`. For other values (a later try, a
+    /// handler deadline, cancellation) use
+    /// [`testing::TestTask`](crate::testing::TestTask).
+    ///
+    /// ```
+    /// let task = asyncjobs::Task::new("email:new", &"a@example.net").unwrap();
+    /// let ctx = asyncjobs::TaskContext::detached(task);
+    /// assert_eq!(ctx.tries(), 1);
+    /// ```
+    pub fn detached(mut task: Task) -> TaskContext {
+        task.state = crate::task::TaskState::Active;
+        task.tries += 1;
+        task.tried = Some(OffsetDateTime::now_utc());
         let task_traceparent = task.traceparent.clone();
         TaskContext {
             task: Arc::new(task),

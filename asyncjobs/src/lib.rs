@@ -11,6 +11,81 @@
 //! `new → active → complete` (or `retry`, `expired`, `terminated`,
 //! `blocked`, `unreachable`, `queue_error`).
 //!
+//! ## Handlers, worker, producer
+//!
+//! Handlers are `async fn`s marked [`#[task_handler]`](task_handler); a
+//! binary made by [`main!`] runs them as a worker; producers enqueue typed
+//! tasks with the helpers the macro generates next to each handler. Keep
+//! the handlers in your package's library (`src/lib.rs` of package `shop`),
+//! at module level:
+//!
+//! ```
+//! pub mod email {
+//!     use asyncjobs::{task_handler, HandlerError, TaskContext};
+//!     use serde::{Deserialize, Serialize};
+//!
+//!     #[derive(Serialize, Deserialize)]
+//!     pub struct NewEmail { pub to: String }
+//!
+//!     #[task_handler("email:new", queue = "EMAIL", max_tries = 5)]
+//!     pub async fn send_email(ctx: TaskContext, email: NewEmail) -> Result<String, HandlerError> {
+//!         if !email.to.contains('@') {
+//!             return Err(asyncjobs::terminate("not an address")); // no more tries
+//!         }
+//!         Ok(format!("sent to {} on try {}", email.to, ctx.tries())) // other errors are retried
+//!     }
+//! }
+//! ```
+//!
+//! The worker, `src/bin/worker.rs`, names the library so that it is linked
+//! and its handlers are registered; it has `--help`, `--url`,
+//! `--concurrency`, `--list-handlers` and the other flags of
+//! [`runtime::WorkerArgs`]:
+//!
+//! ```ignore
+//! asyncjobs::main!(shop);
+//! ```
+//!
+//! A producer (a binary, a web service) enqueues a task whose payload type
+//! is checked at compile time and awaits its typed result:
+//!
+//! ```no_run
+//! # mod shop { pub mod email {
+//! #     #[derive(serde::Serialize, serde::Deserialize)]
+//! #     pub struct NewEmail { pub to: String }
+//! #     #[asyncjobs::task_handler("email:new", queue = "EMAIL", max_tries = 5)]
+//! #     pub async fn send_email(email: NewEmail) -> Result<String, asyncjobs::HandlerError> { Ok(email.to) }
+//! # } }
+//! use shop::email::{send_email, NewEmail};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = asyncjobs::Client::builder()
+//!     .url("nats://127.0.0.1:4222")
+//!     .bind_queue(send_email::QUEUE) // created by the worker
+//!     .build()
+//!     .await?;
+//! let handle = send_email::enqueue(&client, NewEmail { to: "a@example.net".into() }).await?;
+//! let sent: String = handle.wait(&client, std::time::Duration::from_secs(30)).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Then, as needed:
+//!
+//! * **shared state**: [`State<T>`] handler arguments, registered once with
+//!   `main!(shop, state = value)` ([`state`]);
+//! * **middleware** around every handler: `main!(shop, middleware =
+//!   router::from_fn(f))` ([`router::Middleware`], [`router::from_fn`]);
+//! * **your own `main`** with the same flags: [`runtime::App`];
+//! * **tests** without a server: [`testing`] (`TestTask`, `TestWorker`);
+//! * **queue settings** (run time, tries, concurrency) declared on the
+//!   handler: `queue_run_time = "10m"` and friends, see
+//!   [`task_handler`] and [`registry::QueueSettings`].
+//!
+//! ## Without the macros
+//!
+//! Handlers can be closures or functions registered on a [`Router`], run
+//! by a [`Worker`]:
+//!
 //! ```no_run
 //! use asyncjobs::{typed, Client, HandlerError, Router, Task};
 //! use serde::{Deserialize, Serialize};
@@ -29,7 +104,7 @@
 //! let router = Router::new().handle("email:new", typed(|_ctx, email: NewEmail| async move {
 //!     Ok::<_, HandlerError>(format!("sent to {}", email.to))
 //! }))?;
-//! let shutdown = tokio_util::sync::CancellationToken::new();
+//! let shutdown = asyncjobs::CancellationToken::new();
 //! client.worker(router).run(shutdown).await?;
 //! # Ok(()) }
 //! ```
@@ -241,7 +316,8 @@
 //! [`router`], [`handler`], [`retry`], `remote` (request-reply services
 //! and external commands). Operations: [`events`], [`metrics`],
 //! `signing`, [`scheduler`], [`election`], [`cron`]. The handler
-//! framework: [`task_handler`], [`registry`], `runtime` and `main!`.
+//! framework: [`task_handler`], [`registry`], [`state`], `runtime` and
+//! `main!`, and [`testing`] for its tests.
 //! Plumbing: [`connect`], [`natscontext`], [`wire`], [`error`].
 
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
@@ -268,8 +344,10 @@ pub mod runtime;
 pub mod scheduler;
 #[cfg(feature = "signing")]
 pub mod signing;
+pub mod state;
 mod storage;
 pub mod task;
+pub mod testing;
 #[doc(hidden)]
 pub mod wire;
 pub mod worker;
@@ -282,17 +360,21 @@ pub use handler::{
     terminate, typed, Handler, HandlerError, HandlerOutput, HandlerResult, TaskContext,
 };
 pub use queue::{Queue, QueueInfo, QueueUpdate};
-pub use registry::{HandlerDef, Handlers};
+pub use registry::{HandlerDef, Handlers, QueueSettings};
 #[cfg(feature = "remote")]
 pub use remote::{ExternalCommand, RequestReply, RequestReplyServer};
 pub use retry::{LinearPolicy, RetryPolicy};
 pub use router::Router;
 pub use scheduler::{PayloadEncoding, ScheduleError, ScheduledTask, Scheduler};
+pub use state::{MissingState, State, States};
 pub use storage::{
     StreamDetails, CONFIG_BUCKET, DISCARDED_BUCKET, ELECTIONS_BUCKET, EXHAUSTED_STREAM,
     TASKS_STREAM, TASK_SUBJECT_PREFIX,
 };
 pub use task::{Task, TaskBuilder, TaskResult, TaskState};
+/// Cancels running work: the worker's [`run`](Worker::run) stops on it,
+/// [`TaskContext::cancelled`] resolves on it. (`tokio_util::sync::CancellationToken`.)
+pub use tokio_util::sync::CancellationToken;
 pub use wire::{format_duration, parse_duration, parse_signed_duration};
 pub use worker::Worker;
 
@@ -309,13 +391,16 @@ pub mod __private {
     pub use crate::handle::TaskHandle;
     pub use crate::handler::{BoxHandler, HandlerError, TaskContext};
     pub use crate::macro_support::{
-        enqueue, handler, handler_def, task_builder, HandlerFn, HandlerReturn,
-        HandlerReturnWithError, MakeHandler, Typed, Unchecked,
+        assert_module_level, assert_payload, enqueue, handler, handler_def, task_builder,
+        HandlerFn, HandlerReturn, HandlerReturnWithError, HandlerSite, MakeHandler, ModuleLevel,
+        NotAtModuleLevel, StateArg, StateCell, TakeState, TakeStateChecked, TakeStateUnchecked,
+        Typed, Unchecked,
     };
     pub use crate::queue::DEFAULT_QUEUE_NAME;
-    pub use crate::registry::Declared;
-    pub use crate::registry::HandlerDef;
+    pub use crate::registry::{Declared, HandlerDef, QueueSettings, StateDecl};
+    pub use crate::state::{MissingState, State, States};
     pub use crate::task::TaskBuilder;
+    pub use crate::testing::TypedHandlerDef;
     pub use futures;
     pub use inventory;
     pub use serde;

@@ -5,6 +5,7 @@ use crate::client::Client;
 use crate::handle::TaskHandle;
 use crate::handler::{decode_payload, to_output, BoxHandler, HandlerError, TaskContext};
 use crate::registry::{Declared, HandlerDef};
+use crate::state::{MissingState, State, States};
 use crate::task::{Task, TaskBuilder};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -130,6 +131,137 @@ impl<P> NotChecked<P> {
         "#[task_handler] produced a handler whose bounds do not hold but were not reported; \
          this is a bug in asyncjobs-macros"
     );
+}
+
+/// What the code generated next to a handler function provides to the
+/// module of the same name, through `<fn>::__Key`: the module cannot name
+/// the function's types itself (they may be private to the function's
+/// module), so the function's scope implements this for the module's key.
+pub trait HandlerSite {
+    /// The payload type.
+    type Payload;
+    /// The result type.
+    type Output;
+    /// The handler's `State<T>` arguments.
+    const STATES: &'static [crate::registry::StateDecl];
+    /// Builds the handler, taking its states from `states`.
+    fn make(states: &States) -> Result<BoxHandler, MissingState>;
+}
+
+/// Produces a handler's `State<T>` argument for every task: a clone of the
+/// value registered at start-up (type-erased so the generated closure is
+/// `Clone + Send + Sync` whatever the argument's type).
+#[allow(missing_debug_implementations)]
+pub struct StateCell<S>(Arc<dyn Fn() -> S + Send + Sync>);
+
+impl<S> Clone for StateCell<S> {
+    fn clone(&self) -> Self {
+        StateCell(self.0.clone())
+    }
+}
+
+impl<S> StateCell<S> {
+    /// The argument for one task.
+    pub fn get(&self) -> S {
+        (self.0)()
+    }
+}
+
+/// Takes a `State<T>` argument from the registered states; the generated
+/// code calls `(&&TakeState::<S>::new()).take(states)`, which picks
+/// [`TakeStateChecked`] when `S` is a usable `State<T>` and
+/// [`TakeStateUnchecked`] otherwise (then the `StateArg` check has already
+/// failed the build with a message on the argument).
+#[allow(missing_debug_implementations)]
+pub struct TakeState<S>(PhantomData<fn() -> S>);
+
+impl<S> TakeState<S> {
+    /// The taker for arguments of type `S`.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        TakeState(PhantomData)
+    }
+}
+
+/// Picked when `S` is `State<T>` with `T: Clone + Send + Sync + 'static`.
+pub trait TakeStateChecked<S> {
+    /// Looks the value up (once, at start-up).
+    fn take(&self, states: &States) -> Result<StateCell<S>, MissingState>;
+}
+
+impl<T: Clone + Send + Sync + 'static> TakeStateChecked<State<T>> for &TakeState<State<T>> {
+    fn take(&self, states: &States) -> Result<StateCell<State<T>>, MissingState> {
+        let value = states
+            .get::<T>()
+            .cloned()
+            .ok_or_else(MissingState::of::<T>)?;
+        Ok(StateCell(Arc::new(move || State(value.clone()))))
+    }
+}
+
+/// Picked when `S` is not a usable state; never built into a program.
+pub trait TakeStateUnchecked<S> {
+    /// Fails the build.
+    fn take(&self, states: &States) -> Result<StateCell<S>, MissingState>;
+}
+
+impl<S> TakeStateUnchecked<S> for TakeState<S> {
+    fn take(&self, _: &States) -> Result<StateCell<S>, MissingState> {
+        #[allow(clippy::let_unit_value)]
+        let () = NotChecked::<S>::BUG;
+        unreachable!("rejected at compile time")
+    }
+}
+
+/// What a `State<..>` argument of a handler must be.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a handler's shared state",
+    label = "a `State<T>` argument needs `asyncjobs::State<T>` with T: Clone + Send + Sync + 'static",
+    note = "the value is registered once and cloned for every task: derive Clone, or wrap it in an Arc"
+)]
+pub trait StateArg {}
+
+impl<T: Clone + Send + Sync + 'static> StateArg for State<T> {}
+
+/// Fails to compile unless `P` can be a payload; the bound is
+/// `Deserialize` itself so that serde's hint to derive it is shown.
+pub fn assert_payload<P: for<'de> serde::Deserialize<'de> + Send + 'static>() {}
+
+/// What the handler's site returns when it is at module level.
+#[allow(missing_debug_implementations)]
+pub struct ModuleLevel;
+
+/// What the fallback returns when the handler is declared inside a
+/// function body (where the site's trait is not in scope).
+#[allow(missing_debug_implementations)]
+pub struct NotModuleLevel;
+
+/// Implemented only by [`ModuleLevel`].
+#[diagnostic::on_unimplemented(
+    message = "declare #[task_handler] functions at module level, not inside a function body",
+    label = "this handler is declared inside a function body",
+    note = "the macro adds a module of the same name whose items must be reachable from the handler's module: move the function (with its payload and result types) out of the function body, to module level or into an inline `mod` (in a doctest: wrap them in `mod jobs {{ ... }}`)"
+)]
+pub trait AtModuleLevel {}
+
+impl AtModuleLevel for ModuleLevel {}
+
+/// Fails to compile unless `level` is [`ModuleLevel`].
+pub fn assert_module_level<L: AtModuleLevel>(level: L) {
+    let _ = level;
+}
+
+/// The fallback found by method resolution when the site's own trait is
+/// not in scope, that is when the handler is not at module level.
+pub trait NotAtModuleLevel {
+    /// Returns `NotModuleLevel`.
+    fn __asyncjobs_module_level(self) -> NotModuleLevel;
+}
+
+impl<T> NotAtModuleLevel for &T {
+    fn __asyncjobs_module_level(self) -> NotModuleLevel {
+        NotModuleLevel
+    }
 }
 
 /// Builds a [`HandlerDef`] in a constant.

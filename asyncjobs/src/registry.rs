@@ -25,10 +25,12 @@
 //! }
 //! ```
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::handler::BoxHandler;
-use crate::queue::DEFAULT_QUEUE_NAME;
+use crate::queue::{Queue, DEFAULT_QUEUE_NAME};
 use crate::router::Router;
+use crate::state::{MissingState, MissingStates, States};
+use std::any::TypeId;
 use std::fmt;
 use std::time::Duration;
 
@@ -45,7 +47,95 @@ pub struct Declared {
     pub output_type: &'static str,
     pub max_tries: Option<i64>,
     pub deadline: Option<Duration>,
-    pub make: fn() -> BoxHandler,
+    pub queue_settings: QueueSettings,
+    pub states: &'static [StateDecl],
+    pub make: fn(&States) -> std::result::Result<BoxHandler, MissingState>,
+}
+
+/// A `State<T>` argument of a handler. Not part of the public API.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug)]
+pub struct StateDecl {
+    /// `T` as written in the signature.
+    pub type_name: &'static str,
+    /// `TypeId::of::<State<T>>` (the argument's type).
+    pub type_id: fn() -> TypeId,
+    /// `std::any::type_name::<T>`, for messages.
+    pub full_name: fn() -> &'static str,
+}
+
+/// Settings a handler declares for its queue, applied when
+/// `asyncjobs::main!()` creates the queue (an existing queue keeps its own:
+/// the first creator wins).
+///
+/// Set with `#[task_handler(..., queue_run_time = "10m", queue_max_tries = 50,
+/// queue_concurrency = 20)]`; `None` leaves the queue default (`DEFAULT`:
+/// 1 minute run time, 100 tries, 100 concurrent handlers; other queues:
+/// 1 hour, unlimited, 100).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueSettings {
+    /// How long a handler may run before its task is redelivered
+    /// ([`Queue::max_run_time`]).
+    pub max_run_time: Option<Duration>,
+    /// Deliveries per task before it expires, `0` for unlimited
+    /// ([`Queue::max_tries`]).
+    pub max_tries: Option<i64>,
+    /// Handlers running at once across every worker of the queue
+    /// ([`Queue::max_concurrent`]).
+    pub max_concurrent: Option<i64>,
+}
+
+impl QueueSettings {
+    /// The declared settings `queue` (as the server has it) does not
+    /// have, as `name declared X, the queue has Y`; empty when it agrees.
+    pub fn differences(&self, queue: &Queue) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(d) = self.max_run_time {
+            if d != queue.effective_max_run_time() {
+                out.push(format!(
+                    "queue_run_time declared {}, the queue has {}",
+                    crate::wire::format_duration(d),
+                    crate::wire::format_duration(queue.effective_max_run_time())
+                ));
+            }
+        }
+        if let Some(n) = self.max_tries {
+            let has = queue.max_tries.max(0);
+            if n.max(0) != has {
+                out.push(format!(
+                    "queue_max_tries declared {n}, the queue has {has} (0: unlimited)"
+                ));
+            }
+        }
+        if let Some(n) = self.max_concurrent {
+            if n != queue.effective_max_concurrent() {
+                out.push(format!(
+                    "queue_concurrency declared {n}, the queue has {}",
+                    queue.effective_max_concurrent()
+                ));
+            }
+        }
+        out
+    }
+
+    /// True when nothing is declared.
+    pub fn is_empty(&self) -> bool {
+        *self == QueueSettings::default()
+    }
+
+    /// `queue` with the declared settings applied.
+    pub fn apply(&self, mut queue: Queue) -> Queue {
+        if let Some(d) = self.max_run_time {
+            queue.max_run_time = d;
+        }
+        if let Some(n) = self.max_tries {
+            queue.max_tries = n;
+        }
+        if let Some(n) = self.max_concurrent {
+            queue.max_concurrent = n;
+        }
+        queue
+    }
 }
 
 /// A handler declared with `#[task_handler]`: its task type, queue, source
@@ -108,9 +198,61 @@ impl HandlerDef {
         self.d.deadline
     }
 
-    /// A new instance of the handler.
-    pub fn handler(&self) -> BoxHandler {
-        (self.d.make)()
+    /// The settings the handler declares for its queue (`queue_run_time`,
+    /// `queue_max_tries`, `queue_concurrency` in the attribute).
+    pub fn queue_settings(&self) -> QueueSettings {
+        self.d.queue_settings
+    }
+
+    /// The `T` of each [`State<T>`](crate::State) argument, as written in the
+    /// signature.
+    pub fn state_types(&self) -> Vec<&'static str> {
+        self.d.states.iter().map(|s| s.type_name).collect()
+    }
+
+    /// The states the handler takes that `states` lacks, one
+    /// [`MissingState`] each (empty when it has everything).
+    pub fn missing_states(&self, states: &States) -> Vec<MissingState> {
+        self.d
+            .states
+            .iter()
+            .filter(|s| !states.contains_arg((s.type_id)()))
+            .map(|s| self.missing((s.full_name)()))
+            .collect()
+    }
+
+    fn missing(&self, type_name: &'static str) -> MissingState {
+        MissingState {
+            type_name,
+            handler: self.d.name,
+            task_type: self.d.task_type,
+            location: self.location(),
+        }
+    }
+
+    /// A new instance of the handler, for handlers without
+    /// [`State`](crate::State) arguments.
+    ///
+    /// # Errors
+    /// [`MissingState`] when the handler takes a state; use
+    /// [`handler_with`](Self::handler_with).
+    pub fn handler(&self) -> std::result::Result<BoxHandler, MissingState> {
+        self.handler_with(&States::new())
+    }
+
+    /// A new instance of the handler, its [`State`](crate::State) arguments
+    /// taken from `states` (cloned once here, then once per task).
+    ///
+    /// # Errors
+    /// [`MissingState`] naming the first state `states` lacks and this
+    /// handler.
+    pub fn handler_with(&self, states: &States) -> std::result::Result<BoxHandler, MissingState> {
+        (self.d.make)(states).map_err(|m| MissingState {
+            handler: self.d.name,
+            task_type: self.d.task_type,
+            location: self.location(),
+            ..m
+        })
     }
 }
 
@@ -273,12 +415,128 @@ impl Handlers {
         }
     }
 
+    /// Every state a handler takes that `states` lacks, all at once.
+    pub fn check_states(&self, states: &States) -> std::result::Result<(), MissingStates> {
+        let missing: Vec<MissingState> = self
+            .defs
+            .iter()
+            .flat_map(|d| d.missing_states(states))
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(MissingStates(missing))
+        }
+    }
+
+    /// The settings `asyncjobs::main!()` creates `queue` with: `DEFAULT`
+    /// with Go's defaults ([`Queue::default_queue`]), other queues with
+    /// [`Queue::new`]'s, then what the queue's handlers declare
+    /// ([`HandlerDef::queue_settings`]).
+    ///
+    /// # Errors
+    /// [`Error::Config`] when two handlers of the queue declare different
+    /// values for one setting, naming both.
+    pub fn queue(&self, queue: &str) -> Result<Queue> {
+        let merged = self.declared_settings(queue)?;
+        let base = if queue == DEFAULT_QUEUE_NAME {
+            Queue::default_queue()
+        } else {
+            Queue::new(queue)
+        };
+        Ok(merged.apply(base))
+    }
+
+    /// What the handlers of `queue` declare about it, merged.
+    ///
+    /// # Errors
+    /// As [`queue`](Self::queue): two handlers declaring different values.
+    pub fn declared_settings(&self, queue: &str) -> Result<QueueSettings> {
+        let mut merged = QueueSettings::default();
+        let mut from: [Option<&HandlerDef>; 3] = [None; 3];
+        for def in self.defs.iter().filter(|d| d.queue() == queue) {
+            let s = def.queue_settings();
+            merge(
+                &mut merged.max_run_time,
+                s.max_run_time,
+                &mut from[0],
+                def,
+                "queue_run_time",
+                |d| crate::wire::format_duration(*d),
+            )?;
+            merge(
+                &mut merged.max_tries,
+                s.max_tries,
+                &mut from[1],
+                def,
+                "queue_max_tries",
+                i64::to_string,
+            )?;
+            merge(
+                &mut merged.max_concurrent,
+                s.max_concurrent,
+                &mut from[2],
+                def,
+                "queue_concurrency",
+                i64::to_string,
+            )?;
+        }
+        Ok(merged)
+    }
+
     /// A router with every handler of `queue`.
+    ///
+    /// # Errors
+    /// As [`router_with`](Self::router_with) with no states.
     pub fn router(&self, queue: &str) -> Result<Router> {
+        self.router_with(queue, &States::new())
+    }
+
+    /// A router with every handler of `queue`, their
+    /// [`State`](crate::State) arguments taken from `states`.
+    ///
+    /// # Errors
+    /// [`Error::MissingState`] when a handler takes a state `states`
+    /// lacks; a configuration error when two handlers take the same task
+    /// type.
+    pub fn router_with(&self, queue: &str, states: &States) -> Result<Router> {
         self.defs
             .iter()
             .filter(|d| d.queue() == queue)
-            .try_fold(Router::new(), |router, def| router.register(*def))
+            .try_fold(Router::new().with_states(states), |router, def| {
+                router.register(*def)
+            })
+    }
+}
+
+/// Records `value` of one queue setting declared by `def`, failing when an
+/// earlier handler declared another value.
+fn merge<'a, T: PartialEq + Copy>(
+    slot: &mut Option<T>,
+    value: Option<T>,
+    from: &mut Option<&'a HandlerDef>,
+    def: &'a HandlerDef,
+    option: &str,
+    show: impl Fn(&T) -> String,
+) -> Result<()> {
+    let Some(value) = value else { return Ok(()) };
+    match (*slot, *from) {
+        (Some(old), Some(first)) if old != value => Err(Error::Config(format!(
+            "handlers on queue {} declare different {option}: {} at {} says {}, {} at {} says {}",
+            def.queue(),
+            first.name(),
+            first.location(),
+            show(&old),
+            def.name(),
+            def.location(),
+            show(&value),
+        ))),
+        (Some(_), _) => Ok(()),
+        (None, _) => {
+            *slot = Some(value);
+            *from = Some(def);
+            Ok(())
+        }
     }
 }
 
@@ -306,8 +564,95 @@ impl Router {
     ///     assert_eq!(router.route_for("greet"), Some("greet"));
     /// }
     /// ```
+    ///
+    /// # Errors
+    /// [`Error::MissingState`] when the handler takes a
+    /// [`State<T>`](crate::State) no [`with_state`](Router::with_state)
+    /// call registered before; a configuration error when the task type is
+    /// taken.
     pub fn register(self, def: HandlerDef) -> Result<Router> {
-        let handler = def.handler();
+        let handler = def.handler_with(self.states())?;
         self.handle(def.task_type(), move |ctx, task| handler.call(ctx, task))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn declared_settings_are_compared_with_the_queue() {
+        use std::time::Duration;
+        let declared = QueueSettings {
+            max_run_time: Some(Duration::from_secs(600)),
+            max_tries: Some(0),
+            max_concurrent: Some(20),
+        };
+        let mut q = Queue::new("REPORTS")
+            .max_run_time(Duration::from_secs(600))
+            .max_concurrent(20);
+        q.max_tries = -1;
+        assert!(declared.differences(&q).is_empty());
+        let other = Queue::new("REPORTS")
+            .max_run_time(Duration::from_secs(3600))
+            .max_concurrent(100)
+            .max_tries(5);
+        assert_eq!(
+            declared.differences(&other),
+            [
+                "queue_run_time declared 10m0s, the queue has 1h0m0s",
+                "queue_max_tries declared 0, the queue has 5 (0: unlimited)",
+                "queue_concurrency declared 20, the queue has 100",
+            ]
+        );
+        assert!(QueueSettings::default().differences(&other).is_empty());
+    }
+
+    use super::*;
+    use crate::handler::HandlerError;
+
+    #[crate::task_handler("reg:plain", crate = "crate")]
+    async fn plain(n: u8) -> std::result::Result<u8, HandlerError> {
+        Ok(n)
+    }
+
+    #[crate::task_handler(
+        "reg:set",
+        queue = "REG_SET",
+        queue_run_time = "10m",
+        queue_max_tries = 0,
+        queue_concurrency = 3,
+        crate = "crate"
+    )]
+    async fn set(n: u8) -> std::result::Result<u8, HandlerError> {
+        Ok(n)
+    }
+
+    #[crate::task_handler("reg:same", queue = "REG_SET", queue_run_time = "10m", crate = "crate")]
+    async fn same(n: u8) -> std::result::Result<u8, HandlerError> {
+        Ok(n)
+    }
+
+    #[test]
+    fn queue_defaults_and_declared_settings() {
+        let handlers = Handlers::new()
+            .with(plain::HANDLER)
+            .with(set::HANDLER)
+            .with(same::HANDLER);
+        // nothing declared: Go's defaults for DEFAULT, the creation defaults otherwise
+        assert_eq!(handlers.queue("DEFAULT").unwrap(), Queue::default_queue());
+        assert_eq!(handlers.queue("OTHER").unwrap(), Queue::new("OTHER"));
+        // declared, and agreeing where two handlers say the same
+        let q = handlers.queue("REG_SET").unwrap();
+        assert_eq!(q.max_run_time, Duration::from_secs(600));
+        assert_eq!(q.max_tries, 0);
+        assert_eq!(q.max_concurrent, 3);
+        assert_eq!(
+            set::HANDLER.queue_settings(),
+            QueueSettings {
+                max_run_time: Some(Duration::from_secs(600)),
+                max_tries: Some(0),
+                max_concurrent: Some(3),
+            }
+        );
+        assert!(plain::HANDLER.queue_settings().is_empty());
     }
 }

@@ -2,13 +2,144 @@
 
 use crate::error::{Error, Result};
 use crate::handler::{BoxHandler, Handler, HandlerError, HandlerResult, TaskContext};
+use crate::state::States;
 use crate::task::{is_valid_name, Task};
 use futures::future::BoxFuture;
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 
-/// Wraps a handler in another (logging, tracing, auth, …).
+/// Code that runs around handlers: logging, timing, metrics, tracing,
+/// authorisation, error translation.
+///
+/// A middleware is a function from the handler it wraps (`next`) to a new
+/// handler. It is applied once, when the router is built, never per task;
+/// the handler it returns is called for every task, with the task's
+/// [`TaskContext`] and [`Task`] (the payload still as JSON bytes), and
+/// returns what the task's record will show: `Ok` with the result JSON, or
+/// a [`HandlerError`] that is retried or, with
+/// [`HandlerError::terminate`], ends the task. A middleware may act before
+/// and after calling `next`, change the error, or not call `next` at all
+/// (the task then ends as the middleware says).
+///
+/// Write one with [`from_fn`] as an `async` closure or function:
+///
+/// ```
+/// use asyncjobs::router::{from_fn, Next};
+/// use asyncjobs::{HandlerResult, Router, Task, TaskContext};
+///
+/// async fn timing(ctx: TaskContext, task: Task, next: Next) -> HandlerResult {
+///     let started = std::time::Instant::now();
+///     let result = next.run(ctx, task).await;
+///     eprintln!("took {:?}, ok: {}", started.elapsed(), result.is_ok());
+///     result
+/// }
+///
+/// let router = Router::new().layer(from_fn(timing));
+/// ```
+///
+/// or by hand, as a function taking and returning a [`BoxHandler`]:
+///
+/// ```
+/// use asyncjobs::handler::{BoxHandler, Handler};
+/// use asyncjobs::router::Middleware;
+/// use asyncjobs::{Task, TaskContext};
+/// use std::sync::Arc;
+///
+/// let count_calls: Middleware = Arc::new(|next: BoxHandler| -> BoxHandler {
+///     Arc::new(move |ctx: TaskContext, task: Task| {
+///         // runs before the handler; the future it returns is the handler's
+///         next.call(ctx, task)
+///     })
+/// });
+/// ```
+///
+/// Add middleware to every route with [`Router::layer`] (or
+/// `asyncjobs::main!(middleware = ...)`,
+/// [`runtime::App::middleware`](crate::runtime::App::middleware)), or to one
+/// route with [`Router::handle_with`]. The first added is the outermost: it
+/// sees the task first and the result last; global middleware wraps
+/// per-route middleware. A task whose type no handler takes is not passed
+/// through middleware.
+///
+/// This alias is the stored form ([`Router::handle_with`] takes a list of
+/// them); `layer`, `App::middleware` and `main!` take any
+/// `Fn(BoxHandler) -> BoxHandler`, such as what [`from_fn`] returns or a
+/// closure. Pass a `Middleware` value `m` to them as `move |next| m(next)`.
 pub type Middleware = Arc<dyn Fn(BoxHandler) -> BoxHandler + Send + Sync>;
+
+/// The rest of the chain a [`from_fn`] middleware wraps: the next
+/// middleware, or the handler itself.
+#[derive(Clone)]
+pub struct Next {
+    inner: BoxHandler,
+}
+
+impl std::fmt::Debug for Next {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Next").finish_non_exhaustive()
+    }
+}
+
+impl Next {
+    /// Runs the rest of the chain for the task and returns its result.
+    pub fn run(self, ctx: TaskContext, task: Task) -> BoxFuture<'static, HandlerResult> {
+        self.inner.call(ctx, task)
+    }
+}
+
+/// A middleware from an `async` function or closure taking the task's
+/// context, the task and [`Next`], and returning the task's
+/// [`HandlerResult`].
+///
+/// The function is called for every task; calling `next.run(ctx, task)`
+/// runs the handler (and any inner middleware). The result goes to
+/// [`Router::layer`], [`runtime::App::middleware`](crate::runtime::App::middleware)
+/// or `asyncjobs::main!(middleware = ...)` as it is, and is a
+/// [`Middleware`] once wrapped in an `Arc` (`Arc::new(from_fn(f))`, for
+/// [`Router::handle_with`]).
+///
+/// ```
+/// use asyncjobs::router::{from_fn, Next};
+/// use asyncjobs::{HandlerError, HandlerResult, Router, Task, TaskContext};
+///
+/// async fn refuse_on_sunday(ctx: TaskContext, task: Task, next: Next) -> HandlerResult {
+///     if task.task_type.starts_with("sunday:") {
+///         return Err(HandlerError::terminate("no work on Sundays"));
+///     }
+///     next.run(ctx, task).await
+/// }
+///
+/// async fn ok(_: TaskContext, _: Task) -> HandlerResult { asyncjobs::handler::to_output(&"done") }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let router = Router::new()
+///     .handle("", ok).unwrap()
+///     .layer(from_fn(refuse_on_sunday));
+/// let task = Task::new("sunday:lunch", &()).unwrap();
+/// let err = router.dispatch(TaskContext::detached(task.clone()), task).await.unwrap_err();
+/// assert!(err.is_terminate());
+/// # }
+/// ```
+pub fn from_fn<F, Fut>(f: F) -> impl Fn(BoxHandler) -> BoxHandler + Clone + Send + Sync + 'static
+where
+    F: Fn(TaskContext, Task, Next) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = HandlerResult> + Send + 'static,
+{
+    let f = Arc::new(f);
+    move |inner: BoxHandler| -> BoxHandler {
+        let f = f.clone();
+        Arc::new(move |ctx: TaskContext, task: Task| {
+            f(
+                ctx,
+                task,
+                Next {
+                    inner: inner.clone(),
+                },
+            )
+        })
+    }
+}
 
 struct Route {
     handler: BoxHandler,
@@ -36,6 +167,7 @@ pub struct Router {
     by_length: Vec<String>,
     global: Vec<Middleware>,
     compiled: HashMap<String, BoxHandler>,
+    states: States,
 }
 
 impl std::fmt::Debug for Router {
@@ -43,6 +175,7 @@ impl std::fmt::Debug for Router {
         f.debug_struct("Router")
             .field("task_types", &self.by_length)
             .field("middleware", &self.global.len())
+            .field("states", &self.states)
             .finish_non_exhaustive()
     }
 }
@@ -88,7 +221,8 @@ impl Router {
         Ok(self)
     }
 
-    /// Adds global middleware wrapping every route (first added = outermost).
+    /// Adds global middleware wrapping every route, registered before or
+    /// after (first added = outermost); see [`Middleware`] and [`from_fn`].
     pub fn layer(
         mut self,
         middleware: impl Fn(BoxHandler) -> BoxHandler + Send + Sync + 'static,
@@ -96,6 +230,46 @@ impl Router {
         self.global.push(Arc::new(middleware));
         self.compile();
         self
+    }
+
+    /// Registers `value` as the [`State<T>`](crate::State) of its type for
+    /// handlers [`register`](Router::register)ed after this call (a value of
+    /// the same type registered before is replaced).
+    ///
+    /// ```
+    /// mod jobs {
+    ///     #[derive(Clone)]
+    ///     pub struct Greeting(pub &'static str);
+    ///
+    ///     #[asyncjobs::task_handler("greet")]
+    ///     pub async fn greet(
+    ///         asyncjobs::State(g): asyncjobs::State<Greeting>,
+    ///         name: String,
+    ///     ) -> Result<String, asyncjobs::HandlerError> {
+    ///         Ok(format!("{} {name}", g.0))
+    ///     }
+    /// }
+    ///
+    /// let router = asyncjobs::Router::new()
+    ///     .with_state(jobs::Greeting("hello"))
+    ///     .register(jobs::greet::HANDLER)
+    ///     .unwrap();
+    /// assert_eq!(router.route_for("greet"), Some("greet"));
+    /// ```
+    pub fn with_state<T: Clone + Send + Sync + 'static>(mut self, value: T) -> Router {
+        self.states.insert(value);
+        self
+    }
+
+    /// Registers every value of `states`, as [`with_state`](Router::with_state) does.
+    pub fn with_states(mut self, states: &States) -> Router {
+        self.states.extend(states);
+        self
+    }
+
+    /// The states registered with [`with_state`](Router::with_state).
+    pub fn states(&self) -> &States {
+        &self.states
     }
 
     fn compile(&mut self) {
@@ -291,5 +465,50 @@ mod tests {
         );
         assert!(!err.is_terminate());
         assert_eq!(log.lock().unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn from_fn_middleware_wraps_in_order_and_can_answer_itself() {
+        let log = Arc::new(Mutex::new(Vec::<String>::new()));
+        let logging = |name: &'static str, log: Arc<Mutex<Vec<String>>>| {
+            from_fn(move |ctx: TaskContext, task: Task, next: Next| {
+                let log = log.clone();
+                async move {
+                    log.lock().unwrap().push(format!("{name} before"));
+                    let result = next.run(ctx, task).await;
+                    log.lock().unwrap().push(format!("{name} after"));
+                    result
+                }
+            })
+        };
+        let refuse = from_fn(|ctx: TaskContext, task: Task, next: Next| async move {
+            if task.task_type == "refused" {
+                return Err(HandlerError::terminate("refused by middleware"));
+            }
+            next.run(ctx, task).await
+        });
+        let router = Router::new()
+            .handle("", ok)
+            .unwrap()
+            .layer(logging("outer", log.clone()))
+            .layer(logging("inner", log.clone()))
+            .layer(refuse);
+        let task = Task::new("t", &1).unwrap();
+        let out = router
+            .dispatch(TaskContext::detached(task.clone()), task)
+            .await
+            .unwrap();
+        assert_eq!(out.get(), "\"t\"");
+        assert_eq!(
+            *log.lock().unwrap(),
+            vec!["outer before", "inner before", "inner after", "outer after"]
+        );
+        let task = Task::new("refused", &1).unwrap();
+        let err = router
+            .dispatch(TaskContext::detached(task.clone()), task)
+            .await
+            .unwrap_err();
+        assert!(err.is_terminate());
+        assert_eq!(err.message(), "refused by middleware");
     }
 }

@@ -16,21 +16,26 @@
 //! asyncjobs::main!();
 //! ```
 //!
-//! The pieces are public for programs that need their own `main`: parse
-//! [`WorkerArgs`] (or fill one in), pick [`Handlers`], [`start`] them and
-//! [`RunningWorkers::stop`] when done.
+//! [`App`] is what `main!` runs, for programs that need their own `main`
+//! but want the same flags: add shared state and middleware, then
+//! [`App::main`]. Lower down, [`WorkerArgs`], [`Handlers`], [`start`] and
+//! [`RunningWorkers::stop`] are public too.
 
 use crate::client::Client;
 use crate::connect::{self, Connect};
 use crate::error::Error;
-use crate::queue::{Queue, DEFAULT_QUEUE_NAME};
+use crate::handler::BoxHandler;
+use crate::queue::Queue;
 use crate::registry::{DuplicateHandlers, HandlerDef, Handlers};
-use crate::router::Router;
+use crate::router::{Middleware, Router};
+use crate::state::{MissingStates, States};
 use crate::wire::{format_duration, parse_duration};
 use clap::Parser;
 use std::fmt::Write as _;
+use std::future::Future;
 use std::io::IsTerminal;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::pin::Pin;
 use std::process::ExitCode;
 use std::time::Duration;
 use tokio::task::JoinSet;
@@ -60,20 +65,116 @@ pub use crate::worker::DEFAULT_SHUTDOWN_GRACE;
 /// asyncjobs::main!();
 /// ```
 ///
-/// Handlers declared in library crates are registered only when the library
-/// is linked into the program. A binary that does not otherwise use such a
-/// library names it: `asyncjobs::main!(my_handlers, more_handlers);` links
-/// each (as `extern crate my_handlers as _;`).
+/// # Handlers in a library
+///
+/// Handlers declared in a library crate, including the package's own
+/// `src/lib.rs`, are registered only when the library is linked into the
+/// program, and a binary that uses nothing of a library does not link it.
+/// Name such libraries first: `asyncjobs::main!(shop)` in `src/bin/worker.rs`
+/// of package `shop` (`asyncjobs::main!(shop, more_handlers)` for several)
+/// links each (as `extern crate shop as _;`). Without it the worker finds no
+/// handler and exits with an error saying so (as does `--list-handlers`).
+///
+/// # Options
+///
+/// After the crates, `key = value` options, each may be repeated:
+///
+/// * `state = <expr>`: a value for handlers' [`State<T>`](crate::State)
+///   arguments, looked up by its type. The expression is evaluated on the
+///   worker's tokio runtime after the flags are parsed (not for `--help` or
+///   `--list-handlers`), inside an `async` block, so it may `.await`:
+///   `state = Db::connect(&std::env::var("DATABASE_URL").unwrap()).await`.
+///   A handler needing a state no option provides makes the worker refuse to
+///   start, naming the type and the handler.
+/// * `middleware = <expr>`: a middleware wrapping every handler, made with
+///   [`router::from_fn`](crate::router::from_fn) or any
+///   `Fn(BoxHandler) -> BoxHandler` (see
+///   [`Middleware`](crate::router::Middleware)); the first given is the
+///   outermost. Evaluated like `state`.
+///
+/// ```no_run
+/// mod jobs {
+///     #[derive(Clone)]
+///     pub struct Mailer { pub relay: String }
+///
+///     #[asyncjobs::task_handler("email:new")]
+///     pub async fn send(
+///         asyncjobs::State(mailer): asyncjobs::State<Mailer>,
+///         to: String,
+///     ) -> Result<String, asyncjobs::HandlerError> {
+///         Ok(format!("{to} via {}", mailer.relay))
+///     }
+/// }
+///
+/// async fn log(
+///     ctx: asyncjobs::TaskContext,
+///     task: asyncjobs::Task,
+///     next: asyncjobs::router::Next,
+/// ) -> asyncjobs::HandlerResult {
+///     let started = std::time::Instant::now();
+///     let result = next.run(ctx, task).await;
+///     eprintln!("took {:?}", started.elapsed());
+///     result
+/// }
+///
+/// asyncjobs::main!(
+///     state = jobs::Mailer { relay: "smtp.example.net".into() },
+///     middleware = asyncjobs::router::from_fn(log),
+/// );
+/// ```
+///
+/// The same with your own `main`: [`App`](crate::runtime::App).
 #[macro_export]
 macro_rules! main {
-    ($($handlers_crate:ident),* $(,)?) => {
+    ($($input:tt)*) => {
+        $crate::__main_parse!([] [] [] $($input)*);
+    };
+}
+
+/// Parses `asyncjobs::main!`'s input. Not part of the public API.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __main_parse {
+    // done
+    ([$($krate:ident)*] [$($state:expr,)*] [$($mw:expr,)*] $(,)?) => {
         $(
-            extern crate $handlers_crate as _;
+            extern crate $krate as _;
         )*
 
         fn main() -> ::std::process::ExitCode {
-            $crate::runtime::main()
+            $crate::runtime::App::new()
+                .__program(
+                    ::core::option_env!("CARGO_PKG_NAME"),
+                    &[$(::core::stringify!($krate)),*],
+                )
+                .setup(|__app| async move {
+                    __app
+                        $(.state($state))*
+                        $(.middleware($mw))*
+                })
+                .main()
         }
+    };
+    // `state = expr`
+    ([$($k:ident)*] [$($s:expr,)*] [$($m:expr,)*] $(,)? state = $value:expr $(, $($rest:tt)*)?) => {
+        $crate::__main_parse!([$($k)*] [$($s,)* $value,] [$($m,)*] $($($rest)*)?);
+    };
+    // `middleware = expr`
+    ([$($k:ident)*] [$($s:expr,)*] [$($m:expr,)*] $(,)? middleware = $value:expr $(, $($rest:tt)*)?) => {
+        $crate::__main_parse!([$($k)*] [$($s,)*] [$($m,)* $value,] $($($rest)*)?);
+    };
+    // another option
+    ([$($k:ident)*] [$($s:expr,)*] [$($m:expr,)*] $(,)? $key:ident = $($rest:tt)*) => {
+        ::core::compile_error!(::core::concat!(
+            "unknown asyncjobs::main! option `",
+            ::core::stringify!($key),
+            "`: the options are `state = <expr>` and `middleware = <expr>`, after the names of \
+             library crates holding handlers"
+        ));
+    };
+    // a library crate
+    ([$($k:ident)*] [$($s:expr,)*] [$($m:expr,)*] $(,)? $krate:ident $(, $($rest:tt)*)?) => {
+        $crate::__main_parse!([$($k)* $krate] [$($s,)*] [$($m,)*] $($($rest)*)?);
     };
 }
 
@@ -239,9 +340,22 @@ fn parse_log_filter(s: &str) -> Result<String, String> {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RuntimeError {
-    /// No handler is registered (or none for the selected queues).
-    #[error("no task handlers registered: annotate async fns with #[asyncjobs::task_handler(\"<task type>\")]")]
-    NoHandlers,
+    /// No handler is registered. The message says how to fix it: annotate
+    /// `async fn`s with `#[asyncjobs::task_handler(...)]`, and name the
+    /// library holding them in `asyncjobs::main!(<crate>)` (a library the
+    /// binary does not use is not linked, so its handlers are not
+    /// registered).
+    #[error("{}", no_handlers_message(package.as_deref(), linked))]
+    NoHandlers {
+        /// The package of the program (`CARGO_PKG_NAME`) when known: its
+        /// library is the likely home of the handlers.
+        package: Option<String>,
+        /// The crates named in `asyncjobs::main!(...)`.
+        linked: Vec<String>,
+    },
+    /// Handlers take [`State<T>`](crate::State)s that were not registered.
+    #[error("{0}")]
+    MissingStates(#[from] MissingStates),
     /// `--queue` names a queue no handler uses.
     #[error("no handlers run on queue {queue}; the handlers use: {known}")]
     UnknownQueue {
@@ -296,71 +410,293 @@ pub enum RuntimeError {
     },
 }
 
-/// What `asyncjobs::main!()` calls: parses flags and environment (exiting
-/// on `--help` or a bad flag), then runs [`main_with`] with every handler in
-/// the program.
+/// The message of [`RuntimeError::NoHandlers`].
+fn no_handlers_message(package: Option<&str>, linked: &[String]) -> String {
+    let mut m = String::from(
+        "no task handlers registered: annotate async fns with \
+         #[asyncjobs::task_handler(\"<task type>\")]",
+    );
+    if !linked.is_empty() {
+        let _ = write!(
+            m,
+            "; the crates named in asyncjobs::main!({}) declare none",
+            linked.join(", ")
+        );
+        return m;
+    }
+    let lib = package.map(|p| p.replace('-', "_"));
+    let lib = lib.as_deref().unwrap_or("your_lib_crate");
+    let _ = write!(
+        m,
+        ". If they are in a library, such as this package's src/lib.rs, the binary must \
+         link it or they are not registered: write `asyncjobs::main!({lib});` (the \
+         library's crate name) instead of `asyncjobs::main!();`"
+    );
+    m
+}
+
+/// A future building the program's states and middleware (see [`App::setup`]).
+type Setup = Box<dyn FnOnce(App) -> Pin<Box<dyn Future<Output = App>>>>;
+
+/// The worker program `asyncjobs::main!()` runs, as a builder: which
+/// handlers, their shared state and middleware, then the same flags,
+/// logging and shutdown as `main!`.
+///
+/// ```no_run
+/// mod jobs {
+///     #[derive(Clone)]
+///     pub struct Db(pub std::sync::Arc<str>);
+///
+///     #[asyncjobs::task_handler("report:build")]
+///     pub async fn build(
+///         asyncjobs::State(db): asyncjobs::State<Db>,
+///         name: String,
+///     ) -> Result<String, asyncjobs::HandlerError> {
+///         Ok(format!("{name} from {}", db.0))
+///     }
+/// }
+///
+/// fn main() -> std::process::ExitCode {
+///     asyncjobs::runtime::App::new()
+///         .state(jobs::Db("postgres://localhost/shop".into()))
+///         .middleware(asyncjobs::router::from_fn(|ctx, task, next| async move {
+///             let result = next.run(ctx, task).await;
+///             result
+///         }))
+///         .main()
+/// }
+/// ```
+pub struct App {
+    handlers: Option<Handlers>,
+    states: States,
+    middleware: Vec<Middleware>,
+    setup: Option<Setup>,
+    package: Option<&'static str>,
+    linked: Vec<&'static str>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("handlers", &self.handlers)
+            .field("states", &self.states)
+            .field("middleware", &self.middleware.len())
+            .field("setup", &self.setup.is_some())
+            .field("package", &self.package)
+            .field("linked", &self.linked)
+            .finish()
+    }
+}
+
+impl Default for App {
+    fn default() -> Self {
+        App::new()
+    }
+}
+
+impl App {
+    /// Every handler of the program ([`Handlers::registered`]), no state,
+    /// no middleware.
+    pub fn new() -> App {
+        App {
+            handlers: None,
+            states: States::new(),
+            middleware: Vec::new(),
+            setup: None,
+            package: None,
+            linked: Vec::new(),
+        }
+    }
+
+    /// Runs these handlers instead of every registered one.
+    pub fn handlers(mut self, handlers: Handlers) -> App {
+        self.handlers = Some(handlers);
+        self
+    }
+
+    /// Registers `value` for handlers' [`State<T>`](crate::State) arguments
+    /// of its type (a value of the same type given before is replaced).
+    pub fn state<T: Clone + Send + Sync + 'static>(mut self, value: T) -> App {
+        self.states.insert(value);
+        self
+    }
+
+    /// Registers every value of `states`, as [`state`](App::state) does.
+    pub fn states(mut self, states: &States) -> App {
+        self.states.extend(states);
+        self
+    }
+
+    /// Wraps every handler of every queue in `middleware`, such as one made
+    /// with [`from_fn`](crate::router::from_fn); the first added is the
+    /// outermost (see [`Middleware`]).
+    pub fn middleware(
+        mut self,
+        middleware: impl Fn(BoxHandler) -> BoxHandler + Send + Sync + 'static,
+    ) -> App {
+        self.middleware.push(std::sync::Arc::new(middleware));
+        self
+    }
+
+    /// Runs `setup` on the worker's tokio runtime once the flags are parsed
+    /// and before the worker starts (never for `--help` or
+    /// `--list-handlers`), to add states and middleware that need async
+    /// set-up, such as a database pool. `asyncjobs::main!(state = ...)`
+    /// uses it. A later call replaces an earlier one.
+    ///
+    /// ```no_run
+    /// # #[derive(Clone)] struct Pool;
+    /// # impl Pool { async fn connect(_: &str) -> Pool { Pool } }
+    /// fn main() -> std::process::ExitCode {
+    ///     asyncjobs::runtime::App::new()
+    ///         .setup(|app| async move { app.state(Pool::connect("postgres://db/shop").await) })
+    ///         .main()
+    /// }
+    /// ```
+    pub fn setup<F, Fut>(mut self, setup: F) -> App
+    where
+        F: FnOnce(App) -> Fut + 'static,
+        Fut: Future<Output = App> + 'static,
+    {
+        self.setup = Some(Box::new(move |app| Box::pin(setup(app))));
+        self
+    }
+
+    /// What `main!` knows about the program: its package and the crates it
+    /// names. Not part of the public API.
+    #[doc(hidden)]
+    pub fn __program(mut self, package: Option<&'static str>, linked: &[&'static str]) -> App {
+        self.package = package;
+        self.linked = linked.to_vec();
+        self
+    }
+
+    fn registered(&self) -> Handlers {
+        self.handlers.clone().unwrap_or_else(Handlers::registered)
+    }
+
+    fn no_handlers(&self) -> RuntimeError {
+        RuntimeError::NoHandlers {
+            package: self.package.map(str::to_string),
+            linked: self.linked.iter().map(|c| c.to_string()).collect(),
+        }
+    }
+
+    /// Parses flags and environment (exiting on `--help` or a bad flag),
+    /// then runs [`main_with`](App::main_with).
+    pub fn main(self) -> ExitCode {
+        self.main_with(WorkerArgs::parse())
+    }
+
+    /// Runs a worker until SIGINT/SIGTERM, or lists the handlers with
+    /// `--list-handlers` (exit code 1 when there are none or they
+    /// conflict). Errors are printed to stderr and give exit code 1.
+    pub fn main_with(mut self, args: WorkerArgs) -> ExitCode {
+        let handlers = self.registered();
+        if args.list_handlers {
+            if handlers.is_empty() {
+                eprintln!("error: {}", self.no_handlers());
+                return ExitCode::FAILURE;
+            }
+            print!("{}", handler_table(&handlers));
+            if let Err(e) = handlers.check() {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+            return ExitCode::SUCCESS;
+        }
+        if handlers.is_empty() {
+            eprintln!("error: {}", self.no_handlers());
+            return ExitCode::FAILURE;
+        }
+        self.handlers = Some(handlers);
+        let filter = tracing_subscriber::EnvFilter::try_new(log_directives(&args.log_level))
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init();
+        let runtime = match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                eprintln!("error: cannot start the tokio runtime: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match runtime.block_on(self.run_until_signal(&args)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+
+    async fn run_until_signal(mut self, args: &WorkerArgs) -> Result<(), RuntimeError> {
+        if let Some(setup) = self.setup.take() {
+            self = setup(self).await;
+        }
+        let workers = self.start(args).await?;
+        let token = workers.shutdown_token();
+        let signals = tokio::spawn(async move {
+            let mut signals = Signals::new();
+            let name = signals.next().await;
+            tracing::info!(
+                signal = name,
+                "shutting down: finishing running tasks (signal again to exit at once)"
+            );
+            token.cancel();
+            let name = signals.next().await;
+            eprintln!(
+                "received {name} again: exiting without waiting for running tasks; \
+                 they run again once their queue's run time (the WORKERS ack wait) has passed"
+            );
+            std::process::exit(130);
+        });
+        let result = workers.wait().await;
+        signals.abort();
+        if result.is_ok() {
+            tracing::info!("worker stopped");
+        }
+        result
+    }
+
+    /// Checks the handlers, states and queue settings, connects, prepares
+    /// every queue the handlers name (creating missing ones with the
+    /// settings [`Handlers::queue`] gives), starts the metrics listener if
+    /// asked, and starts one worker per queue. The [`setup`](App::setup)
+    /// function is not run here.
+    ///
+    /// # Errors
+    /// Without connecting: [`RuntimeError::NoHandlers`],
+    /// [`RuntimeError::UnknownQueue`], [`RuntimeError::Duplicates`],
+    /// [`RuntimeError::MissingStates`] (every missing state of every
+    /// handler) and [`RuntimeError::Config`] (conflicting queue settings, a
+    /// bad retry policy). Then [`RuntimeError::Connect`],
+    /// [`RuntimeError::Queue`] and [`RuntimeError::Metrics`].
+    pub async fn start(&self, args: &WorkerArgs) -> Result<RunningWorkers, RuntimeError> {
+        let registered = self.registered();
+        if registered.is_empty() {
+            return Err(self.no_handlers());
+        }
+        start_with(args, &registered, &self.states, &self.middleware).await
+    }
+}
+
+/// What `asyncjobs::main!()` called before [`App`]: [`App::new`]`.main()`.
 pub fn main() -> ExitCode {
-    main_with(WorkerArgs::parse(), Handlers::registered())
+    App::new().main()
 }
 
 /// Runs a worker for `handlers` until SIGINT/SIGTERM, or lists them with
-/// `--list-handlers`. Errors are printed to stderr and give exit code 1.
+/// `--list-handlers`: [`App::main_with`] with these handlers, no state and
+/// no middleware.
 pub fn main_with(args: WorkerArgs, handlers: Handlers) -> ExitCode {
-    if args.list_handlers {
-        print!("{}", handler_table(&handlers));
-        if let Err(e) = handlers.check() {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-        return ExitCode::SUCCESS;
-    }
-    let filter = tracing_subscriber::EnvFilter::try_new(log_directives(&args.log_level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the tokio runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run_until_signal(&args, &handlers)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-async fn run_until_signal(args: &WorkerArgs, handlers: &Handlers) -> Result<(), RuntimeError> {
-    let workers = start(args, handlers).await?;
-    let token = workers.shutdown_token();
-    let signals = tokio::spawn(async move {
-        let mut signals = Signals::new();
-        let name = signals.next().await;
-        tracing::info!(
-            signal = name,
-            "shutting down: finishing running tasks (signal again to exit at once)"
-        );
-        token.cancel();
-        let name = signals.next().await;
-        eprintln!("received {name} again: exiting without waiting for running tasks");
-        std::process::exit(130);
-    });
-    let result = workers.wait().await;
-    signals.abort();
-    if result.is_ok() {
-        tracing::info!("worker stopped");
-    }
-    result
+    App::new().handlers(handlers).main_with(args)
 }
 
 struct Signals {
@@ -484,14 +820,6 @@ impl RunningWorkers {
     }
 }
 
-fn queue_settings(name: &str) -> Queue {
-    if name == DEFAULT_QUEUE_NAME {
-        Queue::default_queue()
-    } else {
-        Queue::new(name)
-    }
-}
-
 async fn connect(args: &WorkerArgs) -> Result<async_nats::Client, RuntimeError> {
     args.connection()
         .open()
@@ -507,32 +835,58 @@ async fn connect(args: &WorkerArgs) -> Result<async_nats::Client, RuntimeError> 
         })
 }
 
-/// Connects, prepares every queue the handlers name (creating missing ones
-/// with default settings, `DEFAULT` with Go's), starts the metrics listener
-/// if asked, and starts one worker per queue.
+/// [`App::start`] with these handlers, no state and no middleware.
 pub async fn start(args: &WorkerArgs, handlers: &Handlers) -> Result<RunningWorkers, RuntimeError> {
+    start_with(args, handlers, &States::new(), &[]).await
+}
+
+async fn start_with(
+    args: &WorkerArgs,
+    handlers: &Handlers,
+    states: &States,
+    middleware: &[Middleware],
+) -> Result<RunningWorkers, RuntimeError> {
     let handlers = select_queues(args, handlers)?;
     handlers.check()?;
+    handlers.check_states(states)?;
     crate::retry::policy_by_name(&args.retry_policy).map_err(RuntimeError::Config)?;
     let queues = handlers.queues();
     let routers = queues
         .iter()
-        .map(|q| handlers.router(q).map(|r| (*q, r)))
-        .collect::<crate::Result<Vec<(&str, Router)>>>()
+        .map(|q| {
+            let settings = handlers.queue(q)?;
+            let router = middleware
+                .iter()
+                .fold(handlers.router_with(q, states)?, |router, m| {
+                    let m = m.clone();
+                    router.layer(move |next| m(next))
+                });
+            Ok((*q, settings, router))
+        })
+        .collect::<crate::Result<Vec<(&str, Queue, Router)>>>()
         .map_err(RuntimeError::Config)?;
 
     let nc = connect(args).await?;
     let mut clients = Vec::with_capacity(routers.len());
-    for (queue, router) in routers {
+    for (queue, settings, router) in routers {
         let client = Client::builder()
             .nats_client(nc.clone())
-            .queue(queue_settings(queue))
+            .queue(settings)
             .build()
             .await
             .map_err(|source| RuntimeError::Queue {
                 queue: queue.to_string(),
                 source,
             })?;
+        let declared = handlers
+            .declared_settings(queue)
+            .map_err(RuntimeError::Config)?;
+        let differences = declared.differences(client.queue());
+        if !differences.is_empty() {
+            // the first creator of a queue decides its settings
+            tracing::warn!(queue, differences = %differences.join("; "),
+                "the queue exists with other settings than its handlers declare; they are not changed (use `ajc queue configure {queue}` or Client::configure_queue)");
+        }
         clients.push((queue.to_string(), client, router));
     }
 
@@ -589,7 +943,10 @@ pub async fn start(args: &WorkerArgs, handlers: &Handlers) -> Result<RunningWork
 
 fn select_queues(args: &WorkerArgs, handlers: &Handlers) -> Result<Handlers, RuntimeError> {
     if handlers.is_empty() {
-        return Err(RuntimeError::NoHandlers);
+        return Err(RuntimeError::NoHandlers {
+            package: None,
+            linked: Vec::new(),
+        });
     }
     if args.queues.is_empty() {
         return Ok(handlers.clone());
@@ -606,7 +963,9 @@ fn select_queues(args: &WorkerArgs, handlers: &Handlers) -> Result<Handlers, Run
     Ok(handlers.clone().only_queues(&args.queues))
 }
 
-/// The `--list-handlers` table.
+/// The `--list-handlers` table: task type, queue, function, payload and
+/// result types, settings (task defaults, queue settings, states taken)
+/// and source location, one handler per line.
 pub fn handler_table(handlers: &Handlers) -> String {
     if handlers.is_empty() {
         return "no task handlers registered\n".into();
@@ -617,7 +976,7 @@ pub fn handler_table(handlers: &Handlers) -> String {
         "QUEUE",
         "HANDLER",
         "PAYLOAD -> RESULT",
-        "DEFAULTS",
+        "SETTINGS",
         "LOCATION",
     ];
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
@@ -659,6 +1018,19 @@ fn handler_row(def: &HandlerDef) -> [String; 6] {
     if let Some(d) = def.deadline() {
         defaults.push(format!("deadline={}", format_duration(d)));
     }
+    let queue = def.queue_settings();
+    if let Some(d) = queue.max_run_time {
+        defaults.push(format!("queue_run_time={}", format_duration(d)));
+    }
+    if let Some(n) = queue.max_tries {
+        defaults.push(format!("queue_max_tries={n}"));
+    }
+    if let Some(n) = queue.max_concurrent {
+        defaults.push(format!("queue_concurrency={n}"));
+    }
+    for state in def.state_types() {
+        defaults.push(format!("State<{state}>"));
+    }
     [
         task_type,
         def.queue().to_string(),
@@ -676,6 +1048,131 @@ fn handler_row(def: &HandlerDef) -> [String; 6] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    mod jobs {
+        use crate::{HandlerError, State};
+
+        #[derive(Clone)]
+        pub(super) struct Db;
+
+        #[crate::task_handler("rt:stateful", queue = "RT_STATE", crate = "crate")]
+        pub(super) async fn stateful(State(_db): State<Db>, n: u8) -> Result<u8, HandlerError> {
+            Ok(n)
+        }
+
+        #[crate::task_handler(
+            "rt:a",
+            queue = "RT_CONFLICT",
+            queue_run_time = "5m",
+            crate = "crate"
+        )]
+        pub(super) async fn a(n: u8) -> Result<u8, HandlerError> {
+            Ok(n)
+        }
+
+        #[crate::task_handler(
+            "rt:b",
+            queue = "RT_CONFLICT",
+            queue_run_time = "10m",
+            crate = "crate"
+        )]
+        pub(super) async fn b(n: u8) -> Result<u8, HandlerError> {
+            Ok(n)
+        }
+    }
+
+    fn unreachable_server() -> WorkerArgs {
+        WorkerArgs {
+            url: Some("nats://127.0.0.1:1".into()),
+            ..WorkerArgs::default()
+        }
+    }
+
+    #[test]
+    fn no_handlers_names_the_fix() {
+        let e = App::new()
+            .__program(Some("my-shop"), &[])
+            .no_handlers()
+            .to_string();
+        assert!(e.starts_with("no task handlers registered"), "{e}");
+        assert!(e.contains("`asyncjobs::main!(my_shop);`"), "{e}");
+        let e = App::new().no_handlers().to_string();
+        assert!(e.contains("`asyncjobs::main!(your_lib_crate);`"), "{e}");
+        let e = App::new()
+            .__program(Some("shop"), &["shop"])
+            .no_handlers()
+            .to_string();
+        assert!(
+            e.ends_with("the crates named in asyncjobs::main!(shop) declare none"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn listing_no_handlers_fails() {
+        let args = WorkerArgs {
+            list_handlers: true,
+            ..WorkerArgs::default()
+        };
+        let code = App::new().handlers(Handlers::new()).main_with(args.clone());
+        assert_eq!(code, ExitCode::FAILURE);
+        let code = App::new()
+            .handlers(Handlers::new().with(jobs::a::HANDLER))
+            .main_with(args);
+        assert_eq!(code, ExitCode::SUCCESS);
+    }
+
+    #[tokio::test]
+    async fn missing_states_and_conflicting_queue_settings_stop_the_start() {
+        // both are checked before connecting: no server is needed
+        let handlers = Handlers::new().with(jobs::stateful::HANDLER);
+        let err = App::new()
+            .handlers(handlers.clone())
+            .start(&unreachable_server())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RuntimeError::MissingStates(_)), "{err}");
+        let e = err.to_string();
+        assert!(
+            e.contains("jobs::stateful (task type \"rt:stateful\"")
+                && e.contains("takes State<asyncjobs::runtime::tests::jobs::Db>"),
+            "{e}"
+        );
+        let err = App::new()
+            .handlers(handlers)
+            .state(jobs::Db)
+            .start(&unreachable_server())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RuntimeError::Connect { .. }), "{err}");
+
+        let handlers = Handlers::new()
+            .with(jobs::a::HANDLER)
+            .with(jobs::b::HANDLER);
+        let err = App::new()
+            .handlers(handlers)
+            .start(&unreachable_server())
+            .await
+            .unwrap_err();
+        let e = err.to_string();
+        assert!(
+            e.contains("handlers on queue RT_CONFLICT declare different queue_run_time")
+                && e.contains("says 5m")
+                && e.contains("says 10m"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_table_shows_settings_and_states() {
+        let table = handler_table(
+            &Handlers::new()
+                .with(jobs::a::HANDLER)
+                .with(jobs::stateful::HANDLER),
+        );
+        assert!(table.contains("queue_run_time=5m"), "{table}");
+        assert!(table.contains("State<Db>"), "{table}");
+    }
 
     #[test]
     fn durations() {

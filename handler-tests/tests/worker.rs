@@ -239,7 +239,7 @@ async fn startup_errors_are_clear() {
     assert!(err.to_string().contains("cannot connect to NATS"), "{err}");
 
     let err = runtime::start(&args, &Handlers::new()).await.unwrap_err();
-    assert!(matches!(err, RuntimeError::NoHandlers), "{err}");
+    assert!(matches!(err, RuntimeError::NoHandlers { .. }), "{err}");
 
     let args = WorkerArgs {
         queues: vec!["NOPE".into()],

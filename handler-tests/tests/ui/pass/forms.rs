@@ -2,7 +2,7 @@
 //! code must be warning-free and documented.
 #![deny(warnings, missing_docs)]
 
-use asyncjobs::{task_handler, HandlerError, HandlerResult, TaskContext};
+use asyncjobs::{task_handler, HandlerError, HandlerResult, State, TaskContext};
 use serde::{Deserialize, Serialize};
 
 /// A payload.
@@ -97,8 +97,39 @@ pub mod nested {
     use asyncjobs::task_handler;
 }
 
+/// Shared state, cheap to clone.
+#[derive(Clone)]
+pub struct Greeting(pub std::sync::Arc<str>);
+
+/// Shared states in any position (one through a full path), and the
+/// settings its queue is created with.
+#[task_handler(
+    "greet",
+    queue = "GREET",
+    queue_run_time = "10m",
+    queue_max_tries = 0,
+    queue_concurrency = 5
+)]
+pub async fn greet(
+    State(greeting): State<Greeting>,
+    ctx: &TaskContext,
+    name: String,
+    asyncjobs::State(times): asyncjobs::State<u32>,
+) -> Result<String, HandlerError> {
+    Ok(format!("{} {name} x{times} on try {}", greeting.0, ctx.tries()))
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
+    // a module inside a function body is module level for the macro
+    mod in_fn {
+        #[asyncjobs::task_handler("in_fn")]
+        pub async fn in_fn(n: u8) -> Result<u8, asyncjobs::HandlerError> {
+            Ok(n)
+        }
+    }
+    assert_eq!(in_fn::in_fn::TASK_TYPE, "in_fn");
+
     // the functions are unchanged and callable
     let task = asyncjobs::Task::new("email:new", &1).unwrap();
     let ctx = TaskContext::detached(task.clone());
@@ -123,7 +154,7 @@ async fn main() {
 
     // all of them are registered, and explicitly registrable
     let handlers = asyncjobs::Handlers::registered();
-    assert_eq!(handlers.len(), 8);
+    assert_eq!(handlers.len(), 10);
     handlers.check().unwrap();
     let router = asyncjobs::Router::new()
         .register(send::HANDLER)
@@ -141,4 +172,30 @@ async fn main() {
         .unwrap();
     assert_eq!(output.get(), "\"raw\"");
     drop(ctx);
+
+    // states: named by the handler, required at registration, cloned per task
+    assert_eq!(greet::HANDLER.state_types(), vec!["Greeting", "u32"]);
+    let err = asyncjobs::Router::new()
+        .with_state(7_u32)
+        .register(greet::HANDLER)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("::greet (task type \"greet\"") && err.contains("::Greeting>"), "{err}");
+    let router = asyncjobs::Router::new()
+        .with_state(Greeting("hello".into()))
+        .with_state(3_u32)
+        .register(greet::HANDLER)
+        .unwrap();
+    let task = greet::task(&"ann".to_string()).build().unwrap();
+    let output = router
+        .dispatch(TaskContext::detached(task.clone()), task)
+        .await
+        .unwrap();
+    assert_eq!(output.get(), "\"hello ann x3 on try 1\"");
+
+    // the queue settings, applied to the queue main! creates
+    let queue = handlers.queue("GREET").unwrap();
+    assert_eq!(queue.max_run_time, std::time::Duration::from_secs(600));
+    assert_eq!(queue.max_tries, 0);
+    assert_eq!(queue.max_concurrent, 5);
 }
