@@ -15,7 +15,7 @@
 //! runs the full size (see `scripts/fault-suite`). `ASYNCJOBS_FAULT_SEED`
 //! repeats a run's random choices; `ASYNCJOBS_FAULT_LOG` is the workers'
 //! `RUST_LOG` (default `warn`, each worker's log is in the run directory,
-//! kept when a test fails).
+//! kept when a test fails, or always with `ASYNCJOBS_FAULT_KEEP` set).
 
 use asyncjobs::{Client, Queue, Task, TaskState};
 use asyncjobs_tests::{wait_for, NatsCluster, NatsServer};
@@ -82,6 +82,33 @@ fn rng(scenario: &str) -> StdRng {
 
 // ----- worker processes ---------------------------------------------------------------
 
+/// Starts a `test-worker` process bound to `queue` whose `fault` handler
+/// records its runs in `dir` and sleeps `sleep_ms`; its log goes to `log`.
+fn worker_process(
+    url: &str,
+    queue: &str,
+    dir: &std::path::Path,
+    concurrency: usize,
+    sleep_ms: u64,
+    log: &std::path::Path,
+) -> Child {
+    let log = std::fs::File::create(log).expect("worker log");
+    Command::new(env!("CARGO_BIN_EXE_test-worker"))
+        .args([url, queue])
+        .env("TEST_WORKER_RECORD", dir)
+        .env("TEST_WORKER_BIND", "1")
+        .env("TEST_WORKER_CONCURRENCY", concurrency.to_string())
+        .env("TEST_WORKER_SLEEP_MS", sleep_ms.to_string())
+        .env(
+            "RUST_LOG",
+            std::env::var("ASYNCJOBS_FAULT_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn test-worker")
+}
+
 /// The worker processes of one scenario; every one still running is
 /// SIGKILLed when this is dropped, also when the test fails (the run
 /// directory with the execution records and worker logs is then kept).
@@ -124,21 +151,14 @@ impl Fleet {
         assert!(self.procs[slot].is_none(), "worker {slot} is running");
         self.spawned += 1;
         let log = self.dir().join(format!("worker.{}.log", self.spawned));
-        let log = std::fs::File::create(&log).expect("worker log");
-        let child = Command::new(env!("CARGO_BIN_EXE_test-worker"))
-            .args([self.url.as_str(), self.queue.as_str()])
-            .env("TEST_WORKER_RECORD", self.dir())
-            .env("TEST_WORKER_BIND", "1")
-            .env("TEST_WORKER_CONCURRENCY", CONCURRENCY.to_string())
-            .env("TEST_WORKER_SLEEP_MS", HANDLER_MS.to_string())
-            .env(
-                "RUST_LOG",
-                std::env::var("ASYNCJOBS_FAULT_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn test-worker");
+        let child = worker_process(
+            &self.url,
+            &self.queue,
+            self.dir(),
+            CONCURRENCY,
+            HANDLER_MS,
+            &log,
+        );
         self.procs[slot] = Some((child, self.spawned));
     }
 
@@ -203,7 +223,7 @@ impl Drop for Fleet {
             let _ = child.kill();
             let _ = child.wait();
         }
-        if std::thread::panicking() {
+        if std::thread::panicking() || std::env::var_os("ASYNCJOBS_FAULT_KEEP").is_some() {
             if let Some(dir) = self.dir.take() {
                 let kept = dir.keep();
                 eprintln!(
