@@ -65,6 +65,14 @@
 //!   `+ACK` even when saving `complete` failed, which can leave the record
 //!   `active` forever; here saves are retried and, if they still fail, the
 //!   item is redelivered (at-least-once).
+//! * **A late outcome never removes a newer try's work item.** A try whose
+//!   worker was presumed dead (its outcome save stalled past the lease, for
+//!   example while the server was away) can be overtaken by a newer try on
+//!   the same work item. When the old try's save then finds the record
+//!   changed, it acknowledges the item only if the stored record is final
+//!   (or gone) and otherwise leaves it to the newer try. Go acknowledges
+//!   after a failed save, which removes the item under the newer try: if
+//!   that try's worker dies, the task stays `active` forever.
 //! * **A try counts when it starts.** `tries` is incremented in the `active`
 //!   save rather than after the handler returns, so a task whose handler
 //!   crashes or kills its worker still reaches its maximum tries instead of

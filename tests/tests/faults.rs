@@ -767,3 +767,109 @@ async fn cluster_leader_kills_lose_no_task() {
     )
     .await;
 }
+
+/// A worker process, SIGKILLed when dropped.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Handler runs the worker process `pid` started, from its record in `dir`.
+fn runs_started(dir: &std::path::Path, pid: u32) -> usize {
+    std::fs::read_to_string(dir.join(format!("exec.{pid}")))
+        .map(|t| t.lines().filter(|l| l.starts_with("S ")).count())
+        .unwrap_or(0)
+}
+
+/// Found by the fault suite (server restarts: tasks whose handler "ran to
+/// the end twice"): a try whose outcome save stalls past its lease is
+/// overtaken by a newer try on the same work item; when the late save then
+/// fails on the changed record, the old try must not acknowledge the item,
+/// or the newer try's item is gone and the task is left `active` for good
+/// once that try's worker dies. Worker A's connection is frozen (a proxy)
+/// after its handler starts; B runs the task again past A's lease; A's
+/// connection flows again, its save conflicts; B is SIGKILLed mid-try: the
+/// item must still be there and the task must complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_outcome_of_an_overtaken_try_leaves_the_newer_tries_item() {
+    let server = NatsServer::start();
+    let client = Client::builder()
+        .url(server.url())
+        .queue(queue("FAULT_LATE"))
+        .build()
+        .await
+        .unwrap();
+    let proxy = asyncjobs_tests::Proxy::start(&server).await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = |name: &str| dir.path().join(name);
+    let a = Killed(worker_process(
+        &proxy.url(),
+        "FAULT_LATE",
+        dir.path(),
+        1,
+        1_000,
+        &log("a.log"),
+    ));
+    let mut task = Task::builder("fault").max_tries(TRIES).build().unwrap();
+    client.enqueue(&mut task).await.unwrap();
+    wait_for(
+        Duration::from_secs(20),
+        "worker A to start the task",
+        || {
+            let n = runs_started(dir.path(), a.0.id());
+            async move { (n == 1).then_some(()) }
+        },
+    )
+    .await;
+    // A's handler ends in 1 s; its outcome save waits behind the frozen proxy
+    proxy.freeze();
+    let b = Killed(worker_process(
+        &server.url(),
+        "FAULT_LATE",
+        dir.path(),
+        1,
+        60_000,
+        &log("b.log"),
+    ));
+    // past A's lease (run time + 2 s) B runs the task again
+    wait_for(
+        Duration::from_secs(20),
+        "worker B to run the task again",
+        || {
+            let n = runs_started(dir.path(), b.0.id());
+            async move { (n == 1).then_some(()) }
+        },
+    )
+    .await;
+    let running = client.load_task(&task.id).await.unwrap();
+    assert_eq!((running.state, running.tries), (TaskState::Active, 2));
+    proxy.thaw();
+    // A's save meets B's record; once A is done with it, it asks for work
+    let info = wait_for(
+        Duration::from_secs(10),
+        "worker A to finish its late outcome and pull again",
+        || async {
+            let info = client.queue_info("FAULT_LATE").await.ok()?;
+            (info.waiting >= 1).then_some(info)
+        },
+    )
+    .await;
+    assert_eq!(
+        info.stream.messages, 1,
+        "the late outcome of try 1 removed the work item try 2 runs on"
+    );
+    drop(b); // SIGKILL mid-try
+    let done = asyncjobs_tests::wait_for_state(
+        &client,
+        &task.id,
+        TaskState::Complete,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(done.tries, 3);
+    drop(a);
+}

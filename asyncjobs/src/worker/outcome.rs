@@ -62,7 +62,8 @@ pub(crate) async fn retry_or_expire(
 /// succeed ends the task through [`unsaveable`].
 pub(crate) async fn finish(shared: &Shared, acker: &Acker, task: &mut Task, ack: AckKind) {
     match save_with_retries(shared, task).await {
-        Ok(()) | Err(Error::ConcurrentUpdate(_)) => send_ack(acker, ack, &task.id).await,
+        Ok(()) => send_ack(acker, ack, &task.id).await,
+        Err(Error::ConcurrentUpdate(_)) => ack_unless_overtaken(shared, acker, task, ack).await,
         Err(e) if e.is_permanent() => Box::pin(unsaveable(shared, acker, task, e)).await,
         Err(e) => {
             tracing::error!(task = %task.id, state = %task.state, error = %e,
@@ -87,12 +88,40 @@ pub(crate) async fn unsaveable(shared: &Shared, acker: &Acker, task: &mut Task, 
         "task record could not be saved in state {wanted}: {cause}"
     ));
     match save_with_retries(shared, task).await {
-        Ok(()) | Err(Error::ConcurrentUpdate(_)) => {}
+        Ok(()) => {}
+        Err(Error::ConcurrentUpdate(_)) => {
+            return ack_unless_overtaken(shared, acker, task, AckKind::Term).await;
+        }
         Err(e) => {
             tracing::error!(task = %task.id, error = %e, "saving the terminated task failed too");
         }
     }
     send_ack(acker, AckKind::Term, &task.id).await;
+}
+
+/// A final save found the record changed since this try loaded it: the
+/// try may have been overtaken. Its worker was presumed dead (for example
+/// its saves stalled past the lease while the server was away) and a newer
+/// try now runs on this same work item; an ack from this older delivery
+/// would remove that item, and the task would be left `active` (or
+/// `retry`) with nothing to deliver it again once the newer try's worker
+/// died or handed it back. So the item is acknowledged only when the
+/// stored record is final (a save of this try that timed out but landed,
+/// or another try's outcome) or gone; otherwise it is left to the newer
+/// try, or to a redelivery the gates judge.
+async fn ack_unless_overtaken(shared: &Shared, acker: &Acker, task: &Task, ack: AckKind) {
+    match shared.storage.load_task(&task.id).await {
+        Ok(stored) if !stored.state.is_final() => {
+            tracing::info!(task = %task.id, state = %stored.state, tries = stored.tries,
+                this_try = task.tries,
+                "the task changed while this try recorded its outcome (a newer try?); leaving the work item");
+        }
+        Ok(_) | Err(Error::TaskNotFound(_)) => send_ack(acker, ack, &task.id).await,
+        Err(e) => {
+            tracing::warn!(task = %task.id, error = %e,
+                "loading the task after a conflicting save failed; leaving the work item for redelivery");
+        }
+    }
 }
 
 /// Longest `last_err` stored, in bytes: a handler's error message is cut
