@@ -14,7 +14,8 @@
 //! Other settings: `TEST_WORKER_RUN_TIME` (seconds, default 2) is the run
 //! time of the queue it creates; `TEST_WORKER_BIND` binds an existing queue
 //! instead (its settings stay as they are); `TEST_WORKER_CONCURRENCY` sets
-//! the worker's concurrency; `RUST_LOG` turns on logging to stderr.
+//! the worker's concurrency; `RUST_LOG` turns on logging to stderr. A
+//! server that cannot be reached at start is tried again for 30 s.
 
 use asyncjobs::{Client, Queue, Router, Task, TaskContext};
 use std::io::Write;
@@ -37,13 +38,28 @@ async fn main() {
     let run_time = std::env::var("TEST_WORKER_RUN_TIME")
         .map(|s| s.parse().expect("run time in seconds"))
         .unwrap_or(2);
-    let builder = Client::builder().url(url);
-    let builder = if std::env::var_os("TEST_WORKER_BIND").is_some() {
-        builder.bind_queue(queue)
-    } else {
-        builder.queue(Queue::new(queue).max_run_time(Duration::from_secs(run_time)))
+    let bind = std::env::var_os("TEST_WORKER_BIND").is_some();
+    let builder = || {
+        let builder = Client::builder().url(url.clone());
+        if bind {
+            builder.bind_queue(queue.clone())
+        } else {
+            builder.queue(Queue::new(queue.clone()).max_run_time(Duration::from_secs(run_time)))
+        }
     };
-    let client = builder.build().await.expect("connect");
+    // a server that is away at start (a restart in the fault suite) is
+    // waited for, as a supervisor restarting the worker would
+    let connecting = std::time::Instant::now();
+    let client = loop {
+        match builder().build().await {
+            Ok(client) => break client,
+            Err(e) if connecting.elapsed() < Duration::from_secs(30) => {
+                eprintln!("test-worker: connecting failed, trying again: {e}");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => panic!("connect: {e}"),
+        }
+    };
     let nc = client.nats().clone();
     let router = if let Some(program) = std::env::var_os("TEST_WORKER_COMMAND") {
         Router::new()
