@@ -93,7 +93,7 @@ impl NatsServer {
             .arg(self.store.path())
             .args(&self.extra)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(self.log())
             .spawn()
             .unwrap_or_else(|e| {
                 panic!(
@@ -121,6 +121,21 @@ impl NatsServer {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Where the server's log goes: nowhere, or with
+    /// `ASYNCJOBS_TEST_SERVER_LOGS=<dir>` appended to `<dir>/nats-<port>.log`.
+    fn log(&self) -> Stdio {
+        let Some(dir) = std::env::var_os("ASYNCJOBS_TEST_SERVER_LOGS") else {
+            return Stdio::null();
+        };
+        let path = Path::new(&dir).join(format!("nats-{}.log", self.port));
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map(Stdio::from)
+            .unwrap_or_else(|e| panic!("server log {}: {e}", path.display()))
     }
 
     /// The client URL.
