@@ -576,6 +576,47 @@ fn queue(name: &str) -> Queue {
 
 // ----- the scenarios ------------------------------------------------------------------
 
+/// SIGKILLs a random worker every 0.5–1.5 s and starts it again (at once
+/// or up to 0.5 s later) until handlers have started every task; with a
+/// `server`, also restarts it whenever the share of tasks started passes
+/// the next of `restart_at`. Returns the server restarts.
+async fn kill_workers(
+    fleet: &mut Fleet,
+    rng: &mut StdRng,
+    total: usize,
+    mut server: Option<&mut NatsServer>,
+    restart_at: &[f64],
+) -> usize {
+    let chaos = Instant::now();
+    let mut restarts = 0;
+    loop {
+        let started = fleet.executions().started();
+        if started >= total {
+            return restarts;
+        }
+        assert!(
+            chaos.elapsed() < run_timeout(),
+            "only {started} of {total} tasks started in {:?}",
+            run_timeout()
+        );
+        if let (Some(server), Some(at)) = (server.as_deref_mut(), restart_at.get(restarts)) {
+            if started as f64 >= total as f64 * at {
+                server.restart();
+                restarts += 1;
+                println!("server restarted with {started} tasks started");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(500..1500))).await;
+        fleet.reap();
+        let slot = rng.gen_range(0..WORKERS);
+        fleet.kill(slot);
+        if rng.gen_bool(0.5) {
+            tokio::time::sleep(Duration::from_millis(rng.gen_range(0..500))).await;
+        }
+        fleet.restart(slot);
+    }
+}
+
 /// (1) Random workers are SIGKILLed (every 0.5–1.5 s, one at a time) and
 /// started again, until every task has started at least once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -592,23 +633,7 @@ async fn worker_sigkills_lose_no_task() {
     let mut fleet = Fleet::start(&server.url(), "FAULT_KILL", WORKERS);
     let producer = tokio::spawn(produce(client.clone(), total));
 
-    let chaos = Instant::now();
-    while fleet.executions().started() < total {
-        assert!(
-            chaos.elapsed() < run_timeout(),
-            "worker-kills: only {} of {total} tasks started in {:?}",
-            fleet.executions().started(),
-            run_timeout()
-        );
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(500..1500))).await;
-        fleet.reap();
-        let slot = rng.gen_range(0..WORKERS);
-        fleet.kill(slot);
-        if rng.gen_bool(0.5) {
-            tokio::time::sleep(Duration::from_millis(rng.gen_range(0..500))).await;
-        }
-        fleet.restart(slot);
-    }
+    kill_workers(&mut fleet, &mut rng, total, None, &[]).await;
     let produced = producer.await.unwrap();
     check("worker kills", &client, &mut fleet, &produced, 0, 0).await;
 }
@@ -650,6 +675,40 @@ async fn server_restarts_lose_no_task() {
         &mut fleet,
         &produced,
         at.len(),
+        0,
+    )
+    .await;
+}
+
+/// (1) and (2) at once: random workers are SIGKILLed while nats-server is
+/// restarted (twice in the small version, four times in the full one), so
+/// kills land on tries the restart held up or made run again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_kills_and_server_restarts_lose_no_task() {
+    let total = tasks();
+    let mut rng = rng("mixed");
+    let mut server = NatsServer::start();
+    let client = Client::builder()
+        .url(server.url())
+        .queue(queue("FAULT_MIXED"))
+        .build()
+        .await
+        .unwrap();
+    let mut fleet = Fleet::start(&server.url(), "FAULT_MIXED", WORKERS);
+    let producer = tokio::spawn(produce(client.clone(), total));
+    let at: &[f64] = if full_size() {
+        &[0.2, 0.4, 0.6, 0.8]
+    } else {
+        &[0.3, 0.6]
+    };
+    let restarts = kill_workers(&mut fleet, &mut rng, total, Some(&mut server), at).await;
+    let produced = producer.await.unwrap();
+    check(
+        "worker kills + server restarts",
+        &client,
+        &mut fleet,
+        &produced,
+        restarts,
         0,
     )
     .await;
