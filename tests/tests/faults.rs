@@ -2,7 +2,8 @@
 //! processes (`test-worker`, handler type `fault`) while (1) random workers
 //! are SIGKILLed and restarted, (2) nats-server is killed and restarted on
 //! the same store, (3) on a three-node cluster the node leading the queue
-//! stream, then the one leading the task stream, is killed and restarted.
+//! stream, then the one leading the task stream, is killed and restarted,
+//! (4) workers are SIGKILLed while the server is restarted.
 //!
 //! Every accepted task must end `complete`, no task may run more often than
 //! its tries, none may be left `active`, `new` or `retry`, and the queue
