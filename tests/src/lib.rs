@@ -105,7 +105,7 @@ impl NatsServer {
         let child = cmd
             .args(self.extra.iter().filter(|a| *a != NO_JETSTREAM))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(self.log())
             .spawn()
             .unwrap_or_else(|e| {
                 panic!(
@@ -133,6 +133,21 @@ impl NatsServer {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Where the server's log goes: nowhere, or with
+    /// `ASYNCJOBS_TEST_SERVER_LOGS=<dir>` appended to `<dir>/nats-<port>.log`.
+    fn log(&self) -> Stdio {
+        let Some(dir) = std::env::var_os("ASYNCJOBS_TEST_SERVER_LOGS") else {
+            return Stdio::null();
+        };
+        let path = Path::new(&dir).join(format!("nats-{}.log", self.port));
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map(Stdio::from)
+            .unwrap_or_else(|e| panic!("server log {}: {e}", path.display()))
     }
 
     /// The client URL.
@@ -376,4 +391,86 @@ pub fn spawn_worker(worker: asyncjobs::Worker) -> RunningWorker {
     let stop = tokio_util::sync::CancellationToken::new();
     let handle = tokio::spawn(worker.run(stop.clone()));
     RunningWorker { stop, handle }
+}
+
+/// A loopback TCP proxy in front of a server that can be frozen: while
+/// frozen it moves no bytes either way (the connections stay open), as a
+/// network that stalls one client's traffic. Runs on the test's runtime.
+pub struct Proxy {
+    port: u16,
+    frozen: tokio::sync::watch::Sender<bool>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    /// A proxy on a free loopback port forwarding to `server`.
+    pub async fn start(server: &NatsServer) -> Proxy {
+        let upstream = format!("127.0.0.1:{}", server.port);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a free loopback port");
+        let port = listener.local_addr().expect("bound address").port();
+        let (frozen, watch) = tokio::sync::watch::channel(false);
+        let accept = tokio::spawn(async move {
+            while let Ok((down, _)) = listener.accept().await {
+                let Ok(up) = tokio::net::TcpStream::connect(&upstream).await else {
+                    continue;
+                };
+                let (dr, dw) = down.into_split();
+                let (ur, uw) = up.into_split();
+                tokio::spawn(Self::pipe(dr, uw, watch.clone()));
+                tokio::spawn(Self::pipe(ur, dw, watch.clone()));
+            }
+        });
+        Proxy {
+            port,
+            frozen,
+            accept,
+        }
+    }
+
+    async fn pipe(
+        mut from: tokio::net::tcp::OwnedReadHalf,
+        mut to: tokio::net::tcp::OwnedWriteHalf,
+        mut frozen: tokio::sync::watch::Receiver<bool>,
+    ) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            if frozen.wait_for(|f| !*f).await.is_err() {
+                return;
+            }
+            let n = match from.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            if frozen.wait_for(|f| !*f).await.is_err() {
+                return;
+            }
+            if to.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// The client URL of the proxy.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops moving bytes (both ways) until [`Proxy::thaw`].
+    pub fn freeze(&self) {
+        let _ = self.frozen.send(true);
+    }
+
+    /// Moves bytes again, the ones held back first.
+    pub fn thaw(&self) {
+        let _ = self.frozen.send(false);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
 }
