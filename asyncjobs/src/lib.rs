@@ -212,6 +212,10 @@
 //!   [`Worker::scheduled_waits(false)`](Worker::scheduled_waits) keep Go's
 //!   NAK. Backoff follows the task's failed tries (Go: the item's
 //!   deliveries, which a fresh item resets).
+//! * **Enqueues ride out leader elections.** A record or work item publish
+//!   answered "no responders" while its stream exists (a cluster electing
+//!   a new stream leader) is sent again for up to 15 s; Go fails the
+//!   enqueue, saving the task `queue_error` when it was the queue.
 //! * **Errors say what to do.** A task enqueued to a missing queue is
 //!   saved `queue_error` with the same message the caller gets, naming how
 //!   to create the queue (Go: `queue not found: nats: no responders

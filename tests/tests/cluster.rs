@@ -144,3 +144,43 @@ async fn replicated_queue_loses_no_task_when_its_leader_dies() {
     })
     .await;
 }
+
+/// Issue 14 (found by the fault suite): enqueues while the task store and
+/// the queue elect new leaders are not refused and leave no `queue_error`
+/// records: a publish answered "no responders" while its stream exists is
+/// sent again for a while.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enqueues_ride_out_a_leader_election() {
+    let mut cluster = NatsCluster::start(3).await;
+    let producer = client(
+        &cluster,
+        Client::builder().replicas(3).queue(Queue::new("ELECT")),
+    )
+    .await;
+    let nc = producer.nats().clone();
+    for stream in [asyncjobs::TASKS_STREAM, "CHORIA_AJ_Q_ELECT"] {
+        let name = leader(&nc, stream).await;
+        let i = cluster.index_of(&name).expect("leader is a cluster node");
+        cluster.node_mut(i).stop();
+        // enqueue at once, while the stream has no leader
+        let mut ids = Vec::new();
+        for _ in 0..20 {
+            let mut t = Task::new("elect", &()).unwrap();
+            producer
+                .enqueue(&mut t)
+                .await
+                .unwrap_or_else(|e| panic!("enqueue refused while {stream} elected a leader: {e}"));
+            ids.push(t.id);
+        }
+        for id in &ids {
+            assert_eq!(producer.load_task(id).await.unwrap().state, TaskState::New);
+        }
+        cluster.node_mut(i).restart();
+        leader(&nc, stream).await;
+    }
+    let info = wait_for(T, "the queue to report its items", || async {
+        producer.queue_info("ELECT").await.ok()
+    })
+    .await;
+    assert_eq!(info.stream.messages, 40);
+}

@@ -561,7 +561,7 @@ impl Storage {
                 Err(match e.kind() {
                     PublishErrorKind::WrongLastSequence => Error::ConcurrentUpdate(task.id.clone()),
                     PublishErrorKind::StreamNotFound => Error::StorageNotReady(format!(
-                        "task store {TASKS_STREAM} not found (no responders for {TASK_SUBJECT_PREFIX}{})",
+                        "task store {TASKS_STREAM} did not answer (no responders for {TASK_SUBJECT_PREFIX}{}): it does not exist, or has no leader",
                         task.id
                     )),
                     _ => Error::TaskUpdateFailed(nats(format!("saving task {}", task.id), e)),
@@ -793,16 +793,72 @@ impl Storage {
     // ----- enqueue -----------------------------------------------------------------------
 
     /// Saves the task into `queue` and publishes its work item (reference §4.2).
+    ///
+    /// A publish answered "no responders" while its stream exists (a
+    /// cluster electing a new stream leader after a node died, which takes
+    /// seconds) is sent again, pausing 100 ms doubling to 1 s, for up to
+    /// [`LEADERLESS_PATIENCE`]; "no responders" is never stored, so
+    /// sending again cannot duplicate. A stream the server says does not
+    /// exist fails at once.
     pub(crate) async fn enqueue(&self, queue: &str, task: &mut Task) -> Result<()> {
-        let ack = self.start_enqueue(queue, task).await?;
-        self.finish_save(task, ack).await?;
+        let mut wait = Leaderless::new();
+        loop {
+            let ack = self.start_enqueue(queue, task).await?;
+            match self.finish_save(task, ack).await {
+                Err(Error::StorageNotReady(why)) if wait.again(self, TASKS_STREAM).await => {
+                    tracing::debug!(task = %task.id, %why, "task store without a leader; saving again");
+                }
+                other => {
+                    other?;
+                    break;
+                }
+            }
+        }
         // a retried task's earlier item may still be in the dedupe window
         let dedupe = task.state != TaskState::Retry;
         let traceparent = task.traceparent.clone().or_else(current_traceparent);
-        let item = self
-            .publish_item(queue, &task.id, traceparent, dedupe)
-            .await;
-        self.finish_item(queue, task, item).await
+        let stream = format!("{QUEUE_STREAM_PREFIX}{queue}");
+        loop {
+            let sent = self
+                .publish_item(queue, &task.id, traceparent.clone(), dedupe)
+                .await;
+            let outcome = match sent {
+                Ok(ack) => ack.await,
+                Err(e) => Err(e),
+            };
+            match &outcome {
+                Err(e)
+                    if e.kind() == PublishErrorKind::StreamNotFound
+                        && wait.again(self, &stream).await =>
+                {
+                    tracing::debug!(task = %task.id, queue, "queue without a leader; publishing the item again");
+                }
+                _ => return self.finish_item(queue, task, outcome, &mut wait).await,
+            }
+        }
+    }
+
+    /// Whether `stream` may exist although a request to it got no
+    /// responders: true unless the server says it does not exist or
+    /// JetStream is off (a busy or electing cluster may not answer at all).
+    async fn may_exist(&self, stream: &str) -> bool {
+        match api::request::<Value>(
+            &self.js,
+            &format!("STREAM.INFO.{stream}"),
+            &json!({}),
+            || format!("loading stream {stream}"),
+        )
+        .await
+        {
+            Err(e) => ![
+                ErrorCode::STREAM_NOT_FOUND,
+                ErrorCode::JETSTREAM_NOT_ENABLED,
+                ErrorCode::JETSTREAM_NOT_ENABLED_FOR_ACCOUNT,
+            ]
+            .into_iter()
+            .any(|code| api::is(&e, code)),
+            Ok(_) => true,
+        }
     }
 
     /// Validates the task and sends its record; see [`Storage::enqueue`].
@@ -979,17 +1035,16 @@ impl Storage {
         Ok(true)
     }
 
-    /// Interprets the work item's publish outcome; failures mark the task `queue_error`.
-    pub(crate) async fn finish_item(
+    /// Interprets the work item's publish outcome; failures mark the task
+    /// `queue_error` (that save waits out a leaderless task store too, so
+    /// no record is left `new` without an item when it can be helped).
+    async fn finish_item(
         &self,
         queue: &str,
         task: &mut Task,
-        sent: std::result::Result<PublishAckFuture, PublishError>,
+        outcome: std::result::Result<jetstream::publish::PublishAck, PublishError>,
+        wait: &mut Leaderless,
     ) -> Result<()> {
-        let outcome = match sent {
-            Ok(fut) => fut.await,
-            Err(e) => Err(e),
-        };
         let (last_err, err) = match outcome {
             Ok(ack) if ack.duplicate => (
                 "duplicate work queue item".to_string(),
@@ -1020,7 +1075,15 @@ impl Storage {
         crate::metrics::enqueue_error(queue);
         task.state = TaskState::QueueError;
         task.last_err = last_err;
-        self.save_task(task).await?;
+        loop {
+            match self.save_task(task).await {
+                Err(Error::StorageNotReady(_)) if wait.again(self, TASKS_STREAM).await => {}
+                other => {
+                    other?;
+                    break;
+                }
+            }
+        }
         Err(err)
     }
 
@@ -1478,6 +1541,37 @@ fn publish_error_text(e: &PublishError) -> String {
     match e.source() {
         Some(src) => format!("{}: {src}", e.kind()),
         None => e.kind().to_string(),
+    }
+}
+
+/// How long an enqueue waits for a stream without a leader (see
+/// [`Storage::enqueue`]): a cluster elects a new stream leader within a few
+/// seconds of losing one.
+pub(crate) const LEADERLESS_PATIENCE: Duration = Duration::from_secs(15);
+
+/// The pauses of one enqueue waiting out leaderless streams.
+struct Leaderless {
+    until: std::time::Instant,
+    pause: Duration,
+}
+
+impl Leaderless {
+    fn new() -> Leaderless {
+        Leaderless {
+            until: std::time::Instant::now() + LEADERLESS_PATIENCE,
+            pause: Duration::from_millis(100),
+        }
+    }
+
+    /// After "no responders" from `stream`: pauses and returns true when
+    /// it is worth sending again (time is left and the stream may exist).
+    async fn again(&mut self, storage: &Storage, stream: &str) -> bool {
+        if std::time::Instant::now() >= self.until || !storage.may_exist(stream).await {
+            return false;
+        }
+        tokio::time::sleep(self.pause).await;
+        self.pause = (self.pause * 2).min(Duration::from_secs(1));
+        true
     }
 }
 
