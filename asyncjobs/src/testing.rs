@@ -81,6 +81,8 @@ use crate::registry::{HandlerDef, Handlers};
 use crate::router::Router;
 use crate::state::States;
 use crate::task::{Task, TaskBuilder, TaskState};
+use crate::worker::execute::panic_message;
+use crate::worker::gates::{self, Gate};
 use futures::FutureExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -513,16 +515,13 @@ impl TestWorker {
             error: None,
             last_err: last_err.to_string(),
         };
-        if task
-            .task
-            .deadline
-            .is_some_and(|d| OffsetDateTime::now_utc() > d)
-        {
-            return expired("past deadline");
-        }
-        // the tries made before this one (tries - 1) reach the limit
-        if limit.is_some_and(|l| tries > l) {
-            return expired("exceeded maximum tries");
+        // the worker's own gates, on the record as it was before this try
+        let mut before = task.task.clone();
+        before.tries = tries - 1;
+        before.state = TaskState::New;
+        let queue = self.queue_settings(&task.task.queue);
+        if let Gate::Expire(why) = gates::gate(&before, &queue, OffsetDateTime::now_utc()) {
+            return expired(why.last_err());
         }
         let ctx = task.context();
         let run = AssertUnwindSafe(self.router.dispatch(ctx, task.task))
@@ -607,16 +606,6 @@ impl TestWorker {
             last_err: e.to_string(),
         })?;
         self.run_to_end(task.queue(def.queue())).await.result::<O>()
-    }
-}
-
-fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
-        s.to_string()
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "unknown panic payload".to_string()
     }
 }
 

@@ -27,3 +27,20 @@ pub(crate) async fn request<T: DeserializeOwned>(
 pub(crate) fn is(e: &NatsError, code: ErrorCode) -> bool {
     e.jetstream_code() == Some(code)
 }
+
+/// The configuration a `STREAM.INFO.<stream>` or
+/// `CONSUMER.INFO.<stream>.<consumer>` reply holds, exactly as the server
+/// has it (for updates that must keep every field).
+pub(crate) async fn config(
+    js: &jetstream::Context,
+    api: &str,
+    context: impl FnOnce() -> String,
+) -> Result<serde_json::Value, NatsError> {
+    #[derive(serde::Deserialize)]
+    struct Info {
+        config: serde_json::Value,
+    }
+    request::<Info>(js, api, &serde_json::json!({}), context)
+        .await
+        .map(|i| i.config)
+}

@@ -959,26 +959,19 @@ impl Storage {
             return Ok(false);
         }
         let stream = format!("{QUEUE_STREAM_PREFIX}{queue}");
-        #[derive(Deserialize)]
-        struct Info {
-            config: Value,
-        }
-        let info: Info = match api::request(
-            &self.js,
-            &format!("STREAM.INFO.{stream}"),
-            &json!({}),
-            || format!("loading queue {queue}"),
-        )
+        let stream_config = match api::config(&self.js, &format!("STREAM.INFO.{stream}"), || {
+            format!("loading queue {queue}")
+        })
         .await
         {
-            Ok(i) => i,
+            Ok(c) => c,
             Err(e) if api::is(&e, ErrorCode::STREAM_NOT_FOUND) => {
                 return Err(Error::QueueNotFound(queue.to_string()))
             }
             Err(e) => return Err(e.into()),
         };
-        let limited = |key: &str| info.config[key].as_i64().is_some_and(|n| n > 0);
-        if info.config["discard"] == "new" && (limited("max_msgs") || limited("max_bytes")) {
+        let limited = |key: &str| stream_config[key].as_i64().is_some_and(|n| n > 0);
+        if stream_config["discard"] == "new" && (limited("max_msgs") || limited("max_bytes")) {
             // schedules need discard old; switching would turn "refuse new
             // items when full" into "drop the oldest"
             return Err(Error::Config(format!(
@@ -987,26 +980,25 @@ impl Storage {
         }
         let held = format!("{SCHEDULED_ITEM_PREFIX}{queue}.>");
         let filter = items_filter(queue);
-        let consumer: Info = match api::request(
+        let consumer = match api::config(
             &self.js,
             &format!("CONSUMER.INFO.{stream}.{WORKERS_CONSUMER}"),
-            &json!({}),
             || format!("loading consumer {stream}.{WORKERS_CONSUMER}"),
         )
         .await
         {
-            Ok(i) => i,
+            Ok(c) => c,
             Err(e) if api::is(&e, ErrorCode::CONSUMER_NOT_FOUND) => {
                 return Err(Error::QueueConsumerNotFound(queue.to_string()))
             }
             Err(e) => return Err(e.into()),
         };
-        let has_held = info.config["subjects"]
+        let has_held = stream_config["subjects"]
             .as_array()
             .is_some_and(|l| l.iter().any(|s| s == &json!(held)));
-        if consumer.config["filter_subject"] == json!(filter)
+        if consumer["filter_subject"] == json!(filter)
             && has_held
-            && info.config["allow_msg_schedules"] == json!(true)
+            && stream_config["allow_msg_schedules"] == json!(true)
         {
             // already done: no read-modify-write that could undo a
             // concurrent `configure_queue`
@@ -1298,23 +1290,17 @@ impl Storage {
         name: &str,
         change: impl FnOnce(&mut Value),
     ) -> Result<()> {
-        #[derive(Deserialize)]
-        struct Info {
-            config: Value,
-        }
-        let info: Info =
-            match api::request(&self.js, &format!("STREAM.INFO.{name}"), &json!({}), || {
-                format!("loading stream {name}")
-            })
-            .await
-            {
-                Ok(i) => i,
-                Err(e) if api::is(&e, ErrorCode::STREAM_NOT_FOUND) => {
-                    return Err(Error::StorageNotReady(format!("stream {name} not found")))
-                }
-                Err(e) => return Err(e.into()),
-            };
-        let mut config = info.config;
+        let mut config = match api::config(&self.js, &format!("STREAM.INFO.{name}"), || {
+            format!("loading stream {name}")
+        })
+        .await
+        {
+            Ok(c) => c,
+            Err(e) if api::is(&e, ErrorCode::STREAM_NOT_FOUND) => {
+                return Err(Error::StorageNotReady(format!("stream {name} not found")))
+            }
+            Err(e) => return Err(e.into()),
+        };
         change(&mut config);
         api::request::<Value>(&self.js, &format!("STREAM.UPDATE.{name}"), &config, || {
             format!("updating stream {name}")
@@ -1329,21 +1315,16 @@ impl Storage {
         queue: &str,
         change: impl FnOnce(&mut Value),
     ) -> Result<()> {
-        #[derive(Deserialize)]
-        struct Info {
-            config: Value,
-        }
         validate_queue_name(queue)?;
         let stream = format!("{QUEUE_STREAM_PREFIX}{queue}");
-        let info: Info = match api::request(
+        let mut config = match api::config(
             &self.js,
             &format!("CONSUMER.INFO.{stream}.{WORKERS_CONSUMER}"),
-            &json!({}),
             || format!("loading consumer {stream}.{WORKERS_CONSUMER}"),
         )
         .await
         {
-            Ok(i) => i,
+            Ok(c) => c,
             Err(e) if api::is(&e, ErrorCode::STREAM_NOT_FOUND) => {
                 return Err(Error::QueueNotFound(queue.into()))
             }
@@ -1352,7 +1333,6 @@ impl Storage {
             }
             Err(e) => return Err(e.into()),
         };
-        let mut config = info.config;
         change(&mut config);
         let body = json!({"stream_name": stream, "config": config, "action": ""});
         api::request::<Value>(

@@ -94,7 +94,7 @@ pub(crate) async fn run_handler(
             }
             res = &mut join => break match res {
                 Ok(r) => Outcome::Done(r),
-                Err(e) if e.is_panic() => Outcome::Panicked(panic_message(e.into_panic())),
+                Err(e) if e.is_panic() => Outcome::Panicked(panic_message(&*e.into_panic())),
                 Err(_) => Outcome::Shutdown,
             },
             _ = lease.changed.notified() => {
@@ -168,7 +168,8 @@ async fn renew_record(
     }
 }
 
-fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
+/// The message of a caught panic (`&str` or `String` payloads).
+pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = p.downcast_ref::<&str>() {
         s.to_string()
     } else if let Some(s) = p.downcast_ref::<String>() {

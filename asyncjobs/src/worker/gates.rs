@@ -47,7 +47,7 @@ pub(crate) enum Expiry {
 
 impl Expiry {
     /// The task's `last_err`, as Go writes it.
-    pub(super) fn last_err(self) -> &'static str {
+    pub(crate) fn last_err(self) -> &'static str {
         match self {
             Expiry::PastDeadline => "past deadline",
             Expiry::MaxTries => "exceeded maximum tries",

@@ -10,9 +10,9 @@
 
 mod delivery;
 mod dispatch;
-mod execute;
+pub(crate) mod execute;
 mod exhausted;
-mod gates;
+pub(crate) mod gates;
 mod outcome;
 mod pull;
 
