@@ -683,8 +683,9 @@ fn generate(args: &Args, func: &ItemFn, handler: &Handler) -> TokenStream {
             /// Enqueues a task with `payload` into this handler's queue and
             /// returns a typed handle carrying the task id.
             ///
-            /// The queue must exist (the worker creates it on start, as does a
-            /// client built with `.queue(..)`).
+            /// A missing queue is created first with the handler's declared
+            /// queue settings (once per client; an existing queue is used as
+            /// it is).
             pub async fn enqueue(
                 client: &#private::Client,
                 payload: Payload,
@@ -692,7 +693,7 @@ fn generate(args: &Args, func: &ItemFn, handler: &Handler) -> TokenStream {
             where
                 #serialize,
             {
-                #private::enqueue(client, QUEUE, task(&payload)).await
+                #private::enqueue(client, &HANDLER, task(&payload)).await
             }
 
             /// Like `enqueue`, letting `options` adjust the task first
@@ -705,7 +706,7 @@ fn generate(args: &Args, func: &ItemFn, handler: &Handler) -> TokenStream {
             where
                 #serialize,
             {
-                #private::enqueue(client, QUEUE, options(task(&payload))).await
+                #private::enqueue(client, &HANDLER, options(task(&payload))).await
             }
         }
     };

@@ -195,8 +195,13 @@ impl ClientBuilder {
             storage.prepare_buckets().await?;
             queue = storage.prepare_queue(&queue).await?;
         }
+        let known = std::collections::HashSet::from([queue.name.clone()]);
         Ok(Client {
-            inner: Arc::new(Inner { storage, queue }),
+            inner: Arc::new(Inner {
+                storage,
+                queue,
+                known_queues: std::sync::Mutex::new(known),
+            }),
         })
     }
 }
@@ -204,6 +209,8 @@ impl ClientBuilder {
 struct Inner {
     storage: Storage,
     queue: Queue,
+    /// Queues known to exist (see [`Client::ensure_queue`]).
+    known_queues: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// A connection to the task store and one work queue. Cheap to clone.
@@ -250,6 +257,41 @@ impl Client {
             .storage
             .enqueue(&self.inner.queue.name, task)
             .await
+    }
+
+    /// Makes sure a queue exists, creating it as `make()` describes when
+    /// it does not (an existing queue keeps its settings). Checked with the
+    /// server once per client and queue; the typed `enqueue` helpers of
+    /// `#[task_handler]` call it with the handler's declared settings.
+    ///
+    /// # Errors
+    /// As [`Client::prepare_queue`].
+    pub async fn ensure_queue(&self, make: impl FnOnce() -> Queue) -> Result<()> {
+        let queue = make();
+        let known = |q: &str| {
+            self.inner
+                .known_queues
+                .lock()
+                .expect("known queues")
+                .contains(q)
+        };
+        if known(&queue.name) {
+            return Ok(());
+        }
+        match self.inner.storage.queue_info(&queue.name).await {
+            Ok(_) => {}
+            Err(Error::QueueNotFound(_)) => {
+                self.inner.storage.prepare_queue(&queue).await?;
+                tracing::info!(queue = %queue.name, "created the queue with its handler's declared settings");
+            }
+            Err(e) => return Err(e),
+        }
+        self.inner
+            .known_queues
+            .lock()
+            .expect("known queues")
+            .insert(queue.name);
+        Ok(())
     }
 
     /// Enqueues into another queue by name (it is not created).

@@ -59,11 +59,8 @@
 //! use shop::email::{send_email, NewEmail};
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! let client = asyncjobs::Client::builder()
-//!     .url("nats://127.0.0.1:4222")
-//!     .bind_queue(send_email::QUEUE) // created by the worker
-//!     .build()
-//!     .await?;
+//! let client = asyncjobs::Client::connect("nats://127.0.0.1:4222").await?;
+//! // creates the EMAIL queue with the handler's settings if no worker has yet
 //! let handle = send_email::enqueue(&client, NewEmail { to: "a@example.net".into() }).await?;
 //! let sent: String = handle.wait(&client, std::time::Duration::from_secs(30)).await?;
 //! # Ok(()) }

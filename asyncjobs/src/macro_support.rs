@@ -308,13 +308,17 @@ pub fn task_builder<P: Serialize + ?Sized>(
     builder
 }
 
-/// Builds the task and enqueues it into `queue`.
+/// Builds the task and enqueues it into the handler's queue, creating the
+/// queue first with the handler's declared settings when it does not
+/// exist yet (checked once per client and queue).
 pub async fn enqueue<T>(
     client: &Client,
-    queue: &str,
+    handler: &crate::registry::HandlerDef,
     builder: TaskBuilder,
 ) -> crate::Result<TaskHandle<T>> {
     let mut task = builder.build()?;
+    let queue = handler.queue();
+    client.ensure_queue(|| handler.queue_to_create()).await?;
     if client.queue().name == queue {
         client.enqueue(&mut task).await?;
     } else {

@@ -56,6 +56,17 @@ impl Queue {
         }
     }
 
+    /// The queue called `name` with the settings it is created with when
+    /// nothing else is said: [`Queue::default_queue`] for `DEFAULT`,
+    /// [`Queue::new`] otherwise.
+    pub fn defaults_for(name: &str) -> Queue {
+        if name == DEFAULT_QUEUE_NAME {
+            Queue::default_queue()
+        } else {
+            Queue::new(name)
+        }
+    }
+
     /// The `DEFAULT` queue with Go's defaults: 1 minute run time, 100 tries, 100 concurrent.
     pub fn default_queue() -> Queue {
         Queue {

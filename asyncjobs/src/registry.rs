@@ -168,6 +168,14 @@ impl HandlerDef {
         self.d.queue
     }
 
+    /// The queue as a worker or the typed `enqueue` creates it when it is
+    /// missing: [`queue_settings`](Self::queue_settings) applied to the
+    /// defaults (`DEFAULT`'s own for the default queue).
+    pub fn queue_to_create(&self) -> Queue {
+        self.queue_settings()
+            .apply(Queue::defaults_for(self.queue()))
+    }
+
     /// The function's path, such as `my_worker::email::send_email`.
     pub fn name(&self) -> &'static str {
         self.d.name
@@ -439,12 +447,7 @@ impl Handlers {
     /// values for one setting, naming both.
     pub fn queue(&self, queue: &str) -> Result<Queue> {
         let merged = self.declared_settings(queue)?;
-        let base = if queue == DEFAULT_QUEUE_NAME {
-            Queue::default_queue()
-        } else {
-            Queue::new(queue)
-        };
-        Ok(merged.apply(base))
+        Ok(merged.apply(Queue::defaults_for(queue)))
     }
 
     /// What the handlers of `queue` declare about it, merged.

@@ -198,3 +198,50 @@ async fn a_malformed_url_is_named() {
         );
     }
 }
+
+mod invoices {
+    #[asyncjobs::task_handler(
+        "invoice:send",
+        queue = "INVOICES",
+        queue_run_time = "10m",
+        queue_concurrency = 7
+    )]
+    pub async fn send(n: u32) -> Result<u32, asyncjobs::HandlerError> {
+        Ok(n)
+    }
+}
+
+/// Item 4: the typed `enqueue` into a queue no one created creates it with
+/// the handler's declared settings (no `queue_error` record), and uses an
+/// existing queue as it is.
+#[tokio::test]
+async fn typed_enqueue_creates_a_missing_queue_with_declared_settings() {
+    let server = NatsServer::start();
+    let client = client(&server, Queue::new("Q")).await;
+    let first = invoices::send::enqueue(&client, 1).await.unwrap();
+    let info = client.queue_info("INVOICES").await.unwrap();
+    assert_eq!(info.queue.max_run_time, Duration::from_secs(600));
+    assert_eq!(info.queue.max_concurrent, 7);
+    let task = client.load_task(first.id()).await.unwrap();
+    assert_eq!(
+        (task.state, task.queue.as_str()),
+        (TaskState::New, "INVOICES")
+    );
+
+    // another client: the queue exists, so its settings are left alone
+    client
+        .configure_queue(
+            "INVOICES",
+            asyncjobs::QueueUpdate {
+                max_concurrent: Some(3),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let other = asyncjobs_tests::client(&server, Queue::new("Q")).await;
+    invoices::send::enqueue(&other, 2).await.unwrap();
+    let info = client.queue_info("INVOICES").await.unwrap();
+    assert_eq!(info.queue.max_concurrent, 3);
+    assert_eq!(info.stream.messages, 2);
+}
