@@ -26,7 +26,7 @@ use crate::connect::{self, Connect};
 use crate::error::Error;
 use crate::handler::BoxHandler;
 use crate::queue::Queue;
-use crate::registry::{DuplicateHandlers, HandlerDef, Handlers};
+use crate::registry::{DuplicateHandlers, HandlerDef, Handlers, QueueSettings};
 use crate::router::{Middleware, Router};
 use crate::state::{MissingStates, States};
 use crate::wire::{format_duration, parse_duration};
@@ -230,6 +230,23 @@ pub struct WorkerArgs {
     #[arg(long, env = "ASYNCJOBS_SHUTDOWN_GRACE", value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// Run time of the queues this worker creates (how long a handler may
+    /// run before its task is redelivered), over what handlers declare;
+    /// defaults: 1m for DEFAULT, 1h for other queues. Existing queues keep
+    /// theirs (ajc queue configure changes them)
+    #[arg(long, env = "ASYNCJOBS_QUEUE_RUN_TIME", value_name = "DURATION", value_parser = parse_run_time)]
+    pub queue_run_time: Option<Duration>,
+
+    /// Tries per task of the queues this worker creates (0: unlimited), over
+    /// what handlers declare; defaults: 100 for DEFAULT, unlimited otherwise
+    #[arg(long, env = "ASYNCJOBS_QUEUE_MAX_TRIES", value_name = "N", value_parser = clap::value_parser!(i64).range(0..))]
+    pub queue_max_tries: Option<i64>,
+
+    /// Handlers running at once across all workers of the queues this worker
+    /// creates (1 to 10000), over what handlers declare; default 100
+    #[arg(long, env = "ASYNCJOBS_QUEUE_CONCURRENCY", value_name = "N", value_parser = clap::value_parser!(i64).range(1..=10000))]
+    pub queue_concurrency: Option<i64>,
+
     /// Also run the highly available task scheduler under this name (schedules
     /// stored in CHORIA_AJ_CONFIGURATION fire while this instance is leader)
     #[arg(long, env = "AJC_SCHEDULER_NAME", value_name = "NAME")]
@@ -253,6 +270,9 @@ impl Default for WorkerArgs {
             log_level: "info".into(),
             queues: Vec::new(),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            queue_run_time: None,
+            queue_max_tries: None,
+            queue_concurrency: None,
             scheduler: None,
             list_handlers: false,
         }
@@ -327,6 +347,24 @@ pub(crate) fn log_directives(level: &str) -> String {
             d
         }
         _ => level.to_string(),
+    }
+}
+
+fn parse_run_time(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d < Duration::from_secs(1) => Err("the shortest run time is 1s".into()),
+        d => Ok(d),
+    }
+}
+
+impl WorkerArgs {
+    /// The `--queue-*` flags as settings laid over what handlers declare.
+    fn queue_overrides(&self, declared: QueueSettings) -> QueueSettings {
+        QueueSettings {
+            max_run_time: self.queue_run_time.or(declared.max_run_time),
+            max_tries: self.queue_max_tries.or(declared.max_tries),
+            max_concurrent: self.queue_concurrency.or(declared.max_concurrent),
+        }
     }
 }
 
@@ -854,7 +892,8 @@ async fn start_with(
     let routers = queues
         .iter()
         .map(|q| {
-            let settings = handlers.queue(q)?;
+            let declared = args.queue_overrides(handlers.declared_settings(q)?);
+            let settings = declared.apply(Queue::defaults_for(q));
             let router = middleware
                 .iter()
                 .fold(handlers.router_with(q, states)?, |router, m| {
@@ -878,9 +917,11 @@ async fn start_with(
                 queue: queue.to_string(),
                 source,
             })?;
-        let declared = handlers
-            .declared_settings(queue)
-            .map_err(RuntimeError::Config)?;
+        let declared = args.queue_overrides(
+            handlers
+                .declared_settings(queue)
+                .map_err(RuntimeError::Config)?,
+        );
         let differences = declared.differences(client.queue());
         if !differences.is_empty() {
             // the first creator of a queue decides its settings
@@ -1199,6 +1240,37 @@ mod tests {
         assert!(WorkerArgs::try_from_args(["worker", "--concurrency", "0"]).is_err());
         assert!(WorkerArgs::try_from_args(["worker", "--retry-policy", "weekly"]).is_err());
         assert!(WorkerArgs::try_from_args(["worker", "--log-level", "info,=["]).is_err());
+        let a = WorkerArgs::try_from_args([
+            "worker",
+            "--queue-run-time",
+            "10m",
+            "--queue-concurrency",
+            "5",
+        ])
+        .unwrap();
+        let declared = QueueSettings {
+            max_run_time: Some(Duration::from_secs(60)),
+            max_tries: Some(3),
+            max_concurrent: None,
+        };
+        assert_eq!(
+            a.queue_overrides(declared),
+            QueueSettings {
+                max_run_time: Some(Duration::from_secs(600)),
+                max_tries: Some(3),
+                max_concurrent: Some(5),
+            }
+        );
+        for bad in [
+            ["--queue-run-time", "10ms"],
+            ["--queue-concurrency", "0"],
+            ["--queue-max-tries", "-1"],
+        ] {
+            assert!(
+                WorkerArgs::try_from_args(["worker", bad[0], bad[1]]).is_err(),
+                "{bad:?}"
+            );
+        }
         assert_eq!(
             log_directives("debug"),
             "debug,async_nats=warn,hyper=warn,h2=warn,tower=warn,rustls=warn,mio=warn"

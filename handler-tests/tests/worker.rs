@@ -292,6 +292,9 @@ fn binary_help_documents_every_option() {
         "--shutdown-grace",
         "--scheduler",
         "--list-handlers",
+        "--queue-run-time",
+        "--queue-max-tries",
+        "--queue-concurrency",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
     }
