@@ -278,6 +278,9 @@ pub enum TaskCmd {
     List(TaskListArgs),
     /// Purge all entries from the Tasks store
     Purge(ForceFlag),
+    /// Expire tasks still waiting or active whose work item is gone (dropped
+    /// by queue limits, purged, queue deleted); not in the Go ajc
+    Reconcile(TaskReconcileArgs),
     /// Initialize the Task storage
     Initialize(TaskInitArgs),
     /// Configures the Task storage
@@ -294,6 +297,19 @@ pub enum TaskCmd {
         #[command(subcommand)]
         cmd: CronCmd,
     },
+}
+
+/// `ajc task reconcile`.
+#[derive(Args, Debug)]
+pub struct TaskReconcileArgs {
+    /// Only tasks of this queue
+    #[arg(short = 'q', long)]
+    pub queue: Option<String>,
+    /// Leave tasks changed more recently than this alone
+    #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = parse_duration)]
+    pub grace: std::time::Duration,
+    #[command(flatten)]
+    pub out: JsonFlag,
 }
 
 /// `--queue`, `--deadline` and `--tries` of `task add` and `task cron add`.

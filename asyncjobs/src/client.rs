@@ -377,6 +377,32 @@ impl Client {
             .boxed())
     }
 
+    /// Ends the tasks whose work item is gone: a task still `new`,
+    /// `retry`, `blocked` or `active` whose queue holds no item for it
+    /// (neither waiting, in flight nor held until due) will never run, since
+    /// nothing will deliver it. That happens when the queue drops items by
+    /// its `max_age` or `max_entries` (discard old), is purged or deleted,
+    /// or when an item is removed by hand. Each such task is saved
+    /// `expired` with `last_err` saying its work item was lost (retry it to
+    /// run it again). Tasks whose last change is younger than `grace` are
+    /// left alone (an enqueue saves the record just before its item).
+    /// `queue` limits the pass to one queue. Returns the ids it ended.
+    ///
+    /// Reads every task record once (a listing snapshot) and makes up to
+    /// two lookups per waiting task; [`Worker`]s run a pass
+    /// over their queue when they start, and `ajc task reconcile` runs one
+    /// on demand. Go has no equivalent: such tasks stay as they are.
+    ///
+    /// # Errors
+    /// Listing or lookup failures ([`Error::Nats`], [`Error::StorageNotReady`]).
+    pub async fn reconcile_tasks(
+        &self,
+        queue: Option<&str>,
+        grace: std::time::Duration,
+    ) -> Result<Vec<String>> {
+        self.inner.storage.reconcile_tasks(queue, grace).await
+    }
+
     /// Changes the task store's retention and/or replicas.
     pub async fn configure_tasks(
         &self,

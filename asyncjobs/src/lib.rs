@@ -170,6 +170,13 @@
 //!   `active` past its lease is saved `expired` ("the work item was
 //!   delivered N times, the queue's limit, without an outcome") and the
 //!   dead item is removed.
+//! * **A lost work item ends its task.** A task still waiting or
+//!   `active` whose queue no longer holds its item (dropped by the queue's
+//!   max age or max entries, purged, the queue deleted) is saved `expired`
+//!   with `last_err` `work item lost: …` by [`Client::reconcile_tasks`]
+//!   (`ajc task reconcile`); each worker runs one pass over its queue at
+//!   start ([`Worker::reconcile_at_start`]). Go leaves such tasks as they
+//!   are forever.
 //! * **A late finish never takes a newer try's item.** A try that outlived
 //!   its lease (its worker paused or cut off) and finds its task changed
 //!   when saving the outcome drops that outcome and acknowledges its item

@@ -726,3 +726,88 @@ async fn heartbeats_keep_the_recorded_lease_alive() {
     assert_eq!(calls.load(Ordering::SeqCst), 1, "the handler ran twice");
     worker.stop().await;
 }
+
+/// Enqueues a task made 10 minutes ago and removes its work item, as a
+/// queue's max age or max entries would.
+async fn task_with_lost_item(client: &Client, queue: &str) -> Task {
+    let mut t = Task::new("ok", &()).unwrap();
+    t.created = time::OffsetDateTime::now_utc() - Duration::from_secs(600);
+    client.enqueue_to(queue, &mut t).await.unwrap();
+    let nc = client.nats();
+    let stream = format!("CHORIA_AJ_Q_{queue}");
+    let m = asyncjobs_tests::js_api(
+        nc,
+        &format!("STREAM.MSG.GET.{stream}"),
+        &format!(r#"{{"last_by_subj":"CHORIA_AJ.Q.{queue}.{}"}}"#, t.id),
+    )
+    .await;
+    let seq = m["message"]["seq"].as_u64().expect("the item");
+    let r = asyncjobs_tests::js_api(
+        nc,
+        &format!("STREAM.MSG.DELETE.{stream}"),
+        &format!(r#"{{"seq":{seq}}}"#),
+    )
+    .await;
+    assert_eq!(r["success"], true, "{r}");
+    t
+}
+
+/// Kind B, items lost: a task whose work item the queue no longer holds
+/// (dropped by max age or max entries, purged, deleted) never runs; a
+/// reconcile pass expires it naming the loss, leaves a task whose item is
+/// there and young tasks alone, and a worker runs one pass at start.
+#[tokio::test]
+async fn tasks_whose_item_was_lost_are_expired() {
+    let server = NatsServer::start();
+    let client = client(&server, Queue::new("Q")).await;
+    let lost = task_with_lost_item(&client, "Q").await;
+    let mut kept = Task::new("ok", &()).unwrap();
+    kept.created = time::OffsetDateTime::now_utc() - Duration::from_secs(600);
+    client.enqueue(&mut kept).await.unwrap();
+    let mut young = Task::new("ok", &()).unwrap();
+    client.enqueue(&mut young).await.unwrap();
+    client
+        .nats()
+        .request(
+            "$JS.API.STREAM.PURGE.CHORIA_AJ_Q_Q",
+            format!(r#"{{"filter":"CHORIA_AJ.Q.Q.{}"}}"#, young.id).into(),
+        )
+        .await
+        .unwrap();
+
+    let ended = client
+        .reconcile_tasks(Some("Q"), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(ended, std::slice::from_ref(&lost.id));
+    let t = client.load_task(&lost.id).await.unwrap();
+    assert_eq!(t.state, TaskState::Expired);
+    assert!(
+        t.last_err.starts_with("work item lost: queue Q"),
+        "{}",
+        t.last_err
+    );
+    assert_eq!(
+        client.load_task(&kept.id).await.unwrap().state,
+        TaskState::New
+    );
+    assert_eq!(
+        client.load_task(&young.id).await.unwrap().state,
+        TaskState::New
+    );
+
+    // a worker's start-up pass does the same for its queue
+    let w = Client::builder()
+        .url(server.url())
+        .queue(Queue::new("W").max_run_time(Duration::from_secs(1)))
+        .build()
+        .await
+        .unwrap();
+    let lost_w = task_with_lost_item(&w, "W").await;
+    let worker = spawn_worker(
+        w.worker(fail_and_ok())
+            .reconcile_at_start(Some(Duration::from_secs(60))),
+    );
+    wait_for_state(&w, &lost_w.id, TaskState::Expired, T).await;
+    worker.stop().await;
+}

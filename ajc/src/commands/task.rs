@@ -5,7 +5,7 @@ use super::{emit, emit_json, emitln, Ctx};
 use crate::blocks::TasksBlock;
 use crate::cli::{
     TaskAddArgs, TaskCmd, TaskConfigureArgs, TaskDeleteArgs, TaskInitArgs, TaskListArgs,
-    TaskRetryArgs, TaskSettings, TaskViewArgs, TaskWatchArgs, TasksArgs,
+    TaskReconcileArgs, TaskRetryArgs, TaskSettings, TaskViewArgs, TaskWatchArgs, TasksArgs,
 };
 use crate::connect::{client, Prepare};
 use crate::error::{CliError, Result};
@@ -29,6 +29,7 @@ pub async fn run(ctx: &Ctx, args: &TasksArgs) -> Result<()> {
         TaskCmd::Delete(a) => delete(ctx, a).await,
         TaskCmd::List(a) => list(ctx, a).await,
         TaskCmd::Purge(f) => purge(ctx, f.force).await,
+        TaskCmd::Reconcile(a) => reconcile(ctx, a).await,
         TaskCmd::Initialize(a) => initialize(ctx, a).await,
         TaskCmd::Configure(a) => configure(ctx, a).await,
         TaskCmd::Watch(a) => watch(ctx, a).await,
@@ -339,6 +340,23 @@ fn shown_data(bytes: &[u8]) -> String {
             Err(_) => format!("({} of binary data)", iec_bytes(bytes.len() as u64)),
         },
     }
+}
+
+/// `task reconcile`: expires the tasks whose work item is gone.
+async fn reconcile(ctx: &Ctx, a: &TaskReconcileArgs) -> Result<()> {
+    let client = client(&ctx.global, Prepare::Nothing, Ok).await?;
+    let ended = client.reconcile_tasks(a.queue.as_deref(), a.grace).await?;
+    if a.out.json {
+        emit_json(&ended);
+    } else if ended.is_empty() {
+        emitln("No task lost its work item");
+    } else {
+        for id in &ended {
+            emitln(format!("Expired {id}: its work item was lost"));
+        }
+        emitln(format!("Expired {} task(s)", ended.len()));
+    }
+    Ok(())
 }
 
 /// `task delete`, after confirmation.

@@ -752,6 +752,73 @@ impl Storage {
         Ok((reply.message.seq, data.into()))
     }
 
+    /// Whether `queue` holds a work item for task `id`: waiting or in
+    /// flight on `CHORIA_AJ.Q.<queue>.<id>`, or held until due on
+    /// `CHORIA_AJ.S.<queue>.<id>`. A missing queue holds none.
+    pub(crate) async fn holds_item(&self, queue: &str, id: &str) -> Result<bool> {
+        validate_queue_name(queue)?;
+        let stream = format!("{QUEUE_STREAM_PREFIX}{queue}");
+        for subject in [item_subject(queue, id), scheduled_item_subject(queue, id)] {
+            let found = api::request::<Value>(
+                &self.js,
+                &format!("STREAM.MSG.GET.{stream}"),
+                &json!({ "last_by_subj": subject }),
+                || format!("looking for the work item of {id} in queue {queue}"),
+            )
+            .await;
+            match found {
+                Ok(_) => return Ok(true),
+                Err(e) if api::is(&e, ErrorCode::STREAM_NOT_FOUND) => return Ok(false),
+                Err(e) if api::is(&e, ErrorCode::NO_MESSAGE_FOUND) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(false)
+    }
+
+    /// See [`Client::reconcile_tasks`](crate::Client::reconcile_tasks).
+    pub(crate) async fn reconcile_tasks(
+        &self,
+        queue: Option<&str>,
+        grace: Duration,
+    ) -> Result<Vec<String>> {
+        let mut tasks = Box::pin(self.list_tasks().await?);
+        let cutoff = OffsetDateTime::now_utc() - grace;
+        let mut ended = Vec::new();
+        while let Some(task) = tasks.next().await {
+            let mut task = task?;
+            let waiting = matches!(
+                task.state,
+                TaskState::New | TaskState::Retry | TaskState::Blocked | TaskState::Active
+            );
+            let last_change = task.tried.unwrap_or(task.created).max(task.created);
+            if !waiting
+                || last_change > cutoff
+                || task.queue.is_empty()
+                || queue.is_some_and(|q| q != task.queue)
+                || self.holds_item(&task.queue, &task.id).await?
+            {
+                continue;
+            }
+            let was = task.state;
+            task.state = TaskState::Expired;
+            task.last_err = format!(
+                "work item lost: queue {} no longer holds one for this {was} task (dropped by the queue's max age or max entries, purged, or the queue was deleted); retry the task to run it again",
+                task.queue
+            );
+            match self.save_task(&mut task).await {
+                Ok(()) => {
+                    tracing::warn!(task = %task.id, queue = %task.queue, state = %was, "work item lost; task expired");
+                    ended.push(task.id);
+                }
+                // changed meanwhile: something is handling it
+                Err(Error::ConcurrentUpdate(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(ended)
+    }
+
     /// Maps "no such message" and "no such stream" to their meaning for task `id`.
     fn task_error(&self, id: &str, e: NatsError) -> Error {
         if api::is(&e, ErrorCode::NO_MESSAGE_FOUND) {

@@ -72,6 +72,7 @@ pub(crate) struct Settings {
     pub blocked_delay: Duration,
     pub heartbeat_cap: Option<Duration>,
     pub scheduled_waits: bool,
+    pub reconcile_grace: Option<Duration>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -82,6 +83,7 @@ impl std::fmt::Debug for Settings {
             .field("blocked_delay", &self.blocked_delay)
             .field("heartbeat_cap", &self.heartbeat_cap)
             .field("scheduled_waits", &self.scheduled_waits)
+            .field("reconcile_grace", &self.reconcile_grace)
             .finish_non_exhaustive()
     }
 }
@@ -169,6 +171,11 @@ impl Shared {
     }
 }
 
+/// The least time since a task's last change before a worker's start-up
+/// pass ([`Client::reconcile_tasks`](crate::Client::reconcile_tasks))
+/// may judge its work item lost.
+pub const RECONCILE_GRACE: Duration = Duration::from_secs(60);
+
 /// How often a running worker re-reads its queue's settings (run time,
 /// tries, concurrency), so a `configure_queue` reaches it within this time.
 pub const QUEUE_REFRESH: Duration = Duration::from_secs(10);
@@ -196,6 +203,7 @@ impl Worker {
                 blocked_delay: DEFAULT_DEPENDENCY_POLL,
                 heartbeat_cap: None,
                 scheduled_waits: true,
+                reconcile_grace: Some(RECONCILE_GRACE),
             },
         }
     }
@@ -253,6 +261,16 @@ impl Worker {
     /// NAKs with delay (Go's behaviour: each waiting task holds a slot).
     pub fn scheduled_waits(mut self, on: bool) -> Self {
         self.settings.scheduled_waits = on;
+        self
+    }
+
+    /// The start-up pass over the queue's tasks whose work item was lost
+    /// ([`Client::reconcile_tasks`](crate::Client::reconcile_tasks)):
+    /// tasks unchanged for at least `grace` (and twice the queue's lease)
+    /// are judged. Default `Some(`[`RECONCILE_GRACE`]`)`; `None` turns the
+    /// pass off (it reads every task record once, in the background).
+    pub fn reconcile_at_start(mut self, grace: Option<Duration>) -> Self {
+        self.settings.reconcile_grace = grace;
         self
     }
 
@@ -314,10 +332,33 @@ impl Worker {
         }
         let reaper_stop = CancellationToken::new();
         let reaper = tokio::spawn(exhausted::run(shared.clone(), reaper_stop.clone()));
+        // one pass over the queue's tasks whose item was lost while no
+        // worker watched (queue limits, purges, deletions)
+        let reconcile = tokio::spawn({
+            let shared = shared.clone();
+            let stop = reaper_stop.clone();
+            async move {
+                let Some(grace) = shared.settings.reconcile_grace else {
+                    return;
+                };
+                let grace = grace.max(gates::lease(&shared.queue()) * 2);
+                tokio::select! {
+                    _ = stop.cancelled() => {}
+                    res = shared.storage.reconcile_tasks(Some(&shared.name), grace) => match res {
+                        Ok(ended) if !ended.is_empty() => {
+                            tracing::warn!(queue = %shared.name, tasks = ended.len(), "expired tasks whose work item was lost");
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(queue = %shared.name, error = %e, "looking for tasks whose work item was lost failed"),
+                    }
+                }
+            }
+        });
         let tracker = TaskTracker::new();
         dispatch::run(shared.clone(), puller, inbox, tracker.clone(), shutdown).await;
         reaper_stop.cancel();
         let _ = reaper.await;
+        let _ = reconcile.await;
 
         let queue = &shared.name;
         tracing::info!(queue = %queue, ?grace, "worker stopping");
