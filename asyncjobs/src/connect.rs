@@ -168,6 +168,11 @@ impl Connect {
         if let Some(interval) = self.ping_interval {
             opts = opts.ping_interval(interval);
         }
+        let lost = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        opts = opts.event_callback(move |event| {
+            let lost = lost.clone();
+            async move { log_event(event, &lost) }
+        });
         tracing::debug!(%url, name = %self.name, "connecting to NATS");
         let nc = opts
             .connect(addrs)
@@ -192,6 +197,37 @@ impl Connect {
             "connected to NATS"
         );
         Ok(nc)
+    }
+}
+
+/// Logs what happens to a connection after it is made: a lost connection
+/// (the client reconnects by itself; work waits meanwhile) as a warning,
+/// getting it back as info, server errors and slow consumers as warnings.
+fn log_event(event: async_nats::Event, lost: &std::sync::atomic::AtomicBool) {
+    use async_nats::Event;
+    use std::sync::atomic::Ordering;
+    match event {
+        Event::Connected if lost.swap(false, Ordering::Relaxed) => {
+            tracing::info!("reconnected to NATS")
+        }
+        // the first one is the connection itself, logged by `open`
+        Event::Connected => tracing::debug!("connected to NATS"),
+        Event::Disconnected => {
+            lost.store(true, Ordering::Relaxed);
+            tracing::warn!("lost the connection to NATS; reconnecting (work waits until then)")
+        }
+        Event::LameDuckMode => {
+            tracing::warn!("the NATS server is shutting down (lame duck mode); moving to another")
+        }
+        Event::ServerError(e) => tracing::warn!(error = %e, "NATS server error"),
+        Event::ClientError(e) => tracing::warn!(error = %e, "NATS client error"),
+        Event::SlowConsumer(sid) => {
+            tracing::warn!(
+                subscription = sid,
+                "NATS slow consumer: messages were dropped"
+            )
+        }
+        Event::Draining | Event::Closed => tracing::debug!(%event, "NATS connection"),
     }
 }
 

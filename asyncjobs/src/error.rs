@@ -281,7 +281,10 @@ classify! {
 ///
 /// Messages start with the text the Go implementation uses where one exists,
 /// so logs and `last_err` values read the same across implementations.
-#[derive(Debug, thiserror::Error)]
+///
+/// `{:?}` prints the message too (what `main() -> Result<(), Box<dyn
+/// Error>>` shows when `?` returns an error); `{:#?}` adds the variant.
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// No task record exists for the id.
@@ -428,8 +431,47 @@ impl Error {
     }
 }
 
+/// Writes `message`, and with `{:#?}` the type's own name for it too.
+pub(crate) fn debug_as_message(
+    f: &mut fmt::Formatter<'_>,
+    message: &dyn fmt::Display,
+    variant: &str,
+) -> fmt::Result {
+    if f.alternate() {
+        write!(f, "{variant}: {message}")
+    } else {
+        write!(f, "{message}")
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // the variant's name only: fields may hold payloads
+        let variant = match self {
+            Error::Nats(_) => "Nats",
+            Error::TaskNotFound(_) => "TaskNotFound",
+            Error::QueueNotFound(_) => "QueueNotFound",
+            Error::StorageNotReady(_) => "StorageNotReady",
+            Error::Config(_) => "Config",
+            Error::ConcurrentUpdate(_) => "ConcurrentUpdate",
+            _ => "Error",
+        };
+        debug_as_message(f, self, variant)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn debug_prints_the_message() {
+        let e = Error::QueueNotFound("X".into());
+        assert_eq!(format!("{e:?}"), e.to_string());
+        assert_eq!(format!("{e:#?}"), format!("QueueNotFound: {e}"));
+        // what `main() -> Result<(), Box<dyn Error>>` shows
+        let boxed: Box<dyn std::error::Error> = Box::new(e);
+        assert!(format!("{boxed:?}").starts_with("queue not found: X (no stream"));
+    }
+
     use super::*;
 
     #[test]

@@ -107,8 +107,9 @@ impl<T: DeserializeOwned> TaskHandle<T> {
     }
 }
 
-/// Why [`TaskHandle::wait`] did not return a result.
-#[derive(Debug, thiserror::Error)]
+/// Why [`TaskHandle::wait`] did not return a result. `{:?}` prints the
+/// message (not the task's payload bytes).
+#[derive(thiserror::Error)]
 pub enum WaitError {
     /// Loading or decoding the task failed.
     #[error(transparent)]
@@ -117,13 +118,36 @@ pub enum WaitError {
     #[error("task {} ended {}: {}", .0.id, .0.state, .0.last_err)]
     Failed(Box<Task>),
     /// The task was not final in time.
-    #[error("task {} still {} after {timeout:?}{}", task.id, task.state, last_error(task))]
+    #[error("task {} still {} after {timeout:?}{}{}", task.id, task.state, last_error(task), not_taken(task))]
     Timeout {
         /// How long was waited.
         timeout: Duration,
         /// The task as last seen.
         task: Box<Task>,
     },
+}
+
+impl fmt::Debug for WaitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let variant = match self {
+            WaitError::Client(_) => "Client",
+            WaitError::Failed(_) => "Failed",
+            WaitError::Timeout { .. } => "Timeout",
+        };
+        crate::error::debug_as_message(f, self, variant)
+    }
+}
+
+/// A hint when no worker has taken the task yet.
+fn not_taken(task: &Task) -> String {
+    if task.state == TaskState::New && task.tries == 0 {
+        format!(
+            " (no worker has taken it: is a worker running for queue {}?)",
+            task.queue
+        )
+    } else {
+        String::new()
+    }
 }
 
 fn last_error(task: &Task) -> String {
@@ -141,5 +165,33 @@ impl WaitError {
             WaitError::Client(_) => None,
             WaitError::Failed(t) | WaitError::Timeout { task: t, .. } => Some(t),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_task_no_worker_took_says_so_and_debug_hides_the_payload() {
+        let mut task = Task::new("report:build", &vec![1u8; 64]).unwrap();
+        task.queue = "REPORTS".into();
+        let e = WaitError::Timeout {
+            timeout: Duration::from_secs(5),
+            task: Box::new(task.clone()),
+        };
+        assert!(
+            e.to_string()
+                .ends_with("(no worker has taken it: is a worker running for queue REPORTS?)"),
+            "{e}"
+        );
+        assert_eq!(format!("{e:?}"), e.to_string());
+        task.state = TaskState::Retry;
+        task.tries = 1;
+        let e = WaitError::Timeout {
+            timeout: Duration::from_secs(5),
+            task: Box::new(task),
+        };
+        assert!(!e.to_string().contains("no worker"), "{e}");
     }
 }

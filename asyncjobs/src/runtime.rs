@@ -961,7 +961,9 @@ async fn start_with(
             queue = %queue,
             handlers = ?router.task_types().collect::<Vec<_>>(),
             concurrency = args.concurrency,
-            "starting worker"
+            queue_concurrency = client.queue().effective_max_concurrent(),
+            run_time = %format_duration(client.queue().effective_max_run_time()),
+            "starting worker (concurrency: this worker's handlers at once; queue_concurrency: all workers' together)"
         );
         let worker = client
             .worker(router)

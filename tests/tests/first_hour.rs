@@ -163,6 +163,25 @@ async fn failures_are_logged_and_retry_after_is_honoured() {
             .any(|l| l.contains("INFO") && l.contains("version=") && l.contains(&server.url())),
         "{connected:#?}"
     );
+
+    // a lost connection is a warning, getting it back is info
+    let mut server = server;
+    server.stop();
+    wait_for(T, "the lost connection in the log", || async {
+        log.lines_with("lost the connection to NATS")
+            .iter()
+            .any(|l| l.contains("WARN"))
+            .then_some(())
+    })
+    .await;
+    server.restart();
+    wait_for(T, "the reconnection in the log", || async {
+        log.lines_with("reconnected to NATS")
+            .iter()
+            .any(|l| l.contains("INFO"))
+            .then_some(())
+    })
+    .await;
     worker.stop().await;
 }
 
