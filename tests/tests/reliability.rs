@@ -806,7 +806,7 @@ async fn tasks_whose_item_was_lost_are_expired() {
     let lost_w = task_with_lost_item(&w, "W").await;
     let worker = spawn_worker(
         w.worker(fail_and_ok())
-            .reconcile_at_start(Some(Duration::from_secs(60))),
+            .reconcile_at_start(Some(Duration::ZERO)),
     );
     wait_for_state(&w, &lost_w.id, TaskState::Expired, T).await;
     worker.stop().await;

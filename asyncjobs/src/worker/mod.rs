@@ -176,6 +176,10 @@ impl Shared {
 /// may judge its work item lost.
 pub const RECONCILE_GRACE: Duration = Duration::from_secs(60);
 
+/// The longest a worker waits after starting before its pass over lost
+/// work items (it waits its grace when shorter).
+pub const RECONCILE_DELAY_MAX: Duration = Duration::from_secs(30);
+
 /// How often a running worker re-reads its queue's settings (run time,
 /// tries, concurrency), so a `configure_queue` reaches it within this time.
 pub const QUEUE_REFRESH: Duration = Duration::from_secs(10);
@@ -267,7 +271,8 @@ impl Worker {
     /// The start-up pass over the queue's tasks whose work item was lost
     /// ([`Client::reconcile_tasks`](crate::Client::reconcile_tasks)):
     /// tasks unchanged for at least `grace` (and twice the queue's lease)
-    /// are judged. Default `Some(`[`RECONCILE_GRACE`]`)`; `None` turns the
+    /// are judged, once, that long after the start (at most
+    /// [`RECONCILE_DELAY_MAX`]). Default `Some(`[`RECONCILE_GRACE`]`)`; `None` turns the
     /// pass off (it reads every task record once, in the background).
     pub fn reconcile_at_start(mut self, grace: Option<Duration>) -> Self {
         self.settings.reconcile_grace = grace;
@@ -342,6 +347,13 @@ impl Worker {
                     return;
                 };
                 let grace = grace.max(gates::lease(&shared.queue()) * 2);
+                // tasks lost before the start are old by then; a worker's
+                // start is not slowed by reading every record
+                let delay = grace.min(RECONCILE_DELAY_MAX);
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(delay) => {}
+                }
                 tokio::select! {
                     _ = stop.cancelled() => {}
                     res = shared.storage.reconcile_tasks(Some(&shared.name), grace) => match res {
