@@ -1141,3 +1141,99 @@ async fn scheduler_recovers_when_its_buckets_are_deleted_and_recreated() {
     assert!(!run.handle.is_finished(), "the scheduler stopped");
     run.stop().await.unwrap();
 }
+
+/// Kind H, the recipe: `* * * * *` with two schedulers; the leader
+/// is cut off (its connection frozen, as a dying or partitioned process)
+/// 3 s before a minute boundary, so the other one wins only after that
+/// minute's slot has passed. The new leader fires the missed slot, once.
+#[tokio::test]
+async fn a_minute_slot_missed_during_failover_is_fired_once() {
+    let server = NatsServer::start();
+    let admin = client(&server, Queue::new("CRON")).await;
+    jetstream::new(admin.nats().clone())
+        .create_key_value(kv::Config {
+            bucket: "MIN_ELECTIONS".into(),
+            max_age: Duration::from_secs(6),
+            history: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let options = ElectionOptions::default()
+        .bucket("MIN_ELECTIONS")
+        .campaign_interval(Duration::from_millis(500))
+        .max_splay(Duration::from_millis(100));
+    let leaders = Leaders::watch(admin.nats()).await;
+    let created = Created::watch(admin.nats(), "min:tick").await;
+
+    let proxy = asyncjobs_tests::Proxy::start(&server).await;
+    let c1 = asyncjobs::Client::builder()
+        .url(proxy.url())
+        .queue(Queue::new("CRON"))
+        .build()
+        .await
+        .unwrap();
+    let s1 = Scheduler::builder(c1, "sched-1")
+        .election(options.clone())
+        .build();
+    let r1 = start(&s1);
+    wait_for(T, "sched-1 to lead", || async {
+        (leaders.names().first().map(String::as_str) == Some("sched-1")).then_some(())
+    })
+    .await;
+    let c2 = client(&server, Queue::new("CRON")).await;
+    let s2 = Scheduler::builder(c2, "sched-2").election(options).build();
+    let r2 = start(&s2);
+    admin
+        .new_scheduled_task(
+            "min",
+            "* * * * *",
+            "CRON",
+            &Task::builder("min:tick").build().unwrap(),
+        )
+        .await
+        .unwrap();
+
+    // 3 s before a minute boundary at least 10 s away (pacing the fault)
+    let now = OffsetDateTime::now_utc();
+    let mut boundary = now
+        .replace_second(0)
+        .unwrap()
+        .replace_nanosecond(0)
+        .unwrap()
+        + Duration::from_secs(60);
+    if boundary - now < time::Duration::seconds(10) {
+        boundary += Duration::from_secs(60);
+    }
+    let freeze_at: Duration = (boundary - now - time::Duration::seconds(3))
+        .try_into()
+        .unwrap();
+    tokio::time::sleep(freeze_at).await;
+    proxy.freeze();
+
+    let slot_id = asyncjobs::scheduler::slot_task_id("min", boundary);
+    wait_for(
+        Duration::from_secs(30),
+        "the missed slot's task",
+        || async { created.ids().contains(&slot_id).then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        leaders.names().last().map(String::as_str),
+        Some("sched-2"),
+        "sched-2 took over"
+    );
+    let task = admin.load_task(&slot_id).await.unwrap();
+    assert!(
+        task.created > boundary,
+        "fired by the new leader after the boundary"
+    );
+    assert_eq!(
+        created.ids().iter().filter(|id| **id == slot_id).count(),
+        1,
+        "the slot fired once"
+    );
+    proxy.thaw();
+    r2.stop().await.unwrap();
+    let _ = r1.stop().await;
+}
