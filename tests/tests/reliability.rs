@@ -811,3 +811,40 @@ async fn tasks_whose_item_was_lost_are_expired() {
     wait_for_state(&w, &lost_w.id, TaskState::Expired, T).await;
     worker.stop().await;
 }
+
+/// Kind F, the task store: deleted under a running worker, enqueues fail
+/// naming it, the worker keeps running, and once the store is re-created
+/// (any client build does) tasks run again; an item whose record went
+/// with the store is terminated, not retried forever.
+#[tokio::test]
+async fn deleted_task_store_is_reported_and_recovered() {
+    let server = NatsServer::start();
+    let client = client(&server, Queue::new("Q")).await;
+    let worker = spawn_worker(client.worker(fail_and_ok()));
+    let mut before = Task::new("ok", &()).unwrap();
+    client.enqueue(&mut before).await.unwrap();
+    wait_for_state(&client, &before.id, TaskState::Complete, T).await;
+
+    let r = asyncjobs_tests::js_api(client.nats(), "STREAM.DELETE.CHORIA_AJ_TASKS", "").await;
+    assert_eq!(r["success"], true, "{r}");
+    // an item whose record is gone with the store
+    let js = async_nats::jetstream::new(client.nats().clone());
+    js.publish(
+        "CHORIA_AJ.Q.Q.orphan",
+        r#"{"kind":0,"job":"orphan"}"#.into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    let mut refused = Task::new("ok", &()).unwrap();
+    let err = client.enqueue(&mut refused).await.unwrap_err().to_string();
+    assert!(err.contains("CHORIA_AJ_TASKS"), "{err}");
+
+    let again = asyncjobs_tests::client(&server, Queue::new("Q")).await;
+    let mut after = Task::new("ok", &()).unwrap();
+    again.enqueue(&mut after).await.unwrap();
+    wait_for_state(&again, &after.id, TaskState::Complete, T).await;
+    drained(&again).await;
+    worker.stop().await;
+}
