@@ -102,7 +102,7 @@ pub(crate) async fn process(shared: &Shared, msg: async_nats::jetstream::Message
             if delivered > 1
                 && max_deliver > 0
                 && delivered as i64 >= max_deliver
-                && Box::pin(replace_item(shared, &acker, &item)).await
+                && Box::pin(replace_item(shared, &acker, &item, None)).await
             {
                 return;
             }

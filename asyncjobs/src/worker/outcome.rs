@@ -107,33 +107,17 @@ pub(crate) const MIN_SCHEDULED_WAIT: Duration = Duration::from_secs(1);
 /// and new work starts at once. Otherwise, or when the schedule cannot be
 /// written, a NAK with delay ([`nak`]) keeps the item pending.
 pub(crate) async fn wait(shared: &Shared, acker: &Acker, item: &Delivered, delay: Duration) {
-    if delay >= MIN_SCHEDULED_WAIT && shared.scheduled_items() {
-        let due = time::OffsetDateTime::now_utc() + delay;
-        let sent = shared
-            .storage
-            .publish_item_at(
-                &shared.name,
-                &item.id,
-                item.traceparent.clone(),
-                false,
-                Some(due),
-            )
-            .await;
-        let acked = match sent {
-            Ok(ack) => ack.await,
-            Err(e) => Err(e),
-        };
-        match acked {
-            Ok(_) => {
-                tracing::trace!(task = %item.id, ?delay, "work item scheduled");
-                send_ack(acker, AckKind::Ack, &item.id).await;
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(task = %item.id, error = %e, ?delay,
-                    "scheduling the work item failed; holding it with a NAK delay instead");
-            }
-        }
+    if delay >= MIN_SCHEDULED_WAIT
+        && shared.scheduled_items()
+        && Box::pin(replace_item(
+            shared,
+            acker,
+            item,
+            Some(time::OffsetDateTime::now_utc() + delay),
+        ))
+        .await
+    {
+        return;
     }
     nak(shared, acker, item, delay).await;
 }
@@ -260,7 +244,7 @@ pub(crate) async fn nak(shared: &Shared, acker: &Acker, item: &Delivered, delay:
     let max_deliver = shared.queue().max_tries;
     if max_deliver > 0
         && item.delivered as i64 >= max_deliver - 1
-        && Box::pin(replace_item(shared, acker, item)).await
+        && Box::pin(replace_item(shared, acker, item, None)).await
     {
         return;
     }
@@ -268,13 +252,18 @@ pub(crate) async fn nak(shared: &Shared, acker: &Acker, item: &Delivered, delay:
 }
 
 /// Publishes a fresh work item for the task (through the one publish path,
-/// so it keeps its `traceparent`) and acknowledges this one, which is near
-/// or at the consumer's `max_deliver`; false when the publish failed (the
-/// caller then goes on with this item).
-pub(crate) async fn replace_item(shared: &Shared, acker: &Acker, item: &Delivered) -> bool {
+/// so it keeps its `traceparent`), due at once or, with `due`, held until
+/// then by a message schedule, and acknowledges this one; false when the
+/// publish failed (the caller then goes on with this item).
+pub(crate) async fn replace_item(
+    shared: &Shared,
+    acker: &Acker,
+    item: &Delivered,
+    due: Option<time::OffsetDateTime>,
+) -> bool {
     let sent = shared
         .storage
-        .publish_item(&shared.name, &item.id, item.traceparent.clone(), false)
+        .publish_item_at(&shared.name, &item.id, item.traceparent.clone(), false, due)
         .await;
     let acked = match sent {
         Ok(ack) => ack.await,
@@ -282,12 +271,12 @@ pub(crate) async fn replace_item(shared: &Shared, acker: &Acker, item: &Delivere
     };
     match acked {
         Ok(_) => {
-            tracing::debug!(task = %item.id, delivered = item.delivered, "replaced the work item near max deliveries");
+            tracing::debug!(task = %item.id, delivered = item.delivered, ?due, "replaced the work item");
             send_ack(acker, AckKind::Ack, &item.id).await;
             true
         }
         Err(e) => {
-            tracing::warn!(task = %item.id, error = %e, "replacing the work item near max deliveries failed");
+            tracing::warn!(task = %item.id, error = %e, ?due, "replacing the work item failed; going on with this one");
             false
         }
     }
