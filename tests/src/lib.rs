@@ -361,6 +361,20 @@ pub async fn js_api(nc: &async_nats::Client, api: &str, body: &str) -> serde_jso
     serde_json::from_slice(&msg.payload).expect("JSON reply")
 }
 
+/// A JetStream API reply (`$JS.API.<api>`, empty body), or `None` while
+/// the server or cluster cannot answer (3 s time-out) or answers an error.
+pub async fn js_api_answer(nc: &async_nats::Client, api: &str) -> Option<serde_json::Value> {
+    let reply = tokio::time::timeout(
+        Duration::from_secs(3),
+        nc.request(format!("$JS.API.{api}"), "".into()),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&reply.payload).ok()?;
+    v.get("error").is_none().then_some(v)
+}
+
 /// Path of a file in the shared golden reference directory.
 pub fn golden(name: &str) -> PathBuf {
     let base = std::env::var_os("ASYNCJOBS_GOLDEN_DIR")

@@ -3,7 +3,9 @@
 //! while a worker is processing it.
 
 use asyncjobs::{Client, Queue, Router, Task, TaskContext, TaskState};
-use asyncjobs_tests::{fast_retry, js_api, spawn_worker, wait_for, wait_for_state, NatsCluster};
+use asyncjobs_tests::{
+    fast_retry, js_api, js_api_answer, spawn_worker, wait_for, wait_for_state, NatsCluster,
+};
 use serde_json::Value;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -11,23 +13,10 @@ use std::time::Duration;
 
 const T: Duration = Duration::from_secs(60);
 
-/// A JetStream API reply, or `None` while the cluster cannot answer.
-async fn api(nc: &async_nats::Client, api: &str) -> Option<Value> {
-    let reply = tokio::time::timeout(
-        Duration::from_secs(3),
-        nc.request(format!("$JS.API.{api}"), "".into()),
-    )
-    .await
-    .ok()?
-    .ok()?;
-    let v: Value = serde_json::from_slice(&reply.payload).ok()?;
-    v.get("error").is_none().then_some(v)
-}
-
 /// The name of the node leading `stream`, once it has one.
 async fn leader(nc: &async_nats::Client, stream: &str) -> String {
     wait_for(T, &format!("a leader for {stream}"), || async {
-        let v = api(nc, &format!("STREAM.INFO.{stream}")).await?;
+        let v = js_api_answer(nc, &format!("STREAM.INFO.{stream}")).await?;
         v["cluster"]["leader"].as_str().map(String::from)
     })
     .await
@@ -98,7 +87,7 @@ async fn replicated_queue_loses_no_task_when_its_leader_dies() {
     let index = cluster.index_of(&dead).expect("leader is a cluster node");
     cluster.node_mut(index).stop();
     wait_for(T, "a new work queue leader", || async {
-        let now = api(&nc, "STREAM.INFO.CHORIA_AJ_Q_HA").await?;
+        let now = js_api_answer(&nc, "STREAM.INFO.CHORIA_AJ_Q_HA").await?;
         let name = now["cluster"]["leader"].as_str()?;
         (name != dead).then_some(())
     })
@@ -133,7 +122,7 @@ async fn replicated_queue_loses_no_task_when_its_leader_dies() {
     // the dead node rejoins and catches up
     cluster.node_mut(index).restart();
     wait_for(T, "the restarted node to be a current replica", || async {
-        let v = api(&nc, "STREAM.INFO.CHORIA_AJ_TASKS").await?;
+        let v = js_api_answer(&nc, "STREAM.INFO.CHORIA_AJ_TASKS").await?;
         let mut members: Vec<&Value> = v["cluster"]["replicas"].as_array()?.iter().collect();
         members.retain(|r| r["name"] == dead.as_str());
         match members.first() {

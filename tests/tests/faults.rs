@@ -19,11 +19,10 @@
 //! kept when a test fails, or always with `ASYNCJOBS_FAULT_KEEP` set).
 
 use asyncjobs::{Client, Queue, Task, TaskState};
-use asyncjobs_tests::{wait_for, NatsCluster, NatsServer};
+use asyncjobs_tests::{js_api_answer, wait_for, NatsCluster, NatsServer};
 use futures::StreamExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -715,26 +714,13 @@ async fn worker_kills_and_server_restarts_lose_no_task() {
     .await;
 }
 
-/// A JetStream API reply, or `None` while the cluster cannot answer.
-async fn api(nc: &async_nats::Client, api: &str) -> Option<Value> {
-    let reply = tokio::time::timeout(
-        Duration::from_secs(3),
-        nc.request(format!("$JS.API.{api}"), "".into()),
-    )
-    .await
-    .ok()?
-    .ok()?;
-    let v: Value = serde_json::from_slice(&reply.payload).ok()?;
-    v.get("error").is_none().then_some(v)
-}
-
 /// The name of the node leading `stream`, once it has one that is not `not`.
 async fn leader(nc: &async_nats::Client, stream: &str, not: Option<&str>) -> String {
     wait_for(
         Duration::from_secs(60),
         &format!("a leader for {stream}"),
         || async {
-            let v = api(nc, &format!("STREAM.INFO.{stream}")).await?;
+            let v = js_api_answer(nc, &format!("STREAM.INFO.{stream}")).await?;
             let name = v["cluster"]["leader"].as_str()?;
             (Some(name) != not).then(|| name.to_string())
         },
@@ -748,7 +734,7 @@ async fn caught_up(nc: &async_nats::Client, stream: &str, node: &str) {
         Duration::from_secs(60),
         &format!("{node} to be a current replica of {stream}"),
         || async {
-            let v = api(nc, &format!("STREAM.INFO.{stream}")).await?;
+            let v = js_api_answer(nc, &format!("STREAM.INFO.{stream}")).await?;
             if v["cluster"]["leader"] == node {
                 return Some(());
             }
@@ -780,7 +766,9 @@ async fn cluster_leader_kills_lose_no_task() {
     let queue_stream = client.queue().stream_name();
     let tasks_stream = asyncjobs::TASKS_STREAM.to_string();
     for stream in [&queue_stream, &tasks_stream] {
-        let v = api(&nc, &format!("STREAM.INFO.{stream}")).await.unwrap();
+        let v = js_api_answer(&nc, &format!("STREAM.INFO.{stream}"))
+            .await
+            .unwrap();
         assert_eq!(v["config"]["num_replicas"], 3, "{stream}: {v}");
     }
     let mut fleet = Fleet::start(&cluster.urls(), "FAULT_HA", WORKERS);
