@@ -305,11 +305,14 @@ impl Client {
     pub async fn enqueue_many(&self, tasks: &mut [Task]) -> Vec<Result<()>> {
         let storage = &self.inner.storage;
         let queue = self.inner.queue.name.as_str();
-        futures::stream::iter(tasks.iter_mut())
+        // the futures are made before awaiting: a closure held across the
+        // await would make this future `Send` for one lifetime only, so it
+        // could not be spawned (rust-lang/rust#64552)
+        let sends: Vec<_> = tasks
+            .iter_mut()
             .map(|task| storage.enqueue(queue, task))
-            .buffered(256)
-            .collect()
-            .await
+            .collect();
+        futures::stream::iter(sends).buffered(256).collect().await
     }
 
     /// Loads a task by id, verifying its signature when keys are configured.

@@ -824,3 +824,21 @@ async fn default_client_uses_go_defaults() {
         "{err}"
     );
 }
+
+/// `enqueue_many` can run in a spawned task (its future is `Send` for
+/// any lifetime: the fault suite once had to work around it).
+#[tokio::test]
+async fn enqueue_many_can_be_spawned() {
+    let server = NatsServer::start();
+    let client = client(&server, Queue::new("Q")).await;
+    let spawned = tokio::spawn({
+        let client = client.clone();
+        async move {
+            let mut tasks: Vec<Task> = (0..5).map(|i| Task::new("t", &i).unwrap()).collect();
+            let results = client.enqueue_many(&mut tasks).await;
+            assert!(results.iter().all(Result::is_ok), "{results:?}");
+            tasks.len()
+        }
+    });
+    assert_eq!(spawned.await.unwrap(), 5);
+}
