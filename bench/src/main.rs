@@ -3,6 +3,7 @@
 //!
 //! `cargo run --release -p asyncjobs-bench -- --help`
 
+mod cpu;
 mod raw;
 mod server;
 
@@ -200,6 +201,7 @@ async fn fw_process(url: &str, opts: &Opts, rep: usize, concurrency: usize) -> f
     let count = Arc::new(AtomicU64::new(0));
     let stop = CancellationToken::new();
     let started = Instant::now();
+    let cpu = cpu::Span::start();
     let worker = tokio::spawn(
         client
             .worker(noop_router(count.clone()))
@@ -208,6 +210,7 @@ async fn fw_process(url: &str, opts: &Opts, rep: usize, concurrency: usize) -> f
     );
     wait_drained(&client, &q, opts.tasks).await;
     let rate = opts.tasks as f64 / started.elapsed().as_secs_f64();
+    cpu.finish(opts.tasks);
     stop.cancel();
     worker.await.unwrap().unwrap();
     assert_eq!(count.load(Ordering::Relaxed) as usize, opts.tasks);
@@ -230,6 +233,7 @@ async fn fw_e2e(url: &str, opts: &Opts, rep: usize) -> f64 {
     );
     let mut ts = tasks(opts.tasks);
     let started = Instant::now();
+    let cpu = cpu::Span::start();
     for r in client.enqueue_many(&mut ts).await {
         r.unwrap();
     }
@@ -238,6 +242,7 @@ async fn fw_e2e(url: &str, opts: &Opts, rep: usize) -> f64 {
     }
     wait_drained(&client, &q, opts.tasks).await;
     let rate = opts.tasks as f64 / started.elapsed().as_secs_f64();
+    cpu.finish(opts.tasks);
     stop.cancel();
     worker.await.unwrap().unwrap();
     let ids: Vec<String> = ts.iter().map(|t| t.id.clone()).collect();
@@ -423,6 +428,9 @@ async fn run(opts: Opts) {
         Some(_) => None,
         None => Some(server::Server::start(opts.memory)),
     };
+    if let Some(s) = &server {
+        cpu::set_server_pid(s.pid());
+    }
     let url = opts
         .server
         .clone()
@@ -436,18 +444,27 @@ async fn run(opts: Opts) {
     let mut res = Results::default();
     let reps = opts.reps.max(1);
     let mut collect = Vec::new();
+    let mut cpu_collect: Vec<Vec<(f64, Option<f64>)>> = Vec::new();
     for rep in 0..reps {
         let mut row = Vec::new();
         row.push(fw_enqueue_seq(&url, &opts, rep).await);
         row.push(raw::enqueue_seq(&url, &opts, rep).await);
         row.push(fw_enqueue_batch(&url, &opts, rep).await);
         row.push(raw::enqueue_pipelined(&url, &opts, rep).await);
+        let mut spans = Vec::new();
         row.push(fw_process(&url, &opts, rep, 10).await);
+        spans.push(cpu::take());
         row.push(raw::process(&url, &opts, rep, 10).await);
+        spans.push(cpu::take());
         row.push(fw_process(&url, &opts, rep, 100).await);
+        spans.push(cpu::take());
         row.push(raw::process(&url, &opts, rep, 100).await);
+        spans.push(cpu::take());
         row.push(fw_e2e(&url, &opts, rep).await);
+        spans.push(cpu::take());
         row.push(raw::e2e(&url, &opts, rep).await);
+        spans.push(cpu::take());
+        cpu_collect.push(spans);
         let (p50, p99) = fw_latency(&url, &opts, rep).await;
         let (rp50, rp99) = raw::latency(&url, &opts, rep).await;
         row.extend([p50, rp50, p99, rp99]);
@@ -459,6 +476,31 @@ async fn run(opts: Opts) {
     res.add("process c10", col(4), col(5), "tasks/s");
     res.add("process c100", col(6), col(7), "tasks/s");
     res.add("enqueue+process", col(8), col(9), "tasks/s");
+    // CPU per task over the timed sections: this process (the client:
+    // producer and worker) and nats-server
+    let client_cpu = |i: usize| cpu_collect.iter().map(|r| r[i].0).collect::<Vec<f64>>();
+    let server_cpu = |i: usize| {
+        cpu_collect
+            .iter()
+            .filter_map(|r| r[i].1)
+            .collect::<Vec<f64>>()
+    };
+    for (k, name) in [
+        (0, "process c10"),
+        (2, "process c100"),
+        (4, "enqueue+process"),
+    ] {
+        res.add(
+            &format!("{name} client CPU"),
+            client_cpu(k),
+            client_cpu(k + 1),
+            "µs/task",
+        );
+        let (ours, raw) = (server_cpu(k), server_cpu(k + 1));
+        if !ours.is_empty() && !raw.is_empty() {
+            res.add(&format!("{name} server CPU"), ours, raw, "µs/task");
+        }
+    }
     res.add("latency p50", col(10), col(11), "ms");
     res.add("latency p99", col(12), col(13), "ms");
     let (idle, inflight) = memory(&url, &opts, false).await;
@@ -484,6 +526,9 @@ async fn run(opts: Opts) {
             ("latency_p99_ms", "latency p99"),
             ("rss_idle_mib", "worker RSS idle"),
             ("rss_inflight_mib", inflight_name.as_str()),
+            ("process_c10_client_cpu_us", "process c10 client CPU"),
+            ("process_c100_client_cpu_us", "process c100 client CPU"),
+            ("e2e_client_cpu_us", "enqueue+process client CPU"),
         ] {
             out.insert(
                 key.into(),

@@ -224,10 +224,12 @@ pub async fn process(url: &str, opts: &Opts, rep: usize, concurrency: usize) -> 
     }
     let done = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
+    let cpu = crate::cpu::Span::start();
     let w = spawn_worker(client.nats().clone(), &q, concurrency, done.clone(), |_| {});
     until(&done, opts.tasks).await;
     wait_drained(&client, &q, opts.tasks).await;
     let rate = opts.tasks as f64 / started.elapsed().as_secs_f64();
+    cpu.finish(opts.tasks);
     w.abort();
     cleanup(&client, &q).await;
     rate
@@ -242,10 +244,12 @@ pub async fn e2e(url: &str, opts: &Opts, rep: usize) -> f64 {
     let w = spawn_worker(nc.clone(), &q, 100, done.clone(), |_| {});
     let ts = tasks(opts.tasks);
     let started = Instant::now();
+    let cpu = crate::cpu::Span::start();
     enqueue_all_pipelined(&js, &nc, &q, ts).await;
     until(&done, opts.tasks).await;
     wait_drained(&client, &q, opts.tasks).await;
     let rate = opts.tasks as f64 / started.elapsed().as_secs_f64();
+    cpu.finish(opts.tasks);
     w.abort();
     cleanup(&client, &q).await;
     rate
