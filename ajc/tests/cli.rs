@@ -761,44 +761,10 @@ async fn scheduler_creates_tasks() {
     let mut child = sched.spawn().unwrap();
     let client = env.client().await;
     // the election is won after the splay plus one campaign interval
-    let found = wait_for(Duration::from_secs(25), "a scheduled task", || {
-        let client = client.clone();
-        async move {
-            let mut s = client.list_tasks(100).await.ok()?;
-            use futures::StreamExt;
-            while let Some(t) = s.next().await {
-                if let Ok(t) = t {
-                    if t.task_type == "tick:tock" {
-                        return Some(t);
-                    }
-                }
-            }
-            None
-        }
-    })
-    .await;
+    let found = scheduled_task_of_type(&client, "tick:tock").await;
     assert_eq!(found.payload.as_deref(), Some(br#"{"n":1}"#.as_slice()));
     assert_eq!(found.queue, "DEFAULT");
-    let go_task = wait_for(
-        Duration::from_secs(25),
-        "a Go-encoded scheduled task",
-        || {
-            let client = client.clone();
-            async move {
-                let mut s = client.list_tasks(100).await.ok()?;
-                use futures::StreamExt;
-                while let Some(t) = s.next().await {
-                    if let Ok(t) = t {
-                        if t.task_type == "tick:go" {
-                            return Some(t);
-                        }
-                    }
-                }
-                None
-            }
-        },
-    )
-    .await;
+    let go_task = scheduled_task_of_type(&client, "tick:go").await;
     // the JSON string of the base64 of {"n":1}, as a Go leader makes it
     assert_eq!(
         go_task.payload.as_deref(),
@@ -1450,4 +1416,22 @@ async fn wrong_password_is_one_line() {
     let err = out.fails();
     assert_eq!(err.trim().lines().count(), 1, "{out:#?}");
     assert!(err.contains("authorization"), "{out:#?}");
+}
+
+/// The first stored task of `task_type`, waiting for a scheduler to make
+/// it (the election is won after the splay plus one campaign interval).
+async fn scheduled_task_of_type(client: &asyncjobs::Client, task_type: &str) -> asyncjobs::Task {
+    wait_for(Duration::from_secs(25), task_type, || async {
+        let mut s = client.list_tasks(100).await.ok()?;
+        use futures::StreamExt;
+        while let Some(t) = s.next().await {
+            if let Ok(t) = t {
+                if t.task_type == task_type {
+                    return Some(t);
+                }
+            }
+        }
+        None
+    })
+    .await
 }

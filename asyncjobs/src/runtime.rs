@@ -900,14 +900,14 @@ async fn start_with(
                     let m = m.clone();
                     router.layer(move |next| m(next))
                 });
-            Ok((*q, settings, router))
+            Ok((*q, declared, settings, router))
         })
-        .collect::<crate::Result<Vec<(&str, Queue, Router)>>>()
+        .collect::<crate::Result<Vec<(&str, QueueSettings, Queue, Router)>>>()
         .map_err(RuntimeError::Config)?;
 
     let nc = connect(args).await?;
     let mut clients = Vec::with_capacity(routers.len());
-    for (queue, settings, router) in routers {
+    for (queue, declared, settings, router) in routers {
         let client = Client::builder()
             .nats_client(nc.clone())
             .queue(settings)
@@ -917,11 +917,6 @@ async fn start_with(
                 queue: queue.to_string(),
                 source,
             })?;
-        let declared = args.queue_overrides(
-            handlers
-                .declared_settings(queue)
-                .map_err(RuntimeError::Config)?,
-        );
         let differences = declared.differences(client.queue());
         if !differences.is_empty() {
             // the first creator of a queue decides its settings

@@ -1071,26 +1071,33 @@ impl Storage {
             // concurrent `configure_queue`
             return Ok(true);
         }
-        self.update_workers(queue, |c| {
-            c["filter_subject"] = json!(filter);
-        })
+        // written from the configurations just read: no second read
+        let mut consumer = consumer;
+        consumer["filter_subject"] = json!(filter);
+        api::request::<Value>(
+            &self.js,
+            &format!("CONSUMER.CREATE.{stream}.{WORKERS_CONSUMER}"),
+            &json!({"stream_name": stream, "config": consumer, "action": ""}),
+            || format!("updating consumer {stream}.{WORKERS_CONSUMER}"),
+        )
         .await?;
-        self.update_stream(&stream, |c| {
-            let subjects = c["subjects"].as_array_mut();
-            match subjects {
-                Some(list) if list.iter().any(|s| s == &json!(held)) => {}
+        let mut config = stream_config;
+        if !has_held {
+            match config["subjects"].as_array_mut() {
                 Some(list) => list.push(json!(held)),
-                None => c["subjects"] = json!([items_filter(queue), held]),
+                None => config["subjects"] = json!([filter, held]),
             }
-            c["allow_msg_schedules"] = json!(true);
-            // required by schedules; without size limits it changes nothing
-            c["discard"] = json!("old");
-        })
-        .await
-        .map_err(|e| match e {
-            Error::StorageNotReady(_) => Error::QueueNotFound(queue.to_string()),
-            e => e,
-        })?;
+        }
+        config["allow_msg_schedules"] = json!(true);
+        // required by schedules; without size limits it changes nothing
+        config["discard"] = json!("old");
+        api::request::<Value>(
+            &self.js,
+            &format!("STREAM.UPDATE.{stream}"),
+            &config,
+            || format!("updating stream {stream}"),
+        )
+        .await?;
         Ok(true)
     }
 
