@@ -307,7 +307,7 @@ pub struct TaskReconcileArgs {
     pub queue: Option<String>,
     /// Leave tasks changed more recently than this alone
     #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = parse_duration)]
-    pub grace: std::time::Duration,
+    pub grace: GoDuration,
     #[command(flatten)]
     pub out: JsonFlag,
 }

@@ -1435,3 +1435,30 @@ async fn scheduled_task_of_type(client: &asyncjobs::Client, task_type: &str) -> 
     })
     .await
 }
+
+/// `ajc task reconcile` expires a task whose work item is gone and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_expires_tasks_whose_item_is_gone() {
+    let env = Env::new();
+    let id = task_id(
+        env.run(&["task", "add", "lost:one", r#"{"n":1}"#])
+            .await
+            .ok(),
+    );
+    assert_eq!(
+        env.run(&["task", "reconcile", "--grace", "0s"])
+            .await
+            .ok()
+            .trim(),
+        "No task lost its work item"
+    );
+    env.client().await.purge_queue("DEFAULT").await.unwrap();
+    let out = env.run(&["task", "reconcile", "--grace", "0s"]).await;
+    assert!(
+        out.ok()
+            .contains(&format!("Expired {id}: its work item was lost")),
+        "{out:#?}"
+    );
+    let t = env.run(&["task", "view", &id, "--json"]).await.json();
+    assert_eq!(t["state"], "expired");
+}

@@ -344,8 +344,9 @@ fn shown_data(bytes: &[u8]) -> String {
 
 /// `task reconcile`: expires the tasks whose work item is gone.
 async fn reconcile(ctx: &Ctx, a: &TaskReconcileArgs) -> Result<()> {
+    let grace = a.grace.non_negative("--grace").map_err(CliError::msg)?;
     let client = client(&ctx.global, Prepare::Nothing, Ok).await?;
-    let ended = client.reconcile_tasks(a.queue.as_deref(), a.grace).await?;
+    let ended = client.reconcile_tasks(a.queue.as_deref(), grace).await?;
     if a.out.json {
         emit_json(&ended);
     } else if ended.is_empty() {
