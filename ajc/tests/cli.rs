@@ -5,7 +5,9 @@
 //! Set `AJC_UPDATE_EXPECTED=1` to rewrite the expected files.
 
 use asyncjobs::{Queue, TaskState};
-use asyncjobs_tests::{golden, js_api, wait_for, wait_for_state, NatsServer};
+use asyncjobs_tests::{
+    golden, golden_config, instance_config, js_api, wait_for, wait_for_state, NatsServer,
+};
 use base64::Engine;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -1297,17 +1299,10 @@ async fn task_initialize_creates_the_store_go_creates() {
     let env = Env::new();
     env.run(&["task", "initialize"]).await.ok();
     let ours = js_api(&env.nats().await, "STREAM.INFO.CHORIA_AJ_TASKS", "").await;
-    let theirs: Value =
-        serde_json::from_slice(&std::fs::read(golden("stream_CHORIA_AJ_TASKS.info.json")).unwrap())
-            .unwrap();
-    let config = |v: &Value| {
-        let mut c = v["config"].clone();
-        let o = c.as_object_mut().unwrap();
-        o.remove("metadata");
-        o.remove("created");
-        c
-    };
-    assert_eq!(config(&ours), config(&theirs));
+    assert_eq!(
+        instance_config(&ours),
+        golden_config("stream_CHORIA_AJ_TASKS.info.json")
+    );
 }
 
 impl Env {

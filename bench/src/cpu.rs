@@ -8,8 +8,11 @@ use std::sync::{Mutex, OnceLock};
 
 /// The nats-server's process id, when the benchmark started it.
 static SERVER_PID: OnceLock<u32> = OnceLock::new();
-/// The last finished span: client and server µs per task.
-static LAST: Mutex<Option<(f64, Option<f64>)>> = Mutex::new(None);
+/// Client and server (when known) CPU µs per task of one span.
+pub type PerTask = (f64, Option<f64>);
+
+/// The last finished span.
+static LAST: Mutex<Option<PerTask>> = Mutex::new(None);
 
 /// Clock ticks per second of `/proc/<pid>/stat` times (`USER_HZ`).
 const TICKS_PER_SEC: f64 = 100.0;
@@ -59,6 +62,6 @@ impl Span {
 }
 
 /// The last finished span's client and server µs per task.
-pub fn take() -> (f64, Option<f64>) {
+pub fn take() -> PerTask {
     LAST.lock().unwrap().take().unwrap_or((0.0, None))
 }

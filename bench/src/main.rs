@@ -3,6 +3,7 @@
 //!
 //! `cargo run --release -p asyncjobs-bench -- --help`
 
+mod best;
 mod cpu;
 mod raw;
 mod server;
@@ -46,41 +47,72 @@ struct Opts {
     child_worker: Option<String>,
 }
 
-#[derive(Default)]
-struct Results {
-    rows: Vec<(String, Vec<f64>, Vec<f64>, &'static str)>,
+/// One measurement's samples: the framework, the best raw client and the
+/// raw client with the framework's structure (empty where not measured).
+struct Row {
+    name: String,
+    ours: Vec<f64>,
+    best: Vec<f64>,
+    structure: Vec<f64>,
 }
 
-fn stats(v: &[f64]) -> (f64, f64, f64) {
+#[derive(Default)]
+struct Results {
+    rows: Vec<Row>,
+}
+
+fn stats(v: &[f64]) -> Option<(f64, f64, f64)> {
+    if v.is_empty() {
+        return None;
+    }
     let mut s = v.to_vec();
     s.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    (s[0], s[s.len() / 2], s[s.len() - 1])
+    Some((s[0], s[s.len() / 2], s[s.len() - 1]))
 }
 
 impl Results {
-    fn add(&mut self, name: &str, ours: Vec<f64>, raw: Vec<f64>, unit: &'static str) {
-        let (a, b) = (stats(&ours), stats(&raw));
-        let ratio = if unit == "tasks/s" {
-            b.1.max(f64::MIN_POSITIVE)
-        } else {
-            0.0
+    fn add(
+        &mut self,
+        name: &str,
+        ours: Vec<f64>,
+        best: Vec<f64>,
+        structure: Vec<f64>,
+        unit: &'static str,
+    ) {
+        let cell = |v: &[f64]| match stats(v) {
+            Some((lo, mid, hi)) => format!("{mid:>9.1} [{lo:>8.1}..{hi:>8.1}]"),
+            None => format!("{:>29}", "-"),
+        };
+        let ratio = |v: &[f64]| match (stats(&ours), stats(v)) {
+            (Some(a), Some(b)) if b.1 > 0.0 => {
+                if unit == "tasks/s" {
+                    format!("{:>4.0}%", a.1 / b.1 * 100.0)
+                } else {
+                    format!("{:>4.2}x", a.1 / b.1)
+                }
+            }
+            _ => "     ".to_string(),
         };
         eprintln!(
-            "{name:<28} asyncjobs {:>9.1} [{:>9.1} .. {:>9.1}]   raw {:>9.1} [{:>9.1} .. {:>9.1}] {unit:<8} {}",
-            a.1,
-            a.0,
-            a.2,
-            b.1,
-            b.0,
-            b.2,
-            if ratio > 0.0 { format!("ratio {:.0}%", a.1 / ratio * 100.0) } else { String::new() }
+            "{name:<28} {} | best raw {} {} | raw as framework {} {} {unit}",
+            cell(&ours),
+            cell(&best),
+            ratio(&best),
+            cell(&structure),
+            ratio(&structure),
         );
-        self.rows.push((name.to_string(), ours, raw, unit));
+        self.rows.push(Row {
+            name: name.to_string(),
+            ours,
+            best,
+            structure,
+        });
     }
 
-    fn median(&self, name: &str, raw: bool) -> f64 {
-        let r = self.rows.iter().find(|r| r.0 == name).expect("measured");
-        stats(if raw { &r.2 } else { &r.1 }).1
+    /// Medians of the framework, best raw and structural raw samples.
+    fn medians(&self, name: &str) -> [Option<f64>; 3] {
+        let r = self.rows.iter().find(|r| r.name == name).expect("measured");
+        [&r.ours, &r.best, &r.structure].map(|v| stats(v).map(|s| s.1))
     }
 }
 
@@ -441,80 +473,109 @@ async fn run(opts: Opts) {
         opts.reps,
         if opts.memory { "memory" } else { "file" }
     );
+    eprintln!("best raw client: {}", best::CONFIGURATION);
+    eprintln!("raw as framework: the framework's structure (multi-thread runtime, a spawn per item, STREAM.MSG.GET loads)");
     let mut res = Results::default();
     let reps = opts.reps.max(1);
-    let mut collect = Vec::new();
-    let mut cpu_collect: Vec<Vec<(f64, Option<f64>)>> = Vec::new();
+    // per rep: [framework, best, structure] for each rate measurement, and
+    // (client, server) CPU spans for the processing ones
+    let mut rates: Vec<Vec<[f64; 3]>> = Vec::new();
+    let mut spans: Vec<Vec<[cpu::PerTask; 3]>> = Vec::new();
+    let mut latencies: Vec<[f64; 4]> = Vec::new();
     for rep in 0..reps {
         let mut row = Vec::new();
-        row.push(fw_enqueue_seq(&url, &opts, rep).await);
-        row.push(raw::enqueue_seq(&url, &opts, rep).await);
-        row.push(fw_enqueue_batch(&url, &opts, rep).await);
-        row.push(raw::enqueue_pipelined(&url, &opts, rep).await);
-        let mut spans = Vec::new();
-        row.push(fw_process(&url, &opts, rep, 10).await);
-        spans.push(cpu::take());
-        row.push(raw::process(&url, &opts, rep, 10).await);
-        spans.push(cpu::take());
-        row.push(fw_process(&url, &opts, rep, 100).await);
-        spans.push(cpu::take());
-        row.push(raw::process(&url, &opts, rep, 100).await);
-        spans.push(cpu::take());
-        row.push(fw_e2e(&url, &opts, rep).await);
-        spans.push(cpu::take());
-        row.push(raw::e2e(&url, &opts, rep).await);
-        spans.push(cpu::take());
-        cpu_collect.push(spans);
+        row.push([
+            fw_enqueue_seq(&url, &opts, rep).await,
+            best::enqueue_seq(&url, &opts, rep).await,
+            raw::enqueue_seq(&url, &opts, rep).await,
+        ]);
+        row.push([
+            fw_enqueue_batch(&url, &opts, rep).await,
+            best::enqueue_pipelined(&url, &opts, rep).await,
+            raw::enqueue_pipelined(&url, &opts, rep).await,
+        ]);
+        let mut cpu_row = Vec::new();
+        for concurrency in [10, 100] {
+            let ours = fw_process(&url, &opts, rep, concurrency).await;
+            let c0 = cpu::take();
+            let b = best::process(&url, &opts, rep, concurrency).await;
+            let c1 = cpu::take();
+            let r = raw::process(&url, &opts, rep, concurrency).await;
+            let c2 = cpu::take();
+            row.push([ours, b, r]);
+            cpu_row.push([c0, c1, c2]);
+        }
+        let ours = fw_e2e(&url, &opts, rep).await;
+        let c0 = cpu::take();
+        let b = best::e2e(&url, &opts, rep).await;
+        let c1 = cpu::take();
+        let r = raw::e2e(&url, &opts, rep).await;
+        let c2 = cpu::take();
+        row.push([ours, b, r]);
+        cpu_row.push([c0, c1, c2]);
+        rates.push(row);
+        spans.push(cpu_row);
         let (p50, p99) = fw_latency(&url, &opts, rep).await;
         let (rp50, rp99) = raw::latency(&url, &opts, rep).await;
-        row.extend([p50, rp50, p99, rp99]);
-        collect.push(row);
+        latencies.push([p50, rp50, p99, rp99]);
     }
-    let col = |i: usize| collect.iter().map(|r| r[i]).collect::<Vec<f64>>();
-    res.add("enqueue (sequential)", col(0), col(1), "tasks/s");
-    res.add("enqueue (batch/pipelined)", col(2), col(3), "tasks/s");
-    res.add("process c10", col(4), col(5), "tasks/s");
-    res.add("process c100", col(6), col(7), "tasks/s");
-    res.add("enqueue+process", col(8), col(9), "tasks/s");
+    let col = |i: usize, side: usize| rates.iter().map(|r| r[i][side]).collect::<Vec<f64>>();
+    for (i, name) in [
+        "enqueue (sequential)",
+        "enqueue (batch/pipelined)",
+        "process c10",
+        "process c100",
+        "enqueue+process",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        res.add(name, col(i, 0), col(i, 1), col(i, 2), "tasks/s");
+    }
     // CPU per task over the timed sections: this process (the client:
     // producer and worker) and nats-server
-    let client_cpu = |i: usize| cpu_collect.iter().map(|r| r[i].0).collect::<Vec<f64>>();
-    let server_cpu = |i: usize| {
-        cpu_collect
+    let client_cpu =
+        |k: usize, side: usize| spans.iter().map(|r| r[k][side].0).collect::<Vec<f64>>();
+    let server_cpu = |k: usize, side: usize| {
+        spans
             .iter()
-            .filter_map(|r| r[i].1)
+            .filter_map(|r| r[k][side].1)
             .collect::<Vec<f64>>()
     };
-    for (k, name) in [
-        (0, "process c10"),
-        (2, "process c100"),
-        (4, "enqueue+process"),
-    ] {
+    for (k, name) in ["process c10", "process c100", "enqueue+process"]
+        .into_iter()
+        .enumerate()
+    {
         res.add(
             &format!("{name} client CPU"),
-            client_cpu(k),
-            client_cpu(k + 1),
+            client_cpu(k, 0),
+            client_cpu(k, 1),
+            client_cpu(k, 2),
             "µs/task",
         );
-        let (ours, raw) = (server_cpu(k), server_cpu(k + 1));
-        if !ours.is_empty() && !raw.is_empty() {
-            res.add(&format!("{name} server CPU"), ours, raw, "µs/task");
-        }
+        res.add(
+            &format!("{name} server CPU"),
+            server_cpu(k, 0),
+            server_cpu(k, 1),
+            server_cpu(k, 2),
+            "µs/task",
+        );
     }
-    res.add("latency p50", col(10), col(11), "ms");
-    res.add("latency p99", col(12), col(13), "ms");
+    let lat = |i: usize| latencies.iter().map(|r| r[i]).collect::<Vec<f64>>();
+    res.add("latency p50", lat(0), vec![], lat(1), "ms");
+    res.add("latency p99", lat(2), vec![], lat(3), "ms");
     let (idle, inflight) = memory(&url, &opts, false).await;
     let (ridle, rinflight) = memory(&url, &opts, true).await;
-    res.add("worker RSS idle", vec![idle], vec![ridle], "MiB");
+    res.add("worker RSS idle", vec![idle], vec![], vec![ridle], "MiB");
+    let inflight_name = format!("worker RSS {} in flight", opts.inflight);
     res.add(
-        &format!("worker RSS {} in flight", opts.inflight),
+        &inflight_name,
         vec![inflight],
+        vec![],
         vec![rinflight],
         "MiB",
     );
     if opts.json {
-        let m = |n: &str, raw: bool| res.median(n, raw);
-        let inflight_name = format!("worker RSS {} in flight", opts.inflight);
         let mut out = serde_json::Map::new();
         for (key, name) in [
             ("enqueue_per_sec", "enqueue (sequential)"),
@@ -529,15 +590,18 @@ async fn run(opts: Opts) {
             ("process_c10_client_cpu_us", "process c10 client CPU"),
             ("process_c100_client_cpu_us", "process c100 client CPU"),
             ("e2e_client_cpu_us", "enqueue+process client CPU"),
+            ("process_c10_server_cpu_us", "process c10 server CPU"),
+            ("process_c100_server_cpu_us", "process c100 server CPU"),
+            ("e2e_server_cpu_us", "enqueue+process server CPU"),
         ] {
-            out.insert(
-                key.into(),
-                serde_json::json!((m(name, false) * 100.0).round() / 100.0),
-            );
-            out.insert(
-                format!("raw_{key}"),
-                serde_json::json!((m(name, true) * 100.0).round() / 100.0),
-            );
+            for (prefix, median) in ["", "best_", "raw_"].into_iter().zip(res.medians(name)) {
+                if let Some(m) = median {
+                    out.insert(
+                        format!("{prefix}{key}"),
+                        serde_json::json!((m * 100.0).round() / 100.0),
+                    );
+                }
+            }
         }
         out.insert("tasks".into(), opts.tasks.into());
         out.insert("reps".into(), reps.into());

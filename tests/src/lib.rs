@@ -383,6 +383,38 @@ pub fn golden(name: &str) -> PathBuf {
     base.join(name)
 }
 
+/// The `config` of a golden `*.info.json` file as this implementation
+/// creates the resource: the fields the server fills in per instance
+/// (`metadata`, `created`) removed, and the deliberate differences from Go
+/// applied. The one difference: the task stream (`CHORIA_AJ_TASKS`) is
+/// created with `allow_direct: true`, so tasks load by direct get (Go's
+/// `STREAM.MSG.GET` loads work either way).
+pub fn golden_config(name: &str) -> serde_json::Value {
+    let info: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(golden(name)).unwrap_or_else(|e| panic!("reading golden {name}: {e}")),
+    )
+    .unwrap_or_else(|e| panic!("golden {name}: {e}"));
+    let mut config = info["config"].clone();
+    let fields = config.as_object_mut().expect("config object");
+    fields.remove("metadata");
+    fields.remove("created");
+    if fields.get("name").and_then(|n| n.as_str()) == Some("CHORIA_AJ_TASKS") {
+        fields.insert("allow_direct".into(), true.into());
+    }
+    config
+}
+
+/// A stream or consumer `config` as the server reports it, without the
+/// fields it fills in per instance (`metadata`, `created`).
+pub fn instance_config(info: &serde_json::Value) -> serde_json::Value {
+    let mut config = info["config"].clone();
+    if let Some(fields) = config.as_object_mut() {
+        fields.remove("metadata");
+        fields.remove("created");
+    }
+    config
+}
+
 /// A worker running in the background until [`RunningWorker::stop`].
 pub struct RunningWorker {
     stop: tokio_util::sync::CancellationToken,

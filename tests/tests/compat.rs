@@ -2,7 +2,7 @@
 //! it wrote (`tests/golden/`, copied from the shared reference).
 
 use asyncjobs::{Client, Queue, Task, TaskState};
-use asyncjobs_tests::{golden, js_api, NatsServer};
+use asyncjobs_tests::{golden, golden_config, instance_config, js_api, NatsServer};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -59,15 +59,6 @@ fn golden_work_item_shape() {
     assert_eq!(keys(&item), vec!["kind", "job"]);
 }
 
-/// Fields of a stream/consumer config the server fills in per instance.
-fn normalize_config(mut v: Value) -> Value {
-    if let Some(o) = v.as_object_mut() {
-        o.remove("metadata");
-        o.remove("created");
-    }
-    v
-}
-
 #[tokio::test]
 async fn created_resources_match_golden_configurations() {
     let server = NatsServer::start();
@@ -110,10 +101,9 @@ async fn created_resources_match_golden_configurations() {
         ),
     ] {
         let ours = js_api(nc, api, "").await;
-        let theirs: Value = serde_json::from_slice(&read(file)).unwrap();
         assert_eq!(
-            normalize_config(ours["config"].clone()),
-            normalize_config(theirs["config"].clone()),
+            instance_config(&ours),
+            golden_config(file),
             "{api} config differs from {file}"
         );
     }
@@ -150,10 +140,9 @@ async fn created_resources_match_golden_configurations() {
         ),
     ] {
         let ours = js_api(mem.nats(), api, "").await;
-        let theirs: Value = serde_json::from_slice(&read(file)).unwrap();
         assert_eq!(
-            normalize_config(ours["config"].clone()),
-            normalize_config(theirs["config"].clone()),
+            instance_config(&ours),
+            golden_config(file),
             "{api} config differs from {file}"
         );
     }
@@ -313,4 +302,82 @@ fn golden_events_parse() {
             .contains("unknown event type: io.example.other"),
         "{err}"
     );
+}
+
+/// Go's `CHORIA_AJ_TASKS` configuration, as its golden file holds it.
+fn go_task_store_config() -> Value {
+    instance_config(&serde_json::from_slice(&read("stream_CHORIA_AJ_TASKS.info.json")).unwrap())
+}
+
+/// Creates `CHORIA_AJ_TASKS` exactly as Go does (its golden config, so
+/// `allow_direct: false`).
+async fn create_go_task_store(nc: &async_nats::Client) {
+    let config = go_task_store_config();
+    let created = js_api(nc, "STREAM.CREATE.CHORIA_AJ_TASKS", &config.to_string()).await;
+    assert_eq!(created["config"]["allow_direct"], false, "{created}");
+}
+
+#[tokio::test]
+async fn go_created_task_store_is_used_unchanged_and_loads_work() {
+    // A store Go created refuses direct gets: tasks still load, process
+    // and list, and the stream is not changed.
+    let server = NatsServer::start();
+    let nc = async_nats::connect(server.url()).await.unwrap();
+    create_go_task_store(&nc).await;
+    let client = Client::connect(&server.url()).await.unwrap();
+    let mut task = Task::new("go:store", &serde_json::json!({"n": 1})).unwrap();
+    client.enqueue(&mut task).await.unwrap();
+    assert_eq!(
+        client.load_task(&task.id).await.unwrap().state,
+        TaskState::New
+    );
+    let router = asyncjobs::Router::new()
+        .handle(
+            "go:store",
+            asyncjobs::typed(|_ctx, p: Value| async move {
+                Ok::<_, asyncjobs::HandlerError>(p["n"].clone())
+            }),
+        )
+        .unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let worker = tokio::spawn(client.worker(router).run(stop.clone()));
+    let done = asyncjobs_tests::wait_for_state(
+        &client,
+        &task.id,
+        TaskState::Complete,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(done.result_as::<i64>().unwrap(), Some(1));
+    stop.cancel();
+    worker.await.unwrap().unwrap();
+    let info = js_api(&nc, "STREAM.INFO.CHORIA_AJ_TASKS", "").await;
+    assert_eq!(
+        instance_config(&info),
+        go_task_store_config(),
+        "the Go-created store was changed"
+    );
+}
+
+#[tokio::test]
+async fn loads_fall_back_when_direct_gets_are_switched_off() {
+    // Our store allows direct gets; an operator turns them off while a
+    // client runs: its loads switch to STREAM.MSG.GET instead of failing.
+    let server = NatsServer::start();
+    let client = Client::connect(&server.url()).await.unwrap();
+    let mut task = Task::new("direct:off", &serde_json::json!({})).unwrap();
+    client.enqueue(&mut task).await.unwrap();
+    client.load_task(&task.id).await.unwrap();
+    let nc = client.nats();
+    let mut config = instance_config(&js_api(nc, "STREAM.INFO.CHORIA_AJ_TASKS", "").await);
+    assert_eq!(config["allow_direct"], true);
+    config["allow_direct"] = false.into();
+    let updated = js_api(nc, "STREAM.UPDATE.CHORIA_AJ_TASKS", &config.to_string()).await;
+    assert_eq!(updated["config"]["allow_direct"], false, "{updated}");
+    let loaded = client.load_task(&task.id).await.unwrap();
+    assert_eq!(loaded.id, task.id);
+    assert!(matches!(
+        client.load_task("missing-task").await,
+        Err(asyncjobs::Error::TaskNotFound(_))
+    ));
 }

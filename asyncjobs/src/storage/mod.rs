@@ -21,10 +21,12 @@ use crate::task::{Task, TaskState};
 use async_nats::header::HeaderMap;
 use async_nats::jetstream::context::{PublishAckFuture, PublishError, PublishErrorKind};
 use async_nats::jetstream::{self, stream, ErrorCode};
+use async_nats::StatusCode;
 use base64::Engine;
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -136,6 +138,8 @@ pub struct StreamDetails {
     pub memory: bool,
     /// Replicas.
     pub replicas: usize,
+    /// Whether any replica may answer direct gets (`allow_direct`).
+    pub allow_direct: bool,
 }
 
 impl StreamDetails {
@@ -161,6 +165,7 @@ impl StreamDetails {
             discard_old: info.config.discard == stream::DiscardPolicy::Old,
             memory: info.config.storage == stream::StorageType::Memory,
             replicas: info.config.num_replicas.max(1),
+            allow_direct: info.config.allow_direct,
         }
     }
 }
@@ -171,6 +176,10 @@ pub(crate) struct Storage {
     nc: async_nats::Client,
     js: jetstream::Context,
     settings: Arc<StorageSettings>,
+    /// Whether task loads use direct gets (the task stream allows them):
+    /// learnt when the task store is prepared, cleared when a direct get
+    /// finds no responder.
+    direct_loads: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -192,6 +201,7 @@ impl Storage {
             nc,
             js,
             settings: Arc::new(settings),
+            direct_loads: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -274,7 +284,12 @@ impl Storage {
 
     /// Creates `CHORIA_AJ_TASKS` unless it exists (an existing stream is used unchanged).
     pub(crate) async fn prepare_tasks(&self) -> Result<()> {
-        if self.stream_details(TASKS_STREAM).await?.is_some() {
+        if let Some(existing) = self.stream_details(TASKS_STREAM).await? {
+            // a store Go created does not allow direct gets: loads there
+            // use STREAM.MSG.GET (the stream is not changed behind its
+            // owner's back)
+            self.direct_loads
+                .store(existing.allow_direct, Ordering::Relaxed);
             return Ok(());
         }
         let config = json!({
@@ -295,11 +310,21 @@ impl Storage {
             "deny_delete": false,
             "deny_purge": false,
             "allow_rollup_hdrs": false,
-            "allow_direct": false,
+            // Go creates it with false; loads by direct get cost the
+            // server and the worker less (no JSON and base64 envelope),
+            // and Go's STREAM.MSG.GET loads work either way (reference §1,
+            // a deliberate difference)
+            "allow_direct": true,
             "mirror_direct": false,
             "consumer_limits": {},
         });
-        self.create_stream(TASKS_STREAM, config).await
+        self.create_stream(TASKS_STREAM, config).await?;
+        // created here, or concurrently by another process with its own settings
+        if let Some(created) = self.stream_details(TASKS_STREAM).await? {
+            self.direct_loads
+                .store(created.allow_direct, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     /// Creates [`EXHAUSTED_STREAM`] unless it exists, and the durable
@@ -721,6 +746,53 @@ impl Storage {
         if !crate::task::is_valid_name(id) {
             return Err(Error::TaskIdInvalid(id.to_string()));
         }
+        if self.direct_loads.load(Ordering::Relaxed) {
+            match self.direct_load(id).await? {
+                Some(found) => return Ok(found),
+                // direct gets no longer answered (the stream's
+                // allow_direct was turned off): load the Go way from now on
+                None => self.direct_loads.store(false, Ordering::Relaxed),
+            }
+        }
+        self.message_get_load(id).await
+    }
+
+    /// Loads a task's latest record by direct get (`$JS.API.DIRECT.GET.
+    /// CHORIA_AJ_TASKS.CHORIA_AJ.T.<id>`): the stored bytes come back as
+    /// the reply's payload and the sequence in its `Nats-Sequence` header.
+    /// `None` when nothing answers direct gets.
+    async fn direct_load(&self, id: &str) -> Result<Option<(u64, bytes::Bytes)>> {
+        let subject = format!("$JS.API.DIRECT.GET.{TASKS_STREAM}.{TASK_SUBJECT_PREFIX}{id}");
+        let reply = match self.nc.request(subject, bytes::Bytes::new()).await {
+            Ok(reply) => reply,
+            Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => return Ok(None),
+            Err(e) => return Err(nats(format!("loading task {id}"), e).into()),
+        };
+        match reply.status {
+            Some(StatusCode::NOT_FOUND) => return Err(Error::TaskNotFound(id.to_string())),
+            Some(StatusCode::NO_RESPONDERS) => return Ok(None),
+            Some(status) if status != StatusCode::OK => {
+                return Err(Error::StorageNotReady(format!(
+                    "loading task {id}: direct get answered {status} {}",
+                    reply.description.as_deref().unwrap_or("")
+                )))
+            }
+            _ => {}
+        }
+        let seq = reply
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(async_nats::header::NATS_SEQUENCE))
+            .and_then(|v| v.as_str().parse::<u64>().ok())
+            .ok_or_else(|| Error::InvalidTaskRecord {
+                id: id.to_string(),
+                reason: "direct get reply without a Nats-Sequence header".into(),
+            })?;
+        Ok(Some((seq, reply.payload)))
+    }
+
+    /// Loads a task's latest record by `STREAM.MSG.GET`, as Go does.
+    async fn message_get_load(&self, id: &str) -> Result<(u64, bytes::Bytes)> {
         // STREAM.MSG.GET decoded into just what a load needs (sequence and
         // data): async-nats's get_last_raw_message_by_subject also decodes
         // headers and the time, which costs the worker's hot path ~15%.

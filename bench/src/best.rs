@@ -1,0 +1,289 @@
+//! The fastest correct client found for the framework's per-task JetStream
+//! operations, written with async-nats alone: the comparator the
+//! framework's rates are judged against (issue 15).
+//!
+//! Same guarantees as the framework: every task write carries
+//! `Nats-Expected-Last-Subject-Sequence`, the task record is acknowledged
+//! before its work item is written, items are double-acknowledged, and one
+//! state event is published per state change. What makes it fast (see
+//! [`CONFIGURATION`]): one connection driven by a current-thread runtime on
+//! its own thread (no cross-thread wake-ups per round trip), items pulled
+//! in batches as large as the concurrency and processed without spawning,
+//! and task loads by direct get (plain bytes, no JSON/base64 envelope).
+
+use crate::{cleanup, connect, tasks, wait_drained, Opts};
+use async_nats::jetstream::{self, message::PublishMessage, AckKind};
+use async_nats::HeaderMap;
+use asyncjobs::events::TaskStateChangeEvent;
+use asyncjobs::{Task, TaskState};
+use futures::StreamExt;
+use std::cell::Cell;
+use std::future::Future;
+use std::time::Instant;
+
+/// How the best raw client is configured, printed with the results.
+pub const CONFIGURATION: &str = "current-thread runtime on its own thread, one connection; \
+     pull batches of the concurrency (refilled at half), no spawn per item; \
+     loads by direct get; writes with expected sequence, each ack awaited; \
+     core-NATS events; double ack; enqueue: record acked before item, 256 in flight when batched";
+
+/// Runs `make()`'s future to completion on a new thread with a
+/// current-thread runtime, from async code without blocking its runtime.
+async fn on_current_thread<F, Fut, T>(make: F) -> T
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = T>,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("current-thread runtime")
+            .block_on(make())
+    })
+    .await
+    .expect("benchmark thread")
+}
+
+async fn event(nc: &async_nats::Client, t: &Task) {
+    let e = TaskStateChangeEvent::for_task(t);
+    nc.publish(e.subject(), serde_json::to_vec(&e).unwrap().into())
+        .await
+        .unwrap();
+}
+
+fn expect_seq(seq: u64) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(
+        "Nats-Expected-Last-Subject-Sequence",
+        seq.to_string().as_str(),
+    );
+    h
+}
+
+async fn enqueue_one(js: &jetstream::Context, nc: &async_nats::Client, q: &str, mut t: Task) {
+    t.queue = q.to_string();
+    js.publish_with_headers(
+        format!("CHORIA_AJ.T.{}", t.id),
+        expect_seq(0),
+        t.to_json().unwrap().into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    event(nc, &t).await;
+    let item = format!(r#"{{"kind":0,"job":"{}"}}"#, t.id);
+    js.send_publish(
+        format!("CHORIA_AJ.Q.{q}.{}", t.id),
+        PublishMessage::build()
+            .payload(item.into())
+            .message_id(&t.id),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+}
+
+/// Enqueues `ts` into `q` with `in_flight` at once; returns tasks/s.
+async fn enqueue_all(url: String, q: String, ts: Vec<Task>, in_flight: usize) -> f64 {
+    let nc = async_nats::connect(url).await.unwrap();
+    let js = jetstream::new(nc.clone());
+    let n = ts.len();
+    let started = Instant::now();
+    futures::stream::iter(ts)
+        .for_each_concurrent(in_flight, |t| enqueue_one(&js, &nc, &q, t))
+        .await;
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn enqueue(url: &str, opts: &Opts, name: &str, in_flight: usize) -> f64 {
+    let client = connect(url, name, opts).await;
+    let ts = tasks(opts.tasks);
+    let (url2, q) = (url.to_string(), name.to_string());
+    let rate = on_current_thread(move || enqueue_all(url2, q, ts, in_flight)).await;
+    assert_eq!(
+        client.queue_info(name).await.unwrap().stream.messages as usize,
+        opts.tasks
+    );
+    cleanup(&client, name).await;
+    rate
+}
+
+pub async fn enqueue_seq(url: &str, opts: &Opts, rep: usize) -> f64 {
+    enqueue(url, opts, &format!("BEST_ES_{rep}"), 1).await
+}
+
+pub async fn enqueue_pipelined(url: &str, opts: &Opts, rep: usize) -> f64 {
+    enqueue(url, opts, &format!("BEST_EP_{rep}"), 256).await
+}
+
+/// A task's latest record and its stream sequence, by direct get when the
+/// stream allows it, else by `STREAM.MSG.GET`.
+async fn load(
+    nc: &async_nats::Client,
+    js: &jetstream::Context,
+    direct: bool,
+    id: &str,
+) -> (u64, bytes::Bytes) {
+    let subject = format!("CHORIA_AJ.T.{id}");
+    if direct {
+        let m = nc
+            .request(
+                format!("$JS.API.DIRECT.GET.CHORIA_AJ_TASKS.{subject}"),
+                bytes::Bytes::new(),
+            )
+            .await
+            .unwrap();
+        let seq = m
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Nats-Sequence"))
+            .and_then(|v| v.as_str().parse().ok())
+            .expect("Nats-Sequence");
+        (seq, m.payload)
+    } else {
+        let stream = js.get_stream_no_info("CHORIA_AJ_TASKS").await.unwrap();
+        let m = stream
+            .get_last_raw_message_by_subject(&subject)
+            .await
+            .unwrap();
+        (m.sequence, m.payload)
+    }
+}
+
+/// Processes `n` items of `q` with `concurrency` in flight; returns the
+/// seconds from the first pull to the last double ack.
+async fn process_items(
+    nc: async_nats::Client,
+    q: String,
+    concurrency: usize,
+    n: usize,
+    done: &Cell<usize>,
+) {
+    let js = jetstream::new(nc.clone());
+    let direct = js
+        .get_stream("CHORIA_AJ_TASKS")
+        .await
+        .unwrap()
+        .cached_info()
+        .config
+        .allow_direct;
+    let consumer: jetstream::consumer::PullConsumer = js
+        .get_stream_no_info(format!("CHORIA_AJ_Q_{q}"))
+        .await
+        .unwrap()
+        .get_consumer("WORKERS")
+        .await
+        .unwrap();
+    let messages = consumer
+        .stream()
+        .max_messages_per_batch(concurrency)
+        .messages()
+        .await
+        .unwrap();
+    #[derive(serde::Deserialize)]
+    struct Item {
+        job: String,
+    }
+    messages
+        .take(n)
+        .for_each_concurrent(concurrency, |m| {
+            let (js, nc) = (&js, &nc);
+            async move {
+                let m = m.unwrap();
+                let item: Item = serde_json::from_slice(&m.payload).unwrap();
+                let (seq, stored) = load(nc, js, direct, &item.job).await;
+                let mut t = Task::from_json(&stored).unwrap();
+                t.state = TaskState::Active;
+                t.tries += 1;
+                t.tried = Some(time::OffsetDateTime::now_utc());
+                let subject = format!("CHORIA_AJ.T.{}", item.job);
+                let ack = js
+                    .publish_with_headers(
+                        subject.clone(),
+                        expect_seq(seq),
+                        t.to_json().unwrap().into(),
+                    )
+                    .await
+                    .unwrap()
+                    .await
+                    .unwrap();
+                event(nc, &t).await;
+                t.state = TaskState::Complete;
+                t.result = Some(
+                    serde_json::from_str(&format!(
+                        r#"{{"payload":null,"completed":"{}"}}"#,
+                        asyncjobs::wire::format_time(&time::OffsetDateTime::now_utc())
+                    ))
+                    .unwrap(),
+                );
+                js.publish_with_headers(
+                    subject,
+                    expect_seq(ack.sequence),
+                    t.to_json().unwrap().into(),
+                )
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+                event(nc, &t).await;
+                m.double_ack_with(AckKind::Ack).await.unwrap();
+                done.set(done.get() + 1);
+            }
+        })
+        .await;
+}
+
+pub async fn process(url: &str, opts: &Opts, rep: usize, concurrency: usize) -> f64 {
+    let q = format!("BEST_P{concurrency}_{rep}");
+    let client = connect(url, &q, opts).await;
+    let mut ts = tasks(opts.tasks);
+    for r in client.enqueue_many(&mut ts).await {
+        r.unwrap();
+    }
+    let (url2, q2, n) = (url.to_string(), q.clone(), opts.tasks);
+    let cpu = crate::cpu::Span::start();
+    let started = Instant::now();
+    on_current_thread(move || async move {
+        let nc = async_nats::connect(url2).await.unwrap();
+        let done = Cell::new(0);
+        process_items(nc, q2, concurrency, n, &done).await;
+    })
+    .await;
+    wait_drained(&client, &q, opts.tasks).await;
+    let rate = opts.tasks as f64 / started.elapsed().as_secs_f64();
+    cpu.finish(opts.tasks);
+    cleanup(&client, &q).await;
+    rate
+}
+
+/// Enqueue (256 in flight) and processing (concurrency 100) at once, on
+/// one current-thread runtime and connection.
+pub async fn e2e(url: &str, opts: &Opts, rep: usize) -> f64 {
+    let q = format!("BEST_E2E_{rep}");
+    let client = connect(url, &q, opts).await;
+    let ts = tasks(opts.tasks);
+    let (url2, q2, n) = (url.to_string(), q.clone(), opts.tasks);
+    let cpu = crate::cpu::Span::start();
+    let started = Instant::now();
+    on_current_thread(move || async move {
+        let nc = async_nats::connect(url2).await.unwrap();
+        let js = jetstream::new(nc.clone());
+        let done = Cell::new(0);
+        let produce =
+            futures::stream::iter(ts).for_each_concurrent(256, |t| enqueue_one(&js, &nc, &q2, t));
+        futures::join!(
+            produce,
+            process_items(nc.clone(), q2.clone(), 100, n, &done)
+        );
+    })
+    .await;
+    wait_drained(&client, &q, opts.tasks).await;
+    let rate = opts.tasks as f64 / started.elapsed().as_secs_f64();
+    cpu.finish(opts.tasks);
+    cleanup(&client, &q).await;
+    rate
+}
