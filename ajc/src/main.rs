@@ -95,7 +95,10 @@ fn main() -> ExitCode {
         }
     };
     init_logging(cli.global.debug);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // One thread: every command is JetStream round trips (and `task
+    // process` hands tasks to other processes), which run fastest without
+    // thread hand-offs and leave the other cores to nats-server.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

@@ -217,6 +217,13 @@ pub struct WorkerArgs {
     #[arg(long, env = "ASYNCJOBS_LOG_LEVEL", value_name = "FILTER", default_value = "info", value_parser = parse_log_filter)]
     pub log_level: String,
 
+    /// Threads running handlers: the worker pulls, loads, saves and
+    /// acknowledges on one thread of its own and runs handlers on a pool of
+    /// this many (default: the CPU cores); 0 runs handlers on the worker's
+    /// thread (fastest for handlers that only wait on I/O)
+    #[arg(long, env = "ASYNCJOBS_HANDLER_THREADS", value_name = "N")]
+    pub handler_threads: Option<usize>,
+
     /// Run only the handlers of these queues (repeat or comma separate; default: every queue)
     #[arg(
         long = "queue",
@@ -268,6 +275,7 @@ impl Default for WorkerArgs {
             metrics_port: None,
             metrics_bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             log_level: "info".into(),
+            handler_threads: None,
             queues: Vec::new(),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             queue_run_time: None,
@@ -511,6 +519,7 @@ pub struct App {
     setup: Option<Setup>,
     package: Option<&'static str>,
     linked: Vec<&'static str>,
+    handler_runtime: Option<tokio::runtime::Handle>,
 }
 
 impl std::fmt::Debug for App {
@@ -522,6 +531,7 @@ impl std::fmt::Debug for App {
             .field("setup", &self.setup.is_some())
             .field("package", &self.package)
             .field("linked", &self.linked)
+            .field("handler_runtime", &self.handler_runtime.is_some())
             .finish()
     }
 }
@@ -543,6 +553,7 @@ impl App {
             setup: None,
             package: None,
             linked: Vec::new(),
+            handler_runtime: None,
         }
     }
 
@@ -655,16 +666,16 @@ impl App {
             .with_writer(std::io::stderr)
             .with_ansi(std::io::stderr().is_terminal())
             .try_init();
-        let runtime = match tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-        {
+        let runtime = match WorkerRuntime::new(args.handler_threads) {
             Ok(rt) => rt,
             Err(e) => {
                 eprintln!("error: cannot start the tokio runtime: {e}");
                 return ExitCode::FAILURE;
             }
         };
+        if let Some(pool) = runtime.handlers() {
+            self.handler_runtime = Some(pool);
+        }
         match runtime.block_on(self.run_until_signal(&args)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -721,7 +732,91 @@ impl App {
         if registered.is_empty() {
             return Err(self.no_handlers());
         }
-        start_with(args, &registered, &self.states, &self.middleware).await
+        start_with(
+            args,
+            &registered,
+            &self.states,
+            &self.middleware,
+            self.handler_runtime.clone(),
+        )
+        .await
+    }
+
+    /// Runs handlers on `runtime` rather than where [`App::start`] runs
+    /// ([`Worker::handler_runtime`](crate::Worker::handler_runtime));
+    /// [`App::main`] sets it to its [`WorkerRuntime`]'s pool.
+    pub fn handler_runtime(mut self, runtime: tokio::runtime::Handle) -> App {
+        self.handler_runtime = Some(runtime);
+        self
+    }
+}
+
+/// The runtimes of a worker program: a current-thread runtime for the
+/// worker (pulls, loads, saves, acks: JetStream round trips, fastest with
+/// no thread hand-offs, and leaving the other cores to nats-server and the
+/// handlers) and a multi-thread pool for the handlers, so CPU-heavy
+/// handlers still use every core. `asyncjobs::main!` and `ajc task process`
+/// run on one.
+///
+/// ```
+/// let rt = asyncjobs::runtime::WorkerRuntime::new(Some(2)).unwrap();
+/// assert_eq!(rt.handler_threads(), 2);
+/// let pool = rt.handlers().expect("a pool of 2 threads");
+/// let answer = rt.block_on(async move { pool.spawn(async { 6 * 7 }).await.unwrap() });
+/// assert_eq!(answer, 42);
+/// ```
+#[derive(Debug)]
+pub struct WorkerRuntime {
+    worker: tokio::runtime::Runtime,
+    handlers: Option<tokio::runtime::Runtime>,
+    handler_threads: usize,
+}
+
+impl WorkerRuntime {
+    /// A worker runtime with `handler_threads` handler threads (`None`:
+    /// one per CPU core as [`std::thread::available_parallelism`] counts
+    /// them; `Some(0)`: no pool, handlers run on the worker's thread).
+    ///
+    /// # Errors
+    /// The operating system refused a thread or the I/O driver.
+    pub fn new(handler_threads: Option<usize>) -> std::io::Result<WorkerRuntime> {
+        let handler_threads = handler_threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        });
+        let worker = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handlers = match handler_threads {
+            0 => None,
+            n => Some(
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(n)
+                    .thread_name("asyncjobs-handler")
+                    .enable_all()
+                    .build()?,
+            ),
+        };
+        Ok(WorkerRuntime {
+            worker,
+            handlers,
+            handler_threads,
+        })
+    }
+
+    /// Handler threads (0: handlers run on the worker's thread).
+    pub fn handler_threads(&self) -> usize {
+        self.handler_threads
+    }
+
+    /// The handler pool, for [`Worker::handler_runtime`](crate::Worker::handler_runtime)
+    /// (`None` without one).
+    pub fn handlers(&self) -> Option<tokio::runtime::Handle> {
+        self.handlers.as_ref().map(|rt| rt.handle().clone())
+    }
+
+    /// Runs `future` on the worker's thread (the calling thread) to completion.
+    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        self.worker.block_on(future)
     }
 }
 
@@ -875,7 +970,7 @@ async fn connect(args: &WorkerArgs) -> Result<async_nats::Client, RuntimeError> 
 
 /// [`App::start`] with these handlers, no state and no middleware.
 pub async fn start(args: &WorkerArgs, handlers: &Handlers) -> Result<RunningWorkers, RuntimeError> {
-    start_with(args, handlers, &States::new(), &[]).await
+    start_with(args, handlers, &States::new(), &[], None).await
 }
 
 async fn start_with(
@@ -883,6 +978,7 @@ async fn start_with(
     handlers: &Handlers,
     states: &States,
     middleware: &[Middleware],
+    handler_runtime: Option<tokio::runtime::Handle>,
 ) -> Result<RunningWorkers, RuntimeError> {
     let handlers = select_queues(args, handlers)?;
     handlers.check()?;
@@ -960,12 +1056,15 @@ async fn start_with(
             run_time = %format_duration(client.queue().effective_max_run_time()),
             "starting worker (concurrency: this worker's handlers at once; queue_concurrency: all workers' together)"
         );
-        let worker = client
+        let mut worker = client
             .worker(router)
             .concurrency(args.concurrency)
             .retry_policy_name(&args.retry_policy)
             .map_err(RuntimeError::Config)?
             .shutdown_grace(args.shutdown_grace);
+        if let Some(pool) = &handler_runtime {
+            worker = worker.handler_runtime(pool.clone());
+        }
         let stop = shutdown.clone();
         names.push(queue.clone());
         workers.spawn(async move { (queue, worker.run(stop).await) });
@@ -1235,6 +1334,13 @@ mod tests {
             assert_eq!(parsed, expected);
         }
         assert!(WorkerArgs::try_from_args(["worker", "--concurrency", "0"]).is_err());
+        assert_eq!(
+            WorkerArgs::try_from_args(["worker", "--handler-threads", "0"])
+                .unwrap()
+                .handler_threads,
+            Some(0)
+        );
+        assert!(WorkerArgs::try_from_args(["worker", "--handler-threads", "-1"]).is_err());
         assert!(WorkerArgs::try_from_args(["worker", "--retry-policy", "weekly"]).is_err());
         assert!(WorkerArgs::try_from_args(["worker", "--log-level", "info,=["]).is_err());
         let a = WorkerArgs::try_from_args([

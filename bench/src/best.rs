@@ -11,14 +11,13 @@
 //! in batches as large as the concurrency and processed without spawning,
 //! and task loads by direct get (plain bytes, no JSON/base64 envelope).
 
-use crate::{cleanup, connect, tasks, wait_drained, Opts};
+use crate::{cleanup, connect, on_current_thread, tasks, wait_drained, Opts};
 use async_nats::jetstream::{self, message::PublishMessage, AckKind};
 use async_nats::HeaderMap;
 use asyncjobs::events::TaskStateChangeEvent;
 use asyncjobs::{Task, TaskState};
 use futures::StreamExt;
 use std::cell::Cell;
-use std::future::Future;
 use std::time::Instant;
 
 /// How the best raw client is configured, printed with the results.
@@ -26,25 +25,6 @@ pub const CONFIGURATION: &str = "current-thread runtime on its own thread, one c
      pull batches of the concurrency (refilled at half), no spawn per item; \
      loads by direct get; writes with expected sequence, each ack awaited; \
      core-NATS events; double ack; enqueue: record acked before item, 256 in flight when batched";
-
-/// Runs `make()`'s future to completion on a new thread with a
-/// current-thread runtime, from async code without blocking its runtime.
-async fn on_current_thread<F, Fut, T>(make: F) -> T
-where
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: Future<Output = T>,
-    T: Send + 'static,
-{
-    tokio::task::spawn_blocking(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("current-thread runtime")
-            .block_on(make())
-    })
-    .await
-    .expect("benchmark thread")
-}
 
 async fn event(nc: &async_nats::Client, t: &Task) {
     let e = TaskStateChangeEvent::for_task(t);
@@ -238,13 +218,34 @@ async fn process_items(
 }
 
 pub async fn process(url: &str, opts: &Opts, rep: usize, concurrency: usize) -> f64 {
-    let q = format!("BEST_P{concurrency}_{rep}");
-    let client = connect(url, &q, opts).await;
-    let mut ts = tasks(opts.tasks);
-    for r in client.enqueue_many(&mut ts).await {
-        r.unwrap();
+    process_from(
+        url,
+        opts,
+        &format!("BEST_P{concurrency}_{rep}"),
+        concurrency,
+        opts.tasks,
+    )
+    .await
+}
+
+/// Tasks/s processing the first `opts.tasks` of `queued` tasks of a new
+/// queue `q` at `concurrency`.
+pub async fn process_from(
+    url: &str,
+    opts: &Opts,
+    q: &str,
+    concurrency: usize,
+    queued: usize,
+) -> f64 {
+    let client = connect(url, q, opts).await;
+    for chunk in (0..queued).collect::<Vec<_>>().chunks(10_000) {
+        let mut ts = tasks(chunk.len());
+        for r in client.enqueue_many(&mut ts).await {
+            r.unwrap();
+        }
     }
-    let (url2, q2, n) = (url.to_string(), q.clone(), opts.tasks);
+    let n = opts.tasks.min(queued);
+    let (url2, q2) = (url.to_string(), q.to_string());
     let cpu = crate::cpu::Span::start();
     let started = Instant::now();
     on_current_thread(move || async move {
@@ -253,10 +254,12 @@ pub async fn process(url: &str, opts: &Opts, rep: usize, concurrency: usize) -> 
         process_items(nc, q2, concurrency, n, &done).await;
     })
     .await;
-    wait_drained(&client, &q, opts.tasks).await;
-    let rate = opts.tasks as f64 / started.elapsed().as_secs_f64();
-    cpu.finish(opts.tasks);
-    cleanup(&client, &q).await;
+    if queued == n {
+        wait_drained(&client, q, n).await;
+    }
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    cpu.finish(n);
+    cleanup(&client, q).await;
     rate
 }
 

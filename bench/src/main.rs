@@ -6,6 +6,7 @@
 mod best;
 mod cpu;
 mod raw;
+mod scaling;
 mod server;
 
 use asyncjobs::{Client, Queue, Router, Task, TaskContext};
@@ -39,6 +40,26 @@ struct Opts {
     /// Tasks held in flight for the memory measurement.
     #[arg(long, default_value_t = 1000)]
     inflight: usize,
+    /// Handler threads of the framework's worker runtime (default: the
+    /// CPU cores, as `asyncjobs::main!`; 0: handlers on the worker's thread).
+    #[arg(long)]
+    handler_threads: Option<usize>,
+    /// Framework workers without scheduled waits (their `WORKERS` consumer
+    /// stays unfiltered; see the backlog measurement).
+    #[arg(long)]
+    no_scheduled_waits: bool,
+    /// Milliseconds of CPU work per task of the CPU-bound handler measurement.
+    #[arg(long, default_value_t = 2)]
+    cpu_work_ms: u64,
+    /// Tasks of the CPU-bound handler measurement (0 skips it).
+    #[arg(long, default_value_t = 1000)]
+    cpu_tasks: usize,
+    /// Tasks queued for the backlog measurement (0 skips it).
+    #[arg(long, default_value_t = 200_000)]
+    backlog: usize,
+    /// Tasks stored for the listing measurement (0 skips it).
+    #[arg(long, default_value_t = 100_000)]
+    list_tasks: usize,
     /// Print a JSON summary as the last line.
     #[arg(long)]
     json: bool,
@@ -189,15 +210,24 @@ async fn verify_complete(client: &Client, queue: &str, ids: &[String]) {
     }
 }
 
+/// `Client::enqueue` one task after another, on a current-thread
+/// runtime of its own (the producer's runtime is the user's; this is the
+/// flavour the best raw client uses).
 async fn fw_enqueue_seq(url: &str, opts: &Opts, rep: usize) -> f64 {
     let q = format!("BENCH_ES_{rep}");
     let client = connect(url, &q, opts).await;
-    let mut ts = tasks(opts.tasks);
-    let started = Instant::now();
-    for t in ts.iter_mut() {
-        client.enqueue(t).await.unwrap();
-    }
-    let rate = opts.tasks as f64 / started.elapsed().as_secs_f64();
+    let ts = tasks(opts.tasks);
+    let (url2, q2) = (url.to_string(), q.clone());
+    let rate = on_current_thread(move || async move {
+        let client = producer(&url2, &q2).await;
+        let started = Instant::now();
+        for mut t in ts {
+            client.enqueue(&mut t).await.unwrap();
+        }
+        started.elapsed()
+    })
+    .await;
+    let rate = opts.tasks as f64 / rate.as_secs_f64();
     assert_eq!(
         client.queue_info(&q).await.unwrap().stream.messages as usize,
         opts.tasks
@@ -206,21 +236,98 @@ async fn fw_enqueue_seq(url: &str, opts: &Opts, rep: usize) -> f64 {
     rate
 }
 
+/// A producer's client of `queue` (bound, as the queue exists).
+async fn producer(url: &str, queue: &str) -> Client {
+    Client::builder()
+        .url(url)
+        .bind_queue(queue)
+        .build()
+        .await
+        .expect("producer client")
+}
+
+/// `Client::enqueue_many`, on a current-thread runtime of its own.
 async fn fw_enqueue_batch(url: &str, opts: &Opts, rep: usize) -> f64 {
     let q = format!("BENCH_EB_{rep}");
     let client = connect(url, &q, opts).await;
     let mut ts = tasks(opts.tasks);
-    let started = Instant::now();
-    for r in client.enqueue_many(&mut ts).await {
-        r.unwrap();
-    }
-    let rate = opts.tasks as f64 / started.elapsed().as_secs_f64();
+    let (url2, q2) = (url.to_string(), q.clone());
+    let elapsed = on_current_thread(move || async move {
+        let client = producer(&url2, &q2).await;
+        let started = Instant::now();
+        for r in client.enqueue_many(&mut ts).await {
+            r.unwrap();
+        }
+        started.elapsed()
+    })
+    .await;
+    let rate = opts.tasks as f64 / elapsed.as_secs_f64();
     assert_eq!(
         client.queue_info(&q).await.unwrap().stream.messages as usize,
         opts.tasks
     );
     cleanup(&client, &q).await;
     rate
+}
+
+/// Runs `make()`'s future on a new thread with a current-thread runtime
+/// (the flavour the best raw client runs on), from async code.
+pub(crate) async fn on_current_thread<F, Fut, T>(make: F) -> T
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T>,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("current-thread runtime")
+            .block_on(make())
+    })
+    .await
+    .expect("benchmark thread")
+}
+
+/// `--no-scheduled-waits`: framework workers wait by NAK (Go's way) and
+/// leave the `WORKERS` consumer unfiltered.
+static NO_SCHEDULED_WAITS: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// A framework worker as `asyncjobs::main!` runs it: on a
+/// [`WorkerRuntime`](asyncjobs::runtime::WorkerRuntime) of its own (a
+/// current-thread runtime for the worker, a pool of `handler_threads`
+/// for the handlers), bound to `queue`, until `stop`.
+fn spawn_fw_worker(
+    url: &str,
+    queue: &str,
+    concurrency: usize,
+    handler_threads: Option<usize>,
+    router: Router,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let (url, queue) = (url.to_string(), queue.to_string());
+    let no_scheduled_waits = NO_SCHEDULED_WAITS.load(Ordering::Relaxed);
+    tokio::task::spawn_blocking(move || {
+        let rt = asyncjobs::runtime::WorkerRuntime::new(handler_threads).expect("worker runtime");
+        let pool = rt.handlers();
+        rt.block_on(async move {
+            let client = Client::builder()
+                .url(url)
+                .bind_queue(queue)
+                .build()
+                .await
+                .expect("worker client");
+            let mut worker = client.worker(router).concurrency(concurrency);
+            if no_scheduled_waits {
+                worker = worker.scheduled_waits(false);
+            }
+            if let Some(pool) = pool {
+                worker = worker.handler_runtime(pool);
+            }
+            worker.run(stop).await.expect("worker");
+        })
+    })
 }
 
 async fn fw_process(url: &str, opts: &Opts, rep: usize, concurrency: usize) -> f64 {
@@ -234,17 +341,19 @@ async fn fw_process(url: &str, opts: &Opts, rep: usize, concurrency: usize) -> f
     let stop = CancellationToken::new();
     let started = Instant::now();
     let cpu = cpu::Span::start();
-    let worker = tokio::spawn(
-        client
-            .worker(noop_router(count.clone()))
-            .concurrency(concurrency)
-            .run(stop.clone()),
+    let worker = spawn_fw_worker(
+        url,
+        &q,
+        concurrency,
+        opts.handler_threads,
+        noop_router(count.clone()),
+        stop.clone(),
     );
     wait_drained(&client, &q, opts.tasks).await;
     let rate = opts.tasks as f64 / started.elapsed().as_secs_f64();
     cpu.finish(opts.tasks);
     stop.cancel();
-    worker.await.unwrap().unwrap();
+    worker.await.unwrap();
     assert_eq!(count.load(Ordering::Relaxed) as usize, opts.tasks);
     let ids: Vec<String> = ts.iter().map(|t| t.id.clone()).collect();
     verify_complete(&client, &q, &ids).await;
@@ -252,32 +361,55 @@ async fn fw_process(url: &str, opts: &Opts, rep: usize, concurrency: usize) -> f
     rate
 }
 
+/// Enqueue (`enqueue_many`) and processing (concurrency 100) at once, both
+/// on the worker's runtime and connection (as a handler enqueuing
+/// follow-up tasks would).
 async fn fw_e2e(url: &str, opts: &Opts, rep: usize) -> f64 {
     let q = format!("BENCH_E2E_{rep}");
     let client = connect(url, &q, opts).await;
     let count = Arc::new(AtomicU64::new(0));
-    let stop = CancellationToken::new();
-    let worker = tokio::spawn(
-        client
-            .worker(noop_router(count.clone()))
-            .concurrency(100)
-            .run(stop.clone()),
-    );
     let mut ts = tasks(opts.tasks);
+    let ids: Vec<String> = ts.iter().map(|t| t.id.clone()).collect();
+    let (url2, q2, threads, n, c) = (
+        url.to_string(),
+        q.clone(),
+        opts.handler_threads,
+        opts.tasks,
+        count.clone(),
+    );
     let started = Instant::now();
     let cpu = cpu::Span::start();
-    for r in client.enqueue_many(&mut ts).await {
-        r.unwrap();
-    }
-    while (count.load(Ordering::Relaxed) as usize) < opts.tasks {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    tokio::task::spawn_blocking(move || {
+        let rt = asyncjobs::runtime::WorkerRuntime::new(threads).expect("worker runtime");
+        let pool = rt.handlers();
+        rt.block_on(async move {
+            let client = Client::builder()
+                .url(url2)
+                .bind_queue(q2)
+                .build()
+                .await
+                .unwrap();
+            let stop = CancellationToken::new();
+            let mut worker = client.worker(noop_router(c.clone())).concurrency(100);
+            if let Some(pool) = pool {
+                worker = worker.handler_runtime(pool);
+            }
+            let worker = tokio::spawn(worker.run(stop.clone()));
+            for r in client.enqueue_many(&mut ts).await {
+                r.unwrap();
+            }
+            while (c.load(Ordering::Relaxed) as usize) < n {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            stop.cancel();
+            worker.await.unwrap().unwrap();
+        })
+    })
+    .await
+    .unwrap();
     wait_drained(&client, &q, opts.tasks).await;
     let rate = opts.tasks as f64 / started.elapsed().as_secs_f64();
     cpu.finish(opts.tasks);
-    stop.cancel();
-    worker.await.unwrap().unwrap();
-    let ids: Vec<String> = ts.iter().map(|t| t.id.clone()).collect();
     verify_complete(&client, &q, &ids).await;
     cleanup(&client, &q).await;
     rate
@@ -456,6 +588,7 @@ fn main() {
 }
 
 async fn run(opts: Opts) {
+    NO_SCHEDULED_WAITS.store(opts.no_scheduled_waits, Ordering::Relaxed);
     let server = match &opts.server {
         Some(_) => None,
         None => Some(server::Server::start(opts.memory)),
@@ -564,6 +697,71 @@ async fn run(opts: Opts) {
     let lat = |i: usize| latencies.iter().map(|r| r[i]).collect::<Vec<f64>>();
     res.add("latency p50", lat(0), vec![], lat(1), "ms");
     res.add("latency p99", lat(2), vec![], lat(3), "ms");
+    let mut extra = serde_json::Map::new();
+    if opts.cpu_tasks > 0 {
+        let (mut one, mut two) = (Vec::new(), Vec::new());
+        for rep in 0..reps {
+            one.push(scaling::cpu_bound(&url, &opts, rep, 1).await);
+            two.push(scaling::cpu_bound(&url, &opts, rep, 2).await);
+        }
+        let (one, two) = (stats(&one).unwrap().1, stats(&two).unwrap().1);
+        let machine = scaling::machine_scaling(opts.cpu_work_ms * 500);
+        eprintln!(
+            "CPU-bound handler ({} ms/task, c100): 1 handler thread {one:.1} tasks/s, 2 threads {two:.1} tasks/s: {:.2}x \
+             (two threads of pure CPU work on this machine: {machine:.2}x one)",
+            opts.cpu_work_ms,
+            two / one
+        );
+        extra.insert(
+            "machine_two_thread_scaling".into(),
+            serde_json::json!((machine * 100.0).round() / 100.0),
+        );
+        extra.insert(
+            "cpu_bound_1_thread_per_sec".into(),
+            serde_json::json!(one.round()),
+        );
+        extra.insert(
+            "cpu_bound_2_threads_per_sec".into(),
+            serde_json::json!(two.round()),
+        );
+    }
+    if opts.backlog > 0 {
+        let empty = scaling::with_backlog(&url, &opts, opts.tasks).await;
+        let full = scaling::with_backlog(&url, &opts, opts.backlog).await;
+        let best_empty = best::process_from(&url, &opts, "BEST_BACKLOG_E", 100, opts.tasks).await;
+        let best_full = best::process_from(&url, &opts, "BEST_BACKLOG_F", 100, opts.backlog).await;
+        eprintln!(
+            "process c100, first {} tasks: empty queue {empty:.1} tasks/s, {} queued {full:.1} tasks/s: {:.0}% \
+             (best raw: {best_empty:.1} and {best_full:.1} tasks/s: {:.0}%)",
+            opts.tasks,
+            opts.backlog,
+            full / empty * 100.0,
+            best_full / best_empty * 100.0
+        );
+        extra.insert(
+            "backlog_empty_per_sec".into(),
+            serde_json::json!(empty.round()),
+        );
+        extra.insert(
+            "backlog_full_per_sec".into(),
+            serde_json::json!(full.round()),
+        );
+    }
+    if opts.list_tasks > 0 {
+        let l = scaling::listing(&url, &opts, opts.list_tasks).await;
+        eprintln!(
+            "listing {} stored tasks: Client::list_tasks {:.2} s, peak RSS +{:.1} MiB{}",
+            l.stored,
+            l.client_secs,
+            l.client_peak_mib,
+            match l.ajc {
+                Some((secs, mib)) => format!("; `ajc task ls --state expired` (scans all) {secs:.2} s, peak RSS {mib:.1} MiB"),
+                None => String::new(),
+            }
+        );
+        extra.insert("list_secs".into(), serde_json::json!(l.client_secs));
+        extra.insert("list_peak_mib".into(), serde_json::json!(l.client_peak_mib));
+    }
     let (idle, inflight) = memory(&url, &opts, false).await;
     let (ridle, rinflight) = memory(&url, &opts, true).await;
     res.add("worker RSS idle", vec![idle], vec![], vec![ridle], "MiB");
@@ -603,6 +801,7 @@ async fn run(opts: Opts) {
                 }
             }
         }
+        out.extend(extra);
         out.insert("tasks".into(), opts.tasks.into());
         out.insert("reps".into(), reps.into());
         out.insert(

@@ -61,7 +61,10 @@ pub(crate) async fn run_handler(
         traceparent = traceparent.as_deref().unwrap_or(""),
     );
     let fut = tracing::Instrument::instrument(shared.router.dispatch(ctx, task.clone()), span);
-    let mut join = tokio::spawn(fut);
+    let mut join = match &shared.settings.handler_runtime {
+        Some(pool) => pool.spawn(fut),
+        None => tokio::spawn(fut),
+    };
     let beat_every = max_run_time / 2;
     let hard_cap = shared
         .settings

@@ -73,6 +73,8 @@ pub(crate) struct Settings {
     pub heartbeat_cap: Option<Duration>,
     pub scheduled_waits: bool,
     pub reconcile_grace: Option<Duration>,
+    /// Where handlers run: `None` on the runtime that runs the worker.
+    pub handler_runtime: Option<tokio::runtime::Handle>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -84,6 +86,7 @@ impl std::fmt::Debug for Settings {
             .field("heartbeat_cap", &self.heartbeat_cap)
             .field("scheduled_waits", &self.scheduled_waits)
             .field("reconcile_grace", &self.reconcile_grace)
+            .field("handler_runtime", &self.handler_runtime.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -208,6 +211,7 @@ impl Worker {
                 heartbeat_cap: None,
                 scheduled_waits: true,
                 reconcile_grace: Some(RECONCILE_GRACE),
+                handler_runtime: None,
             },
         }
     }
@@ -276,6 +280,17 @@ impl Worker {
     /// pass off (it reads every task record once, in the background).
     pub fn reconcile_at_start(mut self, grace: Option<Duration>) -> Self {
         self.settings.reconcile_grace = grace;
+        self
+    }
+
+    /// Runs handlers on `runtime` (a multi-thread runtime sized for the
+    /// handlers' CPU work) while pulling, loading, saving and acknowledging
+    /// stay on the runtime that runs the worker. Default: handlers run
+    /// where the worker runs. [`WorkerRuntime`](crate::runtime::WorkerRuntime)
+    /// pairs a current-thread runtime for the worker with such a pool, as
+    /// `asyncjobs::main!` and `ajc task process` do.
+    pub fn handler_runtime(mut self, runtime: tokio::runtime::Handle) -> Self {
+        self.settings.handler_runtime = Some(runtime);
         self
     }
 

@@ -1,0 +1,212 @@
+//! How the framework scales with cores and with the work: a CPU-bound
+//! handler on 1 and on 2 handler threads, processing with a large backlog
+//! against an empty queue, and listing a large task store.
+
+use crate::{cleanup, connect, noop_router, spawn_fw_worker, tasks, wait_drained, Opts};
+use asyncjobs::{Router, Task, TaskContext};
+use futures::StreamExt;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// Rounds of [`spin`] per millisecond of one core, measured once.
+fn rounds_per_ms() -> u64 {
+    static ROUNDS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *ROUNDS.get_or_init(|| {
+        let started = Instant::now();
+        spin(2_000_000);
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        (2_000_000.0 / ms) as u64
+    })
+}
+
+/// Pure CPU work: `rounds` of integer mixing.
+fn spin(rounds: u64) -> u64 {
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    for i in 0..rounds {
+        x = black_box(x.rotate_left(7) ^ i).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    }
+    x
+}
+
+/// How much faster two threads of pure CPU work run than one on this
+/// machine (each thread spinning `ms` milliseconds' worth): the bound for
+/// the CPU-bound handler's scaling.
+pub fn machine_scaling(ms: u64) -> f64 {
+    let rounds = rounds_per_ms() * ms;
+    let one = {
+        let started = Instant::now();
+        black_box(spin(rounds));
+        started.elapsed().as_secs_f64()
+    };
+    let two = {
+        let started = Instant::now();
+        let others: Vec<_> = (0..2)
+            .map(|_| std::thread::spawn(move || black_box(spin(rounds))))
+            .collect();
+        for t in others {
+            t.join().unwrap();
+        }
+        started.elapsed().as_secs_f64()
+    };
+    2.0 * one / two
+}
+
+/// Tasks/s of a handler doing `opts.cpu_work_ms` of CPU work per task,
+/// concurrency 100, on `handler_threads` handler threads.
+pub async fn cpu_bound(url: &str, opts: &Opts, rep: usize, handler_threads: usize) -> f64 {
+    let q = format!("BENCH_CPU{handler_threads}_{rep}");
+    let client = connect(url, &q, opts).await;
+    let n = opts.cpu_tasks;
+    let mut ts = tasks(n);
+    for r in client.enqueue_many(&mut ts).await {
+        r.unwrap();
+    }
+    let rounds = rounds_per_ms() * opts.cpu_work_ms;
+    let count = Arc::new(AtomicU64::new(0));
+    let c = count.clone();
+    let router = Router::new()
+        .handle("bench", move |_ctx: TaskContext, _t: Task| {
+            let c = c.clone();
+            async move {
+                black_box(spin(rounds));
+                c.fetch_add(1, Ordering::Relaxed);
+                asyncjobs::handler::to_output(&())
+            }
+        })
+        .unwrap();
+    let stop = CancellationToken::new();
+    let started = Instant::now();
+    let worker = spawn_fw_worker(url, &q, 100, Some(handler_threads), router, stop.clone());
+    wait_drained(&client, &q, n).await;
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    stop.cancel();
+    worker.await.unwrap();
+    assert_eq!(count.load(Ordering::Relaxed) as usize, n);
+    cleanup(&client, &q).await;
+    rate
+}
+
+/// Tasks/s processing `opts.tasks` tasks at concurrency 100 from a queue
+/// that holds `backlog` tasks in all (the first `opts.tasks` are timed).
+pub async fn with_backlog(url: &str, opts: &Opts, backlog: usize) -> f64 {
+    let q = format!("BENCH_BACKLOG_{backlog}");
+    let client = connect(url, &q, opts).await;
+    let n = opts.tasks.min(backlog);
+    for chunk in (0..backlog).collect::<Vec<_>>().chunks(10_000) {
+        let mut ts = tasks(chunk.len());
+        for r in client.enqueue_many(&mut ts).await {
+            r.unwrap();
+        }
+    }
+    let count = Arc::new(AtomicU64::new(0));
+    let stop = CancellationToken::new();
+    let started = Instant::now();
+    let worker = spawn_fw_worker(
+        url,
+        &q,
+        100,
+        opts.handler_threads,
+        noop_router(count.clone()),
+        stop.clone(),
+    );
+    while (count.load(Ordering::Relaxed) as usize) < n {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    stop.cancel();
+    worker.await.unwrap();
+    if backlog == n {
+        wait_drained(&client, &q, n).await;
+    }
+    cleanup(&client, &q).await;
+    rate
+}
+
+/// Peak resident memory of this process since the last reset, in MiB.
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Resets the peak resident memory to the current (Linux `clear_refs` 5).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// What listing a store of `stored` tasks costs.
+pub struct Listing {
+    pub stored: usize,
+    /// `Client::list_tasks` over every task: seconds, and the growth of
+    /// this process's peak RSS while it ran (MiB).
+    pub client_secs: f64,
+    pub client_peak_mib: f64,
+    /// `ajc task ls` (default limit) as a process: seconds and peak RSS
+    /// (MiB), when the `ajc` binary sits beside this one.
+    pub ajc: Option<(f64, f64)>,
+}
+
+/// Fills the task store with `stored` tasks, then lists them.
+pub async fn listing(url: &str, opts: &Opts, stored: usize) -> Listing {
+    let q = "BENCH_LIST";
+    let client = connect(url, q, opts).await;
+    for chunk in (0..stored).collect::<Vec<_>>().chunks(10_000) {
+        let mut ts = tasks(chunk.len());
+        for r in client.enqueue_many(&mut ts).await {
+            r.unwrap();
+        }
+    }
+    // the tasks stay stored; their work items are not needed
+    client.purge_queue(q).await.unwrap();
+    reset_peak_rss();
+    let before = peak_rss_mib();
+    let started = Instant::now();
+    let mut listed = 0usize;
+    let mut all = client.list_tasks(usize::MAX).await.unwrap();
+    while let Some(t) = all.next().await {
+        t.unwrap();
+        listed += 1;
+    }
+    let client_secs = started.elapsed().as_secs_f64();
+    let client_peak_mib = peak_rss_mib() - before;
+    assert_eq!(listed, stored);
+    let ajc = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join("ajc")))
+        .filter(|p| p.exists())
+        .map(|ajc| run_ajc_ls(&ajc, url));
+    cleanup(&client, q).await;
+    Listing {
+        stored,
+        client_secs,
+        client_peak_mib,
+        ajc,
+    }
+}
+
+/// Seconds and peak RSS (MiB) of `ajc task ls` against `url`.
+fn run_ajc_ls(ajc: &std::path::Path, url: &str) -> (f64, f64) {
+    let started = Instant::now();
+    let out = std::process::Command::new(ajc)
+        .args(["--server", url, "task", "ls", "--state", "expired"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("running ajc");
+    let secs = started.elapsed().as_secs_f64();
+    assert!(out.success(), "ajc task ls failed: {out}");
+    // peak RSS of the child just reaped (kilobytes on Linux)
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    let maxrss = unsafe {
+        libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr());
+        usage.assume_init().ru_maxrss
+    };
+    (secs, maxrss as f64 / 1024.0)
+}
