@@ -141,6 +141,12 @@
 //!   save rather than after the handler returns, so a task whose handler
 //!   crashes or kills its worker still reaches its maximum tries instead of
 //!   being run forever.
+//! * **Tasks load by direct get** (reference §1.3). The task store this
+//!   crate creates has `allow_direct: true` (Go's has `false`), so loads are
+//!   `$JS.API.DIRECT.GET` requests answered with the stored bytes rather
+//!   than a JSON/base64 `STREAM.MSG.GET` envelope. A store Go created is used
+//!   unchanged and loaded with `STREAM.MSG.GET`, as is one whose direct gets
+//!   are switched off later; Go's readers work with either store.
 //! * **Handler panics and time-outs** are caught: the try counts as failed
 //!   with `handler panicked: …` or `handler exceeded the queue's max run
 //!   time …` in `last_err`.
