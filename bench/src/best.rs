@@ -11,10 +11,10 @@
 //! in batches as large as the concurrency and processed without spawning,
 //! and task loads by direct get (plain bytes, no JSON/base64 envelope).
 
+use crate::raw::{enqueue_one, event};
 use crate::{cleanup, connect, on_current_thread, tasks, wait_drained, Opts};
-use async_nats::jetstream::{self, message::PublishMessage, AckKind};
+use async_nats::jetstream::{self, AckKind};
 use async_nats::HeaderMap;
-use asyncjobs::events::TaskStateChangeEvent;
 use asyncjobs::{Task, TaskState};
 use futures::StreamExt;
 use std::cell::Cell;
@@ -26,13 +26,6 @@ pub const CONFIGURATION: &str = "current-thread runtime on its own thread, one c
      loads by direct get; writes with expected sequence, each ack awaited; \
      core-NATS events; double ack; enqueue: record acked before item, 256 in flight when batched";
 
-async fn event(nc: &async_nats::Client, t: &Task) {
-    let e = TaskStateChangeEvent::for_task(t);
-    nc.publish(e.subject(), serde_json::to_vec(&e).unwrap().into())
-        .await
-        .unwrap();
-}
-
 fn expect_seq(seq: u64) -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert(
@@ -42,29 +35,19 @@ fn expect_seq(seq: u64) -> HeaderMap {
     h
 }
 
-async fn enqueue_one(js: &jetstream::Context, nc: &async_nats::Client, q: &str, mut t: Task) {
-    t.queue = q.to_string();
+/// Saves `t` on `subject` if its last sequence is still `seq`; returns
+/// the new sequence.
+async fn save(js: &jetstream::Context, subject: &str, seq: u64, t: &Task) -> u64 {
     js.publish_with_headers(
-        format!("CHORIA_AJ.T.{}", t.id),
-        expect_seq(0),
+        subject.to_string(),
+        expect_seq(seq),
         t.to_json().unwrap().into(),
     )
     .await
     .unwrap()
     .await
-    .unwrap();
-    event(nc, &t).await;
-    let item = format!(r#"{{"kind":0,"job":"{}"}}"#, t.id);
-    js.send_publish(
-        format!("CHORIA_AJ.Q.{q}.{}", t.id),
-        PublishMessage::build()
-            .payload(item.into())
-            .message_id(&t.id),
-    )
-    .await
     .unwrap()
-    .await
-    .unwrap();
+    .sequence
 }
 
 /// Enqueues `ts` into `q` with `in_flight` at once; returns tasks/s.
@@ -181,16 +164,7 @@ async fn process_items(
                 t.tries += 1;
                 t.tried = Some(time::OffsetDateTime::now_utc());
                 let subject = format!("CHORIA_AJ.T.{}", item.job);
-                let ack = js
-                    .publish_with_headers(
-                        subject.clone(),
-                        expect_seq(seq),
-                        t.to_json().unwrap().into(),
-                    )
-                    .await
-                    .unwrap()
-                    .await
-                    .unwrap();
+                let seq = save(js, &subject, seq, &t).await;
                 event(nc, &t).await;
                 t.state = TaskState::Complete;
                 t.result = Some(
@@ -200,15 +174,7 @@ async fn process_items(
                     ))
                     .unwrap(),
                 );
-                js.publish_with_headers(
-                    subject,
-                    expect_seq(ack.sequence),
-                    t.to_json().unwrap().into(),
-                )
-                .await
-                .unwrap()
-                .await
-                .unwrap();
+                save(js, &subject, seq, &t).await;
                 event(nc, &t).await;
                 m.double_ack_with(AckKind::Ack).await.unwrap();
                 done.set(done.get() + 1);

@@ -16,14 +16,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-async fn event(nc: &async_nats::Client, t: &Task) {
+pub(crate) async fn event(nc: &async_nats::Client, t: &Task) {
     let e = TaskStateChangeEvent::for_task(t);
     nc.publish(e.subject(), serde_json::to_vec(&e).unwrap().into())
         .await
         .unwrap();
 }
 
-async fn enqueue_one(js: &jetstream::Context, nc: &async_nats::Client, q: &str, mut t: Task) {
+/// Task record (expected last subject sequence 0, acked), state event,
+/// work item with `Nats-Msg-Id` (acked): one enqueue.
+pub(crate) async fn enqueue_one(
+    js: &jetstream::Context,
+    nc: &async_nats::Client,
+    q: &str,
+    mut t: Task,
+) {
     t.queue = q.to_string();
     let mut h = HeaderMap::new();
     h.insert("Nats-Expected-Last-Subject-Sequence", "0");

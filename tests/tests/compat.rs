@@ -234,6 +234,27 @@ async fn written_tasks_and_items_match_golden_shape() {
     worker.await.unwrap().unwrap();
 }
 
+/// Runs a worker whose `task_type` handler returns its payload's `n` until
+/// task `id` is complete; returns the stored result.
+async fn result_of_n(client: &Client, task_type: &str, id: &str) -> Option<i64> {
+    let router = asyncjobs::Router::new()
+        .handle(
+            task_type,
+            asyncjobs::typed(|_ctx, p: Value| async move {
+                Ok::<_, asyncjobs::HandlerError>(p["n"].clone())
+            }),
+        )
+        .unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let worker = tokio::spawn(client.worker(router).run(stop.clone()));
+    let done =
+        asyncjobs_tests::wait_for_state(client, id, TaskState::Complete, Duration::from_secs(10))
+            .await;
+    stop.cancel();
+    worker.await.unwrap().unwrap();
+    done.result_as::<i64>().unwrap()
+}
+
 #[tokio::test]
 async fn golden_go_task_is_processed_by_rust_worker() {
     // A task record written by the Go producer, with its work item, runs here.
@@ -261,26 +282,7 @@ async fn golden_go_task_is_processed_by_rust_worker() {
     .unwrap()
     .await
     .unwrap();
-    let router = asyncjobs::Router::new()
-        .handle(
-            "golden:ok",
-            asyncjobs::typed(|_ctx, p: Value| async move {
-                Ok::<_, asyncjobs::HandlerError>(p["n"].clone())
-            }),
-        )
-        .unwrap();
-    let stop = tokio_util::sync::CancellationToken::new();
-    let worker = tokio::spawn(client.worker(router).run(stop.clone()));
-    let done = asyncjobs_tests::wait_for_state(
-        &client,
-        &task.id,
-        TaskState::Complete,
-        Duration::from_secs(10),
-    )
-    .await;
-    assert_eq!(done.result_as::<i64>().unwrap(), Some(1));
-    stop.cancel();
-    worker.await.unwrap().unwrap();
+    assert_eq!(result_of_n(&client, "golden:ok", &task.id).await, Some(1));
 }
 
 #[test]
@@ -331,26 +333,7 @@ async fn go_created_task_store_is_used_unchanged_and_loads_work() {
         client.load_task(&task.id).await.unwrap().state,
         TaskState::New
     );
-    let router = asyncjobs::Router::new()
-        .handle(
-            "go:store",
-            asyncjobs::typed(|_ctx, p: Value| async move {
-                Ok::<_, asyncjobs::HandlerError>(p["n"].clone())
-            }),
-        )
-        .unwrap();
-    let stop = tokio_util::sync::CancellationToken::new();
-    let worker = tokio::spawn(client.worker(router).run(stop.clone()));
-    let done = asyncjobs_tests::wait_for_state(
-        &client,
-        &task.id,
-        TaskState::Complete,
-        Duration::from_secs(10),
-    )
-    .await;
-    assert_eq!(done.result_as::<i64>().unwrap(), Some(1));
-    stop.cancel();
-    worker.await.unwrap().unwrap();
+    assert_eq!(result_of_n(&client, "go:store", &task.id).await, Some(1));
     let info = js_api(&nc, "STREAM.INFO.CHORIA_AJ_TASKS", "").await;
     assert_eq!(
         instance_config(&info),
