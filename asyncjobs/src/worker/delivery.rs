@@ -18,11 +18,20 @@ use async_nats::jetstream::AckKind;
 use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
+use tokio::sync::OwnedSemaphorePermit;
 
 /// NAK delay after losing a race to mark a task active.
 const CONFLICT_DELAY: Duration = Duration::from_secs(1);
 
-pub(crate) async fn process(shared: &Shared, msg: async_nats::jetstream::Message) {
+/// Walks one delivery forward. `slot` is the concurrency slot it runs
+/// under: freed as soon as the handler has returned, so the item that
+/// takes the slot is pulled while this one's outcome is saved and
+/// acknowledged (handlers at once stay within the concurrency).
+pub(crate) async fn process(
+    shared: &Shared,
+    msg: async_nats::jetstream::Message,
+    slot: OwnedSemaphorePermit,
+) {
     let delivered = msg.info().map(|i| i.delivered).unwrap_or(1).max(1) as u64;
     let traceparent = WorkItem::traceparent(msg.headers.as_ref());
     let (msg, acker) = msg.split();
@@ -182,6 +191,7 @@ pub(crate) async fn process(shared: &Shared, msg: async_nats::jetstream::Message
     // ----- run the handler ---------------------------------------------------------------
     let acker = Arc::new(acker);
     let outcome = run_handler(shared, &mut task, acker.clone(), item.traceparent.clone()).await;
+    drop(slot);
 
     // ----- record the outcome ------------------------------------------------------------
     let now = OffsetDateTime::now_utc();

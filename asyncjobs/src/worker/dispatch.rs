@@ -73,8 +73,7 @@ pub(crate) async fn run(
                             context: shared.storage.jetstream().clone(),
                         };
                         tracker.spawn(async move {
-                            process(&shared, msg).await;
-                            drop(permit);
+                            process(&shared, msg, permit).await;
                         });
                     }
                     Delivery::Stray => hand_back(&shared, msg).await,
