@@ -217,10 +217,11 @@ pub struct WorkerArgs {
     #[arg(long, env = "ASYNCJOBS_LOG_LEVEL", value_name = "FILTER", default_value = "info", value_parser = parse_log_filter)]
     pub log_level: String,
 
-    /// Threads running handlers: the worker pulls, loads, saves and
-    /// acknowledges on one thread of its own and runs handlers on a pool of
-    /// this many (default: the CPU cores); 0 runs handlers on the worker's
-    /// thread (fastest for handlers that only wait on I/O)
+    /// Threads for CPU-heavy handlers: the worker pulls, loads, saves,
+    /// acknowledges and runs handlers on one thread; a handler holding it
+    /// for 250 µs or more in one poll moves to a pool of this many threads
+    /// (default: the CPU cores), and so do later tasks of its type. 0: no
+    /// pool, every handler on the worker's thread
     #[arg(long, env = "ASYNCJOBS_HANDLER_THREADS", value_name = "N")]
     pub handler_threads: Option<usize>,
 
@@ -752,11 +753,12 @@ impl App {
 }
 
 /// The runtimes of a worker program: a current-thread runtime for the
-/// worker (pulls, loads, saves, acks: JetStream round trips, fastest with
-/// no thread hand-offs, and leaving the other cores to nats-server and the
-/// handlers) and a multi-thread pool for the handlers, so CPU-heavy
-/// handlers still use every core. `asyncjobs::main!` and `ajc task process`
-/// run on one.
+/// worker (pulls, loads, saves, acks and the handlers that wait on I/O:
+/// JetStream round trips run fastest with no thread hand-offs, leaving the
+/// other cores to nats-server) and a multi-thread pool that CPU-heavy
+/// handlers move to, so they still use every core
+/// ([`Worker::handler_runtime`](crate::Worker::handler_runtime)).
+/// `asyncjobs::main!` runs on one.
 ///
 /// ```
 /// let rt = asyncjobs::runtime::WorkerRuntime::new(Some(2)).unwrap();

@@ -61,10 +61,12 @@ pub(crate) async fn run_handler(
         traceparent = traceparent.as_deref().unwrap_or(""),
     );
     let fut = tracing::Instrument::instrument(shared.router.dispatch(ctx, task.clone()), span);
-    let mut join = match &shared.settings.handler_runtime {
-        Some(pool) => pool.spawn(fut),
-        None => tokio::spawn(fut),
-    };
+    let mut join = super::placement::spawn(
+        fut,
+        &task.task_type,
+        shared.settings.handler_runtime.as_ref(),
+        &shared.heavy_types,
+    );
     let beat_every = max_run_time / 2;
     let hard_cap = shared
         .settings

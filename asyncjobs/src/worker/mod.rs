@@ -14,6 +14,7 @@ pub(crate) mod execute;
 mod exhausted;
 pub(crate) mod gates;
 mod outcome;
+mod placement;
 mod pull;
 
 use crate::error::{Error, Result};
@@ -106,6 +107,9 @@ pub(crate) struct Shared {
     /// Whether the queue holds scheduled items, so waits are scheduled
     /// rather than NAKed (see [`outcome::wait`]).
     scheduled_items: AtomicBool,
+    /// Task types whose handlers run on the handler pool (see
+    /// [`placement`]).
+    pub heavy_types: Arc<placement::HeavyTypes>,
 }
 
 impl Shared {
@@ -283,12 +287,16 @@ impl Worker {
         self
     }
 
-    /// Runs handlers on `runtime` (a multi-thread runtime sized for the
-    /// handlers' CPU work) while pulling, loading, saving and acknowledging
-    /// stay on the runtime that runs the worker. Default: handlers run
-    /// where the worker runs. [`WorkerRuntime`](crate::runtime::WorkerRuntime)
-    /// pairs a current-thread runtime for the worker with such a pool, as
-    /// `asyncjobs::main!` and `ajc task process` do.
+    /// Gives CPU-heavy handlers a pool to run on: `runtime`, a
+    /// multi-thread runtime sized for their work. Handlers start on the
+    /// runtime that runs the worker (most only wait on I/O, and a hand-off
+    /// to another thread costs more than they do); one that holds the
+    /// thread for 250 µs or longer in a single poll moves to `runtime` at
+    /// its next poll, and later tasks of its type start there. Without a
+    /// pool every handler runs where the worker runs.
+    /// [`WorkerRuntime`](crate::runtime::WorkerRuntime) pairs a
+    /// current-thread runtime for the worker with such a pool, as
+    /// `asyncjobs::main!` does.
     pub fn handler_runtime(mut self, runtime: tokio::runtime::Handle) -> Self {
         self.settings.handler_runtime = Some(runtime);
         self
@@ -344,6 +352,7 @@ impl Worker {
             settings,
             hard_stop: CancellationToken::new(),
             scheduled_items: AtomicBool::new(false),
+            heavy_types: Arc::default(),
         });
         shared.enable_scheduled_items().await;
         if let Err(e) = shared.storage.prepare_exhausted(&shared.name).await {
