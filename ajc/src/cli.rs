@@ -115,6 +115,54 @@ pub enum Command {
     /// Manage Tasks
     #[command(visible_aliases = ["t", "task"])]
     Tasks(TasksArgs),
+    /// HTTP API server
+    Server {
+        /// The server command.
+        #[command(subcommand)]
+        cmd: ServerCmd,
+    },
+}
+
+/// `ajc server …`.
+#[derive(Subcommand, Debug)]
+pub enum ServerCmd {
+    /// Serves the HTTP API (Go's routes and JSON, reference §14)
+    Run(ServerRunArgs),
+}
+
+/// `ajc server run` (Go's flags and defaults, reference §14.1).
+#[derive(Args, Debug)]
+pub struct ServerRunArgs {
+    /// Address to listen on (an IP address or localhost, with a port; 0 picks a free port)
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "HOST:PORT")]
+    pub bind: String,
+    /// PEM certificate chain to serve TLS with (needs --tls-key)
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle: every client must present a certificate chaining to it (mutual TLS)
+    #[arg(long, value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Queue tasks are enqueued into (it must exist)
+    #[arg(long, value_name = "QUEUE")]
+    pub queue: Option<String>,
+    /// Without --queue, use (and create) the DEFAULT queue; lets POST /v1/queues create DEFAULT
+    #[arg(long)]
+    pub allow_create_default: bool,
+    /// Longest time to read a request body
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub read_timeout: GoDuration,
+    /// Longest time to answer a request (streams and waits excepted); also the shutdown grace
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub write_timeout: GoDuration,
+    /// Largest request body in bytes
+    #[arg(long, default_value_t = 524288, value_name = "BYTES")]
+    pub max_body: usize,
+    /// Listen on an address other hosts can reach without client certificates
+    #[arg(long)]
+    pub unsafe_bind: bool,
 }
 
 /// `ajc info`.

@@ -60,6 +60,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Info(a) => commands::info::run(&ctx, a).await,
         Command::Queues { cmd } => commands::queue::run(&ctx, cmd).await,
         Command::Tasks(a) => commands::task::run(&ctx, a).await,
+        Command::Server { cmd } => commands::server::run(&ctx, cmd).await,
     }
 }
 

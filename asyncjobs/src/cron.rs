@@ -192,10 +192,11 @@ impl CronSchedule {
         } else {
             let fields: Vec<&str> = rest.split_whitespace().collect();
             if fields.len() != 5 {
+                // robfig's `%s` of the field slice: `[a b c]`
                 return Err(err(format!(
-                    "expected exactly 5 fields, found {}: {:?}",
+                    "expected exactly 5 fields, found {}: [{}]",
                     fields.len(),
-                    rest
+                    fields.join(" ")
                 )));
             }
             let f = Fields {
@@ -577,7 +578,10 @@ mod tests {
     #[test]
     fn rejects_what_robfig_rejects() {
         assert_eq!(parse_err(""), "empty spec string");
-        assert!(parse_err("* * * *").starts_with("expected exactly 5 fields, found 4"));
+        assert_eq!(
+            parse_err("* * * *"),
+            "expected exactly 5 fields, found 4: [* * * *]"
+        );
         assert!(parse_err("0 * * * * *").starts_with("expected exactly 5 fields, found 6"));
         assert_eq!(
             parse_err("* * * * 7"),

@@ -12,8 +12,7 @@
 
 mod duration;
 
-pub(crate) use duration::parse_go_duration;
-pub use duration::{format_duration, parse_duration, parse_signed_duration};
+pub use duration::{format_duration, parse_duration, parse_go_duration, parse_signed_duration};
 
 use base64::Engine;
 use serde::{Deserialize, Deserializer, Serializer};

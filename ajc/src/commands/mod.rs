@@ -5,6 +5,7 @@ pub mod cron;
 pub mod info;
 pub mod process;
 pub mod queue;
+pub mod server;
 pub mod task;
 
 use crate::cli::Global;

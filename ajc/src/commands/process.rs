@@ -12,24 +12,34 @@ use asyncjobs::{ExternalCommand, RequestReply, Router, Scheduler, TaskState};
 use std::net::SocketAddr;
 use tokio_util::sync::CancellationToken;
 
-/// A token cancelled on SIGINT or SIGTERM.
-fn shutdown_on_signals() -> CancellationToken {
+/// A token cancelled on SIGINT or SIGTERM. The handlers are installed
+/// before this returns, so a signal arriving right after is not fatal.
+pub(crate) fn shutdown_on_signals() -> CancellationToken {
     let token = CancellationToken::new();
     let t = token.clone();
+    #[cfg(unix)]
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    #[cfg(unix)]
+    let int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
     tokio::spawn(async move {
         #[cfg(unix)]
         {
-            use tokio::signal::unix::{signal, SignalKind};
-            match signal(SignalKind::terminate()) {
-                Ok(mut term) => {
-                    tokio::select! {
-                        _ = tokio::signal::ctrl_c() => {}
-                        _ = term.recv() => {}
-                    }
+            let (mut term, mut int) = (term, int);
+            let term = async {
+                match term.as_mut() {
+                    Some(s) => s.recv().await,
+                    None => std::future::pending().await,
                 }
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
+            };
+            let int = async {
+                match int.as_mut() {
+                    Some(s) => s.recv().await,
+                    None => std::future::pending().await,
                 }
+            };
+            tokio::select! {
+                _ = term => {}
+                _ = int => {}
             }
         }
         #[cfg(not(unix))]

@@ -153,8 +153,17 @@ fn go_nanos(orig: &str) -> Result<i64, Invalid> {
 
 /// Go's `time.ParseDuration` with Go's own error messages
 /// (`time: unknown unit "x" in duration "1x"`), for the cron `@every`
-/// descriptor whose errors read as Go's. No trimming; signed nanoseconds.
-pub(crate) fn parse_go_duration(s: &str) -> Result<i64, String> {
+/// descriptor and the HTTP API, whose errors read as Go's. No trimming;
+/// signed nanoseconds.
+///
+/// ```
+/// assert_eq!(asyncjobs::wire::parse_go_duration("1m"), Ok(60_000_000_000));
+/// assert_eq!(
+///     asyncjobs::wire::parse_go_duration("forever").unwrap_err(),
+///     "time: invalid duration \"forever\""
+/// );
+/// ```
+pub fn parse_go_duration(s: &str) -> Result<i64, String> {
     go_nanos(s).map_err(|e| format!("time: {}", e.describe(s)))
 }
 

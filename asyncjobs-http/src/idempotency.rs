@@ -1,0 +1,164 @@
+//! Idempotency keys shared by every server instance (reference §14.5 keeps
+//! them per process; we keep them in a JetStream KV bucket with a TTL, so
+//! a repeated request that reaches another replica finds the same task).
+//!
+//! A key is reserved (KV `create`, which only one writer can win) before
+//! the task is enqueued, then set to the task id; a failed enqueue frees
+//! it. A repeat that finds the key reserved but not yet set waits for the
+//! first request to finish.
+
+use crate::error::{ApiError, ErrorCode};
+use crate::ApiOptions;
+use async_nats::jetstream::{self, kv};
+use axum::http::StatusCode;
+use base64::Engine;
+use std::time::Duration;
+use tokio::sync::OnceCell;
+
+/// The bucket holding `key → task id`.
+pub const BUCKET: &str = "CHORIA_AJ_HTTP_IDEMPOTENCY";
+/// Longest key accepted, in bytes.
+const MAX_KEY: usize = 1024;
+/// How long a repeat waits for the first request to record its task.
+const PENDING_WAIT: Duration = Duration::from_secs(10);
+
+pub(crate) struct Keys {
+    js: jetstream::Context,
+    ttl: Duration,
+    replicas: usize,
+    store: OnceCell<kv::Store>,
+}
+
+/// The outcome of [`Keys::reserve`].
+pub(crate) enum Reserved {
+    /// A request with this key created this task.
+    Existing(String),
+    /// The key is ours: record the task or release it.
+    New(Reservation),
+}
+
+pub(crate) struct Reservation {
+    key: String,
+    revision: u64,
+}
+
+fn unavailable(what: &str, e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Unavailable,
+        format!("idempotency keys: {what}: {e}"),
+    )
+    .reason("storage_not_ready")
+}
+
+impl Keys {
+    pub(crate) fn new(nc: async_nats::Client, options: &ApiOptions) -> Keys {
+        Keys {
+            js: jetstream::new(nc),
+            ttl: options.idempotency_ttl,
+            replicas: options.replicas.max(1),
+            store: OnceCell::new(),
+        }
+    }
+
+    async fn store(&self) -> Result<&kv::Store, ApiError> {
+        self.store
+            .get_or_try_init(|| async {
+                match self.js.get_key_value(BUCKET).await {
+                    Ok(s) => Ok(s),
+                    Err(_) => self
+                        .js
+                        .create_key_value(kv::Config {
+                            bucket: BUCKET.into(),
+                            description: "asyncjobs HTTP API: Idempotency-Key to task id".into(),
+                            history: 1,
+                            max_age: self.ttl,
+                            num_replicas: self.replicas,
+                            storage: jetstream::stream::StorageType::File,
+                            ..Default::default()
+                        })
+                        .await
+                        .map_err(|e| unavailable("creating the bucket", e)),
+                }
+            })
+            .await
+    }
+
+    /// Reserves `key`, or returns the task a request with it created.
+    pub(crate) async fn reserve(&self, key: &str) -> Result<Reserved, ApiError> {
+        if key.len() > MAX_KEY {
+            return Err(ApiError::invalid(format!(
+                "Invalid format for parameter Idempotency-Key: longer than {MAX_KEY} bytes"
+            )));
+        }
+        let store = self.store().await?;
+        let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key);
+        let started = tokio::time::Instant::now();
+        loop {
+            match store.create(&encoded, Vec::new().into()).await {
+                Ok(revision) => {
+                    return Ok(Reserved::New(Reservation {
+                        key: encoded,
+                        revision,
+                    }))
+                }
+                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
+                Err(e) => return Err(unavailable("reserving a key", e)),
+            }
+            match store.get(&encoded).await {
+                Ok(Some(id)) if !id.is_empty() => {
+                    return Ok(Reserved::Existing(
+                        String::from_utf8_lossy(&id).into_owned(),
+                    ))
+                }
+                // released or expired meanwhile: try to reserve again
+                Ok(None) => continue,
+                Ok(Some(_)) if started.elapsed() < PENDING_WAIT => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Ok(Some(_)) => {
+                    return Err(ApiError::new(
+                        StatusCode::CONFLICT,
+                        ErrorCode::Conflict,
+                        "a request with this Idempotency-Key is still being processed",
+                    )
+                    .reason("idempotency_key_in_use"))
+                }
+                Err(e) => return Err(unavailable("reading a key", e)),
+            }
+        }
+    }
+
+    /// Records the task a reserved key created.
+    pub(crate) async fn record(&self, r: Reservation, task_id: &str) {
+        let Ok(store) = self.store().await else {
+            return;
+        };
+        if let Err(e) = store
+            .update(&r.key, task_id.as_bytes().to_vec().into(), r.revision)
+            .await
+        {
+            // the task exists; a repeat will create another one
+            tracing::warn!(error = %e, task = task_id, "idempotency key not recorded");
+        }
+    }
+
+    /// Forgets `key` (its task no longer exists).
+    pub(crate) async fn forget(&self, key: &str) {
+        let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key);
+        if let Ok(store) = self.store().await {
+            if let Err(e) = store.delete(&encoded).await {
+                tracing::warn!(error = %e, "idempotency key not forgotten");
+            }
+        }
+    }
+
+    /// Frees a reserved key after a failed request.
+    pub(crate) async fn release(&self, r: Reservation) {
+        if let Ok(store) = self.store().await {
+            if let Err(e) = store.delete_expect_revision(&r.key, Some(r.revision)).await {
+                tracing::warn!(error = %e, "idempotency key not released; it expires with its TTL");
+            }
+        }
+    }
+}

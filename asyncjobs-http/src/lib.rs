@@ -1,0 +1,140 @@
+//! The asyncjobs HTTP API: the routes, JSON and errors of the Go system's
+//! `ajc server run` (reference §14), as an [`axum::Router`] to mount in your
+//! own application or to serve with [`server::serve`] (which `ajc server
+//! run` does).
+//!
+//! A client written against Go's API works unchanged: same paths, methods,
+//! status codes, headers, JSON keys and error envelope
+//! (`{"error":{"code","details":{"field","reason"},"message"}}`). Beyond Go:
+//! idempotency keys shared by every replica (a KV bucket), a long-poll for a
+//! task's end (`GET /v1/tasks/{id}/wait`), a Server-Sent Events stream of
+//! lifecycle events (`GET /v1/events`), Prometheus metrics of the API
+//! (`GET /metrics`), an access log through `tracing`, and the request's
+//! `traceparent` carried onto the tasks it creates. The deliberate
+//! differences from Go are listed in the crate's README section and on
+//! [`ApiOptions`].
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = asyncjobs::Client::connect("nats://127.0.0.1:4222").await?;
+//! let api = asyncjobs_http::router(client, asyncjobs_http::ApiOptions::default());
+//! // mount it beside your own routes
+//! let app = axum::Router::new().merge(api);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(()) }
+//! ```
+
+#![warn(missing_docs)]
+
+mod error;
+pub mod go_json;
+mod idempotency;
+mod observe;
+mod routes;
+pub mod schema;
+pub mod server;
+
+pub use error::{ApiError, ErrorCode};
+pub use routes::openapi;
+
+use asyncjobs::Client;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How clients authenticate, as `GET /v1/info` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Auth {
+    /// No authentication (`"none"`).
+    #[default]
+    None,
+    /// Clients present certificates verified against a CA (`"mtls"`).
+    MutualTls,
+}
+
+impl Auth {
+    fn as_str(self) -> &'static str {
+        match self {
+            Auth::None => "none",
+            Auth::MutualTls => "mtls",
+        }
+    }
+}
+
+/// Settings of the API (reference §14.1; Go's defaults).
+///
+/// Differences from Go on purpose: a body over `max_body` is answered 413
+/// `payload_too_large` (Go: 400 `invalid_json`, §16.17); `POST /v1/tasks`
+/// refuses a `queue` other than the server's and any `signature` (Go ignores
+/// the first and stores the second, which can never verify); `GET
+/// /v1/tasks` applies `limit` after the filters (Go before); idempotency
+/// keys live in a KV bucket shared by every replica (Go: per process);
+/// deleting a missing schedule is a 404 as the OpenAPI document says (Go:
+/// 204); `GET /v1/info` reports this crate's version (Go: `dev`).
+#[derive(Debug, Clone)]
+pub struct ApiOptions {
+    /// Allow `POST /v1/queues` to create `DEFAULT` (Go's
+    /// `--allow-create-default`). Default false.
+    pub allow_create_default: bool,
+    /// Largest request body in bytes (Go's `--max-body`, 524288).
+    pub max_body: usize,
+    /// What `GET /v1/info` reports as `auth`.
+    pub auth: Auth,
+    /// How long an idempotency key is remembered (Go: 10 minutes).
+    pub idempotency_ttl: Duration,
+    /// How long reading a request body may take (Go's `--read-timeout`, 30 s).
+    pub read_timeout: Duration,
+    /// How long a request may take to be answered, streams and long-polls
+    /// excepted (Go's `--write-timeout`, 30 s).
+    pub write_timeout: Duration,
+    /// Replicas of the idempotency bucket when it is created (default 1).
+    pub replicas: usize,
+}
+
+impl Default for ApiOptions {
+    fn default() -> Self {
+        ApiOptions {
+            allow_create_default: false,
+            max_body: 524_288,
+            auth: Auth::None,
+            idempotency_ttl: Duration::from_secs(600),
+            read_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(30),
+            replicas: 1,
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub(crate) struct Api(Arc<Inner>);
+
+pub(crate) struct Inner {
+    pub client: Client,
+    pub options: ApiOptions,
+    pub idempotency: idempotency::Keys,
+    /// One task listing at a time (Go's `list_in_progress`): a listing
+    /// reads the whole store.
+    pub listing: Arc<tokio::sync::Semaphore>,
+}
+
+impl std::ops::Deref for Api {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// The API's routes for `client` (tasks are enqueued into its queue), with
+/// the access log, metrics, panic recovery and body limit applied, and
+/// Go's plain-text 404 and 405 for unknown paths and methods.
+pub fn router(client: Client, options: ApiOptions) -> axum::Router {
+    let idempotency = idempotency::Keys::new(client.nats().clone(), &options);
+    let api = Api(Arc::new(Inner {
+        client,
+        options,
+        idempotency,
+        listing: Arc::new(tokio::sync::Semaphore::new(1)),
+    }));
+    routes::build(api)
+}

@@ -1,0 +1,139 @@
+//! Queues: list, create, get, delete, purge.
+
+use super::{json, JsonBody};
+use crate::error::ApiError;
+use crate::schema::{QueueCreateRequest, QueueListResponse, QueueView};
+use crate::Api;
+use asyncjobs::queue::DEFAULT_QUEUE_NAME;
+use asyncjobs::Queue;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use std::time::Duration;
+
+/// Every queue, by name.
+#[utoipa::path(get, path = "/v1/queues", operation_id = "listQueues", tag = "Queues",
+    responses((status = 200, description = "The queues", body = QueueListResponse)))]
+pub(super) async fn list(State(api): State<Api>) -> Result<Response, ApiError> {
+    let mut names = api.client.queue_names().await?;
+    names.sort();
+    let mut queues = Vec::with_capacity(names.len());
+    for name in names {
+        match api.client.queue_info(&name).await {
+            Ok(info) => queues.push(QueueView::from(&info)),
+            // removed meanwhile
+            Err(asyncjobs::Error::QueueNotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(json(StatusCode::OK, &QueueListResponse { queues }))
+}
+
+/// A Go duration of field `field`: 400 `invalid_duration` when it does not parse.
+fn duration(field: &'static str, text: Option<&str>) -> Result<Duration, ApiError> {
+    let Some(text) = text.filter(|t| !t.is_empty()) else {
+        return Ok(Duration::ZERO);
+    };
+    let invalid = |why: String| {
+        ApiError::invalid(format!("{field}: {why}"))
+            .field(field)
+            .reason("invalid_duration")
+    };
+    let nanos = asyncjobs::wire::parse_go_duration(text).map_err(invalid)?;
+    u64::try_from(nanos)
+        .map(Duration::from_nanos)
+        .map_err(|_| invalid(format!("must not be negative (got {text:?})")))
+}
+
+/// Creates a queue; absent or zero settings get the library defaults
+/// (unlimited tries, age and entries, 1 hour run time, 100 concurrent).
+#[utoipa::path(post, path = "/v1/queues", operation_id = "createQueue", tag = "Queues",
+    request_body = QueueCreateRequest,
+    responses(
+        (status = 201, description = "Created", body = QueueView),
+        (status = 400, description = "Invalid request", body = crate::schema::ErrorEnvelope),
+        (status = 409, description = "It exists", body = crate::schema::ErrorEnvelope)))]
+pub(super) async fn create(
+    State(api): State<Api>,
+    JsonBody(req): JsonBody<QueueCreateRequest>,
+) -> Result<Response, ApiError> {
+    if req.name.is_empty() {
+        return Err(ApiError::invalid("name is required")
+            .field("name")
+            .reason("queue_name_required"));
+    }
+    if req.name == DEFAULT_QUEUE_NAME && !api.options.allow_create_default {
+        return Err(ApiError::invalid(
+            "the DEFAULT queue may only be created when the server allows it (--allow-create-default)",
+        )
+        .field("name")
+        .reason("default_queue_disallowed"));
+    }
+    let max_age = duration("max_age", req.max_age.as_deref())?;
+    let max_runtime = duration("max_runtime", req.max_runtime.as_deref())?;
+    let exists = match api.client.queue_info(&req.name).await {
+        Ok(_) => true,
+        Err(asyncjobs::Error::QueueNotFound(_)) => false,
+        Err(e) => return Err(e.into()),
+    };
+    if exists {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            crate::ErrorCode::Duplicate,
+            format!("queue {:?} already exists", req.name),
+        )
+        .reason("queue_already_exists"));
+    }
+    let queue = Queue::new(req.name.clone())
+        .max_age(max_age)
+        .max_entries(req.max_entries.unwrap_or(0))
+        .discard_old(req.discard_old.unwrap_or(false))
+        .max_tries(req.max_tries.unwrap_or(0))
+        .max_run_time(max_runtime)
+        .max_concurrent(req.max_concurrent.unwrap_or(0));
+    api.client.prepare_queue(&queue).await?;
+    let info = api.client.queue_info(&req.name).await?;
+    Ok(json(StatusCode::CREATED, &QueueView::from(&info)))
+}
+
+/// One queue's settings.
+#[utoipa::path(get, path = "/v1/queues/{name}", operation_id = "getQueue", tag = "Queues",
+    params(("name" = String, Path, description = "Queue name")),
+    responses(
+        (status = 200, description = "The queue", body = QueueView),
+        (status = 404, description = "No such queue", body = crate::schema::ErrorEnvelope)))]
+pub(super) async fn get(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let info = api.client.queue_info(&name).await?;
+    Ok(json(StatusCode::OK, &QueueView::from(&info)))
+}
+
+/// Deletes a queue and its waiting items (their tasks keep their records).
+#[utoipa::path(delete, path = "/v1/queues/{name}", operation_id = "deleteQueue", tag = "Queues",
+    params(("name" = String, Path, description = "Queue name")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such queue", body = crate::schema::ErrorEnvelope)))]
+pub(super) async fn delete(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    api.client.delete_queue(&name).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Removes every waiting item of a queue.
+#[utoipa::path(post, path = "/v1/queues/{name}/purge", operation_id = "purgeQueue", tag = "Queues",
+    params(("name" = String, Path, description = "Queue name")),
+    responses(
+        (status = 202, description = "Purged"),
+        (status = 404, description = "No such queue", body = crate::schema::ErrorEnvelope)))]
+pub(super) async fn purge(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    api.client.purge_queue(&name).await?;
+    Ok(StatusCode::ACCEPTED.into_response())
+}

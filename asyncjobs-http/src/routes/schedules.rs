@@ -1,0 +1,123 @@
+//! Schedules: list, create, get, delete.
+
+use super::{json, JsonBody};
+use crate::error::ApiError;
+use crate::schema::{ScheduleCreateRequest, ScheduleListResponse, ScheduleView};
+use crate::{go_json, Api};
+use asyncjobs::{ScheduledTask, Task};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use std::time::Duration;
+
+/// How long listing schedules may take (Go's ceiling).
+const LIST_CEILING: Duration = Duration::from_secs(10);
+
+/// Every schedule, by name.
+#[utoipa::path(get, path = "/v1/schedules", operation_id = "listSchedules", tag = "Schedules",
+    responses((status = 200, description = "The schedules", body = ScheduleListResponse)))]
+pub(super) async fn list(State(api): State<Api>) -> Result<Response, ApiError> {
+    let mut all = tokio::time::timeout(LIST_CEILING, api.client.scheduled_tasks())
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                crate::ErrorCode::Unavailable,
+                "listing schedules took longer than 10s",
+            )
+            .reason("storage_not_ready")
+        })??;
+    all.sort_by(|a, b| a.name.cmp(&b.name));
+    let schedules = all.iter().map(ScheduleView::from).collect();
+    Ok(json(StatusCode::OK, &ScheduleListResponse { schedules }))
+}
+
+/// Creates a schedule: a task of `task_type` is enqueued into `queue` at
+/// every time the cron expression names (by whichever scheduler leads).
+#[utoipa::path(post, path = "/v1/schedules", operation_id = "createSchedule", tag = "Schedules",
+    request_body = ScheduleCreateRequest,
+    responses(
+        (status = 201, description = "Created", body = ScheduleView),
+        (status = 400, description = "Invalid request", body = crate::schema::ErrorEnvelope),
+        (status = 409, description = "It exists", body = crate::schema::ErrorEnvelope)))]
+pub(super) async fn create(
+    State(api): State<Api>,
+    JsonBody(req): JsonBody<ScheduleCreateRequest>,
+) -> Result<Response, ApiError> {
+    if req.payload.is_some() && req.payload_base64.is_some() {
+        return Err(
+            ApiError::invalid("payload and payload_base64 are mutually exclusive")
+                .field("payload")
+                .reason("payload_both_set"),
+        );
+    }
+    let payload = match (req.payload, req.payload_base64) {
+        (Some(v), _) if !v.is_null() => Some(go_json::encode_as_go_any(&v)),
+        (_, Some(b64)) => Some(
+            base64::engine::general_purpose::STANDARD
+                .decode(b64.as_bytes())
+                .map_err(|e| ApiError::invalid_json(format!("illegal base64 data: {e}")))?,
+        ),
+        _ => None,
+    };
+    let mut template = Task::builder(req.task_type.clone());
+    if let Some(p) = payload {
+        template = template.raw_payload(p);
+    }
+    if let Some(text) = req.deadline_offset.as_deref().filter(|t| !t.is_empty()) {
+        let invalid = |why: String| {
+            ApiError::invalid(format!("deadline_offset: {why}"))
+                .field("deadline_offset")
+                .reason("invalid_duration")
+        };
+        let nanos = asyncjobs::wire::parse_go_duration(text).map_err(invalid)?;
+        let d = u64::try_from(nanos)
+            .map(Duration::from_nanos)
+            .map_err(|_| invalid(format!("must not be negative (got {text:?})")))?;
+        template = template.deadline_in(d);
+    }
+    if let Some(n) = req.max_tries {
+        template = template.max_tries(n);
+    }
+    // the type is checked with the schedule (Go's order and error)
+    let template = match template.build() {
+        Ok(t) => t,
+        Err(asyncjobs::Error::TaskTypeInvalid(t)) => {
+            return Err(asyncjobs::ScheduleError::TaskTypeInvalid(t).into())
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let schedule = ScheduledTask::new(req.name, req.schedule, req.queue, &template)?;
+    api.client.create_scheduled_task(&schedule).await?;
+    Ok(json(StatusCode::CREATED, &ScheduleView::from(&schedule)))
+}
+
+/// One schedule.
+#[utoipa::path(get, path = "/v1/schedules/{name}", operation_id = "getSchedule", tag = "Schedules",
+    params(("name" = String, Path, description = "Schedule name")),
+    responses(
+        (status = 200, description = "The schedule", body = ScheduleView),
+        (status = 404, description = "No such schedule", body = crate::schema::ErrorEnvelope)))]
+pub(super) async fn get(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let schedule = api.client.load_scheduled_task(&name).await?;
+    Ok(json(StatusCode::OK, &ScheduleView::from(&schedule)))
+}
+
+/// Deletes a schedule (404 when there is none, as the document says; Go
+/// answers 204 either way).
+#[utoipa::path(delete, path = "/v1/schedules/{name}", operation_id = "deleteSchedule", tag = "Schedules",
+    params(("name" = String, Path, description = "Schedule name")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such schedule", body = crate::schema::ErrorEnvelope)))]
+pub(super) async fn delete(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    api.client.delete_scheduled_task(&name).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

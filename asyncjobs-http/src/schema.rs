@@ -1,0 +1,508 @@
+//! Request and response bodies of the API (reference §14.4), with their
+//! OpenAPI schemas. Responses are built as these types, turned into JSON
+//! values and written with Go's key order ([`crate::go_json`]); requests are
+//! decoded strictly (unknown fields refused).
+
+use asyncjobs::wire::format_time;
+use asyncjobs::{QueueInfo, ScheduledTask, Task, TaskResult, TaskState};
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
+
+/// The lifecycle state of a task.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = TaskState)]
+pub enum TaskStateSchema {
+    /// Enqueued, not yet run.
+    New,
+    /// A handler is running it.
+    Active,
+    /// Failed; waiting to run again.
+    Retry,
+    /// Past its deadline or out of tries.
+    Expired,
+    /// Its handler ended it for good.
+    Terminated,
+    /// Done.
+    Complete,
+    /// Its work item could not be written.
+    QueueError,
+    /// Waiting for its dependencies.
+    Blocked,
+    /// A dependency failed, so it can never run.
+    Unreachable,
+}
+
+/// A task as the API shows it (Go's `Task` schema: alphabetical keys,
+/// optional ones left out when empty, `payload` base64 or `null`).
+#[derive(Serialize, ToSchema)]
+#[schema(as = Task)]
+pub struct TaskView {
+    /// When the task was created (RFC 3339, UTC).
+    #[schema(format = DateTime)]
+    pub created: String,
+    /// Time after which it is no longer run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
+    pub deadline: Option<String>,
+    /// Ids of tasks that must complete first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dependencies: Vec<String>,
+    /// Results of the dependencies, by task id.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub dependency_results: BTreeMap<String, TaskResultView>,
+    /// The task's KSUID.
+    pub id: String,
+    /// The most recent error.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub last_err: String,
+    /// Whether dependency results are handed to the handler (only when true).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub load_dependencies: bool,
+    /// Most handler invocations (left out when 0, unlimited).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub max_tries: i64,
+    /// The payload bytes, base64 (`null` when there are none).
+    #[schema(format = Byte, value_type = String)]
+    pub payload: Option<String>,
+    /// The queue it was enqueued into.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub queue: String,
+    /// The handler's result once complete.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<TaskResultView>,
+    /// Hex ed25519 signature.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub signature: String,
+    /// Lifecycle state.
+    #[schema(value_type = TaskStateSchema)]
+    pub state: String,
+    /// When a handler last started it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
+    pub tried: Option<String>,
+    /// Handler invocations so far.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub tries: i64,
+    /// The task type.
+    #[serde(rename = "type")]
+    pub task_type: String,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+/// A handler's result.
+#[derive(Serialize, ToSchema)]
+#[schema(as = TaskResult)]
+pub struct TaskResultView {
+    /// When the task completed.
+    #[schema(format = DateTime)]
+    pub completed: String,
+    /// What the handler returned, as JSON.
+    #[schema(value_type = Object)]
+    pub payload: Value,
+}
+
+impl From<&TaskResult> for TaskResultView {
+    fn from(r: &TaskResult) -> Self {
+        TaskResultView {
+            completed: format_time(&r.completed),
+            payload: serde_json::from_str(r.payload.get()).unwrap_or(Value::Null),
+        }
+    }
+}
+
+impl From<&Task> for TaskView {
+    fn from(t: &Task) -> Self {
+        TaskView {
+            created: format_time(&t.created),
+            deadline: t.deadline.as_ref().map(format_time),
+            dependencies: t.dependencies.clone(),
+            dependency_results: t
+                .dependency_results
+                .iter()
+                .filter_map(|(id, r)| Some((id.clone(), r.as_ref()?.into())))
+                .collect(),
+            id: t.id.clone(),
+            last_err: t.last_err.clone(),
+            load_dependencies: t.load_dependencies,
+            max_tries: t.max_tries,
+            payload: t.payload.as_ref().map(|p| b64(p)),
+            queue: t.queue.clone(),
+            result: t.result.as_ref().map(Into::into),
+            signature: t.signature.clone(),
+            state: t.state.as_str().to_string(),
+            tried: t.tried.as_ref().map(format_time),
+            tries: t.tries,
+            task_type: t.task_type.clone(),
+        }
+    }
+}
+
+pub(crate) fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// `GET /v1/tasks`.
+#[derive(Serialize, ToSchema)]
+pub struct TaskListResponse {
+    /// Number of tasks in `tasks`.
+    pub count: usize,
+    /// The tasks, in store order.
+    pub tasks: Vec<TaskView>,
+}
+
+/// `POST /v1/tasks`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskCreateRequest {
+    /// Task type (`^[a-zA-Z0-9_:-]+$`).
+    #[serde(rename = "type", default)]
+    #[schema(required = true)]
+    pub task_type: String,
+    /// Must be the server's queue when given (Go ignores it).
+    #[serde(default)]
+    pub queue: Option<String>,
+    /// Any JSON value, stored as Go re-encodes it (sorted keys, numbers as float64).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub payload: Option<Value>,
+    /// Payload bytes, base64.
+    #[serde(default)]
+    #[schema(format = Byte)]
+    pub payload_base64: Option<String>,
+    /// Absolute deadline, RFC 3339.
+    #[serde(default)]
+    #[schema(format = DateTime, value_type = Option<String>)]
+    pub deadline: Option<String>,
+    /// Most handler invocations (default 10).
+    #[serde(default)]
+    #[schema(minimum = 1)]
+    pub max_tries: Option<i64>,
+    /// Ids of tasks that must complete first.
+    #[serde(default)]
+    pub dependencies: Option<Vec<String>>,
+    /// Hand the dependencies' results to the handler.
+    #[serde(default)]
+    pub load_dependencies: Option<bool>,
+    /// Refused when set: the server makes the id and creation time a
+    /// signature covers, so no client can sign the task (§16); give the
+    /// server a signing key instead.
+    #[serde(default)]
+    pub signature: Option<String>,
+}
+
+/// `POST /v1/tasks/retry`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkRetryRequest {
+    /// Task ids, 1 to 100.
+    #[serde(default)]
+    #[schema(required = true)]
+    #[schema(min_items = 1, max_items = 100)]
+    pub ids: Vec<String>,
+}
+
+/// One id's outcome of a bulk retry.
+#[derive(Serialize, ToSchema)]
+pub struct BulkRetryResult {
+    /// Why it failed (left out when `ok`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The task id.
+    pub id: String,
+    /// `ok`, `not_found` or `failed`.
+    pub status: &'static str,
+}
+
+/// `POST /v1/tasks/retry` answer: one result per id, in request order.
+#[derive(Serialize, ToSchema)]
+pub struct BulkRetryResponse {
+    /// The outcomes.
+    pub results: Vec<BulkRetryResult>,
+}
+
+/// `POST /v1/queues`. Durations in Go's syntax (`1m`, `24h`).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QueueCreateRequest {
+    /// Queue name.
+    #[serde(default)]
+    #[schema(required = true)]
+    pub name: String,
+    /// How long items may wait (Go duration; absent: forever).
+    #[serde(default)]
+    #[schema(pattern = r"^-?(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$")]
+    pub max_age: Option<String>,
+    /// Most waiting items (absent: unlimited).
+    #[serde(default)]
+    #[schema(minimum = 0)]
+    pub max_entries: Option<i64>,
+    /// Drop the oldest item when full instead of refusing new ones.
+    #[serde(default)]
+    pub discard_old: Option<bool>,
+    /// Most deliveries of an item (absent: unlimited).
+    #[serde(default)]
+    #[schema(minimum = 1)]
+    pub max_tries: Option<i64>,
+    /// How long a handler may run (Go duration; absent: 1h).
+    #[serde(default)]
+    #[schema(pattern = r"^-?(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$")]
+    pub max_runtime: Option<String>,
+    /// Most handlers at once across workers (absent: 100).
+    #[serde(default)]
+    #[schema(minimum = 1)]
+    pub max_concurrent: Option<i64>,
+}
+
+/// A queue's settings (durations in nanoseconds; −1 is unlimited).
+#[derive(Serialize, ToSchema)]
+#[schema(as = QueueInfo)]
+pub struct QueueView {
+    /// Whether the oldest item is dropped when full.
+    pub discard_old: bool,
+    /// How long items may wait, ns (0: forever).
+    pub max_age: i64,
+    /// Most handlers at once.
+    pub max_concurrent: i64,
+    /// Most waiting items (−1: unlimited).
+    pub max_entries: i64,
+    /// How long a handler may run, ns.
+    pub max_runtime: i64,
+    /// Most deliveries of an item (−1: unlimited).
+    pub max_tries: i64,
+    /// Queue name.
+    pub name: String,
+    /// When this was read.
+    #[schema(format = DateTime)]
+    pub time: String,
+}
+
+fn nanos(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
+impl From<&QueueInfo> for QueueView {
+    fn from(q: &QueueInfo) -> Self {
+        let unlimited = |n: i64| if n <= 0 { -1 } else { n };
+        QueueView {
+            discard_old: q.queue.discard_old,
+            max_age: nanos(q.queue.max_age),
+            max_concurrent: q.queue.max_concurrent,
+            max_entries: unlimited(q.queue.max_entries),
+            max_runtime: nanos(q.queue.max_run_time),
+            max_tries: unlimited(q.queue.max_tries),
+            name: q.queue.name.clone(),
+            time: format_time(&time::OffsetDateTime::now_utc()),
+        }
+    }
+}
+
+/// `GET /v1/queues`.
+#[derive(Serialize, ToSchema)]
+pub struct QueueListResponse {
+    /// Every queue, by name.
+    pub queues: Vec<QueueView>,
+}
+
+/// `POST /v1/schedules`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleCreateRequest {
+    /// Schedule name (`^[a-zA-Z0-9_-]+$`).
+    #[serde(default)]
+    #[schema(required = true)]
+    pub name: String,
+    /// Cron expression or `@every`/`@daily`-style descriptor.
+    #[serde(default)]
+    #[schema(required = true)]
+    pub schedule: String,
+    /// Queue the tasks go to.
+    #[serde(default)]
+    #[schema(required = true)]
+    pub queue: String,
+    /// Type of the tasks made.
+    #[serde(default)]
+    #[schema(required = true)]
+    pub task_type: String,
+    /// Any JSON value for the tasks' payload.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub payload: Option<Value>,
+    /// Payload bytes, base64.
+    #[serde(default)]
+    #[schema(format = Byte)]
+    pub payload_base64: Option<String>,
+    /// Deadline of each task after it is made (Go duration, at least 30s).
+    #[serde(default)]
+    #[schema(pattern = r"^-?(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$")]
+    pub deadline_offset: Option<String>,
+    /// Most handler invocations of each task (default 10).
+    #[serde(default)]
+    #[schema(minimum = 1)]
+    pub max_tries: Option<i64>,
+}
+
+/// A schedule (deadline offset in nanoseconds, payload base64).
+#[derive(Serialize, ToSchema)]
+#[schema(as = Schedule)]
+pub struct ScheduleView {
+    /// When it was created.
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    /// Deadline offset of each task, ns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<i64>,
+    /// Most invocations of each task (left out when 0).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub max_tries: i64,
+    /// Schedule name.
+    pub name: String,
+    /// Payload bytes, base64 (left out when empty).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = Byte)]
+    pub payload: Option<String>,
+    /// Target queue.
+    pub queue: String,
+    /// Cron expression.
+    pub schedule: String,
+    /// Type of the tasks made.
+    pub task_type: String,
+}
+
+impl From<&ScheduledTask> for ScheduleView {
+    fn from(s: &ScheduledTask) -> Self {
+        ScheduleView {
+            created_at: format_time(&s.created_at),
+            deadline: (!s.deadline.is_zero()).then(|| nanos(s.deadline)),
+            max_tries: s.max_tries,
+            name: s.name.clone(),
+            payload: s.payload.as_deref().filter(|p| !p.is_empty()).map(b64),
+            queue: s.queue.clone(),
+            schedule: s.schedule.clone(),
+            task_type: s.task_type.clone(),
+        }
+    }
+}
+
+/// `GET /v1/schedules`.
+#[derive(Serialize, ToSchema)]
+pub struct ScheduleListResponse {
+    /// Every schedule, by name.
+    pub schedules: Vec<ScheduleView>,
+}
+
+/// `GET /healthz`.
+#[derive(Serialize, ToSchema)]
+pub struct HealthResponse {
+    /// Always `ok`.
+    pub status: &'static str,
+    /// The server's time.
+    #[schema(format = DateTime)]
+    pub time: String,
+}
+
+/// One readiness check.
+#[derive(Serialize, ToSchema)]
+pub struct CheckStatus {
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'static str>,
+    /// Whether it passed.
+    pub ok: bool,
+}
+
+/// The readiness checks.
+#[derive(Serialize, ToSchema)]
+pub struct ReadinessChecks {
+    /// The configuration bucket answers.
+    pub config: CheckStatus,
+    /// The task store answers.
+    pub tasks: CheckStatus,
+}
+
+/// `GET /readyz`.
+#[derive(Serialize, ToSchema)]
+pub struct ReadinessResponse {
+    /// Every check.
+    pub checks: ReadinessChecks,
+    /// All checks passed.
+    pub ready: bool,
+}
+
+/// `GET /v1/info`.
+#[derive(Serialize, ToSchema)]
+pub struct Info {
+    /// `none` or `mtls`.
+    pub auth: &'static str,
+    /// Queues stored (left out when they cannot be counted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_count: Option<u64>,
+    /// Optional features by name (Go's schema has it; neither server sends it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub features: Option<BTreeMap<String, bool>>,
+    /// Tasks stored (left out when they cannot be counted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_count: Option<u64>,
+    /// The server's version.
+    pub version: &'static str,
+}
+
+/// A retry policy's schedule.
+#[derive(Serialize, ToSchema)]
+pub struct RetryPolicy {
+    /// Delay before each retry, ns.
+    pub intervals: Vec<i64>,
+    /// Random fraction each delay may be shortened by.
+    pub jitter: f64,
+    /// Policy name.
+    pub name: &'static str,
+}
+
+/// `GET /v1/retry-policies`.
+#[derive(Serialize, ToSchema)]
+pub struct RetryPoliciesResponse {
+    /// The policies, by name.
+    pub policies: Vec<RetryPolicy>,
+}
+
+/// The error envelope.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorEnvelope {
+    /// The error.
+    pub error: ErrorBody,
+}
+
+/// The error inside the envelope.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// `invalid_argument`, `not_found`, ...
+    pub code: String,
+    /// Field and reason, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<ErrorDetails>,
+    /// Human-readable message.
+    pub message: String,
+}
+
+/// Details of an error.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetails {
+    /// The request field at fault.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// Machine-readable reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A task's state, for filters.
+pub fn parse_state(s: &str) -> Option<TaskState> {
+    TaskState::from_name(s)
+}

@@ -1,0 +1,243 @@
+//! Serving the API the way `ajc server run` does (reference §14.1): the
+//! bind address rules, TLS and mutual TLS with rustls, the read-header
+//! timeout and graceful shutdown.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Go's read-header timeout.
+pub const READ_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Certificate files for TLS.
+#[derive(Debug, Clone, Default)]
+pub struct TlsFiles {
+    /// PEM certificate chain (`--tls-cert`).
+    pub cert: Option<PathBuf>,
+    /// PEM private key (`--tls-key`).
+    pub key: Option<PathBuf>,
+    /// PEM CA bundle client certificates must chain to (`--tls-client-ca`);
+    /// turns on mutual TLS.
+    pub client_ca: Option<PathBuf>,
+}
+
+impl TlsFiles {
+    /// Checks the combination (Go's messages): both `cert` and `key` or
+    /// neither; `client_ca` only with both.
+    ///
+    /// # Errors
+    /// The flag combination that is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.cert.is_some() != self.key.is_some() {
+            return Err("both --tls-cert and --tls-key must be supplied together".into());
+        }
+        if self.client_ca.is_some() && self.cert.is_none() {
+            return Err("--tls-client-ca requires --tls-cert and --tls-key".into());
+        }
+        Ok(())
+    }
+
+    /// True when a certificate is configured.
+    pub fn enabled(&self) -> bool {
+        self.cert.is_some()
+    }
+
+    /// True when clients must present certificates.
+    pub fn mutual(&self) -> bool {
+        self.client_ca.is_some()
+    }
+}
+
+/// Resolves `bind` (`host:port`, host an IP literal or `localhost`) and
+/// refuses an address other hosts can reach unless `unsafe_bind` or
+/// mutual TLS allows it (reference §14.1: an empty host, `0.0.0.0` and
+/// `::` count as reachable).
+///
+/// # Errors
+/// A message naming the address and the flag that would allow it.
+pub fn check_bind(bind: &str, unsafe_bind: bool, mutual_tls: bool) -> Result<SocketAddr, String> {
+    let (host, port) = bind
+        .rsplit_once(':')
+        .ok_or_else(|| format!("invalid --bind {bind:?}: expected host:port"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("invalid --bind {bind:?}: bad port {port:?}"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let ip: IpAddr = if host.is_empty() {
+        IpAddr::from([0, 0, 0, 0])
+    } else if host == "localhost" {
+        ("localhost", port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .map(|a| a.ip())
+            .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+    } else {
+        host.parse().map_err(|_| {
+            format!("invalid --bind {bind:?}: the host must be an IP address or localhost")
+        })?
+    };
+    if !ip.is_loopback() && !unsafe_bind && !mutual_tls {
+        return Err(format!(
+            "refusing to listen on {bind}: it is reachable from other hosts and the API has no authentication; use a loopback address, require client certificates (--tls-client-ca), or pass --unsafe-bind"
+        ));
+    }
+    Ok(SocketAddr::new(ip, port))
+}
+
+/// The rustls server configuration for `files` (TLS 1.2 and 1.3; with a
+/// client CA, every client must present a chain verifying against it).
+///
+/// # Errors
+/// Unreadable or invalid PEM files, a key that does not match.
+pub fn rustls_config(files: &TlsFiles) -> io::Result<rustls::ServerConfig> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let invalid = |what: &str, path: &PathBuf, e: &dyn std::fmt::Display| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{what} {}: {e}", path.display()),
+        )
+    };
+    let (Some(cert), Some(key)) = (&files.cert, &files.key) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "both --tls-cert and --tls-key must be supplied together",
+        ));
+    };
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| invalid("reading certificate", cert, &e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| invalid("reading certificate", cert, &e))?;
+    if chain.is_empty() {
+        return Err(invalid(
+            "reading certificate",
+            cert,
+            &"no certificate in the file",
+        ));
+    }
+    let private = PrivateKeyDer::from_pem_file(key).map_err(|e| invalid("reading key", key, &e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(io::Error::other)?;
+    let builder = match &files.client_ca {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_file_iter(ca)
+                .map_err(|e| invalid("reading client CA", ca, &e))?
+            {
+                let c = c.map_err(|e| invalid("reading client CA", ca, &e))?;
+                roots
+                    .add(c)
+                    .map_err(|e| invalid("reading client CA", ca, &e))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .map_err(|e| invalid("using client CA", ca, &e))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder
+        .with_single_cert(chain, private)
+        .map_err(|e| invalid("using certificate", cert, &e))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Serves `app` on `listener` until `stop` is cancelled, then stops
+/// accepting and gives open requests up to `grace` to finish. With `tls`,
+/// connections are TLS (and mutual TLS with a client CA).
+///
+/// # Errors
+/// Listener and TLS configuration failures.
+pub async fn serve(
+    listener: std::net::TcpListener,
+    app: axum::Router,
+    tls: Option<rustls::ServerConfig>,
+    grace: Duration,
+    stop: CancellationToken,
+) -> io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let handle = axum_server::Handle::new();
+    let shutdown = handle.clone();
+    tokio::spawn(async move {
+        stop.cancelled().await;
+        shutdown.graceful_shutdown(Some(grace));
+    });
+    let service = app.into_make_service();
+    match tls {
+        Some(config) => {
+            let config = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(config));
+            let mut server = axum_server::from_tcp_rustls(listener, config)?.handle(handle);
+            configure(server.http_builder());
+            server.serve(service).await
+        }
+        None => {
+            let mut server = axum_server::from_tcp(listener)?.handle(handle);
+            configure(server.http_builder());
+            server.serve(service).await
+        }
+    }
+}
+
+fn configure(builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>) {
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(READ_HEADER_TIMEOUT);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bind_rules() {
+        assert!(check_bind("127.0.0.1:8080", false, false).is_ok());
+        assert!(check_bind("[::1]:8080", false, false).is_ok());
+        assert!(check_bind("localhost:0", false, false).is_ok());
+        for reachable in ["0.0.0.0:8080", ":8080", "[::]:8080", "192.0.2.1:80"] {
+            let e = check_bind(reachable, false, false).unwrap_err();
+            assert!(e.contains("--unsafe-bind"), "{reachable}: {e}");
+            assert!(check_bind(reachable, true, false).is_ok());
+            assert!(check_bind(reachable, false, true).is_ok());
+        }
+        assert!(check_bind("example.com:80", true, false)
+            .unwrap_err()
+            .contains("IP address or localhost"));
+        assert!(check_bind("127.0.0.1", false, false).is_err());
+    }
+
+    #[test]
+    fn tls_flags() {
+        let cert = Some(PathBuf::from("c.pem"));
+        let key = Some(PathBuf::from("k.pem"));
+        let only_cert = TlsFiles {
+            cert: cert.clone(),
+            ..Default::default()
+        };
+        assert_eq!(
+            only_cert.validate().unwrap_err(),
+            "both --tls-cert and --tls-key must be supplied together"
+        );
+        let ca_alone = TlsFiles {
+            client_ca: cert.clone(),
+            ..Default::default()
+        };
+        assert!(ca_alone.validate().is_err());
+        let both = TlsFiles {
+            cert,
+            key,
+            client_ca: None,
+        };
+        assert!(both.validate().is_ok() && both.enabled() && !both.mutual());
+    }
+}
