@@ -52,7 +52,7 @@ struct Opts {
     #[arg(long, default_value_t = 2)]
     cpu_work_ms: u64,
     /// Tasks of the CPU-bound handler measurement (0 skips it).
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 2000)]
     cpu_tasks: usize,
     /// Tasks queued for the backlog measurement (0 skips it).
     #[arg(long, default_value_t = 200_000)]
