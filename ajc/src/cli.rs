@@ -163,6 +163,12 @@ pub struct ServerRunArgs {
     /// Listen on an address other hosts can reach without client certificates
     #[arg(long)]
     pub unsafe_bind: bool,
+    /// Do not serve the web dashboard under /ui/
+    #[arg(long)]
+    pub no_ui: bool,
+    /// Refuse the dashboard's actions (retry, delete, purge, configure, schedules)
+    #[arg(long)]
+    pub read_only: bool,
 }
 
 /// `ajc info`.
@@ -399,17 +405,43 @@ pub struct TaskAddArgs {
     /// Store the payload argument as a JSON string, as the Go ajc does
     #[arg(long = "raw-string")]
     pub raw_string: bool,
+    /// Run the task at this time (RFC 3339); its work item reaches the queue then
+    #[arg(long, value_name = "TIME", conflicts_with = "run_in")]
+    pub at: Option<String>,
+    /// Run the task after this long (Go duration, for example 90s or 2h)
+    #[arg(long = "in", value_name = "DURATION", value_parser = parse_duration)]
+    pub run_in: Option<GoDuration>,
 }
 
 /// `ajc task retry`.
 #[derive(Args, Debug)]
 pub struct TaskRetryArgs {
-    /// The Task ID to retry
-    pub id: String,
+    /// The Task ID to retry; without it, every task matching the filters
+    /// below is retried into its own queue (a dead-letter replay)
+    #[arg(required_unless_present_any = ["state", "task_type", "from_queue", "since", "error"])]
+    pub id: Option<String>,
     /// The queue to add the task to [default: the task's own queue; the Go
     /// ajc uses DEFAULT]
-    #[arg(short = 'q', long)]
+    #[arg(short = 'q', long, requires = "id")]
     pub queue: Option<String>,
+    /// Replay tasks in this state (expired, terminated, unreachable, queue_error, ...)
+    #[arg(long, conflicts_with = "id")]
+    pub state: Option<String>,
+    /// Replay tasks of this type
+    #[arg(long = "type", conflicts_with = "id")]
+    pub task_type: Option<String>,
+    /// Replay tasks last enqueued into this queue
+    #[arg(long = "from-queue", value_name = "QUEUE", conflicts_with = "id")]
+    pub from_queue: Option<String>,
+    /// Replay tasks created at or after this time (RFC 3339 or YYYY-MM-DD)
+    #[arg(long, value_name = "TIME", conflicts_with = "id")]
+    pub since: Option<String>,
+    /// Replay tasks whose last error contains this text
+    #[arg(long, value_name = "TEXT", conflicts_with = "id")]
+    pub error: Option<String>,
+    /// List what would be replayed, change nothing
+    #[arg(long, conflicts_with = "id")]
+    pub dry_run: bool,
     #[command(flatten)]
     pub out: JsonFlag,
 }

@@ -1457,3 +1457,91 @@ async fn reconcile_expires_tasks_whose_item_is_gone() {
     let t = env.run(&["task", "view", &id, "--json"]).await.json();
     assert_eq!(t["state"], "expired");
 }
+
+/// `task add --in/--at` enqueues a delayed task (shown by `task view` with
+/// its due time), a deadline before it is refused, and `task retry` with
+/// filters replays dead letters: the dry run lists them and changes
+/// nothing, the replay summarises.
+#[tokio::test]
+async fn delayed_tasks_and_replay() {
+    let env = Env::new();
+    let out = env.run(&["task", "add", "later", "{}", "--in", "1h"]).await;
+    let text = out.ok().to_string();
+    assert!(text.contains("(due "), "{text}");
+    let id = text.split_whitespace().nth(2).unwrap().to_string();
+    let view = env.run(&["task", "view", &id]).await;
+    assert!(view.ok().contains("Due"), "{view:#?}");
+    let json = env.run(&["task", "view", &id, "--json"]).await.json();
+    assert!(json["run_at"].is_string(), "{json}");
+    let out = env
+        .run(&["task", "add", "later", "{}", "--at", "not-a-time"])
+        .await;
+    assert!(out.fails().contains("--at"), "{out:#?}");
+    let out = env
+        .run(&[
+            "task",
+            "add",
+            "later",
+            "{}",
+            "--in",
+            "1h",
+            "--deadline",
+            "10m",
+        ])
+        .await;
+    assert!(out.fails().contains("could never run"), "{out:#?}");
+
+    // dead letters: two tasks of type `dl`, ended by hand as expired
+    let client = env.client().await;
+    let mut ids = vec![];
+    for _ in 0..2 {
+        let out = env.run(&["task", "add", "dl", "{}"]).await;
+        ids.push(out.ok().split_whitespace().nth(2).unwrap().to_string());
+    }
+    let nc = env.nats().await;
+    let js = async_nats::jetstream::new(nc);
+    for id in &ids {
+        let mut t = client.load_task(id).await.unwrap();
+        t.state = TaskState::Expired;
+        t.last_err = "past deadline".into();
+        js.publish(format!("CHORIA_AJ.T.{id}"), t.to_json().unwrap().into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let dry = env
+        .run(&[
+            "task",
+            "retry",
+            "--state",
+            "expired",
+            "--type",
+            "dl",
+            "--dry-run",
+        ])
+        .await;
+    let listed = dry.ok().to_string();
+    for id in &ids {
+        assert!(listed.contains(id.as_str()), "{listed}");
+        assert_eq!(
+            client.load_task(id).await.unwrap().state,
+            TaskState::Expired
+        );
+    }
+    assert!(listed.contains("2 tasks would be replayed"), "{listed}");
+    let done = env
+        .run(&[
+            "task", "retry", "--state", "expired", "--error", "deadline", "--json",
+        ])
+        .await
+        .json();
+    assert_eq!(done["matched"], 2, "{done}");
+    assert_eq!(done["replayed"].as_array().unwrap().len(), 2);
+    for id in &ids {
+        assert_eq!(client.load_task(id).await.unwrap().state, TaskState::Retry);
+    }
+    // an id and filters do not mix
+    let out = env.run(&["task", "retry", &id, "--state", "expired"]).await;
+    out.fails();
+}

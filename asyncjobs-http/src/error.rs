@@ -220,6 +220,16 @@ impl From<asyncjobs::Error> for ApiError {
                 e.to_string(),
             )
             .reason("record_too_large"),
+            E::SchedulesUnsupported { .. } => {
+                ApiError::new(bad, ErrorCode::InvalidArgument, e.to_string())
+                    .field("run_at")
+                    .reason("schedules_unsupported")
+            }
+            E::DeadlineBeforeDue { .. } => {
+                ApiError::new(bad, ErrorCode::InvalidArgument, e.to_string())
+                    .field("deadline")
+                    .reason("deadline_before_due")
+            }
             E::UnknownRetryPolicy(_) => {
                 ApiError::new(bad, ErrorCode::InvalidArgument, e.to_string())
                     .reason("unknown_retry_policy")

@@ -34,6 +34,7 @@ mod observe;
 mod routes;
 pub mod schema;
 pub mod server;
+mod ui;
 
 pub use error::{ApiError, ErrorCode};
 pub use routes::openapi;
@@ -89,6 +90,11 @@ pub struct ApiOptions {
     pub write_timeout: Duration,
     /// Replicas of the idempotency bucket when it is created (default 1).
     pub replicas: usize,
+    /// Serve the web dashboard under `/ui/` (default true).
+    pub ui: bool,
+    /// Refuse the dashboard's actions (retry, delete, purge, configure,
+    /// schedules) with 403; pages still show everything. Default false.
+    pub read_only: bool,
 }
 
 impl Default for ApiOptions {
@@ -101,6 +107,8 @@ impl Default for ApiOptions {
             read_timeout: Duration::from_secs(30),
             write_timeout: Duration::from_secs(30),
             replicas: 1,
+            ui: true,
+            read_only: false,
         }
     }
 }
@@ -116,6 +124,8 @@ pub(crate) struct Inner {
     /// One task listing at a time (Go's `list_in_progress`): a listing
     /// reads the whole store.
     pub listing: Arc<tokio::sync::Semaphore>,
+    /// The token the dashboard's forms carry (random per process).
+    pub csrf: String,
 }
 
 impl std::ops::Deref for Api {
@@ -135,6 +145,10 @@ pub fn router(client: Client, options: ApiOptions) -> axum::Router {
         options,
         idempotency,
         listing: Arc::new(tokio::sync::Semaphore::new(1)),
+        csrf: rand::random::<[u8; 16]>()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
     }));
     routes::build(api)
 }

@@ -71,11 +71,15 @@ pub(crate) async fn access(State(api): State<Api>, req: Request, next: Next) -> 
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".to_string());
     let long = is_long(&route, req.uri().query());
+    // the request's span: what the handler and the library log inside it
+    // carries the method and route
+    let span = tracing::info_span!("http_request", method = %method, route = %route);
+    let run = tracing::Instrument::instrument(next.run(req), span);
     let response = if long {
-        next.run(req).await
+        run.await
     } else {
         let limit = api.options.write_timeout;
-        match tokio::time::timeout(limit, next.run(req)).await {
+        match tokio::time::timeout(limit, run).await {
             Ok(r) => r,
             Err(_) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -87,6 +87,10 @@ pub struct TaskView {
     /// Handler invocations so far.
     #[serde(skip_serializing_if = "is_zero")]
     pub tries: i64,
+    /// When a delayed task is due (beyond Go; absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
+    pub run_at: Option<String>,
     /// The task type.
     #[serde(rename = "type")]
     pub task_type: String,
@@ -139,6 +143,7 @@ impl From<&Task> for TaskView {
             state: t.state.as_str().to_string(),
             tried: t.tried.as_ref().map(format_time),
             tries: t.tries,
+            run_at: t.run_at.as_ref().map(format_time),
             task_type: t.task_type.clone(),
         }
     }
@@ -180,6 +185,11 @@ pub struct TaskCreateRequest {
     #[serde(default)]
     #[schema(format = DateTime, value_type = Option<String>)]
     pub deadline: Option<String>,
+    /// Run the task at this time, RFC 3339 (beyond Go: a delayed task; its
+    /// work item reaches the queue then).
+    #[serde(default)]
+    #[schema(format = DateTime, value_type = Option<String>)]
+    pub run_at: Option<String>,
     /// Most handler invocations (default 10).
     #[serde(default)]
     #[schema(minimum = 1)]
@@ -197,7 +207,8 @@ pub struct TaskCreateRequest {
     pub signature: Option<String>,
 }
 
-/// `POST /v1/tasks/retry`.
+/// `POST /v1/tasks/retry`: ids (Go's form), or beyond Go a `filter` that
+/// selects the tasks (a dead-letter replay, each into its own queue).
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BulkRetryRequest {
@@ -206,6 +217,34 @@ pub struct BulkRetryRequest {
     #[schema(required = true)]
     #[schema(min_items = 1, max_items = 100)]
     pub ids: Vec<String>,
+    /// Instead of ids: every stored task this filter matches.
+    #[serde(default)]
+    pub filter: Option<ReplayFilter>,
+}
+
+/// Which tasks a bulk retry by filter replays.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayFilter {
+    /// Tasks in this state (for example `expired`).
+    #[serde(default)]
+    pub state: Option<String>,
+    /// Tasks of this type.
+    #[serde(default, rename = "type")]
+    pub task_type: Option<String>,
+    /// Tasks last enqueued into this queue.
+    #[serde(default)]
+    pub queue: Option<String>,
+    /// Tasks created at or after this time (RFC 3339).
+    #[serde(default)]
+    #[schema(format = DateTime)]
+    pub created_since: Option<String>,
+    /// Tasks whose last error contains this text.
+    #[serde(default)]
+    pub last_error: Option<String>,
+    /// List what would be replayed, change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 /// One id's outcome of a bulk retry.

@@ -334,7 +334,21 @@ impl Client {
             .await
     }
 
-    /// Deletes a task record (pending work items are left; they end when delivered).
+    /// Re-enqueues a task into the queue it was last enqueued into (not the
+    /// client's, as [`Client::retry_task`] does): state `retry`, result
+    /// cleared, any pending item (a delayed task's too) replaced.
+    pub async fn replay_task(&self, id: &str) -> Result<Task> {
+        let task = self.inner.storage.load_task(id).await?;
+        let queue = if task.queue.is_empty() {
+            crate::queue::DEFAULT_QUEUE_NAME.to_string()
+        } else {
+            task.queue
+        };
+        self.inner.storage.retry_task(&queue, id).await
+    }
+
+    /// Deletes a task record; a delayed task's pending item goes with it
+    /// (other pending items are left; they end as not found when delivered).
     pub async fn delete_task(&self, id: &str) -> Result<()> {
         self.inner.storage.delete_task(id).await
     }
@@ -378,6 +392,80 @@ impl Client {
             })
             .take(limit)
             .boxed())
+    }
+
+    /// Retries every stored task `filter` matches (a dead-letter replay:
+    /// for example every `expired` task of one type), each into its own
+    /// queue, as [`Client::retry_task`] does. The matching tasks are read
+    /// first (a listing snapshot), then retried one by one; `progress` is
+    /// called after each with (done, total). With `dry_run` nothing is
+    /// changed: the summary lists what would be replayed.
+    ///
+    /// # Errors
+    /// Listing the store failed; failures of single tasks are in the
+    /// summary instead.
+    pub async fn replay_tasks(
+        &self,
+        filter: TaskFilter,
+        dry_run: bool,
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<ReplaySummary> {
+        let mut matched = Vec::new();
+        let mut listing = self.list_tasks_filtered(filter).await?;
+        while let Some(t) = listing.next().await {
+            match t {
+                Ok(t) => matched.push((t.id, t.queue)),
+                Err(Error::InvalidTaskRecord { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let mut summary = ReplaySummary {
+            matched: matched.iter().map(|(id, _)| id.clone()).collect(),
+            ..ReplaySummary::default()
+        };
+        if dry_run {
+            return Ok(summary);
+        }
+        let total = matched.len();
+        for (i, (id, queue)) in matched.into_iter().enumerate() {
+            let queue = if queue.is_empty() {
+                crate::queue::DEFAULT_QUEUE_NAME.to_string()
+            } else {
+                queue
+            };
+            match self.inner.storage.retry_task(&queue, &id).await {
+                Ok(_) => summary.replayed.push(id),
+                // deleted or discarded since it was listed
+                Err(Error::TaskNotFound(_) | Error::TaskDiscarded { .. }) => {
+                    summary.skipped.push(id)
+                }
+                Err(e) => summary.failed.push((id, e.to_string())),
+            }
+            progress(i + 1, total);
+        }
+        Ok(summary)
+    }
+
+    /// One page of stored tasks matching `filter`, in store order, from
+    /// stream sequence `from` (1 for the first page): up to the filter's
+    /// limit, reading at most `scan` records so a page over a large store
+    /// with a rare match stays bounded. Returns the tasks and where the
+    /// next page starts (`None` at the end): pages walk the store without
+    /// loading it whole, for dashboards and APIs. Each task's
+    /// [`Task::sequence`] is its position.
+    ///
+    /// # Errors
+    /// [`Error::Nats`] when the store cannot be read.
+    pub async fn page_tasks(
+        &self,
+        from: u64,
+        filter: &TaskFilter,
+        scan: usize,
+    ) -> Result<(Vec<Task>, Option<u64>)> {
+        self.inner
+            .storage
+            .page_tasks(from, filter.limit, scan.max(1), |t| filter.matches(t))
+            .await
     }
 
     /// Ends the tasks whose work item is gone: a task still `new`,
@@ -467,6 +555,59 @@ impl Client {
                 .await?;
         }
         storage.queue_info(name).await
+    }
+
+    /// The name of the scheduler leading the task scheduler election (Go's
+    /// or ours: both campaign on the same key), or `None` when none leads.
+    ///
+    /// # Errors
+    /// Reading the elections bucket failed ([`Error::Nats`]).
+    pub async fn scheduler_leader(&self) -> Result<Option<String>> {
+        let js = self.inner.storage.jetstream();
+        let Ok(store) = js.get_key_value(crate::storage::ELECTIONS_BUCKET).await else {
+            return Ok(None);
+        };
+        match store.get(crate::election::TASK_SCHEDULER_ELECTION).await {
+            Ok(v) => Ok(v
+                .map(|v| String::from_utf8_lossy(&v).into_owned())
+                .filter(|v| !v.is_empty())),
+            Err(e) => Err(crate::error::nats("reading the scheduler leader", e).into()),
+        }
+    }
+
+    /// The workers running now, by queue and start time: each running
+    /// worker of this crate keeps a record in the `CHORIA_AJ_WORKERS` KV
+    /// bucket, refreshed every 10 s and dropped 30 s after its last refresh
+    /// ([`crate::worker::presence`]). Go workers keep none. Empty when no
+    /// worker ever ran (the bucket is not created here).
+    ///
+    /// # Errors
+    /// Reading the bucket failed ([`Error::Nats`]).
+    pub async fn workers(&self) -> Result<Vec<crate::worker::presence::WorkerPresence>> {
+        use futures::TryStreamExt;
+        let js = self.inner.storage.jetstream();
+        let Some(store) = crate::worker::presence::bucket(js, false).await else {
+            return Ok(vec![]);
+        };
+        let keys: Vec<String> = match store.keys().await {
+            Ok(k) => k
+                .try_collect()
+                .await
+                .map_err(|e| crate::error::nats("listing workers", e))?,
+            Err(e) => return Err(crate::error::nats("listing workers", e).into()),
+        };
+        let mut all = Vec::with_capacity(keys.len());
+        for key in keys {
+            if let Ok(Some(v)) = store.get(&key).await {
+                if let Ok(w) = serde_json::from_slice(&v) {
+                    all.push(w);
+                }
+            }
+        }
+        all.sort_by(|a: &crate::worker::presence::WorkerPresence, b| {
+            (&a.queue, a.started).cmp(&(&b.queue, b.started))
+        });
+        Ok(all)
     }
 
     /// Lifecycle events of every task (and leader elections) from now on.
@@ -564,12 +705,30 @@ impl Client {
     }
 }
 
-/// Which tasks [`Client::list_tasks_filtered`] yields.
+/// What [`Client::replay_tasks`] did (or, in a dry run, would do).
+#[derive(Debug, Clone, Default)]
+pub struct ReplaySummary {
+    /// Ids of the tasks the filter matched, in store order.
+    pub matched: Vec<String>,
+    /// Ids retried.
+    pub replayed: Vec<String>,
+    /// Ids gone between the listing and their retry.
+    pub skipped: Vec<String>,
+    /// Ids whose retry failed, with the reason.
+    pub failed: Vec<(String, String)>,
+}
+
+/// Which stored tasks a listing, page or replay takes
+/// ([`Client::list_tasks_filtered`], [`Client::page_tasks`],
+/// [`Client::replay_tasks`]): every condition given must hold.
 #[derive(Debug, Clone)]
 pub struct TaskFilter {
     states: Vec<TaskState>,
     types: Vec<String>,
     queue: Option<String>,
+    created_since: Option<time::OffsetDateTime>,
+    created_before: Option<time::OffsetDateTime>,
+    last_error: Option<String>,
     limit: usize,
 }
 
@@ -579,6 +738,9 @@ impl Default for TaskFilter {
             states: Vec::new(),
             types: Vec::new(),
             queue: None,
+            created_since: None,
+            created_before: None,
+            last_error: None,
             limit: usize::MAX,
         }
     }
@@ -604,15 +766,36 @@ impl TaskFilter {
         self.queue = Some(q.into());
         self
     }
+    /// Only tasks created at or after `t`.
+    pub fn created_since(mut self, t: time::OffsetDateTime) -> Self {
+        self.created_since = Some(t);
+        self
+    }
+    /// Only tasks created before `t`.
+    pub fn created_before(mut self, t: time::OffsetDateTime) -> Self {
+        self.created_before = Some(t);
+        self
+    }
+    /// Only tasks whose last error contains `text`.
+    pub fn last_error_contains(mut self, text: impl Into<String>) -> Self {
+        self.last_error = Some(text.into());
+        self
+    }
     /// At most this many tasks.
     pub fn limit(mut self, n: usize) -> Self {
         self.limit = n;
         self
     }
-    /// True when `task` passes the filter.
+    /// True when `task` passes the filter (the limit aside).
     pub fn matches(&self, task: &Task) -> bool {
         (self.states.is_empty() || self.states.contains(&task.state))
             && (self.types.is_empty() || self.types.contains(&task.task_type))
             && self.queue.as_ref().is_none_or(|q| *q == task.queue)
+            && self.created_since.is_none_or(|t| task.created >= t)
+            && self.created_before.is_none_or(|t| task.created < t)
+            && self
+                .last_error
+                .as_ref()
+                .is_none_or(|e| task.last_err.contains(e.as_str()))
     }
 }

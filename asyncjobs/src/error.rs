@@ -390,6 +390,21 @@ pub enum Error {
     /// No tasks are stored.
     #[error("no tasks found")]
     NoTasks,
+    /// A delayed task needs JetStream message schedules.
+    #[error("delayed tasks need nats-server 2.12 or later (JetStream message schedules); the server runs {version}")]
+    SchedulesUnsupported {
+        /// The server's version.
+        version: String,
+    },
+    /// A delayed task's deadline is earlier than its due time: it could
+    /// never run.
+    #[error("the deadline {} is before the task is due ({}): it could never run", crate::wire::format_time(.deadline), crate::wire::format_time(.due))]
+    DeadlineBeforeDue {
+        /// The task's deadline.
+        deadline: time::OffsetDateTime,
+        /// When it is due.
+        due: time::OffsetDateTime,
+    },
     /// A handler takes a [`State<T>`](crate::State) for which no value was
     /// registered; the message names the type and the handler.
     #[error("{0}")]

@@ -367,7 +367,7 @@ pub mod wire;
 pub mod worker;
 
 pub use asyncjobs_macros::task_handler;
-pub use client::{Client, ClientBuilder, TaskFilter};
+pub use client::{Client, ClientBuilder, ReplaySummary, TaskFilter};
 pub use error::{Error, NatsError, NatsErrorKind, Result};
 pub use handle::{TaskHandle, WaitError};
 pub use handler::{

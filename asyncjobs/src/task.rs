@@ -193,6 +193,11 @@ pub struct Task {
         alias = "Deadline"
     )]
     pub deadline: Option<OffsetDateTime>,
+    /// When a delayed task is due: its work item reaches the queue then
+    /// (a JetStream message schedule). Not part of Go's record; Go's
+    /// decoder ignores it.
+    #[serde(with = "opt_time_go", default, skip_serializing_if = "Option::is_none")]
+    pub run_at: Option<OffsetDateTime>,
     /// Maximum handler invocations; 0 means no per-task limit.
     #[serde(default, deserialize_with = "null_default", alias = "MaxTries")]
     pub max_tries: i64,
@@ -279,6 +284,7 @@ impl Task {
             payload: Ok(None),
             id: None,
             deadline: None,
+            run_at: None,
             max_tries: DEFAULT_MAX_TRIES,
             dependencies: Vec::new(),
             load_dependencies: false,
@@ -342,6 +348,7 @@ pub struct TaskBuilder {
     payload: std::result::Result<Option<Vec<u8>>, serde_json::Error>,
     id: Option<String>,
     deadline: Option<OffsetDateTime>,
+    run_at: Option<OffsetDateTime>,
     max_tries: i64,
     dependencies: Vec<String>,
     load_dependencies: bool,
@@ -376,6 +383,34 @@ impl TaskBuilder {
     /// Sets the deadline to now plus `d`.
     pub fn deadline_in(self, d: Duration) -> Self {
         self.deadline(OffsetDateTime::now_utc() + d)
+    }
+
+    /// Delays the task: its record is saved at once (it can be listed,
+    /// viewed, deleted and retried), and its work item reaches the queue at
+    /// `at` (whole seconds, rounded up), held by the JetStream server
+    /// itself (a message schedule, nats-server 2.12+), so no process of
+    /// ours needs to run meanwhile and the delay survives restarts. A time
+    /// already past enqueues at once.
+    ///
+    /// Enqueueing fails, writing nothing, against an older server
+    /// ([`Error::SchedulesUnsupported`]) and when the deadline is earlier
+    /// than `at` ([`Error::DeadlineBeforeDue`]).
+    ///
+    /// ```
+    /// let t = asyncjobs::Task::builder("report:monthly")
+    ///     .run_in(std::time::Duration::from_secs(3600))
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(t.run_at.is_some());
+    /// ```
+    pub fn run_at(mut self, at: OffsetDateTime) -> Self {
+        self.run_at = Some(at);
+        self
+    }
+
+    /// Delays the task by `d` from now; see [`TaskBuilder::run_at`].
+    pub fn run_in(self, d: Duration) -> Self {
+        self.run_at(OffsetDateTime::now_utc() + d)
     }
 
     /// Maximum handler invocations (default 10; 0 = only the queue's limit applies).
@@ -425,6 +460,11 @@ impl TaskBuilder {
         if !is_valid_name(&id) {
             return Err(Error::TaskIdInvalid(id));
         }
+        if let (Some(deadline), Some(due)) = (self.deadline, self.run_at) {
+            if deadline < due {
+                return Err(Error::DeadlineBeforeDue { deadline, due });
+            }
+        }
         let state = if self.dependencies.is_empty() {
             TaskState::New
         } else {
@@ -439,6 +479,7 @@ impl TaskBuilder {
             load_dependencies: self.load_dependencies,
             payload,
             deadline: self.deadline,
+            run_at: self.run_at,
             max_tries: self.max_tries,
             result: None,
             state,

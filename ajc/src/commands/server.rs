@@ -57,6 +57,8 @@ async fn server_run(ctx: &Ctx, a: &ServerRunArgs) -> Result<()> {
         },
         read_timeout,
         write_timeout,
+        ui: !a.no_ui,
+        read_only: a.read_only,
         ..ApiOptions::default()
     };
     let app = asyncjobs_http::router(client, options);
@@ -68,8 +70,15 @@ async fn server_run(ctx: &Ctx, a: &ServerRunArgs) -> Result<()> {
     let stop = super::process::shutdown_on_signals();
     let scheme = if tls.enabled() { "https" } else { "http" };
     tracing::info!(
-        "HTTP API listening on {scheme}://{local} (queue {queue}, auth {})",
-        if tls.mutual() { "mtls" } else { "none" }
+        "HTTP API listening on {scheme}://{local} (queue {queue}, auth {}{})",
+        if tls.mutual() { "mtls" } else { "none" },
+        match (a.no_ui, a.read_only) {
+            (true, _) => String::new(),
+            (false, ro) => format!(
+                ", dashboard {scheme}://{local}/ui/{}",
+                if ro { " read-only" } else { "" }
+            ),
+        }
     );
     serve(listener, app, tls_config, write_timeout, stop)
         .await

@@ -181,6 +181,18 @@ async fn add(ctx: &Ctx, keys: Option<Keys>, a: &TaskAddArgs) -> Result<()> {
             b = b.load_dependency_results();
         }
     }
+    match (&a.at, &a.run_in) {
+        (Some(at), _) => {
+            let at = asyncjobs::wire::parse_time(at).map_err(|e| {
+                CliError::msg(format!(
+                    "--at {at:?}: expected an RFC 3339 time such as 2026-12-03T18:00:00Z: {e}"
+                ))
+            })?;
+            b = b.run_at(at);
+        }
+        (None, Some(d)) => b = b.run_in(d.non_negative("--in").map_err(CliError::msg)?),
+        (None, None) => {}
+    }
     let mut task = b.build()?;
     let client = client(&ctx.global, Prepare::Queue(a.task.queue.clone()), |b| {
         Ok(with_keys(b, keys))
@@ -189,7 +201,14 @@ async fn add(ctx: &Ctx, keys: Option<Keys>, a: &TaskAddArgs) -> Result<()> {
     tokio::time::timeout(Duration::from_secs(5), client.enqueue(&mut task))
         .await
         .map_err(|_| CliError::msg("enqueueing the task timed out"))??;
-    emitln(format!("Enqueued task {}", task.id));
+    match task.run_at {
+        Some(due) if due > time::OffsetDateTime::now_utc() => emitln(format!(
+            "Enqueued task {} (due {})",
+            task.id,
+            asyncjobs::wire::format_time(&due)
+        )),
+        _ => emitln(format!("Enqueued task {}", task.id)),
+    }
     Ok(())
 }
 
@@ -219,6 +238,9 @@ fn read_payload_file(file: &std::path::Path) -> Result<String> {
 /// queue; Go's default is `DEFAULT`, where the task's workers may never
 /// see it) and shows the task.
 async fn retry(ctx: &Ctx, keys: Option<Keys>, a: &TaskRetryArgs) -> Result<()> {
+    let Some(id) = &a.id else {
+        return replay(ctx, keys, a).await;
+    };
     let queue = match &a.queue {
         Some(q) => q.clone(),
         None => {
@@ -226,7 +248,7 @@ async fn retry(ctx: &Ctx, keys: Option<Keys>, a: &TaskRetryArgs) -> Result<()> {
                 Ok(with_keys(b, keys.clone()))
             })
             .await?;
-            let task = reader.load_task_unverified(&a.id).await?;
+            let task = reader.load_task_unverified(id).await?;
             if task.queue.is_empty() {
                 asyncjobs::Queue::default_queue().name
             } else {
@@ -238,8 +260,104 @@ async fn retry(ctx: &Ctx, keys: Option<Keys>, a: &TaskRetryArgs) -> Result<()> {
         Ok(with_keys(b, keys))
     })
     .await?;
-    client.retry_task(&a.id).await?;
-    show_task(ctx, &client, &a.id, a.out.json).await
+    client.retry_task(id).await?;
+    show_task(ctx, &client, id, a.out.json).await
+}
+
+/// `task retry` without an id: every task the filters match, each into its
+/// own queue, with progress on a terminal and a summary.
+async fn replay(ctx: &Ctx, keys: Option<Keys>, a: &TaskRetryArgs) -> Result<()> {
+    let mut filter = asyncjobs::TaskFilter::new();
+    if let Some(s) = &a.state {
+        let state = TaskState::from_name(s)
+            .filter(|s| *s != TaskState::Unknown)
+            .ok_or_else(|| CliError::msg(format!("unknown task state {s:?}")))?;
+        filter = filter.state(state);
+    }
+    if let Some(t) = &a.task_type {
+        filter = filter.task_type(t.clone());
+    }
+    if let Some(q) = &a.from_queue {
+        filter = filter.queue(q.clone());
+    }
+    if let Some(since) = &a.since {
+        let t = asyncjobs::wire::parse_time(since)
+            .or_else(|_| {
+                time::Date::parse(
+                    since,
+                    time::macros::format_description!("[year]-[month]-[day]"),
+                )
+                .map(|d| d.midnight().assume_utc())
+            })
+            .map_err(|_| {
+                CliError::msg(format!(
+                    "--since {since:?}: expected RFC 3339 or YYYY-MM-DD"
+                ))
+            })?;
+        filter = filter.created_since(t);
+    }
+    if let Some(e) = &a.error {
+        filter = filter.last_error_contains(e.clone());
+    }
+    let client = client(&ctx.global, Prepare::Nothing, |b| Ok(with_keys(b, keys))).await?;
+    let mut progress: Option<crate::ui::Progress> = None;
+    let summary = client
+        .replay_tasks(filter, a.dry_run, |done, total| {
+            let p = progress
+                .get_or_insert_with(|| ctx.ui.progress("Replaying tasks", Some(total as u64)));
+            p.set(done as u64);
+        })
+        .await?;
+    if let Some(p) = progress.as_mut() {
+        p.finish();
+    }
+    if a.out.json {
+        let failed: Vec<_> = summary
+            .failed
+            .iter()
+            .map(|(id, why)| serde_json::json!({"id": id, "error": why}))
+            .collect();
+        let out = if a.dry_run {
+            serde_json::json!({"dry_run": true, "matched": summary.matched})
+        } else {
+            serde_json::json!({
+                "matched": summary.matched.len(),
+                "replayed": summary.replayed,
+                "skipped": summary.skipped,
+                "failed": failed,
+            })
+        };
+        emitln(serde_json::to_string_pretty(&out).unwrap_or_default());
+        return Ok(());
+    }
+    if a.dry_run {
+        for id in &summary.matched {
+            emitln(id);
+        }
+        emitln(format!(
+            "{} tasks would be replayed (dry run: nothing changed)",
+            summary.matched.len()
+        ));
+        return Ok(());
+    }
+    for (id, why) in &summary.failed {
+        emitln(format!("{id}: {why}"));
+    }
+    emitln(format!(
+        "Replayed {} of {} matching tasks: {} skipped (gone since listed), {} failed",
+        summary.replayed.len(),
+        summary.matched.len(),
+        summary.skipped.len(),
+        summary.failed.len()
+    ));
+    if summary.failed.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::msg(format!(
+            "{} tasks could not be replayed",
+            summary.failed.len()
+        )))
+    }
 }
 
 /// `task view`.
@@ -304,6 +422,9 @@ pub fn task_text(ui: &Ui, t: &Task) -> String {
         line("Queue", t.queue.clone());
     }
     line("Tries", t.tries.to_string());
+    if let Some(due) = t.run_at {
+        line("Due", go_time(due));
+    }
     if let Some(d) = t.deadline {
         line("Scheduling Deadline", go_time(d));
     }

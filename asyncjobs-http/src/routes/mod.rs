@@ -71,7 +71,10 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 pub(crate) fn build(api: Api) -> axum::Router {
-    let (routes, _) = described().split_for_parts();
+    let (mut routes, _) = described().split_for_parts();
+    if api.options.ui {
+        routes = routes.merge(crate::ui::routes());
+    }
     let max_body = api.options.max_body;
     let routes = routes
         .fallback(not_found)

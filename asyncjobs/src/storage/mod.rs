@@ -4,7 +4,7 @@
 //! Reads and administration use async-nats's typed calls and match the
 //! server's [`ErrorCode`]s; the create and update bodies that must equal
 //! Go's byte for byte (the golden configurations) go through [`api`].
-//! Work items are written by one path ([`Storage::publish_item`]).
+//! Work items are written by one path ([`Storage::publish_item_at`]).
 
 mod api;
 mod item;
@@ -904,13 +904,23 @@ impl Storage {
 
     /// Deletes a task record (work items are untouched).
     pub(crate) async fn delete_task(&self, id: &str) -> Result<()> {
-        let (seq, _) = self.load_task_raw(id).await?;
+        let (seq, data) = self.load_task_raw(id).await?;
         let tasks = self.stream(TASKS_STREAM).await?;
         tasks
             .delete_message(seq)
             .await
             .map(|_| ())
-            .map_err(|e| self.task_error(id, nats(format!("deleting task {id}"), e)))
+            .map_err(|e| self.task_error(id, nats(format!("deleting task {id}"), e)))?;
+        // a delayed task's pending item goes with it (it would only end as
+        // "task not found" when due)
+        if let Ok(task) = serde_json::from_slice::<Task>(&data) {
+            if task.run_at.is_some() {
+                if let Err(e) = self.cancel_delayed(&task.queue, id).await {
+                    tracing::warn!(task = %id, error = %e, "the deleted task's delayed item stays until due");
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Removes every task record.
@@ -940,6 +950,16 @@ impl Storage {
     /// sending again cannot duplicate. A stream the server says does not
     /// exist fails at once.
     pub(crate) async fn enqueue(&self, queue: &str, task: &mut Task) -> Result<()> {
+        // a delayed task: checked before anything is written
+        let due = task.run_at.filter(|t| *t > OffsetDateTime::now_utc());
+        if let (Some(due), Some(deadline)) = (due, task.deadline) {
+            if deadline < due {
+                return Err(Error::DeadlineBeforeDue { deadline, due });
+            }
+        }
+        if due.is_some() {
+            self.prepare_delayed(queue).await?;
+        }
         let mut wait = Leaderless::new();
         loop {
             let ack = self.start_enqueue(queue, task).await?;
@@ -959,7 +979,13 @@ impl Storage {
         let stream = format!("{QUEUE_STREAM_PREFIX}{queue}");
         loop {
             let sent = self
-                .publish_item(queue, &task.id, traceparent.clone(), dedupe)
+                .publish_item_at(
+                    queue,
+                    &task.id,
+                    traceparent.clone(),
+                    dedupe && due.is_none(),
+                    due,
+                )
                 .await;
             let outcome = match sent {
                 Ok(ack) => ack.await,
@@ -974,6 +1000,40 @@ impl Storage {
                 }
                 _ => return self.finish_item(queue, task, outcome, &mut wait).await,
             }
+        }
+    }
+
+    /// Makes `queue` ready for delayed items: the server must run message
+    /// schedules and the queue must hold scheduled items (enabled here).
+    async fn prepare_delayed(&self, queue: &str) -> Result<()> {
+        if !self.supports_schedules() {
+            return Err(Error::SchedulesUnsupported {
+                version: self.nc.server_info().version,
+            });
+        }
+        if !self.enable_scheduled_items(queue).await? {
+            return Err(Error::SchedulesUnsupported {
+                version: self.nc.server_info().version,
+            });
+        }
+        Ok(())
+    }
+
+    /// Removes a delayed task's pending item (its message schedule) from
+    /// `queue`, if it has one. Queues without scheduled items hold none.
+    pub(crate) async fn cancel_delayed(&self, queue: &str, id: &str) -> Result<()> {
+        if queue.is_empty() || !self.supports_schedules() {
+            return Ok(());
+        }
+        let stream = format!("{QUEUE_STREAM_PREFIX}{queue}");
+        let Ok(s) = self.js.get_stream(&stream).await else {
+            return Ok(());
+        };
+        match s.purge().filter(scheduled_item_subject(queue, id)).await {
+            Ok(_) => Ok(()),
+            // a queue whose stream does not take that subject holds none
+            Err(e) if e.to_string().contains("filter") => Ok(()),
+            Err(e) => Err(nats(format!("cancelling the delayed item of {id}"), e).into()),
         }
     }
 
@@ -1019,21 +1079,11 @@ impl Storage {
     }
 
     /// Sends the work item of a saved task: the one path for every item
-    /// (enqueue, retry, and the worker's re-arm near the delivery limit).
-    /// With `dedupe` the item carries the task id as `Nats-Msg-Id`;
-    /// `traceparent` travels in a header.
-    pub(crate) async fn publish_item(
-        &self,
-        queue: &str,
-        task_id: &str,
-        traceparent: Option<String>,
-        dedupe: bool,
-    ) -> std::result::Result<PublishAckFuture, PublishError> {
-        self.publish_item_at(queue, task_id, traceparent, dedupe, None)
-            .await
-    }
-
-    /// [`Storage::publish_item`], or with `due`, a JetStream message
+    /// (enqueue, retry, delayed tasks, and the worker's re-arm near the
+    /// delivery limit). With `dedupe` the item carries the task id as
+    /// `Nats-Msg-Id`; `traceparent` travels in a header.
+    ///
+    /// Without `due` it is published at once; with `due`, as a JetStream message
     /// schedule (ADR-51, nats-server 2.12+) that holds the item on
     /// `CHORIA_AJ.S.<queue>.<id>` and publishes it to its usual subject at
     /// `due` (whole seconds, rounded up); the queue must hold scheduled
@@ -1239,6 +1289,10 @@ impl Storage {
             }
             other => other?,
         };
+        if task.run_at.take().is_some() {
+            // retried before it is due: runs now, the held item goes
+            self.cancel_delayed(&task.queue, id).await?;
+        }
         task.state = TaskState::Retry;
         task.result = None;
         if task.queue != queue {
@@ -1625,6 +1679,77 @@ impl Storage {
                 return Some((item, st));
             }
         }))
+    }
+
+    /// One page of stored tasks in store order, starting at stream sequence
+    /// `from` (1 for the first page): up to `limit` tasks `keep` accepts,
+    /// reading at most `scan` records. Returns them with the sequence the
+    /// next page starts at, or `None` at the store's end. Records that do
+    /// not decode are skipped with a warning (a page is for people).
+    pub(crate) async fn page_tasks(
+        &self,
+        from: u64,
+        limit: usize,
+        scan: usize,
+        keep: impl Fn(&Task) -> bool,
+    ) -> Result<(Vec<Task>, Option<u64>)> {
+        let consumer = self
+            .stream(TASKS_STREAM)
+            .await?
+            .create_consumer(jetstream::consumer::pull::OrderedConfig {
+                deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: from.max(1),
+                },
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| nats("paging tasks", e))?;
+        if consumer.cached_info().num_pending == 0 {
+            return Ok((vec![], None));
+        }
+        let mut messages = consumer
+            .messages()
+            .await
+            .map_err(|e| nats("paging tasks", e))?;
+        let (mut tasks, mut scanned) = (Vec::new(), 0usize);
+        loop {
+            let msg = match tokio::time::timeout(Duration::from_secs(10), messages.next()).await {
+                Err(_) => {
+                    return Err(NatsError::new(
+                        NatsErrorKind::TimedOut,
+                        "paging tasks: no message within 10s",
+                    )
+                    .into())
+                }
+                Ok(None) => return Ok((tasks, None)),
+                Ok(Some(Err(e))) => return Err(nats("paging tasks", e).into()),
+                Ok(Some(Ok(msg))) => msg,
+            };
+            let (seq, pending) =
+                msg.info()
+                    .map(|i| (i.stream_sequence, i.pending))
+                    .map_err(|e| {
+                        NatsError::new(NatsErrorKind::InvalidReply, format!("paging tasks: {e}"))
+                    })?;
+            scanned += 1;
+            match serde_json::from_slice::<Task>(&msg.payload) {
+                Ok(mut t) => {
+                    t.seq = seq;
+                    if keep(&t) {
+                        tasks.push(t);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(subject = %msg.subject, error = %e, "paging tasks: a record does not decode")
+                }
+            }
+            if pending == 0 {
+                return Ok((tasks, None));
+            }
+            if tasks.len() >= limit || scanned >= scan {
+                return Ok((tasks, Some(seq + 1)));
+            }
+        }
     }
 }
 

@@ -116,6 +116,11 @@ pub(crate) async fn process(
                 return;
             }
         }
+        Gate::NotDue(early) => {
+            tracing::debug!(task = %id, ?early, "delayed task delivered before it is due");
+            wait(shared, &acker, &item, early).await;
+            return;
+        }
         Gate::LeaseHeld(remaining) => {
             tracing::debug!(task = %id, ?remaining, "task already active");
             nak(shared, &acker, &item, remaining + Duration::from_millis(50)).await;

@@ -31,7 +31,14 @@ pub(crate) enum Gate {
     Expire(Expiry),
     /// `blocked` on dependencies: look them up, then [`judge_dependencies`].
     CheckDependencies,
+    /// A delayed task delivered before it is due (a clock ahead of ours,
+    /// or an item published without its schedule): wait this long.
+    NotDue(Duration),
 }
+
+/// How early a delayed task's item may arrive and still run: schedules fire
+/// on whole seconds, and clocks differ a little.
+pub(crate) const DUE_TOLERANCE: Duration = Duration::from_secs(1);
 
 /// Why a task expires at delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +93,13 @@ pub(crate) fn gate(task: &Task, queue: &Queue, now: OffsetDateTime) -> Gate {
     }
     if task.deadline.is_some_and(|d| now > d) {
         return Gate::Expire(Expiry::PastDeadline);
+    }
+    if let Some(due) = task.run_at.filter(|_| task.tries == 0 && !stale) {
+        if let Ok(early) = Duration::try_from(due - now) {
+            if early > DUE_TOLERANCE {
+                return Gate::NotDue(early);
+            }
+        }
     }
     if queue
         .effective_max_tries(task.max_tries)
@@ -186,6 +200,24 @@ mod tests {
     use time::macros::datetime;
 
     const NOW: OffsetDateTime = datetime!(2026-11-29 12:00:00 UTC);
+
+    #[test]
+    fn delayed_tasks_wait_until_due() {
+        let q = Queue::new("Q");
+        let now = OffsetDateTime::now_utc();
+        let mut t = task(TaskState::New);
+        t.run_at = Some(now + Duration::from_secs(30));
+        assert!(matches!(gate(&t, &q, now), Gate::NotDue(d) if d > Duration::from_secs(29)));
+        // within the tolerance, or past due: runs
+        t.run_at = Some(now + Duration::from_millis(500));
+        assert_eq!(gate(&t, &q, now), Gate::Run { stale: false });
+        t.run_at = Some(now - Duration::from_secs(5));
+        assert_eq!(gate(&t, &q, now), Gate::Run { stale: false });
+        // a task already tried is not held again
+        t.run_at = Some(now + Duration::from_secs(30));
+        t.tries = 1;
+        assert_eq!(gate(&t, &q, now), Gate::Run { stale: false });
+    }
 
     fn task(state: TaskState) -> Task {
         let mut t = Task::new("t", &()).unwrap();

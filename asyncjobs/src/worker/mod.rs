@@ -15,6 +15,7 @@ mod exhausted;
 pub(crate) mod gates;
 mod outcome;
 mod placement;
+pub mod presence;
 mod pull;
 
 use crate::error::{Error, Result};
@@ -361,6 +362,13 @@ impl Worker {
         }
         let reaper_stop = CancellationToken::new();
         let reaper = tokio::spawn(exhausted::run(shared.clone(), reaper_stop.clone()));
+        let presence = tokio::spawn(presence::run(
+            shared.storage.clone(),
+            shared.name.clone(),
+            shared.settings.concurrency,
+            shared.router.task_types().map(str::to_string).collect(),
+            reaper_stop.clone(),
+        ));
         // one pass over the queue's tasks whose item was lost while no
         // worker watched (queue limits, purges, deletions)
         let reconcile = tokio::spawn({
@@ -395,6 +403,7 @@ impl Worker {
         reaper_stop.cancel();
         let _ = reaper.await;
         let _ = reconcile.await;
+        let _ = presence.await;
 
         let queue = &shared.name;
         tracing::info!(queue = %queue, ?grace, "worker stopping");

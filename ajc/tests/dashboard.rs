@@ -1,0 +1,591 @@
+//! The web dashboard in a real headless Chromium (Debian's `chromium` and
+//! `chromium-driver`, driven over WebDriver with fantoccini) against `ajc
+//! server run`, a real nats-server and a running worker: pages load without
+//! script errors, a task enqueued meanwhile appears and turns complete
+//! without a reload, a failed task's retry button re-runs it, a filtered
+//! bulk retry re-enqueues exactly the matching tasks, read-only mode
+//! refuses actions, pages fit a phone's width.
+//!
+//! `UPDATE_SCREENSHOTS=1` writes the overview, task list and task page to
+//! `docs/` (shown in the README).
+
+mod support;
+
+use asyncjobs::{Router, Task, TaskContext, TaskState};
+use asyncjobs_tests::{wait_for, NatsServer};
+use fantoccini::{Client as Browser, Locator};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use support::{http, ApiServer, T};
+
+/// A chromedriver process and a headless Chromium session through it.
+struct Driver {
+    _process: tokio::process::Child,
+    browser: Browser,
+}
+
+fn find_binary(names: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    for dir in std::env::split_paths(&path).chain(["/usr/bin".into(), "/usr/lib/chromium".into()]) {
+        for n in names {
+            let p = dir.join(n);
+            if p.is_file() {
+                return Some(p);
+            }
+        }
+    }
+    None
+}
+
+impl Driver {
+    async fn start() -> Driver {
+        let driver = find_binary(&["chromedriver"]).expect(
+            "chromedriver not found: install Debian's chromium and chromium-driver (scripts/test does)",
+        );
+        let chromium = find_binary(&["chromium", "chromium-browser", "google-chrome"])
+            .expect("chromium not found: install Debian's chromium (scripts/test does)");
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let process = tokio::process::Command::new(driver)
+            .arg(format!("--port={port}"))
+            .arg("--allowed-ips=127.0.0.1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("starting chromedriver");
+        let url = format!("http://127.0.0.1:{port}");
+        let status = format!("{url}/status");
+        wait_for(T, "chromedriver to answer", || {
+            let status = status.clone();
+            async move {
+                reqwest::get(&status)
+                    .await
+                    .ok()
+                    .filter(|r| r.status().is_success())
+                    .map(|_| ())
+            }
+        })
+        .await;
+        let profile = tempfile::tempdir().unwrap().keep();
+        let caps: serde_json::Map<String, Value> = serde_json::from_value(json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": chromium,
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--window-size=1280,900", format!("--user-data-dir={}", profile.display()),
+                ]
+            }
+        }))
+        .unwrap();
+        let browser = fantoccini::ClientBuilder::new(
+            hyper_util::client::legacy::connect::HttpConnector::new(),
+        )
+        .capabilities(caps)
+        .connect(&url)
+        .await
+        .expect("a Chromium session");
+        Driver {
+            _process: process,
+            browser,
+        }
+    }
+}
+
+/// Errors the page's script recorded (uncaught errors, failed loads).
+async fn script_errors(b: &Browser) -> Vec<String> {
+    let v = b
+        .execute("return window.__errors || ['app.js did not run'];", vec![])
+        .await
+        .unwrap();
+    serde_json::from_value(v).unwrap()
+}
+
+/// Waits until every event stream of the page is open.
+async fn streams_open(b: &Browser) {
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let open = b
+            .execute(
+                "return window.__sources.length > 0 && window.__sources.every(s => s.readyState === 1);",
+                vec![],
+            )
+            .await
+            .unwrap();
+        if open == json!(true) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "event streams did not open"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// The text of the first element matching `css`, polled until `want`.
+/// The whole wait is bounded, WebDriver calls included: a browser held up
+/// (for example by connections left open by earlier pages) fails it.
+async fn wait_text(b: &Browser, css: &str, want: &str) {
+    let mut last = String::new();
+    let polled = tokio::time::timeout(T, async {
+        loop {
+            if let Ok(e) = b.find(Locator::Css(css)).await {
+                last = e.text().await.unwrap_or_default();
+                if last == want {
+                    return;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(polled.is_ok(), "{css}: {last:?}, not {want:?}");
+}
+
+async fn create(http: &reqwest::Client, server: &ApiServer, body: Value) -> String {
+    let r = http
+        .post(server.url("/v1/tasks"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let v: Value = r.json().await.unwrap();
+    v["id"].as_str().unwrap().to_string()
+}
+
+async fn task(http: &reqwest::Client, server: &ApiServer, id: &str) -> Value {
+    http.get(server.url(&format!("/v1/tasks/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn screenshot(b: &Browser, name: &str) {
+    if std::env::var_os("UPDATE_SCREENSHOTS").is_none() {
+        return;
+    }
+    let png = b.screenshot().await.unwrap();
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(name), png).unwrap();
+}
+
+#[tokio::test]
+async fn dashboard_in_a_browser() {
+    let nats = NatsServer::start();
+    let server = ApiServer::start(&nats.url(), &["--allow-create-default"]).await;
+    let http = http();
+
+    // a worker: `ok` completes; `flaky` ends for good on its first run and
+    // completes on the next; `dead:a` and `dead:b` always end for good
+    let runs: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
+    let counted = |runs: &Arc<Mutex<HashMap<String, u32>>>, id: &str| {
+        let mut r = runs.lock().unwrap();
+        let n = r.entry(id.to_string()).or_default();
+        *n += 1;
+        *n
+    };
+    let router = Router::new()
+        .handle("ok", |_: TaskContext, _: Task| async {
+            asyncjobs::handler::to_output(&json!({"fine": true}))
+        })
+        .unwrap()
+        .handle("flaky", {
+            let runs = runs.clone();
+            move |_: TaskContext, t: Task| {
+                let n = counted(&runs, &t.id);
+                async move {
+                    if n == 1 {
+                        Err(asyncjobs::HandlerError::terminate(
+                            "first run fails for good",
+                        ))
+                    } else {
+                        asyncjobs::handler::to_output(&json!({"run": n}))
+                    }
+                }
+            }
+        })
+        .unwrap()
+        .handle("dead:a", {
+            let runs = runs.clone();
+            move |_: TaskContext, t: Task| {
+                counted(&runs, &t.id);
+                async { Err(asyncjobs::HandlerError::terminate("dead letter")) }
+            }
+        })
+        .unwrap()
+        .handle("dead:b", {
+            let runs = runs.clone();
+            move |_: TaskContext, t: Task| {
+                counted(&runs, &t.id);
+                async { Err(asyncjobs::HandlerError::terminate("dead letter")) }
+            }
+        })
+        .unwrap();
+    let worker_client = asyncjobs::Client::builder()
+        .url(nats.url())
+        .queue(asyncjobs::Queue::default_queue())
+        .build()
+        .await
+        .unwrap();
+    let worker = asyncjobs_tests::spawn_worker(worker_client.worker(router));
+
+    let driver = Driver::start().await;
+    let b = &driver.browser;
+
+    // the overview loads without script errors and shows the queue and worker
+    b.goto(&server.url("/ui/")).await.unwrap();
+    assert_eq!(b.title().await.unwrap(), "Overview · asyncjobs");
+    assert!(b.find(Locator::LinkText("DEFAULT")).await.is_ok());
+    streams_open(b).await;
+    assert_eq!(script_errors(b).await, Vec::<String>::new());
+
+    // the task list: a task enqueued now appears and turns complete, no reload
+    b.goto(&server.url("/ui/tasks")).await.unwrap();
+    streams_open(b).await;
+    b.execute("window.__sameDocument = true;", vec![])
+        .await
+        .unwrap();
+    let id = create(&http, &server, json!({"type": "ok"})).await;
+    wait_text(b, &format!("tr[data-id='{id}'] [data-state]"), "complete").await;
+    assert_eq!(
+        b.execute("return window.__sameDocument === true;", vec![])
+            .await
+            .unwrap(),
+        json!(true),
+        "the page was reloaded"
+    );
+    assert_eq!(script_errors(b).await, Vec::<String>::new());
+
+    // a failed task's retry button runs it again
+    let flaky = create(
+        &http,
+        &server,
+        json!({"type": "flaky", "payload": {"order": 42}}),
+    )
+    .await;
+    wait_for(T, "the flaky task to end", || {
+        let (http, server, flaky) = (&http, &server, &flaky);
+        async move { (task(http, server, flaky).await["state"] == "terminated").then_some(()) }
+    })
+    .await;
+    b.goto(&server.url(&format!("/ui/tasks/{flaky}")))
+        .await
+        .unwrap();
+    wait_text(b, "[data-state]", "terminated").await;
+    streams_open(b).await;
+    b.find(Locator::Id("retry"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.accept_alert().await.unwrap();
+    wait_text(b, ".notice", "Task enqueued again").await;
+    streams_open(b).await;
+    wait_text(b, "[data-state]", "complete").await;
+    let done = task(&http, &server, &flaky).await;
+    assert_eq!(done["state"], "complete");
+    assert_eq!(done["tries"], 2);
+    assert_eq!(script_errors(b).await, Vec::<String>::new());
+    b.goto(&server.url(&format!("/ui/tasks/{flaky}")))
+        .await
+        .unwrap();
+    screenshot(b, "dashboard-task.png").await;
+
+    // a filtered bulk retry re-enqueues exactly the matching tasks
+    let mut a_ids = vec![];
+    let mut b_ids = vec![];
+    for _ in 0..3 {
+        a_ids.push(create(&http, &server, json!({"type": "dead:a"})).await);
+        b_ids.push(create(&http, &server, json!({"type": "dead:b"})).await);
+    }
+    wait_for(T, "the dead letters", || {
+        let (http, server, ids) = (
+            &http,
+            &server,
+            a_ids.iter().chain(&b_ids).collect::<Vec<_>>(),
+        );
+        async move {
+            for id in ids {
+                if task(http, server, id).await["state"] != "terminated" {
+                    return None;
+                }
+            }
+            Some(())
+        }
+    })
+    .await;
+    b.goto(&server.url("/ui/tasks?state=terminated&type=dead%3Aa"))
+        .await
+        .unwrap();
+    assert_eq!(
+        b.find_all(Locator::Css("#tasks tbody tr"))
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    b.find(Locator::Id("bulk-retry"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(b, "h1", "Retry matching tasks").await;
+    let listed = b.find_all(Locator::Css("ul.ids li")).await.unwrap().len();
+    assert_eq!(listed, 3);
+    b.find(Locator::Id("confirm"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(b, ".notice", "3 tasks enqueued again").await;
+    wait_for(T, "the matching tasks to run again", || {
+        let runs = runs.clone();
+        let a_ids = a_ids.clone();
+        async move {
+            let r = runs.lock().unwrap();
+            a_ids.iter().all(|id| r.get(id) == Some(&2)).then_some(())
+        }
+    })
+    .await;
+    {
+        let r = runs.lock().unwrap();
+        for id in &b_ids {
+            assert_eq!(r.get(id), Some(&1), "{id} was not to be retried");
+        }
+    }
+    for id in &b_ids {
+        assert_eq!(task(&http, &server, id).await["tries"], 1);
+    }
+
+    // the list and the overview after all this, and at phone width
+    b.goto(&server.url("/ui/tasks")).await.unwrap();
+    screenshot(b, "dashboard-tasks.png").await;
+    b.goto(&server.url("/ui/")).await.unwrap();
+    streams_open(b).await;
+    screenshot(b, "dashboard-overview.png").await;
+    b.set_window_size(390, 844).await.unwrap();
+    for path in [
+        "/ui/",
+        "/ui/tasks",
+        &format!("/ui/tasks/{flaky}"),
+        "/ui/schedules",
+    ] {
+        b.goto(&server.url(path)).await.unwrap();
+        let fits = b
+            .execute(
+                "return document.documentElement.scrollWidth <= window.innerWidth + 1;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(fits, json!(true), "{path} is wider than a phone");
+    }
+    assert_eq!(script_errors(b).await, Vec::<String>::new());
+
+    // read-only: no action buttons, and a POST is refused
+    let ro = ApiServer::start(&nats.url(), &["--allow-create-default", "--read-only"]).await;
+    b.goto(&ro.url(&format!("/ui/tasks/{}", b_ids[0])))
+        .await
+        .unwrap();
+    assert!(b.find(Locator::Id("retry")).await.is_err());
+    assert!(b.find(Locator::Css(".badge.ro")).await.is_ok());
+    let r = http
+        .post(ro.url(&format!("/ui/tasks/{}/retry", b_ids[0])))
+        .form(&[("csrf", "x"), ("confirmed", "1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("read-only"));
+    assert_eq!(task(&http, &server, &b_ids[0]).await["tries"], 1);
+    // and in normal mode a cross-site or token-less POST is refused too
+    let r = http
+        .post(server.url(&format!("/ui/tasks/{}/retry", b_ids[0])))
+        .header("Sec-Fetch-Site", "cross-site")
+        .form(&[("csrf", "x"), ("confirmed", "1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = http
+        .post(server.url(&format!("/ui/tasks/{}/retry", b_ids[0])))
+        .form(&[("csrf", "forged"), ("confirmed", "1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(task(&http, &server, &b_ids[0]).await["tries"], 1);
+
+    driver.browser.close().await.unwrap();
+    worker.stop().await;
+    let _ = TaskState::Complete;
+}
+
+/// Without script every page still works: actions go through the
+/// server's confirmation page (plain HTTP, no browser).
+#[tokio::test]
+async fn actions_without_script_confirm_on_a_page() {
+    let nats = NatsServer::start();
+    let server = ApiServer::start(&nats.url(), &["--allow-create-default"]).await;
+    let http = http();
+    let id = create(&http, &server, json!({"type": "later"})).await;
+    let page = http
+        .get(server.url(&format!("/ui/tasks/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("a csrf field")
+        .to_string();
+    // the first POST asks
+    let r = http
+        .post(server.url(&format!("/ui/tasks/{id}/delete")))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("Delete task") && body.contains("name=\"confirmed\" value=\"1\""),
+        "{body}"
+    );
+    assert_eq!(task(&http, &server, &id).await["id"], id.as_str());
+    // the confirmed POST acts and redirects with a notice
+    let no_redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = no_redirect
+        .post(server.url(&format!("/ui/tasks/{id}/delete")))
+        .form(&[("csrf", csrf.as_str()), ("confirmed", "1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert!(r.headers()["location"]
+        .to_str()
+        .unwrap()
+        .starts_with("/ui/tasks?notice="));
+    let r = http
+        .get(server.url(&format!("/v1/tasks/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    // queue and schedule forms act too
+    let form = |path: String, fields: Vec<(&'static str, String)>| {
+        let no_redirect = no_redirect.clone();
+        let url = server.url(&path);
+        async move {
+            let r = no_redirect.post(url).form(&fields).send().await.unwrap();
+            assert_eq!(
+                r.status(),
+                303,
+                "{path}: {}",
+                r.text().await.unwrap_or_default()
+            );
+        }
+    };
+    form(
+        "/ui/queues/DEFAULT/configure".into(),
+        vec![
+            ("csrf", csrf.clone()),
+            ("max_tries", "7".into()),
+            ("max_run_time", "2m".into()),
+        ],
+    )
+    .await;
+    let q: Value = http
+        .get(server.url("/v1/queues/DEFAULT"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (q["max_tries"].clone(), q["max_runtime"].clone()),
+        (json!(7), json!(120_000_000_000i64))
+    );
+    create(&http, &server, json!({"type": "waiting"})).await;
+    form(
+        "/ui/queues/DEFAULT/purge".into(),
+        vec![("csrf", csrf.clone()), ("confirmed", "1".into())],
+    )
+    .await;
+    let lib = asyncjobs::Client::builder()
+        .url(nats.url())
+        .no_storage_init()
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(lib.queue_info("DEFAULT").await.unwrap().stream.messages, 0);
+    form(
+        "/ui/schedules".into(),
+        vec![
+            ("csrf", csrf.clone()),
+            ("name", "nightly".into()),
+            ("schedule", "0 3 * * *".into()),
+            ("queue", "DEFAULT".into()),
+            ("task_type", "report:nightly".into()),
+            ("payload", r#"{"full":true}"#.into()),
+        ],
+    )
+    .await;
+    let s: Value = http
+        .get(server.url("/v1/schedules/nightly"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(s["schedule"], "0 3 * * *");
+    let page = http
+        .get(server.url("/ui/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("nightly"), "the overview lists schedules");
+    form(
+        "/ui/schedules/nightly/delete".into(),
+        vec![("csrf", csrf.clone()), ("confirmed", "1".into())],
+    )
+    .await;
+    let r = http
+        .get(server.url("/v1/schedules/nightly"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
+    // the dashboard can be turned off
+    let off = ApiServer::start(&nats.url(), &["--allow-create-default", "--no-ui"]).await;
+    let r = http.get(off.url("/ui/")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+}

@@ -1,0 +1,345 @@
+//! The router mounted inside a user's own axum application, against a real
+//! nats-server, driven by a real HTTP client: routes beside the user's,
+//! the bound queue, filters and limits, the body limit, one listing at a
+//! time, readiness when storage disappears, bulk retry bounds.
+
+use asyncjobs::{Client, Queue, Task};
+use asyncjobs_http::{router, ApiOptions};
+use asyncjobs_tests::NatsServer;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(20);
+
+/// The API merged into an application with a route of its own, served on
+/// a free loopback port; returns the base URL.
+async fn serve(client: Client, options: ApiOptions) -> String {
+    let app = axum::Router::new()
+        .route("/own", axum::routing::get(|| async { "mine" }))
+        .merge(router(client, options));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+async fn client_for(server: &NatsServer, queue: Queue) -> Client {
+    Client::builder()
+        .url(server.url())
+        .queue(queue)
+        .build()
+        .await
+        .unwrap()
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder().timeout(T).build().unwrap()
+}
+
+async fn get_json(http: &reqwest::Client, url: &str) -> (u16, Value) {
+    let r = http.get(url).send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn mounted_beside_own_routes_with_the_bound_queue() {
+    let nats = NatsServer::start();
+    let client = client_for(&nats, Queue::new("MAIL")).await;
+    let base = serve(client.clone(), ApiOptions::default()).await;
+    let http = http();
+    assert_eq!(
+        http.get(format!("{base}/own"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "mine"
+    );
+
+    // tasks go to the server's queue; naming another one is refused
+    let r = http
+        .post(format!("{base}/v1/tasks"))
+        .json(&json!({"type": "email:new", "queue": "MAIL"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let task: Value = r.json().await.unwrap();
+    assert_eq!(task["queue"], "MAIL");
+    let r = http
+        .post(format!("{base}/v1/tasks"))
+        .json(&json!({"type": "email:new", "queue": "OTHER"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(
+        e["error"]["details"],
+        json!({"field": "queue", "reason": "queue_mismatch"})
+    );
+    let r = http
+        .post(format!("{base}/v1/tasks"))
+        .json(&json!({"type": "email:new", "signature": "abcd"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["details"]["reason"], "signature_unsupported");
+
+    // DEFAULT may not be created without the option
+    let r = http
+        .post(format!("{base}/v1/queues"))
+        .json(&json!({"name": "DEFAULT"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["details"]["reason"], "default_queue_disallowed");
+
+    // a payload is stored as Go re-encodes it: sorted keys, float64 numbers
+    let r = http
+        .post(format!("{base}/v1/tasks"))
+        .body(r#"{"type":"x","payload":{"b":1.0,"a":[1e21,0.0000001,12345678901234567891]}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let created: Value = r.json().await.unwrap();
+    let stored = client
+        .load_task(created["id"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(stored.payload.unwrap()).unwrap(),
+        r#"{"a":[1e+21,1e-07,12345678901234567000],"b":1}"#
+    );
+}
+
+#[tokio::test]
+async fn filters_limits_and_one_listing_at_a_time() {
+    let nats = NatsServer::start();
+    let client = client_for(&nats, Queue::new("LIST")).await;
+    let base = serve(
+        client.clone(),
+        ApiOptions {
+            max_body: 1024,
+            ..ApiOptions::default()
+        },
+    )
+    .await;
+    let http = http();
+    // 3,000 tasks: two types; the first 10 of type b are retried
+    let mut tasks: Vec<Task> = (0..3000)
+        .map(|i| Task::new(if i % 3 == 0 { "b" } else { "a" }, &i).unwrap())
+        .collect();
+    for r in client.enqueue_many(&mut tasks).await {
+        r.unwrap();
+    }
+    let bs: Vec<String> = tasks
+        .iter()
+        .filter(|t| t.task_type == "b")
+        .map(|t| t.id.clone())
+        .collect();
+    let r = http
+        .post(format!("{base}/v1/tasks/retry"))
+        .json(&json!({"ids": &bs[..10]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let results: Value = r.json().await.unwrap();
+    assert!(results["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["status"] == "ok"));
+
+    // the limit is applied after the filters (Go: before)
+    let (status, list) = get_json(
+        &http,
+        &format!("{base}/v1/tasks?type=b&state=retry&limit=5"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(list["count"], 5);
+    assert!(list["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["type"] == "b" && t["state"] == "retry"));
+    let (_, list) = get_json(
+        &http,
+        &format!("{base}/v1/tasks?state=retry&state=new&type=b&limit=1000"),
+    )
+    .await;
+    assert_eq!(list["count"], 1000);
+    // above 1000 is clamped; the default is 200
+    let (_, list) = get_json(&http, &format!("{base}/v1/tasks?limit=5000")).await;
+    assert_eq!(list["count"], 1000);
+    let (_, list) = get_json(&http, &format!("{base}/v1/tasks")).await;
+    assert_eq!(list["count"], 200);
+    let (_, list) = get_json(&http, &format!("{base}/v1/tasks?created_since=2999-01-01")).await;
+    assert_eq!(list["count"], 0);
+    let (status, e) = get_json(&http, &format!("{base}/v1/tasks?state=bogus")).await;
+    assert_eq!(status, 400);
+    assert!(e["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("unknown task state"));
+
+    // a streamed listing that is not read holds the one listing slot
+    let held = http
+        .get(format!("{base}/v1/tasks?stream=ndjson&limit=1000"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(held.status(), 200);
+    assert_eq!(held.headers()["content-type"], "application/x-ndjson");
+    let busy = http.get(format!("{base}/v1/tasks")).send().await.unwrap();
+    if busy.status() == 429 {
+        let e: Value = busy.json().await.unwrap();
+        assert_eq!(e["error"]["details"]["reason"], "list_in_progress");
+    } else {
+        // the first listing fitted into socket buffers and ended already
+        assert_eq!(busy.status(), 200);
+    }
+    let lines = held.text().await.unwrap();
+    assert_eq!(lines.lines().count(), 1000);
+    // once it is done, listing works again
+    let (status, _) = get_json(&http, &format!("{base}/v1/tasks?limit=1")).await;
+    assert_eq!(status, 200);
+
+    // bulk retry bounds
+    let r = http
+        .post(format!("{base}/v1/tasks/retry"))
+        .json(&json!({"ids": vec!["x"; 101]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(
+        e["error"]["details"],
+        json!({"field": "ids", "reason": "ids_too_many"})
+    );
+
+    // a body over max_body is 413 (Go: 400)
+    let r = http
+        .post(format!("{base}/v1/tasks"))
+        .json(&json!({"type": "x", "payload": "y".repeat(2000)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["code"], "payload_too_large");
+}
+
+#[tokio::test]
+async fn readiness_follows_storage() {
+    let nats = NatsServer::start();
+    let client = client_for(&nats, Queue::new("READY")).await;
+    let base = serve(client.clone(), ApiOptions::default()).await;
+    let http = http();
+    let (status, body) = get_json(&http, &format!("{base}/readyz")).await;
+    assert_eq!((status, body["ready"].clone()), (200, json!(true)));
+    // the task store removed by hand
+    let js = async_nats::jetstream::new(client.nats().clone());
+    js.delete_stream("CHORIA_AJ_TASKS").await.unwrap();
+    let (status, body) = get_json(&http, &format!("{base}/readyz")).await;
+    assert_eq!(status, 503);
+    assert_eq!(
+        body,
+        json!({"checks": {"config": {"ok": true}, "tasks": {"error": "tasks storage unreachable", "ok": false}}, "ready": false})
+    );
+    // and a task cannot be read: the envelope says storage
+    let (status, body) = get_json(
+        &http,
+        &format!("{base}/v1/tasks/2ZZZZZZZZZZZZZZZZZZZZZZZZZZ"),
+    )
+    .await;
+    assert!(status == 503 || status == 404, "{status} {body}");
+}
+
+/// Beyond Go: `run_at` delays a task created over HTTP; a bulk retry by
+/// filter replays dead letters (dry run first).
+#[tokio::test]
+async fn delayed_create_and_replay_by_filter() {
+    let nats = NatsServer::start();
+    let client = client_for(&nats, Queue::new("LATE")).await;
+    let base = serve(client.clone(), ApiOptions::default()).await;
+    let http = http();
+    let due = time::OffsetDateTime::now_utc() + Duration::from_secs(3600);
+    let due_text = asyncjobs::wire::format_time(&due);
+    let r = http
+        .post(format!("{base}/v1/tasks"))
+        .json(&json!({"type": "later", "run_at": due_text}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let t: Value = r.json().await.unwrap();
+    assert_eq!(t["run_at"], due_text.as_str());
+    let r = http
+        .post(format!("{base}/v1/tasks"))
+        .json(&json!({"type": "later", "run_at": due_text, "deadline": asyncjobs::wire::format_time(&(due - Duration::from_secs(60)))}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["details"]["reason"], "deadline_before_due");
+
+    // dead letters: `later` tasks ended by hand
+    let mut ids = vec![];
+    for _ in 0..2 {
+        let mut t = Task::new("dead", &()).unwrap();
+        client.enqueue(&mut t).await.unwrap();
+        t.state = asyncjobs::TaskState::Terminated;
+        let js = async_nats::jetstream::new(client.nats().clone());
+        js.publish(format!("CHORIA_AJ.T.{}", t.id), t.to_json().unwrap().into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        ids.push(t.id);
+    }
+    let r = http
+        .post(format!("{base}/v1/tasks/retry"))
+        .json(&json!({"filter": {"state": "terminated", "type": "dead", "dry_run": true}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let dry: Value = r.json().await.unwrap();
+    assert_eq!(dry["matched"], 2, "{dry}");
+    assert!(dry["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["status"] == "matched"));
+    assert_eq!(
+        client.load_task(&ids[0]).await.unwrap().state,
+        asyncjobs::TaskState::Terminated
+    );
+    let r = http
+        .post(format!("{base}/v1/tasks/retry"))
+        .json(&json!({"filter": {"state": "terminated", "type": "dead"}}))
+        .send()
+        .await
+        .unwrap();
+    let done: Value = r.json().await.unwrap();
+    assert_eq!(done["results"].as_array().unwrap().len(), 2, "{done}");
+    for id in &ids {
+        assert_eq!(
+            client.load_task(id).await.unwrap().state,
+            asyncjobs::TaskState::Retry
+        );
+    }
+}

@@ -1,0 +1,115 @@
+//! Worker presence: while it runs, a worker keeps a record of itself in the
+//! `CHORIA_AJ_WORKERS` KV bucket (refreshed every [`REFRESH`], kept
+//! [`TTL`] by the bucket), so operators and the dashboard see which workers
+//! are alive. Go workers do not write it; a Go-only fleet shows none.
+//! Failures to write are logged and never stop the worker.
+
+use crate::storage::Storage;
+use async_nats::jetstream::{self, kv};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+
+/// The bucket of worker presence records.
+pub const WORKERS_BUCKET: &str = "CHORIA_AJ_WORKERS";
+/// How long a record outlives its last refresh.
+pub const TTL: Duration = Duration::from_secs(30);
+/// How often a running worker refreshes its record.
+pub const REFRESH: Duration = Duration::from_secs(10);
+
+/// What a running worker says about itself (the JSON of its record).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct WorkerPresence {
+    /// Unique id of this worker run (KSUID).
+    pub id: String,
+    /// The queue it processes.
+    pub queue: String,
+    /// Host name of its machine.
+    #[serde(default)]
+    pub host: String,
+    /// Its process id.
+    #[serde(default)]
+    pub pid: u32,
+    /// When it started.
+    #[serde(with = "crate::wire::time_go")]
+    pub started: OffsetDateTime,
+    /// When it last refreshed this record.
+    #[serde(with = "crate::wire::time_go")]
+    pub seen: OffsetDateTime,
+    /// Its concurrency.
+    #[serde(default)]
+    pub concurrency: usize,
+    /// The task types it handles.
+    #[serde(default)]
+    pub task_types: Vec<String>,
+    /// The asyncjobs version it runs.
+    #[serde(default)]
+    pub version: String,
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_default()
+}
+
+pub(crate) async fn bucket(js: &jetstream::Context, create: bool) -> Option<kv::Store> {
+    if let Ok(store) = js.get_key_value(WORKERS_BUCKET).await {
+        return Some(store);
+    }
+    if !create {
+        return None;
+    }
+    js.create_key_value(kv::Config {
+        bucket: WORKERS_BUCKET.into(),
+        description: "asyncjobs worker presence".into(),
+        history: 1,
+        max_age: TTL,
+        storage: jetstream::stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| tracing::warn!(error = %e, "cannot create the worker presence bucket"))
+    .ok()
+}
+
+/// Keeps this worker's record until `stop`, then removes it.
+pub(crate) async fn run(
+    storage: Storage,
+    queue: String,
+    concurrency: usize,
+    task_types: Vec<String>,
+    stop: CancellationToken,
+) {
+    let Some(store) = bucket(storage.jetstream(), true).await else {
+        return;
+    };
+    let now = OffsetDateTime::now_utc();
+    let mut record = WorkerPresence {
+        id: crate::task::new_id(),
+        queue,
+        host: hostname(),
+        pid: std::process::id(),
+        started: now,
+        seen: now,
+        concurrency,
+        task_types,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    let mut tick = tokio::time::interval(REFRESH);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        record.seen = OffsetDateTime::now_utc();
+        let body = serde_json::to_vec(&record).unwrap_or_default();
+        if let Err(e) = store.put(&record.id, body.into()).await {
+            tracing::debug!(error = %e, "worker presence not refreshed");
+        }
+    }
+    let _ = store.purge(&record.id).await;
+}
