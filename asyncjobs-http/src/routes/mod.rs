@@ -196,3 +196,39 @@ pub(crate) fn json<T: serde::Serialize>(status: StatusCode, body: &T) -> Respons
 pub(crate) fn bad_parameter(name: &str, why: impl std::fmt::Display) -> ApiError {
     ApiError::invalid(format!("Invalid format for parameter {name}: {why}"))
 }
+
+/// A request's payload from `payload` (any JSON, stored as Go re-encodes
+/// it) or `payload_base64` (bytes): 400 `payload_both_set` when both are
+/// given, `invalid_json` for bad base64; `None` when neither (or `null`).
+pub(crate) fn payload_bytes(
+    payload: Option<serde_json::Value>,
+    base64_text: Option<String>,
+) -> Result<Option<Vec<u8>>, ApiError> {
+    use base64::Engine;
+    if payload.is_some() && base64_text.is_some() {
+        return Err(
+            ApiError::invalid("payload and payload_base64 are mutually exclusive")
+                .field("payload")
+                .reason("payload_both_set"),
+        );
+    }
+    match (payload, base64_text) {
+        (Some(v), _) if !v.is_null() => Ok(Some(go_json::encode_as_go_any(&v))),
+        (_, Some(text)) => base64::engine::general_purpose::STANDARD
+            .decode(text.as_bytes())
+            .map(Some)
+            .map_err(|e| ApiError::invalid_json(base64_message(&e))),
+        _ => Ok(None),
+    }
+}
+
+/// Go's message for bad base64 in a `[]byte` field.
+fn base64_message(e: &base64::DecodeError) -> String {
+    use base64::DecodeError as D;
+    let at = match e {
+        D::InvalidByte(at, _) | D::InvalidLastSymbol(at, _) => *at,
+        D::InvalidLength(at) => *at,
+        D::InvalidPadding => 0,
+    };
+    format!("illegal base64 data at input byte {at}")
+}

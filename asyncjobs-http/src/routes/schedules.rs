@@ -3,12 +3,11 @@
 use super::{json, JsonBody};
 use crate::error::ApiError;
 use crate::schema::{ScheduleCreateRequest, ScheduleListResponse, ScheduleView};
-use crate::{go_json, Api};
+use crate::Api;
 use asyncjobs::{ScheduledTask, Task};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
 use std::time::Duration;
 
 /// How long listing schedules may take (Go's ceiling).
@@ -45,22 +44,7 @@ pub(super) async fn create(
     State(api): State<Api>,
     JsonBody(req): JsonBody<ScheduleCreateRequest>,
 ) -> Result<Response, ApiError> {
-    if req.payload.is_some() && req.payload_base64.is_some() {
-        return Err(
-            ApiError::invalid("payload and payload_base64 are mutually exclusive")
-                .field("payload")
-                .reason("payload_both_set"),
-        );
-    }
-    let payload = match (req.payload, req.payload_base64) {
-        (Some(v), _) if !v.is_null() => Some(go_json::encode_as_go_any(&v)),
-        (_, Some(b64)) => Some(
-            base64::engine::general_purpose::STANDARD
-                .decode(b64.as_bytes())
-                .map_err(|e| ApiError::invalid_json(format!("illegal base64 data: {e}")))?,
-        ),
-        _ => None,
-    };
+    let payload = super::payload_bytes(req.payload, req.payload_base64)?;
     let mut template = Task::builder(req.task_type.clone());
     if let Some(p) = payload {
         template = template.raw_payload(p);

@@ -13,7 +13,6 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
 use futures::StreamExt;
 use time::OffsetDateTime;
 
@@ -119,13 +118,7 @@ pub(super) async fn create(
 }
 
 fn build_task(api: &Api, req: TaskCreateRequest, headers: &HeaderMap) -> Result<Task, ApiError> {
-    if req.payload.is_some() && req.payload_base64.is_some() {
-        return Err(
-            ApiError::invalid("payload and payload_base64 are mutually exclusive")
-                .field("payload")
-                .reason("payload_both_set"),
-        );
-    }
+    let payload = super::payload_bytes(req.payload, req.payload_base64)?;
     let server_queue = &api.client.queue().name;
     if let Some(q) = req
         .queue
@@ -146,17 +139,8 @@ fn build_task(api: &Api, req: TaskCreateRequest, headers: &HeaderMap) -> Result<
         .reason("signature_unsupported"));
     }
     let mut builder = Task::builder(req.task_type);
-    match (req.payload, req.payload_base64) {
-        (Some(v), _) if !v.is_null() => {
-            builder = builder.raw_payload(go_json::encode_as_go_any(&v));
-        }
-        (_, Some(b64)) => {
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(b64.as_bytes())
-                .map_err(|e| ApiError::invalid_json(base64_message(&e)))?;
-            builder = builder.raw_payload(bytes);
-        }
-        _ => {}
+    if let Some(bytes) = payload {
+        builder = builder.raw_payload(bytes);
     }
     if let Some(d) = req.deadline {
         let at = asyncjobs::wire::parse_time(&d)
@@ -185,17 +169,6 @@ fn build_task(api: &Api, req: TaskCreateRequest, headers: &HeaderMap) -> Result<
         builder = builder.traceparent(tp);
     }
     Ok(builder.build()?)
-}
-
-/// Go's message for bad base64 in a `[]byte` field.
-fn base64_message(e: &base64::DecodeError) -> String {
-    use base64::DecodeError as D;
-    let at = match e {
-        D::InvalidByte(at, _) | D::InvalidLastSymbol(at, _) => *at,
-        D::InvalidLength(at) => *at,
-        D::InvalidPadding => 0,
-    };
-    format!("illegal base64 data at input byte {at}")
 }
 
 /// A W3C `traceparent`: `00-<32 hex>-<16 hex>-<2 hex>`.

@@ -566,33 +566,58 @@ pub(super) struct Action {
     confirmed: String,
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What a confirmation page asks.
+struct Ask {
+    title: &'static str,
+    message: String,
+    /// Where the confirmed form posts.
+    action: String,
+    button: String,
+    back: String,
+}
+
 fn confirm(
     api: &Api,
-    title: &str,
-    message: String,
-    action: String,
+    ask: Ask,
     fields: Vec<(String, String)>,
     items: Vec<String>,
     more: usize,
-    button: &str,
-    back: String,
 ) -> Response {
     page(
         StatusCode::OK,
         &Confirm {
             read_only: api.options.read_only,
             csrf: api.csrf.clone(),
-            title: title.into(),
-            message,
-            action,
+            title: ask.title.into(),
+            message: ask.message,
+            action: ask.action,
             fields,
             items,
             more,
-            button: button.into(),
-            back,
+            button: ask.button,
+            back: ask.back,
         },
     )
+}
+
+/// A one-step action: refused unless [`may_act`] allows it; without
+/// `confirmed`, the confirmation page; then `op`, whose `Ok` is where to go
+/// back to with which notice, and whose `Err` is shown as a conflict.
+async fn act<F, Fut>(api: &Api, headers: &HeaderMap, a: &Action, ask: Ask, op: F) -> Response
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<(String, String), String>>,
+{
+    if let Err(e) = may_act(api, headers, &a.csrf) {
+        return refused(api, e);
+    }
+    if a.confirmed != "1" {
+        return confirm(api, ask, vec![], vec![], 0);
+    }
+    match op().await {
+        Ok((to, notice)) => done(&to, &notice),
+        Err(e) => error_page(api, StatusCode::CONFLICT, e),
+    }
 }
 
 pub(super) async fn retry(
@@ -601,27 +626,21 @@ pub(super) async fn retry(
     headers: HeaderMap,
     Form(a): Form<Action>,
 ) -> Response {
-    if let Err(e) = may_act(&api, &headers, &a.csrf) {
-        return refused(&api, e);
-    }
     let back = format!("/ui/tasks/{id}");
-    if a.confirmed != "1" {
-        return confirm(
-            &api,
-            "Retry task",
-            format!("Enqueue task {id} again into its queue?"),
-            format!("/ui/tasks/{id}/retry"),
-            vec![],
-            vec![],
-            0,
-            "Retry",
-            back,
-        );
-    }
-    match api.client.replay_task(&id).await {
-        Ok(_) => done(&back, "Task enqueued again"),
-        Err(e) => error_page(&api, StatusCode::CONFLICT, format!("retrying {id}: {e}")),
-    }
+    let ask = Ask {
+        title: "Retry task",
+        message: format!("Enqueue task {id} again into its queue?"),
+        action: format!("/ui/tasks/{id}/retry"),
+        button: "Retry".into(),
+        back: back.clone(),
+    };
+    act(&api, &headers, &a, ask, || async {
+        match api.client.replay_task(&id).await {
+            Ok(_) => Ok((back, "Task enqueued again".into())),
+            Err(e) => Err(format!("retrying {id}: {e}")),
+        }
+    })
+    .await
 }
 
 pub(super) async fn delete(
@@ -630,26 +649,20 @@ pub(super) async fn delete(
     headers: HeaderMap,
     Form(a): Form<Action>,
 ) -> Response {
-    if let Err(e) = may_act(&api, &headers, &a.csrf) {
-        return refused(&api, e);
-    }
-    if a.confirmed != "1" {
-        return confirm(
-            &api,
-            "Delete task",
-            format!("Delete task {id}? Its record is removed for good."),
-            format!("/ui/tasks/{id}/delete"),
-            vec![],
-            vec![],
-            0,
-            "Delete",
-            format!("/ui/tasks/{id}"),
-        );
-    }
-    match api.client.delete_task(&id).await {
-        Ok(()) => done("/ui/tasks", &format!("Task {id} deleted")),
-        Err(e) => error_page(&api, StatusCode::CONFLICT, format!("deleting {id}: {e}")),
-    }
+    let ask = Ask {
+        title: "Delete task",
+        message: format!("Delete task {id}? Its record is removed for good."),
+        action: format!("/ui/tasks/{id}/delete"),
+        button: "Delete".into(),
+        back: format!("/ui/tasks/{id}"),
+    };
+    act(&api, &headers, &a, ask, || async {
+        match api.client.delete_task(&id).await {
+            Ok(()) => Ok(("/ui/tasks".into(), format!("Task {id} deleted"))),
+            Err(e) => Err(format!("deleting {id}: {e}")),
+        }
+    })
+    .await
 }
 
 /// The filter of a bulk retry form.
@@ -704,14 +717,18 @@ pub(super) async fn bulk_retry(
         ];
         return confirm(
             &api,
-            "Retry matching tasks",
-            format!("{n} tasks match. Enqueue every one of them again into its queue?"),
-            "/ui/tasks/retry".into(),
+            Ask {
+                title: "Retry matching tasks",
+                message: format!(
+                    "{n} tasks match. Enqueue every one of them again into its queue?"
+                ),
+                action: "/ui/tasks/retry".into(),
+                button: format!("Retry {n} tasks"),
+                back,
+            },
             fields,
             shown,
             more,
-            &format!("Retry {n} tasks"),
-            back,
         );
     }
     match api.client.replay_tasks(lib_filter, false, |_, _| {}).await {
@@ -740,26 +757,20 @@ pub(super) async fn purge(
     headers: HeaderMap,
     Form(a): Form<Action>,
 ) -> Response {
-    if let Err(e) = may_act(&api, &headers, &a.csrf) {
-        return refused(&api, e);
-    }
-    if a.confirmed != "1" {
-        return confirm(
-            &api,
-            "Purge queue",
-            format!("Remove every waiting item of queue {name}? Their tasks stay stored but will not run until retried."),
-            format!("/ui/queues/{name}/purge"),
-            vec![],
-            vec![],
-            0,
-            "Purge",
-            "/ui/".into(),
-        );
-    }
-    match api.client.purge_queue(&name).await {
-        Ok(()) => done("/ui/", &format!("Queue {name} purged")),
-        Err(e) => error_page(&api, StatusCode::CONFLICT, format!("purging {name}: {e}")),
-    }
+    let ask = Ask {
+        title: "Purge queue",
+        message: format!("Remove every waiting item of queue {name}? Their tasks stay stored but will not run until retried."),
+        action: format!("/ui/queues/{name}/purge"),
+        button: "Purge".into(),
+        back: "/ui/".into(),
+    };
+    act(&api, &headers, &a, ask, || async {
+        match api.client.purge_queue(&name).await {
+            Ok(()) => Ok(("/ui/".into(), format!("Queue {name} purged"))),
+            Err(e) => Err(format!("purging {name}: {e}")),
+        }
+    })
+    .await
 }
 
 /// Queue settings to change; empty fields stay as they are.
@@ -910,24 +921,18 @@ pub(super) async fn delete_schedule(
     headers: HeaderMap,
     Form(a): Form<Action>,
 ) -> Response {
-    if let Err(e) = may_act(&api, &headers, &a.csrf) {
-        return refused(&api, e);
-    }
-    if a.confirmed != "1" {
-        return confirm(
-            &api,
-            "Delete schedule",
-            format!("Delete schedule {name}? No more tasks will be made from it."),
-            format!("/ui/schedules/{name}/delete"),
-            vec![],
-            vec![],
-            0,
-            "Delete",
-            "/ui/schedules".into(),
-        );
-    }
-    match api.client.delete_scheduled_task(&name).await {
-        Ok(()) => done("/ui/schedules", &format!("Schedule {name} deleted")),
-        Err(e) => error_page(&api, StatusCode::CONFLICT, e.to_string()),
-    }
+    let ask = Ask {
+        title: "Delete schedule",
+        message: format!("Delete schedule {name}? No more tasks will be made from it."),
+        action: format!("/ui/schedules/{name}/delete"),
+        button: "Delete".into(),
+        back: "/ui/schedules".into(),
+    };
+    act(&api, &headers, &a, ask, || async {
+        match api.client.delete_scheduled_task(&name).await {
+            Ok(()) => Ok(("/ui/schedules".into(), format!("Schedule {name} deleted"))),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await
 }
