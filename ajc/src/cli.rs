@@ -55,6 +55,22 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// The OTLP endpoint of the long-running commands that export traces.
+    pub fn otlp_endpoint(&self) -> Option<&str> {
+        match &self.command {
+            Command::Server {
+                cmd: ServerCmd::Run(a),
+            } => a.otlp_endpoint.as_deref(),
+            Command::Tasks(t) => match &t.cmd {
+                TaskCmd::Process(a) => a.otlp_endpoint.as_deref(),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+}
+
 /// Flags accepted anywhere on the command line.
 #[derive(Args, Debug, Clone)]
 pub struct Global {
@@ -169,6 +185,11 @@ pub struct ServerRunArgs {
     /// Refuse the dashboard's actions (retry, delete, purge, configure, schedules)
     #[arg(long)]
     pub read_only: bool,
+    /// Export traces over OTLP/HTTP to this collector, for example
+    /// http://127.0.0.1:4318 (OTEL_SERVICE_NAME and the SDK's sampling
+    /// variables apply)
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// `ajc info`.
@@ -525,6 +546,11 @@ pub struct TaskWatchArgs {
 /// `ajc task process`.
 #[derive(Args, Debug)]
 pub struct TaskProcessArgs {
+    /// Export traces over OTLP/HTTP to this collector, for example
+    /// http://127.0.0.1:4318 (OTEL_SERVICE_NAME and the SDK's sampling
+    /// variables apply)
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
     /// Types of Tasks to process ("" for every type)
     #[arg(value_name = "TYPE", env = "AJC_TYPE")]
     pub task_type: String,

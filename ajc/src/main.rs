@@ -27,8 +27,15 @@ impl tracing_subscriber::fmt::time::FormatTime for Clock {
 }
 
 /// Logs to stderr: info by default (without the NATS client's lines),
-/// debug with `--debug`; `RUST_LOG` overrides both.
-fn init_logging(debug: bool) {
+/// debug with `--debug`; `RUST_LOG` overrides both. With an OTLP endpoint
+/// (`--otlp-endpoint` of `task process` and `server run`), spans are also
+/// exported; the returned guard flushes them.
+fn init_logging(
+    debug: bool,
+    otlp: Option<&str>,
+) -> Result<Option<asyncjobs::otel::OtelGuard>, String> {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let default = if debug {
         "debug,async_nats=info"
     } else {
@@ -41,13 +48,23 @@ fn init_logging(debug: bool) {
     use std::io::IsTerminal;
     let ansi = std::io::stderr().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .with_timer(Clock)
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    let registry = tracing_subscriber::registry().with(filter).with(fmt);
+    match otlp {
+        Some(endpoint) => {
+            let (layer, guard) = asyncjobs::otel::otlp_layer("ajc", Some(endpoint))?;
+            let _ = registry.with(layer).try_init();
+            Ok(Some(guard))
+        }
+        None => {
+            let _ = registry.try_init();
+            Ok(None)
+        }
+    }
 }
 
 /// Runs the chosen command.
@@ -95,7 +112,13 @@ fn main() -> ExitCode {
             };
         }
     };
-    init_logging(cli.global.debug);
+    let _otel = match init_logging(cli.global.debug, cli.otlp_endpoint()) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("ajc runtime error: {e}");
+            return ExitCode::from(1);
+        }
+    };
     // One thread: every command is JetStream round trips (and `task
     // process` hands tasks to other processes), which run fastest without
     // thread hand-offs and leave the other cores to nats-server.

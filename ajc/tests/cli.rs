@@ -1545,3 +1545,88 @@ async fn delayed_tasks_and_replay() {
     let out = env.run(&["task", "retry", &id, "--state", "expired"]).await;
     out.fails();
 }
+
+/// `task process --otlp-endpoint` exports its spans over OTLP/HTTP: a
+/// minimal receiver here gets `POST /v1/traces` (protobuf) once a task ran
+/// and the worker stopped (the exporter flushes on the way out), and the
+/// external command gets the try's `TRACEPARENT`.
+#[tokio::test]
+async fn task_process_exports_traces_over_otlp() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let env = Env::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut got = Vec::new();
+                // the request head is enough to know what was sent
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&got).to_lowercase();
+                let _ = tx.send(head);
+                let _ = sock
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    env.run(&["queue", "add", "TRACED"]).await.ok();
+    let dir = tempfile::tempdir().unwrap();
+    let seen = dir.path().join("traceparent");
+    let handler = write_script(
+        dir.path(),
+        "handler.sh",
+        &format!(
+            "#!/bin/sh\necho \"$TRACEPARENT\" > {}\necho done\n",
+            seen.display()
+        ),
+    );
+    let mut worker = env.cmd(true);
+    worker
+        .args(["task", "process", "traced", "TRACED", "1"])
+        .arg(&handler)
+        .args(["--otlp-endpoint", &endpoint])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut worker: Child = worker.spawn().unwrap();
+    let id = task_id(
+        env.run(&["task", "add", "-q", "TRACED", "traced", "{}"])
+            .await
+            .ok(),
+    );
+    let client = env.client().await;
+    wait_for_state(&client, &id, TaskState::Complete, Duration::from_secs(20)).await;
+    let tp = std::fs::read_to_string(&seen).unwrap();
+    let parts: Vec<&str> = tp.trim().split('-').collect();
+    assert!(
+        parts.len() == 4 && parts[1].len() == 32,
+        "TRACEPARENT {tp:?}"
+    );
+    // stop the worker: SIGTERM, then the exporter flushes
+    let pid = worker.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(20), worker.wait())
+        .await
+        .expect("ajc task process stops on SIGTERM")
+        .unwrap();
+    let head = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("an OTLP export")
+        .unwrap();
+    assert!(head.starts_with("post /v1/traces"), "{head}");
+    assert!(
+        head.contains("content-type: application/x-protobuf"),
+        "{head}"
+    );
+}

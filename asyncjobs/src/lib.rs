@@ -347,6 +347,8 @@ pub mod handler;
 mod macro_support;
 pub mod metrics;
 pub mod natscontext;
+#[cfg(feature = "otel")]
+pub mod otel;
 pub mod queue;
 pub mod registry;
 #[cfg(feature = "remote")]
@@ -358,6 +360,7 @@ pub mod runtime;
 pub mod scheduler;
 #[cfg(feature = "signing")]
 pub mod signing;
+mod spans;
 pub mod state;
 mod storage;
 pub mod task;

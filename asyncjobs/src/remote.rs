@@ -83,6 +83,8 @@ pub const ERROR_HEADER: &str = "AJ-Error";
 pub const TERMINATE_HEADER: &str = "AJ-Terminate";
 /// Environment variable naming the task file given to external commands.
 pub const TASK_FILE_ENV: &str = "CHORIA_AJ_TASK";
+/// Header carrying the W3C trace context to request-reply handlers.
+pub const TRACEPARENT_HEADER: &str = "traceparent";
 /// The queue group [`RequestReplyServer`] joins unless told otherwise.
 pub const DEFAULT_QUEUE_GROUP: &str = "asyncjobs";
 
@@ -232,6 +234,11 @@ async fn request(
     let mut headers = HeaderMap::new();
     headers.insert(CONTENT_TYPE_HEADER, TASK_CONTENT_TYPE);
     headers.insert(DEADLINE_HEADER, deadline_header_value(deadline).as_str());
+    // the remote handler continues this try's trace
+    if let Some(tp) = crate::spans::traceparent(&tracing::Span::current(), ctx.traceparent.clone())
+    {
+        headers.insert(TRACEPARENT_HEADER, tp.as_str());
+    }
     let wait = left - REPLY_MARGIN;
     let req = async_nats::Request::new()
         .headers(headers)
@@ -827,9 +834,15 @@ impl ExternalCommand {
         })?;
 
         let mut cmd = tokio::process::Command::new(&self.path);
-        cmd.env_clear()
-            .env(TASK_FILE_ENV, &task_file)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
+        cmd.env_clear().env(TASK_FILE_ENV, &task_file);
+        // the command continues this try's trace (W3C TRACEPARENT, as
+        // OpenTelemetry's environment-variable propagation names it)
+        if let Some(tp) =
+            crate::spans::traceparent(&tracing::Span::current(), ctx.traceparent.clone())
+        {
+            cmd.env("TRACEPARENT", tp);
+        }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())

@@ -263,6 +263,13 @@ pub struct WorkerArgs {
     /// Print the registered handlers and exit
     #[arg(long)]
     pub list_handlers: bool,
+
+    /// Export traces over OTLP/HTTP to this collector, for example
+    /// http://127.0.0.1:4318 (feature `otel`; OTEL_SERVICE_NAME and the
+    /// SDK's sampling variables apply)
+    #[cfg(feature = "otel")]
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Default for WorkerArgs {
@@ -284,6 +291,8 @@ impl Default for WorkerArgs {
             queue_concurrency: None,
             scheduler: None,
             list_handlers: false,
+            #[cfg(feature = "otel")]
+            otlp_endpoint: None,
         }
     }
 }
@@ -662,11 +671,42 @@ impl App {
         self.handlers = Some(handlers);
         let filter = tracing_subscriber::EnvFilter::try_new(log_directives(&args.log_level))
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(filter)
+        let fmt = tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
-            .with_ansi(std::io::stderr().is_terminal())
-            .try_init();
+            .with_ansi(std::io::stderr().is_terminal());
+        use tracing_subscriber::layer::SubscriberExt as _;
+        use tracing_subscriber::util::SubscriberInitExt as _;
+        let registry = tracing_subscriber::registry().with(filter).with(fmt);
+        // flushes the spans when the worker ends
+        #[cfg(feature = "otel")]
+        let _otel = match args.otlp_endpoint.as_deref() {
+            Some(endpoint) => {
+                let service = std::env::args()
+                    .next()
+                    .and_then(|p| {
+                        std::path::Path::new(&p)
+                            .file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                    })
+                    .unwrap_or_else(|| "asyncjobs-worker".into());
+                match crate::otel::otlp_layer(&service, Some(endpoint)) {
+                    Ok((layer, guard)) => {
+                        let _ = registry.with(layer).try_init();
+                        Some(guard)
+                    }
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+            None => {
+                let _ = registry.try_init();
+                None
+            }
+        };
+        #[cfg(not(feature = "otel"))]
+        let _ = registry.try_init();
         let runtime = match WorkerRuntime::new(args.handler_threads) {
             Ok(rt) => rt,
             Err(e) => {

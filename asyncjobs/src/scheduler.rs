@@ -1058,7 +1058,10 @@ async fn fire(inner: &Inner, name: &str, st: &ScheduledTask, slot: OffsetDateTim
         tracing::debug!(schedule = %name, task = %task.id, %slot, "slot already fired by another scheduler");
         return;
     }
-    match inner.client.enqueue_to(&st.queue, &mut task).await {
+    let span = crate::spans::schedule(name, &st.queue);
+    let enqueued =
+        tracing::Instrument::instrument(inner.client.enqueue_to(&st.queue, &mut task), span).await;
+    match enqueued {
         Ok(()) => {
             crate::metrics::scheduler_scheduled(&st.task_type, &st.queue);
             tracing::info!(schedule = %name, task = %task.id, queue = %st.queue, %slot, "created scheduled task");

@@ -7,8 +7,9 @@ in a queue group, so any number of copies can run side by side.
 
 Protocol (reference section 10.3):
 
-* request headers: `AJ-Content-Type: application/x-asyncjobs-task+json` and
-  `AJ-Handler-Deadline: <RFC 3339 UTC>` (reply before then);
+* request headers: `AJ-Content-Type: application/x-asyncjobs-task+json`,
+  `AJ-Handler-Deadline: <RFC 3339 UTC>` (reply before then) and, when the
+  task carries one, `traceparent` (W3C trace context of the worker's try);
 * request body: the task JSON; its `payload` is base64 of the payload bytes
   (for tasks made by asyncjobs, the payload's JSON encoding);
 * reply: a body on success (the worker stores it as the task result, base64
@@ -62,8 +63,13 @@ def decode_payload(task):
         raise Failure(f"payload is not base64 JSON: {e}", terminate=True)
 
 
-async def handle(task):
-    """The actual work: returns the reply body, or raises Failure."""
+async def handle(task, traceparent=None):
+    """The actual work: returns the reply body, or raises Failure.
+
+    `traceparent` is the W3C trace context of the worker's try (header
+    `traceparent`): an OpenTelemetry SDK here would continue that trace; this
+    example returns it in the result to show it arrives.
+    """
     payload = decode_payload(task)
     if not isinstance(payload, dict) or not isinstance(payload.get("numbers"), list):
         raise Failure('invalid payload: expected {"numbers": [...]}', terminate=True)
@@ -74,6 +80,8 @@ async def handle(task):
     if tries <= int(payload.get("fail_tries", 0)):
         raise Failure(f"failing try {tries} on purpose")
     result = {"sum": sum(numbers), "count": len(numbers), "handled_by": "python", "try": tries}
+    if traceparent:
+        result["traceparent"] = traceparent
     return json.dumps(result).encode()
 
 
@@ -102,7 +110,7 @@ async def answer(nc, msg):
             raise Failure(f"invalid task request: {e}")
         left = seconds_left(headers.get("AJ-Handler-Deadline"))
         try:
-            body = await asyncio.wait_for(handle(task), timeout=left)
+            body = await asyncio.wait_for(handle(task, headers.get("traceparent")), timeout=left)
         except asyncio.TimeoutError:
             raise Failure("handler did not finish before its deadline")
     except Failure as e:

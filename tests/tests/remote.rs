@@ -785,6 +785,22 @@ async fn python_handler_completes_tasks_from_rust() {
         Task::new("py:sum", &serde_json::json!({"numbers": [1, "x"]})).unwrap(),
     )
     .await;
+    // the worker hands the trace context on to the remote handler
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let traced = enqueue(
+        &client,
+        Task::builder("py:sum")
+            .payload(&serde_json::json!({"numbers": [1]}))
+            .traceparent(traceparent)
+            .build()
+            .unwrap(),
+    )
+    .await;
+
+    let done = wait_for_state(&client, &traced.id, TaskState::Complete, T).await;
+    let body = remote::reply_payload(done.result.as_ref().unwrap()).unwrap();
+    let reply: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(reply["traceparent"], traceparent, "{reply}");
 
     for (task, n) in &sums {
         let done = wait_for_state(&client, &task.id, TaskState::Complete, T).await;

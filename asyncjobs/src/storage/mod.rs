@@ -950,6 +950,12 @@ impl Storage {
     /// sending again cannot duplicate. A stream the server says does not
     /// exist fails at once.
     pub(crate) async fn enqueue(&self, queue: &str, task: &mut Task) -> Result<()> {
+        let span = crate::spans::publish(queue, task);
+        tracing::Instrument::instrument(self.enqueue_in_span(queue, task), span).await
+    }
+
+    /// [`Storage::enqueue`] inside its `publish` span.
+    async fn enqueue_in_span(&self, queue: &str, task: &mut Task) -> Result<()> {
         // a delayed task: checked before anything is written
         let due = task.run_at.filter(|t| *t > OffsetDateTime::now_utc());
         if let (Some(due), Some(deadline)) = (due, task.deadline) {
@@ -975,7 +981,11 @@ impl Storage {
         }
         // a retried task's earlier item may still be in the dedupe window
         let dedupe = task.state != TaskState::Retry;
-        let traceparent = task.traceparent.clone().or_else(current_traceparent);
+        // the consumer's span is a child of this enqueue's (with `otel`)
+        let traceparent = crate::spans::traceparent(
+            &tracing::Span::current(),
+            task.traceparent.clone().or_else(current_traceparent),
+        );
         let stream = format!("{QUEUE_STREAM_PREFIX}{queue}");
         loop {
             let sent = self

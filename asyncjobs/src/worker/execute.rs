@@ -47,20 +47,9 @@ pub(crate) async fn run_handler(
     };
     metrics::handler_started();
     let started = std::time::Instant::now();
-    let trace_id = traceparent
-        .as_deref()
-        .and_then(|tp| tp.split('-').nth(1))
-        .unwrap_or("");
-    let span = tracing::info_span!(
-        "task",
-        id = %task.id,
-        r#type = %task.task_type,
-        queue = %task.queue,
-        try_ = task.tries,
-        trace_id = %trace_id,
-        traceparent = traceparent.as_deref().unwrap_or(""),
-    );
-    let fut = tracing::Instrument::instrument(shared.router.dispatch(ctx, task.clone()), span);
+    let span = crate::spans::process(task, traceparent.as_deref());
+    let fut =
+        tracing::Instrument::instrument(shared.router.dispatch(ctx, task.clone()), span.clone());
     let mut join = super::placement::spawn(
         fut,
         &task.task_type,
@@ -136,6 +125,26 @@ pub(crate) async fn run_handler(
         }
     };
     let failed = !matches!(outcome, Outcome::Done(Ok(_)));
+    match &outcome {
+        Outcome::Done(Ok(_)) => crate::spans::finish_process(&span, "complete", None),
+        Outcome::Done(Err(e)) => {
+            let kind = if e.is_terminate() {
+                "terminated"
+            } else {
+                "failed"
+            };
+            crate::spans::finish_process(&span, kind, Some(&e.to_string()));
+        }
+        Outcome::Panicked(m) => crate::spans::finish_process(&span, "panicked", Some(m)),
+        Outcome::TimedOut => crate::spans::finish_process(
+            &span,
+            "timed_out",
+            Some("the handler ran past its run time"),
+        ),
+        Outcome::Shutdown => {
+            crate::spans::finish_process(&span, "interrupted", Some("worker shutting down"))
+        }
+    }
     metrics::handler_finished(
         &shared.name,
         &task.task_type,
