@@ -107,11 +107,17 @@ where
     Ok((layer(&provider), OtelGuard { provider }))
 }
 
-/// Makes the trace context of `traceparent` the parent of `span`.
-pub(crate) fn set_parent(span: &tracing::Span, traceparent: &str) {
+/// Makes the trace context of `traceparent` the parent of `span`, and with
+/// `link` also a span link (the messaging conventions link a consumer's
+/// span to the producer's).
+pub(crate) fn set_parent(span: &tracing::Span, traceparent: &str, link: bool) {
+    use opentelemetry::trace::TraceContextExt as _;
     let carrier: HashMap<String, String> =
         HashMap::from([("traceparent".to_string(), traceparent.to_string())]);
     let cx = TraceContextPropagator::new().extract(&carrier);
+    if link {
+        span.add_link(cx.span().span_context().clone());
+    }
     let _ = span.set_parent(cx);
 }
 

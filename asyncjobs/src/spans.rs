@@ -24,7 +24,7 @@ pub(crate) fn publish(queue: &str, task: &Task) -> Span {
         asyncjobs.task.type = %task.task_type,
     );
     if let Some(tp) = &task.traceparent {
-        set_parent(&span, tp);
+        set_parent(&span, tp, false);
     }
     span
 }
@@ -54,7 +54,7 @@ pub(crate) fn process(task: &Task, traceparent: Option<&str>) -> Span {
         trace_id = %trace_id,
     );
     if let Some(tp) = traceparent {
-        set_parent(&span, tp);
+        set_parent(&span, tp, true);
     }
     span
 }
@@ -80,11 +80,11 @@ pub(crate) fn schedule(name: &str, queue: &str) -> Span {
     )
 }
 
-fn set_parent(span: &Span, traceparent: &str) {
+fn set_parent(span: &Span, traceparent: &str, link: bool) {
     #[cfg(feature = "otel")]
-    crate::otel::set_parent(span, traceparent);
+    crate::otel::set_parent(span, traceparent, link);
     #[cfg(not(feature = "otel"))]
-    let _ = (span, traceparent);
+    let _ = (span, traceparent, link);
 }
 
 /// The `traceparent` to hand on from inside `span`: its own context when an
