@@ -173,3 +173,47 @@ async fn enqueues_ride_out_a_leader_election() {
     .await;
     assert_eq!(info.stream.messages, 40);
 }
+
+/// A delayed task's held item lives in the replicated queue stream: the
+/// node leading the queue is killed while the task waits, and the task
+/// still runs once due, on the new leader's schedule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delayed_task_survives_a_queue_leader_change() {
+    let mut cluster = NatsCluster::start(3).await;
+    let producer = client(
+        &cluster,
+        Client::builder().replicas(3).queue(Queue::new("LATER")),
+    )
+    .await;
+    let nc = producer.nats().clone();
+    let mut task = Task::builder("later")
+        .run_in(Duration::from_secs(6))
+        .build()
+        .unwrap();
+    let due = task.run_at.unwrap();
+    producer.enqueue(&mut task).await.unwrap();
+    let dead = leader(&nc, "CHORIA_AJ_Q_LATER").await;
+    let index = cluster.index_of(&dead).expect("leader is a cluster node");
+    cluster.node_mut(index).stop();
+    wait_for(T, "a new queue leader", || async {
+        let now = js_api_answer(&nc, "STREAM.INFO.CHORIA_AJ_Q_LATER").await?;
+        let name = now["cluster"]["leader"].as_str()?;
+        (name != dead).then_some(())
+    })
+    .await;
+    leader(&nc, "CHORIA_AJ_TASKS").await;
+    let ran = Arc::new(Mutex::new(None));
+    let r = ran.clone();
+    let router = Router::new()
+        .handle("later", move |_ctx: TaskContext, _t: Task| {
+            *r.lock().unwrap() = Some(time::OffsetDateTime::now_utc());
+            async { asyncjobs::handler::to_output(&"done") }
+        })
+        .unwrap();
+    let worker_client = client(&cluster, Client::builder().bind_queue("LATER")).await;
+    let worker = spawn_worker(worker_client.worker(router));
+    wait_for_state(&producer, &task.id, TaskState::Complete, T).await;
+    let ran = ran.lock().unwrap().expect("the handler ran");
+    assert!(ran >= due, "ran at {ran}, before it was due at {due}");
+    worker.stop().await;
+}
