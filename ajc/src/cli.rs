@@ -36,7 +36,12 @@ Choria Async Jobs) and runs workers and schedulers. Scripts written for the Go
     one unless -f/--force is given.
   * Without a NATS context file, --server URL (or NATS_URL) connects directly;
     with one, --server overrides the context's URL.
-  * Errors are printed without the usage text.";
+  * Errors are printed without the usage text.
+  * Additions: `task add --at/--in` (delayed tasks), `task retry` with
+    --state/--type/--from-queue/--since/--error/--dry-run (dead-letter
+    replay), `server run` also serves a web dashboard under /ui/ and
+    extensions of Go's API (see the README), --otlp-endpoint on `task
+    process` and `server run` exports OpenTelemetry traces.";
 
 /// `ajc`.
 #[derive(Parser, Debug)]
