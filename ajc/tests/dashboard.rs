@@ -294,6 +294,12 @@ async fn dashboard_in_a_browser() {
     b.accept_alert().await.unwrap();
     wait_text(b, ".notice", "Task enqueued again").await;
     streams_open(b).await;
+    // the record first: what the page shows comes from its events
+    wait_for(T, "the retried task to complete", || {
+        let (http, server, flaky) = (&http, &server, &flaky);
+        async move { (task(http, server, flaky).await["state"] == "complete").then_some(()) }
+    })
+    .await;
     wait_text(b, "[data-state]", "complete").await;
     let done = task(&http, &server, &flaky).await;
     assert_eq!(done["state"], "complete");

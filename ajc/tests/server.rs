@@ -636,6 +636,43 @@ async fn flags_bind_rules_and_shutdown() {
     assert!(err.contains("MISSING"), "{err}");
 
     let mut server = ApiServer::start(&url, &["--allow-create-default"]).await;
+    // a browser on another site may not change anything, and a loopback
+    // server answers only for loopback host names (no DNS rebinding)
+    let client = http();
+    let r = client
+        .post(server.url("/v1/queues"))
+        .header("Sec-Fetch-Site", "cross-site")
+        .header("Origin", "http://evil.example")
+        .body(r#"{"name":"EVIL"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let e: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["details"]["reason"], "cross_site_request");
+    let r = client
+        .post(server.url("/v1/queues"))
+        .header("Origin", "http://evil.example")
+        .body(r#"{"name":"EVIL"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "an Origin that is not the Host");
+    let r = client
+        .get(server.url("/v1/tasks"))
+        .header("Host", "evil.example:8080")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let e: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["details"]["reason"], "host_not_allowed");
+    let r = client
+        .get(server.url("/v1/queues/EVIL"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "the refused requests created nothing");
     let pid = server.child.id().unwrap() as i32;
     assert_eq!(unsafe { libc_kill(pid, 15) }, 0);
     let status = tokio::time::timeout(T, server.child.wait())

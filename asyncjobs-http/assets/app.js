@@ -28,10 +28,12 @@ window.addEventListener("pageshow", function (e) {
 var FINAL = ["complete", "expired", "terminated", "unreachable", "queue_error"];
 var FAILED = ["retry", "expired", "terminated", "unreachable", "queue_error"];
 
-function events(query, onEvent) {
+function events(query, onEvent, onOpen) {
   if (!window.EventSource) { return; }
   var source = new EventSource("/v1/events" + (query ? "?" + query : ""));
   window.__sources.push(source);
+  // what changed between the page's rendering and the stream's start
+  if (onOpen) { source.addEventListener("open", onOpen); }
   source.addEventListener("io.choria.asyncjobs.v1.task_state", function (m) {
     try { onEvent(JSON.parse(m.data)); } catch (err) { window.__errors.push(String(err)); }
   });
@@ -97,6 +99,18 @@ function liveTasks(table) {
   });
 }
 
+function showResult(box, id) {
+  fetch("/v1/tasks/" + encodeURIComponent(id)).then(function (r) { return r.json(); }).then(function (t) {
+    if (t.state) { setState(box.querySelector("[data-state]"), t.state); }
+    if (t.result) {
+      var pre = document.createElement("pre");
+      pre.textContent = JSON.stringify(t.result.payload, null, 2);
+      var box2 = box.querySelector("[data-result]");
+      box2.textContent = ""; box2.appendChild(pre);
+    }
+  }).catch(function (err) { window.__errors.push(String(err)); });
+}
+
 function liveTask(box) {
   var id = box.getAttribute("data-live-task"), list = box.querySelector("[data-events]");
   events("task=" + encodeURIComponent(id), function (ev) {
@@ -108,18 +122,9 @@ function liveTask(box) {
     li.textContent = new Date(ev.timestamp || Date.now()).toISOString().slice(11, 19) + " " + ev.state +
       " (try " + ev.tries + ")" + (ev.last_error ? ": " + ev.last_error : "");
     list.appendChild(li);
-    if (FINAL.indexOf(ev.state) >= 0) {
-      // the result comes with the record
-      fetch("/v1/tasks/" + encodeURIComponent(id)).then(function (r) { return r.json(); }).then(function (t) {
-        if (t.result) {
-          var pre = document.createElement("pre");
-          pre.textContent = JSON.stringify(t.result.payload, null, 2);
-          var box2 = box.querySelector("[data-result]");
-          box2.textContent = ""; box2.appendChild(pre);
-        }
-      }).catch(function (err) { window.__errors.push(String(err)); });
-    }
-  });
+    // the result comes with the record
+    if (FINAL.indexOf(ev.state) >= 0) { showResult(box, id); }
+  }, function () { showResult(box, id); });
 }
 
 function liveChart(fig) {

@@ -230,6 +230,10 @@ impl From<asyncjobs::Error> for ApiError {
                     .field("deadline")
                     .reason("deadline_before_due")
             }
+            // a setting that does not allow what was asked (for example a
+            // delayed task into a queue that cannot hold it)
+            E::Config(_) => ApiError::new(bad, ErrorCode::InvalidArgument, e.to_string())
+                .reason("invalid_configuration"),
             E::UnknownRetryPolicy(_) => {
                 ApiError::new(bad, ErrorCode::InvalidArgument, e.to_string())
                     .reason("unknown_retry_policy")

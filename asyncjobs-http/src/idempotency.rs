@@ -31,8 +31,8 @@ pub(crate) struct Keys {
 
 /// The outcome of [`Keys::reserve`].
 pub(crate) enum Reserved {
-    /// A request with this key created this task.
-    Existing(String),
+    /// A request with this key created this task (the key's revision).
+    Existing(String, u64),
     /// The key is ours: record the task or release it.
     New(Reservation),
 }
@@ -105,14 +105,16 @@ impl Keys {
                 Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
                 Err(e) => return Err(unavailable("reserving a key", e)),
             }
-            match store.get(&encoded).await {
-                Ok(Some(id)) if !id.is_empty() => {
+            match store.entry(&encoded).await {
+                Ok(Some(e)) if e.operation == kv::Operation::Put && !e.value.is_empty() => {
                     return Ok(Reserved::Existing(
-                        String::from_utf8_lossy(&id).into_owned(),
+                        String::from_utf8_lossy(&e.value).into_owned(),
+                        e.revision,
                     ))
                 }
                 // released or expired meanwhile: try to reserve again
                 Ok(None) => continue,
+                Ok(Some(e)) if e.operation != kv::Operation::Put => continue,
                 Ok(Some(_)) if started.elapsed() < PENDING_WAIT => {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
@@ -138,16 +140,18 @@ impl Keys {
             .update(&r.key, task_id.as_bytes().to_vec().into(), r.revision)
             .await
         {
-            // the task exists; a repeat will create another one
+            // the task exists; until the key expires, a repeat waits and is
+            // then told the key is in use
             tracing::warn!(error = %e, task = task_id, "idempotency key not recorded");
         }
     }
 
-    /// Forgets `key` (its task no longer exists).
-    pub(crate) async fn forget(&self, key: &str) {
+    /// Forgets `key` (its task no longer exists), unless it changed since
+    /// it was read at `revision` (another request reserved it afresh).
+    pub(crate) async fn forget(&self, key: &str, revision: u64) {
         let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key);
         if let Ok(store) = self.store().await {
-            if let Err(e) = store.delete(&encoded).await {
+            if let Err(e) = store.delete_expect_revision(&encoded, Some(revision)).await {
                 tracing::warn!(error = %e, "idempotency key not forgotten");
             }
         }

@@ -95,6 +95,12 @@ pub struct ApiOptions {
     /// Refuse the dashboard's actions (retry, delete, purge, configure,
     /// schedules) with 403; pages still show everything. Default false.
     pub read_only: bool,
+    /// Answer only requests whose `Host` is a loopback name or address
+    /// (`localhost`, `127.0.0.1`, `[::1]`, with any port): a web page on
+    /// another site cannot reach a loopback-bound server by DNS rebinding.
+    /// `ajc server run` sets it when it listens on a loopback address.
+    /// Default false (the router may be mounted behind any host name).
+    pub loopback_hosts_only: bool,
 }
 
 impl Default for ApiOptions {
@@ -109,6 +115,7 @@ impl Default for ApiOptions {
             replicas: 1,
             ui: true,
             read_only: false,
+            loopback_hosts_only: false,
         }
     }
 }
@@ -124,8 +131,21 @@ pub(crate) struct Inner {
     /// One task listing at a time (Go's `list_in_progress`): a listing
     /// reads the whole store.
     pub listing: Arc<tokio::sync::Semaphore>,
-    /// The token the dashboard's forms carry (random per process).
-    pub csrf: String,
+    /// The token the dashboard's forms carry: shared by every replica
+    /// through the KV bucket `CHORIA_AJ_HTTP` (random per process when the
+    /// bucket cannot be used).
+    pub csrf: tokio::sync::OnceCell<String>,
+}
+
+impl Api {
+    /// The dashboard's form token (see [`Inner::csrf`]).
+    pub(crate) async fn csrf(&self) -> String {
+        self.0
+            .csrf
+            .get_or_init(|| ui::shared_token(self.client.nats().clone()))
+            .await
+            .clone()
+    }
 }
 
 impl std::ops::Deref for Api {
@@ -145,10 +165,7 @@ pub fn router(client: Client, options: ApiOptions) -> axum::Router {
         options,
         idempotency,
         listing: Arc::new(tokio::sync::Semaphore::new(1)),
-        csrf: rand::random::<[u8; 16]>()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
+        csrf: tokio::sync::OnceCell::new(),
     }));
     routes::build(api)
 }

@@ -61,8 +61,78 @@ fn is_long(route: &str, query: Option<&str>) -> bool {
         || (route == "/v1/tasks" && query.is_some_and(|q| q.contains("stream=ndjson")))
 }
 
+/// Whether the browser says the request comes from another site
+/// (`Sec-Fetch-Site`, or an `Origin` whose host is not the `Host`).
+/// Clients other than browsers send neither header.
+pub(crate) fn cross_site(headers: &axum::http::HeaderMap) -> bool {
+    use axum::http::header;
+    let site = headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("same-origin");
+    if !matches!(site, "same-origin" | "none") {
+        return true;
+    }
+    match (headers.get(header::ORIGIN), headers.get(header::HOST)) {
+        (Some(origin), Some(host)) => {
+            let origin_host = origin
+                .to_str()
+                .ok()
+                .and_then(|o| o.split_once("://").map(|(_, h)| h.to_string()));
+            origin_host.as_deref() != host.to_str().ok()
+        }
+        _ => false,
+    }
+}
+
+/// Whether the request's host (`Host`, or the URI's authority as HTTP/2
+/// sends it) names this machine's loopback (any port).
+fn loopback_host(req: &Request) -> bool {
+    let host = req
+        .headers()
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| req.uri().authority().map(|a| a.as_str().to_string()));
+    let Some(host) = host else {
+        return false;
+    };
+    let name = match host.rsplit_once(':') {
+        Some((n, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !n.ends_with(':') => n,
+        _ => host.as_str(),
+    };
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 pub(crate) async fn access(State(api): State<Api>, req: Request, next: Next) -> Response {
     let started = Instant::now();
+    if api.options.loopback_hosts_only && !loopback_host(&req) {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::InvalidArgument,
+            "this server answers only requests for a loopback host (localhost, 127.0.0.1, [::1])",
+        )
+        .reason("host_not_allowed")
+        .into_response();
+    }
+    // a page on another site may not make a browser change anything here
+    let safe = matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    );
+    if !safe && cross_site(req.headers()) {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::InvalidArgument,
+            "refused: a browser sent this request from another site",
+        )
+        .reason("cross_site_request")
+        .into_response();
+    }
     let method = req.method().clone();
     // the route pattern, not the path: ids would make every line a series
     let route = req

@@ -310,6 +310,17 @@ async fn delayed_create_and_replay_by_filter() {
             .unwrap();
         ids.push(t.id);
     }
+    // a task of the type that has not ended is never replayed
+    let mut waiting = Task::new("dead", &()).unwrap();
+    client.enqueue(&mut waiting).await.unwrap();
+    let r = http
+        .post(format!("{base}/v1/tasks/retry"))
+        .json(&json!({"filter": {"type": "dead", "dry_run": true}}))
+        .send()
+        .await
+        .unwrap();
+    let dry: Value = r.json().await.unwrap();
+    assert_eq!(dry["matched"], 2, "only the dead letters: {dry}");
     let r = http
         .post(format!("{base}/v1/tasks/retry"))
         .json(&json!({"filter": {"state": "terminated", "type": "dead", "dry_run": true}}))

@@ -394,9 +394,11 @@ impl Client {
             .boxed())
     }
 
-    /// Retries every stored task `filter` matches (a dead-letter replay:
-    /// for example every `expired` task of one type), each into its own
-    /// queue, as [`Client::retry_task`] does. The matching tasks are read
+    /// Retries every stored task `filter` matches that ended for good (a
+    /// dead-letter replay: `expired`, `terminated`, `unreachable` or
+    /// `queue_error`, and `complete` only when the filter names that state;
+    /// tasks still waiting or running are never taken, they would run
+    /// twice), each into its own queue. The matching tasks are read
     /// first (a listing snapshot), then retried one by one; `progress` is
     /// called after each with (done, total). With `dry_run` nothing is
     /// changed: the summary lists what would be replayed.
@@ -411,10 +413,19 @@ impl Client {
         mut progress: impl FnMut(usize, usize),
     ) -> Result<ReplaySummary> {
         let mut matched = Vec::new();
+        let named_complete = filter.states.contains(&TaskState::Complete);
         let mut listing = self.list_tasks_filtered(filter).await?;
         while let Some(t) = listing.next().await {
             match t {
-                Ok(t) => matched.push((t.id, t.queue)),
+                // only tasks that ended for good: a task still waiting or
+                // running would run twice
+                Ok(t)
+                    if t.state.is_dead_letter()
+                        || (t.state == TaskState::Complete && named_complete) =>
+                {
+                    matched.push((t.id, t.queue))
+                }
+                Ok(_) => {}
                 Err(Error::InvalidTaskRecord { .. }) => {}
                 Err(e) => return Err(e),
             }

@@ -56,6 +56,19 @@ impl TaskState {
         }
     }
 
+    /// True for the states a task ends in when it failed for good
+    /// (`expired`, `terminated`, `unreachable`, `queue_error`): the dead
+    /// letters [`Client::replay_tasks`](crate::Client::replay_tasks) takes.
+    pub fn is_dead_letter(&self) -> bool {
+        matches!(
+            self,
+            TaskState::Expired
+                | TaskState::Terminated
+                | TaskState::Unreachable
+                | TaskState::QueueError
+        )
+    }
+
     /// Parses a state name; `completed` is accepted for `complete`.
     pub fn from_name(name: &str) -> Option<TaskState> {
         Some(match name {

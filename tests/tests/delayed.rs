@@ -346,3 +346,67 @@ async fn typed_enqueue_with_a_delay() {
     assert!(task.run_at.is_some_and(|t| t > OffsetDateTime::now_utc()));
     assert!(held_item(c.nats(), "REPORTS", handle.id()).await);
 }
+
+/// A task waiting out a retry backoff holds an item too: retrying it by
+/// hand removes that item (so it does not run twice) and runs it now; a
+/// delayed task due after the queue's max age is refused.
+#[tokio::test]
+async fn retry_replaces_a_held_backoff_and_due_times_respect_max_age() {
+    let server = NatsServer::start();
+    let c = client(&server, Queue::new("HELD")).await;
+    let runs = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let r = runs.clone();
+    let router = Router::new()
+        .handle("later", move |_: TaskContext, _: Task| {
+            let n = r.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move {
+                if n == 0 {
+                    Err(asyncjobs::HandlerError::retry_after(
+                        "not yet",
+                        Duration::from_secs(3600),
+                    ))
+                } else {
+                    asyncjobs::handler::to_output(&n)
+                }
+            }
+        })
+        .unwrap();
+    let worker = spawn_worker(c.worker(router));
+    let mut task = Task::builder("later").build().unwrap();
+    c.enqueue(&mut task).await.unwrap();
+    wait_for_state(&c, &task.id, TaskState::Retry, T).await;
+    wait_for(T, "the backoff's held item", || {
+        let nc = c.nats().clone();
+        let id = task.id.clone();
+        async move { held_item(&nc, "HELD", &id).await.then_some(()) }
+    })
+    .await;
+    c.retry_task(&task.id).await.unwrap();
+    assert!(
+        !held_item(c.nats(), "HELD", &task.id).await,
+        "the held backoff item stayed"
+    );
+    let done = wait_for_state(&c, &task.id, TaskState::Complete, T).await;
+    assert_eq!(done.tries, 2);
+    worker.stop().await;
+
+    let short = client(
+        &server,
+        Queue::new("SHORT").max_age(Duration::from_secs(120)),
+    )
+    .await;
+    let mut far = Task::builder("later")
+        .run_in(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let err = short.enqueue(&mut far).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("would be discarded before it runs"),
+        "{err}"
+    );
+    assert!(matches!(
+        short.load_task(&far.id).await,
+        Err(asyncjobs::Error::TaskNotFound(_))
+    ));
+}

@@ -59,6 +59,9 @@ async fn server_run(ctx: &Ctx, a: &ServerRunArgs) -> Result<()> {
         write_timeout,
         ui: !a.no_ui,
         read_only: a.read_only,
+        // a loopback server answers only for loopback host names (no DNS
+        // rebinding from a web page)
+        loopback_hosts_only: addr.ip().is_loopback(),
         ..ApiOptions::default()
     };
     let app = asyncjobs_http::router(client, options);

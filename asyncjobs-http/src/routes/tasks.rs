@@ -35,7 +35,7 @@ fn task_response(status: StatusCode, task: &Task) -> Response {
 /// with the task the first one created instead of creating another. A
 /// `traceparent` header is carried onto the task.
 #[utoipa::path(post, path = "/v1/tasks", operation_id = "createTask", tag = "Tasks",
-    params(("Idempotency-Key" = Option<String>, Header, max_length = 128,
+    params(("Idempotency-Key" = Option<String>, Header, max_length = 1024,
         description = "Repeats of a request with this key return the task the first one created")),
     request_body = TaskCreateRequest,
     responses(
@@ -62,7 +62,9 @@ pub(super) async fn create(
             v.to_str()
                 .map_err(|_| bad_parameter("Idempotency-Key", "not visible ASCII"))?
                 .to_string(),
-        ),
+        )
+        // an empty key is no key
+        .filter(|k| !k.is_empty()),
         None => None,
     };
     let mut reservation = None;
@@ -70,10 +72,12 @@ pub(super) async fn create(
         // a key whose task is gone (deleted, discarded) is used afresh
         for _ in 0..2 {
             match api.idempotency.reserve(key).await? {
-                crate::idempotency::Reserved::Existing(id) => {
+                crate::idempotency::Reserved::Existing(id, revision) => {
                     match api.client.load_task_unverified(&id).await {
                         Ok(task) => return Ok(task_response(StatusCode::OK, &task)),
-                        Err(asyncjobs::Error::TaskNotFound(_)) => api.idempotency.forget(key).await,
+                        Err(asyncjobs::Error::TaskNotFound(_)) => {
+                            api.idempotency.forget(key, revision).await
+                        }
                         Err(e) => return Err(e.into()),
                     }
                 }
@@ -92,29 +96,38 @@ pub(super) async fn create(
             .reason("idempotency_key_in_use"));
         }
     }
-    let created = async {
-        let JsonBody(req) =
-            <JsonBody<TaskCreateRequest> as axum::extract::FromRequest<Api>>::from_request(
-                request, &api,
-            )
-            .await?;
-        let mut task = build_task(&api, req, &headers)?;
-        api.client.enqueue(&mut task).await?;
-        Ok::<_, ApiError>(task)
-    }
-    .await;
-    match (created, reservation) {
-        (Ok(task), Some(r)) => {
-            api.idempotency.record(r, &task.id).await;
-            Ok(task_response(StatusCode::CREATED, &task))
+    // run to the end even when the client goes away or the write timeout
+    // drops this request: a reserved key is always recorded or released
+    let work = {
+        let api = api.clone();
+        async move {
+            let created = async {
+                let JsonBody(req) = <JsonBody<TaskCreateRequest> as axum::extract::FromRequest<
+                    Api,
+                >>::from_request(request, &api)
+                .await?;
+                let mut task = build_task(&api, req, &headers)?;
+                api.client.enqueue(&mut task).await?;
+                Ok::<_, ApiError>(task)
+            }
+            .await;
+            match (created, reservation) {
+                (Ok(task), Some(r)) => {
+                    api.idempotency.record(r, &task.id).await;
+                    Ok(task_response(StatusCode::CREATED, &task))
+                }
+                (Ok(task), None) => Ok(task_response(StatusCode::CREATED, &task)),
+                (Err(e), Some(r)) => {
+                    api.idempotency.release(r).await;
+                    Err(e)
+                }
+                (Err(e), None) => Err(e),
+            }
         }
-        (Ok(task), None) => Ok(task_response(StatusCode::CREATED, &task)),
-        (Err(e), Some(r)) => {
-            api.idempotency.release(r).await;
-            Err(e)
-        }
-        (Err(e), None) => Err(e),
-    }
+    };
+    tokio::spawn(work)
+        .await
+        .unwrap_or_else(|e| Err(ApiError::internal(format!("creating the task failed: {e}"))))
 }
 
 fn build_task(api: &Api, req: TaskCreateRequest, headers: &HeaderMap) -> Result<Task, ApiError> {
@@ -311,19 +324,50 @@ pub(super) async fn list(
         })
         .take(limit);
     if ndjson {
-        let lines = matching.map(move |r| {
-            let _held = &permit;
-            r.map(|t| {
-                let mut line =
-                    go_json::encode(&serde_json::to_value(TaskView::from(&t)).unwrap_or_default());
-                line.push(b'\n');
-                line
+        // a streamed listing gets the write timeout for all of it (Go's
+        // WriteTimeout bounds the whole response): past it the permit is
+        // given back even when the client stopped reading, and the stream
+        // ends with an error
+        let permit = std::sync::Arc::new(std::sync::Mutex::new(Some(permit)));
+        let limit = api.options.write_timeout;
+        let expired = tokio_util::sync::CancellationToken::new();
+        {
+            // the stream owns the permit; the watchdog only reaches it
+            // while the stream lives
+            let (permit, expired) = (std::sync::Arc::downgrade(&permit), expired.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(limit).await;
+                expired.cancel();
+                if let Some(p) = permit.upgrade() {
+                    p.lock().expect("permit lock").take();
+                }
+            });
+        }
+        let lines = matching
+            .take_until(expired.clone().cancelled_owned())
+            .map(move |r| {
+                let _held = &permit;
+                r.map(|t| {
+                    let mut line = go_json::encode(
+                        &serde_json::to_value(TaskView::from(&t)).unwrap_or_default(),
+                    );
+                    line.push(b'\n');
+                    line
+                })
+                .map_err(|e| {
+                    tracing::warn!(error = %e, "listing tasks ended early");
+                    std::io::Error::other(e.to_string())
+                })
             })
-            .map_err(|e| {
-                tracing::warn!(error = %e, "listing tasks ended early");
-                std::io::Error::other(e.to_string())
-            })
-        });
+            .chain(futures::stream::once(async move {
+                if expired.is_cancelled() {
+                    Err(std::io::Error::other(
+                        "the listing took longer than the write timeout",
+                    ))
+                } else {
+                    Ok(Vec::new())
+                }
+            }));
         let mut r = Body::from_stream(lines).into_response();
         r.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -361,8 +405,8 @@ pub(super) async fn get(
     Ok(json(StatusCode::OK, &TaskView::from(&task)))
 }
 
-/// Deletes a task's record (its work item, if any, is left to end as
-/// not found).
+/// Deletes a task's record, and an item held for it (delayed, or waiting
+/// for a retry); a work item already in the queue ends as not found.
 #[utoipa::path(delete, path = "/v1/tasks/{id}", operation_id = "deleteTask", tag = "Tasks",
     params(("id" = String, Path, description = "Task id")),
     responses(

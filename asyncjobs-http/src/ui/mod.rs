@@ -82,39 +82,66 @@ fn page<T: askama::Template>(status: StatusCode, t: &T) -> Response {
     }
 }
 
-/// True when a POST may act: not read-only, the form's token matches, and
-/// the browser does not say it comes from another site.
-fn may_act(api: &Api, headers: &HeaderMap, token: &str) -> Result<(), (StatusCode, &'static str)> {
+/// True when a POST may act: not read-only and the form's token matches
+/// (requests a browser marks cross-site are refused before this, for the
+/// whole router).
+pub(crate) async fn may_act(
+    api: &Api,
+    headers: &HeaderMap,
+    token: &str,
+) -> Result<(), (StatusCode, &'static str)> {
     if api.options.read_only {
         return Err((
             StatusCode::FORBIDDEN,
             "this dashboard is read-only (ajc server run --read-only)",
         ));
     }
-    let site = headers
-        .get("sec-fetch-site")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("same-origin");
-    let same_origin = match (headers.get(header::ORIGIN), headers.get(header::HOST)) {
-        (Some(origin), Some(host)) => origin
-            .to_str()
-            .ok()
-            .and_then(|o| o.split_once("://").map(|(_, h)| h.to_string()))
-            .zip(host.to_str().ok())
-            .is_some_and(|(o, h)| o == h),
-        _ => true,
-    };
-    if !matches!(site, "same-origin" | "none") || !same_origin {
+    if crate::observe::cross_site(headers) {
         return Err((
             StatusCode::FORBIDDEN,
             "refused: the request came from another site",
         ));
     }
-    if token != api.csrf {
+    if token != api.csrf().await {
         return Err((
             StatusCode::FORBIDDEN,
             "refused: the form is stale or forged; reload the page",
         ));
     }
     Ok(())
+}
+
+/// The form token every replica shares: kept in the KV bucket
+/// `CHORIA_AJ_HTTP` (key `csrf`, created by the first server), so a form
+/// rendered by one replica is accepted by another behind a load balancer.
+pub(crate) async fn shared_token(nc: async_nats::Client) -> String {
+    use async_nats::jetstream::{self, kv};
+    let fresh: String = rand::random::<[u8; 16]>()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let js = jetstream::new(nc);
+    let store = match js.get_key_value("CHORIA_AJ_HTTP").await {
+        Ok(s) => Ok(s),
+        Err(_) => {
+            js.create_key_value(kv::Config {
+                bucket: "CHORIA_AJ_HTTP".into(),
+                description: "asyncjobs HTTP API: settings replicas share".into(),
+                history: 1,
+                ..Default::default()
+            })
+            .await
+        }
+    };
+    let Ok(store) = store else {
+        tracing::warn!("cannot keep the dashboard's form token in CHORIA_AJ_HTTP; forms only work on this replica");
+        return fresh;
+    };
+    if store.create("csrf", fresh.clone().into()).await.is_ok() {
+        return fresh;
+    }
+    match store.get("csrf").await {
+        Ok(Some(v)) if !v.is_empty() => String::from_utf8_lossy(&v).into_owned(),
+        _ => fresh,
+    }
 }

@@ -171,7 +171,20 @@ pub(super) async fn overview(State(api): State<Api>, RawQuery(raw): RawQuery) ->
     let mut counts: BTreeMap<&'static str, u64> = STATES.iter().map(|s| (*s, 0)).collect();
     let mut counted = 0u64;
     let mut complete_count = true;
-    match api.client.list_tasks(COUNT_SCAN).await {
+    // counting reads the store: one listing at a time, as the API's
+    let listing = api.listing.clone().try_acquire_owned();
+    if listing.is_err() {
+        problems.push("a task listing is in progress: the counts by state are left out".into());
+        complete_count = false;
+    }
+    let counting = async {
+        if listing.is_err() {
+            return Err(asyncjobs::Error::NoTasks);
+        }
+        api.client.list_tasks(COUNT_SCAN).await
+    };
+    match counting.await {
+        Err(asyncjobs::Error::NoTasks) => {}
         Ok(mut all) => {
             while let Some(t) = all.next().await {
                 if let Ok(t) = t {
@@ -216,7 +229,7 @@ pub(super) async fn overview(State(api): State<Api>, RawQuery(raw): RawQuery) ->
         StatusCode::OK,
         &Overview {
             read_only: api.options.read_only,
-            csrf: api.csrf.clone(),
+            csrf: api.csrf().await,
             notice: q.get("notice").cloned(),
             queues,
             states,
@@ -392,7 +405,7 @@ pub(super) async fn tasks(State(api): State<Api>, RawQuery(raw): RawQuery) -> Re
         },
         &TasksPage {
             read_only: api.options.read_only,
-            csrf: api.csrf.clone(),
+            csrf: api.csrf().await,
             notice: q.get("notice").cloned(),
             filter,
             states: STATES,
@@ -502,7 +515,7 @@ pub(super) async fn task(
         StatusCode::OK,
         &TaskPage {
             read_only: api.options.read_only,
-            csrf: api.csrf.clone(),
+            csrf: api.csrf().await,
             notice: q.get("notice").cloned(),
             id: t.id.clone(),
             task_type: t.task_type.clone(),
@@ -576,7 +589,7 @@ struct Ask {
     back: String,
 }
 
-fn confirm(
+async fn confirm(
     api: &Api,
     ask: Ask,
     fields: Vec<(String, String)>,
@@ -587,7 +600,7 @@ fn confirm(
         StatusCode::OK,
         &Confirm {
             read_only: api.options.read_only,
-            csrf: api.csrf.clone(),
+            csrf: api.csrf().await,
             title: ask.title.into(),
             message: ask.message,
             action: ask.action,
@@ -608,11 +621,11 @@ where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Result<(String, String), String>>,
 {
-    if let Err(e) = may_act(api, headers, &a.csrf) {
+    if let Err(e) = may_act(api, headers, &a.csrf).await {
         return refused(api, e);
     }
     if a.confirmed != "1" {
-        return confirm(api, ask, vec![], vec![], 0);
+        return confirm(api, ask, vec![], vec![], 0).await;
     }
     match op().await {
         Ok((to, notice)) => done(&to, &notice),
@@ -687,7 +700,7 @@ pub(super) async fn bulk_retry(
     headers: HeaderMap,
     Form(f): Form<BulkForm>,
 ) -> Response {
-    if let Err(e) = may_act(&api, &headers, &f.csrf) {
+    if let Err(e) = may_act(&api, &headers, &f.csrf).await {
         return refused(&api, e);
     }
     let filter = Filter {
@@ -729,9 +742,17 @@ pub(super) async fn bulk_retry(
             fields,
             shown,
             more,
-        );
+        )
+        .await;
     }
-    match api.client.replay_tasks(lib_filter, false, |_, _| {}).await {
+    // to the end even when the browser goes away or the write timeout
+    // drops the request
+    let client = api.client.clone();
+    let replayed =
+        tokio::spawn(async move { client.replay_tasks(lib_filter, false, |_, _| {}).await })
+            .await
+            .unwrap_or_else(|e| Err(asyncjobs::Error::Config(format!("the replay failed: {e}"))));
+    match replayed {
         Ok(s) => {
             let mut notice = format!("{} tasks enqueued again", s.replayed.len());
             if !s.skipped.is_empty() {
@@ -794,7 +815,7 @@ pub(super) async fn configure(
     headers: HeaderMap,
     Form(c): Form<Configure>,
 ) -> Response {
-    if let Err(e) = may_act(&api, &headers, &c.csrf) {
+    if let Err(e) = may_act(&api, &headers, &c.csrf).await {
         return refused(&api, e);
     }
     let duration = |field: &str, v: &str| -> Result<Option<Duration>, String> {
@@ -859,7 +880,7 @@ pub(super) async fn schedules(State(api): State<Api>, RawQuery(raw): RawQuery) -
         StatusCode::OK,
         &SchedulesPage {
             read_only: api.options.read_only,
-            csrf: api.csrf.clone(),
+            csrf: api.csrf().await,
             notice: q.get("notice").cloned(),
             leader,
             schedules,
@@ -890,7 +911,7 @@ pub(super) async fn add_schedule(
     headers: HeaderMap,
     Form(n): Form<NewSchedule>,
 ) -> Response {
-    if let Err(e) = may_act(&api, &headers, &n.csrf) {
+    if let Err(e) = may_act(&api, &headers, &n.csrf).await {
         return refused(&api, e);
     }
     let mut template = Task::builder(n.task_type.trim());

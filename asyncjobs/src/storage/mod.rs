@@ -911,13 +911,11 @@ impl Storage {
             .await
             .map(|_| ())
             .map_err(|e| self.task_error(id, nats(format!("deleting task {id}"), e)))?;
-        // a delayed task's pending item goes with it (it would only end as
-        // "task not found" when due)
+        // a held item (delayed task, wait for a retry or dependencies)
+        // goes with it: it would only end as "task not found" when due
         if let Ok(task) = serde_json::from_slice::<Task>(&data) {
-            if task.run_at.is_some() {
-                if let Err(e) = self.cancel_delayed(&task.queue, id).await {
-                    tracing::warn!(task = %id, error = %e, "the deleted task's delayed item stays until due");
-                }
+            if let Err(e) = self.cancel_held(&task.queue, id).await {
+                tracing::warn!(task = %id, error = %e, "the deleted task's held item stays until due");
             }
         }
         Ok(())
@@ -950,12 +948,21 @@ impl Storage {
     /// sending again cannot duplicate. A stream the server says does not
     /// exist fails at once.
     pub(crate) async fn enqueue(&self, queue: &str, task: &mut Task) -> Result<()> {
+        // the trace context the caller is in, read before the publish span
+        // is entered (a producer outside any span sends none)
+        let outer = task.traceparent.clone().or_else(current_traceparent);
         let span = crate::spans::publish(queue, task);
-        tracing::Instrument::instrument(self.enqueue_in_span(queue, task), span).await
+        tracing::Instrument::instrument(self.enqueue_in_span(queue, task, outer), span).await
     }
 
-    /// [`Storage::enqueue`] inside its `publish` span.
-    async fn enqueue_in_span(&self, queue: &str, task: &mut Task) -> Result<()> {
+    /// [`Storage::enqueue`] inside its `publish` span; `outer` is the
+    /// caller's trace context.
+    async fn enqueue_in_span(
+        &self,
+        queue: &str,
+        task: &mut Task,
+        outer: Option<String>,
+    ) -> Result<()> {
         // a delayed task: checked before anything is written
         let due = task.run_at.filter(|t| *t > OffsetDateTime::now_utc());
         if let (Some(due), Some(deadline)) = (due, task.deadline) {
@@ -963,8 +970,8 @@ impl Storage {
                 return Err(Error::DeadlineBeforeDue { deadline, due });
             }
         }
-        if due.is_some() {
-            self.prepare_delayed(queue).await?;
+        if let Some(due) = due {
+            self.prepare_delayed(queue, due).await?;
         }
         let mut wait = Leaderless::new();
         loop {
@@ -982,10 +989,7 @@ impl Storage {
         // a retried task's earlier item may still be in the dedupe window
         let dedupe = task.state != TaskState::Retry;
         // the consumer's span is a child of this enqueue's (with `otel`)
-        let traceparent = crate::spans::traceparent(
-            &tracing::Span::current(),
-            task.traceparent.clone().or_else(current_traceparent),
-        );
+        let traceparent = crate::spans::traceparent(&tracing::Span::current(), outer);
         let stream = format!("{QUEUE_STREAM_PREFIX}{queue}");
         loop {
             let sent = self
@@ -1015,7 +1019,7 @@ impl Storage {
 
     /// Makes `queue` ready for delayed items: the server must run message
     /// schedules and the queue must hold scheduled items (enabled here).
-    async fn prepare_delayed(&self, queue: &str) -> Result<()> {
+    async fn prepare_delayed(&self, queue: &str, due: OffsetDateTime) -> Result<()> {
         if !self.supports_schedules() {
             return Err(Error::SchedulesUnsupported {
                 version: self.nc.server_info().version,
@@ -1026,25 +1030,61 @@ impl Storage {
                 version: self.nc.server_info().version,
             });
         }
+        // the held item and the record are messages like any other: a
+        // stream's max age would discard them before the task is due
+        let wait = Duration::try_from(due - OffsetDateTime::now_utc()).unwrap_or_default();
+        let queue_age = self.queue_info(queue).await?.queue.max_age;
+        if !queue_age.is_zero() && wait > queue_age {
+            return Err(Error::Config(format!(
+                "queue {queue} keeps items at most {}: a task due in {} would be discarded before it runs",
+                crate::wire::format_duration(queue_age),
+                crate::wire::format_duration(Duration::from_secs(wait.as_secs()))
+            )));
+        }
+        let retention = self.tasks_info().await?.max_age;
+        if !retention.is_zero() && wait > retention {
+            return Err(Error::Config(format!(
+                "the task store keeps records at most {}: a task due in {} would be gone before it runs",
+                crate::wire::format_duration(retention),
+                crate::wire::format_duration(Duration::from_secs(wait.as_secs()))
+            )));
+        }
         Ok(())
     }
 
-    /// Removes a delayed task's pending item (its message schedule) from
-    /// `queue`, if it has one. Queues without scheduled items hold none.
-    pub(crate) async fn cancel_delayed(&self, queue: &str, id: &str) -> Result<()> {
+    /// Removes a task's held item (a delayed task's, or one waiting for its
+    /// next try or its dependencies) from `queue`, if it has one: a retried
+    /// or deleted task must not run again from it. Queues that hold no
+    /// scheduled items have none to remove.
+    pub(crate) async fn cancel_held(&self, queue: &str, id: &str) -> Result<()> {
         if queue.is_empty() || !self.supports_schedules() {
             return Ok(());
         }
         let stream = format!("{QUEUE_STREAM_PREFIX}{queue}");
-        let Ok(s) = self.js.get_stream(&stream).await else {
-            return Ok(());
+        let config = match api::config(&self.js, &format!("STREAM.INFO.{stream}"), || {
+            format!("loading queue {queue}")
+        })
+        .await
+        {
+            Ok(c) => c,
+            Err(e) if api::is(&e, ErrorCode::STREAM_NOT_FOUND) => return Ok(()),
+            Err(e) => return Err(e.into()),
         };
-        match s.purge().filter(scheduled_item_subject(queue, id)).await {
-            Ok(_) => Ok(()),
-            // a queue whose stream does not take that subject holds none
-            Err(e) if e.to_string().contains("filter") => Ok(()),
-            Err(e) => Err(nats(format!("cancelling the delayed item of {id}"), e).into()),
+        let held = format!("{SCHEDULED_ITEM_PREFIX}{queue}.>");
+        if !config["subjects"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|s| s == &json!(held)))
+        {
+            return Ok(());
         }
+        api::request::<Value>(
+            &self.js,
+            &format!("STREAM.PURGE.{stream}"),
+            &json!({ "filter": scheduled_item_subject(queue, id) }),
+            || format!("removing the held item of task {id}"),
+        )
+        .await?;
+        Ok(())
     }
 
     /// Whether `stream` may exist although a request to it got no
@@ -1299,10 +1339,10 @@ impl Storage {
             }
             other => other?,
         };
-        if task.run_at.take().is_some() {
-            // retried before it is due: runs now, the held item goes
-            self.cancel_delayed(&task.queue, id).await?;
-        }
+        // runs now: an item held for it (delayed, or waiting for a retry
+        // or dependencies) goes, so it does not run twice
+        task.run_at = None;
+        self.cancel_held(&task.queue, id).await?;
         task.state = TaskState::Retry;
         task.result = None;
         if task.queue != queue {
