@@ -244,7 +244,7 @@ impl From<asyncjobs::Error> for ApiError {
             }
             E::Signature(msg) => ApiError::new(bad, ErrorCode::SignatureInvalid, msg.clone())
                 .reason("task_signature_invalid"),
-            E::Nats(n) if n.kind().is_transient() => ApiError::new(
+            E::Nats(n) if n.is_transient() => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 ErrorCode::Unavailable,
                 e.to_string(),

@@ -36,6 +36,7 @@ pub struct ClientBuilder {
     settings: StorageSettings,
     no_storage_init: bool,
     connection_name: String,
+    setup_patience: Duration,
 }
 
 impl std::fmt::Debug for ClientBuilder {
@@ -45,6 +46,7 @@ impl std::fmt::Debug for ClientBuilder {
             .field("settings", &self.settings)
             .field("no_storage_init", &self.no_storage_init)
             .field("connection_name", &self.connection_name)
+            .field("setup_patience", &self.setup_patience)
             .finish_non_exhaustive()
     }
 }
@@ -57,6 +59,7 @@ impl Default for ClientBuilder {
             settings: StorageSettings::default(),
             no_storage_init: false,
             connection_name: crate::connect::DEFAULT_NAME.into(),
+            setup_patience: DEFAULT_SETUP_PATIENCE,
         }
     }
 }
@@ -167,7 +170,21 @@ impl ClientBuilder {
         self
     }
 
+    /// How long [`build`](ClientBuilder::build) keeps trying to prepare
+    /// storage while JetStream answers with transient failures (time-outs,
+    /// no responders: typically a stream or consumer leader election in a
+    /// cluster); 30 s by default, zero to fail on the first one.
+    pub fn setup_patience(mut self, d: Duration) -> Self {
+        self.setup_patience = d;
+        self
+    }
+
     /// Connects and prepares storage: the task stream, both KV buckets and the queue.
+    ///
+    /// Transient JetStream failures while preparing (a leader election in a
+    /// cluster answers with time-outs for a few seconds) are retried with
+    /// backoff for up to [`setup_patience`](ClientBuilder::setup_patience),
+    /// each logged at `warn`; the last one is returned once it runs out.
     ///
     /// # Errors
     /// The connection's errors ([`Connect::connect`](crate::connect::Connect::connect));
@@ -191,9 +208,7 @@ impl ClientBuilder {
         let mut queue = self.queue.unwrap_or_else(Queue::default_queue);
         queue.validate()?;
         if !self.no_storage_init {
-            storage.prepare_tasks().await?;
-            storage.prepare_buckets().await?;
-            queue = storage.prepare_queue(&queue).await?;
+            queue = prepare_storage(&storage, &queue, self.setup_patience).await?;
         }
         let known = std::collections::HashSet::from([queue.name.clone()]);
         Ok(Client {
@@ -203,6 +218,38 @@ impl ClientBuilder {
                 known_queues: std::sync::Mutex::new(known),
             }),
         })
+    }
+}
+
+/// The default of [`ClientBuilder::setup_patience`].
+const DEFAULT_SETUP_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Prepares the task stream, the buckets and `queue`, trying again with
+/// backoff (250 ms doubling to 2 s) while the failure is a transient NATS
+/// one and `patience` lasts. Every step is idempotent, so a step that timed
+/// out after the server carried it out is found done on the next try.
+async fn prepare_storage(storage: &Storage, queue: &Queue, patience: Duration) -> Result<Queue> {
+    let started = std::time::Instant::now();
+    let mut delay = Duration::from_millis(250);
+    loop {
+        let tried = async {
+            storage.prepare_tasks().await?;
+            storage.prepare_buckets().await?;
+            storage.prepare_queue(queue).await
+        }
+        .await;
+        match tried {
+            Err(Error::Nats(e)) if e.is_transient() && started.elapsed() + delay < patience => {
+                tracing::warn!(
+                    error = %e,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "preparing storage failed for a transient reason (a JetStream leader election?), trying again"
+                );
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            other => return other,
+        }
     }
 }
 

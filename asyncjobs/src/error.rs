@@ -99,6 +99,14 @@ impl NatsError {
     pub fn jetstream_code(&self) -> Option<ErrorCode> {
         self.0.code
     }
+
+    /// True when trying again later may succeed: a transient
+    /// [kind](NatsErrorKind::is_transient), or JetStream's "system temporarily
+    /// unavailable" refusal ([`ErrorCode::CLUSTER_NOT_AVAILABLE`], 10008),
+    /// which a cluster answers while it has no meta leader or quorum.
+    pub fn is_transient(&self) -> bool {
+        self.0.kind.is_transient() || self.0.code == Some(ErrorCode::CLUSTER_NOT_AVAILABLE)
+    }
 }
 
 impl fmt::Display for NatsError {
@@ -420,12 +428,12 @@ impl Error {
     }
 
     /// True for errors that will not go away by retrying the same operation:
-    /// everything but transient NATS failures ([`NatsErrorKind::is_transient`]),
+    /// everything but transient NATS failures ([`NatsError::is_transient`]),
     /// failed saves of the task record (unless the stream refuses the
     /// record's size) and storage that is not (yet) there.
     pub fn is_permanent(&self) -> bool {
         match self {
-            Error::Nats(e) => !e.kind().is_transient(),
+            Error::Nats(e) => !e.is_transient(),
             // a save is tried again unless the stream can never take the record
             Error::TaskUpdateFailed(e) => {
                 e.jetstream_code() == Some(ErrorCode::STREAM_MESSAGE_EXCEEDS_MAXIMUM)

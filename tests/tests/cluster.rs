@@ -217,3 +217,46 @@ async fn a_delayed_task_survives_a_queue_leader_change() {
     assert!(ran >= due, "ran at {ran}, before it was due at {due}");
     worker.stop().await;
 }
+
+/// A client started while the cluster has lost its quorum keeps trying to
+/// prepare storage (JetStream answers with time-outs) and comes up once the
+/// nodes are back; with no patience left it fails with the transient error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_setup_rides_out_a_cluster_without_quorum() {
+    let mut cluster = NatsCluster::start(3).await;
+    client(
+        &cluster,
+        Client::builder().replicas(3).queue(Queue::new("WAIT")),
+    )
+    .await;
+    cluster.node_mut(1).stop();
+    cluster.node_mut(2).stop();
+    let url = cluster.node(0).url();
+    let impatient = Client::builder()
+        .url(url.clone())
+        .bind_queue("WAIT")
+        .setup_patience(Duration::from_secs(1))
+        .build()
+        .await
+        .expect_err("no quorum: storage cannot be prepared");
+    let nats = impatient.nats_error().expect("a NATS failure");
+    assert!(nats.is_transient(), "{impatient}");
+
+    let mut patient = tokio::spawn(
+        Client::builder()
+            .url(url)
+            .bind_queue("WAIT")
+            .setup_patience(T)
+            .build(),
+    );
+    if let Ok(done) = tokio::time::timeout(Duration::from_secs(3), &mut patient).await {
+        panic!(
+            "the client should wait while the cluster has no quorum: {:?}",
+            done.unwrap().map(|c| c.queue().name.clone())
+        );
+    }
+    cluster.node_mut(1).restart();
+    cluster.node_mut(2).restart();
+    let client = patient.await.unwrap().expect("the client comes up");
+    assert_eq!(client.queue().name, "WAIT");
+}
