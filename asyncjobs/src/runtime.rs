@@ -41,6 +41,13 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+#[cfg(feature = "remote")]
+mod service;
+#[cfg(feature = "remote")]
+pub use service::{
+    Route, Service, Settings as ServiceSettings, DEFAULT_METRICS_PORT, DOCKER_COMMANDS_DIR,
+};
+
 /// The server used when neither `--url`, `NATS_URL` nor a context is given
 /// (the same as [`connect::DEFAULT_URL`]).
 pub const DEFAULT_NATS_URL: &str = connect::DEFAULT_URL;
@@ -91,6 +98,10 @@ pub use crate::worker::DEFAULT_SHUTDOWN_GRACE;
 ///   `Fn(BoxHandler) -> BoxHandler` (see
 ///   [`Middleware`](crate::router::Middleware)); the first given is the
 ///   outermost. Evaluated like `state`.
+/// * `service = <expr>` (feature `remote`): run as a packaged handler
+///   service instead, a [`Service`](crate::runtime::Service) listing the
+///   task types it serves (what `ajc package` generates): one queue, the
+///   Go generator's `AJ_*` environment variables instead of the flags.
 ///
 /// ```no_run
 /// mod jobs {
@@ -127,7 +138,7 @@ pub use crate::worker::DEFAULT_SHUTDOWN_GRACE;
 #[macro_export]
 macro_rules! main {
     ($($input:tt)*) => {
-        $crate::__main_parse!([] [] [] $($input)*);
+        $crate::__main_parse!([] [] [] [] $($input)*);
     };
 }
 
@@ -136,7 +147,7 @@ macro_rules! main {
 #[macro_export]
 macro_rules! __main_parse {
     // done
-    ([$($krate:ident)*] [$($state:expr,)*] [$($mw:expr,)*] $(,)?) => {
+    ([$($krate:ident)*] [$($state:expr,)*] [$($mw:expr,)*] [$($svc:expr,)*] $(,)?) => {
         $(
             extern crate $krate as _;
         )*
@@ -147,6 +158,7 @@ macro_rules! __main_parse {
                     ::core::option_env!("CARGO_PKG_NAME"),
                     &[$(::core::stringify!($krate)),*],
                 )
+                $(.service($svc))*
                 .setup(|__app| async move {
                     __app
                         $(.state($state))*
@@ -156,25 +168,29 @@ macro_rules! __main_parse {
         }
     };
     // `state = expr`
-    ([$($k:ident)*] [$($s:expr,)*] [$($m:expr,)*] $(,)? state = $value:expr $(, $($rest:tt)*)?) => {
-        $crate::__main_parse!([$($k)*] [$($s,)* $value,] [$($m,)*] $($($rest)*)?);
+    ([$($k:ident)*] [$($s:expr,)*] [$($m:expr,)*] [$($v:expr,)*] $(,)? state = $value:expr $(, $($rest:tt)*)?) => {
+        $crate::__main_parse!([$($k)*] [$($s,)* $value,] [$($m,)*] [$($v,)*] $($($rest)*)?);
     };
     // `middleware = expr`
-    ([$($k:ident)*] [$($s:expr,)*] [$($m:expr,)*] $(,)? middleware = $value:expr $(, $($rest:tt)*)?) => {
-        $crate::__main_parse!([$($k)*] [$($s,)*] [$($m,)* $value,] $($($rest)*)?);
+    ([$($k:ident)*] [$($s:expr,)*] [$($m:expr,)*] [$($v:expr,)*] $(,)? middleware = $value:expr $(, $($rest:tt)*)?) => {
+        $crate::__main_parse!([$($k)*] [$($s,)*] [$($m,)* $value,] [$($v,)*] $($($rest)*)?);
+    };
+    // `service = expr`
+    ([$($k:ident)*] [$($s:expr,)*] [$($m:expr,)*] [$($v:expr,)*] $(,)? service = $value:expr $(, $($rest:tt)*)?) => {
+        $crate::__main_parse!([$($k)*] [$($s,)*] [$($m,)*] [$($v,)* $value,] $($($rest)*)?);
     };
     // another option
-    ([$($k:ident)*] [$($s:expr,)*] [$($m:expr,)*] $(,)? $key:ident = $($rest:tt)*) => {
+    ([$($k:ident)*] [$($s:expr,)*] [$($m:expr,)*] [$($v:expr,)*] $(,)? $key:ident = $($rest:tt)*) => {
         ::core::compile_error!(::core::concat!(
             "unknown asyncjobs::main! option `",
             ::core::stringify!($key),
-            "`: the options are `state = <expr>` and `middleware = <expr>`, after the names of \
-             library crates holding handlers"
+            "`: the options are `state = <expr>`, `middleware = <expr>` and `service = <expr>`, \
+             after the names of library crates holding handlers"
         ));
     };
     // a library crate
-    ([$($k:ident)*] [$($s:expr,)*] [$($m:expr,)*] $(,)? $krate:ident $(, $($rest:tt)*)?) => {
-        $crate::__main_parse!([$($k)* $krate] [$($s,)*] [$($m,)*] $($($rest)*)?);
+    ([$($k:ident)*] [$($s:expr,)*] [$($m:expr,)*] [$($v:expr,)*] $(,)? $krate:ident $(, $($rest:tt)*)?) => {
+        $crate::__main_parse!([$($k)* $krate] [$($s,)*] [$($m,)*] [$($v,)*] $($($rest)*)?);
     };
 }
 
@@ -530,6 +546,8 @@ pub struct App {
     package: Option<&'static str>,
     linked: Vec<&'static str>,
     handler_runtime: Option<tokio::runtime::Handle>,
+    #[cfg(feature = "remote")]
+    service: Option<Service>,
 }
 
 impl std::fmt::Debug for App {
@@ -564,7 +582,18 @@ impl App {
             package: None,
             linked: Vec::new(),
             handler_runtime: None,
+            #[cfg(feature = "remote")]
+            service: None,
         }
+    }
+
+    /// Runs as the packaged handler `service` (see [`Service`]): its
+    /// handlers on its one queue, configured by the `AJ_*` environment
+    /// variables; [`main`](App::main) then reads no flags.
+    #[cfg(feature = "remote")]
+    pub fn service(mut self, service: Service) -> App {
+        self.service = Some(service);
+        self
     }
 
     /// Runs these handlers instead of every registered one.
@@ -644,7 +673,21 @@ impl App {
     /// Parses flags and environment (exiting on `--help` or a bad flag),
     /// then runs [`main_with`](App::main_with).
     pub fn main(self) -> ExitCode {
+        #[cfg(feature = "remote")]
+        if self.service.is_some() {
+            return self.main_service();
+        }
         self.main_with(WorkerArgs::parse())
+    }
+
+    /// [`main`](App::main) of a packaged [`Service`].
+    #[cfg(feature = "remote")]
+    fn main_service(self) -> ExitCode {
+        let registered = self.registered();
+        match self.service {
+            Some(s) => service::main(&s, registered, self.states, self.middleware, self.setup),
+            None => ExitCode::FAILURE,
+        }
     }
 
     /// Runs a worker until SIGINT/SIGTERM, or lists the handlers with
