@@ -41,7 +41,11 @@ Choria Async Jobs) and runs workers and schedulers. Scripts written for the Go
     --state/--type/--from-queue/--since/--error/--dry-run (dead-letter
     replay), `server run` also serves a web dashboard under /ui/ and
     extensions of Go's API (see the README), --otlp-endpoint on `task
-    process` and `server run` exports OpenTelemetry traces.";
+    process` and `server run` exports OpenTelemetry traces.
+  * `package docker` writes a Cargo project (Rust worker) and a Dockerfile
+    instead of main.go; `package cargo` writes the project alone. Go
+    package handlers are refused (list a Rust `crate:` instead); unknown
+    YAML keys are refused; --output DIR and --force are additions.";
 
 /// `ajc`.
 #[derive(Parser, Debug)]
@@ -142,6 +146,45 @@ pub enum Command {
         #[command(subcommand)]
         cmd: ServerCmd,
     },
+    /// Creates packages hosting handlers
+    #[command(visible_alias = "pkg")]
+    Package(PackageArgs),
+}
+
+/// `ajc package …` (reference §13.4).
+#[derive(Args, Debug)]
+pub struct PackageArgs {
+    /// Use a specific configuration file rather than asyncjobs.yaml
+    #[arg(
+        long,
+        global = true,
+        default_value = "asyncjobs.yaml",
+        value_name = "FILE"
+    )]
+    pub file: PathBuf,
+    /// The package command.
+    #[command(subcommand)]
+    pub cmd: PackageCmd,
+}
+
+/// `ajc package docker|cargo`.
+#[derive(Subcommand, Debug)]
+pub enum PackageCmd {
+    /// Creates a Cargo project and a Dockerfile for a container hosting the handlers
+    Docker(PackageOutput),
+    /// Creates a Cargo project building a worker binary hosting the handlers
+    Cargo(PackageOutput),
+}
+
+/// Where `ajc package` writes.
+#[derive(Args, Debug)]
+pub struct PackageOutput {
+    /// Directory to write the project to (created when missing)
+    #[arg(long, short = 'o', default_value = ".", value_name = "DIR")]
+    pub output: PathBuf,
+    /// Overwrite files the project writes that already exist
+    #[arg(long, short = 'f')]
+    pub force: bool,
 }
 
 /// `ajc server …`.

@@ -8,6 +8,7 @@ mod commands;
 mod connect;
 mod error;
 mod format;
+mod package;
 mod table;
 mod ui;
 
@@ -78,6 +79,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Queues { cmd } => commands::queue::run(&ctx, cmd).await,
         Command::Tasks(a) => commands::task::run(&ctx, a).await,
         Command::Server { cmd } => commands::server::run(&ctx, cmd).await,
+        Command::Package(a) => commands::package::run(&ctx, a),
     }
 }
 

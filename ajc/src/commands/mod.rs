@@ -3,6 +3,7 @@
 
 pub mod cron;
 pub mod info;
+pub mod package;
 pub mod process;
 pub mod queue;
 pub mod server;

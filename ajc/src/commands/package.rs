@@ -1,0 +1,92 @@
+//! `ajc package docker|cargo` (reference §13.4): reads `asyncjobs.yaml`,
+//! prints Go's settings and handler tables and writes the project.
+
+use super::{emitln, Ctx};
+use crate::cli::{PackageArgs, PackageCmd};
+use crate::error::{CliError, Result};
+use crate::package::render::{self, Target};
+use crate::package::{self as spec, Kind, Source};
+use crate::table::Table;
+
+/// Runs `ajc package …`.
+pub fn run(ctx: &Ctx, a: &PackageArgs) -> Result<()> {
+    let (target, out) = match &a.cmd {
+        PackageCmd::Docker(o) => (Target::Docker, o),
+        PackageCmd::Cargo(o) => (Target::Cargo, o),
+    };
+    let plan = spec::load(&a.file).map_err(CliError::msg)?;
+    let dir = std::path::absolute(&out.output)
+        .map_err(|e| CliError::msg(format!("{}: {e}", out.output.display())))?;
+    let project = render::render(&plan, target, &dir).map_err(CliError::msg)?;
+    if !out.force {
+        let existing = render::existing(&project, &dir);
+        if !existing.is_empty() {
+            let list: Vec<String> = existing.iter().map(|p| p.display().to_string()).collect();
+            return Err(CliError::msg(format!(
+                "refusing to overwrite {} (use --force)",
+                list.join(", ")
+            )));
+        }
+    }
+
+    let mut settings = Table::new("Handler Microservice Settings", &["Setting", "Value"]);
+    let discard = if plan.discard.is_empty() {
+        "none".to_string()
+    } else {
+        plan.discard.join(", ")
+    };
+    let asyncjobs = match &plan.asyncjobs {
+        Source::Version(v) => v.clone(),
+        Source::Path(p) => p.display().to_string(),
+    };
+    for (k, v) in [
+        ("Package Name", plan.name.clone()),
+        ("Cargo Package", plan.package.clone()),
+        ("NATS Context Name", plan.nats.clone()),
+        ("Work Queue", plan.queue.clone()),
+        ("Task Handlers", plan.handlers.len().to_string()),
+        ("Retry Backoff Policy", plan.retry.clone()),
+        ("End State Discard", discard),
+        ("asyncjobs crate", asyncjobs),
+    ] {
+        settings.row(vec![k.into(), v.into()]);
+    }
+    if let Some(go) = &plan.go_version {
+        settings.row(vec![
+            "github.com/choria-io/asyncjobs".into(),
+            format!("{go} (Go library version, not used)").into(),
+        ]);
+    }
+    emitln(settings.render(&ctx.ui));
+
+    let mut handlers = Table::new(
+        "Handler Configuration and Packages",
+        &["Task Type", "Handler Kind", "Detail"],
+    );
+    for h in &plan.handlers {
+        let (kind, detail) = match &h.kind {
+            Kind::Command(c) => ("External Command", c.clone()),
+            Kind::Remote => (
+                "Request-Reply Service",
+                asyncjobs::remote::subject_for(&h.task_type),
+            ),
+            Kind::Crate { name, source } => ("Rust Crate", render::crate_detail(name, source)),
+        };
+        handlers.row(vec![h.task_type.clone().into(), kind.into(), detail.into()]);
+    }
+    emitln(handlers.render(&ctx.ui));
+    emitln("");
+
+    render::write(&project, &dir).map_err(CliError::msg)?;
+    match target {
+        Target::Docker => emitln(format!(
+            "Build your container using 'docker build {}'",
+            dir.display()
+        )),
+        Target::Cargo => emitln(format!(
+            "Build your worker using 'cargo build --release --manifest-path {}'",
+            dir.join("Cargo.toml").display()
+        )),
+    }
+    Ok(())
+}
