@@ -171,6 +171,8 @@ fn start_service(bin: &Path, config: &Path, env: &[(&str, &str)]) -> (Child, u16
         .env("AJ_METRICS_PORT", port.to_string())
         .envs(env.iter().copied())
         .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
         .kill_on_drop(true);
     (c.spawn().unwrap(), port)
 }
@@ -374,6 +376,40 @@ tasks:
     );
     stop(child).await;
     remote.stop().await.unwrap();
+
+    // start-up failures end with status 1 and the cause, then the usage
+    for (env, cause) in [
+        (
+            vec![("AJ_WORK_QUEUE", "MISSING")],
+            "cannot bind queue MISSING",
+        ),
+        (
+            vec![("AJ_COMMANDS_DIR", "/nonexistent")],
+            "task type shell:call: command not found: /nonexistent/call.sh",
+        ),
+        (
+            vec![("AJ_NATS_CONTEXT", "NOPE")],
+            "unknown context \"NOPE\"",
+        ),
+        (
+            vec![("AJ_CONCURRENCY", "none")],
+            "AJ_CONCURRENCY must be a whole number",
+        ),
+        (vec![("AJ_VERIFICATION_KEY", "zz")], "AJ_VERIFICATION_KEY"),
+    ] {
+        let (child, _) = start_service(&bin, config.path(), &env);
+        let o = tokio::time::timeout(T, child.wait_with_output())
+            .await
+            .expect("the service gives up")
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{env:?}: {stderr}");
+        assert!(stderr.contains(cause), "{env:?}: {cause:?} in {stderr}");
+        assert!(
+            stderr.contains("AJ_WORK_QUEUE: the work queue"),
+            "usage follows: {stderr}"
+        );
+    }
 }
 
 /// Go's documentation example: refused for its Go package with the Rust

@@ -82,7 +82,15 @@ pub fn render(plan: &Plan, target: Target, out: &Path) -> Result<Project, String
         crate_dep("asyncjobs", &plan.asyncjobs)
     );
     for (name, source) in plan.crates() {
-        let _ = writeln!(toml, "{name} = {}", crate_dep(name, source));
+        // renamed to the name main.rs links, whatever the crate's [lib] name
+        let dep = crate_dep(name, source);
+        let _ = writeln!(
+            toml,
+            "{} = {{ package = {}, {}",
+            name.replace('-', "_"),
+            toml_str(name),
+            &dep[2..]
+        );
     }
     toml.push_str(
         "\n# its own workspace, even when generated inside another project\n[workspace]\n\n[profile.release]\nstrip = true\n",

@@ -447,7 +447,7 @@ async fn start(
         .open()
         .await
         .map_err(|f| match f {
-            connect::Failure::Config(e) => e.to_string(),
+            connect::Failure::Config(e) => plain(e),
             connect::Failure::Unreachable { source, .. } => format!(
                 "cannot connect with NATS context {:?}: {source}",
                 settings.nats_context
@@ -460,12 +460,12 @@ async fn start(
             Route::Command { task_type, command } => {
                 let path = resolve(&settings.commands_dir, command);
                 let cmd = ExternalCommand::new(&path)
-                    .map_err(|e| format!("task type {task_type}: {e}"))?;
+                    .map_err(|e| format!("task type {task_type}: {}", plain(e)))?;
                 router.handle(task_type.clone(), cmd)
             }
             Route::Remote(t) => router.handle(t.clone(), RequestReply::new(nc.clone(), t)),
         };
-        router = added.map_err(|e| format!("task type {}: {e}", route.task_type()))?;
+        router = added.map_err(|e| format!("task type {}: {}", route.task_type(), plain(e)))?;
     }
     for m in middleware {
         let m = m.clone();
@@ -524,6 +524,14 @@ fn verification(
 #[cfg(not(feature = "signing"))]
 fn verification(_: crate::ClientBuilder, _: &str, _: bool) -> Result<crate::ClientBuilder, String> {
     Err("AJ_VERIFICATION_KEY is set but asyncjobs was built without the `signing` feature".into())
+}
+
+/// An error's message without the "invalid configuration:" of a [`Error::Config`].
+fn plain(e: Error) -> String {
+    match e {
+        Error::Config(m) => m,
+        other => other.to_string(),
+    }
 }
 
 fn resolve(dir: &Path, command: &str) -> PathBuf {
