@@ -359,9 +359,10 @@ tasks:
     assert_eq!(body, br#""echo try 1""#);
     // a type the file does not list (declared by the linked crate) is not served
     let unlisted = enqueue(&producer, "rust:unlisted", serde_json::json!(1)).await;
-    let unlisted = wait_for(T, "the unlisted type's try", || async {
+    // (the try is saved active first, then retry with the error)
+    let unlisted = wait_for(T, "the unlisted type's failed try", || async {
         let t = producer.load_task(&unlisted.id).await.ok()?;
-        (t.tries > 0).then_some(t)
+        (t.state == TaskState::Retry).then_some(t)
     })
     .await;
     assert!(
