@@ -531,6 +531,22 @@ async fn go_example_makes_a_docker_project() {
     }
     stop(child).await;
     remote.stop().await.unwrap();
+
+    // signatures are not optional in this file: with a verification key an
+    // unsigned task is terminated, not run
+    let key = std::fs::read_to_string(asyncjobs_tests::golden("signing_public.hex")).unwrap();
+    let (child, _) = start_service(
+        &bin,
+        config.path(),
+        &[
+            ("AJ_COMMANDS_DIR", commands.to_str().unwrap()),
+            ("AJ_VERIFICATION_KEY", key.trim()),
+        ],
+    );
+    let unsigned = enqueue(&producer, "webhook:call", serde_json::json!({})).await;
+    let t = wait_for_state(&producer, &unsigned.id, TaskState::Terminated, T).await;
+    assert!(t.last_err.contains("sign"), "{}", t.last_err);
+    stop(child).await;
 }
 
 /// Bad files and arguments end with exit status 1 and a message naming the
