@@ -54,6 +54,32 @@ pub fn parse_time(s: &str) -> Result<OffsetDateTime, time::error::Parse> {
     OffsetDateTime::parse(s, &Rfc3339)
 }
 
+/// Parses a time bound given by a person: RFC 3339, `YYYY-MM-DDTHH:MM`
+/// (UTC; what an HTML `datetime-local` field sends) or `YYYY-MM-DD`
+/// (midnight UTC). `None` for anything else. Filters of `ajc task retry
+/// --since`, the API's `created_since` and the dashboard use it.
+///
+/// ```
+/// use asyncjobs::wire::parse_time_bound;
+/// let day = parse_time_bound("2026-12-03").unwrap();
+/// assert_eq!(day, parse_time_bound("2026-12-03T00:00").unwrap());
+/// assert_eq!(day, parse_time_bound("2026-12-03T01:00:00+01:00").unwrap());
+/// assert!(parse_time_bound("yesterday").is_none());
+/// ```
+pub fn parse_time_bound(s: &str) -> Option<OffsetDateTime> {
+    if let Ok(t) = parse_time(s) {
+        return Some(t);
+    }
+    let minute = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]");
+    if let Ok(t) = time::PrimitiveDateTime::parse(s, &minute) {
+        return Some(t.assume_utc());
+    }
+    let day = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(s, &day)
+        .ok()
+        .map(|d| d.midnight().assume_utc())
+}
+
 fn de_opt_time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<OffsetDateTime>, D::Error> {
     let s: Option<std::borrow::Cow<'de, str>> = Option::deserialize(d)?;
     match s {
@@ -169,5 +195,23 @@ mod tests {
         let t = parse_time("2022-02-09T19:28:41.5+02:00").unwrap();
         assert_eq!(format_time(&t), "2022-02-09T19:28:41.5+02:00");
         assert_eq!(format_time(&zero_time()), "0001-01-01T00:00:00Z");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn time_bounds_read_every_form_of_a_minute(
+            y in 1970i32..2200, mo in 1u8..=12, d in 1u8..=28, h in 0u8..24, mi in 0u8..60,
+        ) {
+            let minute = parse_time_bound(&format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}")).unwrap();
+            let rfc = parse_time_bound(&format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:00Z")).unwrap();
+            proptest::prop_assert_eq!(minute, rfc);
+            let day = parse_time_bound(&format!("{y:04}-{mo:02}-{d:02}")).unwrap();
+            proptest::prop_assert!(day <= minute && minute - day < time::Duration::DAY);
+        }
+
+        #[test]
+        fn time_bounds_never_panic(s in "\\PC{0,40}") {
+            let _ = parse_time_bound(&s);
+        }
     }
 }

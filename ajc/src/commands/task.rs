@@ -281,19 +281,11 @@ async fn replay(ctx: &Ctx, keys: Option<Keys>, a: &TaskRetryArgs) -> Result<()> 
         filter = filter.queue(q.clone());
     }
     if let Some(since) = &a.since {
-        let t = asyncjobs::wire::parse_time(since)
-            .or_else(|_| {
-                time::Date::parse(
-                    since,
-                    time::macros::format_description!("[year]-[month]-[day]"),
-                )
-                .map(|d| d.midnight().assume_utc())
-            })
-            .map_err(|_| {
-                CliError::msg(format!(
-                    "--since {since:?}: expected RFC 3339 or YYYY-MM-DD"
-                ))
-            })?;
+        let t = asyncjobs::wire::parse_time_bound(since).ok_or_else(|| {
+            CliError::msg(format!(
+                "--since {since:?}: expected RFC 3339, YYYY-MM-DDTHH:MM (UTC) or YYYY-MM-DD"
+            ))
+        })?;
         filter = filter.created_since(t);
     }
     if let Some(e) = &a.error {

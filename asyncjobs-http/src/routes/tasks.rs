@@ -258,20 +258,14 @@ impl ListQuery {
 
 /// RFC 3339 or a `2006-01-02` date (UTC midnight), as Go's binder reads it.
 fn parse_since(v: &str) -> Result<OffsetDateTime, ApiError> {
-    if let Ok(t) = asyncjobs::wire::parse_time(v) {
-        return Ok(t);
-    }
-    let date = time::macros::format_description!("[year]-[month]-[day]");
-    time::Date::parse(v, &date)
-        .map(|d| d.midnight().assume_utc())
-        .map_err(|_| {
-            bad_parameter(
-                "created_since",
-                format!(
-                    "error parsing '{v}' as RFC3339 or 2006-01-02 time: parsing time {v:?} as \"2006-01-02\": cannot parse {v:?} as \"2006\""
-                ),
-            )
-        })
+    asyncjobs::wire::parse_time_bound(v).ok_or_else(|| {
+        bad_parameter(
+            "created_since",
+            format!(
+                "error parsing '{v}' as RFC3339 or 2006-01-02 time: parsing time {v:?} as \"2006-01-02\": cannot parse {v:?} as \"2006\""
+            ),
+        )
+    })
 }
 
 /// Lists tasks matching the filters, in store order, up to `limit` (after

@@ -350,17 +350,8 @@ impl Filter {
 
 /// RFC 3339, `YYYY-MM-DDTHH:MM` (a browser's datetime-local, UTC) or a date.
 fn parse_since(v: &str) -> Result<OffsetDateTime, String> {
-    if let Ok(t) = asyncjobs::wire::parse_time(v) {
-        return Ok(t);
-    }
-    let local = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]");
-    if let Ok(t) = time::PrimitiveDateTime::parse(v, &local) {
-        return Ok(t.assume_utc());
-    }
-    let date = time::macros::format_description!("[year]-[month]-[day]");
-    time::Date::parse(v, &date)
-        .map(|d| d.midnight().assume_utc())
-        .map_err(|_| format!("created since {v:?}: expected a time like 2026-12-03T06:00 (UTC)"))
+    asyncjobs::wire::parse_time_bound(v)
+        .ok_or_else(|| format!("created since {v:?}: expected a time like 2026-12-03T06:00 (UTC)"))
 }
 
 #[derive(Template)]
