@@ -410,3 +410,51 @@ async fn retry_replaces_a_held_backoff_and_due_times_respect_max_age() {
         Err(asyncjobs::Error::TaskNotFound(_))
     ));
 }
+
+/// After the first delayed enqueue a client trusts what it learnt: later
+/// delayed enqueues and the removal of a held item on retry read no stream
+/// or consumer configuration (watched on the JetStream API subjects).
+#[tokio::test]
+async fn delayed_enqueues_reuse_what_they_learnt() {
+    use futures::StreamExt;
+    let server = NatsServer::start();
+    let c = client(&server, Queue::new("QUICK")).await;
+    let later = || {
+        Task::builder("later")
+            .run_in(Duration::from_secs(3600))
+            .build()
+            .unwrap()
+    };
+    c.enqueue(&mut later()).await.unwrap();
+    let watcher = async_nats::connect(server.url()).await.unwrap();
+    let mut infos = watcher.subscribe("$JS.API.*.INFO.>").await.unwrap();
+    let mut purges = watcher.subscribe("$JS.API.STREAM.PURGE.>").await.unwrap();
+    watcher.flush().await.unwrap();
+    let mut second = later();
+    c.enqueue(&mut second).await.unwrap();
+    c.enqueue(&mut later()).await.unwrap();
+    let retried = c.retry_task(&second.id).await.unwrap();
+    assert_eq!(retried.run_at, None);
+    assert!(!held_item(c.nats(), "QUICK", &second.id).await);
+    // the held item's removal went through, so every earlier request was sent
+    let purge = tokio::time::timeout(T, purges.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        purge.subject.as_str(),
+        "$JS.API.STREAM.PURGE.CHORIA_AJ_Q_QUICK"
+    );
+    watcher.flush().await.unwrap();
+    let mut seen = Vec::new();
+    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(200), infos.next()).await {
+        seen.push(m.subject.to_string());
+    }
+    // held_item's own lookups are the only ones (get_stream reads STREAM.INFO)
+    assert!(
+        seen.iter()
+            .all(|s| s == "$JS.API.STREAM.INFO.CHORIA_AJ_Q_QUICK"),
+        "{seen:?}"
+    );
+    assert!(seen.len() <= 1, "configuration read again: {seen:?}");
+}

@@ -180,6 +180,34 @@ pub(crate) struct Storage {
     /// learnt when the task store is prepared, cleared when a direct get
     /// finds no responder.
     direct_loads: Arc<AtomicBool>,
+    /// What delayed enqueues and held-item removals have learnt.
+    delays: Arc<std::sync::Mutex<DelayCache>>,
+}
+
+/// How long a delayed enqueue trusts the limits it read (a queue's and the
+/// task store's max age) before reading them again.
+const DELAY_LIMITS_TTL: Duration = Duration::from_secs(10);
+
+/// What is known about queues holding scheduled items, so a delayed
+/// enqueue or a retry does not read the stream and consumer configurations
+/// every time.
+#[derive(Debug, Default)]
+struct DelayCache {
+    /// Queues known to hold scheduled items: a queue keeps that once
+    /// enabled (a removal that finds the queue changed forgets it).
+    holding: std::collections::HashSet<String>,
+    /// A queue's max age, with when it was read.
+    queue_age: std::collections::HashMap<String, (std::time::Instant, Duration)>,
+    /// The task store's max age, with when it was read.
+    retention: Option<(std::time::Instant, Duration)>,
+}
+
+impl DelayCache {
+    fn fresh<T: Copy>(entry: Option<&(std::time::Instant, T)>) -> Option<T> {
+        entry
+            .filter(|(at, _)| at.elapsed() < DELAY_LIMITS_TTL)
+            .map(|(_, v)| *v)
+    }
 }
 
 impl std::fmt::Debug for Storage {
@@ -202,7 +230,12 @@ impl Storage {
             js,
             settings: Arc::new(settings),
             direct_loads: Arc::new(AtomicBool::new(false)),
+            delays: Arc::default(),
         }
+    }
+
+    fn delays(&self) -> std::sync::MutexGuard<'_, DelayCache> {
+        self.delays.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The NATS connection.
@@ -1025,15 +1058,26 @@ impl Storage {
                 version: self.nc.server_info().version,
             });
         }
-        if !self.enable_scheduled_items(queue).await? {
-            return Err(Error::SchedulesUnsupported {
-                version: self.nc.server_info().version,
-            });
-        }
+        let cached = DelayCache::fresh(self.delays().queue_age.get(queue));
+        let queue_age = match cached {
+            Some(age) => age,
+            None => {
+                if !self.enable_scheduled_items(queue).await? {
+                    return Err(Error::SchedulesUnsupported {
+                        version: self.nc.server_info().version,
+                    });
+                }
+                // enabling reads the stream and records its max age
+                let recorded = DelayCache::fresh(self.delays().queue_age.get(queue));
+                match recorded {
+                    Some(age) => age,
+                    None => self.queue_info(queue).await?.queue.max_age,
+                }
+            }
+        };
         // the held item and the record are messages like any other: a
         // stream's max age would discard them before the task is due
         let wait = Duration::try_from(due - OffsetDateTime::now_utc()).unwrap_or_default();
-        let queue_age = self.queue_info(queue).await?.queue.max_age;
         if !queue_age.is_zero() && wait > queue_age {
             return Err(Error::Config(format!(
                 "queue {queue} keeps items at most {}: a task due in {} would be discarded before it runs",
@@ -1041,7 +1085,15 @@ impl Storage {
                 crate::wire::format_duration(Duration::from_secs(wait.as_secs()))
             )));
         }
-        let retention = self.tasks_info().await?.max_age;
+        let cached = DelayCache::fresh(self.delays().retention.as_ref());
+        let retention = match cached {
+            Some(r) => r,
+            None => {
+                let r = self.tasks_info().await?.max_age;
+                self.delays().retention = Some((std::time::Instant::now(), r));
+                r
+            }
+        };
         if !retention.is_zero() && wait > retention {
             return Err(Error::Config(format!(
                 "the task store keeps records at most {}: a task due in {} would be gone before it runs",
@@ -1061,6 +1113,28 @@ impl Storage {
             return Ok(());
         }
         let stream = format!("{QUEUE_STREAM_PREFIX}{queue}");
+        let api_subject = format!("STREAM.PURGE.{stream}");
+        let body = json!({ "filter": scheduled_item_subject(queue, id) });
+        let purge = || {
+            api::request::<Value>(&self.js, &api_subject, &body, move || {
+                format!("removing the held item of task {id}")
+            })
+        };
+        let known = self.delays().holding.contains(queue);
+        if known {
+            // known to hold scheduled items: no need to read the stream
+            match purge().await {
+                Ok(_) => return Ok(()),
+                Err(e) if api::is(&e, ErrorCode::STREAM_NOT_FOUND) => {
+                    self.delays().holding.remove(queue);
+                    return Ok(());
+                }
+                // the queue may have been recreated without them: look
+                Err(_) => {
+                    self.delays().holding.remove(queue);
+                }
+            }
+        }
         let config = match api::config(&self.js, &format!("STREAM.INFO.{stream}"), || {
             format!("loading queue {queue}")
         })
@@ -1077,13 +1151,8 @@ impl Storage {
         {
             return Ok(());
         }
-        api::request::<Value>(
-            &self.js,
-            &format!("STREAM.PURGE.{stream}"),
-            &json!({ "filter": scheduled_item_subject(queue, id) }),
-            || format!("removing the held item of task {id}"),
-        )
-        .await?;
+        self.delays().holding.insert(queue.to_string());
+        purge().await?;
         Ok(())
     }
 
@@ -1241,6 +1310,7 @@ impl Storage {
         {
             // already done: no read-modify-write that could undo a
             // concurrent `configure_queue`
+            self.holding(queue, &stream_config);
             return Ok(true);
         }
         // written from the configurations just read: no second read
@@ -1270,7 +1340,18 @@ impl Storage {
             || format!("updating stream {stream}"),
         )
         .await?;
+        self.holding(queue, &config);
         Ok(true)
+    }
+
+    /// Records that `queue` holds scheduled items, and its max age from
+    /// `stream_config` (nanoseconds, as the API gives it).
+    fn holding(&self, queue: &str, stream_config: &Value) {
+        let age = Duration::from_nanos(stream_config["max_age"].as_u64().unwrap_or(0));
+        let mut d = self.delays();
+        d.holding.insert(queue.to_string());
+        d.queue_age
+            .insert(queue.to_string(), (std::time::Instant::now(), age));
     }
 
     /// Interprets the work item's publish outcome; failures mark the task
