@@ -452,7 +452,7 @@ async fn go_example_makes_a_docker_project() {
         "RUN cargo build --release && cp target/release/example /app",
         "useradd -u 2048 -g asyncjobs",
         "COPY --from=builder /app /handler/app",
-        "COPY --chmod=0755 \"commands/webhook/call.sh\" \"/handler/commands/webhook/call.sh\"",
+        "COPY --chmod=0755 [\"commands/webhook/call.sh\", \"/handler/commands/webhook/call.sh\"]",
         "EXPOSE 8080/tcp",
         "USER asyncjobs",
         "ENV XDG_CONFIG_HOME=\"/handler/config\"",
@@ -627,6 +627,30 @@ async fn bad_files_give_clear_errors() {
             "rust:\n  asyncjobs_path: .\ntasks:\n  - type: a\n    remote: true\n".into(),
             "is outside the Docker build context",
         ),
+        (
+            "tasks:\n  - type: email.new\n    remote: true\n".into(),
+            "task type \"email.new\" is not valid",
+        ),
+        (
+            "tasks:\n  - type: \"a\\nb\"\n    remote: true\n".into(),
+            "is not valid",
+        ),
+        (
+            "tasks:\n  - type: a\n    crate: asyncjobs\n    version: '1'\n".into(),
+            "crate asyncjobs is the runtime itself",
+        ),
+        (
+            "tasks:\n  - type: a\n    crate: type\n    version: '1'\n".into(),
+            "a Rust keyword",
+        ),
+        (
+            "tasks:\n  - type: a\n    crate: my-crate\n    version: '1'\n  - type: b\n    crate: my_crate\n    version: '1'\n".into(),
+            "would both be linked as `my_crate`",
+        ),
+        (
+            "tasks:\n  - type: a\n    command: \"$HOME.sh\"\n".into(),
+            "holds a control character or $",
+        ),
     ];
     for (yaml, expected) in cases {
         let spec = spec_dir(&yaml);
@@ -661,4 +685,92 @@ async fn bad_files_give_clear_errors() {
         "{}",
         other.stderr
     );
+}
+
+/// --force never destroys what it copies: a path crate or command already
+/// inside the output (reached by another spelling of the path) is left as
+/// it is, and an output inside a path crate is refused; names from the file
+/// cannot break out of comments, and the generated package never shares a
+/// name with a crate it links.
+#[tokio::test]
+async fn force_keeps_sources_and_names_stay_inert() {
+    let fixture_lib = std::fs::read_to_string(fixture_crate().join("src/lib.rs")).unwrap();
+    let spec = spec_dir(
+        "name: \"github.com/acme\\nRUN echo injected/rust-handlers\"\nnats: \"ctx $HOME\"\ntasks:\n  - type: a\n    crate: rust-handlers\n    path: crates/rust-handlers\n  - type: b\n    command: call.sh\n",
+    );
+    let krate = spec.path().join("crates/rust-handlers");
+    std::fs::create_dir_all(krate.join("src")).unwrap();
+    std::fs::copy(fixture_crate().join("Cargo.toml"), krate.join("Cargo.toml")).unwrap();
+    std::fs::write(krate.join("src/lib.rs"), &fixture_lib).unwrap();
+    let script = std::fs::read(spec.path().join("commands/call.sh")).unwrap();
+
+    // output = the file's directory, once plainly and once through ".."
+    let dir_name = spec
+        .path()
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    for out in [".".to_string(), format!("../{dir_name}")] {
+        let o = ajc(spec.path(), &["package", "docker", "--force", "-o", &out]).await;
+        assert_eq!(o.code, 0, "{out}: {}", o.stderr);
+        assert_eq!(
+            std::fs::read_to_string(krate.join("src/lib.rs")).unwrap(),
+            fixture_lib,
+            "{out}: the crate survived"
+        );
+        assert_eq!(
+            std::fs::read(spec.path().join("commands/call.sh")).unwrap(),
+            script,
+            "{out}: the command survived"
+        );
+    }
+    let dockerfile = std::fs::read_to_string(spec.path().join("Dockerfile")).unwrap();
+    assert!(
+        !dockerfile
+            .lines()
+            .any(|l| l.starts_with("RUN echo injected")),
+        "{dockerfile}"
+    );
+    assert!(
+        dockerfile.contains("ENV AJ_NATS_CONTEXT=\"ctx \\$HOME\""),
+        "{dockerfile}"
+    );
+    assert!(
+        dockerfile
+            .contains("COPY --chmod=0755 [\"commands/call.sh\", \"/handler/commands/call.sh\"]"),
+        "{dockerfile}"
+    );
+    let manifest = std::fs::read_to_string(spec.path().join("Cargo.toml")).unwrap();
+    let parsed: toml::Table = toml::from_str(&manifest).unwrap();
+    assert_eq!(
+        parsed["package"]["name"].as_str(),
+        Some("rust-handlers-service")
+    );
+    assert_eq!(
+        parsed["dependencies"]["rust_handlers"]["package"].as_str(),
+        Some("rust-handlers")
+    );
+    let main = std::fs::read_to_string(spec.path().join("src/main.rs")).unwrap();
+    assert!(
+        main.lines()
+            .take_while(|l| !l.starts_with("asyncjobs::main!"))
+            .all(|l| l.is_empty() || l.starts_with("//!")),
+        "{main}"
+    );
+
+    // an output inside the crate it copies is refused, writing nothing
+    let inside = ajc(
+        spec.path(),
+        &["package", "docker", "-o", "crates/rust-handlers/image"],
+    )
+    .await;
+    assert_eq!(inside.code, 1);
+    assert!(
+        inside.stderr.contains("is inside crate rust-handlers"),
+        "{}",
+        inside.stderr
+    );
+    assert!(!krate.join("image").exists());
 }

@@ -72,7 +72,11 @@ pub fn run(ctx: &Ctx, a: &PackageArgs) -> Result<()> {
             ),
             Kind::Crate { name, source } => ("Rust Crate", render::crate_detail(name, source)),
         };
-        handlers.row(vec![h.task_type.clone().into(), kind.into(), detail.into()]);
+        handlers.row(vec![
+            render::shown_type(&h.task_type).into(),
+            kind.into(),
+            detail.into(),
+        ]);
     }
     emitln(handlers.render(&ctx.ui));
     emitln("");

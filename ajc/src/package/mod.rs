@@ -18,6 +18,15 @@ pub const DEFAULT_CONTEXT: &str = "AJ";
 /// Go's default Go module name (its last segment names our Cargo package).
 pub const DEFAULT_NAME: &str = "choria.io/asyncjobs/handlers";
 
+/// Words a crate cannot be linked as (`extern crate <word>` does not compile).
+const RUST_KEYWORDS: &[&str] = &[
+    "_", "as", "async", "await", "box", "break", "const", "continue", "crate", "dyn", "else",
+    "enum", "extern", "false", "fn", "for", "gen", "if", "impl", "in", "let", "loop", "match",
+    "mod", "move", "mut", "pub", "ref", "return", "self", "static", "struct", "super", "trait",
+    "true", "try", "type", "unsafe", "use", "where", "while", "yield", "abstract", "become", "do",
+    "final", "macro", "override", "priv", "typeof", "unsized", "virtual",
+];
+
 /// `asyncjobs.yaml` as written (reference §13.4).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -229,6 +238,15 @@ pub fn plan(spec: Spec, file: &Path, dir: &Path) -> Result<Plan, String> {
     let mut crates: Vec<(&str, &Source)> = Vec::new();
     for h in &handlers {
         if let Kind::Crate { name, source } = &h.kind {
+            if let Some((other, _)) = crates
+                .iter()
+                .find(|(n, _)| n != name && n.replace('-', "_") == name.replace('-', "_"))
+            {
+                return Err(format!(
+                    "crates {other} and {name} would both be linked as `{}`",
+                    name.replace('-', "_")
+                ));
+            }
             match crates.iter().find(|(n, _)| n == name) {
                 Some((_, s)) if *s != source => {
                     return Err(format!(
@@ -240,12 +258,26 @@ pub fn plan(spec: Spec, file: &Path, dir: &Path) -> Result<Plan, String> {
             }
         }
     }
+    if nats.chars().any(|c| c.is_control()) {
+        return Err(format!(
+            "nats: context name {nats:?} holds a control character"
+        ));
+    }
+    // the generated package must not share a name with what it depends on
+    let mut package = package_name(&name);
+    let taken = |p: &str| {
+        let p = p.replace('-', "_");
+        p == "asyncjobs" || crates.iter().any(|(n, _)| n.replace('-', "_") == p)
+    };
+    while taken(&package) {
+        package.push_str("-service");
+    }
     Ok(Plan {
         file: file.to_path_buf(),
         dir: dir.to_path_buf(),
         nats,
         queue,
-        package: package_name(&name),
+        package,
         name,
         go_version: spec.asyncjobs.filter(|s| !s.is_empty()),
         asyncjobs,
@@ -262,6 +294,11 @@ fn handler(n: usize, t: TaskSpec, dir: &Path) -> Result<Handler, String> {
             "tasks entry {n} has no type (write type: \"\" for a handler of every type)"
         ));
     };
+    if !task_type.is_empty() && !asyncjobs::task::is_valid_name(&task_type) {
+        return Err(format!(
+            "tasks entry {n}: task type {task_type:?} is not valid: use letters, digits, _, : and - (or \"\" for every type)"
+        ));
+    }
     let at = format!("tasks entry {n} (type {task_type:?})");
     let set = |o: &Option<String>| o.as_deref().is_some_and(|s| !s.is_empty());
     let remote = t.remote.unwrap_or(false);
@@ -312,6 +349,11 @@ fn handler(n: usize, t: TaskSpec, dir: &Path) -> Result<Handler, String> {
                     "{at}: command {command:?} must be a path inside commands/ (no leading / or ..)"
                 ));
             }
+            if command.chars().any(|c| c.is_control() || c == '$') {
+                return Err(format!(
+                    "{at}: command {command:?} holds a control character or $, which the Dockerfile cannot copy safely"
+                ));
+            }
             let file = dir.join("commands").join(rel);
             if !file.is_file() {
                 return Err(format!(
@@ -335,6 +377,17 @@ fn handler(n: usize, t: TaskSpec, dir: &Path) -> Result<Handler, String> {
                 || name.starts_with(|c: char| c.is_ascii_digit())
             {
                 return Err(format!("{at}: {name:?} is not a crate name"));
+            }
+            let linked = name.replace('-', "_");
+            if linked == "asyncjobs" {
+                return Err(format!(
+                    "{at}: crate asyncjobs is the runtime itself; list the crate holding your #[task_handler] functions"
+                ));
+            }
+            if RUST_KEYWORDS.contains(&linked.as_str()) {
+                return Err(format!(
+                    "{at}: crate {name:?} is linked as `{linked}`, a Rust keyword: rename the crate"
+                ));
             }
             let source = match (t.version.filter(|s| !s.is_empty()), t.path.filter(|s| !s.is_empty())) {
                 (Some(_), Some(_)) => {

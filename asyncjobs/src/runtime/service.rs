@@ -36,6 +36,15 @@ pub enum Route {
     Remote(String),
 }
 
+/// How a task type reads in messages (`""` is every type).
+fn shown(t: &str) -> &str {
+    if t.is_empty() {
+        "\"\" (every type)"
+    } else {
+        t
+    }
+}
+
 impl Route {
     /// The task type routed.
     pub fn task_type(&self) -> &str {
@@ -191,13 +200,16 @@ impl Service {
         );
         for r in &self.routes {
             let _ = match r {
-                Route::Linked(t) => writeln!(u, " - {t}: #[task_handler] in a linked crate"),
+                Route::Linked(t) => {
+                    writeln!(u, " - {}: #[task_handler] in a linked crate", shown(t))
+                }
                 Route::Command { task_type, command } => writeln!(
                     u,
-                    " - {task_type}: using command {}",
+                    " - {}: using command {}",
+                    shown(task_type),
                     self.commands_dir.join(command).display()
                 ),
-                Route::Remote(t) => writeln!(u, " - {t}: remote request-reply service"),
+                Route::Remote(t) => writeln!(u, " - {}: remote request-reply service", shown(t)),
             };
         }
         let _ = write!(
@@ -254,13 +266,19 @@ impl Service {
                 .parse()
                 .map_err(|_| format!("AJ_METRICS_BIND must be an IP address, not {v:?}"))?,
         };
+        let verification_key = set("AJ_VERIFICATION_KEY");
+        #[cfg(feature = "signing")]
+        if let Some(k) = &verification_key {
+            crate::signing::Keys::from_public_hex(k.trim())
+                .map_err(|e| format!("AJ_VERIFICATION_KEY: {e}"))?;
+        }
         Ok(Settings {
             queue: set("AJ_WORK_QUEUE").unwrap_or_else(|| self.queue.clone()),
             nats_context: set("AJ_NATS_CONTEXT").unwrap_or_else(|| self.nats_context.clone()),
             concurrency,
             debug: var("AJ_DEBUG").as_deref() == Some("1"),
             retry_policy,
-            verification_key: set("AJ_VERIFICATION_KEY"),
+            verification_key,
             metrics: SocketAddr::new(bind, port),
             commands_dir: set("AJ_COMMANDS_DIR")
                 .map(PathBuf::from)
@@ -320,9 +338,9 @@ pub(super) fn main(
                 match linked_route(r, &registered) {
                     Err(e) => {
                         ok = false;
-                        println!("{}\terror: {e}", r.task_type());
+                        println!("{}\terror: {e}", shown(r.task_type()));
                     }
-                    Ok(line) => println!("{}\t{line}", r.task_type()),
+                    Ok(line) => println!("{}\t{line}", shown(r.task_type())),
                 }
             }
             return if ok {
@@ -479,10 +497,12 @@ async fn start(
     if let Some(key) = &settings.verification_key {
         builder = verification(builder, key, service.signatures_optional)?;
     }
-    let client = builder
-        .build()
-        .await
-        .map_err(|e| format!("cannot bind queue {}: {e}", settings.queue))?;
+    let client = builder.build().await.map_err(|e| match e {
+        Error::QueueNotFound(q) | Error::QueueConsumerNotFound(q) => format!(
+            "cannot bind queue {q}: it does not exist (or has no WORKERS consumer); create it with `ajc queue add {q}`"
+        ),
+        e => format!("cannot bind queue {}: {e}", settings.queue),
+    })?;
     let shutdown = CancellationToken::new();
     let (bound, metrics) = crate::metrics::serve(settings.metrics, shutdown.clone())
         .await
