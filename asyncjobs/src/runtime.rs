@@ -773,29 +773,7 @@ impl App {
         if let Some(setup) = self.setup.take() {
             self = setup(self).await;
         }
-        let workers = self.start(args).await?;
-        let token = workers.shutdown_token();
-        let signals = tokio::spawn(async move {
-            let mut signals = Signals::new();
-            let name = signals.next().await;
-            tracing::info!(
-                signal = name,
-                "shutting down: finishing running tasks (signal again to exit at once)"
-            );
-            token.cancel();
-            let name = signals.next().await;
-            eprintln!(
-                "received {name} again: exiting without waiting for running tasks; \
-                 they run again once their queue's run time (the WORKERS ack wait) has passed"
-            );
-            std::process::exit(130);
-        });
-        let result = workers.wait().await;
-        signals.abort();
-        if result.is_ok() {
-            tracing::info!("worker stopped");
-        }
-        result
+        self.start(args).await?.run_until_signal().await
     }
 
     /// Checks the handlers, states and queue settings, connects, prepares
@@ -1029,6 +1007,33 @@ impl RunningWorkers {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// Waits until the workers stop, stopping them gracefully on SIGINT or
+    /// SIGTERM; a second signal exits the process at once (status 130).
+    pub async fn run_until_signal(self) -> Result<(), RuntimeError> {
+        let token = self.shutdown_token();
+        let signals = tokio::spawn(async move {
+            let mut signals = Signals::new();
+            let name = signals.next().await;
+            tracing::info!(
+                signal = name,
+                "shutting down: finishing running tasks (signal again to exit at once)"
+            );
+            token.cancel();
+            let name = signals.next().await;
+            eprintln!(
+                "received {name} again: exiting without waiting for running tasks; \
+                 they run again once their queue's run time (the WORKERS ack wait) has passed"
+            );
+            std::process::exit(130);
+        });
+        let result = self.wait().await;
+        signals.abort();
+        if result.is_ok() {
+            tracing::info!("worker stopped");
+        }
+        result
     }
 
     /// [`shutdown`](Self::shutdown) then [`wait`](Self::wait).

@@ -1,6 +1,6 @@
 //! The packaged handler service ([`Service`]) that `ajc package` generates.
 
-use super::{log_directives, RunningWorkers, Signals, WorkerRuntime};
+use super::{log_directives, RunningWorkers, WorkerRuntime};
 use crate::client::Client;
 use crate::connect::{self, Connect};
 use crate::error::Error;
@@ -385,21 +385,7 @@ pub(super) fn main(
             pool,
         )
         .await?;
-        let token = workers.shutdown_token();
-        let signals = tokio::spawn(async move {
-            let mut signals = Signals::new();
-            let name = signals.next().await;
-            tracing::info!(
-                signal = name,
-                "shutting down: finishing running tasks (signal again to exit at once)"
-            );
-            token.cancel();
-            signals.next().await;
-            std::process::exit(130);
-        });
-        let result = workers.wait().await;
-        signals.abort();
-        result.map_err(|e| e.to_string())
+        workers.run_until_signal().await.map_err(|e| e.to_string())
     };
     match runtime.block_on(run) {
         Ok(()) => ExitCode::SUCCESS,
