@@ -6,7 +6,7 @@
 
 use asyncjobs::{Queue, TaskState};
 use asyncjobs_tests::{
-    golden, golden_config, instance_config, js_api, wait_for, wait_for_state, NatsServer,
+    free_port, golden, golden_config, instance_config, js_api, wait_for, wait_for_state, NatsServer,
 };
 use base64::Engine;
 use serde_json::Value;
@@ -819,14 +819,6 @@ fn asyncjobs_now() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn http_get(port: u16, path: &str) -> String {

@@ -47,10 +47,7 @@ impl Driver {
         );
         let chromium = find_binary(&["chromium", "chromium-browser", "google-chrome"])
             .expect("chromium not found: install Debian's chromium (scripts/test does)");
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
+        let port = asyncjobs_tests::free_port();
         let process = tokio::process::Command::new(driver)
             .arg(format!("--port={port}"))
             .arg("--allowed-ips=127.0.0.1")

@@ -54,11 +54,7 @@ fn listing_no_handlers_fails_with_the_fix() {
 
 #[test]
 fn starting_with_no_handlers_fails_before_connecting() {
-    let free_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let free_port = asyncjobs_tests::free_port();
     let started = Instant::now();
     let out = run(EMPTY, &["--url", &format!("nats://127.0.0.1:{free_port}")]);
     assert_names_the_fix(&out);

@@ -223,11 +223,7 @@ fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
 
 #[tokio::test]
 async fn startup_errors_are_clear() {
-    let free_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let free_port = asyncjobs_tests::free_port();
     let args = WorkerArgs {
         url: Some(format!("nats://127.0.0.1:{free_port}")),
         ..WorkerArgs::default()
@@ -319,11 +315,7 @@ fn binary_lists_handlers() {
 
 #[test]
 fn binary_exits_non_zero_without_nats() {
-    let free_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let free_port = asyncjobs_tests::free_port();
     let out = worker_command()
         .env("NATS_URL", format!("nats://127.0.0.1:{free_port}"))
         .output()

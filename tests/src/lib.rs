@@ -35,7 +35,9 @@ pub fn server_binary() -> PathBuf {
     PathBuf::from("nats-server")
 }
 
-fn free_port() -> u16 {
+/// A free loopback port (nothing listens on it once this returns; another
+/// process may take it, which tests accept).
+pub fn free_port() -> u16 {
     free_ports(1)[0]
 }
 
