@@ -12,7 +12,7 @@
 mod pages;
 
 use crate::Api;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
@@ -84,22 +84,12 @@ fn page<T: askama::Template>(status: StatusCode, t: &T) -> Response {
 
 /// True when a POST may act: not read-only and the form's token matches
 /// (requests a browser marks cross-site are refused before this, for the
-/// whole router).
-pub(crate) async fn may_act(
-    api: &Api,
-    headers: &HeaderMap,
-    token: &str,
-) -> Result<(), (StatusCode, &'static str)> {
+/// whole router, by [`crate::observe::access`]).
+pub(crate) async fn may_act(api: &Api, token: &str) -> Result<(), (StatusCode, &'static str)> {
     if api.options.read_only {
         return Err((
             StatusCode::FORBIDDEN,
             "this dashboard is read-only (ajc server run --read-only)",
-        ));
-    }
-    if crate::observe::cross_site(headers) {
-        return Err((
-            StatusCode::FORBIDDEN,
-            "refused: the request came from another site",
         ));
     }
     if token != api.csrf().await {

@@ -6,7 +6,7 @@ use askama::Template;
 use asyncjobs::wire::format_time;
 use asyncjobs::{QueueUpdate, ScheduledTask, Task, TaskFilter, TaskState};
 use axum::extract::{Form, Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use futures::StreamExt;
 use serde::Deserialize;
@@ -607,12 +607,12 @@ async fn confirm(
 /// A one-step action: refused unless [`may_act`] allows it; without
 /// `confirmed`, the confirmation page; then `op`, whose `Ok` is where to go
 /// back to with which notice, and whose `Err` is shown as a conflict.
-async fn act<F, Fut>(api: &Api, headers: &HeaderMap, a: &Action, ask: Ask, op: F) -> Response
+async fn act<F, Fut>(api: &Api, a: &Action, ask: Ask, op: F) -> Response
 where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Result<(String, String), String>>,
 {
-    if let Err(e) = may_act(api, headers, &a.csrf).await {
+    if let Err(e) = may_act(api, &a.csrf).await {
         return refused(api, e);
     }
     if a.confirmed != "1" {
@@ -627,7 +627,6 @@ where
 pub(super) async fn retry(
     State(api): State<Api>,
     Path(id): Path<String>,
-    headers: HeaderMap,
     Form(a): Form<Action>,
 ) -> Response {
     let back = format!("/ui/tasks/{id}");
@@ -638,7 +637,7 @@ pub(super) async fn retry(
         button: "Retry".into(),
         back: back.clone(),
     };
-    act(&api, &headers, &a, ask, || async {
+    act(&api, &a, ask, || async {
         match api.client.replay_task(&id).await {
             Ok(_) => Ok((back, "Task enqueued again".into())),
             Err(e) => Err(format!("retrying {id}: {e}")),
@@ -650,7 +649,6 @@ pub(super) async fn retry(
 pub(super) async fn delete(
     State(api): State<Api>,
     Path(id): Path<String>,
-    headers: HeaderMap,
     Form(a): Form<Action>,
 ) -> Response {
     let ask = Ask {
@@ -660,7 +658,7 @@ pub(super) async fn delete(
         button: "Delete".into(),
         back: format!("/ui/tasks/{id}"),
     };
-    act(&api, &headers, &a, ask, || async {
+    act(&api, &a, ask, || async {
         match api.client.delete_task(&id).await {
             Ok(()) => Ok(("/ui/tasks".into(), format!("Task {id} deleted"))),
             Err(e) => Err(format!("deleting {id}: {e}")),
@@ -686,12 +684,8 @@ pub(super) struct BulkForm {
     since: String,
 }
 
-pub(super) async fn bulk_retry(
-    State(api): State<Api>,
-    headers: HeaderMap,
-    Form(f): Form<BulkForm>,
-) -> Response {
-    if let Err(e) = may_act(&api, &headers, &f.csrf).await {
+pub(super) async fn bulk_retry(State(api): State<Api>, Form(f): Form<BulkForm>) -> Response {
+    if let Err(e) = may_act(&api, &f.csrf).await {
         return refused(&api, e);
     }
     let filter = Filter {
@@ -766,7 +760,6 @@ pub(super) async fn bulk_retry(
 pub(super) async fn purge(
     State(api): State<Api>,
     Path(name): Path<String>,
-    headers: HeaderMap,
     Form(a): Form<Action>,
 ) -> Response {
     let ask = Ask {
@@ -776,7 +769,7 @@ pub(super) async fn purge(
         button: "Purge".into(),
         back: "/ui/".into(),
     };
-    act(&api, &headers, &a, ask, || async {
+    act(&api, &a, ask, || async {
         match api.client.purge_queue(&name).await {
             Ok(()) => Ok(("/ui/".into(), format!("Queue {name} purged"))),
             Err(e) => Err(format!("purging {name}: {e}")),
@@ -803,10 +796,9 @@ pub(super) struct Configure {
 pub(super) async fn configure(
     State(api): State<Api>,
     Path(name): Path<String>,
-    headers: HeaderMap,
     Form(c): Form<Configure>,
 ) -> Response {
-    if let Err(e) = may_act(&api, &headers, &c.csrf).await {
+    if let Err(e) = may_act(&api, &c.csrf).await {
         return refused(&api, e);
     }
     let duration = |field: &str, v: &str| -> Result<Option<Duration>, String> {
@@ -897,12 +889,8 @@ pub(super) struct NewSchedule {
     payload: String,
 }
 
-pub(super) async fn add_schedule(
-    State(api): State<Api>,
-    headers: HeaderMap,
-    Form(n): Form<NewSchedule>,
-) -> Response {
-    if let Err(e) = may_act(&api, &headers, &n.csrf).await {
+pub(super) async fn add_schedule(State(api): State<Api>, Form(n): Form<NewSchedule>) -> Response {
+    if let Err(e) = may_act(&api, &n.csrf).await {
         return refused(&api, e);
     }
     let mut template = Task::builder(n.task_type.trim());
@@ -930,7 +918,6 @@ pub(super) async fn add_schedule(
 pub(super) async fn delete_schedule(
     State(api): State<Api>,
     Path(name): Path<String>,
-    headers: HeaderMap,
     Form(a): Form<Action>,
 ) -> Response {
     let ask = Ask {
@@ -940,7 +927,7 @@ pub(super) async fn delete_schedule(
         button: "Delete".into(),
         back: "/ui/schedules".into(),
     };
-    act(&api, &headers, &a, ask, || async {
+    act(&api, &a, ask, || async {
         match api.client.delete_scheduled_task(&name).await {
             Ok(()) => Ok(("/ui/schedules".into(), format!("Schedule {name} deleted"))),
             Err(e) => Err(e.to_string()),
