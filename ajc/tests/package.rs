@@ -6,7 +6,7 @@
 
 use asyncjobs::remote::RequestReplyServer;
 use asyncjobs::{Client, Queue, Task, TaskContext, TaskState};
-use asyncjobs_tests::{wait_for, wait_for_state, NatsServer};
+use asyncjobs_tests::{free_port, wait_for, wait_for_state, NatsServer};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -141,14 +141,6 @@ fn collapse(text: &str) -> String {
         .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Starts the built service with `env` (metrics on a free loopback port).
@@ -773,4 +765,43 @@ async fn force_keeps_sources_and_names_stay_inert() {
         inside.stderr
     );
     assert!(!krate.join("image").exists());
+}
+
+/// `rust.otel: true` builds asyncjobs with its feature `otel` (the service
+/// then exports traces to `OTEL_EXPORTER_OTLP_ENDPOINT`); by default the
+/// project leaves it out, and a non-boolean value is refused.
+#[tokio::test]
+async fn otel_is_a_build_choice() {
+    let plain = spec_dir("tasks:\n  - type: b\n    command: call.sh\n");
+    let o = ajc(plain.path(), &["package", "cargo", "--output", "out"]).await;
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    assert!(
+        collapse(&o.stdout).contains("OpenTelemetry Traces off"),
+        "{}",
+        o.stdout
+    );
+    let toml = std::fs::read_to_string(plain.path().join("out/Cargo.toml")).unwrap();
+    assert!(!toml.contains("otel"), "{toml}");
+
+    let traced = spec_dir(
+        "rust:\n  asyncjobs: \"0.1\"\n  otel: true\ntasks:\n  - type: b\n    command: call.sh\n",
+    );
+    let o = ajc(traced.path(), &["package", "cargo", "--output", "out"]).await;
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    assert!(
+        collapse(&o.stdout)
+            .contains("OpenTelemetry Traces exported to OTEL_EXPORTER_OTLP_ENDPOINT"),
+        "{}",
+        o.stdout
+    );
+    let toml = std::fs::read_to_string(traced.path().join("out/Cargo.toml")).unwrap();
+    assert!(
+        toml.contains("asyncjobs = { version = \"0.1\", features = [\"otel\"] }"),
+        "{toml}"
+    );
+
+    let bad = spec_dir("rust:\n  otel: sometimes\ntasks:\n  - type: b\n    command: call.sh\n");
+    let o = ajc(bad.path(), &["package", "cargo", "--output", "out"]).await;
+    assert_eq!(o.code, 1, "{}{}", o.stdout, o.stderr);
+    assert!(o.stderr.contains("otel"), "{}", o.stderr);
 }

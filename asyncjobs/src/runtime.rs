@@ -365,6 +365,76 @@ fn parse_concurrency(s: &str) -> Result<usize, String> {
 /// in the filter to see it (`debug,async_nats=debug`).
 const QUIET_DEPENDENCIES: &[&str] = &["async_nats", "hyper", "h2", "tower", "rustls", "mio"];
 
+/// `router` wrapped in `middleware`, the first given outermost (see
+/// [`App::middleware`]).
+fn layered(router: Router, middleware: &[Middleware]) -> Router {
+    middleware.iter().fold(router, |router, m| {
+        let m = m.clone();
+        router.layer(move |next| m(next))
+    })
+}
+
+/// What keeps the log and trace output of [`init_logging`] working: the
+/// OTLP exporter's guard (spans are flushed when it drops), if any.
+pub(crate) type LoggingGuard = Option<LoggingFlush>;
+
+#[cfg(feature = "otel")]
+pub(crate) type LoggingFlush = crate::otel::OtelGuard;
+#[cfg(not(feature = "otel"))]
+pub(crate) type LoggingFlush = std::convert::Infallible;
+
+/// Installs the worker's log output: stderr (colour on a terminal), filtered
+/// by `level` as [`log_directives`] reads it (an invalid filter falls back to
+/// `info`), and, with feature `otel` and an `otlp_endpoint`, spans exported
+/// over OTLP/HTTP under the program's name (`OTEL_SERVICE_NAME` overrides
+/// it). Used by [`App::main`] workers and packaged [`Service`]s alike; does
+/// nothing when a subscriber is already installed.
+///
+/// Without feature `otel` an `otlp_endpoint` is logged as ignored.
+///
+/// # Errors
+/// The OTLP exporter could not be built (for example an invalid endpoint).
+pub(crate) fn init_logging(
+    level: &str,
+    otlp_endpoint: Option<&str>,
+) -> Result<LoggingGuard, String> {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let filter = tracing_subscriber::EnvFilter::try_new(log_directives(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    let registry = tracing_subscriber::registry().with(filter).with(fmt);
+    let Some(endpoint) = otlp_endpoint else {
+        let _ = registry.try_init();
+        return Ok(None);
+    };
+    #[cfg(feature = "otel")]
+    {
+        let service = std::env::args()
+            .next()
+            .and_then(|p| {
+                std::path::Path::new(&p)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+            })
+            .unwrap_or_else(|| "asyncjobs-worker".into());
+        let (layer, guard) = crate::otel::otlp_layer(&service, Some(endpoint))?;
+        let _ = registry.with(layer).try_init();
+        Ok(Some(guard))
+    }
+    #[cfg(not(feature = "otel"))]
+    {
+        let _ = registry.try_init();
+        tracing::warn!(
+            otlp_endpoint = endpoint,
+            "traces are not exported: this program was built without the asyncjobs feature `otel` (add features = [\"otel\"] to its asyncjobs dependency)"
+        );
+        Ok(None)
+    }
+}
+
 /// The tracing directives for a `--log-level` value: a bare level more
 /// verbose than WARN also holds [`QUIET_DEPENDENCIES`] at WARN; anything
 /// else is used as given.
@@ -712,44 +782,18 @@ impl App {
             return ExitCode::FAILURE;
         }
         self.handlers = Some(handlers);
-        let filter = tracing_subscriber::EnvFilter::try_new(log_directives(&args.log_level))
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-        let fmt = tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
-            .with_ansi(std::io::stderr().is_terminal());
-        use tracing_subscriber::layer::SubscriberExt as _;
-        use tracing_subscriber::util::SubscriberInitExt as _;
-        let registry = tracing_subscriber::registry().with(filter).with(fmt);
-        // flushes the spans when the worker ends
         #[cfg(feature = "otel")]
-        let _otel = match args.otlp_endpoint.as_deref() {
-            Some(endpoint) => {
-                let service = std::env::args()
-                    .next()
-                    .and_then(|p| {
-                        std::path::Path::new(&p)
-                            .file_name()
-                            .map(|n| n.to_string_lossy().into_owned())
-                    })
-                    .unwrap_or_else(|| "asyncjobs-worker".into());
-                match crate::otel::otlp_layer(&service, Some(endpoint)) {
-                    Ok((layer, guard)) => {
-                        let _ = registry.with(layer).try_init();
-                        Some(guard)
-                    }
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        return ExitCode::FAILURE;
-                    }
-                }
-            }
-            None => {
-                let _ = registry.try_init();
-                None
+        let otlp = args.otlp_endpoint.as_deref();
+        #[cfg(not(feature = "otel"))]
+        let otlp = None;
+        // flushes the spans when the worker ends
+        let _logging = match init_logging(&args.log_level, otlp) {
+            Ok(guard) => guard,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
             }
         };
-        #[cfg(not(feature = "otel"))]
-        let _ = registry.try_init();
         let runtime = match WorkerRuntime::new(args.handler_threads) {
             Ok(rt) => rt,
             Err(e) => {
@@ -1080,12 +1124,7 @@ async fn start_with(
         .map(|q| {
             let declared = args.queue_overrides(handlers.declared_settings(q)?);
             let settings = declared.apply(Queue::defaults_for(q));
-            let router = middleware
-                .iter()
-                .fold(handlers.router_with(q, states)?, |router, m| {
-                    let m = m.clone();
-                    router.layer(move |next| m(next))
-                });
+            let router = layered(handlers.router_with(q, states)?, middleware);
             Ok((*q, declared, settings, router))
         })
         .collect::<crate::Result<Vec<(&str, QueueSettings, Queue, Router)>>>()

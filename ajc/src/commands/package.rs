@@ -48,6 +48,14 @@ pub fn run(ctx: &Ctx, a: &PackageArgs) -> Result<()> {
         ("Retry Backoff Policy", plan.retry.clone()),
         ("End State Discard", discard),
         ("asyncjobs crate", asyncjobs),
+        (
+            "OpenTelemetry Traces",
+            if plan.otel {
+                "exported to OTEL_EXPORTER_OTLP_ENDPOINT (feature otel)".into()
+            } else {
+                "off (rust.otel: true turns them on)".into()
+            },
+        ),
     ] {
         settings.row(vec![k.into(), v.into()]);
     }

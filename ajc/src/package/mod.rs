@@ -81,6 +81,10 @@ pub struct RustSpec {
     pub asyncjobs: Option<String>,
     /// A directory holding the asyncjobs crate (instead of a version).
     pub asyncjobs_path: Option<String>,
+    /// Build with the asyncjobs feature `otel`, so the service exports
+    /// traces to `OTEL_EXPORTER_OTLP_ENDPOINT` (default: off, a smaller
+    /// build).
+    pub otel: Option<bool>,
 }
 
 /// Where a crate comes from.
@@ -136,6 +140,8 @@ pub struct Plan {
     pub go_version: Option<String>,
     /// Where the asyncjobs crate comes from.
     pub asyncjobs: Source,
+    /// Whether asyncjobs is built with its feature `otel`.
+    pub otel: bool,
     /// Retry policy.
     pub retry: String,
     /// Discarded states, as written.
@@ -144,21 +150,8 @@ pub struct Plan {
     pub signatures_optional: bool,
     /// The handlers, in file order.
     pub handlers: Vec<Handler>,
-}
-
-impl Plan {
-    /// The crates to link: name and source, each once.
-    pub fn crates(&self) -> Vec<(&str, &Source)> {
-        let mut out: Vec<(&str, &Source)> = Vec::new();
-        for h in &self.handlers {
-            if let Kind::Crate { name, source } = &h.kind {
-                if !out.iter().any(|(n, _)| *n == name) {
-                    out.push((name, source));
-                }
-            }
-        }
-        out
-    }
+    /// The crates to link, each once, in file order: name and source.
+    pub crates: Vec<(String, Source)>,
 }
 
 /// Reads and checks `file`.
@@ -272,6 +265,10 @@ pub fn plan(spec: Spec, file: &Path, dir: &Path) -> Result<Plan, String> {
     while taken(&package) {
         package.push_str("-service");
     }
+    let crates: Vec<(String, Source)> = crates
+        .into_iter()
+        .map(|(n, s)| (n.to_string(), s.clone()))
+        .collect();
     Ok(Plan {
         file: file.to_path_buf(),
         dir: dir.to_path_buf(),
@@ -281,10 +278,12 @@ pub fn plan(spec: Spec, file: &Path, dir: &Path) -> Result<Plan, String> {
         name,
         go_version: spec.asyncjobs.filter(|s| !s.is_empty()),
         asyncjobs,
+        otel: rust.otel.unwrap_or(false),
         retry,
         discard,
         signatures_optional: spec.task_signatures_optional.unwrap_or(false),
         handlers,
+        crates,
     })
 }
 

@@ -79,9 +79,14 @@ pub fn render(plan: &Plan, target: Target, out: &Path) -> Result<Project, String
         toml,
         "[package]\nname = {}\nversion = \"0.1.0\"\nedition = \"2021\"\npublish = false\n\n[dependencies]\nasyncjobs = {}\n",
         toml_str(&plan.package),
-        crate_dep("asyncjobs", &plan.asyncjobs)
+        if plan.otel {
+            let dep = crate_dep("asyncjobs", &plan.asyncjobs);
+            format!("{}, features = [\"otel\"] }}", &dep[..dep.len() - 2])
+        } else {
+            crate_dep("asyncjobs", &plan.asyncjobs)
+        }
     );
-    for (name, source) in plan.crates() {
+    for (name, source) in &plan.crates {
         // renamed to the name main.rs links, whatever the crate's [lib] name
         let dep = crate_dep(name, source);
         let _ = writeln!(
@@ -117,7 +122,7 @@ pub fn render(plan: &Plan, target: Target, out: &Path) -> Result<Project, String
                 }
             }
         }
-        for (name, source) in plan.crates() {
+        for (name, source) in &plan.crates {
             if let Source::Path(p) = source {
                 let real = weakly_canonical(p);
                 let to = PathBuf::from("crates").join(name);
@@ -156,7 +161,7 @@ fn main_rs(plan: &Plan, target: Target) -> String {
     }
     m.push_str("//!\n//! Run it with `--help` for the environment variables it reads.\n\n");
     m.push_str("asyncjobs::main!(\n");
-    for (name, _) in plan.crates() {
+    for (name, _) in &plan.crates {
         let _ = writeln!(m, "    {},", name.replace('-', "_"));
     }
     let mut service = vec![format!(

@@ -1,6 +1,6 @@
 //! The packaged handler service ([`Service`]) that `ajc package` generates.
 
-use super::{log_directives, RunningWorkers, WorkerRuntime};
+use super::{RunningWorkers, WorkerRuntime};
 use crate::client::Client;
 use crate::connect::{self, Connect};
 use crate::error::Error;
@@ -87,11 +87,12 @@ impl Route {
 /// | `AJ_METRICS_PORT` | Prometheus port, `/metrics` (not in Go: fixed 8080 there) | 8080 |
 /// | `AJ_METRICS_BIND` | address metrics bind (not in Go) | `0.0.0.0` |
 /// | `AJ_COMMANDS_DIR` | where command handlers live (not in Go) | [`Service::commands_dir`] |
+/// | `OTEL_EXPORTER_OTLP_ENDPOINT` | export traces over OTLP/HTTP to this collector (not in Go; needs the asyncjobs feature `otel`, ignored with a warning otherwise; `OTEL_SERVICE_NAME` names the service) | none |
 ///
 /// Differences from Go's generated service: the queue and context default
 /// to the packaged values instead of being required (the image sets them
-/// either way); `--help` and `--list-handlers` are answered; the three
-/// variables marked above are additions; "Verification Optional" is logged
+/// either way); `--help` and `--list-handlers` are answered; the variables
+/// marked above are additions; "Verification Optional" is logged
 /// truthfully (Go always logs `false`, reference §16 item 21). A start-up
 /// failure (unknown context, missing queue, a listed type no linked crate
 /// declares, a missing command) ends the program with status 1 and the
@@ -222,7 +223,8 @@ impl Service {
              \x20- AJ_RETRY_POLICY: the retry policy [default, 10m, 1h, 1m] (default {retry})\n\
              \x20- AJ_VERIFICATION_KEY: a hex ed25519 public key that verifies task signatures\n\
              \x20- AJ_METRICS_PORT, AJ_METRICS_BIND: Prometheus metrics listener (default 0.0.0.0:{DEFAULT_METRICS_PORT}, /metrics)\n\
-             \x20- AJ_COMMANDS_DIR: where command handlers are (default {dir})\n",
+             \x20- AJ_COMMANDS_DIR: where command handlers are (default {dir})\n\
+             \x20- OTEL_EXPORTER_OTLP_ENDPOINT: export traces over OTLP/HTTP to this collector (feature otel)\n",
             queue = self.queue,
             ctx = self.nats_context,
             retry = self.retry_policy,
@@ -283,6 +285,7 @@ impl Service {
             commands_dir: set("AJ_COMMANDS_DIR")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| self.commands_dir.clone()),
+            otlp_endpoint: set("OTEL_EXPORTER_OTLP_ENDPOINT"),
         })
     }
 }
@@ -307,6 +310,9 @@ pub struct Settings {
     pub metrics: SocketAddr,
     /// Where relative commands are resolved.
     pub commands_dir: PathBuf,
+    /// The OTLP/HTTP collector spans are exported to
+    /// (`OTEL_EXPORTER_OTLP_ENDPOINT`; needs the asyncjobs feature `otel`).
+    pub otlp_endpoint: Option<String>,
 }
 
 /// Runs `service` as the program: answers `--help` and `--list-handlers`,
@@ -335,7 +341,7 @@ pub(super) fn main(
         ["--list-handlers"] => {
             let mut ok = true;
             for r in &service.routes {
-                match linked_route(r, &registered) {
+                match route_description(r, &registered) {
                     Err(e) => {
                         ok = false;
                         println!("{}\terror: {e}", shown(r.task_type()));
@@ -356,13 +362,11 @@ pub(super) fn main(
         Err(e) => return fail(&e),
     };
     let level = if settings.debug { "debug" } else { "info" };
-    let filter = tracing_subscriber::EnvFilter::try_new(log_directives(level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+    // flushes the spans when the service ends
+    let _logging = match super::init_logging(level, settings.otlp_endpoint.as_deref()) {
+        Ok(guard) => guard,
+        Err(e) => return fail(&e),
+    };
     let runtime = match WorkerRuntime::new(None) {
         Ok(rt) => rt,
         Err(e) => return fail(&format!("cannot start the tokio runtime: {e}")),
@@ -394,7 +398,7 @@ pub(super) fn main(
 }
 
 /// What `--list-handlers` shows for a route, or why it cannot be served.
-fn linked_route(route: &Route, registered: &Handlers) -> Result<String, String> {
+fn route_description(route: &Route, registered: &Handlers) -> Result<String, String> {
     match route {
         Route::Linked(t) => find(registered, t).map(|d| format!("{} ({})", d.name(), d.location())),
         Route::Command { command, .. } => Ok(format!("command {command}")),
@@ -471,10 +475,7 @@ async fn start(
         };
         router = added.map_err(|e| format!("task type {}: {}", route.task_type(), plain(e)))?;
     }
-    for m in middleware {
-        let m = m.clone();
-        router = router.layer(move |next| m(next));
-    }
+    let router = super::layered(router, middleware);
     let mut builder = Client::builder()
         .nats_client(nc)
         .bind_queue(settings.queue.clone())
@@ -579,6 +580,7 @@ mod tests {
         );
         assert_eq!(d.metrics, "0.0.0.0:8080".parse().unwrap());
         assert!(!d.debug);
+        assert_eq!(d.otlp_endpoint, None);
         let o = s
             .settings(env(&[
                 ("AJ_WORK_QUEUE", "OTHER"),
@@ -589,6 +591,7 @@ mod tests {
                 ("AJ_METRICS_PORT", "0"),
                 ("AJ_METRICS_BIND", "127.0.0.1"),
                 ("AJ_COMMANDS_DIR", "/c"),
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
             ]))
             .unwrap();
         assert_eq!(
@@ -599,6 +602,7 @@ mod tests {
         assert_eq!(o.retry_policy, "1h");
         assert_eq!(o.metrics, "127.0.0.1:0".parse().unwrap());
         assert_eq!(o.commands_dir, PathBuf::from("/c"));
+        assert_eq!(o.otlp_endpoint.as_deref(), Some("http://127.0.0.1:4318"));
     }
 
     #[test]
