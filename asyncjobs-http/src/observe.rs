@@ -151,16 +151,24 @@ pub(crate) async fn access(State(api): State<Api>, req: Request, next: Next) -> 
         let limit = api.options.write_timeout;
         match tokio::time::timeout(limit, run).await {
             Ok(r) => r,
-            Err(_) => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                ErrorCode::Unavailable,
-                format!(
+            Err(_) => {
+                let message = format!(
                     "the request was not answered within {}",
                     asyncjobs::format_duration(limit)
-                ),
-            )
-            .reason("timeout")
-            .into_response(),
+                );
+                // a browser on the dashboard gets a page, API clients the envelope
+                if route == "/ui" || route.starts_with("/ui/") {
+                    crate::ui::unanswered(&api, message)
+                } else {
+                    ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        ErrorCode::Unavailable,
+                        message,
+                    )
+                    .reason("timeout")
+                    .into_response()
+                }
+            }
         }
     };
     let elapsed = started.elapsed();

@@ -1,11 +1,12 @@
 //! The router mounted inside a user's own axum application, against a real
 //! nats-server, driven by a real HTTP client: routes beside the user's,
 //! the bound queue, filters and limits, the body limit, one listing at a
-//! time, readiness when storage disappears, bulk retry bounds.
+//! time, readiness when storage disappears, bulk retry bounds, requests
+//! the store leaves unanswered.
 
 use asyncjobs::{Client, Queue, Task};
 use asyncjobs_http::{router, ApiOptions};
-use asyncjobs_tests::NatsServer;
+use asyncjobs_tests::{wait_for, NatsServer, Proxy};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -353,4 +354,48 @@ async fn delayed_create_and_replay_by_filter() {
             asyncjobs::TaskState::Retry
         );
     }
+}
+
+/// A request the store leaves unanswered past the write timeout gets 503:
+/// the API's envelope (reason `timeout`) for API routes, a page for the
+/// dashboard's; both answer again once the store does.
+#[tokio::test]
+async fn unanswered_requests_time_out_as_the_envelope_or_a_page() {
+    let nats = NatsServer::start();
+    let proxy = Proxy::start(&nats).await;
+    let client = Client::builder()
+        .url(proxy.url())
+        .queue(Queue::new("SLOW"))
+        .build()
+        .await
+        .unwrap();
+    let options = ApiOptions {
+        write_timeout: Duration::from_secs(1),
+        ..ApiOptions::default()
+    };
+    let base = serve(client, options).await;
+    let http = http();
+    assert_eq!(get_json(&http, &format!("{base}/v1/queues")).await.0, 200);
+
+    proxy.freeze();
+    let (status, e) = get_json(&http, &format!("{base}/v1/queues")).await;
+    assert_eq!(status, 503, "{e}");
+    assert_eq!(e["error"]["details"]["reason"], "timeout", "{e}");
+    let r = http.get(format!("{base}/ui/")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    let kind = r.headers()["content-type"].to_str().unwrap().to_string();
+    assert!(kind.starts_with("text/html"), "{kind}");
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("the request was not answered within 1s"),
+        "{page}"
+    );
+
+    proxy.thaw();
+    wait_for(T, "the API answers again", || async {
+        (get_json(&http, &format!("{base}/v1/queues")).await.0 == 200).then_some(())
+    })
+    .await;
+    let r = http.get(format!("{base}/ui/")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
 }

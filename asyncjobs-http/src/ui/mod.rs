@@ -82,6 +82,13 @@ fn page<T: askama::Template>(status: StatusCode, t: &T) -> Response {
     }
 }
 
+/// The dashboard's answer to a request the server gave up on (the write
+/// timeout): 503 with the reason on a page, where the API answers the JSON
+/// envelope.
+pub(crate) fn unanswered(api: &Api, message: String) -> Response {
+    pages::error_page(api, StatusCode::SERVICE_UNAVAILABLE, message)
+}
+
 /// True when a POST may act: not read-only and the form's token matches
 /// (requests a browser marks cross-site are refused before this, for the
 /// whole router, by [`crate::observe::access`]).

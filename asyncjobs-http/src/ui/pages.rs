@@ -64,7 +64,7 @@ fn query(raw: Option<&str>) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn error_page(api: &Api, status: StatusCode, message: impl Into<String>) -> Response {
+pub(super) fn error_page(api: &Api, status: StatusCode, message: impl Into<String>) -> Response {
     page(
         status,
         &MessagePage {
