@@ -265,6 +265,42 @@ async fn dashboard_in_a_browser() {
     );
     assert_eq!(script_errors(b).await, Vec::<String>::new());
 
+    // what happens while no stream is open (before the first one opens, or
+    // between a lost stream and its reconnection) shows once one opens
+    b.execute("window.__sources.forEach(s => s.close());", vec![])
+        .await
+        .unwrap();
+    let unseen = create(&http, &server, json!({"type": "ok"})).await;
+    wait_for(
+        T,
+        "the task created while no stream was open to complete",
+        || {
+            let (http, server, unseen) = (&http, &server, &unseen);
+            async move { (task(http, server, unseen).await["state"] == "complete").then_some(()) }
+        },
+    )
+    .await;
+    assert!(
+        b.find(Locator::Css(&format!("tr[data-id='{unseen}']")))
+            .await
+            .is_err(),
+        "no stream was open: the row cannot be there yet"
+    );
+    b.execute(
+        "liveTasks(document.querySelector('[data-live-tasks]'));",
+        vec![],
+    )
+    .await
+    .unwrap();
+    wait_text(
+        b,
+        &format!("tr[data-id='{unseen}'] [data-state]"),
+        "complete",
+    )
+    .await;
+    wait_text(b, &format!("tr[data-id='{id}'] [data-state]"), "complete").await;
+    assert_eq!(script_errors(b).await, Vec::<String>::new());
+
     // a failed task's retry button runs it again
     let flaky = create(
         &http,

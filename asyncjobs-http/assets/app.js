@@ -70,7 +70,34 @@ function liveTasks(table) {
   if (want.queue) { q.push("queue=" + encodeURIComponent(want.queue)); }
   if (want.type) { q.push("type=" + encodeURIComponent(want.type)); }
   var body = table.tBodies[0];
+  // events that arrive while the rows are re-read, applied again after
+  var pending = null;
+  // what changed before the stream (re)opened: the page's rows read afresh
+  function refresh() {
+    pending = [];
+    fetch(window.location.href, { headers: { "Accept": "text/html" } }).then(function (r) {
+      if (!r.ok) { throw new Error("re-reading the task list: HTTP " + r.status); }
+      return r.text();
+    }).then(function (html) {
+      var fresh = new DOMParser().parseFromString(html, "text/html").querySelector("[data-live-tasks] tbody");
+      if (fresh) {
+        body.innerHTML = fresh.innerHTML;
+        var empty = document.getElementById("empty");
+        if (empty && body.rows.length > 0) { empty.remove(); }
+      }
+      var seen = pending;
+      pending = null;
+      seen.forEach(apply);
+    }).catch(function (err) {
+      pending = null;
+      window.__errors.push(String(err));
+    });
+  }
   events(q.join("&"), function (ev) {
+    if (pending) { pending.push(ev); }
+    apply(ev);
+  }, refresh);
+  function apply(ev) {
     var row = body.querySelector('tr[data-id="' + ev.task_id + '"]');
     if (row) {
       setState(row.querySelector("[data-state]"), ev.state);
@@ -96,12 +123,18 @@ function liveTasks(table) {
     body.insertBefore(row, body.firstChild);
     var empty = document.getElementById("empty");
     if (empty) { empty.remove(); }
-  });
+  }
 }
 
+// the task's record: its state, tries, last error and result (read when
+// its stream opens, for what changed before, and when it ends)
 function showResult(box, id) {
   fetch("/v1/tasks/" + encodeURIComponent(id)).then(function (r) { return r.json(); }).then(function (t) {
     if (t.state) { setState(box.querySelector("[data-state]"), t.state); }
+    var tries = box.querySelector("[data-tries]");
+    if (tries && typeof t.tries === "number") { tries.textContent = tries.textContent.replace(/^\d+/, String(t.tries)); }
+    var lastErr = box.querySelector("[data-last-err]");
+    if (lastErr && t.last_err) { lastErr.textContent = t.last_err; }
     if (t.result) {
       var pre = document.createElement("pre");
       pre.textContent = JSON.stringify(t.result.payload, null, 2);
