@@ -1154,11 +1154,8 @@ async fn start_with(
     let shutdown = CancellationToken::new();
     let (metrics_addr, metrics) = match args.metrics_port {
         Some(port) => {
-            let addr = SocketAddr::new(args.metrics_bind, port);
-            let (bound, server) = crate::metrics::serve(addr, shutdown.clone())
-                .await
-                .map_err(|source| RuntimeError::Metrics { addr, source })?;
-            tracing::info!(address = %bound, "serving metrics at /metrics");
+            let (bound, server) =
+                serve_metrics(SocketAddr::new(args.metrics_bind, port), &shutdown).await?;
             (Some(bound), Some(server))
         }
         None => (None, None),
@@ -1205,6 +1202,22 @@ async fn start_with(
         metrics_addr,
         metrics,
     })
+}
+
+/// Starts the Prometheus listener on `addr` until `shutdown`; returns the
+/// bound address (port 0 picks one) and the listener's task.
+///
+/// # Errors
+/// [`RuntimeError::Metrics`] when `addr` cannot be bound.
+async fn serve_metrics(
+    addr: SocketAddr,
+    shutdown: &CancellationToken,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), RuntimeError> {
+    let (bound, server) = crate::metrics::serve(addr, shutdown.clone())
+        .await
+        .map_err(|source| RuntimeError::Metrics { addr, source })?;
+    tracing::info!(address = %bound, "serving metrics at /metrics");
+    Ok((bound, server))
 }
 
 fn select_queues(args: &WorkerArgs, handlers: &Handlers) -> Result<Handlers, RuntimeError> {

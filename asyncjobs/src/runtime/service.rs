@@ -491,10 +491,9 @@ async fn start(
         e => format!("cannot bind queue {}: {e}", settings.queue),
     })?;
     let shutdown = CancellationToken::new();
-    let (bound, metrics) = crate::metrics::serve(settings.metrics, shutdown.clone())
+    let (bound, metrics) = super::serve_metrics(settings.metrics, &shutdown)
         .await
-        .map_err(|e| format!("cannot serve metrics on {}: {e}", settings.metrics))?;
-    tracing::info!(address = %bound, "serving metrics at /metrics");
+        .map_err(|e| e.to_string())?;
     let mut worker = client
         .worker(router)
         .concurrency(settings.concurrency)
