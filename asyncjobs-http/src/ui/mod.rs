@@ -5,7 +5,7 @@
 //! a confirmation page instead of a dialog. Assets are embedded: the
 //! dashboard works offline.
 //!
-//! Actions are POST forms carrying a per-process token and refused when
+//! Actions are POST forms carrying a token all replicas share and refused when
 //! the request comes from another site (`Sec-Fetch-Site`, `Origin`), and
 //! refused altogether in read-only mode.
 
