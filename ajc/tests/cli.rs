@@ -1544,32 +1544,9 @@ async fn delayed_tasks_and_replay() {
 /// external command gets the try's `TRACEPARENT`.
 #[tokio::test]
 async fn task_process_exports_traces_over_otlp() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let env = Env::new();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 64 * 1024];
-                let mut got = Vec::new();
-                // the request head is enough to know what was sent
-                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match sock.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => got.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let head = String::from_utf8_lossy(&got).to_lowercase();
-                let _ = tx.send(head);
-                let _ = sock
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                    .await;
-            });
-        }
-    });
+    let mut receiver = asyncjobs_tests::OtlpReceiver::start().await;
+    let endpoint = receiver.endpoint.clone();
     env.run(&["queue", "add", "TRACED"]).await.ok();
     let dir = tempfile::tempdir().unwrap();
     let seen = dir.path().join("traceparent");
@@ -1612,10 +1589,7 @@ async fn task_process_exports_traces_over_otlp() {
         .await
         .expect("ajc task process stops on SIGTERM")
         .unwrap();
-    let head = tokio::time::timeout(Duration::from_secs(5), rx.recv())
-        .await
-        .expect("an OTLP export")
-        .unwrap();
+    let head = receiver.next_head(Duration::from_secs(5)).await;
     assert!(head.starts_with("post /v1/traces"), "{head}");
     assert!(
         head.contains("content-type: application/x-protobuf"),

@@ -6,7 +6,7 @@
 
 use asyncjobs::remote::RequestReplyServer;
 use asyncjobs::{Client, Queue, Task, TaskContext, TaskState};
-use asyncjobs_tests::{free_port, wait_for, wait_for_state, NatsServer};
+use asyncjobs_tests::{free_port, wait_for, wait_for_state, NatsServer, OtlpReceiver};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -767,10 +767,12 @@ async fn force_keeps_sources_and_names_stay_inert() {
     assert!(!krate.join("image").exists());
 }
 
-/// `rust.otel: true` builds asyncjobs with its feature `otel` (the service
-/// then exports traces to `OTEL_EXPORTER_OTLP_ENDPOINT`); by default the
-/// project leaves it out, and a non-boolean value is refused.
-#[tokio::test]
+/// `rust.otel: true` builds asyncjobs with its feature `otel`, and the
+/// built service exports its spans to `OTEL_EXPORTER_OTLP_ENDPOINT` (a
+/// receiver here gets `POST /v1/traces` once a task ran and the service
+/// stopped); by default the project leaves the feature out, and a
+/// non-boolean value is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn otel_is_a_build_choice() {
     let plain = spec_dir("tasks:\n  - type: b\n    command: call.sh\n");
     let o = ajc(plain.path(), &["package", "cargo", "--output", "out"]).await;
@@ -783,8 +785,13 @@ async fn otel_is_a_build_choice() {
     let toml = std::fs::read_to_string(plain.path().join("out/Cargo.toml")).unwrap();
     assert!(!toml.contains("otel"), "{toml}");
 
+    let bad = spec_dir("rust:\n  otel: sometimes\ntasks:\n  - type: b\n    command: call.sh\n");
+    let o = ajc(bad.path(), &["package", "cargo", "--output", "out"]).await;
+    assert_eq!(o.code, 1, "{}{}", o.stdout, o.stderr);
+    assert!(o.stderr.contains("otel"), "{}", o.stderr);
+
     let traced = spec_dir(
-        "rust:\n  asyncjobs: \"0.1\"\n  otel: true\ntasks:\n  - type: b\n    command: call.sh\n",
+        "name: traced\nnats: TRACE_CTX\nqueue: TRACED\nrust:\n  asyncjobs: \"0.1\"\n  otel: true\ntasks:\n  - type: traced\n    command: call.sh\n",
     );
     let o = ajc(traced.path(), &["package", "cargo", "--output", "out"]).await;
     assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
@@ -794,14 +801,37 @@ async fn otel_is_a_build_choice() {
         "{}",
         o.stdout
     );
-    let toml = std::fs::read_to_string(traced.path().join("out/Cargo.toml")).unwrap();
+    let out = traced.path().join("out");
+    let toml = std::fs::read_to_string(out.join("Cargo.toml")).unwrap();
     assert!(
         toml.contains("asyncjobs = { version = \"0.1\", features = [\"otel\"] }"),
         "{toml}"
     );
+    let bin = cargo_build(&out, "traced").await;
 
-    let bad = spec_dir("rust:\n  otel: sometimes\ntasks:\n  - type: b\n    command: call.sh\n");
-    let o = ajc(bad.path(), &["package", "cargo", "--output", "out"]).await;
-    assert_eq!(o.code, 1, "{}{}", o.stdout, o.stderr);
-    assert!(o.stderr.contains("otel"), "{}", o.stderr);
+    let server = NatsServer::start();
+    let config = tempfile::tempdir().unwrap();
+    context(config.path(), "TRACE_CTX", &server);
+    let producer = Client::builder()
+        .url(server.url())
+        .queue(Queue::new("TRACED"))
+        .build()
+        .await
+        .unwrap();
+    let mut receiver = OtlpReceiver::start().await;
+    let (service, _) = start_service(
+        &bin,
+        config.path(),
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint.as_str())],
+    );
+    let task = enqueue(&producer, "traced", serde_json::json!({})).await;
+    wait_for_state(&producer, &task.id, TaskState::Complete, T).await;
+    // the exporter flushes when the service stops
+    stop(service).await;
+    let head = receiver.next_head(T).await;
+    assert!(head.starts_with("post /v1/traces"), "{head}");
+    assert!(
+        head.contains("content-type: application/x-protobuf"),
+        "{head}"
+    );
 }

@@ -548,3 +548,68 @@ impl Drop for Proxy {
         self.accept.abort();
     }
 }
+
+/// A minimal OTLP/HTTP collector on a free loopback port: it answers every
+/// request `200 OK` and hands over each request's head (request line and
+/// headers, lower-cased), enough to see what an exporter sent.
+pub struct OtlpReceiver {
+    /// The base URL to give an exporter (`http://127.0.0.1:<port>`).
+    pub endpoint: String,
+    heads: tokio::sync::mpsc::UnboundedReceiver<String>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl OtlpReceiver {
+    /// Listens on a free loopback port (on the test's runtime).
+    pub async fn start() -> OtlpReceiver {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a free loopback port");
+        let endpoint = format!("http://{}", listener.local_addr().expect("bound address"));
+        let (tx, heads) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let mut got = Vec::new();
+                    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match sock.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => got.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let _ = tx.send(String::from_utf8_lossy(&got).to_lowercase());
+                    let _ = sock
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                        )
+                        .await;
+                });
+            }
+        });
+        OtlpReceiver {
+            endpoint,
+            heads,
+            accept,
+        }
+    }
+
+    /// The head of the next request, waiting at most `timeout`.
+    ///
+    /// # Panics
+    /// When no request arrives in time.
+    pub async fn next_head(&mut self, timeout: Duration) -> String {
+        tokio::time::timeout(timeout, self.heads.recv())
+            .await
+            .expect("an OTLP export in time")
+            .expect("the receiver runs")
+    }
+}
+
+impl Drop for OtlpReceiver {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
