@@ -1061,19 +1061,12 @@ impl Storage {
         let cached = DelayCache::fresh(self.delays().queue_age.get(queue));
         let queue_age = match cached {
             Some(age) => age,
-            None => {
-                if !self.enable_scheduled_items(queue).await? {
-                    return Err(Error::SchedulesUnsupported {
-                        version: self.nc.server_info().version,
-                    });
+            // enabling reads the stream (and records its max age)
+            None => self.enable_scheduled_items(queue).await?.ok_or_else(|| {
+                Error::SchedulesUnsupported {
+                    version: self.nc.server_info().version,
                 }
-                // enabling reads the stream and records its max age
-                let recorded = DelayCache::fresh(self.delays().queue_age.get(queue));
-                match recorded {
-                    Some(age) => age,
-                    None => self.queue_info(queue).await?.queue.max_age,
-                }
-            }
+            })?,
         };
         // the held item and the record are messages like any other: a
         // stream's max age would discard them before the task is due
@@ -1255,16 +1248,17 @@ impl Storage {
     /// nothing for it). The changes are idempotent; the consumer is changed
     /// first, so it never delivers a held item.
     ///
-    /// Returns `Ok(false)`, changing nothing, when the server is older
+    /// Returns the queue's max age (zero: none) once it holds scheduled
+    /// items, or `Ok(None)`, changing nothing, when the server is older
     /// than 2.12. Errors: [`Error::Config`] for a queue with a size limit
     /// and discard `new` (it refuses items when full; dropping the oldest
     /// instead would lose tasks), [`Error::QueueNotFound`] /
     /// [`Error::QueueConsumerNotFound`], or the server's refusal (for
     /// example an older server in the cluster).
-    pub(crate) async fn enable_scheduled_items(&self, queue: &str) -> Result<bool> {
+    pub(crate) async fn enable_scheduled_items(&self, queue: &str) -> Result<Option<Duration>> {
         validate_queue_name(queue)?;
         if !self.supports_schedules() {
-            return Ok(false);
+            return Ok(None);
         }
         let stream = format!("{QUEUE_STREAM_PREFIX}{queue}");
         let stream_config = match api::config(&self.js, &format!("STREAM.INFO.{stream}"), || {
@@ -1310,8 +1304,7 @@ impl Storage {
         {
             // already done: no read-modify-write that could undo a
             // concurrent `configure_queue`
-            self.holding(queue, &stream_config);
-            return Ok(true);
+            return Ok(Some(self.holding(queue, &stream_config)));
         }
         // written from the configurations just read: no second read
         let mut consumer = consumer;
@@ -1340,18 +1333,18 @@ impl Storage {
             || format!("updating stream {stream}"),
         )
         .await?;
-        self.holding(queue, &config);
-        Ok(true)
+        Ok(Some(self.holding(queue, &config)))
     }
 
     /// Records that `queue` holds scheduled items, and its max age from
-    /// `stream_config` (nanoseconds, as the API gives it).
-    fn holding(&self, queue: &str, stream_config: &Value) {
+    /// `stream_config` (nanoseconds, as the API gives it); returns the age.
+    fn holding(&self, queue: &str, stream_config: &Value) -> Duration {
         let age = Duration::from_nanos(stream_config["max_age"].as_u64().unwrap_or(0));
         let mut d = self.delays();
         d.holding.insert(queue.to_string());
         d.queue_age
             .insert(queue.to_string(), (std::time::Instant::now(), age));
+        age
     }
 
     /// Interprets the work item's publish outcome; failures mark the task

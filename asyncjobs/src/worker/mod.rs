@@ -132,8 +132,8 @@ impl Shared {
             return;
         }
         let enabled = match self.storage.enable_scheduled_items(&self.name).await {
-            Ok(true) => true,
-            Ok(false) => {
+            Ok(Some(_)) => true,
+            Ok(None) => {
                 tracing::info!(queue = %self.name,
                     "nats-server is older than 2.12 (no message schedules): a task waiting for its retry or its dependencies keeps holding one of the queue's concurrency slots");
                 false
