@@ -60,13 +60,14 @@ pub fn render(plan: &Plan, target: Target, out: &Path) -> Result<Project, String
             ));
         }
     }
-    let crate_dep = |name: &str, source: &Source| -> String {
+    // where a dependency comes from, as TOML inline-table keys
+    let source_keys = |name: &str, source: &Source| -> String {
         match source {
-            Source::Version(v) => format!("{{ version = {} }}", toml_str(v)),
+            Source::Version(v) => format!("version = {}", toml_str(v)),
             Source::Path(_) if docker => {
-                format!("{{ path = {} }}", toml_str(&format!("crates/{name}")))
+                format!("path = {}", toml_str(&format!("crates/{name}")))
             }
-            Source::Path(p) => format!("{{ path = {} }}", toml_str(&p.to_string_lossy())),
+            Source::Path(p) => format!("path = {}", toml_str(&p.to_string_lossy())),
         }
     };
     let mut toml = format!(
@@ -77,24 +78,19 @@ pub fn render(plan: &Plan, target: Target, out: &Path) -> Result<Project, String
     );
     let _ = write!(
         toml,
-        "[package]\nname = {}\nversion = \"0.1.0\"\nedition = \"2021\"\npublish = false\n\n[dependencies]\nasyncjobs = {}\n",
+        "[package]\nname = {}\nversion = \"0.1.0\"\nedition = \"2021\"\npublish = false\n\n[dependencies]\nasyncjobs = {{ {}{} }}\n",
         toml_str(&plan.package),
-        if plan.otel {
-            let dep = crate_dep("asyncjobs", &plan.asyncjobs);
-            format!("{}, features = [\"otel\"] }}", &dep[..dep.len() - 2])
-        } else {
-            crate_dep("asyncjobs", &plan.asyncjobs)
-        }
+        source_keys("asyncjobs", &plan.asyncjobs),
+        if plan.otel { ", features = [\"otel\"]" } else { "" }
     );
     for (name, source) in &plan.crates {
         // renamed to the name main.rs links, whatever the crate's [lib] name
-        let dep = crate_dep(name, source);
         let _ = writeln!(
             toml,
-            "{} = {{ package = {}, {}",
+            "{} = {{ package = {}, {} }}",
             name.replace('-', "_"),
             toml_str(name),
-            &dep[2..]
+            source_keys(name, source)
         );
     }
     toml.push_str(
