@@ -166,10 +166,51 @@ async fn cleanup(client: &Client, queue: &str) {
     let _ = client.purge_tasks().await;
 }
 
-fn noop_router(count: Arc<AtomicU64>) -> Router {
+/// Tasks finished in a measurement, and a wake-up when the target count
+/// is reached: the timed section waits for it without polling (a poll
+/// loop costs CPU and, through `queue_info`, server requests, which
+/// would be charged to the side being measured).
+pub(crate) struct Done {
+    count: AtomicU64,
+    target: u64,
+    reached: tokio::sync::Notify,
+}
+
+impl Done {
+    pub(crate) fn new(target: usize) -> Arc<Done> {
+        Arc::new(Done {
+            count: AtomicU64::new(0),
+            target: target as u64,
+            reached: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// Counts one finished task.
+    pub(crate) fn add(&self) {
+        if self.count.fetch_add(1, Ordering::Relaxed) + 1 == self.target {
+            // stores a permit when nobody waits yet
+            self.reached.notify_one();
+        }
+    }
+
+    pub(crate) fn count(&self) -> usize {
+        self.count.load(Ordering::Relaxed) as usize
+    }
+
+    /// Returns once the target count is reached.
+    pub(crate) async fn reached(&self) {
+        if self.count() as u64 >= self.target {
+            return;
+        }
+        self.reached.notified().await;
+    }
+}
+
+/// A router whose `bench` handler does nothing but count.
+fn noop_router(done: Arc<Done>) -> Router {
     Router::new()
         .handle("bench", move |_ctx: TaskContext, _t: Task| {
-            count.fetch_add(1, Ordering::Relaxed);
+            done.add();
             async move { asyncjobs::handler::to_output(&()) }
         })
         .unwrap()
@@ -337,7 +378,7 @@ async fn fw_process(url: &str, opts: &Opts, rep: usize, concurrency: usize) -> f
     for r in client.enqueue_many(&mut ts).await {
         r.unwrap();
     }
-    let count = Arc::new(AtomicU64::new(0));
+    let done = Done::new(opts.tasks);
     let stop = CancellationToken::new();
     let started = Instant::now();
     let cpu = cpu::Span::start();
@@ -346,15 +387,17 @@ async fn fw_process(url: &str, opts: &Opts, rep: usize, concurrency: usize) -> f
         &q,
         concurrency,
         opts.handler_threads,
-        noop_router(count.clone()),
+        noop_router(done.clone()),
         stop.clone(),
     );
+    // every handler has run; then the last outcomes are saved and acked
+    done.reached().await;
     wait_drained(&client, &q, opts.tasks).await;
     let rate = opts.tasks as f64 / started.elapsed().as_secs_f64();
     cpu.finish(opts.tasks);
     stop.cancel();
     worker.await.unwrap();
-    assert_eq!(count.load(Ordering::Relaxed) as usize, opts.tasks);
+    assert_eq!(done.count(), opts.tasks);
     let ids: Vec<String> = ts.iter().map(|t| t.id.clone()).collect();
     verify_complete(&client, &q, &ids).await;
     cleanup(&client, &q).await;
@@ -367,15 +410,14 @@ async fn fw_process(url: &str, opts: &Opts, rep: usize, concurrency: usize) -> f
 async fn fw_e2e(url: &str, opts: &Opts, rep: usize) -> f64 {
     let q = format!("BENCH_E2E_{rep}");
     let client = connect(url, &q, opts).await;
-    let count = Arc::new(AtomicU64::new(0));
+    let done = Done::new(opts.tasks);
     let mut ts = tasks(opts.tasks);
     let ids: Vec<String> = ts.iter().map(|t| t.id.clone()).collect();
-    let (url2, q2, threads, n, c) = (
+    let (url2, q2, threads, d) = (
         url.to_string(),
         q.clone(),
         opts.handler_threads,
-        opts.tasks,
-        count.clone(),
+        done.clone(),
     );
     let started = Instant::now();
     let cpu = cpu::Span::start();
@@ -390,7 +432,7 @@ async fn fw_e2e(url: &str, opts: &Opts, rep: usize) -> f64 {
                 .await
                 .unwrap();
             let stop = CancellationToken::new();
-            let mut worker = client.worker(noop_router(c.clone())).concurrency(100);
+            let mut worker = client.worker(noop_router(d.clone())).concurrency(100);
             if let Some(pool) = pool {
                 worker = worker.handler_runtime(pool);
             }
@@ -398,9 +440,7 @@ async fn fw_e2e(url: &str, opts: &Opts, rep: usize) -> f64 {
             for r in client.enqueue_many(&mut ts).await {
                 r.unwrap();
             }
-            while (c.load(Ordering::Relaxed) as usize) < n {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
+            d.reached().await;
             stop.cancel();
             worker.await.unwrap().unwrap();
         })

@@ -5,14 +5,13 @@
 //! event, work item publish with `Nats-Msg-Id`. Processing: pull, task load,
 //! `active` save + event, `complete` save + event, double ack.
 
-use crate::{cleanup, connect, percentiles, tasks, wait_drained, Opts};
+use crate::{cleanup, connect, percentiles, tasks, wait_drained, Done, Opts};
 use async_nats::jetstream::{self, message::PublishMessage, AckKind};
 use async_nats::HeaderMap;
 use asyncjobs::events::TaskStateChangeEvent;
 use asyncjobs::{Task, TaskResult, TaskState};
 use futures::StreamExt;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -110,7 +109,7 @@ async fn worker<F, H, HF>(
     nc: async_nats::Client,
     q: String,
     concurrency: usize,
-    done: Arc<AtomicU64>,
+    done: Arc<Done>,
     on_start: F,
     hold: H,
 ) where
@@ -193,7 +192,7 @@ async fn worker<F, H, HF>(
                 .unwrap();
                 event(&nc, &t).await;
                 m.double_ack_with(AckKind::Ack).await.unwrap();
-                done.fetch_add(1, Ordering::Relaxed);
+                done.add();
             }
         })
         .await;
@@ -203,7 +202,7 @@ fn spawn_worker(
     nc: async_nats::Client,
     q: &str,
     concurrency: usize,
-    done: Arc<AtomicU64>,
+    done: Arc<Done>,
     on_start: impl Fn(&str) + Send + Sync + 'static,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(worker(
@@ -216,12 +215,6 @@ fn spawn_worker(
     ))
 }
 
-async fn until(done: &AtomicU64, n: usize) {
-    while (done.load(Ordering::Relaxed) as usize) < n {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-}
-
 pub async fn process(url: &str, opts: &Opts, rep: usize, concurrency: usize) -> f64 {
     let q = format!("RAW_P{concurrency}_{rep}");
     let client = connect(url, &q, opts).await;
@@ -229,11 +222,11 @@ pub async fn process(url: &str, opts: &Opts, rep: usize, concurrency: usize) -> 
     for r in client.enqueue_many(&mut ts).await {
         r.unwrap();
     }
-    let done = Arc::new(AtomicU64::new(0));
+    let done = Done::new(opts.tasks);
     let started = Instant::now();
     let cpu = crate::cpu::Span::start();
     let w = spawn_worker(client.nats().clone(), &q, concurrency, done.clone(), |_| {});
-    until(&done, opts.tasks).await;
+    done.reached().await;
     wait_drained(&client, &q, opts.tasks).await;
     let rate = opts.tasks as f64 / started.elapsed().as_secs_f64();
     cpu.finish(opts.tasks);
@@ -247,13 +240,13 @@ pub async fn e2e(url: &str, opts: &Opts, rep: usize) -> f64 {
     let client = connect(url, &q, opts).await;
     let nc = client.nats().clone();
     let js = jetstream::new(nc.clone());
-    let done = Arc::new(AtomicU64::new(0));
+    let done = Done::new(opts.tasks);
     let w = spawn_worker(nc.clone(), &q, 100, done.clone(), |_| {});
     let ts = tasks(opts.tasks);
     let started = Instant::now();
     let cpu = crate::cpu::Span::start();
     enqueue_all_pipelined(&js, &nc, &q, ts).await;
-    until(&done, opts.tasks).await;
+    done.reached().await;
     wait_drained(&client, &q, opts.tasks).await;
     let rate = opts.tasks as f64 / started.elapsed().as_secs_f64();
     cpu.finish(opts.tasks);
@@ -270,7 +263,7 @@ pub async fn latency(url: &str, opts: &Opts, rep: usize) -> (f64, f64) {
     let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let lat: Arc<Mutex<Vec<f64>>> = Arc::default();
     let (s, l) = (sent.clone(), lat.clone());
-    let done = Arc::new(AtomicU64::new(0));
+    let done = Done::new(opts.latency_tasks);
     let w = spawn_worker(nc.clone(), &q, 100, done.clone(), move |id| {
         if let Some(t0) = s.lock().unwrap().get(id) {
             l.lock().unwrap().push(t0.elapsed().as_secs_f64() * 1000.0);
@@ -283,7 +276,7 @@ pub async fn latency(url: &str, opts: &Opts, rep: usize) -> (f64, f64) {
         sent.lock().unwrap().insert(t.id.clone(), Instant::now());
         enqueue_one(&js, &nc, &q, t).await;
     }
-    until(&done, opts.latency_tasks).await;
+    done.reached().await;
     w.abort();
     cleanup(&client, &q).await;
     let v = lat.lock().unwrap().clone();
@@ -297,7 +290,7 @@ pub async fn hold_inflight(
     n: usize,
     release: Arc<tokio::sync::Notify>,
 ) {
-    let done = Arc::new(AtomicU64::new(0));
+    let done = Done::new(n);
     worker(
         nc,
         q.to_string(),

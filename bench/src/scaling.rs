@@ -2,7 +2,7 @@
 //! handler on 1 and on 2 handler threads, processing with a large backlog
 //! against an empty queue, and listing a large task store.
 
-use crate::{cleanup, connect, noop_router, spawn_fw_worker, tasks, wait_drained, Opts};
+use crate::{cleanup, connect, noop_router, spawn_fw_worker, tasks, wait_drained, Done, Opts};
 use asyncjobs::{Router, Task, TaskContext};
 use futures::StreamExt;
 use std::hint::black_box;
@@ -110,7 +110,7 @@ pub async fn with_backlog(url: &str, opts: &Opts, backlog: usize) -> f64 {
             r.unwrap();
         }
     }
-    let count = Arc::new(AtomicU64::new(0));
+    let done = Done::new(n);
     let stop = CancellationToken::new();
     let started = Instant::now();
     let worker = spawn_fw_worker(
@@ -118,12 +118,10 @@ pub async fn with_backlog(url: &str, opts: &Opts, backlog: usize) -> f64 {
         &q,
         100,
         opts.handler_threads,
-        noop_router(count.clone()),
+        noop_router(done.clone()),
         stop.clone(),
     );
-    while (count.load(Ordering::Relaxed) as usize) < n {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    done.reached().await;
     let rate = n as f64 / started.elapsed().as_secs_f64();
     stop.cancel();
     worker.await.unwrap();
