@@ -236,8 +236,9 @@ pub struct WorkerArgs {
     /// Threads for CPU-heavy handlers: the worker pulls, loads, saves,
     /// acknowledges and runs handlers on one thread; a handler holding it
     /// for 250 µs or more in one poll moves to a pool of this many threads
-    /// (default: the CPU cores), and so do later tasks of its type. 0: no
-    /// pool, every handler on the worker's thread
+    /// (default: the CPU cores), and so do later tasks of its type once a
+    /// poll used that much CPU time. 0: no pool, every handler on the
+    /// worker's thread
     #[arg(long, env = "ASYNCJOBS_HANDLER_THREADS", value_name = "N")]
     pub handler_threads: Option<usize>,
 

@@ -63,6 +63,11 @@ struct Opts {
     /// Print a JSON summary as the last line.
     #[arg(long)]
     json: bool,
+    /// Only one processing measurement, repeated `--reps` times, for a
+    /// profiler: `fw-c10`, `fw-c100`, `fw-e2e`, `best-c10`, `best-c100`
+    /// or `best-e2e` (prints tasks/s and client CPU µs per task).
+    #[arg(long)]
+    only: Option<String>,
     /// Internal: run a worker process for the memory measurement.
     #[arg(long, hide = true)]
     child_worker: Option<String>,
@@ -646,6 +651,25 @@ async fn run(opts: Opts) {
         opts.reps,
         if opts.memory { "memory" } else { "file" }
     );
+    if let Some(only) = &opts.only {
+        for rep in 0..opts.reps.max(1) {
+            let rate = match only.as_str() {
+                "fw-c10" => fw_process(&url, &opts, rep, 10).await,
+                "fw-c100" => fw_process(&url, &opts, rep, 100).await,
+                "fw-e2e" => fw_e2e(&url, &opts, rep).await,
+                "best-c10" => best::process(&url, &opts, rep, 10).await,
+                "best-c100" => best::process(&url, &opts, rep, 100).await,
+                "best-e2e" => best::e2e(&url, &opts, rep).await,
+                other => panic!("--only {other}: not a measurement"),
+            };
+            let (client, server) = cpu::take();
+            eprintln!(
+                "{only}: {rate:.0} tasks/s, client CPU {client:.0} µs/task, server CPU {:.0} µs/task",
+                server.unwrap_or(0.0)
+            );
+        }
+        return;
+    }
     eprintln!("best raw client: {}", best::CONFIGURATION);
     eprintln!("raw as framework: the framework's structure (multi-thread runtime, a spawn per item, STREAM.MSG.GET loads)");
     let mut res = Results::default();

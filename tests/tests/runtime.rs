@@ -1,6 +1,7 @@
 //! The worker runtime `asyncjobs::main!` uses: the worker on a
 //! current-thread runtime; handlers start there and move to the handler
-//! pool once one poll holds the thread (CPU work).
+//! pool once one poll holds the thread, and their type starts there once a
+//! poll is seen to use that much CPU time.
 
 use asyncjobs::runtime::WorkerRuntime;
 use asyncjobs::{Client, Queue, Router, Task, TaskContext, TaskState};
@@ -119,11 +120,25 @@ fn io_handlers_stay_on_the_worker_thread_and_cpu_handlers_move_to_the_pool() {
             was_released,
             "it was still running when the I/O task completed"
         );
-        // the type is known to be CPU-heavy: its next task starts on the pool
+        // one long poll only makes the type suspect (the OS may have
+        // preempted the thread): the next task starts on the worker's
+        // thread with its polls CPU-timed, and its CPU work confirms it
         let mut second = Task::new("cpu", &()).unwrap();
         client.enqueue(&mut second).await.unwrap();
         let second = wait_for_state(&client, &second.id, TaskState::Complete, T).await;
         let (started_on, held_on, _) = second
+            .result_as::<(String, String, bool)>()
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (started_on.as_str(), held_on.as_str()),
+            (worker_thread.as_str(), POOL_THREAD)
+        );
+        // the type is known to be CPU-heavy: its next task starts on the pool
+        let mut third = Task::new("cpu", &()).unwrap();
+        client.enqueue(&mut third).await.unwrap();
+        let third = wait_for_state(&client, &third.id, TaskState::Complete, T).await;
+        let (started_on, held_on, _) = third
             .result_as::<(String, String, bool)>()
             .unwrap()
             .unwrap();

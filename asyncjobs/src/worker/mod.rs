@@ -293,7 +293,9 @@ impl Worker {
     /// runtime that runs the worker (most only wait on I/O, and a hand-off
     /// to another thread costs more than they do); one that holds the
     /// thread for 250 µs or longer in a single poll moves to `runtime` at
-    /// its next poll, and later tasks of its type start there. Without a
+    /// its next poll, and later tasks of its type start there once one
+    /// poll is seen to use 250 µs of CPU time (by the clock alone, a thread
+    /// the OS preempted would make an I/O handler look heavy). Without a
     /// pool every handler runs where the worker runs.
     /// [`WorkerRuntime`](crate::runtime::WorkerRuntime) pairs a
     /// current-thread runtime for the worker with such a pool, as

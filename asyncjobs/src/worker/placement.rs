@@ -3,12 +3,18 @@
 //!
 //! Handlers start on the worker's thread: most only wait on I/O, and a
 //! hand-off to another thread and back costs more than they do. A handler
-//! that holds the thread for [`HEAVY_POLL`] or longer in one poll (CPU
-//! work) is moved to the pool at its next poll, and every later task of
-//! its type starts there, so CPU-bound handlers use every core while the
-//! worker's JetStream round trips are not held up behind them.
+//! that holds the thread for [`HEAVY_POLL`] or longer in one poll is moved
+//! to the pool at its next poll. Its type becomes CPU-heavy, so that every
+//! later task of the type starts on the pool, only once a poll is seen to
+//! *use* that much CPU time: on a busy machine the OS preempts the
+//! worker's thread in the middle of a short poll, and by the clock alone an
+//! I/O handler would look heavy and send all its tasks across threads for
+//! the rest of the worker's life. Reading the thread's CPU clock is a
+//! system call (~0.7 µs), so only the polls of a type under suspicion (one
+//! of its polls was long by the clock) are timed that way, until one
+//! confirms the type heavy or [`CLEAR_AFTER`] in a row clear it.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
@@ -17,28 +23,84 @@ use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
-/// A poll at least this long marks a handler's type as CPU-heavy.
+/// A poll at least this long moves a handler to the pool; one using at
+/// least this much CPU time marks its type CPU-heavy.
 pub(crate) const HEAVY_POLL: Duration = Duration::from_micros(250);
+/// CPU-timed polls in a row below [`HEAVY_POLL`] that clear a suspicion.
+pub(crate) const CLEAR_AFTER: u32 = 16;
 
-/// The task types found CPU-heavy, shared by one worker's handlers.
+/// What is known of a task type's handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Known {
+    /// Nothing: its polls are timed by the clock.
+    Light,
+    /// One poll was long by the clock: its polls are CPU-timed, this many
+    /// were short so far.
+    Suspect(u32),
+    /// A poll used [`HEAVY_POLL`] of CPU time: its tasks start on the pool.
+    Heavy,
+}
+
+/// What is known of each task type, shared by one worker's handlers.
 #[derive(Default)]
-pub(crate) struct HeavyTypes(RwLock<HashSet<String>>);
+pub(crate) struct HeavyTypes(RwLock<HashMap<String, Known>>);
 
 impl HeavyTypes {
-    pub(crate) fn contains(&self, task_type: &str) -> bool {
-        self.0.read().expect("heavy types").contains(task_type)
+    pub(crate) fn known(&self, task_type: &str) -> Known {
+        self.0
+            .read()
+            .expect("heavy types")
+            .get(task_type)
+            .copied()
+            .unwrap_or(Known::Light)
     }
 
-    fn insert(&self, task_type: &str) {
-        let newly = self
-            .0
-            .write()
-            .expect("heavy types")
-            .insert(task_type.to_string());
-        if newly {
-            tracing::info!(r#type = %task_type, threshold = ?HEAVY_POLL,
-                "handler held the worker's thread in one poll; its tasks run on the handler pool from now on");
+    /// A poll of `task_type` was long by the clock.
+    fn suspect(&self, task_type: &str) {
+        let mut known = self.0.write().expect("heavy types");
+        if !known.contains_key(task_type) {
+            known.insert(task_type.to_string(), Known::Suspect(0));
         }
+    }
+
+    /// A CPU-timed poll of `task_type` used `cpu`.
+    fn measured(&self, task_type: &str, cpu: Duration) {
+        let mut known = self.0.write().expect("heavy types");
+        let Some(k) = known.get_mut(task_type) else {
+            return;
+        };
+        match *k {
+            Known::Heavy => {}
+            _ if cpu >= HEAVY_POLL => {
+                *k = Known::Heavy;
+                tracing::info!(r#type = %task_type, threshold = ?HEAVY_POLL, ?cpu,
+                    "handler used the worker's thread for one long poll; its tasks run on the handler pool from now on");
+            }
+            Known::Suspect(n) if n + 1 >= CLEAR_AFTER => {
+                known.remove(task_type);
+            }
+            Known::Suspect(n) => *k = Known::Suspect(n + 1),
+            Known::Light => {}
+        }
+    }
+}
+
+/// The CPU time the current thread has used; `None` where there is no
+/// thread CPU clock.
+fn thread_cpu_time() -> Option<Duration> {
+    #[cfg(unix)]
+    {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid, writable timespec for the call.
+        let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        (rc == 0).then(|| Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+    }
+    #[cfg(not(unix))]
+    {
+        None
     }
 }
 
@@ -54,16 +116,21 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    match pool {
-        None => tokio::spawn(fut),
-        Some(pool) if heavy.contains(task_type) => pool.spawn(fut),
-        Some(pool) => tokio::spawn(Watched {
-            state: State::Here(Box::pin(fut)),
-            pool: pool.clone(),
-            heavy: heavy.clone(),
-            task_type: task_type.to_string(),
-        }),
-    }
+    let Some(pool) = pool else {
+        return tokio::spawn(fut);
+    };
+    let cpu_timed = match heavy.known(task_type) {
+        Known::Heavy => return pool.spawn(fut),
+        Known::Suspect(_) => true,
+        Known::Light => false,
+    };
+    tokio::spawn(Watched {
+        state: State::Here(Box::pin(fut)),
+        pool: pool.clone(),
+        heavy: heavy.clone(),
+        task_type: task_type.to_string(),
+        cpu_timed,
+    })
 }
 
 enum State<F: Future> {
@@ -80,6 +147,8 @@ struct Watched<F: Future> {
     pool: Handle,
     heavy: Arc<HeavyTypes>,
     task_type: String,
+    /// Whether its polls are timed by the thread's CPU clock too.
+    cpu_timed: bool,
 }
 
 impl<F> Future for Watched<F>
@@ -94,13 +163,21 @@ where
         loop {
             match &mut this.state {
                 State::Here(fut) => {
+                    let cpu_before = this.cpu_timed.then(thread_cpu_time).flatten();
                     let started = Instant::now();
                     let polled = fut.as_mut().poll(cx);
-                    let long = started.elapsed() >= HEAVY_POLL;
-                    if long {
+                    let wall = started.elapsed();
+                    let long = wall >= HEAVY_POLL;
+                    if this.cpu_timed {
+                        // without a thread CPU clock, the clock decides
+                        let cpu = cpu_before
+                            .zip(thread_cpu_time())
+                            .map_or(wall, |(before, after)| after.saturating_sub(before));
+                        this.heavy.measured(&this.task_type, cpu);
+                    } else if long {
                         // also when it finished in that poll: the type's
-                        // next tasks start on the pool
-                        this.heavy.insert(&this.task_type);
+                        // next tasks are CPU-timed
+                        this.heavy.suspect(&this.task_type);
                     }
                     if polled.is_ready() {
                         this.state = State::Done;
@@ -142,5 +219,91 @@ impl<F: Future> Drop for Watched<F> {
         if let State::Moved(join) = &self.state {
             join.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spin(d: Duration) {
+        let started = Instant::now();
+        while started.elapsed() < d {
+            std::hint::spin_loop();
+        }
+    }
+
+    /// Runs `n` handlers of `task_type` one after the other on a
+    /// current-thread runtime with a pool; each runs `work` in its first
+    /// poll, yields, and returns the name of the thread it started on.
+    fn run(n: usize, task_type: &str, work: fn()) -> (Vec<String>, Arc<HeavyTypes>) {
+        let pool = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("pool")
+            .build()
+            .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let heavy = Arc::new(HeavyTypes::default());
+        let started_on = rt.block_on(async {
+            let mut threads = Vec::new();
+            for _ in 0..n {
+                let handler = async move {
+                    let on = std::thread::current().name().unwrap_or("").to_string();
+                    work();
+                    tokio::task::yield_now().await;
+                    on
+                };
+                threads.push(
+                    spawn(handler, task_type, Some(pool.handle()), &heavy)
+                        .await
+                        .unwrap(),
+                );
+            }
+            threads
+        });
+        pool.shutdown_background();
+        (started_on, heavy)
+    }
+
+    #[test]
+    fn a_poll_using_cpu_time_makes_the_type_heavy() {
+        let (threads, heavy) = run(3, "cpu", || spin(Duration::from_millis(2)));
+        // the first long poll makes the type suspect, the second (CPU-timed)
+        // confirms it: the third task starts on the pool
+        assert_eq!(heavy.known("cpu"), Known::Heavy);
+        assert_ne!(threads[0], "pool");
+        assert_ne!(threads[1], "pool");
+        assert_eq!(threads[2], "pool");
+    }
+
+    #[test]
+    fn a_thread_held_without_cpu_work_does_not_make_the_type_heavy() {
+        // what a preempted thread looks like to the clock: long polls that
+        // use no CPU time
+        let (threads, heavy) = run(CLEAR_AFTER as usize + 4, "io", || {
+            std::thread::sleep(Duration::from_millis(1))
+        });
+        assert_ne!(heavy.known("io"), Known::Heavy);
+        assert!(
+            threads.iter().all(|t| t != "pool"),
+            "every task starts on the worker's thread: {threads:?}"
+        );
+    }
+
+    #[test]
+    fn short_cpu_timed_polls_clear_a_suspicion() {
+        let heavy = HeavyTypes::default();
+        heavy.suspect("t");
+        for _ in 0..CLEAR_AFTER - 1 {
+            heavy.measured("t", Duration::from_micros(10));
+        }
+        assert_eq!(heavy.known("t"), Known::Suspect(CLEAR_AFTER - 1));
+        heavy.measured("t", Duration::from_micros(10));
+        assert_eq!(heavy.known("t"), Known::Light);
+        // a type never suspected is not measured into anything
+        heavy.measured("u", Duration::from_secs(1));
+        assert_eq!(heavy.known("u"), Known::Light);
     }
 }
