@@ -113,16 +113,10 @@ pub fn parse_event(data: &[u8]) -> Result<Event> {
     }
 }
 
-fn event_id_and_time() -> (String, OffsetDateTime) {
-    use svix_ksuid::KsuidLike;
-    let id = svix_ksuid::Ksuid::new(None::<OffsetDateTime>, None);
-    (id.to_string(), id.timestamp())
-}
-
 impl TaskStateChangeEvent {
     /// The event for the task's current state.
     pub fn for_task(task: &Task) -> TaskStateChangeEvent {
-        let (event_id, timestamp) = event_id_and_time();
+        let (event_id, timestamp) = crate::ksuid::new();
         TaskStateChangeEvent {
             event_id,
             event_type: TASK_STATE_EVENT_TYPE.to_string(),
@@ -150,7 +144,7 @@ impl LeaderElectedEvent {
     /// The event announcing that `name` won the election for `component`
     /// (a fresh KSUID event id; the timestamp is the id's time).
     pub fn new(name: impl Into<String>, component: impl Into<String>) -> LeaderElectedEvent {
-        let (event_id, timestamp) = event_id_and_time();
+        let (event_id, timestamp) = crate::ksuid::new();
         LeaderElectedEvent {
             event_id,
             event_type: LEADER_ELECTED_EVENT_TYPE.to_string(),

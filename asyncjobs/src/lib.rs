@@ -344,6 +344,7 @@ pub mod error;
 pub mod events;
 pub mod handle;
 pub mod handler;
+mod ksuid;
 mod macro_support;
 pub mod metrics;
 pub mod natscontext;

@@ -406,10 +406,9 @@ fn round_to_seconds(nanos: i128) -> i64 {
 /// the slot and whose 16 payload bytes are FNV-1a-128 of the name and slot.
 /// Every scheduler instance computes the same id for the same slot.
 pub fn slot_task_id(schedule_name: &str, slot: OffsetDateTime) -> String {
-    use svix_ksuid::KsuidLike;
     let secs = slot.unix_timestamp();
     let hash = fnv1a_128(format!("asyncjobs.scheduled_task\0{schedule_name}\0{secs}").as_bytes());
-    svix_ksuid::Ksuid::from_seconds(Some(secs), Some(&hash.to_be_bytes())).to_string()
+    crate::ksuid::with_payload(secs, &hash.to_be_bytes())
 }
 
 fn fnv1a_128(data: &[u8]) -> u128 {

@@ -274,8 +274,7 @@ pub fn is_valid_name(name: &str) -> bool {
 
 /// A new KSUID as used for task and event ids.
 pub fn new_id() -> String {
-    use svix_ksuid::KsuidLike;
-    svix_ksuid::Ksuid::new(None::<OffsetDateTime>, None).to_string()
+    crate::ksuid::new().0
 }
 
 impl Task {

@@ -28,6 +28,81 @@ pub(crate) fn zero_time() -> OffsetDateTime {
 /// Formats a time the way Go's `time.Time.MarshalJSON` does (RFC 3339 with
 /// nanoseconds, trailing zeros trimmed, `Z` for UTC).
 pub fn format_time(t: &OffsetDateTime) -> String {
+    let mut buf = TimeBuf::default();
+    write_time(t, &mut buf).to_string()
+}
+
+/// Room for the longest time [`write_time`] writes with its fast path
+/// (`9999-12-31T23:59:59.999999999+23:59`, 35 bytes).
+pub(crate) struct TimeBuf([u8; 40], String);
+
+impl Default for TimeBuf {
+    fn default() -> TimeBuf {
+        TimeBuf([0; 40], String::new())
+    }
+}
+
+/// Writes `t` as [`format_time`] does into `buf`, without allocating for
+/// years 0–9999 (every time a task carries; others take the general path).
+pub(crate) fn write_time<'b>(t: &OffsetDateTime, buf: &'b mut TimeBuf) -> &'b str {
+    let year = t.year();
+    if !(0..=9999).contains(&year) {
+        buf.1 = format_time_general(t);
+        return &buf.1;
+    }
+    fn digits(b: &mut [u8; 40], mut v: u32, width: usize, n: &mut usize) {
+        for i in (0..width).rev() {
+            b[*n + i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+        *n += width;
+    }
+    let b = &mut buf.0;
+    let mut n = 0;
+    digits(b, year as u32, 4, &mut n);
+    b[n] = b'-';
+    n += 1;
+    digits(b, u8::from(t.month()) as u32, 2, &mut n);
+    b[n] = b'-';
+    n += 1;
+    digits(b, t.day() as u32, 2, &mut n);
+    b[n] = b'T';
+    n += 1;
+    digits(b, t.hour() as u32, 2, &mut n);
+    b[n] = b':';
+    n += 1;
+    digits(b, t.minute() as u32, 2, &mut n);
+    b[n] = b':';
+    n += 1;
+    digits(b, t.second() as u32, 2, &mut n);
+    let ns = t.nanosecond();
+    if ns != 0 {
+        b[n] = b'.';
+        n += 1;
+        digits(b, ns, 9, &mut n);
+        while b[n - 1] == b'0' {
+            n -= 1;
+        }
+    }
+    let off = t.offset();
+    if off == UtcOffset::UTC {
+        b[n] = b'Z';
+        n += 1;
+    } else {
+        let secs = off.whole_seconds();
+        b[n] = if secs < 0 { b'-' } else { b'+' };
+        n += 1;
+        let secs = secs.unsigned_abs();
+        digits(b, secs / 3600, 2, &mut n);
+        b[n] = b':';
+        n += 1;
+        digits(b, (secs % 3600) / 60, 2, &mut n);
+    }
+    std::str::from_utf8(&buf.0[..n]).expect("ASCII digits and separators")
+}
+
+/// [`format_time`] for any year, by the formatting machinery.
+fn format_time_general(t: &OffsetDateTime) -> String {
     let mut s = String::with_capacity(36);
     let (y, mo, d) = (t.year(), u8::from(t.month()), t.day());
     let (h, mi, se, ns) = (t.hour(), t.minute(), t.second(), t.nanosecond());
@@ -95,7 +170,7 @@ pub mod time_go {
     use super::*;
     /// Serializes in Go's format.
     pub fn serialize<S: Serializer>(t: &OffsetDateTime, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format_time(t))
+        s.serialize_str(write_time(t, &mut TimeBuf::default()))
     }
     /// Deserializes RFC 3339; `null` gives Go's zero time.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<OffsetDateTime, D::Error> {
@@ -109,7 +184,7 @@ pub mod opt_time_go {
     /// Serializes in Go's format.
     pub fn serialize<S: Serializer>(t: &Option<OffsetDateTime>, s: S) -> Result<S::Ok, S::Error> {
         match t {
-            Some(t) => s.serialize_str(&format_time(t)),
+            Some(t) => s.serialize_str(write_time(t, &mut TimeBuf::default())),
             None => s.serialize_none(),
         }
     }
@@ -198,6 +273,20 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn the_fast_time_format_is_the_general_one(
+            secs in -62_135_596_800i64..253_402_300_800, ns in 0u32..1_000_000_000,
+            trim in 0u32..10, off in -86_399i32..86_400,
+        ) {
+            // trailing zeros are common (whole seconds, milliseconds)
+            let ns = ns / 10u32.pow(trim) * 10u32.pow(trim);
+            let off = UtcOffset::from_whole_seconds(off / 60 * 60).unwrap();
+            let t = (OffsetDateTime::from_unix_timestamp(secs).unwrap()
+                + time::Duration::nanoseconds(ns as i64))
+                .to_offset(off);
+            proptest::prop_assert_eq!(format_time(&t), format_time_general(&t));
+        }
+
         #[test]
         fn time_bounds_read_every_form_of_a_minute(
             y in 1970i32..2200, mo in 1u8..=12, d in 1u8..=28, h in 0u8..24, mi in 0u8..60,
