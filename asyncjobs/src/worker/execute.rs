@@ -1,6 +1,7 @@
 //! Running one handler: its lease (time-out, heartbeats), cancellation at
 //! shutdown, panics caught.
 
+use super::placement::Stopped;
 use super::Shared;
 use crate::handler::{HandlerResult, Lease, TaskContext};
 use crate::metrics;
@@ -50,7 +51,7 @@ pub(crate) async fn run_handler(
     let span = crate::spans::process(task, traceparent.as_deref());
     let fut =
         tracing::Instrument::instrument(shared.router.dispatch(ctx, task.clone()), span.clone());
-    let mut join = super::placement::spawn(
+    let mut join = super::placement::start(
         fut,
         &task.task_type,
         shared.settings.handler_runtime.as_ref(),
@@ -88,8 +89,8 @@ pub(crate) async fn run_handler(
             }
             res = &mut join => break match res {
                 Ok(r) => Outcome::Done(r),
-                Err(e) if e.is_panic() => Outcome::Panicked(panic_message(&*e.into_panic())),
-                Err(_) => Outcome::Shutdown,
+                Err(Stopped::Panicked(p)) => Outcome::Panicked(panic_message(&*p)),
+                Err(Stopped::Cancelled) => Outcome::Shutdown,
             },
             _ = lease.changed.notified() => {
                 renew_record(shared, task, &lease, &mut recorded_until, max_run_time).await;
@@ -115,15 +116,13 @@ pub(crate) async fn run_handler(
                     }
                 }
                 cancel.cancel();
-                join.abort();
                 break Outcome::TimedOut;
             }
-            _ = shared.hard_stop.cancelled() => {
-                join.abort();
-                break Outcome::Shutdown;
-            }
+            _ = shared.hard_stop.cancelled() => break Outcome::Shutdown,
         }
     };
+    // a handler that did not return stops here (its pool part is aborted)
+    drop(join);
     let failed = !matches!(outcome, Outcome::Done(Ok(_)));
     match &outcome {
         Outcome::Done(Ok(_)) => crate::spans::finish_process(&span, "complete", None),

@@ -104,33 +104,69 @@ fn thread_cpu_time() -> Option<Duration> {
     }
 }
 
-/// Spawns a handler future where it should run: on `pool` when its type
-/// is known to be heavy, else on the current (worker) runtime, watched.
-pub(crate) fn spawn<F>(
+/// Starts a handler future where it should run: on `pool` when its type
+/// is known to be heavy, else polled in place (in the worker's task, on
+/// the worker's thread), watched when there is a pool to move it to.
+///
+/// In place, the handler is no task of its own: the returned future runs
+/// it, catching its panics, and dropping it stops it (a part moved to the
+/// pool is aborted).
+pub(crate) fn start<F>(
     fut: F,
     task_type: &str,
     pool: Option<&Handle>,
     heavy: &Arc<HeavyTypes>,
-) -> JoinHandle<F::Output>
+) -> Running<F>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    let Some(pool) = pool else {
-        return tokio::spawn(fut);
+    let (state, cpu_timed) = match pool.map(|_| heavy.known(task_type)) {
+        Some(Known::Heavy) => (State::Moved(pool.expect("matched").spawn(fut)), false),
+        Some(Known::Suspect(_)) => (State::Here(Box::pin(fut)), true),
+        Some(Known::Light) | None => (State::Here(Box::pin(fut)), false),
     };
-    let cpu_timed = match heavy.known(task_type) {
-        Known::Heavy => return pool.spawn(fut),
-        Known::Suspect(_) => true,
-        Known::Light => false,
-    };
-    tokio::spawn(Watched {
-        state: State::Here(Box::pin(fut)),
-        pool: pool.clone(),
+    Running(Watched {
+        state,
+        pool: pool.cloned(),
         heavy: heavy.clone(),
         task_type: task_type.to_string(),
         cpu_timed,
     })
+}
+
+/// Why a handler ended without returning.
+pub(crate) enum Stopped {
+    /// It panicked, with the panic's payload.
+    Panicked(Box<dyn std::any::Any + Send>),
+    /// The pool it ran on stopped it (the pool shut down).
+    Cancelled,
+}
+
+/// A started handler ([`start`]): resolves to its output, or to why it
+/// stopped.
+pub(crate) struct Running<F: Future>(Watched<F>);
+
+impl<F> Future for Running<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    type Output = Result<F::Output, Stopped>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let watched = &mut self.0;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Pin::new(&mut *watched).poll(cx)
+        })) {
+            Ok(polled) => polled,
+            Err(payload) => {
+                // the handler's future is dropped here, as a task's is
+                watched.state = State::Done;
+                Poll::Ready(Err(Stopped::Panicked(payload)))
+            }
+        }
+    }
 }
 
 enum State<F: Future> {
@@ -141,10 +177,11 @@ enum State<F: Future> {
     Done,
 }
 
-/// A handler polled on the worker's thread until one poll is too long.
+/// A handler polled on the worker's thread until one poll is too long
+/// (with a pool to move it to).
 struct Watched<F: Future> {
     state: State<F>,
-    pool: Handle,
+    pool: Option<Handle>,
     heavy: Arc<HeavyTypes>,
     task_type: String,
     /// Whether its polls are timed by the thread's CPU clock too.
@@ -156,12 +193,17 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    type Output = F::Output;
+    type Output = Result<F::Output, Stopped>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
         loop {
             match &mut this.state {
+                State::Here(fut) if this.pool.is_none() => {
+                    let polled = std::task::ready!(fut.as_mut().poll(cx));
+                    this.state = State::Done;
+                    return Poll::Ready(Ok(polled));
+                }
                 State::Here(fut) => {
                     let cpu_before = this.cpu_timed.then(thread_cpu_time).flatten();
                     let started = Instant::now();
@@ -179,16 +221,17 @@ where
                         // next tasks are CPU-timed
                         this.heavy.suspect(&this.task_type);
                     }
-                    if polled.is_ready() {
+                    if let Poll::Ready(out) = polled {
                         this.state = State::Done;
-                        return polled;
+                        return Poll::Ready(Ok(out));
                     }
                     if long {
                         let State::Here(fut) = std::mem::replace(&mut this.state, State::Done)
                         else {
                             unreachable!("matched above");
                         };
-                        this.state = State::Moved(this.pool.spawn(fut));
+                        let pool = this.pool.as_ref().expect("matched above");
+                        this.state = State::Moved(pool.spawn(fut));
                         continue;
                     }
                     return Poll::Pending;
@@ -196,15 +239,13 @@ where
                 State::Moved(join) => {
                     let done = std::task::ready!(Pin::new(join).poll(cx));
                     this.state = State::Done;
-                    return match done {
-                        Ok(out) => Poll::Ready(out),
-                        // the handler panicked on the pool: panic here
-                        // too, so the worker reports it as for any handler
-                        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                    return Poll::Ready(match done {
+                        Ok(out) => Ok(out),
+                        Err(e) if e.is_panic() => Err(Stopped::Panicked(e.into_panic())),
                         // aborted only through Drop below, or by the pool
                         // shutting down with the program
-                        Err(e) => panic!("handler cancelled on the handler pool: {e}"),
-                    };
+                        Err(_) => Err(Stopped::Cancelled),
+                    });
                 }
                 State::Done => panic!("handler polled after it finished"),
             }
@@ -256,9 +297,10 @@ mod tests {
                     on
                 };
                 threads.push(
-                    spawn(handler, task_type, Some(pool.handle()), &heavy)
-                        .await
-                        .unwrap(),
+                    match start(handler, task_type, Some(pool.handle()), &heavy).await {
+                        Ok(on) => on,
+                        Err(_) => panic!("the handler stopped"),
+                    },
                 );
             }
             threads
