@@ -64,8 +64,9 @@ struct Opts {
     #[arg(long)]
     json: bool,
     /// Only one processing measurement, repeated `--reps` times, for a
-    /// profiler: `fw-c10`, `fw-c100`, `fw-e2e`, `best-c10`, `best-c100`
-    /// or `best-e2e` (prints tasks/s and client CPU µs per task).
+    /// profiler: `fw-enqueue-batch`, `fw-c10`, `fw-c100`, `fw-e2e`, or the
+    /// same with `best-` (prints tasks/s, and client and server CPU µs per
+    /// task for the processing ones).
     #[arg(long)]
     only: Option<String>,
     /// Internal: run a worker process for the memory measurement.
@@ -654,6 +655,8 @@ async fn run(opts: Opts) {
     if let Some(only) = &opts.only {
         for rep in 0..opts.reps.max(1) {
             let rate = match only.as_str() {
+                "fw-enqueue-batch" => fw_enqueue_batch(&url, &opts, rep).await,
+                "best-enqueue-batch" => best::enqueue_pipelined(&url, &opts, rep).await,
                 "fw-c10" => fw_process(&url, &opts, rep, 10).await,
                 "fw-c100" => fw_process(&url, &opts, rep, 100).await,
                 "fw-e2e" => fw_e2e(&url, &opts, rep).await,
