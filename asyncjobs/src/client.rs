@@ -17,6 +17,9 @@ enum Connection {
     Nats(async_nats::Client),
 }
 
+/// Most enqueues [`Client::enqueue_many`] has in flight at once.
+pub const ENQUEUE_IN_FLIGHT: usize = 256;
+
 /// Configures and connects a [`Client`].
 ///
 /// ```no_run
@@ -346,20 +349,38 @@ impl Client {
         self.inner.storage.enqueue(queue, task).await
     }
 
-    /// Enqueues many tasks with up to 256 in flight at once (each task's
-    /// record is stored before its work item is published); one result per
-    /// task, in order.
+    /// Enqueues many tasks with up to [`ENQUEUE_IN_FLIGHT`] in flight at
+    /// once (each task's record is stored before its work item is
+    /// published); one result per task, in order.
     pub async fn enqueue_many(&self, tasks: &mut [Task]) -> Vec<Result<()>> {
         let storage = &self.inner.storage;
         let queue = self.inner.queue.name.as_str();
-        // the futures are made before awaiting: a closure held across the
-        // await would make this future `Send` for one lifetime only, so it
-        // could not be spawned (rust-lang/rust#64552)
-        let sends: Vec<_> = tasks
-            .iter_mut()
-            .map(|task| storage.enqueue(queue, task))
-            .collect();
-        futures::stream::iter(sends).buffered(256).collect().await
+        // Enqueues are started as slots free up (not made up front: each
+        // future is a few KiB), unordered, so a slow one does not hold back
+        // those behind it; the results are put back in the tasks' order. No
+        // closure is held across an await: it would make this future `Send`
+        // for one lifetime only, so it could not be spawned
+        // (rust-lang/rust#64552).
+        let mut results: Vec<Option<Result<()>>> = Vec::with_capacity(tasks.len());
+        results.resize_with(tasks.len(), || None);
+        let mut waiting = tasks.iter_mut().enumerate();
+        let mut in_flight = futures::stream::FuturesUnordered::new();
+        loop {
+            while in_flight.len() < ENQUEUE_IN_FLIGHT {
+                let Some((i, task)) = waiting.next() else {
+                    break;
+                };
+                in_flight.push(async move { (i, storage.enqueue(queue, task).await) });
+            }
+            match in_flight.next().await {
+                Some((i, res)) => results[i] = Some(res),
+                None => break,
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.expect("every enqueue yields its result"))
+            .collect()
     }
 
     /// Loads a task by id, verifying its signature when keys are configured.

@@ -842,3 +842,34 @@ async fn enqueue_many_can_be_spawned() {
     });
     assert_eq!(spawned.await.unwrap(), 5);
 }
+
+/// `enqueue_many` over more tasks than it has in flight at once: each
+/// result is its own task's, in order, when some fail and the rest
+/// complete out of order.
+#[tokio::test]
+async fn enqueue_many_gives_each_task_its_own_result() {
+    let server = NatsServer::start();
+    let client = client(&server, Queue::new("MANY")).await;
+    let n = asyncjobs::client::ENQUEUE_IN_FLIGHT * 2 + 7;
+    let mut tasks: Vec<Task> = (0..n).map(|i| Task::new("t", &i).unwrap()).collect();
+    // every 97th cannot be enqueued: it is already complete
+    for t in tasks.iter_mut().step_by(97) {
+        t.state = TaskState::Complete;
+    }
+    let results = client.enqueue_many(&mut tasks).await;
+    assert_eq!(results.len(), n);
+    for (i, (task, res)) in tasks.iter().zip(&results).enumerate() {
+        if i % 97 == 0 {
+            assert!(
+                matches!(res, Err(Error::CannotEnqueue(TaskState::Complete))),
+                "task {i}: {res:?}"
+            );
+        } else {
+            assert!(res.is_ok(), "task {i}: {res:?}");
+            let stored = client.load_task(&task.id).await.unwrap();
+            assert_eq!(stored.payload_as::<usize>().unwrap(), i);
+        }
+    }
+    let info = client.queue_info("MANY").await.unwrap();
+    assert_eq!(info.stream.messages as usize, n - n.div_ceil(97));
+}

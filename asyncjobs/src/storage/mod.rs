@@ -1003,14 +1003,18 @@ impl Storage {
                 return Err(Error::DeadlineBeforeDue { deadline, due });
             }
         }
+        // cold paths are boxed: this future is held per task in flight
+        // (`enqueue_many` holds hundreds)
         if let Some(due) = due {
-            self.prepare_delayed(queue, due).await?;
+            Box::pin(self.prepare_delayed(queue, due)).await?;
         }
         let mut wait = Leaderless::new();
         loop {
             let ack = self.start_enqueue(queue, task).await?;
             match self.finish_save(task, ack).await {
-                Err(Error::StorageNotReady(why)) if wait.again(self, TASKS_STREAM).await => {
+                Err(Error::StorageNotReady(why))
+                    if Box::pin(wait.again(self, TASKS_STREAM)).await =>
+                {
                     tracing::debug!(task = %task.id, %why, "task store without a leader; saving again");
                 }
                 other => {
@@ -1039,13 +1043,17 @@ impl Storage {
                 Err(e) => Err(e),
             };
             match &outcome {
+                Ok(ack) if !ack.duplicate => {
+                    crate::metrics::enqueue(queue);
+                    return Ok(());
+                }
                 Err(e)
                     if e.kind() == PublishErrorKind::StreamNotFound
-                        && wait.again(self, &stream).await =>
+                        && Box::pin(wait.again(self, &stream)).await =>
                 {
                     tracing::debug!(task = %task.id, queue, "queue without a leader; publishing the item again");
                 }
-                _ => return self.finish_item(queue, task, outcome, &mut wait).await,
+                _ => return Box::pin(self.item_not_taken(queue, task, outcome, &mut wait)).await,
             }
         }
     }
@@ -1347,10 +1355,11 @@ impl Storage {
         age
     }
 
-    /// Interprets the work item's publish outcome; failures mark the task
-    /// `queue_error` (that save waits out a leaderless task store too, so
-    /// no record is left `new` without an item when it can be helped).
-    async fn finish_item(
+    /// A work item the queue did not take (a duplicate, or a failed
+    /// publish): marks the task `queue_error` (that save waits out a
+    /// leaderless task store too, so no record is left `new` without an
+    /// item when it can be helped) and returns the error for the caller.
+    async fn item_not_taken(
         &self,
         queue: &str,
         task: &mut Task,
@@ -1358,14 +1367,11 @@ impl Storage {
         wait: &mut Leaderless,
     ) -> Result<()> {
         let (last_err, err) = match outcome {
-            Ok(ack) if ack.duplicate => (
+            // taken, but as a duplicate of an item still in the window
+            Ok(_) => (
                 "duplicate work queue item".to_string(),
                 Error::DuplicateItem,
             ),
-            Ok(_) => {
-                crate::metrics::enqueue(queue);
-                return Ok(());
-            }
             // the record says what the caller is told (Go: `queue not
             // found: nats: no responders available for request`)
             Err(e) if e.kind() == PublishErrorKind::StreamNotFound => {
