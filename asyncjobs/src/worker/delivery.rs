@@ -23,8 +23,10 @@ use tokio::sync::OwnedSemaphorePermit;
 /// NAK delay after losing a race to mark a task active.
 const CONFLICT_DELAY: Duration = Duration::from_secs(1);
 
-/// Walks one delivery forward. `slot` is the concurrency slot it runs
-/// under: freed as soon as the handler has returned, so the item that
+/// Walks one delivery forward. Every path but the common one (load,
+/// mark active, run, record the outcome) is boxed: this future is spawned
+/// per delivery, and its size is what every spawn allocates and moves.
+/// `slot` is the concurrency slot it runs under: freed as soon as the handler has returned, so the item that
 /// takes the slot is pulled while this one's outcome is saved and
 /// acknowledged (handlers at once stay within the concurrency).
 pub(crate) async fn process(
@@ -53,7 +55,7 @@ pub(crate) async fn process(
                 body = %String::from_utf8_lossy(&msg.payload),
                 "{e}; terminating it"
             );
-            send_ack(&acker, AckKind::Term, "").await;
+            Box::pin(send_ack(&acker, AckKind::Term, "")).await;
             return;
         }
     };
@@ -75,7 +77,7 @@ pub(crate) async fn process(
                 let mut t = t;
                 t.state = TaskState::Terminated;
                 t.last_err = e.to_string();
-                finish(shared, &acker, &mut t, AckKind::Term).await;
+                Box::pin(finish(shared, &acker, &mut t, AckKind::Term)).await;
                 return;
             }
         },
@@ -85,14 +87,14 @@ pub(crate) async fn process(
         ) => {
             metrics::task_not_found(&shared.name);
             tracing::error!(queue = %shared.name, task = %id, error = %e, "cannot load the task of a work item; terminating the item");
-            send_ack(&acker, AckKind::Term, id).await;
+            Box::pin(send_ack(&acker, AckKind::Term, id)).await;
             return;
         }
         Err(e) => {
             metrics::task_not_found(&shared.name);
             let delay = transient_delay(delivered);
             tracing::warn!(queue = %shared.name, task = %id, error = %e, ?delay, "loading task failed: will retry");
-            nak(shared, &acker, &item, delay).await;
+            Box::pin(nak(shared, &acker, &item, delay)).await;
             return;
         }
     };
@@ -118,22 +120,28 @@ pub(crate) async fn process(
         }
         Gate::NotDue(early) => {
             tracing::debug!(task = %id, ?early, "delayed task delivered before it is due");
-            wait(shared, &acker, &item, early).await;
+            Box::pin(wait(shared, &acker, &item, early)).await;
             return;
         }
         Gate::LeaseHeld(remaining) => {
             tracing::debug!(task = %id, ?remaining, "task already active");
-            nak(shared, &acker, &item, remaining + Duration::from_millis(50)).await;
+            Box::pin(nak(
+                shared,
+                &acker,
+                &item,
+                remaining + Duration::from_millis(50),
+            ))
+            .await;
             return;
         }
         Gate::AlreadyDone => {
             tracing::debug!(task = %id, state = %task.state, "failed updating task state, already in desired state");
-            send_ack(&acker, AckKind::Ack, id).await;
+            Box::pin(send_ack(&acker, AckKind::Ack, id)).await;
             return;
         }
         Gate::Final => {
             tracing::info!(task = %id, state = %task.state, "work item for a task in a final state; not running it again (use retry)");
-            send_ack(&acker, AckKind::Ack, id).await;
+            Box::pin(send_ack(&acker, AckKind::Ack, id)).await;
             return;
         }
         Gate::Expire(why) => {
@@ -147,7 +155,7 @@ pub(crate) async fn process(
             task.last_err = why.last_err().into();
             tracing::error!(task = %id, r#type = %task.task_type, queue = %shared.name, tries = task.tries,
                 reason = %task.last_err, "task expired");
-            finish(shared, &acker, &mut task, AckKind::Term).await;
+            Box::pin(finish(shared, &acker, &mut task, AckKind::Term)).await;
             return;
         }
         Gate::CheckDependencies => match Box::pin(check_dependencies(shared, &task)).await {
@@ -157,7 +165,7 @@ pub(crate) async fn process(
                 }
             }
             Deps::Waiting => {
-                wait(shared, &acker, &item, shared.settings.blocked_delay).await;
+                Box::pin(wait(shared, &acker, &item, shared.settings.blocked_delay)).await;
                 return;
             }
             Deps::Failed(detail) => {
@@ -165,7 +173,7 @@ pub(crate) async fn process(
                 task.state = TaskState::Unreachable;
                 task.last_err = format!("task dependencies failed: {detail}");
                 task.tried = Some(OffsetDateTime::now_utc());
-                finish(shared, &acker, &mut task, AckKind::Term).await;
+                Box::pin(finish(shared, &acker, &mut task, AckKind::Term)).await;
                 return;
             }
         },
@@ -189,7 +197,7 @@ pub(crate) async fn process(
             _ => transient_delay(delivered),
         };
         tracing::warn!(task = %id, error = %e, "failed updating task state active");
-        nak(shared, &acker, &item, delay).await;
+        Box::pin(nak(shared, &acker, &item, delay)).await;
         return;
     }
 
@@ -228,7 +236,7 @@ pub(crate) async fn process(
             task.last_err = bounded_error(e.message().to_string());
             tracing::error!(task = %task.id, r#type = %task.task_type, queue = %shared.name, tries = task.tries,
                 error = %task.last_err, "the handler terminated the task: no more tries");
-            finish(shared, &acker, &mut task, AckKind::Term).await;
+            Box::pin(finish(shared, &acker, &mut task, AckKind::Term)).await;
         }
         Outcome::Done(Err(e)) => {
             let failed = Failed {
@@ -236,11 +244,22 @@ pub(crate) async fn process(
                 no_handler: e.is_no_handler(),
             };
             let expired = failure(&mut task, e.message().to_string());
-            retry_or_expire(shared, &acker, &mut task, &item, expired, failed).await;
+            Box::pin(retry_or_expire(
+                shared, &acker, &mut task, &item, expired, failed,
+            ))
+            .await;
         }
         Outcome::Panicked(msg) => {
             let expired = failure(&mut task, format!("handler panicked: {msg}"));
-            retry_or_expire(shared, &acker, &mut task, &item, expired, Failed::default()).await;
+            Box::pin(retry_or_expire(
+                shared,
+                &acker,
+                &mut task,
+                &item,
+                expired,
+                Failed::default(),
+            ))
+            .await;
         }
         Outcome::TimedOut => {
             let expired = failure(
@@ -250,7 +269,15 @@ pub(crate) async fn process(
                     shared.queue().effective_max_run_time()
                 ),
             );
-            retry_or_expire(shared, &acker, &mut task, &item, expired, Failed::default()).await;
+            Box::pin(retry_or_expire(
+                shared,
+                &acker,
+                &mut task,
+                &item,
+                expired,
+                Failed::default(),
+            ))
+            .await;
         }
         Outcome::Shutdown => {
             // the worker interrupted this try, so it does not count: a task
@@ -259,14 +286,14 @@ pub(crate) async fn process(
             task.state = TaskState::Retry;
             task.tries = (task.tries - 1).max(0);
             task.last_err = "worker shut down before the handler finished".into();
-            match save_with_retries(shared, &mut task).await {
+            match Box::pin(save_with_retries(shared, &mut task)).await {
                 Err(Error::ConcurrentUpdate(_)) => {
                     return Box::pin(superseded(shared, &acker, &task, AckKind::Ack)).await;
                 }
                 Err(e) => tracing::error!(task = %task.id, error = %e, "saving task state failed"),
                 Ok(()) => {}
             }
-            send_ack(&acker, AckKind::Nak(None), &task.id).await;
+            Box::pin(send_ack(&acker, AckKind::Nak(None), &task.id)).await;
         }
     }
 }

@@ -72,9 +72,14 @@ pub(crate) async fn run(
                             message: msg,
                             context: shared.storage.jetstream().clone(),
                         };
-                        tracker.spawn(async move {
+                        let fut = async move {
                             process(&shared, msg, permit).await;
+                        };
+                        static ONCE: std::sync::Once = std::sync::Once::new();
+                        ONCE.call_once(|| {
+                            eprintln!("PROCESS FUTURE SIZE {}", std::mem::size_of_val(&fut))
                         });
+                        tracker.spawn(fut);
                     }
                     Delivery::Stray => hand_back(&shared, msg).await,
                 }
