@@ -331,7 +331,15 @@ impl Task {
 
     /// Encodes the task as Go does.
     pub fn to_json(&self) -> Result<Vec<u8>> {
-        serde_json::to_vec(self).map_err(|e| Error::json("encoding task", e))
+        // room for the record up front (it is written twice per try): the
+        // fixed fields take about 500 bytes, the payload 4/3 in base64
+        let payload = self.payload.as_ref().map_or(0, Vec::len);
+        let result = self.result.as_ref().map_or(0, |r| r.payload.get().len());
+        let deps = self.dependencies.iter().map(|d| d.len() + 3).sum::<usize>();
+        let mut out =
+            Vec::with_capacity(640 + payload * 4 / 3 + result + self.last_err.len() + deps);
+        serde_json::to_writer(&mut out, self).map_err(|e| Error::json("encoding task", e))?;
+        Ok(out)
     }
 
     /// The W3C `traceparent` sent with the next work item, if any.

@@ -631,8 +631,10 @@ impl Storage {
     /// Publishes the task's state change event (best effort, like Go).
     pub(crate) async fn publish_event(&self, task: &Task) {
         let event = TaskStateChangeEvent::for_task(task);
-        match serde_json::to_vec(&event) {
-            Ok(body) => {
+        // an event is about 300 bytes, more with a long error
+        let mut body = Vec::with_capacity(384 + event.last_error.len());
+        match serde_json::to_writer(&mut body, &event) {
+            Ok(()) => {
                 if let Err(e) = self.nc.publish(event.subject(), body.into()).await {
                     tracing::warn!(task = %task.id, error = %e, "publishing task state event failed");
                 }
