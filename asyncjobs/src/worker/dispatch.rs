@@ -72,14 +72,12 @@ pub(crate) async fn run(
                             message: msg,
                             context: shared.storage.jetstream().clone(),
                         };
-                        let fut = async move {
+                        // boxed: the task then holds a pointer, not the
+                        // few KiB of the delivery's state, which spawning
+                        // and completing would otherwise copy
+                        tracker.spawn(Box::pin(async move {
                             process(&shared, msg, permit).await;
-                        };
-                        static ONCE: std::sync::Once = std::sync::Once::new();
-                        ONCE.call_once(|| {
-                            eprintln!("PROCESS FUTURE SIZE {}", std::mem::size_of_val(&fut))
-                        });
-                        tracker.spawn(fut);
+                        }));
                     }
                     Delivery::Stray => hand_back(&shared, msg).await,
                 }
