@@ -97,6 +97,23 @@ fn stats(v: &[f64]) -> Option<(f64, f64, f64)> {
     Some((s[0], s[s.len() / 2], s[s.len() - 1]))
 }
 
+/// The median of the per-repetition ratios `ours[i] / best[i]`: each
+/// repetition measures both sides minutes apart at most, so this ratio is
+/// steadier than the ratio of the medians when the machine's speed drifts
+/// between repetitions (`None` without paired samples).
+fn paired_ratio(ours: &[f64], best: &[f64]) -> Option<f64> {
+    if ours.is_empty() || ours.len() != best.len() {
+        return None;
+    }
+    let ratios: Vec<f64> = ours
+        .iter()
+        .zip(best)
+        .filter(|(_, b)| **b > 0.0)
+        .map(|(a, b)| a / b)
+        .collect();
+    stats(&ratios).map(|s| s.1)
+}
+
 impl Results {
     fn add(
         &mut self,
@@ -120,8 +137,13 @@ impl Results {
             }
             _ => "     ".to_string(),
         };
+        let paired = match paired_ratio(&ours, &best) {
+            Some(r) if unit == "tasks/s" => format!(" (paired {:>3.0}%)", r * 100.0),
+            Some(r) => format!(" (paired {r:>4.2}x)"),
+            None => String::new(),
+        };
         eprintln!(
-            "{name:<28} {} | best raw {} {} | raw as framework {} {} {unit}",
+            "{name:<28} {} | best raw {} {}{paired} | raw as framework {} {} {unit}",
             cell(&ours),
             cell(&best),
             ratio(&best),
@@ -140,6 +162,12 @@ impl Results {
     fn medians(&self, name: &str) -> [Option<f64>; 3] {
         let r = self.rows.iter().find(|r| r.name == name).expect("measured");
         [&r.ours, &r.best, &r.structure].map(|v| stats(v).map(|s| s.1))
+    }
+
+    /// [`paired_ratio`] of the framework and the best raw client.
+    fn paired(&self, name: &str) -> Option<f64> {
+        let r = self.rows.iter().find(|r| r.name == name).expect("measured");
+        paired_ratio(&r.ours, &r.best)
     }
 }
 
@@ -866,6 +894,12 @@ async fn run(opts: Opts) {
                         serde_json::json!((m * 100.0).round() / 100.0),
                     );
                 }
+            }
+            if let Some(r) = res.paired(name) {
+                out.insert(
+                    format!("paired_ratio_{key}"),
+                    serde_json::json!((r * 1000.0).round() / 1000.0),
+                );
             }
         }
         out.extend(extra);
