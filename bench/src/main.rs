@@ -496,6 +496,8 @@ async fn fw_latency(url: &str, opts: &Opts, rep: usize) -> (f64, f64) {
     let sent: Arc<Mutex<std::collections::HashMap<String, Instant>>> = Arc::default();
     let lat: Arc<Mutex<Vec<f64>>> = Arc::default();
     let (s, l) = (sent.clone(), lat.clone());
+    let done = Done::new(opts.latency_tasks);
+    let d = done.clone();
     let router = Router::new()
         .handle("bench", move |ctx: TaskContext, _t: Task| {
             let now = Instant::now();
@@ -504,6 +506,7 @@ async fn fw_latency(url: &str, opts: &Opts, rep: usize) -> (f64, f64) {
                     .unwrap()
                     .push(now.duration_since(*t0).as_secs_f64() * 1000.0);
             }
+            d.add();
             async move { asyncjobs::handler::to_output(&()) }
         })
         .unwrap();
@@ -516,6 +519,8 @@ async fn fw_latency(url: &str, opts: &Opts, rep: usize) -> (f64, f64) {
         sent.lock().unwrap().insert(t.id.clone(), Instant::now());
         client.enqueue(&mut t).await.unwrap();
     }
+    // as the raw client: no polling while the last tasks are handled
+    done.reached().await;
     wait_drained(&client, &q, opts.latency_tasks).await;
     stop.cancel();
     worker.await.unwrap().unwrap();
