@@ -59,22 +59,19 @@ pub(crate) fn write_time<'b>(t: &OffsetDateTime, buf: &'b mut TimeBuf) -> &'b st
     }
     let b = &mut buf.0;
     let mut n = 0;
-    digits(b, year as u32, 4, &mut n);
-    b[n] = b'-';
-    n += 1;
-    digits(b, u8::from(t.month()) as u32, 2, &mut n);
-    b[n] = b'-';
-    n += 1;
-    digits(b, t.day() as u32, 2, &mut n);
-    b[n] = b'T';
-    n += 1;
-    digits(b, t.hour() as u32, 2, &mut n);
-    b[n] = b':';
-    n += 1;
-    digits(b, t.minute() as u32, 2, &mut n);
-    b[n] = b':';
-    n += 1;
-    digits(b, t.second() as u32, 2, &mut n);
+    let fields = [
+        (year as u32, 4, b'-'),
+        (u8::from(t.month()).into(), 2, b'-'),
+        (t.day().into(), 2, b'T'),
+        (t.hour().into(), 2, b':'),
+        (t.minute().into(), 2, b':'),
+    ];
+    for (value, width, separator) in fields {
+        digits(b, value, width, &mut n);
+        b[n] = separator;
+        n += 1;
+    }
+    digits(b, t.second().into(), 2, &mut n);
     let ns = t.nanosecond();
     if ns != 0 {
         b[n] = b'.';

@@ -209,18 +209,7 @@ pub(crate) async fn process(
     // ----- record the outcome ------------------------------------------------------------
     let now = OffsetDateTime::now_utc();
     task.tried = Some(now);
-    let limit = shared.queue().effective_max_tries(task.max_tries);
-    let failure = |task: &mut Task, err: String| {
-        task.last_err = bounded_error(err);
-        if limit.is_some_and(|l| task.tries >= l) {
-            task.state = TaskState::Expired;
-            true
-        } else {
-            task.state = TaskState::Retry;
-            false
-        }
-    };
-    match outcome {
+    let (err, failed) = match outcome {
         Outcome::Done(Ok(output)) => {
             task.state = TaskState::Complete;
             task.last_err.clear();
@@ -230,6 +219,7 @@ pub(crate) async fn process(
             });
             tracing::debug!(task = %task.id, r#type = %task.task_type, tries = task.tries, "task complete");
             finish(shared, &acker, &mut task, AckKind::Ack).await;
+            return;
         }
         Outcome::Done(Err(e)) if e.is_terminate() => {
             task.state = TaskState::Terminated;
@@ -237,47 +227,7 @@ pub(crate) async fn process(
             tracing::error!(task = %task.id, r#type = %task.task_type, queue = %shared.name, tries = task.tries,
                 error = %task.last_err, "the handler terminated the task: no more tries");
             Box::pin(finish(shared, &acker, &mut task, AckKind::Term)).await;
-        }
-        Outcome::Done(Err(e)) => {
-            let failed = Failed {
-                delay: e.retry_delay(),
-                no_handler: e.is_no_handler(),
-            };
-            let expired = failure(&mut task, e.message().to_string());
-            Box::pin(retry_or_expire(
-                shared, &acker, &mut task, &item, expired, failed,
-            ))
-            .await;
-        }
-        Outcome::Panicked(msg) => {
-            let expired = failure(&mut task, format!("handler panicked: {msg}"));
-            Box::pin(retry_or_expire(
-                shared,
-                &acker,
-                &mut task,
-                &item,
-                expired,
-                Failed::default(),
-            ))
-            .await;
-        }
-        Outcome::TimedOut => {
-            let expired = failure(
-                &mut task,
-                format!(
-                    "handler exceeded the queue's max run time of {:?}",
-                    shared.queue().effective_max_run_time()
-                ),
-            );
-            Box::pin(retry_or_expire(
-                shared,
-                &acker,
-                &mut task,
-                &item,
-                expired,
-                Failed::default(),
-            ))
-            .await;
+            return;
         }
         Outcome::Shutdown => {
             // the worker interrupted this try, so it does not count: a task
@@ -294,8 +244,37 @@ pub(crate) async fn process(
                 Ok(()) => {}
             }
             Box::pin(send_ack(&acker, AckKind::Nak(None), &task.id)).await;
+            return;
         }
-    }
+        // the failed tries: retried, or expired when no tries are left
+        Outcome::Done(Err(e)) => (
+            e.message().to_string(),
+            Failed {
+                delay: e.retry_delay(),
+                no_handler: e.is_no_handler(),
+            },
+        ),
+        Outcome::Panicked(msg) => (format!("handler panicked: {msg}"), Failed::default()),
+        Outcome::TimedOut => (
+            format!(
+                "handler exceeded the queue's max run time of {:?}",
+                shared.queue().effective_max_run_time()
+            ),
+            Failed::default(),
+        ),
+    };
+    task.last_err = bounded_error(err);
+    let limit = shared.queue().effective_max_tries(task.max_tries);
+    let expired = limit.is_some_and(|l| task.tries >= l);
+    task.state = if expired {
+        TaskState::Expired
+    } else {
+        TaskState::Retry
+    };
+    Box::pin(retry_or_expire(
+        shared, &acker, &mut task, &item, expired, failed,
+    ))
+    .await;
 }
 
 /// Loads every dependency (verified) and judges them.

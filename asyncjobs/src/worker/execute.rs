@@ -51,7 +51,7 @@ pub(crate) async fn run_handler(
     let span = crate::spans::process(task, traceparent.as_deref());
     let fut =
         tracing::Instrument::instrument(shared.router.dispatch(ctx, task.clone()), span.clone());
-    let mut join = super::placement::start(
+    let mut handler = super::placement::start(
         fut,
         &task.task_type,
         shared.settings.handler_runtime.as_ref(),
@@ -87,7 +87,7 @@ pub(crate) async fn run_handler(
                 }
                 renew_record(shared, task, &lease, &mut recorded_until, max_run_time).await;
             }
-            res = &mut join => break match res {
+            res = &mut handler => break match res {
                 Ok(r) => Outcome::Done(r),
                 Err(Stopped::Panicked(p)) => Outcome::Panicked(panic_message(&*p)),
                 Err(Stopped::Cancelled) => Outcome::Shutdown,
@@ -122,7 +122,7 @@ pub(crate) async fn run_handler(
         }
     };
     // a handler that did not return stops here (its pool part is aborted)
-    drop(join);
+    drop(handler);
     let failed = !matches!(outcome, Outcome::Done(Ok(_)));
     match &outcome {
         Outcome::Done(Ok(_)) => crate::spans::finish_process(&span, "complete", None),
