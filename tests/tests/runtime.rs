@@ -61,6 +61,16 @@ where
     });
 }
 
+/// Runs one `cpu` task to completion; the threads it started and was
+/// held on.
+async fn run_cpu_task(client: &Client) -> (String, String) {
+    let mut task = Task::new("cpu", &()).unwrap();
+    client.enqueue(&mut task).await.unwrap();
+    let done = wait_for_state(client, &task.id, TaskState::Complete, T).await;
+    let (started_on, held_on, _) = done.result_as::<(String, String, bool)>().unwrap().unwrap();
+    (started_on, held_on)
+}
+
 #[test]
 fn io_handlers_stay_on_the_worker_thread_and_cpu_handlers_move_to_the_pool() {
     let worker_thread = thread_name();
@@ -123,28 +133,14 @@ fn io_handlers_stay_on_the_worker_thread_and_cpu_handlers_move_to_the_pool() {
         // one long poll only makes the type suspect (the OS may have
         // preempted the thread): the next task starts on the worker's
         // thread with its polls CPU-timed, and its CPU work confirms it
-        let mut second = Task::new("cpu", &()).unwrap();
-        client.enqueue(&mut second).await.unwrap();
-        let second = wait_for_state(&client, &second.id, TaskState::Complete, T).await;
-        let (started_on, held_on, _) = second
-            .result_as::<(String, String, bool)>()
-            .unwrap()
-            .unwrap();
         assert_eq!(
-            (started_on.as_str(), held_on.as_str()),
-            (worker_thread.as_str(), POOL_THREAD)
+            run_cpu_task(&client).await,
+            (worker_thread.clone(), POOL_THREAD.to_string())
         );
         // the type is known to be CPU-heavy: its next task starts on the pool
-        let mut third = Task::new("cpu", &()).unwrap();
-        client.enqueue(&mut third).await.unwrap();
-        let third = wait_for_state(&client, &third.id, TaskState::Complete, T).await;
-        let (started_on, held_on, _) = third
-            .result_as::<(String, String, bool)>()
-            .unwrap()
-            .unwrap();
         assert_eq!(
-            (started_on.as_str(), held_on.as_str()),
-            (POOL_THREAD, POOL_THREAD)
+            run_cpu_task(&client).await,
+            (POOL_THREAD.to_string(), POOL_THREAD.to_string())
         );
     });
 }

@@ -121,10 +121,13 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    let (state, cpu_timed) = match pool.map(|_| heavy.known(task_type)) {
-        Some(Known::Heavy) => (State::Moved(pool.expect("matched").spawn(fut)), false),
-        Some(Known::Suspect(_)) => (State::Here(Box::pin(fut)), true),
-        Some(Known::Light) | None => (State::Here(Box::pin(fut)), false),
+    let (state, cpu_timed) = match pool {
+        None => (State::Here(Box::pin(fut)), false),
+        Some(pool) => match heavy.known(task_type) {
+            Known::Heavy => (State::Moved(pool.spawn(fut)), false),
+            Known::Suspect(_) => (State::Here(Box::pin(fut)), true),
+            Known::Light => (State::Here(Box::pin(fut)), false),
+        },
     };
     Running(Watched {
         state,
