@@ -342,7 +342,6 @@ pub mod cron;
 pub mod election;
 pub mod error;
 pub mod events;
-pub mod handle;
 pub mod handler;
 mod ksuid;
 mod macro_support;
@@ -371,13 +370,12 @@ pub mod wire;
 pub mod worker;
 
 pub use asyncjobs_macros::task_handler;
-pub use client::{Client, ClientBuilder, ReplaySummary, TaskFilter};
+pub use client::{Client, ClientBuilder, ReplaySummary, TaskFilter, TaskHandle, WaitError};
 pub use error::{Error, NatsError, NatsErrorKind, Result};
-pub use handle::{TaskHandle, WaitError};
 pub use handler::{
     terminate, typed, Handler, HandlerError, HandlerOutput, HandlerResult, TaskContext,
 };
-pub use queue::{Queue, QueueInfo, QueueUpdate};
+pub use queue::{Queue, QueueInfo, QueueUpdate, StreamDetails};
 pub use registry::{HandlerDef, Handlers, QueueSettings};
 #[cfg(feature = "remote")]
 pub use remote::{ExternalCommand, RequestReply, RequestReplyServer};
@@ -386,8 +384,8 @@ pub use router::Router;
 pub use scheduler::{PayloadEncoding, ScheduleError, ScheduledTask, Scheduler};
 pub use state::{MissingState, State, States};
 pub use storage::{
-    StreamDetails, CONFIG_BUCKET, DISCARDED_BUCKET, ELECTIONS_BUCKET, EXHAUSTED_STREAM,
-    TASKS_STREAM, TASK_SUBJECT_PREFIX,
+    CONFIG_BUCKET, DISCARDED_BUCKET, ELECTIONS_BUCKET, EXHAUSTED_STREAM, TASKS_STREAM,
+    TASK_SUBJECT_PREFIX,
 };
 pub use task::{Task, TaskBuilder, TaskResult, TaskState};
 /// Cancels running work: the worker's [`run`](Worker::run) stops on it,
@@ -405,8 +403,8 @@ pub use worker::Worker;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::client::Client;
+    pub use crate::client::TaskHandle;
     pub use crate::error::Result;
-    pub use crate::handle::TaskHandle;
     pub use crate::handler::{BoxHandler, HandlerError, TaskContext};
     pub use crate::macro_support::{
         assert_module_level, assert_payload, enqueue, handler, handler_def, task_builder,

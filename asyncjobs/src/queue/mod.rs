@@ -1,6 +1,11 @@
 //! Work queues: a `CHORIA_AJ_Q_<name>` work-queue stream with a `WORKERS`
 //! pull consumer (reference §1.3).
 
+mod stream;
+
+pub(crate) use stream::validate_replicas;
+pub use stream::StreamDetails;
+
 use crate::error::{Error, Result};
 use std::time::Duration;
 
@@ -230,7 +235,7 @@ impl QueueUpdate {
             }
         }
         if let Some(r) = self.replicas {
-            crate::storage::validate_replicas(r)?;
+            validate_replicas(r)?;
         }
         Ok(())
     }
@@ -253,7 +258,7 @@ pub struct QueueInfo {
     pub queue: Queue,
     /// The queue's stream: items waiting or in flight, bytes, first and
     /// last item times, storage and replicas.
-    pub stream: crate::storage::StreamDetails,
+    pub stream: StreamDetails,
     /// Items delivered but not acknowledged.
     pub ack_pending: u64,
     /// Items not yet delivered.
