@@ -5,8 +5,8 @@ use super::schedule::round_to_seconds;
 use super::*;
 use crate::task::is_valid_name;
 use std::time::Duration;
-use time::OffsetDateTime;
 use time::macros::datetime;
+use time::OffsetDateTime;
 
 #[test]
 fn catch_up_fires_missed_slots_inside_the_window_oldest_first() {

@@ -38,7 +38,7 @@ mod work_item;
 
 pub(crate) use buckets::Bucket;
 pub use buckets::WORKERS_BUCKET;
-pub(crate) use work_item::WorkItem;
+pub(crate) use work_item::{ItemError, WorkItem};
 
 use crate::error::{nats, Error, Result};
 use crate::queue::{StreamDetails, QUEUE_STREAM_PREFIX, WORKERS_CONSUMER};
