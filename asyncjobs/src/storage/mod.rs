@@ -1,5 +1,5 @@
 //! The storage boundary: every JetStream call the runtime makes, for the
-//! task stream, work queues and KV buckets (reference §1 and §4).
+//! task stream, work queues and KV buckets (docs/storage.md §3 to §5, §10).
 //!
 //! Reads and administration use async-nats's typed calls and match the
 //! server's [`ErrorCode`]s; the create and update bodies that must equal
@@ -345,7 +345,7 @@ impl Storage {
             "allow_rollup_hdrs": false,
             // Go creates it with false; loads by direct get cost the
             // server and the worker less (no JSON and base64 envelope),
-            // and Go's STREAM.MSG.GET loads work either way (reference §1,
+            // and Go's STREAM.MSG.GET loads work either way (docs/storage.md §3.2,
             // a deliberate difference)
             "allow_direct": true,
             "mirror_direct": false,
@@ -481,8 +481,8 @@ impl Storage {
         Ok(())
     }
 
-    /// The stream configuration Go's KV buckets are created with (reference
-    /// §1.4): one value per key, `ttl` as max age (zero = forever), a
+    /// The stream configuration Go's KV buckets are created with (docs/storage.md
+    /// §5.1): one value per key, `ttl` as max age (zero = forever), a
     /// duplicate window of the TTL when shorter than 2 minutes.
     fn kv_config(&self, bucket: &str, description: &str, ttl: Duration) -> Value {
         let dupe = if !ttl.is_zero() && ttl < Duration::from_secs(120) {
@@ -974,7 +974,7 @@ impl Storage {
 
     // ----- enqueue -----------------------------------------------------------------------
 
-    /// Saves the task into `queue` and publishes its work item (reference §4.2).
+    /// Saves the task into `queue` and publishes its work item (docs/storage.md §10.2).
     ///
     /// A publish answered "no responders" while its stream exists (a
     /// cluster electing a new stream leader after a node died, which takes
@@ -1407,7 +1407,7 @@ impl Storage {
         Err(err)
     }
 
-    /// Re-enqueues a task by id: state `retry`, result cleared (reference §4.4).
+    /// Re-enqueues a task by id: state `retry`, result cleared (docs/storage.md §10.5).
     pub(crate) async fn retry_task(&self, queue: &str, id: &str) -> Result<Task> {
         let mut task = match self.load_task(id).await {
             Err(Error::TaskNotFound(_)) => {
@@ -1429,7 +1429,7 @@ impl Storage {
         task.result = None;
         if task.queue != queue {
             // the signature covers the queue: re-sign when we can (Go keeps
-            // the now invalid signature, §16.14)
+            // the now invalid signature, docs/go-differences.md §14)
             task.queue = queue.to_string();
             self.settings.keys.resign(&mut task)?;
         }

@@ -71,7 +71,7 @@ pub(crate) async fn process(
         Ok(t) => match shared.storage.verify(&t) {
             Ok(()) => t,
             Err(e) => {
-                // Go leaves such items unacknowledged forever (§16.6)
+                // Go leaves such items unacknowledged forever (docs/go-differences.md §12)
                 metrics::task_not_found(&shared.name);
                 tracing::error!(queue = %shared.name, task = %id, error = %e, "task failed signature verification; terminating it");
                 let mut t = t;
