@@ -1,4 +1,4 @@
-//! The command tree (reference §13.3): the commands, aliases, flags and
+//! The command tree (docs/interfaces.md §1.7): the commands, aliases, flags and
 //! environment variables of the Go `ajc`, plus the additions documented in
 //! [`LONG_ABOUT`].
 
@@ -151,7 +151,7 @@ pub enum Command {
     Package(PackageArgs),
 }
 
-/// `ajc package …` (reference §13.4).
+/// `ajc package …` (docs/interfaces.md §1.8).
 #[derive(Args, Debug)]
 pub struct PackageArgs {
     /// Use a specific configuration file rather than asyncjobs.yaml
@@ -190,11 +190,11 @@ pub struct PackageOutput {
 /// `ajc server …`.
 #[derive(Subcommand, Debug)]
 pub enum ServerCmd {
-    /// Serves the HTTP API (Go's routes and JSON, reference §14)
+    /// Serves the HTTP API (Go's routes and JSON, docs/interfaces.md §2)
     Run(ServerRunArgs),
 }
 
-/// `ajc server run` (Go's flags and defaults, reference §14.1).
+/// `ajc server run` (Go's flags and defaults, docs/interfaces.md §2.1).
 #[derive(Args, Debug)]
 pub struct ServerRunArgs {
     /// Address to listen on (an IP address or localhost, with a port; 0 picks a free port)

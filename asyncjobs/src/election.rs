@@ -1,5 +1,5 @@
 //! Leader election on a NATS KV bucket, compatible with the Go
-//! implementation (reference §11.4).
+//! implementation (docs/processing.md §7.7).
 //!
 //! Candidates campaign for one key (`task_scheduler` for the scheduler) in
 //! the `CHORIA_AJ_ELECTIONS` bucket, whose TTL (10 s) bounds how long a

@@ -1,4 +1,4 @@
-//! `ajc server run`: the HTTP API of `asyncjobs-http` (reference §14) on
+//! `ajc server run`: the HTTP API of `asyncjobs-http` (docs/interfaces.md §2) on
 //! a TCP port, with Go's flags, bind rules, TLS and mutual TLS.
 
 use super::Ctx;

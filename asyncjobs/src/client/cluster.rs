@@ -14,7 +14,7 @@ impl Client {
     /// or ours: both campaign on the same key), or `None` when none leads.
     ///
     /// # Errors
-    /// Reading the elections bucket failed ([`Error::Nats`]).
+    /// Reading the elections bucket failed ([`Error::Nats`](crate::Error::Nats)).
     pub async fn scheduler_leader(&self) -> Result<Option<String>> {
         let storage = &self.inner.storage;
         let Ok(Some(bucket)) = storage.open_bucket(ELECTIONS_BUCKET, String::new).await else {
@@ -37,7 +37,7 @@ impl Client {
     /// worker ever ran (the bucket is not created here).
     ///
     /// # Errors
-    /// Reading the bucket failed ([`Error::Nats`]).
+    /// Reading the bucket failed ([`Error::Nats`](crate::Error::Nats)).
     pub async fn workers(&self) -> Result<Vec<WorkerPresence>> {
         crate::worker::presence::list(&self.inner.storage).await
     }

@@ -3,7 +3,7 @@
 
 use crate::task::{Task, TaskState};
 
-/// What [`Client::replay_tasks`] did (or, in a dry run, would do).
+/// What [`Client::replay_tasks`](crate::Client::replay_tasks) did (or, in a dry run, would do).
 #[derive(Debug, Clone, Default)]
 pub struct ReplaySummary {
     /// Ids of the tasks the filter matched, in store order.
@@ -17,8 +17,8 @@ pub struct ReplaySummary {
 }
 
 /// Which stored tasks a listing, page or replay takes
-/// ([`Client::list_tasks_filtered`], [`Client::page_tasks`],
-/// [`Client::replay_tasks`]): every condition given must hold.
+/// ([`Client::list_tasks_filtered`](crate::Client::list_tasks_filtered), [`Client::page_tasks`](crate::Client::page_tasks),
+/// [`Client::replay_tasks`](crate::Client::replay_tasks)): every condition given must hold.
 #[derive(Debug, Clone)]
 pub struct TaskFilter {
     pub(super) states: Vec<TaskState>,

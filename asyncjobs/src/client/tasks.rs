@@ -236,7 +236,7 @@ impl Client {
     /// `queue` limits the pass to one queue. Returns the ids it ended.
     ///
     /// Reads every task record once (a listing snapshot) and makes up to
-    /// two lookups per waiting task; [`Worker`]s run a pass
+    /// two lookups per waiting task; [`Worker`](crate::Worker)s run a pass
     /// over their queue when they start, and `ajc task reconcile` runs one
     /// on demand. Go has no equivalent: such tasks stay as they are.
     ///
@@ -251,10 +251,10 @@ impl Client {
     }
 
     /// Creates the task store with this client's storage settings
-    /// ([`ClientBuilder::memory_storage`], [`ClientBuilder::replicas`],
-    /// [`ClientBuilder::task_retention`]) unless it exists; an existing
+    /// ([`memory_storage`](super::ClientBuilder::memory_storage), [`replicas`](super::ClientBuilder::replicas),
+    /// [`task_retention`](super::ClientBuilder::task_retention)) unless it exists; an existing
     /// store is left unchanged. For clients built with
-    /// [`ClientBuilder::no_storage_init`] that need only the task store.
+    /// [`no_storage_init`](super::ClientBuilder::no_storage_init) that need only the task store.
     pub async fn prepare_tasks(&self) -> Result<()> {
         self.inner.storage.prepare_tasks().await
     }

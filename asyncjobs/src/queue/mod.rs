@@ -1,5 +1,5 @@
 //! Work queues: a `CHORIA_AJ_Q_<name>` work-queue stream with a `WORKERS`
-//! pull consumer (reference §1.3).
+//! pull consumer (docs/storage.md §3.3).
 
 mod stream;
 
@@ -22,7 +22,7 @@ pub const DEFAULT_MAX_CONCURRENT: i64 = 100;
 
 /// A work queue's settings.
 ///
-/// Zero values get the defaults of reference §1.3 when the queue is created:
+/// Zero values get the defaults of docs/storage.md §4.3 when the queue is created:
 /// unlimited age, entries and tries, one hour run time, 100 concurrent
 /// handlers. After the queue is created or loaded, the client's copy holds
 /// the values the server reports.
@@ -212,7 +212,7 @@ pub struct QueueUpdate {
 }
 
 impl QueueUpdate {
-    /// Checks the limits of reference §13.3: max age 0 or at least
+    /// Checks the limits of docs/interfaces.md §1.7: max age 0 or at least
     /// 2 minutes, run time at least 1 second, concurrency at most 10000,
     /// replicas 1 to 5.
     ///

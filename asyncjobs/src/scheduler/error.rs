@@ -56,7 +56,7 @@ pub enum ScheduleError {
     /// The leader election could not start.
     #[error(transparent)]
     Election(#[from] ElectionError),
-    /// [`Scheduler::run`] was called while already running.
+    /// [`Scheduler::run`](super::Scheduler::run) was called while already running.
     #[error("scheduler already running")]
     AlreadyRunning,
     /// A client or storage error.

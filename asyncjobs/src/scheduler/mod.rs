@@ -1,4 +1,4 @@
-//! Scheduled tasks and the highly available task scheduler (reference §2.5, §11).
+//! Scheduled tasks and the highly available task scheduler (docs/storage.md §8.4, docs/processing.md §7).
 //!
 //! A [`ScheduledTask`] is a cron schedule plus a task template (type,
 //! payload, deadline offset, max tries, target queue), stored as JSON under
@@ -29,7 +29,7 @@
 //!
 //! # Differences from the Go scheduler
 //!
-//! * **Payloads are not double-encoded** (§16.2) for schedules created here.
+//! * **Payloads are not double-encoded** (docs/go-differences.md §36) for schedules created here.
 //!   The Go scheduler hands the stored payload bytes to `NewTask`, which
 //!   JSON-encodes them again, so its tasks carry the JSON *string* of the
 //!   base64 of the payload (`null` when there is none). Records written by
@@ -43,13 +43,13 @@
 //!   fire your schedules, create them with
 //!   `.with_payload_encoding(PayloadEncoding::Go)` so every scheduler
 //!   produces the same tasks. See [`PayloadEncoding`].
-//! * **Updates replace the schedule** (§16.5): a changed record stops the old
+//! * **Updates replace the schedule** (docs/go-differences.md §37): a changed record stops the old
 //!   timer before the new one starts; deletes forget the name; the
 //!   `task_scheduler_schedules_total` gauge is exact.
-//! * **Every metric is counted** (§16.4): `task_scheduler_scheduled_count`
+//! * **Every metric is counted** (docs/go-differences.md §38): `task_scheduler_scheduled_count`
 //!   per task created, `task_scheduler_schedule_error_count` per failed
 //!   creation or unusable record; `task_scheduler_paused` is 1 from the
-//!   start until the election is won (Go starts it at 0, §16.16) and again
+//!   start until the election is won (Go starts it at 0, docs/go-differences.md §38) and again
 //!   after the scheduler stops.
 //! * **One task per slot across instances.** Each fire uses a deterministic
 //!   task id (a KSUID whose time is the slot and whose payload is a hash of
@@ -66,7 +66,7 @@
 //!   "interval since this scheduler process started", so all instances
 //!   agree on the slots (see [`crate::cron`]).
 //! * **Listing** waits for the bucket's real end of data instead of
-//!   returning an empty list after a silent 5 s timeout (§16.15).
+//!   returning an empty list after a silent 5 s timeout (docs/go-differences.md §41).
 
 mod error;
 mod fire;
@@ -299,7 +299,7 @@ impl Scheduler {
 
     async fn run_inner(&self, stop: &CancellationToken) -> Result<(), ScheduleError> {
         let store = self.inner.client.storage().config_bucket().await?;
-        // paused until the election is won (Go starts at 0 even when not leading, §16.16)
+        // paused until the election is won (Go starts at 0 even when not leading, docs/go-differences.md §38)
         crate::metrics::scheduler_paused(self.inner.election_options.is_some());
         let election = match &self.inner.election_options {
             None => None,

@@ -24,7 +24,7 @@ pub const MIN_SCHEDULE_DEADLINE: Duration = Duration::from_secs(30);
 /// [`Raw`](Self::Raw).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PayloadEncoding {
-    /// What the Go scheduler does (§16.2): each task's payload is the JSON
+    /// What the Go scheduler does (docs/go-differences.md §36): each task's payload is the JSON
     /// string of the base64 of the stored payload, or `null` when the
     /// schedule has none. Every record written by Go reads as this.
     #[default]
@@ -62,10 +62,10 @@ impl<'de> Deserialize<'de> for PayloadEncoding {
     }
 }
 
-/// A schedule: when to create which task in which queue (reference §2.5).
+/// A schedule: when to create which task in which queue (docs/storage.md §8.4).
 ///
 /// Serialized exactly like Go's `ScheduledTask`; see the
-/// [module documentation](self) for the one extra key.
+/// [module documentation](super) for the one extra key.
 ///
 /// ```
 /// use asyncjobs::{ScheduledTask, Task};

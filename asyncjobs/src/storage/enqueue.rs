@@ -14,7 +14,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 impl Storage {
-    /// Saves the task into `queue` and publishes its work item (reference §4.2).
+    /// Saves the task into `queue` and publishes its work item (docs/storage.md §10.2).
     ///
     /// A publish answered "no responders" while its stream exists (a
     /// cluster electing a new stream leader after a node died, which takes

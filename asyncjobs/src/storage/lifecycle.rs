@@ -85,7 +85,7 @@ impl Storage {
         }
     }
 
-    /// Re-enqueues a task by id: state `retry`, result cleared (reference §4.4).
+    /// Re-enqueues a task by id: state `retry`, result cleared (docs/storage.md §10.5).
     pub(crate) async fn retry_task(&self, queue: &str, id: &str) -> Result<Task> {
         let mut task = match self.load_task(id).await {
             Err(Error::TaskNotFound(_)) => {
@@ -107,7 +107,7 @@ impl Storage {
         task.result = None;
         if task.queue != queue {
             // the signature covers the queue: re-sign when we can (Go keeps
-            // the now invalid signature, §16.14)
+            // the now invalid signature, docs/go-differences.md §14)
             task.queue = queue.to_string();
             self.settings.keys.resign(&mut task)?;
         }

@@ -56,7 +56,7 @@ impl Storage {
             "allow_rollup_hdrs": false,
             // Go creates it with false; loads by direct get cost the
             // server and the worker less (no JSON and base64 envelope),
-            // and Go's STREAM.MSG.GET loads work either way (reference §1,
+            // and Go's STREAM.MSG.GET loads work either way (docs/storage.md §3.2,
             // a deliberate difference)
             "allow_direct": true,
             "mirror_direct": false,
@@ -155,8 +155,8 @@ impl Storage {
         Ok(())
     }
 
-    /// The stream configuration Go's KV buckets are created with (reference
-    /// §1.4): one value per key, `ttl` as max age (zero = forever), a
+    /// The stream configuration Go's KV buckets are created with (docs/storage.md
+    /// §5.1): one value per key, `ttl` as max age (zero = forever), a
     /// duplicate window of the TTL when shorter than 2 minutes.
     pub(super) fn kv_config(&self, bucket: &str, description: &str, ttl: Duration) -> Value {
         let dupe = if !ttl.is_zero() && ttl < Duration::from_secs(120) {

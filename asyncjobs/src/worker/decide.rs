@@ -187,7 +187,7 @@ pub(crate) fn before_run(
     delivered: u64,
 ) -> Action {
     if let Err(e) = verified {
-        // Go leaves such items unacknowledged forever
+        // Go leaves such items unacknowledged forever (docs/go-differences.md §12)
         return Action::End(Ending {
             state: TaskState::Terminated,
             last_err: e.to_string(),

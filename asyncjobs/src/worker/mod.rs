@@ -1,5 +1,5 @@
 //! The worker: pulls work items from one queue, applies the delivery
-//! gates, runs handlers and records their outcome (reference §5 and §6,
+//! gates, runs handlers and records their outcome (docs/processing.md §2 and §3,
 //! with the fixes listed in the crate documentation).
 //!
 //! The data path walks forward through one module per phase:
