@@ -18,8 +18,10 @@ use crate::error::{Error, Result};
 use crate::natscontext::NatsContext;
 use std::time::Duration;
 
-/// The server used when no URL or context is given: `nats://127.0.0.1:4222`.
-pub const DEFAULT_URL: &str = "nats://127.0.0.1:4222";
+/// The server used when no URL or context is given: `nats://127.0.0.1:4222`
+/// (the NATS tools' default, defined beside the contexts that also fall
+/// back on it).
+pub use crate::natscontext::DEFAULT_URL;
 
 /// How long establishing a connection may take by default: 5 seconds.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);

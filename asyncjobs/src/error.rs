@@ -6,7 +6,7 @@
 //! is one, and a failed NATS or JetStream call is a [`NatsError`] whose
 //! [`kind`](NatsError::kind) callers can match on.
 
-use crate::task::TaskState;
+use crate::task::state::TaskState;
 use async_nats::jetstream::ErrorCode;
 use std::fmt;
 

@@ -152,7 +152,9 @@ pub mod cron;
 pub mod election;
 pub mod error;
 pub mod events;
-#[doc = include_str!("../../docs/go-differences.md")]
+// go-differences.md links to docs/go-differences.md, so the packaged crate
+// carries the page too
+#[doc = include_str!("../go-differences.md")]
 pub mod go_differences {}
 pub mod handler;
 mod ksuid;

@@ -5,6 +5,9 @@ use crate::error::{Error, Result};
 use serde::Deserialize;
 use std::path::PathBuf;
 
+/// The server used when no URL or context is given: `nats://127.0.0.1:4222`.
+pub const DEFAULT_URL: &str = "nats://127.0.0.1:4222";
+
 /// The connection settings of a NATS CLI context.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
@@ -67,11 +70,11 @@ impl NatsContext {
             .map_err(|e| Error::Config(format!("invalid NATS context {}: {e}", path.display())))
     }
 
-    /// The server URL(s), [`DEFAULT_URL`](crate::connect::DEFAULT_URL)
+    /// The server URL(s), [`DEFAULT_URL`]
     /// (`nats://127.0.0.1:4222`) when the context has none.
     pub fn server_url(&self) -> String {
         if self.url.is_empty() {
-            crate::connect::DEFAULT_URL.to_string()
+            DEFAULT_URL.to_string()
         } else {
             self.url.clone()
         }

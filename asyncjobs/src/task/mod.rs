@@ -1,122 +1,22 @@
 //! Tasks: the unit of work, stored by id in the `CHORIA_AJ_TASKS` stream.
 
+mod builder;
+pub(crate) mod state;
+
+pub use builder::TaskBuilder;
+pub use state::TaskState;
+
 use crate::error::{Error, Result};
 use crate::wire::{self, bytes_go, null_default, opt_time_go, time_go};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::collections::BTreeMap;
-use std::fmt;
 use std::time::Duration;
 use time::OffsetDateTime;
 
 /// Default per-task maximum number of tries (Go `DefaultMaxTries`).
 pub const DEFAULT_MAX_TRIES: i64 = 10;
-
-/// The lifecycle state of a task (docs/processing.md §1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum TaskState {
-    /// Unknown state (`""`, or a state name this version does not know).
-    #[default]
-    Unknown,
-    /// Enqueued, waiting for a worker.
-    New,
-    /// A handler is running it.
-    Active,
-    /// A handler failed; it will be tried again.
-    Retry,
-    /// Past its deadline or out of tries.
-    Expired,
-    /// A handler asked for it not to be retried, or its payload is unusable.
-    Terminated,
-    /// Completed successfully; the result is stored.
-    Complete,
-    /// The work item could not be published.
-    QueueError,
-    /// Waiting for its dependencies to complete.
-    Blocked,
-    /// A dependency failed, so it can never run.
-    Unreachable,
-}
-
-impl TaskState {
-    /// The wire string of the state.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            TaskState::Unknown => "",
-            TaskState::New => "new",
-            TaskState::Active => "active",
-            TaskState::Retry => "retry",
-            TaskState::Expired => "expired",
-            TaskState::Terminated => "terminated",
-            TaskState::Complete => "complete",
-            TaskState::QueueError => "queue_error",
-            TaskState::Blocked => "blocked",
-            TaskState::Unreachable => "unreachable",
-        }
-    }
-
-    /// True for the states a task ends in when it failed for good
-    /// (`expired`, `terminated`, `unreachable`, `queue_error`): the dead
-    /// letters [`Client::replay_tasks`](crate::Client::replay_tasks) takes.
-    pub fn is_dead_letter(&self) -> bool {
-        matches!(
-            self,
-            TaskState::Expired
-                | TaskState::Terminated
-                | TaskState::Unreachable
-                | TaskState::QueueError
-        )
-    }
-
-    /// Parses a state name; `completed` is accepted for `complete`.
-    pub fn from_name(name: &str) -> Option<TaskState> {
-        Some(match name {
-            "" => TaskState::Unknown,
-            "new" => TaskState::New,
-            "active" => TaskState::Active,
-            "retry" => TaskState::Retry,
-            "expired" => TaskState::Expired,
-            "terminated" => TaskState::Terminated,
-            "complete" | "completed" => TaskState::Complete,
-            "queue_error" => TaskState::QueueError,
-            "blocked" => TaskState::Blocked,
-            "unreachable" => TaskState::Unreachable,
-            _ => return None,
-        })
-    }
-
-    /// States a task does not leave without an explicit retry.
-    pub fn is_final(&self) -> bool {
-        matches!(
-            self,
-            TaskState::Complete
-                | TaskState::Expired
-                | TaskState::Terminated
-                | TaskState::Unreachable
-                | TaskState::QueueError
-        )
-    }
-}
-
-impl Serialize for TaskState {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for TaskState {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let s: Option<std::borrow::Cow<'de, str>> = Option::deserialize(d)?;
-        Ok(s.and_then(|s| TaskState::from_name(&s)).unwrap_or_default())
-    }
-}
-
-impl fmt::Display for TaskState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// The stored outcome of a successful task.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -291,17 +191,7 @@ impl Task {
 
     /// A builder for a task with options.
     pub fn builder(task_type: impl Into<String>) -> TaskBuilder {
-        TaskBuilder {
-            task_type: task_type.into(),
-            payload: Ok(None),
-            id: None,
-            deadline: None,
-            run_at: None,
-            max_tries: DEFAULT_MAX_TRIES,
-            dependencies: Vec::new(),
-            load_dependencies: false,
-            traceparent: None,
-        }
+        TaskBuilder::new(task_type.into())
     }
 
     /// Decodes the payload as `T`.
@@ -358,159 +248,6 @@ impl Task {
         }
         let age = OffsetDateTime::now_utc() - self.created;
         Some(age.try_into().unwrap_or_default())
-    }
-}
-
-/// Builds a [`Task`]; see [`Task::builder`].
-#[derive(Debug)]
-pub struct TaskBuilder {
-    task_type: String,
-    payload: std::result::Result<Option<Vec<u8>>, serde_json::Error>,
-    id: Option<String>,
-    deadline: Option<OffsetDateTime>,
-    run_at: Option<OffsetDateTime>,
-    max_tries: i64,
-    dependencies: Vec<String>,
-    load_dependencies: bool,
-    traceparent: Option<String>,
-}
-
-impl TaskBuilder {
-    /// Uses the JSON encoding of `payload` as the payload.
-    pub fn payload<P: Serialize + ?Sized>(mut self, payload: &P) -> Self {
-        self.payload = serde_json::to_vec(payload).map(Some);
-        self
-    }
-
-    /// Uses `bytes` verbatim as the payload.
-    pub fn raw_payload(mut self, bytes: impl Into<Vec<u8>>) -> Self {
-        self.payload = Ok(Some(bytes.into()));
-        self
-    }
-
-    /// Uses a custom id instead of a new KSUID (must match `^[a-zA-Z0-9_:-]+$`).
-    pub fn id(mut self, id: impl Into<String>) -> Self {
-        self.id = Some(id.into());
-        self
-    }
-
-    /// The latest time a handler may start the task; later deliveries expire it.
-    pub fn deadline(mut self, deadline: OffsetDateTime) -> Self {
-        self.deadline = Some(deadline);
-        self
-    }
-
-    /// Sets the deadline to now plus `d`.
-    pub fn deadline_in(self, d: Duration) -> Self {
-        self.deadline(OffsetDateTime::now_utc() + d)
-    }
-
-    /// Delays the task: its record is saved at once (it can be listed,
-    /// viewed, deleted and retried), and its work item reaches the queue at
-    /// `at` (whole seconds, rounded up), held by the JetStream server
-    /// itself (a message schedule, nats-server 2.12+), so no process of
-    /// ours needs to run meanwhile and the delay survives restarts. A time
-    /// already past enqueues at once.
-    ///
-    /// Enqueueing fails, writing nothing, against an older server
-    /// ([`Error::SchedulesUnsupported`]) and when the deadline is earlier
-    /// than `at` ([`Error::DeadlineBeforeDue`]).
-    ///
-    /// ```
-    /// let t = asyncjobs::Task::builder("report:monthly")
-    ///     .run_in(std::time::Duration::from_secs(3600))
-    ///     .build()
-    ///     .unwrap();
-    /// assert!(t.run_at.is_some());
-    /// ```
-    pub fn run_at(mut self, at: OffsetDateTime) -> Self {
-        self.run_at = Some(at);
-        self
-    }
-
-    /// Delays the task by `d` from now; see [`TaskBuilder::run_at`].
-    pub fn run_in(self, d: Duration) -> Self {
-        self.run_at(OffsetDateTime::now_utc() + d)
-    }
-
-    /// Maximum handler invocations (default 10; 0 = only the queue's limit applies).
-    pub fn max_tries(mut self, tries: i64) -> Self {
-        self.max_tries = tries;
-        self
-    }
-
-    /// Tasks that must complete first; the task starts `blocked`.
-    pub fn depends_on<I, S>(mut self, ids: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        for id in ids {
-            let id = id.into();
-            if !self.dependencies.contains(&id) {
-                self.dependencies.push(id);
-            }
-        }
-        self
-    }
-
-    /// Load the dependencies' results into the task before it runs.
-    pub fn load_dependency_results(mut self) -> Self {
-        self.load_dependencies = true;
-        self
-    }
-
-    /// A W3C `traceparent` to carry to the handler (see
-    /// [`TaskContext::traceparent`](crate::TaskContext::traceparent)). When none
-    /// is given and the producer runs inside a tracing span, one is made.
-    pub fn traceparent(mut self, traceparent: impl Into<String>) -> Self {
-        self.traceparent = Some(traceparent.into());
-        self
-    }
-
-    /// Validates and builds the task.
-    pub fn build(self) -> Result<Task> {
-        if !is_valid_name(&self.task_type) {
-            return Err(Error::TaskTypeInvalid(self.task_type));
-        }
-        let payload = self
-            .payload
-            .map_err(|e| Error::json("encoding task payload", e))?;
-        let id = self.id.unwrap_or_else(new_id);
-        if !is_valid_name(&id) {
-            return Err(Error::TaskIdInvalid(id));
-        }
-        if let (Some(deadline), Some(due)) = (self.deadline, self.run_at) {
-            if deadline < due {
-                return Err(Error::DeadlineBeforeDue { deadline, due });
-            }
-        }
-        let state = if self.dependencies.is_empty() {
-            TaskState::New
-        } else {
-            TaskState::Blocked
-        };
-        Ok(Task {
-            id,
-            task_type: self.task_type,
-            queue: String::new(),
-            dependencies: self.dependencies,
-            dependency_results: BTreeMap::new(),
-            load_dependencies: self.load_dependencies,
-            payload,
-            deadline: self.deadline,
-            run_at: self.run_at,
-            max_tries: self.max_tries,
-            result: None,
-            state,
-            created: OffsetDateTime::now_utc(),
-            tried: None,
-            tries: 0,
-            last_err: String::new(),
-            signature: String::new(),
-            seq: 0,
-            traceparent: self.traceparent,
-        })
     }
 }
 
