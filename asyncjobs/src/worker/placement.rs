@@ -1,5 +1,5 @@
 //! Where a handler runs: on the worker's own thread, or on the handler
-//! pool ([`Worker::handler_runtime`](crate::Worker::handler_runtime)).
+//! pool ([`Worker::handler_pool`](crate::Worker::handler_pool)).
 //!
 //! Handlers start on the worker's thread: most only wait on I/O, and a
 //! hand-off to another thread and back costs more than they do. A handler
