@@ -145,6 +145,8 @@
 //! Differences from Go: [`go_differences`].
 
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
+// every `unsafe` is in `sys`, each block with its safety argument
+#![deny(unsafe_code)]
 
 pub mod client;
 pub mod connect;
@@ -175,6 +177,8 @@ pub mod signing;
 mod spans;
 pub mod state;
 mod storage;
+#[allow(unsafe_code)]
+mod sys;
 pub mod task;
 pub mod testing;
 #[doc(hidden)]
