@@ -40,7 +40,7 @@
 //! The worker, `src/bin/worker.rs`, names the library so that it is linked
 //! and its handlers are registered; it has `--help`, `--url`,
 //! `--concurrency`, `--list-handlers` and the other flags of
-//! [`runtime::WorkerArgs`]:
+//! [`program::WorkerArgs`]:
 //!
 //! ```ignore
 //! asyncjobs::main!(shop);
@@ -72,7 +72,7 @@
 //!   `main!(shop, state = value)` ([`state`]);
 //! * **middleware** around every handler: `main!(shop, middleware =
 //!   router::from_fn(f))` ([`router::Middleware`], [`router::from_fn`]);
-//! * **your own `main`** with the same flags: [`runtime::App`];
+//! * **your own `main`** with the same flags: [`program::App`];
 //! * **tests** without a server: [`testing`] (`TestTask`, `TestWorker`);
 //! * **queue settings** (run time, tries, concurrency) declared on the
 //!   handler: `queue_run_time = "10m"` and friends, see
@@ -127,7 +127,7 @@
 //!
 //! | feature | what it adds |
 //! | --- | --- |
-//! | `runtime` | [`main!`] and the `runtime` module: the generated worker binary's flags (clap) and logging (tracing-subscriber); implies `metrics` |
+//! | `program` | [`main!`] and the `program` module: the generated worker binary's flags (clap) and logging (tracing-subscriber); implies `metrics` |
 //! | `metrics` | Prometheus metrics with Go's names and their HTTP endpoint ([`metrics`]); without it nothing is recorded |
 //! | `remote` | handlers outside the process: request-reply and external commands (`remote`) |
 //! | `signing` | ed25519 task signatures (`signing`, [`ClientBuilder::signing_keys`]); without it tasks are neither signed nor verified |
@@ -139,12 +139,14 @@
 //! [`router`], [`handler`], [`retry`], `remote` (request-reply services
 //! and external commands). Operations: [`events`], [`metrics`],
 //! `signing`, [`scheduler`], [`election`], [`cron`]. The handler
-//! framework: [`task_handler`], [`registry`], [`state`], `runtime` and
+//! framework: [`task_handler`], [`registry`], [`state`], `program` and
 //! `main!`, and [`testing`] for its tests.
 //! Plumbing: [`connect`], [`natscontext`], [`wire`], [`error`].
 //! Differences from Go: [`go_differences`].
 
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
+// every `unsafe` is in `sys`, each block with its safety argument
+#![deny(unsafe_code)]
 
 pub mod client;
 pub mod connect;
@@ -163,20 +165,22 @@ pub mod metrics;
 pub mod natscontext;
 #[cfg(feature = "otel")]
 pub mod otel;
+#[cfg(feature = "program")]
+pub mod program;
 pub mod queue;
 pub mod registry;
 #[cfg(feature = "remote")]
 pub mod remote;
 pub mod retry;
 pub mod router;
-#[cfg(feature = "runtime")]
-pub mod runtime;
 pub mod scheduler;
 #[cfg(feature = "signing")]
 pub mod signing;
 mod spans;
 pub mod state;
 mod storage;
+#[allow(unsafe_code)]
+mod sys;
 pub mod task;
 pub mod testing;
 #[doc(hidden)]

@@ -56,7 +56,7 @@ use std::sync::Arc;
 ///
 /// Add middleware to every route with [`Router::layer`] (or
 /// `asyncjobs::main!(middleware = ...)`,
-/// [`runtime::App::middleware`](crate::runtime::App::middleware)), or to one
+/// [`program::App::middleware`](crate::program::App::middleware)), or to one
 /// route with [`Router::handle_with`]. The first added is the outermost: it
 /// sees the task first and the result last; global middleware wraps
 /// per-route middleware. A task whose type no handler takes is not passed
@@ -94,7 +94,7 @@ impl Next {
 ///
 /// The function is called for every task; calling `next.run(ctx, task)`
 /// runs the handler (and any inner middleware). The result goes to
-/// [`Router::layer`], [`runtime::App::middleware`](crate::runtime::App::middleware)
+/// [`Router::layer`], [`program::App::middleware`](crate::program::App::middleware)
 /// or `asyncjobs::main!(middleware = ...)` as it is, and is a
 /// [`Middleware`] once wrapped in an `Arc` (`Arc::new(from_fn(f))`, for
 /// [`Router::handle_with`]).

@@ -74,7 +74,7 @@ use std::sync::Arc;
 ///
 /// In a `#[task_handler]` function any number of `State<_>` arguments may
 /// appear, in any position. Register the values with
-/// `asyncjobs::main!(state = value)`, [`runtime::App::state`](crate::runtime::App::state),
+/// `asyncjobs::main!(state = value)`, [`program::App::state`](crate::program::App::state),
 /// [`Router::with_state`](crate::Router::with_state) or [`States::with`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct State<T>(pub T);
@@ -242,7 +242,7 @@ impl fmt::Display for MissingState {
         write!(
             f,
             ", but no {ty} was registered: add one with `asyncjobs::main!(state = ...)`, \
-             `runtime::App::state(...)` or `Router::with_state(...)`"
+             `program::App::state(...)` or `Router::with_state(...)`"
         )
     }
 }

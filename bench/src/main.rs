@@ -370,7 +370,7 @@ static NO_SCHEDULED_WAITS: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
 
 /// A framework worker as `asyncjobs::main!` runs it: on a
-/// [`WorkerRuntime`](asyncjobs::runtime::WorkerRuntime) of its own (a
+/// [`WorkerThreads`](asyncjobs::program::WorkerThreads) of its own (a
 /// current-thread runtime for the worker, a pool of `handler_threads`
 /// for the handlers), bound to `queue`, until `stop`.
 fn spawn_fw_worker(
@@ -384,7 +384,7 @@ fn spawn_fw_worker(
     let (url, queue) = (url.to_string(), queue.to_string());
     let no_scheduled_waits = NO_SCHEDULED_WAITS.load(Ordering::Relaxed);
     tokio::task::spawn_blocking(move || {
-        let rt = asyncjobs::runtime::WorkerRuntime::new(handler_threads).expect("worker runtime");
+        let rt = asyncjobs::program::WorkerThreads::new(handler_threads).expect("worker runtime");
         let pool = rt.handlers();
         rt.block_on(async move {
             let client = Client::builder()
@@ -398,7 +398,7 @@ fn spawn_fw_worker(
                 worker = worker.scheduled_waits(false);
             }
             if let Some(pool) = pool {
-                worker = worker.handler_runtime(pool);
+                worker = worker.handler_pool(pool);
             }
             worker.run(stop).await.expect("worker");
         })
@@ -456,7 +456,7 @@ async fn fw_e2e(url: &str, opts: &Opts, rep: usize) -> f64 {
     let started = Instant::now();
     let cpu = cpu::Span::start();
     tokio::task::spawn_blocking(move || {
-        let rt = asyncjobs::runtime::WorkerRuntime::new(threads).expect("worker runtime");
+        let rt = asyncjobs::program::WorkerThreads::new(threads).expect("worker runtime");
         let pool = rt.handlers();
         rt.block_on(async move {
             let client = Client::builder()
@@ -468,7 +468,7 @@ async fn fw_e2e(url: &str, opts: &Opts, rep: usize) -> f64 {
             let stop = CancellationToken::new();
             let mut worker = client.worker(noop_router(d.clone())).concurrency(100);
             if let Some(pool) = pool {
-                worker = worker.handler_runtime(pool);
+                worker = worker.handler_pool(pool);
             }
             let worker = tokio::spawn(worker.run(stop.clone()));
             for r in client.enqueue_many(&mut ts).await {

@@ -1,7 +1,7 @@
 //! Two handlers for one task type on one queue are reported at startup with
 //! both source locations; the same type on different queues is fine.
 
-use asyncjobs::runtime::{self, RuntimeError, WorkerArgs};
+use asyncjobs::program::{self, ProgramError, WorkerArgs};
 use asyncjobs::{task_handler, HandlerError, Handlers};
 
 #[task_handler("report:build", queue = "REPORTS")]
@@ -43,20 +43,20 @@ fn duplicates_name_both_locations() {
 #[tokio::test]
 async fn the_worker_refuses_to_start() {
     // checked before connecting: no server is needed
-    let err = runtime::start(&WorkerArgs::default(), &Handlers::registered())
+    let err = program::start(&WorkerArgs::default(), &Handlers::registered())
         .await
         .unwrap_err();
-    assert!(matches!(err, RuntimeError::Duplicates(_)), "{err}");
+    assert!(matches!(err, ProgramError::Duplicates(_)), "{err}");
     // running only the other queue is fine up to connecting
     let args = WorkerArgs {
         queues: vec!["OTHER".into()],
         url: Some("nats://127.0.0.1:1".into()),
         ..WorkerArgs::default()
     };
-    let err = runtime::start(&args, &Handlers::registered())
+    let err = program::start(&args, &Handlers::registered())
         .await
         .unwrap_err();
-    assert!(matches!(err, RuntimeError::Connect { .. }), "{err}");
+    assert!(matches!(err, ProgramError::Connect { .. }), "{err}");
     // explicit registration reports the same
     let err = Handlers::new()
         .with(build_report::HANDLER)

@@ -1,11 +1,11 @@
 //! Handlers written with `#[task_handler]` run by the generated worker
-//! against a real nats-server: in process through `asyncjobs::runtime` (the
+//! against a real nats-server: in process through `asyncjobs::program` (the
 //! code `asyncjobs::main!()` calls) and as the `handlers-worker` binary.
 
 #[path = "../src/handlers.rs"]
 mod handlers;
 
-use asyncjobs::runtime::{self, RuntimeError, WorkerArgs};
+use asyncjobs::program::{self, ProgramError, WorkerArgs};
 use asyncjobs::{Client, Handlers, Task, TaskContext, TaskHandle, TaskState, WaitError};
 use asyncjobs_tests::{wait_for, wait_for_state, NatsServer};
 use handlers::{factor, send_email, sum, Factor, NewEmail, Receipt};
@@ -103,7 +103,7 @@ fn generated_module_describes_the_handler() {
     );
     registered.check().unwrap();
     assert_eq!(registered.queues(), vec!["DEFAULT", "EMAIL"]);
-    let table = runtime::handler_table(&registered);
+    let table = program::handler_table(&registered);
     assert!(table.contains("email:new"), "{table}");
     assert!(table.contains("max_tries=5 deadline=1h"), "{table}");
 }
@@ -113,7 +113,7 @@ async fn generated_worker_runs_typed_tasks() {
     let server = NatsServer::start();
     let mut args = args(&server);
     args.metrics_port = Some(0);
-    let workers = runtime::start(&args, &Handlers::registered())
+    let workers = program::start(&args, &Handlers::registered())
         .await
         .expect("worker starts");
     assert_eq!(workers.queues(), ["DEFAULT", "EMAIL"]);
@@ -228,20 +228,20 @@ async fn startup_errors_are_clear() {
         url: Some(format!("nats://127.0.0.1:{free_port}")),
         ..WorkerArgs::default()
     };
-    let err = runtime::start(&args, &Handlers::registered())
+    let err = program::start(&args, &Handlers::registered())
         .await
         .unwrap_err();
-    assert!(matches!(err, RuntimeError::Connect { .. }), "{err}");
+    assert!(matches!(err, ProgramError::Connect { .. }), "{err}");
     assert!(err.to_string().contains("cannot connect to NATS"), "{err}");
 
-    let err = runtime::start(&args, &Handlers::new()).await.unwrap_err();
-    assert!(matches!(err, RuntimeError::NoHandlers { .. }), "{err}");
+    let err = program::start(&args, &Handlers::new()).await.unwrap_err();
+    assert!(matches!(err, ProgramError::NoHandlers { .. }), "{err}");
 
     let args = WorkerArgs {
         queues: vec!["NOPE".into()],
         ..args
     };
-    let err = runtime::start(&args, &Handlers::registered())
+    let err = program::start(&args, &Handlers::registered())
         .await
         .unwrap_err();
     assert_eq!(
@@ -389,7 +389,7 @@ async fn scheduler_flag_runs_schedules() {
     let server = NatsServer::start();
     let mut args = args(&server);
     args.scheduler = Some("worker-1".into());
-    let workers = runtime::start(&args, &Handlers::registered())
+    let workers = program::start(&args, &Handlers::registered())
         .await
         .expect("worker starts");
     let client = Client::connect(&server.url()).await.unwrap();

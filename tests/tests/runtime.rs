@@ -3,7 +3,7 @@
 //! pool once one poll holds the thread, and their type starts there once a
 //! poll is seen to use that much CPU time.
 
-use asyncjobs::runtime::WorkerRuntime;
+use asyncjobs::program::WorkerThreads;
 use asyncjobs::{Client, Queue, Router, Task, TaskContext, TaskState};
 use asyncjobs_tests::{fast_retry, wait_for_state, NatsServer};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 const T: Duration = Duration::from_secs(15);
-/// The pool's thread name ([`WorkerRuntime`]).
+/// The pool's thread name ([`WorkerThreads`]).
 const POOL_THREAD: &str = "asyncjobs-handler";
 
 fn thread_name() -> String {
@@ -28,7 +28,7 @@ fn cpu_for(d: Duration) {
     }
 }
 
-/// Runs `body` on a [`WorkerRuntime`] with a pool of 2 threads, a client
+/// Runs `body` on a [`WorkerThreads`] with a pool of 2 threads, a client
 /// of `queue` and a worker of `router` (concurrency 4) running meanwhile.
 fn with_worker<F, Fut>(queue: Queue, router: Router, body: F)
 where
@@ -36,7 +36,7 @@ where
     Fut: std::future::Future<Output = ()>,
 {
     let server = NatsServer::start();
-    let rt = WorkerRuntime::new(Some(2)).unwrap();
+    let rt = WorkerThreads::new(Some(2)).unwrap();
     assert_eq!(rt.handler_threads(), 2);
     let pool = rt.handlers().expect("a handler pool");
     rt.block_on(async move {
@@ -52,7 +52,7 @@ where
                 .worker(router)
                 .concurrency(4)
                 .retry_policy(fast_retry())
-                .handler_runtime(pool)
+                .handler_pool(pool)
                 .run(stop.clone()),
         );
         body(client).await;
@@ -215,7 +215,7 @@ fn a_timed_out_handler_on_the_pool_is_stopped() {
 #[test]
 fn without_a_pool_handlers_run_on_the_worker_thread() {
     let server = NatsServer::start();
-    let rt = WorkerRuntime::new(Some(0)).unwrap();
+    let rt = WorkerThreads::new(Some(0)).unwrap();
     assert!(rt.handlers().is_none());
     let router = Router::new()
         .handle("where", |_ctx: TaskContext, _t: Task| async move {

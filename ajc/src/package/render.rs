@@ -1,5 +1,5 @@
 //! The files of a generated project: `Cargo.toml`, `src/main.rs` (an
-//! `asyncjobs::main!` with a [`Service`](asyncjobs::runtime::Service)) and,
+//! `asyncjobs::main!` with a [`Service`](asyncjobs::program::Service)) and,
 //! for Docker, a multi-stage `Dockerfile`, `.dockerignore` and copies of the
 //! commands and path crates inside the build context.
 //!
@@ -161,7 +161,7 @@ fn main_rs(plan: &Plan, target: Target) -> String {
         let _ = writeln!(m, "    {},", name.replace('-', "_"));
     }
     let mut service = vec![format!(
-        "    service = asyncjobs::runtime::Service::new({:?})",
+        "    service = asyncjobs::program::Service::new({:?})",
         plan.name
     )];
     service.push(format!("        .queue({:?})", plan.queue));
@@ -179,7 +179,7 @@ fn main_rs(plan: &Plan, target: Target) -> String {
         .any(|h| matches!(h.kind, Kind::Command(_)))
     {
         let dir = match target {
-            Target::Docker => asyncjobs::runtime::DOCKER_COMMANDS_DIR.to_string(),
+            Target::Docker => asyncjobs::program::DOCKER_COMMANDS_DIR.to_string(),
             Target::Cargo => plan.dir.join("commands").to_string_lossy().into_owned(),
         };
         service.push(format!("        .commands_dir({dir:?})"));
@@ -240,7 +240,7 @@ fn dockerfile(plan: &Plan) -> String {
                 d,
                 "COPY --chmod=0755 [{}, {}]",
                 json_str(&format!("commands/{c}")),
-                json_str(&format!("{}/{c}", asyncjobs::runtime::DOCKER_COMMANDS_DIR))
+                json_str(&format!("{}/{c}", asyncjobs::program::DOCKER_COMMANDS_DIR))
             );
         }
     }

@@ -19,10 +19,14 @@
 //! endpoint with the OpenTelemetry Collector's `prometheus` receiver.
 
 #[cfg(feature = "metrics")]
+mod endpoint;
+#[cfg(feature = "metrics")]
 mod prom;
 
 #[cfg(feature = "metrics")]
-pub use prom::{register_in, registry, render, serve};
+pub use endpoint::serve;
+#[cfg(feature = "metrics")]
+pub use prom::{register_in, registry, render};
 
 /// How many distinct task types each metric family labels by name; later
 /// types are counted under [`OTHER_TASK_TYPE`].

@@ -54,7 +54,7 @@ pub(crate) async fn run_handler(
     let mut handler = super::placement::start(
         fut,
         &task.task_type,
-        shared.settings.handler_runtime.as_ref(),
+        shared.settings.handler_pool.as_ref(),
         &shared.heavy_types,
     );
     let beat_every = max_run_time / 2;

@@ -84,7 +84,7 @@ pub(crate) struct Settings {
     pub scheduled_waits: bool,
     pub reconcile_grace: Option<Duration>,
     /// Where handlers run: `None` on the runtime that runs the worker.
-    pub handler_runtime: Option<tokio::runtime::Handle>,
+    pub handler_pool: Option<tokio::runtime::Handle>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -96,7 +96,7 @@ impl std::fmt::Debug for Settings {
             .field("heartbeat_cap", &self.heartbeat_cap)
             .field("scheduled_waits", &self.scheduled_waits)
             .field("reconcile_grace", &self.reconcile_grace)
-            .field("handler_runtime", &self.handler_runtime.is_some())
+            .field("handler_pool", &self.handler_pool.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -224,7 +224,7 @@ impl Worker {
                 heartbeat_cap: None,
                 scheduled_waits: true,
                 reconcile_grace: Some(RECONCILE_GRACE),
-                handler_runtime: None,
+                handler_pool: None,
             },
         }
     }
@@ -296,20 +296,20 @@ impl Worker {
         self
     }
 
-    /// Gives CPU-heavy handlers a pool to run on: `runtime`, a
+    /// Gives CPU-heavy handlers a pool to run on: `pool`, a
     /// multi-thread runtime sized for their work. Handlers start on the
     /// runtime that runs the worker (most only wait on I/O, and a hand-off
     /// to another thread costs more than they do); one that holds the
-    /// thread for 250 µs or longer in a single poll moves to `runtime` at
+    /// thread for 250 µs or longer in a single poll moves to `pool` at
     /// its next poll, and later tasks of its type start there once one
     /// poll is seen to use 250 µs of CPU time (by the clock alone, a thread
     /// the OS preempted would make an I/O handler look heavy). Without a
     /// pool every handler runs where the worker runs.
-    /// [`WorkerRuntime`](crate::runtime::WorkerRuntime) pairs a
+    /// [`WorkerThreads`](crate::program::WorkerThreads) pairs a
     /// current-thread runtime for the worker with such a pool, as
     /// `asyncjobs::main!` does.
-    pub fn handler_runtime(mut self, runtime: tokio::runtime::Handle) -> Self {
-        self.settings.handler_runtime = Some(runtime);
+    pub fn handler_pool(mut self, pool: tokio::runtime::Handle) -> Self {
+        self.settings.handler_pool = Some(pool);
         self
     }
 

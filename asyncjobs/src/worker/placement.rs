@@ -1,5 +1,5 @@
 //! Where a handler runs: on the worker's own thread, or on the handler
-//! pool ([`Worker::handler_runtime`](crate::Worker::handler_runtime)).
+//! pool ([`Worker::handler_pool`](crate::Worker::handler_pool)).
 //!
 //! Handlers start on the worker's thread: most only wait on I/O, and a
 //! hand-off to another thread and back costs more than they do. A handler
@@ -14,6 +14,7 @@
 //! of its polls was long by the clock) are timed that way, until one
 //! confirms the type heavy or [`CLEAR_AFTER`] in a row clear it.
 
+use crate::sys::thread_cpu_time;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -82,25 +83,6 @@ impl HeavyTypes {
             Known::Suspect(n) => *k = Known::Suspect(n + 1),
             Known::Light => {}
         }
-    }
-}
-
-/// The CPU time the current thread has used; `None` where there is no
-/// thread CPU clock.
-fn thread_cpu_time() -> Option<Duration> {
-    #[cfg(unix)]
-    {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: `ts` is a valid, writable timespec for the call.
-        let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-        (rc == 0).then(|| Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
-    }
-    #[cfg(not(unix))]
-    {
-        None
     }
 }
 

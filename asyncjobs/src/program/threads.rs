@@ -1,0 +1,75 @@
+//! [`WorkerThreads`]: the two tokio runtimes a worker program runs on, the
+//! worker's own thread and the pool CPU-heavy handlers move to.
+
+use std::future::Future;
+
+/// The threads of a worker program, as two tokio runtimes: a
+/// current-thread runtime for the worker (pulls, loads, saves, acks and the handlers that wait on I/O:
+/// JetStream round trips run fastest with no thread hand-offs, leaving the
+/// other cores to nats-server) and a multi-thread pool that CPU-heavy
+/// handlers move to, so they still use every core
+/// ([`Worker::handler_pool`](crate::Worker::handler_pool)).
+/// `asyncjobs::main!` runs on one.
+///
+/// ```
+/// let threads = asyncjobs::program::WorkerThreads::new(Some(2)).unwrap();
+/// assert_eq!(threads.handler_threads(), 2);
+/// let pool = threads.handlers().expect("a pool of 2 threads");
+/// let answer = threads.block_on(async move { pool.spawn(async { 6 * 7 }).await.unwrap() });
+/// assert_eq!(answer, 42);
+/// ```
+#[derive(Debug)]
+pub struct WorkerThreads {
+    worker: tokio::runtime::Runtime,
+    handlers: Option<tokio::runtime::Runtime>,
+    handler_threads: usize,
+}
+
+impl WorkerThreads {
+    /// The worker's thread and a pool of `handler_threads` handler threads
+    /// (`None`: one per CPU core as [`std::thread::available_parallelism`]
+    /// counts them; `Some(0)`: no pool, handlers run on the worker's
+    /// thread).
+    ///
+    /// # Errors
+    /// The operating system refused a thread or the I/O driver.
+    pub fn new(handler_threads: Option<usize>) -> std::io::Result<WorkerThreads> {
+        let handler_threads = handler_threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        });
+        let worker = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handlers = match handler_threads {
+            0 => None,
+            n => Some(
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(n)
+                    .thread_name("asyncjobs-handler")
+                    .enable_all()
+                    .build()?,
+            ),
+        };
+        Ok(WorkerThreads {
+            worker,
+            handlers,
+            handler_threads,
+        })
+    }
+
+    /// Handler threads (0: handlers run on the worker's thread).
+    pub fn handler_threads(&self) -> usize {
+        self.handler_threads
+    }
+
+    /// The handler pool, for [`Worker::handler_pool`](crate::Worker::handler_pool)
+    /// (`None` without one).
+    pub fn handlers(&self) -> Option<tokio::runtime::Handle> {
+        self.handlers.as_ref().map(|rt| rt.handle().clone())
+    }
+
+    /// Runs `future` on the worker's thread (the calling thread) to completion.
+    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        self.worker.block_on(future)
+    }
+}
