@@ -7,7 +7,6 @@
 //! and code generation live in `expand.rs`, option parsing in `attr.rs`.
 
 mod attr;
-mod duration;
 mod errors;
 mod expand;
 
