@@ -118,13 +118,8 @@ pub(crate) fn generate(args: &Args, func: &ItemFn, handler: &Handler) -> TokenSt
 /// future's `Send` is known when the handler is selected in
 /// [`handler_site_impl`].
 fn adapter_fn(g: &Gen) -> TokenStream {
-    let Gen {
-        private,
-        fn_name,
-        run_fn,
-        state_vars,
-        ..
-    } = g;
+    let (private, fn_name, run_fn) = (&g.private, g.fn_name, &g.run_fn);
+    let state_vars = &g.state_vars;
     let state_tys = g.state_tys();
     let payload_ty = &g.handler.payload;
     let ret_ty = &g.handler.ret.ty;
