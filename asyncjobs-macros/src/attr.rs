@@ -231,16 +231,11 @@ fn check_task_type(lit: &LitStr, errors: &mut Errors) {
 /// Parses a deadline in Go's duration syntax (`"90s"`, `"1.5h"`,
 /// `"2h45m"`) into nanoseconds; it must be positive.
 pub(crate) fn parse_deadline(text: &str) -> Result<u64, String> {
-    let nanos = asyncjobs_grammar::parse_signed_duration(text)?;
-    match u64::try_from(nanos) {
-        Err(_) => Err(format!(
-            "invalid duration {:?}: must not be negative",
-            text.trim()
-        )),
-        Ok(0) => Err(format!(
+    match nanos(text)? {
+        0 => Err(format!(
             "deadline {text:?} is zero: a task would expire before it could run"
         )),
-        Ok(n) => Ok(n),
+        n => Ok(n),
     }
 }
 
@@ -248,18 +243,21 @@ pub(crate) fn parse_deadline(text: &str) -> Result<u64, String> {
 /// must be at least one second (the shortest JetStream ack wait the queue
 /// settings accept).
 pub(crate) fn parse_run_time(text: &str) -> Result<u64, String> {
-    let nanos = asyncjobs_grammar::parse_signed_duration(text)?;
-    match u64::try_from(nanos) {
-        Ok(n) if n >= 1_000_000_000 => Ok(n),
-        Ok(_) => Err(format!(
+    match nanos(text)? {
+        n if n >= 1_000_000_000 => Ok(n),
+        _ => Err(format!(
             "queue run time {:?} is too short: the shortest is 1s",
             text.trim()
         )),
-        Err(_) => Err(format!(
-            "invalid duration {:?}: must not be negative",
-            text.trim()
-        )),
     }
+}
+
+/// A non-negative Go duration in nanoseconds, with the runtime's messages
+/// (`asyncjobs::parse_duration`'s: the grammar, or "must not be negative").
+fn nanos(text: &str) -> Result<u64, String> {
+    let d = asyncjobs_grammar::parse_duration(text)?;
+    // at most i64::MAX nanoseconds: the grammar refuses longer durations
+    Ok(d.as_nanos() as u64)
 }
 
 #[cfg(test)]
