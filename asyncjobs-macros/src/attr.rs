@@ -142,7 +142,7 @@ fn apply_option(name: &str, value: &Expr, args: &mut Args, errors: &mut Errors) 
     };
     match (name, lit) {
         ("queue", Some(Lit::Str(s))) => {
-            if let Err(msg) = validate_queue(&s.value()) {
+            if let Err(msg) = asyncjobs_grammar::check_queue_name(&s.value()) {
                 errors.spanned(s, msg);
             }
             args.queue = Some(s.clone());
@@ -217,7 +217,7 @@ fn is_negative(value: &Expr) -> bool {
 
 fn check_task_type(lit: &LitStr, errors: &mut Errors) {
     let t = lit.value();
-    if !t.is_empty() && !is_valid_name(&t) {
+    if !t.is_empty() && !asyncjobs_grammar::is_valid_name(&t) {
         errors.spanned(
             lit,
             format!(
@@ -228,42 +228,14 @@ fn check_task_type(lit: &LitStr, errors: &mut Errors) {
     }
 }
 
-/// True when `name` matches `^[a-zA-Z0-9_:-]+$`.
-pub(crate) fn is_valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b':' | b'-'))
-}
-
-/// The runtime's queue name rule: non-empty, none of `. * > / \` or whitespace.
-pub(crate) fn validate_queue(name: &str) -> Result<(), String> {
-    if name.is_empty()
-        || name
-            .chars()
-            .any(|c| matches!(c, '>' | '*' | '.' | '/' | '\\' | '\0') || c.is_whitespace())
-    {
-        return Err(format!(
-            "invalid queue name {name:?}: it must be non-empty without '.', '*', '>', '/', '\\' \
-             or whitespace"
-        ));
-    }
-    Ok(())
-}
-
 /// Parses a deadline in Go's duration syntax (`"90s"`, `"1.5h"`,
 /// `"2h45m"`) into nanoseconds; it must be positive.
 pub(crate) fn parse_deadline(text: &str) -> Result<u64, String> {
-    let nanos = crate::duration::parse_go_duration(text)?;
-    match u64::try_from(nanos) {
-        Err(_) => Err(format!(
-            "invalid duration {:?}: must not be negative",
-            text.trim()
-        )),
-        Ok(0) => Err(format!(
+    match nanos(text)? {
+        0 => Err(format!(
             "deadline {text:?} is zero: a task would expire before it could run"
         )),
-        Ok(n) => Ok(n),
+        n => Ok(n),
     }
 }
 
@@ -271,18 +243,21 @@ pub(crate) fn parse_deadline(text: &str) -> Result<u64, String> {
 /// must be at least one second (the shortest JetStream ack wait the queue
 /// settings accept).
 pub(crate) fn parse_run_time(text: &str) -> Result<u64, String> {
-    let nanos = crate::duration::parse_go_duration(text)?;
-    match u64::try_from(nanos) {
-        Ok(n) if n >= 1_000_000_000 => Ok(n),
-        Ok(_) => Err(format!(
+    match nanos(text)? {
+        n if n >= 1_000_000_000 => Ok(n),
+        _ => Err(format!(
             "queue run time {:?} is too short: the shortest is 1s",
             text.trim()
         )),
-        Err(_) => Err(format!(
-            "invalid duration {:?}: must not be negative",
-            text.trim()
-        )),
     }
+}
+
+/// A non-negative Go duration in nanoseconds, with the runtime's messages
+/// (`asyncjobs::parse_duration`'s: the grammar, or "must not be negative").
+fn nanos(text: &str) -> Result<u64, String> {
+    let d = asyncjobs_grammar::parse_duration(text)?;
+    // at most i64::MAX nanoseconds: the grammar refuses longer durations
+    Ok(d.as_nanos() as u64)
 }
 
 #[cfg(test)]
@@ -302,7 +277,7 @@ mod tests {
 
     #[test]
     fn durations() {
-        // the grammar is tested with the shared cases in duration.rs
+        // the grammar is tested with the shared cases in asyncjobs-grammar
         assert_eq!(parse_deadline("500ms"), Ok(500_000_000));
         assert_eq!(parse_deadline("1.5h"), Ok(5_400_000_000_000));
         assert_eq!(parse_deadline(" 2us "), Ok(2_000));
@@ -311,18 +286,5 @@ mod tests {
         }
         assert!(parse_deadline("0s").unwrap_err().contains("is zero"));
         assert!(parse_deadline("-1s").unwrap_err().contains("negative"));
-    }
-
-    #[test]
-    fn names() {
-        assert!(is_valid_name("email:new"));
-        assert!(is_valid_name("a_b-c:D9"));
-        assert!(!is_valid_name(""));
-        assert!(!is_valid_name("a b"));
-        assert!(!is_valid_name("a.b"));
-        assert!(validate_queue("EMAIL").is_ok());
-        assert!(validate_queue("A.B").is_err());
-        assert!(validate_queue("").is_err());
-        assert!(validate_queue("a b").is_err());
     }
 }

@@ -3,13 +3,17 @@
 //! reaches the runtime through `::asyncjobs::__private`, and this crate is
 //! pinned to the runtime's exact version.
 //!
-//! `lib.rs` holds the attribute shims and their documentation; the checks
-//! and code generation live in `expand.rs`, option parsing in `attr.rs`.
+//! `lib.rs` holds the attribute shims and their documentation. The work is
+//! in `expand.rs` (the steps of one expansion), `attr.rs` (the attribute's
+//! options), `check.rs` (the rules of the function's signature, one check
+//! per rule) and `generate.rs` with `generate/` (one function per
+//! generated item).
 
 mod attr;
-mod duration;
+mod check;
 mod errors;
 mod expand;
+mod generate;
 
 use proc_macro::TokenStream;
 

@@ -183,7 +183,6 @@ mod storage;
 mod sys;
 pub mod task;
 pub mod testing;
-#[doc(hidden)]
 pub mod wire;
 pub mod worker;
 
@@ -209,6 +208,8 @@ pub use task::{Task, TaskBuilder, TaskResult, TaskState};
 /// Cancels running work: the worker's [`run`](Worker::run) stops on it,
 /// [`TaskContext::cancelled`] resolves on it. (`tokio_util::sync::CancellationToken`.)
 pub use tokio_util::sync::CancellationToken;
+// documented at the root as before `wire` was public, and in `wire`
+#[doc(inline)]
 pub use wire::{format_duration, parse_duration, parse_signed_duration};
 pub use worker::Worker;
 

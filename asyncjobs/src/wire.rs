@@ -1,14 +1,34 @@
-//! Go `encoding/json` compatible encodings used on the wire.
+//! Go-compatible text and JSON encodings: how asyncjobs writes and reads
+//! times, byte payloads and durations so that Go's `asyncjobs` (Choria
+//! Async Jobs) reads what it writes and the other way round.
 //!
-//! The Go implementation writes times as RFC 3339 with up to nine fractional
-//! digits (trailing zeros trimmed), `[]byte` as standard padded base64 or
-//! `null`, and `time.Duration` as integer nanoseconds. Go readers accept
-//! `null` for every field and leave the zero value. The helpers here give
-//! serde the same behaviour.
+//! This module owns three things:
 //!
-//! Durations written by people (flags, `#[task_handler]` attributes, cron
-//! `@every`) use Go's `time.ParseDuration` syntax everywhere:
-//! [`parse_duration`], [`parse_signed_duration`] and [`format_duration`].
+//! * **Times.** Go's `time.Time.MarshalJSON` writes RFC 3339 with up to
+//!   nine fractional digits, trailing zeros trimmed, and `Z` for UTC:
+//!   [`format_time`] writes that, [`parse_time`] reads any RFC 3339 time,
+//!   and [`parse_time_bound`] also reads the shorter forms people type in
+//!   filters (`2026-12-03`, `2026-12-03T14:30`).
+//! * **Durations written by people** (flags, `#[task_handler]` attributes,
+//!   queue settings, cron `@every`), in Go's `time.ParseDuration` syntax:
+//!   [`parse_duration`], [`parse_signed_duration`] and [`format_duration`]
+//!   (also at the crate root), and [`parse_go_duration`] for text whose
+//!   errors must read as Go's.
+//! * **serde adapters** for the fields of Go's JSON records, where Go
+//!   readers accept `null` for every field and leave the zero value:
+//!   [`time_go`] (`time.Time`), [`opt_time_go`] (`*time.Time`),
+//!   [`bytes_go`] (`[]byte` as padded base64), [`duration_go`]
+//!   (`time.Duration` as integer nanoseconds) and [`null_default`].
+//!
+//! Every function here is pure: no server, no clock.
+//!
+//! ```
+//! use asyncjobs::wire::{format_time, parse_go_duration, parse_time};
+//!
+//! let t = parse_time("2022-02-09T17:28:41.900Z").unwrap();
+//! assert_eq!(format_time(&t), "2022-02-09T17:28:41.9Z");
+//! assert_eq!(parse_go_duration("1m30s"), Ok(90_000_000_000));
+//! ```
 
 mod duration;
 
@@ -25,8 +45,22 @@ pub(crate) fn zero_time() -> OffsetDateTime {
     time::macros::datetime!(0001-01-01 00:00:00 UTC)
 }
 
-/// Formats a time the way Go's `time.Time.MarshalJSON` does (RFC 3339 with
-/// nanoseconds, trailing zeros trimmed, `Z` for UTC).
+/// Formats a time the way Go's `time.Time.MarshalJSON` does (without the
+/// quotes): RFC 3339 with the fraction of a second to the nanosecond,
+/// trailing zeros trimmed and no fraction when it is zero; `Z` for UTC,
+/// otherwise the offset as `+hh:mm` or `-hh:mm` (an offset's seconds are
+/// not written).
+///
+/// This is how every time in a task record, event and schedule is written.
+///
+/// ```
+/// use asyncjobs::wire::format_time;
+/// use time::macros::datetime;
+///
+/// assert_eq!(format_time(&datetime!(2022-02-09 17:28:41.943198067 UTC)), "2022-02-09T17:28:41.943198067Z");
+/// assert_eq!(format_time(&datetime!(2022-02-09 17:28:41.5 UTC)), "2022-02-09T17:28:41.5Z");
+/// assert_eq!(format_time(&datetime!(2022-02-09 19:28:41 +02:00)), "2022-02-09T19:28:41+02:00");
+/// ```
 pub fn format_time(t: &OffsetDateTime) -> String {
     let mut buf = TimeBuf::default();
     write_time(t, &mut buf).to_string()
@@ -121,15 +155,36 @@ fn format_time_general(t: &OffsetDateTime) -> String {
     s
 }
 
-/// Parses an RFC 3339 time with 0–9 fractional digits and any offset.
+/// Parses an RFC 3339 time with 0 to 9 fractional digits and any offset,
+/// as Go's `time.Time.UnmarshalJSON` does (without the quotes). The offset
+/// is kept; compare times, not their text.
+///
+/// # Errors
+///
+/// The `time` crate's parse error when `s` is not RFC 3339 (a date alone,
+/// no seconds, no offset, …); for the shorter forms people type use
+/// [`parse_time_bound`].
+///
+/// ```
+/// use asyncjobs::wire::{format_time, parse_time};
+///
+/// let t = parse_time("2022-02-09T19:28:41.5+02:00").unwrap();
+/// assert_eq!(t, parse_time("2022-02-09T17:28:41.500Z").unwrap());
+/// assert_eq!(format_time(&t), "2022-02-09T19:28:41.5+02:00");
+/// assert!(parse_time("2022-02-09").is_err());
+/// assert!(parse_time("2022-02-09T17:28:41").is_err());
+/// assert!(parse_time("2022-02-09T17:28Z").is_err());
+/// ```
 pub fn parse_time(s: &str) -> Result<OffsetDateTime, time::error::Parse> {
     OffsetDateTime::parse(s, &Rfc3339)
 }
 
-/// Parses a time bound given by a person: RFC 3339, `YYYY-MM-DDTHH:MM`
-/// (UTC; what an HTML `datetime-local` field sends) or `YYYY-MM-DD`
-/// (midnight UTC). `None` for anything else. Filters of `ajc task retry
-/// --since`, the API's `created_since` and the dashboard use it.
+/// Parses a time bound given by a person: RFC 3339 (as [`parse_time`]),
+/// `YYYY-MM-DDTHH:MM` (UTC; what an HTML `datetime-local` field sends) or
+/// `YYYY-MM-DD` (midnight UTC). Filters of `ajc task retry --since`, the
+/// HTTP API's `created_since` and the dashboard use it.
+///
+/// Returns `None` for anything else; the caller words the error.
 ///
 /// ```
 /// use asyncjobs::wire::parse_time_bound;
@@ -162,30 +217,93 @@ fn de_opt_time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<OffsetDateTime>
     }
 }
 
-/// serde adapter for a Go `time.Time` (never omitted; `null` reads as the zero time).
+/// serde adapter for a field that Go declares `time.Time`: the field is
+/// always written, as [`format_time`] text, and `null` reads as Go's zero
+/// time, `0001-01-01T00:00:00Z`.
+///
+/// Use it with `#[serde(with = "asyncjobs::wire::time_go")]` on an
+/// [`OffsetDateTime`]. A missing field needs a `default` of its own.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use time::OffsetDateTime;
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Record {
+///     #[serde(with = "asyncjobs::wire::time_go")]
+///     created: OffsetDateTime,
+/// }
+///
+/// let r: Record = serde_json::from_str(r#"{"created":"2022-02-09T17:28:41.900Z"}"#).unwrap();
+/// assert_eq!(serde_json::to_string(&r).unwrap(), r#"{"created":"2022-02-09T17:28:41.9Z"}"#);
+/// let r: Record = serde_json::from_str(r#"{"created":null}"#).unwrap();
+/// assert_eq!(r.created.year(), 1);
+/// ```
 pub mod time_go {
     use super::*;
-    /// Serializes in Go's format.
+    /// Writes `t` as a string in Go's format ([`format_time`]).
+    ///
+    /// # Errors
+    ///
+    /// Only the serializer's own.
     pub fn serialize<S: Serializer>(t: &OffsetDateTime, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(write_time(t, &mut TimeBuf::default()))
     }
-    /// Deserializes RFC 3339; `null` gives Go's zero time.
+    /// Reads an RFC 3339 string ([`parse_time`]); `null` gives Go's zero
+    /// time.
+    ///
+    /// # Errors
+    ///
+    /// `invalid RFC 3339 time "…": …` for a string that is not one, and
+    /// the deserializer's error for anything but a string or `null`.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<OffsetDateTime, D::Error> {
         Ok(de_opt_time(d)?.unwrap_or_else(zero_time))
     }
 }
 
-/// serde adapter for a Go `*time.Time` (omitted when `None`).
+/// serde adapter for a field that Go declares `*time.Time`: `Some` is
+/// written as [`format_time`] text and `None` as `null`; `null` reads as
+/// `None`.
+///
+/// Use it with `#[serde(with = "asyncjobs::wire::opt_time_go", default)]`
+/// on an `Option<OffsetDateTime>`; add
+/// `skip_serializing_if = "Option::is_none"` to leave the field out, as Go's
+/// `omitempty` does.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use time::OffsetDateTime;
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Record {
+///     #[serde(with = "asyncjobs::wire::opt_time_go", default)]
+///     deadline: Option<OffsetDateTime>,
+/// }
+///
+/// let r: Record = serde_json::from_str(r#"{"deadline":"2022-02-09T17:28:41Z"}"#).unwrap();
+/// assert_eq!(r.deadline.unwrap().unix_timestamp(), 1_644_427_721);
+/// let r: Record = serde_json::from_str(r#"{"deadline":null}"#).unwrap();
+/// assert_eq!(serde_json::to_string(&r).unwrap(), r#"{"deadline":null}"#);
+/// ```
 pub mod opt_time_go {
     use super::*;
-    /// Serializes in Go's format.
+    /// Writes `Some` as a string in Go's format ([`format_time`]) and `None`
+    /// as `null`.
+    ///
+    /// # Errors
+    ///
+    /// Only the serializer's own.
     pub fn serialize<S: Serializer>(t: &Option<OffsetDateTime>, s: S) -> Result<S::Ok, S::Error> {
         match t {
             Some(t) => s.serialize_str(write_time(t, &mut TimeBuf::default())),
             None => s.serialize_none(),
         }
     }
-    /// Deserializes RFC 3339 or `null`.
+    /// Reads an RFC 3339 string ([`parse_time`]) as `Some`, `null` as `None`.
+    ///
+    /// # Errors
+    ///
+    /// As [`time_go::deserialize`].
     pub fn deserialize<'de, D: Deserializer<'de>>(
         d: D,
     ) -> Result<Option<OffsetDateTime>, D::Error> {
@@ -193,17 +311,47 @@ pub mod opt_time_go {
     }
 }
 
-/// serde adapter for a Go `[]byte`: padded standard base64, `null` for `None`.
+/// serde adapter for a field that Go declares `[]byte` (a task's payload):
+/// the bytes as standard base64 with padding, `None` as `null`, as Go's
+/// `encoding/json` writes them.
+///
+/// Use it with `#[serde(with = "asyncjobs::wire::bytes_go", default)]` on an
+/// `Option<Vec<u8>>`.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Record {
+///     #[serde(with = "asyncjobs::wire::bytes_go", default)]
+///     payload: Option<Vec<u8>>,
+/// }
+///
+/// let r = Record { payload: Some(b"{\"to\":1}".to_vec()) };
+/// assert_eq!(serde_json::to_string(&r).unwrap(), r#"{"payload":"eyJ0byI6MX0="}"#);
+/// let r: Record = serde_json::from_str(r#"{"payload":"eyJ0\r\nbyI6MX0="}"#).unwrap();
+/// assert_eq!(r.payload.as_deref(), Some(&b"{\"to\":1}"[..]));
+/// ```
 pub mod bytes_go {
     use super::*;
-    /// Serializes as base64 or `null`.
+    /// Writes `Some` as padded standard base64 and `None` as `null`.
+    ///
+    /// # Errors
+    ///
+    /// Only the serializer's own.
     pub fn serialize<S: Serializer>(b: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
         match b {
             Some(b) => s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(b)),
             None => s.serialize_none(),
         }
     }
-    /// Deserializes base64 (CR/LF ignored, like Go) or `null`.
+    /// Reads padded standard base64 as `Some` (carriage returns and line
+    /// feeds ignored, as Go's decoder does) and `null` as `None`.
+    ///
+    /// # Errors
+    ///
+    /// `invalid base64 payload: …` for a string that is not base64, and the
+    /// deserializer's error for anything but a string or `null`.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
         let s: Option<std::borrow::Cow<'de, str>> = Option::deserialize(d)?;
         match s {
@@ -223,33 +371,86 @@ pub mod bytes_go {
     }
 }
 
-/// serde adapter for a Go `time.Duration`: integer nanoseconds.
+/// serde adapter for a field that Go declares `time.Duration`: an integer
+/// count of nanoseconds, as Go's `encoding/json` writes it (not the `1m0s`
+/// text of [`format_duration`]).
+///
+/// Use it with `#[serde(with = "asyncjobs::wire::duration_go")]` on a
+/// [`std::time::Duration`]. Durations longer than Go's maximum
+/// (`i64::MAX` nanoseconds, about 292 years) are written as that maximum;
+/// negative values and `null` read as zero.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use std::time::Duration;
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Settings {
+///     #[serde(with = "asyncjobs::wire::duration_go")]
+///     max_age: Duration,
+/// }
+///
+/// let s = Settings { max_age: Duration::from_secs(60) };
+/// assert_eq!(serde_json::to_string(&s).unwrap(), r#"{"max_age":60000000000}"#);
+/// let s: Settings = serde_json::from_str(r#"{"max_age":-5}"#).unwrap();
+/// assert_eq!(s.max_age, Duration::ZERO);
+/// ```
 pub mod duration_go {
     use super::*;
     use std::time::Duration;
-    /// Serializes as integer nanoseconds.
+    /// Writes `d` as integer nanoseconds, at most `i64::MAX`.
+    ///
+    /// # Errors
+    ///
+    /// Only the serializer's own.
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u64(d.as_nanos().min(i64::MAX as u128) as u64)
     }
-    /// Deserializes integer nanoseconds (negative and `null` read as zero).
+    /// Reads integer nanoseconds; negative values and `null` read as zero.
+    ///
+    /// # Errors
+    ///
+    /// The deserializer's error for anything but an integer that fits in
+    /// an `i64` or `null`.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let v: Option<i64> = Option::deserialize(d)?;
         Ok(Duration::from_nanos(v.unwrap_or(0).max(0) as u64))
     }
 }
 
-/// Reads `null` as the type's default, like Go does for non-pointer fields.
+/// serde `deserialize_with` function that reads `null` as the type's
+/// default (`0`, `""`, an empty list, …), as Go leaves a non-pointer field
+/// at its zero value when the JSON holds `null`.
+///
+/// Use it with `#[serde(default, deserialize_with = "asyncjobs::wire::null_default")]`:
+/// `default` covers a missing field, this function a `null` one.
+///
+/// # Errors
+///
+/// The error of `T`'s own `Deserialize` for any value but `null`.
+///
+/// ```
+/// use serde::Deserialize;
+///
+/// #[derive(Deserialize)]
+/// struct Record {
+///     #[serde(default, deserialize_with = "asyncjobs::wire::null_default")]
+///     tries: u32,
+///     #[serde(default, deserialize_with = "asyncjobs::wire::null_default")]
+///     queue: String,
+/// }
+///
+/// let r: Record = serde_json::from_str(r#"{"tries":null,"queue":null}"#).unwrap();
+/// assert_eq!((r.tries, r.queue.as_str()), (0, ""));
+/// let r: Record = serde_json::from_str(r#"{"tries":3}"#).unwrap();
+/// assert_eq!(r.tries, 3);
+/// ```
 pub fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de> + Default,
 {
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
-}
-
-/// Nanoseconds since the Unix epoch, as Go's `UnixNano`.
-pub fn unix_nanos(t: &OffsetDateTime) -> i128 {
-    t.unix_timestamp_nanos()
 }
 
 #[cfg(test)]

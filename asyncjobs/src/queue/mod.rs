@@ -181,13 +181,10 @@ pub(crate) fn scheduled_item_subject(queue: &str, task_id: &str) -> String {
     format!("{SCHEDULED_ITEM_PREFIX}{queue}.{task_id}")
 }
 
-/// Queue names must be non-empty and free of the characters JetStream refuses in stream names.
+/// Queue names must be non-empty and free of the characters JetStream refuses in stream names
+/// (`asyncjobs_grammar::is_valid_queue_name`, which `#[task_handler(queue = …)]` also checks).
 pub(crate) fn validate_queue_name(name: &str) -> Result<()> {
-    if name.is_empty()
-        || name
-            .chars()
-            .any(|c| matches!(c, '>' | '*' | '.' | ' ' | '/' | '\\' | '\0') || c.is_whitespace())
-    {
+    if !asyncjobs_grammar::is_valid_queue_name(name) {
         return Err(Error::QueueNameInvalid(name.to_string()));
     }
     Ok(())

@@ -164,12 +164,15 @@ pub struct Task {
     pub(crate) traceparent: Option<String>,
 }
 
-/// True when `name` matches `^[a-zA-Z0-9_:-]+$`.
+/// True when `name` matches `^[a-zA-Z0-9_:-]+$`, the rule for task types
+/// and task ids (the rule `#[task_handler]` also checks at compile time).
+///
+/// ```
+/// assert!(asyncjobs::task::is_valid_name("email:new"));
+/// assert!(!asyncjobs::task::is_valid_name("email.new"));
+/// ```
 pub fn is_valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':' || b == b'-')
+    asyncjobs_grammar::is_valid_name(name)
 }
 
 /// A new KSUID as used for task and event ids.
