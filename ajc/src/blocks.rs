@@ -1,4 +1,4 @@
-//! The output blocks several commands share (reference §13.2): task
+//! The output blocks several commands share (docs/interfaces.md §1.6): task
 //! storage, configuration storage, leader elections and work queues, each
 //! as the Go tool prints it and as JSON.
 

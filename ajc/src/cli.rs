@@ -1,4 +1,4 @@
-//! The root of the command tree (reference §13.3): `ajc` itself, its
+//! The root of the command tree (docs/interfaces.md §1.7): `ajc` itself, its
 //! global flags and the top-level commands, with the aliases of the Go
 //! `ajc` and the additions documented in [`LONG_ABOUT`]. Each command
 //! group's subcommands, arguments and work live together under

@@ -1,4 +1,4 @@
-//! Human formats shared by every command (reference §13.1): Go's time
+//! Human formats shared by every command (docs/interfaces.md §1.5): Go's time
 //! layout, humanized durations, IEC sizes and thousands separators, plus the
 //! Go duration syntax accepted by flags.
 

@@ -1,5 +1,5 @@
 //! `ajc`: the command-line tool of asyncjobs, a drop-in for the Go Choria
-//! Async Jobs `ajc` (reference §13). See [`cli::LONG_ABOUT`] for where it
+//! Async Jobs `ajc` (docs/interfaces.md §1). See [`cli::LONG_ABOUT`] for where it
 //! deliberately differs.
 
 mod blocks;

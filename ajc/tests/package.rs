@@ -1,4 +1,4 @@
-//! `ajc package docker|cargo` (reference §13.4): projects generated from
+//! `ajc package docker|cargo` (docs/interfaces.md §1.8): projects generated from
 //! YAML files covering every handler kind and option are built with cargo
 //! (the asyncjobs dependency pointed at this workspace) and run against a
 //! real nats-server, processing a task through each handler kind; bad files

@@ -1,4 +1,4 @@
-//! The error envelope of reference §14.2 and the mapping from library
+//! The error envelope of docs/interfaces.md §2.3 and the mapping from library
 //! errors to HTTP statuses, codes and reasons.
 
 use crate::go_json;
@@ -7,7 +7,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
-/// The `code` of an error envelope (reference §14.2).
+/// The `code` of an error envelope (docs/interfaces.md §2.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
     /// 400: the request is malformed or names something invalid.
@@ -51,7 +51,7 @@ impl ErrorCode {
 }
 
 /// An error response: `{"error":{"code":…,"details":{"field":…,"reason":…},"message":…}}`
-/// with `Content-Type: application/json; charset=utf-8` (reference §14.2;
+/// with `Content-Type: application/json; charset=utf-8` (docs/interfaces.md §2.3;
 /// `details` and its keys are left out when empty).
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -159,7 +159,7 @@ pub fn json_response(status: StatusCode, value: &Value) -> Response {
     r
 }
 
-/// Library errors as reference §14.2 maps them (first match wins). The
+/// Library errors as docs/interfaces.md §2.4 maps them (first match wins). The
 /// message is Go's text for the mapped kinds, so clients matching on it
 /// work against either server; anything unmapped is a 500 with our text.
 impl From<asyncjobs::Error> for ApiError {

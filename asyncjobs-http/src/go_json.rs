@@ -1,5 +1,5 @@
-//! JSON as Go's `encoding/json` writes and reports it (reference §2.1,
-//! §14.2): object keys sorted, `<`, `>` and `&` escaped, payload numbers
+//! JSON as Go's `encoding/json` writes and reports it (docs/storage.md §7,
+//! docs/interfaces.md §2.3): object keys sorted, `<`, `>` and `&` escaped, payload numbers
 //! passed through `float64`, and Go's decoder messages for malformed
 //! request bodies, so that clients matching on Go's bytes or messages see
 //! the same.

@@ -1,4 +1,4 @@
-//! Idempotency keys shared by every server instance (reference §14.5 keeps
+//! Idempotency keys shared by every server instance (docs/interfaces.md §2.7; Go keeps
 //! them per process; we keep them in a JetStream KV bucket with a TTL, so
 //! a repeated request that reaches another replica finds the same task).
 //!

@@ -1,5 +1,5 @@
 //! The asyncjobs HTTP API: the routes, JSON and errors of the Go system's
-//! `ajc server run` (reference §14), as an [`axum::Router`] to mount in your
+//! `ajc server run` (docs/interfaces.md §2), as an [`axum::Router`] to mount in your
 //! own application or to serve with [`server::serve`] (which `ajc server
 //! run` does).
 //!
@@ -62,10 +62,10 @@ impl Auth {
     }
 }
 
-/// Settings of the API (reference §14.1; Go's defaults).
+/// Settings of the API (docs/interfaces.md §2.1; Go's defaults).
 ///
 /// Differences from Go on purpose: a body over `max_body` is answered 413
-/// `payload_too_large` (Go: 400 `invalid_json`, §16.17); `POST /v1/tasks`
+/// `payload_too_large` (Go: 400 `invalid_json`, docs/go-differences.md §46); `POST /v1/tasks`
 /// refuses a `queue` other than the server's and any `signature` (Go ignores
 /// the first and stores the second, which can never verify); `GET
 /// /v1/tasks` applies `limit` after the filters (Go before); idempotency

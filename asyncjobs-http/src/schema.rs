@@ -1,4 +1,4 @@
-//! Request and response bodies of the API (reference §14.4), with their
+//! Request and response bodies of the API (docs/interfaces.md §2.6), with their
 //! OpenAPI schemas. Responses are built as these types, turned into JSON
 //! values and written with Go's key order ([`crate::go_json`]); requests are
 //! decoded strictly (unknown fields refused).
@@ -201,7 +201,7 @@ pub struct TaskCreateRequest {
     #[serde(default)]
     pub load_dependencies: Option<bool>,
     /// Refused when set: the server makes the id and creation time a
-    /// signature covers, so no client can sign the task (§16); give the
+    /// signature covers, so no client can sign the task (docs/go-differences.md §47); give the
     /// server a signing key instead.
     #[serde(default)]
     pub signature: Option<String>,

@@ -1,4 +1,4 @@
-//! Serving the API the way `ajc server run` does (reference §14.1): the
+//! Serving the API the way `ajc server run` does (docs/interfaces.md §2.1): the
 //! bind address rules, TLS and mutual TLS with rustls, the read-header
 //! timeout and graceful shutdown.
 
@@ -53,7 +53,7 @@ impl TlsFiles {
 
 /// Resolves `bind` (`host:port`, host an IP literal or `localhost`) and
 /// refuses an address other hosts can reach unless `unsafe_bind` or
-/// mutual TLS allows it (reference §14.1: an empty host, `0.0.0.0` and
+/// mutual TLS allows it (docs/interfaces.md §2.1: an empty host, `0.0.0.0` and
 /// `::` count as reachable).
 ///
 /// # Errors

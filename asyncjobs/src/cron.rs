@@ -1,4 +1,4 @@
-//! Cron schedules exactly as the Go scheduler reads them (reference §11.2).
+//! Cron schedules exactly as the Go scheduler reads them (docs/processing.md §7.1).
 //!
 //! The Go implementation parses schedules with the robfig/cron v3 "standard"
 //! parser; this module accepts and rejects the same specs and computes the

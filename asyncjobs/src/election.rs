@@ -1,5 +1,5 @@
 //! Leader election on a NATS KV bucket, compatible with the Go
-//! implementation (reference §11.4).
+//! implementation (docs/processing.md §7.7).
 //!
 //! Candidates campaign for one key (`task_scheduler` for the scheduler) in
 //! the `CHORIA_AJ_ELECTIONS` bucket, whose TTL (10 s) bounds how long a
@@ -48,9 +48,7 @@
 //! # Ok(()) }
 //! ```
 
-use crate::storage::ELECTIONS_BUCKET;
-use async_nats::jetstream;
-use async_nats::jetstream::kv;
+use crate::storage::{Bucket, Storage, StorageSettings, ELECTIONS_BUCKET};
 use rand::Rng;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -191,22 +189,8 @@ impl ElectionBuilder {
 
     /// Binds the bucket and validates its TTL and the interval.
     pub async fn build(self) -> Result<Election, ElectionError> {
-        let js = jetstream::new(self.nc);
-        let store = js
-            .get_key_value(&self.options.bucket)
-            .await
-            .map_err(|e| match e.kind() {
-                jetstream::context::KeyValueErrorKind::GetBucket
-                    if e.to_string().contains("not found") =>
-                {
-                    ElectionError::BucketNotFound(self.options.bucket.clone())
-                }
-                _ => ElectionError::Nats(crate::error::nats(
-                    format!("binding election bucket {}", self.options.bucket),
-                    e,
-                )),
-            })?;
-        let ttl = store.stream.cached_info().config.max_age;
+        let store = open_bucket(self.nc, &self.options.bucket).await?;
+        let ttl = store.max_age();
         let interval = match self.options.interval {
             None => {
                 if ttl < MIN_TTL {
@@ -265,7 +249,7 @@ struct State {
 struct Inner {
     name: String,
     key: String,
-    store: kv::Store,
+    store: Bucket,
     ttl: Duration,
     interval: Duration,
     max_splay: Duration,
@@ -374,8 +358,14 @@ impl Election {
         let sent = Instant::now();
         let value = bytes::Bytes::from(inner.name.clone().into_bytes());
         match revision {
-            None => match inner.store.create(&inner.key, value).await {
-                Ok(rev) => {
+            None => match inner
+                .store
+                .create(&inner.key, value, || {
+                    format!("creating election key {}", inner.key)
+                })
+                .await
+            {
+                Ok(Some(rev)) => {
                     tracing::debug!(name = %inner.name, key = %inner.key, rev, "election key created; announcing after the next refresh");
                     let mut st = inner.state.lock().expect("election state");
                     if std::mem::take(&mut st.failing) {
@@ -385,7 +375,7 @@ impl Election {
                     st.refreshed = Some(sent);
                     st.announced = false;
                 }
-                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                Ok(None) => {
                     if std::mem::take(&mut inner.state.lock().expect("election state").failing) {
                         tracing::info!(name = %inner.name, key = %inner.key, "election campaigns work again");
                     }
@@ -404,7 +394,13 @@ impl Election {
                 }
             },
             Some(rev) => {
-                let won = match inner.store.update(&inner.key, value, rev).await {
+                let won = match inner
+                    .store
+                    .update(&inner.key, value, rev, || {
+                        format!("refreshing election key {}", inner.key)
+                    })
+                    .await
+                {
                     Ok(new_rev) => {
                         let mut st = inner.state.lock().expect("election state");
                         st.revision = Some(new_rev);
@@ -460,7 +456,9 @@ impl Election {
             let release = self
                 .inner
                 .store
-                .delete_expect_revision(&self.inner.key, Some(rev));
+                .delete_at_revision(&self.inner.key, rev, || {
+                    format!("releasing election key {}", self.inner.key)
+                });
             match tokio::time::timeout(Duration::from_secs(2), release).await {
                 Ok(Ok(())) => {
                     tracing::debug!(name = %self.inner.name, key = %self.inner.key, "election key released")
@@ -486,33 +484,26 @@ pub async fn leaders(
     nc: &async_nats::Client,
     bucket: &str,
 ) -> Result<Vec<(String, String)>, ElectionError> {
-    use futures::StreamExt;
-    let js = jetstream::new(nc.clone());
-    let store = js.get_key_value(bucket).await.map_err(|e| match e.kind() {
-        jetstream::context::KeyValueErrorKind::GetBucket if e.to_string().contains("not found") => {
-            ElectionError::BucketNotFound(bucket.to_string())
-        }
-        _ => ElectionError::Nats(crate::error::nats(
-            format!("binding election bucket {bucket}"),
-            e,
-        )),
-    })?;
-    let context = || format!("listing the keys of {bucket}");
-    let mut keys = store
-        .keys()
+    let store = open_bucket(nc.clone(), bucket).await?;
+    let names = store
+        .keys(|| format!("listing the keys of {bucket}"))
         .await
-        .map_err(|e| ElectionError::Nats(crate::error::nats(context(), e)))?;
-    let mut names = Vec::new();
-    while let Some(k) = keys.next().await {
-        names.push(k.map_err(|e| ElectionError::Nats(crate::error::nats(context(), e)))?);
-    }
-    names.sort();
+        .map_err(ElectionError::Nats)?;
     let mut out = Vec::with_capacity(names.len());
     for k in names {
         // a key may expire between listing and reading
-        if let Ok(Some(v)) = store.get(&k).await {
+        if let Ok(Some(v)) = store.get(&k, || format!("reading {k} of {bucket}")).await {
             out.push((k, String::from_utf8_lossy(&v).into_owned()));
         }
     }
     Ok(out)
+}
+
+/// Opens an election bucket over `nc` through the storage layer.
+async fn open_bucket(nc: async_nats::Client, bucket: &str) -> Result<Bucket, ElectionError> {
+    Storage::new(nc, StorageSettings::default())
+        .open_bucket(bucket, || format!("binding election bucket {bucket}"))
+        .await
+        .map_err(ElectionError::Nats)?
+        .ok_or_else(|| ElectionError::BucketNotFound(bucket.to_string()))
 }

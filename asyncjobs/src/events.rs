@@ -1,4 +1,4 @@
-//! Lifecycle events published on core NATS (reference §2.6).
+//! Lifecycle events published on core NATS (docs/storage.md §8.5).
 
 use crate::error::{Error, Result};
 use crate::task::{Task, TaskState};

@@ -365,7 +365,7 @@ where
 ///
 /// A payload that is a JSON *string* whose content decodes as `P` is
 /// accepted too: Go's `ajc task add TYPE '{"to":"x"}'` stores its argument
-/// that way (`"{\"to\":\"x\"}"`, reference §16.3). A `P` that itself
+/// that way (`"{\"to\":\"x\"}"`, docs/go-differences.md §31). A `P` that itself
 /// decodes from a string (`String`, `serde_json::Value`) gets the string,
 /// as before; when neither decodes, the error is the one for the payload
 /// as stored.

@@ -1,4 +1,4 @@
-//! KSUIDs: the ids of tasks and events (reference §3, as Go's
+//! KSUIDs: the ids of tasks and events (docs/storage.md §6, as Go's
 //! `segmentio/ksuid`): 20 bytes, a big-endian count of seconds since
 //! 2014-05-13T16:53:20Z followed by 16 random bytes, written as 27
 //! base62 digits (`0-9A-Za-z`), so ids sort by creation time.

@@ -2,7 +2,7 @@
 //! `asyncjobs::__private`. Not part of the public API.
 
 use crate::client::Client;
-use crate::handle::TaskHandle;
+use crate::client::TaskHandle;
 use crate::handler::{decode_payload, to_output, BoxHandler, HandlerError, TaskContext};
 use crate::registry::{Declared, HandlerDef};
 use crate::state::{MissingState, State, States};

@@ -1,5 +1,5 @@
 //! Handlers outside the process: NATS request-reply services and external
-//! commands (reference §10.3 and §10.4).
+//! commands (docs/processing.md §6.2 and §6.4).
 //!
 //! * [`RequestReply`] is a [`Handler`] that sends the task to a service on
 //!   `CHORIA_AJ.H.T.<type>` and turns the reply into the task's outcome. Any
@@ -41,7 +41,7 @@
 //! * The deadline is the real handler deadline (start + the queue's max run
 //!   time, [`TaskContext::handler_deadline`]). The Go worker has none and
 //!   fails every request-reply task with `request-reply requires deadline
-//!   context` (§16.1).
+//!   context` (docs/go-differences.md §33).
 //! * The worker waits for the reply until one second before the handler
 //!   deadline (Go waits for the deadline itself, racing its own cancellation),
 //!   so a silent service is reported as `request-reply callout failed:
@@ -146,7 +146,7 @@ fn deadline_header_value(deadline: OffsetDateTime) -> String {
 // ----- request-reply: worker side -------------------------------------------------------
 
 /// A handler that delegates tasks to a NATS request-reply service
-/// (reference §10.3; Go's `Mux.RequestReply`).
+/// (docs/processing.md §6.2; Go's `Mux.RequestReply`).
 ///
 /// The subject comes from the task type given here (the type the route is
 /// registered for), so a catch-all route `""` calls `CHORIA_AJ.H.T.catchall`.
@@ -637,7 +637,7 @@ async fn handle_request(handler: BoxHandler, msg: &async_nats::Message) -> Reply
 
 // ----- external commands ----------------------------------------------------------------
 
-/// A handler that runs a program for each task (reference §10.4; Go's
+/// A handler that runs a program for each task (docs/processing.md §6.4; Go's
 /// `Mux.ExternalProcess`).
 ///
 /// The program is run with no arguments, stdin closed, and an environment

@@ -1,4 +1,4 @@
-//! Retry backoff policies (reference §8).
+//! Retry backoff policies (docs/processing.md §4).
 //!
 //! The named policies compute exactly what the Go implementation does: a
 //! linear series of intervals, each multiplied by a random factor in

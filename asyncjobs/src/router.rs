@@ -1,4 +1,4 @@
-//! Routing task types to handlers, with middleware (reference §10.1).
+//! Routing task types to handlers, with middleware (docs/processing.md §6.1).
 
 use crate::error::{Error, Result};
 use crate::handler::{BoxHandler, Handler, HandlerError, HandlerResult, TaskContext};

@@ -1,4 +1,4 @@
-//! Ed25519 task signatures (reference §9), compatible with the Go
+//! Ed25519 task signatures (docs/processing.md §5), compatible with the Go
 //! implementation: the same signed message, the same hex encoding.
 //!
 //! ```
@@ -56,7 +56,7 @@ fn read_key_file(what: &str, path: &Path) -> Result<String> {
 /// Signing and verification keys with the signature policy.
 ///
 /// A seed alone also verifies (its public key is derived; Go does not
-/// verify in that case, §16.11). Key files may end in a newline.
+/// verify in that case, docs/go-differences.md §13). Key files may end in a newline.
 #[derive(Clone, Debug, Default)]
 pub struct Keys {
     signing: Option<SigningKey>,

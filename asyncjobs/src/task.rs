@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 /// Default per-task maximum number of tries (Go `DefaultMaxTries`).
 pub const DEFAULT_MAX_TRIES: i64 = 10;
 
-/// The lifecycle state of a task (reference §7).
+/// The lifecycle state of a task (docs/processing.md §1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum TaskState {
     /// Unknown state (`""`, or a state name this version does not know).
@@ -152,7 +152,7 @@ impl TaskResult {
 
 /// A task: its type, payload, options and current state.
 ///
-/// Serialized exactly like the Go `asyncjobs.Task` (reference §2.2): same keys,
+/// Serialized exactly like the Go `asyncjobs.Task` (docs/storage.md §8.1): same keys,
 /// same order, same `omitempty` rules.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -248,7 +248,7 @@ pub struct Task {
         alias = "LastErr"
     )]
     pub last_err: String,
-    /// Hex ed25519 signature (reference §9).
+    /// Hex ed25519 signature (docs/processing.md §5).
     #[serde(
         default,
         deserialize_with = "null_default",

@@ -133,7 +133,7 @@ async fn wrong_signatures_and_unsigned_tasks_are_terminated() {
     let server = NatsServer::start();
     let producer = signed_client(&server, "Q", Keys::from_seed([1; 32])).await;
     let plain = signed_client(&server, "Q", Keys::none()).await;
-    // the worker only trusts seed 2 (a seed alone verifies too, §16.11)
+    // the worker only trusts seed 2 (a seed alone verifies too, docs/go-differences.md §13)
     let worker_client = signed_client(&server, "Q", Keys::from_seed([2; 32])).await;
     let mut forged = Task::new("t", &1).unwrap();
     producer.enqueue(&mut forged).await.unwrap();

@@ -1,6 +1,6 @@
 //! One test per deliberate difference from the Go worker (see the crate
 //! documentation, "Where this differs from the Go implementation"). Each
-//! would fail against the Go behaviour described in the reference §16.
+//! would fail against the Go behaviour described in docs/go-differences.md.
 
 use asyncjobs::{Client, HandlerError, Queue, Router, Task, TaskContext, TaskState};
 use asyncjobs_tests::{
@@ -55,7 +55,7 @@ fn counting(calls: Arc<AtomicUsize>, fail: bool) -> Router {
         .unwrap()
 }
 
-/// §16.6: Go leaves the item of a task past its max tries for redelivery
+/// docs/go-differences.md §1: Go leaves the item of a task past its max tries for redelivery
 /// after the ack wait (1 h here); we remove it at once.
 #[tokio::test]
 async fn past_max_tries_on_delivery_is_acked_at_once() {
@@ -77,7 +77,7 @@ async fn past_max_tries_on_delivery_is_acked_at_once() {
     worker.stop().await;
 }
 
-/// §16.6: Go never acks an item whose task cannot be loaded; it is
+/// docs/go-differences.md §2: Go never acks an item whose task cannot be loaded; it is
 /// redelivered every ack wait forever. We terminate it at once.
 #[tokio::test]
 async fn item_for_a_missing_task_is_terminated_at_once() {
@@ -95,7 +95,7 @@ async fn item_for_a_missing_task_is_terminated_at_once() {
     worker.stop().await;
 }
 
-/// §16.7: every blocked NAK counts against max_deliver in Go, so a task that
+/// docs/go-differences.md §3: every blocked NAK counts against max_deliver in Go, so a task that
 /// waits longer than max_deliver checks is never delivered again and stays
 /// blocked. Here it still runs when its dependency completes.
 #[tokio::test]
@@ -129,7 +129,7 @@ async fn long_blocked_task_does_not_exhaust_max_deliver() {
     pworker.stop().await;
 }
 
-/// §16.7 with tracing: the fresh item that replaces one near max_deliver
+/// docs/go-differences.md §3 with tracing: the fresh item that replaces one near max_deliver
 /// is written by the same path as enqueue, so it keeps the `traceparent`.
 #[tokio::test]
 async fn rearmed_item_keeps_its_traceparent() {
@@ -168,7 +168,7 @@ async fn rearmed_item_keeps_its_traceparent() {
     worker.stop().await;
 }
 
-/// §16.8: Go ignores the queue's max tries in the error path unless tries
+/// docs/go-differences.md §4: Go ignores the queue's max tries in the error path unless tries
 /// equals it exactly and leaves the task in `retry` once deliveries run out.
 /// Here the smaller of the task's and the queue's limit expires the task.
 #[tokio::test]
@@ -188,7 +188,7 @@ async fn queue_max_tries_caps_task_max_tries() {
     worker.stop().await;
 }
 
-/// §16.9: Go runs a `terminated` task again when an item for it is delivered.
+/// docs/go-differences.md §5: Go runs a `terminated` task again when an item for it is delivered.
 #[tokio::test]
 async fn terminated_task_is_not_rerun_on_redelivery() {
     let server = NatsServer::start();
@@ -309,7 +309,7 @@ async fn graceful_shutdown_finishes_or_hands_back_running_tasks() {
     worker.stop().await;
 }
 
-/// §16.3: Go's `ajc task add TYPE '{"to":"x"}'` stores the argument as a
+/// docs/go-differences.md §31: Go's `ajc task add TYPE '{"to":"x"}'` stores the argument as a
 /// JSON string; a typed handler decodes the string's content instead of
 /// terminating the task.
 #[tokio::test]

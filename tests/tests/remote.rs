@@ -1,6 +1,6 @@
 //! Handlers outside the process against a real nats-server: request-reply
 //! (worker side, Rust service side, the Python example) and external
-//! commands (reference §10.3, §10.4).
+//! commands (docs/processing.md §6.2, §6.4).
 
 use asyncjobs::remote::{self, ExternalCommand, RequestReply, RequestReplyServer};
 use asyncjobs::{

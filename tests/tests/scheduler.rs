@@ -583,7 +583,7 @@ async fn running_scheduler_follows_adds_updates_and_deletes() {
     a.at_least(1, "a task of the added schedule").await;
     assert_eq!(scheduler.schedules(), ["w"]);
 
-    // update: the old entry is replaced, not joined by a second one (§16.5)
+    // update: the old entry is replaced, not joined by a second one (docs/go-differences.md §37)
     let mut updated = st.clone();
     updated.task_type = "watch:b".into();
     client.update_scheduled_task(&updated).await.unwrap();
@@ -1049,7 +1049,7 @@ async fn concurrent_leaders_create_each_slot_once() {
 
 /// A schedule for a queue that does not exist behaves like Go's (the task
 /// is saved `queue_error`) and is counted in `schedule_error_count`, which
-/// Go never increments (§16.4).
+/// Go never increments (docs/go-differences.md §38).
 #[tokio::test]
 async fn failed_creations_are_counted() {
     let server = NatsServer::start();

@@ -1,4 +1,4 @@
-//! `ajc package docker|cargo` (reference §13.4): reads `asyncjobs.yaml`,
+//! `ajc package docker|cargo` (docs/interfaces.md §1.8): reads `asyncjobs.yaml`,
 //! prints Go's settings and handler tables and writes the project.
 
 use super::{emitln, Ctx};
@@ -9,7 +9,7 @@ use crate::table::Table;
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 
-/// `ajc package …` (reference §13.4).
+/// `ajc package …` (docs/interfaces.md §1.8).
 #[derive(Args, Debug)]
 pub struct PackageArgs {
     /// Use a specific configuration file rather than asyncjobs.yaml

@@ -309,7 +309,7 @@ async fn purge(ctx: &Ctx, p: &QueuePurgeArgs) -> Result<()> {
 }
 
 /// The changes a `queue configure` asks for: negative sentinels mean "leave
-/// unchanged" (reference §13.3).
+/// unchanged" (docs/interfaces.md §1.7).
 pub fn queue_update(a: &QueueConfigureArgs) -> QueueUpdate {
     QueueUpdate {
         max_age: (a.age.0 >= 0).then(|| Duration::from_nanos(a.age.0 as u64)),

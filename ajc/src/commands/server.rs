@@ -1,4 +1,4 @@
-//! `ajc server run`: the HTTP API of `asyncjobs-http` (reference §14) on
+//! `ajc server run`: the HTTP API of `asyncjobs-http` (docs/interfaces.md §2) on
 //! a TCP port, with Go's flags, bind rules, TLS and mutual TLS.
 
 use super::Ctx;
@@ -15,11 +15,11 @@ use std::path::PathBuf;
 /// `ajc server …`.
 #[derive(Subcommand, Debug)]
 pub enum ServerCmd {
-    /// Serves the HTTP API (Go's routes and JSON, reference §14)
+    /// Serves the HTTP API (Go's routes and JSON, docs/interfaces.md §2)
     Run(ServerRunArgs),
 }
 
-/// `ajc server run` (Go's flags and defaults, reference §14.1).
+/// `ajc server run` (Go's flags and defaults, docs/interfaces.md §2.1).
 #[derive(Args, Debug)]
 pub struct ServerRunArgs {
     /// Address to listen on (an IP address or localhost, with a port; 0 picks a free port)

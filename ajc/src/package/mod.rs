@@ -1,5 +1,5 @@
-//! `ajc package`: the handler description `asyncjobs.yaml` (reference
-//! §13.4, Go's keys and defaults plus a Rust crate handler kind), checked
+//! `ajc package`: the handler description `asyncjobs.yaml` (docs/interfaces.md
+//! §1.8, Go's keys and defaults plus a Rust crate handler kind), checked
 //! into a [`Plan`] that [`render`] turns into a Cargo project (and a
 //! Dockerfile).
 //!
@@ -27,7 +27,7 @@ const RUST_KEYWORDS: &[&str] = &[
     "final", "macro", "override", "priv", "typeof", "unsized", "virtual",
 ];
 
-/// `asyncjobs.yaml` as written (reference §13.4).
+/// `asyncjobs.yaml` as written (docs/interfaces.md §1.8).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {

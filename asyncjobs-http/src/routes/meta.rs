@@ -140,7 +140,7 @@ pub(super) async fn retry_policies() -> Response {
 }
 
 /// Prometheus metrics: the API's requests and latencies beside the
-/// library's (Go's names, reference §12). Beyond Go.
+/// library's (Go's names, docs/processing.md §8). Beyond Go.
 #[utoipa::path(get, path = "/metrics", operation_id = "getMetrics", tag = "Meta",
     responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
 pub(super) async fn metrics() -> Response {

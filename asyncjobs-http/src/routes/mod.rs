@@ -1,4 +1,4 @@
-//! The routes of reference §14.3 (and ours beyond Go), their OpenAPI
+//! The routes of docs/interfaces.md §2.5 (and ours beyond Go), their OpenAPI
 //! description, and what wraps them: panic recovery, access log and
 //! metrics, body limit, Go's plain-text 404 and 405.
 

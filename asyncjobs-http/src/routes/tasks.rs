@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use time::OffsetDateTime;
 
-/// Most tasks one listing returns, and its default (reference §14.3).
+/// Most tasks one listing returns, and its default (docs/interfaces.md §2.5).
 const LIST_MAX: usize = 1000;
 const LIST_DEFAULT: usize = 200;
 /// Most ids of one bulk retry.

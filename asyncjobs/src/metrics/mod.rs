@@ -1,5 +1,5 @@
 //! Prometheus metrics with the names, types and labels of the Go
-//! implementation (reference §12).
+//! implementation (docs/processing.md §8).
 //!
 //! With the `metrics` feature (on by default) every metric lives in one
 //! `prometheus::Registry` returned by `registry`; register it with your own

@@ -55,8 +55,8 @@ impl Route {
     }
 }
 
-/// A packaged handler service (what `ajc package` generates, reference
-/// §13.4): one work queue and the handlers listed by task type (a
+/// A packaged handler service (what `ajc package` generates, docs/interfaces.md
+/// §1.8): one work queue and the handlers listed by task type (a
 /// `#[task_handler]` of a linked crate, an external command or a
 /// request-reply service), configured by the same `AJ_*` environment
 /// variables as the Go generator's service. Run it with `asyncjobs::main!`'s
@@ -93,7 +93,7 @@ impl Route {
 /// to the packaged values instead of being required (the image sets them
 /// either way); `--help` and `--list-handlers` are answered; the variables
 /// marked above are additions; "Verification Optional" is logged
-/// truthfully (Go always logs `false`, reference §16 item 21). A start-up
+/// truthfully (Go always logs `false`, docs/go-differences.md §59). A start-up
 /// failure (unknown context, missing queue, a listed type no linked crate
 /// declares, a missing command) ends the program with status 1 and the
 /// cause, followed by the usage.
@@ -172,7 +172,7 @@ impl Service {
         self
     }
 
-    /// Handles `task_type` with an external command (reference §10.3).
+    /// Handles `task_type` with an external command (docs/processing.md §6.4).
     pub fn command(mut self, task_type: impl Into<String>, command: impl Into<String>) -> Service {
         self.routes.push(Route::Command {
             task_type: task_type.into(),
@@ -182,7 +182,7 @@ impl Service {
     }
 
     /// Handles `task_type` by calling the request-reply service listening
-    /// on `CHORIA_AJ.H.T.<task_type>` (reference §10.2).
+    /// on `CHORIA_AJ.H.T.<task_type>` (docs/processing.md §6.2).
     pub fn remote(mut self, task_type: impl Into<String>) -> Service {
         self.routes.push(Route::Remote(task_type.into()));
         self

@@ -1,5 +1,5 @@
 //! The JetStream API calls whose bodies must match Go's byte for byte
-//! (stream and consumer creation and updates, reference §1), made through
+//! (stream and consumer creation and updates, docs/storage.md §3 and §4), made through
 //! async-nats's typed request so replies and errors are decoded once.
 
 use crate::error::{nats, NatsError};

@@ -1,4 +1,4 @@
-//! The delivery gates (reference §5.2): whether a delivered task runs now,
+//! The delivery gates (docs/processing.md §2.4): whether a delivered task runs now,
 //! waits, or ends. Pure functions of the task, its queue's settings and the
 //! time, so every rule is unit-tested without a server.
 
@@ -25,7 +25,7 @@ pub(crate) enum Gate {
     LeaseHeld(Duration),
     /// Already `complete`, `expired` or `unreachable`: acknowledge.
     AlreadyDone,
-    /// `terminated` or `queue_error`: acknowledge without running (§16.9).
+    /// `terminated` or `queue_error`: acknowledge without running (docs/go-differences.md §5).
     Final,
     /// Save it `expired` and terminate the item.
     Expire(Expiry),
@@ -45,7 +45,7 @@ pub(crate) const DUE_TOLERANCE: Duration = Duration::from_secs(1);
 pub(crate) enum Expiry {
     /// Its deadline has passed.
     PastDeadline,
-    /// It has had all the tries the task and queue allow (§16.8).
+    /// It has had all the tries the task and queue allow (docs/go-differences.md §4).
     MaxTries,
     /// As [`Expiry::MaxTries`], and its last try was abandoned: the task
     /// was still `active` past its lease (its worker died mid-try).
@@ -140,7 +140,7 @@ pub(crate) enum Deps {
     Ready(BTreeMap<String, Option<TaskResult>>),
     /// Some are not finished yet.
     Waiting,
-    /// One can never complete; the detail names it (§16.10).
+    /// One can never complete; the detail names it (docs/go-differences.md §6).
     Failed(String),
 }
 

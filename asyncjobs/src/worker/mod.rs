@@ -1,13 +1,21 @@
 //! The worker: pulls work items from one queue, applies the delivery
-//! gates, runs handlers and records their outcome (reference §5 and §6,
+//! gates, runs handlers and records their outcome (docs/processing.md §2 and §3,
 //! with the fixes listed in the crate documentation).
 //!
 //! The data path walks forward through one module per phase:
 //! `dispatch` (pull requests sized to free slots, one task per item),
-//! `delivery` (one item: load, gates, mark active, run, record), `gates`
-//! (pure rules: state, deadline, tries, lease, dependencies), `execute`
-//! (the handler under its lease) and `outcome` (saves and acks).
+//! `delivery` (one item: load → decide → run → record), `decide` (the
+//! decision table: what the item, the record, the gates and the try lead
+//! to, as one `Action`; pure), `gates` (the rules it uses: state,
+//! deadline, tries, lease, dependencies; pure), `execute` (the handler
+//! under its lease), `apply` (the one place an `Action` becomes saves,
+//! acks, logs and metrics) and `outcome` (the save and ack primitives).
+//! Beside the path: `exhausted` (items the server stopped delivering),
+//! `presence` (the worker's record), `placement` (where a handler runs)
+//! and `pull` (pull requests).
 
+mod apply;
+mod decide;
 mod delivery;
 mod dispatch;
 pub(crate) mod execute;

@@ -1,5 +1,5 @@
 //! Recording what happened: saving the task's new state and acknowledging
-//! its work item (reference §5.3), with the fixes of the crate docs.
+//! its work item (docs/processing.md §2.8), with the fixes of the crate docs.
 
 use super::{Delivered, Shared};
 use crate::error::Error;
@@ -239,7 +239,7 @@ pub(crate) async fn save_with_retries(shared: &Shared, task: &mut Task) -> crate
 /// NAKs with `delay`, unless this delivery is the last the consumer's
 /// `max_deliver` allows: then a fresh work item (published by the storage
 /// path, so it keeps the task's `traceparent`) replaces this one and this
-/// one is acknowledged, so waiting never exhausts deliveries (§16.7).
+/// one is acknowledged, so waiting never exhausts deliveries (docs/go-differences.md §3).
 pub(crate) async fn nak(shared: &Shared, acker: &Acker, item: &Delivered, delay: Duration) {
     let max_deliver = shared.queue().max_tries;
     if max_deliver > 0

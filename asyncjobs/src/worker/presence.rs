@@ -5,14 +5,12 @@
 //! Failures to write are logged and never stop the worker.
 
 use crate::storage::Storage;
-use async_nats::jetstream::{self, kv};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-/// The bucket of worker presence records.
-pub const WORKERS_BUCKET: &str = "CHORIA_AJ_WORKERS";
+pub use crate::storage::WORKERS_BUCKET;
 /// How long a record outlives its last refresh.
 pub const TTL: Duration = Duration::from_secs(30);
 /// How often a running worker refreshes its record.
@@ -56,26 +54,6 @@ fn hostname() -> String {
         .unwrap_or_default()
 }
 
-pub(crate) async fn bucket(js: &jetstream::Context, create: bool) -> Option<kv::Store> {
-    if let Ok(store) = js.get_key_value(WORKERS_BUCKET).await {
-        return Some(store);
-    }
-    if !create {
-        return None;
-    }
-    js.create_key_value(kv::Config {
-        bucket: WORKERS_BUCKET.into(),
-        description: "asyncjobs worker presence".into(),
-        history: 1,
-        max_age: TTL,
-        storage: jetstream::stream::StorageType::File,
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| tracing::warn!(error = %e, "cannot create the worker presence bucket"))
-    .ok()
-}
-
 /// Keeps this worker's record until `stop`, then removes it.
 pub(crate) async fn run(
     storage: Storage,
@@ -84,7 +62,7 @@ pub(crate) async fn run(
     task_types: Vec<String>,
     stop: CancellationToken,
 ) {
-    let Some(store) = bucket(storage.jetstream(), true).await else {
+    let Some(bucket) = storage.presence_bucket(true, TTL).await else {
         return;
     };
     let now = OffsetDateTime::now_utc();
@@ -107,9 +85,35 @@ pub(crate) async fn run(
         }
         record.seen = OffsetDateTime::now_utc();
         let body = serde_json::to_vec(&record).unwrap_or_default();
-        if let Err(e) = store.put(&record.id, body.into()).await {
+        if let Err(e) = bucket
+            .put(&record.id, body.into(), || {
+                "refreshing the worker presence".into()
+            })
+            .await
+        {
             tracing::debug!(error = %e, "worker presence not refreshed");
         }
     }
-    let _ = store.purge(&record.id).await;
+    let _ = bucket
+        .purge(&record.id, || "removing the worker presence".into())
+        .await;
+}
+
+/// The records of the workers running now, by queue and start time (see
+/// [`Client::workers`](crate::Client::workers)).
+pub(crate) async fn list(storage: &Storage) -> crate::Result<Vec<WorkerPresence>> {
+    let Some(bucket) = storage.presence_bucket(false, TTL).await else {
+        return Ok(vec![]);
+    };
+    let keys = bucket.keys(|| "listing workers".into()).await?;
+    let mut all = Vec::with_capacity(keys.len());
+    for key in keys {
+        if let Ok(Some(v)) = bucket.get(&key, String::new).await {
+            if let Ok(w) = serde_json::from_slice::<WorkerPresence>(&v) {
+                all.push(w);
+            }
+        }
+    }
+    all.sort_by(|a, b| (&a.queue, a.started).cmp(&(&b.queue, b.started)));
+    Ok(all)
 }

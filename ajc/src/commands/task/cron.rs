@@ -109,7 +109,7 @@ pub async fn run(ctx: &Ctx, cmd: &CronCmd) -> Result<()> {
     }
 }
 
-/// Go's `@` auto-prefix for descriptors given without it (reference §11.2).
+/// Go's `@` auto-prefix for descriptors given without it (docs/processing.md §7.1).
 pub fn normalize_schedule(s: &str) -> String {
     const WORDS: [&str; 8] = [
         "yearly", "annually", "monthly", "weekly", "daily", "midnight", "hourly", "every",

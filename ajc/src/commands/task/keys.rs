@@ -27,7 +27,7 @@ fn key_arg(
     }
 }
 
-/// Keys from `--sign` and `--verify` (reference §9.4): an existing file
+/// Keys from `--sign` and `--verify` (docs/processing.md §5.2): an existing file
 /// holds the hex, anything else is the hex itself (a 32-byte seed for
 /// `--sign`, a 32-byte public key for `--verify`). With `--sign` alone,
 /// unsigned tasks stay readable, as in Go.

@@ -1,5 +1,10 @@
 //! Work queues: a `CHORIA_AJ_Q_<name>` work-queue stream with a `WORKERS`
-//! pull consumer (reference §1.3).
+//! pull consumer (docs/storage.md §3.3).
+
+mod stream;
+
+pub(crate) use stream::validate_replicas;
+pub use stream::StreamDetails;
 
 use crate::error::{Error, Result};
 use std::time::Duration;
@@ -17,7 +22,7 @@ pub const DEFAULT_MAX_CONCURRENT: i64 = 100;
 
 /// A work queue's settings.
 ///
-/// Zero values get the defaults of reference §1.3 when the queue is created:
+/// Zero values get the defaults of docs/storage.md §4.3 when the queue is created:
 /// unlimited age, entries and tries, one hour run time, 100 concurrent
 /// handlers. After the queue is created or loaded, the client's copy holds
 /// the values the server reports.
@@ -207,7 +212,7 @@ pub struct QueueUpdate {
 }
 
 impl QueueUpdate {
-    /// Checks the limits of reference §13.3: max age 0 or at least
+    /// Checks the limits of docs/interfaces.md §1.7: max age 0 or at least
     /// 2 minutes, run time at least 1 second, concurrency at most 10000,
     /// replicas 1 to 5.
     ///
@@ -230,7 +235,7 @@ impl QueueUpdate {
             }
         }
         if let Some(r) = self.replicas {
-            crate::storage::validate_replicas(r)?;
+            validate_replicas(r)?;
         }
         Ok(())
     }
@@ -253,7 +258,7 @@ pub struct QueueInfo {
     pub queue: Queue,
     /// The queue's stream: items waiting or in flight, bytes, first and
     /// last item times, storage and replicas.
-    pub stream: crate::storage::StreamDetails,
+    pub stream: StreamDetails,
     /// Items delivered but not acknowledged.
     pub ack_pending: u64,
     /// Items not yet delivered.

@@ -1,5 +1,5 @@
 //! The work item: the message on a queue's stream that references a task
-//! (reference §4.1). One type for both directions, one publish path for
+//! (docs/storage.md §8.3). One type for both directions, one publish path for
 //! enqueue, retry and re-arm.
 
 use async_nats::header::HeaderMap;

@@ -1,0 +1,73 @@
+//! What the [`Client`] reads about the cluster around the queues: the
+//! scheduler's leader, running workers, lifecycle events, the buckets.
+
+use super::Client;
+use crate::election::TASK_SCHEDULER_ELECTION;
+use crate::error::Result;
+use crate::queue::StreamDetails;
+use crate::storage::ELECTIONS_BUCKET;
+use crate::worker::presence::WorkerPresence;
+use futures::Stream;
+
+impl Client {
+    /// The name of the scheduler leading the task scheduler election (Go's
+    /// or ours: both campaign on the same key), or `None` when none leads.
+    ///
+    /// # Errors
+    /// Reading the elections bucket failed ([`Error::Nats`](crate::Error::Nats)).
+    pub async fn scheduler_leader(&self) -> Result<Option<String>> {
+        let storage = &self.inner.storage;
+        let Ok(Some(bucket)) = storage.open_bucket(ELECTIONS_BUCKET, String::new).await else {
+            return Ok(None);
+        };
+        let leader = bucket
+            .get(TASK_SCHEDULER_ELECTION, || {
+                "reading the scheduler leader".into()
+            })
+            .await?;
+        Ok(leader
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .filter(|v| !v.is_empty()))
+    }
+
+    /// The workers running now, by queue and start time: each running
+    /// worker of this crate keeps a record in the `CHORIA_AJ_WORKERS` KV
+    /// bucket, refreshed every 10 s and dropped 30 s after its last refresh
+    /// ([`crate::worker::presence`]). Go workers keep none. Empty when no
+    /// worker ever ran (the bucket is not created here).
+    ///
+    /// # Errors
+    /// Reading the bucket failed ([`Error::Nats`](crate::Error::Nats)).
+    pub async fn workers(&self) -> Result<Vec<WorkerPresence>> {
+        crate::worker::presence::list(&self.inner.storage).await
+    }
+
+    /// Lifecycle events of every task (and leader elections) from now on.
+    pub async fn watch_events(
+        &self,
+    ) -> Result<impl Stream<Item = Result<crate::events::Event>> + Send + 'static> {
+        crate::events::watch(self.nats(), None).await
+    }
+
+    /// Lifecycle events of one task from now on.
+    pub async fn watch_task(
+        &self,
+        id: &str,
+    ) -> Result<impl Stream<Item = Result<crate::events::Event>> + Send + 'static> {
+        crate::events::watch(self.nats(), Some(id)).await
+    }
+
+    /// The configuration bucket's stream (`KV_CHORIA_AJ_CONFIGURATION`),
+    /// `None` when it does not exist.
+    pub async fn config_bucket_info(&self) -> Result<Option<StreamDetails>> {
+        let name = format!("KV_{}", crate::storage::CONFIG_BUCKET);
+        self.inner.storage.stream_details(&name).await
+    }
+
+    /// The leader elections bucket's stream (`KV_CHORIA_AJ_ELECTIONS`),
+    /// `None` when it does not exist.
+    pub async fn elections_bucket_info(&self) -> Result<Option<StreamDetails>> {
+        let name = format!("KV_{}", crate::storage::ELECTIONS_BUCKET);
+        self.inner.storage.stream_details(&name).await
+    }
+}

@@ -1,0 +1,86 @@
+//! Queue operations of the [`Client`]: create or load, inspect, configure,
+//! purge and delete.
+
+use super::Client;
+use crate::error::{Error, Result};
+use crate::queue::{Queue, QueueInfo, QueueUpdate};
+
+impl Client {
+    /// Makes sure a queue exists, creating it as `make()` describes when
+    /// it does not (an existing queue keeps its settings). Checked with the
+    /// server once per client and queue; the typed `enqueue` helpers of
+    /// `#[task_handler]` call it with the handler's declared settings.
+    ///
+    /// # Errors
+    /// As [`Client::prepare_queue`].
+    pub async fn ensure_queue(&self, make: impl FnOnce() -> Queue) -> Result<()> {
+        let queue = make();
+        let known = |q: &str| {
+            self.inner
+                .known_queues
+                .lock()
+                .expect("known queues")
+                .contains(q)
+        };
+        if known(&queue.name) {
+            return Ok(());
+        }
+        match self.inner.storage.queue_info(&queue.name).await {
+            Ok(_) => {}
+            Err(Error::QueueNotFound(_)) => {
+                self.inner.storage.prepare_queue(&queue).await?;
+                tracing::info!(queue = %queue.name, "created the queue with its handler's declared settings");
+            }
+            Err(e) => return Err(e),
+        }
+        self.inner
+            .known_queues
+            .lock()
+            .expect("known queues")
+            .insert(queue.name);
+        Ok(())
+    }
+
+    /// Names of all queues, sorted.
+    pub async fn queue_names(&self) -> Result<Vec<String>> {
+        self.inner.storage.queue_names().await
+    }
+
+    /// Settings and state of a queue.
+    pub async fn queue_info(&self, name: &str) -> Result<QueueInfo> {
+        self.inner.storage.queue_info(name).await
+    }
+
+    /// Creates or loads another queue, returning it as the server has it.
+    pub async fn prepare_queue(&self, queue: &Queue) -> Result<Queue> {
+        self.inner.storage.prepare_queue(queue).await
+    }
+
+    /// Changes a queue's settings; see [`QueueUpdate::validate`] for the limits.
+    pub async fn configure_queue(&self, name: &str, update: QueueUpdate) -> Result<QueueInfo> {
+        update.validate()?;
+        self.inner.storage.configure_queue(name, &update).await
+    }
+
+    /// Removes every item from a queue. Task records are not changed, as
+    /// in Go: a task whose item was removed stays `new` (or `retry`) and no
+    /// worker will run it; see [`Client::purge_queue_terminating`].
+    pub async fn purge_queue(&self, name: &str) -> Result<()> {
+        self.inner.storage.purge_queue(name).await
+    }
+
+    /// Removes every item from a queue and saves the tasks whose items were
+    /// removed and that were still waiting (`new`, `retry`, `blocked`) as
+    /// `terminated`, `last_err` reading `work item removed: queue <name> was
+    /// purged`, so no record claims to wait for an item that is gone.
+    /// Returns how many tasks were marked. Items published after the call
+    /// started are kept. Use [`Client::retry_task`] to run a marked task.
+    pub async fn purge_queue_terminating(&self, name: &str) -> Result<u64> {
+        self.inner.storage.purge_queue_terminating(name).await
+    }
+
+    /// Deletes a queue.
+    pub async fn delete_queue(&self, name: &str) -> Result<()> {
+        self.inner.storage.delete_queue(name).await
+    }
+}

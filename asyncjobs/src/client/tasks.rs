@@ -1,0 +1,285 @@
+//! Task operations of the [`Client`]: enqueue, load, retry and replay,
+//! delete, list and page, reconcile, and the task store's settings.
+
+use super::{Client, ReplaySummary, TaskFilter, ENQUEUE_IN_FLIGHT};
+use crate::error::{Error, Result};
+use crate::queue::{validate_replicas, StreamDetails};
+use crate::task::{Task, TaskState};
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use std::time::Duration;
+
+impl Client {
+    /// Saves the task and publishes its work item on the client's queue.
+    ///
+    /// On a rejected, full or duplicate work item the task is saved as
+    /// `queue_error` with the reason in `last_err`, and the error is returned.
+    pub async fn enqueue(&self, task: &mut Task) -> Result<()> {
+        self.inner
+            .storage
+            .enqueue(&self.inner.queue.name, task)
+            .await
+    }
+
+    /// Enqueues into another queue by name (it is not created).
+    pub async fn enqueue_to(&self, queue: &str, task: &mut Task) -> Result<()> {
+        self.inner.storage.enqueue(queue, task).await
+    }
+
+    /// Enqueues many tasks with up to [`ENQUEUE_IN_FLIGHT`] in flight at
+    /// once (each task's record is stored before its work item is
+    /// published); one result per task, in order.
+    pub async fn enqueue_many(&self, tasks: &mut [Task]) -> Vec<Result<()>> {
+        let storage = &self.inner.storage;
+        let queue = self.inner.queue.name.as_str();
+        // Enqueues are started as slots free up (not made up front: each
+        // future is a few KiB), unordered, so a slow one does not hold back
+        // those behind it; the results are put back in the tasks' order. No
+        // closure is held across an await: it would make this future `Send`
+        // for one lifetime only, so it could not be spawned
+        // (rust-lang/rust#64552).
+        let mut results: Vec<Option<Result<()>>> = Vec::with_capacity(tasks.len());
+        results.resize_with(tasks.len(), || None);
+        let mut waiting = tasks.iter_mut().enumerate();
+        let mut in_flight = futures::stream::FuturesUnordered::new();
+        loop {
+            while in_flight.len() < ENQUEUE_IN_FLIGHT {
+                let Some((i, task)) = waiting.next() else {
+                    break;
+                };
+                in_flight.push(async move { (i, storage.enqueue(queue, task).await) });
+            }
+            match in_flight.next().await {
+                Some((i, res)) => results[i] = Some(res),
+                None => break,
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.expect("every enqueue yields its result"))
+            .collect()
+    }
+
+    /// Loads a task by id, verifying its signature when keys are configured.
+    pub async fn load_task(&self, id: &str) -> Result<Task> {
+        self.inner.storage.load_verified(id).await
+    }
+
+    /// Loads a task by id without checking its signature.
+    pub async fn load_task_unverified(&self, id: &str) -> Result<Task> {
+        self.inner.storage.load_task(id).await
+    }
+
+    /// Re-enqueues a task into the client's queue: state `retry`, result
+    /// cleared; replaces any pending work item for it.
+    pub async fn retry_task(&self, id: &str) -> Result<Task> {
+        self.inner
+            .storage
+            .retry_task(&self.inner.queue.name, id)
+            .await
+    }
+
+    /// Re-enqueues a task into the queue it was last enqueued into (not the
+    /// client's, as [`Client::retry_task`] does): state `retry`, result
+    /// cleared, any pending item (a delayed task's too) replaced.
+    pub async fn replay_task(&self, id: &str) -> Result<Task> {
+        let task = self.inner.storage.load_task(id).await?;
+        let queue = if task.queue.is_empty() {
+            crate::queue::DEFAULT_QUEUE_NAME.to_string()
+        } else {
+            task.queue
+        };
+        self.inner.storage.retry_task(&queue, id).await
+    }
+
+    /// Deletes a task record; a delayed task's pending item goes with it
+    /// (other pending items are left; they end as not found when delivered).
+    pub async fn delete_task(&self, id: &str) -> Result<()> {
+        self.inner.storage.delete_task(id).await
+    }
+
+    /// Removes every task record.
+    pub async fn purge_tasks(&self) -> Result<()> {
+        self.inner.storage.purge_tasks().await
+    }
+
+    /// Streams stored tasks, oldest update first, up to `limit`. Records that
+    /// do not decode are yielded as [`Error::InvalidTaskRecord`].
+    ///
+    /// The listing is a snapshot taken when it starts: each task is yielded
+    /// at most once, and no task created after the start is yielded, even
+    /// while workers update records (a task saved during the listing is
+    /// found again past the snapshot point, a bounded number of times; one
+    /// saved over and over while the listing runs can still be left out).
+    /// The listing remembers the ids it yielded, and "created after the
+    /// start" is judged by the task's `created` time against this
+    /// process's clock.
+    pub async fn list_tasks(&self, limit: usize) -> Result<BoxStream<'static, Result<Task>>> {
+        Ok(self.inner.storage.list_tasks().await?.take(limit).boxed())
+    }
+
+    /// Streams stored tasks matching `filter` (state, type, queue), up to its
+    /// limit. Records that do not decode are yielded as errors, not skipped.
+    /// A snapshot like [`Client::list_tasks`].
+    pub async fn list_tasks_filtered(
+        &self,
+        filter: TaskFilter,
+    ) -> Result<BoxStream<'static, Result<Task>>> {
+        let limit = filter.limit;
+        let stream = self.inner.storage.list_tasks().await?;
+        Ok(stream
+            .filter(move |r| {
+                let keep = match r {
+                    Ok(t) => filter.matches(t),
+                    Err(_) => true,
+                };
+                futures::future::ready(keep)
+            })
+            .take(limit)
+            .boxed())
+    }
+
+    /// Retries every stored task `filter` matches that ended for good (a
+    /// dead-letter replay: `expired`, `terminated`, `unreachable` or
+    /// `queue_error`, and `complete` only when the filter names that state;
+    /// tasks still waiting or running are never taken, they would run
+    /// twice), each into its own queue. The matching tasks are read
+    /// first (a listing snapshot), then retried one by one; `progress` is
+    /// called after each with (done, total). With `dry_run` nothing is
+    /// changed: the summary lists what would be replayed.
+    ///
+    /// # Errors
+    /// Listing the store failed; failures of single tasks are in the
+    /// summary instead.
+    pub async fn replay_tasks(
+        &self,
+        filter: TaskFilter,
+        dry_run: bool,
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<ReplaySummary> {
+        let mut matched = Vec::new();
+        let named_complete = filter.states.contains(&TaskState::Complete);
+        let mut listing = self.list_tasks_filtered(filter).await?;
+        while let Some(t) = listing.next().await {
+            match t {
+                // only tasks that ended for good: a task still waiting or
+                // running would run twice
+                Ok(t)
+                    if t.state.is_dead_letter()
+                        || (t.state == TaskState::Complete && named_complete) =>
+                {
+                    matched.push((t.id, t.queue))
+                }
+                Ok(_) => {}
+                Err(Error::InvalidTaskRecord { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let mut summary = ReplaySummary {
+            matched: matched.iter().map(|(id, _)| id.clone()).collect(),
+            ..ReplaySummary::default()
+        };
+        if dry_run {
+            return Ok(summary);
+        }
+        let total = matched.len();
+        for (i, (id, queue)) in matched.into_iter().enumerate() {
+            let queue = if queue.is_empty() {
+                crate::queue::DEFAULT_QUEUE_NAME.to_string()
+            } else {
+                queue
+            };
+            match self.inner.storage.retry_task(&queue, &id).await {
+                Ok(_) => summary.replayed.push(id),
+                // deleted or discarded since it was listed
+                Err(Error::TaskNotFound(_) | Error::TaskDiscarded { .. }) => {
+                    summary.skipped.push(id)
+                }
+                Err(e) => summary.failed.push((id, e.to_string())),
+            }
+            progress(i + 1, total);
+        }
+        Ok(summary)
+    }
+
+    /// One page of stored tasks matching `filter`, in store order, from
+    /// stream sequence `from` (1 for the first page): up to the filter's
+    /// limit, reading at most `scan` records so a page over a large store
+    /// with a rare match stays bounded. Returns the tasks and where the
+    /// next page starts (`None` at the end): pages walk the store without
+    /// loading it whole, for dashboards and APIs. Each task's
+    /// [`Task::sequence`] is its position.
+    ///
+    /// # Errors
+    /// [`Error::Nats`] when the store cannot be read.
+    pub async fn page_tasks(
+        &self,
+        from: u64,
+        filter: &TaskFilter,
+        scan: usize,
+    ) -> Result<(Vec<Task>, Option<u64>)> {
+        self.inner
+            .storage
+            .page_tasks(from, filter.limit, scan.max(1), |t| filter.matches(t))
+            .await
+    }
+
+    /// Ends the tasks whose work item is gone: a task still `new`,
+    /// `retry`, `blocked` or `active` whose queue holds no item for it
+    /// (neither waiting, in flight nor held until due) will never run, since
+    /// nothing will deliver it. That happens when the queue drops items by
+    /// its `max_age` or `max_entries` (discard old), is purged or deleted,
+    /// or when an item is removed by hand. Each such task is saved
+    /// `expired` with `last_err` saying its work item was lost (retry it to
+    /// run it again). Tasks whose last change is younger than `grace` are
+    /// left alone (an enqueue saves the record just before its item).
+    /// `queue` limits the pass to one queue. Returns the ids it ended.
+    ///
+    /// Reads every task record once (a listing snapshot) and makes up to
+    /// two lookups per waiting task; [`Worker`](crate::Worker)s run a pass
+    /// over their queue when they start, and `ajc task reconcile` runs one
+    /// on demand. Go has no equivalent: such tasks stay as they are.
+    ///
+    /// # Errors
+    /// Listing or lookup failures ([`Error::Nats`], [`Error::StorageNotReady`]).
+    pub async fn reconcile_tasks(
+        &self,
+        queue: Option<&str>,
+        grace: std::time::Duration,
+    ) -> Result<Vec<String>> {
+        self.inner.storage.reconcile_tasks(queue, grace).await
+    }
+
+    /// Creates the task store with this client's storage settings
+    /// ([`memory_storage`](super::ClientBuilder::memory_storage), [`replicas`](super::ClientBuilder::replicas),
+    /// [`task_retention`](super::ClientBuilder::task_retention)) unless it exists; an existing
+    /// store is left unchanged. For clients built with
+    /// [`no_storage_init`](super::ClientBuilder::no_storage_init) that need only the task store.
+    pub async fn prepare_tasks(&self) -> Result<()> {
+        self.inner.storage.prepare_tasks().await
+    }
+
+    /// The task store's details: record count, bytes, first and last
+    /// update times, retention, storage and replicas.
+    ///
+    /// # Errors
+    /// [`Error::StorageNotReady`] when the task store does not exist.
+    pub async fn tasks_info(&self) -> Result<StreamDetails> {
+        self.inner.storage.tasks_info().await
+    }
+
+    /// Changes the task store's retention and/or replicas.
+    pub async fn configure_tasks(
+        &self,
+        retention: Option<Duration>,
+        replicas: Option<usize>,
+    ) -> Result<()> {
+        if let Some(r) = replicas {
+            validate_replicas(r)?;
+        }
+        self.inner
+            .storage
+            .configure_tasks(retention, replicas)
+            .await
+    }
+}

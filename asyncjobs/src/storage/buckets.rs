@@ -1,0 +1,219 @@
+//! Key-value buckets: opening them, and every read and write of their
+//! records (docs/storage.md lists the buckets and their records).
+//!
+//! The owners of the records decide what they mean — the scheduler its
+//! schedules in `CHORIA_AJ_CONFIGURATION`, the election its key in
+//! `CHORIA_AJ_ELECTIONS`, the worker its presence in `CHORIA_AJ_WORKERS` —
+//! and reach the server only through a [`Bucket`] opened here. Discard
+//! markers are written by the storage layer itself (`discarded.rs`).
+
+use super::{Storage, CONFIG_BUCKET};
+use crate::error::{nats, Error, NatsError, Result};
+use async_nats::jetstream::{self, kv};
+use futures::StreamExt;
+use std::time::Duration;
+
+/// What a bucket operation returns: its failures carry the context the
+/// caller gave.
+type KvResult<T> = std::result::Result<T, NatsError>;
+
+/// One KV bucket, opened by [`Storage::open_bucket`]. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Bucket {
+    store: kv::Store,
+}
+
+impl std::fmt::Debug for Bucket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bucket")
+            .field("name", &self.store.name)
+            .finish()
+    }
+}
+
+/// The bucket of worker presence records.
+pub const WORKERS_BUCKET: &str = "CHORIA_AJ_WORKERS";
+
+impl Storage {
+    /// Opens the bucket `name`; `None` when it does not exist. Other
+    /// failures are described by `context`.
+    pub(crate) async fn open_bucket(
+        &self,
+        name: &str,
+        context: impl FnOnce() -> String,
+    ) -> KvResult<Option<Bucket>> {
+        match self.jetstream().get_key_value(name).await {
+            Ok(store) => Ok(Some(Bucket { store })),
+            Err(e)
+                if e.kind() == jetstream::context::KeyValueErrorKind::GetBucket
+                    && e.to_string().contains("not found") =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(nats(context(), e)),
+        }
+    }
+
+    /// Opens the configuration bucket ([`CONFIG_BUCKET`]), where schedules
+    /// are kept.
+    ///
+    /// # Errors
+    /// [`Error::StorageNotReady`] when it does not exist; [`Error::Nats`]
+    /// when it cannot be opened.
+    pub(crate) async fn config_bucket(&self) -> Result<Bucket> {
+        self.open_bucket(CONFIG_BUCKET, || format!("binding bucket {CONFIG_BUCKET}"))
+            .await?
+            .ok_or_else(|| Error::StorageNotReady("configuration bucket not configured".into()))
+    }
+
+    /// Opens the worker presence bucket ([`WORKERS_BUCKET`]), creating it
+    /// (records kept `ttl` after their last write) when `create` is set.
+    /// `None` when it is missing (and not created) or cannot be opened;
+    /// a failed creation is logged.
+    pub(crate) async fn presence_bucket(&self, create: bool, ttl: Duration) -> Option<Bucket> {
+        if let Ok(store) = self.jetstream().get_key_value(WORKERS_BUCKET).await {
+            return Some(Bucket { store });
+        }
+        if !create {
+            return None;
+        }
+        self.jetstream()
+            .create_key_value(kv::Config {
+                bucket: WORKERS_BUCKET.into(),
+                description: "asyncjobs worker presence".into(),
+                history: 1,
+                max_age: ttl,
+                storage: jetstream::stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .map(|store| Bucket { store })
+            .map_err(|e| tracing::warn!(error = %e, "cannot create the worker presence bucket"))
+            .ok()
+    }
+}
+
+impl Bucket {
+    /// How long the bucket keeps a value after its last write (its
+    /// stream's max age, as read when it was opened; zero: forever).
+    pub(crate) fn max_age(&self) -> Duration {
+        self.store.stream.cached_info().config.max_age
+    }
+
+    /// Writes `key` only when it is absent, expired or deleted: the new
+    /// revision, or `None` when the key exists.
+    pub(crate) async fn create(
+        &self,
+        key: &str,
+        value: bytes::Bytes,
+        context: impl FnOnce() -> String,
+    ) -> KvResult<Option<u64>> {
+        match self.store.create(key, value).await {
+            Ok(rev) => Ok(Some(rev)),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(None),
+            Err(e) => Err(nats(context(), e)),
+        }
+    }
+
+    /// Writes `key` only when its last revision is `revision` (compare and
+    /// set); the new revision.
+    pub(crate) async fn update(
+        &self,
+        key: &str,
+        value: bytes::Bytes,
+        revision: u64,
+        context: impl FnOnce() -> String,
+    ) -> KvResult<u64> {
+        self.store
+            .update(key, value, revision)
+            .await
+            .map_err(|e| nats(context(), e))
+    }
+
+    /// Writes `key` whatever it holds.
+    pub(crate) async fn put(
+        &self,
+        key: &str,
+        value: bytes::Bytes,
+        context: impl FnOnce() -> String,
+    ) -> KvResult<u64> {
+        self.store
+            .put(key, value)
+            .await
+            .map_err(|e| nats(context(), e))
+    }
+
+    /// The value of `key`, `None` when it has none (never written,
+    /// deleted, purged or expired).
+    pub(crate) async fn get(
+        &self,
+        key: &str,
+        context: impl FnOnce() -> String,
+    ) -> KvResult<Option<bytes::Bytes>> {
+        self.store.get(key).await.map_err(|e| nats(context(), e))
+    }
+
+    /// The value of `key` when its last operation is a put (a delete or
+    /// purge marker reads as `None`).
+    pub(crate) async fn entry(
+        &self,
+        key: &str,
+        context: impl FnOnce() -> String,
+    ) -> KvResult<Option<bytes::Bytes>> {
+        let entry = self
+            .store
+            .entry(key)
+            .await
+            .map_err(|e| nats(context(), e))?;
+        Ok(entry
+            .filter(|e| e.operation == kv::Operation::Put)
+            .map(|e| e.value))
+    }
+
+    /// Deletes `key` (a delete marker, as Go's KV delete).
+    pub(crate) async fn delete(&self, key: &str, context: impl FnOnce() -> String) -> KvResult<()> {
+        self.store.delete(key).await.map_err(|e| nats(context(), e))
+    }
+
+    /// Deletes `key` only when its last revision is `revision`.
+    pub(crate) async fn delete_at_revision(
+        &self,
+        key: &str,
+        revision: u64,
+        context: impl FnOnce() -> String,
+    ) -> KvResult<()> {
+        self.store
+            .delete_expect_revision(key, Some(revision))
+            .await
+            .map_err(|e| nats(context(), e))
+    }
+
+    /// Removes `key` and its history.
+    pub(crate) async fn purge(&self, key: &str, context: impl FnOnce() -> String) -> KvResult<()> {
+        self.store.purge(key).await.map_err(|e| nats(context(), e))
+    }
+
+    /// Every key holding a value now, sorted.
+    pub(crate) async fn keys(&self, context: impl Fn() -> String) -> KvResult<Vec<String>> {
+        let mut keys = self.store.keys().await.map_err(|e| nats(context(), e))?;
+        let mut all = Vec::new();
+        while let Some(key) = keys.next().await {
+            all.push(key.map_err(|e| nats(context(), e))?);
+        }
+        all.sort();
+        Ok(all)
+    }
+
+    /// Every current value of the keys matching `pattern`, then every
+    /// change to them as it happens.
+    pub(crate) async fn watch_with_history(
+        &self,
+        pattern: &str,
+        context: impl FnOnce() -> String,
+    ) -> KvResult<kv::Watch> {
+        self.store
+            .watch_with_history(pattern)
+            .await
+            .map_err(|e| nats(context(), e))
+    }
+}

@@ -1,0 +1,240 @@
+//! Enqueueing: the task record first, then its work item, riding out
+//! leaderless streams, and marking the task `queue_error` when the queue
+//! does not take the item (docs/storage.md).
+
+use super::TASKS_STREAM;
+use super::{api, Storage};
+use crate::error::{nats, Error, Result};
+use crate::queue::{validate_queue_name, QUEUE_STREAM_PREFIX};
+use crate::task::{Task, TaskState};
+use async_nats::jetstream::context::{PublishAckFuture, PublishError, PublishErrorKind};
+use async_nats::jetstream::{self, ErrorCode};
+use serde_json::{json, Value};
+use std::time::Duration;
+use time::OffsetDateTime;
+
+impl Storage {
+    /// Saves the task into `queue` and publishes its work item (docs/storage.md §10.2).
+    ///
+    /// A publish answered "no responders" while its stream exists (a
+    /// cluster electing a new stream leader after a node died, which takes
+    /// seconds) is sent again, pausing 100 ms doubling to 1 s, for up to
+    /// [`LEADERLESS_PATIENCE`]; "no responders" is never stored, so
+    /// sending again cannot duplicate. A stream the server says does not
+    /// exist fails at once.
+    pub(crate) async fn enqueue(&self, queue: &str, task: &mut Task) -> Result<()> {
+        // the trace context the caller is in, read before the publish span
+        // is entered (a producer outside any span sends none)
+        let outer = task.traceparent.clone().or_else(current_traceparent);
+        let span = crate::spans::publish(queue, task);
+        tracing::Instrument::instrument(self.enqueue_in_span(queue, task, outer), span).await
+    }
+
+    /// [`Storage::enqueue`] inside its `publish` span; `outer` is the
+    /// caller's trace context.
+    pub(super) async fn enqueue_in_span(
+        &self,
+        queue: &str,
+        task: &mut Task,
+        outer: Option<String>,
+    ) -> Result<()> {
+        // a delayed task: checked before anything is written
+        let due = task.run_at.filter(|t| *t > OffsetDateTime::now_utc());
+        if let (Some(due), Some(deadline)) = (due, task.deadline) {
+            if deadline < due {
+                return Err(Error::DeadlineBeforeDue { deadline, due });
+            }
+        }
+        // cold paths are boxed: this future is held per task in flight
+        // (`enqueue_many` holds hundreds)
+        if let Some(due) = due {
+            Box::pin(self.prepare_delayed(queue, due)).await?;
+        }
+        let mut wait = Leaderless::new();
+        loop {
+            let ack = self.start_enqueue(queue, task).await?;
+            match self.finish_save(task, ack).await {
+                Err(Error::StorageNotReady(why))
+                    if Box::pin(wait.again(self, TASKS_STREAM)).await =>
+                {
+                    tracing::debug!(task = %task.id, %why, "task store without a leader; saving again");
+                }
+                other => {
+                    other?;
+                    break;
+                }
+            }
+        }
+        // a retried task's earlier item may still be in the dedupe window
+        let dedupe = task.state != TaskState::Retry;
+        // the consumer's span is a child of this enqueue's (with `otel`)
+        let traceparent = crate::spans::traceparent(&tracing::Span::current(), outer);
+        let stream = format!("{QUEUE_STREAM_PREFIX}{queue}");
+        loop {
+            let sent = self
+                .publish_item_at(
+                    queue,
+                    &task.id,
+                    traceparent.clone(),
+                    dedupe && due.is_none(),
+                    due,
+                )
+                .await;
+            let outcome = match sent {
+                Ok(ack) => ack.await,
+                Err(e) => Err(e),
+            };
+            match &outcome {
+                Ok(ack) if !ack.duplicate => {
+                    crate::metrics::enqueue(queue);
+                    return Ok(());
+                }
+                Err(e)
+                    if e.kind() == PublishErrorKind::StreamNotFound
+                        && Box::pin(wait.again(self, &stream)).await =>
+                {
+                    tracing::debug!(task = %task.id, queue, "queue without a leader; publishing the item again");
+                }
+                _ => return Box::pin(self.item_not_taken(queue, task, outcome, &mut wait)).await,
+            }
+        }
+    }
+
+    /// Whether `stream` may exist although a request to it got no
+    /// responders: true unless the server says it does not exist or
+    /// JetStream is off (a busy or electing cluster may not answer at all).
+    pub(super) async fn may_exist(&self, stream: &str) -> bool {
+        match api::request::<Value>(
+            &self.js,
+            &format!("STREAM.INFO.{stream}"),
+            &json!({}),
+            || format!("loading stream {stream}"),
+        )
+        .await
+        {
+            Err(e) => ![
+                ErrorCode::STREAM_NOT_FOUND,
+                ErrorCode::JETSTREAM_NOT_ENABLED,
+                ErrorCode::JETSTREAM_NOT_ENABLED_FOR_ACCOUNT,
+            ]
+            .into_iter()
+            .any(|code| api::is(&e, code)),
+            Ok(_) => true,
+        }
+    }
+
+    /// Validates the task and sends its record; see [`Storage::enqueue`].
+    pub(crate) async fn start_enqueue(
+        &self,
+        queue: &str,
+        task: &mut Task,
+    ) -> Result<PublishAckFuture> {
+        match task.state {
+            TaskState::New | TaskState::Retry | TaskState::Blocked => {}
+            other => return Err(Error::CannotEnqueue(other)),
+        }
+        validate_queue_name(queue)?;
+        task.queue = queue.to_string();
+        if self.settings.keys.signs() && task.signature.is_empty() {
+            self.settings.keys.sign(task)?;
+        }
+        self.start_save(task).await
+    }
+
+    /// A work item the queue did not take (a duplicate, or a failed
+    /// publish): marks the task `queue_error` (that save waits out a
+    /// leaderless task store too, so no record is left `new` without an
+    /// item when it can be helped) and returns the error for the caller.
+    pub(super) async fn item_not_taken(
+        &self,
+        queue: &str,
+        task: &mut Task,
+        outcome: std::result::Result<jetstream::publish::PublishAck, PublishError>,
+        wait: &mut Leaderless,
+    ) -> Result<()> {
+        let (last_err, err) = match outcome {
+            // taken, but as a duplicate of an item still in the window
+            Ok(_) => (
+                "duplicate work queue item".to_string(),
+                Error::DuplicateItem,
+            ),
+            // the record says what the caller is told (Go: `queue not
+            // found: nats: no responders available for request`)
+            Err(e) if e.kind() == PublishErrorKind::StreamNotFound => {
+                let err = Error::QueueNotFound(queue.to_string());
+                (err.to_string(), err)
+            }
+            Err(e) => {
+                let reason = publish_error_text(&e);
+                (
+                    reason.clone(),
+                    Error::EnqueueRejected {
+                        queue: queue.to_string(),
+                        reason,
+                        source: nats(format!("publishing the work item of {}", task.id), e),
+                    },
+                )
+            }
+        };
+        crate::metrics::enqueue_error(queue);
+        task.state = TaskState::QueueError;
+        task.last_err = last_err;
+        loop {
+            match self.save_task(task).await {
+                Err(Error::StorageNotReady(_)) if wait.again(self, TASKS_STREAM).await => {}
+                other => {
+                    other?;
+                    break;
+                }
+            }
+        }
+        Err(err)
+    }
+}
+
+/// A `traceparent` for a producer running inside a tracing span: a new
+/// trace id with the span's id as parent.
+pub(super) fn current_traceparent() -> Option<String> {
+    let span = tracing::Span::current().id()?;
+    let trace: u128 = rand::random::<u128>() | 1;
+    Some(format!("00-{trace:032x}-{:016x}-01", span.into_u64()))
+}
+
+pub(super) fn publish_error_text(e: &PublishError) -> String {
+    use std::error::Error as _;
+    match e.source() {
+        Some(src) => format!("{}: {src}", e.kind()),
+        None => e.kind().to_string(),
+    }
+}
+
+/// How long an enqueue waits for a stream without a leader (see
+/// [`Storage::enqueue`]): a cluster elects a new stream leader within a few
+/// seconds of losing one.
+pub(super) const LEADERLESS_PATIENCE: Duration = Duration::from_secs(15);
+
+/// The pauses of one enqueue waiting out leaderless streams.
+pub(super) struct Leaderless {
+    until: std::time::Instant,
+    pause: Duration,
+}
+
+impl Leaderless {
+    fn new() -> Leaderless {
+        Leaderless {
+            until: std::time::Instant::now() + LEADERLESS_PATIENCE,
+            pause: Duration::from_millis(100),
+        }
+    }
+
+    /// After "no responders" from `stream`: pauses and returns true when
+    /// it is worth sending again (time is left and the stream may exist).
+    pub(super) async fn again(&mut self, storage: &Storage, stream: &str) -> bool {
+        if std::time::Instant::now() >= self.until || !storage.may_exist(stream).await {
+            return false;
+        }
+        tokio::time::sleep(self.pause).await;
+        self.pause = (self.pause * 2).min(Duration::from_secs(1));
+        true
+    }
+}

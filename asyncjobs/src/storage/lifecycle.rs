@@ -1,0 +1,205 @@
+//! Operations on stored tasks and queues as a whole: retry, delete, purge,
+//! reconcile lost work items, delete queues (docs/storage.md).
+
+use super::queues::queue_error;
+use super::work_item::WorkItem;
+use super::TASKS_STREAM;
+use super::{api, Storage};
+use crate::error::{nats, Error, Result};
+use crate::queue::{validate_queue_name, QUEUE_STREAM_PREFIX};
+use crate::task::{Task, TaskState};
+use async_nats::jetstream::ErrorCode;
+use futures::StreamExt;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+impl Storage {
+    /// See [`Client::reconcile_tasks`](crate::Client::reconcile_tasks).
+    pub(crate) async fn reconcile_tasks(
+        &self,
+        queue: Option<&str>,
+        grace: Duration,
+    ) -> Result<Vec<String>> {
+        let mut tasks = Box::pin(self.list_tasks().await?);
+        let cutoff = OffsetDateTime::now_utc() - grace;
+        let mut ended = Vec::new();
+        while let Some(task) = tasks.next().await {
+            let mut task = task?;
+            let waiting = matches!(
+                task.state,
+                TaskState::New | TaskState::Retry | TaskState::Blocked | TaskState::Active
+            );
+            let last_change = task.tried.unwrap_or(task.created).max(task.created);
+            if !waiting
+                || last_change > cutoff
+                || task.queue.is_empty()
+                || queue.is_some_and(|q| q != task.queue)
+                || self.holds_item(&task.queue, &task.id).await?
+            {
+                continue;
+            }
+            let was = task.state;
+            task.state = TaskState::Expired;
+            task.last_err = format!(
+                "work item lost: queue {} no longer holds one for this {was} task (dropped by the queue's max age or max entries, purged, or the queue was deleted); retry the task to run it again",
+                task.queue
+            );
+            match self.save_task(&mut task).await {
+                Ok(()) => {
+                    tracing::warn!(task = %task.id, queue = %task.queue, state = %was, "work item lost; task expired");
+                    ended.push(task.id);
+                }
+                // changed meanwhile: something is handling it
+                Err(Error::ConcurrentUpdate(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(ended)
+    }
+
+    /// Deletes a task record (work items are untouched).
+    pub(crate) async fn delete_task(&self, id: &str) -> Result<()> {
+        let (seq, data) = self.load_task_raw(id).await?;
+        let tasks = self.stream(TASKS_STREAM).await?;
+        tasks
+            .delete_message(seq)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.task_error(id, nats(format!("deleting task {id}"), e)))?;
+        // a held item (delayed task, wait for a retry or dependencies)
+        // goes with it: it would only end as "task not found" when due
+        if let Ok(task) = serde_json::from_slice::<Task>(&data) {
+            if let Err(e) = self.cancel_held(&task.queue, id).await {
+                tracing::warn!(task = %id, error = %e, "the deleted task's held item stays until due");
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes every task record.
+    pub(crate) async fn purge_tasks(&self) -> Result<()> {
+        let tasks = self.stream(TASKS_STREAM).await?;
+        match tasks.purge().await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.task_error("", nats("purging the task store", e))),
+        }
+    }
+
+    /// Re-enqueues a task by id: state `retry`, result cleared (docs/storage.md §10.5).
+    pub(crate) async fn retry_task(&self, queue: &str, id: &str) -> Result<Task> {
+        let mut task = match self.load_task(id).await {
+            Err(Error::TaskNotFound(_)) => {
+                if let Ok(Some(state)) = self.discarded_state(id).await {
+                    return Err(Error::TaskDiscarded {
+                        id: id.to_string(),
+                        state,
+                    });
+                }
+                return Err(Error::TaskNotFound(id.to_string()));
+            }
+            other => other?,
+        };
+        // runs now: an item held for it (delayed, or waiting for a retry
+        // or dependencies) goes, so it does not run twice
+        task.run_at = None;
+        self.cancel_held(&task.queue, id).await?;
+        task.state = TaskState::Retry;
+        task.result = None;
+        if task.queue != queue {
+            // the signature covers the queue: re-sign when we can (Go keeps
+            // the now invalid signature, docs/go-differences.md §14)
+            task.queue = queue.to_string();
+            self.settings.keys.resign(&mut task)?;
+        }
+        self.enqueue(queue, &mut task).await?;
+        Ok(task)
+    }
+
+    /// Removes every item from a queue (task records untouched).
+    pub(crate) async fn purge_queue(&self, name: &str) -> Result<()> {
+        validate_queue_name(name)?;
+        let s = self.stream(&format!("{QUEUE_STREAM_PREFIX}{name}")).await?;
+        match s.purge().await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(queue_error(name, nats(format!("purging queue {name}"), e))),
+        }
+    }
+
+    /// Removes every item from a queue and saves the tasks they referenced
+    /// that were still waiting (`new`, `retry`, `blocked`) as `terminated`
+    /// with `last_err` naming the purge; returns how many were marked.
+    /// Items published after the purge started are kept.
+    pub(crate) async fn purge_queue_terminating(&self, name: &str) -> Result<u64> {
+        validate_queue_name(name)?;
+        let stream_name = format!("{QUEUE_STREAM_PREFIX}{name}");
+        let mut stream = self
+            .js
+            .get_stream(&stream_name)
+            .await
+            .map_err(|e| queue_error(name, nats(format!("loading queue {name}"), e)))?;
+        let state = stream
+            .info()
+            .await
+            .map_err(|e| nats(format!("loading queue {name}"), e))?
+            .state
+            .clone();
+        let (first, last) = (state.first_sequence, state.last_sequence);
+        let mut ids = Vec::new();
+        if last >= first && last > 0 {
+            for seq in first..=last {
+                match stream.get_raw_message(seq).await {
+                    Ok(m) => {
+                        if let Ok(item) = WorkItem::decode(&m.payload) {
+                            ids.push(item.job);
+                        }
+                    }
+                    Err(e) => {
+                        let e = nats(format!("reading queue {name}"), e);
+                        if !api::is(&e, ErrorCode::NO_MESSAGE_FOUND) {
+                            return Err(e.into());
+                        }
+                    }
+                }
+            }
+        }
+        stream
+            .purge()
+            .sequence(last + 1)
+            .await
+            .map_err(|e| queue_error(name, nats(format!("purging queue {name}"), e)))?;
+        let mut marked = 0;
+        for id in ids {
+            let Ok(mut task) = self.load_task(&id).await else {
+                continue;
+            };
+            if !matches!(
+                task.state,
+                TaskState::New | TaskState::Retry | TaskState::Blocked
+            ) || task.queue != name
+            {
+                continue;
+            }
+            task.state = TaskState::Terminated;
+            task.last_err = format!("work item removed: queue {name} was purged");
+            match self.save_task(&mut task).await {
+                Ok(()) => marked += 1,
+                Err(Error::ConcurrentUpdate(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(marked)
+    }
+
+    /// Deletes a queue's stream.
+    pub(crate) async fn delete_queue(&self, name: &str) -> Result<()> {
+        validate_queue_name(name)?;
+        match self
+            .js
+            .delete_stream(format!("{QUEUE_STREAM_PREFIX}{name}"))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => Err(queue_error(name, nats(format!("deleting queue {name}"), e))),
+        }
+    }
+}

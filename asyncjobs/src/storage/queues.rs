@@ -1,0 +1,235 @@
+//! Reading and changing queues: names, settings and state, and updates of
+//! a stream's or the `WORKERS` consumer's configuration as the server has it.
+
+use super::TASKS_STREAM;
+use super::{api, Storage};
+use crate::error::{nats, Error, NatsError, Result};
+use crate::queue::{
+    validate_queue_name, Queue, QueueInfo, QueueUpdate, QUEUE_STREAM_PREFIX, WORKERS_CONSUMER,
+};
+use async_nats::jetstream::{self, ErrorCode};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+impl Storage {
+    /// Names of all queues, sorted.
+    pub(crate) async fn queue_names(&self) -> Result<Vec<String>> {
+        #[derive(Deserialize)]
+        struct Page {
+            #[serde(default)]
+            total: usize,
+            #[serde(default)]
+            streams: Option<Vec<String>>,
+        }
+        let mut names = Vec::new();
+        loop {
+            let page: Page = api::request(
+                &self.js,
+                "STREAM.NAMES",
+                &json!({"subject": "CHORIA_AJ.Q.>", "offset": names.len()}),
+                || "listing queues".into(),
+            )
+            .await?;
+            let got = page.streams.unwrap_or_default();
+            let done = got.is_empty();
+            names.extend(got);
+            if done || names.len() >= page.total {
+                break;
+            }
+        }
+        let mut names: Vec<String> = names
+            .into_iter()
+            .map(|n| {
+                n.strip_prefix(QUEUE_STREAM_PREFIX)
+                    .map(str::to_string)
+                    .unwrap_or(n)
+            })
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// The `WORKERS` consumer of a queue's stream, `None` when it is missing.
+    pub(super) async fn workers_info(
+        &self,
+        stream: &str,
+        queue: &str,
+    ) -> Result<Option<jetstream::consumer::Info>> {
+        let s = self.stream(stream).await?;
+        match s.consumer_info(WORKERS_CONSUMER).await {
+            Ok(i) => Ok(Some(i)),
+            Err(e) => {
+                let e = nats(format!("loading consumer {stream}.{WORKERS_CONSUMER}"), e);
+                if api::is(&e, ErrorCode::CONSUMER_NOT_FOUND) {
+                    Ok(None)
+                } else if api::is(&e, ErrorCode::STREAM_NOT_FOUND) {
+                    Err(Error::QueueNotFound(queue.to_string()))
+                } else {
+                    Err(e.into())
+                }
+            }
+        }
+    }
+
+    /// Settings and state of a queue; a missing `WORKERS` consumer is reported, not an error.
+    pub(crate) async fn queue_info(&self, name: &str) -> Result<QueueInfo> {
+        validate_queue_name(name)?;
+        let stream_name = format!("{QUEUE_STREAM_PREFIX}{name}");
+        let stream = self
+            .stream_details(&stream_name)
+            .await?
+            .ok_or_else(|| Error::QueueNotFound(name.to_string()))?;
+        let consumer = self.workers_info(&stream_name, name).await?;
+        let mut queue = Queue::new(name);
+        queue.max_age = stream.max_age;
+        queue.max_entries = stream.max_messages;
+        queue.discard_old = stream.discard_old;
+        if let Some(c) = &consumer {
+            queue.max_run_time = c.config.ack_wait;
+            queue.max_concurrent = c.config.max_ack_pending;
+            queue.max_tries = c.config.max_deliver;
+        }
+        Ok(QueueInfo {
+            queue,
+            stream,
+            ack_pending: consumer.as_ref().map_or(0, |c| c.num_ack_pending as u64),
+            pending: consumer.as_ref().map_or(0, |c| c.num_pending),
+            waiting: consumer.as_ref().map_or(0, |c| c.num_waiting as u64),
+            redelivered: consumer.as_ref().map_or(0, |c| c.num_redelivered as u64),
+            has_consumer: consumer.is_some(),
+        })
+    }
+
+    /// Applies a validated [`QueueUpdate`] to the queue's stream (age,
+    /// entries, replicas) and `WORKERS` consumer (tries, run time,
+    /// concurrency), each read and written back with every other field as
+    /// the server has it; returns the queue as it is then.
+    pub(crate) async fn configure_queue(
+        &self,
+        name: &str,
+        update: &QueueUpdate,
+    ) -> Result<QueueInfo> {
+        self.queue_info(name).await?;
+        if update.changes_stream() {
+            self.update_stream(&Queue::new(name).stream_name(), |c| {
+                if let Some(d) = update.max_age {
+                    c["max_age"] = (d.as_nanos() as u64).into();
+                }
+                if let Some(n) = update.max_entries {
+                    c["max_msgs"] = (if n > 0 { n } else { -1 }).into();
+                }
+                if let Some(r) = update.replicas {
+                    c["num_replicas"] = r.into();
+                }
+            })
+            .await?;
+        }
+        if update.changes_consumer() {
+            self.update_workers(name, |c| {
+                if let Some(t) = update.max_tries {
+                    c["max_deliver"] = (if t > 0 { t } else { -1 }).into();
+                }
+                if let Some(d) = update.max_run_time {
+                    c["ack_wait"] = (d.as_nanos() as u64).into();
+                }
+                if let Some(n) = update.max_concurrent {
+                    c["max_ack_pending"] = Queue::new(name)
+                        .max_concurrent(n)
+                        .effective_max_concurrent()
+                        .into();
+                }
+            })
+            .await?;
+        }
+        self.queue_info(name).await
+    }
+
+    /// Changes the task store's retention and/or replicas (validated by the caller).
+    pub(crate) async fn configure_tasks(
+        &self,
+        retention: Option<Duration>,
+        replicas: Option<usize>,
+    ) -> Result<()> {
+        self.update_stream(TASKS_STREAM, |c| {
+            if let Some(d) = retention {
+                c["max_age"] = (d.as_nanos() as u64).into();
+            }
+            if let Some(r) = replicas {
+                c["num_replicas"] = r.into();
+            }
+        })
+        .await
+    }
+
+    /// Updates a stream's configuration with `change` (STREAM.INFO then
+    /// STREAM.UPDATE of the configuration exactly as the server has it).
+    pub(super) async fn update_stream(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut Value),
+    ) -> Result<()> {
+        let mut config = match api::config(&self.js, &format!("STREAM.INFO.{name}"), || {
+            format!("loading stream {name}")
+        })
+        .await
+        {
+            Ok(c) => c,
+            Err(e) if api::is(&e, ErrorCode::STREAM_NOT_FOUND) => {
+                return Err(Error::StorageNotReady(format!("stream {name} not found")))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        change(&mut config);
+        api::request::<Value>(&self.js, &format!("STREAM.UPDATE.{name}"), &config, || {
+            format!("updating stream {name}")
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Updates the `WORKERS` consumer of a queue with `change`.
+    pub(super) async fn update_workers(
+        &self,
+        queue: &str,
+        change: impl FnOnce(&mut Value),
+    ) -> Result<()> {
+        validate_queue_name(queue)?;
+        let stream = format!("{QUEUE_STREAM_PREFIX}{queue}");
+        let mut config = match api::config(
+            &self.js,
+            &format!("CONSUMER.INFO.{stream}.{WORKERS_CONSUMER}"),
+            || format!("loading consumer {stream}.{WORKERS_CONSUMER}"),
+        )
+        .await
+        {
+            Ok(c) => c,
+            Err(e) if api::is(&e, ErrorCode::STREAM_NOT_FOUND) => {
+                return Err(Error::QueueNotFound(queue.into()))
+            }
+            Err(e) if api::is(&e, ErrorCode::CONSUMER_NOT_FOUND) => {
+                return Err(Error::QueueConsumerNotFound(queue.into()))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        change(&mut config);
+        let body = json!({"stream_name": stream, "config": config, "action": ""});
+        api::request::<Value>(
+            &self.js,
+            &format!("CONSUMER.CREATE.{stream}.{WORKERS_CONSUMER}"),
+            &body,
+            || format!("updating consumer {stream}.{WORKERS_CONSUMER}"),
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// Maps "no such stream" to [`Error::QueueNotFound`].
+pub(super) fn queue_error(name: &str, e: NatsError) -> Error {
+    if api::is(&e, ErrorCode::STREAM_NOT_FOUND) {
+        Error::QueueNotFound(name.to_string())
+    } else {
+        e.into()
+    }
+}

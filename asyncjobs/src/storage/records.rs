@@ -1,0 +1,232 @@
+//! Task records: saving with optimistic concurrency (and the state event
+//! that follows), saving or discarding final states, and loading by direct
+//! get or `STREAM.MSG.GET` (docs/storage.md).
+
+use super::{api, Storage};
+use super::{TASKS_STREAM, TASK_SUBJECT_PREFIX};
+use crate::error::{nats, Error, NatsError, Result};
+use crate::events::TaskStateChangeEvent;
+use crate::queue::StreamDetails;
+use crate::task::Task;
+use async_nats::header::HeaderMap;
+use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
+use async_nats::jetstream::ErrorCode;
+use async_nats::StatusCode;
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::atomic::Ordering;
+
+impl Storage {
+    /// Saves the task with optimistic concurrency and publishes its state event.
+    pub(crate) async fn save_task(&self, task: &mut Task) -> Result<()> {
+        let ack = self.start_save(task).await?;
+        self.finish_save(task, ack).await
+    }
+
+    /// Sends the task record; the returned future resolves to its publish ack.
+    pub(crate) async fn start_save(&self, task: &Task) -> Result<PublishAckFuture> {
+        let body = task.to_json()?;
+        self.check_size("task record", body.len())?;
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "Nats-Expected-Last-Subject-Sequence",
+            task.seq.to_string().as_str(),
+        );
+        self.js
+            .publish_with_headers(
+                format!("{TASK_SUBJECT_PREFIX}{}", task.id),
+                headers,
+                body.into(),
+            )
+            .await
+            .map_err(|e| Error::TaskUpdateFailed(nats(format!("saving task {}", task.id), e)))
+    }
+
+    /// Awaits a record's publish ack, remembers its sequence and publishes the event.
+    pub(crate) async fn finish_save(&self, task: &mut Task, ack: PublishAckFuture) -> Result<()> {
+        match ack.await {
+            Ok(ack) => {
+                task.seq = ack.sequence;
+                crate::metrics::task_update(task.state);
+                self.publish_event(task).await;
+                Ok(())
+            }
+            Err(e) => {
+                crate::metrics::task_update_error();
+                Err(match e.kind() {
+                    PublishErrorKind::WrongLastSequence => Error::ConcurrentUpdate(task.id.clone()),
+                    PublishErrorKind::StreamNotFound => Error::StorageNotReady(format!(
+                        "task store {TASKS_STREAM} did not answer (no responders for {TASK_SUBJECT_PREFIX}{}): it does not exist, or has no leader",
+                        task.id
+                    )),
+                    _ => Error::TaskUpdateFailed(nats(format!("saving task {}", task.id), e)),
+                })
+            }
+        }
+    }
+
+    /// Publishes the task's state change event (best effort, like Go).
+    pub(crate) async fn publish_event(&self, task: &Task) {
+        let event = TaskStateChangeEvent::for_task(task);
+        // an event is about 300 bytes, more with a long error
+        let mut body = Vec::with_capacity(384 + event.last_error.len());
+        match serde_json::to_writer(&mut body, &event) {
+            Ok(()) => {
+                if let Err(e) = self.nc.publish(event.subject(), body.into()).await {
+                    tracing::warn!(task = %task.id, error = %e, "publishing task state event failed");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "encoding task state event failed"),
+        }
+    }
+
+    /// Saves the task, or deletes it when its state is in the discard list.
+    ///
+    /// Before the record is deleted its final state is written to
+    /// [`DISCARDED_BUCKET`], so a dependant still sees the dependency as
+    /// `complete` (or failed). When that marker cannot be written the
+    /// record is saved instead of deleted: keeping it is better than
+    /// stranding its dependants.
+    pub(crate) async fn save_or_discard(&self, task: &mut Task) -> Result<()> {
+        if self.settings.discard.contains(&task.state) {
+            // boxed: the marker's KV calls would otherwise grow every
+            // in-flight task's future, discarding or not
+            return Box::pin(self.discard(task)).await;
+        }
+        self.save_task(task).await
+    }
+
+    /// Records the final state of a task in a discard state, then deletes it.
+    pub(super) async fn discard(&self, task: &mut Task) -> Result<()> {
+        if let Err(e) = self.mark_discarded(task).await {
+            tracing::warn!(task = %task.id, state = %task.state, error = %e,
+                "cannot record the final state of a discarded task; keeping its record instead");
+            return self.save_task(task).await;
+        }
+        self.publish_event(task).await;
+        match self.delete_task(&task.id).await {
+            Ok(()) | Err(Error::TaskNotFound(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Loads a task and verifies its signature when keys are configured.
+    pub(crate) async fn load_verified(&self, id: &str) -> Result<Task> {
+        let task = self.load_task(id).await?;
+        self.settings.keys.verify(&task)?;
+        Ok(task)
+    }
+
+    /// Loads the latest version of a task.
+    pub(crate) async fn load_task(&self, id: &str) -> Result<Task> {
+        let (seq, data) = self.load_task_raw(id).await?;
+        let mut task =
+            serde_json::from_slice::<Task>(&data).map_err(|e| Error::InvalidTaskRecord {
+                id: id.to_string(),
+                reason: e.to_string(),
+            })?;
+        task.seq = seq;
+        Ok(task)
+    }
+
+    pub(super) async fn load_task_raw(&self, id: &str) -> Result<(u64, bytes::Bytes)> {
+        if !crate::task::is_valid_name(id) {
+            return Err(Error::TaskIdInvalid(id.to_string()));
+        }
+        if self.direct_loads.load(Ordering::Relaxed) {
+            match self.direct_load(id).await? {
+                Some(found) => return Ok(found),
+                // direct gets no longer answered (the stream's
+                // allow_direct was turned off): load the Go way from now on
+                None => self.direct_loads.store(false, Ordering::Relaxed),
+            }
+        }
+        self.message_get_load(id).await
+    }
+
+    /// Loads a task's latest record by direct get (`$JS.API.DIRECT.GET.
+    /// CHORIA_AJ_TASKS.CHORIA_AJ.T.<id>`): the stored bytes come back as
+    /// the reply's payload and the sequence in its `Nats-Sequence` header.
+    /// `None` when nothing answers direct gets.
+    pub(super) async fn direct_load(&self, id: &str) -> Result<Option<(u64, bytes::Bytes)>> {
+        let subject = format!("$JS.API.DIRECT.GET.{TASKS_STREAM}.{TASK_SUBJECT_PREFIX}{id}");
+        let reply = match self.nc.request(subject, bytes::Bytes::new()).await {
+            Ok(reply) => reply,
+            Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => return Ok(None),
+            Err(e) => return Err(nats(format!("loading task {id}"), e).into()),
+        };
+        match reply.status {
+            Some(StatusCode::NOT_FOUND) => return Err(Error::TaskNotFound(id.to_string())),
+            Some(StatusCode::NO_RESPONDERS) => return Ok(None),
+            Some(status) if status != StatusCode::OK => {
+                return Err(Error::StorageNotReady(format!(
+                    "loading task {id}: direct get answered {status} {}",
+                    reply.description.as_deref().unwrap_or("")
+                )))
+            }
+            _ => {}
+        }
+        let seq = reply
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(async_nats::header::NATS_SEQUENCE))
+            .and_then(|v| v.as_str().parse::<u64>().ok())
+            .ok_or_else(|| Error::InvalidTaskRecord {
+                id: id.to_string(),
+                reason: "direct get reply without a Nats-Sequence header".into(),
+            })?;
+        Ok(Some((seq, reply.payload)))
+    }
+
+    /// Loads a task's latest record by `STREAM.MSG.GET`, as Go does.
+    pub(super) async fn message_get_load(&self, id: &str) -> Result<(u64, bytes::Bytes)> {
+        // STREAM.MSG.GET decoded into just what a load needs (sequence and
+        // data): async-nats's get_last_raw_message_by_subject also decodes
+        // headers and the time, which costs the worker's hot path ~15%.
+        #[derive(Deserialize)]
+        struct Reply {
+            message: Stored,
+        }
+        #[derive(Deserialize)]
+        struct Stored {
+            seq: u64,
+            #[serde(default)]
+            data: String,
+        }
+        let body = json!({ "last_by_subj": format!("{TASK_SUBJECT_PREFIX}{id}") });
+        let reply: Reply = api::request(
+            &self.js,
+            &format!("STREAM.MSG.GET.{TASKS_STREAM}"),
+            &body,
+            || format!("loading task {id}"),
+        )
+        .await
+        .map_err(|e| self.task_error(id, e))?;
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(reply.message.data)
+            .map_err(|e| Error::InvalidTaskRecord {
+                id: id.to_string(),
+                reason: format!("invalid message data: {e}"),
+            })?;
+        Ok((reply.message.seq, data.into()))
+    }
+
+    /// Maps "no such message" and "no such stream" to their meaning for task `id`.
+    pub(super) fn task_error(&self, id: &str, e: NatsError) -> Error {
+        if api::is(&e, ErrorCode::NO_MESSAGE_FOUND) {
+            Error::TaskNotFound(id.to_string())
+        } else if api::is(&e, ErrorCode::STREAM_NOT_FOUND) {
+            Error::StorageNotReady("task store not initialized".into())
+        } else {
+            e.into()
+        }
+    }
+
+    /// The task store's details.
+    pub(crate) async fn tasks_info(&self) -> Result<StreamDetails> {
+        self.stream_details(TASKS_STREAM)
+            .await?
+            .ok_or_else(|| Error::StorageNotReady("task store not initialized".into()))
+    }
+}

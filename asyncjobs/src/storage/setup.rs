@@ -1,0 +1,254 @@
+//! Creating what the runtime needs on the server: the task store, the
+//! exhausted-advisories stream and its consumers, the configuration and
+//! elections buckets, and queues with their `WORKERS` consumer
+//! (docs/storage.md). An existing stream or consumer is used unchanged.
+
+use super::{api, exhausted_subject, ns, Storage};
+use super::{CONFIG_BUCKET, ELECTIONS_BUCKET, EXHAUSTED_STREAM, TASKS_STREAM};
+use crate::error::{nats, Error, NatsError, NatsErrorKind, Result};
+use crate::queue::{validate_queue_name, Queue, WORKERS_CONSUMER};
+use async_nats::jetstream::{self, ErrorCode};
+use serde_json::{json, Value};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+impl Storage {
+    pub(super) async fn create_stream(&self, name: &str, config: Value) -> Result<()> {
+        match api::request::<Value>(&self.js, &format!("STREAM.CREATE.{name}"), &config, || {
+            format!("creating stream {name}")
+        })
+        .await
+        {
+            Ok(_) => Ok(()),
+            // created concurrently by another process: fine, it is loaded unchanged
+            Err(e) if api::is(&e, ErrorCode::STREAM_NAME_EXIST) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Creates `CHORIA_AJ_TASKS` unless it exists (an existing stream is used unchanged).
+    pub(crate) async fn prepare_tasks(&self) -> Result<()> {
+        if let Some(existing) = self.stream_details(TASKS_STREAM).await? {
+            // a store Go created does not allow direct gets: loads there
+            // use STREAM.MSG.GET (the stream is not changed behind its
+            // owner's back)
+            self.direct_loads
+                .store(existing.allow_direct, Ordering::Relaxed);
+            return Ok(());
+        }
+        let config = json!({
+            "name": TASKS_STREAM,
+            "description": "Choria Async Jobs Tasks",
+            "subjects": ["CHORIA_AJ.T.*"],
+            "retention": "limits",
+            "max_consumers": -1,
+            "max_msgs_per_subject": 1,
+            "max_msgs": -1,
+            "max_bytes": -1,
+            "max_age": ns(self.settings.task_retention),
+            "max_msg_size": -1,
+            "storage": self.storage_type(),
+            "discard": "old",
+            "num_replicas": self.settings.replicas.max(1),
+            "sealed": false,
+            "deny_delete": false,
+            "deny_purge": false,
+            "allow_rollup_hdrs": false,
+            // Go creates it with false; loads by direct get cost the
+            // server and the worker less (no JSON and base64 envelope),
+            // and Go's STREAM.MSG.GET loads work either way (docs/storage.md §3.2,
+            // a deliberate difference)
+            "allow_direct": true,
+            "mirror_direct": false,
+            "consumer_limits": {},
+        });
+        self.create_stream(TASKS_STREAM, config).await?;
+        // created here, or concurrently by another process with its own settings
+        if let Some(created) = self.stream_details(TASKS_STREAM).await? {
+            self.direct_loads
+                .store(created.allow_direct, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Creates [`EXHAUSTED_STREAM`] unless it exists, and the durable
+    /// consumer of `queue` on it: from then on every max-deliveries
+    /// advisory of the queue is kept (7 days at most) until a worker of
+    /// the queue handles it.
+    pub(crate) async fn prepare_exhausted(&self, queue: &str) -> Result<()> {
+        validate_queue_name(queue)?;
+        if self.stream_details(EXHAUSTED_STREAM).await?.is_none() {
+            let config = json!({
+                "name": EXHAUSTED_STREAM,
+                "description": "Choria Async Jobs work items whose deliveries ran out",
+                // `*` only matches whole tokens: every stream's WORKERS consumer
+                "subjects": [format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.*.{WORKERS_CONSUMER}")],
+                "retention": "workqueue",
+                "max_consumers": -1,
+                "max_msgs": 1_000_000,
+                "max_bytes": -1,
+                "max_age": ns(Duration::from_secs(7 * 24 * 3600)),
+                "max_msg_size": -1,
+                "storage": self.storage_type(),
+                "discard": "old",
+                "num_replicas": self.settings.replicas.max(1),
+            });
+            self.create_stream(EXHAUSTED_STREAM, config).await?;
+        }
+        let stream = self.stream(EXHAUSTED_STREAM).await?;
+        stream
+            .get_or_create_consumer(
+                queue,
+                jetstream::consumer::pull::Config {
+                    durable_name: Some(queue.to_string()),
+                    filter_subject: exhausted_subject(queue),
+                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                    ack_wait: Duration::from_secs(30),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| nats(format!("creating consumer {EXHAUSTED_STREAM}.{queue}"), e))?;
+        Ok(())
+    }
+
+    /// The durable consumer of `queue` on [`EXHAUSTED_STREAM`].
+    pub(crate) async fn exhausted_consumer(
+        &self,
+        queue: &str,
+    ) -> Result<jetstream::consumer::PullConsumer> {
+        self.stream(EXHAUSTED_STREAM)
+            .await?
+            .get_consumer(queue)
+            .await
+            .map_err(|e| {
+                NatsError::new(
+                    NatsErrorKind::JetStream,
+                    format!("loading consumer {EXHAUSTED_STREAM}.{queue}"),
+                )
+                .with_source(e)
+                .into()
+            })
+    }
+
+    /// Creates the configuration and elections KV buckets unless they exist.
+    pub(crate) async fn prepare_buckets(&self) -> Result<()> {
+        for (bucket, description, ttl) in [
+            (
+                CONFIG_BUCKET,
+                "Choria Async Jobs Configuration",
+                Duration::ZERO,
+            ),
+            (
+                ELECTIONS_BUCKET,
+                "Choria Async Jobs Leader Elections",
+                Duration::from_secs(10),
+            ),
+        ] {
+            let name = format!("KV_{bucket}");
+            if self.stream_details(&name).await?.is_some() {
+                continue;
+            }
+            self.create_stream(&name, self.kv_config(bucket, description, ttl))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The stream configuration Go's KV buckets are created with (docs/storage.md
+    /// §5.1): one value per key, `ttl` as max age (zero = forever), a
+    /// duplicate window of the TTL when shorter than 2 minutes.
+    pub(super) fn kv_config(&self, bucket: &str, description: &str, ttl: Duration) -> Value {
+        let dupe = if !ttl.is_zero() && ttl < Duration::from_secs(120) {
+            ttl
+        } else {
+            Duration::from_secs(120)
+        };
+        json!({
+            "name": format!("KV_{bucket}"),
+            "description": description,
+            "subjects": [format!("$KV.{bucket}.>")],
+            "retention": "limits",
+            "max_consumers": -1,
+            "max_msgs": -1,
+            "max_bytes": -1,
+            "discard": "new",
+            "max_age": ns(ttl),
+            "max_msgs_per_subject": 1,
+            "max_msg_size": -1,
+            "storage": self.storage_type(),
+            "num_replicas": self.settings.replicas.max(1),
+            "duplicate_window": ns(dupe),
+            "deny_delete": true,
+            "allow_rollup_hdrs": true,
+            "compression": "none",
+            "allow_direct": true,
+            "mirror_direct": false,
+            "consumer_limits": {},
+        })
+    }
+
+    /// Creates or loads a queue (or only loads it when `no_create`), returning
+    /// the queue as the server has it.
+    pub(crate) async fn prepare_queue(&self, queue: &Queue) -> Result<Queue> {
+        validate_queue_name(&queue.name)?;
+        let stream = queue.stream_name();
+        if self.stream_details(&stream).await?.is_none() {
+            if queue.no_create {
+                return Err(Error::QueueNotFound(queue.name.clone()));
+            }
+            let config = json!({
+                "name": stream,
+                "description": "Choria Async Jobs Work Queue",
+                "subjects": [format!("CHORIA_AJ.Q.{}.>", queue.name)],
+                "retention": "workqueue",
+                "max_consumers": -1,
+                "max_msgs_per_subject": 1,
+                "max_msgs": if queue.max_entries > 0 { queue.max_entries } else { -1 },
+                "max_bytes": -1,
+                "max_age": ns(queue.max_age),
+                "max_msg_size": -1,
+                "storage": self.storage_type(),
+                "discard": if queue.discard_old { "old" } else { "new" },
+                "num_replicas": self.settings.replicas.max(1),
+                "sealed": false,
+                "deny_delete": false,
+                "deny_purge": false,
+                "allow_rollup_hdrs": false,
+                "allow_direct": false,
+                "mirror_direct": false,
+                "consumer_limits": {},
+            });
+            self.create_stream(&stream, config).await?;
+        }
+        if self.workers_info(&stream, &queue.name).await?.is_none() {
+            if queue.no_create {
+                return Err(Error::QueueConsumerNotFound(queue.name.clone()));
+            }
+            let config = json!({
+                "stream_name": stream,
+                "config": {
+                    "ack_policy": "explicit",
+                    "ack_wait": ns(queue.effective_max_run_time()),
+                    "deliver_policy": "all",
+                    "durable_name": WORKERS_CONSUMER,
+                    "name": WORKERS_CONSUMER,
+                    "max_ack_pending": queue.effective_max_concurrent(),
+                    "max_deliver": if queue.max_tries > 0 { queue.max_tries } else { -1 },
+                    "replay_policy": "instant",
+                    "num_replicas": 0,
+                    "pause_until": "0001-01-01T00:00:00Z",
+                },
+                "action": "",
+            });
+            api::request::<Value>(
+                &self.js,
+                &format!("CONSUMER.CREATE.{stream}.{WORKERS_CONSUMER}"),
+                &config,
+                || format!("creating consumer {stream}.{WORKERS_CONSUMER}"),
+            )
+            .await?;
+        }
+        Ok(self.queue_info(&queue.name).await?.queue)
+    }
+}

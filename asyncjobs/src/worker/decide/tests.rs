@@ -1,0 +1,320 @@
+//! The decision table, one situation a test: what each delivery leads to,
+//! without a server.
+
+use super::*;
+use crate::handler::HandlerError;
+use crate::worker::outcome::MAX_LAST_ERR;
+use time::macros::datetime;
+
+const NOW: OffsetDateTime = datetime!(2026-12-06 12:00:00 UTC);
+
+fn task(state: TaskState) -> Task {
+    let mut t = Task::new("t", &()).unwrap();
+    t.state = state;
+    t
+}
+
+fn queue() -> Queue {
+    Queue::new("Q").max_run_time(Duration::from_secs(60))
+}
+
+fn gate(t: &Task, q: &Queue, delivered: u64) -> Action {
+    before_run(t, Ok(()), q, NOW, delivered)
+}
+
+fn ending(action: Action) -> Ending {
+    match action {
+        Action::End(e) => e,
+        other => panic!("expected the task to end, got {other:?}"),
+    }
+}
+
+fn item(action: Action) -> ItemAction {
+    match action {
+        Action::Item(a) => a,
+        other => panic!("expected an item action, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_message_that_is_not_a_work_item_is_dropped_with_its_body() {
+    assert_eq!(
+        on_item("CHORIA_AJ.Q.Q.x", br#"{"kind":0,"job":"abc"}"#).unwrap(),
+        "abc"
+    );
+    match on_item("CHORIA_AJ.Q.Q.x", b"garbage") {
+        Err(ItemAction::Drop(Unusable::Corrupt { subject, body, .. })) => {
+            assert_eq!(subject, "CHORIA_AJ.Q.Q.x");
+            assert_eq!(body, "garbage");
+        }
+        other => panic!("expected a corrupt item, got {other:?}"),
+    }
+    assert!(matches!(
+        on_item("s", b""),
+        Err(ItemAction::Drop(Unusable::Corrupt {
+            error: ItemError::Empty,
+            ..
+        }))
+    ));
+}
+
+#[test]
+fn a_task_that_can_never_load_drops_its_item_and_a_transient_failure_naks() {
+    for e in [
+        Error::TaskNotFound("x".into()),
+        Error::TaskIdInvalid("a b".into()),
+        Error::InvalidTaskRecord {
+            id: "x".into(),
+            reason: "bad".into(),
+        },
+    ] {
+        assert!(matches!(
+            on_load(Err(e), 1),
+            Err(ItemAction::Drop(Unusable::NoTask(_)))
+        ));
+    }
+    let transient = on_load(Err(Error::StorageNotReady("electing".into())), 3);
+    match transient {
+        // the transient backoff, jittered
+        Err(ItemAction::Nak(delay, Busy::LoadFailed(_))) => assert!(
+            (Duration::from_millis(1)..Duration::from_secs(11)).contains(&delay),
+            "{delay:?}"
+        ),
+        other => panic!("expected a NAK, got {other:?}"),
+    }
+    assert!(on_load(Ok(task(TaskState::New)), 1).is_ok());
+}
+
+#[test]
+fn a_bad_signature_terminates_before_any_gate() {
+    let t = task(TaskState::Complete);
+    let e = ending(before_run(
+        &t,
+        Err(Error::Config("signature mismatch".into())),
+        &queue(),
+        NOW,
+        1,
+    ));
+    assert_eq!(e.state, TaskState::Terminated);
+    assert_eq!(e.why, EndReason::BadSignature);
+    assert!(e.last_err.contains("signature mismatch"), "{}", e.last_err);
+}
+
+#[test]
+fn waiting_and_finished_tasks_run_or_settle() {
+    for s in [TaskState::New, TaskState::Retry, TaskState::Blocked] {
+        assert!(matches!(
+            gate(&task(s), &queue(), 1),
+            Action::Run {
+                stale: false,
+                replace_first: false
+            }
+        ));
+    }
+    for s in [
+        TaskState::Complete,
+        TaskState::Expired,
+        TaskState::Unreachable,
+    ] {
+        assert!(matches!(
+            item(gate(&task(s), &queue(), 1)),
+            ItemAction::Ack(Settled::AlreadyDone(state)) if state == s
+        ));
+    }
+    for s in [TaskState::Terminated, TaskState::QueueError] {
+        assert!(matches!(
+            item(gate(&task(s), &queue(), 1)),
+            ItemAction::Ack(Settled::Final(state)) if state == s
+        ));
+    }
+}
+
+#[test]
+fn the_last_delivery_is_replaced_before_a_try() {
+    let q = queue().max_tries(5);
+    let t = task(TaskState::Retry);
+    for (delivered, replace) in [(1, false), (4, false), (5, true), (9, true)] {
+        assert!(
+            matches!(gate(&t, &q, delivered), Action::Run { replace_first, .. } if replace_first == replace),
+            "delivery {delivered}"
+        );
+    }
+    // no limit, or the first delivery: nothing to replace
+    assert!(matches!(
+        gate(&t, &queue().max_tries(1), 1),
+        Action::Run {
+            replace_first: false,
+            ..
+        }
+    ));
+    assert!(matches!(
+        gate(&t, &queue(), 1000),
+        Action::Run {
+            replace_first: false,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn a_held_lease_naks_for_its_rest_and_a_stale_one_runs_again() {
+    let mut t = task(TaskState::Active);
+    t.tried = Some(NOW - Duration::from_secs(20));
+    match item(gate(&t, &queue(), 1)) {
+        ItemAction::Nak(delay, Busy::LeaseHeld(rest)) => {
+            assert_eq!(rest, Duration::from_secs(42));
+            assert_eq!(delay, Duration::from_millis(42_050));
+        }
+        other => panic!("expected a NAK, got {other:?}"),
+    }
+    t.tried = Some(NOW - Duration::from_secs(62));
+    assert!(matches!(
+        gate(&t, &queue(), 1),
+        Action::Run { stale: true, .. }
+    ));
+}
+
+#[test]
+fn a_delayed_task_waits_until_due() {
+    let mut t = task(TaskState::New);
+    t.run_at = Some(NOW + Duration::from_secs(30));
+    assert!(matches!(
+        item(gate(&t, &queue(), 1)),
+        ItemAction::Wait(d, Waiting::NotDue) if d == Duration::from_secs(30)
+    ));
+}
+
+#[test]
+fn deadlines_and_tries_expire_at_delivery() {
+    let mut t = task(TaskState::New);
+    t.deadline = Some(NOW - Duration::from_secs(1));
+    let e = ending(gate(&t, &queue(), 1));
+    assert_eq!(
+        (e.state, e.why, e.last_err.as_str()),
+        (
+            TaskState::Expired,
+            EndReason::Expired(Expiry::PastDeadline),
+            "past deadline"
+        )
+    );
+    t.deadline = None;
+    t.max_tries = 2;
+    t.tries = 2;
+    let e = ending(gate(&t, &queue(), 1));
+    assert_eq!(e.why, EndReason::Expired(Expiry::MaxTries));
+    assert_eq!(e.tried, None);
+}
+
+#[test]
+fn dependencies_run_wait_or_make_the_task_unreachable() {
+    let mut t = task(TaskState::Blocked);
+    t.dependencies = vec!["a".into()];
+    assert!(matches!(gate(&t, &queue(), 1), Action::CheckDependencies));
+    let poll = Duration::from_secs(5);
+    assert!(after_dependencies(Deps::Ready(BTreeMap::new()), poll, NOW).is_ok());
+    assert!(matches!(
+        after_dependencies(Deps::Waiting, poll, NOW),
+        Err(Action::Item(ItemAction::Wait(d, Waiting::Dependencies))) if d == poll
+    ));
+    let e = ending(
+        after_dependencies(
+            Deps::Failed("dependency a is in state expired".into()),
+            poll,
+            NOW,
+        )
+        .unwrap_err(),
+    );
+    assert_eq!(e.state, TaskState::Unreachable);
+    assert_eq!(
+        e.last_err,
+        "task dependencies failed: dependency a is in state expired"
+    );
+    assert_eq!(e.tried, Some(NOW));
+    assert_eq!(e.why, EndReason::Unreachable);
+}
+
+#[test]
+fn a_failed_active_save_naks_or_ends_the_task() {
+    assert!(matches!(
+        on_active_not_saved(Error::ConcurrentUpdate("x".into()), 7),
+        Action::Item(ItemAction::Nak(d, Busy::ActiveNotSaved(_))) if d == CONFLICT_DELAY
+    ));
+    assert!(matches!(
+        on_active_not_saved(Error::StorageNotReady("no leader".into()), 2),
+        Action::Item(ItemAction::Nak(d, Busy::ActiveNotSaved(_)))
+            if (Duration::from_millis(1)..Duration::from_secs(11)).contains(&d)
+    ));
+    let too_large = Error::PayloadTooLarge {
+        what: "task record",
+        size: 2_000_000,
+        max: 1_048_576,
+    };
+    assert!(too_large.is_permanent());
+    assert!(matches!(
+        on_active_not_saved(too_large, 1),
+        Action::Unsaveable(_)
+    ));
+}
+
+#[test]
+fn outcomes_complete_terminate_hand_back_or_fail() {
+    let mut t = task(TaskState::Active);
+    t.tries = 1;
+    let q = queue().max_tries(3);
+    let output = serde_json::value::RawValue::from_string("42".into()).unwrap();
+    match after_run(Outcome::Done(Ok(output)), &t, &q, NOW) {
+        Action::Complete(r) => {
+            assert_eq!(r.payload.get(), "42");
+            assert_eq!(r.completed, NOW);
+        }
+        other => panic!("expected completion, got {other:?}"),
+    }
+    let e = ending(after_run(
+        Outcome::Done(Err(HandlerError::terminate("bad input"))),
+        &t,
+        &q,
+        NOW,
+    ));
+    assert_eq!(
+        (e.state, e.why, e.last_err.as_str()),
+        (TaskState::Terminated, EndReason::Terminated, "bad input")
+    );
+    assert!(matches!(
+        after_run(Outcome::Shutdown, &t, &q, NOW),
+        Action::HandBack
+    ));
+}
+
+#[test]
+fn a_failed_try_retries_until_the_smaller_limit_then_expires() {
+    let q = queue().max_tries(3);
+    let mut t = task(TaskState::Active);
+    t.max_tries = 10;
+    t.tries = 2;
+    let failed = |t: &Task, outcome| match after_run(outcome, t, &q, NOW) {
+        Action::Failed {
+            last_err,
+            expired,
+            failed,
+        } => (last_err, expired, failed),
+        other => panic!("expected a failed try, got {other:?}"),
+    };
+    let (err, expired, how) = failed(
+        &t,
+        Outcome::Done(Err(HandlerError::retry_after(
+            "busy",
+            Duration::from_secs(9),
+        ))),
+    );
+    assert_eq!((err.as_str(), expired), ("busy", false));
+    assert_eq!(how.delay, Some(Duration::from_secs(9)));
+    t.tries = 3;
+    let (err, expired, _) = failed(&t, Outcome::Panicked("boom".into()));
+    assert_eq!((err.as_str(), expired), ("handler panicked: boom", true));
+    let (err, _, _) = failed(&t, Outcome::TimedOut);
+    assert_eq!(err, "handler exceeded the queue's max run time of 60s");
+    // a handler's long error is cut so the record can be saved
+    let long = "x".repeat(MAX_LAST_ERR * 2);
+    let (err, _, _) = failed(&t, Outcome::Done(Err(HandlerError::retry(long))));
+    assert!(err.len() < MAX_LAST_ERR + 40);
+}
