@@ -3,8 +3,8 @@
 //! context file; then a client with exactly the storage preparation the
 //! command allows.
 
-use crate::cli::Global;
 use crate::error::{CliError, Result};
+use crate::flags::Global;
 use asyncjobs::connect::Connect;
 use asyncjobs::natscontext::context_dir;
 use asyncjobs::{Client, ClientBuilder};

@@ -7,13 +7,15 @@ mod cli;
 mod commands;
 mod connect;
 mod error;
+mod flags;
 mod format;
+mod long_running;
 mod package;
 mod table;
 mod ui;
 
 use clap::Parser;
-use cli::{Cli, Command};
+use cli::Cli;
 use commands::Ctx;
 use error::CliError;
 use std::process::ExitCode;
@@ -74,13 +76,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         global: cli.global.clone(),
         ui: ui::Ui::detect(),
     };
-    match &cli.command {
-        Command::Info(a) => commands::info::run(&ctx, a).await,
-        Command::Queues { cmd } => commands::queue::run(&ctx, cmd).await,
-        Command::Tasks(a) => commands::task::run(&ctx, a).await,
-        Command::Server { cmd } => commands::server::run(&ctx, cmd).await,
-        Command::Package(a) => commands::package::run(&ctx, a),
-    }
+    cli.command.run(&ctx).await
 }
 
 /// Prints an error as the Go tool does.

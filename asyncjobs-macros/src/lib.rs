@@ -61,7 +61,7 @@ use proc_macro::TokenStream;
 ///   position (`State(db): State<Db>`), where `T: Clone + Send + Sync +
 ///   'static`: the worker looks each up by type once at start-up, in the
 ///   values registered with `asyncjobs::main!(state = ...)`,
-///   `runtime::App::state` or `Router::with_state`, and refuses to start
+///   `program::App::state` or `Router::with_state`, and refuses to start
 ///   naming the type and the handler when one is missing; every task gets a
 ///   clone;
 /// * returns `Result<T, E>` (or an alias such as `anyhow::Result<T>`) where

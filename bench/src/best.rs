@@ -11,8 +11,9 @@
 //! in batches as large as the concurrency and processed without spawning,
 //! and task loads by direct get (plain bytes, no JSON/base64 envelope).
 
+use crate::harness::{cleanup, connect, on_current_thread, tasks, wait_drained};
+use crate::opts::Opts;
 use crate::raw::{enqueue_one, event};
-use crate::{cleanup, connect, on_current_thread, tasks, wait_drained, Opts};
 use async_nats::jetstream::{self, AckKind};
 use async_nats::HeaderMap;
 use asyncjobs::{Task, TaskState};

@@ -5,7 +5,9 @@
 //! event, work item publish with `Nats-Msg-Id`. Processing: pull, task load,
 //! `active` save + event, `complete` save + event, double ack.
 
-use crate::{cleanup, connect, percentiles, tasks, wait_drained, Done, Opts};
+use crate::harness::{cleanup, connect, tasks, wait_drained, Done};
+use crate::opts::Opts;
+use crate::report::percentiles;
 use async_nats::jetstream::{self, message::PublishMessage, AckKind};
 use async_nats::HeaderMap;
 use asyncjobs::events::TaskStateChangeEvent;

@@ -1,10 +1,16 @@
 //! How the framework scales with cores and with the work: a CPU-bound
 //! handler on 1 and on 2 handler threads, processing with a large backlog
-//! against an empty queue, and listing a large task store.
+//! against an empty queue, and listing a large task store; each with the
+//! line it prints and its figures of the `--json` summary (`report_*`).
 
-use crate::{cleanup, connect, noop_router, spawn_fw_worker, tasks, wait_drained, Done, Opts};
+use crate::best;
+use crate::framework::spawn_worker;
+use crate::harness::{cleanup, connect, noop_router, tasks, wait_drained, Done};
+use crate::opts::Opts;
+use crate::report::stats;
 use asyncjobs::{Router, Task, TaskContext};
 use futures::StreamExt;
+use serde_json::{Map, Value};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -78,7 +84,7 @@ pub async fn cpu_bound(url: &str, opts: &Opts, rep: usize, handler_threads: usiz
         })
         .unwrap();
     let stop = CancellationToken::new();
-    let worker = spawn_fw_worker(url, &q, 100, Some(handler_threads), router, stop.clone());
+    let worker = spawn_worker(url, &q, 100, Some(handler_threads), router, stop.clone());
     // timed from the first completion: the worker's start (connection,
     // consumer, reconcile pass) is the same for any number of threads and
     // would weigh more on the shorter run
@@ -113,7 +119,7 @@ pub async fn with_backlog(url: &str, opts: &Opts, backlog: usize) -> f64 {
     let done = Done::new(n);
     let stop = CancellationToken::new();
     let started = Instant::now();
-    let worker = spawn_fw_worker(
+    let worker = spawn_worker(
         url,
         &q,
         100,
@@ -232,4 +238,81 @@ fn run_ajc_ls(ajc: &std::path::Path, url: &str) -> (f64, f64) {
     let secs = started.elapsed().as_secs_f64();
     assert!(status.success(), "ajc task ls failed: {status}");
     (secs, peak_kib / 1024.0)
+}
+
+/// `--cpu-tasks`: the CPU-bound handler on 1 and 2 handler threads beside
+/// what two threads of pure CPU work give on this machine; a line and
+/// three `extra` figures.
+pub async fn report_cpu_bound(url: &str, opts: &Opts, reps: usize, extra: &mut Map<String, Value>) {
+    let (mut one, mut two) = (Vec::new(), Vec::new());
+    for rep in 0..reps {
+        one.push(cpu_bound(url, opts, rep, 1).await);
+        two.push(cpu_bound(url, opts, rep, 2).await);
+    }
+    let (one, two) = (stats(&one).unwrap().1, stats(&two).unwrap().1);
+    let machine = machine_scaling(opts.cpu_work_ms * 500);
+    eprintln!(
+        "CPU-bound handler ({} ms/task, c100): 1 handler thread {one:.1} tasks/s, 2 threads {two:.1} tasks/s: {:.2}x \
+         (two threads of pure CPU work on this machine: {machine:.2}x one)",
+        opts.cpu_work_ms,
+        two / one
+    );
+    extra.insert(
+        "machine_two_thread_scaling".into(),
+        serde_json::json!((machine * 100.0).round() / 100.0),
+    );
+    extra.insert(
+        "cpu_bound_1_thread_per_sec".into(),
+        serde_json::json!(one.round()),
+    );
+    extra.insert(
+        "cpu_bound_2_threads_per_sec".into(),
+        serde_json::json!(two.round()),
+    );
+}
+
+/// `--backlog`: the first `--tasks` processed from an empty queue and from
+/// one holding `--backlog`, for the framework and the best raw client; a
+/// line and two `extra` figures.
+pub async fn report_backlog(url: &str, opts: &Opts, extra: &mut Map<String, Value>) {
+    let empty = with_backlog(url, opts, opts.tasks).await;
+    let full = with_backlog(url, opts, opts.backlog).await;
+    let best_empty = best::process_from(url, opts, "BEST_BACKLOG_E", 100, opts.tasks).await;
+    let best_full = best::process_from(url, opts, "BEST_BACKLOG_F", 100, opts.backlog).await;
+    eprintln!(
+        "process c100, first {} tasks: empty queue {empty:.1} tasks/s, {} queued {full:.1} tasks/s: {:.0}% \
+         (best raw: {best_empty:.1} and {best_full:.1} tasks/s: {:.0}%)",
+        opts.tasks,
+        opts.backlog,
+        full / empty * 100.0,
+        best_full / best_empty * 100.0
+    );
+    extra.insert(
+        "backlog_empty_per_sec".into(),
+        serde_json::json!(empty.round()),
+    );
+    extra.insert(
+        "backlog_full_per_sec".into(),
+        serde_json::json!(full.round()),
+    );
+}
+
+/// `--list-tasks`: listing a store of that many tasks (and `ajc task ls`
+/// when it sits beside this binary); a line and two `extra` figures.
+pub async fn report_listing(url: &str, opts: &Opts, extra: &mut Map<String, Value>) {
+    let l = listing(url, opts, opts.list_tasks).await;
+    eprintln!(
+        "listing {} stored tasks: Client::list_tasks {:.2} s, peak RSS +{:.1} MiB{}",
+        l.stored,
+        l.client_secs,
+        l.client_peak_mib,
+        match l.ajc {
+            Some((secs, mib)) => format!(
+                "; `ajc task ls --state expired` (scans all) {secs:.2} s, peak RSS {mib:.1} MiB"
+            ),
+            None => String::new(),
+        }
+    );
+    extra.insert("list_secs".into(), serde_json::json!(l.client_secs));
+    extra.insert("list_peak_mib".into(), serde_json::json!(l.client_peak_mib));
 }

@@ -2,10 +2,28 @@
 
 use super::{emit, emit_json, Ctx};
 use crate::blocks::{ConfigBlock, ElectionsBlock, QueueBlock, TasksBlock};
-use crate::cli::InfoArgs;
 use crate::connect::{client, Prepare};
 use crate::error::Result;
+use crate::flags::JsonFlag;
+use crate::format::{parse_duration, GoDuration};
+use clap::Args;
 use serde_json::json;
+
+/// `ajc info`.
+#[derive(Args, Debug)]
+pub struct InfoArgs {
+    /// Create missing storage with this many replicas
+    #[arg(short = 'R', long = "replica", value_name = "N")]
+    pub replica: Option<usize>,
+    /// Create missing storage in memory
+    #[arg(long)]
+    pub memory: bool,
+    /// Create a missing task store keeping tasks this long
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub retention: Option<GoDuration>,
+    #[command(flatten)]
+    pub out: JsonFlag,
+}
 
 /// Runs `ajc info`. Read-only unless one of the initialization flags is
 /// given, in which case missing storage is created with them (as Go does).

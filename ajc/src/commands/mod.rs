@@ -1,15 +1,17 @@
-//! The commands. Each takes the global flags, the terminal state and its
-//! arguments, prints its output and returns an error to end with.
+//! The commands, one module per command group: its subcommands, their
+//! arguments and their work together ([`info`], [`queue`], [`task`] with
+//! `task cron`, [`server`], [`package`]). Each command takes the global
+//! flags, the terminal state and its arguments, prints its output and
+//! returns an error to end with; this module holds what they all get
+//! ([`Ctx`]) and how they write to stdout.
 
-pub mod cron;
 pub mod info;
 pub mod package;
-pub mod process;
 pub mod queue;
 pub mod server;
 pub mod task;
 
-use crate::cli::Global;
+use crate::flags::Global;
 use crate::ui::Ui;
 use serde::Serialize;
 use std::io::Write;

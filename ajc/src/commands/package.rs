@@ -2,13 +2,51 @@
 //! prints Go's settings and handler tables and writes the project.
 
 use super::{emitln, Ctx};
-use crate::cli::{PackageArgs, PackageCmd};
 use crate::error::{CliError, Result};
 use crate::package::render::{self, Target};
-use crate::package::{self as spec, Kind, Source};
+use crate::package::{self as spec, Kind, Plan, Source};
 use crate::table::Table;
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
 
-/// Runs `ajc package …`.
+/// `ajc package …` (docs/interfaces.md §1.8).
+#[derive(Args, Debug)]
+pub struct PackageArgs {
+    /// Use a specific configuration file rather than asyncjobs.yaml
+    #[arg(
+        long,
+        global = true,
+        default_value = "asyncjobs.yaml",
+        value_name = "FILE"
+    )]
+    pub file: PathBuf,
+    /// The package command.
+    #[command(subcommand)]
+    pub cmd: PackageCmd,
+}
+
+/// `ajc package docker|cargo`.
+#[derive(Subcommand, Debug)]
+pub enum PackageCmd {
+    /// Creates a Cargo project and a Dockerfile for a container hosting the handlers
+    Docker(PackageOutput),
+    /// Creates a Cargo project building a worker binary hosting the handlers
+    Cargo(PackageOutput),
+}
+
+/// Where `ajc package` writes.
+#[derive(Args, Debug)]
+pub struct PackageOutput {
+    /// Directory to write the project to (created when missing)
+    #[arg(long, short = 'o', default_value = ".", value_name = "DIR")]
+    pub output: PathBuf,
+    /// Overwrite files the project writes that already exist
+    #[arg(long, short = 'f')]
+    pub force: bool,
+}
+
+/// Runs `ajc package …`: checks the file, refuses to overwrite without
+/// `--force`, prints the plan's tables and writes the project.
 pub fn run(ctx: &Ctx, a: &PackageArgs) -> Result<()> {
     let (target, out) = match &a.cmd {
         PackageCmd::Docker(o) => (Target::Docker, o),
@@ -28,7 +66,26 @@ pub fn run(ctx: &Ctx, a: &PackageArgs) -> Result<()> {
             )));
         }
     }
+    emitln(settings_table(&plan).render(&ctx.ui));
+    emitln(handlers_table(&plan).render(&ctx.ui));
+    emitln("");
 
+    render::write(&project, &dir).map_err(CliError::msg)?;
+    match target {
+        Target::Docker => emitln(format!(
+            "Build your container using 'docker build {}'",
+            dir.display()
+        )),
+        Target::Cargo => emitln(format!(
+            "Build your worker using 'cargo build --release --manifest-path {}'",
+            dir.join("Cargo.toml").display()
+        )),
+    }
+    Ok(())
+}
+
+/// Go's "Handler Microservice Settings" table, with the Rust project's rows.
+fn settings_table(plan: &Plan) -> Table {
     let mut settings = Table::new("Handler Microservice Settings", &["Setting", "Value"]);
     let discard = if plan.discard.is_empty() {
         "none".to_string()
@@ -65,8 +122,12 @@ pub fn run(ctx: &Ctx, a: &PackageArgs) -> Result<()> {
             format!("{go} (Go library version, not used)").into(),
         ]);
     }
-    emitln(settings.render(&ctx.ui));
+    settings
+}
 
+/// Go's "Handler Configuration and Packages" table: each task type and
+/// how it is handled.
+fn handlers_table(plan: &Plan) -> Table {
     let mut handlers = Table::new(
         "Handler Configuration and Packages",
         &["Task Type", "Handler Kind", "Detail"],
@@ -86,19 +147,5 @@ pub fn run(ctx: &Ctx, a: &PackageArgs) -> Result<()> {
             detail.into(),
         ]);
     }
-    emitln(handlers.render(&ctx.ui));
-    emitln("");
-
-    render::write(&project, &dir).map_err(CliError::msg)?;
-    match target {
-        Target::Docker => emitln(format!(
-            "Build your container using 'docker build {}'",
-            dir.display()
-        )),
-        Target::Cargo => emitln(format!(
-            "Build your worker using 'cargo build --release --manifest-path {}'",
-            dir.join("Cargo.toml").display()
-        )),
-    }
-    Ok(())
+    handlers
 }

@@ -1,15 +1,129 @@
-//! `ajc queue …`: create, list, view, configure, purge and remove work queues.
+//! `ajc queue …`: create, list, view, configure, purge and remove work
+//! queues; the arguments of each subcommand and what it does.
 
 use super::{emit, emit_json, emitln, Ctx};
 use crate::blocks::QueueBlock;
-use crate::cli::{QueueCmd, QueueConfigureArgs, QueueNameForce, QueueNewArgs, QueuePurgeArgs};
 use crate::connect::{client, Prepare};
 use crate::error::{CliError, Result};
-use crate::format::{iec_bytes, ucomma};
+use crate::flags::{ForceFlag, JsonFlag};
+use crate::format::{iec_bytes, parse_duration, ucomma, GoDuration};
 use crate::table::{Align, Cell, Table};
 use crate::ui::Style;
 use asyncjobs::{Client, Queue, QueueUpdate};
+use clap::{Args, Subcommand};
 use std::time::Duration;
+
+/// `ajc queue …`.
+#[derive(Subcommand, Debug)]
+pub enum QueueCmd {
+    /// Creates a new Queue
+    #[command(visible_aliases = ["add", "n", "a"])]
+    New(QueueNewArgs),
+    /// List Queues
+    #[command(visible_alias = "ls")]
+    List(JsonFlag),
+    /// Removes the entire work queue
+    #[command(visible_alias = "rm")]
+    Delete(QueueNameForce),
+    /// Removes all items from a work queue
+    Purge(QueuePurgeArgs),
+    /// Shows information about a queue
+    #[command(visible_aliases = ["view", "i"])]
+    Info(QueueInfoArgs),
+    /// Configures a Queue storage
+    #[command(visible_aliases = ["config", "cfg"])]
+    Configure(QueueConfigureArgs),
+}
+
+/// `ajc queue new`.
+#[derive(Args, Debug)]
+pub struct QueueNewArgs {
+    /// Queue to create
+    pub queue: String,
+    /// Sets the maximum age for entries to keep, 0s for unlimited
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub age: GoDuration,
+    /// Sets the maximum amount of entries to keep, 0 for unlimited
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub entries: i64,
+    /// Maximum delivery attempts to allow per message, -1 for unlimited
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    pub tries: i64,
+    /// Maximum run-time to allow per task
+    #[arg(long = "run-time", value_name = "DURATION", default_value = "1h0m0s", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub run_time: GoDuration,
+    /// Maximum concurrent jobs that can be ran
+    #[arg(long, default_value_t = 100, allow_negative_numbers = true)]
+    pub concurrent: i64,
+    /// Store the Queue in memory
+    #[arg(long)]
+    pub memory: bool,
+    /// Number of storage replicas to configure
+    #[arg(long, default_value_t = 1)]
+    pub replicas: usize,
+    /// When full, discard old entries
+    #[arg(long = "discard-old")]
+    pub discard_old: bool,
+    #[command(flatten)]
+    pub out: JsonFlag,
+}
+
+/// A queue name and `-f`.
+#[derive(Args, Debug)]
+pub struct QueueNameForce {
+    /// The queue
+    pub queue: String,
+    #[command(flatten)]
+    pub force: ForceFlag,
+}
+
+/// `ajc queue purge`.
+#[derive(Args, Debug)]
+pub struct QueuePurgeArgs {
+    #[command(flatten)]
+    pub target: QueueNameForce,
+    /// Also mark the tasks whose items are removed (and that still wait:
+    /// new, retry, blocked) terminated, so none is left waiting forever
+    /// (Go leaves them new)
+    #[arg(long)]
+    pub terminate_tasks: bool,
+}
+
+/// `ajc queue info`.
+#[derive(Args, Debug)]
+pub struct QueueInfoArgs {
+    /// Queue to view
+    pub queue: String,
+    #[command(flatten)]
+    pub out: JsonFlag,
+}
+
+/// `ajc queue configure`: negative sentinels leave a setting unchanged.
+#[derive(Args, Debug)]
+pub struct QueueConfigureArgs {
+    /// Queue to configure
+    pub queue: String,
+    /// Sets the maximum age for entries to keep, 0s for unlimited
+    #[arg(long, value_name = "DURATION", default_value = "-1s", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub age: GoDuration,
+    /// Sets the maximum amount of entries to keep, 0 for unlimited
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    pub entries: i64,
+    /// Maximum delivery attempts to allow per message, -1 for unlimited
+    #[arg(long, default_value_t = -2, allow_negative_numbers = true)]
+    pub tries: i64,
+    /// Maximum run-time to allow per task
+    #[arg(long = "run-time", value_name = "DURATION", default_value = "-1s", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub run_time: GoDuration,
+    /// Maximum concurrent jobs that can be ran
+    #[arg(long, default_value_t = -2, allow_negative_numbers = true)]
+    pub concurrent: i64,
+    /// Number of storage replicas to configure
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    pub replicas: i64,
+    #[command(flatten)]
+    pub out: JsonFlag,
+}
 
 /// Runs a queue command.
 pub async fn run(ctx: &Ctx, cmd: &QueueCmd) -> Result<()> {

@@ -2,12 +2,68 @@
 //! a TCP port, with Go's flags, bind rules, TLS and mutual TLS.
 
 use super::Ctx;
-use crate::cli::{ServerCmd, ServerRunArgs};
 use crate::connect::{client, Prepare};
 use crate::error::{CliError, Result};
+use crate::format::{parse_duration, GoDuration};
+use crate::long_running::shutdown_on_signals;
 use asyncjobs::queue::DEFAULT_QUEUE_NAME;
 use asyncjobs_http::server::{check_bind, rustls_config, serve, TlsFiles};
 use asyncjobs_http::{ApiOptions, Auth};
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+
+/// `ajc server …`.
+#[derive(Subcommand, Debug)]
+pub enum ServerCmd {
+    /// Serves the HTTP API (Go's routes and JSON, docs/interfaces.md §2)
+    Run(ServerRunArgs),
+}
+
+/// `ajc server run` (Go's flags and defaults, docs/interfaces.md §2.1).
+#[derive(Args, Debug)]
+pub struct ServerRunArgs {
+    /// Address to listen on (an IP address or localhost, with a port; 0 picks a free port)
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "HOST:PORT")]
+    pub bind: String,
+    /// PEM certificate chain to serve TLS with (needs --tls-key)
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle: every client must present a certificate chaining to it (mutual TLS)
+    #[arg(long, value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Queue tasks are enqueued into (it must exist)
+    #[arg(long, value_name = "QUEUE")]
+    pub queue: Option<String>,
+    /// Without --queue, use (and create) the DEFAULT queue; lets POST /v1/queues create DEFAULT
+    #[arg(long)]
+    pub allow_create_default: bool,
+    /// Longest time to read a request body
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub read_timeout: GoDuration,
+    /// Longest time to answer a request (streams and waits excepted); also the shutdown grace
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub write_timeout: GoDuration,
+    /// Largest request body in bytes
+    #[arg(long, default_value_t = 524288, value_name = "BYTES")]
+    pub max_body: usize,
+    /// Listen on an address other hosts can reach without client certificates
+    #[arg(long)]
+    pub unsafe_bind: bool,
+    /// Do not serve the web dashboard under /ui/
+    #[arg(long)]
+    pub no_ui: bool,
+    /// Refuse the dashboard's actions (retry, delete, purge, configure, schedules)
+    #[arg(long)]
+    pub read_only: bool,
+    /// Export traces over OTLP/HTTP to this collector, for example
+    /// http://127.0.0.1:4318 (OTEL_SERVICE_NAME and the SDK's sampling
+    /// variables apply)
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+}
 
 /// Runs a `server` subcommand.
 pub async fn run(ctx: &Ctx, cmd: &ServerCmd) -> Result<()> {
@@ -70,7 +126,7 @@ async fn server_run(ctx: &Ctx, a: &ServerRunArgs) -> Result<()> {
     let local = listener
         .local_addr()
         .map_err(|e| CliError::msg(e.to_string()))?;
-    let stop = super::process::shutdown_on_signals();
+    let stop = shutdown_on_signals();
     let scheme = if tls.enabled() { "https" } else { "http" };
     tracing::info!(
         "HTTP API listening on {scheme}://{local} (queue {queue}, auth {}{})",

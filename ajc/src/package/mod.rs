@@ -204,15 +204,51 @@ pub fn plan(spec: Spec, file: &Path, dir: &Path) -> Result<Plan, String> {
         .discard_states_by_name(&discard)
         .map_err(|e| format!("discard: {e}"))?;
     let rust = spec.rust.unwrap_or_default();
-    let asyncjobs = match (rust.asyncjobs, rust.asyncjobs_path) {
+    let asyncjobs = asyncjobs_source(rust.asyncjobs, rust.asyncjobs_path, dir)?;
+    let handlers = handlers(spec.tasks.unwrap_or_default(), file, dir)?;
+    let crates = crates(&handlers)?;
+    if nats.chars().any(|c| c.is_control()) {
+        return Err(format!(
+            "nats: context name {nats:?} holds a control character"
+        ));
+    }
+    Ok(Plan {
+        file: file.to_path_buf(),
+        dir: dir.to_path_buf(),
+        nats,
+        queue,
+        package: unique_package_name(&name, &crates),
+        name,
+        go_version: spec.asyncjobs.filter(|s| !s.is_empty()),
+        asyncjobs,
+        otel: rust.otel.unwrap_or(false),
+        retry,
+        discard,
+        signatures_optional: spec.task_signatures_optional.unwrap_or(false),
+        handlers,
+        crates,
+    })
+}
+
+/// Where the `rust:` section says the asyncjobs crate comes from (this
+/// ajc's version by default).
+fn asyncjobs_source(
+    version: Option<String>,
+    path: Option<String>,
+    dir: &Path,
+) -> Result<Source, String> {
+    Ok(match (version, path) {
         (Some(_), Some(_)) => {
             return Err("rust: give asyncjobs (a version) or asyncjobs_path, not both".into())
         }
         (Some(v), None) => Source::Version(v),
         (None, Some(p)) => Source::Path(absolute_in(dir, &p)?),
         (None, None) => Source::Version(env!("CARGO_PKG_VERSION").into()),
-    };
-    let tasks = spec.tasks.unwrap_or_default();
+    })
+}
+
+/// The `tasks` entries checked, in file order, each task type once.
+fn handlers(tasks: Vec<TaskSpec>, file: &Path, dir: &Path) -> Result<Vec<Handler>, String> {
     if tasks.is_empty() {
         return Err(format!("no task handlers specified in {}", file.display()));
     }
@@ -228,8 +264,14 @@ pub fn plan(spec: Spec, file: &Path, dir: &Path) -> Result<Plan, String> {
         }
         handlers.push(h);
     }
+    Ok(handlers)
+}
+
+/// The crates the handlers name, each once in file order; refused when
+/// one is listed with two sources or two would be linked by one name.
+fn crates(handlers: &[Handler]) -> Result<Vec<(String, Source)>, String> {
     let mut crates: Vec<(&str, &Source)> = Vec::new();
-    for h in &handlers {
+    for h in handlers {
         if let Kind::Crate { name, source } = &h.kind {
             if let Some((other, _)) = crates
                 .iter()
@@ -251,13 +293,16 @@ pub fn plan(spec: Spec, file: &Path, dir: &Path) -> Result<Plan, String> {
             }
         }
     }
-    if nats.chars().any(|c| c.is_control()) {
-        return Err(format!(
-            "nats: context name {nats:?} holds a control character"
-        ));
-    }
-    // the generated package must not share a name with what it depends on
-    let mut package = package_name(&name);
+    Ok(crates
+        .into_iter()
+        .map(|(n, s)| (n.to_string(), s.clone()))
+        .collect())
+}
+
+/// The Cargo package name of `name`, made different from what it depends
+/// on (`asyncjobs` and the handler crates) with `-service` suffixes.
+fn unique_package_name(name: &str, crates: &[(String, Source)]) -> String {
+    let mut package = package_name(name);
     let taken = |p: &str| {
         let p = p.replace('-', "_");
         p == "asyncjobs" || crates.iter().any(|(n, _)| n.replace('-', "_") == p)
@@ -265,30 +310,17 @@ pub fn plan(spec: Spec, file: &Path, dir: &Path) -> Result<Plan, String> {
     while taken(&package) {
         package.push_str("-service");
     }
-    let crates: Vec<(String, Source)> = crates
-        .into_iter()
-        .map(|(n, s)| (n.to_string(), s.clone()))
-        .collect();
-    Ok(Plan {
-        file: file.to_path_buf(),
-        dir: dir.to_path_buf(),
-        nats,
-        queue,
-        package,
-        name,
-        go_version: spec.asyncjobs.filter(|s| !s.is_empty()),
-        asyncjobs,
-        otel: rust.otel.unwrap_or(false),
-        retry,
-        discard,
-        signatures_optional: spec.task_signatures_optional.unwrap_or(false),
-        handlers,
-        crates,
-    })
+    package
 }
 
+/// Whether an optional key is given and not empty.
+fn set(o: &Option<String>) -> bool {
+    o.as_deref().is_some_and(|s| !s.is_empty())
+}
+
+/// Tasks entry `n` checked: a valid type and exactly one handler kind.
 fn handler(n: usize, t: TaskSpec, dir: &Path) -> Result<Handler, String> {
-    let Some(task_type) = t.task_type else {
+    let Some(task_type) = t.task_type.clone() else {
         return Err(format!(
             "tasks entry {n} has no type (write type: \"\" for a handler of every type)"
         ));
@@ -299,13 +331,39 @@ fn handler(n: usize, t: TaskSpec, dir: &Path) -> Result<Handler, String> {
         ));
     }
     let at = format!("tasks entry {n} (type {task_type:?})");
-    let set = |o: &Option<String>| o.as_deref().is_some_and(|s| !s.is_empty());
-    let remote = t.remote.unwrap_or(false);
+    let kind = match declared_kind(&at, &t)? {
+        None => {
+            return Err(format!(
+                "{at} has no handler: give command (a program under commands/), remote: true (a request-reply service) or crate (a Rust crate with #[task_handler({task_type:?})])"
+            ))
+        }
+        Some("package") => {
+            return Err(format!(
+                "{at} is the Go package {}{}, which a Rust worker cannot link: port the handler to a crate with #[asyncjobs::task_handler({task_type:?})] and list it as crate: <name> with version: or path:, or run it in a Go process serving the request-reply protocol and list it as remote: true",
+                t.package.unwrap_or_default(),
+                t.version.map(|v| format!("@{v}")).unwrap_or_default()
+            ))
+        }
+        Some("command") => command_kind(&at, t, dir)?,
+        Some("remote") => {
+            if set(&t.version) || set(&t.path) {
+                return Err(format!("{at}: version and path belong to crate handlers"));
+            }
+            Kind::Remote
+        }
+        _ => crate_kind(&at, t, dir)?,
+    };
+    Ok(Handler { task_type, kind })
+}
+
+/// The one handler kind an entry gives (`command`, `remote`, `crate` or
+/// `package`), `None` for none; an error names them when several are given.
+fn declared_kind(at: &str, t: &TaskSpec) -> Result<Option<&'static str>, String> {
     let mut kinds = Vec::new();
     if set(&t.command) {
         kinds.push("command");
     }
-    if remote {
+    if t.remote.unwrap_or(false) {
         kinds.push("remote");
     }
     if set(&t.krate) {
@@ -320,99 +378,87 @@ fn handler(n: usize, t: TaskSpec, dir: &Path) -> Result<Handler, String> {
             kinds.join(" and ")
         ));
     }
-    let kind = match kinds.first().copied() {
-        None => {
+    Ok(kinds.first().copied())
+}
+
+/// A `command:` entry: a program inside `commands/` that exists and the
+/// Dockerfile can copy.
+fn command_kind(at: &str, t: TaskSpec, dir: &Path) -> Result<Kind, String> {
+    if set(&t.version) || set(&t.path) {
+        return Err(format!("{at}: version and path belong to crate handlers"));
+    }
+    let command = t.command.unwrap_or_default();
+    let rel = Path::new(&command);
+    if rel.is_absolute()
+        || rel
+            .components()
+            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err(format!(
+            "{at}: command {command:?} must be a path inside commands/ (no leading / or ..)"
+        ));
+    }
+    if command.chars().any(|c| c.is_control() || c == '$') {
+        return Err(format!(
+            "{at}: command {command:?} holds a control character or $, which the Dockerfile cannot copy safely"
+        ));
+    }
+    let file = dir.join("commands").join(rel);
+    if !file.is_file() {
+        return Err(format!("{at}: command {} does not exist", file.display()));
+    }
+    Ok(Kind::Command(command))
+}
+
+/// A `crate:` entry: a crate name that can be linked, from a version or a
+/// directory holding a `Cargo.toml`.
+fn crate_kind(at: &str, t: TaskSpec, dir: &Path) -> Result<Kind, String> {
+    let name = t.krate.unwrap_or_default();
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        || name.starts_with(|c: char| c.is_ascii_digit())
+    {
+        return Err(format!("{at}: {name:?} is not a crate name"));
+    }
+    let linked = name.replace('-', "_");
+    if linked == "asyncjobs" {
+        return Err(format!(
+            "{at}: crate asyncjobs is the runtime itself; list the crate holding your #[task_handler] functions"
+        ));
+    }
+    if RUST_KEYWORDS.contains(&linked.as_str()) {
+        return Err(format!(
+            "{at}: crate {name:?} is linked as `{linked}`, a Rust keyword: rename the crate"
+        ));
+    }
+    let source = match (
+        t.version.filter(|s| !s.is_empty()),
+        t.path.filter(|s| !s.is_empty()),
+    ) {
+        (Some(_), Some(_)) => {
             return Err(format!(
-                "{at} has no handler: give command (a program under commands/), remote: true (a request-reply service) or crate (a Rust crate with #[task_handler({task_type:?})])"
+                "{at}: give the crate's version or its path, not both"
             ))
         }
-        Some("package") => {
+        (Some(v), None) => Source::Version(v),
+        (None, Some(p)) => {
+            let p = absolute_in(dir, &p)?;
+            if !p.join("Cargo.toml").is_file() {
+                return Err(format!(
+                    "{at}: crate {name}: {} holds no Cargo.toml",
+                    p.display()
+                ));
+            }
+            Source::Path(p)
+        }
+        (None, None) => {
             return Err(format!(
-                "{at} is the Go package {}{}, which a Rust worker cannot link: port the handler to a crate with #[asyncjobs::task_handler({task_type:?})] and list it as crate: <name> with version: or path:, or run it in a Go process serving the request-reply protocol and list it as remote: true",
-                t.package.unwrap_or_default(),
-                t.version.map(|v| format!("@{v}")).unwrap_or_default()
+                "{at}: crate {name} needs version: (from crates.io) or path: (a directory)"
             ))
-        }
-        Some("command") => {
-            if set(&t.version) || set(&t.path) {
-                return Err(format!("{at}: version and path belong to crate handlers"));
-            }
-            let command = t.command.unwrap_or_default();
-            let rel = Path::new(&command);
-            if rel.is_absolute()
-                || rel
-                    .components()
-                    .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
-            {
-                return Err(format!(
-                    "{at}: command {command:?} must be a path inside commands/ (no leading / or ..)"
-                ));
-            }
-            if command.chars().any(|c| c.is_control() || c == '$') {
-                return Err(format!(
-                    "{at}: command {command:?} holds a control character or $, which the Dockerfile cannot copy safely"
-                ));
-            }
-            let file = dir.join("commands").join(rel);
-            if !file.is_file() {
-                return Err(format!(
-                    "{at}: command {} does not exist",
-                    file.display()
-                ));
-            }
-            Kind::Command(command)
-        }
-        Some("remote") => {
-            if set(&t.version) || set(&t.path) {
-                return Err(format!("{at}: version and path belong to crate handlers"));
-            }
-            Kind::Remote
-        }
-        _ => {
-            let name = t.krate.unwrap_or_default();
-            if !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-                || name.starts_with(|c: char| c.is_ascii_digit())
-            {
-                return Err(format!("{at}: {name:?} is not a crate name"));
-            }
-            let linked = name.replace('-', "_");
-            if linked == "asyncjobs" {
-                return Err(format!(
-                    "{at}: crate asyncjobs is the runtime itself; list the crate holding your #[task_handler] functions"
-                ));
-            }
-            if RUST_KEYWORDS.contains(&linked.as_str()) {
-                return Err(format!(
-                    "{at}: crate {name:?} is linked as `{linked}`, a Rust keyword: rename the crate"
-                ));
-            }
-            let source = match (t.version.filter(|s| !s.is_empty()), t.path.filter(|s| !s.is_empty())) {
-                (Some(_), Some(_)) => {
-                    return Err(format!("{at}: give the crate's version or its path, not both"))
-                }
-                (Some(v), None) => Source::Version(v),
-                (None, Some(p)) => {
-                    let p = absolute_in(dir, &p)?;
-                    if !p.join("Cargo.toml").is_file() {
-                        return Err(format!(
-                            "{at}: crate {name}: {} holds no Cargo.toml",
-                            p.display()
-                        ));
-                    }
-                    Source::Path(p)
-                }
-                (None, None) => {
-                    return Err(format!(
-                        "{at}: crate {name} needs version: (from crates.io) or path: (a directory)"
-                    ))
-                }
-            };
-            Kind::Crate { name, source }
         }
     };
-    Ok(Handler { task_type, kind })
+    Ok(Kind::Crate { name, source })
 }
 
 fn absolute_in(dir: &Path, p: &str) -> Result<PathBuf, String> {

@@ -16,6 +16,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
+use std::time::Duration;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -195,6 +196,26 @@ pub(crate) fn json<T: serde::Serialize>(status: StatusCode, body: &T) -> Respons
 /// `Invalid format for parameter <p>: <why>` (Go's binding error, no details).
 pub(crate) fn bad_parameter(name: &str, why: impl std::fmt::Display) -> ApiError {
     ApiError::invalid(format!("Invalid format for parameter {name}: {why}"))
+}
+
+/// A Go duration in field `field` of a request, `None` when absent or
+/// empty: 400 `invalid_duration` when it does not parse or is negative.
+pub(crate) fn go_duration(
+    field: &'static str,
+    text: Option<&str>,
+) -> Result<Option<Duration>, ApiError> {
+    let Some(text) = text.filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    let invalid = |why: String| {
+        ApiError::invalid(format!("{field}: {why}"))
+            .field(field)
+            .reason("invalid_duration")
+    };
+    let nanos = asyncjobs::wire::parse_go_duration(text).map_err(invalid)?;
+    u64::try_from(nanos)
+        .map(|n| Some(Duration::from_nanos(n)))
+        .map_err(|_| invalid(format!("must not be negative (got {text:?})")))
 }
 
 /// A request's payload from `payload` (any JSON, stored as Go re-encodes

@@ -1,6 +1,6 @@
 //! Queues: list, create, get, delete, purge.
 
-use super::{json, JsonBody};
+use super::{go_duration, json, JsonBody};
 use crate::error::ApiError;
 use crate::schema::{QueueCreateRequest, QueueListResponse, QueueView};
 use crate::Api;
@@ -9,7 +9,6 @@ use asyncjobs::Queue;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use std::time::Duration;
 
 /// Every queue, by name.
 #[utoipa::path(get, path = "/v1/queues", operation_id = "listQueues", tag = "Queues",
@@ -27,22 +26,6 @@ pub(super) async fn list(State(api): State<Api>) -> Result<Response, ApiError> {
         }
     }
     Ok(json(StatusCode::OK, &QueueListResponse { queues }))
-}
-
-/// A Go duration of field `field`: 400 `invalid_duration` when it does not parse.
-fn duration(field: &'static str, text: Option<&str>) -> Result<Duration, ApiError> {
-    let Some(text) = text.filter(|t| !t.is_empty()) else {
-        return Ok(Duration::ZERO);
-    };
-    let invalid = |why: String| {
-        ApiError::invalid(format!("{field}: {why}"))
-            .field(field)
-            .reason("invalid_duration")
-    };
-    let nanos = asyncjobs::wire::parse_go_duration(text).map_err(invalid)?;
-    u64::try_from(nanos)
-        .map(Duration::from_nanos)
-        .map_err(|_| invalid(format!("must not be negative (got {text:?})")))
 }
 
 /// Creates a queue; absent or zero settings get the library defaults
@@ -69,8 +52,8 @@ pub(super) async fn create(
         .field("name")
         .reason("default_queue_disallowed"));
     }
-    let max_age = duration("max_age", req.max_age.as_deref())?;
-    let max_runtime = duration("max_runtime", req.max_runtime.as_deref())?;
+    let max_age = go_duration("max_age", req.max_age.as_deref())?.unwrap_or_default();
+    let max_runtime = go_duration("max_runtime", req.max_runtime.as_deref())?.unwrap_or_default();
     let exists = match api.client.queue_info(&req.name).await {
         Ok(_) => true,
         Err(asyncjobs::Error::QueueNotFound(_)) => false,

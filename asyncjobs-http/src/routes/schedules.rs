@@ -1,6 +1,6 @@
 //! Schedules: list, create, get, delete.
 
-use super::{json, JsonBody};
+use super::{go_duration, json, JsonBody};
 use crate::error::ApiError;
 use crate::schema::{ScheduleCreateRequest, ScheduleListResponse, ScheduleView};
 use crate::Api;
@@ -49,16 +49,7 @@ pub(super) async fn create(
     if let Some(p) = payload {
         template = template.raw_payload(p);
     }
-    if let Some(text) = req.deadline_offset.as_deref().filter(|t| !t.is_empty()) {
-        let invalid = |why: String| {
-            ApiError::invalid(format!("deadline_offset: {why}"))
-                .field("deadline_offset")
-                .reason("invalid_duration")
-        };
-        let nanos = asyncjobs::wire::parse_go_duration(text).map_err(invalid)?;
-        let d = u64::try_from(nanos)
-            .map(Duration::from_nanos)
-            .map_err(|_| invalid(format!("must not be negative (got {text:?})")))?;
+    if let Some(d) = go_duration("deadline_offset", req.deadline_offset.as_deref())? {
         template = template.deadline_in(d);
     }
     if let Some(n) = req.max_tries {

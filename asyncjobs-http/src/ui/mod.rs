@@ -8,12 +8,24 @@
 //! Actions are POST forms carrying a token all replicas share and refused when
 //! the request comes from another site (`Sec-Fetch-Site`, `Origin`), and
 //! refused altogether in read-only mode.
+//!
+//! One file a page, each with the forms it posts: [`overview`] (`/ui/`),
+//! [`tasks`] (the list, search and bulk retry), [`task`] (one task, retry,
+//! delete), [`schedules`] (list, add, delete) and [`queues`] (the
+//! overview's purge and configure forms). [`actions`] refuses and confirms
+//! actions; [`page`] renders pages and holds what they share.
 
-mod pages;
+mod actions;
+mod overview;
+mod page;
+mod queues;
+mod schedules;
+mod task;
+mod tasks;
 
 use crate::Api;
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
 /// The dashboard's routes (merged into the API router when
@@ -21,20 +33,23 @@ use axum::routing::{get, post};
 pub(crate) fn routes() -> axum::Router<Api> {
     axum::Router::new()
         .route("/ui", get(|| async { Redirect::permanent("/ui/") }))
-        .route("/ui/", get(pages::overview))
-        .route("/ui/tasks", get(pages::tasks))
-        .route("/ui/tasks/retry", post(pages::bulk_retry))
-        .route("/ui/tasks/{id}", get(pages::task))
-        .route("/ui/tasks/{id}/retry", post(pages::retry))
-        .route("/ui/tasks/{id}/delete", post(pages::delete))
-        .route("/ui/search", get(pages::search))
-        .route("/ui/queues/{name}/purge", post(pages::purge))
-        .route("/ui/queues/{name}/configure", post(pages::configure))
+        .route("/ui/", get(overview::overview))
+        .route("/ui/tasks", get(tasks::tasks))
+        .route("/ui/tasks/retry", post(tasks::bulk_retry))
+        .route("/ui/tasks/{id}", get(task::task))
+        .route("/ui/tasks/{id}/retry", post(task::retry))
+        .route("/ui/tasks/{id}/delete", post(task::delete))
+        .route("/ui/search", get(tasks::search))
+        .route("/ui/queues/{name}/purge", post(queues::purge))
+        .route("/ui/queues/{name}/configure", post(queues::configure))
         .route(
             "/ui/schedules",
-            get(pages::schedules).post(pages::add_schedule),
+            get(schedules::schedules).post(schedules::add_schedule),
         )
-        .route("/ui/schedules/{name}/delete", post(pages::delete_schedule))
+        .route(
+            "/ui/schedules/{name}/delete",
+            post(schedules::delete_schedule),
+        )
         .route("/ui/assets/app.css", get(css))
         .route("/ui/assets/app.js", get(js))
 }
@@ -64,48 +79,11 @@ fn asset(kind: &'static str, body: &'static str) -> Response {
     r
 }
 
-/// A rendered page (or a plain error page when rendering fails).
-fn page<T: askama::Template>(status: StatusCode, t: &T) -> Response {
-    match t.render() {
-        Ok(html) => {
-            let mut r = (status, Html(html)).into_response();
-            // the dashboard is never framed by another site
-            r.headers_mut()
-                .insert("x-frame-options", HeaderValue::from_static("DENY"));
-            r
-        }
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("rendering the page failed: {e}"),
-        )
-            .into_response(),
-    }
-}
-
 /// The dashboard's answer to a request the server gave up on (the write
 /// timeout): 503 with the reason on a page, where the API answers the JSON
 /// envelope.
 pub(crate) fn unanswered(api: &Api, message: String) -> Response {
-    pages::error_page(api, StatusCode::SERVICE_UNAVAILABLE, message)
-}
-
-/// True when a POST may act: not read-only and the form's token matches
-/// (requests a browser marks cross-site are refused before this, for the
-/// whole router, by [`crate::observe::access`]).
-pub(crate) async fn may_act(api: &Api, token: &str) -> Result<(), (StatusCode, &'static str)> {
-    if api.options.read_only {
-        return Err((
-            StatusCode::FORBIDDEN,
-            "this dashboard is read-only (ajc server run --read-only)",
-        ));
-    }
-    if token != api.csrf().await {
-        return Err((
-            StatusCode::FORBIDDEN,
-            "refused: the form is stale or forged; reload the page",
-        ));
-    }
-    Ok(())
+    page::error_page(api, StatusCode::SERVICE_UNAVAILABLE, message)
 }
 
 /// The form token every replica shares: kept in the KV bucket

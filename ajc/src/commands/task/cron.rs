@@ -1,13 +1,102 @@
-//! `ajc task cron …`: scheduled tasks and the scheduler.
+//! `ajc task cron …`: scheduled tasks (add, view, delete, list) and the
+//! scheduler that enqueues their tasks.
 
-use super::task::{payload_bytes, with_settings};
-use super::{emit, emit_json, emitln, Ctx};
-use crate::cli::{CronAddArgs, CronCmd, CronDeleteArgs, CronListArgs, CronViewArgs};
+use super::input::{payload_bytes, with_settings, TaskSettings};
+use crate::commands::{emit, emit_json, emitln, Ctx};
 use crate::connect::{client, Prepare};
-use crate::error::Result;
+use crate::error::{CliError, Result};
+use crate::flags::{ForceFlag, JsonFlag};
 use crate::format::{go_time, humanize, iec_bytes};
+use crate::long_running::{serve_metrics, shutdown_on_signals, MonitorArgs};
 use crate::table::Table;
-use asyncjobs::{ScheduleError, ScheduledTask, Task};
+use asyncjobs::{ScheduleError, ScheduledTask, Scheduler, Task};
+use clap::{Args, Subcommand};
+
+/// `ajc task cron …`.
+#[derive(Subcommand, Debug)]
+pub enum CronCmd {
+    /// Adds a Scheduled Task entry
+    #[command(visible_aliases = ["new", "a"])]
+    Add(CronAddArgs),
+    /// Views a Scheduled Task
+    #[command(visible_aliases = ["show", "v"])]
+    View(CronViewArgs),
+    /// Removes a Scheduled Task entry
+    #[command(visible_aliases = ["del", "rm"])]
+    Delete(CronDeleteArgs),
+    /// List Scheduled Tasks
+    #[command(visible_alias = "ls")]
+    List(CronListArgs),
+    /// Runs the Scheduled Task Scheduler
+    Scheduler(CronSchedulerArgs),
+}
+
+/// `ajc task cron add`.
+#[derive(Args, Debug)]
+pub struct CronAddArgs {
+    /// Unique name for this Scheduled Task
+    pub name: String,
+    /// Schedule definition
+    pub schedule: String,
+    /// The task type
+    #[arg(value_name = "TYPE")]
+    pub task_type: String,
+    /// The task Payload: JSON is stored as given, anything else as a JSON string
+    #[arg(long)]
+    pub payload: Option<String>,
+    /// Store the payload as a JSON string, as the Go ajc does
+    #[arg(long = "raw-string")]
+    pub raw_string: bool,
+    /// Write the schedule exactly as the Go ajc does, so Go and Rust
+    /// scheduler leaders give its tasks the same payload (Go's encoding:
+    /// the JSON string of the payload's base64). Use it when Go schedulers
+    /// may lead; without it tasks get the payload unchanged, which only
+    /// Rust schedulers honour
+    #[arg(long = "go-encoding")]
+    pub go_encoding: bool,
+    #[command(flatten)]
+    pub task: TaskSettings,
+    #[command(flatten)]
+    pub out: JsonFlag,
+}
+
+/// `ajc task cron view`.
+#[derive(Args, Debug)]
+pub struct CronViewArgs {
+    /// The name of the Schedule to view
+    pub name: String,
+    #[command(flatten)]
+    pub out: JsonFlag,
+}
+
+/// `ajc task cron delete`.
+#[derive(Args, Debug)]
+pub struct CronDeleteArgs {
+    /// The name of the Schedule to remove
+    pub name: String,
+    #[command(flatten)]
+    pub force: ForceFlag,
+}
+
+/// `ajc task cron list`.
+#[derive(Args, Debug)]
+pub struct CronListArgs {
+    /// Show only task names
+    #[arg(long)]
+    pub names: bool,
+    #[command(flatten)]
+    pub out: JsonFlag,
+}
+
+/// `ajc task cron scheduler`.
+#[derive(Args, Debug)]
+pub struct CronSchedulerArgs {
+    /// A unique name for this scheduler, used for leader election
+    #[arg(env = "AJC_SCHEDULER_NAME")]
+    pub name: String,
+    #[command(flatten)]
+    pub monitor: MonitorArgs,
+}
 
 /// Runs a cron command.
 pub async fn run(ctx: &Ctx, cmd: &CronCmd) -> Result<()> {
@@ -16,7 +105,7 @@ pub async fn run(ctx: &Ctx, cmd: &CronCmd) -> Result<()> {
         CronCmd::View(a) => view(ctx, a).await,
         CronCmd::Delete(a) => delete(ctx, a).await,
         CronCmd::List(a) => list(ctx, a).await,
-        CronCmd::Scheduler(a) => super::process::scheduler(ctx, a).await,
+        CronCmd::Scheduler(a) => scheduler(ctx, a).await,
     }
 }
 
@@ -167,6 +256,24 @@ async fn list(ctx: &Ctx, a: &CronListArgs) -> Result<()> {
         ]);
     }
     emit(table.render(&ctx.ui));
+    Ok(())
+}
+
+/// `ajc task cron scheduler NAME`.
+async fn scheduler(ctx: &Ctx, a: &CronSchedulerArgs) -> Result<()> {
+    if a.name.is_empty() {
+        return Err(CliError::msg("a scheduler name is required"));
+    }
+    let client = client(
+        &ctx.global,
+        Prepare::Queue(asyncjobs::queue::DEFAULT_QUEUE_NAME.into()),
+        Ok,
+    )
+    .await?;
+    let stop = shutdown_on_signals();
+    serve_metrics(a.monitor, stop.clone()).await?;
+    tracing::info!(scheduler = %a.name, "starting the task scheduler");
+    Scheduler::new(client, a.name.clone()).run(stop).await?;
     Ok(())
 }
 

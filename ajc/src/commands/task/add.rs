@@ -1,0 +1,127 @@
+//! `ajc task add`: builds a task from its arguments, then enqueues it.
+
+use super::input::{payload_bytes, with_settings, TaskSettings};
+use super::keys::with_keys;
+use crate::commands::{emitln, Ctx};
+use crate::connect::{client, Prepare};
+use crate::error::{CliError, Result};
+use crate::format::{parse_duration, GoDuration};
+use asyncjobs::signing::Keys;
+use asyncjobs::Task;
+use clap::{ArgAction, Args};
+use std::time::Duration;
+
+/// `ajc task add`.
+#[derive(Args, Debug)]
+pub struct TaskAddArgs {
+    /// The task type
+    #[arg(value_name = "TYPE")]
+    pub task_type: String,
+    /// The task Payload: JSON is stored as given, anything else as a JSON
+    /// string (or use --payload-file)
+    #[arg(conflicts_with = "payload_file")]
+    pub payload: Option<String>,
+    /// Read the payload from this file, "-" for standard input (for
+    /// payloads too large for an argument, up to the server's message size)
+    #[arg(long = "payload-file", value_name = "FILE")]
+    pub payload_file: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub task: TaskSettings,
+    /// Sets IDs to depend on, comma sep or pass multiple times
+    #[arg(long, value_name = "IDS", action = ArgAction::Append)]
+    pub depends: Vec<String>,
+    /// Loads results from dependencies before executing task
+    #[arg(long)]
+    pub load: bool,
+    /// Store the payload argument as a JSON string, as the Go ajc does
+    #[arg(long = "raw-string")]
+    pub raw_string: bool,
+    /// Run the task at this time (RFC 3339); its work item reaches the queue then
+    #[arg(long, value_name = "TIME", conflicts_with = "run_in")]
+    pub at: Option<String>,
+    /// Run the task after this long (Go duration, for example 90s or 2h)
+    #[arg(long = "in", value_name = "DURATION", value_parser = parse_duration)]
+    pub run_in: Option<GoDuration>,
+}
+
+/// `task add`: builds the task before connecting, then enqueues it.
+pub async fn run(ctx: &Ctx, keys: Option<Keys>, a: &TaskAddArgs) -> Result<()> {
+    let text = match (&a.payload, &a.payload_file) {
+        (Some(p), _) => p.clone(),
+        (None, Some(file)) => read_payload_file(file)?,
+        (None, None) => {
+            return Err(CliError::msg(
+                "a payload is required: give it as an argument or with --payload-file FILE (- for standard input)",
+            ))
+        }
+    };
+    let payload = payload_bytes(&text, a.raw_string)?;
+    let mut b = with_settings(
+        Task::builder(a.task_type.clone()).raw_payload(payload),
+        &a.task,
+    )?;
+    let deps: Vec<String> = a
+        .depends
+        .iter()
+        .flat_map(|d| d.split(','))
+        .map(|d| d.trim().to_string())
+        .filter(|d| !d.is_empty())
+        .collect();
+    if !deps.is_empty() {
+        b = b.depends_on(deps);
+        if a.load {
+            b = b.load_dependency_results();
+        }
+    }
+    match (&a.at, &a.run_in) {
+        (Some(at), _) => {
+            let at = asyncjobs::wire::parse_time(at).map_err(|e| {
+                CliError::msg(format!(
+                    "--at {at:?}: expected an RFC 3339 time such as 2026-12-03T18:00:00Z: {e}"
+                ))
+            })?;
+            b = b.run_at(at);
+        }
+        (None, Some(d)) => b = b.run_in(d.non_negative("--in").map_err(CliError::msg)?),
+        (None, None) => {}
+    }
+    let mut task = b.build()?;
+    let client = client(&ctx.global, Prepare::Queue(a.task.queue.clone()), |b| {
+        Ok(with_keys(b, keys))
+    })
+    .await?;
+    tokio::time::timeout(Duration::from_secs(5), client.enqueue(&mut task))
+        .await
+        .map_err(|_| CliError::msg("enqueueing the task timed out"))??;
+    match task.run_at {
+        Some(due) if due > time::OffsetDateTime::now_utc() => emitln(format!(
+            "Enqueued task {} (due {})",
+            task.id,
+            asyncjobs::wire::format_time(&due)
+        )),
+        _ => emitln(format!("Enqueued task {}", task.id)),
+    }
+    Ok(())
+}
+
+/// Reads a payload from `file`, or from standard input for `-`.
+fn read_payload_file(file: &std::path::Path) -> Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    let read = if file.as_os_str() == "-" {
+        std::io::stdin().read_to_string(&mut text)
+    } else {
+        std::fs::File::open(file).and_then(|mut f| f.read_to_string(&mut text))
+    };
+    read.map_err(|e| {
+        CliError::msg(format!(
+            "reading the payload from {} failed: {e}",
+            if file.as_os_str() == "-" {
+                "standard input".to_string()
+            } else {
+                file.display().to_string()
+            }
+        ))
+    })?;
+    Ok(text)
+}

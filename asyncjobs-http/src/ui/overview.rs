@@ -1,0 +1,202 @@
+//! The overview page (`/ui/`): queues with their depth and limits, task
+//! counts by state, workers, the scheduler leader and the schedules.
+
+use super::page::{limit, query, render, short_time, STATES};
+use super::schedules::{schedule_rows, ScheduleRow};
+use crate::Api;
+use askama::Template;
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use futures::StreamExt;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Records the overview's state counts read at most.
+const COUNT_SCAN: usize = 200_000;
+
+struct QueueRow {
+    name: String,
+    depth: u64,
+    in_flight: u64,
+    pending: u64,
+    redelivered: u64,
+    max_age: String,
+    max_tries: String,
+    max_run_time: String,
+    max_concurrent: i64,
+    max_entries: String,
+    discard_old: bool,
+    has_consumer: bool,
+}
+
+struct WorkerRow {
+    id: String,
+    queue: String,
+    host: String,
+    pid: u32,
+    started: String,
+    seen: String,
+    concurrency: usize,
+    task_types: String,
+}
+
+#[derive(Template)]
+#[template(path = "overview.html")]
+struct Overview {
+    read_only: bool,
+    csrf: String,
+    notice: Option<String>,
+    queues: Vec<QueueRow>,
+    states: Vec<(&'static str, u64)>,
+    counted: u64,
+    complete_count: bool,
+    workers: Vec<WorkerRow>,
+    leader: Option<String>,
+    schedules: Vec<ScheduleRow>,
+    problems: Vec<String>,
+}
+
+/// How many tasks of each state one scan found.
+struct StateCounts {
+    states: Vec<(&'static str, u64)>,
+    counted: u64,
+    /// False when the scan was skipped or stopped at [`COUNT_SCAN`].
+    complete: bool,
+}
+
+/// A duration setting, `unlimited` when zero.
+fn human(d: Duration) -> String {
+    if d.is_zero() {
+        "unlimited".into()
+    } else {
+        asyncjobs::format_duration(d)
+    }
+}
+
+/// `/ui/`: what cannot be read is listed as a problem on the page.
+pub(super) async fn overview(State(api): State<Api>, RawQuery(raw): RawQuery) -> Response {
+    let q = query(raw.as_deref());
+    let mut problems = vec![];
+    let queues = queue_rows(&api, &mut problems).await;
+    // counting reads the store: one listing at a time, as the API's (the
+    // permit is held until the page is rendered)
+    let listing = api.listing.clone().try_acquire_owned();
+    let counts = state_counts(&api, listing.is_ok(), &mut problems).await;
+    let workers = worker_rows(&api, &mut problems).await;
+    let leader = api.client.scheduler_leader().await.unwrap_or_else(|e| {
+        problems.push(format!("reading the scheduler leader: {e}"));
+        None
+    });
+    let schedules = schedule_rows(&api, &mut problems).await;
+    render(
+        StatusCode::OK,
+        &Overview {
+            read_only: api.options.read_only,
+            csrf: api.csrf().await,
+            notice: q.get("notice").cloned(),
+            queues,
+            states: counts.states,
+            counted: counts.counted,
+            complete_count: counts.complete,
+            workers,
+            leader,
+            schedules,
+            problems,
+        },
+    )
+}
+
+/// Every queue by name, with its depth and settings.
+async fn queue_rows(api: &Api, problems: &mut Vec<String>) -> Vec<QueueRow> {
+    let mut queues = vec![];
+    match api.client.queue_names().await {
+        Ok(mut names) => {
+            names.sort();
+            for name in names {
+                match api.client.queue_info(&name).await {
+                    Ok(i) => queues.push(QueueRow {
+                        name: i.queue.name.clone(),
+                        depth: i.stream.messages,
+                        in_flight: i.ack_pending,
+                        pending: i.pending,
+                        redelivered: i.redelivered,
+                        max_age: human(i.queue.max_age),
+                        max_tries: limit(i.queue.max_tries),
+                        max_run_time: human(i.queue.max_run_time),
+                        max_concurrent: i.queue.max_concurrent,
+                        max_entries: limit(i.queue.max_entries),
+                        discard_old: i.queue.discard_old,
+                        has_consumer: i.has_consumer,
+                    }),
+                    Err(e) => problems.push(format!("queue {name}: {e}")),
+                }
+            }
+        }
+        Err(e) => problems.push(format!("listing queues: {e}")),
+    }
+    queues
+}
+
+/// Tasks by state over at most [`COUNT_SCAN`] records; left out when
+/// another listing holds the store (`may_list` false).
+async fn state_counts(api: &Api, may_list: bool, problems: &mut Vec<String>) -> StateCounts {
+    let mut counts: BTreeMap<&'static str, u64> = STATES.iter().map(|s| (*s, 0)).collect();
+    let mut counted = 0u64;
+    let mut complete = true;
+    if !may_list {
+        problems.push("a task listing is in progress: the counts by state are left out".into());
+        complete = false;
+    }
+    let counting = async {
+        if !may_list {
+            return Err(asyncjobs::Error::NoTasks);
+        }
+        api.client.list_tasks(COUNT_SCAN).await
+    };
+    match counting.await {
+        Err(asyncjobs::Error::NoTasks) => {}
+        Ok(mut all) => {
+            while let Some(t) = all.next().await {
+                if let Ok(t) = t {
+                    if let Some(c) = counts.get_mut(t.state.as_str()) {
+                        *c += 1;
+                    }
+                }
+                counted += 1;
+            }
+            if counted as usize >= COUNT_SCAN {
+                complete = false;
+            }
+        }
+        Err(e) => problems.push(format!("counting tasks: {e}")),
+    }
+    StateCounts {
+        states: STATES.iter().map(|s| (*s, counts[s])).collect(),
+        counted,
+        complete,
+    }
+}
+
+/// The workers that announce themselves.
+async fn worker_rows(api: &Api, problems: &mut Vec<String>) -> Vec<WorkerRow> {
+    match api.client.workers().await {
+        Ok(w) => w
+            .into_iter()
+            .map(|w| WorkerRow {
+                id: w.id,
+                queue: w.queue,
+                host: w.host,
+                pid: w.pid,
+                started: short_time(&w.started),
+                seen: short_time(&w.seen),
+                concurrency: w.concurrency,
+                task_types: w.task_types.join(", "),
+            })
+            .collect(),
+        Err(e) => {
+            problems.push(format!("listing workers: {e}"));
+            vec![]
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! The queue forms of the overview: purge a queue, change its settings.
+
+use super::actions::{act, may_act, Action, Ask};
+use super::page::{done, error_page};
+use crate::Api;
+use asyncjobs::QueueUpdate;
+use axum::extract::{Form, Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+use std::time::Duration;
+
+/// Removes every waiting item of a queue, after confirmation.
+pub(super) async fn purge(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    Form(a): Form<Action>,
+) -> Response {
+    let ask = Ask {
+        title: "Purge queue",
+        message: format!("Remove every waiting item of queue {name}? Their tasks stay stored but will not run until retried."),
+        action: format!("/ui/queues/{name}/purge"),
+        button: "Purge".into(),
+        back: "/ui/".into(),
+    };
+    act(&api, &a, ask, || async {
+        match api.client.purge_queue(&name).await {
+            Ok(()) => Ok(("/ui/".into(), format!("Queue {name} purged"))),
+            Err(e) => Err(format!("purging {name}: {e}")),
+        }
+    })
+    .await
+}
+
+/// Queue settings to change; empty fields stay as they are.
+#[derive(Deserialize)]
+pub(super) struct Configure {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    max_age: String,
+    #[serde(default)]
+    max_tries: String,
+    #[serde(default)]
+    max_run_time: String,
+    #[serde(default)]
+    max_concurrent: String,
+}
+
+/// Changes the queue settings the form fills in (400 when one does not
+/// parse or the change is refused).
+pub(super) async fn configure(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    Form(c): Form<Configure>,
+) -> Response {
+    if let Err(refused) = may_act(&api, &c.csrf).await {
+        return refused;
+    }
+    let duration = |field: &str, v: &str| -> Result<Option<Duration>, String> {
+        if v.trim().is_empty() {
+            return Ok(None);
+        }
+        asyncjobs::parse_duration(v.trim())
+            .map(Some)
+            .map_err(|e| format!("{field}: {e}"))
+    };
+    let number = |field: &str, v: &str| -> Result<Option<i64>, String> {
+        if v.trim().is_empty() {
+            return Ok(None);
+        }
+        v.trim()
+            .parse()
+            .map(Some)
+            .map_err(|e| format!("{field}: {e}"))
+    };
+    let update = (|| -> Result<QueueUpdate, String> {
+        Ok(QueueUpdate {
+            max_age: duration("max age", &c.max_age)?,
+            max_run_time: duration("max run time", &c.max_run_time)?,
+            max_tries: number("max tries", &c.max_tries)?,
+            max_concurrent: number("max concurrent", &c.max_concurrent)?,
+            ..QueueUpdate::default()
+        })
+    })();
+    let update = match update {
+        Ok(u) => u,
+        Err(e) => return error_page(&api, StatusCode::BAD_REQUEST, e),
+    };
+    match api.client.configure_queue(&name, update).await {
+        Ok(_) => done("/ui/", &format!("Queue {name} configured")),
+        Err(e) => error_page(
+            &api,
+            StatusCode::BAD_REQUEST,
+            format!("configuring {name}: {e}"),
+        ),
+    }
+}

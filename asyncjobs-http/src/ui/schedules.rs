@@ -1,0 +1,140 @@
+//! The schedules page (`/ui/schedules`) with its forms: add a schedule,
+//! delete one. The overview lists the same rows.
+
+use super::actions::{act, may_act, Action, Ask};
+use super::page::{done, error_page, query, render, short_time};
+use crate::Api;
+use askama::Template;
+use asyncjobs::{ScheduledTask, Task};
+use axum::extract::{Form, Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+
+/// One schedule as the pages list it.
+pub(super) struct ScheduleRow {
+    pub(super) name: String,
+    pub(super) schedule: String,
+    pub(super) queue: String,
+    pub(super) task_type: String,
+    pub(super) created: String,
+}
+
+/// Every schedule by name; a failure is added to `problems`.
+pub(super) async fn schedule_rows(api: &Api, problems: &mut Vec<String>) -> Vec<ScheduleRow> {
+    match api.client.scheduled_tasks().await {
+        Ok(mut all) => {
+            all.sort_by(|a, b| a.name.cmp(&b.name));
+            all.into_iter()
+                .map(|s| ScheduleRow {
+                    created: short_time(&s.created_at),
+                    name: s.name,
+                    schedule: s.schedule,
+                    queue: s.queue,
+                    task_type: s.task_type,
+                })
+                .collect()
+        }
+        Err(e) => {
+            problems.push(format!("listing schedules: {e}"));
+            vec![]
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "schedules.html")]
+struct SchedulesPage {
+    read_only: bool,
+    csrf: String,
+    notice: Option<String>,
+    leader: Option<String>,
+    schedules: Vec<ScheduleRow>,
+    problems: Vec<String>,
+}
+
+/// `/ui/schedules`.
+pub(super) async fn schedules(State(api): State<Api>, RawQuery(raw): RawQuery) -> Response {
+    let q = query(raw.as_deref());
+    let mut problems = vec![];
+    let schedules = schedule_rows(&api, &mut problems).await;
+    let leader = api.client.scheduler_leader().await.unwrap_or(None);
+    render(
+        StatusCode::OK,
+        &SchedulesPage {
+            read_only: api.options.read_only,
+            csrf: api.csrf().await,
+            notice: q.get("notice").cloned(),
+            leader,
+            schedules,
+            problems,
+        },
+    )
+}
+
+/// A new schedule.
+#[derive(Deserialize)]
+pub(super) struct NewSchedule {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    schedule: String,
+    #[serde(default)]
+    queue: String,
+    #[serde(default)]
+    task_type: String,
+    #[serde(default)]
+    payload: String,
+}
+
+/// Adds the schedule of the form (400 when it is not valid, 409 when the
+/// name is taken).
+pub(super) async fn add_schedule(State(api): State<Api>, Form(n): Form<NewSchedule>) -> Response {
+    if let Err(refused) = may_act(&api, &n.csrf).await {
+        return refused;
+    }
+    let mut template = Task::builder(n.task_type.trim());
+    if !n.payload.trim().is_empty() {
+        template = template.raw_payload(n.payload.trim().as_bytes().to_vec());
+    }
+    let made = match template.build() {
+        Ok(t) => ScheduledTask::new(n.name.trim(), n.schedule.trim(), n.queue.trim(), &t)
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    let schedule = match made {
+        Ok(s) => s,
+        Err(e) => return error_page(&api, StatusCode::BAD_REQUEST, e),
+    };
+    match api.client.create_scheduled_task(&schedule).await {
+        Ok(()) => done(
+            "/ui/schedules",
+            &format!("Schedule {} added", schedule.name),
+        ),
+        Err(e) => error_page(&api, StatusCode::CONFLICT, e.to_string()),
+    }
+}
+
+/// Deletes a schedule, after confirmation.
+pub(super) async fn delete_schedule(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    Form(a): Form<Action>,
+) -> Response {
+    let ask = Ask {
+        title: "Delete schedule",
+        message: format!("Delete schedule {name}? No more tasks will be made from it."),
+        action: format!("/ui/schedules/{name}/delete"),
+        button: "Delete".into(),
+        back: "/ui/schedules".into(),
+    };
+    act(&api, &a, ask, || async {
+        match api.client.delete_scheduled_task(&name).await {
+            Ok(()) => Ok(("/ui/schedules".into(), format!("Schedule {name} deleted"))),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await
+}

@@ -1,0 +1,173 @@
+//! The task page (`/ui/tasks/{id}`): one task's record, payload, result
+//! and signature, with its retry and delete forms.
+
+use super::actions::{act, Action, Ask};
+use super::page::{error_page, limit, query, render};
+use crate::Api;
+use askama::Template;
+use asyncjobs::wire::format_time;
+use axum::extract::{Form, Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+
+#[derive(Template)]
+#[template(path = "task.html")]
+struct TaskPage {
+    read_only: bool,
+    csrf: String,
+    notice: Option<String>,
+    id: String,
+    task_type: String,
+    queue: String,
+    state: &'static str,
+    tries: i64,
+    max_tries: String,
+    created: String,
+    tried: Option<String>,
+    deadline: Option<String>,
+    due: Option<String>,
+    last_err: String,
+    payload_kind: &'static str,
+    payload: String,
+    result: Option<String>,
+    completed: Option<String>,
+    dependencies: Vec<(String, String)>,
+    load_dependencies: bool,
+    signature: &'static str,
+}
+
+/// Pretty JSON, or the bytes as text when they are UTF-8, or hex.
+fn show_bytes(bytes: Option<&[u8]>) -> (&'static str, String) {
+    let Some(b) = bytes else {
+        return ("none", String::new());
+    };
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(b) {
+        return ("JSON", serde_json::to_string_pretty(&v).unwrap_or_default());
+    }
+    match std::str::from_utf8(b) {
+        Ok(s) => ("text", s.to_string()),
+        Err(_) => (
+            "bytes",
+            b.iter()
+                .map(|x| format!("{x:02x}"))
+                .collect::<Vec<_>>()
+                .chunks(32)
+                .map(|c| c.join(" "))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        ),
+    }
+}
+
+/// `/ui/tasks/{id}`: the record as stored (unverified), with whether
+/// its signature verifies.
+pub(super) async fn task(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let q = query(raw.as_deref());
+    let t = match api.client.load_task_unverified(&id).await {
+        Ok(t) => t,
+        Err(asyncjobs::Error::TaskNotFound(_)) => {
+            return error_page(&api, StatusCode::NOT_FOUND, format!("no task {id}"))
+        }
+        Err(e) => return error_page(&api, StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    };
+    let (payload_kind, payload) = show_bytes(t.payload.as_deref());
+    let signature = if t.signature.is_empty() {
+        "unsigned"
+    } else {
+        match api.client.load_task(&id).await {
+            Ok(_) => "signed, verified",
+            Err(asyncjobs::Error::Signature(_)) => "signed, does NOT verify",
+            Err(_) => "signed (not verified: this server has no verification key)",
+        }
+    };
+    let dependencies = t
+        .dependencies
+        .iter()
+        .map(|d| {
+            let state = match t.dependency_results.get(d) {
+                Some(Some(_)) => "complete",
+                _ => "",
+            };
+            (d.clone(), state.to_string())
+        })
+        .collect();
+    render(
+        StatusCode::OK,
+        &TaskPage {
+            read_only: api.options.read_only,
+            csrf: api.csrf().await,
+            notice: q.get("notice").cloned(),
+            id: t.id.clone(),
+            task_type: t.task_type.clone(),
+            queue: t.queue.clone(),
+            state: t.state.as_str(),
+            tries: t.tries,
+            max_tries: limit(t.max_tries),
+            created: format_time(&t.created),
+            tried: t.tried.as_ref().map(format_time),
+            deadline: t.deadline.as_ref().map(format_time),
+            due: t.run_at.as_ref().map(format_time),
+            last_err: t.last_err.clone(),
+            payload_kind,
+            payload,
+            result: t.result.as_ref().map(|r| {
+                serde_json::from_str::<serde_json::Value>(r.payload.get())
+                    .and_then(|v| serde_json::to_string_pretty(&v))
+                    .unwrap_or_else(|_| r.payload.get().to_string())
+            }),
+            completed: t.result.as_ref().map(|r| format_time(&r.completed)),
+            dependencies,
+            load_dependencies: t.load_dependencies,
+            signature,
+        },
+    )
+}
+
+/// Enqueues the task again into its queue, after confirmation.
+pub(super) async fn retry(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    Form(a): Form<Action>,
+) -> Response {
+    let back = format!("/ui/tasks/{id}");
+    let ask = Ask {
+        title: "Retry task",
+        message: format!("Enqueue task {id} again into its queue?"),
+        action: format!("/ui/tasks/{id}/retry"),
+        button: "Retry".into(),
+        back: back.clone(),
+    };
+    act(&api, &a, ask, || async {
+        match api.client.replay_task(&id).await {
+            Ok(_) => Ok((back, "Task enqueued again".into())),
+            Err(e) => Err(format!("retrying {id}: {e}")),
+        }
+    })
+    .await
+}
+
+/// Deletes the task's record, after confirmation.
+pub(super) async fn delete(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    Form(a): Form<Action>,
+) -> Response {
+    let ask = Ask {
+        title: "Delete task",
+        message: format!("Delete task {id}? Its record is removed for good."),
+        action: format!("/ui/tasks/{id}/delete"),
+        button: "Delete".into(),
+        back: format!("/ui/tasks/{id}"),
+    };
+    act(&api, &a, ask, || async {
+        match api.client.delete_task(&id).await {
+            Ok(()) => Ok(("/ui/tasks".into(), format!("Task {id} deleted"))),
+            Err(e) => Err(format!("deleting {id}: {e}")),
+        }
+    })
+    .await
+}

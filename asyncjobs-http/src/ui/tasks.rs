@@ -1,0 +1,267 @@
+//! The tasks page (`/ui/tasks`): tasks a filter matches, a page at a time,
+//! the search by id, and the form that retries every matching task.
+
+use super::actions::{confirm, may_act, Ask};
+use super::page::{done, error_page, limit, query, render, short_time, STATES};
+use crate::Api;
+use askama::Template;
+use asyncjobs::{Task, TaskFilter, TaskState};
+use axum::extract::{Form, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use time::OffsetDateTime;
+
+/// Tasks a list page shows, and records one page reads at most.
+const PAGE: usize = 50;
+const PAGE_SCAN: usize = 20_000;
+
+struct TaskRow {
+    id: String,
+    task_type: String,
+    queue: String,
+    state: &'static str,
+    tries: i64,
+    max_tries: String,
+    created: String,
+    last_err: String,
+}
+
+impl From<&Task> for TaskRow {
+    fn from(t: &Task) -> Self {
+        TaskRow {
+            id: t.id.clone(),
+            task_type: t.task_type.clone(),
+            queue: t.queue.clone(),
+            state: t.state.as_str(),
+            tries: t.tries,
+            max_tries: limit(t.max_tries),
+            created: short_time(&t.created),
+            last_err: t.last_err.clone(),
+        }
+    }
+}
+
+/// The filter fields of the list page, as given.
+#[derive(Default, Clone)]
+struct Filter {
+    state: String,
+    queue: String,
+    task_type: String,
+    since: String,
+}
+
+impl Filter {
+    fn from_map(q: &BTreeMap<String, String>) -> Filter {
+        Filter {
+            state: q.get("state").cloned().unwrap_or_default(),
+            queue: q.get("queue").cloned().unwrap_or_default(),
+            task_type: q.get("type").cloned().unwrap_or_default(),
+            since: q.get("since").cloned().unwrap_or_default(),
+        }
+    }
+
+    /// The library filter, or why a field is wrong.
+    fn to_filter(&self) -> Result<TaskFilter, String> {
+        let mut f = TaskFilter::new();
+        if !self.state.is_empty() {
+            let s = TaskState::from_name(&self.state)
+                .filter(|s| *s != TaskState::Unknown)
+                .ok_or_else(|| format!("unknown state {:?}", self.state))?;
+            f = f.state(s);
+        }
+        if !self.queue.is_empty() {
+            f = f.queue(self.queue.clone());
+        }
+        if !self.task_type.is_empty() {
+            f = f.task_type(self.task_type.clone());
+        }
+        if !self.since.is_empty() {
+            f = f.created_since(parse_since(&self.since)?);
+        }
+        Ok(f)
+    }
+
+    fn query(&self) -> String {
+        let mut s = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in [
+            ("state", &self.state),
+            ("queue", &self.queue),
+            ("type", &self.task_type),
+            ("since", &self.since),
+        ] {
+            if !v.is_empty() {
+                s.append_pair(k, v);
+            }
+        }
+        s.finish()
+    }
+}
+
+/// RFC 3339, `YYYY-MM-DDTHH:MM` (a browser's datetime-local, UTC) or a date.
+fn parse_since(v: &str) -> Result<OffsetDateTime, String> {
+    asyncjobs::wire::parse_time_bound(v)
+        .ok_or_else(|| format!("created since {v:?}: expected a time like 2026-12-03T06:00 (UTC)"))
+}
+
+#[derive(Template)]
+#[template(path = "tasks.html")]
+struct TasksPage {
+    read_only: bool,
+    csrf: String,
+    notice: Option<String>,
+    filter: Filter,
+    states: [&'static str; 9],
+    rows: Vec<TaskRow>,
+    next: Option<String>,
+    first_page: bool,
+    problem: Option<String>,
+}
+
+/// `/ui/tasks`: one page of the tasks the query's filter matches, from
+/// the stream sequence `from`.
+pub(super) async fn tasks(State(api): State<Api>, RawQuery(raw): RawQuery) -> Response {
+    let q = query(raw.as_deref());
+    let filter = Filter::from_map(&q);
+    let from: u64 = q.get("from").and_then(|f| f.parse().ok()).unwrap_or(1);
+    let mut problem = None;
+    let (mut rows, mut next) = (vec![], None);
+    match filter.to_filter() {
+        Ok(f) => match api.client.page_tasks(from, &f.limit(PAGE), PAGE_SCAN).await {
+            Ok((tasks, after)) => {
+                rows = tasks.iter().map(TaskRow::from).collect();
+                next = after.map(|seq| {
+                    let q = filter.query();
+                    let sep = if q.is_empty() { "" } else { "&" };
+                    format!("/ui/tasks?{q}{sep}from={seq}")
+                });
+            }
+            Err(e) => problem = Some(format!("reading tasks: {e}")),
+        },
+        Err(e) => problem = Some(e),
+    }
+    render(
+        if problem.is_some() && rows.is_empty() && filter.to_filter().is_err() {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::OK
+        },
+        &TasksPage {
+            read_only: api.options.read_only,
+            csrf: api.csrf().await,
+            notice: q.get("notice").cloned(),
+            filter,
+            states: STATES,
+            rows,
+            next,
+            first_page: from <= 1,
+            problem,
+        },
+    )
+}
+
+/// The search box: to the task's page, or the list without an id.
+pub(super) async fn search(RawQuery(raw): RawQuery) -> Response {
+    let q = query(raw.as_deref());
+    match q.get("id").map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        Some(id) => {
+            let id: String = form_urlencoded::byte_serialize(id.as_bytes()).collect();
+            Redirect::to(&format!("/ui/tasks/{id}")).into_response()
+        }
+        None => Redirect::to("/ui/tasks").into_response(),
+    }
+}
+
+/// The filter of a bulk retry form.
+#[derive(Deserialize)]
+pub(super) struct BulkForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    confirmed: String,
+    #[serde(default)]
+    state: String,
+    #[serde(default)]
+    queue: String,
+    #[serde(default, rename = "type")]
+    task_type: String,
+    #[serde(default)]
+    since: String,
+}
+
+/// Retries every task the filter matches: first a confirmation page
+/// listing them, then the replay, to the end even when the request is
+/// dropped.
+pub(super) async fn bulk_retry(State(api): State<Api>, Form(f): Form<BulkForm>) -> Response {
+    if let Err(refused) = may_act(&api, &f.csrf).await {
+        return refused;
+    }
+    let filter = Filter {
+        state: f.state,
+        queue: f.queue,
+        task_type: f.task_type,
+        since: f.since,
+    };
+    let back = format!("/ui/tasks?{}", filter.query());
+    let lib_filter = match filter.to_filter() {
+        Ok(lf) => lf,
+        Err(e) => return error_page(&api, StatusCode::BAD_REQUEST, e),
+    };
+    if f.confirmed != "1" {
+        let summary = match api.client.replay_tasks(lib_filter, true, |_, _| {}).await {
+            Ok(s) => s,
+            Err(e) => return error_page(&api, StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        };
+        let n = summary.matched.len();
+        let shown: Vec<String> = summary.matched.into_iter().take(100).collect();
+        let more = n - shown.len();
+        let fields = vec![
+            ("state".to_string(), filter.state.clone()),
+            ("queue".to_string(), filter.queue.clone()),
+            ("type".to_string(), filter.task_type.clone()),
+            ("since".to_string(), filter.since.clone()),
+        ];
+        return confirm(
+            &api,
+            Ask {
+                title: "Retry matching tasks",
+                message: format!(
+                    "{n} tasks match. Enqueue every one of them again into its queue?"
+                ),
+                action: "/ui/tasks/retry".into(),
+                button: format!("Retry {n} tasks"),
+                back,
+            },
+            fields,
+            shown,
+            more,
+        )
+        .await;
+    }
+    // to the end even when the browser goes away or the write timeout
+    // drops the request
+    let client = api.client.clone();
+    let replayed =
+        tokio::spawn(async move { client.replay_tasks(lib_filter, false, |_, _| {}).await })
+            .await
+            .unwrap_or_else(|e| Err(asyncjobs::Error::Config(format!("the replay failed: {e}"))));
+    match replayed {
+        Ok(s) => {
+            let mut notice = format!("{} tasks enqueued again", s.replayed.len());
+            if !s.skipped.is_empty() {
+                notice.push_str(&format!(", {} gone meanwhile", s.skipped.len()));
+            }
+            if !s.failed.is_empty() {
+                notice.push_str(&format!(
+                    ", {} failed ({}: {})",
+                    s.failed.len(),
+                    s.failed[0].0,
+                    s.failed[0].1
+                ));
+            }
+            done(&back, &notice)
+        }
+        Err(e) => error_page(&api, StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}

@@ -1,0 +1,62 @@
+//! The benchmark's command line.
+
+use clap::Parser;
+
+// no doc comment: clap would take it as the long help
+#[derive(Parser, Debug, Clone)]
+#[command(about = "Throughput, latency and memory of asyncjobs beside raw JetStream")]
+pub struct Opts {
+    /// Use this NATS server instead of starting one (tests purge what they create).
+    #[arg(long)]
+    pub server: Option<String>,
+    /// Memory storage instead of file storage.
+    #[arg(long)]
+    pub memory: bool,
+    /// Tasks per throughput measurement.
+    #[arg(long, default_value_t = 5000)]
+    pub tasks: usize,
+    /// Repetitions of every measurement (min/median/max are reported).
+    #[arg(long, default_value_t = 3)]
+    pub reps: usize,
+    /// Tasks per second for the latency measurement.
+    #[arg(long, default_value_t = 200)]
+    pub latency_rate: u64,
+    /// Tasks for the latency measurement.
+    #[arg(long, default_value_t = 400)]
+    pub latency_tasks: usize,
+    /// Tasks held in flight for the memory measurement.
+    #[arg(long, default_value_t = 1000)]
+    pub inflight: usize,
+    /// Handler threads of the framework's worker runtime (default: the
+    /// CPU cores, as `asyncjobs::main!`; 0: handlers on the worker's thread).
+    #[arg(long)]
+    pub handler_threads: Option<usize>,
+    /// Framework workers without scheduled waits (their `WORKERS` consumer
+    /// stays unfiltered; see the backlog measurement).
+    #[arg(long)]
+    pub no_scheduled_waits: bool,
+    /// Milliseconds of CPU work per task of the CPU-bound handler measurement.
+    #[arg(long, default_value_t = 2)]
+    pub cpu_work_ms: u64,
+    /// Tasks of the CPU-bound handler measurement (0 skips it).
+    #[arg(long, default_value_t = 2000)]
+    pub cpu_tasks: usize,
+    /// Tasks queued for the backlog measurement (0 skips it).
+    #[arg(long, default_value_t = 200_000)]
+    pub backlog: usize,
+    /// Tasks stored for the listing measurement (0 skips it).
+    #[arg(long, default_value_t = 100_000)]
+    pub list_tasks: usize,
+    /// Print a JSON summary as the last line.
+    #[arg(long)]
+    pub json: bool,
+    /// Only one processing measurement, repeated `--reps` times, for a
+    /// profiler: `fw-enqueue-batch`, `fw-c10`, `fw-c100`, `fw-e2e`, or the
+    /// same with `best-` (prints tasks/s, and client and server CPU µs per
+    /// task for the processing ones).
+    #[arg(long)]
+    pub only: Option<String>,
+    /// Internal: run a worker process for the memory measurement.
+    #[arg(long, hide = true)]
+    pub child_worker: Option<String>,
+}
