@@ -79,70 +79,7 @@ impl Storage {
             passes: 4,
         };
         Ok(futures::stream::unfold(state, |mut st| async move {
-            loop {
-                let messages = st.messages.as_mut()?;
-                let next = tokio::time::timeout(Duration::from_secs(10), messages.next()).await;
-                let msg = match next {
-                    Err(_) => {
-                        st.messages = None;
-                        let e = NatsError::new(
-                            NatsErrorKind::TimedOut,
-                            "listing tasks: no message within 10s",
-                        );
-                        return Some((Err(e.into()), st));
-                    }
-                    Ok(None) => return None,
-                    Ok(Some(Err(e))) => {
-                        st.messages = None;
-                        return Some((Err(nats("listing tasks", e).into()), st));
-                    }
-                    Ok(Some(Ok(msg))) => msg,
-                };
-                let (seq, pending) = msg
-                    .info()
-                    .map(|i| (i.stream_sequence, i.pending))
-                    .unwrap_or((st.snapshot, 0));
-                let second_pass = seq > st.snapshot;
-                let end = st.end.unwrap_or(st.snapshot);
-                if seq > end {
-                    // a pass is over: read on to the stream's end as it is
-                    // now, a bounded number of times
-                    if st.passes == 0 {
-                        return None;
-                    }
-                    st.passes -= 1;
-                    st.end = Some(seq + pending);
-                }
-                if pending == 0 {
-                    st.messages = None;
-                }
-                let id = msg
-                    .subject
-                    .strip_prefix(TASK_SUBJECT_PREFIX)
-                    .unwrap_or(&msg.subject)
-                    .to_string();
-                if st.yielded.contains(&id) {
-                    continue;
-                }
-                let item = serde_json::from_slice::<Task>(&msg.payload)
-                    .map(|mut t| {
-                        t.seq = seq;
-                        t
-                    })
-                    .map_err(|e| Error::InvalidTaskRecord {
-                        id: id.clone(),
-                        reason: e.to_string(),
-                    });
-                if second_pass && !matches!(&item, Ok(t) if t.created <= st.started) {
-                    continue;
-                }
-                st.yielded.insert(id);
-                if st.yielded.len() as u64 >= st.total {
-                    // every task present at the start has been listed
-                    st.messages = None;
-                }
-                return Some((item, st));
-            }
+            st.next().await.map(|item| (item, st))
         }))
     }
 
@@ -233,4 +170,75 @@ pub(super) struct Listing {
     total: u64,
     /// Further passes allowed after the first.
     passes: u32,
+}
+
+impl Listing {
+    /// The next task of the listing, `None` at its end (see
+    /// [`Storage::list_tasks`]).
+    async fn next(&mut self) -> Option<Result<Task>> {
+        loop {
+            let messages = self.messages.as_mut()?;
+            let next = tokio::time::timeout(Duration::from_secs(10), messages.next()).await;
+            let msg = match next {
+                Err(_) => {
+                    self.messages = None;
+                    let e = NatsError::new(
+                        NatsErrorKind::TimedOut,
+                        "listing tasks: no message within 10s",
+                    );
+                    return Some(Err(e.into()));
+                }
+                Ok(None) => return None,
+                Ok(Some(Err(e))) => {
+                    self.messages = None;
+                    return Some(Err(nats("listing tasks", e).into()));
+                }
+                Ok(Some(Ok(msg))) => msg,
+            };
+            let (seq, pending) = msg
+                .info()
+                .map(|i| (i.stream_sequence, i.pending))
+                .unwrap_or((self.snapshot, 0));
+            let second_pass = seq > self.snapshot;
+            let end = self.end.unwrap_or(self.snapshot);
+            if seq > end {
+                // a pass is over: read on to the stream's end as it is
+                // now, a bounded number of times
+                if self.passes == 0 {
+                    return None;
+                }
+                self.passes -= 1;
+                self.end = Some(seq + pending);
+            }
+            if pending == 0 {
+                self.messages = None;
+            }
+            let id = msg
+                .subject
+                .strip_prefix(TASK_SUBJECT_PREFIX)
+                .unwrap_or(&msg.subject)
+                .to_string();
+            if self.yielded.contains(&id) {
+                continue;
+            }
+            let item = serde_json::from_slice::<Task>(&msg.payload)
+                .map(|mut t| {
+                    t.seq = seq;
+                    t
+                })
+                .map_err(|e| Error::InvalidTaskRecord {
+                    id: id.clone(),
+                    reason: e.to_string(),
+                });
+            if second_pass && !matches!(&item, Ok(t) if t.created <= self.started) {
+                continue;
+            }
+            self.yielded.insert(id);
+            if self.yielded.len() as u64 >= self.total {
+                // every task present at the start has been listed
+                self.messages = None;
+            }
+            return Some(item);
+        }
+    }
 }

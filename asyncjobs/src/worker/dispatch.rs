@@ -11,7 +11,7 @@ use async_nats::jetstream::{self, AckKind};
 use futures::{FutureExt, StreamExt};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -27,88 +27,90 @@ const MAX_PULLS: usize = 32;
 pub(crate) async fn run(
     shared: Arc<Shared>,
     puller: Puller,
-    mut inbox: async_nats::Subscriber,
+    inbox: async_nats::Subscriber,
     tracker: TaskTracker,
     shutdown: CancellationToken,
 ) {
-    let concurrency = shared.settings.concurrency;
     let puller = Arc::new(puller);
+    let dispatcher = tokio::spawn(dispatch(
+        shared.clone(),
+        puller.clone(),
+        inbox,
+        tracker,
+        shutdown.clone(),
+    ));
+    request_work(&shared, &puller, &shutdown).await;
+    let _ = dispatcher.await;
+}
+
+/// Items of every pull request arrive on one inbox; each runs under the
+/// permit its request reserved. Until `stop`, then hands back what is left.
+async fn dispatch(
+    shared: Arc<Shared>,
+    puller: Arc<Puller>,
+    mut inbox: async_nats::Subscriber,
+    tracker: TaskTracker,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut refresh = tokio::time::interval(super::QUEUE_REFRESH);
+    refresh.tick().await;
+    loop {
+        let msg = tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            m = inbox.next() => match m { Some(m) => m, None => break },
+            _ = tick.tick() => { puller.expire(); continue; }
+            _ = refresh.tick() => {
+                // off the hot path: deliveries keep flowing meanwhile
+                let shared = shared.clone();
+                tokio::spawn(async move { shared.refresh_queue().await });
+                continue;
+            }
+        };
+        match puller.take(&msg) {
+            Delivery::Control => {}
+            Delivery::Item(permit) => {
+                let shared = shared.clone();
+                let msg = jetstream::Message {
+                    message: msg,
+                    context: shared.storage.jetstream().clone(),
+                };
+                // boxed: the task then holds a pointer, not the few KiB of
+                // the delivery's state, which spawning and completing would
+                // otherwise copy
+                tracker.spawn(Box::pin(async move {
+                    process(&shared, msg, permit).await;
+                }));
+            }
+            Delivery::Stray => hand_back(&shared, msg).await,
+        }
+    }
+    // Shutting down: items already received are handed back at once
+    // rather than waiting out their ack wait.
+    puller.clear();
+    while let Some(Some(msg)) = inbox.next().now_or_never() {
+        if matches!(puller.take(&msg), Delivery::Stray) {
+            hand_back(&shared, msg).await;
+        }
+    }
+}
+
+/// Asks for work as concurrency slots free up, until `shutdown`: one pull
+/// request for the slots gathered, backing off while the queue refuses
+/// pulls or requests fail.
+async fn request_work(shared: &Shared, puller: &Puller, shutdown: &CancellationToken) {
+    let concurrency = shared.settings.concurrency;
     let slots = Arc::new(Semaphore::new(concurrency));
     let pulls = Arc::new(Semaphore::new(MAX_PULLS));
     let backoff = LinearPolicy::ten_seconds();
-    let mut failures = 0u64;
-
-    // Items of every pull request arrive on one inbox; each runs under a
-    // permit its request reserved.
-    let dispatcher = {
-        let (shared, puller, tracker, stop) = (
-            shared.clone(),
-            puller.clone(),
-            tracker.clone(),
-            shutdown.clone(),
-        );
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            let mut refresh = tokio::time::interval(super::QUEUE_REFRESH);
-            refresh.tick().await;
-            loop {
-                let msg = tokio::select! {
-                    biased;
-                    _ = stop.cancelled() => break,
-                    m = inbox.next() => match m { Some(m) => m, None => break },
-                    _ = tick.tick() => { puller.expire(); continue; }
-                    _ = refresh.tick() => {
-                        // off the hot path: deliveries keep flowing meanwhile
-                        let shared = shared.clone();
-                        tokio::spawn(async move { shared.refresh_queue().await });
-                        continue;
-                    }
-                };
-                match puller.take(&msg) {
-                    Delivery::Control => {}
-                    Delivery::Item(permit) => {
-                        let shared = shared.clone();
-                        let msg = jetstream::Message {
-                            message: msg,
-                            context: shared.storage.jetstream().clone(),
-                        };
-                        // boxed: the task then holds a pointer, not the
-                        // few KiB of the delivery's state, which spawning
-                        // and completing would otherwise copy
-                        tracker.spawn(Box::pin(async move {
-                            process(&shared, msg, permit).await;
-                        }));
-                    }
-                    Delivery::Stray => hand_back(&shared, msg).await,
-                }
-            }
-            // Shutting down: items already received are handed back at
-            // once rather than waiting out their ack wait.
-            puller.clear();
-            while let Some(Some(msg)) = inbox.next().now_or_never() {
-                if matches!(puller.take(&msg), Delivery::Stray) {
-                    hand_back(&shared, msg).await;
-                }
-            }
-        })
-    };
-
     let batch_target = (concurrency / 2).clamp(1, MAX_BATCH);
-    let mut unavailable = 0u64;
+    let (mut failures, mut unavailable) = (0u64, 0u64);
     loop {
-        // The server refused the last pull because the queue's stream or
-        // its WORKERS consumer is gone: say what is missing, count it and
-        // back off instead of asking again at once (Go busy-loops here).
         if let Some(why) = puller.take_unavailable() {
             unavailable += 1;
-            metrics::poll_error(&shared.name);
-            let delay = unavailable_backoff(unavailable);
-            let missing = missing_resource(&shared).await;
-            tracing::error!(queue = %shared.name, reason = %why, retry_in = ?delay,
-                "cannot pull work items: {missing}; waiting for it to be recreated");
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(delay) => {}
+            if !wait_for_queue(shared, &why, unavailable, shutdown).await {
+                break;
             }
             continue;
         }
@@ -116,27 +118,9 @@ pub(crate) async fn run(
             tracing::info!(queue = %shared.name, "pulling work items again");
             unavailable = 0;
         }
-        let first = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            p = slots.clone().acquire_owned() => p.expect("semaphore open"),
+        let Some(permits) = gather_slots(&slots, batch_target, shutdown).await else {
+            break;
         };
-        // Under load, gather the slots freed within a moment so one pull
-        // request asks for several items (idle workers already have their
-        // free slots waiting in pull requests, so this adds no latency).
-        let mut permits = vec![first];
-        let gather_until = tokio::time::Instant::now() + GATHER;
-        while permits.len() < batch_target {
-            match slots.clone().try_acquire_owned() {
-                Ok(p) => permits.push(p),
-                Err(_) => {
-                    match tokio::time::timeout_at(gather_until, slots.clone().acquire_owned()).await
-                    {
-                        Ok(p) => permits.push(p.expect("semaphore open")),
-                        Err(_) => break,
-                    }
-                }
-            }
-        }
         if puller.is_unavailable() {
             // refused while these slots were gathered: back off first
             continue;
@@ -160,7 +144,56 @@ pub(crate) async fn run(
             }
         }
     }
-    let _ = dispatcher.await;
+}
+
+/// The server refused the last pull (`why`) because the queue's stream or
+/// its WORKERS consumer is gone, for the `unavailable`th time in a row:
+/// says what is missing, counts it and backs off instead of asking again at
+/// once (Go busy-loops here). False once `shutdown` is cancelled.
+async fn wait_for_queue(
+    shared: &Shared,
+    why: &str,
+    unavailable: u64,
+    shutdown: &CancellationToken,
+) -> bool {
+    metrics::poll_error(&shared.name);
+    let delay = unavailable_backoff(unavailable);
+    let missing = missing_resource(shared).await;
+    tracing::error!(queue = %shared.name, reason = %why, retry_in = ?delay,
+        "cannot pull work items: {missing}; waiting for it to be recreated");
+    tokio::select! {
+        _ = shutdown.cancelled() => false,
+        _ = tokio::time::sleep(delay) => true,
+    }
+}
+
+/// A free slot, and under load the slots freed within a moment, so one
+/// pull request asks for several items (idle workers already have their
+/// free slots waiting in pull requests, so this adds no latency). `None`
+/// once `shutdown` is cancelled.
+async fn gather_slots(
+    slots: &Arc<Semaphore>,
+    target: usize,
+    shutdown: &CancellationToken,
+) -> Option<Vec<OwnedSemaphorePermit>> {
+    let first = tokio::select! {
+        _ = shutdown.cancelled() => return None,
+        p = slots.clone().acquire_owned() => p.expect("semaphore open"),
+    };
+    let mut permits = vec![first];
+    let gather_until = tokio::time::Instant::now() + GATHER;
+    while permits.len() < target {
+        match slots.clone().try_acquire_owned() {
+            Ok(p) => permits.push(p),
+            Err(_) => {
+                match tokio::time::timeout_at(gather_until, slots.clone().acquire_owned()).await {
+                    Ok(p) => permits.push(p.expect("semaphore open")),
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+    Some(permits)
 }
 
 /// The wait before pulling again after the `n`th refusal in a row: 1 s,

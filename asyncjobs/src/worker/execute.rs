@@ -8,8 +8,10 @@ use crate::metrics;
 use crate::task::Task;
 use async_nats::jetstream::message::Acker;
 use async_nats::jetstream::AckKind;
+use std::future::Future;
 use std::sync::Arc;
 use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
 
 /// How a handler run ended.
 pub(crate) enum Outcome {
@@ -30,8 +32,7 @@ pub(crate) async fn run_handler(
     acker: Arc<Acker>,
     traceparent: Option<String>,
 ) -> Outcome {
-    let mut max_run_time = shared.queue().effective_max_run_time();
-    let started_at = tokio::time::Instant::now();
+    let max_run_time = shared.queue().effective_max_run_time();
     let lease = Arc::new(Lease {
         deadline: std::sync::Mutex::new(tokio::time::Instant::now() + max_run_time),
         max_run_time,
@@ -57,6 +58,32 @@ pub(crate) async fn run_handler(
         shared.settings.handler_pool.as_ref(),
         &shared.heavy_types,
     );
+    let outcome = supervise(shared, task, &mut handler, &lease, &cancel).await;
+    // a handler that did not return stops here (its pool part is aborted)
+    drop(handler);
+    finish_span(&span, &outcome);
+    metrics::handler_finished(
+        &shared.name,
+        &task.task_type,
+        started.elapsed().as_secs_f64(),
+        !matches!(outcome, Outcome::Done(Ok(_))),
+    );
+    outcome
+}
+
+/// Waits for `handler` under its `lease`: automatic heartbeats (up to the
+/// worker's cap), heartbeats the handler sends, a run time raised while it
+/// runs, the lease running out (`cancel` then fires) and the worker's hard
+/// stop.
+async fn supervise(
+    shared: &Shared,
+    task: &mut Task,
+    handler: &mut (impl Future<Output = Result<HandlerResult, Stopped>> + Unpin),
+    lease: &Lease,
+    cancel: &CancellationToken,
+) -> Outcome {
+    let started_at = tokio::time::Instant::now();
+    let mut max_run_time = lease.max_run_time;
     let beat_every = max_run_time / 2;
     let hard_cap = shared
         .settings
@@ -65,92 +92,112 @@ pub(crate) async fn run_handler(
     let mut next_beat = tokio::time::Instant::now() + beat_every;
     // until when the record's `tried` + run time vouches for this try
     let mut recorded_until = started_at + max_run_time;
-    let outcome = loop {
+    loop {
         let deadline = *lease.deadline.lock().expect("lease lock");
         tokio::select! {
             _ = tokio::time::sleep_until(next_beat), if hard_cap.is_some_and(|cap| next_beat < cap) => {
                 // automatic heartbeat: keep the item and the lease alive up to the cap
                 next_beat += beat_every;
-                if let Some(acker) = &lease.acker {
-                    if let Err(e) = acker.ack_with(AckKind::Progress).await {
-                        tracing::warn!(task = %task.id, error = %e, "in-progress heartbeat failed");
-                        continue;
-                    }
-                }
                 let cap = hard_cap.expect("checked");
-                let extended = (tokio::time::Instant::now() + max_run_time).min(cap);
-                {
-                    let mut d = lease.deadline.lock().expect("lease lock");
-                    if extended > *d {
-                        *d = extended;
-                    }
+                if heartbeat(task, lease, max_run_time, cap).await {
+                    renew_record(shared, task, lease, &mut recorded_until, max_run_time).await;
                 }
-                renew_record(shared, task, &lease, &mut recorded_until, max_run_time).await;
             }
-            res = &mut handler => break match res {
+            res = &mut *handler => return match res {
                 Ok(r) => Outcome::Done(r),
                 Err(Stopped::Panicked(p)) => Outcome::Panicked(panic_message(&*p)),
                 Err(Stopped::Cancelled) => Outcome::Shutdown,
             },
             _ = lease.changed.notified() => {
-                renew_record(shared, task, &lease, &mut recorded_until, max_run_time).await;
-                continue;
+                renew_record(shared, task, lease, &mut recorded_until, max_run_time).await;
             }
             _ = tokio::time::sleep_until(deadline) => {
                 if *lease.deadline.lock().expect("lease lock") > deadline {
                     continue;
                 }
-                // The queue's run time may have been raised since this try
-                // started: read it now and extend the lease when it was.
-                let current = match Box::pin(shared.refresh_queue()).await {
-                    Some(q) => q.effective_max_run_time(),
-                    None => shared.queue().effective_max_run_time(),
-                };
-                if current > max_run_time {
-                    let extended = started_at + current;
-                    if extended > tokio::time::Instant::now() {
-                        tracing::info!(task = %task.id, run_time = ?current, "queue run time raised; extending the running try");
-                        *lease.deadline.lock().expect("lease lock") = extended;
-                        max_run_time = current;
-                        continue;
+                match Box::pin(raised_run_time(shared, task, lease, started_at, max_run_time)).await {
+                    Some(current) => max_run_time = current,
+                    None => {
+                        cancel.cancel();
+                        return Outcome::TimedOut;
                     }
                 }
-                cancel.cancel();
-                break Outcome::TimedOut;
             }
-            _ = shared.hard_stop.cancelled() => break Outcome::Shutdown,
+            _ = shared.hard_stop.cancelled() => return Outcome::Shutdown,
         }
+    }
+}
+
+/// Sends an automatic heartbeat (`+WPI`) and extends the lease by the run
+/// time, up to `cap`; false when the heartbeat failed (logged).
+async fn heartbeat(
+    task: &Task,
+    lease: &Lease,
+    run_time: std::time::Duration,
+    cap: tokio::time::Instant,
+) -> bool {
+    if let Some(acker) = &lease.acker {
+        if let Err(e) = acker.ack_with(AckKind::Progress).await {
+            tracing::warn!(task = %task.id, error = %e, "in-progress heartbeat failed");
+            return false;
+        }
+    }
+    let extended = (tokio::time::Instant::now() + run_time).min(cap);
+    let mut d = lease.deadline.lock().expect("lease lock");
+    if extended > *d {
+        *d = extended;
+    }
+    true
+}
+
+/// The lease ran out: the queue's run time may have been raised since this
+/// try started. Reads it now and, when it was raised past the time already
+/// run, extends the lease and returns the new run time; `None` when the try
+/// has timed out.
+async fn raised_run_time(
+    shared: &Shared,
+    task: &Task,
+    lease: &Lease,
+    started_at: tokio::time::Instant,
+    max_run_time: std::time::Duration,
+) -> Option<std::time::Duration> {
+    let current = match shared.refresh_queue().await {
+        Some(q) => q.effective_max_run_time(),
+        None => shared.queue().effective_max_run_time(),
     };
-    // a handler that did not return stops here (its pool part is aborted)
-    drop(handler);
-    let failed = !matches!(outcome, Outcome::Done(Ok(_)));
-    match &outcome {
-        Outcome::Done(Ok(_)) => crate::spans::finish_process(&span, "complete", None),
+    if current > max_run_time {
+        let extended = started_at + current;
+        if extended > tokio::time::Instant::now() {
+            tracing::info!(task = %task.id, run_time = ?current, "queue run time raised; extending the running try");
+            *lease.deadline.lock().expect("lease lock") = extended;
+            return Some(current);
+        }
+    }
+    None
+}
+
+/// Ends the `process` span with how the try ended.
+fn finish_span(span: &tracing::Span, outcome: &Outcome) {
+    match outcome {
+        Outcome::Done(Ok(_)) => crate::spans::finish_process(span, "complete", None),
         Outcome::Done(Err(e)) => {
             let kind = if e.is_terminate() {
                 "terminated"
             } else {
                 "failed"
             };
-            crate::spans::finish_process(&span, kind, Some(&e.to_string()));
+            crate::spans::finish_process(span, kind, Some(&e.to_string()));
         }
-        Outcome::Panicked(m) => crate::spans::finish_process(&span, "panicked", Some(m)),
+        Outcome::Panicked(m) => crate::spans::finish_process(span, "panicked", Some(m)),
         Outcome::TimedOut => crate::spans::finish_process(
-            &span,
+            span,
             "timed_out",
             Some("the handler ran past its run time"),
         ),
         Outcome::Shutdown => {
-            crate::spans::finish_process(&span, "interrupted", Some("worker shutting down"))
+            crate::spans::finish_process(span, "interrupted", Some("worker shutting down"))
         }
     }
-    metrics::handler_finished(
-        &shared.name,
-        &task.task_type,
-        started.elapsed().as_secs_f64(),
-        failed,
-    );
-    outcome
 }
 
 /// Keeps the record in step with a lease that heartbeats extended.
