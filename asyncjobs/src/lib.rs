@@ -145,6 +145,8 @@
 //! Differences from Go: [`go_differences`].
 
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
+// docs.rs marks what each Cargo feature adds (package.metadata.docs.rs)
+#![cfg_attr(docsrs, feature(doc_cfg))]
 // every `unsafe` is in `sys`, each block with its safety argument
 #![deny(unsafe_code)]
 
@@ -163,17 +165,21 @@ mod ksuid;
 mod macro_support;
 pub mod metrics;
 pub mod natscontext;
+#[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
 #[cfg(feature = "otel")]
 pub mod otel;
+#[cfg_attr(docsrs, doc(cfg(feature = "program")))]
 #[cfg(feature = "program")]
 pub mod program;
 pub mod queue;
 pub mod registry;
+#[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
 #[cfg(feature = "remote")]
 pub mod remote;
 pub mod retry;
 pub mod router;
 pub mod scheduler;
+#[cfg_attr(docsrs, doc(cfg(feature = "signing")))]
 #[cfg(feature = "signing")]
 pub mod signing;
 mod spans;
@@ -194,6 +200,7 @@ pub use handler::{
 };
 pub use queue::{Queue, QueueInfo, QueueUpdate, StreamDetails};
 pub use registry::{HandlerDef, Handlers, QueueSettings};
+#[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
 #[cfg(feature = "remote")]
 pub use remote::{ExternalCommand, RequestReply, RequestReplyServer};
 pub use retry::{LinearPolicy, RetryPolicy};

@@ -156,6 +156,7 @@ impl ClientBuilder {
 
     /// Sign enqueued tasks and/or verify loaded ones with these keys
     /// (see [`Keys`](crate::signing::Keys)).
+    #[cfg_attr(docsrs, doc(cfg(feature = "signing")))]
     #[cfg(feature = "signing")]
     pub fn signing_keys(mut self, keys: crate::signing::Keys) -> Self {
         self.settings.keys = keys;

@@ -15,6 +15,18 @@ impl Client {
     ///
     /// # Errors
     /// Reading the elections bucket failed ([`Error::Nats`](crate::Error::Nats)).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let client = asyncjobs::Client::connect("nats://127.0.0.1:4222").await?;
+    /// match client.scheduler_leader().await? {
+    ///     Some(name) => println!("scheduler {name} leads"),
+    ///     None => println!("no scheduler leads"),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn scheduler_leader(&self) -> Result<Option<String>> {
         let storage = &self.inner.storage;
         let Ok(Some(bucket)) = storage.open_bucket(ELECTIONS_BUCKET, String::new).await else {
@@ -38,6 +50,17 @@ impl Client {
     ///
     /// # Errors
     /// Reading the bucket failed ([`Error::Nats`](crate::Error::Nats)).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let client = asyncjobs::Client::connect("nats://127.0.0.1:4222").await?;
+    /// for w in client.workers().await? {
+    ///     println!("{} on {} (pid {}): queue {}, {} slots", w.id, w.host, w.pid, w.queue, w.concurrency);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn workers(&self) -> Result<Vec<WorkerPresence>> {
         crate::worker::presence::list(&self.inner.storage).await
     }
@@ -50,6 +73,22 @@ impl Client {
     }
 
     /// Lifecycle events of one task from now on.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let client = asyncjobs::Client::connect("nats://127.0.0.1:4222").await?;
+    /// use asyncjobs::events::Event;
+    /// use futures::StreamExt;
+    /// let mut events = client.watch_task("2Jk7X1vJ8nR0a4mZq3bW6yTgE5c").await?;
+    /// while let Some(event) = events.next().await {
+    ///     if let Event::TaskState(e) = event? {
+    ///         println!("{} is now {}", e.task_id, e.state);
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn watch_task(
         &self,
         id: &str,

@@ -64,6 +64,21 @@ impl Client {
     }
 
     /// Connects to `url` with every other setting at its default (queue `DEFAULT`).
+    ///
+    /// # Errors
+    /// The connection's errors, [`Error::Config`](crate::Error::Config) when the
+    /// server runs no JetStream, and storage preparation's (see
+    /// [`ClientBuilder::build`]).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let client = asyncjobs::Client::connect("nats://127.0.0.1:4222").await?;
+    /// let client = asyncjobs::Client::connect("nats://127.0.0.1:4222").await?;
+    /// println!("queue {}", client.queue().name);
+    /// # Ok(()) }
+    /// ```
     pub async fn connect(url: &str) -> Result<Client> {
         Client::builder().url(url).build().await
     }
@@ -80,6 +95,20 @@ impl Client {
 
     /// A worker that processes this client's queue with `router`; see
     /// [`Worker`] for its settings (concurrency, retry policy, grace).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let client = asyncjobs::Client::connect("nats://127.0.0.1:4222").await?;
+    /// use asyncjobs::{typed, HandlerError, Router};
+    /// let router = Router::new().handle("greet", typed(|_ctx, name: String| async move {
+    ///     Ok::<_, HandlerError>(format!("hello {name}"))
+    /// }))?;
+    /// let shutdown = asyncjobs::CancellationToken::new();
+    /// client.worker(router).concurrency(20).run(shutdown).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn worker(&self, router: Router) -> Worker {
         Worker::new(self.inner.storage.clone(), self.inner.queue.clone(), router)
     }

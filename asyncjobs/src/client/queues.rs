@@ -13,6 +13,17 @@ impl Client {
     ///
     /// # Errors
     /// As [`Client::prepare_queue`].
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let client = asyncjobs::Client::connect("nats://127.0.0.1:4222").await?;
+    /// use asyncjobs::Queue;
+    /// use std::time::Duration;
+    /// client.ensure_queue(|| Queue::new("EMAIL").max_run_time(Duration::from_secs(30))).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn ensure_queue(&self, make: impl FnOnce() -> Queue) -> Result<()> {
         let queue = make();
         let known = |q: &str| {
@@ -47,6 +58,25 @@ impl Client {
     }
 
     /// Settings and state of a queue.
+    ///
+    /// # Errors
+    /// [`Error::QueueNotFound`],
+    /// [`Error::QueueNameInvalid`].
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let client = asyncjobs::Client::connect("nats://127.0.0.1:4222").await?;
+    /// let info = client.queue_info("EMAIL").await?;
+    /// println!(
+    ///     "{} waiting, {} running, run time {:?}",
+    ///     info.pending,
+    ///     info.ack_pending,
+    ///     info.queue.effective_max_run_time()
+    /// );
+    /// # Ok(()) }
+    /// ```
     pub async fn queue_info(&self, name: &str) -> Result<QueueInfo> {
         self.inner.storage.queue_info(name).await
     }
@@ -57,6 +87,29 @@ impl Client {
     }
 
     /// Changes a queue's settings; see [`QueueUpdate::validate`] for the limits.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming a setting out of range;
+    /// [`Error::QueueNotFound`],
+    /// [`Error::QueueConsumerNotFound`]; the
+    /// server's refusal of the change.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let client = asyncjobs::Client::connect("nats://127.0.0.1:4222").await?;
+    /// use asyncjobs::QueueUpdate;
+    /// use std::time::Duration;
+    /// let update = QueueUpdate {
+    ///     max_run_time: Some(Duration::from_secs(600)),
+    ///     max_concurrent: Some(20),
+    ///     ..QueueUpdate::default()
+    /// };
+    /// let info = client.configure_queue("EMAIL", update).await?;
+    /// assert_eq!(info.queue.max_concurrent, 20);
+    /// # Ok(()) }
+    /// ```
     pub async fn configure_queue(&self, name: &str, update: QueueUpdate) -> Result<QueueInfo> {
         update.validate()?;
         self.inner.storage.configure_queue(name, &update).await
@@ -75,6 +128,16 @@ impl Client {
     /// purged`, so no record claims to wait for an item that is gone.
     /// Returns how many tasks were marked. Items published after the call
     /// started are kept. Use [`Client::retry_task`] to run a marked task.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let client = asyncjobs::Client::connect("nats://127.0.0.1:4222").await?;
+    /// let marked = client.purge_queue_terminating("EMAIL").await?;
+    /// println!("{marked} waiting tasks terminated");
+    /// # Ok(()) }
+    /// ```
     pub async fn purge_queue_terminating(&self, name: &str) -> Result<u64> {
         self.inner.storage.purge_queue_terminating(name).await
     }

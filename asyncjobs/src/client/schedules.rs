@@ -10,6 +10,22 @@ use crate::task::{is_valid_name, Task};
 impl Client {
     /// Validates and stores a new schedule (KV create); an existing name is
     /// [`ScheduleError::AlreadyExists`]. The queue is not checked to exist.
+    ///
+    /// # Errors
+    /// [`ScheduleError::AlreadyExists`], an invalid schedule
+    /// ([`ScheduleError`]'s validation variants), or the bucket's errors.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let client = asyncjobs::Client::connect("nats://127.0.0.1:4222").await?;
+    /// use asyncjobs::{ScheduledTask, Task};
+    /// let template = Task::new("report:daily", &serde_json::json!({"format": "pdf"}))?;
+    /// let schedule = ScheduledTask::new("daily_report", "0 6 * * *", "REPORTS", &template)?;
+    /// client.create_scheduled_task(&schedule).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn create_scheduled_task(&self, task: &ScheduledTask) -> Result<(), ScheduleError> {
         task.validate()?;
         let bucket = self.storage().config_bucket().await?;
@@ -59,6 +75,17 @@ impl Client {
 
     /// All schedules, sorted by name. Records that do not decode are
     /// skipped with a warning.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let client = asyncjobs::Client::connect("nats://127.0.0.1:4222").await?;
+    /// for s in client.scheduled_tasks().await? {
+    ///     println!("{} {} -> {}", s.name, s.schedule, s.queue);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn scheduled_tasks(&self) -> Result<Vec<ScheduledTask>, ScheduleError> {
         let bucket = self.storage().config_bucket().await?;
         let keys = bucket

@@ -14,6 +14,27 @@ impl Client {
     ///
     /// On a rejected, full or duplicate work item the task is saved as
     /// `queue_error` with the reason in `last_err`, and the error is returned.
+    ///
+    /// # Errors
+    /// [`Error::QueueNotFound`],
+    /// [`Error::DuplicateItem`] or
+    /// [`Error::EnqueueRejected`] when the queue
+    /// did not take the work item (the task is then saved `queue_error`);
+    /// [`Error::CannotEnqueue`] for a task in a state
+    /// that cannot be enqueued; [`Error::PayloadTooLarge`]
+    /// for a record the server would refuse.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let client = asyncjobs::Client::connect("nats://127.0.0.1:4222").await?;
+    /// use asyncjobs::Task;
+    /// let mut task = Task::new("email:new", &serde_json::json!({"to": "a@example.net"}))?;
+    /// client.enqueue(&mut task).await?;
+    /// println!("{} is {}", task.id, task.state); // new
+    /// # Ok(()) }
+    /// ```
     pub async fn enqueue(&self, task: &mut Task) -> Result<()> {
         self.inner
             .storage
@@ -22,6 +43,19 @@ impl Client {
     }
 
     /// Enqueues into another queue by name (it is not created).
+    ///
+    /// # Errors
+    /// As [`Client::enqueue`].
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let client = asyncjobs::Client::connect("nats://127.0.0.1:4222").await?;
+    /// let mut task = asyncjobs::Task::new("report:daily", &())?;
+    /// client.enqueue_to("REPORTS", &mut task).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn enqueue_to(&self, queue: &str, task: &mut Task) -> Result<()> {
         self.inner.storage.enqueue(queue, task).await
     }
@@ -29,6 +63,20 @@ impl Client {
     /// Enqueues many tasks with up to [`ENQUEUE_IN_FLIGHT`] in flight at
     /// once (each task's record is stored before its work item is
     /// published); one result per task, in order.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let client = asyncjobs::Client::connect("nats://127.0.0.1:4222").await?;
+    /// use asyncjobs::Task;
+    /// let mut tasks = (0..1000)
+    ///     .map(|n| Task::new("thumbnail:make", &n))
+    ///     .collect::<asyncjobs::Result<Vec<_>>>()?;
+    /// let failed = client.enqueue_many(&mut tasks).await.into_iter().filter(|r| r.is_err()).count();
+    /// println!("{failed} of {} not enqueued", tasks.len());
+    /// # Ok(()) }
+    /// ```
     pub async fn enqueue_many(&self, tasks: &mut [Task]) -> Vec<Result<()>> {
         let storage = &self.inner.storage;
         let queue = self.inner.queue.name.as_str();
@@ -61,6 +109,22 @@ impl Client {
     }
 
     /// Loads a task by id, verifying its signature when keys are configured.
+    ///
+    /// # Errors
+    /// [`Error::TaskNotFound`],
+    /// [`Error::InvalidTaskRecord`] for a record that
+    /// does not decode, a signature error when keys are configured and it does not
+    /// verify.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let client = asyncjobs::Client::connect("nats://127.0.0.1:4222").await?;
+    /// let task = client.load_task("2Jk7X1vJ8nR0a4mZq3bW6yTgE5c").await?;
+    /// println!("{} tries, last error {:?}", task.tries, task.last_err);
+    /// # Ok(()) }
+    /// ```
     pub async fn load_task(&self, id: &str) -> Result<Task> {
         self.inner.storage.load_verified(id).await
     }
@@ -72,6 +136,21 @@ impl Client {
 
     /// Re-enqueues a task into the client's queue: state `retry`, result
     /// cleared; replaces any pending work item for it.
+    ///
+    /// # Errors
+    /// [`Error::TaskNotFound`],
+    /// [`Error::TaskDiscarded`] for a task deleted by a
+    /// discard policy, and the enqueue's errors.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let client = asyncjobs::Client::connect("nats://127.0.0.1:4222").await?;
+    /// let task = client.retry_task("2Jk7X1vJ8nR0a4mZq3bW6yTgE5c").await?;
+    /// assert_eq!(task.state, asyncjobs::TaskState::Retry);
+    /// # Ok(()) }
+    /// ```
     pub async fn retry_task(&self, id: &str) -> Result<Task> {
         self.inner
             .storage
@@ -94,6 +173,19 @@ impl Client {
 
     /// Deletes a task record; a delayed task's pending item goes with it
     /// (other pending items are left; they end as not found when delivered).
+    ///
+    /// # Errors
+    /// [`Error::TaskNotFound`] when there is no
+    /// such task.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let client = asyncjobs::Client::connect("nats://127.0.0.1:4222").await?;
+    /// client.delete_task("2Jk7X1vJ8nR0a4mZq3bW6yTgE5c").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn delete_task(&self, id: &str) -> Result<()> {
         self.inner.storage.delete_task(id).await
     }
@@ -121,6 +213,27 @@ impl Client {
     /// Streams stored tasks matching `filter` (state, type, queue), up to its
     /// limit. Records that do not decode are yielded as errors, not skipped.
     /// A snapshot like [`Client::list_tasks`].
+    ///
+    /// # Errors
+    /// [`Error::StorageNotReady`] when the task
+    /// store does not exist; reading failures are yielded by the stream.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let client = asyncjobs::Client::connect("nats://127.0.0.1:4222").await?;
+    /// use asyncjobs::{TaskFilter, TaskState};
+    /// use futures::StreamExt;
+    /// let mut failed = client
+    ///     .list_tasks_filtered(TaskFilter::new().state(TaskState::Expired).queue("EMAIL").limit(50))
+    ///     .await?;
+    /// while let Some(task) = failed.next().await {
+    ///     let task = task?;
+    ///     println!("{} {}", task.id, task.last_err);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn list_tasks_filtered(
         &self,
         filter: TaskFilter,
@@ -151,6 +264,18 @@ impl Client {
     /// # Errors
     /// Listing the store failed; failures of single tasks are in the
     /// summary instead.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let client = asyncjobs::Client::connect("nats://127.0.0.1:4222").await?;
+    /// use asyncjobs::{TaskFilter, TaskState};
+    /// let dead = TaskFilter::new().state(TaskState::Expired).task_type("email:new");
+    /// let summary = client.replay_tasks(dead, false, |done, total| eprintln!("{done}/{total}")).await?;
+    /// println!("{} replayed, {} failed", summary.replayed.len(), summary.failed.len());
+    /// # Ok(()) }
+    /// ```
     pub async fn replay_tasks(
         &self,
         filter: TaskFilter,
@@ -212,6 +337,27 @@ impl Client {
     ///
     /// # Errors
     /// [`Error::Nats`] when the store cannot be read.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let client = asyncjobs::Client::connect("nats://127.0.0.1:4222").await?;
+    /// use asyncjobs::TaskFilter;
+    /// let filter = TaskFilter::new().queue("EMAIL").limit(20);
+    /// let mut from = 1;
+    /// loop {
+    ///     let (tasks, next) = client.page_tasks(from, &filter, 10_000).await?;
+    ///     for t in tasks {
+    ///         println!("{} {}", t.id, t.state);
+    ///     }
+    ///     match next {
+    ///         Some(n) => from = n,
+    ///         None => break,
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn page_tasks(
         &self,
         from: u64,
@@ -242,6 +388,17 @@ impl Client {
     ///
     /// # Errors
     /// Listing or lookup failures ([`Error::Nats`], [`Error::StorageNotReady`]).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let client = asyncjobs::Client::connect("nats://127.0.0.1:4222").await?;
+    /// use std::time::Duration;
+    /// let ended = client.reconcile_tasks(Some("EMAIL"), Duration::from_secs(60)).await?;
+    /// println!("{} tasks had lost their work item", ended.len());
+    /// # Ok(()) }
+    /// ```
     pub async fn reconcile_tasks(
         &self,
         queue: Option<&str>,

@@ -23,8 +23,10 @@ mod endpoint;
 #[cfg(feature = "metrics")]
 mod prom;
 
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 #[cfg(feature = "metrics")]
 pub use endpoint::serve;
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 #[cfg(feature = "metrics")]
 pub use prom::{register_in, registry, render};
 

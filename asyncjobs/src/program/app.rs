@@ -100,6 +100,7 @@ impl App {
     /// Runs as the packaged handler `service` (see [`Service`]): its
     /// handlers on its one queue, configured by the `AJ_*` environment
     /// variables; [`main`](App::main) then reads no flags.
+    #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
     #[cfg(feature = "remote")]
     pub fn service(mut self, service: Service) -> App {
         self.service = Some(service);

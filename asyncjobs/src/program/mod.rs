@@ -44,6 +44,7 @@ pub use args::WorkerArgs;
 pub use error::ProgramError;
 pub use listing::handler_table;
 pub use running::{start, RunningWorkers};
+#[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
 #[cfg(feature = "remote")]
 pub use service::{
     Route, Service, Settings as ServiceSettings, DEFAULT_METRICS_PORT, DOCKER_COMMANDS_DIR,
@@ -139,6 +140,7 @@ pub use crate::worker::DEFAULT_SHUTDOWN_GRACE;
 /// ```
 ///
 /// The same with your own `main`: [`App`](crate::program::App).
+#[cfg_attr(docsrs, doc(cfg(feature = "program")))]
 #[macro_export]
 macro_rules! main {
     ($($input:tt)*) => {

@@ -275,19 +275,7 @@ impl Storage {
         }
         let held = format!("{SCHEDULED_ITEM_PREFIX}{queue}.>");
         let filter = items_filter(queue);
-        let consumer = match api::config(
-            &self.js,
-            &format!("CONSUMER.INFO.{stream}.{WORKERS_CONSUMER}"),
-            || format!("loading consumer {stream}.{WORKERS_CONSUMER}"),
-        )
-        .await
-        {
-            Ok(c) => c,
-            Err(e) if api::is(&e, ErrorCode::CONSUMER_NOT_FOUND) => {
-                return Err(Error::QueueConsumerNotFound(queue.to_string()))
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let consumer = self.workers_config(queue).await?;
         let has_held = stream_config["subjects"]
             .as_array()
             .is_some_and(|l| l.iter().any(|s| s == &json!(held)));

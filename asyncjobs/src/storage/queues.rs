@@ -188,6 +188,32 @@ impl Storage {
         Ok(())
     }
 
+    /// The configuration of a queue's `WORKERS` consumer exactly as the
+    /// server has it (for updates that keep every other field).
+    ///
+    /// # Errors
+    /// [`Error::QueueNotFound`], [`Error::QueueConsumerNotFound`], or the
+    /// request's failure.
+    pub(super) async fn workers_config(&self, queue: &str) -> Result<Value> {
+        let stream = format!("{QUEUE_STREAM_PREFIX}{queue}");
+        match api::config(
+            &self.js,
+            &format!("CONSUMER.INFO.{stream}.{WORKERS_CONSUMER}"),
+            || format!("loading consumer {stream}.{WORKERS_CONSUMER}"),
+        )
+        .await
+        {
+            Ok(c) => Ok(c),
+            Err(e) if api::is(&e, ErrorCode::STREAM_NOT_FOUND) => {
+                Err(Error::QueueNotFound(queue.into()))
+            }
+            Err(e) if api::is(&e, ErrorCode::CONSUMER_NOT_FOUND) => {
+                Err(Error::QueueConsumerNotFound(queue.into()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Updates the `WORKERS` consumer of a queue with `change`.
     pub(super) async fn update_workers(
         &self,
@@ -196,22 +222,7 @@ impl Storage {
     ) -> Result<()> {
         validate_queue_name(queue)?;
         let stream = format!("{QUEUE_STREAM_PREFIX}{queue}");
-        let mut config = match api::config(
-            &self.js,
-            &format!("CONSUMER.INFO.{stream}.{WORKERS_CONSUMER}"),
-            || format!("loading consumer {stream}.{WORKERS_CONSUMER}"),
-        )
-        .await
-        {
-            Ok(c) => c,
-            Err(e) if api::is(&e, ErrorCode::STREAM_NOT_FOUND) => {
-                return Err(Error::QueueNotFound(queue.into()))
-            }
-            Err(e) if api::is(&e, ErrorCode::CONSUMER_NOT_FOUND) => {
-                return Err(Error::QueueConsumerNotFound(queue.into()))
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let mut config = self.workers_config(queue).await?;
         change(&mut config);
         let body = json!({"stream_name": stream, "config": config, "action": ""});
         api::request::<Value>(
