@@ -19,6 +19,16 @@
 //! | `buckets.rs` | key-value buckets: the schedules', elections', presence records |
 //! | `api.rs` | raw `$JS.API` requests whose bodies must equal Go's |
 //!
+//! Two JetStream paths are not here, on purpose: both act on one delivery
+//! and live with the worker that owns it. Pull requests
+//! (`$JS.API.CONSUMER.MSG.NEXT.<stream>.WORKERS`, sized to free slots) are
+//! sent by `worker/pull.rs`; delivered items are acknowledged (`+ACK`,
+//! `-NAK`, `+TERM`, `+WPI`) through their own acker by `worker/outcome.rs`,
+//! `worker/execute.rs` and `handler.rs` (heartbeats), and the exhausted
+//! advisories by `worker/exhausted.rs` (its consumer comes from
+//! [`Storage::exhausted_consumer`]). Lifecycle events and remote handler
+//! calls are core NATS, not JetStream (`events.rs`, `remote/`).
+//!
 //! Reads and administration use async-nats's typed calls and match the
 //! server's [`ErrorCode`]s; the create and update bodies that must equal
 //! Go's byte for byte (the golden configurations) go through [`api`].
