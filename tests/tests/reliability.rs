@@ -229,10 +229,10 @@ async fn raised_run_time_reaches_a_running_worker() {
         })
         .unwrap();
     let worker = spawn_worker(client.worker(router).retry_policy(fast_retry()));
-    // the worker is up once it has made the queue hold scheduled items
+    // the worker is up once its pull requests wait on the queue
     wait_for(T, "the worker to start", || async {
-        let c = workers_config(&client, "SLOW").await;
-        (c["filter_subject"] == "CHORIA_AJ.Q.SLOW.>").then_some(())
+        let i = client.queue_info("SLOW").await.unwrap();
+        (i.waiting > 0).then_some(())
     })
     .await;
     let update = asyncjobs::QueueUpdate {
@@ -316,16 +316,35 @@ async fn workers_config(client: &Client, queue: &str) -> serde_json::Value {
         .clone()
 }
 
+async fn stream_config(client: &Client, queue: &str) -> serde_json::Value {
+    asyncjobs_tests::js_api(
+        client.nats(),
+        &format!("STREAM.INFO.CHORIA_AJ_Q_{queue}"),
+        "",
+    )
+    .await["config"]
+        .clone()
+}
+
+/// Items held in `CHORIA_AJ_HELD` until due (or released and not yet moved).
+async fn held_count(client: &Client) -> u64 {
+    asyncjobs_tests::js_api(client.nats(), "STREAM.INFO.CHORIA_AJ_HELD", "").await["state"]
+        ["messages"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
 /// Kind I: a task waiting out its retry backoff holds none of the queue's
 /// concurrency slots: with all three slots' tasks waiting 10 minutes, a
-/// new task runs at once. The queue (created as Go creates it) gains the
-/// held-item subject and a filtered `WORKERS` consumer when the worker starts.
+/// new task runs at once. The waits are held outside the queue, which
+/// (created as Go creates it) keeps exactly the configuration it had.
 #[tokio::test]
 async fn waiting_for_a_retry_holds_no_slot() {
     let server = NatsServer::start();
     let client = client(&server, Queue::new("Q").max_concurrent(3)).await;
     let before = workers_config(&client, "Q").await;
     assert!(before.get("filter_subject").is_none(), "{before}");
+    let stream_before = stream_config(&client, "Q").await;
 
     let mut failing = Vec::new();
     for _ in 0..3 {
@@ -347,18 +366,14 @@ async fn waiting_for_a_retry_holds_no_slot() {
     client.enqueue(&mut ok).await.unwrap();
     wait_for_state(&client, &ok.id, TaskState::Complete, T).await;
 
-    // the three waits are held items, none pending on the consumer
+    // the three waits are held outside the queue, none pending on the consumer
     let info = client.queue_info("Q").await.unwrap();
     assert_eq!(info.ack_pending, 0);
-    assert_eq!(info.stream.messages, 3);
-    let after = workers_config(&client, "Q").await;
-    assert_eq!(after["filter_subject"], "CHORIA_AJ.Q.Q.>", "{after}");
-    let stream = asyncjobs_tests::js_api(client.nats(), "STREAM.INFO.CHORIA_AJ_Q_Q", "").await;
-    assert_eq!(stream["config"]["allow_msg_schedules"], true);
-    assert_eq!(
-        stream["config"]["subjects"],
-        serde_json::json!(["CHORIA_AJ.Q.Q.>", "CHORIA_AJ.S.Q.>"])
-    );
+    assert_eq!(info.stream.messages, 0);
+    assert_eq!(held_count(&client).await, 3);
+    // the queue is as its creator made it
+    assert_eq!(workers_config(&client, "Q").await, before);
+    assert_eq!(stream_config(&client, "Q").await, stream_before);
     for id in &failing {
         assert_eq!(client.load_task(id).await.unwrap().state, TaskState::Retry);
     }
@@ -410,7 +425,8 @@ async fn waiting_for_dependencies_holds_no_slot() {
     );
     wait_for(T, "the blocked task's item to be held", || async {
         let i = client.queue_info("Q").await.unwrap();
-        (i.ack_pending == 0 && i.stream.messages == 1).then_some(())
+        (i.ack_pending == 0 && i.stream.messages == 0 && held_count(&client).await == 1)
+            .then_some(())
     })
     .await;
     let mut ok = Task::new("ok", &()).unwrap();
@@ -436,59 +452,69 @@ async fn waiting_for_dependencies_holds_no_slot() {
     worker.stop().await;
 }
 
-/// Kind I: a tool that re-creates the `WORKERS` consumer without its
-/// filter makes held items visible; the worker runs such a task at once
-/// (never strands it) and puts the filter back.
+/// Kind I, queues an earlier version changed to hold items in their own
+/// stream (`CHORIA_AJ.S.<queue>.>`, discard old, a filtered `WORKERS`): an
+/// item held there still runs, also when a tool re-created the consumer
+/// without its filter (the task runs at once, never stranded), and the
+/// worker changes nothing of the queue.
 #[tokio::test]
-async fn lost_consumer_filter_is_restored_and_held_tasks_still_run() {
+async fn items_held_by_an_earlier_version_still_run() {
     let server = NatsServer::start();
     let client = client(&server, Queue::new("Q")).await;
-    let calls = Arc::new(AtomicUsize::new(0));
-    let c = calls.clone();
-    let router = Router::new()
-        .handle("flaky", move |_ctx: TaskContext, _t: Task| {
-            let n = c.fetch_add(1, Ordering::SeqCst);
-            async move {
-                if n == 0 {
-                    Err(HandlerError::from("first try fails"))
-                } else {
-                    asyncjobs::handler::to_output(&"done")
-                }
-            }
-        })
-        .unwrap();
-    let worker = spawn_worker(
-        client
-            .worker(router)
-            .retry_policy(fixed(Duration::from_secs(600))),
-    );
-    wait_for(T, "the worker to filter its consumer", || async {
-        let c = workers_config(&client, "Q").await;
-        (c["filter_subject"] == "CHORIA_AJ.Q.Q.>").then_some(())
-    })
-    .await;
-    // drop the filter, as a consumer update that does not know it would
-    let mut config = workers_config(&client, "Q").await;
-    config.as_object_mut().unwrap().remove("filter_subject");
-    let body =
-        serde_json::json!({"stream_name": "CHORIA_AJ_Q_Q", "config": config, "action": "update"});
+    // the queue as an earlier version left it
+    let mut stream = stream_config(&client, "Q").await;
+    stream["subjects"] = serde_json::json!(["CHORIA_AJ.Q.Q.>", "CHORIA_AJ.S.Q.>"]);
+    stream["allow_msg_schedules"] = serde_json::json!(true);
+    stream["discard"] = serde_json::json!("old");
     let r = asyncjobs_tests::js_api(
         client.nats(),
-        "CONSUMER.CREATE.CHORIA_AJ_Q_Q.WORKERS",
-        &body.to_string(),
+        "STREAM.UPDATE.CHORIA_AJ_Q_Q",
+        &stream.to_string(),
     )
     .await;
     assert!(r.get("error").is_none(), "{r}");
-    // its retry is held for 10 minutes, but the unfiltered consumer delivers it now
-    let mut t = Task::new("flaky", &()).unwrap();
+    // a task whose item that version held for 10 minutes
+    let mut t = Task::new("ok", &()).unwrap();
     client.enqueue(&mut t).await.unwrap();
+    client.purge_queue("Q").await.unwrap();
+    let due = time::OffsetDateTime::now_utc() + Duration::from_secs(600);
+    let js = async_nats::jetstream::new(client.nats().clone());
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(
+        "Nats-Schedule",
+        format!(
+            "@at {}",
+            due.replace_nanosecond(0)
+                .unwrap()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap()
+        )
+        .as_str(),
+    );
+    headers.insert(
+        "Nats-Schedule-Target",
+        format!("CHORIA_AJ.Q.Q.{}", t.id).as_str(),
+    );
+    js.publish_with_headers(
+        format!("CHORIA_AJ.S.Q.{}", t.id),
+        headers,
+        serde_json::json!({"kind": 0, "job": t.id})
+            .to_string()
+            .into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    // the consumer as a tool that does not know the filter re-creates it
+    let consumer = workers_config(&client, "Q").await;
+    assert!(consumer.get("filter_subject").is_none(), "{consumer}");
+    let stream_before = stream_config(&client, "Q").await;
+    let worker = spawn_worker(client.worker(fail_and_ok()));
     let done = wait_for_state(&client, &t.id, TaskState::Complete, T).await;
-    assert_eq!(done.tries, 2);
-    wait_for(T, "the filter to be restored", || async {
-        let c = workers_config(&client, "Q").await;
-        (c["filter_subject"] == "CHORIA_AJ.Q.Q.>").then_some(())
-    })
-    .await;
+    assert_eq!(done.tries, 1);
+    assert_eq!(workers_config(&client, "Q").await, consumer);
+    assert_eq!(stream_config(&client, "Q").await, stream_before);
     worker.stop().await;
 }
 
@@ -530,10 +556,30 @@ async fn scheduled_waits_can_be_turned_off() {
 }
 
 /// Kind I: a queue that refuses items when full (max entries, discard new)
-/// is not switched to discard old, which schedules would need.
+/// holds its waits outside it too, and keeps its limit and discard policy.
 #[tokio::test]
-async fn size_limited_queue_keeps_discard_new_and_naks() {
-    waits_stay_naks(Queue::new("Q").max_entries(100), true).await;
+async fn size_limited_queue_keeps_discard_new_and_holds_waits_outside() {
+    let server = NatsServer::start();
+    let client = client(&server, Queue::new("Q").max_entries(100)).await;
+    let stream_before = stream_config(&client, "Q").await;
+    let consumer_before = workers_config(&client, "Q").await;
+    let mut t = Task::new("fail", &()).unwrap();
+    client.enqueue(&mut t).await.unwrap();
+    let worker = spawn_worker(
+        client
+            .worker(fail_and_ok())
+            .retry_policy(fixed(Duration::from_secs(600))),
+    );
+    wait_for_state(&client, &t.id, TaskState::Retry, T).await;
+    wait_for(T, "the wait to be held outside the queue", || async {
+        let i = client.queue_info("Q").await.unwrap();
+        (i.ack_pending == 0 && held_count(&client).await == 1).then_some(())
+    })
+    .await;
+    assert_eq!(stream_config(&client, "Q").await, stream_before);
+    assert_eq!(stream_before["discard"], "new");
+    assert_eq!(workers_config(&client, "Q").await, consumer_before);
+    worker.stop().await;
 }
 
 /// Kind C: a try that finishes after another try took its task over (its

@@ -1237,3 +1237,123 @@ async fn a_minute_slot_missed_during_failover_is_fired_once() {
     r2.stop().await.unwrap();
     let _ = r1.stop().await;
 }
+
+/// Issue 29: a Go scheduler leads (its slot tasks have random ids, so the
+/// deterministic-id guard cannot see them) and is killed (its key is left
+/// to expire). The Rust follower that takes over never fires a slot the Go
+/// leader fired: it catches up only on slots after the Go leader's last
+/// refresh plus its refresh interval, as the follower saw them. Slots after
+/// that, missed while no one led, are still fired.
+#[tokio::test]
+async fn catch_up_never_fires_a_slot_a_go_leader_fired() {
+    let server = NatsServer::start();
+    let admin = client(&server, Queue::new("GOCRON")).await;
+    // a 4 s TTL: Go refreshes every 3 s (0.75 of it)
+    let ttl = Duration::from_secs(4);
+    let store = jetstream::new(admin.nats().clone())
+        .create_key_value(kv::Config {
+            bucket: "GO_ELECTIONS".into(),
+            max_age: ttl,
+            history: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let schedule = admin
+        .new_scheduled_task(
+            "go",
+            "@every 2s",
+            "GOCRON",
+            &Task::builder("go:tick").build().unwrap(),
+        )
+        .await
+        .unwrap();
+    let created_at = schedule.created_at;
+    let slot = move |k: i64| created_at + time::Duration::seconds(2 * k);
+
+    // the Go leader: holds the key, refreshing it every 3 s, and fires each
+    // slot with a random task id, until it is killed
+    let rev = store.create("task_scheduler", "go-1".into()).await.unwrap();
+    let killed = CancellationToken::new();
+    let go_fired: Arc<Mutex<Vec<OffsetDateTime>>> = Arc::default();
+    let go = tokio::spawn({
+        let (admin, store, killed, go_fired) = (
+            admin.clone(),
+            store.clone(),
+            killed.clone(),
+            go_fired.clone(),
+        );
+        async move {
+            let mut rev = rev;
+            let mut next_refresh = Instant::now() + Duration::from_secs(3);
+            let mut k = 1;
+            loop {
+                let due = slot(k);
+                let wait: Duration = (due - OffsetDateTime::now_utc())
+                    .try_into()
+                    .unwrap_or_default();
+                tokio::select! {
+                    _ = killed.cancelled() => return,
+                    _ = tokio::time::sleep_until(next_refresh.into()) => {
+                        rev = store.update("task_scheduler", "go-1".into(), rev).await.unwrap();
+                        next_refresh += Duration::from_secs(3);
+                    }
+                    _ = tokio::time::sleep(wait) => {
+                        let mut t = Task::builder("go:tick").build().unwrap();
+                        admin.enqueue_to("GOCRON", &mut t).await.unwrap();
+                        go_fired.lock().unwrap().push(due);
+                        k += 1;
+                    }
+                }
+            }
+        }
+    });
+
+    // the Rust follower, campaigning every 500 ms
+    let c = client(&server, Queue::new("GOCRON")).await;
+    let options = ElectionOptions::default()
+        .bucket("GO_ELECTIONS")
+        .campaign_interval(Duration::from_millis(500))
+        .max_splay(Duration::from_millis(100));
+    let rust = Scheduler::builder(c, "rust-1").election(options).build();
+    let leaders = Leaders::watch(admin.nats()).await;
+    let run = start(&rust);
+    // Go fires three slots, then is killed
+    wait_for(T, "the Go leader's third slot", || async {
+        (go_fired.lock().unwrap().len() >= 3).then_some(())
+    })
+    .await;
+    killed.cancel();
+    go.await.unwrap();
+    let go_slots = go_fired.lock().unwrap().clone();
+    wait_for(
+        Duration::from_secs(30),
+        "the Rust scheduler to lead",
+        || async {
+            leaders
+                .names()
+                .contains(&"rust-1".to_string())
+                .then_some(())
+        },
+    )
+    .await;
+    // the Rust leader fires the slots from here on
+    let after = OffsetDateTime::now_utc() + Duration::from_secs(3);
+    wait_for(T, "a slot fired by the Rust leader", || async {
+        let k = (0..60).find(|k| slot(*k) > after)?;
+        admin
+            .load_task(&asyncjobs::scheduler::slot_task_id("go", slot(k)))
+            .await
+            .ok()
+    })
+    .await;
+    // no slot Go fired was fired again
+    for s in &go_slots {
+        let id = asyncjobs::scheduler::slot_task_id("go", *s);
+        assert!(
+            admin.load_task(&id).await.is_err(),
+            "the Rust leader fired the slot {s} the Go leader had fired"
+        );
+    }
+    run.stop().await.unwrap();
+}

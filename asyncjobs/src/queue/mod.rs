@@ -165,20 +165,35 @@ pub(crate) fn item_subject(queue: &str, task_id: &str) -> String {
     format!("CHORIA_AJ.Q.{queue}.{task_id}")
 }
 
-/// The subjects of a queue's work items: the `WORKERS` consumer's filter
-/// once the queue holds scheduled items.
-pub(crate) fn items_filter(queue: &str) -> String {
-    format!("CHORIA_AJ.Q.{queue}.>")
+/// Subject prefix under which earlier versions held a queue's work items
+/// in the queue's own stream (`CHORIA_AJ.S.<queue>.<id>`); such items are
+/// still honoured (docs/storage.md §3.4).
+pub(crate) const LEGACY_HELD_PREFIX: &str = "CHORIA_AJ.S.";
+
+/// A task's held item of an earlier version, in its queue's stream.
+pub(crate) fn legacy_held_subject(queue: &str, task_id: &str) -> String {
+    format!("{LEGACY_HELD_PREFIX}{queue}.{task_id}")
 }
 
-/// Subject prefix of the messages that hold a work item until it is due
-/// (JetStream message schedules, ADR-51); queue and task id follow.
-pub(crate) const SCHEDULED_ITEM_PREFIX: &str = "CHORIA_AJ.S.";
+/// Subject prefix of the messages in [`HELD_STREAM`](crate::HELD_STREAM)
+/// that hold a work item until it is due (JetStream message schedules,
+/// ADR-51); queue and task id follow.
+pub(crate) const HELD_ITEM_PREFIX: &str = "CHORIA_AJ.W.";
 
-/// The subject holding a task's scheduled work item: one per task, so a
-/// newer schedule replaces an older one.
-pub(crate) fn scheduled_item_subject(queue: &str, task_id: &str) -> String {
-    format!("{SCHEDULED_ITEM_PREFIX}{queue}.{task_id}")
+/// The subject holding a task's work item until it is due: one per task,
+/// so a newer schedule replaces an older one.
+pub(crate) fn held_item_subject(queue: &str, task_id: &str) -> String {
+    format!("{HELD_ITEM_PREFIX}{queue}.{task_id}")
+}
+
+/// Subject prefix of the items a schedule released when due, waiting in
+/// [`HELD_STREAM`](crate::HELD_STREAM) for a worker of the queue to move
+/// them into the queue; queue and task id follow.
+pub(crate) const RELEASED_ITEM_PREFIX: &str = "CHORIA_AJ.R.";
+
+/// The subject a held item is released to when due.
+pub(crate) fn released_item_subject(queue: &str, task_id: &str) -> String {
+    format!("{RELEASED_ITEM_PREFIX}{queue}.{task_id}")
 }
 
 /// Queue names must be non-empty and free of the characters JetStream refuses in stream names

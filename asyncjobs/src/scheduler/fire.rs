@@ -29,7 +29,14 @@ pub(super) async fn run_schedule(
         loop {
             let now = OffsetDateTime::now_utc();
             if !missed.is_empty() && inner.is_leader() {
-                for old in catch_up(&mut missed, now, inner.misfire_window) {
+                let floor = inner.previous_leader_until();
+                let waiting = missed.len();
+                let due = catch_up(&mut missed, now, inner.misfire_window, floor);
+                if due.len() < waiting {
+                    tracing::info!(schedule = %name, skipped = waiting - due.len(), previous_leader_until = ?floor,
+                        "not firing missed slots that are too old or that the previous leader may have fired");
+                }
+                for old in due {
                     tracing::info!(schedule = %name, slot = %old, "firing a slot missed while not the leader");
                     fire(&inner, &name, &st, old).await;
                 }
@@ -66,16 +73,21 @@ pub(super) async fn run_schedule(
 /// fills 120 in the default window).
 const MAX_MISSED: usize = 10_000;
 
-/// The missed slots still inside the misfire window, oldest first; the
-/// list is emptied.
+/// The missed slots still inside the misfire window and after the time the
+/// previous leader may have acted until, oldest first; the list is
+/// emptied.
 pub(super) fn catch_up(
     missed: &mut std::collections::VecDeque<OffsetDateTime>,
     now: OffsetDateTime,
     window: Duration,
+    previous_leader_until: Option<OffsetDateTime>,
 ) -> Vec<OffsetDateTime> {
     missed
         .drain(..)
         .filter(|slot| now - *slot <= window)
+        // a slot the previous leader may have fired is never fired again:
+        // Go's slot tasks have random ids, so nothing else would catch it
+        .filter(|slot| previous_leader_until.is_none_or(|until| *slot > until))
         .collect()
 }
 

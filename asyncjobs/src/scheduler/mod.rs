@@ -206,6 +206,16 @@ impl Inner {
             .as_ref()
             .is_some_and(|e| e.is_leader())
     }
+
+    /// Until when a previous leader may have fired slots (see
+    /// [`Election::previous_leader_until`]); `None` without an election.
+    fn previous_leader_until(&self) -> Option<time::OffsetDateTime> {
+        self.election
+            .lock()
+            .expect("scheduler election")
+            .as_ref()
+            .and_then(|e| e.previous_leader_until())
+    }
 }
 
 /// Creates the tasks of every stored schedule while it is the elected

@@ -15,13 +15,23 @@ fn catch_up_fires_missed_slots_inside_the_window_oldest_first() {
         .into_iter()
         .map(|s| now - Duration::from_secs(s))
         .collect();
-    let due = catch_up(&mut missed, now, Duration::from_secs(120));
+    let due = catch_up(&mut missed, now, Duration::from_secs(120), None);
     assert_eq!(
         due,
         [90, 30, 0].map(|s| now - Duration::from_secs(s)).to_vec()
     );
     assert!(missed.is_empty());
-    assert!(catch_up(&mut missed, now, Duration::from_secs(120)).is_empty());
+    assert!(catch_up(&mut missed, now, Duration::from_secs(120), None).is_empty());
+    // nothing the previous leader may have fired
+    let mut missed: std::collections::VecDeque<OffsetDateTime> = [90, 30, 0]
+        .into_iter()
+        .map(|s| now - Duration::from_secs(s))
+        .collect();
+    let until = Some(now - Duration::from_secs(30));
+    assert_eq!(
+        catch_up(&mut missed, now, Duration::from_secs(120), until),
+        vec![now]
+    );
 }
 
 #[test]

@@ -31,6 +31,18 @@ impl std::fmt::Debug for Bucket {
     }
 }
 
+/// A value as written, with its revision and when it was written (by the
+/// server's clock).
+#[derive(Debug, Clone)]
+pub(crate) struct Written {
+    /// The value.
+    pub value: bytes::Bytes,
+    /// Its revision.
+    pub revision: u64,
+    /// When it was written.
+    pub at: time::OffsetDateTime,
+}
+
 /// The bucket of worker presence records.
 pub const WORKERS_BUCKET: &str = "CHORIA_AJ_WORKERS";
 
@@ -168,6 +180,27 @@ impl Bucket {
         Ok(entry
             .filter(|e| e.operation == kv::Operation::Put)
             .map(|e| e.value))
+    }
+
+    /// The value of `key` with its revision and the time it was written,
+    /// when its last operation is a put.
+    pub(crate) async fn written(
+        &self,
+        key: &str,
+        context: impl FnOnce() -> String,
+    ) -> KvResult<Option<Written>> {
+        let entry = self
+            .store
+            .entry(key)
+            .await
+            .map_err(|e| nats(context(), e))?;
+        Ok(entry
+            .filter(|e| e.operation == kv::Operation::Put)
+            .map(|e| Written {
+                value: e.value,
+                revision: e.revision,
+                at: e.created,
+            }))
     }
 
     /// Deletes `key` (a delete marker, as Go's KV delete).

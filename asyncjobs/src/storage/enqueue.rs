@@ -3,7 +3,7 @@
 //! does not take the item (docs/storage.md).
 
 use super::TASKS_STREAM;
-use super::{api, Storage};
+use super::{api, Storage, HELD_STREAM};
 use crate::error::{nats, Error, Result};
 use crate::queue::{validate_queue_name, QUEUE_STREAM_PREFIX};
 use crate::task::{Task, TaskState};
@@ -69,7 +69,11 @@ impl Storage {
         let dedupe = task.state != TaskState::Retry;
         // the consumer's span is a child of this enqueue's (with `otel`)
         let traceparent = crate::spans::traceparent(&tracing::Span::current(), outer);
-        let stream = format!("{QUEUE_STREAM_PREFIX}{queue}");
+        // a held item goes to the held-items stream, others to the queue's
+        let stream = match due {
+            Some(_) => HELD_STREAM.to_string(),
+            None => format!("{QUEUE_STREAM_PREFIX}{queue}"),
+        };
         loop {
             let sent = self
                 .publish_item_at(

@@ -47,6 +47,10 @@ impl Storage {
             match self.save_task(&mut task).await {
                 Ok(()) => {
                     tracing::warn!(task = %task.id, queue = %task.queue, state = %was, "work item lost; task expired");
+                    // an item released for a deleted queue would wait forever
+                    if let Err(e) = self.cancel_held(&task.queue, &task.id).await {
+                        tracing::debug!(task = %task.id, error = %e, "removing a held item of the expired task failed");
+                    }
                     ended.push(task.id);
                 }
                 // changed meanwhile: something is handling it

@@ -73,6 +73,19 @@ pub const ELECTIONS_BUCKET: &str = "CHORIA_AJ_ELECTIONS";
 /// Created on demand by the first discard; Go neither writes nor reads it.
 pub const DISCARDED_BUCKET: &str = "CHORIA_AJ_DISCARDED";
 
+/// Stream holding work items until they are due (delayed tasks, and tasks
+/// waiting for their next try or their dependencies): one JetStream message
+/// schedule per task on `CHORIA_AJ.W.<queue>.<id>`, released when due to
+/// `CHORIA_AJ.R.<queue>.<id>`, from where a worker (of any queue) moves it
+/// into the queue. Work-queue retention, one durable consumer
+/// ([`RELEASE_CONSUMER`]) shared by every worker; needs nats-server 2.12.
+/// Go neither writes nor reads it.
+pub const HELD_STREAM: &str = "CHORIA_AJ_HELD";
+
+/// The durable consumer of [`HELD_STREAM`] every worker reads released
+/// items from.
+pub(crate) const RELEASE_CONSUMER: &str = "RELEASE";
+
 /// Stream capturing JetStream's max-deliveries advisories for the
 /// `WORKERS` consumers of every queue, so a work item the server stopped
 /// delivering is noticed even when no worker was running at the time.

@@ -1,12 +1,17 @@
 //! Creating what the runtime needs on the server: the task store, the
-//! exhausted-advisories stream and its consumers, the configuration and
-//! elections buckets, and queues with their `WORKERS` consumer
-//! (docs/storage.md). An existing stream or consumer is used unchanged.
+//! exhausted-advisories stream and the held-items stream with their
+//! consumers, the configuration and elections buckets, and queues with
+//! their `WORKERS` consumer (docs/storage.md §3, §4). An existing stream or
+//! consumer is used unchanged.
 
 use super::{api, exhausted_subject, ns, Storage};
-use super::{CONFIG_BUCKET, ELECTIONS_BUCKET, EXHAUSTED_STREAM, TASKS_STREAM};
+use super::{
+    CONFIG_BUCKET, ELECTIONS_BUCKET, EXHAUSTED_STREAM, HELD_STREAM, RELEASE_CONSUMER, TASKS_STREAM,
+};
 use crate::error::{nats, Error, NatsError, NatsErrorKind, Result};
-use crate::queue::{validate_queue_name, Queue, WORKERS_CONSUMER};
+use crate::queue::{
+    validate_queue_name, Queue, HELD_ITEM_PREFIX, RELEASED_ITEM_PREFIX, WORKERS_CONSUMER,
+};
 use async_nats::jetstream::{self, ErrorCode};
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
@@ -110,6 +115,79 @@ impl Storage {
             .await
             .map_err(|e| nats(format!("creating consumer {EXHAUSTED_STREAM}.{queue}"), e))?;
         Ok(())
+    }
+
+    /// Creates [`HELD_STREAM`] unless it exists (with this client's
+    /// storage settings; an existing one is used unchanged). Checked at
+    /// most every few seconds.
+    pub(crate) async fn prepare_held_stream(&self) -> Result<()> {
+        if self.delays().held_fresh() {
+            return Ok(());
+        }
+        if self.stream_details(HELD_STREAM).await?.is_none() {
+            let config = json!({
+                "name": HELD_STREAM,
+                "description": "Choria Async Jobs work items held until due",
+                "subjects": [format!("{HELD_ITEM_PREFIX}>"), format!("{RELEASED_ITEM_PREFIX}>")],
+                "retention": "workqueue",
+                "max_consumers": -1,
+                // one schedule per task: a newer one replaces an older
+                "max_msgs_per_subject": 1,
+                "max_msgs": -1,
+                "max_bytes": -1,
+                "max_age": 0,
+                "max_msg_size": -1,
+                "storage": self.storage_type(),
+                // required by message schedules; nothing is discarded
+                // without size limits
+                "discard": "old",
+                "num_replicas": self.settings.replicas.max(1),
+                "allow_msg_schedules": true,
+            });
+            self.create_stream(HELD_STREAM, config).await?;
+        }
+        self.delays().held = Some(std::time::Instant::now());
+        Ok(())
+    }
+
+    /// Makes [`HELD_STREAM`] ready: the stream, and the durable consumer
+    /// [`RELEASE_CONSUMER`] every worker reads released items from (for
+    /// every queue). `false`, changing nothing, when the server is older
+    /// than 2.12 (no message schedules).
+    pub(crate) async fn prepare_held(&self) -> Result<bool> {
+        if !self.supports_schedules() {
+            return Ok(false);
+        }
+        self.prepare_held_stream().await?;
+        self.held_consumer().await?;
+        Ok(true)
+    }
+
+    /// The durable consumer [`RELEASE_CONSUMER`] on [`HELD_STREAM`] (made
+    /// when missing): the items released for every queue, to move into it.
+    pub(crate) async fn held_consumer(&self) -> Result<jetstream::consumer::PullConsumer> {
+        self.stream(HELD_STREAM)
+            .await?
+            .get_or_create_consumer(
+                RELEASE_CONSUMER,
+                jetstream::consumer::pull::Config {
+                    durable_name: Some(RELEASE_CONSUMER.to_string()),
+                    filter_subject: format!("{RELEASED_ITEM_PREFIX}>"),
+                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                    ack_wait: Duration::from_secs(30),
+                    // items a full queue refused wait for their next offer
+                    max_ack_pending: 100_000,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| {
+                nats(
+                    format!("creating consumer {HELD_STREAM}.{RELEASE_CONSUMER}"),
+                    e,
+                )
+                .into()
+            })
     }
 
     /// The durable consumer of `queue` on [`EXHAUSTED_STREAM`].

@@ -11,7 +11,7 @@ use super::gates::{self, Deps, Loaded};
 use super::outcome::replace_item;
 use super::{Delivered, Shared};
 use crate::error::Error;
-use crate::queue::SCHEDULED_ITEM_PREFIX;
+use crate::queue::LEGACY_HELD_PREFIX;
 use crate::storage::WorkItem;
 use crate::task::{Task, TaskState};
 use async_nats::jetstream::message::Acker;
@@ -82,11 +82,9 @@ async fn read(shared: &Shared, msg: async_nats::jetstream::Message) -> Option<(D
     let delivered = msg.info().map(|i| i.delivered).unwrap_or(1).max(1) as u64;
     let traceparent = WorkItem::traceparent(msg.headers.as_ref());
     let (msg, acker) = msg.split();
-    if msg.subject.starts_with(SCHEDULED_ITEM_PREFIX) {
-        // the consumer lost its filter (re-created by a tool that does not
-        // know it): this item was meant for later; it runs now, and the
-        // filter is put back
-        Box::pin(shared.scheduled_item_delivered(&msg.subject)).await;
+    if msg.subject.starts_with(LEGACY_HELD_PREFIX) {
+        // meant for later, by an earlier version: it runs now
+        shared.legacy_item_delivered(&msg.subject);
     }
     match decide::on_item(&msg.subject, &msg.payload) {
         Ok(id) => Some((

@@ -11,6 +11,7 @@
 //! under its lease), `apply` (the one place an `Action` becomes saves,
 //! acks, logs and metrics) and `outcome` (the save and ack primitives).
 //! Beside the path: `exhausted` (items the server stopped delivering),
+//! `release` (held items moved into the queue when due),
 //! `presence` (the worker's record), `placement` (where a handler runs)
 //! and `pull` (pull requests).
 
@@ -25,6 +26,7 @@ mod outcome;
 mod placement;
 pub mod presence;
 mod pull;
+mod release;
 
 use crate::error::{Error, Result};
 use crate::queue::{Queue, WORKERS_CONSUMER};
@@ -133,35 +135,36 @@ impl Shared {
         self.scheduled_items.load(Ordering::Relaxed)
     }
 
-    /// Makes the queue hold scheduled items when this worker schedules
-    /// its waits; logs what happened.
-    pub(crate) async fn enable_scheduled_items(&self) {
+    /// Makes the held-items stream ready for this queue's waits when this
+    /// worker schedules them; logs what happened. The queue's own stream
+    /// and consumer are not changed.
+    pub(crate) async fn prepare_held(&self) {
         if !self.settings.scheduled_waits {
             return;
         }
-        let enabled = match self.storage.enable_scheduled_items(&self.name).await {
-            Ok(Some(_)) => true,
-            Ok(None) => {
+        let enabled = match self.storage.prepare_held().await {
+            Ok(true) => true,
+            Ok(false) => {
                 tracing::info!(queue = %self.name,
                     "nats-server is older than 2.12 (no message schedules): a task waiting for its retry or its dependencies keeps holding one of the queue's concurrency slots");
                 false
             }
             Err(e) => {
                 tracing::warn!(queue = %self.name, error = %e,
-                    "the queue cannot hold scheduled items: a task waiting for its retry or its dependencies keeps holding one of the queue's concurrency slots");
+                    "work items cannot be held until due: a task waiting for its retry or its dependencies keeps holding one of the queue's concurrency slots");
                 false
             }
         };
         self.scheduled_items.store(enabled, Ordering::Relaxed);
     }
 
-    /// A held item reached the worker: the `WORKERS` consumer lost the
-    /// filter that hides held items (for example re-created by a tool
-    /// that does not know it). Puts it back.
-    pub(crate) async fn scheduled_item_delivered(&self, subject: &str) {
+    /// An item an earlier version held in the queue's own stream reached
+    /// the worker before it was due: the `WORKERS` consumer lost the filter
+    /// that hid such items (for example re-created by a tool that does not
+    /// know it). The task runs now; the consumer is left as it is.
+    pub(crate) fn legacy_item_delivered(&self, subject: &str) {
         tracing::warn!(queue = %self.name, subject,
-            "a scheduled work item was delivered before it was due: the WORKERS consumer lost its filter; running the task now and restoring the filter");
-        self.enable_scheduled_items().await;
+            "a work item held by an earlier version was delivered before it was due (the WORKERS consumer lost its filter); running the task now");
     }
 
     /// Reads the queue's settings from the server; returns the new
@@ -365,13 +368,14 @@ impl Worker {
             scheduled_items: AtomicBool::new(false),
             heavy_types: Arc::default(),
         });
-        shared.enable_scheduled_items().await;
+        shared.prepare_held().await;
         if let Err(e) = shared.storage.prepare_exhausted(&shared.name).await {
             tracing::warn!(queue = %shared.name, error = %e,
                 "cannot keep max-deliveries advisories: a task whose work item runs out of deliveries while no try records an outcome stays as it is");
         }
         let reaper_stop = CancellationToken::new();
         let reaper = tokio::spawn(exhausted::run(shared.clone(), reaper_stop.clone()));
+        let releaser = tokio::spawn(release::run(shared.clone(), reaper_stop.clone()));
         let presence = tokio::spawn(presence::run(
             shared.storage.clone(),
             shared.name.clone(),
@@ -412,6 +416,7 @@ impl Worker {
         dispatch::run(shared.clone(), puller, inbox, tracker.clone(), shutdown).await;
         reaper_stop.cancel();
         let _ = reaper.await;
+        let _ = releaser.await;
         let _ = reconcile.await;
         let _ = presence.await;
 

@@ -100,9 +100,9 @@ pub(crate) const MIN_SCHEDULED_WAIT: Duration = Duration::from_secs(1);
 
 /// Hands the item back for `delay` (a retry backoff, a dependency poll).
 ///
-/// When the queue holds scheduled items (nats-server 2.12+, see
-/// [`Storage::enable_scheduled_items`](crate::storage::Storage::enable_scheduled_items)),
-/// a fresh item due after `delay` is scheduled and this one acknowledged,
+/// When the worker holds its waits (nats-server 2.12+, see
+/// [`Storage::prepare_held`](crate::storage::Storage::prepare_held)),
+/// a fresh item due after `delay` is held and this one acknowledged,
 /// so the waiting task holds none of the queue's `max_ack_pending` slots
 /// and new work starts at once. Otherwise, or when the schedule cannot be
 /// written, a NAK with delay ([`nak`]) keeps the item pending.

@@ -48,8 +48,11 @@
 //! # Ok(()) }
 //! ```
 
+mod seen;
+
 use crate::storage::{Bucket, Storage, StorageSettings, ELECTIONS_BUCKET};
 use rand::Rng;
+use seen::Seen;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -244,6 +247,8 @@ struct State {
     /// Campaigns have been failing (for example the bucket is missing):
     /// the first failure is a warning, repeats are debug lines.
     failing: bool,
+    /// What this candidate saw of other leaders.
+    seen: Seen,
 }
 
 struct Inner {
@@ -355,6 +360,12 @@ impl Election {
             "candidate"
         };
         crate::metrics::election_campaign(&inner.key, &inner.name, role);
+        inner
+            .state
+            .lock()
+            .expect("election state")
+            .seen
+            .look(time::OffsetDateTime::now_utc());
         let sent = Instant::now();
         let value = bytes::Bytes::from(inner.name.clone().into_bytes());
         match revision {
@@ -379,6 +390,7 @@ impl Election {
                     if std::mem::take(&mut inner.state.lock().expect("election state").failing) {
                         tracing::info!(name = %inner.name, key = %inner.key, "election campaigns work again");
                     }
+                    self.see_holder().await;
                 }
                 Err(e) => {
                     let first = !std::mem::replace(
@@ -429,6 +441,44 @@ impl Election {
                 }
             }
         }
+    }
+
+    /// Reads who holds the key and when it last refreshed it.
+    async fn see_holder(&self) {
+        let inner = &self.inner;
+        let written = inner
+            .store
+            .written(&inner.key, || format!("reading election key {}", inner.key))
+            .await;
+        match written {
+            Ok(Some(w)) if w.value != inner.name.as_bytes() => {
+                let holder = String::from_utf8_lossy(&w.value);
+                let mut st = inner.state.lock().expect("election state");
+                st.seen.held_by(&holder, w.revision, w.at);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(name = %inner.name, key = %inner.key, error = %e, "reading the election key's holder failed");
+            }
+        }
+    }
+
+    /// Until when a previous leader may still have acted as leader, as far
+    /// as this candidate can tell, so a new leader does not redo its work
+    /// (a scheduler does not fire the slots it may have fired): the last
+    /// refresh of the key this candidate saw another candidate make (server
+    /// time), plus the longest that candidate can go between refreshes (the
+    /// shortest gap seen between two of them, or 3/4 of the bucket's TTL,
+    /// Go's interval, when only one was seen). When it saw no other
+    /// leader: the time it first campaigned (whoever led before is
+    /// unknown). `None` before its first campaign.
+    pub fn previous_leader_until(&self) -> Option<time::OffsetDateTime> {
+        self.inner
+            .state
+            .lock()
+            .expect("election state")
+            .seen
+            .until(self.inner.ttl.mul_f64(0.75))
     }
 
     /// Drops the key from our state; calls `on_lost` if the win was announced.
