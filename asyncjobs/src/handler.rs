@@ -155,11 +155,60 @@ pub fn to_output<T: Serialize + ?Sized>(value: &T) -> HandlerResult {
         .map_err(|e| HandlerError::retry(format!("encoding handler result: {e}")))
 }
 
+/// A running try's lease: until when it may run. The worker moves it with
+/// heartbeats and with the queue's run time (raised or lowered while the
+/// try runs); handlers see it through [`TaskContext::handler_deadline`].
 pub(crate) struct Lease {
-    pub deadline: std::sync::Mutex<tokio::time::Instant>,
-    pub max_run_time: Duration,
+    /// When the handler is stopped unless the lease is extended.
+    pub deadline: tokio::sync::watch::Sender<tokio::time::Instant>,
+    /// How far a heartbeat extends the lease: the queue's run time, as the
+    /// worker last read it.
+    pub max_run_time: std::sync::Mutex<Duration>,
     pub acker: Option<Arc<async_nats::jetstream::message::Acker>>,
+    /// A heartbeat from the handler (the worker renews the record).
     pub changed: tokio::sync::Notify,
+}
+
+impl Lease {
+    /// A lease of `run_time` from now.
+    pub(crate) fn new(
+        run_time: Duration,
+        acker: Option<Arc<async_nats::jetstream::message::Acker>>,
+    ) -> Lease {
+        Lease {
+            deadline: tokio::sync::watch::channel(tokio::time::Instant::now() + run_time).0,
+            max_run_time: std::sync::Mutex::new(run_time),
+            acker,
+            changed: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// The current deadline.
+    pub(crate) fn deadline(&self) -> tokio::time::Instant {
+        *self.deadline.borrow()
+    }
+
+    /// Moves the deadline to `to` (earlier or later).
+    pub(crate) fn set_deadline(&self, to: tokio::time::Instant) {
+        self.deadline
+            .send_if_modified(|d| std::mem::replace(d, to) != to);
+    }
+
+    /// Moves the deadline to `to` when that is later.
+    pub(crate) fn extend_to(&self, to: tokio::time::Instant) {
+        self.deadline.send_if_modified(|d| {
+            let later = to > *d;
+            if later {
+                *d = to;
+            }
+            later
+        });
+    }
+
+    /// The queue's run time as the lease follows it.
+    pub(crate) fn run_time(&self) -> Duration {
+        *self.max_run_time.lock().expect("lease lock")
+    }
 }
 
 /// What a handler can see about the task it runs, and how it can extend its lease.
@@ -240,9 +289,37 @@ impl TaskContext {
         self.task.tries
     }
 
-    /// When the handler will be cancelled unless it extends its lease.
+    /// When the handler will be cancelled unless it extends its lease. It
+    /// moves while the handler runs: heartbeats
+    /// ([`mark_in_progress`](Self::mark_in_progress), the worker's
+    /// automatic ones) extend it, and it follows the queue's run time when
+    /// that is raised or lowered (docs/processing.md §2.7); see
+    /// [`deadline_changed`](Self::deadline_changed).
     pub fn handler_deadline(&self) -> Option<OffsetDateTime> {
-        self.deadline
+        match &self.lease {
+            Some(lease) => {
+                let left = lease
+                    .deadline()
+                    .saturating_duration_since(tokio::time::Instant::now());
+                Some(OffsetDateTime::now_utc() + left)
+            }
+            None => self.deadline,
+        }
+    }
+
+    /// Resolves when the [handler deadline](Self::handler_deadline) moves
+    /// (a heartbeat, or a change of the queue's run time): a handler that
+    /// sets its own timers from the deadline (an external program, a
+    /// request to another service) reads it again then. Never resolves
+    /// outside a worker.
+    pub async fn deadline_changed(&self) {
+        match &self.lease {
+            Some(lease) => {
+                let mut moved = lease.deadline.subscribe();
+                let _ = moved.changed().await;
+            }
+            None => std::future::pending().await,
+        }
     }
 
     /// The W3C `traceparent` the producer sent with the work item, if any
@@ -300,8 +377,7 @@ impl TaskContext {
                 .with_source(e)
             })?;
         }
-        *lease.deadline.lock().expect("lease lock") =
-            tokio::time::Instant::now() + lease.max_run_time;
+        lease.set_deadline(tokio::time::Instant::now() + lease.run_time());
         lease.changed.notify_one();
         Ok(())
     }

@@ -41,7 +41,8 @@ pub(crate) async fn process(
     };
     let verified = shared.storage.verify(&task);
     let now = OffsetDateTime::now_utc();
-    let mut action = decide::before_run(&task, verified, &shared.queue(), now, item.delivered);
+    let judged = shared.judging_queue();
+    let mut action = decide::before_run(&task, verified, &judged, now, item.delivered);
     if let Action::CheckDependencies = action {
         action = Box::pin(dependencies(shared, &mut task)).await;
     }

@@ -33,12 +33,7 @@ pub(crate) async fn run_handler(
     traceparent: Option<String>,
 ) -> Outcome {
     let max_run_time = shared.queue().effective_max_run_time();
-    let lease = Arc::new(Lease {
-        deadline: std::sync::Mutex::new(tokio::time::Instant::now() + max_run_time),
-        max_run_time,
-        acker: Some(acker),
-        changed: tokio::sync::Notify::new(),
-    });
+    let lease = Arc::new(Lease::new(max_run_time, Some(acker)));
     let cancel = shared.hard_stop.child_token();
     let ctx = TaskContext {
         task: Arc::new(task.clone()),
@@ -72,9 +67,9 @@ pub(crate) async fn run_handler(
 }
 
 /// Waits for `handler` under its `lease`: automatic heartbeats (up to the
-/// worker's cap), heartbeats the handler sends, a run time raised while it
-/// runs, the lease running out (`cancel` then fires) and the worker's hard
-/// stop.
+/// worker's cap), heartbeats the handler sends, the queue's run time raised
+/// or lowered while it runs, the lease running out (`cancel` then fires)
+/// and the worker's hard stop.
 async fn supervise(
     shared: &Shared,
     task: &mut Task,
@@ -83,7 +78,7 @@ async fn supervise(
     cancel: &CancellationToken,
 ) -> Outcome {
     let started_at = tokio::time::Instant::now();
-    let mut max_run_time = lease.max_run_time;
+    let mut max_run_time = lease.run_time();
     let beat_every = max_run_time / 2;
     let hard_cap = shared
         .settings
@@ -92,8 +87,9 @@ async fn supervise(
     let mut next_beat = tokio::time::Instant::now() + beat_every;
     // until when the record's `tried` + run time vouches for this try
     let mut recorded_until = started_at + max_run_time;
+    let mut run_times = shared.run_time.subscribe();
     loop {
-        let deadline = *lease.deadline.lock().expect("lease lock");
+        let deadline = lease.deadline();
         tokio::select! {
             _ = tokio::time::sleep_until(next_beat), if hard_cap.is_some_and(|cap| next_beat < cap) => {
                 // automatic heartbeat: keep the item and the lease alive up to the cap
@@ -111,8 +107,16 @@ async fn supervise(
             _ = lease.changed.notified() => {
                 renew_record(shared, task, lease, &mut recorded_until, max_run_time).await;
             }
+            Ok(()) = run_times.changed() => {
+                let current = *run_times.borrow_and_update();
+                if !follow_run_time(task, lease, &mut recorded_until, max_run_time, current).await {
+                    cancel.cancel();
+                    return Outcome::TimedOut;
+                }
+                max_run_time = current;
+            }
             _ = tokio::time::sleep_until(deadline) => {
-                if *lease.deadline.lock().expect("lease lock") > deadline {
+                if lease.deadline() > deadline {
                     continue;
                 }
                 match Box::pin(raised_run_time(shared, task, lease, started_at, max_run_time)).await {
@@ -126,6 +130,51 @@ async fn supervise(
             _ = shared.hard_stop.cancelled() => return Outcome::Shutdown,
         }
     }
+}
+
+/// The queue's run time changed from `was` to `now` while this try runs:
+/// the try's deadline follows it, counted from when the record last
+/// vouched for the try (its `tried`). Raised, the lease extends and the
+/// server is told at once (`+WPI`), so it does not hand the item to another
+/// worker at the old ack wait. Lowered, the try stops at its record's
+/// `tried` plus the new run time, before another worker may judge it
+/// abandoned (`tried` + the run time + a margin; workers keep judging
+/// with the higher run time for a while after a lowering, see
+/// [`Shared::judging_queue`](super::Shared::judging_queue)). False when
+/// that moment has passed: the try stops now.
+async fn follow_run_time(
+    task: &Task,
+    lease: &Lease,
+    recorded_until: &mut tokio::time::Instant,
+    was: std::time::Duration,
+    now: std::time::Duration,
+) -> bool {
+    if now == was {
+        return true;
+    }
+    let tried_at = recorded_until.checked_sub(was).unwrap_or(*recorded_until);
+    let until = tried_at + now;
+    *lease.max_run_time.lock().expect("lease lock") = now;
+    *recorded_until = until;
+    if now > was {
+        lease.extend_to(until);
+        if let Some(acker) = &lease.acker {
+            if let Err(e) = acker.ack_with(AckKind::Progress).await {
+                tracing::warn!(task = %task.id, error = %e, "in-progress heartbeat failed");
+            }
+        }
+        tracing::info!(task = %task.id, run_time = ?now, "queue run time raised; extending the running try");
+        return true;
+    }
+    if until <= tokio::time::Instant::now() {
+        tracing::info!(task = %task.id, run_time = ?now, "queue run time lowered below what this try has run; stopping it");
+        return false;
+    }
+    if until < lease.deadline() {
+        lease.set_deadline(until);
+    }
+    tracing::info!(task = %task.id, run_time = ?now, "queue run time lowered; the running try stops at the new run time");
+    true
 }
 
 /// Sends an automatic heartbeat (`+WPI`) and extends the lease by the run
@@ -143,10 +192,7 @@ async fn heartbeat(
         }
     }
     let extended = (tokio::time::Instant::now() + run_time).min(cap);
-    let mut d = lease.deadline.lock().expect("lease lock");
-    if extended > *d {
-        *d = extended;
-    }
+    lease.extend_to(extended);
     true
 }
 
@@ -169,7 +215,8 @@ async fn raised_run_time(
         let extended = started_at + current;
         if extended > tokio::time::Instant::now() {
             tracing::info!(task = %task.id, run_time = ?current, "queue run time raised; extending the running try");
-            *lease.deadline.lock().expect("lease lock") = extended;
+            lease.extend_to(extended);
+            *lease.max_run_time.lock().expect("lease lock") = current;
             return Some(current);
         }
     }
@@ -215,7 +262,7 @@ async fn renew_record(
     max_run_time: std::time::Duration,
 ) {
     let now = tokio::time::Instant::now();
-    let deadline = *lease.deadline.lock().expect("lease lock");
+    let deadline = lease.deadline();
     if deadline <= *recorded_until || now + max_run_time / 2 < *recorded_until {
         return;
     }

@@ -128,7 +128,7 @@ async fn handle(shared: &Shared, payload: &[u8]) -> Verdict {
         }
     };
     if !task.state.is_final() {
-        let queue = shared.queue();
+        let queue = shared.judging_queue();
         let abandoned = match gates::gate(&task, &queue, OffsetDateTime::now_utc()) {
             // a try may still finish within its lease: look again after it
             Gate::LeaseHeld(remaining) => return Verdict::Later(remaining),

@@ -121,6 +121,12 @@ pub(crate) struct Shared {
     /// Task types whose handlers run on the handler pool (see
     /// [`placement`]).
     pub heavy_types: Arc<placement::HeavyTypes>,
+    /// The queue's effective run time as last read: running tries follow
+    /// it (`execute.rs`).
+    pub run_time: tokio::sync::watch::Sender<Duration>,
+    /// After the queue's run time was lowered: the higher one, and until
+    /// when leases are still judged by it (see [`Shared::judging_queue`]).
+    lowered: std::sync::Mutex<Option<(Duration, std::time::Instant)>>,
 }
 
 impl Shared {
@@ -128,6 +134,22 @@ impl Shared {
     /// [`QUEUE_REFRESH`] after, and when a handler reaches its run time.
     pub(crate) fn queue(&self) -> Queue {
         self.queue.read().expect("queue lock").clone()
+    }
+
+    /// The queue as the delivery gates judge another try's lease by: its
+    /// settings, but for [`LOWERED_RUN_TIME_GRACE`] after its run time was
+    /// lowered, the higher run time, so a try that started under it (and
+    /// stops at the new one within a [`QUEUE_REFRESH`] of the change) is
+    /// never taken for abandoned while it may still run.
+    pub(crate) fn judging_queue(&self) -> Queue {
+        let mut queue = self.queue();
+        let lowered = *self.lowered.lock().expect("lowered lock");
+        if let Some((higher, until)) = lowered {
+            if std::time::Instant::now() < until && higher > queue.effective_max_run_time() {
+                queue.max_run_time = higher;
+            }
+        }
+        queue
     }
 
     /// Whether waits are scheduled items (see [`outcome::wait`]).
@@ -185,7 +207,17 @@ impl Shared {
             run_time = ?info.queue.effective_max_run_time(), max_tries = info.queue.max_tries,
             max_concurrent = info.queue.max_concurrent,
             "queue settings changed; following them");
+        let (was, now) = (
+            current.effective_max_run_time(),
+            info.queue.effective_max_run_time(),
+        );
+        if now < was {
+            *self.lowered.lock().expect("lowered lock") =
+                Some((was, std::time::Instant::now() + LOWERED_RUN_TIME_GRACE));
+        }
         *current = info.queue.clone();
+        drop(current);
+        self.run_time.send_replace(now);
         Some(info.queue)
     }
 }
@@ -202,6 +234,11 @@ pub const RECONCILE_DELAY_MAX: Duration = Duration::from_secs(30);
 /// How often a running worker re-reads its queue's settings (run time,
 /// tries, concurrency), so a `configure_queue` reaches it within this time.
 pub const QUEUE_REFRESH: Duration = Duration::from_secs(10);
+
+/// How long after its queue's run time was lowered a worker still judges
+/// other tries' leases by the higher one: two refreshes, so every worker's
+/// running tries have stopped at the new run time by then.
+pub const LOWERED_RUN_TIME_GRACE: Duration = Duration::from_secs(20);
 
 /// The work item being processed, as delivered.
 pub(crate) struct Delivered {
@@ -349,6 +386,7 @@ impl Worker {
         }
         // the settings as the server has them now, not as the client saw them
         let queue = info.queue;
+        let run_time = queue.effective_max_run_time();
         let (puller, inbox) = pull::Puller::new(
             storage.nats().clone(),
             &queue.stream_name(),
@@ -367,6 +405,8 @@ impl Worker {
             hard_stop: CancellationToken::new(),
             scheduled_items: AtomicBool::new(false),
             heavy_types: Arc::default(),
+            run_time: tokio::sync::watch::channel(run_time).0,
+            lowered: std::sync::Mutex::new(None),
         });
         shared.prepare_held().await;
         if let Err(e) = shared.storage.prepare_exhausted(&shared.name).await {
