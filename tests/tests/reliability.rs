@@ -894,3 +894,79 @@ async fn deleted_task_store_is_reported_and_recovered() {
     drained(&again).await;
     worker.stop().await;
 }
+
+/// A task with this payload, whose record is `size` bytes (within a few).
+fn task_of_record_size(size: usize) -> Task {
+    let mut n = size;
+    loop {
+        let t = Task::new("big", &"x".repeat(n)).unwrap();
+        let len = serde_json::to_vec(&t).unwrap().len();
+        if len.abs_diff(size) <= 4 {
+            return t;
+        }
+        n = (n as i64 + (size as i64 - len as i64) * 3 / 4) as usize;
+    }
+}
+
+/// Issue 29, kind A: a record too close to the server's limit to be ended
+/// (its final state, times, tries and error added) is refused at enqueue,
+/// before anything is written; one with that room is taken.
+#[tokio::test]
+async fn a_record_without_room_to_end_it_is_refused_at_enqueue() {
+    let server = NatsServer::start();
+    let client = client(&server, Queue::new("Q")).await;
+    let max = client.nats().server_info().max_payload;
+    let mut tight = task_of_record_size(max - 256 - 400);
+    let err = client.enqueue(&mut tight).await.unwrap_err();
+    assert!(matches!(err, Error::PayloadTooLarge { .. }), "{err:?}");
+    assert!(err.to_string().contains("room to end it"), "{err}");
+    assert!(matches!(
+        client.load_task(&tight.id).await,
+        Err(Error::TaskNotFound(_))
+    ));
+    let mut roomy = task_of_record_size(max - 256 - 1024 - 200);
+    client.enqueue(&mut roomy).await.unwrap();
+    // and a worker can end it: it fails for good
+    let router = Router::new()
+        .handle("big", |_ctx: TaskContext, _t: Task| async move {
+            Err::<Box<serde_json::value::RawValue>, _>(HandlerError::terminate("e".repeat(10_000)))
+        })
+        .unwrap();
+    let worker = spawn_worker(client.worker(router));
+    let t = wait_for_state(&client, &roomy.id, TaskState::Terminated, T).await;
+    assert_eq!(t.tries, 1);
+    worker.stop().await;
+}
+
+/// Issue 29, kind A: a limit lowered after the task was enqueued (the task
+/// store's max message size) refuses every record of it; the worker still
+/// ends it, in a final state whose record is made small enough (the
+/// payload removed, and said so), instead of leaving it `new`.
+#[tokio::test]
+async fn a_task_whose_records_a_lowered_limit_refuses_still_ends() {
+    let server = NatsServer::start();
+    let client = client(&server, Queue::new("Q")).await;
+    let mut task = Task::new("big", &"x".repeat(10_000)).unwrap();
+    client.enqueue(&mut task).await.unwrap();
+    let mut config = asyncjobs_tests::js_api(client.nats(), "STREAM.INFO.CHORIA_AJ_TASKS", "")
+        .await["config"]
+        .clone();
+    config["max_msg_size"] = serde_json::json!(2048);
+    let r = asyncjobs_tests::js_api(
+        client.nats(),
+        "STREAM.UPDATE.CHORIA_AJ_TASKS",
+        &config.to_string(),
+    )
+    .await;
+    assert!(r.get("error").is_none(), "{r}");
+    let worker = spawn_worker(client.worker(fail_and_ok()));
+    let t = wait_for_state(&client, &task.id, TaskState::Terminated, T).await;
+    assert!(t.payload.is_none());
+    assert!(
+        t.last_err.starts_with("payload of") && t.last_err.contains("removed"),
+        "{}",
+        t.last_err
+    );
+    drained(&client).await;
+    worker.stop().await;
+}

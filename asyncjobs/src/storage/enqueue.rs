@@ -142,7 +142,10 @@ impl Storage {
         if self.settings.keys.signs() && task.signature.is_empty() {
             self.settings.keys.sign(task)?;
         }
-        self.start_save(task).await
+        // a worker must always be able to end the task: its final record
+        // (state, times, tries, a short error) never outgrows this room
+        self.send_record(task, "task record (with the room to end it)", END_HEADROOM)
+            .await
     }
 
     /// A work item the queue did not take (a duplicate, or a failed
@@ -211,6 +214,12 @@ pub(super) fn publish_error_text(e: &PublishError) -> String {
         None => e.kind().to_string(),
     }
 }
+
+/// Room a record keeps, when it is enqueued, for what a worker adds to it
+/// when it ends the task (state, times, tries, an error of at most 256
+/// bytes: `worker/outcome.rs`), so the final record can always be saved
+/// (docs/storage.md §10.2).
+pub(crate) const END_HEADROOM: usize = 1024;
 
 /// How long an enqueue waits for a stream without a leader (see
 /// [`Storage::enqueue`]): a cluster elects a new stream leader within a few

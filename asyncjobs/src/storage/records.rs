@@ -26,8 +26,20 @@ impl Storage {
 
     /// Sends the task record; the returned future resolves to its publish ack.
     pub(crate) async fn start_save(&self, task: &Task) -> Result<PublishAckFuture> {
+        self.send_record(task, "task record", 0).await
+    }
+
+    /// Sends the task record, refused ([`Error::PayloadTooLarge`] naming
+    /// `what`) unless it fits the server's `max_payload` with `headroom`
+    /// bytes to spare.
+    pub(crate) async fn send_record(
+        &self,
+        task: &Task,
+        what: &'static str,
+        headroom: usize,
+    ) -> Result<PublishAckFuture> {
         let body = task.to_json()?;
-        self.check_size("task record", body.len())?;
+        self.check_size(what, body.len() + headroom)?;
         let mut headers = HeaderMap::new();
         headers.insert(
             "Nats-Expected-Last-Subject-Sequence",

@@ -170,6 +170,12 @@ pub(crate) async fn superseded(shared: &Shared, acker: &Acker, task: &Task, ack:
 /// saved `terminated` without its result and dependency results, with the
 /// cause in `last_err`, and its item is terminated, so the handler does
 /// not run again for a failure no retry can fix.
+///
+/// Should that record be refused too (a limit lowered since the task was
+/// enqueued), it is made smaller until it can be saved: first the cause is
+/// cut to [`SHORT_LAST_ERR`] bytes, then the payload is removed (named in
+/// `last_err`). The enqueue kept room for the first (docs/storage.md
+/// §10.2), so the task always ends in a final state.
 pub(crate) async fn unsaveable(shared: &Shared, acker: &Acker, task: &mut Task, cause: Error) {
     let wanted = task.state;
     tracing::error!(task = %task.id, state = %wanted, error = %cause,
@@ -177,19 +183,71 @@ pub(crate) async fn unsaveable(shared: &Shared, acker: &Acker, task: &mut Task, 
     task.state = TaskState::Terminated;
     task.result = None;
     task.dependency_results.clear();
-    task.last_err = bounded_error(format!(
-        "task record could not be saved in state {wanted}: {cause}"
-    ));
-    match save_with_retries(shared, task).await {
-        Ok(()) => {}
-        Err(Error::ConcurrentUpdate(_)) => {
-            return Box::pin(superseded(shared, acker, task, AckKind::Term)).await;
-        }
-        Err(e) => {
-            tracing::error!(task = %task.id, error = %e, "saving the terminated task failed too");
+    let why = format!("task record could not be saved in state {wanted}: {cause}");
+    task.last_err = bounded_error(why.clone());
+    let mut smaller = [Shrink::ShortError, Shrink::NoPayload].into_iter();
+    loop {
+        match save_with_retries(shared, task).await {
+            Ok(()) => break,
+            Err(Error::ConcurrentUpdate(_)) => {
+                return Box::pin(superseded(shared, acker, task, AckKind::Term)).await;
+            }
+            Err(e) if e.is_permanent() => match smaller.next() {
+                Some(step) => {
+                    tracing::warn!(task = %task.id, error = %e, ?step,
+                        "the terminated task's record was refused too; saving a smaller one");
+                    step.apply(task, &why);
+                }
+                None => {
+                    tracing::error!(task = %task.id, error = %e, "saving the terminated task failed too");
+                    break;
+                }
+            },
+            Err(e) => {
+                tracing::error!(task = %task.id, error = %e, "saving the terminated task failed too");
+                break;
+            }
         }
     }
     send_ack(acker, AckKind::Term, &task.id).await;
+}
+
+/// Longest `last_err` of a terminated task whose record was refused even
+/// with its usual error.
+pub(crate) const SHORT_LAST_ERR: usize = 256;
+
+/// How a refused terminated record is made smaller.
+#[derive(Debug, Clone, Copy)]
+enum Shrink {
+    /// The cause cut to [`SHORT_LAST_ERR`] bytes.
+    ShortError,
+    /// The payload removed too.
+    NoPayload,
+}
+
+impl Shrink {
+    fn apply(self, task: &mut Task, why: &str) {
+        match self {
+            Shrink::ShortError => task.last_err = cut(why, SHORT_LAST_ERR),
+            Shrink::NoPayload => {
+                let size = task.payload.as_ref().map_or(0, Vec::len);
+                task.payload = None;
+                task.last_err = cut(
+                    &format!("payload of {size} bytes removed so the record could be saved; {why}"),
+                    SHORT_LAST_ERR,
+                );
+            }
+        }
+    }
+}
+
+/// `text` cut to at most `max` bytes on a character boundary.
+fn cut(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
 }
 
 /// Longest `last_err` stored, in bytes: a handler's error message is cut
