@@ -319,10 +319,17 @@ pub async fn enqueue<T>(
     let mut task = builder.build()?;
     let queue = handler.queue();
     client.ensure_queue(|| handler.queue_to_create()).await?;
-    if client.queue().name == queue {
-        client.enqueue(&mut task).await?;
-    } else {
-        client.enqueue_to(queue, &mut task).await?;
+    match client.enqueue_to(queue, &mut task).await {
+        // deleted since this client checked: created again with the
+        // handler's declared settings, and the task enqueued into it
+        Err(crate::Error::QueueNotFound(_)) => {
+            client.forget_queue(queue);
+            client.ensure_queue(|| handler.queue_to_create()).await?;
+            task.state = crate::task::TaskState::New;
+            task.last_err.clear();
+            client.enqueue_to(queue, &mut task).await?;
+        }
+        other => other?,
     }
     Ok(TaskHandle::new(task.id))
 }

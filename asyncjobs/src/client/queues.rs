@@ -52,6 +52,17 @@ impl Client {
         Ok(())
     }
 
+    /// Forgets that `queue` was seen to exist, so the next
+    /// [`Client::ensure_queue`] asks the server again (after it was found
+    /// deleted).
+    pub(crate) fn forget_queue(&self, queue: &str) {
+        self.inner
+            .known_queues
+            .lock()
+            .expect("known queues")
+            .remove(queue);
+    }
+
     /// Names of all queues, sorted.
     pub async fn queue_names(&self) -> Result<Vec<String>> {
         self.inner.storage.queue_names().await

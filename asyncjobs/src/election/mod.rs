@@ -393,6 +393,7 @@ impl Election {
                     self.see_holder().await;
                 }
                 Err(e) => {
+                    crate::metrics::background_error("election");
                     let first = !std::mem::replace(
                         &mut inner.state.lock().expect("election state").failing,
                         true,

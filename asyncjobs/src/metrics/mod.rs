@@ -70,6 +70,9 @@ recorders! {
     fn poll(queue: &str, n: u64);
     /// A pull request failed.
     fn poll_error(queue: &str);
+    /// A background loop (`exhausted`, `release`, `presence`,
+    /// `scheduler_watch`, `election`) met an unexpected server answer.
+    fn background_error(task: &str);
     /// A task record was saved in `state`.
     fn task_update(state: crate::task::TaskState);
     /// Saving a task record failed.

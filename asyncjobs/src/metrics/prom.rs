@@ -110,6 +110,7 @@ struct Metrics {
     past_max_tries: CounterVec,
     poll: CounterVec,
     poll_error: CounterVec,
+    background_error: CounterVec,
     task_update: CounterVec,
     task_update_error: Counter,
     dependencies_failed: Counter,
@@ -197,6 +198,12 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "Pull requests that failed",
             &["queue"],
         ),
+        background_error: counter_vec(
+            &r,
+            "background_error_total",
+            "Unexpected server answers met by a worker's background loops (ours)",
+            &["loop"],
+        ),
         task_update: counter_vec(&r, "task_update_total", "Task records saved", &["state"]),
         handler_error: counter_vec(
             &r,
@@ -278,6 +285,9 @@ pub(crate) fn poll(queue: &str, n: u64) {
 }
 pub(crate) fn poll_error(queue: &str) {
     METRICS.poll_error.with_label_values(&[queue]).inc();
+}
+pub(crate) fn background_error(task: &str) {
+    METRICS.background_error.with_label_values(&[task]).inc();
 }
 pub(crate) fn task_update(state: TaskState) {
     METRICS

@@ -41,6 +41,7 @@ impl Scheduler {
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in = ?backoff,
                         "cannot read the scheduled tasks (is the {CONFIG_BUCKET} bucket missing?); running schedules continue");
+                    crate::metrics::background_error("scheduler_watch");
                 }
                 Ok(mut watch) => {
                     if started {
@@ -59,10 +60,12 @@ impl Scheduler {
                             }
                             Some(Err(e)) => {
                                 tracing::warn!(error = %e, "scheduled tasks watch failed; making it again");
+                                crate::metrics::background_error("scheduler_watch");
                                 break;
                             }
                             None => {
                                 tracing::warn!("scheduled tasks watch ended; making it again");
+                                crate::metrics::background_error("scheduler_watch");
                                 break;
                             }
                         }

@@ -105,7 +105,7 @@ async fn request_work(shared: &Shared, puller: &Puller, shutdown: &CancellationT
     let pulls = Arc::new(Semaphore::new(MAX_PULLS));
     let backoff = LinearPolicy::ten_seconds();
     let batch_target = (concurrency / 2).clamp(1, MAX_BATCH);
-    let (mut failures, mut unavailable) = (0u64, 0u64);
+    let (mut failures, mut unavailable, mut unexpected) = (0u64, 0u64, 0u64);
     loop {
         if let Some(why) = puller.take_unavailable() {
             unavailable += 1;
@@ -114,9 +114,25 @@ async fn request_work(shared: &Shared, puller: &Puller, shutdown: &CancellationT
             }
             continue;
         }
-        if unavailable > 0 {
-            tracing::info!(queue = %shared.name, "pulling work items again");
-            unavailable = 0;
+        if puller.take_served() {
+            if unavailable > 0 || unexpected > 0 {
+                tracing::info!(queue = %shared.name, "pull requests are served again");
+            }
+            (unavailable, unexpected) = (0, 0);
+        }
+        if let Some(answer) = puller.take_unexpected() {
+            // asking again at once would loop: back off, at most one
+            // request a second, until a request is served again
+            unexpected += 1;
+            metrics::poll_error(&shared.name);
+            let delay = unavailable_backoff(unexpected);
+            tracing::warn!(queue = %shared.name, %answer, retry_in = ?delay,
+                "the WORKERS consumer ended a pull request without serving it; asking again later (is WORKERS a pull consumer with its usual settings?)");
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            continue;
         }
         let Some(permits) = gather_slots(&slots, batch_target, shutdown).await else {
             break;
@@ -148,8 +164,10 @@ async fn request_work(shared: &Shared, puller: &Puller, shutdown: &CancellationT
 
 /// The server refused the last pull (`why`) because the queue's stream or
 /// its WORKERS consumer is gone, for the `unavailable`th time in a row:
-/// says what is missing, counts it and backs off instead of asking again at
-/// once (Go busy-loops here). False once `shutdown` is cancelled.
+/// says what is missing, counts it, creates the queue again with the
+/// settings it had (a deleted queue would strand every producer of it),
+/// and backs off instead of asking again at once (Go busy-loops here).
+/// False once `shutdown` is cancelled.
 async fn wait_for_queue(
     shared: &Shared,
     why: &str,
@@ -158,9 +176,26 @@ async fn wait_for_queue(
 ) -> bool {
     metrics::poll_error(&shared.name);
     let delay = unavailable_backoff(unavailable);
-    let missing = missing_resource(shared).await;
-    tracing::error!(queue = %shared.name, reason = %why, retry_in = ?delay,
-        "cannot pull work items: {missing}; waiting for it to be recreated");
+    let (missing, recreate) = missing_resource(shared).await;
+    if recreate {
+        let queue = shared.queue();
+        match shared.storage.prepare_queue(&queue).await {
+            Ok(q) => {
+                tracing::warn!(queue = %shared.name, reason = %why,
+                    run_time = ?q.effective_max_run_time(), max_tries = q.max_tries,
+                    max_concurrent = q.effective_max_concurrent(), max_entries = q.max_entries,
+                    "{missing}; created it again with the settings it had");
+                return true;
+            }
+            Err(e) => {
+                tracing::error!(queue = %shared.name, reason = %why, error = %e, retry_in = ?delay,
+                    "{missing}, and creating it again failed; trying again");
+            }
+        }
+    } else {
+        tracing::error!(queue = %shared.name, reason = %why, retry_in = ?delay,
+            "cannot pull work items: {missing}; waiting for it to be fixed");
+    }
     tokio::select! {
         _ = shutdown.cancelled() => false,
         _ = tokio::time::sleep(delay) => true,
@@ -202,21 +237,27 @@ fn unavailable_backoff(n: u64) -> Duration {
     Duration::from_secs(1 << n.saturating_sub(1).min(4)).min(Duration::from_secs(10))
 }
 
-/// What is missing, in words, for the log.
-async fn missing_resource(shared: &Shared) -> String {
+/// What is missing, in words, for the log, and whether creating the queue
+/// (its stream, its consumer) again fixes it.
+async fn missing_resource(shared: &Shared) -> (String, bool) {
     let name = &shared.name;
     match shared.storage.queue_info(name).await {
-        Err(crate::Error::QueueNotFound(_)) => {
+        Err(crate::Error::QueueNotFound(_)) => (
             format!(
                 "queue {name} was deleted (its stream {} does not exist)",
                 shared.queue().stream_name()
-            )
-        }
-        Ok(info) if !info.has_consumer => {
-            format!("queue {name} has no {WORKERS_CONSUMER} consumer")
-        }
-        Ok(_) => format!("the {WORKERS_CONSUMER} consumer of queue {name} refused the request"),
-        Err(e) => format!("queue {name} cannot be looked up ({e})"),
+            ),
+            true,
+        ),
+        Ok(info) if !info.has_consumer => (
+            format!("queue {name} has no {WORKERS_CONSUMER} consumer"),
+            true,
+        ),
+        Ok(_) => (
+            format!("the {WORKERS_CONSUMER} consumer of queue {name} refused the request"),
+            false,
+        ),
+        Err(e) => (format!("queue {name} cannot be looked up ({e})"), false),
     }
 }
 

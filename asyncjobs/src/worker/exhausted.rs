@@ -71,6 +71,7 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
                         }
                         Some(Err(e)) => {
                             tracing::warn!(queue = %shared.name, error = %e, "reading max-deliveries advisories failed");
+                            crate::metrics::background_error("exhausted");
                             break;
                         }
                         None => break,
@@ -78,10 +79,12 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
                 },
                 Err(e) => {
                     tracing::warn!(queue = %shared.name, error = %e, "subscribing to max-deliveries advisories failed");
+                    crate::metrics::background_error("exhausted");
                 }
             },
             Err(e) => {
                 tracing::warn!(queue = %shared.name, error = %e, "loading the max-deliveries advisory consumer failed");
+                crate::metrics::background_error("exhausted");
                 // recreated, for example after the stream was deleted
                 if let Err(e) = shared.storage.prepare_exhausted(&shared.name).await {
                     tracing::debug!(queue = %shared.name, error = %e, "recreating it failed");

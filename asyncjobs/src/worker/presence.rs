@@ -78,6 +78,7 @@ pub(crate) async fn run(
         version: env!("CARGO_PKG_VERSION").to_string(),
     };
     let mut tick = tokio::time::interval(REFRESH);
+    let mut failing = false;
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
@@ -85,13 +86,24 @@ pub(crate) async fn run(
         }
         record.seen = OffsetDateTime::now_utc();
         let body = serde_json::to_vec(&record).unwrap_or_default();
-        if let Err(e) = bucket
+        match bucket
             .put(&record.id, body.into(), || {
                 "refreshing the worker presence".into()
             })
             .await
         {
-            tracing::debug!(error = %e, "worker presence not refreshed");
+            Ok(_) if std::mem::take(&mut failing) => {
+                tracing::info!("the worker presence is refreshed again");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                crate::metrics::background_error("presence");
+                if !std::mem::replace(&mut failing, true) {
+                    tracing::warn!(error = %e, "refreshing the worker presence failed; the worker may not be listed until it works again");
+                } else {
+                    tracing::debug!(error = %e, "worker presence not refreshed");
+                }
+            }
         }
     }
     let _ = bucket

@@ -39,6 +39,13 @@ struct Accounting {
     /// stream is gone (503 no responders, 409 consumer deleted); cleared
     /// by the next sign of a working consumer.
     unavailable: Option<String>,
+    /// An answer that ended a request without serving it for a reason
+    /// other than its expiry (a push consumer named `WORKERS`, a limit
+    /// another tool set on the consumer): asking again at once would loop.
+    unexpected: Option<String>,
+    /// A request was served (an item, or held until it expired) since the
+    /// last refusal.
+    served: bool,
 }
 
 impl Accounting {
@@ -95,15 +102,29 @@ impl Accounting {
                     self.end(id, undelivered);
                 }
                 match unavailable(s, msg.description.as_deref()) {
-                    Some(why) => self.unavailable = Some(why),
+                    Some(why) => {
+                        self.unavailable = Some(why);
+                        self.served = false;
+                    }
                     // a request the server held until it expired: the consumer works
-                    None if s == StatusCode::TIMEOUT => self.unavailable = None,
-                    None => {}
+                    None if s == StatusCode::TIMEOUT => {
+                        self.unavailable = None;
+                        self.served = true;
+                    }
+                    None if s.as_u16() == 100 || s == StatusCode::NOT_FOUND => {}
+                    None => {
+                        self.unexpected = Some(format!(
+                            "{} {}",
+                            s.as_u16(),
+                            msg.description.as_deref().unwrap_or_default()
+                        ))
+                    }
                 }
                 Delivery::Control
             }
             _ => {
                 self.unavailable = None;
+                self.served = true;
                 match self.take_item() {
                     Some(permit) => Delivery::Item(permit),
                     None => Delivery::Stray,
@@ -266,6 +287,17 @@ impl Puller {
     /// `None` while it serves them.
     pub(super) fn take_unavailable(&self) -> Option<String> {
         self.state.lock().expect("pull lock").unavailable.take()
+    }
+
+    /// An unexpected answer to a pull request (see
+    /// [`Accounting::unexpected`]), once.
+    pub(super) fn take_unexpected(&self) -> Option<String> {
+        self.state.lock().expect("pull lock").unexpected.take()
+    }
+
+    /// Whether a request was served since the last refusal, once.
+    pub(super) fn take_served(&self) -> bool {
+        std::mem::take(&mut self.state.lock().expect("pull lock").served)
     }
 
     /// Returns the permits of requests past their deadline.
@@ -580,5 +612,21 @@ mod tests {
         batch.description = Some("Exceeded MaxWaiting".into());
         f.acc.take(&batch);
         assert!(f.acc.unavailable.is_none(), "other 409s end a request only");
+        assert!(
+            f.acc
+                .unexpected
+                .take()
+                .is_some_and(|a| a.contains("MaxWaiting")),
+            "but are answers to back off from"
+        );
+
+        let id = f.request(1, later(10));
+        let mut push = status(id, StatusCode::REQUEST_TERMINATED, Some(1));
+        push.description = Some("Consumer is push based".into());
+        f.acc.take(&push);
+        assert!(f.acc.unexpected.is_some(), "a push consumer named WORKERS");
+        let id = f.request(1, later(10));
+        f.acc.take(&status(id, StatusCode::TIMEOUT, Some(1)));
+        assert!(f.acc.served, "an expired request means it serves");
     }
 }

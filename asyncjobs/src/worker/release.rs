@@ -56,6 +56,7 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
                         }
                         Some(Err(e)) => {
                             tracing::warn!(queue = %shared.name, error = %e, "reading released work items failed");
+                            crate::metrics::background_error("release");
                             break;
                         }
                         None => break,
@@ -63,11 +64,13 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
                 },
                 Err(e) => {
                     tracing::warn!(queue = %shared.name, error = %e, "subscribing to released work items failed");
+                    crate::metrics::background_error("release");
                 }
             },
             Err(e) => {
                 tracing::warn!(queue = %shared.name, error = %e, retry_in = ?backoff,
                     "loading the consumer of released work items failed; held items wait until it is back");
+                crate::metrics::background_error("release");
                 // recreated, for example after the stream was deleted
                 if let Err(e) = shared.storage.prepare_held().await {
                     tracing::debug!(queue = %shared.name, error = %e, "recreating it failed");
