@@ -151,6 +151,7 @@
 #![deny(unsafe_code)]
 
 pub mod client;
+mod clock;
 pub mod connect;
 pub mod cron;
 pub mod election;
@@ -189,6 +190,7 @@ mod storage;
 mod sys;
 pub mod task;
 pub mod testing;
+mod throttle;
 pub mod wire;
 pub mod worker;
 

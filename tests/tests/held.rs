@@ -151,12 +151,17 @@ async fn a_held_retry_waits_for_its_deleted_queue() {
     let gate = Arc::new(tokio::sync::Semaphore::new(100));
     let worker = spawn_worker(
         client
-            .worker(router(gate))
+            .worker(router(gate.clone()))
             .retry_policy(Fixed(Duration::from_secs(2))),
     );
     let mut t = Task::new("flaky", &()).unwrap();
     client.enqueue(&mut t).await.unwrap();
     wait_for_state(&client, &t.id, TaskState::Retry, T).await;
+    // Q's own worker would create its queue again; a worker of another
+    // queue is left to move released items
+    worker.stop().await;
+    let other_client = client(&server, Queue::new("OTHER")).await;
+    let other = spawn_worker(other_client.worker(router(gate.clone())));
     client.delete_queue("Q").await.unwrap();
     wait_for(T, "the retry to be released", || async {
         (released_count(&client).await == 1).then_some(())
@@ -164,8 +169,20 @@ async fn a_held_retry_waits_for_its_deleted_queue() {
     .await;
     assert_eq!(held_count(&client).await, 1, "the released item was lost");
     client.prepare_queue(&Queue::new("Q")).await.unwrap();
+    wait_for(
+        T,
+        "the released item to move into the queue again",
+        || async { (held_count(&client).await == 0).then_some(()) },
+    )
+    .await;
+    let worker = spawn_worker(
+        client
+            .worker(router(gate))
+            .retry_policy(Fixed(Duration::from_secs(2))),
+    );
     wait_for_state(&client, &t.id, TaskState::Complete, T).await;
     worker.stop().await;
+    other.stop().await;
 }
 
 /// The reconcile pass finds a waiting task whose held item is gone (the
@@ -216,4 +233,40 @@ async fn reconcile_ends_tasks_whose_held_item_is_gone() {
         (held_count(&client).await == 1).then_some(())
     })
     .await;
+}
+
+/// Issue 29: a full store (a 6 MB file-store limit) refuses enqueues of
+/// 60 KB tasks. An enqueue the caller is told failed leaves no record, or
+/// one in a final state (`queue_error`) — never a `new` record without a
+/// work item that no worker will ever pick up.
+#[tokio::test]
+async fn a_refused_enqueue_leaves_no_waiting_record() {
+    let server = NatsServer::start_with_config("jetstream { max_file_store: 6MB }");
+    let client = client(&server, Queue::new("FULL")).await;
+    let payload = "x".repeat(60_000);
+    let (mut accepted, mut refused) = (Vec::new(), Vec::new());
+    for _ in 0..200 {
+        let mut t = Task::new("big", &payload).unwrap();
+        match client.enqueue(&mut t).await {
+            Ok(()) => accepted.push(t.id),
+            Err(e) => refused.push((t.id, e.to_string())),
+        }
+        if refused.len() >= 10 {
+            break;
+        }
+    }
+    assert!(
+        !accepted.is_empty() && refused.len() >= 10,
+        "{} accepted",
+        accepted.len()
+    );
+    for (id, why) in &refused {
+        match client.load_task(id).await {
+            Err(asyncjobs::Error::TaskNotFound(_)) => {}
+            Ok(t) => assert_eq!(t.state, TaskState::QueueError, "{id} refused with {why}"),
+            Err(e) => panic!("loading {id}: {e}"),
+        }
+    }
+    let info = client.queue_info("FULL").await.unwrap();
+    assert_eq!(info.stream.messages as usize, accepted.len());
 }

@@ -163,6 +163,15 @@ impl ClientBuilder {
         self
     }
 
+    /// For tests of clock skew only: pretends this process's clock is off
+    /// by `offset` (negative: slow). The worker measures the skew against
+    /// the server and corrects for it (docs/processing.md §2.14).
+    #[doc(hidden)]
+    pub fn pretend_clock_offset(mut self, offset: time::Duration) -> Self {
+        self.settings.local_clock_offset = offset;
+        self
+    }
+
     /// Do not create or load any stream, bucket or queue.
     pub fn no_storage_init(mut self) -> Self {
         self.no_storage_init = true;

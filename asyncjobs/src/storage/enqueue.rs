@@ -38,6 +38,8 @@ impl Storage {
         task: &mut Task,
         outer: Option<String>,
     ) -> Result<()> {
+        // a task never stored before: this enqueue creates its record
+        let created = task.seq == 0;
         // a delayed task: checked before anything is written
         let due = task.run_at.filter(|t| *t > OffsetDateTime::now_utc());
         if let (Some(due), Some(deadline)) = (due, task.deadline) {
@@ -99,7 +101,10 @@ impl Storage {
                 {
                     tracing::debug!(task = %task.id, queue, "queue without a leader; publishing the item again");
                 }
-                _ => return Box::pin(self.item_not_taken(queue, task, outcome, &mut wait)).await,
+                _ => {
+                    let not_taken = self.item_not_taken(queue, task, outcome, &mut wait, created);
+                    return Box::pin(not_taken).await;
+                }
             }
         }
     }
@@ -158,6 +163,7 @@ impl Storage {
         task: &mut Task,
         outcome: std::result::Result<jetstream::publish::PublishAck, PublishError>,
         wait: &mut Leaderless,
+        created: bool,
     ) -> Result<()> {
         let (last_err, err) = match outcome {
             // taken, but as a duplicate of an item still in the window
@@ -186,13 +192,29 @@ impl Storage {
         crate::metrics::enqueue_error(queue);
         task.state = TaskState::QueueError;
         task.last_err = last_err;
-        loop {
+        let saved = loop {
             match self.save_task(task).await {
                 Err(Error::StorageNotReady(_)) if wait.again(self, TASKS_STREAM).await => {}
-                other => {
-                    other?;
-                    break;
+                other => break other,
+            }
+        };
+        if let Err(save) = saved {
+            // the record would claim to wait for an item that was never
+            // written: a task this enqueue created goes again (the caller
+            // is told the enqueue failed); an older one is left to the
+            // reconcile pass (docs/storage.md §10.9)
+            if created {
+                match self.delete_record(&task.id, task.seq).await {
+                    Ok(()) => tracing::warn!(task = %task.id, queue, error = %save,
+                        "the task's work item was refused and its queue_error record could not be saved; removed the record"),
+                    Err(e) => {
+                        tracing::error!(task = %task.id, queue, error = %e, save_error = %save,
+                        "the task's work item was refused and its record could be neither saved queue_error nor removed; the reconcile pass ends it")
+                    }
                 }
+            } else {
+                tracing::error!(task = %task.id, queue, error = %save,
+                    "the task's work item was refused and its queue_error record could not be saved; the reconcile pass ends it");
             }
         }
         Err(err)

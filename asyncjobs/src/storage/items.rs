@@ -245,6 +245,41 @@ impl Storage {
         self.js.send_publish(subject, publish).await
     }
 
+    /// Releases a task's held item now instead of when its schedule is
+    /// due: a plain item on `CHORIA_AJ.R.<queue>.<id>`, moved into the
+    /// queue like any released item, then the schedule is removed (only
+    /// messages older than the release, so a newer hold survives).
+    /// `dedupe` is the release's `Nats-Msg-Id`: workers releasing the same
+    /// task for the same reason send it once (docs/storage.md §10.11).
+    ///
+    /// Errors: the publish or the purge failed (the task then waits for
+    /// its schedule).
+    pub(crate) async fn release_held_now(&self, queue: &str, id: &str, dedupe: &str) -> Result<()> {
+        validate_queue_name(queue)?;
+        let publish = jetstream::message::PublishMessage::build()
+            .payload(WorkItem::new(id).encode().into())
+            .message_id(dedupe);
+        let what = || format!("releasing the held item of task {id}");
+        let ack = self
+            .js
+            .send_publish(released_item_subject(queue, id), publish)
+            .await
+            .map_err(|e| nats(what(), e))?
+            .await
+            .map_err(|e| nats(what(), e))?;
+        if ack.duplicate {
+            return Ok(());
+        }
+        api::request::<Value>(
+            &self.js,
+            &format!("STREAM.PURGE.{HELD_STREAM}"),
+            &json!({ "filter": held_item_subject(queue, id), "seq": ack.sequence }),
+            what,
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Whether the connected server runs JetStream message schedules
     /// (nats-server 2.12 or later).
     pub(crate) fn supports_schedules(&self) -> bool {

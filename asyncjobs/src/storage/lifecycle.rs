@@ -11,7 +11,6 @@ use crate::task::{Task, TaskState};
 use async_nats::jetstream::ErrorCode;
 use futures::StreamExt;
 use std::time::Duration;
-use time::OffsetDateTime;
 
 impl Storage {
     /// See [`Client::reconcile_tasks`](crate::Client::reconcile_tasks).
@@ -21,7 +20,7 @@ impl Storage {
         grace: Duration,
     ) -> Result<Vec<String>> {
         let mut tasks = Box::pin(self.list_tasks().await?);
-        let cutoff = OffsetDateTime::now_utc() - grace;
+        let cutoff = self.clock().now() - grace;
         let mut ended = Vec::new();
         while let Some(task) = tasks.next().await {
             let mut task = task?;

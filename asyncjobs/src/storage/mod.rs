@@ -78,7 +78,7 @@ pub const DISCARDED_BUCKET: &str = "CHORIA_AJ_DISCARDED";
 /// schedule per task on `CHORIA_AJ.W.<queue>.<id>`, released when due to
 /// `CHORIA_AJ.R.<queue>.<id>`, from where a worker (of any queue) moves it
 /// into the queue. Work-queue retention, one durable consumer
-/// ([`RELEASE_CONSUMER`]) shared by every worker; needs nats-server 2.12.
+/// (`RELEASE`) shared by every worker; needs nats-server 2.12.
 /// Go neither writes nor reads it.
 pub const HELD_STREAM: &str = "CHORIA_AJ_HELD";
 
@@ -106,6 +106,8 @@ pub(crate) struct StorageSettings {
     pub task_retention: Duration,
     pub discard: Vec<TaskState>,
     pub keys: Keys,
+    /// A test's pretend error of the local clock (`clock.rs`).
+    pub local_clock_offset: time::Duration,
 }
 
 impl Default for StorageSettings {
@@ -116,6 +118,7 @@ impl Default for StorageSettings {
             task_retention: Duration::ZERO,
             discard: Vec::new(),
             keys: Keys::none(),
+            local_clock_offset: time::Duration::ZERO,
         }
     }
 }
@@ -159,6 +162,8 @@ pub(crate) struct Storage {
     direct_loads: Arc<AtomicBool>,
     /// What delayed enqueues and held-item removals have learnt.
     delays: Arc<std::sync::Mutex<DelayCache>>,
+    /// The server's clock as last measured (`clock.rs`).
+    clock: Arc<crate::clock::ServerClock>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -176,13 +181,22 @@ pub(super) fn ns(d: Duration) -> u64 {
 impl Storage {
     pub(crate) fn new(nc: async_nats::Client, settings: StorageSettings) -> Storage {
         let js = jetstream::new(nc.clone());
+        let clock = Arc::new(crate::clock::ServerClock::default());
+        clock.set_local_offset(settings.local_clock_offset);
         Storage {
             nc,
             js,
             settings: Arc::new(settings),
             direct_loads: Arc::new(AtomicBool::new(false)),
             delays: Arc::default(),
+            clock,
         }
+    }
+
+    /// The server's clock as this process reads it: every comparison of a
+    /// record's time with "now" uses it (docs/processing.md §2.14).
+    pub(crate) fn clock(&self) -> &crate::clock::ServerClock {
+        &self.clock
     }
 
     /// The NATS connection.

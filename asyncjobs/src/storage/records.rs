@@ -55,6 +55,23 @@ impl Storage {
             .map_err(|e| Error::TaskUpdateFailed(nats(format!("saving task {}", task.id), e)))
     }
 
+    /// Removes the record of task `id` at sequence `seq` (only that one:
+    /// a newer record of the task stays); gone already is fine.
+    pub(crate) async fn delete_record(&self, id: &str, seq: u64) -> Result<()> {
+        let tasks = self.stream(TASKS_STREAM).await?;
+        match tasks.delete_message(seq).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let e = nats(format!("removing the record of task {id}"), e);
+                if api::is(&e, ErrorCode::NO_MESSAGE_FOUND) {
+                    Ok(())
+                } else {
+                    Err(e.into())
+                }
+            }
+        }
+    }
+
     /// Awaits a record's publish ack, remembers its sequence and publishes the event.
     pub(crate) async fn finish_save(&self, task: &mut Task, ack: PublishAckFuture) -> Result<()> {
         match ack.await {

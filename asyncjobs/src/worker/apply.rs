@@ -10,11 +10,13 @@ use super::decide::{Action, Busy, EndReason, Ending, ItemAction, Settled, Unusab
 use super::gates::Expiry;
 use super::outcome::{
     finish, nak, retry_or_expire, save_with_retries, send_ack, superseded, unsaveable, wait,
+    LOG_EVERY,
 };
-use super::{Delivered, Shared};
+use super::{dependants, Delivered, Shared};
 use crate::error::Error;
 use crate::metrics;
 use crate::task::{Task, TaskState};
+use crate::throttle::{warn_throttled, Throttle};
 use async_nats::jetstream::message::Acker;
 use async_nats::jetstream::AckKind;
 
@@ -98,13 +100,15 @@ pub(crate) async fn apply_to_item(
             match why {
                 Busy::LoadFailed(e) => {
                     metrics::task_not_found(&shared.name);
-                    tracing::warn!(queue = %shared.name, task = %id, error = %e, ?delay, "loading task failed: will retry");
+                    static LOAD: Throttle = Throttle::new(LOG_EVERY);
+                    warn_throttled!(LOAD, queue = %shared.name, task = %id, error = %e, ?delay, "loading task failed: will retry");
                 }
                 Busy::LeaseHeld(remaining) => {
                     tracing::debug!(task = %id, ?remaining, "task already active");
                 }
                 Busy::ActiveNotSaved(e) => {
-                    tracing::warn!(task = %id, error = %e, "failed updating task state active");
+                    static ACTIVE: Throttle = Throttle::new(LOG_EVERY);
+                    warn_throttled!(ACTIVE, task = %id, error = %e, "failed updating task state active");
                 }
             }
             nak(shared, acker, item, delay).await;
@@ -113,7 +117,11 @@ pub(crate) async fn apply_to_item(
             tracing::debug!(task = %id, ?early, "delayed task delivered before it is due");
             wait(shared, acker, item, early).await;
         }
-        ItemAction::Wait(delay, Waiting::Dependencies) => wait(shared, acker, item, delay).await,
+        ItemAction::Wait(delay, Waiting::Dependencies(dep)) => {
+            if wait(shared, acker, item, delay).await {
+                dependants::watch(&shared.watches, &dep, id).await;
+            }
+        }
     }
 }
 

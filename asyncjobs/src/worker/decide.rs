@@ -115,12 +115,12 @@ pub(crate) enum Busy {
 }
 
 /// Why a task waits without a try.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Waiting {
     /// A delayed task delivered before it is due.
     NotDue,
-    /// Some dependencies have not finished.
-    Dependencies,
+    /// Some dependencies have not finished: the first of them.
+    Dependencies(String),
 }
 
 /// How a task ends without (or after) a try.
@@ -229,7 +229,10 @@ pub(crate) fn after_dependencies(
 ) -> Result<BTreeMap<String, Option<TaskResult>>, Action> {
     match deps {
         Deps::Ready(results) => Ok(results),
-        Deps::Waiting => Err(Action::Item(ItemAction::Wait(poll, Waiting::Dependencies))),
+        Deps::Waiting(dep) => Err(Action::Item(ItemAction::Wait(
+            poll,
+            Waiting::Dependencies(dep),
+        ))),
         Deps::Failed(detail) => Err(Action::End(Ending {
             state: TaskState::Unreachable,
             last_err: format!("task dependencies failed: {detail}"),

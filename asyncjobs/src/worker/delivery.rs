@@ -40,7 +40,9 @@ pub(crate) async fn process(
         Err(action) => return Box::pin(apply_to_item(shared, &acker, &item, action)).await,
     };
     let verified = shared.storage.verify(&task);
-    let now = OffsetDateTime::now_utc();
+    // the server's time: no later than the item's publication, so a task
+    // the server released when due is never held for this clock
+    let now = shared.storage.clock().now().max(item.published);
     let judged = shared.judging_queue();
     let mut action = decide::before_run(&task, verified, &judged, now, item.delivered);
     if let Action::CheckDependencies = action {
@@ -71,7 +73,7 @@ pub(crate) async fn process(
     let outcome = run_handler(shared, &mut task, acker.clone(), item.traceparent.clone()).await;
     drop(slot);
 
-    let now = OffsetDateTime::now_utc();
+    let now = shared.storage.clock().now();
     task.tried = Some(now);
     let action = decide::after_run(outcome, &task, &shared.queue(), now);
     apply(shared, &acker, &item, &mut task, action).await;
@@ -80,7 +82,10 @@ pub(crate) async fn process(
 /// The delivered work item and its acknowledger; `None` once a message
 /// that is not a work item has been terminated.
 async fn read(shared: &Shared, msg: async_nats::jetstream::Message) -> Option<(Delivered, Acker)> {
-    let delivered = msg.info().map(|i| i.delivered).unwrap_or(1).max(1) as u64;
+    let (delivered, published) = match msg.info() {
+        Ok(i) => (i.delivered.max(1) as u64, i.published),
+        Err(_) => (1, OffsetDateTime::UNIX_EPOCH),
+    };
     let traceparent = WorkItem::traceparent(msg.headers.as_ref());
     let (msg, acker) = msg.split();
     if msg.subject.starts_with(LEGACY_HELD_PREFIX) {
@@ -93,6 +98,7 @@ async fn read(shared: &Shared, msg: async_nats::jetstream::Message) -> Option<(D
                 id,
                 traceparent,
                 delivered,
+                published,
             },
             acker,
         )),
@@ -101,6 +107,7 @@ async fn read(shared: &Shared, msg: async_nats::jetstream::Message) -> Option<(D
                 id: String::new(),
                 traceparent,
                 delivered,
+                published,
             };
             Box::pin(apply_to_item(shared, &acker, &item, action)).await;
             None
@@ -112,7 +119,7 @@ async fn read(shared: &Shared, msg: async_nats::jetstream::Message) -> Option<(D
 /// loaded into the task when it asked for them), wait, or end.
 async fn dependencies(shared: &Shared, task: &mut Task) -> Action {
     let deps = check_dependencies(shared, task).await;
-    let now = OffsetDateTime::now_utc();
+    let now = shared.storage.clock().now();
     match decide::after_dependencies(deps, shared.settings.blocked_delay, now) {
         Ok(results) => {
             if task.load_dependencies {
@@ -132,7 +139,7 @@ async fn dependencies(shared: &Shared, task: &mut Task) -> Action {
 /// out of tries.
 async fn mark_active(shared: &Shared, task: &mut Task) -> crate::Result<()> {
     task.state = TaskState::Active;
-    task.tried = Some(OffsetDateTime::now_utc());
+    task.tried = Some(shared.storage.clock().now());
     task.last_err.clear();
     task.tries += 1;
     shared.storage.save_task(task).await

@@ -266,7 +266,7 @@ async fn renew_record(
     if deadline <= *recorded_until || now + max_run_time / 2 < *recorded_until {
         return;
     }
-    task.tried = Some(OffsetDateTime::now_utc());
+    task.tried = Some(shared.storage.clock().now());
     match shared.storage.save_task(task).await {
         Ok(()) => *recorded_until = now + max_run_time,
         Err(e) => {

@@ -19,7 +19,6 @@ use futures::StreamExt;
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
-use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 /// How long to wait before looking at an advisory again after a
@@ -132,7 +131,7 @@ async fn handle(shared: &Shared, payload: &[u8]) -> Verdict {
     };
     if !task.state.is_final() {
         let queue = shared.judging_queue();
-        let abandoned = match gates::gate(&task, &queue, OffsetDateTime::now_utc()) {
+        let abandoned = match gates::gate(&task, &queue, shared.storage.clock().now()) {
             // a try may still finish within its lease: look again after it
             Gate::LeaseHeld(remaining) => return Verdict::Later(remaining),
             Gate::Run { stale } => stale,

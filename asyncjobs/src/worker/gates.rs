@@ -138,8 +138,8 @@ pub(crate) enum Loaded {
 pub(crate) enum Deps {
     /// All complete: their results (when the task asked for them).
     Ready(BTreeMap<String, Option<TaskResult>>),
-    /// Some are not finished yet.
-    Waiting,
+    /// Some are not finished yet: the first of them.
+    Waiting(String),
     /// One can never complete; the detail names it (docs/go-differences.md §6).
     Failed(String),
 }
@@ -147,7 +147,7 @@ pub(crate) enum Deps {
 /// Judges dependencies in order: the first that failed decides; otherwise
 /// any unfinished one means waiting.
 pub(crate) fn judge_dependencies(task: &Task, loaded: Vec<(String, Loaded)>) -> Deps {
-    let mut waiting = false;
+    let mut waiting: Option<String> = None;
     let mut results = BTreeMap::new();
     for (dep, l) in loaded {
         match l {
@@ -169,7 +169,7 @@ pub(crate) fn judge_dependencies(task: &Task, loaded: Vec<(String, Loaded)>) -> 
                     };
                     return Deps::Failed(format!("dependency {dep} is in {state}"));
                 }
-                _ => waiting = true,
+                _ => waiting = waiting.or(Some(dep)),
             },
             Loaded::Discarded(TaskState::Complete) => {
                 // the result was deleted with the record
@@ -184,13 +184,12 @@ pub(crate) fn judge_dependencies(task: &Task, loaded: Vec<(String, Loaded)>) -> 
             }
             Loaded::NotFound => return Deps::Failed(format!("task not found: {dep}")),
             Loaded::Unusable(why) => return Deps::Failed(format!("dependency {dep}: {why}")),
-            Loaded::Unavailable => waiting = true,
+            Loaded::Unavailable => waiting = waiting.or(Some(dep)),
         }
     }
-    if waiting {
-        Deps::Waiting
-    } else {
-        Deps::Ready(results)
+    match waiting {
+        Some(dep) => Deps::Waiting(dep),
+        None => Deps::Ready(results),
     }
 }
 
@@ -350,11 +349,11 @@ mod tests {
                     ("b".into(), Loaded::Task(Box::new(task(TaskState::Active))))
                 ]
             ),
-            Deps::Waiting
+            Deps::Waiting(d) if d == "b"
         ));
         assert!(matches!(
             judge_dependencies(&t, vec![("b".into(), Loaded::Unavailable), done("a")]),
-            Deps::Waiting
+            Deps::Waiting(d) if d == "b"
         ));
         assert_eq!(
             failed(judge_dependencies(

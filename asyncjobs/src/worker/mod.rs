@@ -18,6 +18,7 @@
 mod apply;
 mod decide;
 mod delivery;
+mod dependants;
 mod dispatch;
 pub(crate) mod execute;
 mod exhausted;
@@ -127,6 +128,8 @@ pub(crate) struct Shared {
     /// After the queue's run time was lowered: the higher one, and until
     /// when leases are still judged by it (see [`Shared::judging_queue`]).
     lowered: std::sync::Mutex<Option<(Duration, std::time::Instant)>>,
+    /// Dependencies whose end releases this worker's blocked tasks.
+    pub watches: Arc<dependants::Watches>,
 }
 
 impl Shared {
@@ -248,6 +251,8 @@ pub(crate) struct Delivered {
     pub traceparent: Option<String>,
     /// How many times the server has delivered it (1 for the first).
     pub delivered: u64,
+    /// When the server stored it (its clock; the epoch when unknown).
+    pub published: time::OffsetDateTime,
 }
 
 impl Worker {
@@ -396,7 +401,13 @@ impl Worker {
         .map_err(|e| crate::error::nats("subscribing to the pull inbox", e))?;
         let grace = settings.grace;
         tracing::info!(queue = %queue.name, concurrency = settings.concurrency, "worker started");
+        let watches = Arc::new(dependants::Watches::new(
+            storage.clone(),
+            queue.name.clone(),
+            settings.blocked_delay,
+        ));
         let shared = Arc::new(Shared {
+            watches,
             storage,
             router,
             name: queue.name.clone(),
@@ -455,6 +466,7 @@ impl Worker {
         let tracker = TaskTracker::new();
         dispatch::run(shared.clone(), puller, inbox, tracker.clone(), shutdown).await;
         reaper_stop.cancel();
+        shared.watches.stop_all();
         let _ = reaper.await;
         let _ = releaser.await;
         let _ = reconcile.await;

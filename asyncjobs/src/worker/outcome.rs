@@ -5,6 +5,7 @@ use super::{Delivered, Shared};
 use crate::error::Error;
 use crate::retry::{LinearPolicy, RetryPolicy};
 use crate::task::{Task, TaskState};
+use crate::throttle::{warn_throttled, Throttle};
 use async_nats::jetstream::message::Acker;
 use async_nats::jetstream::AckKind;
 use std::time::Duration;
@@ -28,7 +29,8 @@ pub(crate) async fn send_ack(acker: &Acker, kind: AckKind, task: &str) {
         _ => acker.ack_with(kind).await,
     };
     if let Err(e) = res {
-        tracing::warn!(task, ack = kind_name, error = %e, "acknowledging work item failed; it will be redelivered");
+        static ACK: Throttle = Throttle::new(LOG_EVERY);
+        warn_throttled!(ACK, task, ack = kind_name, error = %e, "acknowledging work item failed; it will be redelivered");
     }
 }
 
@@ -94,6 +96,10 @@ pub(crate) async fn retry_or_expire(
     wait(shared, acker, item, delay).await;
 }
 
+/// How often a per-delivery failure (the same for many items while a
+/// store is full or a server refuses) is logged at WARN; DEBUG between.
+pub(crate) const LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Shortest wait handed to a JetStream message schedule; shorter waits
 /// are NAKs with delay (schedules fire on whole seconds).
 pub(crate) const MIN_SCHEDULED_WAIT: Duration = Duration::from_secs(1);
@@ -105,8 +111,14 @@ pub(crate) const MIN_SCHEDULED_WAIT: Duration = Duration::from_secs(1);
 /// a fresh item due after `delay` is held and this one acknowledged,
 /// so the waiting task holds none of the queue's `max_ack_pending` slots
 /// and new work starts at once. Otherwise, or when the schedule cannot be
-/// written, a NAK with delay ([`nak`]) keeps the item pending.
-pub(crate) async fn wait(shared: &Shared, acker: &Acker, item: &Delivered, delay: Duration) {
+/// written, a NAK with delay ([`nak`]) keeps the item pending. Whether
+/// the item was held.
+pub(crate) async fn wait(
+    shared: &Shared,
+    acker: &Acker,
+    item: &Delivered,
+    delay: Duration,
+) -> bool {
     if delay >= MIN_SCHEDULED_WAIT
         && shared.scheduled_items()
         && Box::pin(replace_item(
@@ -117,9 +129,10 @@ pub(crate) async fn wait(shared: &Shared, acker: &Acker, item: &Delivered, delay
         ))
         .await
     {
-        return;
+        return true;
     }
     nak(shared, acker, item, delay).await;
+    false
 }
 
 /// Saves a final or retry state (discarding it when configured) and sends `ack`.
@@ -285,7 +298,8 @@ pub(crate) async fn save_with_retries(shared: &Shared, task: &mut Task) -> crate
         };
         match res {
             Err(e) if !e.is_permanent() && attempt < 8 => {
-                tracing::warn!(task = %task.id, error = %e, attempt, "saving task failed, retrying");
+                static SAVE: Throttle = Throttle::new(LOG_EVERY);
+                warn_throttled!(SAVE, task = %task.id, error = %e, attempt, "saving task failed, retrying");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(3));
             }
@@ -334,7 +348,8 @@ pub(crate) async fn replace_item(
             true
         }
         Err(e) => {
-            tracing::warn!(task = %item.id, error = %e, ?due, "replacing the work item failed; going on with this one");
+            static REPLACE: Throttle = Throttle::new(LOG_EVERY);
+            warn_throttled!(REPLACE, task = %item.id, error = %e, ?due, "replacing the work item failed; going on with this one");
             false
         }
     }

@@ -65,7 +65,7 @@ pub(crate) async fn run(
     let Some(bucket) = storage.presence_bucket(true, TTL).await else {
         return;
     };
-    let now = OffsetDateTime::now_utc();
+    let now = storage.clock().now();
     let mut record = WorkerPresence {
         id: crate::task::new_id(),
         queue,
@@ -84,14 +84,19 @@ pub(crate) async fn run(
             _ = stop.cancelled() => break,
             _ = tick.tick() => {}
         }
-        record.seen = OffsetDateTime::now_utc();
+        record.seen = storage.clock().now();
         let body = serde_json::to_vec(&record).unwrap_or_default();
-        match bucket
+        let sent = storage.clock().local();
+        let put = bucket
             .put(&record.id, body.into(), || {
                 "refreshing the worker presence".into()
             })
-            .await
-        {
+            .await;
+        let received = storage.clock().local();
+        if put.is_ok() {
+            measure_skew(&storage, &bucket, &record.id, sent, received).await;
+        }
+        match put {
             Ok(_) if std::mem::take(&mut failing) => {
                 tracing::info!("the worker presence is refreshed again");
             }
@@ -109,6 +114,24 @@ pub(crate) async fn run(
     let _ = bucket
         .purge(&record.id, || "removing the worker presence".into())
         .await;
+}
+
+/// Measures this process's clock against the server's: the presence
+/// write just made was stamped by the server between `sent` and
+/// `received` (docs/processing.md §2.14).
+async fn measure_skew(
+    storage: &Storage,
+    bucket: &crate::storage::Bucket,
+    key: &str,
+    sent: OffsetDateTime,
+    received: OffsetDateTime,
+) {
+    if let Ok(Some(written)) = bucket
+        .written(key, || "reading the worker presence".into())
+        .await
+    {
+        storage.clock().observe(written.at, sent, received);
+    }
 }
 
 /// The records of the workers running now, by queue and start time (see

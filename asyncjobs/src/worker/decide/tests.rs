@@ -213,8 +213,8 @@ fn dependencies_run_wait_or_make_the_task_unreachable() {
     let poll = Duration::from_secs(5);
     assert!(after_dependencies(Deps::Ready(BTreeMap::new()), poll, NOW).is_ok());
     assert!(matches!(
-        after_dependencies(Deps::Waiting, poll, NOW),
-        Err(Action::Item(ItemAction::Wait(d, Waiting::Dependencies))) if d == poll
+        after_dependencies(Deps::Waiting("d".into()), poll, NOW),
+        Err(Action::Item(ItemAction::Wait(d, Waiting::Dependencies(dep)))) if d == poll && dep == "d"
     ));
     let e = ending(
         after_dependencies(
