@@ -1,5 +1,5 @@
 //! The nats-server's clock as this process reads it (docs/processing.md
-//! §2.14).
+//! §2.13).
 //!
 //! Times in records (`created`, `tried`, `run_at`, `deadline`) are
 //! compared with "now" by the delivery gates, leases, reconcile and the

@@ -1,5 +1,5 @@
 //! A worker whose clock disagrees with the server's judges task times by
-//! the server's (docs/processing.md §2.14). The worker here pretends its
+//! the server's (docs/processing.md §2.13). The worker here pretends its
 //! clock is two minutes slow (`ClientBuilder::pretend_clock_offset`).
 
 use asyncjobs::{Client, Queue, Router, Task, TaskContext, TaskState};

@@ -165,7 +165,7 @@ impl ClientBuilder {
 
     /// For tests of clock skew only: pretends this process's clock is off
     /// by `offset` (negative: slow). The worker measures the skew against
-    /// the server and corrects for it (docs/processing.md §2.14).
+    /// the server and corrects for it (docs/processing.md §2.13).
     #[doc(hidden)]
     pub fn pretend_clock_offset(mut self, offset: time::Duration) -> Self {
         self.settings.local_clock_offset = offset;

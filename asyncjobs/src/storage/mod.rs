@@ -194,7 +194,7 @@ impl Storage {
     }
 
     /// The server's clock as this process reads it: every comparison of a
-    /// record's time with "now" uses it (docs/processing.md §2.14).
+    /// record's time with "now" uses it (docs/processing.md §2.13).
     pub(crate) fn clock(&self) -> &crate::clock::ServerClock {
         &self.clock
     }

@@ -118,7 +118,7 @@ pub(crate) async fn run(
 
 /// Measures this process's clock against the server's: the presence
 /// write just made was stamped by the server between `sent` and
-/// `received` (docs/processing.md §2.14).
+/// `received` (docs/processing.md §2.13).
 async fn measure_skew(
     storage: &Storage,
     bucket: &crate::storage::Bucket,
