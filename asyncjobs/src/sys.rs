@@ -1,6 +1,6 @@
 //! Every `unsafe` of the crate, behind safe functions: the thread CPU clock
 //! ([`thread_cpu_time`], for the worker's handler placement) and, for
-//! external commands (feature `remote`), killing a process group, the
+//! external commands (feature `remote`), signalling a process group, the
 //! close-on-exec pipe the command supervisor watches, and the supervisor's
 //! own code, which runs in the forked child before `exec`.
 //!
@@ -34,14 +34,41 @@ pub(crate) fn thread_cpu_time() -> Option<Duration> {
 /// group is gone already) are ignored.
 #[cfg(all(unix, feature = "remote"))]
 pub(crate) fn kill_process_group(pgid: u32) {
+    signal_process_group(pgid, libc::SIGKILL);
+}
+
+/// Sends SIGTERM to the process group `pgid`, asking its processes to
+/// end. Errors (the group is gone already) are ignored.
+#[cfg(all(unix, feature = "remote"))]
+pub(crate) fn terminate_process_group(pgid: u32) {
+    signal_process_group(pgid, libc::SIGTERM);
+}
+
+/// True while the process group `pgid` has a member, zombies that no one
+/// has reaped yet included (a null signal is sent to it).
+#[cfg(all(unix, feature = "remote"))]
+pub(crate) fn process_group_exists(pgid: u32) -> bool {
+    signal_process_group(pgid, 0)
+}
+
+/// Sends `sig` (0: none, only the check) to the process group `pgid`; true
+/// when the group exists (the signal went out, or it exists but we may not
+/// signal it).
+#[cfg(all(unix, feature = "remote"))]
+fn signal_process_group(pgid: u32, sig: libc::c_int) -> bool {
     let Ok(pgid) = libc::pid_t::try_from(pgid) else {
-        return;
+        return false;
     };
+    if pgid <= 1 {
+        // -1 and -0 would address every process or our own group
+        return false;
+    }
     // SAFETY: kill(2) has no memory-safety preconditions; a negative pid
     // addresses the process group `-pid`.
-    unsafe {
-        libc::kill(-pgid, libc::SIGKILL);
+    if unsafe { libc::kill(-pgid, sig) } == 0 {
+        return true;
     }
+    std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 /// A new pipe, both ends close-on-exec: (read end, write end). The caller

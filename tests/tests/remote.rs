@@ -684,6 +684,257 @@ wait"#,
     worker.stop().await;
 }
 
+// Issue 29: the try ends when the command exits, not when the pipes a
+// background process holds close (docs/processing.md §6.4,
+// docs/go-differences.md §61).
+
+/// Enqueues one try of `task_type` and waits until it reaches `state`.
+async fn one_try(client: &Client, task_type: &str, state: TaskState, wait: Duration) -> Task {
+    let task = enqueue(
+        client,
+        Task::builder(task_type)
+            .payload(&1)
+            .max_tries(1)
+            .build()
+            .unwrap(),
+    )
+    .await;
+    wait_for_state(client, &task.id, state, wait).await
+}
+
+/// Waits until the process whose pid the script wrote to `file` is gone.
+async fn wait_gone(file: &Path, what: &str) {
+    let pid = std::fs::read_to_string(file).unwrap();
+    wait_for(T, what, || async { process_gone(pid.trim()).then_some(()) }).await;
+}
+
+/// The issue's example: a background `sleep` holds stdout and stderr open
+/// long past the queue's run time; the task completes with the command's
+/// output, in one try, before its deadline.
+#[tokio::test]
+async fn command_with_a_background_process_completes_when_it_exits() {
+    let server = NatsServer::start();
+    let client = client(&server, queue("CMD", 20)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cmd = script(dir.path(), "cmd.sh", "sleep 40 & echo started; exit 0");
+    let router = Router::new()
+        .handle("cmd:bg", ExternalCommand::new(&cmd).unwrap())
+        .unwrap();
+    let worker = start(&client, router);
+    let done = one_try(&client, "cmd:bg", TaskState::Complete, T).await;
+    assert_eq!(done.tries, 1);
+    assert_eq!(done.last_err, "", "a time-out or a failure was recorded");
+    let out: String = done.result_as().unwrap().unwrap();
+    assert_eq!(out, "started\n");
+    let completed = done.result.as_ref().unwrap().completed;
+    let deadline = done.tried.unwrap() + time::Duration::seconds(20);
+    assert!(
+        completed < deadline,
+        "completed {completed} after the deadline {deadline}"
+    );
+    worker.stop().await;
+}
+
+/// What the command left running in its process group does not outlive
+/// the try.
+#[tokio::test]
+async fn command_background_process_is_ended_after_the_try() {
+    let server = NatsServer::start();
+    let client = client(&server, queue("CMD", 20)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cmd = script(
+        dir.path(),
+        "cmd.sh",
+        r#"sleep 40 &
+echo $! > "$(dirname "$0")/pid"
+echo started; exit 0"#,
+    );
+    let router = Router::new()
+        .handle("cmd:bg", ExternalCommand::new(&cmd).unwrap())
+        .unwrap();
+    let worker = start(&client, router);
+    let done = one_try(&client, "cmd:bg", TaskState::Complete, T).await;
+    let out: String = done.result_as().unwrap().unwrap();
+    assert_eq!(out, "started\n");
+    wait_gone(&dir.path().join("pid"), "the background sleep to be ended").await;
+    worker.stop().await;
+}
+
+/// A failing command with a background child: a failed try with the
+/// command's stderr, not a time-out; the child is ended too.
+#[tokio::test]
+async fn failing_command_with_a_background_process_fails_at_once() {
+    let server = NatsServer::start();
+    let client = client(&server, queue("CMD", 20)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cmd = script(
+        dir.path(),
+        "cmd.sh",
+        r#"sleep 40 &
+echo $! > "$(dirname "$0")/pid"
+echo some output
+echo 'could not reach the service' >&2
+exit 4"#,
+    );
+    let router = Router::new()
+        .handle("cmd:bgfail", ExternalCommand::new(&cmd).unwrap())
+        .unwrap();
+    let worker = start(&client, router);
+    let done = one_try(&client, "cmd:bgfail", TaskState::Expired, T).await;
+    assert_eq!(done.tries, 1);
+    assert_eq!(
+        done.last_err,
+        "execution failed: exit status 4: could not reach the service"
+    );
+    wait_gone(&dir.path().join("pid"), "the background sleep to be ended").await;
+    worker.stop().await;
+}
+
+/// A child that keeps writing after the command exited: its output is read
+/// for the grace only, then the task ends and the child is ended.
+#[tokio::test]
+async fn command_output_after_exit_is_cut_at_the_grace() {
+    let server = NatsServer::start();
+    let client = client(&server, queue("CMD", 20)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cmd = script(
+        dir.path(),
+        "cmd.sh",
+        r#"( sleep 0.2; while :; do echo tick; sleep 0.05; done ) &
+echo $! > "$(dirname "$0")/pid"
+echo started; exit 0"#,
+    );
+    let router = Router::new()
+        .handle(
+            "cmd:chatty",
+            ExternalCommand::new(&cmd)
+                .unwrap()
+                .output_grace(Duration::from_secs(2)),
+        )
+        .unwrap();
+    let worker = start(&client, router);
+    let done = one_try(&client, "cmd:chatty", TaskState::Complete, T).await;
+    assert_eq!(done.last_err, "");
+    let out: String = done.result_as().unwrap().unwrap();
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("started"), "{out}");
+    let ticks: Vec<&str> = lines.collect();
+    // written after the exit, read during the grace
+    assert!(!ticks.is_empty(), "nothing read after the exit: {out:?}");
+    assert!(ticks.iter().all(|l| *l == "tick"), "{out:?}");
+    wait_gone(&dir.path().join("pid"), "the writing child to be ended").await;
+    worker.stop().await;
+}
+
+async fn set_run_time(client: &Client, queue: &str, run_time: Duration) {
+    let update = asyncjobs::QueueUpdate {
+        max_run_time: Some(run_time),
+        ..asyncjobs::QueueUpdate::default()
+    };
+    let info = client.configure_queue(queue, update).await.unwrap();
+    assert_eq!(info.queue.max_run_time, run_time);
+}
+
+/// Waits until the script wrote `file` (it has started).
+async fn wait_started(file: &Path) {
+    wait_for(T, "the command to start", || async {
+        file.exists().then_some(())
+    })
+    .await;
+}
+
+/// The queue's run time raised while the command runs (the worker sees it
+/// within its 10 s refresh): the command is not killed at the old run
+/// time and completes.
+#[tokio::test]
+async fn raised_run_time_lets_a_running_command_finish() {
+    let server = NatsServer::start();
+    let client = client(&server, queue("CMDRT", 16)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cmd = script(
+        dir.path(),
+        "cmd.sh",
+        r#"touch "$(dirname "$0")/started"
+sleep 20
+echo finished"#,
+    );
+    let router = Router::new()
+        .handle("cmd:long", ExternalCommand::new(&cmd).unwrap())
+        .unwrap();
+    let worker = start(&client, router);
+    let task = enqueue(
+        &client,
+        Task::builder("cmd:long")
+            .payload(&1)
+            .max_tries(1)
+            .build()
+            .unwrap(),
+    )
+    .await;
+    wait_started(&dir.path().join("started")).await;
+    set_run_time(&client, "CMDRT", Duration::from_secs(60)).await;
+    let done = wait_for_state(
+        &client,
+        &task.id,
+        TaskState::Complete,
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(done.tries, 1);
+    let out: String = done.result_as().unwrap().unwrap();
+    assert_eq!(out, "finished\n");
+    worker.stop().await;
+}
+
+/// The queue's run time lowered while the command runs: the command is
+/// ended at the new deadline's kill point, so the failure names it (rather
+/// than the worker's generic time-out).
+#[tokio::test]
+async fn lowered_run_time_stops_a_running_command() {
+    let server = NatsServer::start();
+    let client = client(&server, queue("CMDLOW", 60)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cmd = script(
+        dir.path(),
+        "cmd.sh",
+        r#"touch "$(dirname "$0")/started"
+echo "still busy" >&2
+sleep 120"#,
+    );
+    let router = Router::new()
+        .handle("cmd:long", ExternalCommand::new(&cmd).unwrap())
+        .unwrap();
+    let worker = start(&client, router);
+    let task = enqueue(
+        &client,
+        Task::builder("cmd:long")
+            .payload(&1)
+            .max_tries(1)
+            .build()
+            .unwrap(),
+    )
+    .await;
+    wait_started(&dir.path().join("started")).await;
+    // still ahead when the worker's refresh sees it
+    set_run_time(&client, "CMDLOW", Duration::from_secs(20)).await;
+    let done = wait_for_state(
+        &client,
+        &task.id,
+        TaskState::Expired,
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(done.tries, 1);
+    assert!(
+        done.last_err
+            .starts_with("execution failed: signal: killed: still running at the handler deadline"),
+        "{}",
+        done.last_err
+    );
+    assert!(done.last_err.ends_with(": still busy"), "{}", done.last_err);
+    worker.stop().await;
+}
+
 #[tokio::test]
 async fn missing_command_is_reported() {
     let dir = tempfile::tempdir().unwrap();

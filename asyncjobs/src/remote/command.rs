@@ -1,7 +1,10 @@
 //! External commands: [`ExternalCommand`], a handler that runs a program
 //! for each task with the task JSON in a temporary file, in its own process
-//! group, killed at the deadline, on cancellation or when the worker drops
-//! the handler (and, on Linux, when the worker dies: see `supervisor`).
+//! group. The try ends when the program exits (its output is read for a
+//! short grace after that); whatever is left of the group is then ended, as
+//! it is at the (live) handler deadline, on cancellation or when the worker
+//! drops the handler (and, on Linux, when the worker dies: see
+//! `supervisor`). docs/processing.md §6.4, docs/go-differences.md §61.
 
 use super::{to_std, TASK_FILE_ENV};
 use crate::handler::{to_output, Handler, HandlerError, HandlerResult, TaskContext};
@@ -19,6 +22,14 @@ use tokio::task::JoinHandle;
 
 /// How much of a failing command's stderr goes into `last_err`.
 pub(super) const STDERR_LIMIT: usize = 4096;
+/// How long the output is read after the program exits, by default
+/// ([`ExternalCommand::output_grace`]).
+const DEFAULT_OUTPUT_GRACE: Duration = Duration::from_secs(1);
+/// How long the processes of a group told to end (SIGTERM) get before they
+/// are killed (SIGKILL).
+const TERM_WAIT: Duration = Duration::from_millis(500);
+/// How often a group told to end is looked at while it gets [`TERM_WAIT`].
+const TERM_POLL: Duration = Duration::from_millis(20);
 /// A handler that runs a program for each task (docs/processing.md §6.4; Go's
 /// `Mux.ExternalProcess`).
 ///
@@ -28,18 +39,30 @@ pub(super) const STDERR_LIMIT: usize = 4096;
 /// (`asyncjobs-task*` in the system temp directory) holding the task JSON. The
 /// file is removed afterwards in every case.
 ///
+/// The try ends when the program exits, not when its stdout and stderr
+/// close: a process it started in the background may hold them open. What
+/// arrives on them is read for a short grace after the exit (1 s, see
+/// [`output_grace`](Self::output_grace)), then reading stops and what was
+/// read is the output. Every process left in the program's process group is
+/// then told to end (SIGTERM) and killed (SIGKILL) if it is still there
+/// 0.5 s later: a try's processes never outlive it.
+///
 /// * exit status 0: the task completes; its result is stdout as a JSON
 ///   string (as Go stores it), e.g. `"done\n"`.
 /// * non-zero exit: retried with `last_err` `execution failed: exit status
 ///   <n>: <end of stderr>` (Go stops after `exit status <n>`).
 /// * still running at the handler deadline: the program and every process
-///   in its process group are killed and the try fails with `execution
-///   failed: signal: killed: still running at the handler deadline …` (plus
-///   the end of stderr). The kill comes slightly early — a quarter of the
-///   run time, at most 1 s, before the deadline — so this message, rather
-///   than the worker's generic time-out, ends up in `last_err`. The group is
-///   also killed when the handler is cancelled (worker shutdown) or its
-///   future is dropped.
+///   in its process group are ended (SIGTERM, then SIGKILL) and the try
+///   fails with `execution failed: signal: killed: still running at the
+///   handler deadline …` (plus the end of stderr). This comes slightly early
+///   — a quarter of the run time, at most 1 s, before the deadline — so this
+///   message, rather than the worker's generic time-out, ends up in
+///   `last_err`. The deadline is the live one
+///   ([`TaskContext::handler_deadline`]): when it moves while the program
+///   runs (a heartbeat, the queue's run time raised or lowered and seen by
+///   the worker), the kill moves with it. The group is also ended when the
+///   handler is cancelled (worker shutdown), and killed when its future is
+///   dropped.
 /// * the worker process dies (Linux): the group is killed too, so a task
 ///   never runs twice at once — its retry waits for the first try's lease
 ///   (the queue's run time plus a margin), by which time nothing of the
@@ -63,6 +86,7 @@ pub(super) const STDERR_LIMIT: usize = 4096;
 pub struct ExternalCommand {
     path: PathBuf,
     env: Vec<(OsString, OsString)>,
+    output_grace: Duration,
 }
 
 impl ExternalCommand {
@@ -76,7 +100,19 @@ impl ExternalCommand {
         Ok(ExternalCommand {
             path,
             env: Vec::new(),
+            output_grace: DEFAULT_OUTPUT_GRACE,
         })
+    }
+
+    /// How long stdout and stderr are still read after the program exited
+    /// (default 1 s; Go's `exec.Cmd.WaitDelay` plays this part). Output a
+    /// background process writes later is not read, and the try does not
+    /// wait for it. Reading also stops at the handler deadline's kill point
+    /// and on cancellation. A zero grace may lose the last output the
+    /// program wrote just before it exited.
+    pub fn output_grace(mut self, grace: Duration) -> Self {
+        self.output_grace = grace;
+        self
     }
 
     /// Adds an environment variable for the program (by default it gets
@@ -108,7 +144,9 @@ impl Handler for ExternalCommand {
 
 impl ExternalCommand {
     /// One try: writes the task file, starts the program and waits for it
-    /// to exit, or kills it at the deadline or on cancellation.
+    /// to exit (then reads its output for the grace and ends what is left
+    /// of its process group), or ends it at the deadline or on
+    /// cancellation.
     async fn run(self, ctx: TaskContext, task: Task) -> HandlerResult {
         check_command(&self.path).map_err(HandlerError::retry)?;
         let json = task
@@ -121,18 +159,18 @@ impl ExternalCommand {
         })?;
         let cmd = self.command(&ctx, &task_file);
         let started = Instant::now();
+        let margin = kill_margin(&ctx);
         let (mut child, mut running) = Running::spawn(cmd)?;
         tracing::debug!(task = %task.id, command = %self.path.display(), pid = ?running.pid, "started external command");
-        let status = match running.wait(&mut child, &ctx).await {
-            Stop::Exited(Ok(status)) => {
-                running.armed = false;
-                status
-            }
+        let status = match running.wait(&mut child, &ctx, margin).await {
+            Stop::Exited(Ok(status)) => status,
             Stop::Exited(Err(e)) => {
                 return Err(HandlerError::retry(format!("execution failed: {e}")));
             }
-            stop => return Err(running.kill(&mut child, &stop, started).await),
+            stop => return Err(running.kill(&mut child, &stop, started, margin).await),
         };
+        running.drain(&ctx, self.output_grace, margin).await;
+        running.end_group().await;
         drop(task_file);
         running.outcome(status)
     }
@@ -204,33 +242,64 @@ impl Running {
         Ok((child, running))
     }
 
-    /// Waits until the program exits and its pipes are read to the end,
-    /// the handler deadline nears or the handler is cancelled.
-    async fn wait(&mut self, child: &mut Child, ctx: &TaskContext) -> Stop {
-        // Kill slightly before the handler deadline so the failure names the
-        // command rather than being a generic run-time overrun.
-        let kill_in = ctx.handler_deadline().map(|d| {
-            let left = to_std(d - OffsetDateTime::now_utc());
-            left.saturating_sub((left / 4).min(Duration::from_secs(1)))
-        });
-        let readers = &mut self.readers;
-        let finished = async {
-            let status = child.wait().await;
-            for r in readers.iter_mut() {
-                let _ = r.await;
-            }
-            status
-        };
+    /// Waits until the program exits (not for its pipes to close), the kill
+    /// point before the live handler deadline comes or the handler is
+    /// cancelled.
+    async fn wait(&mut self, child: &mut Child, ctx: &TaskContext, margin: Duration) -> Stop {
         tokio::select! {
-            s = finished => Stop::Exited(s),
-            _ = tokio::time::sleep(kill_in.unwrap_or_default()), if kill_in.is_some() => Stop::Deadline,
+            s = child.wait() => Stop::Exited(s),
+            _ = kill_point(ctx, margin) => Stop::Deadline,
             _ = ctx.cancelled() => Stop::Cancelled,
         }
     }
 
-    /// Kills the process group, collects what it wrote (the pipes close
-    /// once the group is gone) and says why it was killed.
-    async fn kill(&mut self, child: &mut Child, stop: &Stop, started: Instant) -> HandlerError {
+    /// After the exit: reads stdout and stderr until they close, for at most
+    /// `grace` (and not past the kill point or a cancellation), then stops
+    /// reading.
+    async fn drain(&mut self, ctx: &TaskContext, grace: Duration, margin: Duration) {
+        let readers = futures::future::join_all(self.readers.iter_mut());
+        tokio::select! {
+            _ = readers => {}
+            _ = tokio::time::sleep(grace) => {}
+            _ = kill_point(ctx, margin) => {}
+            _ = ctx.cancelled() => {}
+        }
+        for r in self.readers.drain(..) {
+            r.abort();
+        }
+    }
+
+    /// After the exit: ends whatever the program left in its process group
+    /// (SIGTERM, then SIGKILL for what is still there after [`TERM_WAIT`]).
+    async fn end_group(&mut self) {
+        #[cfg(unix)]
+        if let Some(pid) = self.pid {
+            if crate::sys::process_group_exists(pid) {
+                tracing::debug!(pid, "ending the processes an external command left behind");
+                crate::sys::terminate_process_group(pid);
+                let until = Instant::now() + TERM_WAIT;
+                while crate::sys::process_group_exists(pid) && Instant::now() < until {
+                    tokio::time::sleep(TERM_POLL).await;
+                }
+                crate::sys::kill_process_group(pid);
+            }
+        }
+        self.armed = false;
+    }
+
+    /// Ends the process group (SIGTERM, then SIGKILL once the program has
+    /// had half the margin before the deadline, at most [`TERM_WAIT`]),
+    /// collects what it wrote (the pipes close once the group is gone) and
+    /// says why it was killed.
+    async fn kill(
+        &mut self,
+        child: &mut Child,
+        stop: &Stop,
+        started: Instant,
+        margin: Duration,
+    ) -> HandlerError {
+        self.terminate_group();
+        let _ = tokio::time::timeout((margin / 2).min(TERM_WAIT), child.wait()).await;
         self.kill_group();
         let _ = child.kill().await;
         self.armed = false;
@@ -273,6 +342,45 @@ impl Running {
         #[cfg(unix)]
         if let Some(pid) = self.pid {
             crate::sys::kill_process_group(pid);
+        }
+    }
+
+    fn terminate_group(&self) {
+        #[cfg(unix)]
+        if let Some(pid) = self.pid {
+            crate::sys::terminate_process_group(pid);
+        }
+    }
+}
+
+/// How long before the handler deadline a still running program is ended:
+/// a quarter of the time left now (the run time, as the try starts), at
+/// most 1 s, so its failure rather than the worker's generic time-out is
+/// recorded.
+fn kill_margin(ctx: &TaskContext) -> Duration {
+    ctx.handler_deadline()
+        .map(|d| (to_std(d - OffsetDateTime::now_utc()) / 4).min(Duration::from_secs(1)))
+        .unwrap_or_default()
+}
+
+/// Resolves `margin` before the live handler deadline: it is read again
+/// whenever it moves (`TaskContext::deadline_changed`), so a raised run
+/// time lets the program go on and a lowered one stops it sooner. Never
+/// resolves without a deadline.
+async fn kill_point(ctx: &TaskContext, margin: Duration) {
+    loop {
+        let Some(deadline) = ctx.handler_deadline() else {
+            return std::future::pending().await;
+        };
+        let left = to_std(deadline - OffsetDateTime::now_utc()).saturating_sub(margin);
+        if left.is_zero() {
+            return;
+        }
+        // the sleep ending reads the deadline again: a move the watch
+        // reported before this wait began is seen then
+        tokio::select! {
+            _ = tokio::time::sleep(left) => {}
+            _ = ctx.deadline_changed() => {}
         }
     }
 }

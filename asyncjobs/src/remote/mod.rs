@@ -54,6 +54,11 @@
 //!   cancellation, or when the worker abandons the handler. On Linux the
 //!   group is also killed when the worker process dies, even by `kill -9`
 //!   (Go leaves the command running as an orphan, so a retry overlaps it).
+//! * An external command is finished when its process exits: its output is
+//!   read for a short grace after that, then what it left in its process
+//!   group is ended (Go reads until the pipes close, so a background
+//!   process holding them keeps the try running; docs/go-differences.md
+//!   §61).
 
 // one file each: the worker side of request-reply (request_reply), its
 // serving side (server), external commands (command) and, on Linux, the
