@@ -160,7 +160,7 @@ async fn a_held_retry_waits_for_its_deleted_queue() {
     // Q's own worker would create its queue again; a worker of another
     // queue is left to move released items
     worker.stop().await;
-    let other_client = client(&server, Queue::new("OTHER")).await;
+    let other_client = asyncjobs_tests::client(&server, Queue::new("OTHER")).await;
     let other = spawn_worker(other_client.worker(router(gate.clone())));
     client.delete_queue("Q").await.unwrap();
     wait_for(T, "the retry to be released", || async {
