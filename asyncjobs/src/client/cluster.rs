@@ -65,6 +65,29 @@ impl Client {
         crate::worker::presence::list(&self.inner.storage).await
     }
 
+    /// The lease of the Rust worker running a try of task `id`, if one
+    /// does (docs/processing.md §2.14): who holds an `active` task, and
+    /// when it last renewed its lease (`renewed`, the server's time).
+    /// `None` when no worker's lease names it (not running, or run by a
+    /// worker that keeps no leases, such as a Go worker).
+    ///
+    /// # Errors
+    /// Reading the leases failed ([`Error::Nats`](crate::Error::Nats)).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let client = asyncjobs::Client::connect("nats://127.0.0.1:4222").await?;
+    /// if let Some(lease) = client.task_holder("2Jk7X1vJ8nR0a4mZq3bW6yTgE5c").await? {
+    ///     println!("run by worker {} (pid {} on {})", lease.worker, lease.pid, lease.host);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn task_holder(&self, id: &str) -> Result<Option<crate::worker::WorkerLease>> {
+        self.inner.storage.task_holder(id).await
+    }
+
     /// Lifecycle events of every task (and leader elections) from now on.
     pub async fn watch_events(
         &self,

@@ -73,6 +73,8 @@ recorders! {
     /// A background loop (`exhausted`, `release`, `presence`,
     /// `scheduler_watch`, `election`) met an unexpected server answer.
     fn background_error(task: &str);
+    /// A try of a dead worker was handed back (`worker/rescue.rs`).
+    fn task_rescued(queue: &str);
     /// A task record was saved in `state`.
     fn task_update(state: crate::task::TaskState);
     /// Saving a task record failed.

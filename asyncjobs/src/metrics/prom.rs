@@ -111,6 +111,7 @@ struct Metrics {
     poll: CounterVec,
     poll_error: CounterVec,
     background_error: CounterVec,
+    task_rescued: CounterVec,
     task_update: CounterVec,
     task_update_error: Counter,
     dependencies_failed: Counter,
@@ -204,6 +205,12 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "Unexpected server answers met by a worker's background loops (ours)",
             &["loop"],
         ),
+        task_rescued: counter_vec(
+            &r,
+            "task_rescued_total",
+            "Tries of workers presumed dead that were queued again (ours)",
+            &["queue"],
+        ),
         task_update: counter_vec(&r, "task_update_total", "Task records saved", &["state"]),
         handler_error: counter_vec(
             &r,
@@ -288,6 +295,9 @@ pub(crate) fn poll_error(queue: &str) {
 }
 pub(crate) fn background_error(task: &str) {
     METRICS.background_error.with_label_values(&[task]).inc();
+}
+pub(crate) fn task_rescued(queue: &str) {
+    METRICS.task_rescued.with_label_values(&[queue]).inc();
 }
 pub(crate) fn task_update(state: TaskState) {
     METRICS

@@ -39,6 +39,7 @@ mod buckets;
 mod discarded;
 mod enqueue;
 mod items;
+mod leases;
 mod lifecycle;
 mod listing;
 mod queues;
@@ -48,6 +49,7 @@ mod work_item;
 
 pub(crate) use buckets::Bucket;
 pub use buckets::WORKERS_BUCKET;
+pub use leases::{WorkerLease, LEASES_BUCKET};
 pub(crate) use work_item::{ItemError, WorkItem};
 
 use crate::error::{nats, Error, Result};

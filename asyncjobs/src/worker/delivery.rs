@@ -69,6 +69,8 @@ pub(crate) async fn process(
         return Box::pin(apply(shared, &acker, &item, &mut task, action)).await;
     }
 
+    shared.leases.holds(&task.id, task.seq);
+
     let acker = Arc::new(acker);
     let outcome = run_handler(shared, &mut task, acker.clone(), item.traceparent.clone()).await;
     drop(slot);
@@ -77,6 +79,7 @@ pub(crate) async fn process(
     task.tried = Some(now);
     let action = decide::after_run(outcome, &task, &shared.queue(), now);
     apply(shared, &acker, &item, &mut task, action).await;
+    shared.leases.released(&task.id);
 }
 
 /// The delivered work item and its acknowledger; `None` once a message

@@ -88,6 +88,7 @@ async fn supervise(
     // until when the record's `tried` + run time vouches for this try
     let mut recorded_until = started_at + max_run_time;
     let mut run_times = shared.run_time.subscribe();
+    let mut fenced = shared.leases.fenced.subscribe();
     loop {
         let deadline = lease.deadline();
         tokio::select! {
@@ -128,6 +129,14 @@ async fn supervise(
                 }
             }
             _ = shared.hard_stop.cancelled() => return Outcome::Shutdown,
+            Ok(()) = fenced.changed() => {
+                if *fenced.borrow_and_update() {
+                    // the lease is not renewed: others will run this task
+                    // again, so this try stops first (rescue.rs)
+                    cancel.cancel();
+                    return Outcome::Shutdown;
+                }
+            }
         }
     }
 }
@@ -268,7 +277,10 @@ async fn renew_record(
     }
     task.tried = Some(shared.storage.clock().now());
     match shared.storage.save_task(task).await {
-        Ok(()) => *recorded_until = now + max_run_time,
+        Ok(()) => {
+            *recorded_until = now + max_run_time;
+            shared.leases.holds(&task.id, task.seq);
+        }
         Err(e) => {
             tracing::warn!(task = %task.id, error = %e, "recording the extended lease failed");
         }

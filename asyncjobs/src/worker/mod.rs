@@ -28,6 +28,7 @@ mod placement;
 pub mod presence;
 mod pull;
 mod release;
+mod rescue;
 
 use crate::error::{Error, Result};
 use crate::queue::{Queue, WORKERS_CONSUMER};
@@ -46,6 +47,8 @@ pub const DEFAULT_CONCURRENCY: usize = 10;
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// Default wait before a task blocked on dependencies is looked at again (Go: 5 s).
 pub const DEFAULT_DEPENDENCY_POLL: Duration = Duration::from_secs(5);
+pub use crate::storage::{WorkerLease, LEASES_BUCKET};
+pub use rescue::DEFAULT_RESCUE_AFTER;
 
 /// Processes one queue with a [`Router`]; made by
 /// [`Client::worker`](crate::Client::worker).
@@ -86,6 +89,9 @@ pub(crate) struct Settings {
     pub heartbeat_cap: Option<Duration>,
     pub scheduled_waits: bool,
     pub reconcile_grace: Option<Duration>,
+    /// After how long without a lease renewal a worker's tries are run
+    /// again (`rescue.rs`); `None`: no leases.
+    pub rescue_after: Option<Duration>,
     /// Where handlers run: `None` on the runtime that runs the worker.
     pub handler_pool: Option<tokio::runtime::Handle>,
 }
@@ -99,6 +105,7 @@ impl std::fmt::Debug for Settings {
             .field("heartbeat_cap", &self.heartbeat_cap)
             .field("scheduled_waits", &self.scheduled_waits)
             .field("reconcile_grace", &self.reconcile_grace)
+            .field("rescue_after", &self.rescue_after)
             .field("handler_pool", &self.handler_pool.is_some())
             .finish_non_exhaustive()
     }
@@ -130,6 +137,8 @@ pub(crate) struct Shared {
     lowered: std::sync::Mutex<Option<(Duration, std::time::Instant)>>,
     /// Dependencies whose end releases this worker's blocked tasks.
     pub watches: Arc<dependants::Watches>,
+    /// The tries this worker holds (its lease, `rescue.rs`).
+    pub leases: rescue::Leases,
 }
 
 impl Shared {
@@ -269,6 +278,7 @@ impl Worker {
                 heartbeat_cap: None,
                 scheduled_waits: true,
                 reconcile_grace: Some(RECONCILE_GRACE),
+                rescue_after: Some(DEFAULT_RESCUE_AFTER),
                 handler_pool: None,
             },
         }
@@ -327,6 +337,21 @@ impl Worker {
     /// NAKs with delay (Go's behaviour: each waiting task holds a slot).
     pub fn scheduled_waits(mut self, on: bool) -> Self {
         self.settings.scheduled_waits = on;
+        self
+    }
+
+    /// How soon the tries of a worker that died (killed, its host gone, cut
+    /// off from the server) run again: each worker renews a lease naming
+    /// its tries every third of `after`; one not renewed for `after` (by
+    /// the server's clock) is presumed dead and its tries still `active`
+    /// are saved `retry` and queued again by any other Rust worker. A
+    /// worker that cannot renew its lease for two thirds of `after` stops
+    /// its own tries first, so two runs of a task never overlap. Default
+    /// `Some(`[`DEFAULT_RESCUE_AFTER`]`)` (30 s), whatever the queue's run
+    /// time; `None` writes no lease (tries of a crashed worker then wait
+    /// for the queue's run time, as Go's do). See docs/processing.md §2.14.
+    pub fn crash_rescue(mut self, after: Option<Duration>) -> Self {
+        self.settings.rescue_after = after.map(|a| a.max(Duration::from_secs(3)));
         self
     }
 
@@ -406,7 +431,10 @@ impl Worker {
             queue.name.clone(),
             settings.blocked_delay,
         ));
+        let worker_id = crate::task::new_id();
+        let leases = rescue::Leases::new(worker_id.clone(), settings.rescue_after);
         let shared = Arc::new(Shared {
+            leases,
             watches,
             storage,
             router,
@@ -427,7 +455,12 @@ impl Worker {
         let reaper_stop = CancellationToken::new();
         let reaper = tokio::spawn(exhausted::run(shared.clone(), reaper_stop.clone()));
         let releaser = tokio::spawn(release::run(shared.clone(), reaper_stop.clone()));
+        // the lease outlives the pull loop: it covers tries finishing in
+        // the grace period
+        let rescuer_stop = CancellationToken::new();
+        let rescuer = tokio::spawn(rescue::run(shared.clone(), rescuer_stop.clone()));
         let presence = tokio::spawn(presence::run(
+            worker_id,
             shared.storage.clone(),
             shared.name.clone(),
             shared.settings.concurrency,
@@ -480,6 +513,8 @@ impl Worker {
             shared.hard_stop.cancel();
             tracker.wait().await;
         }
+        rescuer_stop.cancel();
+        let _ = rescuer.await;
         tracing::info!(queue = %queue, "worker stopped");
         Ok(())
     }

@@ -47,7 +47,7 @@ pub struct WorkerPresence {
     pub version: String,
 }
 
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .or_else(|_| std::env::var("HOSTNAME"))
@@ -56,6 +56,7 @@ fn hostname() -> String {
 
 /// Keeps this worker's record until `stop`, then removes it.
 pub(crate) async fn run(
+    id: String,
     storage: Storage,
     queue: String,
     concurrency: usize,
@@ -67,7 +68,7 @@ pub(crate) async fn run(
     };
     let now = storage.clock().now();
     let mut record = WorkerPresence {
-        id: crate::task::new_id(),
+        id,
         queue,
         host: hostname(),
         pid: std::process::id(),

@@ -40,6 +40,10 @@ pub struct TaskRetryArgs {
     /// List what would be replayed, change nothing
     #[arg(long, conflicts_with = "id")]
     pub dry_run: bool,
+    /// Retry an `active` task although a worker may still run it (a second
+    /// run can start beside the first)
+    #[arg(short = 'f', long, requires = "id")]
+    pub force: bool,
     #[command(flatten)]
     pub out: JsonFlag,
 }
@@ -51,20 +55,18 @@ pub async fn run(ctx: &Ctx, keys: Option<Keys>, a: &TaskRetryArgs) -> Result<()>
     let Some(id) = &a.id else {
         return replay(ctx, keys, a).await;
     };
+    let reader = client(&ctx.global, Prepare::Nothing, |b| {
+        Ok(with_keys(b, keys.clone()))
+    })
+    .await?;
+    let task = reader.load_task_unverified(id).await?;
+    if task.state == TaskState::Active && !a.force {
+        return Err(CliError::msg(still_running(&reader, &task).await));
+    }
     let queue = match &a.queue {
         Some(q) => q.clone(),
-        None => {
-            let reader = client(&ctx.global, Prepare::Nothing, |b| {
-                Ok(with_keys(b, keys.clone()))
-            })
-            .await?;
-            let task = reader.load_task_unverified(id).await?;
-            if task.queue.is_empty() {
-                asyncjobs::Queue::default_queue().name
-            } else {
-                task.queue
-            }
-        }
+        None if task.queue.is_empty() => asyncjobs::Queue::default_queue().name,
+        None => task.queue.clone(),
     };
     let client = client(&ctx.global, Prepare::Queue(queue), |b| {
         Ok(with_keys(b, keys))
@@ -72,6 +74,33 @@ pub async fn run(ctx: &Ctx, keys: Option<Keys>, a: &TaskRetryArgs) -> Result<()>
     .await?;
     client.retry_task(id).await?;
     show_task(ctx, &client, id, a.out.json).await
+}
+
+/// Why an `active` task is not retried without `--force`: the worker
+/// holding it, as its lease names it, or when it started.
+async fn still_running(client: &asyncjobs::Client, task: &asyncjobs::Task) -> String {
+    let holder = match client.task_holder(&task.id).await {
+        Ok(Some(lease)) => format!(
+            "worker {} (pid {} on {}, queue {}) runs it; its lease was renewed at {}",
+            lease.worker,
+            lease.pid,
+            lease.host,
+            lease.queue,
+            crate::format::rfc3339(lease.renewed)
+        ),
+        Ok(None) => match task.tried {
+            Some(t) => format!(
+                "no Rust worker's lease names it (a Go worker may run it); its try started at {}",
+                crate::format::rfc3339(t)
+            ),
+            None => "no Rust worker's lease names it (a Go worker may run it)".to_string(),
+        },
+        Err(e) => format!("who runs it could not be read: {e}"),
+    };
+    format!(
+        "task {} is active: {holder}. Retrying it now may start a second run beside the first; use -f to retry it anyway",
+        task.id
+    )
 }
 
 /// `task retry` without an id: every task the filters match, each into its
