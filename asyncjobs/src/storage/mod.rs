@@ -106,6 +106,9 @@ pub(crate) struct StorageSettings {
     pub task_retention: Duration,
     pub discard: Vec<TaskState>,
     pub keys: Keys,
+    /// The JetStream API every call goes through (docs/interfaces.md,
+    /// "NATS contexts": a context's `jetstream_domain`).
+    pub api: crate::connect::JetStreamApi,
 }
 
 impl Default for StorageSettings {
@@ -116,6 +119,7 @@ impl Default for StorageSettings {
             task_retention: Duration::ZERO,
             discard: Vec::new(),
             keys: Keys::none(),
+            api: crate::connect::JetStreamApi::default(),
         }
     }
 }
@@ -175,7 +179,7 @@ pub(super) fn ns(d: Duration) -> u64 {
 
 impl Storage {
     pub(crate) fn new(nc: async_nats::Client, settings: StorageSettings) -> Storage {
-        let js = jetstream::new(nc.clone());
+        let js = settings.api.context(nc.clone());
         Storage {
             nc,
             js,
@@ -193,6 +197,11 @@ impl Storage {
     /// The JetStream context (for acknowledging delivered items).
     pub(crate) fn jetstream(&self) -> &jetstream::Context {
         &self.js
+    }
+
+    /// The JetStream API every call goes through.
+    pub(crate) fn api(&self) -> &crate::connect::JetStreamApi {
+        &self.settings.api
     }
 
     /// Checks a loaded task's signature with the configured keys.
