@@ -63,7 +63,7 @@ fn connection(g: &Global) -> Result<Connect> {
 
 /// Connects to NATS as the global flags say; also the JetStream API the
 /// context selects (`jetstream_domain`, `jetstream_api_prefix`; see
-/// docs/interfaces.md, "NATS contexts").
+/// docs/interfaces.md §4).
 pub async fn nats(g: &Global) -> Result<(async_nats::Client, JetStreamApi)> {
     connection(g)?
         .name(connection_name())

@@ -1,5 +1,5 @@
 //! `ajc` with NATS contexts that select another JetStream or set keys it
-//! cannot honour (docs/interfaces.md, "NATS contexts"): the built binary,
+//! cannot honour (docs/interfaces.md §4): the built binary,
 //! its config directory pointed at a temporary one.
 
 use asyncjobs_tests::HubAndLeaf;

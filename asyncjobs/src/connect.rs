@@ -33,8 +33,7 @@ pub const DEFAULT_NAME: &str = "Choria Asynchronous Jobs Client";
 /// the default), another JetStream domain's (`$JS.<domain>.API`, for
 /// example a hub's through a leaf node) or one under a custom prefix (an
 /// account importing another's JetStream). A NATS context chooses it with
-/// `jetstream_domain` or `jetstream_api_prefix` (docs/interfaces.md, "NATS
-/// contexts").
+/// `jetstream_domain` or `jetstream_api_prefix` (docs/interfaces.md §4).
 ///
 /// ```
 /// use asyncjobs::connect::JetStreamApi;

@@ -3,8 +3,7 @@
 //!
 //! Every key the `nats` CLI writes is either honoured or, when it holds a
 //! value, refused with an error naming it; unknown keys are refused the
-//! same way unless empty. The table of keys is in docs/interfaces.md
-//! ("NATS contexts").
+//! same way unless empty. The table of keys is in docs/interfaces.md §4.
 
 use crate::connect::JetStreamApi;
 use crate::error::{Error, Result};
@@ -53,7 +52,7 @@ pub struct NatsContext {
 }
 
 /// Keys asyncjobs cannot honour: a context that sets one of them is
-/// refused, naming the key and why (docs/interfaces.md, "NATS contexts").
+/// refused, naming the key and why (docs/interfaces.md §4).
 const REFUSED: &[(&str, &str)] = &[
     (
         "nsc",

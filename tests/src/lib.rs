@@ -311,7 +311,7 @@ impl NatsCluster {
 
 /// A hub server with JetStream in domain `hub` and a leaf node server with
 /// its own JetStream in domain `leaf`, joined by a leafnode connection on
-/// loopback (docs/interfaces.md, "NATS contexts": `jetstream_domain`).
+/// loopback (docs/interfaces.md §4: `jetstream_domain`).
 pub struct HubAndLeaf {
     /// The hub (JetStream domain `hub`).
     pub hub: NatsServer,

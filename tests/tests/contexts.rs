@@ -1,6 +1,6 @@
-//! NATS contexts that select another JetStream (docs/interfaces.md, "NATS
-//! contexts"): a context pointing at a leaf node with `jetstream_domain`
-//! set to the hub's puts queues and tasks in the hub, and a worker
+//! NATS contexts that select another JetStream (docs/interfaces.md §4):
+//! a context pointing at a leaf node with `jetstream_domain` set to the
+//! hub's puts queues and tasks in the hub, and a worker
 //! connected through the leaf with it processes them.
 //!
 //! One test a process: the contexts are found through `XDG_CONFIG_HOME`,

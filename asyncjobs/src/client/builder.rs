@@ -79,7 +79,7 @@ impl ClientBuilder {
 
     /// Connect with the NATS CLI context called `name`: its servers,
     /// credentials, TLS settings and JetStream domain or API prefix
-    /// (docs/interfaces.md, "NATS contexts").
+    /// (docs/interfaces.md §4).
     pub fn nats_context(mut self, name: impl Into<String>) -> Self {
         self.connection = Connection::Open(Connect::context(name));
         self

@@ -106,8 +106,8 @@ pub(crate) struct StorageSettings {
     pub task_retention: Duration,
     pub discard: Vec<TaskState>,
     pub keys: Keys,
-    /// The JetStream API every call goes through (docs/interfaces.md,
-    /// "NATS contexts": a context's `jetstream_domain`).
+    /// The JetStream API every call goes through (docs/interfaces.md
+    /// §4: a context's `jetstream_domain`).
     pub api: crate::connect::JetStreamApi,
 }
 
