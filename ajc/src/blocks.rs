@@ -137,7 +137,7 @@ impl ElectionsBlock {
         let Some(info) = client.elections_bucket_info().await? else {
             return Ok(None);
         };
-        let leaders = tokio::time::timeout(Duration::from_secs(2), leaders(client.nats()))
+        let leaders = tokio::time::timeout(Duration::from_secs(2), leaders(client))
             .await
             .unwrap_or_else(|_| Err("timeout".into()));
         Ok(Some(ElectionsBlock { info, leaders }))
@@ -184,10 +184,14 @@ impl ElectionsBlock {
 }
 
 /// The keys and values of the elections bucket, sorted by key.
-async fn leaders(nc: &async_nats::Client) -> Result<Vec<(String, String)>, String> {
-    asyncjobs::election::leaders(nc, asyncjobs::ELECTIONS_BUCKET)
-        .await
-        .map_err(|e| e.to_string())
+async fn leaders(client: &Client) -> Result<Vec<(String, String)>, String> {
+    asyncjobs::election::leaders_via(
+        client.nats(),
+        client.jetstream_api(),
+        asyncjobs::ELECTIONS_BUCKET,
+    )
+    .await
+    .map_err(|e| e.to_string())
 }
 
 /// A work queue: the runtime's [`QueueInfo`] plus the first/last item times.

@@ -5,7 +5,7 @@
 
 use crate::error::{CliError, Result};
 use crate::flags::Global;
-use asyncjobs::connect::Connect;
+use asyncjobs::connect::{Connect, JetStreamApi};
 use asyncjobs::natscontext::context_dir;
 use asyncjobs::{Client, ClientBuilder};
 use std::time::Duration;
@@ -61,12 +61,14 @@ fn connection(g: &Global) -> Result<Connect> {
     Ok(Connect::context(g.context.clone()).server_override(g.server.clone()))
 }
 
-/// Connects to NATS as the global flags say.
-pub async fn nats(g: &Global) -> Result<async_nats::Client> {
+/// Connects to NATS as the global flags say; also the JetStream API the
+/// context selects (`jetstream_domain`, `jetstream_api_prefix`; see
+/// docs/interfaces.md §4).
+pub async fn nats(g: &Global) -> Result<(async_nats::Client, JetStreamApi)> {
     connection(g)?
         .name(connection_name())
         .ping_interval(Duration::from_secs(30))
-        .connect()
+        .connect_with_jetstream()
         .await
         .map_err(|e| match e {
             // "cannot connect to NATS at <url>: <reason>", without "nats: "
@@ -93,9 +95,10 @@ pub async fn client(
     prepare: Prepare,
     tune: impl FnOnce(ClientBuilder) -> Result<ClientBuilder>,
 ) -> Result<Client> {
-    let nc = nats(g).await?;
+    let (nc, api) = nats(g).await?;
     let mut b = Client::builder()
         .nats_client(nc)
+        .jetstream_api(api)
         .connection_name(connection_name());
     b = match prepare {
         Prepare::Nothing => b.no_storage_init(),

@@ -52,9 +52,11 @@ fn unavailable(what: &str, e: impl std::fmt::Display) -> ApiError {
 }
 
 impl Keys {
-    pub(crate) fn new(nc: async_nats::Client, options: &ApiOptions) -> Keys {
+    /// Keys kept in `js` (the client's JetStream, so a context's domain
+    /// holds here too).
+    pub(crate) fn new(js: jetstream::Context, options: &ApiOptions) -> Keys {
         Keys {
-            js: jetstream::new(nc),
+            js,
             ttl: options.idempotency_ttl,
             replicas: options.replicas.max(1),
             store: OnceCell::new(),

@@ -142,7 +142,7 @@ impl Api {
     pub(crate) async fn csrf(&self) -> String {
         self.0
             .csrf
-            .get_or_init(|| ui::shared_token(self.client.nats().clone()))
+            .get_or_init(|| ui::shared_token(self.client.jetstream()))
             .await
             .clone()
     }
@@ -159,7 +159,7 @@ impl std::ops::Deref for Api {
 /// the access log, metrics, panic recovery and body limit applied, and
 /// Go's plain-text 404 and 405 for unknown paths and methods.
 pub fn router(client: Client, options: ApiOptions) -> axum::Router {
-    let idempotency = idempotency::Keys::new(client.nats().clone(), &options);
+    let idempotency = idempotency::Keys::new(client.jetstream(), &options);
     let api = Api(Arc::new(Inner {
         client,
         options,

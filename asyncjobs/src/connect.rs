@@ -29,6 +29,102 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The connection name the server shows by default.
 pub const DEFAULT_NAME: &str = "Choria Asynchronous Jobs Client";
 
+/// Which JetStream API a connection uses: the account's own (`$JS.API`,
+/// the default), another JetStream domain's (`$JS.<domain>.API`, for
+/// example a hub's through a leaf node) or one under a custom prefix (an
+/// account importing another's JetStream). A NATS context chooses it with
+/// `jetstream_domain` or `jetstream_api_prefix` (docs/interfaces.md §4).
+///
+/// ```
+/// use asyncjobs::connect::JetStreamApi;
+/// assert_eq!(JetStreamApi::default().api_prefix(), "$JS.API");
+/// assert_eq!(JetStreamApi::domain("hub").unwrap().api_prefix(), "$JS.hub.API");
+/// assert_eq!(
+///     JetStreamApi::domain("hub").unwrap().subject("DIRECT.GET.S"),
+///     "$JS.hub.API.DIRECT.GET.S"
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct JetStreamApi {
+    prefix: String,
+}
+
+impl Default for JetStreamApi {
+    /// The account's own JetStream: `$JS.API`.
+    fn default() -> Self {
+        JetStreamApi {
+            prefix: "$JS.API".into(),
+        }
+    }
+}
+
+impl JetStreamApi {
+    /// The JetStream of `domain`: `$JS.<domain>.API`.
+    ///
+    /// # Errors
+    ///
+    /// A domain that is empty or holds a dot, a space or a wildcard.
+    pub fn domain(domain: &str) -> std::result::Result<JetStreamApi, String> {
+        if domain.is_empty()
+            || domain.contains(['.', '*', '>'])
+            || domain.contains(char::is_whitespace)
+        {
+            return Err(format!(
+                "invalid JetStream domain {domain:?}: it must be one subject token (no dots, spaces or wildcards)"
+            ));
+        }
+        Ok(JetStreamApi {
+            prefix: format!("$JS.{domain}.API"),
+        })
+    }
+
+    /// The JetStream API under `prefix` (a trailing dot is dropped).
+    ///
+    /// # Errors
+    ///
+    /// A prefix that is empty or holds a space, a wildcard or an empty token.
+    pub fn prefix(prefix: &str) -> std::result::Result<JetStreamApi, String> {
+        let p = prefix.strip_suffix('.').unwrap_or(prefix);
+        if p.is_empty()
+            || p.contains(['*', '>'])
+            || p.contains(char::is_whitespace)
+            || p.split('.').any(str::is_empty)
+        {
+            return Err(format!(
+                "invalid JetStream API prefix {prefix:?}: it must be a subject without spaces, wildcards or empty tokens"
+            ));
+        }
+        Ok(JetStreamApi { prefix: p.into() })
+    }
+
+    /// The API subject prefix, without a trailing dot (`$JS.API`).
+    pub fn api_prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Whether this is the account's own JetStream (`$JS.API`).
+    pub fn is_default(&self) -> bool {
+        self.prefix == "$JS.API"
+    }
+
+    /// The subject of the API call `api` (`CONSUMER.MSG.NEXT.S.C`): the
+    /// prefix, a dot and `api`.
+    pub fn subject(&self, api: &str) -> String {
+        format!("{}.{api}", self.prefix)
+    }
+
+    /// A JetStream context on `nc` using this API.
+    pub fn context(&self, nc: async_nats::Client) -> async_nats::jetstream::Context {
+        async_nats::jetstream::with_prefix(nc, &self.prefix)
+    }
+}
+
+impl std::fmt::Display for JetStreamApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.prefix)
+    }
+}
+
 /// Where and how to connect to NATS; [`connect`](Connect::connect) opens
 /// the connection.
 ///
@@ -137,30 +233,64 @@ impl Connect {
 
     /// Loads the context (if any), checks the URLs and connects.
     ///
+    /// A context that selects another JetStream (`jetstream_domain`,
+    /// `jetstream_api_prefix`) is refused here, since a bare connection
+    /// cannot carry that choice: use
+    /// [`connect_with_jetstream`](Connect::connect_with_jetstream) and give
+    /// its [`JetStreamApi`] to
+    /// [`ClientBuilder::jetstream_api`](crate::ClientBuilder::jetstream_api).
+    ///
     /// # Errors
     ///
-    /// * [`Error::Config`] when the context cannot be read or its
-    ///   credentials or certificates cannot be loaded, or when a URL is
-    ///   malformed (`invalid NATS URL "…": …`, naming the URL);
+    /// * [`Error::Config`] when the context cannot be read, sets a key that
+    ///   cannot be honoured (named in the message) or selects another
+    ///   JetStream, when its credentials or certificates cannot be loaded,
+    ///   or when a URL is malformed (`invalid NATS URL "…": …`, naming the
+    ///   URL);
     /// * [`Error::Nats`] when no server answers within the time-out:
     ///   `cannot connect to NATS at <urls>: <reason>`.
     pub async fn connect(self) -> Result<async_nats::Client> {
+        let context = self.context.clone();
+        let (nc, api) = self.connect_with_jetstream().await?;
+        if !api.is_default() {
+            return Err(Error::Config(format!(
+                "NATS context {:?} selects the JetStream API {api} (jetstream_domain or jetstream_api_prefix), which a bare connection cannot carry: use Connect::connect_with_jetstream and ClientBuilder::jetstream_api",
+                context.unwrap_or_default()
+            )));
+        }
+        Ok(nc)
+    }
+
+    /// [`connect`](Connect::connect), also returning the JetStream API the
+    /// context selects ([`JetStreamApi::default`] without a context).
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Connect::connect), except that another JetStream is
+    /// not refused.
+    pub async fn connect_with_jetstream(self) -> Result<(async_nats::Client, JetStreamApi)> {
         self.open().await.map_err(Failure::into_error)
     }
 
-    /// [`connect`](Connect::connect), keeping the client's error apart so
-    /// callers can word it themselves.
-    pub(crate) async fn open(self) -> std::result::Result<async_nats::Client, Failure> {
-        let (url, opts) = match &self.context {
+    /// [`connect_with_jetstream`](Connect::connect_with_jetstream), keeping
+    /// the client's error apart so callers can word it themselves.
+    pub(crate) async fn open(
+        self,
+    ) -> std::result::Result<(async_nats::Client, JetStreamApi), Failure> {
+        let (url, opts, api) = match &self.context {
             Some(name) => {
                 let ctx = NatsContext::load(name).map_err(Failure::Config)?;
+                let api = ctx.jetstream_api().map_err(|e| {
+                    Failure::Config(Error::Config(format!("NATS context {name:?}: {e}")))
+                })?;
                 let opts = ctx.connect_options().await.map_err(Failure::Config)?;
                 let url = self.servers.clone().unwrap_or_else(|| ctx.server_url());
-                (url, opts)
+                (url, opts, api)
             }
             None => (
                 self.servers.clone().unwrap_or_else(|| DEFAULT_URL.into()),
                 async_nats::ConnectOptions::new(),
+                JetStreamApi::default(),
             ),
         };
         let addrs = parse_servers(&url).map_err(Failure::Config)?;
@@ -195,10 +325,11 @@ impl Connect {
             server = %info.server_name,
             version = %info.version,
             jetstream = info.jetstream,
+            jetstream_api = %api,
             from = %origin,
             "connected to NATS"
         );
-        Ok(nc)
+        Ok((nc, api))
     }
 }
 
@@ -338,6 +469,28 @@ mod tests {
                 .contains(&format!("cannot connect to NATS at {url}: ")),
             "{e}"
         );
+    }
+
+    #[test]
+    fn jetstream_apis() {
+        assert!(JetStreamApi::default().is_default());
+        assert_eq!(JetStreamApi::default().subject("INFO"), "$JS.API.INFO");
+        let hub = JetStreamApi::domain("hub").unwrap();
+        assert!(!hub.is_default());
+        assert_eq!(
+            hub.subject("CONSUMER.MSG.NEXT.S.C"),
+            "$JS.hub.API.CONSUMER.MSG.NEXT.S.C"
+        );
+        assert_eq!(
+            JetStreamApi::prefix("JS.x.API.").unwrap().api_prefix(),
+            "JS.x.API"
+        );
+        for bad in ["", "a.b", "a b", "*", ">"] {
+            assert!(JetStreamApi::domain(bad).is_err(), "{bad:?}");
+        }
+        for bad in ["", ".", "a..b", "a.*", "a >"] {
+            assert!(JetStreamApi::prefix(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[tokio::test]

@@ -309,6 +309,53 @@ impl NatsCluster {
     }
 }
 
+/// A hub server with JetStream in domain `hub` and a leaf node server with
+/// its own JetStream in domain `leaf`, joined by a leafnode connection on
+/// loopback (docs/interfaces.md §4: `jetstream_domain`).
+pub struct HubAndLeaf {
+    /// The hub (JetStream domain `hub`).
+    pub hub: NatsServer,
+    /// The leaf node (JetStream domain `leaf`), connected to the hub.
+    pub leaf: NatsServer,
+}
+
+impl HubAndLeaf {
+    /// Starts both servers and waits until the hub's JetStream answers
+    /// through the leaf (`$JS.hub.API.INFO`).
+    pub async fn start() -> HubAndLeaf {
+        let leaf_port = free_port();
+        let hub = NatsServer::start_with_config(&format!(
+            "server_name: hub\njetstream {{ domain: hub }}\nleafnodes {{ listen: \"127.0.0.1:{leaf_port}\" }}\n"
+        ));
+        let leaf = NatsServer::start_with_config(&format!(
+            "server_name: leaf\njetstream {{ domain: leaf }}\nleafnodes {{ remotes: [ {{ url: \"nats-leaf://127.0.0.1:{leaf_port}\" }} ] }}\n"
+        ));
+        let nc = async_nats::connect(leaf.url())
+            .await
+            .expect("connect to the leaf");
+        wait_for(
+            Duration::from_secs(20),
+            "the hub's JetStream through the leaf",
+            || {
+                let nc = nc.clone();
+                async move {
+                    let reply = tokio::time::timeout(
+                        Duration::from_millis(500),
+                        nc.request("$JS.hub.API.INFO", "".into()),
+                    )
+                    .await
+                    .ok()?
+                    .ok()?;
+                    let v: serde_json::Value = serde_json::from_slice(&reply.payload).ok()?;
+                    v.get("error").is_none().then_some(())
+                }
+            },
+        )
+        .await;
+        HubAndLeaf { hub, leaf }
+    }
+}
+
 /// Polls `check` every 20 ms until it returns `Some`, panicking with `what`
 /// after `timeout`.
 pub async fn wait_for<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T

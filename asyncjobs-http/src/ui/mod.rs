@@ -89,13 +89,12 @@ pub(crate) fn unanswered(api: &Api, message: String) -> Response {
 /// The form token every replica shares: kept in the KV bucket
 /// `CHORIA_AJ_HTTP` (key `csrf`, created by the first server), so a form
 /// rendered by one replica is accepted by another behind a load balancer.
-pub(crate) async fn shared_token(nc: async_nats::Client) -> String {
-    use async_nats::jetstream::{self, kv};
+pub(crate) async fn shared_token(js: async_nats::jetstream::Context) -> String {
+    use async_nats::jetstream::kv;
     let fresh: String = rand::random::<[u8; 16]>()
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    let js = jetstream::new(nc);
     let store = match js.get_key_value("CHORIA_AJ_HTTP").await {
         Ok(s) => Ok(s),
         Err(_) => {

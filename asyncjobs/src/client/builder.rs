@@ -2,7 +2,7 @@
 //! and the preparation of the task store, buckets and queue.
 
 use super::{Client, Inner};
-use crate::connect::Connect;
+use crate::connect::{Connect, JetStreamApi};
 use crate::error::{Error, Result};
 use crate::queue::{validate_replicas, Queue};
 use crate::storage::{Storage, StorageSettings};
@@ -35,6 +35,7 @@ pub struct ClientBuilder {
     no_storage_init: bool,
     connection_name: String,
     setup_patience: Duration,
+    jetstream_api: Option<JetStreamApi>,
 }
 
 impl std::fmt::Debug for ClientBuilder {
@@ -58,6 +59,7 @@ impl Default for ClientBuilder {
             no_storage_init: false,
             connection_name: crate::connect::DEFAULT_NAME.into(),
             setup_patience: DEFAULT_SETUP_PATIENCE,
+            jetstream_api: None,
         }
     }
 }
@@ -75,9 +77,21 @@ impl ClientBuilder {
         self
     }
 
-    /// Connect with the NATS CLI context called `name`.
+    /// Connect with the NATS CLI context called `name`: its servers,
+    /// credentials, TLS settings and JetStream domain or API prefix
+    /// (docs/interfaces.md §4).
     pub fn nats_context(mut self, name: impl Into<String>) -> Self {
         self.connection = Connection::Open(Connect::context(name));
+        self
+    }
+
+    /// Use this JetStream API (default: the one the context selects, else
+    /// `$JS.API`), for example the hub's domain when connected to a leaf
+    /// node: `JetStreamApi::domain("hub")`. Needed with
+    /// [`nats_client`](ClientBuilder::nats_client) when the connection came
+    /// from [`Connect::connect_with_jetstream`].
+    pub fn jetstream_api(mut self, api: JetStreamApi) -> Self {
+        self.jetstream_api = Some(api);
         self
     }
 
@@ -197,14 +211,31 @@ impl ClientBuilder {
     /// # Errors
     /// The connection's errors ([`Connect::connect`](crate::connect::Connect::connect));
     /// [`Error::Config`] when the server does not run JetStream (`JetStream
-    /// is not enabled on the NATS server …: start nats-server with -js …`)
-    /// or a setting is invalid; the storage preparation's errors.
-    pub async fn build(self) -> Result<Client> {
+    /// is not enabled on the NATS server …: start nats-server with -js …`),
+    /// a setting is invalid or [`jetstream_api`](ClientBuilder::jetstream_api)
+    /// differs from the one the context selects; the storage preparation's
+    /// errors.
+    pub async fn build(mut self) -> Result<Client> {
         validate_replicas(self.settings.replicas)?;
-        let nc = match self.connection {
-            Connection::Nats(nc) => nc,
-            Connection::Open(c) => c.name(self.connection_name).connect().await?,
+        let (nc, api) = match self.connection {
+            Connection::Nats(nc) => (nc, self.jetstream_api.unwrap_or_default()),
+            Connection::Open(c) => {
+                let (nc, from_context) = c
+                    .name(self.connection_name)
+                    .connect_with_jetstream()
+                    .await?;
+                match self.jetstream_api {
+                    Some(api) if !from_context.is_default() && api != from_context => {
+                        return Err(Error::Config(format!(
+                            "the JetStream API {api} given to the client builder differs from the NATS context's {from_context}"
+                        )))
+                    }
+                    Some(api) => (nc, api),
+                    None => (nc, from_context),
+                }
+            }
         };
+        self.settings.api = api;
         let info = nc.server_info();
         if !info.jetstream {
             return Err(Error::Config(format!(

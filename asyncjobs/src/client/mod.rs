@@ -93,6 +93,19 @@ impl Client {
         self.inner.storage.nats()
     }
 
+    /// The JetStream API the client uses (`$JS.API`, or the domain or
+    /// prefix its NATS context or builder selected).
+    pub fn jetstream_api(&self) -> &crate::connect::JetStreamApi {
+        self.inner.storage.api()
+    }
+
+    /// A JetStream context on the client's connection using
+    /// [`jetstream_api`](Client::jetstream_api), for code that keeps its
+    /// own streams or buckets beside the client's.
+    pub fn jetstream(&self) -> async_nats::jetstream::Context {
+        self.inner.storage.jetstream().clone()
+    }
+
     /// A worker that processes this client's queue with `router`; see
     /// [`Worker`] for its settings (concurrency, retry policy, grace).
     ///

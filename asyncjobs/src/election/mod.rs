@@ -156,6 +156,7 @@ type Callback = Box<dyn Fn() + Send + Sync>;
 /// Configures an [`Election`]; see [`Election::builder`].
 pub struct ElectionBuilder {
     nc: async_nats::Client,
+    api: crate::connect::JetStreamApi,
     name: String,
     options: ElectionOptions,
     on_won: Option<Callback>,
@@ -178,6 +179,13 @@ impl ElectionBuilder {
         self
     }
 
+    /// The JetStream API the bucket is reached through (default
+    /// `$JS.API`; a client's is [`Client::jetstream_api`](crate::Client::jetstream_api)).
+    pub fn jetstream_api(mut self, api: crate::connect::JetStreamApi) -> Self {
+        self.api = api;
+        self
+    }
+
     /// Called when this candidate's win is announced.
     pub fn on_won(mut self, f: impl Fn() + Send + Sync + 'static) -> Self {
         self.on_won = Some(Box::new(f));
@@ -192,7 +200,7 @@ impl ElectionBuilder {
 
     /// Binds the bucket and validates its TTL and the interval.
     pub async fn build(self) -> Result<Election, ElectionError> {
-        let store = open_bucket(self.nc, &self.options.bucket).await?;
+        let store = open_bucket(self.nc, &self.api, &self.options.bucket).await?;
         let ttl = store.max_age();
         let interval = match self.options.interval {
             None => {
@@ -287,6 +295,7 @@ impl Election {
     pub fn builder(nc: async_nats::Client, name: impl Into<String>) -> ElectionBuilder {
         ElectionBuilder {
             nc,
+            api: crate::connect::JetStreamApi::default(),
             name: name.into(),
             options: ElectionOptions::default(),
             on_won: None,
@@ -535,7 +544,20 @@ pub async fn leaders(
     nc: &async_nats::Client,
     bucket: &str,
 ) -> Result<Vec<(String, String)>, ElectionError> {
-    let store = open_bucket(nc.clone(), bucket).await?;
+    leaders_via(nc, &crate::connect::JetStreamApi::default(), bucket).await
+}
+
+/// [`leaders`] through the JetStream API `api` (for example a client's
+/// [`Client::jetstream_api`](crate::Client::jetstream_api)).
+///
+/// # Errors
+/// As [`leaders`].
+pub async fn leaders_via(
+    nc: &async_nats::Client,
+    api: &crate::connect::JetStreamApi,
+    bucket: &str,
+) -> Result<Vec<(String, String)>, ElectionError> {
+    let store = open_bucket(nc.clone(), api, bucket).await?;
     let names = store
         .keys(|| format!("listing the keys of {bucket}"))
         .await
@@ -551,8 +573,16 @@ pub async fn leaders(
 }
 
 /// Opens an election bucket over `nc` through the storage layer.
-async fn open_bucket(nc: async_nats::Client, bucket: &str) -> Result<Bucket, ElectionError> {
-    Storage::new(nc, StorageSettings::default())
+async fn open_bucket(
+    nc: async_nats::Client,
+    api: &crate::connect::JetStreamApi,
+    bucket: &str,
+) -> Result<Bucket, ElectionError> {
+    let settings = StorageSettings {
+        api: api.clone(),
+        ..StorageSettings::default()
+    };
+    Storage::new(nc, settings)
         .open_bucket(bucket, || format!("binding election bucket {bucket}"))
         .await
         .map_err(ElectionError::Nats)?

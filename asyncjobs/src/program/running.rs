@@ -39,8 +39,8 @@ pub(super) async fn start_with(
 ) -> Result<RunningWorkers, ProgramError> {
     let handlers = select_queues(args, handlers)?;
     let plans = plan_queues(args, &handlers, states, middleware)?;
-    let nc = connect(args).await?;
-    let clients = prepare_queues(nc, plans).await?;
+    let (nc, api) = connect(args).await?;
+    let clients = prepare_queues(nc, api, plans).await?;
 
     let shutdown = CancellationToken::new();
     let metrics = match args.metrics_port {
@@ -94,7 +94,9 @@ fn plan_queues<'a>(
         .map_err(ProgramError::Config)
 }
 
-async fn connect(args: &WorkerArgs) -> Result<async_nats::Client, ProgramError> {
+async fn connect(
+    args: &WorkerArgs,
+) -> Result<(async_nats::Client, crate::connect::JetStreamApi), ProgramError> {
     args.connection()
         .open()
         .await
@@ -114,12 +116,14 @@ async fn connect(args: &WorkerArgs) -> Result<async_nats::Client, ProgramError> 
 /// kept as it is, with a warning.
 async fn prepare_queues(
     nc: async_nats::Client,
+    api: crate::connect::JetStreamApi,
     plans: Vec<QueuePlan<'_>>,
 ) -> Result<Vec<(String, Client, Router)>, ProgramError> {
     let mut clients = Vec::with_capacity(plans.len());
     for (queue, declared, settings, router) in plans {
         let client = Client::builder()
             .nats_client(nc.clone())
+            .jetstream_api(api.clone())
             .queue(settings)
             .build()
             .await

@@ -340,6 +340,7 @@ impl Scheduler {
         let component = options.key.clone();
         let lost_name = name.clone();
         let election = Election::builder(nc.clone(), name.clone())
+            .jetstream_api(self.inner.client.jetstream_api().clone())
             .options(options.clone())
             .on_won(move || {
                 crate::metrics::scheduler_paused(false);

@@ -110,6 +110,9 @@ pub(crate) struct StorageSettings {
     pub keys: Keys,
     /// A test's pretend error of the local clock (`clock.rs`).
     pub local_clock_offset: time::Duration,
+    /// The JetStream API every call goes through (docs/interfaces.md
+    /// §4: a context's `jetstream_domain`).
+    pub api: crate::connect::JetStreamApi,
 }
 
 impl Default for StorageSettings {
@@ -121,6 +124,7 @@ impl Default for StorageSettings {
             discard: Vec::new(),
             keys: Keys::none(),
             local_clock_offset: time::Duration::ZERO,
+            api: crate::connect::JetStreamApi::default(),
         }
     }
 }
@@ -182,7 +186,7 @@ pub(super) fn ns(d: Duration) -> u64 {
 
 impl Storage {
     pub(crate) fn new(nc: async_nats::Client, settings: StorageSettings) -> Storage {
-        let js = jetstream::new(nc.clone());
+        let js = settings.api.context(nc.clone());
         let clock = Arc::new(crate::clock::ServerClock::default());
         clock.set_local_offset(settings.local_clock_offset);
         Storage {
@@ -209,6 +213,11 @@ impl Storage {
     /// The JetStream context (for acknowledging delivered items).
     pub(crate) fn jetstream(&self) -> &jetstream::Context {
         &self.js
+    }
+
+    /// The JetStream API every call goes through.
+    pub(crate) fn api(&self) -> &crate::connect::JetStreamApi {
+        &self.settings.api
     }
 
     /// Checks a loaded task's signature with the configured keys.

@@ -174,12 +174,14 @@ impl Storage {
         self.message_get_load(id).await
     }
 
-    /// Loads a task's latest record by direct get (`$JS.API.DIRECT.GET.
+    /// Loads a task's latest record by direct get (`<api>.DIRECT.GET.
     /// CHORIA_AJ_TASKS.CHORIA_AJ.T.<id>`): the stored bytes come back as
     /// the reply's payload and the sequence in its `Nats-Sequence` header.
     /// `None` when nothing answers direct gets.
     pub(super) async fn direct_load(&self, id: &str) -> Result<Option<(u64, bytes::Bytes)>> {
-        let subject = format!("$JS.API.DIRECT.GET.{TASKS_STREAM}.{TASK_SUBJECT_PREFIX}{id}");
+        let subject = self.api().subject(&format!(
+            "DIRECT.GET.{TASKS_STREAM}.{TASK_SUBJECT_PREFIX}{id}"
+        ));
         let reply = match self.nc.request(subject, bytes::Bytes::new()).await {
             Ok(reply) => reply,
             Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => return Ok(None),

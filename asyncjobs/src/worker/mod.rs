@@ -419,6 +419,7 @@ impl Worker {
         let run_time = queue.effective_max_run_time();
         let (puller, inbox) = pull::Puller::new(
             storage.nats().clone(),
+            storage.api(),
             &queue.stream_name(),
             WORKERS_CONSUMER,
         )

@@ -227,6 +227,7 @@ impl Puller {
     /// A puller for `stream`'s `consumer`, and the subscription its items arrive on.
     pub(super) async fn new(
         nc: async_nats::Client,
+        api: &crate::connect::JetStreamApi,
         stream: &str,
         consumer: &str,
     ) -> Result<(Puller, async_nats::Subscriber), async_nats::SubscribeError> {
@@ -234,7 +235,7 @@ impl Puller {
         let sub = nc.subscribe(format!("{inbox}.*")).await?;
         Ok((
             Puller {
-                next_subject: format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"),
+                next_subject: api.subject(&format!("CONSUMER.MSG.NEXT.{stream}.{consumer}")),
                 nc,
                 inbox,
                 state: Mutex::new(Accounting::default()),

@@ -73,7 +73,8 @@ pub fn event_line(ui: &Ui, data: &[u8]) -> String {
 
 /// `task watch`: prints events until an hour passes without one.
 pub async fn run(ctx: &Ctx, a: &TaskWatchArgs) -> Result<()> {
-    let nc = crate::connect::nats(&ctx.global).await?;
+    // events are core NATS subjects: the JetStream API plays no part
+    let (nc, _) = crate::connect::nats(&ctx.global).await?;
     let subject = match &a.task {
         Some(id) => format!("{}{id}", asyncjobs::events::TASK_STATE_SUBJECT_PREFIX),
         None => asyncjobs::events::ALL_EVENTS_SUBJECT.to_string(),

@@ -157,7 +157,7 @@ async fn start(
         metrics = %settings.metrics,
         "settings"
     );
-    let nc = Connect::context(settings.nats_context.clone())
+    let (nc, api) = Connect::context(settings.nats_context.clone())
         .origin(format!("NATS context {:?}", settings.nats_context))
         .name(CONNECTION_NAME)
         .open()
@@ -186,6 +186,7 @@ async fn start(
     let router = layered(router, middleware);
     let mut builder = Client::builder()
         .nats_client(nc)
+        .jetstream_api(api)
         .bind_queue(settings.queue.clone())
         .discard_states_by_name(&service.discard)
         .map_err(|e| e.to_string())?;
