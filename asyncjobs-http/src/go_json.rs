@@ -113,12 +113,30 @@ pub fn go_float64(f: f64) -> String {
     }
 }
 
+/// Most arrays and objects one request body may nest: the deepest
+/// serde_json decodes (its recursion limit of 128 refuses the 128th
+/// level). Go's decoder allows 10,000 (docs/go-differences.md §66).
+pub const MAX_DEPTH: usize = 127;
+
+/// What [`syntax_error`] says of a body nesting deeper than [`MAX_DEPTH`]:
+/// the words of Go's decoder for its own (deeper) limit.
+pub const DEPTH_MESSAGE: &str = "exceeded max depth";
+
 /// Why a request body is not JSON, in the words of Go's `json.Decoder`
 /// (for example `invalid character 'n' looking for beginning of object key
 /// string`, `unexpected EOF`, `EOF` for an empty body), or `None` when it is
 /// one well-formed JSON value (surrounded by white space at most).
+///
+/// Arrays and objects nested deeper than [`MAX_DEPTH`] are refused with
+/// [`DEPTH_MESSAGE`] as soon as the opening bracket is read, so the check
+/// never recurses deeper than that whatever a client sends, and it accepts
+/// exactly what serde_json can then decode.
 pub fn syntax_error(input: &[u8]) -> Option<String> {
-    let mut p = Parser { s: input, i: 0 };
+    let mut p = Parser {
+        s: input,
+        i: 0,
+        depth: 0,
+    };
     p.space();
     if p.i == input.len() {
         return Some("EOF".into());
@@ -142,6 +160,8 @@ pub fn unknown_field(serde_message: &str) -> Option<String> {
 struct Parser<'a> {
     s: &'a [u8],
     i: usize,
+    /// Arrays and objects open around the current position.
+    depth: usize,
 }
 
 type Step = Result<(), String>;
@@ -168,8 +188,19 @@ impl Parser<'_> {
         self.space();
         let c = self.next()?;
         match c {
-            b'{' => self.object(),
-            b'[' => self.array(),
+            b'{' | b'[' => {
+                if self.depth >= MAX_DEPTH {
+                    return Err(DEPTH_MESSAGE.into());
+                }
+                self.depth += 1;
+                let nested = if c == b'{' {
+                    self.object()
+                } else {
+                    self.array()
+                };
+                self.depth -= 1;
+                nested
+            }
             b'"' => self.string(),
             b'-' | b'0'..=b'9' => self.number(c),
             b't' => self.literal(b"rue", "true"),
@@ -408,6 +439,106 @@ mod tests {
             }
             v
         })
+    }
+
+    /// `depth` arrays and objects nested inside one another (`kinds` picks
+    /// which, cycling), with `1` innermost.
+    fn nested(depth: usize, kinds: &[bool]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(depth * 6 + 1);
+        for i in 0..depth {
+            let object = !kinds.is_empty() && kinds[i % kinds.len()];
+            out.extend_from_slice(if object { b"{\"a\":" } else { b"[" });
+        }
+        out.push(b'1');
+        for i in (0..depth).rev() {
+            let object = !kinds.is_empty() && kinds[i % kinds.len()];
+            out.push(if object { b'}' } else { b']' });
+        }
+        out
+    }
+
+    /// Whether serde_json decodes `input` as a value (not `IgnoredAny`,
+    /// which skips nesting without a limit; the API decodes values).
+    fn serde_accepts(input: &[u8]) -> bool {
+        serde_json::from_slice::<Value>(input).is_ok()
+    }
+
+    #[test]
+    fn depth_limit_is_serdes() {
+        for kinds in [&[false][..], &[true], &[true, false]] {
+            let deepest = nested(MAX_DEPTH, kinds);
+            assert_eq!(syntax_error(&deepest), None);
+            assert!(serde_accepts(&deepest));
+            let deeper = nested(MAX_DEPTH + 1, kinds);
+            assert_eq!(syntax_error(&deeper).as_deref(), Some(DEPTH_MESSAGE));
+            assert!(!serde_accepts(&deeper));
+        }
+        // issue 29: 200,000 arrays (400 KB) are an error, not a crash
+        let deep = [vec![b'['; 200_000], vec![b']'; 200_000]].concat();
+        assert_eq!(syntax_error(&deep).as_deref(), Some(DEPTH_MESSAGE));
+        // unclosed too
+        assert_eq!(
+            syntax_error(&vec![b'['; 1_000_000]).as_deref(),
+            Some(DEPTH_MESSAGE)
+        );
+        // shallow but broken input still gets its own message
+        assert_eq!(
+            syntax_error(&nested(MAX_DEPTH, &[false])[..MAX_DEPTH]).as_deref(),
+            Some("unexpected EOF")
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(10_000))]
+
+        /// Any bytes at all: no panic, and never a value serde_json refuses
+        /// (Go, and so the check, lets bytes that are not UTF-8 through in
+        /// strings, which serde_json refuses afterwards).
+        #[test]
+        fn arbitrary_bytes(input in prop::collection::vec(any::<u8>(), 0..256)) {
+            let ours = syntax_error(&input).is_none();
+            let serde = serde_accepts(&input);
+            prop_assert!(!serde || ours, "serde accepts what we refuse: {:?}", String::from_utf8_lossy(&input));
+            if std::str::from_utf8(&input).is_ok() {
+                prop_assert_eq!(ours, serde, "input {:?}", String::from_utf8_lossy(&input));
+            }
+        }
+
+        /// JSON-ish bytes drawn from JSON's own alphabet: mostly broken,
+        /// sometimes nested deep; the check agrees with serde_json.
+        #[test]
+        fn agrees_with_serde_on_json_alphabet(
+            input in prop::collection::vec(
+                prop::sample::select(b"[]{}:,\"\\ 0123-.eE+tfnrulsa\n".to_vec()), 0..400)
+        ) {
+            prop_assert_eq!(syntax_error(&input).is_none(), serde_accepts(&input),
+                "input {:?}", String::from_utf8_lossy(&input));
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+        /// Nesting of any depth and shape, whole or cut short: no crash,
+        /// the same verdict as serde_json, and the depth message once the
+        /// limit is passed.
+        #[test]
+        fn nesting_at_any_depth(
+            depth in prop_oneof![0..300usize, 0..300_000usize],
+            kinds in prop::collection::vec(any::<bool>(), 1..8),
+            cut in any::<prop::sample::Index>(),
+            whole in any::<bool>(),
+        ) {
+            let mut input = nested(depth, &kinds);
+            if !whole {
+                input.truncate(cut.index(input.len()));
+            }
+            let ours = syntax_error(&input);
+            prop_assert_eq!(ours.is_none(), serde_accepts(&input));
+            if depth > MAX_DEPTH && (whole || ours.as_deref() == Some(DEPTH_MESSAGE)) {
+                prop_assert_eq!(ours.as_deref(), Some(DEPTH_MESSAGE));
+            }
+        }
     }
 
     proptest! {

@@ -108,6 +108,25 @@ fn loopback_host(req: &Request) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// A request's method as a metric label: the standard methods by name,
+/// any other as `OTHER`, so that a client inventing methods cannot add
+/// series without end.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method as M;
+    match *method {
+        M::GET => "GET",
+        M::HEAD => "HEAD",
+        M::POST => "POST",
+        M::PUT => "PUT",
+        M::DELETE => "DELETE",
+        M::PATCH => "PATCH",
+        M::OPTIONS => "OPTIONS",
+        M::CONNECT => "CONNECT",
+        M::TRACE => "TRACE",
+        _ => "OTHER",
+    }
+}
+
 pub(crate) async fn access(State(api): State<Api>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     if api.options.loopback_hosts_only && !loopback_host(&req) {
@@ -133,7 +152,7 @@ pub(crate) async fn access(State(api): State<Api>, req: Request, next: Next) -> 
         .reason("cross_site_request")
         .into_response();
     }
-    let method = req.method().clone();
+    let method = method_label(req.method());
     // the route pattern, not the path: ids would make every line a series
     let route = req
         .extensions()
@@ -175,10 +194,10 @@ pub(crate) async fn access(State(api): State<Api>, req: Request, next: Next) -> 
     let status = response.status().as_u16();
     let m = metrics();
     m.requests
-        .with_label_values(&[method.as_str(), &route, &status.to_string()])
+        .with_label_values(&[method, &route, &status.to_string()])
         .inc();
     m.duration
-        .with_label_values(&[method.as_str(), &route])
+        .with_label_values(&[method, &route])
         .observe(elapsed.as_secs_f64());
     tracing::info!(
         target: "asyncjobs_http::access",

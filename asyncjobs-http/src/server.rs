@@ -1,6 +1,6 @@
 //! Serving the API the way `ajc server run` does (docs/interfaces.md §2.1): the
 //! bind address rules, TLS and mutual TLS with rustls, the read-header
-//! timeout and graceful shutdown.
+//! timeout, a cap on open connections and graceful shutdown.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -11,6 +11,34 @@ use tokio_util::sync::CancellationToken;
 
 /// Go's read-header timeout.
 pub const READ_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Most connections [`serve`] holds open at once by default.
+pub const MAX_CONNECTIONS: usize = 1024;
+
+/// What a client's connection may hold, so that no client, however slow or
+/// silent, keeps the server from answering others (docs/interfaces.md §2.1).
+#[derive(Debug, Clone)]
+pub struct ConnectionLimits {
+    /// How long a client has to send its first bytes on a new connection
+    /// (the whole HTTP/2 preface for HTTP/2 without TLS), to finish the TLS
+    /// handshake, and to send each HTTP/1 request's headers (also how long
+    /// an idle keep-alive connection stays open). Default
+    /// [`READ_HEADER_TIMEOUT`], Go's 5 s.
+    pub header_read_timeout: Duration,
+    /// Most connections served at once (default [`MAX_CONNECTIONS`]); at
+    /// the cap, no further connection is accepted until one closes, so
+    /// they wait in the listen backlog. Go has no cap. At least 1.
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            header_read_timeout: READ_HEADER_TIMEOUT,
+            max_connections: MAX_CONNECTIONS,
+        }
+    }
+}
 
 /// Certificate files for TLS.
 #[derive(Debug, Clone, Default)]
@@ -154,7 +182,8 @@ pub fn rustls_config(files: &TlsFiles) -> io::Result<rustls::ServerConfig> {
 
 /// Serves `app` on `listener` until `stop` is cancelled, then stops
 /// accepting and gives open requests up to `grace` to finish. With `tls`,
-/// connections are TLS (and mutual TLS with a client CA).
+/// connections are TLS (and mutual TLS with a client CA). Connections are
+/// bounded by the default [`ConnectionLimits`].
 ///
 /// # Errors
 /// Listener and TLS configuration failures.
@@ -165,6 +194,21 @@ pub async fn serve(
     grace: Duration,
     stop: CancellationToken,
 ) -> io::Result<()> {
+    serve_with_limits(listener, app, tls, grace, stop, ConnectionLimits::default()).await
+}
+
+/// [`serve`] with the connection `limits` given.
+///
+/// # Errors
+/// Listener and TLS configuration failures.
+pub async fn serve_with_limits(
+    listener: std::net::TcpListener,
+    app: axum::Router,
+    tls: Option<rustls::ServerConfig>,
+    grace: Duration,
+    stop: CancellationToken,
+    limits: ConnectionLimits,
+) -> io::Result<()> {
     listener.set_nonblocking(true)?;
     let handle = axum_server::Handle::new();
     let shutdown = handle.clone();
@@ -172,27 +216,184 @@ pub async fn serve(
         stop.cancelled().await;
         shutdown.graceful_shutdown(Some(grace));
     });
-    let service = app.into_make_service();
+    let service = Capped::new(app.into_make_service(), limits.max_connections);
+    let opening = FirstBytes {
+        timeout: limits.header_read_timeout,
+    };
     match tls {
         Some(config) => {
             let config = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(config));
-            let mut server = axum_server::from_tcp_rustls(listener, config)?.handle(handle);
-            configure(server.http_builder());
+            let mut server = axum_server::from_tcp_rustls(listener, config)?
+                .map(|tls| {
+                    tls.handshake_timeout(limits.header_read_timeout)
+                        .acceptor(opening)
+                })
+                .handle(handle);
+            configure(server.http_builder(), &limits);
             server.serve(service).await
         }
         None => {
-            let mut server = axum_server::from_tcp(listener)?.handle(handle);
-            configure(server.http_builder());
+            let mut server = axum_server::from_tcp(listener)?
+                .acceptor(opening)
+                .handle(handle);
+            configure(server.http_builder(), &limits);
             server.serve(service).await
         }
     }
 }
 
-fn configure(builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>) {
+fn configure(
+    builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    limits: &ConnectionLimits,
+) {
     builder
         .http1()
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(READ_HEADER_TIMEOUT);
+        .header_read_timeout(limits.header_read_timeout);
+}
+
+/// Closes a new connection whose client sends nothing (or only part of
+/// the HTTP/2 preface) within `timeout`: hyper's HTTP/1 header timeout only
+/// starts once the protocol is known, which takes the client's first bytes.
+#[derive(Debug, Clone, Copy)]
+struct FirstBytes {
+    timeout: Duration,
+}
+
+impl<S: Send + 'static> axum_server::accept::Accept<tokio::net::TcpStream, S> for FirstBytes {
+    type Stream = tokio::net::TcpStream;
+    type Service = S;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = io::Result<(tokio::net::TcpStream, S)>> + Send>,
+    >;
+
+    fn accept(&self, stream: tokio::net::TcpStream, service: S) -> Self::Future {
+        let timeout = self.timeout;
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, opening_bytes(&stream)).await {
+                Ok(Ok(())) => Ok((stream, service)),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client sent no request in time",
+                )),
+            }
+        })
+    }
+}
+
+/// Waits until the client has sent something that tells its protocol:
+/// any byte but the start of the HTTP/2 preface, or the whole preface (or
+/// it closed the connection).
+async fn opening_bytes(stream: &tokio::net::TcpStream) -> io::Result<()> {
+    const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let mut buf = [0u8; 24];
+    loop {
+        let n = stream.peek(&mut buf).await?;
+        if n == 0 || n == PREFACE.len() || buf[..n] != PREFACE[..n] {
+            return Ok(());
+        }
+        // part of the preface: peeking again returns at once, so wait a
+        // little for the rest
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The make-service of the server, holding one of `max` permits for each
+/// connection it serves: its readiness waits for a free permit, which
+/// stops the accept loop at the cap.
+struct Capped<M> {
+    inner: M,
+    permits: tokio_util::sync::PollSemaphore,
+    ready: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl<M> Capped<M> {
+    fn new(inner: M, max: usize) -> Self {
+        Capped {
+            inner,
+            permits: tokio_util::sync::PollSemaphore::new(Arc::new(tokio::sync::Semaphore::new(
+                max.max(1),
+            ))),
+            ready: None,
+        }
+    }
+}
+
+impl<M: Clone> Clone for Capped<M> {
+    fn clone(&self) -> Self {
+        Capped {
+            inner: self.inner.clone(),
+            permits: self.permits.clone(),
+            ready: None,
+        }
+    }
+}
+
+impl<M, T, S> tower_service::Service<T> for Capped<M>
+where
+    M: tower_service::Service<T, Response = S>,
+    M::Future: Send + 'static,
+{
+    type Response = Held<S>;
+    type Error = M::Error;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<Held<S>, M::Error>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), M::Error>> {
+        if self.ready.is_none() {
+            match self.permits.poll_acquire(cx) {
+                std::task::Poll::Pending => return std::task::Poll::Pending,
+                std::task::Poll::Ready(permit) => {
+                    // the semaphore is never closed
+                    self.ready = permit;
+                }
+            }
+        }
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, target: T) -> Self::Future {
+        let permit = self.ready.take().map(Arc::new);
+        let made = self.inner.call(target);
+        Box::pin(async move {
+            made.await.map(|inner| Held {
+                inner,
+                _permit: permit,
+            })
+        })
+    }
+}
+
+/// A connection's service with its permit: the permit is given back when
+/// the connection (and every clone of its service) is gone.
+#[derive(Clone)]
+struct Held<S> {
+    inner: S,
+    _permit: Option<Arc<tokio::sync::OwnedSemaphorePermit>>,
+}
+
+impl<S, R> tower_service::Service<R> for Held<S>
+where
+    S: tower_service::Service<R>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: R) -> S::Future {
+        self.inner.call(request)
+    }
 }
 
 #[cfg(test)]
