@@ -24,6 +24,14 @@ async fn client_at(url: &str, queue: &str) -> Client {
         .unwrap()
 }
 
+struct SetOnDrop(Arc<AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
 fn completes() -> Router {
     Router::new()
         .handle("work", |_ctx: TaskContext, _t: Task| async {
@@ -92,9 +100,10 @@ async fn a_cut_off_worker_stops_its_try_before_another_runs_it() {
                 let started = started.clone();
                 let stopped = stopped.clone();
                 async move {
+                    // set when the try is stopped (its future dropped)
+                    let _stopped = SetOnDrop(stopped);
                     started.notify_one();
                     ctx.cancelled().await;
-                    stopped.store(true, Ordering::SeqCst);
                     Err(asyncjobs::HandlerError::from("stopped"))
                 }
             }

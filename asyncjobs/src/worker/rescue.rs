@@ -104,7 +104,15 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
                 written_empty = true;
             }
             last_ok = Instant::now();
-        } else if write(&shared, &bucket, held, rescue_after).await {
+        } else if tokio::time::timeout(
+            fence_after
+                .saturating_sub(last_ok.elapsed())
+                .max(MIN_WRITE_GAP),
+            write(&shared, &bucket, held, rescue_after),
+        )
+        .await
+        .unwrap_or(false)
+        {
             written_empty = false;
             last_ok = Instant::now();
             leases
@@ -121,7 +129,8 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
         }
         if Instant::now() >= next_scan {
             next_scan = Instant::now() + renew_every;
-            rescue_dead(&shared, &bucket).await;
+            // a server that does not answer must not hold up the renewals
+            let _ = tokio::time::timeout(renew_every, rescue_dead(&shared, &bucket)).await;
         }
         let wait = renew_every.min(next_scan.saturating_duration_since(Instant::now()));
         tokio::select! {
