@@ -79,6 +79,9 @@ async fn run(opts: Opts) {
     if opts.backlog > 0 {
         scaling::report_backlog(&url, &opts, &mut extra).await;
     }
+    if opts.chain > 0 {
+        scaling::report_chain(&url, &opts, &mut extra).await;
+    }
     if opts.list_tasks > 0 {
         scaling::report_listing(&url, &opts, &mut extra).await;
     }

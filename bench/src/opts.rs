@@ -47,6 +47,10 @@ pub struct Opts {
     /// Tasks stored for the listing measurement (0 skips it).
     #[arg(long, default_value_t = 100_000)]
     pub list_tasks: usize,
+    /// Links of the dependency-chain measurement: each task depends on
+    /// the one before, all enqueued up front (0 skips it).
+    #[arg(long, default_value_t = 1000)]
+    pub chain: usize,
     /// Print a JSON summary as the last line.
     #[arg(long)]
     pub json: bool,
