@@ -12,6 +12,11 @@
 //!   `<__Key as HandlerSite>` (never `super::`), so it compiles wherever the
 //!   function is declared.
 //!
+//! Nothing generated is more visible than the function: the helpers beside
+//! it are private, the module has the function's visibility and its items
+//! the same visibility written one level deeper ([`inner_vis`]); see
+//! docs/processing.md §6.5.
+//!
 //! Generated code reaches the runtime only through `<crate>::__private`.
 
 mod bounds;
@@ -21,8 +26,9 @@ mod module;
 use crate::attr::Args;
 use crate::check::{Arg, Ctx, Handler};
 use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote, ToTokens};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::ext::IdentExt;
+use syn::spanned::Spanned;
 use syn::{Ident, ItemFn, Type};
 
 /// What every generated item is made from: the attribute, the function, the
@@ -43,6 +49,9 @@ struct Gen<'a> {
     task_type: String,
     /// The `queue = "…"` option, when given.
     queue: Option<String>,
+    /// The function's visibility as seen from inside the module `<fn>`
+    /// ([`inner_vis`]): every item of that module gets it.
+    item_vis: TokenStream,
 }
 
 impl<'a> Gen<'a> {
@@ -69,6 +78,7 @@ impl<'a> Gen<'a> {
                 .map(|t| t.value())
                 .unwrap_or_default(),
             queue: args.queue.as_ref().map(|q| q.value()),
+            item_vis: inner_vis(&func.vis),
         }
     }
 
@@ -177,10 +187,20 @@ fn handler_site_impl(g: &Gen) -> TokenStream {
         .map(|s| type_name(&s.inner))
         .collect();
     let state_inner: Vec<&Type> = g.handler.states.iter().map(|s| &s.inner).collect();
+    // The impl is as visible as `__Key`, that is as the function: a payload
+    // or result type less visible than that is refused here (E0446,
+    // docs/processing.md §6.5), reported at the type rather than at the
+    // attribute.
+    let payload_assoc = quote_spanned!(payload_ty.span()=> type Payload = #payload_ty;);
+    let output_span = match &g.handler.ret.output {
+        Some(t) => t.span(),
+        None => ret_ty.span(),
+    };
+    let output_assoc = quote_spanned!(output_span=> type Output = #output_ty;);
     quote! {
         impl #private::HandlerSite for #fn_name::__Key {
-            type Payload = #payload_ty;
-            type Output = #output_ty;
+            #payload_assoc
+            #output_assoc
             const STATES: &'static [#private::StateDecl] = &[
                 #(#private::StateDecl {
                     type_name: #state_names,
@@ -208,6 +228,45 @@ fn handler_site_impl(g: &Gen) -> TokenStream {
             }
         }
     }
+}
+
+/// The function's visibility written from inside the module `<fn>`, one
+/// level deeper: an item of that module with it is visible exactly where
+/// the function is (docs/processing.md §6.5).
+///
+/// | function | items of `<fn>` |
+/// | --- | --- |
+/// | (private), `pub(self)`, `pub(in self)` | `pub(super)` |
+/// | `pub(super)`, `pub(in super…)` | `pub(in super::super…)` |
+/// | `pub`, `pub(crate)`, `pub(in crate…)` | the same |
+pub(crate) fn inner_vis(vis: &syn::Visibility) -> TokenStream {
+    use syn::Visibility;
+    let restricted = match vis {
+        Visibility::Public(_) => return vis.to_token_stream(),
+        Visibility::Inherited => return quote!(pub(super)),
+        Visibility::Restricted(r) => r,
+    };
+    let pub_token = &restricted.pub_token;
+    let path = &restricted.path;
+    let first = path.segments.first().map(|s| s.ident.to_string());
+    let deeper = match first.as_deref() {
+        // `self` is the function's module: the parent of `<fn>`
+        Some("self") if path.leading_colon.is_none() => {
+            let mut segments = path.segments.iter();
+            let self_seg = segments.next().expect("a first segment");
+            let sup = Ident::new("super", self_seg.ident.span());
+            let rest: Vec<_> = segments.collect();
+            quote!(#sup #(:: #rest)*)
+        }
+        // one more `super` for the extra level
+        Some("super") if path.leading_colon.is_none() => {
+            let sup = Ident::new("super", path.segments[0].ident.span());
+            quote!(#sup :: #path)
+        }
+        // `crate` and absolute paths mean the same from any module
+        _ => return vis.to_token_stream(),
+    };
+    quote!(#pub_token(in #deeper))
 }
 
 /// `tokens` with every span set to `span`.
@@ -243,4 +302,26 @@ fn type_name(ty: &Type) -> String {
         s = s.replace(from, to);
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::inner_vis;
+
+    #[test]
+    fn module_items_are_visible_where_the_function_is() {
+        for (fn_vis, items) in [
+            ("", "pub (super)"),
+            ("pub(self)", "pub (in super)"),
+            ("pub(in self)", "pub (in super)"),
+            ("pub(super)", "pub (in super :: super)"),
+            ("pub(in super::super)", "pub (in super :: super :: super)"),
+            ("pub(crate)", "pub (crate)"),
+            ("pub(in crate::jobs)", "pub (in crate :: jobs)"),
+            ("pub", "pub"),
+        ] {
+            let vis: syn::Visibility = syn::parse_str(fn_vis).unwrap();
+            assert_eq!(inner_vis(&vis).to_string(), items, "for `{fn_vis}`");
+        }
+    }
 }

@@ -47,6 +47,20 @@ use proc_macro::TokenStream;
 /// `task`, `enqueue`, `enqueue_with` and `TYPED` are not generated for the
 /// catch-all task type `""`.
 ///
+/// # Visibility
+///
+/// Nothing generated is more visible than the function. The module has the
+/// function's visibility and its items are usable exactly where the
+/// function is (a private function gets items visible in its own module,
+/// `pub(crate)` gives `pub(crate)` items, `pub` gives `pub` items, and so
+/// on for `pub(super)` and `pub(in path)`); the helpers generated beside
+/// the function are private. A private handler may therefore take and
+/// return private types. The payload and result types must be at least as
+/// visible as the function, since `enqueue` can be called wherever the
+/// function can be named: a `pub` handler with a private payload is
+/// refused (E0446, reported at the payload type). See docs/processing.md
+/// §6.5.
+///
 /// # The function
 ///
 /// * an `async fn` declared at module level (not inside a function body),

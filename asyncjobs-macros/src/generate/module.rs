@@ -6,6 +6,11 @@
 //!
 //! The module reaches the function's types only through
 //! `<__Key as HandlerSite>`, never `super::`.
+//!
+//! The module has the function's visibility, and every item in it
+//! (`__Key` included) the function's visibility seen from one level deeper
+//! ([`super::inner_vis`]), so each is usable exactly where the function is
+//! and none is more visible than it (docs/processing.md §6.5).
 
 use super::{level, type_name, Gen};
 use proc_macro2::TokenStream;
@@ -22,11 +27,12 @@ pub(super) fn handler_module(g: &Gen) -> TokenStream {
     let submission = inventory_submission(g);
     let level_check = level::module_level_check(g);
     let enqueue_items = enqueue_items(g);
+    let item_vis = &g.item_vis;
     quote! {
         #[doc = #doc_mod]
         #vis mod #fn_name {
             #[doc(hidden)]
-            pub struct __Key;
+            #item_vis struct __Key;
 
             #constants
 
@@ -67,6 +73,7 @@ fn module_doc(g: &Gen) -> String {
 
 /// `TASK_TYPE`, `QUEUE`, `MAX_TRIES` and `DEADLINE`.
 fn constants(g: &Gen) -> TokenStream {
+    let item_vis = &g.item_vis;
     let task_type = &g.task_type;
     let doc_task_type = if g.catch_all() {
         " The task type: `\"\"`, the catch-all for types no other handler on the queue takes."
@@ -85,34 +92,36 @@ fn constants(g: &Gen) -> TokenStream {
     let deadline = duration(g.args.deadline_ns);
     quote! {
         #[doc = #doc_task_type]
-        pub const TASK_TYPE: &str = #task_type;
+        #item_vis const TASK_TYPE: &str = #task_type;
 
         /// The queue whose worker runs this handler and that `enqueue` uses.
-        pub const QUEUE: &str = #queue_value;
+        #item_vis const QUEUE: &str = #queue_value;
 
         /// Maximum tries `enqueue` sets (`None`: the task default).
-        pub const MAX_TRIES: ::core::option::Option<i64> = #max_tries;
+        #item_vis const MAX_TRIES: ::core::option::Option<i64> = #max_tries;
 
         /// How long after enqueueing a task may still start (`None`: no deadline).
-        pub const DEADLINE: ::core::option::Option<::core::time::Duration> = #deadline;
+        #item_vis const DEADLINE: ::core::option::Option<::core::time::Duration> = #deadline;
     }
 }
 
 /// `Payload` and `Output`, through the handler site.
 fn type_aliases(g: &Gen) -> TokenStream {
+    let item_vis = &g.item_vis;
     let private = &g.private;
     quote! {
         /// The payload type the handler decodes.
-        pub type Payload = <__Key as #private::HandlerSite>::Payload;
+        #item_vis type Payload = <__Key as #private::HandlerSite>::Payload;
 
         /// The result type stored when the handler succeeds.
-        pub type Output = <__Key as #private::HandlerSite>::Output;
+        #item_vis type Output = <__Key as #private::HandlerSite>::Output;
     }
 }
 
 /// `HANDLER`: the registration, with the declared queue settings and where
 /// the function is.
 fn handler_const(g: &Gen) -> TokenStream {
+    let item_vis = &g.item_vis;
     let private = &g.private;
     let queue_decl = option(g.queue.as_ref().map(|q| quote!(#q)));
     let line = quote_spanned!(g.fn_name.span()=> ::core::line!());
@@ -127,7 +136,7 @@ fn handler_const(g: &Gen) -> TokenStream {
     quote! {
         /// The handler's registration: pass it to `Router::register` or
         /// `Handlers::with` to register it without the inventory.
-        pub const HANDLER: #private::HandlerDef = #private::handler_def(#private::Declared {
+        #item_vis const HANDLER: #private::HandlerDef = #private::handler_def(#private::Declared {
             task_type: TASK_TYPE,
             queue: #queue_decl,
             name: ::core::module_path!(),
@@ -189,23 +198,25 @@ fn serialize_bound(g: &Gen) -> TokenStream {
 
 /// `TYPED`: `HANDLER` with its payload and result types.
 fn typed_const(g: &Gen) -> TokenStream {
+    let item_vis = &g.item_vis;
     let private = &g.private;
     quote! {
         /// This handler with its payload and result types, for
         /// `asyncjobs::testing::TestWorker::call`.
-        pub const TYPED: #private::TypedHandlerDef<Payload, Output> =
+        #item_vis const TYPED: #private::TypedHandlerDef<Payload, Output> =
             #private::TypedHandlerDef::__new(HANDLER);
     }
 }
 
 /// `task(&payload)`: a builder with the task type and defaults applied.
 fn task_fn(g: &Gen) -> TokenStream {
+    let item_vis = &g.item_vis;
     let private = &g.private;
     let serialize = serialize_bound(g);
     quote! {
         /// A task builder for `payload` with this handler's task type and
         /// defaults (max tries, deadline) applied.
-        pub fn task(payload: &Payload) -> #private::TaskBuilder
+        #item_vis fn task(payload: &Payload) -> #private::TaskBuilder
         where
             #serialize,
         {
@@ -216,6 +227,7 @@ fn task_fn(g: &Gen) -> TokenStream {
 
 /// `enqueue(&client, payload)`: into `QUEUE`, returning a typed handle.
 fn enqueue_fn(g: &Gen) -> TokenStream {
+    let item_vis = &g.item_vis;
     let private = &g.private;
     let serialize = serialize_bound(g);
     quote! {
@@ -225,7 +237,7 @@ fn enqueue_fn(g: &Gen) -> TokenStream {
         /// A missing queue is created first with the handler's declared
         /// queue settings (once per client; an existing queue is used as
         /// it is).
-        pub async fn enqueue(
+        #item_vis async fn enqueue(
             client: &#private::Client,
             payload: Payload,
         ) -> #private::Result<#private::TaskHandle<Output>>
@@ -240,12 +252,13 @@ fn enqueue_fn(g: &Gen) -> TokenStream {
 /// `enqueue_with(&client, payload, options)`: `enqueue`, adjusting the task
 /// first.
 fn enqueue_with_fn(g: &Gen) -> TokenStream {
+    let item_vis = &g.item_vis;
     let private = &g.private;
     let serialize = serialize_bound(g);
     quote! {
         /// Like `enqueue`, letting `options` adjust the task first
         /// (dependencies, a custom id, other limits).
-        pub async fn enqueue_with(
+        #item_vis async fn enqueue_with(
             client: &#private::Client,
             payload: Payload,
             options: impl ::core::ops::FnOnce(#private::TaskBuilder) -> #private::TaskBuilder,
