@@ -50,6 +50,7 @@ pub(crate) async fn run_handler(
     let mut handler = super::placement::start(
         fut,
         &task.task_type,
+        &task.id,
         shared.settings.handler_pool.as_ref(),
         &shared.heavy_types,
     );
@@ -101,6 +102,16 @@ async fn supervise(
                 }
             }
             res = &mut *handler => return match res {
+                // it returned after its deadline without the worker seeing
+                // the deadline pass (it blocked the thread): the run time
+                // stands unless the queue's was raised meanwhile
+                Ok(_) if tokio::time::Instant::now() > lease.deadline()
+                    && Box::pin(raised_run_time(shared, task, lease, started_at, max_run_time)).await.is_none() =>
+                {
+                    tracing::warn!(task = %task.id, r#type = %task.task_type, run_time = ?max_run_time,
+                        "handler returned after its run time (it blocked its thread past the deadline); its result is not kept");
+                    Outcome::TimedOut
+                }
                 Ok(r) => Outcome::Done(r),
                 Err(Stopped::Panicked(p)) => Outcome::Panicked(panic_message(&*p)),
                 Err(Stopped::Cancelled) => Outcome::Shutdown,

@@ -29,6 +29,7 @@ pub mod presence;
 mod pull;
 mod release;
 mod rescue;
+mod watchdog;
 
 use crate::error::{Error, Result};
 use crate::queue::{Queue, WORKERS_CONSUMER};

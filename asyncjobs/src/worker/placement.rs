@@ -27,6 +27,10 @@ use tokio::task::JoinHandle;
 /// A poll at least this long moves a handler to the pool; one using at
 /// least this much CPU time marks its type CPU-heavy.
 pub(crate) const HEAVY_POLL: Duration = Duration::from_micros(250);
+/// A poll this long blocked its thread (no preemption explains it): the
+/// type's later tasks start on the pool whatever CPU time it used, and
+/// the worker names it (see also `watchdog.rs`).
+pub(crate) const BLOCKING_POLL: Duration = Duration::from_millis(100);
 /// CPU-timed polls in a row below [`HEAVY_POLL`] that clear a suspicion.
 pub(crate) const CLEAR_AFTER: u32 = 16;
 
@@ -64,6 +68,25 @@ impl HeavyTypes {
         }
     }
 
+    /// A poll of `task_type` held its thread for `wall` (at least
+    /// [`BLOCKING_POLL`]): it blocks, so its tasks start on the pool (when
+    /// there is one) from now on. Logged once per type.
+    fn blocked(&self, task_type: &str, wall: Duration, pool: bool) {
+        let mut known = self.0.write().expect("heavy types");
+        if known.get(task_type) == Some(&Known::Heavy) {
+            return;
+        }
+        known.insert(task_type.to_string(), Known::Heavy);
+        drop(known);
+        if pool {
+            tracing::warn!(r#type = %task_type, held = ?wall,
+                "handler blocked the worker's thread in one poll (blocking code in an async fn); the worker's pulls, saves and acks waited for it. Its tasks run on the handler pool from now on; wrap blocking calls in tokio::task::spawn_blocking");
+        } else {
+            tracing::warn!(r#type = %task_type, held = ?wall,
+                "handler blocked the worker's thread in one poll (blocking code in an async fn); the worker's pulls, saves and acks waited for it, and there is no handler pool to move it to; wrap blocking calls in tokio::task::spawn_blocking");
+        }
+    }
+
     /// A CPU-timed poll of `task_type` used `cpu`.
     fn measured(&self, task_type: &str, cpu: Duration) {
         let mut known = self.0.write().expect("heavy types");
@@ -96,6 +119,7 @@ impl HeavyTypes {
 pub(crate) fn start<F>(
     fut: F,
     task_type: &str,
+    id: &str,
     pool: Option<&Handle>,
     heavy: &Arc<HeavyTypes>,
 ) -> Running<F>
@@ -116,6 +140,7 @@ where
         pool: pool.cloned(),
         heavy: heavy.clone(),
         task_type: task_type.to_string(),
+        id: id.to_string(),
         cpu_timed,
     })
 }
@@ -169,6 +194,8 @@ struct Watched<F: Future> {
     pool: Option<Handle>,
     heavy: Arc<HeavyTypes>,
     task_type: String,
+    /// The task it runs (for the watchdog).
+    id: String,
     /// Whether its polls are timed by the thread's CPU clock too.
     cpu_timed: bool,
 }
@@ -185,15 +212,30 @@ where
         loop {
             match &mut this.state {
                 State::Here(fut) if this.pool.is_none() => {
-                    let polled = std::task::ready!(fut.as_mut().poll(cx));
+                    let started = Instant::now();
+                    let polled = {
+                        let _watched = super::watchdog::polling(&this.task_type, &this.id);
+                        fut.as_mut().poll(cx)
+                    };
+                    let wall = started.elapsed();
+                    if wall >= BLOCKING_POLL {
+                        this.heavy.blocked(&this.task_type, wall, false);
+                    }
+                    let polled = std::task::ready!(polled);
                     this.state = State::Done;
                     return Poll::Ready(Ok(polled));
                 }
                 State::Here(fut) => {
                     let cpu_before = this.cpu_timed.then(thread_cpu_time).flatten();
                     let started = Instant::now();
-                    let polled = fut.as_mut().poll(cx);
+                    let polled = {
+                        let _watched = super::watchdog::polling(&this.task_type, &this.id);
+                        fut.as_mut().poll(cx)
+                    };
                     let wall = started.elapsed();
+                    if wall >= BLOCKING_POLL {
+                        this.heavy.blocked(&this.task_type, wall, true);
+                    }
                     let long = wall >= HEAVY_POLL;
                     if this.cpu_timed {
                         // without a thread CPU clock, the clock decides
@@ -282,7 +324,7 @@ mod tests {
                     on
                 };
                 threads.push(
-                    match start(handler, task_type, Some(pool.handle()), &heavy).await {
+                    match start(handler, task_type, "t", Some(pool.handle()), &heavy).await {
                         Ok(on) => on,
                         Err(_) => panic!("the handler stopped"),
                     },
