@@ -25,6 +25,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, HashMap};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 
@@ -262,6 +263,15 @@ struct Produced {
 /// enqueueing goes on while the faults happen. A refused task is replaced by
 /// a new one.
 async fn produce(client: Client, total: usize) -> Produced {
+    produce_counting(client, total, Arc::default()).await
+}
+
+/// [`produce`], counting refused enqueues in `refusals` as they happen.
+async fn produce_counting(
+    client: Client,
+    total: usize,
+    refusals: Arc<std::sync::atomic::AtomicUsize>,
+) -> Produced {
     let started = OffsetDateTime::now_utc();
     let mut accepted = Vec::with_capacity(total);
     let mut refused = Vec::new();
@@ -296,7 +306,10 @@ async fn produce(client: Client, total: usize) -> Produced {
         for (id, result) in results {
             match result {
                 Ok(()) => accepted.push(id),
-                Err(e) => refused.push((id, e)),
+                Err(e) => {
+                    refusals.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    refused.push((id, e));
+                }
             }
         }
         if !refused.is_empty() && accepted.len() < total {
@@ -920,4 +933,75 @@ async fn late_outcome_of_an_overtaken_try_leaves_the_newer_tries_item() {
     .await;
     assert_eq!(done.tries, 3);
     drop(a);
+}
+
+/// (6) The server's store fills up while workers run and the producer
+/// enqueues: a ballast stream takes the room, every write is refused
+/// ("insufficient resources") for a while, then the ballast is deleted, as
+/// an operator frees the disk. Refused enqueues are told to the producer
+/// (and replaced); nothing accepted is lost, run twice or left waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_store_loses_and_strands_no_task() {
+    let total = tasks();
+    let server = NatsServer::start_with_config("jetstream { max_file_store: 16MB }");
+    let client = Client::builder()
+        .url(server.url())
+        .queue(queue("FAULT_FULL"))
+        .build()
+        .await
+        .unwrap();
+    let nc = client.nats().clone();
+    let created = asyncjobs_tests::js_api(
+        &nc,
+        "STREAM.CREATE.BALLAST",
+        r#"{"name":"BALLAST","subjects":["ballast.>"],"storage":"file"}"#,
+    )
+    .await;
+    assert!(created.get("error").is_none(), "{created}");
+
+    let mut fleet = Fleet::start(&server.url(), "FAULT_FULL", WORKERS);
+    let refusals = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let producer = tokio::spawn(produce_counting(client.clone(), total, refusals.clone()));
+    // the store fills up while the workers are busy
+    wait_for(Duration::from_secs(60), "work under way", || async {
+        let info = client.queue_info("FAULT_FULL").await.ok()?;
+        (info.stream.messages >= 200).then_some(())
+    })
+    .await;
+    let js = async_nats::jetstream::new(nc.clone());
+    let block = vec![b'b'; 256 * 1024];
+    let mut ballast = 0usize;
+    loop {
+        let sent = match js.publish("ballast.x", block.clone().into()).await {
+            Ok(ack) => ack.await.is_ok(),
+            Err(_) => false,
+        };
+        if !sent {
+            break;
+        }
+        ballast += block.len();
+        assert!(ballast < 64 << 20, "the store never filled");
+    }
+    println!(
+        "full store: a ballast of {} KiB filled the store mid-run",
+        ballast / 1024
+    );
+    wait_for(
+        Duration::from_secs(60),
+        "enqueues refused by the full store",
+        || async { (refusals.load(std::sync::atomic::Ordering::Relaxed) >= 20).then_some(()) },
+    )
+    .await;
+    let deleted = asyncjobs_tests::js_api(&nc, "STREAM.DELETE.BALLAST", "").await;
+    assert!(deleted.get("error").is_none(), "{deleted}");
+    let produced = producer.await.unwrap();
+    assert!(
+        produced
+            .refused
+            .iter()
+            .any(|(_, e)| e.contains("insufficient resources")),
+        "no refusal names the full store: {:?}",
+        produced.refused.first()
+    );
+    check("full store", &client, &mut fleet, &produced, 0, 0).await;
 }
