@@ -843,6 +843,26 @@ async fn wait_started(file: &Path) {
     .await;
 }
 
+/// Runs `cmd` (a script that touches `started` beside itself) as one
+/// `cmd:long` task with a single try; returns once it has started.
+async fn start_long_command(client: &Client, cmd: &Path, dir: &Path) -> (RunningWorker, Task) {
+    let router = Router::new()
+        .handle("cmd:long", ExternalCommand::new(cmd).unwrap())
+        .unwrap();
+    let worker = start(client, router);
+    let task = enqueue(
+        client,
+        Task::builder("cmd:long")
+            .payload(&1)
+            .max_tries(1)
+            .build()
+            .unwrap(),
+    )
+    .await;
+    wait_started(&dir.join("started")).await;
+    (worker, task)
+}
+
 /// The queue's run time raised while the command runs (the worker sees it
 /// within its 10 s refresh): the command is not killed at the old run
 /// time and completes.
@@ -858,20 +878,7 @@ async fn raised_run_time_lets_a_running_command_finish() {
 sleep 20
 echo finished"#,
     );
-    let router = Router::new()
-        .handle("cmd:long", ExternalCommand::new(&cmd).unwrap())
-        .unwrap();
-    let worker = start(&client, router);
-    let task = enqueue(
-        &client,
-        Task::builder("cmd:long")
-            .payload(&1)
-            .max_tries(1)
-            .build()
-            .unwrap(),
-    )
-    .await;
-    wait_started(&dir.path().join("started")).await;
+    let (worker, task) = start_long_command(&client, &cmd, dir.path()).await;
     set_run_time(&client, "CMDRT", Duration::from_secs(60)).await;
     let done = wait_for_state(
         &client,
@@ -901,20 +908,7 @@ async fn lowered_run_time_stops_a_running_command() {
 echo "still busy" >&2
 sleep 120"#,
     );
-    let router = Router::new()
-        .handle("cmd:long", ExternalCommand::new(&cmd).unwrap())
-        .unwrap();
-    let worker = start(&client, router);
-    let task = enqueue(
-        &client,
-        Task::builder("cmd:long")
-            .payload(&1)
-            .max_tries(1)
-            .build()
-            .unwrap(),
-    )
-    .await;
-    wait_started(&dir.path().join("started")).await;
+    let (worker, task) = start_long_command(&client, &cmd, dir.path()).await;
     // still ahead when the worker's refresh sees it
     set_run_time(&client, "CMDLOW", Duration::from_secs(20)).await;
     let done = wait_for_state(

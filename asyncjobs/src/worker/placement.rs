@@ -212,30 +212,16 @@ where
         loop {
             match &mut this.state {
                 State::Here(fut) if this.pool.is_none() => {
-                    let started = Instant::now();
-                    let polled = {
-                        let _watched = super::watchdog::polling(&this.task_type, &this.id);
-                        fut.as_mut().poll(cx)
-                    };
-                    let wall = started.elapsed();
-                    if wall >= BLOCKING_POLL {
-                        this.heavy.blocked(&this.task_type, wall, false);
-                    }
+                    let (polled, _) =
+                        poll_here(fut, cx, &this.task_type, &this.id, &this.heavy, false);
                     let polled = std::task::ready!(polled);
                     this.state = State::Done;
                     return Poll::Ready(Ok(polled));
                 }
                 State::Here(fut) => {
                     let cpu_before = this.cpu_timed.then(thread_cpu_time).flatten();
-                    let started = Instant::now();
-                    let polled = {
-                        let _watched = super::watchdog::polling(&this.task_type, &this.id);
-                        fut.as_mut().poll(cx)
-                    };
-                    let wall = started.elapsed();
-                    if wall >= BLOCKING_POLL {
-                        this.heavy.blocked(&this.task_type, wall, true);
-                    }
+                    let (polled, wall) =
+                        poll_here(fut, cx, &this.task_type, &this.id, &this.heavy, true);
                     let long = wall >= HEAVY_POLL;
                     if this.cpu_timed {
                         // without a thread CPU clock, the clock decides
@@ -278,6 +264,29 @@ where
             }
         }
     }
+}
+
+/// Polls a handler on this thread under the watchdog's eye; how long the
+/// poll held the thread. A poll of [`BLOCKING_POLL`] or more marks the type
+/// blocking (`pool`: there is a pool to send it to).
+fn poll_here<F: Future>(
+    fut: &mut Pin<Box<F>>,
+    cx: &mut Context<'_>,
+    task_type: &str,
+    id: &str,
+    heavy: &HeavyTypes,
+    pool: bool,
+) -> (Poll<F::Output>, Duration) {
+    let started = Instant::now();
+    let polled = {
+        let _watched = super::watchdog::polling(task_type, id);
+        fut.as_mut().poll(cx)
+    };
+    let wall = started.elapsed();
+    if wall >= BLOCKING_POLL {
+        heavy.blocked(task_type, wall, pool);
+    }
+    (polled, wall)
 }
 
 impl<F: Future> Drop for Watched<F> {
