@@ -162,6 +162,7 @@ pub mod events;
 #[doc = include_str!("../go-differences.md")]
 pub mod go_differences {}
 pub mod handler;
+mod jetstream_api;
 mod ksuid;
 mod macro_support;
 pub mod metrics;

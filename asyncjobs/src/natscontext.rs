@@ -5,8 +5,8 @@
 //! value, refused with an error naming it; unknown keys are refused the
 //! same way unless empty. The table of keys is in docs/interfaces.md §4.
 
-use crate::connect::JetStreamApi;
 use crate::error::{Error, Result};
+use crate::jetstream_api::JetStreamApi;
 use serde::Deserialize;
 use std::path::PathBuf;
 
