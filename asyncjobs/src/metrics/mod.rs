@@ -71,7 +71,8 @@ recorders! {
     /// A pull request failed.
     fn poll_error(queue: &str);
     /// A background loop (`exhausted`, `release`, `presence`,
-    /// `scheduler_watch`, `election`) met an unexpected server answer.
+    /// `scheduler_watch`, `election`, `lease`) met an unexpected server
+    /// answer, or a handler blocked its thread (`handler_blocking`).
     fn background_error(task: &str);
     /// A try of a dead worker was handed back (`worker/rescue.rs`).
     fn task_rescued(queue: &str);
