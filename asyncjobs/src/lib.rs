@@ -187,6 +187,7 @@ pub mod signing;
 mod spans;
 pub mod state;
 mod storage;
+#[cfg(all(unix, feature = "remote"))]
 #[allow(unsafe_code)]
 mod sys;
 pub mod task;

@@ -1,33 +1,11 @@
-//! Every `unsafe` of the crate, behind safe functions: the thread CPU clock
-//! ([`thread_cpu_time`], for the worker's handler placement) and, for
-//! external commands (feature `remote`), signalling a process group, the
+//! Every `unsafe` of the crate, behind safe functions: for external
+//! commands (feature `remote`), signalling a process group, the
 //! close-on-exec pipe the command supervisor watches, and the supervisor's
 //! own code, which runs in the forked child before `exec`.
 //!
 //! The crate root denies `unsafe_code` everywhere else. Each `unsafe` block
 //! here carries its `SAFETY:` argument; what the functions promise is in
 //! their docs, and no caller has a precondition to keep.
-
-use std::time::Duration;
-
-/// The CPU time the current thread has used; `None` where there is no
-/// thread CPU clock.
-pub(crate) fn thread_cpu_time() -> Option<Duration> {
-    #[cfg(unix)]
-    {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: `ts` is a valid, writable timespec for the call.
-        let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-        (rc == 0).then(|| Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
-    }
-    #[cfg(not(unix))]
-    {
-        None
-    }
-}
 
 /// Sends SIGKILL to the process group `pgid` (the group a child started
 /// with `process_group(0)` leads; its id is the child's pid). Errors (the

@@ -49,12 +49,11 @@ pub struct WorkerArgs {
     #[arg(long, env = "ASYNCJOBS_LOG_LEVEL", value_name = "FILTER", default_value = "info", value_parser = parse_log_filter)]
     pub log_level: String,
 
-    /// Threads for CPU-heavy handlers: the worker pulls, loads, saves,
-    /// acknowledges and runs handlers on one thread; a handler holding it
-    /// for 250 µs or more in one poll moves to a pool of this many threads
-    /// (default: the CPU cores), and so do later tasks of its type once a
-    /// poll used that much CPU time. 0: no pool, every handler on the
-    /// worker's thread
+    /// Threads handlers run on: the worker pulls, loads, saves and
+    /// acknowledges on a thread of its own, and runs handlers on a pool of
+    /// this many threads (default: the CPU cores, at least 2), so a
+    /// handler that blocks its thread holds up neither the worker nor the
+    /// other handlers. 0: no pool, every handler on the worker's thread
     #[arg(long, env = "ASYNCJOBS_HANDLER_THREADS", value_name = "N")]
     pub handler_threads: Option<usize>,
 

@@ -1,14 +1,15 @@
 //! [`WorkerThreads`]: the two tokio runtimes a worker program runs on, the
-//! worker's own thread and the pool CPU-heavy handlers move to.
+//! worker's own thread and the pool its handlers run on.
 
 use std::future::Future;
 
 /// The threads of a worker program, as two tokio runtimes: a
-/// current-thread runtime for the worker (pulls, loads, saves, acks and the handlers that wait on I/O:
-/// JetStream round trips run fastest with no thread hand-offs, leaving the
-/// other cores to nats-server) and a multi-thread pool that CPU-heavy
-/// handlers move to, so they still use every core
-/// ([`Worker::handler_pool`](crate::Worker::handler_pool)).
+/// current-thread runtime for the worker's own work (pulls, loads, saves,
+/// acks, heartbeats, leases and run-time deadlines: JetStream round trips
+/// run fastest with no thread hand-offs) and a multi-thread pool the
+/// handlers run on ([`Worker::handler_pool`](crate::Worker::handler_pool)),
+/// so that a handler that blocks its thread holds up neither the worker
+/// nor, while another pool thread is free, other handlers.
 /// `asyncjobs::main!` runs on one.
 ///
 /// ```
@@ -28,14 +29,17 @@ pub struct WorkerThreads {
 impl WorkerThreads {
     /// The worker's thread and a pool of `handler_threads` handler threads
     /// (`None`: one per CPU core as [`std::thread::available_parallelism`]
-    /// counts them; `Some(0)`: no pool, handlers run on the worker's
-    /// thread).
+    /// counts them, and at least 2, so that one blocked thread leaves
+    /// another; `Some(0)`: no pool, handlers run on the worker's thread,
+    /// where a handler that blocks holds up the whole worker).
     ///
     /// # Errors
     /// The operating system refused a thread or the I/O driver.
     pub fn new(handler_threads: Option<usize>) -> std::io::Result<WorkerThreads> {
         let handler_threads = handler_threads.unwrap_or_else(|| {
-            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+            std::thread::available_parallelism()
+                .map_or(1, std::num::NonZeroUsize::get)
+                .max(2)
         });
         let worker = tokio::runtime::Builder::new_current_thread()
             .enable_all()

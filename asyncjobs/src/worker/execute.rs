@@ -52,10 +52,10 @@ pub(crate) async fn run_handler(
         &task.task_type,
         &task.id,
         shared.settings.handler_pool.as_ref(),
-        &shared.heavy_types,
+        &shared.blocking_types,
     );
     let outcome = supervise(shared, task, &mut handler, &lease, &cancel).await;
-    // a handler that did not return stops here (its pool part is aborted)
+    // a handler that did not return stops here (its task is aborted)
     drop(handler);
     finish_span(&span, &outcome);
     metrics::handler_finished(

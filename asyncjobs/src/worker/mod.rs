@@ -124,12 +124,12 @@ pub(crate) struct Shared {
     pub settings: Settings,
     /// Cancelled when in-flight handlers must stop (grace period over).
     pub hard_stop: CancellationToken,
+    /// Task types whose handlers blocked their thread: each of their
+    /// tasks gets a thread of its own (see [`placement`]).
+    pub blocking_types: Arc<placement::BlockingTypes>,
     /// Whether the queue holds scheduled items, so waits are scheduled
     /// rather than NAKed (see [`outcome::wait`]).
     scheduled_items: AtomicBool,
-    /// Task types whose handlers run on the handler pool (see
-    /// [`placement`]).
-    pub heavy_types: Arc<placement::HeavyTypes>,
     /// The queue's effective run time as last read: running tries follow
     /// it (`execute.rs`).
     pub run_time: tokio::sync::watch::Sender<Duration>,
@@ -367,15 +367,14 @@ impl Worker {
         self
     }
 
-    /// Gives CPU-heavy handlers a pool to run on: `pool`, a
-    /// multi-thread runtime sized for their work. Handlers start on the
-    /// runtime that runs the worker (most only wait on I/O, and a hand-off
-    /// to another thread costs more than they do); one that holds the
-    /// thread for 250 µs or longer in a single poll moves to `pool` at
-    /// its next poll, and later tasks of its type start there once one
-    /// poll is seen to use 250 µs of CPU time (by the clock alone, a thread
-    /// the OS preempted would make an I/O handler look heavy). Without a
-    /// pool every handler runs where the worker runs.
+    /// Runs handlers on `pool`, a multi-thread runtime, each as a task of
+    /// its own, away from the worker's own work (pulls, saves, acks,
+    /// heartbeats, leases and run-time deadlines). A handler that blocks
+    /// its thread (blocking code in an `async fn`) then holds up one pool
+    /// thread: the pool's other threads run the handlers queued behind it,
+    /// and the worker still stops the try at the queue's run time
+    /// (docs/processing.md §2.7). Without a pool each handler is a task on
+    /// the runtime that runs the worker.
     /// [`WorkerThreads`](crate::program::WorkerThreads) pairs a
     /// current-thread runtime for the worker with such a pool, as
     /// `asyncjobs::main!` does.
@@ -444,8 +443,8 @@ impl Worker {
             queue: std::sync::RwLock::new(queue),
             settings,
             hard_stop: CancellationToken::new(),
+            blocking_types: Arc::default(),
             scheduled_items: AtomicBool::new(false),
-            heavy_types: Arc::default(),
             run_time: tokio::sync::watch::channel(run_time).0,
             lowered: std::sync::Mutex::new(None),
         });

@@ -9,8 +9,9 @@
 //! saying since when it polls which handler, and one watchdog thread looks
 //! at the slots every [`LOOK_EVERY`]: a poll older than [`BLOCKED_AFTER`]
 //! is logged at WARN with the handler's type and task, while it still
-//! blocks. When the poll returns, `placement.rs` sends the type's later
-//! tasks to the handler pool.
+//! blocks, and one older than [`MARK_AFTER`] is told to the handler
+//! ([`Watched::blocks`]: `placement.rs` then gives its type's later tasks
+//! a thread each), also while it still blocks.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -18,18 +19,31 @@ use std::time::{Duration, Instant};
 
 /// A poll held this long is reported while it still blocks.
 pub(crate) const BLOCKED_AFTER: Duration = Duration::from_secs(1);
+/// A poll held this long is told to its handler while it still blocks.
+pub(crate) const MARK_AFTER: Duration = Duration::from_millis(100);
 /// How often the watchdog looks.
-const LOOK_EVERY: Duration = Duration::from_millis(250);
+const LOOK_EVERY: Duration = Duration::from_millis(50);
+
+/// A handler the watchdog watches.
+pub(crate) trait Watched: Send + Sync {
+    /// `<type> (task <id>)`.
+    fn name(&self) -> &str;
+    /// One of its polls has held its thread for `held` and still does
+    /// (called once per such poll, from the watchdog's thread).
+    fn blocks(&self, held: Duration);
+}
 
 /// One thread's poll in progress.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct Slot {
     /// When the poll started, in ms since [`epoch`] + 1; 0: not polling.
     started: AtomicU64,
     /// The start already reported (so each blocked poll is reported once).
     reported: AtomicU64,
-    /// `<type> (task <id>)` of the handler polled.
-    what: Mutex<String>,
+    /// The start already told to the handler.
+    told: AtomicU64,
+    /// The handler polled.
+    what: Mutex<Option<Arc<dyn Watched>>>,
     thread: String,
 }
 
@@ -62,18 +76,11 @@ thread_local! {
     };
 }
 
-/// Marks the start of a poll of `task_type`'s handler for task `id` on
-/// this thread; the returned guard marks its end.
-pub(crate) fn polling(task_type: &str, id: &str) -> PollGuard {
+/// Marks the start of a poll of the handler `what` on this thread; the
+/// returned guard marks its end.
+pub(crate) fn polling(what: &Arc<dyn Watched>) -> PollGuard {
     SLOT.with(|slot| {
-        {
-            let mut what = slot.what.lock().unwrap_or_else(|p| p.into_inner());
-            what.clear();
-            what.push_str(task_type);
-            what.push_str(" (task ");
-            what.push_str(id);
-            what.push(')');
-        }
+        *slot.what.lock().unwrap_or_else(|p| p.into_inner()) = Some(what.clone());
         let now = epoch().elapsed().as_millis() as u64 + 1;
         slot.started.store(now, Ordering::Release);
         PollGuard(slot.clone())
@@ -96,15 +103,21 @@ fn watch() {
         let slots = slots().lock().unwrap_or_else(|p| p.into_inner()).clone();
         for slot in slots {
             let started = slot.started.load(Ordering::Acquire);
-            if started == 0 || now.saturating_sub(started) < BLOCKED_AFTER.as_millis() as u64 {
+            let held = Duration::from_millis(now.saturating_sub(started));
+            if started == 0 || held < MARK_AFTER {
                 continue;
             }
-            if slot.reported.swap(started, Ordering::AcqRel) == started {
+            let Some(what) = slot.what.lock().unwrap_or_else(|p| p.into_inner()).clone() else {
+                continue;
+            };
+            if slot.told.swap(started, Ordering::AcqRel) != started {
+                what.blocks(held);
+            }
+            if held < BLOCKED_AFTER || slot.reported.swap(started, Ordering::AcqRel) == started {
                 continue;
             }
-            let what = slot.what.lock().unwrap_or_else(|p| p.into_inner()).clone();
             crate::metrics::background_error("handler_blocking");
-            tracing::warn!(handler = %what, thread = %slot.thread, held = ?Duration::from_millis(now - started),
+            tracing::warn!(handler = %what.name(), thread = %slot.thread, ?held,
                 "a handler has held its thread in one poll and still does: it calls blocking code (std::thread::sleep, a synchronous client, driver or file call) in an async fn, and everything else polled on this thread waits for it; wrap such calls in tokio::task::spawn_blocking");
         }
     }
