@@ -53,9 +53,33 @@ impl Storage {
             Box::pin(self.prepare_delayed(queue, due)).await?;
         }
         let mut wait = Leaderless::new();
+        // an unacknowledged save may still have been stored
+        let mut unanswered = false;
         loop {
-            let ack = self.start_enqueue(queue, task).await?;
-            match self.finish_save(task, ack).await {
+            let acked = self.start_enqueue(queue, task).await?.await;
+            match acked {
+                Err(e)
+                    if created
+                        && e.kind() == PublishErrorKind::TimedOut
+                        && Box::pin(wait.again(self, TASKS_STREAM)).await =>
+                {
+                    if Box::pin(self.stored_already(task)).await {
+                        break;
+                    }
+                    unanswered = true;
+                    tracing::debug!(task = %task.id, "task store did not acknowledge the record in time (electing a leader?); saving again");
+                    continue;
+                }
+                Err(e)
+                    if unanswered
+                        && e.kind() == PublishErrorKind::WrongLastSequence
+                        && Box::pin(self.stored_already(task)).await =>
+                {
+                    break;
+                }
+                _ => {}
+            }
+            match self.saved(task, acked).await {
                 Err(Error::StorageNotReady(why))
                     if Box::pin(wait.again(self, TASKS_STREAM)).await =>
                 {
@@ -76,24 +100,31 @@ impl Storage {
             Some(_) => HELD_STREAM.to_string(),
             None => format!("{QUEUE_STREAM_PREFIX}{queue}"),
         };
+        // only an item with a message id may be sent again after an
+        // unacknowledged publish: the server drops the second copy
+        let with_id = dedupe && due.is_none();
+        let mut unanswered = false;
         loop {
             let sent = self
-                .publish_item_at(
-                    queue,
-                    &task.id,
-                    traceparent.clone(),
-                    dedupe && due.is_none(),
-                    due,
-                )
+                .publish_item_at(queue, &task.id, traceparent.clone(), with_id, due)
                 .await;
             let outcome = match sent {
                 Ok(ack) => ack.await,
                 Err(e) => Err(e),
             };
             match &outcome {
-                Ok(ack) if !ack.duplicate => {
+                // a duplicate of the copy this enqueue sent before is that copy
+                Ok(ack) if !ack.duplicate || unanswered => {
                     crate::metrics::enqueue(queue);
                     return Ok(());
+                }
+                Err(e)
+                    if with_id
+                        && e.kind() == PublishErrorKind::TimedOut
+                        && Box::pin(wait.again(self, &stream)).await =>
+                {
+                    unanswered = true;
+                    tracing::debug!(task = %task.id, queue, "queue did not acknowledge the item in time (electing a leader?); publishing it again");
                 }
                 Err(e)
                     if e.kind() == PublishErrorKind::StreamNotFound
@@ -107,6 +138,23 @@ impl Storage {
                 }
             }
         }
+    }
+
+    /// After a save of a new record that was not acknowledged: whether the
+    /// task store holds exactly that record (then `task` takes its
+    /// sequence, and its event is published).
+    async fn stored_already(&self, task: &mut Task) -> bool {
+        let (Ok((seq, stored)), Ok(sent)) = (self.load_task_raw(&task.id).await, task.to_json())
+        else {
+            return false;
+        };
+        if stored[..] != sent[..] {
+            return false;
+        }
+        task.seq = seq;
+        crate::metrics::task_update(task.state);
+        self.publish_event(task).await;
+        true
     }
 
     /// Whether `stream` may exist although a request to it got no

@@ -74,7 +74,19 @@ impl Storage {
 
     /// Awaits a record's publish ack, remembers its sequence and publishes the event.
     pub(crate) async fn finish_save(&self, task: &mut Task, ack: PublishAckFuture) -> Result<()> {
-        match ack.await {
+        self.saved(task, ack.await).await
+    }
+
+    /// [`Storage::finish_save`] once the ack (or its error) is in.
+    pub(crate) async fn saved(
+        &self,
+        task: &mut Task,
+        acked: std::result::Result<
+            async_nats::jetstream::publish::PublishAck,
+            async_nats::jetstream::context::PublishError,
+        >,
+    ) -> Result<()> {
+        match acked {
             Ok(ack) => {
                 task.seq = ack.sequence;
                 crate::metrics::task_update(task.state);
