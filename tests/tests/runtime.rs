@@ -1,7 +1,7 @@
 //! The worker runtime `asyncjobs::main!` uses: the worker on a
-//! current-thread runtime; handlers start there and move to the handler
-//! pool once one poll holds the thread, and their type starts there once a
-//! poll is seen to use that much CPU time.
+//! current-thread runtime; a task type's handlers run on the handler pool
+//! until their polls have shown they do not hold their thread, then on the
+//! worker's thread (docs/processing.md §2.7).
 
 use asyncjobs::program::WorkerThreads;
 use asyncjobs::{Client, Queue, Router, Task, TaskContext, TaskState};
@@ -19,8 +19,8 @@ fn thread_name() -> String {
     std::thread::current().name().unwrap_or("").to_string()
 }
 
-/// CPU work holding the thread for `d` (longer than the 250 µs that marks
-/// a handler CPU-heavy).
+/// CPU work holding the thread for `d` (a poll of 1 ms or more does not
+/// count towards the worker's thread).
 fn cpu_for(d: Duration) {
     let started = Instant::now();
     while started.elapsed() < d {
@@ -61,87 +61,47 @@ where
     });
 }
 
-/// Runs one `cpu` task to completion; the threads it started and was
-/// held on.
-async fn run_cpu_task(client: &Client) -> (String, String) {
-    let mut task = Task::new("cpu", &()).unwrap();
+/// Runs one task of `task_type` to completion; its result.
+async fn run_task<T: serde::de::DeserializeOwned>(client: &Client, task_type: &str) -> T {
+    let mut task = Task::new(task_type, &()).unwrap();
     client.enqueue(&mut task).await.unwrap();
     let done = wait_for_state(client, &task.id, TaskState::Complete, T).await;
-    let (started_on, held_on, _) = done.result_as::<(String, String, bool)>().unwrap().unwrap();
-    (started_on, held_on)
+    done.result_as::<T>().unwrap().unwrap()
 }
 
 #[test]
-fn io_handlers_stay_on_the_worker_thread_and_cpu_handlers_move_to_the_pool() {
+fn io_handlers_earn_the_worker_thread_and_cpu_handlers_stay_on_the_pool() {
     let worker_thread = thread_name();
-    let released = Arc::new(AtomicBool::new(false));
-    let r = released.clone();
     let router = Router::new()
         .handle("io", |_ctx: TaskContext, _t: Task| async move {
+            let started_on = thread_name();
             tokio::task::yield_now().await;
-            asyncjobs::handler::to_output(&thread_name())
+            asyncjobs::handler::to_output(&(started_on, thread_name()))
         })
         .unwrap()
-        .handle("cpu", move |_ctx: TaskContext, _t: Task| {
-            let r = r.clone();
-            async move {
-                let started_on = thread_name();
-                cpu_for(Duration::from_millis(2));
-                tokio::task::yield_now().await;
-                // moved to the pool: holding this thread no longer holds
-                // the worker's (at most 10 s)
-                let held_on = thread_name();
-                let started = Instant::now();
-                while !r.load(Ordering::SeqCst) && started.elapsed() < Duration::from_secs(10) {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                asyncjobs::handler::to_output(&(started_on, held_on, r.load(Ordering::SeqCst)))
-            }
+        .handle("cpu", |_ctx: TaskContext, _t: Task| async move {
+            let started_on = thread_name();
+            cpu_for(Duration::from_millis(2));
+            tokio::task::yield_now().await;
+            cpu_for(Duration::from_millis(2));
+            asyncjobs::handler::to_output(&(started_on, thread_name()))
         })
         .unwrap();
     with_worker(Queue::new("PLACEMENT"), router, |client| async move {
-        let mut first = Task::new("cpu", &()).unwrap();
-        client.enqueue(&mut first).await.unwrap();
-        wait_for_state(&client, &first.id, TaskState::Active, T).await;
-        // the CPU handler holds a pool thread; the worker's thread still
-        // pulls, saves and acknowledges, and runs the I/O handler itself
-        let mut io = Task::new("io", &()).unwrap();
-        client.enqueue(&mut io).await.unwrap();
-        let io = wait_for_state(&client, &io.id, TaskState::Complete, T).await;
-        assert_eq!(
-            io.result_as::<String>().unwrap(),
-            Some(worker_thread.clone())
-        );
-        released.store(true, Ordering::SeqCst);
-        let first = wait_for_state(&client, &first.id, TaskState::Complete, T).await;
-        let (started_on, held_on, was_released) = first
-            .result_as::<(String, String, bool)>()
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            started_on, worker_thread,
-            "a handler starts on the worker thread"
-        );
-        assert_eq!(
-            held_on, POOL_THREAD,
-            "after a long poll it moves to the pool"
-        );
-        assert!(
-            was_released,
-            "it was still running when the I/O task completed"
-        );
-        // one long poll only makes the type suspect (the OS may have
-        // preempted the thread): the next task starts on the worker's
-        // thread with its polls CPU-timed, and its CPU work confirms it
-        assert_eq!(
-            run_cpu_task(&client).await,
-            (worker_thread.clone(), POOL_THREAD.to_string())
-        );
-        // the type is known to be CPU-heavy: its next task starts on the pool
-        assert_eq!(
-            run_cpu_task(&client).await,
-            (POOL_THREAD.to_string(), POOL_THREAD.to_string())
-        );
+        let pool = (POOL_THREAD.to_string(), POOL_THREAD.to_string());
+        let here = (worker_thread.clone(), worker_thread.clone());
+        // a new type runs on the pool
+        assert_eq!(run_task::<(String, String)>(&client, "io").await, pool);
+        // two short polls a task: after 32 tasks it runs in place
+        let mut ran = Vec::new();
+        for _ in 0..40 {
+            ran.push(run_task::<(String, String)>(&client, "io").await);
+        }
+        assert_eq!(ran.last(), Some(&here), "{ran:?}");
+        // polls of 2 ms of CPU never earn the worker's thread
+        for _ in 0..40 {
+            assert_eq!(run_task::<(String, String)>(&client, "cpu").await, pool);
+        }
     });
 }
 

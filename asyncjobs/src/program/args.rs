@@ -49,11 +49,11 @@ pub struct WorkerArgs {
     #[arg(long, env = "ASYNCJOBS_LOG_LEVEL", value_name = "FILTER", default_value = "info", value_parser = parse_log_filter)]
     pub log_level: String,
 
-    /// Threads handlers run on: the worker pulls, loads, saves and
-    /// acknowledges on a thread of its own, and runs handlers on a pool of
-    /// this many threads (default: the CPU cores, at least 2), so a
-    /// handler that blocks its thread holds up neither the worker nor the
-    /// other handlers. 0: no pool, every handler on the worker's thread
+    /// Threads of the handler pool (default: the CPU cores, at least 2):
+    /// a task type's handlers run there until they have shown they do not
+    /// hold their thread, then on the worker's own thread; a type that
+    /// blocks its thread gets a thread per task. 0: no pool, handlers on
+    /// the worker's thread
     #[arg(long, env = "ASYNCJOBS_HANDLER_THREADS", value_name = "N")]
     pub handler_threads: Option<usize>,
 

@@ -4,10 +4,10 @@
 use std::future::Future;
 
 /// The threads of a worker program, as two tokio runtimes: a
-/// current-thread runtime for the worker's own work (pulls, loads, saves,
-/// acks, heartbeats, leases and run-time deadlines: JetStream round trips
-/// run fastest with no thread hand-offs) and a multi-thread pool the
-/// handlers run on ([`Worker::handler_pool`](crate::Worker::handler_pool)),
+/// current-thread runtime for the worker's own work and the handlers that
+/// have shown they do not hold their thread (JetStream round trips run
+/// fastest with no thread hand-offs), and a multi-thread pool for every
+/// other handler ([`Worker::handler_pool`](crate::Worker::handler_pool)),
 /// so that a handler that blocks its thread holds up neither the worker
 /// nor, while another pool thread is free, other handlers.
 /// `asyncjobs::main!` runs on one.
@@ -77,3 +77,18 @@ impl WorkerThreads {
         self.worker.block_on(future)
     }
 }
+
+impl Drop for WorkerThreads {
+    /// Stops the pool without waiting for a handler that blocks its thread
+    /// (a blocking call cannot be interrupted; the worker has already given
+    /// running handlers their shutdown grace): at most [`POOL_STOP`], then
+    /// the process may exit with such a thread still in its call.
+    fn drop(&mut self) {
+        if let Some(pool) = self.handlers.take() {
+            pool.shutdown_timeout(POOL_STOP);
+        }
+    }
+}
+
+/// How long dropping [`WorkerThreads`] waits for the handler pool's threads.
+const POOL_STOP: std::time::Duration = std::time::Duration::from_secs(1);

@@ -52,7 +52,7 @@ pub(crate) async fn run_handler(
         &task.task_type,
         &task.id,
         shared.settings.handler_pool.as_ref(),
-        &shared.blocking_types,
+        &shared.known_types,
     );
     let outcome = supervise(shared, task, &mut handler, &lease, &cancel).await;
     // a handler that did not return stops here (its task is aborted)

@@ -124,9 +124,8 @@ pub(crate) struct Shared {
     pub settings: Settings,
     /// Cancelled when in-flight handlers must stop (grace period over).
     pub hard_stop: CancellationToken,
-    /// Task types whose handlers blocked their thread: each of their
-    /// tasks gets a thread of its own (see [`placement`]).
-    pub blocking_types: Arc<placement::BlockingTypes>,
+    /// Where each task type's handlers run (see [`placement`]).
+    pub known_types: Arc<placement::KnownTypes>,
     /// Whether the queue holds scheduled items, so waits are scheduled
     /// rather than NAKed (see [`outcome::wait`]).
     scheduled_items: AtomicBool,
@@ -367,16 +366,18 @@ impl Worker {
         self
     }
 
-    /// Runs handlers on `pool`, a multi-thread runtime, each as a task of
-    /// its own, away from the worker's own work (pulls, saves, acks,
-    /// heartbeats, leases and run-time deadlines). A handler that blocks
-    /// its thread (blocking code in an `async fn`) then holds up one pool
-    /// thread: the pool's other threads run the handlers queued behind it,
-    /// and the worker still stops the try at the queue's run time
-    /// (docs/processing.md §2.7). Without a pool each handler is a task on
-    /// the runtime that runs the worker.
-    /// [`WorkerThreads`](crate::program::WorkerThreads) pairs a
-    /// current-thread runtime for the worker with such a pool, as
+    /// Gives handlers a pool to run on: `pool`, a multi-thread runtime. A
+    /// task type's handlers run on the pool, each a task of its own, until
+    /// its polls have shown that it does not hold its thread (64 polls in
+    /// a row under 1 ms each); then on the worker's own thread, with no
+    /// hand-offs. A type whose poll blocks its thread for 100 ms (blocking
+    /// code in an `async fn`) gets a thread of its own per task from then
+    /// on. So a handler that blocks holds up neither the worker's pulls,
+    /// saves, acks, leases and run-time deadlines nor, while another pool
+    /// thread is free, other handlers (docs/processing.md §2.7). Without a
+    /// pool, handlers run on the worker's thread (blocking types on threads
+    /// of their own). [`WorkerThreads`](crate::program::WorkerThreads)
+    /// pairs a current-thread runtime for the worker with such a pool, as
     /// `asyncjobs::main!` does.
     pub fn handler_pool(mut self, pool: tokio::runtime::Handle) -> Self {
         self.settings.handler_pool = Some(pool);
@@ -443,7 +444,7 @@ impl Worker {
             queue: std::sync::RwLock::new(queue),
             settings,
             hard_stop: CancellationToken::new(),
-            blocking_types: Arc::default(),
+            known_types: Arc::default(),
             scheduled_items: AtomicBool::new(false),
             run_time: tokio::sync::watch::channel(run_time).0,
             lowered: std::sync::Mutex::new(None),

@@ -78,9 +78,10 @@ thread_local! {
 
 /// Marks the start of a poll of the handler `what` on this thread; the
 /// returned guard marks its end.
-pub(crate) fn polling(what: &Arc<dyn Watched>) -> PollGuard {
+pub(crate) fn polling<W: Watched + 'static>(what: &Arc<W>) -> PollGuard {
     SLOT.with(|slot| {
-        *slot.what.lock().unwrap_or_else(|p| p.into_inner()) = Some(what.clone());
+        let what: Arc<dyn Watched> = what.clone();
+        *slot.what.lock().unwrap_or_else(|p| p.into_inner()) = Some(what);
         let now = epoch().elapsed().as_millis() as u64 + 1;
         slot.started.store(now, Ordering::Release);
         PollGuard(slot.clone())
