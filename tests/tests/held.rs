@@ -270,3 +270,50 @@ async fn a_refused_enqueue_leaves_no_waiting_record() {
     let info = client.queue_info("FULL").await.unwrap();
     assert_eq!(info.stream.messages as usize, accepted.len());
 }
+
+/// Go's `ajc task retry` of a task waiting for its next try in a full
+/// queue (`--entries 5`, discard new) is accepted: Go keeps the waiting
+/// item in the queue, and the retry's item replaces it on the same subject,
+/// which a full queue still takes (recorded with Go's `ajc`, nats-server
+/// 2.15.1). Ours holds that item outside the queue, so a full queue refuses
+/// the retry's item: the retry must then keep the task waiting, held, not
+/// end it `queue_error` with its held item gone (docs/storage.md §10.5). It
+/// runs once the queue has room.
+#[tokio::test]
+async fn retrying_a_held_task_into_a_full_queue_keeps_it() {
+    let server = NatsServer::start();
+    let client = client(&server, Queue::new("Q").max_entries(1)).await;
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let worker = spawn_worker(
+        client
+            .worker(router(gate.clone()))
+            .concurrency(1)
+            .retry_policy(Fixed(Duration::from_secs(3600))),
+    );
+    let mut flaky = Task::new("flaky", &()).unwrap();
+    client.enqueue(&mut flaky).await.unwrap();
+    wait_for_state(&client, &flaky.id, TaskState::Retry, T).await;
+    assert_eq!(held_count(&client).await, 1);
+    // one running task fills the queue
+    let mut block = Task::new("block", &()).unwrap();
+    client.enqueue(&mut block).await.unwrap();
+    wait_for_state(&client, &block.id, TaskState::Active, T).await;
+    assert_eq!(client.queue_info("Q").await.unwrap().stream.messages, 1);
+
+    let retried = client.retry_task(&flaky.id).await;
+    let t = client.load_task(&flaky.id).await.unwrap();
+    assert!(
+        retried.is_ok(),
+        "retry refused: {retried:?}; task {:?}",
+        t.state
+    );
+    assert_eq!(t.state, TaskState::Retry, "{}", t.last_err);
+    assert_eq!(held_count(&client).await, 1, "the retry lost the held item");
+
+    gate.add_permits(100);
+    wait_for_state(&client, &block.id, TaskState::Complete, T).await;
+    let done = wait_for_state(&client, &flaky.id, TaskState::Complete, T).await;
+    assert_eq!(done.tries, 2);
+    assert_eq!(held_count(&client).await, 0);
+    worker.stop().await;
+}

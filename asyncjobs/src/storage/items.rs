@@ -74,25 +74,57 @@ impl Storage {
             Some(true) => lookups.push((stream.as_str(), legacy_held_subject(queue, id))),
             Some(false) => {}
         }
-        lookups.push((HELD_STREAM, held_item_subject(queue, id)));
-        lookups.push((HELD_STREAM, released_item_subject(queue, id)));
         for (stream, subject) in lookups {
-            let found = api::request::<Value>(
-                &self.js,
-                &format!("STREAM.MSG.GET.{stream}"),
-                &json!({ "last_by_subj": subject }),
-                || format!("looking for the work item of {id} in queue {queue}"),
-            )
-            .await;
-            match found {
-                Ok(_) => return Ok(true),
-                Err(e)
-                    if api::is(&e, ErrorCode::NO_MESSAGE_FOUND)
-                        || api::is(&e, ErrorCode::STREAM_NOT_FOUND) => {}
-                Err(e) => return Err(e.into()),
+            if self.has_message(stream, &subject, queue, id).await? {
+                return Ok(true);
+            }
+        }
+        self.has_held_item(queue, id).await
+    }
+
+    /// Whether [`HELD_STREAM`] has an item for task `id` of `queue`, held
+    /// until due or released and not yet moved into the queue.
+    pub(crate) async fn has_held_item(&self, queue: &str, id: &str) -> Result<bool> {
+        if !self.supports_schedules() {
+            return Ok(false);
+        }
+        for subject in [
+            held_item_subject(queue, id),
+            released_item_subject(queue, id),
+        ] {
+            if self.has_message(HELD_STREAM, &subject, queue, id).await? {
+                return Ok(true);
             }
         }
         Ok(false)
+    }
+
+    /// Whether `stream` has a message on `subject` (a missing stream has
+    /// none); `queue` and `id` name the task's work item in errors.
+    async fn has_message(
+        &self,
+        stream: &str,
+        subject: &str,
+        queue: &str,
+        id: &str,
+    ) -> Result<bool> {
+        let found = api::request::<Value>(
+            &self.js,
+            &format!("STREAM.MSG.GET.{stream}"),
+            &json!({ "last_by_subj": subject }),
+            || format!("looking for the work item of {id} in queue {queue}"),
+        )
+        .await;
+        match found {
+            Ok(_) => Ok(true),
+            Err(e)
+                if api::is(&e, ErrorCode::NO_MESSAGE_FOUND)
+                    || api::is(&e, ErrorCode::STREAM_NOT_FOUND) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Checks that a task due at `due` can be held for `queue`: the server

@@ -105,6 +105,9 @@ impl Storage {
         // runs now: an item held for it (delayed, or waiting for a retry
         // or dependencies) goes, so it does not run twice
         task.run_at = None;
+        // an item held for it in the queue it is retried into, looked up
+        // before it goes (docs/storage.md §10.5)
+        let waiting = task.queue == queue && self.has_held_item(queue, id).await?;
         self.cancel_held(&task.queue, id).await?;
         task.state = TaskState::Retry;
         task.result = None;
@@ -114,8 +117,24 @@ impl Storage {
             task.queue = queue.to_string();
             self.settings.keys.resign(&mut task)?;
         }
-        self.enqueue(queue, &mut task).await?;
-        Ok(task)
+        let last_err = task.last_err.clone();
+        match self.enqueue(queue, &mut task).await {
+            Err(Error::EnqueueRejected { .. }) if waiting => {
+                // Go's waiting item is in the queue and the retry's replaces
+                // it even when the queue is full; ours was held outside it,
+                // so it is held again, released now: it moves into the
+                // queue once there is room (docs/storage.md §10.5, §10.10).
+                // Saved first: a record still `queue_error` would make the
+                // moved item be acknowledged without running.
+                task.state = TaskState::Retry;
+                task.last_err = last_err;
+                self.save_task(&mut task).await?;
+                let dedupe = format!("{id}.retry.{}", task.seq);
+                self.release_held_now(queue, id, &dedupe).await?;
+                Ok(task)
+            }
+            other => other.map(|()| task),
+        }
     }
 
     /// Removes every item from a queue (task records untouched).
