@@ -15,7 +15,6 @@ use crate::error::Error;
 use crate::metrics;
 use crate::task::TaskState;
 use async_nats::jetstream::AckKind;
-use futures::StreamExt;
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,57 +43,38 @@ enum Verdict {
     Later(Duration),
 }
 
-/// Reads the queue's advisories until `stop` is cancelled, recreating the
-/// subscription (after 1 s, doubling to 30 s) when it fails.
+/// Reads the queue's advisories until `stop` is cancelled (`consume.rs`
+/// recreates a failing subscription).
 pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
-    let mut backoff = Duration::from_secs(1);
-    loop {
-        match shared.storage.exhausted_consumer(&shared.name).await {
-            Ok(consumer) => match consumer.messages().await {
-                Ok(mut messages) => loop {
-                    let next = tokio::select! {
-                        _ = stop.cancelled() => return,
-                        next = messages.next() => next,
-                    };
-                    match next {
-                        Some(Ok(msg)) => {
-                            backoff = Duration::from_secs(1);
-                            let verdict = handle(&shared, &msg.payload).await;
-                            let ack = match verdict {
-                                Verdict::Done => msg.double_ack().await,
-                                Verdict::Later(d) => msg.ack_with(AckKind::Nak(Some(d))).await,
-                            };
-                            if let Err(e) = ack {
-                                tracing::warn!(queue = %shared.name, error = %e, "acknowledging a max-deliveries advisory failed");
-                            }
-                        }
-                        Some(Err(e)) => {
-                            tracing::warn!(queue = %shared.name, error = %e, "reading max-deliveries advisories failed");
-                            crate::metrics::background_error("exhausted");
-                            break;
-                        }
-                        None => break,
-                    }
-                },
-                Err(e) => {
-                    tracing::warn!(queue = %shared.name, error = %e, "subscribing to max-deliveries advisories failed");
-                    crate::metrics::background_error("exhausted");
-                }
-            },
-            Err(e) => {
-                tracing::warn!(queue = %shared.name, error = %e, "loading the max-deliveries advisory consumer failed");
-                crate::metrics::background_error("exhausted");
-                // recreated, for example after the stream was deleted
-                if let Err(e) = shared.storage.prepare_exhausted(&shared.name).await {
-                    tracing::debug!(queue = %shared.name, error = %e, "recreating it failed");
-                }
-            }
+    let consumer = super::consume::Consumer {
+        queue: &shared.name,
+        loop_name: "exhausted",
+        what: "max-deliveries advisories",
+        waits: "items the server stopped delivering wait until it is back",
+    };
+    super::consume::consume(consumer, &stop, Reaper(shared.clone())).await;
+}
+
+/// The max-deliveries advisories' consumer, for `consume.rs`.
+struct Reaper(Arc<Shared>);
+
+impl super::consume::Source for Reaper {
+    async fn load(&self) -> crate::Result<async_nats::jetstream::consumer::PullConsumer> {
+        self.0.storage.exhausted_consumer(&self.0.name).await
+    }
+
+    async fn recreate(&self) -> crate::Result<()> {
+        self.0.storage.prepare_exhausted(&self.0.name).await
+    }
+
+    async fn handle(&mut self, msg: async_nats::jetstream::Message) {
+        let ack = match handle(&self.0, &msg.payload).await {
+            Verdict::Done => msg.double_ack().await,
+            Verdict::Later(d) => msg.ack_with(AckKind::Nak(Some(d))).await,
+        };
+        if let Err(e) = ack {
+            tracing::warn!(queue = %self.0.name, error = %e, "acknowledging a max-deliveries advisory failed");
         }
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(30));
     }
 }
 

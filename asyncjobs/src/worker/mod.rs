@@ -11,11 +11,13 @@
 //! under its lease), `apply` (the one place an `Action` becomes saves,
 //! acks, logs and metrics) and `outcome` (the save and ack primitives).
 //! Beside the path: `exhausted` (items the server stopped delivering),
-//! `release` (held items moved into the queue when due),
+//! `release` (held items moved into the queue when due), `consume` (the
+//! loop both read their consumers with),
 //! `presence` (the worker's record), `placement` (where a handler runs)
 //! and `pull` (pull requests).
 
 mod apply;
+mod consume;
 mod decide;
 mod delivery;
 mod dependants;

@@ -17,7 +17,6 @@ use crate::metrics;
 use crate::queue::RELEASED_ITEM_PREFIX;
 use crate::storage::WorkItem;
 use async_nats::jetstream::{self, AckKind};
-use futures::StreamExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -29,8 +28,8 @@ const MOST_BACKOFF: Duration = Duration::from_secs(30);
 /// How often a queue that keeps refusing released items is logged at WARN.
 const WARN_EVERY: Duration = Duration::from_secs(30);
 
-/// Moves released items into their queues until `stop` is cancelled,
-/// recreating the subscription (after 1 s, doubling to 30 s) when it fails.
+/// Moves released items into their queues until `stop` is cancelled
+/// (`consume.rs` recreates a failing subscription).
 /// Does nothing on servers older than 2.12 (no held items).
 pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
     if !shared.storage.supports_schedules() {
@@ -39,49 +38,36 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
     if let Err(e) = shared.storage.prepare_held().await {
         tracing::warn!(error = %e, "preparing the held-items stream failed; trying again");
     }
-    let mut backoff = Duration::from_secs(1);
-    let mut refusals = Throttle::default();
-    loop {
-        match shared.storage.held_consumer().await {
-            Ok(consumer) => match consumer.messages().await {
-                Ok(mut messages) => loop {
-                    let next = tokio::select! {
-                        _ = stop.cancelled() => return,
-                        next = messages.next() => next,
-                    };
-                    match next {
-                        Some(Ok(msg)) => {
-                            backoff = Duration::from_secs(1);
-                            move_into_queue(&shared, msg, &mut refusals).await;
-                        }
-                        Some(Err(e)) => {
-                            tracing::warn!(queue = %shared.name, error = %e, "reading released work items failed");
-                            crate::metrics::background_error("release");
-                            break;
-                        }
-                        None => break,
-                    }
-                },
-                Err(e) => {
-                    tracing::warn!(queue = %shared.name, error = %e, "subscribing to released work items failed");
-                    crate::metrics::background_error("release");
-                }
-            },
-            Err(e) => {
-                tracing::warn!(queue = %shared.name, error = %e, retry_in = ?backoff,
-                    "loading the consumer of released work items failed; held items wait until it is back");
-                crate::metrics::background_error("release");
-                // recreated, for example after the stream was deleted
-                if let Err(e) = shared.storage.prepare_held().await {
-                    tracing::debug!(queue = %shared.name, error = %e, "recreating it failed");
-                }
-            }
-        }
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(MOST_BACKOFF);
+    let consumer = super::consume::Consumer {
+        queue: &shared.name,
+        loop_name: "release",
+        what: "released work items",
+        waits: "held items wait until it is back",
+    };
+    let source = Releaser {
+        shared: shared.clone(),
+        refusals: Throttle::default(),
+    };
+    super::consume::consume(consumer, &stop, source).await;
+}
+
+/// The released items' consumer, for `consume.rs`.
+struct Releaser {
+    shared: Arc<Shared>,
+    refusals: Throttle,
+}
+
+impl super::consume::Source for Releaser {
+    async fn load(&self) -> crate::Result<jetstream::consumer::PullConsumer> {
+        self.shared.storage.held_consumer().await
+    }
+
+    async fn recreate(&self) -> crate::Result<()> {
+        self.shared.storage.prepare_held().await.map(|_| ())
+    }
+
+    async fn handle(&mut self, msg: jetstream::Message) {
+        move_into_queue(&self.shared, msg, &mut self.refusals).await;
     }
 }
 
