@@ -71,7 +71,7 @@ recorders! {
     /// A pull request failed.
     fn poll_error(queue: &str);
     /// A background loop (`exhausted`, `release`, `presence`,
-    /// `scheduler_watch`, `election`, `lease`) or an event watcher
+    /// `scheduler_watch`, `election`, `lease`, `dependants`) or an event watcher
     /// (`events`) met an unexpected server answer, or a handler blocked its
     /// thread (`handler_blocking`).
     fn background_error(task: &str);
