@@ -6,16 +6,13 @@
 //! again at most once a second (doubling to [`BACKOFF_MAX`]), and the
 //! follower goes on when the server is back.
 
+use crate::connection_watch::{Change, ConnectionWatch};
 use crate::throttle::{warn_throttled, Throttle};
-use async_nats::connection::State;
 use futures::StreamExt;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// The `loop` label of `background_error_total` for event followers.
 pub(super) const LOOP: &str = "events";
-/// How often the connection is looked at.
-const CHECK: Duration = Duration::from_secs(1);
 /// Longest wait between two tries to subscribe again.
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// One line per period for every follower of this process together.
@@ -26,11 +23,7 @@ pub(super) struct Follower {
     nc: async_nats::Client,
     subject: String,
     sub: Option<async_nats::Subscriber>,
-    /// The connection's connect count when last looked at.
-    connects: u64,
-    /// The connection was seen down and not yet back.
-    lost: bool,
-    check: tokio::time::Interval,
+    connection: ConnectionWatch,
     backoff: Duration,
 }
 
@@ -41,16 +34,11 @@ impl Follower {
         subject: String,
         sub: async_nats::Subscriber,
     ) -> Follower {
-        let connects = nc.statistics().connects.load(Ordering::Relaxed);
-        let mut check = tokio::time::interval(CHECK);
-        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         Follower {
+            connection: ConnectionWatch::new(&nc),
             nc,
             subject,
             sub: Some(sub),
-            connects,
-            lost: false,
-            check,
             backoff: Duration::from_secs(1),
         }
     }
@@ -76,7 +64,7 @@ impl Follower {
                         self.sub = None;
                     }
                 },
-                _ = self.check.tick() => self.check_connection(),
+                _ = self.connection.tick() => self.check_connection(),
             }
         }
     }
@@ -102,26 +90,23 @@ impl Follower {
     /// Names a lost connection (events published meanwhile are missed:
     /// they are core NATS messages, docs/storage.md §8.5) and its return.
     fn check_connection(&mut self) {
-        let connects = self.nc.statistics().connects.load(Ordering::Relaxed);
-        if self.nc.connection_state() != State::Connected {
-            if !self.lost {
-                self.lost = true;
+        match self.connection.look(&self.nc) {
+            None => {}
+            Some(Change::Lost) => {
                 static LOST: Throttle = Throttle::new(LOG_EVERY);
                 warn_throttled!(LOST, subject = %self.subject,
                     "lost the connection to NATS: events published until it is back are missed");
                 crate::metrics::background_error(LOOP);
             }
-            return;
+            Some(Change::Back) => {
+                tracing::info!(subject = %self.subject, "the connection to NATS is back: following events again")
+            }
+            Some(Change::LostAndBack) => {
+                static MISSED: Throttle = Throttle::new(LOG_EVERY);
+                warn_throttled!(MISSED, subject = %self.subject,
+                    "the connection to NATS was lost and made again: events published meanwhile were missed");
+                crate::metrics::background_error(LOOP);
+            }
         }
-        if self.lost {
-            tracing::info!(subject = %self.subject, "the connection to NATS is back: following events again");
-        } else if connects != self.connects {
-            static MISSED: Throttle = Throttle::new(LOG_EVERY);
-            warn_throttled!(MISSED, subject = %self.subject,
-                "the connection to NATS was lost and made again: events published meanwhile were missed");
-            crate::metrics::background_error(LOOP);
-        }
-        self.lost = false;
-        self.connects = connects;
     }
 }
