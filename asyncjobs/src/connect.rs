@@ -242,6 +242,10 @@ impl Connect {
 /// Logs what happens to a connection after it is made: a lost connection
 /// (the client reconnects by itself; work waits meanwhile) as a warning,
 /// getting it back as info, server errors and slow consumers as warnings.
+/// Server errors (a refused subscription or publish: a permissions
+/// violation) are also counted in `background_error_total{loop="connection"}`
+/// (docs/processing.md §8): the server answers them to no request, so no
+/// loop sees them otherwise.
 fn log_event(event: async_nats::Event, lost: &std::sync::atomic::AtomicBool) {
     use async_nats::Event;
     use std::sync::atomic::Ordering;
@@ -258,7 +262,10 @@ fn log_event(event: async_nats::Event, lost: &std::sync::atomic::AtomicBool) {
         Event::LameDuckMode => {
             tracing::warn!("the NATS server is shutting down (lame duck mode); moving to another")
         }
-        Event::ServerError(e) => tracing::warn!(error = %e, "NATS server error"),
+        Event::ServerError(e) => {
+            tracing::warn!(error = %e, "NATS server error");
+            crate::metrics::background_error("connection");
+        }
         Event::ClientError(e) => tracing::warn!(error = %e, "NATS client error"),
         Event::SlowConsumer(sid) => {
             tracing::warn!(

@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use time::OffsetDateTime;
 
+mod follow;
+
 /// Type string of [`TaskStateChangeEvent`].
 pub const TASK_STATE_EVENT_TYPE: &str = "io.choria.asyncjobs.v1.task_state";
 /// Type string of [`LeaderElectedEvent`].
@@ -164,12 +166,42 @@ impl LeaderElectedEvent {
 ///
 /// Events are core NATS messages (best effort, not stored): the stream sees
 /// what is published after it subscribed. Messages that do not parse are
-/// yielded as errors naming the cause.
+/// yielded as errors naming the cause (and logged at WARN, throttled, and
+/// counted in `background_error_total{loop="events"}`). The stream does not
+/// end: what the server does to the subscription is handled as [`follow`]
+/// says.
 pub async fn watch(
     nc: &async_nats::Client,
     task_id: Option<&str>,
 ) -> Result<impl futures::Stream<Item = Result<Event>> + Send + 'static> {
     use futures::StreamExt;
+    Ok(follow(nc, task_id).await?.map(|m| {
+        let parsed = parse_event(&m.payload);
+        if let Err(e) = &parsed {
+            static UNREADABLE: crate::throttle::Throttle =
+                crate::throttle::Throttle::new(Duration::from_secs(10));
+            crate::throttle::warn_throttled!(UNREADABLE, subject = %m.subject, error = %e,
+                "a message on an event subject is not an event");
+            crate::metrics::background_error(follow::LOOP);
+        }
+        parsed
+    }))
+}
+
+/// Subscribes to lifecycle events and yields the messages as published
+/// (for tools that print them, like `ajc task watch`): every event, or only
+/// those of one task.
+///
+/// Fails when the first subscription cannot be made. After that the stream
+/// does not end: a lost connection is logged at WARN (events published
+/// until it is back are missed) and its return at INFO; a subscription the
+/// server ends is made again, at most once a second, backing off to 30 s
+/// while the server refuses it. Each is counted in
+/// `background_error_total{loop="events"}` (docs/processing.md §8).
+pub async fn follow(
+    nc: &async_nats::Client,
+    task_id: Option<&str>,
+) -> Result<impl futures::Stream<Item = async_nats::Message> + Send + 'static> {
     let subject = match task_id {
         Some(id) => format!("{TASK_STATE_SUBJECT_PREFIX}{id}"),
         None => ALL_EVENTS_SUBJECT.to_string(),
@@ -182,5 +214,13 @@ pub async fn watch(
     nc.flush()
         .await
         .map_err(|e| crate::error::nats(context(), e))?;
-    Ok(sub.map(|m| parse_event(&m.payload)))
+    let follower = follow::Follower::new(nc.clone(), subject, sub);
+    // boxed, so the stream is Unpin as a subscription is
+    Ok(Box::pin(futures::stream::unfold(
+        follower,
+        |mut f| async move {
+            let m = f.next().await;
+            Some((m, f))
+        },
+    )))
 }

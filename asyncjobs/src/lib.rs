@@ -153,6 +153,7 @@
 pub mod client;
 mod clock;
 pub mod connect;
+mod connection_watch;
 pub mod cron;
 pub mod election;
 pub mod error;

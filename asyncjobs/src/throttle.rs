@@ -80,4 +80,110 @@ mod tests {
         assert_eq!(t2.allow(), Some(0));
         assert_eq!(t2.allow(), Some(0));
     }
+
+    /// What a `fmt` subscriber writes, one event per `write` call, and how
+    /// many of those were WARN lines.
+    #[derive(Clone, Default)]
+    struct Captured {
+        lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+        warns: std::sync::Arc<AtomicU64>,
+    }
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let line = String::from_utf8_lossy(buf).trim_end().to_string();
+            if line.contains(" WARN ") {
+                self.warns.fetch_add(1, Ordering::SeqCst);
+            }
+            self.lines.lock().unwrap().push(line);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+        type Writer = Captured;
+        fn make_writer(&'a self) -> Captured {
+            self.clone()
+        }
+    }
+
+    impl Captured {
+        fn dispatch(&self) -> tracing::Dispatch {
+            tracing::Dispatch::new(
+                tracing_subscriber::fmt()
+                    .with_writer(self.clone())
+                    .with_max_level(tracing::Level::DEBUG)
+                    .with_ansi(false)
+                    .without_time()
+                    .finish(),
+            )
+        }
+        fn lines(&self, level: &str) -> Vec<String> {
+            let level = format!(" {level} ");
+            let lines = self.lines.lock().unwrap();
+            lines
+                .iter()
+                .filter(|l| format!(" {l}").contains(&level))
+                .cloned()
+                .collect()
+        }
+    }
+
+    /// A flood of one call site's line from several threads within its
+    /// period: one WARN, every other line at DEBUG.
+    #[test]
+    fn a_flood_within_the_period_is_one_warn_line() {
+        static FLOOD: Throttle = Throttle::new(Duration::from_secs(3600));
+        let captured = Captured::default();
+        let dispatch = captured.dispatch();
+        std::thread::scope(|s| {
+            for thread in 0..4 {
+                let dispatch = dispatch.clone();
+                s.spawn(move || {
+                    tracing::dispatcher::with_default(&dispatch, || {
+                        for attempt in 0..250 {
+                            warn_throttled!(FLOOD, thread, attempt, "saving task failed");
+                        }
+                    })
+                });
+            }
+        });
+        let warns = captured.lines("WARN");
+        assert_eq!(warns.len(), 1, "{warns:#?}");
+        assert!(
+            warns[0].contains("held_back=0") && warns[0].contains("saving task failed"),
+            "{warns:?}"
+        );
+        let debugs = captured.lines("DEBUG");
+        assert_eq!(debugs.len(), 999);
+        assert!(debugs.iter().all(|l| l.contains("saving task failed")));
+    }
+
+    /// Flooding until the period has passed: the next WARN line says how
+    /// many lines were held back since the one before (all at DEBUG).
+    #[test]
+    fn the_next_warn_line_counts_the_lines_held_back() {
+        static SHORT: Throttle = Throttle::new(Duration::from_millis(20));
+        let captured = Captured::default();
+        let mut calls = 0u64;
+        tracing::dispatcher::with_default(&captured.dispatch(), || {
+            while captured.warns.load(Ordering::SeqCst) < 2 {
+                warn_throttled!(SHORT, call = calls, "acknowledging failed");
+                calls += 1;
+            }
+        });
+        let warns = captured.lines("WARN");
+        assert_eq!(warns.len(), 2, "{warns:#?}");
+        let held = calls - 2;
+        assert!(warns[0].contains("held_back=0 call=0"), "{}", warns[0]);
+        assert!(
+            warns[1].contains(&format!("held_back={held} call={}", calls - 1)),
+            "{} after {calls} calls",
+            warns[1]
+        );
+        assert_eq!(captured.lines("DEBUG").len() as u64, held);
+    }
 }

@@ -121,3 +121,43 @@ async fn a_failed_dependency_ends_its_dependant_without_a_poll() {
     assert!(t.last_err.contains(&dep), "{}", t.last_err);
     w.stop().await;
 }
+
+/// `background_error_total{loop="dependants"}` of this process.
+fn dependants_errors() -> f64 {
+    asyncjobs::metrics::render()
+        .lines()
+        .find(|l| l.starts_with("choria_asyncjobs_background_error_total{loop=\"dependants\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// A message that is not an event on a watched dependency's subject is
+/// counted in `background_error_total{loop="dependants"}` (and logged);
+/// the watch goes on, so the dependant still starts at the dependency's
+/// end without a poll.
+#[tokio::test]
+async fn a_message_that_is_not_an_event_is_counted_and_the_watch_goes_on() {
+    let server = NatsServer::start();
+    let client = client(&server, Queue::new("NOTEVENT")).await;
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let w = worker(&client, gate.clone());
+    let dep = enqueue(&client, "gated", &[]).await;
+    let dependant = enqueue(&client, "step", &[&dep]).await;
+    wait_for_state(&client, &dep, TaskState::Active, T).await;
+    wait_for_state(&client, &dependant, TaskState::Blocked, T).await;
+    // the watch subscribes after the dependant is judged: publish until
+    // it has seen one
+    let before = dependants_errors();
+    let nc = client.nats();
+    asyncjobs_tests::wait_for(T, "the message counted", || async {
+        nc.publish(format!("CHORIA_AJ.E.task_state.{dep}"), "nope".into())
+            .await
+            .unwrap();
+        nc.flush().await.unwrap();
+        (dependants_errors() > before).then_some(())
+    })
+    .await;
+    gate.add_permits(1);
+    wait_for_state(&client, &dependant, TaskState::Complete, T).await;
+    w.stop().await;
+}

@@ -234,3 +234,34 @@ async fn metrics_are_served_over_http_until_stopped() {
         assert!(!answer.contains("version=0.0.4"), "still serving metrics");
     }
 }
+
+/// A subscription the server refuses (a permissions violation) does not end
+/// it, so no loop sees it: the connection's error is counted in
+/// `background_error_total{loop="connection"}` (and logged at WARN).
+#[tokio::test]
+async fn a_refused_subscription_is_counted() {
+    let server = NatsServer::start_with_config(
+        "authorization { users = [ { user: \"w\", password: \"p\", permissions: { subscribe: { deny: [\"CHORIA_AJ.E.>\"] } } } ] }\nno_auth_user: \"w\"\n",
+    );
+    let client = asyncjobs::Client::builder()
+        .url(server.url())
+        .no_storage_init()
+        .build()
+        .await
+        .unwrap();
+    let counted = || {
+        let text = asyncjobs::metrics::render();
+        metric_value(
+            &text,
+            "choria_asyncjobs_background_error_total",
+            "loop=\"connection\"",
+        )
+        .unwrap_or(0.0)
+    };
+    let before = counted();
+    let _events = client.watch_events().await.unwrap();
+    asyncjobs_tests::wait_for(T, "the refusal counted", || async {
+        (counted() > before).then_some(())
+    })
+    .await;
+}

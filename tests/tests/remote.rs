@@ -1089,3 +1089,63 @@ async fn python_handler_completes_tasks_from_rust() {
         Some("stopped")
     );
 }
+
+/// `background_error_total{loop="request_reply"}` of this process.
+fn request_reply_errors() -> f64 {
+    asyncjobs::metrics::render()
+        .lines()
+        .find(|l| l.starts_with("choria_asyncjobs_background_error_total{loop=\"request_reply\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// A service across a server restart: the lost connection is counted in
+/// `background_error_total{loop="request_reply"}` (and logged), and
+/// requests are answered again once the connection is back.
+#[tokio::test]
+async fn a_service_names_a_server_restart_and_serves_after_it() {
+    let mut server = NatsServer::start();
+    let nc = async_nats::connect(server.url()).await.unwrap();
+    let service = RequestReplyServer::new(
+        nc.clone(),
+        "echo",
+        |_ctx: TaskContext, t: Task| async move { asyncjobs::handler::to_output(&t.id) },
+    )
+    .start()
+    .await
+    .unwrap();
+    let task = Task::new("echo", &1).unwrap();
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("AJ-Content-Type", "application/x-asyncjobs-task+json");
+    // answered once before the restart: the service is serving
+    let reply = nc
+        .request_with_headers(
+            "CHORIA_AJ.H.T.echo",
+            headers.clone(),
+            task.to_json().unwrap().into(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.payload, format!("\"{}\"", task.id));
+    let before = request_reply_errors();
+
+    server.restart();
+    asyncjobs_tests::wait_for(Duration::from_secs(30), "the restart counted", || async {
+        (request_reply_errors() > before).then_some(())
+    })
+    .await;
+    let requester = async_nats::connect(server.url()).await.unwrap();
+    let reply = asyncjobs_tests::wait_for(Duration::from_secs(30), "an answer", || async {
+        requester
+            .request_with_headers(
+                "CHORIA_AJ.H.T.echo",
+                headers.clone(),
+                task.to_json().unwrap().into(),
+            )
+            .await
+            .ok()
+    })
+    .await;
+    assert_eq!(reply.payload, format!("\"{}\"", task.id));
+    service.stop().await.unwrap();
+}

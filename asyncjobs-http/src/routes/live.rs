@@ -48,7 +48,8 @@ pub(super) async fn wait(
             .min(WAIT_MAX),
         None => WAIT_DEFAULT,
     };
-    // listen before reading, so an end between the two is not missed
+    // listen before reading, so an end between the two is not missed; the
+    // events stream does not end (asyncjobs::events::follow)
     let mut events = api.client.watch_task(&id).await?;
     let deadline = tokio::time::Instant::now() + timeout;
     let mut recheck = tokio::time::interval(WAIT_RECHECK);
@@ -64,12 +65,7 @@ pub(super) async fn wait(
                 return Ok(json(status, &TaskView::from(&task)));
             }
             _ = recheck.tick() => {}
-            event = events.next() => {
-                if event.is_none() {
-                    // the subscription ended (connection closed): poll
-                    events = api.client.watch_task(&id).await?;
-                }
-            }
+            _ = events.next() => {}
         }
     }
 }
@@ -110,10 +106,8 @@ pub(super) async fn events(
                 Some(sse_event(&e.event_type, &e.event_id, &e))
             }
             Ok(Event::LeaderElected(_)) => None,
-            Err(e) => {
-                tracing::debug!(error = %e, "events: a message that is not an event");
-                None
-            }
+            // logged and counted by asyncjobs::events::watch
+            Err(_) => None,
         };
         futures::future::ready(out.map(Ok::<_, std::convert::Infallible>))
     });

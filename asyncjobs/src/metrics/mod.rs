@@ -71,8 +71,11 @@ recorders! {
     /// A pull request failed.
     fn poll_error(queue: &str);
     /// A background loop (`exhausted`, `release`, `presence`,
-    /// `scheduler_watch`, `election`, `lease`) met an unexpected server
-    /// answer, or a handler blocked its thread (`handler_blocking`).
+    /// `scheduler_watch`, `election`, `lease`, `dependants`), an event
+    /// watcher (`events`) or a request-reply service (`request_reply`) met
+    /// an unexpected server answer, the server sent an error on a
+    /// connection (`connection`), or a handler blocked its thread
+    /// (`handler_blocking`).
     fn background_error(task: &str);
     /// A try of a dead worker was handed back (`worker/rescue.rs`).
     fn task_rescued(queue: &str);

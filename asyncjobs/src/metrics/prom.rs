@@ -202,7 +202,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         background_error: counter_vec(
             &r,
             "background_error_total",
-            "Unexpected server answers met by a worker's background loops (ours)",
+            "Unexpected server answers met by background loops and event watchers (ours)",
             &["loop"],
         ),
         task_rescued: counter_vec(

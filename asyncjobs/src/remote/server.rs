@@ -6,9 +6,11 @@ use super::{
     subject_for, to_std, CONTENT_TYPE_HEADER, DEADLINE_HEADER, DEFAULT_QUEUE_GROUP, ERROR_HEADER,
     TASK_CONTENT_TYPE, TERMINATE_HEADER,
 };
+use crate::connection_watch::{Change, ConnectionWatch};
 use crate::error::{NatsError, NatsErrorKind};
 use crate::handler::{BoxHandler, Handler, TaskContext};
 use crate::task::{is_valid_name, Task};
+use crate::throttle::{warn_throttled, Throttle};
 use async_nats::HeaderMap;
 use futures::StreamExt;
 use std::sync::Arc;
@@ -27,6 +29,11 @@ use tokio_util::sync::CancellationToken;
 /// `AJ-Terminate`, and a panic `AJ-Error: handler panicked: …` — the service
 /// keeps running. [`TaskContext::mark_in_progress`] is not available to
 /// remote handlers (the work item belongs to the worker).
+///
+/// A lost connection, a request without a reply subject and a reply that
+/// cannot be sent are logged at WARN (throttled) and counted in
+/// `background_error_total{loop="request_reply"}`; the client subscribes
+/// again when the connection is back (docs/processing.md §6.3).
 ///
 /// Requests are shared between the members of a queue group
 /// ([`DEFAULT_QUEUE_GROUP`] unless [`queue_group`](Self::queue_group) says
@@ -131,9 +138,13 @@ impl RequestReplyServer {
             .await
             .map_err(|e| crate::error::nats(format!("subscribing to {subject}"), e))?;
         tracing::info!(%subject, group = %self.queue_group, "serving request-reply handler");
+        // looked at from now on, so a loss before the task first runs counts
+        let connection = ConnectionWatch::new(&self.nc);
         let handle = tokio::spawn(serve(
             self.nc,
+            subject.clone(),
             sub,
+            connection,
             self.handler,
             self.concurrency,
             stop.clone(),
@@ -191,9 +202,17 @@ impl Drop for RunningServer {
     }
 }
 
+/// The `loop` label of `background_error_total` for request-reply services.
+const LOOP: &str = "request_reply";
+
+/// At most one line per this per kind of unexpected answer.
+const LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
 async fn serve(
     nc: async_nats::Client,
+    subject: String,
     mut sub: async_nats::Subscriber,
+    mut connection: ConnectionWatch,
     handler: BoxHandler,
     concurrency: usize,
     stop: CancellationToken,
@@ -218,6 +237,10 @@ async fn serve(
                 let _ = sub.drain().await;
                 continue;
             }
+            _ = connection.tick() => {
+                name_connection_change(connection.look(&nc), &subject);
+                continue;
+            }
         };
         let Some(msg) = msg else {
             break if draining {
@@ -238,6 +261,29 @@ async fn serve(
     };
     while running.join_next().await.is_some() {}
     result
+}
+
+/// Names what happened to the connection (the client subscribes again by
+/// itself): requests published while it was down were not served here.
+fn name_connection_change(change: Option<Change>, subject: &str) {
+    match change {
+        None => {}
+        Some(Change::Lost) => {
+            static LOST: Throttle = Throttle::new(LOG_EVERY);
+            warn_throttled!(LOST, %subject,
+                "lost the connection to NATS: requests are not served here until it is back");
+            crate::metrics::background_error(LOOP);
+        }
+        Some(Change::Back) => {
+            tracing::info!(%subject, "the connection to NATS is back: serving requests again")
+        }
+        Some(Change::LostAndBack) => {
+            static MISSED: Throttle = Throttle::new(LOG_EVERY);
+            warn_throttled!(MISSED, %subject,
+                "the connection to NATS was lost and made again: requests meanwhile were not served here");
+            crate::metrics::background_error(LOOP);
+        }
+    }
 }
 
 /// A reply: optional error header and body.
@@ -275,7 +321,9 @@ pub(super) fn header_safe(text: String) -> String {
 
 async fn answer(nc: async_nats::Client, handler: BoxHandler, msg: async_nats::Message) {
     let Some(reply_to) = msg.reply.clone() else {
-        tracing::warn!(subject = %msg.subject, "ignoring a task request without a reply subject");
+        static NO_REPLY: Throttle = Throttle::new(LOG_EVERY);
+        warn_throttled!(NO_REPLY, subject = %msg.subject, "ignoring a task request without a reply subject");
+        crate::metrics::background_error(LOOP);
         return;
     };
     let reply = handle_request(handler, &msg).await;
@@ -288,7 +336,9 @@ async fn answer(nc: async_nats::Client, handler: BoxHandler, msg: async_nats::Me
         None => nc.publish(reply_to, reply.body).await,
     };
     if let Err(e) = sent {
-        tracing::warn!(subject = %msg.subject, error = %e, "sending request-reply answer failed");
+        static UNSENT: Throttle = Throttle::new(LOG_EVERY);
+        warn_throttled!(UNSENT, subject = %msg.subject, error = %e, "sending request-reply answer failed");
+        crate::metrics::background_error(LOOP);
     }
 }
 

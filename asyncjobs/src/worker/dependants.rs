@@ -10,9 +10,18 @@
 //! held item's schedule stays the fallback when the event is missed (this
 //! worker stopped, a publisher that sends no events, a lost core NATS
 //! message).
+//!
+//! Unexpected server answers (a subscribe refused, a subscription that
+//! ends, a message that is not an event, a release refused) are logged at
+//! WARN (at most one line per [`LOG_EVERY`] per kind) and counted in
+//! `background_error_total{loop="dependants"}` (docs/processing.md §8).
+//! A watch that failed is forgotten, so the dependant's next judgement
+//! (every dependency poll) makes it again.
 
+use super::outcome::LOG_EVERY;
 use crate::events::{TaskStateChangeEvent, TASK_STATE_SUBJECT_PREFIX};
 use crate::storage::Storage;
+use crate::throttle::{warn_throttled, Throttle};
 use futures::StreamExt;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -23,6 +32,9 @@ use tokio_util::sync::CancellationToken;
 /// is judged again (every dependency poll) renews it; one that ran, was
 /// deleted or moved to another worker's watch is forgotten after this.
 const FORGET_AFTER_POLLS: u32 = 3;
+
+/// The `loop` label of `background_error_total` for these watches.
+const LOOP: &str = "dependants";
 
 /// The dependencies this worker watches, each with the dependants (task
 /// ids of this worker's queue) to release when it ends.
@@ -125,7 +137,9 @@ pub(crate) async fn watch(watches: &Arc<Watches>, dep: &str, dependant: &str) {
     let sub = match watches.storage.nats().subscribe(subject).await {
         Ok(sub) => sub,
         Err(e) => {
-            tracing::debug!(%dep, error = %e, "cannot watch a dependency; its dependants wait for the poll");
+            static REFUSED: Throttle = Throttle::new(LOG_EVERY);
+            warn_throttled!(REFUSED, %dep, error = %e, "cannot watch a dependency; its dependants wait for the poll");
+            crate::metrics::background_error(LOOP);
             watches.take(dep);
             return;
         }
@@ -156,6 +170,7 @@ async fn follow(
     let mut tick = tokio::time::interval(watches.poll.max(Duration::from_secs(1)));
     loop {
         tokio::select! {
+            biased;
             _ = stop.cancelled() => return,
             _ = tick.tick() => {
                 if !watches.prune(&dep, ttl) {
@@ -163,10 +178,24 @@ async fn follow(
                 }
             }
             msg = sub.next() => {
-                let Some(msg) = msg else { return };
-                let final_state = serde_json::from_slice::<TaskStateChangeEvent>(&msg.payload)
-                    .map(|e| e.state.is_final())
-                    .unwrap_or(false);
+                let Some(msg) = msg else {
+                    static ENDED: Throttle = Throttle::new(LOG_EVERY);
+                    warn_throttled!(ENDED, %dep, "a dependency's event subscription ended; its dependants wait for the poll");
+                    crate::metrics::background_error(LOOP);
+                    // forgotten, so the next judgement watches it again
+                    watches.take(dep.as_str());
+                    return;
+                };
+                let final_state = match serde_json::from_slice::<TaskStateChangeEvent>(&msg.payload) {
+                    Ok(e) => e.state.is_final(),
+                    Err(e) => {
+                        static UNREADABLE: Throttle = Throttle::new(LOG_EVERY);
+                        warn_throttled!(UNREADABLE, %dep, subject = %msg.subject, error = %e,
+                            "a message on a dependency's event subject is not an event");
+                        crate::metrics::background_error(LOOP);
+                        false
+                    }
+                };
                 if final_state {
                     release(&watches, &dep).await;
                     return;
@@ -187,8 +216,12 @@ async fn release(watches: &Watches, dep: &str) {
             .await
         {
             Ok(()) => tracing::debug!(task = %id, %dep, "dependency ended; released the dependant"),
-            Err(e) => tracing::debug!(task = %id, %dep, error = %e,
-                "releasing a dependant failed; it waits for the dependency poll"),
+            Err(e) => {
+                static RELEASE: Throttle = Throttle::new(LOG_EVERY);
+                warn_throttled!(RELEASE, task = %id, %dep, error = %e,
+                    "releasing a dependant failed; it waits for the dependency poll");
+                crate::metrics::background_error(LOOP);
+            }
         }
     }
 }

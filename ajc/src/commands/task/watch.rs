@@ -71,23 +71,17 @@ pub fn event_line(ui: &Ui, data: &[u8]) -> String {
     }
 }
 
-/// `task watch`: prints events until an hour passes without one.
+/// `task watch`: prints events until an hour passes without one. What the
+/// server does meanwhile (a restart, a subscription it ends) is logged on
+/// stderr and followed through (`asyncjobs::events::follow`).
 pub async fn run(ctx: &Ctx, a: &TaskWatchArgs) -> Result<()> {
     // events are core NATS subjects: the JetStream API plays no part
     let (nc, _) = crate::connect::nats(&ctx.global).await?;
-    let subject = match &a.task {
-        Some(id) => format!("{}{id}", asyncjobs::events::TASK_STATE_SUBJECT_PREFIX),
-        None => asyncjobs::events::ALL_EVENTS_SUBJECT.to_string(),
-    };
-    let mut sub = nc
-        .subscribe(subject)
-        .await
-        .map_err(|e| CliError::msg(format!("subscribing to events failed: {e}")))?;
-    nc.flush()
+    let mut events = asyncjobs::events::follow(&nc, a.task.as_deref())
         .await
         .map_err(|e| CliError::msg(format!("subscribing to events failed: {e}")))?;
     loop {
-        let msg = tokio::time::timeout(Duration::from_secs(3600), sub.next())
+        let msg = tokio::time::timeout(Duration::from_secs(3600), events.next())
             .await
             .map_err(|_| CliError::msg("no events received for 1h0m0s"))?
             .ok_or_else(|| CliError::msg("the event subscription was closed"))?;
