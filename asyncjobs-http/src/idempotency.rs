@@ -114,13 +114,23 @@ impl Keys {
                         e.revision,
                     ))
                 }
-                // released or expired meanwhile: try to reserve again
-                Ok(None) => continue,
-                Ok(Some(e)) if e.operation != kv::Operation::Put => continue,
+                // released or expired meanwhile: try to reserve again, with
+                // a pause (a replica that lags can say "exists" to the create
+                // and "nothing" to the read for a while) and within the wait
+                Ok(e) if e.as_ref().is_none_or(|e| e.operation != kv::Operation::Put) => {
+                    if started.elapsed() >= PENDING_WAIT {
+                        return Err(ApiError::new(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            ErrorCode::Unavailable,
+                            "the Idempotency-Key store gives conflicting answers (the key exists and does not); try again",
+                        ));
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
                 Ok(Some(_)) if started.elapsed() < PENDING_WAIT => {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-                Ok(Some(_)) => {
+                Ok(_) => {
                     return Err(ApiError::new(
                         StatusCode::CONFLICT,
                         ErrorCode::Conflict,
