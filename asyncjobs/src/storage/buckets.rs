@@ -172,14 +172,7 @@ impl Bucket {
         key: &str,
         context: impl FnOnce() -> String,
     ) -> KvResult<Option<bytes::Bytes>> {
-        let entry = self
-            .store
-            .entry(key)
-            .await
-            .map_err(|e| nats(context(), e))?;
-        Ok(entry
-            .filter(|e| e.operation == kv::Operation::Put)
-            .map(|e| e.value))
+        Ok(self.written(key, context).await?.map(|w| w.value))
     }
 
     /// The value of `key` with its revision and the time it was written,
