@@ -3,7 +3,7 @@
 //! as the Go tool prints it and as JSON.
 
 use crate::error::Result;
-use crate::format::{age, go_time, humanize_nanos, iec_bytes, rfc3339, ucomma};
+use crate::format::{age, go_time, humanize_nanos, iec_bytes, limit, rfc3339, ucomma};
 use asyncjobs::{Client, QueueInfo, StreamDetails};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
@@ -236,14 +236,14 @@ impl QueueBlock {
             humanize_nanos(q.max_age.as_nanos() as i64)
         );
         if i.has_consumer {
-            let _ = writeln!(out, "{:>16}: {}", "Max Task Tries", q.max_tries);
+            let _ = writeln!(out, "{:>16}: {}", "Max Task Tries", limit(q.max_tries));
             let _ = writeln!(
                 out,
                 "{:>16}: {}",
                 "Max Run Time",
                 humanize_nanos(q.max_run_time.as_nanos() as i64)
             );
-            let _ = writeln!(out, "{:>16}: {}", "Max Concurrent", q.max_concurrent);
+            let _ = writeln!(out, "{:>16}: {}", "Max Concurrent", limit(q.max_concurrent));
         } else {
             let _ = writeln!(
                 out,

@@ -26,7 +26,8 @@ Choria Async Jobs) and runs workers and schedulers. Scripts written for the Go
     object stays an object; the Go tool stores the JSON *string* of the
     argument). Arguments that are not JSON are stored as a JSON string like Go
     does; --raw-string always stores the argument as a string (Go's behaviour).
-    `task cron add --payload` works the same way.
+    `task cron add` takes its payload the same ways (an argument after
+    the type, --payload or --payload-file).
   * Read-only and removal commands (info, queue ls/info/rm/purge, task
     view/ls/rm/purge/watch/configure, task cron view/ls/rm) never create
     streams or buckets. Commands that write tasks (task add/retry/process,
@@ -168,7 +169,8 @@ mod tests {
         else {
             panic!()
         };
-        assert_eq!(c.age, GoDuration(-1_000_000_000));
+        assert_eq!(c.age, Some(GoDuration(-1_000_000_000)));
+        assert!(crate::commands::queue::queue_update(&c).max_tries.is_none());
         assert!(Cli::try_parse_from(["ajc", "task", "add", "x", "y", "--deadline", "5x"]).is_err());
         let cli = Cli::try_parse_from(["ajc", "task", "ls", "--sign", "aa"]).unwrap();
         let Command::Tasks(t) = cli.command else {

@@ -89,6 +89,17 @@ pub fn iec_bytes(s: u64) -> String {
     }
 }
 
+/// A limit in a human table or block: `unlimited` when it is off (zero or
+/// negative, as JetStream reports it), else [`comma`]. `--json` keeps the
+/// number (docs/go-differences.md §67).
+pub fn limit(n: i64) -> String {
+    if n <= 0 {
+        "unlimited".into()
+    } else {
+        comma(n)
+    }
+}
+
 /// An integer with commas between thousands (`1,234,567`).
 pub fn comma(n: i64) -> String {
     let digits = n.unsigned_abs().to_string();

@@ -29,6 +29,7 @@ pub struct HandlerError {
     terminate: bool,
     retry_after: Option<Duration>,
     no_handler: bool,
+    undecodable_payload: bool,
 }
 
 impl HandlerError {
@@ -40,6 +41,7 @@ impl HandlerError {
             terminate: false,
             retry_after: None,
             no_handler: false,
+            undecodable_payload: false,
         }
     }
 
@@ -86,6 +88,22 @@ impl HandlerError {
     /// True for [`HandlerError::no_handler`].
     pub(crate) fn is_no_handler(&self) -> bool {
         self.no_handler
+    }
+
+    /// The framework terminated the task because its payload does not
+    /// decode as the handler's payload type ([`decode_payload`]): the
+    /// handler never ran. The worker's log says so instead of blaming the
+    /// handler (docs/processing.md §2.8).
+    pub(crate) fn undecodable_payload(message: String) -> HandlerError {
+        HandlerError {
+            undecodable_payload: true,
+            ..HandlerError::terminate(message)
+        }
+    }
+
+    /// True for an error of [`decode_payload`].
+    pub(crate) fn is_undecodable_payload(&self) -> bool {
+        self.undecodable_payload
     }
 
     /// The error text stored in `last_err`.
@@ -452,7 +470,7 @@ pub fn decode_payload<P: DeserializeOwned>(task: &Task) -> Result<P, HandlerErro
             .ok()
             .and_then(|inner| serde_json::from_str(&inner).ok())
             .ok_or_else(|| {
-                HandlerError::terminate(format!(
+                HandlerError::undecodable_payload(format!(
                     "invalid payload for task type {:?}: expected {}: {e}",
                     task.task_type,
                     std::any::type_name::<P>()

@@ -40,14 +40,19 @@ pub enum QueueCmd {
 pub struct QueueNewArgs {
     /// Queue to create
     pub queue: String,
-    /// Sets the maximum age for entries to keep, 0s for unlimited
-    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration, allow_hyphen_values = true)]
+    /// Sets the maximum age for entries to keep, 0s for unlimited (default: unlimited)
+    #[arg(long, value_name = "DURATION", default_value = "0s", hide_default_value = true, value_parser = parse_duration, allow_hyphen_values = true)]
     pub age: GoDuration,
-    /// Sets the maximum amount of entries to keep, 0 for unlimited
-    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    /// Sets the maximum amount of entries to keep, 0 for unlimited (default: unlimited)
+    #[arg(
+        long,
+        default_value_t = 0,
+        hide_default_value = true,
+        allow_negative_numbers = true
+    )]
     pub entries: i64,
-    /// Maximum delivery attempts to allow per message, -1 for unlimited
-    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    /// Maximum delivery attempts to allow per message, -1 for unlimited (default: unlimited)
+    #[arg(long, default_value_t = -1, hide_default_value = true, allow_negative_numbers = true)]
     pub tries: i64,
     /// Maximum run-time to allow per task
     #[arg(long = "run-time", value_name = "DURATION", default_value = "1h0m0s", value_parser = parse_duration, allow_hyphen_values = true)]
@@ -98,29 +103,30 @@ pub struct QueueInfoArgs {
     pub out: JsonFlag,
 }
 
-/// `ajc queue configure`: negative sentinels leave a setting unchanged.
+/// `ajc queue configure`: a setting not given is left unchanged (so are
+/// Go's sentinels when given: `--age -1s`, `--tries -2`, …).
 #[derive(Args, Debug)]
 pub struct QueueConfigureArgs {
     /// Queue to configure
     pub queue: String,
-    /// Sets the maximum age for entries to keep, 0s for unlimited
-    #[arg(long, value_name = "DURATION", default_value = "-1s", value_parser = parse_duration, allow_hyphen_values = true)]
-    pub age: GoDuration,
-    /// Sets the maximum amount of entries to keep, 0 for unlimited
-    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
-    pub entries: i64,
-    /// Maximum delivery attempts to allow per message, -1 for unlimited
-    #[arg(long, default_value_t = -2, allow_negative_numbers = true)]
-    pub tries: i64,
-    /// Maximum run-time to allow per task
-    #[arg(long = "run-time", value_name = "DURATION", default_value = "-1s", value_parser = parse_duration, allow_hyphen_values = true)]
-    pub run_time: GoDuration,
-    /// Maximum concurrent jobs that can be ran
-    #[arg(long, default_value_t = -2, allow_negative_numbers = true)]
-    pub concurrent: i64,
-    /// Number of storage replicas to configure
-    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
-    pub replicas: i64,
+    /// Sets the maximum age for entries to keep, 0s for unlimited (default: unchanged)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub age: Option<GoDuration>,
+    /// Sets the maximum amount of entries to keep, 0 for unlimited (default: unchanged)
+    #[arg(long, allow_negative_numbers = true)]
+    pub entries: Option<i64>,
+    /// Maximum delivery attempts to allow per message, -1 for unlimited (default: unchanged)
+    #[arg(long, allow_negative_numbers = true)]
+    pub tries: Option<i64>,
+    /// Maximum run-time to allow per task (default: unchanged)
+    #[arg(long = "run-time", value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub run_time: Option<GoDuration>,
+    /// Maximum concurrent jobs that can be ran, -1 for unlimited (default: unchanged)
+    #[arg(long, allow_negative_numbers = true)]
+    pub concurrent: Option<i64>,
+    /// Number of storage replicas to configure (default: unchanged)
+    #[arg(long, allow_negative_numbers = true)]
+    pub replicas: Option<i64>,
     #[command(flatten)]
     pub out: JsonFlag,
 }
@@ -216,16 +222,12 @@ async fn list(ctx: &Ctx, json: bool) -> Result<()> {
     let mut missing = false;
     for q in &queues {
         let i = &q.info;
-        let max_items = if i.queue.max_entries > 0 {
-            crate::format::comma(i.queue.max_entries)
-        } else {
-            "unlimited".into()
-        };
+        let max_items = crate::format::limit(i.queue.max_entries);
         let (name, tries, concurrent) = if i.has_consumer {
             (
                 Cell::from(i.queue.name.clone()),
-                crate::format::comma(i.queue.max_tries),
-                crate::format::comma(i.queue.max_concurrent),
+                crate::format::limit(i.queue.max_tries),
+                crate::format::limit(i.queue.max_concurrent),
             )
         } else {
             missing = true;
@@ -308,16 +310,20 @@ async fn purge(ctx: &Ctx, p: &QueuePurgeArgs) -> Result<()> {
     Ok(())
 }
 
-/// The changes a `queue configure` asks for: negative sentinels mean "leave
-/// unchanged" (docs/interfaces.md §1.7).
+/// The changes a `queue configure` asks for: a flag not given, or given
+/// Go's negative sentinel, means "leave unchanged" (docs/interfaces.md §1.7).
 pub fn queue_update(a: &QueueConfigureArgs) -> QueueUpdate {
+    let nanos = |d: Option<GoDuration>| {
+        d.filter(|d| d.0 >= 0)
+            .map(|d| Duration::from_nanos(d.0 as u64))
+    };
     QueueUpdate {
-        max_age: (a.age.0 >= 0).then(|| Duration::from_nanos(a.age.0 as u64)),
-        max_entries: (a.entries > -1).then_some(a.entries),
-        max_tries: (a.tries > -2).then_some(a.tries),
-        max_run_time: (a.run_time.0 >= 0).then(|| Duration::from_nanos(a.run_time.0 as u64)),
-        max_concurrent: (a.concurrent > -2).then_some(a.concurrent),
-        replicas: (a.replicas > 0).then_some(a.replicas as usize),
+        max_age: nanos(a.age),
+        max_entries: a.entries.filter(|n| *n > -1),
+        max_tries: a.tries.filter(|n| *n > -2),
+        max_run_time: nanos(a.run_time),
+        max_concurrent: a.concurrent.filter(|n| *n > -2),
+        replicas: a.replicas.filter(|n| *n > 0).map(|n| n as usize),
     }
 }
 

@@ -142,7 +142,7 @@ async fn end(shared: &Shared, acker: &Acker, task: &mut Task, ending: Ending) {
     match why {
         EndReason::BadSignature => {
             metrics::task_not_found(&shared.name);
-            tracing::error!(queue = %shared.name, task = %task.id, error = %task.last_err, "task failed signature verification; terminating it");
+            tracing::error!(queue = %shared.name, task = %task.id, error = %task.last_err, "task failed signature verification; the worker terminated it without running its handler");
         }
         EndReason::Expired(expiry) => {
             match expiry {
@@ -158,6 +158,10 @@ async fn end(shared: &Shared, acker: &Acker, task: &mut Task, ending: Ending) {
         EndReason::Terminated => {
             tracing::error!(task = %task.id, r#type = %task.task_type, queue = %shared.name, tries = task.tries,
                 error = %task.last_err, "the handler terminated the task: no more tries");
+        }
+        EndReason::UndecodablePayload => {
+            tracing::error!(task = %task.id, r#type = %task.task_type, queue = %shared.name, tries = task.tries,
+                error = %task.last_err, "the payload does not decode as the handler's payload type; the worker terminated the task without running its handler: no more tries");
         }
     }
     finish(shared, acker, task, AckKind::Term).await;

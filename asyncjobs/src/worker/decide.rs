@@ -147,6 +147,9 @@ pub(crate) enum EndReason {
     Unreachable,
     /// Its handler terminated it.
     Terminated,
+    /// Its payload does not decode as the handler's payload type: the
+    /// framework terminated it before the handler ran.
+    UndecodablePayload,
 }
 
 /// The id of the task a delivered message names, or why it is not a work
@@ -280,7 +283,11 @@ pub(crate) fn after_run(
                 last_err: bounded_error(e.message().to_string()),
                 // the try's end is recorded for every outcome
                 tried: None,
-                why: EndReason::Terminated,
+                why: if e.is_undecodable_payload() {
+                    EndReason::UndecodablePayload
+                } else {
+                    EndReason::Terminated
+                },
             });
         }
         Outcome::Shutdown => return Action::HandBack,

@@ -1,6 +1,6 @@
 //! `ajc task add`: builds a task from its arguments, then enqueues it.
 
-use super::input::{payload_bytes, with_settings, TaskSettings};
+use super::input::{with_settings, PayloadArgs, TaskSettings};
 use super::keys::with_keys;
 use crate::commands::{emitln, Ctx};
 use crate::connect::{client, Prepare};
@@ -17,14 +17,8 @@ pub struct TaskAddArgs {
     /// The task type
     #[arg(value_name = "TYPE")]
     pub task_type: String,
-    /// The task Payload: JSON is stored as given, anything else as a JSON
-    /// string (or use --payload-file)
-    #[arg(conflicts_with = "payload_file")]
-    pub payload: Option<String>,
-    /// Read the payload from this file, "-" for standard input (for
-    /// payloads too large for an argument, up to the server's message size)
-    #[arg(long = "payload-file", value_name = "FILE")]
-    pub payload_file: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub payload: PayloadArgs,
     #[command(flatten)]
     pub task: TaskSettings,
     /// Sets IDs to depend on, comma sep or pass multiple times
@@ -33,9 +27,6 @@ pub struct TaskAddArgs {
     /// Loads results from dependencies before executing task
     #[arg(long)]
     pub load: bool,
-    /// Store the payload argument as a JSON string, as the Go ajc does
-    #[arg(long = "raw-string")]
-    pub raw_string: bool,
     /// Run the task at this time (RFC 3339); its work item reaches the queue then
     #[arg(long, value_name = "TIME", conflicts_with = "run_in")]
     pub at: Option<String>,
@@ -46,16 +37,11 @@ pub struct TaskAddArgs {
 
 /// `task add`: builds the task before connecting, then enqueues it.
 pub async fn run(ctx: &Ctx, keys: Option<Keys>, a: &TaskAddArgs) -> Result<()> {
-    let text = match (&a.payload, &a.payload_file) {
-        (Some(p), _) => p.clone(),
-        (None, Some(file)) => read_payload_file(file)?,
-        (None, None) => {
-            return Err(CliError::msg(
-                "a payload is required: give it as an argument or with --payload-file FILE (- for standard input)",
-            ))
-        }
+    let Some(payload) = a.payload.bytes()? else {
+        return Err(CliError::msg(
+            "a payload is required: give it as an argument, with --payload or with --payload-file FILE (- for standard input)",
+        ));
     };
-    let payload = payload_bytes(&text, a.raw_string)?;
     let mut b = with_settings(
         Task::builder(a.task_type.clone()).raw_payload(payload),
         &a.task,
@@ -102,26 +88,4 @@ pub async fn run(ctx: &Ctx, keys: Option<Keys>, a: &TaskAddArgs) -> Result<()> {
         _ => emitln(format!("Enqueued task {}", task.id)),
     }
     Ok(())
-}
-
-/// Reads a payload from `file`, or from standard input for `-`.
-fn read_payload_file(file: &std::path::Path) -> Result<String> {
-    use std::io::Read;
-    let mut text = String::new();
-    let read = if file.as_os_str() == "-" {
-        std::io::stdin().read_to_string(&mut text)
-    } else {
-        std::fs::File::open(file).and_then(|mut f| f.read_to_string(&mut text))
-    };
-    read.map_err(|e| {
-        CliError::msg(format!(
-            "reading the payload from {} failed: {e}",
-            if file.as_os_str() == "-" {
-                "standard input".to_string()
-            } else {
-                file.display().to_string()
-            }
-        ))
-    })?;
-    Ok(text)
 }

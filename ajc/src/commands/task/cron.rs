@@ -1,7 +1,7 @@
 //! `ajc task cron …`: scheduled tasks (add, view, delete, list) and the
 //! scheduler that enqueues their tasks.
 
-use super::input::{payload_bytes, with_settings, TaskSettings};
+use super::input::{with_settings, PayloadArgs, TaskSettings};
 use crate::commands::{emit, emit_json, emitln, Ctx};
 use crate::connect::{client, Prepare};
 use crate::error::{CliError, Result};
@@ -41,12 +41,8 @@ pub struct CronAddArgs {
     /// The task type
     #[arg(value_name = "TYPE")]
     pub task_type: String,
-    /// The task Payload: JSON is stored as given, anything else as a JSON string
-    #[arg(long)]
-    pub payload: Option<String>,
-    /// Store the payload as a JSON string, as the Go ajc does
-    #[arg(long = "raw-string")]
-    pub raw_string: bool,
+    #[command(flatten)]
+    pub payload: PayloadArgs,
     /// Write the schedule exactly as the Go ajc does, so Go and Rust
     /// scheduler leaders give its tasks the same payload (Go's encoding:
     /// the JSON string of the payload's base64). Use it when Go schedulers
@@ -121,6 +117,23 @@ pub fn normalize_schedule(s: &str) -> String {
     }
 }
 
+/// An invalid schedule's error quoting the schedule as the user wrote it:
+/// when ajc added Go's `@` prefix (`every tuesday` read as `@every
+/// tuesday`), the parser's message names the rewritten spec, which the user
+/// never typed (docs/processing.md §7.1).
+fn quoting_the_user(e: ScheduleError, typed: &str) -> CliError {
+    match e {
+        ScheduleError::InvalidSchedule { schedule, source } if schedule != typed => {
+            let reason = source.to_string().replace(&schedule, typed);
+            CliError::msg(format!(
+                "invalid cron schedule {typed:?}: {reason} (a schedule starting with {:?} is read as the descriptor {schedule:?})",
+                typed.split_whitespace().next().unwrap_or(typed),
+            ))
+        }
+        other => other.into(),
+    }
+}
+
 /// The Go `task cron view` text.
 pub fn schedule_text(s: &ScheduledTask) -> String {
     use std::fmt::Write as _;
@@ -160,8 +173,8 @@ fn show(s: &ScheduledTask, json: bool) {
 /// `task cron add`: validates, stores and shows a schedule.
 async fn add(ctx: &Ctx, a: &CronAddArgs) -> Result<()> {
     let mut b = Task::builder(a.task_type.clone());
-    if let Some(p) = &a.payload {
-        b = b.raw_payload(payload_bytes(p, a.raw_string)?);
+    if let Some(p) = a.payload.bytes()? {
+        b = b.raw_payload(p);
     }
     let b = with_settings(b, &a.task)?;
     let template = b.build()?;
@@ -170,7 +183,8 @@ async fn add(ctx: &Ctx, a: &CronAddArgs) -> Result<()> {
         normalize_schedule(&a.schedule),
         a.task.queue.clone(),
         &template,
-    )?;
+    )
+    .map_err(|e| quoting_the_user(e, &a.schedule))?;
     if a.go_encoding {
         schedule = schedule.with_payload_encoding(asyncjobs::PayloadEncoding::Go);
     }
@@ -287,5 +301,19 @@ mod tests {
         assert_eq!(normalize_schedule("every 5m"), "@every 5m");
         assert_eq!(normalize_schedule("@hourly"), "@hourly");
         assert_eq!(normalize_schedule("*/5 * * * *"), "*/5 * * * *");
+    }
+
+    #[test]
+    fn invalid_schedules_quote_what_the_user_typed() {
+        let template = Task::builder("x").build().unwrap();
+        for typed in ["every tuesday", "weeklyish"] {
+            let e = ScheduledTask::new("n", normalize_schedule(typed), "Q", &template).unwrap_err();
+            let msg = quoting_the_user(e, typed).to_string();
+            assert!(
+                msg.starts_with(&format!("invalid cron schedule {typed:?}: ")),
+                "{msg}"
+            );
+            assert!(!msg.contains(&format!("@{typed}:")), "{msg}");
+        }
     }
 }

@@ -29,8 +29,8 @@ pub struct TaskInitArgs {
     /// Use memory as a storage backend
     #[arg(long)]
     pub memory: bool,
-    /// Sets how long Tasks are kept in the Task Store
-    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+    /// Sets how long Tasks are kept in the Task Store, 0s to keep them (default: forever)
+    #[arg(long, value_name = "DURATION", default_value = "0s", hide_default_value = true, value_parser = parse_duration)]
     pub retention: GoDuration,
     /// How many replicas to keep in a JetStream cluster
     #[arg(long, default_value_t = 1)]

@@ -279,6 +279,14 @@ fn outcomes_complete_terminate_hand_back_or_fail() {
         (e.state, e.why, e.last_err.as_str()),
         (TaskState::Terminated, EndReason::Terminated, "bad input")
     );
+    // a payload that does not decode was terminated by the framework
+    let undecodable = crate::handler::decode_payload::<u32>(&t).unwrap_err();
+    let e = ending(after_run(Outcome::Done(Err(undecodable)), &t, &q, NOW));
+    assert_eq!(
+        (e.state, e.why),
+        (TaskState::Terminated, EndReason::UndecodablePayload)
+    );
+    assert!(e.last_err.starts_with("invalid payload for task type"));
     assert!(matches!(
         after_run(Outcome::Shutdown, &t, &q, NOW),
         Action::HandBack
