@@ -660,3 +660,51 @@ impl Drop for OtlpReceiver {
         self.accept.abort();
     }
 }
+
+/// A log sink a test reads back ([`capture_logs`]).
+#[derive(Clone, Default)]
+pub struct CapturedLogs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl CapturedLogs {
+    /// The captured lines mentioning `needle`.
+    pub fn lines_with(&self, needle: &str) -> Vec<String> {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .lines()
+            .filter(|l| l.contains(needle))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for CapturedLogs {
+    type Writer = CapturedLogs;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// Captures the logs of this test binary that `filter` (an env-filter
+/// directive such as `asyncjobs=debug`) passes, as the global subscriber:
+/// a thread-scoped one can miss events whose callsites other tests'
+/// threads registered first. So one test binary captures once.
+pub fn capture_logs(filter: &str) -> CapturedLogs {
+    let sink = CapturedLogs::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(sink.clone())
+        .with_ansi(false)
+        .with_env_filter(filter)
+        .finish();
+    tracing::subscriber::set_global_default(subscriber)
+        .expect("the first global subscriber of this test binary (unset ASYNCJOBS_TEST_LOG)");
+    sink
+}

@@ -4,61 +4,9 @@
 
 use asyncjobs::{Client, HandlerError, Queue, Router, Task, TaskContext, TaskState};
 use asyncjobs_tests::{client, spawn_worker, wait_for, wait_for_state, NatsServer};
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(20);
-
-/// A log sink the test reads back.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-    /// The captured lines mentioning `needle`.
-    fn lines_with(&self, needle: &str) -> Vec<String> {
-        self.text()
-            .lines()
-            .filter(|l| l.contains(needle))
-            .map(str::to_string)
-            .collect()
-    }
-}
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
-/// Captures the `asyncjobs` logs of this test binary at DEBUG (as the
-/// global subscriber: a thread-scoped one can miss events whose callsites
-/// other tests' threads registered first).
-fn capture() -> Captured {
-    let sink = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(sink.clone())
-        .with_ansi(false)
-        .with_env_filter("asyncjobs=debug")
-        .finish();
-    tracing::subscriber::set_global_default(subscriber)
-        .expect("the first global subscriber of this test binary (unset ASYNCJOBS_TEST_LOG)");
-    sink
-}
 
 /// A retry policy of exactly 10 minutes.
 #[derive(Debug)]
@@ -98,7 +46,7 @@ fn router() -> Router {
 /// worker's policy (10 minutes here).
 #[tokio::test]
 async fn failures_are_logged_and_retry_after_is_honoured() {
-    let log = capture();
+    let log = asyncjobs_tests::capture_logs("asyncjobs=debug");
     let server = NatsServer::start();
     let client = client(&server, Queue::new("Q")).await;
     let worker = spawn_worker(client.worker(router()).retry_policy(TenMinutes));

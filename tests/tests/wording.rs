@@ -6,57 +6,9 @@
 
 use asyncjobs::{typed, HandlerError, Queue, Router, Task, TaskContext, TaskState};
 use asyncjobs_tests::{client, spawn_worker, wait_for, wait_for_state, NatsServer};
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(20);
-
-/// A log sink the test reads back.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Captured {
-    /// The captured lines mentioning `needle`.
-    fn lines_with(&self, needle: &str) -> Vec<String> {
-        String::from_utf8_lossy(&self.0.lock().unwrap())
-            .lines()
-            .filter(|l| l.contains(needle))
-            .map(str::to_string)
-            .collect()
-    }
-}
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
-/// Captures the `asyncjobs` logs of this test binary (the global
-/// subscriber: this file has one test).
-fn capture() -> Captured {
-    let sink = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(sink.clone())
-        .with_ansi(false)
-        .with_env_filter("asyncjobs=info")
-        .finish();
-    tracing::subscriber::set_global_default(subscriber)
-        .expect("the first global subscriber of this test binary (unset ASYNCJOBS_TEST_LOG)");
-    sink
-}
 
 #[derive(serde::Deserialize)]
 struct Resize {
@@ -66,7 +18,7 @@ struct Resize {
 
 #[tokio::test]
 async fn an_undecodable_payload_is_terminated_by_the_worker_not_the_handler() {
-    let log = capture();
+    let log = asyncjobs_tests::capture_logs("asyncjobs=info");
     let server = NatsServer::start();
     let client = client(&server, Queue::new("Q")).await;
     let router = Router::new()
