@@ -49,7 +49,8 @@ Choria Async Jobs) and runs workers and schedulers. Scripts written for the Go
     --state/--type/--from-queue/--since/--error/--dry-run (dead-letter
     replay), `server run` also serves a web dashboard under /ui/ and
     extensions of Go's API (see the README), --otlp-endpoint on `task
-    process` and `server run` exports OpenTelemetry traces.
+    process` and `server run` exports OpenTelemetry traces (an ajc built
+    with the feature otel: cargo install --path ajc --features otel).
   * `package docker` writes a Cargo project (Rust worker) and a Dockerfile
     instead of main.go; `package cargo` writes the project alone. Go
     package handlers are refused (list a Rust `crate:` instead); unknown

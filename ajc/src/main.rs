@@ -29,14 +29,20 @@ impl tracing_subscriber::fmt::time::FormatTime for Clock {
     }
 }
 
+/// What flushes the exported spans when `main` ends: the OTLP exporter's
+/// guard with the feature `otel`; without it there is never one.
+#[cfg(feature = "otel")]
+type TraceGuard = asyncjobs::otel::OtelGuard;
+#[cfg(not(feature = "otel"))]
+type TraceGuard = std::convert::Infallible;
+
 /// Logs to stderr: info by default (without the NATS client's lines),
 /// debug with `--debug`; `RUST_LOG` overrides both. With an OTLP endpoint
 /// (`--otlp-endpoint` of `task process` and `server run`), spans are also
-/// exported; the returned guard flushes them.
-fn init_logging(
-    debug: bool,
-    otlp: Option<&str>,
-) -> Result<Option<asyncjobs::otel::OtelGuard>, String> {
+/// exported; the returned guard flushes them. An ajc built without the
+/// feature `otel` refuses the endpoint (README, "Tracing with
+/// OpenTelemetry"): traces asked for are not dropped silently.
+fn init_logging(debug: bool, otlp: Option<&str>) -> Result<Option<TraceGuard>, String> {
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     let default = if debug {
@@ -57,17 +63,33 @@ fn init_logging(
         .with_timer(Clock)
         .with_target(false);
     let registry = tracing_subscriber::registry().with(filter).with(fmt);
-    match otlp {
-        Some(endpoint) => {
-            let (layer, guard) = asyncjobs::otel::otlp_layer("ajc", Some(endpoint))?;
-            let _ = registry.with(layer).try_init();
-            Ok(Some(guard))
-        }
-        None => {
-            let _ = registry.try_init();
-            Ok(None)
-        }
+    let Some(endpoint) = otlp else {
+        let _ = registry.try_init();
+        return Ok(None);
+    };
+    #[cfg(feature = "otel")]
+    {
+        let (layer, guard) = asyncjobs::otel::otlp_layer("ajc", Some(endpoint))?;
+        let _ = registry.with(layer).try_init();
+        Ok(Some(guard))
     }
+    #[cfg(not(feature = "otel"))]
+    {
+        drop(registry);
+        Err(without_otel(endpoint))
+    }
+}
+
+/// The refusal of an OTLP endpoint by an ajc built without the feature
+/// `otel`: what asked for export, and the command that builds an ajc able
+/// to do it.
+#[cfg(not(feature = "otel"))]
+fn without_otel(endpoint: &str) -> String {
+    format!(
+        "--otlp-endpoint {endpoint} (or OTEL_EXPORTER_OTLP_ENDPOINT) asks for trace export, \
+         but this ajc was built without the feature `otel`; rebuild it with \
+         `cargo install --path ajc --features otel`, or unset OTEL_EXPORTER_OTLP_ENDPOINT"
+    )
 }
 
 /// Runs the chosen command.

@@ -60,7 +60,8 @@ pub struct ServerRunArgs {
     pub read_only: bool,
     /// Export traces over OTLP/HTTP to this collector, for example
     /// http://127.0.0.1:4318 (OTEL_SERVICE_NAME and the SDK's sampling
-    /// variables apply)
+    /// variables apply; needs an ajc built with the feature otel:
+    /// cargo install --path ajc --features otel)
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
     pub otlp_endpoint: Option<String>,
 }
