@@ -1541,7 +1541,9 @@ async fn delayed_tasks_and_replay() {
 /// `task process --otlp-endpoint` exports its spans over OTLP/HTTP: a
 /// minimal receiver here gets `POST /v1/traces` (protobuf) once a task ran
 /// and the worker stopped (the exporter flushes on the way out), and the
-/// external command gets the try's `TRACEPARENT`.
+/// external command gets the try's `TRACEPARENT`. Needs ajc's feature
+/// `otel` (`scripts/test` runs it with `cargo test -p ajc --features otel`).
+#[cfg(feature = "otel")]
 #[tokio::test]
 async fn task_process_exports_traces_over_otlp() {
     let env = Env::new();
@@ -1595,4 +1597,28 @@ async fn task_process_exports_traces_over_otlp() {
         head.contains("content-type: application/x-protobuf"),
         "{head}"
     );
+}
+
+/// Without the feature `otel`, `--otlp-endpoint` is refused before anything
+/// connects, naming the feature and the rebuild, rather than ignored.
+#[cfg(not(feature = "otel"))]
+#[tokio::test]
+async fn a_lean_ajc_refuses_trace_export_naming_the_rebuild() {
+    for args in [
+        &["task", "process", "t", "Q", "1", "/bin/true"][..],
+        &["server", "run"][..],
+    ] {
+        let out = std::process::Command::new(BIN)
+            .args(args)
+            .args(["--otlp-endpoint", "http://127.0.0.1:9"])
+            .env("NATS_URL", "nats://127.0.0.1:1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("cargo install --path ajc --features otel"),
+            "{args:?}: {stderr}"
+        );
+    }
 }
