@@ -1125,6 +1125,8 @@ struct Tally {
     /// Attacks the server answered otherwise than with a 4xx, left hanging
     /// for [`HUNG`], or could not be reached for: (kind, what happened).
     wrong: Vec<(&'static str, String)>,
+    /// Attacks still open when the attackers stopped: (kind, age).
+    in_flight: Vec<(&'static str, Duration)>,
 }
 
 type SharedTally = Arc<std::sync::Mutex<Tally>>;
@@ -1216,7 +1218,7 @@ fn http2_answer(head: &[u8]) -> String {
 }
 
 /// Repeats `attack` (one at a time, `pace` apart) until `stop`, counting
-/// each as `kind`; one in flight at the stop is left uncounted.
+/// each as `kind`; one in flight at the stop is noted with its age.
 async fn keep_attacking<F, Fut>(
     kind: &'static str,
     tally: SharedTally,
@@ -1229,9 +1231,13 @@ async fn keep_attacking<F, Fut>(
 {
     loop {
         *tally.lock().unwrap().sent.entry(kind).or_default() += 1;
+        let began = Instant::now();
         let outcome = tokio::select! {
             o = attack() => o,
-            _ = stop.cancelled() => return,
+            _ = stop.cancelled() => {
+                tally.lock().unwrap().in_flight.push((kind, began.elapsed()));
+                return;
+            }
         };
         record(&tally, kind, outcome);
         tokio::select! {
@@ -1369,10 +1375,16 @@ fn attack(
                 wave.spawn(raw_connection(addr, b"", b""));
             }
             *tally.lock().unwrap().sent.entry("flood").or_default() += FLOOD_WAVE;
+            let began = Instant::now();
             loop {
                 let next = tokio::select! {
                     n = wave.join_next() => n,
-                    _ = stop.cancelled() => return,
+                    _ = stop.cancelled() => {
+                        let age = began.elapsed();
+                        let mut t = tally.lock().unwrap();
+                        t.in_flight.extend((0..wave.len()).map(|_| ("flood", age)));
+                        return;
+                    }
                 };
                 match next {
                     Some(outcome) => record(&tally, "flood", outcome.expect("a flood connection")),
@@ -1594,18 +1606,23 @@ async fn hostile_http_clients_lose_no_task() {
     let (calm_median, calm_max) = calm.lock().unwrap().median_and_max();
     let sent = |kind| tally.sent.get(kind).copied().unwrap_or(0);
     let answers = |kind| tally.answers.get(kind).map(counts).unwrap_or_default();
-    let answered: usize = tally.answers.values().flat_map(|a| a.values()).sum();
+    let oldest = tally
+        .in_flight
+        .iter()
+        .max_by_key(|(_, age)| *age)
+        .map(|(kind, age)| format!("{kind}, {:.1} s", age.as_secs_f64()))
+        .unwrap_or_default();
     println!(
         "| scenario | tasks | create requests under attack (answers) | create latency median / max \
          (calm: median / max) | deep JSON bodies (answers) | invented methods (answers) | \
          slowloris connections (answers) | silent connections (answers) | connections silent \
          after an HTTP/2 preface (answers) | flood connections, \
-         waves (answers) | attacks in flight at the stop | wrong answers | tasks nobody asked \
+         waves (answers) | attacks in flight at the stop (the oldest) | wrong answers | tasks nobody asked \
          for | time to drain |"
     );
     println!("|{}", " --- |".repeat(14));
     println!(
-        "| hostile HTTP clients | {} | {} ({}) | {:.0} ms / {:.0} ms ({:.0} ms / {:.0} ms) | {} ({}) | {} ({}) | {} ({}) | {} ({}) | {} ({}) | {}, {} ({}) | {} | {} | {} | {:.1} s |",
+        "| hostile HTTP clients | {} | {} ({}) | {:.0} ms / {:.0} ms ({:.0} ms / {:.0} ms) | {} ({}) | {} ({}) | {} ({}) | {} ({}) | {} ({}) | {}, {} ({}) | {} ({}) | {} | {} | {:.1} s |",
         produced.accepted.len(),
         creates.latencies.len(),
         counts(&creates.answers),
@@ -1626,7 +1643,8 @@ async fn hostile_http_clients_lose_no_task() {
         sent("flood"),
         sent("flood") / FLOOD_WAVE,
         answers("flood"),
-        tally.sent.values().sum::<usize>() - answered - tally.wrong.len(),
+        tally.in_flight.len(),
+        oldest,
         tally.wrong.len(),
         unasked.len(),
         drain.as_secs_f64(),
