@@ -324,3 +324,30 @@ async fn at_the_connection_cap_a_request_waits_for_a_free_slot() {
     );
     stop.cancel();
 }
+
+/// A connection that sends the whole HTTP/2 preface and then nothing (not
+/// even its SETTINGS frame) is closed like one that sends nothing at all,
+/// or enough of them hold every slot under the cap (docs/interfaces.md
+/// §2.1). Found by the fault suite's hostile-client scenario: such
+/// connections stayed open for the whole run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_silent_after_the_http2_preface_is_closed() {
+    let nats = NatsServer::start();
+    let client = client_for(&nats, "H2SILENT").await;
+    let stop = CancellationToken::new();
+    let limits = ConnectionLimits {
+        header_read_timeout: Duration::from_secs(1),
+        max_connections: 8,
+    };
+    let addr = serve(client, limits, stop.clone()).await;
+    let mut s = silent(addr).await;
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    let until = tokio::time::Instant::now() + Duration::from_secs(20);
+    assert!(
+        closed_by(&mut s, until).await,
+        "a connection silent after the HTTP/2 preface is still open after 20 s (header timeout 1 s)"
+    );
+    stop.cancel();
+}

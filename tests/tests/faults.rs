@@ -3,7 +3,9 @@
 //! are SIGKILLed and restarted, (2) nats-server is killed and restarted on
 //! the same store, (3) on a three-node cluster the node leading the queue
 //! stream, then the one leading the task stream, is killed and restarted,
-//! (4) workers are SIGKILLed while the server is restarted.
+//! (4) workers are SIGKILLed while the server is restarted, (6) the
+//! server's store fills up, (7) the tasks are enqueued through the HTTP API
+//! while hostile unauthenticated clients attack the same HTTP server.
 //!
 //! Every accepted task must end `complete`, no task may run more often than
 //! its tries, none may be left `active`, `new` or `retry`, and the queue
@@ -19,6 +21,7 @@
 //! kept when a test fails, or always with `ASYNCJOBS_FAULT_KEEP` set).
 
 use asyncjobs::{Client, Queue, Task, TaskState};
+use asyncjobs_http::server::{serve_with_limits, ConnectionLimits};
 use asyncjobs_tests::{js_api_answer, wait_for, NatsCluster, NatsServer};
 use futures::StreamExt;
 use rand::rngs::StdRng;
@@ -28,6 +31,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
 
 /// Tasks of the small version that runs in every `cargo test`.
 const SMALL_TASKS: usize = 1_500;
@@ -434,7 +438,7 @@ impl Figures {
 /// Waits for the run to settle, counts the figures, prints them and
 /// asserts: every accepted task `complete` (lost = 0), none run more often
 /// than its tries, none complete without a recorded run, no worker exited
-/// on its own, the queue empty.
+/// on its own, the queue empty. Returns the time to drain.
 async fn check(
     scenario: &'static str,
     client: &Client,
@@ -442,7 +446,7 @@ async fn check(
     produced: &Produced,
     server_restarts: usize,
     leader_kills: usize,
-) {
+) -> Duration {
     let all = settle(client, &produced.accepted, run_timeout()).await;
     fleet.reap();
     let ex = fleet.executions();
@@ -492,6 +496,7 @@ async fn check(
             .unwrap_or_default(),
     };
     figures.print();
+    let drain = figures.drain;
 
     // the refused enqueues are not promised anything; say where they ended
     let mut refusals: BTreeMap<(String, String), (usize, &str)> = BTreeMap::new();
@@ -563,6 +568,7 @@ async fn check(
     );
     let info = client.queue_info(&client.queue().name).await.unwrap();
     assert_eq!(info.stream.messages, 0, "{scenario}: queue left with items");
+    drain
 }
 
 /// Waits until handlers have started `n` distinct tasks, noting (and
@@ -1015,4 +1021,652 @@ async fn a_full_store_loses_and_strands_no_task() {
         refusals.load(std::sync::atomic::Ordering::Relaxed)
     );
     check("full store", &client, &mut fleet, &produced, 0, 0).await;
+}
+
+// ----- hostile HTTP clients -----------------------------------------------------------
+
+/// The HTTP server's limits in the hostile-client scenario: a cap the
+/// flood goes over, and a header timeout (Go's is 5 s) short enough that
+/// the slots the attackers hold come free while the tasks are enqueued.
+fn http_limits() -> ConnectionLimits {
+    ConnectionLimits {
+        header_read_timeout: Duration::from_secs(2),
+        max_connections: 128,
+    }
+}
+/// Create requests the legitimate client has in flight at once.
+const HTTP_CREATES: usize = 16;
+/// Tasks created before the attacks start, for the latency without them.
+const CALM_TASKS: usize = 100;
+/// Connections trickling headers, and silent connections, kept open.
+const SLOW_CONNECTIONS: usize = 40;
+const SILENT_CONNECTIONS: usize = 40;
+/// Connections each flood wave opens at once: over the cap.
+const FLOOD_WAVE: usize = 192;
+/// How long an attack may go without an answer or a close before it counts
+/// as one the server left hanging.
+const HUNG: Duration = Duration::from_secs(60);
+
+/// The API served the way `ajc server run` does (`serve_with_limits`), on
+/// its own thread and runtime, as a separate server process would be; a
+/// crash ends the thread.
+struct HttpServer {
+    addr: std::net::SocketAddr,
+    stop: CancellationToken,
+    thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+}
+
+impl HttpServer {
+    fn start(url: String, queue_name: &'static str, limits: ConnectionLimits) -> HttpServer {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            rt.block_on(async move {
+                let client = Client::builder()
+                    .url(url)
+                    .queue(queue(queue_name))
+                    .build()
+                    .await
+                    .map_err(std::io::Error::other)?;
+                let app = asyncjobs_http::router(client, asyncjobs_http::ApiOptions::default());
+                serve_with_limits(listener, app, None, Duration::from_secs(1), stopped, limits)
+                    .await
+            })
+        });
+        HttpServer {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Whether the server's thread ended (it only ends when stopped).
+    fn ended(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Stops the server and returns how its thread ended.
+    fn stop(mut self) -> Result<std::io::Result<()>, String> {
+        self.stop.cancel();
+        let thread = self.thread.take().expect("a running server");
+        thread.join().map_err(|panic| {
+            panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "a panic".into())
+        })
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// What the attackers sent and how the server answered.
+#[derive(Default)]
+struct Tally {
+    /// Attacks begun, by kind.
+    sent: BTreeMap<&'static str, usize>,
+    /// Attacks the server answered (by kind and status) or closed (`closed`).
+    answers: BTreeMap<&'static str, BTreeMap<String, usize>>,
+    /// Attacks the server answered otherwise than with a 4xx, left hanging
+    /// for [`HUNG`], or could not be reached for: (kind, what happened).
+    wrong: Vec<(&'static str, String)>,
+    /// Attacks still open when the attackers stopped: (kind, age).
+    in_flight: Vec<(&'static str, Duration)>,
+}
+
+type SharedTally = Arc<std::sync::Mutex<Tally>>;
+
+/// An attack's end: the status it was refused with or `closed`, or what
+/// was wrong.
+type Outcome = Result<String, String>;
+
+fn status_outcome(status: u16) -> Outcome {
+    if (400..500).contains(&status) {
+        Ok(status.to_string())
+    } else {
+        Err(format!("answered {status}"))
+    }
+}
+
+fn reqwest_outcome(r: Result<reqwest::Response, reqwest::Error>) -> Outcome {
+    match r {
+        Ok(r) => status_outcome(r.status().as_u16()),
+        Err(e) if e.is_timeout() => Err(format!("no answer in {HUNG:?}")),
+        Err(e) if e.is_connect() => Err(format!("could not connect: {e}")),
+        // the server closed the connection
+        Err(_) => Ok("closed".into()),
+    }
+}
+
+/// A raw TCP connection that sends `text` (then `trickle` one byte every
+/// 100 ms, for ever), or nothing when both are empty, and reads until the
+/// server closes it: its outcome is the status of any answer, or `closed`.
+async fn raw_connection(addr: std::net::SocketAddr, text: &[u8], trickle: &[u8]) -> Outcome {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let deadline = tokio::time::Instant::now() + HUNG;
+    let mut s = match tokio::time::timeout_at(deadline, tokio::net::TcpStream::connect(addr)).await
+    {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(format!("could not connect: {e}")),
+        Err(_) => return Err(format!("not connected in {HUNG:?}")),
+    };
+    let (mut rd, mut wr) = s.split();
+    let mut writing = wr.write_all(text).await.is_ok();
+    let mut bytes = trickle.iter().cycle();
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        tokio::select! {
+            r = rd.read(&mut buf) => match r {
+                Ok(0) | Err(_) => break,
+                Ok(n) => head.extend_from_slice(&buf[..n.min(512 - head.len().min(512))]),
+            },
+            _ = tick.tick(), if writing && !trickle.is_empty() => {
+                let b = *bytes.next().expect("a byte to trickle");
+                writing = wr.write_all(&[b]).await.is_ok();
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                return Err(format!("neither answered nor closed in {HUNG:?}"));
+            }
+        }
+    }
+    if head.starts_with(&[0, 0]) && head.get(3) == Some(&4) {
+        return Ok(http2_answer(&head));
+    }
+    match head.get(..12) {
+        None => Ok("closed".into()),
+        Some(line) if line.starts_with(b"HTTP/1.") => std::str::from_utf8(&line[9..12])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .map_or_else(
+                || Err(format!("answered {:?}", String::from_utf8_lossy(&head))),
+                status_outcome,
+            ),
+        Some(_) => Err(format!("answered {:?}", String::from_utf8_lossy(&head))),
+    }
+}
+
+/// How the server ended an HTTP/2 connection whose answer starts
+/// `head` (HTTP/2 frames, the first its SETTINGS): `h2 GOAWAY` when a
+/// GOAWAY frame is among them, else `h2 closed`.
+fn http2_answer(head: &[u8]) -> String {
+    let mut at = 0;
+    while let Some(frame) = head.get(at..at + 9) {
+        if frame[3] == 7 {
+            return "h2 GOAWAY".into();
+        }
+        at +=
+            9 + (usize::from(frame[0]) << 16 | usize::from(frame[1]) << 8 | usize::from(frame[2]));
+    }
+    "h2 closed".into()
+}
+
+/// Repeats `attack` (one at a time, `pace` apart) until `stop`, counting
+/// each as `kind`; one in flight at the stop is noted with its age.
+async fn keep_attacking<F, Fut>(
+    kind: &'static str,
+    tally: SharedTally,
+    stop: CancellationToken,
+    pace: Duration,
+    attack: F,
+) where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Outcome>,
+{
+    loop {
+        *tally.lock().unwrap().sent.entry(kind).or_default() += 1;
+        let began = Instant::now();
+        let outcome = tokio::select! {
+            o = attack() => o,
+            _ = stop.cancelled() => {
+                tally.lock().unwrap().in_flight.push((kind, began.elapsed()));
+                return;
+            }
+        };
+        record(&tally, kind, outcome);
+        tokio::select! {
+            _ = tokio::time::sleep(pace) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+fn record(tally: &SharedTally, kind: &'static str, outcome: Outcome) {
+    let mut t = tally.lock().unwrap();
+    match outcome {
+        Ok(answer) => {
+            *t.answers
+                .entry(kind)
+                .or_default()
+                .entry(answer)
+                .or_default() += 1
+        }
+        Err(wrong) => t.wrong.push((kind, wrong)),
+    }
+}
+
+/// Starts every attacker against `addr`: bodies of 200,000 nested arrays
+/// (400 KB, under the body limit) to each route taking JSON, invented
+/// methods, connections trickling headers or an HTTP/2 preface, silent
+/// connections, and waves of [`FLOOD_WAVE`] silent connections.
+fn attack(
+    addr: std::net::SocketAddr,
+    tally: &SharedTally,
+    stop: &CancellationToken,
+) -> tokio::task::JoinSet<()> {
+    let mut set = tokio::task::JoinSet::new();
+    // a new connection for each request, as the legitimate client has
+    let http = reqwest::Client::builder()
+        .timeout(HUNG)
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let deep: Arc<str> = format!("{}{}", "[".repeat(200_000), "]".repeat(200_000)).into();
+    for (i, route) in [
+        "/v1/tasks",
+        "/v1/tasks/retry",
+        "/v1/queues",
+        "/v1/schedules",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (http, deep) = (http.clone(), deep.clone());
+        let go = move || {
+            let r = http
+                .post(format!("http://{addr}{route}"))
+                .header("content-type", "application/json")
+                .body(deep.to_string())
+                .send();
+            async move { reqwest_outcome(r.await) }
+        };
+        // the four routes in turn, about 40 bodies a second in all
+        let pace = Duration::from_millis(100 + i as u64);
+        set.spawn(keep_attacking(
+            "deep JSON",
+            tally.clone(),
+            stop.clone(),
+            pace,
+            go,
+        ));
+    }
+    for (i, method) in ["FROBNICATE", "BREW", "PROPPATCH", "X"]
+        .into_iter()
+        .enumerate()
+    {
+        let http = http.clone();
+        let routes = [
+            "/v1/tasks",
+            "/v1/queues",
+            "/v1/info",
+            "/v1/tasks/x",
+            "/v1/schedules",
+        ];
+        let n = std::sync::atomic::AtomicUsize::new(i);
+        let go = move || {
+            let route = routes[n.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % routes.len()];
+            let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+            let r = http.request(method, format!("http://{addr}{route}")).send();
+            async move { reqwest_outcome(r.await) }
+        };
+        set.spawn(keep_attacking(
+            "invented method",
+            tally.clone(),
+            stop.clone(),
+            Duration::from_millis(40),
+            go,
+        ));
+    }
+    for i in 0..SLOW_CONNECTIONS {
+        let (text, trickle): (&'static [u8], &'static [u8]) = if i % 2 == 0 {
+            (
+                b"POST /v1/tasks HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ",
+                b"a",
+            )
+        } else {
+            // the HTTP/2 preface, slower than the header timeout allows
+            (b"", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        };
+        let go = move || raw_connection(addr, text, trickle);
+        let pace = Duration::from_millis(50);
+        set.spawn(keep_attacking(
+            "slowloris",
+            tally.clone(),
+            stop.clone(),
+            pace,
+            go,
+        ));
+    }
+    for i in 0..SILENT_CONNECTIONS {
+        // silent from the start, or after a whole HTTP/2 preface
+        let (kind, text): (&'static str, &'static [u8]) = if i % 2 == 0 {
+            ("silent", b"")
+        } else {
+            (
+                "silent after h2 preface",
+                b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            )
+        };
+        let go = move || raw_connection(addr, text, b"");
+        let pace = Duration::from_millis(50);
+        set.spawn(keep_attacking(kind, tally.clone(), stop.clone(), pace, go));
+    }
+    let (tally, stop) = (tally.clone(), stop.clone());
+    set.spawn(async move {
+        while !stop.is_cancelled() {
+            let mut wave = tokio::task::JoinSet::new();
+            for _ in 0..FLOOD_WAVE {
+                wave.spawn(raw_connection(addr, b"", b""));
+            }
+            *tally.lock().unwrap().sent.entry("flood").or_default() += FLOOD_WAVE;
+            let began = Instant::now();
+            loop {
+                let next = tokio::select! {
+                    n = wave.join_next() => n,
+                    _ = stop.cancelled() => {
+                        let age = began.elapsed();
+                        let mut t = tally.lock().unwrap();
+                        t.in_flight.extend((0..wave.len()).map(|_| ("flood", age)));
+                        return;
+                    }
+                };
+                match next {
+                    Some(outcome) => record(&tally, "flood", outcome.expect("a flood connection")),
+                    None => break,
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stop.cancelled() => return,
+            }
+        }
+    });
+    set
+}
+
+/// The legitimate client's create requests: how long each took and how
+/// each was answered (`201`, `200` for a repeat of one whose answer was
+/// lost, another status, or the error).
+#[derive(Default)]
+struct Creates {
+    latencies: Vec<Duration>,
+    answers: BTreeMap<String, usize>,
+}
+
+impl Creates {
+    fn median_and_max(&self) -> (Duration, Duration) {
+        let mut l = self.latencies.clone();
+        l.sort();
+        (
+            l.get(l.len() / 2).copied().unwrap_or_default(),
+            l.last().copied().unwrap_or_default(),
+        )
+    }
+}
+
+/// Creates task `n` (type `fault`, [`TRIES`] tries) with `POST /v1/tasks`
+/// and the idempotency key `hostile-<n>`, repeating the request until it is
+/// answered 201 or 200; returns its id, each try's time and answer.
+async fn create_over_http(
+    http: &reqwest::Client,
+    base: &str,
+    n: usize,
+) -> (String, Vec<(Duration, String)>) {
+    let key = format!("hostile-{n}");
+    let body = serde_json::json!({"type": "fault", "payload": n, "max_tries": TRIES});
+    let mut tries = Vec::new();
+    loop {
+        let started = Instant::now();
+        let r = http
+            .post(format!("{base}/v1/tasks"))
+            .header("idempotency-key", &key)
+            .json(&body)
+            .send()
+            .await;
+        let answer = match r {
+            Ok(r) if r.status() == 201 || r.status() == 200 => {
+                let status = r.status().as_u16().to_string();
+                match r.json::<serde_json::Value>().await {
+                    Ok(v) => {
+                        tries.push((started.elapsed(), status));
+                        let id = v["id"].as_str().expect("a created task's id");
+                        return (id.to_string(), tries);
+                    }
+                    Err(e) => format!("{status}, body lost: {e}"),
+                }
+            }
+            Ok(r) => r.status().as_u16().to_string(),
+            Err(e) if e.is_timeout() => "timed out".into(),
+            Err(e) if e.is_connect() => "no connection".into(),
+            Err(_) => "connection closed".into(),
+        };
+        tries.push((started.elapsed(), answer));
+        assert!(
+            tries.len() < 100,
+            "task {n}: 100 create requests not accepted: {tries:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Creates tasks `from..to` over HTTP, [`HTTP_CREATES`] at a time, keeping
+/// at most [`BACKLOG`] items waiting, like [`produce`]. The refused tries
+/// are listed by their idempotency key.
+async fn produce_over_http(
+    client: Client,
+    base: String,
+    from: usize,
+    to: usize,
+    creates: Arc<std::sync::Mutex<Creates>>,
+) -> Produced {
+    let started = OffsetDateTime::now_utc();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let queue = client.queue().name.clone();
+    let mut accepted = Vec::with_capacity(to - from);
+    let mut refused = Vec::new();
+    let mut next = from;
+    while next < to {
+        let backlog = tokio::time::timeout(Duration::from_secs(2), client.queue_info(&queue)).await;
+        if let Ok(Ok(info)) = backlog {
+            if info.stream.messages >= BACKLOG {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        }
+        let batch = next..(next + BATCH).min(to);
+        next = batch.end;
+        let created: Vec<_> = futures::stream::iter(batch)
+            .map(|n| {
+                let (http, base) = (&http, &base);
+                async move { (n, create_over_http(http, base, n).await) }
+            })
+            .buffer_unordered(HTTP_CREATES)
+            .collect()
+            .await;
+        let mut c = creates.lock().unwrap();
+        for (n, (id, tries)) in created {
+            accepted.push(id);
+            for (took, answer) in tries {
+                c.latencies.push(took);
+                if answer != "201" && answer != "200" {
+                    refused.push((format!("key hostile-{n}"), answer.clone()));
+                }
+                *c.answers.entry(answer).or_default() += 1;
+            }
+        }
+    }
+    Produced {
+        accepted,
+        refused,
+        started,
+    }
+}
+
+fn counts<K: std::fmt::Display>(m: &BTreeMap<K, usize>) -> String {
+    m.iter()
+        .map(|(k, n)| format!("{k}: {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// (7) The tasks are created through the HTTP API (`POST /v1/tasks` with
+/// an idempotency key, repeated until answered 201 or 200) while hostile
+/// unauthenticated clients attack the same server all along: 400 KB
+/// bodies nested 200,000 deep, invented methods, slowloris connections,
+/// silent connections and waves of connections over its cap. Every task
+/// the API accepted must end `complete`, none run more often than its
+/// tries, none be created twice; the server must answer every attack with
+/// a 4xx or close its connection, and never crash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_http_clients_lose_no_task() {
+    let total = tasks();
+    let server = NatsServer::start();
+    let client = Client::builder()
+        .url(server.url())
+        .queue(queue("FAULT_HTTP"))
+        .build()
+        .await
+        .unwrap();
+    let http = HttpServer::start(server.url(), "FAULT_HTTP", http_limits());
+    let base = http.base();
+    wait_for(Duration::from_secs(30), "the HTTP API to answer", || {
+        let url = format!("{base}/v1/info");
+        async move {
+            let r = reqwest::get(url).await.ok()?;
+            (r.status() == 200).then_some(())
+        }
+    })
+    .await;
+    let mut fleet = Fleet::start(&server.url(), "FAULT_HTTP", WORKERS);
+
+    // the latency of a create without attacks, for comparison
+    let calm = Arc::new(std::sync::Mutex::new(Creates::default()));
+    let first = produce_over_http(client.clone(), base.clone(), 0, CALM_TASKS, calm.clone()).await;
+
+    let tally = SharedTally::default();
+    let stop = CancellationToken::new();
+    let mut attackers = attack(http.addr, &tally, &stop);
+    let creates = Arc::new(std::sync::Mutex::new(Creates::default()));
+    let rest = produce_over_http(
+        client.clone(),
+        base.clone(),
+        CALM_TASKS,
+        total,
+        creates.clone(),
+    )
+    .await;
+    // the attacks go on until every task has started
+    progress(&mut fleet, total).await;
+    stop.cancel();
+    while attackers.join_next().await.is_some() {}
+    // the server still serves, then stops as asked
+    assert!(!http.ended(), "the HTTP server ended under attack");
+    let info = reqwest::get(format!("{base}/v1/info")).await;
+    assert!(
+        info.as_ref().is_ok_and(|r| r.status() == 200),
+        "the HTTP server does not answer after the attacks: {info:?}"
+    );
+    let ended = http.stop();
+
+    let produced = Produced {
+        accepted: [first.accepted, rest.accepted].concat(),
+        refused: [first.refused, rest.refused].concat(),
+        started: first.started,
+    };
+    let drain = check("hostile HTTP clients", &client, &mut fleet, &produced, 0, 0).await;
+    // a create whose answer was lost and whose repeat created another task
+    // would leave a task nobody was told of
+    let accepted: std::collections::HashSet<&String> = produced.accepted.iter().collect();
+    let stored = list_all(&client).await.expect("listing the tasks");
+    let unasked: Vec<&String> = stored.keys().filter(|id| !accepted.contains(id)).collect();
+
+    let tally = tally.lock().unwrap();
+    let creates = creates.lock().unwrap();
+    let (median, max) = creates.median_and_max();
+    let (calm_median, calm_max) = calm.lock().unwrap().median_and_max();
+    let sent = |kind| tally.sent.get(kind).copied().unwrap_or(0);
+    let answers = |kind| tally.answers.get(kind).map(counts).unwrap_or_default();
+    let oldest = tally
+        .in_flight
+        .iter()
+        .max_by_key(|(_, age)| *age)
+        .map(|(kind, age)| format!("{kind}, {:.1} s", age.as_secs_f64()))
+        .unwrap_or_default();
+    println!(
+        "| scenario | tasks | create requests under attack (answers) | create latency median / max \
+         (calm: median / max) | deep JSON bodies (answers) | invented methods (answers) | \
+         slowloris connections (answers) | silent connections (answers) | connections silent \
+         after an HTTP/2 preface (answers) | flood connections, \
+         waves (answers) | attacks in flight at the stop (the oldest) | wrong answers | tasks nobody asked \
+         for | time to drain |"
+    );
+    println!("|{}", " --- |".repeat(14));
+    println!(
+        "| hostile HTTP clients | {} | {} ({}) | {:.0} ms / {:.0} ms ({:.0} ms / {:.0} ms) | {} ({}) | {} ({}) | {} ({}) | {} ({}) | {} ({}) | {}, {} ({}) | {} ({}) | {} | {} | {:.1} s |",
+        produced.accepted.len(),
+        creates.latencies.len(),
+        counts(&creates.answers),
+        median.as_secs_f64() * 1e3,
+        max.as_secs_f64() * 1e3,
+        calm_median.as_secs_f64() * 1e3,
+        calm_max.as_secs_f64() * 1e3,
+        sent("deep JSON"),
+        answers("deep JSON"),
+        sent("invented method"),
+        answers("invented method"),
+        sent("slowloris"),
+        answers("slowloris"),
+        sent("silent"),
+        answers("silent"),
+        sent("silent after h2 preface"),
+        answers("silent after h2 preface"),
+        sent("flood"),
+        sent("flood") / FLOOD_WAVE,
+        answers("flood"),
+        tally.in_flight.len(),
+        oldest,
+        tally.wrong.len(),
+        unasked.len(),
+        drain.as_secs_f64(),
+    );
+    let mut wrong: BTreeMap<String, usize> = BTreeMap::new();
+    for (kind, what) in &tally.wrong {
+        *wrong.entry(format!("{kind}: {what}")).or_default() += 1;
+    }
+    assert!(
+        tally.wrong.is_empty(),
+        "attacks the server neither refused with a 4xx nor closed: {}",
+        counts(&wrong)
+    );
+    assert!(
+        unasked.is_empty(),
+        "{} tasks were created that no answer named, e.g. {:?}",
+        unasked.len(),
+        unasked.iter().take(5).collect::<Vec<_>>()
+    );
+    match ended {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => panic!("the HTTP server failed: {e}"),
+        Err(panic) => panic!("the HTTP server panicked: {panic}"),
+    }
 }
