@@ -22,7 +22,9 @@ pub struct ConnectionLimits {
     /// How long a client has to send its first bytes on a new connection
     /// (the whole HTTP/2 preface for HTTP/2 without TLS), to finish the TLS
     /// handshake, and to send each HTTP/1 request's headers (also how long
-    /// an idle keep-alive connection stays open). Default
+    /// an idle keep-alive connection stays open); on HTTP/2 also the
+    /// interval of the server's pings and how long one may go unanswered
+    /// before the connection is closed. Default
     /// [`READ_HEADER_TIMEOUT`], Go's 5 s.
     pub header_read_timeout: Duration,
     /// Most connections served at once (default [`MAX_CONNECTIONS`]); at
@@ -250,6 +252,14 @@ fn configure(
         .http1()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
+    // HTTP/2 has no header timeout: a client that sent the preface and
+    // then nothing would hold its connection slot for good. Pings every
+    // header_read_timeout, unanswered for as long, close it.
+    builder
+        .http2()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .keep_alive_interval(Some(limits.header_read_timeout))
+        .keep_alive_timeout(limits.header_read_timeout);
 }
 
 /// Closes a new connection whose client sends nothing (or only part of
