@@ -4,6 +4,7 @@
 //!
 //! Set `AJC_UPDATE_EXPECTED=1` to rewrite the expected files.
 
+mod support;
 use asyncjobs::{Queue, TaskState};
 use asyncjobs_tests::{
     free_port, golden, golden_config, instance_config, js_api, wait_for, wait_for_state, NatsServer,
@@ -13,6 +14,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
+use support::expect;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -168,24 +170,6 @@ fn mask(text: &str, ids: &[&str]) -> String {
     let t = time.replace_all(&t, "<TIME>");
     let age = regex::Regex::new(r"\((-?[0-9.]+s|[0-9ydhm]+s)\)").unwrap();
     age.replace_all(&t, "(<AGE>)").to_string()
-}
-
-/// Compares with `tests/expected/<name>`, or writes it with `AJC_UPDATE_EXPECTED=1`.
-fn expect(name: &str, actual: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/expected")
-        .join(name);
-    if std::env::var_os("AJC_UPDATE_EXPECTED").is_some() {
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "reading {}: {e} (AJC_UPDATE_EXPECTED=1 writes it)",
-            path.display()
-        )
-    });
-    assert_eq!(actual, want, "output differs from {}", path.display());
 }
 
 async fn stream_names(nc: &async_nats::Client) -> Vec<String> {

@@ -6,11 +6,12 @@
 //!
 //! Set `AJC_UPDATE_EXPECTED=1` to rewrite the expected files.
 
+mod support;
 use asyncjobs_tests::NatsServer;
 use base64::Engine;
 use serde_json::Value;
-use std::path::Path;
 use std::process::Stdio;
+use support::expect;
 use tokio::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ajc");
@@ -60,24 +61,6 @@ async fn ajc(server: Option<&NatsServer>, args: &[&str]) -> Out {
         stdout: String::from_utf8_lossy(&o.stdout).to_string(),
         stderr: String::from_utf8_lossy(&o.stderr).to_string(),
     }
-}
-
-/// Compares with `tests/expected/<name>`, or writes it with `AJC_UPDATE_EXPECTED=1`.
-fn expect(name: &str, actual: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/expected")
-        .join(name);
-    if std::env::var_os("AJC_UPDATE_EXPECTED").is_some() {
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "reading {}: {e} (AJC_UPDATE_EXPECTED=1 writes it)",
-            path.display()
-        )
-    });
-    assert_eq!(actual, want, "output differs from {}", path.display());
 }
 
 fn payload_of(v: &Value) -> Vec<u8> {

@@ -1,4 +1,5 @@
-//! Shared by the tests of `ajc server run`: starting it, an HTTP client.
+//! Shared by the tests of `ajc`: golden files, starting `ajc server run`,
+//! an HTTP client.
 
 #![allow(dead_code)]
 
@@ -58,4 +59,22 @@ impl ApiServer {
 
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder().timeout(T).build().unwrap()
+}
+
+/// Compares with `tests/expected/<name>`, or writes it with `AJC_UPDATE_EXPECTED=1`.
+pub fn expect(name: &str, actual: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/expected")
+        .join(name);
+    if std::env::var_os("AJC_UPDATE_EXPECTED").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "reading {}: {e} (AJC_UPDATE_EXPECTED=1 writes it)",
+            path.display()
+        )
+    });
+    assert_eq!(actual, want, "output differs from {}", path.display());
 }
