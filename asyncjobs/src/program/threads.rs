@@ -81,7 +81,7 @@ impl WorkerThreads {
 impl Drop for WorkerThreads {
     /// Stops the pool without waiting for a handler that blocks its thread
     /// (a blocking call cannot be interrupted; the worker has already given
-    /// running handlers their shutdown grace): at most [`POOL_STOP`], then
+    /// running handlers their shutdown grace): at most 1 s, then
     /// the process may exit with such a thread still in its call.
     fn drop(&mut self) {
         if let Some(pool) = self.handlers.take() {
