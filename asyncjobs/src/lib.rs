@@ -258,5 +258,5 @@ pub mod __private {
 
 /// The README's examples, compiled as doctests.
 #[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
+#[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
