@@ -99,6 +99,7 @@ pub struct WorkerArgs {
     /// Export traces over OTLP/HTTP to this collector, for example
     /// http://127.0.0.1:4318 (feature `otel`; OTEL_SERVICE_NAME and the
     /// SDK's sampling variables apply)
+    #[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
     #[cfg(feature = "otel")]
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
     pub otlp_endpoint: Option<String>,
