@@ -306,6 +306,16 @@ pub(crate) fn after_run(
             ),
             Failed::default(),
         ),
+        // the handler's own time-out (docs/processing.md §2.7), told apart
+        // from the queue's run time
+        Outcome::HandlerTimedOut(timeout) => (
+            format!(
+                "handler \"{}\" exceeded its time-out of {}",
+                task.task_type,
+                crate::wire::format_duration(timeout)
+            ),
+            Failed::default(),
+        ),
     };
     let limit = queue.effective_max_tries(task.max_tries);
     Action::Failed {
