@@ -588,7 +588,8 @@ mod tests {
             .handle_with_options("t", ok, HandlerOptions::new().timeout(Duration::ZERO))
             .unwrap_err();
         assert!(
-            err.to_string().contains("time-out of the handler for task type \"t\" is zero"),
+            err.to_string()
+                .contains("time-out of the handler for task type \"t\" is zero"),
             "{err}"
         );
     }

@@ -327,7 +327,11 @@ async fn without_a_pool_a_try_returning_past_its_time_out_is_a_time_out() {
         (t.state != TaskState::Active && t.tries > 0).then_some(t)
     })
     .await;
-    assert_eq!(t.state, TaskState::Expired, "a try past its time-out was kept");
+    assert_eq!(
+        t.state,
+        TaskState::Expired,
+        "a try past its time-out was kept"
+    );
     assert_eq!(t.last_err, TIMED_OUT);
     worker.stop().await;
 }

@@ -94,7 +94,10 @@ fn a_declared_timeout_reaches_the_router() {
         .unwrap()
         .register(plain::HANDLER)
         .unwrap();
-    assert_eq!(router.timeout_for("reg:timed"), Some(Duration::from_secs(90)));
+    assert_eq!(
+        router.timeout_for("reg:timed"),
+        Some(Duration::from_secs(90))
+    );
     assert_eq!(router.timeout_for("reg:plain"), None);
     // and the handler listing shows it
     let table = crate::program::handler_table(&Handlers::new().with(timed::HANDLER));
