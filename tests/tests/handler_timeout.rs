@@ -3,8 +3,9 @@
 //! earlier of the time-out and the queue's run time. Past it the try fails
 //! naming the handler's time-out (retried, or `expired` when no tries are
 //! left); a time-out longer than the queue's run time leaves the queue's
-//! run time to end the try, named as the queue's. A handler that blocks its
-//! thread past its time-out still ends in a defined state.
+//! run time to end the try, named as the queue's; heartbeats extend the
+//! lease, never the time-out. A handler that blocks its thread past its
+//! time-out still ends in a defined state.
 
 use asyncjobs::router::HandlerOptions;
 use asyncjobs::{Client, LinearPolicy, Queue, Router, Task, TaskContext, TaskState};
@@ -208,6 +209,49 @@ async fn the_queues_run_time_bounds_a_longer_time_out() {
         seen.longest_deadline() <= Duration::from_secs(1),
         "handler_deadline reports the queue's run time, the earlier of the two: {:?} left",
         seen.longest_deadline()
+    );
+    worker.stop().await;
+}
+
+/// Heartbeats extend the queue's lease, never the handler's time-out: a
+/// handler that keeps its 1 s lease alive is still stopped at its 2 s
+/// time-out, named as its own.
+#[tokio::test]
+async fn heartbeats_do_not_extend_the_handlers_time_out() {
+    let server = NatsServer::start();
+    let client = client(
+        &server,
+        Queue::new("BEATING").max_run_time(Duration::from_secs(1)),
+    )
+    .await;
+    let beats = Arc::new(AtomicUsize::new(0));
+    let counted = beats.clone();
+    let router = Router::new()
+        .handle_with_options(
+            "image:resize",
+            move |ctx: TaskContext, _t: Task| {
+                let counted = counted.clone();
+                async move {
+                    loop {
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        ctx.mark_in_progress().await?;
+                        counted.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            },
+            HandlerOptions::new().timeout(Duration::from_secs(2)),
+        )
+        .unwrap();
+    let worker = spawn_worker(client.worker(router).retry_policy(fast_retry()));
+    let task = enqueue(&client, "image:resize", 1).await;
+    let t = wait_for_state(&client, &task.id, TaskState::Expired, T).await;
+    assert_eq!(
+        t.last_err,
+        "handler \"image:resize\" exceeded its time-out of 2s"
+    );
+    assert!(
+        beats.load(Ordering::SeqCst) > 0,
+        "the handler extended its lease"
     );
     worker.stop().await;
 }
