@@ -11,6 +11,7 @@ pub(crate) const OPTIONS: &[&str] = &[
     "queue",
     "max_tries",
     "deadline",
+    "timeout",
     "queue_run_time",
     "queue_max_tries",
     "queue_concurrency",
@@ -32,6 +33,8 @@ pub(crate) struct Args {
     pub max_tries: Option<i64>,
     /// `deadline = "1h"`, in nanoseconds
     pub deadline_ns: Option<u64>,
+    /// `timeout = "30s"`, in nanoseconds
+    pub timeout_ns: Option<u64>,
     /// `queue_run_time = "10m"`, in nanoseconds
     pub queue_run_time_ns: Option<u64>,
     /// `queue_max_tries = 50` (0 = unlimited)
@@ -164,6 +167,14 @@ fn apply_option(name: &str, value: &Expr, args: &mut Args, errors: &mut Errors) 
             value,
             "`deadline` expects a Go duration string, e.g. deadline = \"1h\" or \"1h30m\"",
         ),
+        ("timeout", Some(Lit::Str(s))) => match parse_timeout(&s.value()) {
+            Ok(ns) => args.timeout_ns = Some(ns),
+            Err(msg) => errors.spanned(s, msg),
+        },
+        ("timeout", _) => errors.spanned(
+            value,
+            "`timeout` expects a Go duration string, e.g. timeout = \"30s\" or \"1m30s\"",
+        ),
         ("queue_run_time", Some(Lit::Str(s))) => match parse_run_time(&s.value()) {
             Ok(ns) => args.queue_run_time_ns = Some(ns),
             Err(msg) => errors.spanned(s, msg),
@@ -239,6 +250,18 @@ pub(crate) fn parse_deadline(text: &str) -> Result<u64, String> {
     }
 }
 
+/// Parses a handler's time-out in Go's duration syntax into nanoseconds;
+/// it must be positive (the runtime's `HandlerOptions::timeout` refuses
+/// zero too).
+pub(crate) fn parse_timeout(text: &str) -> Result<u64, String> {
+    match nanos(text)? {
+        0 => Err(format!(
+            "timeout {text:?} is zero: every try would time out at once"
+        )),
+        n => Ok(n),
+    }
+}
+
 /// Parses a queue run time in Go's duration syntax into nanoseconds; it
 /// must be at least one second (the shortest JetStream ack wait the queue
 /// settings accept).
@@ -273,6 +296,19 @@ mod tests {
             .contains("shortest is 1s"));
         assert!(parse_run_time("-1m").unwrap_err().contains("negative"));
         assert!(parse_run_time("1d").is_err());
+    }
+
+    #[test]
+    fn timeouts() {
+        assert_eq!(parse_timeout("30s"), Ok(30_000_000_000));
+        assert_eq!(parse_timeout("1m30s"), Ok(90_000_000_000));
+        // shorter than the queue's shortest run time is allowed
+        assert_eq!(parse_timeout("250ms"), Ok(250_000_000));
+        assert!(parse_timeout("0s").unwrap_err().contains("is zero"));
+        assert!(parse_timeout("-5s").unwrap_err().contains("negative"));
+        for bad in ["", "30", "1d", "30 s"] {
+            assert!(parse_timeout(bad).is_err(), "{bad:?} should not parse");
+        }
     }
 
     #[test]

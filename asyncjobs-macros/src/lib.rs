@@ -36,7 +36,7 @@ use proc_macro::TokenStream;
 ///
 /// | item | what |
 /// | --- | --- |
-/// | `TASK_TYPE`, `QUEUE`, `MAX_TRIES`, `DEADLINE` | the attribute's values |
+/// | `TASK_TYPE`, `QUEUE`, `MAX_TRIES`, `DEADLINE`, `TIMEOUT` | the attribute's values |
 /// | `Payload`, `Output` | the payload and result types |
 /// | `HANDLER` | the `asyncjobs::HandlerDef` registration (also submitted to the inventory that `asyncjobs::main!()` reads) |
 /// | `task(&payload)` | a `TaskBuilder` with the type and defaults applied |
@@ -97,6 +97,15 @@ use proc_macro::TokenStream;
 ///   enqueueing, in Go's duration syntax like every duration of asyncjobs
 ///   (`"300ms"`, `"1.5h"`, `"2h45m"`; units `ns`, `us`, `ms`, `s`, `m`,
 ///   `h`, no days);
+/// * `timeout = "30s"`: each try of the handler is stopped this long after
+///   it started (any positive Go duration), as at the queue's run time,
+///   and fails with `last_err` `handler "<type>" exceeded its time-out of
+///   30s` (retried by the retry policy, `expired` when no tries are left).
+///   A try ends at the earlier of this and the queue's run time, which
+///   still bounds the lease; heartbeats do not extend the time-out, and
+///   `TaskContext::handler_deadline` reports the earlier of the two. It is
+///   the worker's setting, not stored in the task: a Go worker on the same
+///   queue ignores it;
 /// * `queue_run_time = "10m"`, `queue_max_tries = 50`,
 ///   `queue_concurrency = 20`: the queue's settings when
 ///   `asyncjobs::main!()` creates it: how long a handler may run before its

@@ -176,6 +176,8 @@ pub fn to_output<T: Serialize + ?Sized>(value: &T) -> HandlerResult {
 /// A running try's lease: until when it may run. The worker moves it with
 /// heartbeats and with the queue's run time (raised or lowered while the
 /// try runs); handlers see it through [`TaskContext::handler_deadline`].
+/// A handler's own time-out (docs/processing.md §2.7) is a fixed
+/// [`limit`](Lease::limit) beside it that nothing moves.
 pub(crate) struct Lease {
     /// When the handler is stopped unless the lease is extended.
     pub deadline: tokio::sync::watch::Sender<tokio::time::Instant>,
@@ -185,6 +187,9 @@ pub(crate) struct Lease {
     pub acker: Option<Arc<async_nats::jetstream::message::Acker>>,
     /// A heartbeat from the handler (the worker renews the record).
     pub changed: tokio::sync::Notify,
+    /// The handler's time-out: when it is stopped whatever the lease says
+    /// (`None`: no time-out, or one too long to count).
+    pub limit: Option<(tokio::time::Instant, Duration)>,
 }
 
 impl Lease {
@@ -198,12 +203,28 @@ impl Lease {
             max_run_time: std::sync::Mutex::new(run_time),
             acker,
             changed: tokio::sync::Notify::new(),
+            limit: None,
         }
+    }
+
+    /// The lease with the handler's time-out `timeout` counted from now.
+    pub(crate) fn with_timeout(mut self, timeout: Option<Duration>) -> Lease {
+        self.limit = timeout.and_then(|t| Some((tokio::time::Instant::now().checked_add(t)?, t)));
+        self
     }
 
     /// The current deadline.
     pub(crate) fn deadline(&self) -> tokio::time::Instant {
         *self.deadline.borrow()
+    }
+
+    /// When the handler is stopped unless the lease is extended or, with
+    /// a time-out, at the latest: the earlier of the two.
+    pub(crate) fn stop_at(&self) -> tokio::time::Instant {
+        match self.limit {
+            Some((at, _)) => at.min(self.deadline()),
+            None => self.deadline(),
+        }
     }
 
     /// Moves the deadline to `to` (earlier or later).
@@ -313,11 +334,16 @@ impl TaskContext {
     /// automatic ones) extend it, and it follows the queue's run time when
     /// that is raised or lowered (docs/processing.md §2.7); see
     /// [`deadline_changed`](Self::deadline_changed).
+    ///
+    /// A handler registered with a time-out (`#[task_handler(..., timeout
+    /// = "30s")]`, [`HandlerOptions::timeout`](crate::router::HandlerOptions::timeout))
+    /// is stopped at the try's start plus that time-out however the lease
+    /// moves: the deadline is then the earlier of the two.
     pub fn handler_deadline(&self) -> Option<OffsetDateTime> {
         match &self.lease {
             Some(lease) => {
                 let left = lease
-                    .deadline()
+                    .stop_at()
                     .saturating_duration_since(tokio::time::Instant::now());
                 Some(OffsetDateTime::now_utc() + left)
             }
@@ -359,7 +385,8 @@ impl TaskContext {
         }
     }
 
-    /// Resolves when the worker gives up on this handler (run time exceeded or shutdown).
+    /// Resolves when the worker gives up on this handler (run time or the
+    /// handler's time-out exceeded, or shutdown).
     pub async fn cancelled(&self) {
         self.cancel.cancelled().await
     }

@@ -209,7 +209,7 @@ pub use registry::{HandlerDef, Handlers, QueueSettings};
 #[cfg(feature = "remote")]
 pub use remote::{ExternalCommand, RequestReply, RequestReplyServer};
 pub use retry::{LinearPolicy, RetryPolicy};
-pub use router::Router;
+pub use router::{HandlerOptions, Router};
 pub use scheduler::{PayloadEncoding, ScheduleError, ScheduledTask, Scheduler};
 pub use state::{MissingState, State, States};
 pub use storage::{

@@ -8,6 +8,7 @@ use futures::future::BoxFuture;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Code that runs around handlers: logging, timing, metrics, tracing,
 /// authorisation, error translation.
@@ -141,9 +142,91 @@ where
     }
 }
 
+/// How one task type's handler is registered with
+/// [`Router::handle_with_options`]: its per-route middleware and its
+/// time-out.
+///
+/// ```
+/// use asyncjobs::router::{from_fn, HandlerOptions, Next};
+/// use asyncjobs::{HandlerResult, Router, Task, TaskContext};
+/// use std::time::Duration;
+///
+/// async fn resize(_: TaskContext, _: Task) -> HandlerResult {
+///     asyncjobs::handler::to_output(&"resized")
+/// }
+/// async fn log(ctx: TaskContext, task: Task, next: Next) -> HandlerResult {
+///     eprintln!("resizing {}", task.id);
+///     next.run(ctx, task).await
+/// }
+///
+/// let router = Router::new()
+///     .handle_with_options(
+///         "image:resize",
+///         resize,
+///         HandlerOptions::new()
+///             .timeout(Duration::from_secs(30))
+///             .middleware(from_fn(log)),
+///     )
+///     .unwrap();
+/// assert_eq!(router.timeout_for("image:resize"), Some(Duration::from_secs(30)));
+/// ```
+#[derive(Clone, Default)]
+pub struct HandlerOptions {
+    middleware: Vec<Middleware>,
+    timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for HandlerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HandlerOptions")
+            .field("middleware", &self.middleware.len())
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl HandlerOptions {
+    /// No middleware, no time-out (the queue's run time alone bounds a try).
+    pub fn new() -> HandlerOptions {
+        HandlerOptions::default()
+    }
+
+    /// Adds per-route middleware (the first added is the outermost, inside
+    /// the global middleware); see [`Middleware`] and [`from_fn`].
+    pub fn middleware(
+        mut self,
+        middleware: impl Fn(BoxHandler) -> BoxHandler + Send + Sync + 'static,
+    ) -> HandlerOptions {
+        self.middleware.push(Arc::new(middleware));
+        self
+    }
+
+    /// Stops each try of the handler `timeout` after it started: the
+    /// handler is cancelled as at the queue's run time, and the try fails
+    /// (retried by the retry policy, `expired` when no tries are left) with
+    /// `last_err` `handler "<task type>" exceeded its time-out of <d>`
+    /// (`<d>` in Go's notation, such as `30s` or `1m30s`).
+    ///
+    /// A try ends at the earlier of this time-out and the queue's run time,
+    /// which still bounds the lease; heartbeats
+    /// ([`TaskContext::mark_in_progress`], `Worker::auto_heartbeat`) extend
+    /// the lease but never the time-out, and
+    /// [`TaskContext::handler_deadline`] reports the earlier of the two.
+    /// The time-out is the worker's configuration: it is not stored in the
+    /// task and a Go worker on the same queue knows nothing of it
+    /// (docs/processing.md §2.7, docs/go-differences.md).
+    ///
+    /// [`Router::handle_with_options`] refuses a zero time-out.
+    pub fn timeout(mut self, timeout: Duration) -> HandlerOptions {
+        self.timeout = Some(timeout);
+        self
+    }
+}
+
 struct Route {
     handler: BoxHandler,
     middleware: Vec<Middleware>,
+    timeout: Option<Duration>,
 }
 
 /// Chooses the handler for a task type: exact match, then the longest
@@ -191,12 +274,37 @@ impl Router {
         self.handle_with(task_type, handler, Vec::new())
     }
 
-    /// Registers a handler with per-route middleware (first = outermost).
+    /// Registers a handler with per-route middleware (first = outermost);
+    /// [`handle_with_options`](Router::handle_with_options) also sets a
+    /// time-out.
     pub fn handle_with(
-        mut self,
+        self,
         task_type: impl Into<String>,
         handler: impl Handler,
         middleware: Vec<Middleware>,
+    ) -> Result<Router> {
+        self.handle_with_options(
+            task_type,
+            handler,
+            HandlerOptions {
+                middleware,
+                timeout: None,
+            },
+        )
+    }
+
+    /// Registers a handler with [`HandlerOptions`]: per-route middleware
+    /// and a time-out for each try.
+    ///
+    /// # Errors
+    /// [`Error::TaskTypeInvalid`] for a task type that is neither `""` nor
+    /// a valid name; [`Error::Config`] when the task type is taken or the
+    /// time-out is zero.
+    pub fn handle_with_options(
+        mut self,
+        task_type: impl Into<String>,
+        handler: impl Handler,
+        options: HandlerOptions,
     ) -> Result<Router> {
         let task_type = task_type.into();
         if !task_type.is_empty() && !is_valid_name(&task_type) {
@@ -207,11 +315,17 @@ impl Router {
                 "duplicate handler for task type \"{task_type}\""
             )));
         }
+        if options.timeout == Some(Duration::ZERO) {
+            return Err(Error::Config(format!(
+                "the time-out of the handler for task type \"{task_type}\" is zero: every try would time out at once"
+            )));
+        }
         self.routes.insert(
             task_type.clone(),
             Route {
                 handler: Arc::new(handler),
-                middleware,
+                middleware: options.middleware,
+                timeout: options.timeout,
             },
         );
         self.by_length.push(task_type);
@@ -295,6 +409,14 @@ impl Router {
             .iter()
             .find(|prefix| task_type.starts_with(prefix.as_str()))
             .map(String::as_str)
+    }
+
+    /// The time-out of the handler that would handle `task_type` (see
+    /// [`HandlerOptions::timeout`]), if it has one.
+    pub fn timeout_for(&self, task_type: &str) -> Option<Duration> {
+        self.route_for(task_type)
+            .and_then(|t| self.routes.get(t))
+            .and_then(|r| r.timeout)
     }
 
     /// The registered task types.
@@ -423,6 +545,53 @@ mod tests {
             .handle("a", ok)
             .is_err());
         assert!(Router::new().handle("a b", ok).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_handler_time_out_follows_its_route() {
+        let minute = Duration::from_secs(60);
+        let log = Arc::new(Mutex::new(Vec::<&str>::new()));
+        let seen = log.clone();
+        let r = Router::new()
+            .handle_with_options(
+                "image:",
+                ok,
+                HandlerOptions::new().timeout(minute).middleware(
+                    move |next: BoxHandler| -> BoxHandler {
+                        let seen = seen.clone();
+                        Arc::new(move |ctx: TaskContext, task: Task| {
+                            seen.lock().unwrap().push("route");
+                            next.call(ctx, task)
+                        })
+                    },
+                ),
+            )
+            .unwrap()
+            .handle("image:thumbnail", ok)
+            .unwrap()
+            .handle("", ok)
+            .unwrap();
+        // the route's time-out, for the types it takes
+        assert_eq!(r.timeout_for("image:"), Some(minute));
+        assert_eq!(r.timeout_for("image:resize"), Some(minute));
+        assert_eq!(r.timeout_for("image:thumbnail"), None);
+        assert_eq!(r.timeout_for("other"), None);
+        assert_eq!(Router::new().timeout_for("x"), None);
+        // the options' middleware is the route's
+        let task = Task::new("image:resize", &1).unwrap();
+        r.dispatch(TaskContext::detached(task.clone()), task)
+            .await
+            .unwrap();
+        assert_eq!(*log.lock().unwrap(), vec!["route"]);
+        // a zero time-out is refused, naming the type
+        let err = Router::new()
+            .handle_with_options("t", ok, HandlerOptions::new().timeout(Duration::ZERO))
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("time-out of the handler for task type \"t\" is zero"),
+            "{err}"
+        );
     }
 
     #[tokio::test]

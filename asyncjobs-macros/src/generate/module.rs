@@ -71,7 +71,7 @@ fn module_doc(g: &Gen) -> String {
     )
 }
 
-/// `TASK_TYPE`, `QUEUE`, `MAX_TRIES` and `DEADLINE`.
+/// `TASK_TYPE`, `QUEUE`, `MAX_TRIES`, `DEADLINE` and `TIMEOUT`.
 fn constants(g: &Gen) -> TokenStream {
     let item_vis = &g.item_vis;
     let task_type = &g.task_type;
@@ -90,6 +90,7 @@ fn constants(g: &Gen) -> TokenStream {
     };
     let max_tries = option(g.args.max_tries.map(|n| quote!(#n)));
     let deadline = duration(g.args.deadline_ns);
+    let timeout = duration(g.args.timeout_ns);
     quote! {
         #[doc = #doc_task_type]
         #item_vis const TASK_TYPE: &str = #task_type;
@@ -102,6 +103,10 @@ fn constants(g: &Gen) -> TokenStream {
 
         /// How long after enqueueing a task may still start (`None`: no deadline).
         #item_vis const DEADLINE: ::core::option::Option<::core::time::Duration> = #deadline;
+
+        /// How long each try of the handler may run before it is stopped
+        /// and fails (`None`: only the queue's run time bounds it).
+        #item_vis const TIMEOUT: ::core::option::Option<::core::time::Duration> = #timeout;
     }
 }
 
@@ -146,6 +151,7 @@ fn handler_const(g: &Gen) -> TokenStream {
             output_type: #output_name,
             max_tries: MAX_TRIES,
             deadline: DEADLINE,
+            timeout: TIMEOUT,
             queue_settings: #private::QueueSettings {
                 max_run_time: #queue_run_time,
                 max_tries: #queue_max_tries,

@@ -79,6 +79,9 @@ fn handler_row(def: &HandlerDef) -> [String; 6] {
     if let Some(d) = def.deadline() {
         defaults.push(format!("deadline={}", format_duration(d)));
     }
+    if let Some(d) = def.timeout() {
+        defaults.push(format!("timeout={}", format_duration(d)));
+    }
     let queue = def.queue_settings();
     if let Some(d) = queue.max_run_time {
         defaults.push(format!("queue_run_time={}", format_duration(d)));

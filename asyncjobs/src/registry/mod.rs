@@ -57,6 +57,7 @@ pub struct Declared {
     pub output_type: &'static str,
     pub max_tries: Option<i64>,
     pub deadline: Option<Duration>,
+    pub timeout: Option<Duration>,
     pub queue_settings: QueueSettings,
     pub states: &'static [StateDecl],
     pub make: fn(&States) -> std::result::Result<BoxHandler, MissingState>,
@@ -142,6 +143,13 @@ impl HandlerDef {
         self.d.deadline
     }
 
+    /// The handler's time-out (`timeout = "30s"` in the attribute), if
+    /// any: each try is stopped this long after it started and fails
+    /// naming it (see [`HandlerOptions::timeout`](crate::router::HandlerOptions::timeout)).
+    pub fn timeout(&self) -> Option<Duration> {
+        self.d.timeout
+    }
+
     /// The settings the handler declares for its queue (`queue_run_time`,
     /// `queue_max_tries`, `queue_concurrency` in the attribute).
     pub fn queue_settings(&self) -> QueueSettings {
@@ -216,7 +224,7 @@ inventory::collect!(HandlerDef);
 impl Router {
     /// Registers a handler declared with `#[task_handler]` for its task type
     /// (its queue is not consulted: the router serves whichever queue its
-    /// worker processes).
+    /// worker processes), with its `timeout` when the attribute has one.
     ///
     /// ```
     /// #[asyncjobs::task_handler("greet")]
@@ -236,6 +244,14 @@ impl Router {
     /// taken.
     pub fn register(self, def: HandlerDef) -> Result<Router> {
         let handler = def.handler_with(self.states())?;
-        self.handle(def.task_type(), move |ctx, task| handler.call(ctx, task))
+        let mut options = crate::router::HandlerOptions::new();
+        if let Some(timeout) = def.timeout() {
+            options = options.timeout(timeout);
+        }
+        self.handle_with_options(
+            def.task_type(),
+            move |ctx, task| handler.call(ctx, task),
+            options,
+        )
     }
 }

@@ -77,3 +77,29 @@ fn queue_defaults_and_declared_settings() {
     );
     assert!(plain::HANDLER.queue_settings().is_empty());
 }
+
+#[crate::task_handler("reg:timed", timeout = "1m30s", crate = "crate")]
+async fn timed(n: u8) -> std::result::Result<u8, HandlerError> {
+    Ok(n)
+}
+
+#[test]
+fn a_declared_timeout_reaches_the_router() {
+    use std::time::Duration;
+    assert_eq!(timed::TIMEOUT, Some(Duration::from_secs(90)));
+    assert_eq!(timed::HANDLER.timeout(), Some(Duration::from_secs(90)));
+    assert_eq!(plain::TIMEOUT, None);
+    let router = Router::new()
+        .register(timed::HANDLER)
+        .unwrap()
+        .register(plain::HANDLER)
+        .unwrap();
+    assert_eq!(
+        router.timeout_for("reg:timed"),
+        Some(Duration::from_secs(90))
+    );
+    assert_eq!(router.timeout_for("reg:plain"), None);
+    // and the handler listing shows it
+    let table = crate::program::handler_table(&Handlers::new().with(timed::HANDLER));
+    assert!(table.contains("timeout=1m30s"), "{table}");
+}

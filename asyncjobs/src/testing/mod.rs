@@ -71,8 +71,8 @@
 //!
 //! What is not simulated: JetStream (redelivery timing, acknowledgements,
 //! the retry policy's delays: tries follow each other at once), the
-//! queue's run time (a handler is never cancelled for taking too long) and
-//! dependencies.
+//! queue's run time (a handler is never cancelled for taking that long;
+//! its own time-out, `timeout = "…"`, is applied) and dependencies.
 
 // one file each: the task of a try (task), how a try ended (outcome), the
 // in-process worker (worker)

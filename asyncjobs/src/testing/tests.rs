@@ -124,3 +124,32 @@ async fn middleware_and_plain_handlers_run_too() {
         "{err}"
     );
 }
+
+#[crate::task_handler("t:slow", timeout = "50ms", crate = "crate")]
+async fn slow(wait_ms: u64) -> Result<u64, HandlerError> {
+    tokio::time::sleep(std::time::Duration::from_millis(wait_ms)).await;
+    Ok(wait_ms)
+}
+
+#[tokio::test]
+async fn a_handler_past_its_time_out_fails_as_on_a_worker() {
+    let worker = TestWorker::new().handler(slow::HANDLER).unwrap();
+    let outcome = worker
+        .run(TestTask::for_handler(slow::HANDLER).payload(&3_600_000_u64))
+        .await;
+    assert_eq!(outcome.state(), TaskState::Retry);
+    assert_eq!(
+        outcome.last_err(),
+        "handler \"t:slow\" exceeded its time-out of 50ms"
+    );
+    let last = worker
+        .run(
+            TestTask::for_handler(slow::HANDLER)
+                .payload(&3_600_000_u64)
+                .max_tries(1),
+        )
+        .await;
+    assert_eq!(last.state(), TaskState::Expired);
+    // within its time-out it completes
+    assert_eq!(worker.call(slow::TYPED, 0).await.unwrap(), 0);
+}

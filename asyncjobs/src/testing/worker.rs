@@ -9,6 +9,7 @@ use crate::registry::{HandlerDef, Handlers};
 use crate::router::Router;
 use crate::state::States;
 use crate::task::TaskState;
+use crate::worker::decide::handler_timed_out;
 use crate::worker::execute::panic_message;
 use crate::worker::gates::{self, Gate};
 use futures::FutureExt;
@@ -117,7 +118,12 @@ impl TestWorker {
     /// Runs one try of `task`: the deadline and tries checks a worker makes
     /// before a try, then the task's handler (through middleware, payload
     /// decoding and result encoding), then the outcome as the worker would
-    /// record it. A panicking handler is a failed try, `handler panicked: …`.
+    /// record it. A panicking handler is a failed try, `handler panicked: …`,
+    /// and so is one still running at its time-out
+    /// ([`HandlerOptions::timeout`](crate::router::HandlerOptions::timeout),
+    /// `timeout = "…"` in the attribute), `handler "<type>" exceeded its
+    /// time-out of <d>`: it is dropped then, as on a worker (this needs
+    /// tokio's timer, as in `#[tokio::test]`).
     pub async fn run(&self, task: TestTask) -> Outcome {
         let tries = task.task.tries;
         let limit = self
@@ -139,9 +145,13 @@ impl TestWorker {
             return expired(why.last_err());
         }
         let ctx = task.context();
-        let run = AssertUnwindSafe(self.router.dispatch(ctx, task.task))
-            .catch_unwind()
-            .await;
+        let timeout = self.router.timeout_for(&task.task.task_type);
+        let task_type = task.task.task_type.clone();
+        let run = AssertUnwindSafe(self.router.dispatch(ctx, task.task)).catch_unwind();
+        let run = match timeout {
+            Some(timeout) => tokio::time::timeout(timeout, run).await.ok(),
+            None => Some(run.await),
+        };
         let failure = |error: Option<HandlerError>, last_err: String| Outcome {
             state: if limit.is_some_and(|l| tries >= l) {
                 TaskState::Expired
@@ -152,6 +162,10 @@ impl TestWorker {
             output: None,
             error,
             last_err,
+        };
+        let Some(run) = run else {
+            let timeout = timeout.expect("only a time-out stops a try");
+            return failure(None, handler_timed_out(&task_type, timeout));
         };
         match run {
             Ok(Ok(output)) => Outcome {

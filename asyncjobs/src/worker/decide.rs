@@ -306,6 +306,12 @@ pub(crate) fn after_run(
             ),
             Failed::default(),
         ),
+        // the handler's own time-out (docs/processing.md §2.7), told apart
+        // from the queue's run time
+        Outcome::HandlerTimedOut(timeout) => (
+            handler_timed_out(&task.task_type, timeout),
+            Failed::default(),
+        ),
     };
     let limit = queue.effective_max_tries(task.max_tries);
     Action::Failed {
@@ -313,6 +319,16 @@ pub(crate) fn after_run(
         expired: limit.is_some_and(|l| task.tries >= l),
         failed,
     }
+}
+
+/// The `last_err` of a try stopped at its handler's time-out:
+/// `handler "<type>" exceeded its time-out of <d>`, `<d>` in Go's notation
+/// (docs/processing.md §2.7).
+pub(crate) fn handler_timed_out(task_type: &str, timeout: Duration) -> String {
+    format!(
+        "handler \"{task_type}\" exceeded its time-out of {}",
+        crate::wire::format_duration(timeout)
+    )
 }
 
 #[cfg(test)]

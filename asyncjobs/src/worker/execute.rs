@@ -19,13 +19,17 @@ pub(crate) enum Outcome {
     Done(HandlerResult),
     /// The handler panicked, with the panic message.
     Panicked(String),
-    /// The lease ran out.
+    /// The lease ran out (the queue's run time).
     TimedOut,
+    /// The handler's own time-out, of this long, ran out first
+    /// (docs/processing.md §2.7).
+    HandlerTimedOut(std::time::Duration),
     /// The worker stopped it (grace period over).
     Shutdown,
 }
 
-/// Runs the router's handler for `task` under the queue's run time.
+/// Runs the router's handler for `task` under the queue's run time and
+/// the handler's own time-out, when its route has one.
 pub(crate) async fn run_handler(
     shared: &Shared,
     task: &mut Task,
@@ -33,13 +37,16 @@ pub(crate) async fn run_handler(
     traceparent: Option<String>,
 ) -> Outcome {
     let max_run_time = shared.queue().effective_max_run_time();
-    let lease = Arc::new(Lease::new(max_run_time, Some(acker)));
+    let timeout = shared.router.timeout_for(&task.task_type);
+    let lease = Arc::new(Lease::new(max_run_time, Some(acker)).with_timeout(timeout));
     let cancel = shared.hard_stop.child_token();
     let ctx = TaskContext {
         task: Arc::new(task.clone()),
         cancel: cancel.clone(),
         lease: Some(lease.clone()),
-        deadline: Some(OffsetDateTime::now_utc() + max_run_time),
+        deadline: Some(
+            OffsetDateTime::now_utc() + timeout.map_or(max_run_time, |t| t.min(max_run_time)),
+        ),
         traceparent: traceparent.clone(),
     };
     metrics::handler_started();
@@ -69,8 +76,12 @@ pub(crate) async fn run_handler(
 
 /// Waits for `handler` under its `lease`: automatic heartbeats (up to the
 /// worker's cap), heartbeats the handler sends, the queue's run time raised
-/// or lowered while it runs, the lease running out (`cancel` then fires)
-/// and the worker's hard stop.
+/// or lowered while it runs, the lease or the handler's time-out running
+/// out (`cancel` then fires) and the worker's hard stop.
+///
+/// The handler's time-out is fixed at the try's start: heartbeats and a
+/// raised run time extend the lease, never the time-out; when both end
+/// at once the time-out is named.
 async fn supervise(
     shared: &Shared,
     task: &mut Task,
@@ -90,6 +101,8 @@ async fn supervise(
     let mut recorded_until = started_at + max_run_time;
     let mut run_times = shared.run_time.subscribe();
     let mut fenced = shared.leases.fenced.subscribe();
+    let limit = lease.limit;
+    let past_limit = || limit.filter(|(at, _)| tokio::time::Instant::now() >= *at);
     loop {
         let deadline = lease.deadline();
         tokio::select! {
@@ -102,6 +115,14 @@ async fn supervise(
                 }
             }
             res = &mut *handler => return match res {
+                // it returned after its time-out without the worker seeing
+                // it pass (it blocked the thread): its result is not kept
+                Ok(_) if past_limit().is_some() => {
+                    let (_, timeout) = past_limit().expect("checked");
+                    tracing::warn!(task = %task.id, r#type = %task.task_type, ?timeout,
+                        "handler returned after its time-out (it blocked its thread past the deadline); its result is not kept");
+                    Outcome::HandlerTimedOut(timeout)
+                }
                 // it returned after its deadline without the worker seeing
                 // the deadline pass (it blocked the thread): the run time
                 // stands unless the queue's was raised meanwhile
@@ -127,9 +148,17 @@ async fn supervise(
                 }
                 max_run_time = current;
             }
+            _ = tokio::time::sleep_until(limit.map_or(deadline, |(at, _)| at)), if limit.is_some() => {
+                cancel.cancel();
+                return Outcome::HandlerTimedOut(limit.expect("checked").1);
+            }
             _ = tokio::time::sleep_until(deadline) => {
                 if lease.deadline() > deadline {
                     continue;
+                }
+                if let Some((_, timeout)) = past_limit() {
+                    cancel.cancel();
+                    return Outcome::HandlerTimedOut(timeout);
                 }
                 match Box::pin(raised_run_time(shared, task, lease, started_at, max_run_time)).await {
                     Some(current) => max_run_time = current,
@@ -260,6 +289,11 @@ fn finish_span(span: &tracing::Span, outcome: &Outcome) {
             span,
             "timed_out",
             Some("the handler ran past its run time"),
+        ),
+        Outcome::HandlerTimedOut(_) => crate::spans::finish_process(
+            span,
+            "timed_out",
+            Some("the handler ran past its time-out"),
         ),
         Outcome::Shutdown => {
             crate::spans::finish_process(span, "interrupted", Some("worker shutting down"))

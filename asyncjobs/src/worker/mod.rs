@@ -18,7 +18,7 @@
 
 mod apply;
 mod consume;
-mod decide;
+pub(crate) mod decide;
 mod delivery;
 mod dependants;
 mod dispatch;

@@ -326,3 +326,56 @@ fn a_failed_try_retries_until_the_smaller_limit_then_expires() {
     let (err, _, _) = failed(&t, Outcome::Done(Err(HandlerError::retry(long))));
     assert!(err.len() < MAX_LAST_ERR + 40);
 }
+
+#[test]
+fn a_handler_time_out_is_a_failed_try_that_names_the_handler_and_its_time_out() {
+    let q = queue().max_tries(3);
+    let mut t = Task::new("image:resize", &()).unwrap();
+    t.state = TaskState::Active;
+    t.max_tries = 10;
+    t.tries = 1;
+    let timeout = Duration::from_secs(30);
+    match after_run(Outcome::HandlerTimedOut(timeout), &t, &q, NOW) {
+        Action::Failed {
+            last_err,
+            expired,
+            failed,
+        } => {
+            assert_eq!(
+                last_err,
+                "handler \"image:resize\" exceeded its time-out of 30s"
+            );
+            assert!(!expired, "tries are left: retried");
+            // the retry policy's backoff, as for any other failure
+            assert_eq!(failed.delay, None);
+            assert!(!failed.no_handler);
+        }
+        other => panic!("expected a failed try, got {other:?}"),
+    }
+    // distinct from the queue's run time, which names the queue's value
+    match after_run(Outcome::TimedOut, &t, &q, NOW) {
+        Action::Failed { last_err, .. } => {
+            assert_eq!(last_err, "handler exceeded the queue's max run time of 60s")
+        }
+        other => panic!("expected a failed try, got {other:?}"),
+    }
+    // on the last try allowed it expires; durations in Go's notation
+    t.tries = 3;
+    match after_run(
+        Outcome::HandlerTimedOut(Duration::from_millis(1500)),
+        &t,
+        &q,
+        NOW,
+    ) {
+        Action::Failed {
+            last_err, expired, ..
+        } => {
+            assert_eq!(
+                last_err,
+                "handler \"image:resize\" exceeded its time-out of 1.5s"
+            );
+            assert!(expired, "no tries left: expired");
+        }
+        other => panic!("expected a failed try, got {other:?}"),
+    }
+}

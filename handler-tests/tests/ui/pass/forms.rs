@@ -108,7 +108,8 @@ pub struct Greeting(pub std::sync::Arc<str>);
     queue = "GREET",
     queue_run_time = "10m",
     queue_max_tries = 0,
-    queue_concurrency = 5
+    queue_concurrency = 5,
+    timeout = "2m30s"
 )]
 pub async fn greet(
     State(greeting): State<Greeting>,
@@ -143,6 +144,8 @@ async fn main() {
     assert_eq!(send::TASK_TYPE, "email:new");
     assert_eq!(send::QUEUE, "EMAIL");
     assert_eq!(send::DEADLINE, Some(std::time::Duration::from_secs(5400)));
+    assert_eq!(send::TIMEOUT, None);
+    assert_eq!(greet::TIMEOUT, Some(std::time::Duration::from_secs(150)));
     assert_eq!(bounce::QUEUE, "DEFAULT");
     assert_eq!(sum::MAX_TRIES, Some(0));
     assert_eq!(anything::TASK_TYPE, "");
@@ -186,6 +189,7 @@ async fn main() {
         .with_state(3_u32)
         .register(greet::HANDLER)
         .unwrap();
+    assert_eq!(router.timeout_for("greet"), Some(std::time::Duration::from_secs(150)));
     let task = greet::task(&"ann".to_string()).build().unwrap();
     let output = router
         .dispatch(TaskContext::detached(task.clone()), task)
