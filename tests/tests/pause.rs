@@ -103,13 +103,14 @@ async fn a_pause_with_an_end_lifts_by_itself() {
 
 #[tokio::test]
 async fn a_pause_survives_worker_and_server_restarts_and_queue_changes() {
+    let logs = asyncjobs_tests::capture_logs("asyncjobs=info");
     let mut server = NatsServer::start();
-    let client = client(&server, Queue::new("THUMBS")).await;
+    let client = client(&server, Queue::new("RESTART")).await;
     let worker = start(&client);
     let id = enqueue(&client).await;
     wait_for_state(&client, &id, TaskState::Complete, T).await;
     client
-        .pause_queue("THUMBS", PauseUntil::Resumed)
+        .pause_queue("RESTART", PauseUntil::Resumed)
         .await
         .unwrap();
     worker.stop().await;
@@ -117,7 +118,7 @@ async fn a_pause_survives_worker_and_server_restarts_and_queue_changes() {
     // a queue change rewrites the consumer's configuration: the pause stays
     let info = client
         .configure_queue(
-            "THUMBS",
+            "RESTART",
             QueueUpdate {
                 max_concurrent: Some(7),
                 ..QueueUpdate::default()
@@ -130,18 +131,35 @@ async fn a_pause_survives_worker_and_server_restarts_and_queue_changes() {
 
     server.restart();
     let info = wait_for(T, "the queue after the restart", || async {
-        client.queue_info("THUMBS").await.ok()
+        client.queue_info("RESTART").await.ok()
     })
     .await;
     assert_eq!(info.paused.unwrap().until, PauseUntil::Resumed);
 
-    // a worker started on the paused queue does not lift the pause
+    // a worker started on the paused queue does not lift the pause, and
+    // says why it starts nothing; it notices the resume by itself
     let worker = start(&client);
     let id = enqueue(&client).await;
-    let info = held_back(&client, "THUMBS", 1).await;
+    let info = held_back(&client, "RESTART", 1).await;
     assert!(info.paused.is_some());
-    client.resume_queue("THUMBS").await.unwrap();
+    let said = wait_for(T, "the worker to say the queue is paused", || async {
+        let lines = logs.lines_with("the queue is paused until resumed");
+        lines
+            .iter()
+            .any(|l| l.contains("RESTART") && l.contains("WARN"))
+            .then_some(lines)
+    })
+    .await;
+    assert!(
+        said[0].contains("`ajc queue resume RESTART` lifts it"),
+        "{said:?}"
+    );
+    client.resume_queue("RESTART").await.unwrap();
     wait_for_state(&client, &id, TaskState::Complete, T).await;
+    wait_for(T, "the worker to notice the resume", || async {
+        (!logs.lines_with("the queue's pause ended").is_empty()).then_some(())
+    })
+    .await;
     worker.stop().await;
 }
 
