@@ -244,6 +244,17 @@ impl QueueBlock {
                 humanize_nanos(q.max_run_time.as_nanos() as i64)
             );
             let _ = writeln!(out, "{:>16}: {}", "Max Concurrent", limit(q.max_concurrent));
+            if let Some(p) = &i.paused {
+                let until = match p.until {
+                    asyncjobs::PauseUntil::Resumed => "until resumed".to_string(),
+                    asyncjobs::PauseUntil::Time(t) => format!("until {}", go_time(t)),
+                };
+                let since = p
+                    .since
+                    .map(|t| format!(", since {} ({} ago)", go_time(t), age(t)))
+                    .unwrap_or_default();
+                let _ = writeln!(out, "{:>16}: {until}{since}", "Paused");
+            }
         } else {
             let _ = writeln!(
                 out,
@@ -287,6 +298,13 @@ impl QueueBlock {
             "ack_pending": i.ack_pending,
             "pending": i.pending,
             "waiting": i.waiting,
+            "paused": i.paused.map(|p| json!({
+                "since": opt_time(p.since),
+                "until": match p.until {
+                    asyncjobs::PauseUntil::Resumed => Value::Null,
+                    asyncjobs::PauseUntil::Time(t) => json!(rfc3339(t)),
+                },
+            })),
             "first_item": opt_time(i.stream.first_time),
             "last_item": opt_time(i.stream.last_time),
         })

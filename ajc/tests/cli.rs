@@ -1606,3 +1606,100 @@ async fn a_lean_ajc_refuses_trace_export_naming_the_rebuild() {
         );
     }
 }
+
+#[tokio::test]
+async fn queue_pause_and_resume() {
+    let env = Env::new();
+    env.run(&["queue", "new", "THUMBS"]).await.ok();
+
+    let paused = env.run(&["queue", "pause", "THUMBS"]).await;
+    let text = paused.ok();
+    assert!(
+        text.contains("          Paused: until resumed, since "),
+        "{text}"
+    );
+    let j = env.run(&["queue", "info", "THUMBS", "--json"]).await.json();
+    assert!(j["paused"]["until"].is_null(), "{j}");
+    assert!(j["paused"]["since"].is_string(), "{j}");
+    let ls = env.run(&["queue", "ls"]).await;
+    assert!(ls.ok().contains("THUMBS (paused until resumed)"), "{ls:#?}");
+
+    // --for: an end an hour from now
+    let j = env
+        .run(&["queue", "pause", "THUMBS", "--for", "1h", "--json"])
+        .await
+        .json();
+    let until = asyncjobs::wire::parse_time(j["paused"]["until"].as_str().unwrap()).unwrap();
+    let left = until - time::OffsetDateTime::now_utc();
+    assert!(
+        left > time::Duration::minutes(55) && left <= time::Duration::hours(1),
+        "{j}"
+    );
+    // --until: that time
+    let text = env
+        .run(&[
+            "queue",
+            "pause",
+            "THUMBS",
+            "--until",
+            "2030-01-02T03:04:05Z",
+        ])
+        .await;
+    assert!(
+        text.ok()
+            .contains("          Paused: until 02 Jan 30 03:04:05 UTC, since "),
+        "{text:#?}"
+    );
+
+    let resumed = env.run(&["queue", "resume", "THUMBS"]).await;
+    assert!(!resumed.ok().contains("Paused"), "{resumed:#?}");
+    let j = env.run(&["queue", "info", "THUMBS", "--json"]).await.json();
+    assert!(j["paused"].is_null(), "{j}");
+
+    // refusals name what they refused, and change nothing
+    assert!(env
+        .run(&["queue", "pause", "NOPE"])
+        .await
+        .fails()
+        .contains("queue not found: NOPE"));
+    assert!(env
+        .run(&["queue", "resume", "NOPE"])
+        .await
+        .fails()
+        .contains("queue not found: NOPE"));
+    assert!(env
+        .run(&["queue", "pause", "THUMBS", "--until", "tomorrow"])
+        .await
+        .fails()
+        .contains("--until \"tomorrow\" is not an RFC 3339 time"));
+    assert!(env
+        .run(&[
+            "queue",
+            "pause",
+            "THUMBS",
+            "--until",
+            "2001-01-01T00:00:00Z"
+        ])
+        .await
+        .fails()
+        .contains("which has passed"));
+    assert!(env
+        .run(&["queue", "pause", "THUMBS", "--for", "0s"])
+        .await
+        .fails()
+        .contains("--for must be longer than 0s"));
+    let both = env
+        .run(&[
+            "queue",
+            "pause",
+            "THUMBS",
+            "--for",
+            "1h",
+            "--until",
+            "2030-01-02T03:04:05Z",
+        ])
+        .await;
+    assert!(both.fails().contains("cannot be used with"), "{both:#?}");
+    let j = env.run(&["queue", "info", "THUMBS", "--json"]).await.json();
+    assert!(j["paused"].is_null(), "{j}");
+}

@@ -4,7 +4,8 @@
 //! script errors, a task enqueued meanwhile appears and turns complete
 //! without a reload, a failed task's retry button re-runs it, a filtered
 //! bulk retry re-enqueues exactly the matching tasks, read-only mode
-//! refuses actions, pages fit a phone's width.
+//! refuses actions, a queue paused and resumed from the overview holds a
+//! task back and then runs it, pages fit a phone's width.
 //!
 //! `UPDATE_SCREENSHOTS=1` writes the overview, task list and task page to
 //! `docs/` (shown in the README).
@@ -410,6 +411,56 @@ async fn dashboard_in_a_browser() {
     for id in &b_ids {
         assert_eq!(task(&http, &server, id).await["tries"], 1);
     }
+
+    // pause the queue from the overview: a task enqueued meanwhile waits,
+    // and runs once the queue is resumed from the same page
+    b.goto(&server.url("/ui/")).await.unwrap();
+    b.find(Locator::XPath(
+        "//tr[td/a[text()='DEFAULT']]//details[summary[text()='Pause']]/summary",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    b.find(Locator::XPath(
+        "//tr[td/a[text()='DEFAULT']]//form[contains(@action,'/pause')]//button",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    wait_text(b, ".notice", "Queue DEFAULT paused until resumed").await;
+    let badge = b
+        .find(Locator::Css("[data-paused]"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(badge.starts_with("paused until resumed, since "), "{badge}");
+    let held = create(&http, &server, json!({"type": "ok"})).await;
+    wait_for(T, "the task held back by the pause", || async {
+        let i = worker_client.queue_info("DEFAULT").await.unwrap();
+        (i.waiting >= 1 && i.pending == 1 && i.ack_pending == 0).then_some(())
+    })
+    .await;
+    assert_eq!(task(&http, &server, &held).await["state"], "new");
+    b.find(Locator::XPath(
+        "//tr[td/a[text()='DEFAULT']]//form[contains(@action,'/resume')]//button",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    wait_text(b, ".notice", "Queue DEFAULT resumed").await;
+    assert!(b.find(Locator::Css("[data-paused]")).await.is_err());
+    wait_for(T, "the held task to complete", || async {
+        (task(&http, &server, &held).await["state"] == "complete").then_some(())
+    })
+    .await;
 
     // the list and the overview after all this, and at phone width
     b.goto(&server.url("/ui/tasks")).await.unwrap();

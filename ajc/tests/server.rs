@@ -269,6 +269,8 @@ async fn check_openapi(client: &reqwest::Client, server: &ApiServer, go: &Value)
         let extensions: &[&str] = match name.as_str() {
             "BulkRetryRequest" => &["filter"],
             "Task" | "TaskCreateRequest" => &["run_at"],
+            // only while the queue is paused (docs/go-differences.md §69)
+            "QueueInfo" => &["paused"],
             _ => &[],
         };
         let mut mine = keys(our);

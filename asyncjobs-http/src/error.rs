@@ -30,6 +30,8 @@ pub enum ErrorCode {
     Internal,
     /// 503: the JetStream storage cannot be reached or is not prepared.
     Unavailable,
+    /// 501: the NATS server is too old for what was asked.
+    Unsupported,
 }
 
 impl ErrorCode {
@@ -46,6 +48,7 @@ impl ErrorCode {
             ErrorCode::SignatureRequired => "signature_required",
             ErrorCode::Internal => "internal",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Unsupported => "unsupported",
         }
     }
 }
@@ -225,6 +228,12 @@ impl From<asyncjobs::Error> for ApiError {
                     .field("run_at")
                     .reason("schedules_unsupported")
             }
+            E::ServerTooOld { .. } => ApiError::new(
+                StatusCode::NOT_IMPLEMENTED,
+                ErrorCode::Unsupported,
+                e.to_string(),
+            )
+            .reason("server_too_old"),
             E::DeadlineBeforeDue { .. } => {
                 ApiError::new(bad, ErrorCode::InvalidArgument, e.to_string())
                     .field("deadline")

@@ -320,6 +320,38 @@ pub struct QueueView {
     /// When this was read.
     #[schema(format = DateTime)]
     pub time: String,
+    /// Present while the queue is paused (not in Go's API, which never
+    /// shows it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paused: Option<QueuePauseView>,
+}
+
+/// A queue's pause.
+#[derive(Serialize, ToSchema)]
+pub struct QueuePauseView {
+    /// When it began; absent when another tool paused the queue.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
+    pub since: Option<String>,
+    /// When it ends by itself; absent when it lasts until resumed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
+    pub until: Option<String>,
+}
+
+/// `POST /v1/queues/{name}/pause`: at most one of `for` and `until`; with
+/// neither (or an empty body) the pause lasts until resumed.
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct QueuePauseRequest {
+    /// Resume by itself after this long (Go duration, for example `30m`).
+    #[serde(default, rename = "for")]
+    #[schema(pattern = r"^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$")]
+    pub for_: Option<String>,
+    /// Resume by itself at this time (RFC 3339).
+    #[serde(default)]
+    #[schema(format = DateTime)]
+    pub until: Option<String>,
 }
 
 fn nanos(d: std::time::Duration) -> i64 {
@@ -338,6 +370,13 @@ impl From<&QueueInfo> for QueueView {
             max_tries: unlimited(q.queue.max_tries),
             name: q.queue.name.clone(),
             time: format_time(&time::OffsetDateTime::now_utc()),
+            paused: q.paused.map(|p| QueuePauseView {
+                since: p.since.as_ref().map(format_time),
+                until: match p.until {
+                    asyncjobs::PauseUntil::Resumed => None,
+                    asyncjobs::PauseUntil::Time(t) => Some(format_time(&t)),
+                },
+            }),
         }
     }
 }

@@ -399,3 +399,96 @@ async fn unanswered_requests_time_out_as_the_envelope_or_a_page() {
     let r = http.get(format!("{base}/ui/")).send().await.unwrap();
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test]
+async fn a_queue_is_paused_and_resumed_over_http() {
+    let nats = NatsServer::start();
+    let client = client_for(&nats, Queue::new("MAIL")).await;
+    client.prepare_queue(&Queue::new("MAIL")).await.unwrap();
+    let base = serve(client.clone(), ApiOptions::default()).await;
+    let http = http();
+    let post = |path: &str, body: Option<Value>| {
+        let r = http.post(format!("{base}{path}"));
+        let r = match body {
+            Some(b) => r.json(&b),
+            None => r,
+        };
+        async move {
+            let r = r.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+
+    // not paused: Go's fields only
+    let (status, q) = get_json(&http, &format!("{base}/v1/queues/MAIL")).await;
+    assert_eq!(status, 200);
+    assert!(q.get("paused").is_none(), "{q}");
+
+    // an empty body pauses until resumed
+    let (status, q) = post("/v1/queues/MAIL/pause", None).await;
+    assert_eq!(status, 200, "{q}");
+    assert!(q["paused"]["since"].is_string(), "{q}");
+    assert!(q["paused"].get("until").is_none(), "{q}");
+    assert!(client.queue_info("MAIL").await.unwrap().paused.is_some());
+
+    let (status, q) = post("/v1/queues/MAIL/pause", Some(json!({"for": "30m"}))).await;
+    assert_eq!(status, 200, "{q}");
+    let until = asyncjobs::wire::parse_time(q["paused"]["until"].as_str().unwrap()).unwrap();
+    let left = until - time::OffsetDateTime::now_utc();
+    assert!(left > time::Duration::minutes(25), "{q}");
+    let (status, q) = post(
+        "/v1/queues/MAIL/pause",
+        Some(json!({"until": "2030-01-02T03:04:05Z"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{q}");
+    assert_eq!(q["paused"]["until"], "2030-01-02T03:04:05Z");
+
+    // refusals: one envelope each, nothing changed
+    for (body, field, reason) in [
+        (
+            json!({"for": "1h", "until": "2030-01-02T03:04:05Z"}),
+            "for",
+            "invalid_pause",
+        ),
+        (json!({"for": "0s"}), "for", "invalid_pause"),
+        (json!({"for": "soon"}), "for", "invalid_duration"),
+        (json!({"until": "tomorrow"}), "until", "invalid_pause"),
+    ] {
+        let (status, e) = post("/v1/queues/MAIL/pause", Some(body.clone())).await;
+        assert_eq!(status, 400, "{body}: {e}");
+        assert_eq!(e["error"]["details"]["field"], field, "{body}: {e}");
+        assert_eq!(e["error"]["details"]["reason"], reason, "{body}: {e}");
+    }
+    let (status, e) = post(
+        "/v1/queues/MAIL/pause",
+        Some(json!({"until": "2001-01-01T00:00:00Z"})),
+    )
+    .await;
+    assert_eq!(status, 400, "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("has passed"),
+        "{e}"
+    );
+    let (status, e) = post("/v1/queues/MAIL/pause", Some(json!({"forever": true}))).await;
+    assert_eq!(status, 400, "{e}");
+    let (status, e) = post("/v1/queues/NOPE/pause", None).await;
+    assert_eq!(
+        (status, e["error"]["details"]["reason"].clone()),
+        (404, json!("queue_not_found")),
+        "{e}"
+    );
+    let (status, q) = get_json(&http, &format!("{base}/v1/queues/MAIL")).await;
+    assert_eq!(status, 200);
+    assert_eq!(q["paused"]["until"], "2030-01-02T03:04:05Z", "{q}");
+
+    let (status, q) = post("/v1/queues/MAIL/resume", None).await;
+    assert_eq!(status, 200, "{q}");
+    assert!(q.get("paused").is_none(), "{q}");
+    assert!(client.queue_info("MAIL").await.unwrap().paused.is_none());
+    let (status, _) = post("/v1/queues/NOPE/resume", None).await;
+    assert_eq!(status, 404);
+}

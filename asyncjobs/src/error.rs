@@ -404,6 +404,17 @@ pub enum Error {
         /// The server's version.
         version: String,
     },
+    /// A feature needs a newer nats-server than the one connected; nothing
+    /// was written.
+    #[error("{feature} needs nats-server {needs} or later; the server runs {version}")]
+    ServerTooOld {
+        /// What was asked for, for example `pausing a queue`.
+        feature: &'static str,
+        /// The oldest server version that has it.
+        needs: &'static str,
+        /// The server's version.
+        version: String,
+    },
     /// A delayed task's deadline is earlier than its due time: it could
     /// never run.
     #[error("the deadline {} is before the task is due ({}): it could never run", crate::wire::format_time(.deadline), crate::wire::format_time(.due))]

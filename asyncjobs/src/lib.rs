@@ -203,7 +203,7 @@ pub use error::{Error, NatsError, NatsErrorKind, Result};
 pub use handler::{
     terminate, typed, Handler, HandlerError, HandlerOutput, HandlerResult, TaskContext,
 };
-pub use queue::{Queue, QueueInfo, QueueUpdate, StreamDetails};
+pub use queue::{PauseUntil, Queue, QueueInfo, QueuePause, QueueUpdate, StreamDetails};
 pub use registry::{HandlerDef, Handlers, QueueSettings};
 #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
 #[cfg(feature = "remote")]

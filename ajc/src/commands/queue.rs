@@ -1,5 +1,5 @@
-//! `ajc queue …`: create, list, view, configure, purge and remove work
-//! queues; the arguments of each subcommand and what it does.
+//! `ajc queue …`: create, list, view, configure, pause, resume, purge and
+//! remove work queues; the arguments of each subcommand and what it does.
 
 use super::{emit, emit_json, emitln, Ctx};
 use crate::blocks::QueueBlock;
@@ -9,7 +9,7 @@ use crate::flags::{ForceFlag, JsonFlag};
 use crate::format::{iec_bytes, parse_duration, ucomma, GoDuration};
 use crate::table::{Align, Cell, Table};
 use crate::ui::Style;
-use asyncjobs::{Client, Queue, QueueUpdate};
+use asyncjobs::{Client, PauseUntil, Queue, QueueUpdate};
 use clap::{Args, Subcommand};
 use std::time::Duration;
 
@@ -33,6 +33,26 @@ pub enum QueueCmd {
     /// Configures a Queue storage
     #[command(visible_aliases = ["config", "cfg"])]
     Configure(QueueConfigureArgs),
+    /// Pauses a queue for every worker, Go's included: no task starts until
+    /// it ends or is resumed (needs nats-server 2.11)
+    Pause(QueuePauseArgs),
+    /// Resumes a paused queue
+    Resume(QueueInfoArgs),
+}
+
+/// `ajc queue pause`.
+#[derive(Args, Debug)]
+pub struct QueuePauseArgs {
+    /// Queue to pause
+    pub queue: String,
+    /// Resume by itself after this long, for example 30m (default: until resumed)
+    #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true, conflicts_with = "until")]
+    pub for_: Option<GoDuration>,
+    /// Resume by itself at this time, RFC 3339, for example 2026-12-24T18:00:00Z (default: until resumed)
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    #[command(flatten)]
+    pub out: JsonFlag,
 }
 
 /// `ajc queue new`.
@@ -143,7 +163,45 @@ pub async fn run(ctx: &Ctx, cmd: &QueueCmd) -> Result<()> {
             show(&c, &a.queue, a.out.json).await
         }
         QueueCmd::Configure(a) => configure(ctx, a).await,
+        QueueCmd::Pause(a) => pause(ctx, a).await,
+        QueueCmd::Resume(a) => {
+            let c = read_client(ctx).await?;
+            c.resume_queue(&a.queue).await?;
+            show(&c, &a.queue, a.out.json).await
+        }
     }
+}
+
+/// The end `queue pause` asks for: `--for`, `--until` or neither.
+pub fn pause_until(a: &QueuePauseArgs) -> Result<PauseUntil> {
+    if let Some(d) = a.for_ {
+        let d = d.non_negative("--for").map_err(CliError::msg)?;
+        if d.is_zero() {
+            return Err(CliError::msg(
+                "--for must be longer than 0s (to lift a pause use `ajc queue resume`)",
+            ));
+        }
+        let d = time::Duration::try_from(d).map_err(|_| CliError::msg("--for is too long"))?;
+        return Ok(PauseUntil::Time(time::OffsetDateTime::now_utc() + d));
+    }
+    match &a.until {
+        Some(t) => asyncjobs::wire::parse_time(t)
+            .map(PauseUntil::Time)
+            .map_err(|e| {
+                CliError::msg(format!(
+                    "--until {t:?} is not an RFC 3339 time such as 2026-12-24T18:00:00Z: {e}"
+                ))
+            }),
+        None => Ok(PauseUntil::Resumed),
+    }
+}
+
+/// `queue pause`: the end checked before connecting, then the block.
+async fn pause(ctx: &Ctx, a: &QueuePauseArgs) -> Result<()> {
+    let until = pause_until(a)?;
+    let client = read_client(ctx).await?;
+    client.pause_queue(&a.queue, until).await?;
+    show(&client, &a.queue, a.out.json).await
 }
 
 /// A client that creates nothing.
@@ -225,7 +283,13 @@ async fn list(ctx: &Ctx, json: bool) -> Result<()> {
         let max_items = crate::format::limit(i.queue.max_entries);
         let (name, tries, concurrent) = if i.has_consumer {
             (
-                Cell::from(i.queue.name.clone()),
+                match &i.paused {
+                    Some(p) => Cell::styled(
+                        format!("{} (paused {})", i.queue.name, p.until),
+                        Some(Style::Yellow),
+                    ),
+                    None => Cell::from(i.queue.name.clone()),
+                },
                 crate::format::limit(i.queue.max_tries),
                 crate::format::limit(i.queue.max_concurrent),
             )

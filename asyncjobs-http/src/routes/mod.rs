@@ -61,6 +61,8 @@ fn described() -> OpenApiRouter<Api> {
         .routes(routes!(queues::list, queues::create))
         .routes(routes!(queues::get, queues::delete))
         .routes(routes!(queues::purge))
+        .routes(routes!(queues::pause))
+        .routes(routes!(queues::resume))
         .routes(routes!(schedules::list, schedules::create))
         .routes(routes!(schedules::get, schedules::delete))
 }

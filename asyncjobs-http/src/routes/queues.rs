@@ -1,11 +1,12 @@
-//! Queues: list, create, get, delete, purge.
+//! Queues: list, create, get, delete, purge, pause, resume.
 
 use super::{go_duration, json, JsonBody};
 use crate::error::ApiError;
-use crate::schema::{QueueCreateRequest, QueueListResponse, QueueView};
+use crate::schema::{QueueCreateRequest, QueueListResponse, QueuePauseRequest, QueueView};
 use crate::Api;
 use asyncjobs::queue::DEFAULT_QUEUE_NAME;
 use asyncjobs::Queue;
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -119,4 +120,74 @@ pub(super) async fn purge(
 ) -> Result<Response, ApiError> {
     api.client.purge_queue(&name).await?;
     Ok(StatusCode::ACCEPTED.into_response())
+}
+
+/// Pauses a queue for every worker (Go's included): no task starts until
+/// the pause ends or the queue is resumed; enqueueing goes on. Needs
+/// nats-server 2.11 (501 `server_too_old` before).
+#[utoipa::path(post, path = "/v1/queues/{name}/pause", operation_id = "pauseQueue", tag = "Queues",
+    params(("name" = String, Path, description = "Queue name")),
+    request_body(content = Option<QueuePauseRequest>, description = "The end; none: until resumed"),
+    responses(
+        (status = 200, description = "Paused", body = QueueView),
+        (status = 400, description = "Invalid end", body = crate::schema::ErrorEnvelope),
+        (status = 404, description = "No such queue", body = crate::schema::ErrorEnvelope),
+        (status = 501, description = "The server cannot pause", body = crate::schema::ErrorEnvelope)))]
+pub(super) async fn pause(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req: QueuePauseRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        QueuePauseRequest::default()
+    } else {
+        super::decode_strict(&body)?
+    };
+    let until = pause_until(&req)?;
+    let info = api.client.pause_queue(&name, until).await?;
+    Ok(json(StatusCode::OK, &QueueView::from(&info)))
+}
+
+/// The end a pause request asks for.
+fn pause_until(req: &QueuePauseRequest) -> Result<asyncjobs::PauseUntil, ApiError> {
+    let invalid = |field: &'static str, message: String| {
+        ApiError::invalid(message)
+            .field(field)
+            .reason("invalid_pause")
+    };
+    match (req.for_.as_deref(), req.until.as_deref()) {
+        (Some(_), Some(_)) => Err(invalid(
+            "for",
+            "give at most one of for and until".to_string(),
+        )),
+        (Some(d), None) => {
+            let d = go_duration("for", Some(d))?
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| invalid("for", "for must be longer than 0s".to_string()))?;
+            let d = time::Duration::try_from(d)
+                .map_err(|_| invalid("for", "for is too long".to_string()))?;
+            Ok(asyncjobs::PauseUntil::Time(
+                time::OffsetDateTime::now_utc() + d,
+            ))
+        }
+        (None, Some(t)) => asyncjobs::wire::parse_time(t)
+            .map(asyncjobs::PauseUntil::Time)
+            .map_err(|e| invalid("until", format!("until {t:?} is not an RFC 3339 time: {e}"))),
+        (None, None) => Ok(asyncjobs::PauseUntil::Resumed),
+    }
+}
+
+/// Resumes a paused queue (a queue that is not paused is left as it is).
+#[utoipa::path(post, path = "/v1/queues/{name}/resume", operation_id = "resumeQueue", tag = "Queues",
+    params(("name" = String, Path, description = "Queue name")),
+    responses(
+        (status = 200, description = "Resumed", body = QueueView),
+        (status = 404, description = "No such queue", body = crate::schema::ErrorEnvelope),
+        (status = 501, description = "The server cannot pause", body = crate::schema::ErrorEnvelope)))]
+pub(super) async fn resume(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let info = api.client.resume_queue(&name).await?;
+    Ok(json(StatusCode::OK, &QueueView::from(&info)))
 }

@@ -51,7 +51,7 @@ struct Confirm {
 #[derive(Deserialize)]
 pub(super) struct Action {
     #[serde(default)]
-    csrf: String,
+    pub(super) csrf: String,
     #[serde(default)]
     confirmed: String,
 }

@@ -42,6 +42,8 @@ pub(crate) fn routes() -> axum::Router<Api> {
         .route("/ui/search", get(tasks::search))
         .route("/ui/queues/{name}/purge", post(queues::purge))
         .route("/ui/queues/{name}/configure", post(queues::configure))
+        .route("/ui/queues/{name}/pause", post(queues::pause))
+        .route("/ui/queues/{name}/resume", post(queues::resume))
         .route(
             "/ui/schedules",
             get(schedules::schedules).post(schedules::add_schedule),

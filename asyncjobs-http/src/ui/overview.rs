@@ -28,6 +28,8 @@ struct QueueRow {
     max_entries: String,
     discard_old: bool,
     has_consumer: bool,
+    /// `paused until …[, since …]` while paused.
+    paused: Option<String>,
 }
 
 struct WorkerRow {
@@ -128,6 +130,13 @@ async fn queue_rows(api: &Api, problems: &mut Vec<String>) -> Vec<QueueRow> {
                         max_entries: limit(i.queue.max_entries),
                         discard_old: i.queue.discard_old,
                         has_consumer: i.has_consumer,
+                        paused: i.paused.map(|p| {
+                            let since = p
+                                .since
+                                .map(|t| format!(", since {}", asyncjobs::wire::format_time(&t)))
+                                .unwrap_or_default();
+                            format!("paused {}{since}", p.until)
+                        }),
                     }),
                     Err(e) => problems.push(format!("queue {name}: {e}")),
                 }

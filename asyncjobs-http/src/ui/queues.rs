@@ -1,4 +1,5 @@
-//! The queue forms of the overview: purge a queue, change its settings.
+//! The queue forms of the overview: purge, pause or resume a queue, change
+//! its settings.
 
 use super::actions::{act, may_act, Action, Ask};
 use super::page::{done, error_page};
@@ -93,6 +94,71 @@ pub(super) async fn configure(
             &api,
             StatusCode::BAD_REQUEST,
             format!("configuring {name}: {e}"),
+        ),
+    }
+}
+
+/// The pause form: how long, empty for until resumed.
+#[derive(Deserialize)]
+pub(super) struct Pause {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default, rename = "for")]
+    for_: String,
+}
+
+/// Pauses a queue for every worker (docs/storage.md §4.4), for the
+/// duration given or until resumed (400 when it does not parse, the
+/// server's refusal shown as it is).
+pub(super) async fn pause(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    Form(p): Form<Pause>,
+) -> Response {
+    if let Err(refused) = may_act(&api, &p.csrf).await {
+        return refused;
+    }
+    let until = match p.for_.trim() {
+        "" => Ok(asyncjobs::PauseUntil::Resumed),
+        d => asyncjobs::parse_duration(d)
+            .map_err(|e| format!("for: {e}"))
+            .and_then(|d| {
+                time::Duration::try_from(d)
+                    .ok()
+                    .filter(|d| d.is_positive())
+                    .ok_or_else(|| "for: must be longer than 0s".to_string())
+            })
+            .map(|d| asyncjobs::PauseUntil::Time(time::OffsetDateTime::now_utc() + d)),
+    };
+    let until = match until {
+        Ok(u) => u,
+        Err(e) => return error_page(&api, StatusCode::BAD_REQUEST, e),
+    };
+    match api.client.pause_queue(&name, until).await {
+        Ok(_) => done("/ui/", &format!("Queue {name} paused {until}")),
+        Err(e) => error_page(
+            &api,
+            StatusCode::BAD_REQUEST,
+            format!("pausing {name}: {e}"),
+        ),
+    }
+}
+
+/// Resumes a paused queue.
+pub(super) async fn resume(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    Form(a): Form<Action>,
+) -> Response {
+    if let Err(refused) = may_act(&api, &a.csrf).await {
+        return refused;
+    }
+    match api.client.resume_queue(&name).await {
+        Ok(_) => done("/ui/", &format!("Queue {name} resumed")),
+        Err(e) => error_page(
+            &api,
+            StatusCode::BAD_REQUEST,
+            format!("resuming {name}: {e}"),
         ),
     }
 }

@@ -1,9 +1,9 @@
 //! Queue operations of the [`Client`]: create or load, inspect, configure,
-//! purge and delete.
+//! pause and resume, purge and delete.
 
 use super::Client;
 use crate::error::{Error, Result};
-use crate::queue::{Queue, QueueInfo, QueueUpdate};
+use crate::queue::{PauseUntil, Queue, QueueInfo, QueueUpdate};
 
 impl Client {
     /// Makes sure a queue exists, creating it as `make()` describes when
@@ -124,6 +124,45 @@ impl Client {
     pub async fn configure_queue(&self, name: &str, update: QueueUpdate) -> Result<QueueInfo> {
         update.validate()?;
         self.inner.storage.configure_queue(name, &update).await
+    }
+
+    /// Pauses a queue for every worker of it at once, Go's included: no
+    /// worker gets an item until `until` (then the queue resumes by
+    /// itself) or until [`Client::resume_queue`]. Tasks already running
+    /// finish; enqueueing goes on; the pause survives worker and server
+    /// restarts. Pausing a paused queue replaces its end. Needs nats-server
+    /// 2.11 or later (JetStream consumer pause; docs/storage.md §4.4).
+    ///
+    /// # Errors
+    /// [`Error::ServerTooOld`] on an older server, [`Error::Config`] for
+    /// an end that has passed, [`Error::QueueNotFound`],
+    /// [`Error::QueueConsumerNotFound`]; nothing is changed by any of
+    /// them.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let client = asyncjobs::Client::connect("nats://127.0.0.1:4222").await?;
+    /// use asyncjobs::PauseUntil;
+    /// let in_an_hour = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
+    /// let info = client.pause_queue("EMAIL", PauseUntil::Time(in_an_hour)).await?;
+    /// assert!(info.paused.is_some());
+    /// client.resume_queue("EMAIL").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn pause_queue(&self, name: &str, until: PauseUntil) -> Result<QueueInfo> {
+        self.inner.storage.pause_queue(name, until).await
+    }
+
+    /// Lifts a queue's pause ([`Client::pause_queue`]); workers get items
+    /// again at once. A queue that is not paused is left as it is.
+    ///
+    /// # Errors
+    /// [`Error::ServerTooOld`], [`Error::QueueNotFound`],
+    /// [`Error::QueueConsumerNotFound`], or the update's failure.
+    pub async fn resume_queue(&self, name: &str) -> Result<QueueInfo> {
+        self.inner.storage.resume_queue(name).await
     }
 
     /// Removes every item from a queue. Task records are not changed, as

@@ -1,8 +1,10 @@
 //! Work queues: a `CHORIA_AJ_Q_<name>` work-queue stream with a `WORKERS`
 //! pull consumer (docs/storage.md §3.3).
 
+pub mod pause;
 mod stream;
 
+pub use pause::{PauseUntil, QueuePause};
 pub(crate) use stream::validate_replicas;
 pub use stream::StreamDetails;
 
@@ -281,6 +283,9 @@ pub struct QueueInfo {
     pub redelivered: u64,
     /// False when the `WORKERS` consumer is missing.
     pub has_consumer: bool,
+    /// Set while the queue is paused: no worker gets an item until it ends
+    /// or is lifted ([`Client::pause_queue`](crate::Client::pause_queue)).
+    pub paused: Option<QueuePause>,
 }
 
 #[cfg(test)]

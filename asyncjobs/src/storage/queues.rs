@@ -4,6 +4,7 @@
 use super::TASKS_STREAM;
 use super::{api, Storage};
 use crate::error::{nats, Error, NatsError, Result};
+use crate::queue::pause::{PauseUntil, QueuePause, PAUSED_SINCE_KEY, PAUSE_NEEDS};
 use crate::queue::{
     validate_queue_name, Queue, QueueInfo, QueueUpdate, QUEUE_STREAM_PREFIX, WORKERS_CONSUMER,
 };
@@ -98,7 +99,101 @@ impl Storage {
             waiting: consumer.as_ref().map_or(0, |c| c.num_waiting as u64),
             redelivered: consumer.as_ref().map_or(0, |c| c.num_redelivered as u64),
             has_consumer: consumer.is_some(),
+            paused: consumer.as_ref().and_then(pause_of),
         })
+    }
+
+    /// Pauses a queue's `WORKERS` consumer until `until` (docs/storage.md
+    /// §4.4): one update sets the end and when it began; returns the queue
+    /// as it is then.
+    ///
+    /// # Errors
+    /// [`Error::ServerTooOld`] before nats-server 2.11, [`Error::Config`]
+    /// for an end that has passed, [`Error::QueueNotFound`],
+    /// [`Error::QueueConsumerNotFound`], or the update's failure.
+    pub(crate) async fn pause_queue(&self, name: &str, until: PauseUntil) -> Result<QueueInfo> {
+        validate_queue_name(name)?;
+        self.needs_pause()?;
+        let now = time::OffsetDateTime::now_utc();
+        let end = until.stored();
+        if end <= now {
+            return Err(Error::Config(format!(
+                "the pause of queue {name} would end at {}, which has passed",
+                crate::wire::format_time(&end)
+            )));
+        }
+        // when it began first: a pause without it would read "since
+        // unknown"; a record of it without a pause is not read
+        self.update_workers(name, |c| {
+            if !c["metadata"].is_object() {
+                c["metadata"] = json!({});
+            }
+            c["metadata"][PAUSED_SINCE_KEY] = crate::wire::format_time(&now).into();
+        })
+        .await?;
+        self.pause_workers(
+            name,
+            json!({ "pause_until": crate::wire::format_time(&end) }),
+        )
+        .await?;
+        self.queue_info(name).await
+    }
+
+    /// Lifts a queue's pause (docs/storage.md §4.4); a queue that is not
+    /// paused is left as it is. Returns the queue as it is then.
+    ///
+    /// # Errors
+    /// As [`Storage::pause_queue`], without the end's.
+    pub(crate) async fn resume_queue(&self, name: &str) -> Result<QueueInfo> {
+        validate_queue_name(name)?;
+        self.needs_pause()?;
+        let info = self.queue_info(name).await?;
+        if !info.has_consumer {
+            return Err(Error::QueueConsumerNotFound(name.to_string()));
+        }
+        self.pause_workers(name, json!({})).await?;
+        self.update_workers(name, |c| {
+            if let Some(m) = c["metadata"].as_object_mut() {
+                m.remove(PAUSED_SINCE_KEY);
+            }
+        })
+        .await?;
+        self.queue_info(name).await
+    }
+
+    /// Sends `CONSUMER.PAUSE` for a queue's `WORKERS` consumer (`{}`
+    /// lifts the pause).
+    async fn pause_workers(&self, queue: &str, body: Value) -> Result<()> {
+        let stream = format!("{QUEUE_STREAM_PREFIX}{queue}");
+        api::request::<Value>(
+            &self.js,
+            &format!("CONSUMER.PAUSE.{stream}.{WORKERS_CONSUMER}"),
+            &body,
+            || format!("pausing consumer {stream}.{WORKERS_CONSUMER}"),
+        )
+        .await
+        .map_err(|e| {
+            if api::is(&e, ErrorCode::CONSUMER_NOT_FOUND) {
+                Error::QueueConsumerNotFound(queue.into())
+            } else {
+                queue_error(queue, e)
+            }
+        })?;
+        Ok(())
+    }
+
+    /// [`Error::ServerTooOld`] when the server cannot pause consumers.
+    fn needs_pause(&self) -> Result<()> {
+        let version = &self.nc.server_info().version;
+        if super::items::version_at_least(version, 2, 11) {
+            Ok(())
+        } else {
+            Err(Error::ServerTooOld {
+                feature: "pausing a queue",
+                needs: PAUSE_NEEDS,
+                version: version.clone(),
+            })
+        }
     }
 
     /// Applies a validated [`QueueUpdate`] to the queue's stream (age,
@@ -234,6 +329,23 @@ impl Storage {
         .await?;
         Ok(())
     }
+}
+
+/// The pause a `WORKERS` consumer reports: only while the server says it
+/// is paused, whatever its configuration or metadata still hold.
+fn pause_of(c: &jetstream::consumer::Info) -> Option<QueuePause> {
+    if !c.paused {
+        return None;
+    }
+    let until = c.config.pause_until?;
+    Some(QueuePause {
+        since: c
+            .config
+            .metadata
+            .get(PAUSED_SINCE_KEY)
+            .and_then(|t| crate::wire::parse_time(t).ok()),
+        until: PauseUntil::from_stored(until),
+    })
 }
 
 /// Maps "no such stream" to [`Error::QueueNotFound`].

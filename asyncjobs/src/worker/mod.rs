@@ -137,6 +137,9 @@ pub(crate) struct Shared {
     /// After the queue's run time was lowered: the higher one, and until
     /// when leases are still judged by it (see [`Shared::judging_queue`]).
     lowered: std::sync::Mutex<Option<(Duration, std::time::Instant)>>,
+    /// The queue's pause as last read (docs/storage.md §4.4), so a change
+    /// is logged once.
+    paused: std::sync::Mutex<Option<crate::queue::QueuePause>>,
     /// Dependencies whose end releases this worker's blocked tasks.
     pub watches: Arc<dependants::Watches>,
     /// The tries this worker holds (its lease, `rescue.rs`).
@@ -210,6 +213,7 @@ impl Shared {
             Ok(info) if info.has_consumer => info,
             Ok(_) | Err(_) => return None,
         };
+        self.note_pause(info.paused);
         let mut current = self.queue.write().expect("queue lock");
         let changed = info.queue.max_run_time != current.max_run_time
             || info.queue.max_tries != current.max_tries
@@ -233,6 +237,25 @@ impl Shared {
         drop(current);
         self.run_time.send_replace(now);
         Some(info.queue)
+    }
+}
+
+impl Shared {
+    /// Logs a pause of the queue, or its end, when it differs from the
+    /// last one read (at start, and every [`QUEUE_REFRESH`]).
+    pub(crate) fn note_pause(&self, now: Option<crate::queue::QueuePause>) {
+        let mut was = self.paused.lock().expect("paused lock");
+        if *was == now {
+            return;
+        }
+        match &now {
+            Some(p) => tracing::warn!(queue = %self.name,
+                "the queue is paused {}: this worker starts no task until the pause ends or `ajc queue resume {}` lifts it (tasks running now finish)", p.until, self.name),
+            None => {
+                tracing::info!(queue = %self.name, "the queue's pause ended; taking tasks again")
+            }
+        }
+        *was = now;
     }
 }
 
@@ -418,7 +441,7 @@ impl Worker {
             return Err(Error::QueueConsumerNotFound(queue.name.clone()));
         }
         // the settings as the server has them now, not as the client saw them
-        let queue = info.queue;
+        let (queue, paused) = (info.queue, info.paused);
         let run_time = queue.effective_max_run_time();
         let (puller, inbox) = pull::Puller::new(
             storage.nats().clone(),
@@ -450,7 +473,9 @@ impl Worker {
             scheduled_items: AtomicBool::new(false),
             run_time: tokio::sync::watch::channel(run_time).0,
             lowered: std::sync::Mutex::new(None),
+            paused: std::sync::Mutex::new(None),
         });
+        shared.note_pause(paused);
         shared.prepare_held().await;
         if let Err(e) = shared.storage.prepare_exhausted(&shared.name).await {
             tracing::warn!(queue = %shared.name, error = %e,
