@@ -1635,7 +1635,9 @@ async fn task_add_warns_when_no_running_worker_serves_the_task() {
     let router = asyncjobs::Router::new()
         .handle(
             "image:resize",
-            |_ctx: asyncjobs::TaskContext, _t: asyncjobs::Task| async move { Ok(()) },
+            |_ctx: asyncjobs::TaskContext, _t: asyncjobs::Task| async move {
+                asyncjobs::handler::to_output(&())
+            },
         )
         .unwrap();
     let worker = asyncjobs_tests::spawn_worker(client.worker(router));

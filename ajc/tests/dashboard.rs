@@ -679,7 +679,9 @@ async fn an_unserved_queue_is_flagged() {
 
     // a worker of LONELY that does not handle the type: the page says so
     let router = Router::new()
-        .handle("email:new", |_: TaskContext, _: Task| async { Ok(()) })
+        .handle("email:new", |_: TaskContext, _: Task| async {
+            asyncjobs::handler::to_output(&())
+        })
         .unwrap();
     let worker = asyncjobs_tests::spawn_worker(client.worker(router));
     let page = server.url(&format!("/ui/tasks/{}", task.id));

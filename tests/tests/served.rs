@@ -33,7 +33,9 @@ async fn an_old_server_is_reported_once_at_start_with_what_it_lacks() {
     // a second client and a worker of the same process say nothing more
     let again = client(&old, Queue::new("OLD")).await;
     let router = Router::new()
-        .handle("t", |_ctx: TaskContext, _t: Task| async move { Ok(()) })
+        .handle("t", |_ctx: TaskContext, _t: Task| async move {
+            asyncjobs::handler::to_output(&())
+        })
         .unwrap();
     let worker = spawn_worker(again.worker(router));
     // the worker announces itself on 2.11 (presence is on there)
@@ -84,10 +86,9 @@ async fn serving_tells_a_queue_nobody_serves_and_a_type_nobody_handles() {
 
     let served = client(&server, Queue::new("SERVED")).await;
     let router = Router::new()
-        .handle(
-            "email:",
-            |_ctx: TaskContext, _t: Task| async move { Ok(()) },
-        )
+        .handle("email:", |_ctx: TaskContext, _t: Task| async move {
+            asyncjobs::handler::to_output(&())
+        })
         .unwrap();
     let worker = spawn_worker(served.worker(router));
     wait_for(T, "the worker to announce itself", || async {
