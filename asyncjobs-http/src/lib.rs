@@ -142,7 +142,9 @@ impl Api {
     pub(crate) async fn csrf(&self) -> String {
         self.0
             .csrf
-            .get_or_init(|| ui::shared_token(self.client.jetstream()))
+            .get_or_init(|| {
+                ui::shared_token(self.client.jetstream(), self.client.capabilities().presence)
+            })
             .await
             .clone()
     }
@@ -159,7 +161,17 @@ impl std::ops::Deref for Api {
 /// the access log, metrics, panic recovery and body limit applied, and
 /// Go's plain-text 404 and 405 for unknown paths and methods.
 pub fn router(client: Client, options: ApiOptions) -> axum::Router {
-    let idempotency = idempotency::Keys::new(client.jetstream(), &options);
+    let caps = client.capabilities();
+    // the client's key-value API cannot create buckets on servers before
+    // PRESENCE_NEEDS (asyncjobs::capabilities)
+    let too_old = (!caps.presence).then(|| {
+        format!(
+            "they need nats-server {} or later; this server runs {}",
+            asyncjobs::capabilities::PRESENCE_NEEDS,
+            caps.version
+        )
+    });
+    let idempotency = idempotency::Keys::new(client.jetstream(), &options, too_old);
     let api = Api(Arc::new(Inner {
         client,
         options,

@@ -9,7 +9,8 @@
 //!   (nats-server [`SCHEDULES_NEED`]);
 //! - worker presence (the `CHORIA_AJ_WORKERS` bucket behind
 //!   [`Client::workers`](crate::Client::workers)) and crash leases (the
-//!   quick rescue of a dead worker's tries) create their buckets through
+//!   quick rescue of a dead worker's tries), like the HTTP API's
+//!   idempotency keys and shared form token, create their buckets through
 //!   the NATS client's key-value API, which reads the account's JetStream
 //!   information first and needs the reserved storage the servers report
 //!   from [`PRESENCE_NEEDS`] on. Older servers (Debian's 2.9, for one)
@@ -26,8 +27,9 @@ use std::sync::Mutex;
 /// The nats-server version delayed tasks and held retries need (JetStream
 /// message schedules).
 pub const SCHEDULES_NEED: &str = "2.12";
-/// The nats-server version worker presence and crash leases need (its
-/// account information reports reserved storage).
+/// The nats-server version worker presence, crash leases and the HTTP
+/// API's idempotency keys need (its account information reports reserved
+/// storage).
 pub const PRESENCE_NEEDS: &str = "2.10.8";
 
 /// What the connected server supports (see the [module](self)).
@@ -40,7 +42,9 @@ pub struct Capabilities {
     pub version: String,
     /// Delayed tasks and held retries (JetStream message schedules).
     pub schedules: bool,
-    /// Worker presence and crash leases.
+    /// Worker presence, crash leases and the HTTP API's shared buckets
+    /// (idempotency keys, the dashboard's form token): buckets the NATS
+    /// client's key-value API creates.
     pub presence: bool,
 }
 
@@ -66,7 +70,7 @@ impl Capabilities {
         }
         if !self.presence {
             m.push(Missing {
-                feature: "worker presence and crash leases",
+                feature: "worker presence, crash leases and the HTTP API's idempotency keys",
                 needs: PRESENCE_NEEDS,
             });
         }
@@ -74,9 +78,8 @@ impl Capabilities {
     }
 
     /// One line naming the server, what is off and the version each
-    /// needs (`nats-server 2.9.10 at 127.0.0.1:4222: delayed tasks and held
-    /// retries need 2.12; worker presence and crash leases need 2.10.8 —
-    /// these are off`); `None` when nothing is.
+    /// needs (`nats-server 2.11.11 at 127.0.0.1:4222: delayed tasks and
+    /// held retries need 2.12 — this is off`); `None` when nothing is.
     pub fn summary(&self) -> Option<String> {
         let missing = self.missing();
         if missing.is_empty() {
@@ -171,7 +174,7 @@ mod tests {
         c.presence = false;
         assert_eq!(
             c.summary().unwrap(),
-            "nats-server 2.9.10 at 127.0.0.1:4222: delayed tasks and held retries need 2.12; worker presence and crash leases need 2.10.8 — these are off"
+            "nats-server 2.9.10 at 127.0.0.1:4222: delayed tasks and held retries need 2.12; worker presence, crash leases and the HTTP API's idempotency keys need 2.10.8 — these are off"
         );
         let c = Capabilities::from_version("h:1".into(), "2.11.11".into());
         assert_eq!(
