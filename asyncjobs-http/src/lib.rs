@@ -135,7 +135,19 @@ pub(crate) struct Inner {
     /// through the KV bucket `CHORIA_AJ_HTTP` (random per process when the
     /// bucket cannot be used).
     pub csrf: tokio::sync::OnceCell<String>,
+    /// Queues and task types [`asyncjobs::Client::serving`] found served,
+    /// with when: the enqueue route does not read the cluster again for
+    /// them within [`SERVED_TTL`].
+    pub served: std::sync::Mutex<ServedCache>,
 }
+
+/// How long the enqueue route trusts what it read of who serves a queue
+/// and a task type.
+pub(crate) const SERVED_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Warnings (none: served) by queue and task type, with when read.
+pub(crate) type ServedCache =
+    std::collections::HashMap<(String, String), (std::time::Instant, Option<String>)>;
 
 impl Api {
     /// The dashboard's form token (see [`Inner::csrf`]).
@@ -178,6 +190,7 @@ pub fn router(client: Client, options: ApiOptions) -> axum::Router {
         idempotency,
         listing: Arc::new(tokio::sync::Semaphore::new(1)),
         csrf: tokio::sync::OnceCell::new(),
+        served: std::sync::Mutex::default(),
     }));
     routes::build(api)
 }

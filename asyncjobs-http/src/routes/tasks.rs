@@ -139,14 +139,37 @@ pub(crate) const WARNING_HEADER: &str = "warning";
 
 /// Adds a `Warning: 199 asyncjobs "…"` header when the cluster can tell
 /// that no running worker serves the task's queue or handles its type
-/// ([`asyncjobs::Client::serving`]); the task is created either way. A
-/// failed or slow check adds nothing.
+/// ([`asyncjobs::Client::serving`]; a queue and type found served are
+/// not read again for [`SERVED_TTL`](crate::SERVED_TTL)); the task is
+/// created either way. A failed or slow check adds nothing.
 async fn warned(api: &Api, task: &Task, mut r: Response) -> Response {
-    let check = api.client.serving(&task.queue, Some(&task.task_type));
-    let Ok(Ok(s)) = tokio::time::timeout(std::time::Duration::from_secs(2), check).await else {
-        return r;
+    let key = (task.queue.clone(), task.task_type.clone());
+    let cached = api.served.lock().ok().and_then(|c| {
+        c.get(&key)
+            .filter(|(at, _)| at.elapsed() < crate::SERVED_TTL)
+            .map(|(_, w)| w.clone())
+    });
+    let warning = match cached {
+        Some(w) => w,
+        None => {
+            let check = api.client.serving(&task.queue, Some(&task.task_type));
+            let Ok(Ok(s)) = tokio::time::timeout(std::time::Duration::from_secs(2), check).await
+            else {
+                return r;
+            };
+            let w = s.warning();
+            // only "served" is kept: a warning is read afresh each time,
+            // so it goes as soon as a worker comes
+            if w.is_none() {
+                if let Ok(mut c) = api.served.lock() {
+                    c.retain(|_, (at, _)| at.elapsed() < crate::SERVED_TTL);
+                    c.insert(key, (std::time::Instant::now(), None));
+                }
+            }
+            w
+        }
     };
-    let Some(w) = s.warning() else {
+    let Some(w) = warning else {
         return r;
     };
     // a quoted string of visible ASCII: quotes and backslashes escaped,
