@@ -1702,4 +1702,63 @@ async fn queue_pause_and_resume() {
     assert!(both.fails().contains("cannot be used with"), "{both:#?}");
     let j = env.run(&["queue", "info", "THUMBS", "--json"]).await.json();
     assert!(j["paused"].is_null(), "{j}");
+
+/// Issue 30 item 4: `task add` into a queue no running worker serves, or
+/// of a type no running worker of its queue handles, enqueues the task
+/// (exit 0) and warns on stderr naming the queue, the type and what to
+/// do; into a served queue it says nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_add_warns_when_no_running_worker_serves_the_task() {
+    let env = Env::new();
+    let lonely = env.run(&["task", "add", "image:resize", "{}"]).await;
+    assert!(lonely.ok().starts_with("Enqueued task "), "{lonely:#?}");
+    assert!(
+        lonely
+            .stderr
+            .contains("ajc: warning: no running worker serves queue DEFAULT")
+            && lonely
+                .stderr
+                .contains("start one with a handler for its type on queue DEFAULT"),
+        "{lonely:#?}"
+    );
+
+    let client = asyncjobs::Client::builder()
+        .url(env.server.url())
+        .queue(Queue::new("SERVED"))
+        .build()
+        .await
+        .unwrap();
+    let router = asyncjobs::Router::new()
+        .handle(
+            "image:resize",
+            |_ctx: asyncjobs::TaskContext, _t: asyncjobs::Task| async move {
+                asyncjobs::handler::to_output(&())
+            },
+        )
+        .unwrap();
+    let worker = asyncjobs_tests::spawn_worker(client.worker(router));
+    wait_for(
+        Duration::from_secs(20),
+        "the worker to announce itself",
+        || async { (!client.workers().await.unwrap().is_empty()).then_some(()) },
+    )
+    .await;
+    let served = env
+        .run(&["task", "add", "-q", "SERVED", "image:resize", "{}"])
+        .await;
+    served.ok();
+    assert!(!served.stderr.contains("warning"), "{served:#?}");
+    let stray = env
+        .run(&["task", "add", "-q", "SERVED", "email:new", "{}"])
+        .await;
+    stray.ok();
+    assert!(
+        stray.stderr.contains(
+            "no running worker handles task type email:new on queue SERVED (its workers handle image:resize)"
+        ) && stray
+            .stderr
+            .contains("start a worker with a handler for email:new on queue SERVED"),
+        "{stray:#?}"
+    );
+    worker.stop().await;
 }

@@ -679,3 +679,92 @@ async fn actions_without_script_confirm_on_a_page() {
     let r = http.get(off.url("/ui/")).send().await.unwrap();
     assert_eq!(r.status(), 404);
 }
+
+/// Issue 30 item 4: a queue with items waiting that no running worker
+/// serves carries a badge on the overview, and its waiting task's page
+/// says so; once a worker serves it the badge goes.
+#[tokio::test]
+async fn an_unserved_queue_is_flagged() {
+    let nats = NatsServer::start();
+    let server = ApiServer::start(&nats.url(), &["--allow-create-default"]).await;
+    let client = asyncjobs::Client::builder()
+        .url(nats.url())
+        .queue(asyncjobs::Queue::new("LONELY"))
+        .build()
+        .await
+        .unwrap();
+    let mut task = Task::new("image:resize", &()).unwrap();
+    client.enqueue(&mut task).await.unwrap();
+
+    let driver = Driver::start().await;
+    let b = &driver.browser;
+    b.goto(&server.url("/ui/")).await.unwrap();
+    let badges = b.find_all(Locator::Css("[data-unserved]")).await.unwrap();
+    assert_eq!(badges.len(), 1, "only LONELY has items waiting");
+    assert_eq!(
+        badges[0].text().await.unwrap(),
+        "no worker is serving this queue"
+    );
+    let row = b
+        .find(Locator::XPath("//tr[.//span[@data-unserved]]//a"))
+        .await
+        .unwrap();
+    assert_eq!(row.text().await.unwrap(), "LONELY");
+    assert!(b.find(Locator::Css("[data-presence-off]")).await.is_err());
+    assert_eq!(script_errors(b).await, Vec::<String>::new());
+
+    b.goto(&server.url(&format!("/ui/tasks/{}", task.id)))
+        .await
+        .unwrap();
+    let said = b
+        .find(Locator::Css("p[data-unserved]"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        said.starts_with("no running worker serves queue LONELY"),
+        "{said}"
+    );
+
+    // a worker of LONELY that does not handle the type: the page says so
+    let router = Router::new()
+        .handle("email:new", |_: TaskContext, _: Task| async {
+            asyncjobs::handler::to_output(&())
+        })
+        .unwrap();
+    let worker = asyncjobs_tests::spawn_worker(client.worker(router));
+    let page = server.url(&format!("/ui/tasks/{}", task.id));
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        b.goto(&page).await.unwrap();
+        let said = match b.find(Locator::Css("p[data-unserved]")).await {
+            Ok(e) => e.text().await.unwrap(),
+            Err(_) => String::new(),
+        };
+        if said.starts_with("no running worker handles task type image:resize on queue LONELY") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "task page: {said:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // and the queue is served: no badge
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        b.goto(&server.url("/ui/")).await.unwrap();
+        if b.find_all(Locator::Css("[data-unserved]"))
+            .await
+            .unwrap()
+            .is_empty()
+        {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the badge stays");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    worker.stop().await;
+}

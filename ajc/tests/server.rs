@@ -364,6 +364,18 @@ async fn task_created_over_http_is_processed() {
             .await
             .unwrap();
         assert_eq!(r.status(), 201);
+        // no worker runs yet: the task is created, with a warning saying so
+        // (docs/go-differences.md: an added header Go's client ignores)
+        let warning = r
+            .headers()
+            .get("warning")
+            .map(|v| v.to_str().unwrap().to_string());
+        assert!(
+            warning.as_deref().is_some_and(|w| w
+                .starts_with("199 asyncjobs \"no running worker serves queue DEFAULT")
+                && w.contains("start one with a handler")),
+            "{warning:?}"
+        );
         r.json().await.unwrap()
     };
     let id = created["id"].as_str().unwrap().to_string();
@@ -420,6 +432,15 @@ async fn task_created_over_http_is_processed() {
         .unwrap();
     assert_eq!(again, done);
     assert_eq!(seen_tp.lock().unwrap().as_deref(), Some(traceparent));
+    // with the worker running (pulling, announcing itself) no warning
+    let r = client
+        .post(server.url("/v1/tasks"))
+        .json(&json!({"type": "sum", "payload": {"a": 1, "b": 1}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.headers().get("warning"), None);
     worker.stop().await;
 
     let mut access = vec![];
@@ -445,7 +466,7 @@ async fn task_created_over_http_is_processed() {
         .unwrap();
     assert!(
         metrics.contains(
-            r#"asyncjobs_http_requests_total{method="POST",route="/v1/tasks",status="201"} 1"#
+            r#"asyncjobs_http_requests_total{method="POST",route="/v1/tasks",status="201"} 2"#
         ),
         "{metrics}"
     );

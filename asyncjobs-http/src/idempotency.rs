@@ -27,6 +27,8 @@ pub(crate) struct Keys {
     ttl: Duration,
     replicas: usize,
     store: OnceCell<kv::Store>,
+    /// Why the server cannot keep keys (too old), if so.
+    too_old: Option<String>,
 }
 
 /// The outcome of [`Keys::reserve`].
@@ -54,16 +56,26 @@ fn unavailable(what: &str, e: impl std::fmt::Display) -> ApiError {
 impl Keys {
     /// Keys kept in `js` (the client's JetStream, so a context's domain
     /// holds here too).
-    pub(crate) fn new(js: jetstream::Context, options: &ApiOptions) -> Keys {
+    /// `too_old` says why the server cannot keep them, when it cannot: a
+    /// request with a key is then refused saying so.
+    pub(crate) fn new(
+        js: jetstream::Context,
+        options: &ApiOptions,
+        too_old: Option<String>,
+    ) -> Keys {
         Keys {
             js,
             ttl: options.idempotency_ttl,
             replicas: options.replicas.max(1),
             store: OnceCell::new(),
+            too_old,
         }
     }
 
     async fn store(&self) -> Result<&kv::Store, ApiError> {
+        if let Some(why) = &self.too_old {
+            return Err(unavailable("not kept", why));
+        }
         self.store
             .get_or_try_init(|| async {
                 match self.js.get_key_value(BUCKET).await {

@@ -135,14 +135,28 @@ pub(crate) struct Inner {
     /// through the KV bucket `CHORIA_AJ_HTTP` (random per process when the
     /// bucket cannot be used).
     pub csrf: tokio::sync::OnceCell<String>,
+    /// Queues and task types [`asyncjobs::Client::serving`] found served,
+    /// with when: the enqueue route does not read the cluster again for
+    /// them within [`SERVED_TTL`].
+    pub served: std::sync::Mutex<ServedCache>,
 }
+
+/// How long the enqueue route trusts what it read of who serves a queue
+/// and a task type.
+pub(crate) const SERVED_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Warnings (none: served) by queue and task type, with when read.
+pub(crate) type ServedCache =
+    std::collections::HashMap<(String, String), (std::time::Instant, Option<String>)>;
 
 impl Api {
     /// The dashboard's form token (see [`Inner::csrf`]).
     pub(crate) async fn csrf(&self) -> String {
         self.0
             .csrf
-            .get_or_init(|| ui::shared_token(self.client.jetstream()))
+            .get_or_init(|| {
+                ui::shared_token(self.client.jetstream(), self.client.capabilities().presence)
+            })
             .await
             .clone()
     }
@@ -159,13 +173,24 @@ impl std::ops::Deref for Api {
 /// the access log, metrics, panic recovery and body limit applied, and
 /// Go's plain-text 404 and 405 for unknown paths and methods.
 pub fn router(client: Client, options: ApiOptions) -> axum::Router {
-    let idempotency = idempotency::Keys::new(client.jetstream(), &options);
+    let caps = client.capabilities();
+    // the client's key-value API cannot create buckets on servers before
+    // PRESENCE_NEEDS (asyncjobs::capabilities)
+    let too_old = (!caps.presence).then(|| {
+        format!(
+            "they need nats-server {} or later; this server runs {}",
+            asyncjobs::capabilities::PRESENCE_NEEDS,
+            caps.version
+        )
+    });
+    let idempotency = idempotency::Keys::new(client.jetstream(), &options, too_old);
     let api = Api(Arc::new(Inner {
         client,
         options,
         idempotency,
         listing: Arc::new(tokio::sync::Semaphore::new(1)),
         csrf: tokio::sync::OnceCell::new(),
+        served: std::sync::Mutex::default(),
     }));
     routes::build(api)
 }

@@ -141,7 +141,7 @@
 //! `signing`, [`scheduler`], [`election`], [`cron`]. The handler
 //! framework: [`task_handler`], [`registry`], [`state`], `program` and
 //! `main!`, and [`testing`] for its tests.
-//! Plumbing: [`connect`], [`natscontext`], [`wire`], [`error`].
+//! Plumbing: [`connect`], [`capabilities`], [`natscontext`], [`wire`], [`error`].
 //! Differences from Go: [`go_differences`].
 
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
@@ -150,6 +150,7 @@
 // every `unsafe` is in `sys`, each block with its safety argument
 #![deny(unsafe_code)]
 
+pub mod capabilities;
 pub mod client;
 mod clock;
 pub mod connect;
@@ -198,7 +199,9 @@ pub mod wire;
 pub mod worker;
 
 pub use asyncjobs_macros::task_handler;
-pub use client::{Client, ClientBuilder, ReplaySummary, TaskFilter, TaskHandle, WaitError};
+pub use client::{
+    Client, ClientBuilder, ReplaySummary, Serving, TaskFilter, TaskHandle, WaitError,
+};
 pub use error::{Error, NatsError, NatsErrorKind, Result};
 pub use handler::{
     terminate, typed, Handler, HandlerError, HandlerOutput, HandlerResult, TaskContext,

@@ -41,7 +41,8 @@ fn task_response(status: StatusCode, task: &Task) -> Response {
     responses(
         (status = 200, description = "An earlier request with this Idempotency-Key created it", body = TaskView),
         (status = 201, description = "Created", body = TaskView,
-            headers(("Location" = String, description = "/v1/tasks/{id}"))),
+            headers(("Location" = String, description = "/v1/tasks/{id}"),
+                ("Warning" = Option<String>, description = "199 asyncjobs \"…\" when no running worker is seen serving the task's queue or handling its type (the task is created)"))),
         (status = 400, description = "Invalid request", body = crate::schema::ErrorEnvelope),
         (status = 409, description = "Conflict", body = crate::schema::ErrorEnvelope),
         (status = 413, description = "Body or task record too large", body = crate::schema::ErrorEnvelope)))]
@@ -114,9 +115,11 @@ pub(super) async fn create(
             match (created, reservation) {
                 (Ok(task), Some(r)) => {
                     api.idempotency.record(r, &task.id).await;
-                    Ok(task_response(StatusCode::CREATED, &task))
+                    Ok(warned(&api, &task, task_response(StatusCode::CREATED, &task)).await)
                 }
-                (Ok(task), None) => Ok(task_response(StatusCode::CREATED, &task)),
+                (Ok(task), None) => {
+                    Ok(warned(&api, &task, task_response(StatusCode::CREATED, &task)).await)
+                }
                 (Err(e), Some(r)) => {
                     api.idempotency.release(r).await;
                     Err(e)
@@ -128,6 +131,65 @@ pub(super) async fn create(
     tokio::spawn(work)
         .await
         .unwrap_or_else(|e| Err(ApiError::internal(format!("creating the task failed: {e}"))))
+}
+
+/// The header warning that nothing serves a created task
+/// (docs/go-differences.md: Go's client ignores it).
+pub(crate) const WARNING_HEADER: &str = "warning";
+
+/// Adds a `Warning: 199 asyncjobs "…"` header when the cluster can tell
+/// that no running worker serves the task's queue or handles its type
+/// ([`asyncjobs::Client::serving`]; a queue and type found served are
+/// not read again for [`SERVED_TTL`](crate::SERVED_TTL)); the task is
+/// created either way. A failed or slow check adds nothing.
+async fn warned(api: &Api, task: &Task, mut r: Response) -> Response {
+    let key = (task.queue.clone(), task.task_type.clone());
+    let cached = api.served.lock().ok().and_then(|c| {
+        c.get(&key)
+            .filter(|(at, _)| at.elapsed() < crate::SERVED_TTL)
+            .map(|(_, w)| w.clone())
+    });
+    let warning = match cached {
+        Some(w) => w,
+        None => {
+            let check = api.client.serving(&task.queue, Some(&task.task_type));
+            let Ok(Ok(s)) = tokio::time::timeout(std::time::Duration::from_secs(2), check).await
+            else {
+                return r;
+            };
+            let w = s.warning();
+            // only "served" is kept: a warning is read afresh each time,
+            // so it goes as soon as a worker comes
+            if w.is_none() {
+                if let Ok(mut c) = api.served.lock() {
+                    c.retain(|_, (at, _)| at.elapsed() < crate::SERVED_TTL);
+                    c.insert(key, (std::time::Instant::now(), None));
+                }
+            }
+            w
+        }
+    };
+    let Some(w) = warning else {
+        return r;
+    };
+    // a quoted string of visible ASCII: quotes and backslashes escaped,
+    // anything else outside it replaced
+    let text: String = w
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect::<String>()
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"");
+    if let Ok(v) = HeaderValue::from_str(&format!("199 asyncjobs \"{text}\"")) {
+        r.headers_mut().insert(WARNING_HEADER, v);
+    }
+    r
 }
 
 fn build_task(api: &Api, req: TaskCreateRequest, headers: &HeaderMap) -> Result<Task, ApiError> {

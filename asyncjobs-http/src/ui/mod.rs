@@ -91,12 +91,17 @@ pub(crate) fn unanswered(api: &Api, message: String) -> Response {
 /// The form token every replica shares: kept in the KV bucket
 /// `CHORIA_AJ_HTTP` (key `csrf`, created by the first server), so a form
 /// rendered by one replica is accepted by another behind a load balancer.
-pub(crate) async fn shared_token(js: async_nats::jetstream::Context) -> String {
+/// Without `kv` (a server too old for the client's key-value API, reported
+/// at start by `asyncjobs::capabilities`) the token is this replica's own.
+pub(crate) async fn shared_token(js: async_nats::jetstream::Context, kv: bool) -> String {
     use async_nats::jetstream::kv;
     let fresh: String = rand::random::<[u8; 16]>()
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
+    if !kv {
+        return fresh;
+    }
     let store = match js.get_key_value("CHORIA_AJ_HTTP").await {
         Ok(s) => Ok(s),
         Err(_) => {

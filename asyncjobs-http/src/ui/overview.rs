@@ -5,6 +5,7 @@ use super::page::{limit, query, render, short_time, STATES};
 use super::schedules::{schedule_rows, ScheduleRow};
 use crate::Api;
 use askama::Template;
+use asyncjobs::worker::presence::WorkerPresence;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -30,6 +31,9 @@ struct QueueRow {
     has_consumer: bool,
     /// `paused until …[, since …]` while paused.
     paused: Option<String>,
+    /// Items wait and no running worker serves the queue
+    /// ([`asyncjobs::Serving::NoWorker`]).
+    unserved: bool,
 }
 
 struct WorkerRow {
@@ -54,6 +58,9 @@ struct Overview {
     counted: u64,
     complete_count: bool,
     workers: Vec<WorkerRow>,
+    /// The nats-server version worker presence needs, when the server is
+    /// older (workers cannot announce themselves).
+    presence_needs: Option<&'static str>,
     leader: Option<String>,
     schedules: Vec<ScheduleRow>,
     problems: Vec<String>,
@@ -80,12 +87,17 @@ fn human(d: Duration) -> String {
 pub(super) async fn overview(State(api): State<Api>, RawQuery(raw): RawQuery) -> Response {
     let q = query(raw.as_deref());
     let mut problems = vec![];
-    let queues = queue_rows(&api, &mut problems).await;
+    let presence = api.client.capabilities().presence;
+    let running = api.client.workers().await.unwrap_or_else(|e| {
+        problems.push(format!("listing workers: {e}"));
+        vec![]
+    });
+    let queues = queue_rows(&api, presence, &running, &mut problems).await;
     // counting reads the store: one listing at a time, as the API's (the
     // permit is held until the page is rendered)
     let listing = api.listing.clone().try_acquire_owned();
     let counts = state_counts(&api, listing.is_ok(), &mut problems).await;
-    let workers = worker_rows(&api, &mut problems).await;
+    let workers = worker_rows(running);
     let leader = api.client.scheduler_leader().await.unwrap_or_else(|e| {
         problems.push(format!("reading the scheduler leader: {e}"));
         None
@@ -102,6 +114,7 @@ pub(super) async fn overview(State(api): State<Api>, RawQuery(raw): RawQuery) ->
             counted: counts.counted,
             complete_count: counts.complete,
             workers,
+            presence_needs: (!presence).then_some(asyncjobs::capabilities::PRESENCE_NEEDS),
             leader,
             schedules,
             problems,
@@ -109,8 +122,14 @@ pub(super) async fn overview(State(api): State<Api>, RawQuery(raw): RawQuery) ->
     )
 }
 
-/// Every queue by name, with its depth and settings.
-async fn queue_rows(api: &Api, problems: &mut Vec<String>) -> Vec<QueueRow> {
+/// Every queue by name, with its depth and settings, and whether a worker
+/// serves it (judged from `presence` and the `running` workers).
+async fn queue_rows(
+    api: &Api,
+    presence: bool,
+    running: &[WorkerPresence],
+    problems: &mut Vec<String>,
+) -> Vec<QueueRow> {
     let mut queues = vec![];
     match api.client.queue_names().await {
         Ok(mut names) => {
@@ -137,6 +156,11 @@ async fn queue_rows(api: &Api, problems: &mut Vec<String>) -> Vec<QueueRow> {
                                 .unwrap_or_default();
                             format!("paused {}{since}", p.until)
                         }),
+                        unserved: i.pending > 0
+                            && matches!(
+                                asyncjobs::Serving::judge(&i, presence, running, None),
+                                asyncjobs::Serving::NoWorker { .. }
+                            ),
                     }),
                     Err(e) => problems.push(format!("queue {name}: {e}")),
                 }
@@ -188,24 +212,18 @@ async fn state_counts(api: &Api, may_list: bool, problems: &mut Vec<String>) -> 
 }
 
 /// The workers that announce themselves.
-async fn worker_rows(api: &Api, problems: &mut Vec<String>) -> Vec<WorkerRow> {
-    match api.client.workers().await {
-        Ok(w) => w
-            .into_iter()
-            .map(|w| WorkerRow {
-                id: w.id,
-                queue: w.queue,
-                host: w.host,
-                pid: w.pid,
-                started: short_time(&w.started),
-                seen: short_time(&w.seen),
-                concurrency: w.concurrency,
-                task_types: w.task_types.join(", "),
-            })
-            .collect(),
-        Err(e) => {
-            problems.push(format!("listing workers: {e}"));
-            vec![]
-        }
-    }
+fn worker_rows(running: Vec<WorkerPresence>) -> Vec<WorkerRow> {
+    running
+        .into_iter()
+        .map(|w| WorkerRow {
+            id: w.id,
+            queue: w.queue,
+            host: w.host,
+            pid: w.pid,
+            started: short_time(&w.started),
+            seen: short_time(&w.seen),
+            concurrency: w.concurrency,
+            task_types: w.task_types.join(", "),
+        })
+        .collect()
 }

@@ -34,6 +34,9 @@ struct TaskPage {
     dependencies: Vec<(String, String)>,
     load_dependencies: bool,
     signature: &'static str,
+    /// Why the task may wait for good: no running worker serves its queue
+    /// or handles its type ([`asyncjobs::Serving`]); only for a waiting task.
+    unserved: Option<String>,
 }
 
 /// Pretty JSON, or the bytes as text when they are UTF-8, or hex.
@@ -95,6 +98,18 @@ pub(super) async fn task(
             (d.clone(), state.to_string())
         })
         .collect();
+    let unserved = if matches!(
+        t.state,
+        asyncjobs::TaskState::New | asyncjobs::TaskState::Retry
+    ) {
+        let check = api.client.serving(&t.queue, Some(&t.task_type));
+        match tokio::time::timeout(std::time::Duration::from_secs(2), check).await {
+            Ok(Ok(s)) => s.warning(),
+            _ => None,
+        }
+    } else {
+        None
+    };
     render(
         StatusCode::OK,
         &TaskPage {
@@ -123,6 +138,7 @@ pub(super) async fn task(
             dependencies,
             load_dependencies: t.load_dependencies,
             signature,
+            unserved,
         },
     )
 }

@@ -244,6 +244,7 @@ impl ClientBuilder {
             )));
         }
         let storage = Storage::new(nc, self.settings);
+        storage.learn_capabilities().await;
         let mut queue = self.queue.unwrap_or_else(Queue::default_queue);
         queue.validate()?;
         if !self.no_storage_init {

@@ -11,6 +11,7 @@
 //! | `queues.rs` | create or load, inspect, configure, purge and delete queues |
 //! | `schedules.rs` | create, load, list, update and delete scheduled tasks |
 //! | `cluster.rs` | the scheduler's leader, running workers, lifecycle events, buckets |
+//! | `serving.rs` | the server's capabilities; whether a worker serves a queue and a task type ([`Serving`]) |
 //! | `filter.rs` | [`TaskFilter`] and [`ReplaySummary`] |
 //! | `handle.rs` | [`TaskHandle`]: a typed handle on an enqueued task |
 
@@ -20,11 +21,13 @@ mod filter;
 mod handle;
 mod queues;
 mod schedules;
+mod serving;
 mod tasks;
 
 pub use builder::ClientBuilder;
 pub use filter::{ReplaySummary, TaskFilter};
 pub use handle::{TaskHandle, WaitError};
+pub use serving::Serving;
 
 use crate::error::Result;
 use crate::queue::Queue;

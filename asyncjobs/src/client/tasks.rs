@@ -10,7 +10,14 @@ use futures::StreamExt;
 use std::time::Duration;
 
 impl Client {
-    /// Saves the task and publishes its work item on the client's queue.
+    /// Saves the task and publishes its work item on the client's queue:
+    /// the one it was built with ([`ClientBuilder::queue`](crate::ClientBuilder::queue)),
+    /// `DEFAULT` unless set — whatever the task's type; the type does not
+    /// choose a queue (a `#[task_handler]`'s typed enqueue goes to its
+    /// handler's queue). No check is made that a worker serves that queue
+    /// or handles the type: a task nobody serves waits `new`.
+    /// [`Client::serving`] tells what the cluster knows of that (`ajc task
+    /// add`, the HTTP API and the dashboard warn with it).
     ///
     /// On a rejected, full or duplicate work item the task is saved as
     /// `queue_error` with the reason in `last_err`, and the error is returned.
@@ -42,7 +49,8 @@ impl Client {
             .await
     }
 
-    /// Enqueues into another queue by name (it is not created).
+    /// Enqueues into another queue by name (it is not created). As with
+    /// [`Client::enqueue`], no check is made that a worker serves it.
     ///
     /// # Errors
     /// As [`Client::enqueue`].

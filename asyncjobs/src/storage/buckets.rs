@@ -82,7 +82,12 @@ impl Storage {
     /// (records kept `ttl` after their last write) when `create` is set.
     /// `None` when it is missing (and not created) or cannot be opened;
     /// a failed creation is logged.
+    /// Does nothing on a server too old for worker presence
+    /// (`capabilities.rs`: reported once, at start).
     pub(crate) async fn presence_bucket(&self, create: bool, ttl: Duration) -> Option<Bucket> {
+        if !self.capabilities().presence {
+            return None;
+        }
         if let Ok(store) = self.jetstream().get_key_value(WORKERS_BUCKET).await {
             return Some(Bucket { store });
         }

@@ -315,7 +315,7 @@ impl Storage {
     /// Whether the connected server runs JetStream message schedules
     /// (nats-server 2.12 or later).
     pub(crate) fn supports_schedules(&self) -> bool {
-        version_at_least(&self.nc.server_info().version, 2, 12)
+        self.capabilities().schedules
     }
 }
 
@@ -350,19 +350,9 @@ impl DelayCache {
     }
 }
 
-/// Whether a `major.minor.patch` server version is at least `major.minor`.
-pub(super) fn version_at_least(version: &str, major: u64, minor: u64) -> bool {
-    let mut parts = version
-        .trim_start_matches('v')
-        .split(['.', '-'])
-        .map(|p| p.parse::<u64>().unwrap_or(0));
-    let (a, b) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    (a, b) >= (major, minor)
-}
-
 #[cfg(test)]
 mod version_tests {
-    use super::version_at_least;
+    use crate::capabilities::version_at_least;
 
     #[test]
     fn server_versions_compare_by_major_and_minor() {

@@ -51,7 +51,12 @@ impl Storage {
     /// Opens [`LEASES_BUCKET`], creating it when `create` is set; `None`
     /// when it is missing (and not created) or cannot be opened (logged
     /// when creating).
+    /// Does nothing on a server too old for it (`capabilities.rs`:
+    /// reported once, at start).
     pub(crate) async fn leases_bucket(&self, create: bool) -> Option<Bucket> {
+        if !self.capabilities().presence {
+            return None;
+        }
         if let Ok(Some(bucket)) = self.open_bucket(LEASES_BUCKET, String::new).await {
             return Some(bucket);
         }

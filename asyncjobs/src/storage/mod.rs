@@ -170,6 +170,9 @@ pub(crate) struct Storage {
     delays: Arc<std::sync::Mutex<DelayCache>>,
     /// The server's clock as last measured (`clock.rs`).
     clock: Arc<crate::clock::ServerClock>,
+    /// What the server supports, learnt when the client was built
+    /// (`capabilities.rs`).
+    capabilities: Arc<std::sync::OnceLock<crate::capabilities::Capabilities>>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -196,6 +199,31 @@ impl Storage {
             direct_loads: Arc::new(AtomicBool::new(false)),
             delays: Arc::default(),
             clock,
+            capabilities: Arc::default(),
+        }
+    }
+
+    /// What the server supports: as probed when the client was built
+    /// ([`Storage::learn_capabilities`]), else as its version tells
+    /// (presence assumed).
+    pub(crate) fn capabilities(&self) -> crate::capabilities::Capabilities {
+        if let Some(c) = self.capabilities.get() {
+            return c.clone();
+        }
+        let info = self.nc.server_info();
+        crate::capabilities::Capabilities::from_version(
+            format!("{}:{}", info.host, info.port),
+            info.version,
+        )
+    }
+
+    /// Probes what the server supports (once per storage), logging what
+    /// is off once per process and server.
+    pub(crate) async fn learn_capabilities(&self) {
+        if self.capabilities.get().is_none() {
+            let caps = crate::capabilities::probe(self).await;
+            crate::capabilities::report_once(&caps);
+            let _ = self.capabilities.set(caps);
         }
     }
 

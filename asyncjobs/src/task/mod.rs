@@ -183,6 +183,13 @@ pub fn new_id() -> String {
 impl Task {
     /// A task of `task_type` whose payload is the JSON encoding of `payload`.
     ///
+    /// The type does not choose a queue: [`Client::enqueue`](crate::Client::enqueue)
+    /// puts the task in the client's queue (`DEFAULT` unless the client
+    /// was built with another), [`Client::enqueue_to`](crate::Client::enqueue_to)
+    /// in the one named. Nothing checks that a worker there handles
+    /// `task_type`; [`Client::serving`](crate::Client::serving) tells what
+    /// the cluster knows of it.
+    ///
     /// ```
     /// let task = asyncjobs::Task::new("email:new", &serde_json::json!({"to": "a@example.net"})).unwrap();
     /// assert_eq!(task.state, asyncjobs::TaskState::New);

@@ -20,7 +20,7 @@ const GATHER: Duration = Duration::from_millis(1);
 /// Most items asked for in one pull request.
 const MAX_BATCH: usize = 256;
 /// Most pull requests outstanding at once (the server allows 512 per consumer).
-const MAX_PULLS: usize = 32;
+pub(crate) const MAX_PULLS: usize = 32;
 
 /// Pulls and dispatches until `shutdown`; returns once no new item will
 /// be started (running ones are tracked by `tracker`).

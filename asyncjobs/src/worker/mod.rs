@@ -21,7 +21,7 @@ mod consume;
 pub(crate) mod decide;
 mod delivery;
 mod dependants;
-mod dispatch;
+pub(crate) mod dispatch;
 pub(crate) mod execute;
 mod exhausted;
 pub(crate) mod gates;

@@ -51,7 +51,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .build()
         .await?;
-    println!("connected to {url}; queue DEMO ready");
+    let caps = client.capabilities();
+    println!(
+        "connected to {url} (nats-server {}); queue DEMO ready",
+        caps.version
+    );
+    if let Some(off) = caps.summary() {
+        eprintln!("warning: {off}");
+    }
 
     let started = Instant::now();
     let mut tasks: Vec<Task> = (0..count)

@@ -87,5 +87,19 @@ pub async fn run(ctx: &Ctx, keys: Option<Keys>, a: &TaskAddArgs) -> Result<()> {
         )),
         _ => emitln(format!("Enqueued task {}", task.id)),
     }
+    warn_unserved(&client, &task).await;
     Ok(())
+}
+
+/// Warns on standard error when the cluster can tell that no running
+/// worker serves the task's queue or handles its type
+/// ([`asyncjobs::Client::serving`]); the task stays enqueued and the
+/// command succeeds. A failed or slow check says nothing.
+async fn warn_unserved(client: &asyncjobs::Client, task: &Task) {
+    let check = client.serving(&task.queue, Some(&task.task_type));
+    if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_secs(2), check).await {
+        if let Some(w) = s.warning() {
+            eprintln!("ajc: warning: {w}");
+        }
+    }
 }
