@@ -1702,6 +1702,7 @@ async fn queue_pause_and_resume() {
     assert!(both.fails().contains("cannot be used with"), "{both:#?}");
     let j = env.run(&["queue", "info", "THUMBS", "--json"]).await.json();
     assert!(j["paused"].is_null(), "{j}");
+}
 
 /// Issue 30 item 4: `task add` into a queue no running worker serves, or
 /// of a type no running worker of its queue handles, enqueues the task

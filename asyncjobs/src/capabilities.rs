@@ -3,10 +3,13 @@
 //! process logs when the server is too old for some of them
 //! (docs/processing.md §2.15).
 //!
-//! Two features depend on the server:
+//! Three features depend on the server:
 //!
 //! - delayed tasks and held retries use JetStream message schedules
 //!   (nats-server [`SCHEDULES_NEED`]);
+//! - pausing a queue uses JetStream's consumer pause (nats-server
+//!   [`PAUSE_NEEDS`]; docs/storage.md §4.4): asked of an older server, it
+//!   is refused with [`Error::ServerTooOld`](crate::Error::ServerTooOld);
 //! - worker presence (the `CHORIA_AJ_WORKERS` bucket behind
 //!   [`Client::workers`](crate::Client::workers)) and crash leases (the
 //!   quick rescue of a dead worker's tries), like the HTTP API's
@@ -27,6 +30,8 @@ use std::sync::Mutex;
 /// The nats-server version delayed tasks and held retries need (JetStream
 /// message schedules).
 pub const SCHEDULES_NEED: &str = "2.12";
+/// The nats-server version pausing a queue needs (JetStream consumer pause).
+pub const PAUSE_NEEDS: &str = "2.11";
 /// The nats-server version worker presence, crash leases and the HTTP
 /// API's idempotency keys need (its account information reports reserved
 /// storage).
@@ -42,6 +47,8 @@ pub struct Capabilities {
     pub version: String,
     /// Delayed tasks and held retries (JetStream message schedules).
     pub schedules: bool,
+    /// Pausing queues (JetStream consumer pause).
+    pub pause: bool,
     /// Worker presence, crash leases and the HTTP API's shared buckets
     /// (idempotency keys, the dashboard's form token): buckets the NATS
     /// client's key-value API creates.
@@ -66,6 +73,12 @@ impl Capabilities {
             m.push(Missing {
                 feature: "delayed tasks and held retries",
                 needs: SCHEDULES_NEED,
+            });
+        }
+        if !self.pause {
+            m.push(Missing {
+                feature: "pausing queues",
+                needs: PAUSE_NEEDS,
             });
         }
         if !self.presence {
@@ -107,6 +120,7 @@ impl Capabilities {
     pub(crate) fn from_version(server: String, version: String) -> Capabilities {
         Capabilities {
             schedules: version_at_least(&version, 2, 12),
+            pause: version_at_least(&version, 2, 11),
             presence: true,
             server,
             version,

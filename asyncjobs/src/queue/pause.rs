@@ -5,9 +5,6 @@
 
 use time::OffsetDateTime;
 
-/// The server version consumer pauses need.
-pub const PAUSE_NEEDS: &str = "2.11";
-
 /// The end a pause "until resumed" is stored with: JetStream pauses only
 /// until a time, so such a pause runs to 2200-01-01T00:00:00Z. Any end at
 /// or after it reads back as "until resumed".

@@ -3,8 +3,9 @@
 
 use super::TASKS_STREAM;
 use super::{api, Storage};
+use crate::capabilities::{version_at_least, PAUSE_NEEDS};
 use crate::error::{nats, Error, NatsError, Result};
-use crate::queue::pause::{PauseUntil, QueuePause, PAUSED_SINCE_KEY, PAUSE_NEEDS};
+use crate::queue::pause::{PauseUntil, QueuePause, PAUSED_SINCE_KEY};
 use crate::queue::{
     validate_queue_name, Queue, QueueInfo, QueueUpdate, QUEUE_STREAM_PREFIX, WORKERS_CONSUMER,
 };
@@ -185,7 +186,7 @@ impl Storage {
     /// [`Error::ServerTooOld`] when the server cannot pause consumers.
     fn needs_pause(&self) -> Result<()> {
         let version = &self.nc.server_info().version;
-        if super::items::version_at_least(version, 2, 11) {
+        if version_at_least(version, 2, 11) {
             Ok(())
         } else {
             Err(Error::ServerTooOld {
