@@ -188,7 +188,7 @@ mod tests {
         c.presence = false;
         assert_eq!(
             c.summary().unwrap(),
-            "nats-server 2.9.10 at 127.0.0.1:4222: delayed tasks and held retries need 2.12; worker presence, crash leases and the HTTP API's idempotency keys need 2.10.8 — these are off"
+            "nats-server 2.9.10 at 127.0.0.1:4222: delayed tasks and held retries need 2.12; pausing queues need 2.11; worker presence, crash leases and the HTTP API's idempotency keys need 2.10.8 — these are off"
         );
         let c = Capabilities::from_version("h:1".into(), "2.11.11".into());
         assert_eq!(
