@@ -149,6 +149,17 @@ pub(crate) async fn pass_on(
         }
     }
     wait_item(shared, acker, item, delay).await;
+    // The server hands an item to the oldest waiting pull request. A
+    // worker that passes items on at once pulls again at once, in step
+    // with the whole seconds held items are released on, so its requests
+    // would keep being the oldest and a worker with the handler might
+    // never get the item. Holding the slot for a random part of a second
+    // puts this worker's next request out of step.
+    let hold = Duration::from_millis(rand::random::<u64>() % 1000);
+    tokio::select! {
+        _ = tokio::time::sleep(hold) => {}
+        _ = shared.hard_stop.cancelled() => {}
+    }
 }
 
 fn log(shared: &Shared, task: &Task, delay: Duration) {
