@@ -388,6 +388,19 @@ fn a_task_no_route_takes_is_passed_on_with_a_growing_wait_then_expires() {
         passed_on(unhandled(&t, &known, at(3600), true)),
         (UNHANDLED_MAX_WAIT, note)
     );
+
+    // active past its lease (no note is saved on it): from its last try
+    let mut stale = task(TaskState::Active);
+    stale.created = NOW - time::Duration::hours(3);
+    stale.tried = Some(NOW - time::Duration::hours(2));
+    assert_eq!(
+        unhandled_until(&stale, hour, NOW),
+        Some(NOW - time::Duration::hours(1))
+    );
+    assert_eq!(
+        ending(unhandled(&stale, &known, NOW, false)).why,
+        EndReason::Unhandled
+    );
 }
 
 #[test]

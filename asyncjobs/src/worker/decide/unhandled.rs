@@ -51,7 +51,9 @@ pub(crate) fn waiting_since(task: &Task) -> OffsetDateTime {
 /// else `now` + the unhandled wait. So the wait counts from when the task,
 /// ready to run, was first passed on: a task that waited for its
 /// dependencies or ran before on a worker now gone gets all of it, and a
-/// worker restarted meanwhile does not start it again.
+/// worker restarted meanwhile does not start it again. A task found
+/// `active` past its lease keeps its record (no note is saved on it), so
+/// its wait counts from its last try's start.
 pub(crate) fn unhandled_until(
     task: &Task,
     wait: Duration,
@@ -67,7 +69,11 @@ pub(crate) fn unhandled_until(
         .and_then(|(_, t)| {
             OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
         });
-    Some(noted.unwrap_or(now + wait))
+    let first = match task.state {
+        TaskState::Active => waiting_since(task),
+        _ => now,
+    };
+    Some(noted.unwrap_or(first + wait))
 }
 
 /// What precedes the time a waiting task's note ends with.
