@@ -434,26 +434,33 @@ impl Router {
     /// this router handles.
     fn no_handler_message(&self, task_type: &str) -> String {
         let mut msg = format!("no handler for task type \"{task_type}\"");
-        let near = self
-            .task_types()
+        if let Some(t) = self.suggestion(task_type) {
+            msg.push_str(&format!(": did you mean \"{t}\"?"));
+        }
+        msg.push_str(&format!(" (this worker handles: {})", self.handled_list()));
+        msg
+    }
+
+    /// The registered type closest to `task_type`, when one is near (a
+    /// likely typo).
+    pub(crate) fn suggestion(&self, task_type: &str) -> Option<&str> {
+        self.task_types()
             .filter(|t| !t.is_empty())
             .map(|t| (edit_distance(task_type, t), t))
             .filter(|(d, t)| *d <= (t.chars().count() / 3).max(2))
-            .min();
-        if let Some((_, t)) = near {
-            msg.push_str(&format!(": did you mean \"{t}\"?"));
-        }
+            .min()
+            .map(|(_, t)| t)
+    }
+
+    /// The registered types, sorted and quoted: `"email:new", "order:confirm"`.
+    pub(crate) fn handled_list(&self) -> String {
         let mut known: Vec<&str> = self.task_types().collect();
         known.sort_unstable();
-        msg.push_str(&format!(
-            " (this worker handles: {})",
-            known
-                .iter()
-                .map(|t| format!("{t:?}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-        msg
+        known
+            .iter()
+            .map(|t| format!("{t:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// Runs the task through its handler; an unroutable type gives the

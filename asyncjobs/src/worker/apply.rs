@@ -12,7 +12,7 @@ use super::outcome::{
     finish, nak, retry_or_expire, save_with_retries, send_ack, superseded, unsaveable, wait,
     LOG_EVERY,
 };
-use super::{dependants, Delivered, Shared};
+use super::{dependants, unhandled, Delivered, Shared};
 use crate::error::Error;
 use crate::metrics;
 use crate::task::{Task, TaskState};
@@ -58,6 +58,9 @@ pub(crate) async fn apply(
             // the try counted in the record that could not be saved
             task.tries -= 1;
             Box::pin(unsaveable(shared, acker, task, e)).await;
+        }
+        Action::Unhandled { delay, note } => {
+            Box::pin(unhandled::pass_on(shared, acker, item, task, delay, note)).await;
         }
         Action::Run { .. } | Action::CheckDependencies => {
             tracing::error!(task = %task.id, ?action, "a delivery step reached the applier; leaving the item for redelivery");
@@ -158,6 +161,11 @@ async fn end(shared: &Shared, acker: &Acker, task: &mut Task, ending: Ending) {
         EndReason::Terminated => {
             tracing::error!(task = %task.id, r#type = %task.task_type, queue = %shared.name, tries = task.tries,
                 error = %task.last_err, "the handler terminated the task: no more tries");
+        }
+        EndReason::Unhandled => {
+            metrics::past_deadline(&shared.name);
+            tracing::error!(task = %task.id, r#type = %task.task_type, queue = %shared.name,
+                reason = %task.last_err, "no worker of the queue took the task's type within the wait: expired");
         }
         EndReason::UndecodablePayload => {
             tracing::error!(task = %task.id, r#type = %task.task_type, queue = %shared.name, tries = task.tries,

@@ -61,6 +61,15 @@ pub(crate) enum Action {
     /// The record can never be saved as it is (the `active` save was
     /// refused for good): save it `terminated` without results.
     Unsaveable(Error),
+    /// No handler of this worker takes the task's type: no try; save
+    /// `note` as its `last_err` (when it differs), then wait `delay` for a
+    /// worker that has one ([`unhandled()`]).
+    Unhandled {
+        /// How long until it is delivered again.
+        delay: Duration,
+        /// Its `last_err` while it waits.
+        note: String,
+    },
 }
 
 /// What is done with the item alone.
@@ -150,6 +159,8 @@ pub(crate) enum EndReason {
     /// Its payload does not decode as the handler's payload type: the
     /// framework terminated it before the handler ran.
     UndecodablePayload,
+    /// No worker of the queue took its type within the wait ([`unhandled()`]).
+    Unhandled,
 }
 
 /// The id of the task a delivered message names, or why it is not a work
@@ -330,6 +341,9 @@ pub(crate) fn handler_timed_out(task_type: &str, timeout: Duration) -> String {
         crate::wire::format_duration(timeout)
     )
 }
+
+mod unhandled;
+pub(crate) use unhandled::*;
 
 #[cfg(test)]
 mod tests;

@@ -9,6 +9,7 @@ use super::decide::{self, Action};
 use super::execute::run_handler;
 use super::gates::{self, Deps, Loaded};
 use super::outcome::replace_item;
+use super::unhandled;
 use super::{Delivered, Shared};
 use crate::error::Error;
 use crate::queue::LEGACY_HELD_PREFIX;
@@ -45,8 +46,13 @@ pub(crate) async fn process(
     let now = shared.storage.clock().now().max(item.published);
     let judged = shared.judging_queue();
     let mut action = decide::before_run(&task, verified, &judged, now, item.delivered);
+    decide::past_deadline_while_unhandled(&mut action, &task);
     if let Action::CheckDependencies = action {
         action = Box::pin(dependencies(shared, &mut task)).await;
+    }
+    if matches!(action, Action::Run { .. }) && shared.router.route_for(&task.task_type).is_none() {
+        // no try here: left for a worker that has the handler
+        action = Box::pin(unhandled::judge(shared, &task, now)).await;
     }
     match action {
         Action::Run {

@@ -117,9 +117,13 @@ async fn handle(shared: &Shared, payload: &[u8]) -> Verdict {
             Gate::Run { stale } => stale,
             _ => task.state == TaskState::Active,
         };
+        // a task passed on for want of a handler says so (`unhandled.rs`)
+        let waited = super::decide::waited_for(&task.last_err)
+            .map(|w| format!(", while {w}"))
+            .unwrap_or_default();
         task.state = TaskState::Expired;
         task.last_err = format!(
-            "exceeded maximum tries: the work item was delivered {} times, the queue's limit, without an outcome{}",
+            "exceeded maximum tries: the work item was delivered {} times, the queue's limit, without an outcome{}{waited}",
             advisory.deliveries,
             if abandoned {
                 " (the last try's worker stopped before recording one)"

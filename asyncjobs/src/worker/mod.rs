@@ -31,6 +31,7 @@ pub mod presence;
 mod pull;
 mod release;
 mod rescue;
+mod unhandled;
 mod watchdog;
 
 use crate::error::{Error, Result};
@@ -52,6 +53,7 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 pub const DEFAULT_DEPENDENCY_POLL: Duration = Duration::from_secs(5);
 pub use crate::storage::{WorkerLease, LEASES_BUCKET};
 pub use rescue::DEFAULT_RESCUE_AFTER;
+pub use unhandled::DEFAULT_UNHANDLED_WAIT;
 
 /// Processes one queue with a [`Router`]; made by
 /// [`Client::worker`](crate::Client::worker).
@@ -97,6 +99,9 @@ pub(crate) struct Settings {
     pub rescue_after: Option<Duration>,
     /// Where handlers run: `None` on the runtime that runs the worker.
     pub handler_pool: Option<tokio::runtime::Handle>,
+    /// How long a task whose type this worker has no handler for waits
+    /// for a worker that has one (`unhandled.rs`).
+    pub unhandled_wait: Duration,
 }
 
 impl std::fmt::Debug for Settings {
@@ -110,6 +115,7 @@ impl std::fmt::Debug for Settings {
             .field("reconcile_grace", &self.reconcile_grace)
             .field("rescue_after", &self.rescue_after)
             .field("handler_pool", &self.handler_pool.is_some())
+            .field("unhandled_wait", &self.unhandled_wait)
             .finish_non_exhaustive()
     }
 }
@@ -144,6 +150,8 @@ pub(crate) struct Shared {
     pub watches: Arc<dependants::Watches>,
     /// The tries this worker holds (its lease, `rescue.rs`).
     pub leases: rescue::Leases,
+    /// The task types without a handler seen so far (`unhandled.rs`).
+    pub unhandled: unhandled::Unhandled,
 }
 
 impl Shared {
@@ -305,6 +313,7 @@ impl Worker {
                 reconcile_grace: Some(RECONCILE_GRACE),
                 rescue_after: Some(DEFAULT_RESCUE_AFTER),
                 handler_pool: None,
+                unhandled_wait: DEFAULT_UNHANDLED_WAIT,
             },
         }
     }
@@ -409,6 +418,27 @@ impl Worker {
         self
     }
 
+    /// How long a task whose type this worker has no handler for waits for
+    /// a worker of the queue that has one (default
+    /// [`DEFAULT_UNHANDLED_WAIT`], 1 hour), counted from when it was last
+    /// ready to run (its creation, due time or last try).
+    ///
+    /// Such a task is not tried here: it is not set `active`, its tries are
+    /// not spent, and its item is handed back (waits from 1 s growing to
+    /// 1 minute), so another worker of the queue that has the handler, or
+    /// one deployed later, runs it. Its `last_err` says what it waits for.
+    /// The first task of each such type is logged at WARN, with the types
+    /// this worker handles and the closest of them (`did you mean`); later
+    /// ones at DEBUG. A task with a deadline waits until its deadline
+    /// instead. When the wait passes and no live Rust worker of the queue
+    /// announces the type (its presence record), the task ends `expired`:
+    /// `no worker of queue Q handles task type "x" (waited 1h0m0s; this
+    /// worker handles: …)`. See docs/processing.md §2.6.
+    pub fn unhandled_wait(mut self, wait: Duration) -> Self {
+        self.settings.unhandled_wait = wait;
+        self
+    }
+
     /// Keeps long handlers alive automatically: while a handler runs, the
     /// worker sends `+WPI` every half max run time and extends the handler's
     /// time-out, up to `hard_cap` in total. Off by default (handlers can
@@ -474,6 +504,7 @@ impl Worker {
             run_time: tokio::sync::watch::channel(run_time).0,
             lowered: std::sync::Mutex::new(None),
             paused: std::sync::Mutex::new(None),
+            unhandled: unhandled::Unhandled::default(),
         });
         shared.note_pause(paused);
         shared.prepare_held().await;

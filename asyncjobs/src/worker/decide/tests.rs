@@ -379,3 +379,133 @@ fn a_handler_time_out_is_a_failed_try_that_names_the_handler_and_its_time_out() 
         other => panic!("expected a failed try, got {other:?}"),
     }
 }
+
+fn unrouted(wait: Duration) -> Unrouted<'static> {
+    Unrouted {
+        queue: "Q",
+        handles: "\"email:new\", \"order:confirm\"",
+        suggestion: Some("email:new"),
+        wait,
+    }
+}
+
+fn passed_on(action: Action) -> (Duration, String) {
+    match action {
+        Action::Unhandled { delay, note } => (delay, note),
+        other => panic!("expected the task to be passed on, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_task_no_route_takes_is_passed_on_with_a_growing_wait_then_expires() {
+    let hour = Duration::from_secs(3600);
+    let known = unrouted(hour);
+    let mut t = Task::new("emial:new", &()).unwrap();
+    t.created = NOW - time::Duration::hours(5);
+
+    // first seen: the wait starts now, whatever the task's age
+    let (delay, note) = passed_on(unhandled(&t, &known, NOW, false));
+    assert_eq!(delay, UNHANDLED_MIN_WAIT);
+    assert_eq!(
+        note,
+        "waiting for a worker of queue Q that handles task type \"emial:new\" (a worker handling \"email:new\", \"order:confirm\" passed it on: did you mean \"email:new\"?); it expires unless one takes it by 2026-12-06T13:00:00Z"
+    );
+
+    // the note holds the bound: later deliveries wait longer, up to a minute
+    t.last_err = note.clone();
+    let at = |secs: i64| NOW + time::Duration::seconds(secs);
+    assert_eq!(
+        passed_on(unhandled(&t, &known, at(10), false)),
+        (Duration::from_secs(5), note.clone())
+    );
+    assert_eq!(
+        passed_on(unhandled(&t, &known, at(600), false)).0,
+        UNHANDLED_MAX_WAIT
+    );
+    // the last wait ends just past the bound
+    assert_eq!(
+        passed_on(unhandled(&t, &known, at(3600 - 20), false)).0,
+        Duration::from_millis(20_100)
+    );
+
+    // past the bound: expired, unless a live worker announces the type
+    let end = ending(unhandled(&t, &known, at(3600), false));
+    assert_eq!(end.state, TaskState::Expired);
+    assert_eq!(end.why, EndReason::Unhandled);
+    assert_eq!(end.tried, None);
+    assert_eq!(
+        end.last_err,
+        "no worker of queue Q handles task type \"emial:new\" (waited 1h0m0s; this worker handles: \"email:new\", \"order:confirm\"); did you mean \"email:new\"?"
+    );
+    assert_eq!(
+        passed_on(unhandled(&t, &known, at(3600), true)),
+        (UNHANDLED_MAX_WAIT, note)
+    );
+
+    // active past its lease (no note is saved on it): from its last try
+    let mut stale = task(TaskState::Active);
+    stale.created = NOW - time::Duration::hours(3);
+    stale.tried = Some(NOW - time::Duration::hours(2));
+    assert_eq!(
+        unhandled_until(&stale, hour, NOW),
+        Some(NOW - time::Duration::hours(1))
+    );
+    assert_eq!(
+        ending(unhandled(&stale, &known, NOW, false)).why,
+        EndReason::Unhandled
+    );
+}
+
+#[test]
+fn a_task_with_a_deadline_waits_for_a_handler_until_it() {
+    let known = Unrouted {
+        suggestion: None,
+        ..unrouted(Duration::from_secs(60))
+    };
+    let mut t = Task::new("image:resize", &()).unwrap();
+    t.created = NOW - time::Duration::seconds(30);
+    t.deadline = Some(NOW + time::Duration::hours(2));
+    assert_eq!(unhandled_until(&t, known.wait, NOW), None);
+    // past the worker's wait: still waiting, the deadline decides
+    let (delay, note) = passed_on(unhandled(
+        &t,
+        &known,
+        NOW + time::Duration::minutes(5),
+        false,
+    ));
+    assert_eq!(delay, UNHANDLED_MAX_WAIT);
+    assert!(
+        note.ends_with(
+            "passed it on); it expires unless one takes it by its deadline 2026-12-06T14:00:00Z"
+        ),
+        "{note}"
+    );
+    // the last wait ends just past the deadline
+    let (delay, _) = passed_on(unhandled(
+        &t,
+        &known,
+        NOW + time::Duration::seconds(7199),
+        false,
+    ));
+    assert_eq!(delay, Duration::from_millis(1100));
+
+    // at the deadline the gate ends it, naming what it waited for
+    t.last_err = note;
+    let mut action = gate(&t, &queue(), 1);
+    assert!(matches!(action, Action::Run { .. }));
+    let mut late = t.clone();
+    late.deadline = Some(NOW - time::Duration::seconds(1));
+    action = gate(&late, &queue(), 1);
+    past_deadline_while_unhandled(&mut action, &late);
+    assert_eq!(
+        ending(action).last_err,
+        "past deadline while waiting for a worker of queue Q that handles task type \"image:resize\" (a worker handling \"email:new\", \"order:confirm\" passed it on)"
+    );
+    // any other task's deadline reads as before
+    let mut other = late.clone();
+    other.last_err = "boom".into();
+    let mut action = gate(&other, &queue(), 1);
+    past_deadline_while_unhandled(&mut action, &other);
+    assert_eq!(ending(action).last_err, "past deadline");
+    assert_eq!(waited_for("boom"), None);
+}
