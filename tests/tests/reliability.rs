@@ -951,9 +951,17 @@ async fn a_record_without_room_to_end_it_is_refused_at_enqueue() {
 /// payload removed, and said so), instead of leaving it `new`.
 #[tokio::test]
 async fn a_task_whose_records_a_lowered_limit_refuses_still_ends() {
+    // "ok" is tried (the active record is refused); "big" has no handler
+    // and is passed on untried (the record noting why is refused)
+    for task_type in ["ok", "big"] {
+        a_task_whose_records_a_lowered_limit_refuses_still_ends_as(task_type).await;
+    }
+}
+
+async fn a_task_whose_records_a_lowered_limit_refuses_still_ends_as(task_type: &str) {
     let server = NatsServer::start();
     let client = client(&server, Queue::new("Q")).await;
-    let mut task = Task::new("big", &"x".repeat(10_000)).unwrap();
+    let mut task = Task::new(task_type, &"x".repeat(10_000)).unwrap();
     client.enqueue(&mut task).await.unwrap();
     let mut config = asyncjobs_tests::js_api(client.nats(), "STREAM.INFO.CHORIA_AJ_TASKS", "")
         .await["config"]

@@ -142,6 +142,12 @@ pub(crate) async fn pass_on(
                 tracing::debug!(task = %task.id, "the task changed while it was passed on; judging it again");
                 return nak(shared, acker, item, CONFLICT_DELAY).await;
             }
+            // a record the store can never take (a limit lowered since the
+            // enqueue): waiting would strand it, so it ends as any record
+            // that cannot be saved does (docs/processing.md §2.6)
+            Err(e) if e.is_permanent() => {
+                return Box::pin(super::outcome::unsaveable(shared, acker, task, e)).await;
+            }
             Err(e) => {
                 static SAVE: Throttle = Throttle::new(super::outcome::LOG_EVERY);
                 warn_throttled!(SAVE, task = %task.id, error = %e, "saving why the task waits for a handler failed");
