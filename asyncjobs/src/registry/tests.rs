@@ -99,7 +99,12 @@ fn a_declared_timeout_reaches_the_router() {
         Some(Duration::from_secs(90))
     );
     assert_eq!(router.timeout_for("reg:plain"), None);
-    // and the handler listing shows it
+}
+
+/// The program's handler listing shows a declared time-out.
+#[cfg(feature = "program")]
+#[test]
+fn the_handler_listing_shows_a_declared_timeout() {
     let table = crate::program::handler_table(&Handlers::new().with(timed::HANDLER));
     assert!(table.contains("timeout=1m30s"), "{table}");
 }
