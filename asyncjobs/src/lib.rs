@@ -219,7 +219,7 @@ pub use storage::{
     CONFIG_BUCKET, DISCARDED_BUCKET, ELECTIONS_BUCKET, EXHAUSTED_STREAM, HELD_STREAM, TASKS_STREAM,
     TASK_SUBJECT_PREFIX,
 };
-pub use task::{Task, TaskBuilder, TaskResult, TaskState};
+pub use task::{Cancelled, Task, TaskBuilder, TaskResult, TaskState};
 /// Cancels running work: the worker's [`run`](Worker::run) stops on it,
 /// [`TaskContext::cancelled`] resolves on it. (`tokio_util::sync::CancellationToken`.)
 pub use tokio_util::sync::CancellationToken;

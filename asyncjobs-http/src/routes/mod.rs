@@ -2,6 +2,7 @@
 //! description, and what wraps them: panic recovery, access log and
 //! metrics, body limit, Go's plain-text 404 and 405.
 
+mod cancel;
 mod live;
 mod meta;
 mod queues;
@@ -56,6 +57,7 @@ fn described() -> OpenApiRouter<Api> {
         .routes(routes!(tasks::retry_many))
         .routes(routes!(tasks::get, tasks::delete))
         .routes(routes!(tasks::retry_one))
+        .routes(routes!(cancel::cancel))
         .routes(routes!(live::wait))
         .routes(routes!(live::events))
         .routes(routes!(queues::list, queues::create))

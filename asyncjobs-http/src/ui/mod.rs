@@ -10,7 +10,7 @@
 //! refused altogether in read-only mode.
 //!
 //! One file a page, each with the forms it posts: [`overview`] (`/ui/`),
-//! [`tasks`] (the list, search and bulk retry), [`task`] (one task, retry,
+//! [`tasks`] (the list, search and bulk retry), [`task`] (one task, cancel, retry,
 //! delete), [`schedules`] (list, add, delete) and [`queues`] (the
 //! overview's purge and configure forms). [`actions`] refuses and confirms
 //! actions; [`page`] renders pages and holds what they share.
@@ -39,6 +39,7 @@ pub(crate) fn routes() -> axum::Router<Api> {
         .route("/ui/tasks/{id}", get(task::task))
         .route("/ui/tasks/{id}/retry", post(task::retry))
         .route("/ui/tasks/{id}/delete", post(task::delete))
+        .route("/ui/tasks/{id}/cancel", post(task::cancel))
         .route("/ui/search", get(tasks::search))
         .route("/ui/queues/{name}/purge", post(queues::purge))
         .route("/ui/queues/{name}/configure", post(queues::configure))

@@ -1,5 +1,5 @@
 //! The task page (`/ui/tasks/{id}`): one task's record, payload, result
-//! and signature, with its retry and delete forms.
+//! and signature, with its cancel, retry and delete forms.
 
 use super::actions::{act, Action, Ask};
 use super::page::{error_page, limit, query, render};
@@ -20,6 +20,8 @@ struct TaskPage {
     task_type: String,
     queue: String,
     state: &'static str,
+    /// Final: no cancel form.
+    finished: bool,
     tries: i64,
     max_tries: String,
     created: String,
@@ -120,6 +122,7 @@ pub(super) async fn task(
             task_type: t.task_type.clone(),
             queue: t.queue.clone(),
             state: t.state.as_str(),
+            finished: t.state.is_final(),
             tries: t.tries,
             max_tries: limit(t.max_tries),
             created: format_time(&t.created),
@@ -161,6 +164,40 @@ pub(super) async fn retry(
         match api.client.replay_task(&id).await {
             Ok(_) => Ok((back, "Task enqueued again".into())),
             Err(e) => Err(format!("retrying {id}: {e}")),
+        }
+    })
+    .await
+}
+
+/// Cancels the task (a waiting one never runs, a running one is stopped),
+/// after confirmation; `last_err` names the dashboard.
+pub(super) async fn cancel(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    Form(a): Form<Action>,
+) -> Response {
+    let back = format!("/ui/tasks/{id}");
+    let ask = Ask {
+        title: "Cancel task",
+        message: format!(
+            "Cancel task {id}? A waiting task will not run; a running one is stopped. It ends terminated."
+        ),
+        action: format!("/ui/tasks/{id}/cancel"),
+        button: "Cancel task".into(),
+        back: back.clone(),
+    };
+    act(&api, &a, ask, || async {
+        match api.client.cancel_task(&id, "the dashboard").await {
+            Ok(asyncjobs::Cancelled::AlreadyFinished(t)) => Err(format!(
+                "task {id} had already finished ({}): nothing was changed",
+                t.state
+            )),
+            Ok(asyncjobs::Cancelled::Running(_)) => Ok((
+                back,
+                "Task cancelled: its worker stops the running handler".into(),
+            )),
+            Ok(_) => Ok((back, "Task cancelled: it will not run".into())),
+            Err(e) => Err(format!("cancelling {id}: {e}")),
         }
     })
     .await

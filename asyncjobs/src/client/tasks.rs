@@ -1,5 +1,5 @@
 //! Task operations of the [`Client`]: enqueue, load, retry and replay,
-//! delete, list and page, reconcile, and the task store's settings.
+//! cancel, delete, list and page, reconcile, and the task store's settings.
 
 use super::{Client, ReplaySummary, TaskFilter, ENQUEUE_IN_FLIGHT};
 use crate::error::{Error, Result};
@@ -177,6 +177,45 @@ impl Client {
             task.queue
         };
         self.inner.storage.retry_task(&queue, id).await
+    }
+
+    /// Cancels a task from any process of the cluster, on behalf of `by`
+    /// (who or what cancels, kept in `last_err` as `cancelled by <by>`;
+    /// `ajc` and the HTTP API name themselves there).
+    ///
+    /// A waiting task is saved `terminated` and never runs. A running one
+    /// is saved `terminated` and the worker running it is told: its
+    /// handler's [cancellation token](crate::TaskContext::cancelled) fires
+    /// and, after the worker's [cancel grace](crate::Worker::cancel_grace),
+    /// the handler is stopped (an external command is ended and killed);
+    /// what that try returns is not kept. A finished task is left as it
+    /// is ([`Cancelled::AlreadyFinished`](crate::Cancelled::AlreadyFinished)).
+    /// A cancel that races the task's finish leaves exactly one of the two
+    /// (the record is written with optimistic concurrency; see
+    /// docs/processing.md §2.16).
+    ///
+    /// # Errors
+    /// [`Error::TaskNotFound`], [`Error::TaskIdInvalid`],
+    /// [`Error::TaskDiscarded`] for a finished task deleted by a discard
+    /// policy, [`Error::Config`] for an empty `by` or one over
+    /// [`MAX_CANCELLED_BY`](crate::task::cancel::MAX_CANCELLED_BY) bytes,
+    /// [`Error::ConcurrentUpdate`] when the record kept changing under
+    /// five attempts, and the store's errors.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let client = asyncjobs::Client::connect("nats://127.0.0.1:4222").await?;
+    /// use asyncjobs::Cancelled;
+    /// match client.cancel_task("2Jk7X1vJ8nR0a4mZq3bW6yTgE5c", "the billing service").await? {
+    ///     Cancelled::AlreadyFinished(t) => println!("already {}", t.state),
+    ///     done => println!("{}", done.task().last_err), // cancelled by the billing service
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn cancel_task(&self, id: &str, by: &str) -> Result<crate::Cancelled> {
+        self.inner.storage.cancel_task(id, by).await
     }
 
     /// Deletes a task record; a delayed task's pending item goes with it

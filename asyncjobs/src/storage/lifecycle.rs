@@ -1,5 +1,6 @@
-//! Operations on stored tasks and queues as a whole: retry, delete, purge,
-//! reconcile lost work items, delete queues (docs/storage.md).
+//! Operations on stored tasks and queues as a whole: retry, cancel,
+//! delete, purge, reconcile lost work items, delete queues
+//! (docs/storage.md).
 
 use super::queues::queue_error;
 use super::work_item::WorkItem;
@@ -7,10 +8,15 @@ use super::TASKS_STREAM;
 use super::{api, Storage};
 use crate::error::{nats, Error, Result};
 use crate::queue::{validate_queue_name, QUEUE_STREAM_PREFIX};
+use crate::task::cancel::{cancel_subject, cancelled_last_err, Cancelled, MAX_CANCELLED_BY};
 use crate::task::{Task, TaskState};
 use async_nats::jetstream::ErrorCode;
 use futures::StreamExt;
 use std::time::Duration;
+
+/// Reads of a record changing under a cancel before it gives up
+/// ([`Error::ConcurrentUpdate`]).
+const CANCEL_ATTEMPTS: usize = 5;
 
 impl Storage {
     /// See [`Client::reconcile_tasks`](crate::Client::reconcile_tasks).
@@ -135,6 +141,73 @@ impl Storage {
             }
             other => other.map(|()| task),
         }
+    }
+
+    /// Cancels task `id` on behalf of `by` (docs/processing.md §2.16): a
+    /// task not yet final is saved `terminated` with `last_err` `cancelled
+    /// by <by>` (optimistic concurrency: a save that races the task's
+    /// finish or a worker's `active` is retried on the newer record, so
+    /// exactly one of the two outcomes stands), its held item goes, and a
+    /// notice on `CHORIA_AJ.CANCEL.<queue>.<id>` stops a running try. The
+    /// record is written first: a worker that misses the notice, or dies,
+    /// still finds the task final.
+    pub(crate) async fn cancel_task(&self, id: &str, by: &str) -> Result<Cancelled> {
+        let by = by.trim();
+        if by.is_empty() || by.len() > MAX_CANCELLED_BY || by.chars().any(char::is_control) {
+            return Err(Error::Config(format!(
+                "who cancels a task must be named in 1 to {MAX_CANCELLED_BY} bytes without control characters (got {by:?})"
+            )));
+        }
+        for _ in 0..CANCEL_ATTEMPTS {
+            let mut task = match self.load_task(id).await {
+                Err(Error::TaskNotFound(_)) => {
+                    if let Ok(Some(state)) = self.discarded_state(id).await {
+                        return Err(Error::TaskDiscarded {
+                            id: id.to_string(),
+                            state,
+                        });
+                    }
+                    return Err(Error::TaskNotFound(id.to_string()));
+                }
+                other => other?,
+            };
+            if task.state.is_final() {
+                return Ok(Cancelled::AlreadyFinished(task));
+            }
+            let was = task.state;
+            task.state = TaskState::Terminated;
+            task.last_err = cancelled_last_err(by);
+            task.result = None;
+            match self.save_task(&mut task).await {
+                Ok(()) => {}
+                // it changed since it was read: judged again as it is now
+                Err(Error::ConcurrentUpdate(_)) => continue,
+                Err(e) => return Err(e),
+            }
+            if let Err(e) = self.cancel_held(&task.queue, id).await {
+                // it ends as a final task's item when due (acknowledged, not run)
+                tracing::warn!(task = %id, error = %e, "the cancelled task's held item stays until due");
+            }
+            let queue = if task.queue.is_empty() {
+                crate::queue::DEFAULT_QUEUE_NAME
+            } else {
+                task.queue.as_str()
+            };
+            if let Err(e) = self
+                .nc
+                .publish(cancel_subject(queue, id), by.to_string().into())
+                .await
+            {
+                tracing::warn!(task = %id, error = %e, "publishing the cancel notice failed; a running try ends when its outcome meets the cancelled record");
+            }
+            tracing::info!(task = %id, was = %was, by = %by, "task cancelled");
+            return Ok(if was == TaskState::Active {
+                Cancelled::Running(task)
+            } else {
+                Cancelled::Waiting(task)
+            });
+        }
+        Err(Error::ConcurrentUpdate(id.to_string()))
     }
 
     /// Removes every item from a queue (task records untouched).

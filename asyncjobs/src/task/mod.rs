@@ -1,9 +1,11 @@
 //! Tasks: the unit of work, stored by id in the `CHORIA_AJ_TASKS` stream.
 
 mod builder;
+pub mod cancel;
 pub(crate) mod state;
 
 pub use builder::TaskBuilder;
+pub use cancel::Cancelled;
 pub use state::TaskState;
 
 use crate::error::{Error, Result};

@@ -167,6 +167,10 @@ async fn end(shared: &Shared, acker: &Acker, task: &mut Task, ending: Ending) {
             tracing::error!(task = %task.id, r#type = %task.task_type, queue = %shared.name,
                 reason = %task.last_err, "no worker of the queue took the task's type within the wait: expired");
         }
+        EndReason::Cancelled => {
+            tracing::info!(task = %task.id, r#type = %task.task_type, queue = %shared.name, tries = task.tries,
+                "the cancelled task's handler stopped; the cancel's record stands");
+        }
         EndReason::UndecodablePayload => {
             tracing::error!(task = %task.id, r#type = %task.task_type, queue = %shared.name, tries = task.tries,
                 error = %task.last_err, "the payload does not decode as the handler's payload type; the worker terminated the task without running its handler: no more tries");

@@ -19,6 +19,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use time::OffsetDateTime;
 
+/// The `last_err` of a try stopped by a cancel notice when the record was
+/// not (yet) cancelled: the notice is honoured, and the record says so.
+pub(crate) const CANCELLED_BY_NOTICE: &str =
+    "cancelled by a cancel notice (the record was not cancelled when the try stopped)";
+
 /// NAK delay after losing a race to mark a task active.
 pub(crate) const CONFLICT_DELAY: Duration = Duration::from_secs(1);
 
@@ -161,6 +166,8 @@ pub(crate) enum EndReason {
     UndecodablePayload,
     /// No worker of the queue took its type within the wait ([`unhandled()`]).
     Unhandled,
+    /// It was cancelled while it ran (docs/processing.md §2.16).
+    Cancelled,
 }
 
 /// The id of the task a delivered message names, or why it is not a work
@@ -302,6 +309,17 @@ pub(crate) fn after_run(
             });
         }
         Outcome::Shutdown => return Action::HandBack,
+        // the cancel saved the record first: this save meets it and is
+        // dropped (superseded); it stands only when a notice came without
+        // a cancelled record (docs/processing.md §2.16)
+        Outcome::Cancelled => {
+            return Action::End(Ending {
+                state: TaskState::Terminated,
+                last_err: CANCELLED_BY_NOTICE.to_string(),
+                tried: None,
+                why: EndReason::Cancelled,
+            })
+        }
         Outcome::Done(Err(e)) => (
             e.message().to_string(),
             Failed {

@@ -70,6 +70,9 @@ pub(crate) async fn process(
         }
         other => return Box::pin(apply(shared, &acker, &item, &mut task, other)).await,
     }
+    // watched before the `active` save: a cancel that reads that record
+    // sends its notice after this (worker/cancel.rs)
+    let watched = shared.cancels.watch(&task.id);
     if let Err(e) = mark_active(shared, &mut task).await {
         let action = decide::on_active_not_saved(e, item.delivered);
         return Box::pin(apply(shared, &acker, &item, &mut task, action)).await;
@@ -78,7 +81,15 @@ pub(crate) async fn process(
     shared.leases.holds(&task.id, task.seq);
 
     let acker = Arc::new(acker);
-    let outcome = run_handler(shared, &mut task, acker.clone(), item.traceparent.clone()).await;
+    let outcome = run_handler(
+        shared,
+        &mut task,
+        acker.clone(),
+        item.traceparent.clone(),
+        &watched.token,
+    )
+    .await;
+    drop(watched);
     drop(slot);
 
     let now = shared.storage.clock().now();

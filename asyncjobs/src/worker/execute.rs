@@ -1,8 +1,9 @@
 //! Running one handler: its lease (time-out, heartbeats), cancellation at
-//! shutdown, panics caught.
+//! shutdown or by a cancel of its task, panics caught.
 
 use super::placement::Stopped;
 use super::Shared;
+use crate::error::Error;
 use crate::handler::{HandlerResult, Lease, TaskContext};
 use crate::metrics;
 use crate::task::Task;
@@ -26,6 +27,9 @@ pub(crate) enum Outcome {
     HandlerTimedOut(std::time::Duration),
     /// The worker stopped it (grace period over).
     Shutdown,
+    /// Its task was cancelled (docs/processing.md §2.16): the token fired,
+    /// and the handler returned or was stopped after the cancel grace.
+    Cancelled,
 }
 
 /// Runs the router's handler for `task` under the queue's run time and
@@ -35,6 +39,7 @@ pub(crate) async fn run_handler(
     task: &mut Task,
     acker: Arc<Acker>,
     traceparent: Option<String>,
+    cancelled: &CancellationToken,
 ) -> Outcome {
     let max_run_time = shared.queue().effective_max_run_time();
     let timeout = shared.router.timeout_for(&task.task_type);
@@ -61,7 +66,7 @@ pub(crate) async fn run_handler(
         shared.settings.handler_pool.as_ref(),
         &shared.known_types,
     );
-    let outcome = supervise(shared, task, &mut handler, &lease, &cancel).await;
+    let outcome = supervise(shared, task, &mut handler, &lease, &cancel, cancelled).await;
     // a handler that did not return stops here (its task is aborted)
     drop(handler);
     finish_span(&span, &outcome);
@@ -88,6 +93,7 @@ async fn supervise(
     handler: &mut (impl Future<Output = Result<HandlerResult, Stopped>> + Unpin),
     lease: &Lease,
     cancel: &CancellationToken,
+    cancelled: &CancellationToken,
 ) -> Outcome {
     let started_at = tokio::time::Instant::now();
     let mut max_run_time = lease.run_time();
@@ -111,7 +117,7 @@ async fn supervise(
                 next_beat += beat_every;
                 let cap = hard_cap.expect("checked");
                 if heartbeat(task, lease, max_run_time, cap).await {
-                    renew_record(shared, task, lease, &mut recorded_until, max_run_time).await;
+                    renew_record(shared, task, lease, &mut recorded_until, max_run_time, cancelled).await;
                 }
             }
             res = &mut *handler => return match res {
@@ -138,7 +144,16 @@ async fn supervise(
                 Err(Stopped::Cancelled) => Outcome::Shutdown,
             },
             _ = lease.changed.notified() => {
-                renew_record(shared, task, lease, &mut recorded_until, max_run_time).await;
+                renew_record(shared, task, lease, &mut recorded_until, max_run_time, cancelled).await;
+            }
+            _ = cancelled.cancelled() => {
+                cancel.cancel();
+                let grace = shared.settings.cancel_grace;
+                if tokio::time::timeout(grace, &mut *handler).await.is_err() {
+                    tracing::warn!(task = %task.id, r#type = %task.task_type, ?grace,
+                        "the cancelled task's handler did not return within the cancel grace; stopping it");
+                }
+                return Outcome::Cancelled;
             }
             Ok(()) = run_times.changed() => {
                 let current = *run_times.borrow_and_update();
@@ -298,6 +313,9 @@ fn finish_span(span: &tracing::Span, outcome: &Outcome) {
         Outcome::Shutdown => {
             crate::spans::finish_process(span, "interrupted", Some("worker shutting down"))
         }
+        Outcome::Cancelled => {
+            crate::spans::finish_process(span, "cancelled", Some("the task was cancelled"))
+        }
     }
 }
 
@@ -307,13 +325,16 @@ fn finish_span(span: &tracing::Span, outcome: &Outcome) {
 /// treat a try past that as abandoned. Once less than half of the recorded
 /// lease is left and the heartbeat extended past it, `tried` is moved to
 /// now and saved (so at most one save per half run time). A failed save is
-/// logged; a conflicting one shows up when the outcome is saved.
+/// logged; a conflicting one shows up when the outcome is saved, and when
+/// the record it met is a cancel's, `cancelled` fires (a cancel notice
+/// this worker missed, worker/cancel.rs).
 async fn renew_record(
     shared: &Shared,
     task: &mut Task,
     lease: &Lease,
     recorded_until: &mut tokio::time::Instant,
     max_run_time: std::time::Duration,
+    cancelled: &CancellationToken,
 ) {
     let now = tokio::time::Instant::now();
     let deadline = lease.deadline();
@@ -325,6 +346,16 @@ async fn renew_record(
         Ok(()) => {
             *recorded_until = now + max_run_time;
             shared.leases.holds(&task.id, task.seq);
+        }
+        Err(Error::ConcurrentUpdate(_)) => {
+            let current = shared.storage.load_task(&task.id).await;
+            if current.is_ok_and(|t| {
+                t.state.is_final() && crate::task::cancel::is_cancelled_last_err(&t.last_err)
+            }) {
+                cancelled.cancel();
+            } else {
+                tracing::warn!(task = %task.id, "recording the extended lease failed: the task changed while this try runs");
+            }
         }
         Err(e) => {
             tracing::warn!(task = %task.id, error = %e, "recording the extended lease failed");

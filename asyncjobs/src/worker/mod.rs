@@ -17,6 +17,7 @@
 //! and `pull` (pull requests).
 
 mod apply;
+mod cancel;
 mod consume;
 pub(crate) mod decide;
 mod delivery;
@@ -52,6 +53,7 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// Default wait before a task blocked on dependencies is looked at again (Go: 5 s).
 pub const DEFAULT_DEPENDENCY_POLL: Duration = Duration::from_secs(5);
 pub use crate::storage::{WorkerLease, LEASES_BUCKET};
+pub use cancel::DEFAULT_CANCEL_GRACE;
 pub use rescue::DEFAULT_RESCUE_AFTER;
 pub use unhandled::DEFAULT_UNHANDLED_WAIT;
 
@@ -102,6 +104,9 @@ pub(crate) struct Settings {
     /// How long a task whose type this worker has no handler for waits
     /// for a worker that has one (`unhandled.rs`).
     pub unhandled_wait: Duration,
+    /// How long a cancelled task's handler has to return after its token
+    /// fires before it is stopped (`cancel.rs`).
+    pub cancel_grace: Duration,
 }
 
 impl std::fmt::Debug for Settings {
@@ -116,6 +121,7 @@ impl std::fmt::Debug for Settings {
             .field("rescue_after", &self.rescue_after)
             .field("handler_pool", &self.handler_pool.is_some())
             .field("unhandled_wait", &self.unhandled_wait)
+            .field("cancel_grace", &self.cancel_grace)
             .finish_non_exhaustive()
     }
 }
@@ -152,6 +158,8 @@ pub(crate) struct Shared {
     pub leases: rescue::Leases,
     /// The task types without a handler seen so far (`unhandled.rs`).
     pub unhandled: unhandled::Unhandled,
+    /// The tries a cancel notice can stop (`cancel.rs`).
+    pub cancels: cancel::Cancels,
 }
 
 impl Shared {
@@ -314,6 +322,7 @@ impl Worker {
                 rescue_after: Some(DEFAULT_RESCUE_AFTER),
                 handler_pool: None,
                 unhandled_wait: DEFAULT_UNHANDLED_WAIT,
+                cancel_grace: DEFAULT_CANCEL_GRACE,
             },
         }
     }
@@ -439,6 +448,25 @@ impl Worker {
         self
     }
 
+    /// How long the handler of a task cancelled while it runs
+    /// ([`Client::cancel_task`](crate::Client::cancel_task)) has to return
+    /// after its [cancellation token](crate::TaskContext::cancelled) fires
+    /// (default [`DEFAULT_CANCEL_GRACE`], 10 s); then it is stopped (its
+    /// future dropped; an external command's process group killed). Zero
+    /// stops it at once. What the try returns is not kept either way: the
+    /// task is already saved `terminated` (docs/processing.md §2.16).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: asyncjobs::Client, router: asyncjobs::Router) -> asyncjobs::Result<()> {
+    /// use std::time::Duration;
+    /// let worker = client.worker(router).cancel_grace(Duration::from_secs(2));
+    /// # Ok(()) }
+    /// ```
+    pub fn cancel_grace(mut self, grace: Duration) -> Self {
+        self.settings.cancel_grace = grace;
+        self
+    }
+
     /// Keeps long handlers alive automatically: while a handler runs, the
     /// worker sends `+WPI` every half max run time and extends the handler's
     /// time-out, up to `hard_cap` in total. Off by default (handlers can
@@ -505,6 +533,7 @@ impl Worker {
             lowered: std::sync::Mutex::new(None),
             paused: std::sync::Mutex::new(None),
             unhandled: unhandled::Unhandled::default(),
+            cancels: cancel::Cancels::default(),
         });
         shared.note_pause(paused);
         shared.prepare_held().await;
@@ -519,6 +548,8 @@ impl Worker {
         // the grace period
         let rescuer_stop = CancellationToken::new();
         let rescuer = tokio::spawn(rescue::run(shared.clone(), rescuer_stop.clone()));
+        // listening before the first pull: a try started is a try a cancel stops
+        let canceller = cancel::listen(shared.clone(), rescuer_stop.clone()).await;
         let presence = tokio::spawn(presence::run(
             worker_id,
             shared.storage.clone(),
@@ -575,6 +606,9 @@ impl Worker {
         }
         rescuer_stop.cancel();
         let _ = rescuer.await;
+        if let Some(canceller) = canceller {
+            let _ = canceller.await;
+        }
         tracing::info!(queue = %queue, "worker stopped");
         Ok(())
     }

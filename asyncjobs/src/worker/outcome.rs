@@ -171,8 +171,16 @@ pub(crate) async fn superseded(shared: &Shared, acker: &Acker, task: &Task, ack:
         .as_ref()
         .map(|t| t.state.to_string())
         .unwrap_or_else(|e| e.to_string());
-    tracing::warn!(task = %task.id, dropped = %task.state, tries = task.tries, current = %now,
-        "the task changed while this try ran (a newer try, a retry or a delete); dropping this try's outcome");
+    let cancelled = current.as_ref().is_ok_and(|t| {
+        t.state.is_final() && crate::task::cancel::is_cancelled_last_err(&t.last_err)
+    });
+    if cancelled {
+        tracing::info!(task = %task.id, dropped = %task.state, tries = task.tries,
+            "the task was cancelled while this try ran; dropping this try's outcome");
+    } else {
+        tracing::warn!(task = %task.id, dropped = %task.state, tries = task.tries, current = %now,
+            "the task changed while this try ran (a newer try, a retry, a cancel or a delete); dropping this try's outcome");
+    }
     if done {
         send_ack(acker, ack, &task.id).await;
     }

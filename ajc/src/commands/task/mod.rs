@@ -1,12 +1,13 @@
 //! `ajc task …`: the task group's arguments (the `--sign`/`--verify`
 //! flags every task command accepts) and its dispatch. Each subcommand's
-//! arguments and work live in a file of its own: [`add`], [`retry`],
+//! arguments and work live in a file of its own: [`add`], [`retry`], [`cancel`],
 //! [`view`], [`delete`], [`list`], [`store`] (initialize, configure, purge,
 //! reconcile), [`watch`], [`process`] and [`cron`] (`task cron …`). What
 //! several of them share: [`keys`] (signing), [`input`] (a task from
 //! command-line arguments) and [`show`] (how a task is printed).
 
 pub mod add;
+pub mod cancel;
 pub mod cron;
 pub mod delete;
 pub mod input;
@@ -23,6 +24,7 @@ use super::Ctx;
 use crate::error::Result;
 use crate::flags::ForceFlag;
 use add::TaskAddArgs;
+use cancel::TaskCancelArgs;
 use clap::{Args, Subcommand};
 use cron::CronCmd;
 use delete::TaskDeleteArgs;
@@ -56,6 +58,9 @@ pub enum TaskCmd {
     Add(TaskAddArgs),
     /// Retries delivery of a task currently in the Task Store
     Retry(TaskRetryArgs),
+    /// Cancels a task: a waiting one never runs, a running one is stopped
+    /// (not in the Go ajc)
+    Cancel(TaskCancelArgs),
     /// Views the status of a Task
     #[command(visible_aliases = ["show", "v", "info", "i"])]
     View(TaskViewArgs),
@@ -95,6 +100,7 @@ pub async fn run(ctx: &Ctx, args: &TasksArgs) -> Result<()> {
     match &args.cmd {
         TaskCmd::Add(a) => add::run(ctx, keys, a).await,
         TaskCmd::Retry(a) => retry::run(ctx, keys, a).await,
+        TaskCmd::Cancel(a) => cancel::run(ctx, a).await,
         TaskCmd::View(a) => view::run(ctx, keys, a).await,
         TaskCmd::Delete(a) => delete::run(ctx, a).await,
         TaskCmd::List(a) => list::run(ctx, a).await,
