@@ -1704,6 +1704,46 @@ async fn queue_pause_and_resume() {
     assert!(j["paused"].is_null(), "{j}");
 }
 
+/// Issue 31: `task cancel` of a waiting task saves it `terminated` naming
+/// ajc, its user and host; a second cancel fails saying it had finished
+/// and changes nothing; an unknown id fails naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_cancel() {
+    let env = Env::new();
+    let id = task_id(&env.run(&["task", "add", "image:resize", "{}"]).await.ok());
+    let out = env.run(&["task", "cancel", &id]).await;
+    let text = out.ok();
+    assert!(
+        text.starts_with(&format!(
+            "Cancelled Task {id}: it was waiting and will not run"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("Status: terminated"), "{text}");
+    let j = env.run(&["task", "view", &id, "--json"]).await.json();
+    assert_eq!(j["state"], "terminated", "{j}");
+    let last_err = j["last_err"].as_str().unwrap();
+    assert!(last_err.starts_with("cancelled by ajc ("), "{last_err}");
+    let again = env.run(&["task", "cancel", &id]).await;
+    assert!(
+        again.fails().contains(&format!(
+            "task {id} had already finished (terminated): nothing was changed"
+        )),
+        "{again:#?}"
+    );
+    let j2 = env.run(&["task", "view", &id, "--json"]).await.json();
+    assert_eq!(j2["last_err"], j["last_err"]);
+    assert!(env
+        .run(&["task", "cancel", "2Jk7X1vJ8nR0a4mZq3bW6yTgE5c"])
+        .await
+        .fails()
+        .contains("task not found"));
+    // --json prints the task as saved
+    let id = task_id(&env.run(&["task", "add", "image:resize", "{}"]).await.ok());
+    let j = env.run(&["task", "cancel", &id, "--json"]).await.json();
+    assert_eq!(j["state"], "terminated", "{j}");
+}
+
 /// Issue 30 item 4: `task add` into a queue no running worker serves, or
 /// of a type no running worker of its queue handles, enqueues the task
 /// (exit 0) and warns on stderr naming the queue, the type and what to

@@ -4,7 +4,8 @@
 //! script errors, a task enqueued meanwhile appears and turns complete
 //! without a reload, a failed task's retry button re-runs it, a filtered
 //! bulk retry re-enqueues exactly the matching tasks, read-only mode
-//! refuses actions, a queue paused and resumed from the overview holds a
+//! refuses actions, a task cancelled from its page never runs, a queue
+//! paused and resumed from the overview holds a
 //! task back and then runs it, pages fit a phone's width.
 //!
 //! `UPDATE_SCREENSHOTS=1` writes the overview, task list and task page to
@@ -447,6 +448,27 @@ async fn dashboard_in_a_browser() {
     })
     .await;
     assert_eq!(task(&http, &server, &held).await["state"], "new");
+    // a task cancelled from its page while it waits never runs (issue 31)
+    let doomed = create(&http, &server, json!({"type": "ok"})).await;
+    b.goto(&server.url(&format!("/ui/tasks/{doomed}")))
+        .await
+        .unwrap();
+    wait_text(b, "[data-state]", "new").await;
+    b.find(Locator::Id("cancel"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.accept_alert().await.unwrap();
+    wait_text(b, ".notice", "Task cancelled: it will not run").await;
+    wait_text(b, "[data-state]", "terminated").await;
+    wait_text(b, "[data-last-err]", "cancelled by the dashboard").await;
+    assert!(
+        b.find(Locator::Id("cancel")).await.is_err(),
+        "a finished task has no cancel button"
+    );
+    b.goto(&server.url("/ui/")).await.unwrap();
     b.find(Locator::XPath(
         "//tr[td/a[text()='DEFAULT']]//form[contains(@action,'/resume')]//button",
     ))
@@ -461,6 +483,10 @@ async fn dashboard_in_a_browser() {
         (task(&http, &server, &held).await["state"] == "complete").then_some(())
     })
     .await;
+    let still = task(&http, &server, &doomed).await;
+    assert_eq!(still["state"], "terminated", "{still}");
+    // Go's layout leaves out a zero `tries`
+    assert!(still.get("tries").is_none(), "the cancelled task never ran: {still}");
 
     // the list and the overview after all this, and at phone width
     b.goto(&server.url("/ui/tasks")).await.unwrap();

@@ -492,3 +492,88 @@ async fn a_queue_is_paused_and_resumed_over_http() {
     let (status, _) = post("/v1/queues/NOPE/resume", None).await;
     assert_eq!(status, 404);
 }
+
+/// `POST /v1/tasks/{id}/cancel` (issue 31): a waiting task is saved
+/// `terminated` naming the HTTP API; a running one's handler sees its
+/// token fire; a finished one is refused 409 `already_finished` and left
+/// as it is; an unknown id 404, an invalid one 400.
+#[tokio::test]
+async fn a_task_is_cancelled_over_http() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let nats = NatsServer::start();
+    let client = client_for(&nats, Queue::new("CANCEL")).await;
+    let base = serve(client.clone(), ApiOptions::default()).await;
+    let http = http();
+    let cancel = |id: &str| {
+        let r = http.post(format!("{base}/v1/tasks/{id}/cancel"));
+        async move {
+            let r = r.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+
+    let mut waiting = Task::new("mail:send", &1).unwrap();
+    client.enqueue(&mut waiting).await.unwrap();
+    let (status, t) = cancel(&waiting.id).await;
+    assert_eq!(status, 200, "{t}");
+    assert_eq!(t["state"], "terminated", "{t}");
+    assert_eq!(t["last_err"], "cancelled by the HTTP API", "{t}");
+    let (status, e) = cancel(&waiting.id).await;
+    assert_eq!(status, 409, "{e}");
+    assert_eq!(e["error"]["details"]["reason"], "already_finished", "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("had already finished (terminated): nothing was changed"),
+        "{e}"
+    );
+    let (status, e) = cancel("2Jk7X1vJ8nR0a4mZq3bW6yTgE5c").await;
+    assert_eq!(
+        (status, e["error"]["details"]["reason"].clone()),
+        (404, json!("task_not_found")),
+        "{e}"
+    );
+    let (status, e) = cancel("bad%20id").await;
+    assert_eq!(
+        (status, e["error"]["details"]["reason"].clone()),
+        (400, json!("task_id_invalid")),
+        "{e}"
+    );
+
+    // a running task: its handler's token fires
+    let saw = Arc::new(AtomicBool::new(false));
+    let seen = saw.clone();
+    let router = asyncjobs::Router::new()
+        .handle("mail:send", move |ctx: asyncjobs::TaskContext, _t: Task| {
+            let seen = seen.clone();
+            async move {
+                ctx.cancelled().await;
+                seen.store(true, Ordering::SeqCst);
+                asyncjobs::handler::to_output(&"stopped")
+            }
+        })
+        .unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let worker = tokio::spawn(client.worker(router).run(stop.clone()));
+    let mut running = Task::new("mail:send", &2).unwrap();
+    client.enqueue(&mut running).await.unwrap();
+    wait_for(T, "the task to run", || async {
+        let t = client.load_task(&running.id).await.ok()?;
+        (t.state == asyncjobs::TaskState::Active).then_some(())
+    })
+    .await;
+    let (status, t) = cancel(&running.id).await;
+    assert_eq!(status, 200, "{t}");
+    assert_eq!(t["state"], "terminated", "{t}");
+    wait_for(T, "the handler to see its token fire", || async {
+        saw.load(Ordering::SeqCst).then_some(())
+    })
+    .await;
+    stop.cancel();
+    worker.await.unwrap().unwrap();
+    let t = client.load_task(&running.id).await.unwrap();
+    assert_eq!(t.last_err, "cancelled by the HTTP API");
+    assert!(t.result.is_none());
+}
