@@ -486,7 +486,10 @@ async fn dashboard_in_a_browser() {
     let still = task(&http, &server, &doomed).await;
     assert_eq!(still["state"], "terminated", "{still}");
     // Go's layout leaves out a zero `tries`
-    assert!(still.get("tries").is_none(), "the cancelled task never ran: {still}");
+    assert!(
+        still.get("tries").is_none(),
+        "the cancelled task never ran: {still}"
+    );
 
     // the list and the overview after all this, and at phone width
     b.goto(&server.url("/ui/tasks")).await.unwrap();

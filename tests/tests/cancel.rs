@@ -2,7 +2,8 @@
 //! runs; a running one's handler sees its token fire and is stopped after
 //! the cancel grace (an external command's processes too); the record is
 //! `terminated` with `last_err` naming who cancelled; a finished task is
-//! left as it is; a cancel racing the finish, another cancel, a missed
+//! left as it is; its work items go; a cancel racing the finish, another
+//! cancel, a missed
 //! notice or a killed worker leaves exactly one outcome.
 
 use asyncjobs::{
@@ -138,6 +139,10 @@ async fn a_waiting_task_never_runs() {
     assert_eq!(t.state, TaskState::Terminated);
     assert_eq!(t.last_err, "cancelled by the test");
     assert!(t.result.is_none());
+    // its work item is gone: no worker, a Go one included (which would
+    // run a terminated task it is given), gets it
+    let info = producer.queue_info("CANCELW").await.unwrap();
+    assert_eq!(info.stream.messages, 0, "{info:?}");
 
     let seen = Seen::default();
     let worker = spawn_worker(producer.worker(router(&seen)).retry_policy(fast_retry()));

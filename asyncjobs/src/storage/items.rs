@@ -230,6 +230,30 @@ impl Storage {
         Ok(())
     }
 
+    /// Removes every work item of task `id` in `queue`: waiting or in
+    /// flight on `CHORIA_AJ.Q.<queue>.<id>` (a worker holding it finds its
+    /// acknowledgement a no-op), and its held item ([`Storage::cancel_held`]).
+    /// A cancelled task needs none: a Go worker runs a `terminated` task
+    /// whose item it is given (docs/processing.md §2.16). A missing queue
+    /// holds none.
+    pub(crate) async fn remove_items(&self, queue: &str, id: &str) -> Result<()> {
+        validate_queue_name(queue)?;
+        let stream = format!("{QUEUE_STREAM_PREFIX}{queue}");
+        let found = api::request::<Value>(
+            &self.js,
+            &format!("STREAM.PURGE.{stream}"),
+            &json!({ "filter": item_subject(queue, id) }),
+            || format!("removing the work item of task {id}"),
+        )
+        .await;
+        match found {
+            Ok(_) => {}
+            Err(e) if api::is(&e, ErrorCode::STREAM_NOT_FOUND) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+        self.cancel_held(queue, id).await
+    }
+
     /// Sends the work item of a saved task: the one path for every item
     /// (enqueue, retry, delayed tasks, the worker's re-arm near the
     /// delivery limit, and the release of a held item). With `dedupe` the

@@ -147,8 +147,8 @@ impl Storage {
     /// task not yet final is saved `terminated` with `last_err` `cancelled
     /// by <by>` (optimistic concurrency: a save that races the task's
     /// finish or a worker's `active` is retried on the newer record, so
-    /// exactly one of the two outcomes stands), its held item goes, and a
-    /// notice on `CHORIA_AJ.CANCEL.<queue>.<id>` stops a running try. The
+    /// exactly one of the two outcomes stands), its work items go (waiting,
+    /// in flight or held), and a notice on `CHORIA_AJ.CANCEL.<queue>.<id>` stops a running try. The
     /// record is written first: a worker that misses the notice, or dies,
     /// still finds the task final.
     pub(crate) async fn cancel_task(&self, id: &str, by: &str) -> Result<Cancelled> {
@@ -184,15 +184,16 @@ impl Storage {
                 Err(Error::ConcurrentUpdate(_)) => continue,
                 Err(e) => return Err(e),
             }
-            if let Err(e) = self.cancel_held(&task.queue, id).await {
-                // it ends as a final task's item when due (acknowledged, not run)
-                tracing::warn!(task = %id, error = %e, "the cancelled task's held item stays until due");
-            }
             let queue = if task.queue.is_empty() {
                 crate::queue::DEFAULT_QUEUE_NAME
             } else {
                 task.queue.as_str()
             };
+            if let Err(e) = self.remove_items(queue, id).await {
+                // a Rust worker acknowledges it without running it; a Go
+                // worker given it would run the task (processing.md §2.16)
+                tracing::warn!(task = %id, error = %e, "the cancelled task's work item stays: a Go worker given it would run the task");
+            }
             if let Err(e) = self
                 .nc
                 .publish(cancel_subject(queue, id), by.to_string().into())
