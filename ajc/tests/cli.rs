@@ -1710,7 +1710,7 @@ async fn queue_pause_and_resume() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn task_cancel() {
     let env = Env::new();
-    let id = task_id(&env.run(&["task", "add", "image:resize", "{}"]).await.ok());
+    let id = task_id(env.run(&["task", "add", "image:resize", "{}"]).await.ok());
     let out = env.run(&["task", "cancel", &id]).await;
     let text = out.ok();
     assert!(
@@ -1739,7 +1739,7 @@ async fn task_cancel() {
         .fails()
         .contains("task not found"));
     // --json prints the task as saved
-    let id = task_id(&env.run(&["task", "add", "image:resize", "{}"]).await.ok());
+    let id = task_id(env.run(&["task", "add", "image:resize", "{}"]).await.ok());
     let j = env.run(&["task", "cancel", &id, "--json"]).await.json();
     assert_eq!(j["state"], "terminated", "{j}");
 }

@@ -291,6 +291,17 @@ fn outcomes_complete_terminate_hand_back_or_fail() {
         after_run(Outcome::Shutdown, &t, &q, NOW),
         Action::HandBack
     ));
+    // a try stopped by a cancel ends terminated, whatever it returned; the
+    // cancel's own record normally stands (processing.md §2.16)
+    let e = ending(after_run(Outcome::Cancelled, &t, &q, NOW));
+    assert_eq!(
+        (e.state, e.why, e.last_err.as_str()),
+        (
+            TaskState::Terminated,
+            EndReason::Cancelled,
+            CANCELLED_BY_NOTICE
+        )
+    );
 }
 
 #[test]
