@@ -1744,6 +1744,59 @@ async fn task_cancel() {
     assert_eq!(j["state"], "terminated", "{j}");
 }
 
+/// Issue 31: `task view` shows a running task's progress, and `task
+/// cancel` of a running task says its worker stops the handler, whose
+/// token then fires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_view_shows_progress_and_cancel_stops_a_running_task() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let env = Env::new();
+    let id = task_id(env.run(&["task", "add", "video:encode", "{}"]).await.ok());
+    let client = env.client().await;
+    let stopped = Arc::new(AtomicBool::new(false));
+    let seen = stopped.clone();
+    let router = asyncjobs::Router::new()
+        .handle(
+            "video:encode",
+            move |ctx: asyncjobs::TaskContext, _t: asyncjobs::Task| {
+                let seen = seen.clone();
+                async move {
+                    ctx.progress(40, "frame 400 of 1000").unwrap();
+                    ctx.cancelled().await;
+                    seen.store(true, Ordering::SeqCst);
+                    asyncjobs::handler::to_output(&"stopped")
+                }
+            },
+        )
+        .unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let worker = tokio::spawn(client.worker(router).run(stop.clone()));
+    let view = asyncjobs_tests::wait_for(Duration::from_secs(30), "the progress", || async {
+        let out = env.run(&["task", "view", &id]).await;
+        out.ok()
+            .contains("Progress: 40% frame 400 of 1000 (at ")
+            .then_some(out)
+    })
+    .await;
+    assert!(view.ok().contains("Status: active"), "{view:#?}");
+    let j = env.run(&["task", "view", &id, "--json"]).await.json();
+    assert_eq!(j["progress"]["percent"], 40, "{j}");
+    let out = env.run(&["task", "cancel", &id]).await;
+    assert!(
+        out.ok().starts_with(&format!(
+            "Cancelled Task {id}: it was running: its worker stops the handler"
+        )),
+        "{out:#?}"
+    );
+    asyncjobs_tests::wait_for(Duration::from_secs(30), "the handler's token", || async {
+        stopped.load(Ordering::SeqCst).then_some(())
+    })
+    .await;
+    stop.cancel();
+    worker.await.unwrap().unwrap();
+}
+
 /// Issue 30 item 4: `task add` into a queue no running worker serves, or
 /// of a type no running worker of its queue handles, enqueues the task
 /// (exit 0) and warns on stderr naming the queue, the type and what to

@@ -268,7 +268,9 @@ async fn check_openapi(client: &reqwest::Client, server: &ApiServer, go: &Value)
         // ours adds only these, each beyond Go and documented
         let extensions: &[&str] = match name.as_str() {
             "BulkRetryRequest" => &["filter"],
-            "Task" | "TaskCreateRequest" => &["run_at"],
+            // progress: only once a handler reported it (docs/go-differences.md §73)
+            "Task" => &["run_at", "progress"],
+            "TaskCreateRequest" => &["run_at"],
             // only while the queue is paused (docs/go-differences.md §69)
             "QueueInfo" => &["paused"],
             _ => &[],

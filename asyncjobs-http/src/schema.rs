@@ -68,6 +68,9 @@ pub struct TaskView {
     /// The payload bytes, base64 (`null` when there are none).
     #[schema(format = Byte, value_type = String)]
     pub payload: Option<String>,
+    /// How far its handler said it is (beyond Go; absent until reported).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<ProgressView>,
     /// The queue it was enqueued into.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub queue: String,
@@ -94,6 +97,20 @@ pub struct TaskView {
     /// The task type.
     #[serde(rename = "type")]
     pub task_type: String,
+}
+
+/// A running task's progress, as its handler last reported it.
+#[derive(Serialize, ToSchema)]
+#[schema(as = TaskProgress)]
+pub struct ProgressView {
+    /// When it was reported (RFC 3339, UTC).
+    #[schema(format = DateTime)]
+    pub at: String,
+    /// What the handler said it is doing (left out when empty).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// 0 to 100.
+    pub percent: u8,
 }
 
 fn is_zero(n: &i64) -> bool {
@@ -137,6 +154,11 @@ impl From<&Task> for TaskView {
             load_dependencies: t.load_dependencies,
             max_tries: t.max_tries,
             payload: t.payload.as_ref().map(|p| b64(p)),
+            progress: t.progress.as_ref().map(|p| ProgressView {
+                at: format_time(&p.at),
+                message: p.message.clone(),
+                percent: p.percent,
+            }),
             queue: t.queue.clone(),
             result: t.result.as_ref().map(Into::into),
             signature: t.signature.clone(),

@@ -549,6 +549,7 @@ async fn a_task_is_cancelled_over_http() {
         .handle("mail:send", move |ctx: asyncjobs::TaskContext, _t: Task| {
             let seen = seen.clone();
             async move {
+                ctx.progress(30, "halfway").unwrap();
                 ctx.cancelled().await;
                 seen.store(true, Ordering::SeqCst);
                 asyncjobs::handler::to_output(&"stopped")
@@ -564,6 +565,16 @@ async fn a_task_is_cancelled_over_http() {
         (t.state == asyncjobs::TaskState::Active).then_some(())
     })
     .await;
+    // its progress is shown (issue 31)
+    let url = format!("{base}/v1/tasks/{}", running.id);
+    let shown = wait_for(T, "the task's progress", || async {
+        let (_, t) = get_json(&http, &url).await;
+        t.get("progress").is_some().then_some(t)
+    })
+    .await;
+    assert_eq!(shown["progress"]["percent"], 30, "{shown}");
+    assert_eq!(shown["progress"]["message"], "halfway", "{shown}");
+    assert!(shown["progress"]["at"].is_string(), "{shown}");
     let (status, t) = cancel(&running.id).await;
     assert_eq!(status, 200, "{t}");
     assert_eq!(t["state"], "terminated", "{t}");

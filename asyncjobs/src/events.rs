@@ -63,6 +63,10 @@ pub struct TaskStateChangeEvent {
         skip_serializing_if = "Duration::is_zero"
     )]
     pub task_age: Duration,
+    /// The task's progress, as its handler last reported it (ours; Go's
+    /// events have none; docs/processing.md §2.17).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<crate::task::TaskProgress>,
 }
 
 /// Published by a scheduler when it wins an election.
@@ -130,6 +134,7 @@ impl TaskStateChangeEvent {
             task_type: task.task_type.clone(),
             last_error: task.last_err.clone(),
             task_age: task.age().unwrap_or_default(),
+            progress: task.progress.clone(),
         }
     }
 

@@ -190,6 +190,9 @@ pub(crate) struct Lease {
     /// The handler's time-out: when it is stopped whatever the lease says
     /// (`None`: no time-out, or one too long to count).
     pub limit: Option<(tokio::time::Instant, Duration)>,
+    /// The handler's latest progress report, saved by the worker at most
+    /// every [`PROGRESS_EVERY`](crate::task::progress::PROGRESS_EVERY).
+    pub progress: tokio::sync::watch::Sender<Option<crate::task::TaskProgress>>,
 }
 
 impl Lease {
@@ -204,6 +207,7 @@ impl Lease {
             acker,
             changed: tokio::sync::Notify::new(),
             limit: None,
+            progress: tokio::sync::watch::channel(None).0,
         }
     }
 
@@ -386,7 +390,7 @@ impl TaskContext {
     }
 
     /// Resolves when the worker gives up on this handler (run time or the
-    /// handler's time-out exceeded, or shutdown).
+    /// handler's time-out exceeded, its task cancelled, or shutdown).
     pub async fn cancelled(&self) {
         self.cancel.cancelled().await
     }
@@ -394,6 +398,35 @@ impl TaskContext {
     /// True once the worker gave up on this handler.
     pub fn is_cancelled(&self) -> bool {
         self.cancel.is_cancelled()
+    }
+
+    /// Reports how far the handler is: `percent` from 0 to 100 and what it
+    /// is doing (cut to 256 bytes). The worker keeps it on the task record
+    /// (`Task::progress`) and in its state event, shown by `ajc task view`,
+    /// the HTTP API and the dashboard. Saves are at most one a second per
+    /// task; reports in between are merged, the latest kept, so a chatty
+    /// handler cannot flood the server. It is not a heartbeat: it neither
+    /// extends the run time nor counts a try (docs/processing.md §2.17).
+    /// Outside a worker (a [`TestWorker`](crate::testing::TestWorker), a
+    /// context built by hand) it is checked and otherwise ignored.
+    ///
+    /// # Errors
+    /// [`Error::Config`](crate::Error::Config) for a percent above 100;
+    /// nothing is kept then.
+    ///
+    /// ```
+    /// # async fn handler(ctx: asyncjobs::TaskContext) -> asyncjobs::Result<()> {
+    /// for n in 0..10u8 {
+    ///     ctx.progress(n * 10, format!("image {} of 10", n + 1))?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn progress(&self, percent: u8, message: impl Into<String>) -> crate::Result<()> {
+        let progress = crate::task::TaskProgress::new(percent, message)?;
+        if let Some(lease) = &self.lease {
+            lease.progress.send_replace(Some(progress));
+        }
+        Ok(())
     }
 
     /// Tells JetStream the task is still being worked on (`+WPI`) and extends

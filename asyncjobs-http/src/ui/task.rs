@@ -22,6 +22,8 @@ struct TaskPage {
     state: &'static str,
     /// Final: no cancel form.
     finished: bool,
+    /// The handler's last progress report: percent, message, when.
+    progress: Option<(u8, String, String)>,
     tries: i64,
     max_tries: String,
     created: String,
@@ -123,6 +125,10 @@ pub(super) async fn task(
             queue: t.queue.clone(),
             state: t.state.as_str(),
             finished: t.state.is_final(),
+            progress: t
+                .progress
+                .as_ref()
+                .map(|p| (p.percent, p.message.clone(), format_time(&p.at))),
             tries: t.tries,
             max_tries: limit(t.max_tries),
             created: format_time(&t.created),

@@ -194,11 +194,17 @@ impl Storage {
                 // worker given it would run the task (processing.md §2.16)
                 tracing::warn!(task = %id, error = %e, "the cancelled task's work item stays: a Go worker given it would run the task");
             }
-            if let Err(e) = self
-                .nc
-                .publish(cancel_subject(queue, id), by.to_string().into())
-                .await
-            {
+            // flushed: a short-lived process (`ajc task cancel`) would
+            // otherwise exit with the notice still in its buffer
+            let notice = cancel_subject(queue, id);
+            let sent = match self.nc.publish(notice, by.to_string().into()).await {
+                Ok(()) => tokio::time::timeout(Duration::from_secs(5), self.nc.flush())
+                    .await
+                    .map_err(|_| "flushing timed out".to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string())),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(e) = sent {
                 tracing::warn!(task = %id, error = %e, "publishing the cancel notice failed; a running try ends when its outcome meets the cancelled record");
             }
             tracing::info!(task = %id, was = %was, by = %by, "task cancelled");

@@ -170,6 +170,7 @@ impl TaskBuilder {
             tries: 0,
             last_err: String::new(),
             signature: String::new(),
+            progress: None,
             seq: 0,
             traceparent: self.traceparent,
         })

@@ -2,10 +2,12 @@
 
 mod builder;
 pub mod cancel;
+pub mod progress;
 pub(crate) mod state;
 
 pub use builder::TaskBuilder;
 pub use cancel::Cancelled;
+pub use progress::TaskProgress;
 pub use state::TaskState;
 
 use crate::error::{Error, Result};
@@ -158,6 +160,11 @@ pub struct Task {
         alias = "Signature"
     )]
     pub signature: String,
+    /// How far its handler said it is, while a try runs and after (ours;
+    /// Go leaves it out and drops it when it saves the record;
+    /// docs/processing.md §2.17). Cleared when a try starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<TaskProgress>,
     /// Stream sequence of the version this copy was loaded from or saved as.
     #[serde(skip)]
     pub(crate) seq: u64,

@@ -161,6 +161,8 @@ async fn mark_active(shared: &Shared, task: &mut Task) -> crate::Result<()> {
     task.state = TaskState::Active;
     task.tried = Some(shared.storage.clock().now());
     task.last_err.clear();
+    // a try's progress is its own (docs/processing.md §2.17)
+    task.progress = None;
     task.tries += 1;
     shared.storage.save_task(task).await
 }

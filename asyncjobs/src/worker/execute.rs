@@ -1,12 +1,15 @@
 //! Running one handler: its lease (time-out, heartbeats), cancellation at
 //! shutdown or by a cancel of its task, panics caught.
 
+use super::outcome::LOG_EVERY;
 use super::placement::Stopped;
 use super::Shared;
 use crate::error::Error;
 use crate::handler::{HandlerResult, Lease, TaskContext};
 use crate::metrics;
+use crate::task::progress::PROGRESS_EVERY;
 use crate::task::Task;
+use crate::throttle::{warn_throttled, Throttle};
 use async_nats::jetstream::message::Acker;
 use async_nats::jetstream::AckKind;
 use std::future::Future;
@@ -67,6 +70,10 @@ pub(crate) async fn run_handler(
         &shared.known_types,
     );
     let outcome = supervise(shared, task, &mut handler, &lease, &cancel, cancelled).await;
+    // the latest report goes with the outcome's save (docs/processing.md §2.17)
+    if let Some(p) = lease.progress.borrow().clone() {
+        task.progress = Some(p);
+    }
     // a handler that did not return stops here (its task is aborted)
     drop(handler);
     finish_span(&span, &outcome);
@@ -109,9 +116,28 @@ async fn supervise(
     let mut fenced = shared.leases.fenced.subscribe();
     let limit = lease.limit;
     let past_limit = || limit.filter(|(at, _)| tokio::time::Instant::now() >= *at);
+    let mut progress = lease.progress.subscribe();
+    // a report waiting for its save, and the earliest the next may be saved
+    let mut progress_due: Option<tokio::time::Instant> = None;
+    let mut next_progress = started_at;
     loop {
         let deadline = lease.deadline();
         tokio::select! {
+            Ok(()) = progress.changed() => {
+                let now = tokio::time::Instant::now();
+                if now >= next_progress {
+                    save_progress(shared, task, lease, cancelled).await;
+                    next_progress = now + PROGRESS_EVERY;
+                    progress_due = None;
+                } else {
+                    progress_due = Some(next_progress);
+                }
+            }
+            _ = tokio::time::sleep_until(progress_due.unwrap_or(deadline)), if progress_due.is_some() => {
+                save_progress(shared, task, lease, cancelled).await;
+                next_progress = tokio::time::Instant::now() + PROGRESS_EVERY;
+                progress_due = None;
+            }
             _ = tokio::time::sleep_until(next_beat), if hard_cap.is_some_and(|cap| next_beat < cap) => {
                 // automatic heartbeat: keep the item and the lease alive up to the cap
                 next_beat += beat_every;
@@ -348,17 +374,53 @@ async fn renew_record(
             shared.leases.holds(&task.id, task.seq);
         }
         Err(Error::ConcurrentUpdate(_)) => {
-            let current = shared.storage.load_task(&task.id).await;
-            if current.is_ok_and(|t| {
-                t.state.is_final() && crate::task::cancel::is_cancelled_last_err(&t.last_err)
-            }) {
-                cancelled.cancel();
-            } else {
-                tracing::warn!(task = %task.id, "recording the extended lease failed: the task changed while this try runs");
-            }
+            changed_under(shared, task, cancelled, "recording the extended lease").await;
         }
         Err(e) => {
             tracing::warn!(task = %task.id, error = %e, "recording the extended lease failed");
+        }
+    }
+}
+
+/// A save of the running try's record met a newer one: when it is a
+/// cancel's, `cancelled` fires (a notice this worker missed,
+/// worker/cancel.rs); otherwise the change is logged and shows up when
+/// the outcome is saved.
+async fn changed_under(shared: &Shared, task: &Task, cancelled: &CancellationToken, what: &str) {
+    let current = shared.storage.load_task(&task.id).await;
+    if current.is_ok_and(|t| {
+        t.state.is_final() && crate::task::cancel::is_cancelled_last_err(&t.last_err)
+    }) {
+        cancelled.cancel();
+    } else {
+        tracing::warn!(task = %task.id, "{what} failed: the task changed while this try runs");
+    }
+}
+
+/// Saves the handler's latest progress report on the running try's record
+/// (docs/processing.md §2.17); a failed save is logged (at most every
+/// [`LOG_EVERY`]) and the next report tries again.
+async fn save_progress(
+    shared: &Shared,
+    task: &mut Task,
+    lease: &Lease,
+    cancelled: &CancellationToken,
+) {
+    let latest = lease.progress.borrow().clone();
+    if latest.is_none() || latest == task.progress {
+        return;
+    }
+    let before = std::mem::replace(&mut task.progress, latest);
+    match shared.storage.save_task(task).await {
+        Ok(()) => shared.leases.holds(&task.id, task.seq),
+        Err(e) => {
+            task.progress = before;
+            if let Error::ConcurrentUpdate(_) = e {
+                changed_under(shared, task, cancelled, "saving the task's progress").await;
+            } else {
+                static PROGRESS: Throttle = Throttle::new(LOG_EVERY);
+                warn_throttled!(PROGRESS, task = %task.id, error = %e, "saving the task's progress failed");
+            }
         }
     }
 }

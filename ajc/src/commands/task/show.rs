@@ -51,6 +51,10 @@ pub fn task_text(ui: &Ui, t: &Task) -> String {
             None => t.state.to_string(),
         },
     );
+    if let Some(p) = &t.progress {
+        // ours: Go has no progress (docs/processing.md §2.17)
+        line("Progress", format!("{p} (at {})", go_time(p.at)));
+    }
     if !t.dependencies.is_empty() {
         line("Dependencies", t.dependencies.join(", "));
         line("Load Dep Results", t.load_dependencies.to_string());
