@@ -65,7 +65,7 @@ fn connection(g: &Global) -> Result<Connect> {
 /// context selects (`jetstream_domain`, `jetstream_api_prefix`; see
 /// docs/interfaces.md §4).
 pub async fn nats(g: &Global) -> Result<(async_nats::Client, JetStreamApi)> {
-    connection(g)?
+    let (nc, api) = connection(g)?
         .name(connection_name())
         .ping_interval(Duration::from_secs(30))
         .connect_with_jetstream()
@@ -74,7 +74,24 @@ pub async fn nats(g: &Global) -> Result<(async_nats::Client, JetStreamApi)> {
             // "cannot connect to NATS at <url>: <reason>", without "nats: "
             asyncjobs::Error::Nats(m) => CliError::msg(m.to_string()),
             other => other.into(),
-        })
+        })?;
+    OPEN.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(nc.clone());
+    Ok((nc, api))
+}
+
+/// Every connection a command opened: flushed before `ajc` exits.
+static OPEN: std::sync::Mutex<Vec<async_nats::Client>> = std::sync::Mutex::new(Vec::new());
+
+/// Flushes what the command's connections still buffer (a task's state
+/// events, a cancel's notice), at most 2 s each: the process exits next,
+/// and core NATS messages are sent from a buffer.
+pub async fn flush_all() {
+    let open = std::mem::take(&mut *OPEN.lock().unwrap_or_else(|p| p.into_inner()));
+    for nc in open {
+        let _ = tokio::time::timeout(Duration::from_secs(2), nc.flush()).await;
+    }
 }
 
 /// How much storage a command may prepare.

@@ -98,7 +98,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         global: cli.global.clone(),
         ui: ui::Ui::detect(),
     };
-    cli.command.run(&ctx).await
+    let result = cli.command.run(&ctx).await;
+    connect::flush_all().await;
+    result
 }
 
 /// Prints an error as the Go tool does.

@@ -1744,6 +1744,48 @@ async fn task_cancel() {
     assert_eq!(j["state"], "terminated", "{j}");
 }
 
+/// The state events of a short-lived command reach watchers: `ajc`
+/// flushes its connections before it exits (a cancel's notice, its last
+/// message, was lost without a flush; events followed by a JetStream
+/// request are sent by then anyway).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commands_state_events_are_sent_before_it_exits() {
+    use futures::StreamExt;
+    let env = Env::new();
+    env.run(&["task", "add", "warm:up", "{}"]).await.ok();
+    let nc = env.nats().await;
+    let mut events = nc.subscribe("CHORIA_AJ.E.task_state.>").await.unwrap();
+    nc.flush().await.unwrap();
+    for _ in 0..5 {
+        let id = task_id(env.run(&["task", "add", "email:new", "{}"]).await.ok());
+        let event = tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .unwrap_or_else(|_| panic!("no state event for {id}"))
+            .unwrap();
+        assert_eq!(
+            event.subject.as_str(),
+            format!("CHORIA_AJ.E.task_state.{id}")
+        );
+        let id2 = task_id(env.run(&["task", "add", "email:new", "{}"]).await.ok());
+        let out = env.run(&["task", "cancel", &id2]).await;
+        out.ok();
+        let new = tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .expect("the enqueue's event")
+            .unwrap();
+        assert_eq!(
+            new.subject.as_str(),
+            format!("CHORIA_AJ.E.task_state.{id2}")
+        );
+        let cancelled = tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .expect("the cancel's event")
+            .unwrap();
+        let e: Value = serde_json::from_slice(&cancelled.payload).unwrap();
+        assert_eq!(e["state"], "terminated", "{e}");
+    }
+}
+
 /// Issue 31: `task view` shows a running task's progress, and `task
 /// cancel` of a running task says its worker stops the handler, whose
 /// token then fires.

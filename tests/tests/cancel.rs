@@ -385,19 +385,10 @@ async fn of_two_cancels_one_changes_the_task() {
     }
 }
 
-/// A worker that never gets the notice (here: the cancel's record written
-/// by hand, no notice sent) still leaves the task cancelled: the try's
-/// outcome meets the cancelled record and is dropped; the item is
-/// acknowledged.
-#[tokio::test]
-async fn a_missed_notice_still_leaves_the_task_cancelled() {
-    let server = NatsServer::start();
-    let client = client(&server, Queue::new("CANCELM")).await;
-    let seen = Seen::default();
-    let worker = spawn_worker(client.worker(router(&seen)).retry_policy(fast_retry()));
-    let task = enqueue_with(&client, "job:short", 1500).await;
-    started(&seen, &task.id).await;
-    let mut t = wait_for_state(&client, &task.id, TaskState::Active, T).await;
+/// Saves the cancel's record of a running task by hand, sending no
+/// notice: what a worker cut off while the cancel was made sees.
+async fn cancel_silently(server: &NatsServer, client: &Client, id: &str) {
+    let mut t = wait_for_state(client, id, TaskState::Active, T).await;
     t.state = TaskState::Terminated;
     t.last_err = "cancelled by a silent operator".into();
     let nc = async_nats::connect(server.url()).await.unwrap();
@@ -416,11 +407,56 @@ async fn a_missed_notice_still_leaves_the_task_cancelled() {
     .unwrap()
     .await
     .unwrap();
+}
+
+/// A worker that never gets the notice still leaves the task cancelled:
+/// the try's outcome meets the cancelled record and is dropped; the item
+/// is acknowledged.
+#[tokio::test]
+async fn a_missed_notice_still_leaves_the_task_cancelled() {
+    let server = NatsServer::start();
+    let client = client(&server, Queue::new("CANCELM")).await;
+    let seen = Seen::default();
+    let worker = spawn_worker(client.worker(router(&seen)).retry_policy(fast_retry()));
+    let task = enqueue_with(&client, "job:short", 1500).await;
+    started(&seen, &task.id).await;
+    cancel_silently(&server, &client, &task.id).await;
     queue_settles(&client, "CANCELM").await;
     let now = client.load_task(&task.id).await.unwrap();
     assert_eq!(now.state, TaskState::Terminated);
     assert_eq!(now.last_err, "cancelled by a silent operator");
     assert!(now.result.is_none());
+    worker.stop().await;
+}
+
+/// A handler that never returns nor heartbeats, whose cancel notice was
+/// missed, is still stopped: the worker reads the records of its long
+/// tries (every 10 s) and finds the cancel.
+#[tokio::test]
+async fn a_missed_notice_still_stops_a_handler_that_never_returns() {
+    let server = NatsServer::start();
+    let client = client(
+        &server,
+        Queue::new("CANCELM2").max_run_time(Duration::from_secs(3600)),
+    )
+    .await;
+    let seen = Seen::default();
+    let worker = spawn_worker(
+        client
+            .worker(router(&seen))
+            .retry_policy(fast_retry())
+            .cancel_grace(Duration::from_millis(200)),
+    );
+    let task = enqueue(&client, "job:deaf").await;
+    started(&seen, &task.id).await;
+    cancel_silently(&server, &client, &task.id).await;
+    wait_for(T, "the handler to be stopped", || async {
+        (seen.stopped.load(Ordering::SeqCst) == 1).then_some(())
+    })
+    .await;
+    queue_settles(&client, "CANCELM2").await;
+    let now = client.load_task(&task.id).await.unwrap();
+    assert_eq!(now.last_err, "cancelled by a silent operator");
     worker.stop().await;
 }
 

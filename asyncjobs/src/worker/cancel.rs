@@ -7,8 +7,10 @@
 //! one running the task fires that try's cancel ([`Cancels`]), and the
 //! supervisor (`execute.rs`) fires the handler's token, waits the cancel
 //! grace and stops it. A notice that is missed (the worker was cut off)
-//! costs only the stop: the try's outcome meets the cancelled record and
-//! is dropped, and a lease renewal that meets it stops the try too.
+//! delays only the stop: every [`CANCEL_CHECK_EVERY`] the records of tries
+//! running that long are read, a lease renewal that meets the cancel stops
+//! the try too, and the try's outcome meets the cancelled record and is
+//! dropped.
 
 use super::Shared;
 use crate::task::cancel::CANCEL_SUBJECT_PREFIX;
@@ -16,8 +18,12 @@ use futures::StreamExt;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+
+/// How often a worker reads the records of its tries running this long
+/// or longer, to stop one whose cancel notice it missed.
+pub(crate) const CANCEL_CHECK_EVERY: Duration = Duration::from_secs(10);
 
 /// The default of [`Worker::cancel_grace`](crate::Worker::cancel_grace).
 pub const DEFAULT_CANCEL_GRACE: Duration = Duration::from_secs(10);
@@ -25,12 +31,21 @@ pub const DEFAULT_CANCEL_GRACE: Duration = Duration::from_secs(10);
 /// The tries of this worker a cancel can stop, by task id.
 #[derive(Debug, Default)]
 pub(crate) struct Cancels {
-    running: Mutex<HashMap<String, (u64, CancellationToken)>>,
+    running: Mutex<HashMap<String, Entry>>,
     next: AtomicU64,
 }
 
+/// One watched try: its number (told apart from a later try of the same
+/// task), its cancel and when it started.
+#[derive(Debug)]
+struct Entry {
+    n: u64,
+    token: CancellationToken,
+    started: Instant,
+}
+
 impl Cancels {
-    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, CancellationToken)>> {
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -40,7 +55,14 @@ impl Cancels {
     pub(crate) fn watch(&self, id: &str) -> Watched<'_> {
         let token = CancellationToken::new();
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        self.running().insert(id.to_string(), (n, token.clone()));
+        self.running().insert(
+            id.to_string(),
+            Entry {
+                n,
+                token: token.clone(),
+                started: Instant::now(),
+            },
+        );
         Watched {
             cancels: self,
             id: id.to_string(),
@@ -49,11 +71,20 @@ impl Cancels {
         }
     }
 
+    /// The tries running at least `for_at_least`, not yet cancelled.
+    fn long_running(&self, for_at_least: Duration) -> Vec<String> {
+        self.running()
+            .iter()
+            .filter(|(_, e)| e.started.elapsed() >= for_at_least && !e.token.is_cancelled())
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
     /// Fires the cancel of the try of `id`; whether this worker runs one.
     pub(crate) fn cancel(&self, id: &str) -> bool {
         match self.running().get(id) {
-            Some((_, token)) => {
-                token.cancel();
+            Some(entry) => {
+                entry.token.cancel();
                 true
             }
             None => false,
@@ -74,7 +105,7 @@ impl Drop for Watched<'_> {
     fn drop(&mut self) {
         let mut running = self.cancels.running();
         // a later try of the same id may have replaced this one's entry
-        if running.get(&self.id).is_some_and(|(n, _)| *n == self.n) {
+        if running.get(&self.id).is_some_and(|e| e.n == self.n) {
             running.remove(&self.id);
         }
     }
@@ -98,9 +129,15 @@ pub(crate) async fn listen(
         }
     };
     Some(tokio::spawn(async move {
+        let mut check = tokio::time::interval(CANCEL_CHECK_EVERY);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let notice = tokio::select! {
                 _ = stop.cancelled() => break,
+                _ = check.tick() => {
+                    missed(&shared).await;
+                    continue;
+                }
                 n = notices.next() => match n {
                     Some(n) => n,
                     None => break,
@@ -117,4 +154,22 @@ pub(crate) async fn listen(
         }
         let _ = notices.unsubscribe().await;
     }))
+}
+
+/// Stops the tries, running for [`CANCEL_CHECK_EVERY`] or longer, whose
+/// record a cancel saved although no notice came (this worker was cut off
+/// when it was sent): one record read per such try per check.
+async fn missed(shared: &Shared) {
+    for id in shared.cancels.long_running(CANCEL_CHECK_EVERY) {
+        let Ok(t) = shared.storage.load_task(&id).await else {
+            continue;
+        };
+        if t.state.is_final()
+            && crate::task::cancel::is_cancelled_last_err(&t.last_err)
+            && shared.cancels.cancel(&id)
+        {
+            tracing::info!(task = %id, last_err = %t.last_err,
+                "the running task was cancelled (its notice did not reach this worker); stopping its handler");
+        }
+    }
 }
