@@ -415,6 +415,15 @@ pub enum Error {
         /// The server's version.
         version: String,
     },
+    /// A unique task's key is held by an earlier task (not yet finished,
+    /// or within the key's period): nothing was written.
+    #[error("task {id} exists already with unique key {key:?}: not enqueued")]
+    TaskExists {
+        /// The key.
+        key: String,
+        /// The earlier task's id.
+        id: String,
+    },
     /// A delayed task's deadline is earlier than its due time: it could
     /// never run.
     #[error("the deadline {} is before the task is due ({}): it could never run", crate::wire::format_time(.deadline), crate::wire::format_time(.due))]

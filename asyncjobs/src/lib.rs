@@ -217,7 +217,7 @@ pub use scheduler::{PayloadEncoding, ScheduleError, ScheduledTask, Scheduler};
 pub use state::{MissingState, State, States};
 pub use storage::{
     CONFIG_BUCKET, DISCARDED_BUCKET, ELECTIONS_BUCKET, EXHAUSTED_STREAM, HELD_STREAM, TASKS_STREAM,
-    TASK_SUBJECT_PREFIX,
+    TASK_SUBJECT_PREFIX, UNIQUE_BUCKET,
 };
 pub use task::{Cancelled, Task, TaskBuilder, TaskResult, TaskState};
 /// Cancels running work: the worker's [`run`](Worker::run) stops on it,

@@ -132,6 +132,22 @@ impl Bucket {
         }
     }
 
+    /// [`Bucket::create`] with the value expiring `ttl` after it is
+    /// written (a per-message TTL: the bucket needs `limit_markers`).
+    pub(crate) async fn create_with_ttl(
+        &self,
+        key: &str,
+        value: bytes::Bytes,
+        ttl: Duration,
+        context: impl FnOnce() -> String,
+    ) -> KvResult<Option<u64>> {
+        match self.store.create_with_ttl(key, value, ttl).await {
+            Ok(rev) => Ok(Some(rev)),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(None),
+            Err(e) => Err(nats(context(), e)),
+        }
+    }
+
     /// Writes `key` only when its last revision is `revision` (compare and
     /// set); the new revision.
     pub(crate) async fn update(
@@ -145,6 +161,21 @@ impl Bucket {
             .update(key, value, revision)
             .await
             .map_err(|e| nats(context(), e))
+    }
+
+    /// [`Bucket::update`], `None` when `key` is no longer at `revision`.
+    pub(crate) async fn update_if(
+        &self,
+        key: &str,
+        value: bytes::Bytes,
+        revision: u64,
+        context: impl FnOnce() -> String,
+    ) -> KvResult<Option<u64>> {
+        match self.store.update(key, value, revision).await {
+            Ok(rev) => Ok(Some(rev)),
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(None),
+            Err(e) => Err(nats(context(), e)),
+        }
     }
 
     /// Writes `key` whatever it holds.

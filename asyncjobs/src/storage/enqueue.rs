@@ -23,6 +23,14 @@ impl Storage {
     /// sending again cannot duplicate. A stream the server says does not
     /// exist fails at once.
     pub(crate) async fn enqueue(&self, queue: &str, task: &mut Task) -> Result<()> {
+        if let Some(unique) = task.unique.clone() {
+            return Box::pin(self.enqueue_unique(queue, task, unique)).await;
+        }
+        self.enqueue_plain(queue, task).await
+    }
+
+    /// [`Storage::enqueue`] without a unique key.
+    pub(super) async fn enqueue_plain(&self, queue: &str, task: &mut Task) -> Result<()> {
         // the trace context the caller is in, read before the publish span
         // is entered (a producer outside any span sends none)
         let outer = task.traceparent.clone().or_else(current_traceparent);

@@ -16,6 +16,7 @@
 //! | `lifecycle.rs` | retry, delete, purge, reconcile |
 //! | `queues.rs` | queue names, settings and state; configuration updates |
 //! | `listing.rs` | snapshot listings and pages of the task store |
+//! | `unique.rs` | unique tasks' keys (`CHORIA_AJ_UNIQUE`) and their enqueue |
 //! | `buckets.rs` | key-value buckets: the schedules', elections', presence records |
 //! | `api.rs` | raw `$JS.API` requests whose bodies must equal Go's |
 //!
@@ -45,11 +46,13 @@ mod listing;
 mod queues;
 mod records;
 mod setup;
+mod unique;
 mod work_item;
 
 pub(crate) use buckets::Bucket;
 pub use buckets::WORKERS_BUCKET;
 pub use leases::{WorkerLease, LEASES_BUCKET};
+pub use unique::UNIQUE_BUCKET;
 pub(crate) use work_item::{ItemError, WorkItem};
 
 use crate::error::{nats, Error, Result};

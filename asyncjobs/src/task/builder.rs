@@ -20,6 +20,9 @@ pub struct TaskBuilder {
     dependencies: Vec<String>,
     load_dependencies: bool,
     traceparent: Option<String>,
+    /// `Some(None)`: unique by the default key.
+    unique_key: Option<Option<String>>,
+    unique_period: Option<Duration>,
 }
 
 impl TaskBuilder {
@@ -35,6 +38,8 @@ impl TaskBuilder {
             dependencies: Vec::new(),
             load_dependencies: false,
             traceparent: None,
+            unique_key: None,
+            unique_period: None,
         }
     }
 
@@ -130,6 +135,59 @@ impl TaskBuilder {
         self
     }
 
+    /// Makes the task unique by `key` while it has not finished: an
+    /// enqueue, from any producer, that finds an earlier task with the same
+    /// key not yet final is refused with [`Error::TaskExists`] naming that
+    /// task; once it has finished (or is gone) the key is taken over.
+    /// Needs nats-server 2.11 (docs/processing.md §2.18). A Go worker runs
+    /// such a task as any other; a Go producer ignores the key.
+    ///
+    /// The key is checked when the task is built: 1 to 200 bytes of
+    /// letters, digits, `-`, `_`, `=`, `/` and inner `.`
+    /// ([`Unique::check_key`](crate::task::Unique::check_key)).
+    ///
+    /// ```
+    /// let t = asyncjobs::Task::builder("invoice:send")
+    ///     .payload(&42)
+    ///     .unique("invoice-42")
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(t.unique().unwrap().key, "invoice-42");
+    /// ```
+    pub fn unique(mut self, key: impl Into<String>) -> Self {
+        self.unique_key = Some(Some(key.into()));
+        self
+    }
+
+    /// Makes the task unique by its type and payload while it has not
+    /// finished ([`Unique::default_key`](crate::task::Unique::default_key));
+    /// see [`TaskBuilder::unique`].
+    pub fn unique_by_payload(mut self) -> Self {
+        self.unique_key = Some(None);
+        self
+    }
+
+    /// Makes the task unique for `period` from the first enqueue, finished
+    /// or not: enqueues within it are refused with [`Error::TaskExists`].
+    /// Uses the key set by [`TaskBuilder::unique`], or the type and payload
+    /// when none is. The key expires by itself (a per-message TTL of
+    /// nats-server 2.11; whole seconds, at least one).
+    ///
+    /// ```
+    /// let t = asyncjobs::Task::builder("report:daily")
+    ///     .unique_for(std::time::Duration::from_secs(3600))
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(t.unique().unwrap().key.starts_with("t-"));
+    /// ```
+    pub fn unique_for(mut self, period: Duration) -> Self {
+        self.unique_period = Some(period);
+        if self.unique_key.is_none() {
+            self.unique_key = Some(None);
+        }
+        self
+    }
+
     /// Validates and builds the task.
     pub fn build(self) -> Result<Task> {
         if !is_valid_name(&self.task_type) {
@@ -147,6 +205,31 @@ impl TaskBuilder {
                 return Err(Error::DeadlineBeforeDue { deadline, due });
             }
         }
+        let unique = match self.unique_key {
+            None => None,
+            Some(key) => {
+                let key = match key {
+                    Some(k) => {
+                        super::Unique::check_key(&k)?;
+                        k
+                    }
+                    None => super::Unique::default_key(&self.task_type, payload.as_deref()),
+                };
+                if self
+                    .unique_period
+                    .is_some_and(|p| p < Duration::from_secs(1))
+                {
+                    return Err(Error::Config(format!(
+                        "unique period must be at least 1s (got {})",
+                        crate::wire::format_duration(self.unique_period.unwrap_or_default())
+                    )));
+                }
+                Some(super::Unique {
+                    key,
+                    period: self.unique_period,
+                })
+            }
+        };
         let state = if self.dependencies.is_empty() {
             TaskState::New
         } else {
@@ -171,6 +254,7 @@ impl TaskBuilder {
             last_err: String::new(),
             signature: String::new(),
             progress: None,
+            unique,
             seq: 0,
             traceparent: self.traceparent,
         })

@@ -4,11 +4,13 @@ mod builder;
 pub mod cancel;
 pub mod progress;
 pub(crate) mod state;
+pub mod unique;
 
 pub use builder::TaskBuilder;
 pub use cancel::Cancelled;
 pub use progress::TaskProgress;
 pub use state::TaskState;
+pub use unique::Unique;
 
 use crate::error::{Error, Result};
 use crate::wire::{self, bytes_go, null_default, opt_time_go, time_go};
@@ -165,6 +167,9 @@ pub struct Task {
     /// docs/processing.md §2.17). Cleared when a try starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<TaskProgress>,
+    /// How the enqueue keeps it unique (not stored: docs/processing.md §2.18).
+    #[serde(skip)]
+    pub(crate) unique: Option<Unique>,
     /// Stream sequence of the version this copy was loaded from or saved as.
     #[serde(skip)]
     pub(crate) seq: u64,
@@ -254,6 +259,12 @@ impl Task {
     /// The W3C `traceparent` sent with the next work item, if any.
     pub fn traceparent(&self) -> Option<&str> {
         self.traceparent.as_deref()
+    }
+
+    /// How the enqueue keeps this task unique, when it was built so
+    /// ([`TaskBuilder::unique`](crate::TaskBuilder::unique)).
+    pub fn unique(&self) -> Option<&Unique> {
+        self.unique.as_ref()
     }
 
     /// Stream sequence of the stored version this copy corresponds to (0 if never stored).
