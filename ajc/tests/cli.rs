@@ -1786,6 +1786,58 @@ async fn a_commands_state_events_are_sent_before_it_exits() {
     }
 }
 
+/// Issue 31: `task add --unique KEY` prints the existing task's id when
+/// one holds the key (exit 0, nothing enqueued); bad keys are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_add_unique() {
+    let env = Env::new();
+    let id = task_id(
+        env.run(&[
+            "task",
+            "add",
+            "invoice:send",
+            "{}",
+            "--unique",
+            "invoice-42",
+        ])
+        .await
+        .ok(),
+    );
+    let again = env
+        .run(&[
+            "task",
+            "add",
+            "invoice:send",
+            "{}",
+            "--unique",
+            "invoice-42",
+        ])
+        .await;
+    assert_eq!(
+        again.ok().trim(),
+        format!("Existing task {id} (unique key invoice-42): not enqueued again")
+    );
+    // the type and payload as the key, for a period
+    let first = env
+        .run(&["task", "add", "report:daily", "{}", "--unique-for", "1h"])
+        .await;
+    let first = task_id(first.ok());
+    let dup = env
+        .run(&["task", "add", "report:daily", "{}", "--unique-for", "1h"])
+        .await;
+    assert!(
+        dup.ok().contains(&format!("Existing task {first} ")),
+        "{dup:#?}"
+    );
+    let bad = env
+        .run(&["task", "add", "invoice:send", "{}", "--unique", "tenant:7"])
+        .await;
+    assert!(
+        bad.fails().contains("unique key \"tenant:7\" has ':'"),
+        "{bad:#?}"
+    );
+}
+
 /// Issue 31: `task view` shows a running task's progress, and `task
 /// cancel` of a running task says its worker stops the handler, whose
 /// token then fires.

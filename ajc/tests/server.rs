@@ -270,7 +270,7 @@ async fn check_openapi(client: &reqwest::Client, server: &ApiServer, go: &Value)
             "BulkRetryRequest" => &["filter"],
             // progress: only once a handler reported it (docs/go-differences.md §73)
             "Task" => &["run_at", "progress"],
-            "TaskCreateRequest" => &["run_at"],
+            "TaskCreateRequest" => &["run_at", "unique"],
             // only while the queue is paused (docs/go-differences.md §69)
             "QueueInfo" => &["paused"],
             _ => &[],

@@ -195,6 +195,8 @@ impl From<asyncjobs::Error> for ApiError {
                 .reason("task_cannot_enqueue"),
             E::ConcurrentUpdate(_) => ApiError::new(conflict, ErrorCode::Conflict, e.to_string())
                 .reason("task_update_conflict"),
+            E::TaskExists { .. } => ApiError::new(conflict, ErrorCode::Duplicate, e.to_string())
+                .reason("unique_task_exists"),
             E::StorageNotReady(_) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 ErrorCode::Unavailable,

@@ -222,11 +222,30 @@ pub struct TaskCreateRequest {
     /// Hand the dependencies' results to the handler.
     #[serde(default)]
     pub load_dependencies: Option<bool>,
+    /// Beyond Go: at most one task with this key (docs/processing.md §2.18);
+    /// a duplicate is refused 409 `unique_task_exists` naming the existing
+    /// task. `{}` keys by type and payload.
+    #[serde(default)]
+    pub unique: Option<UniqueRequest>,
     /// Refused when set: the server makes the id and creation time a
     /// signature covers, so no client can sign the task (docs/go-differences.md §47); give the
     /// server a signing key instead.
     #[serde(default)]
     pub signature: Option<String>,
+}
+
+/// How a created task is unique.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UniqueRequest {
+    /// The key (letters, digits, `-_=/` and inner `.`, at most 200 bytes);
+    /// default: the type and payload.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// Unique for this long from the first, finished or not (Go duration);
+    /// default: while the earlier task is unfinished.
+    #[serde(default, rename = "for")]
+    pub period: Option<String>,
 }
 
 /// `POST /v1/tasks/retry`: ids (Go's form), or beyond Go a `filter` that

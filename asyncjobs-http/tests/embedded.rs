@@ -588,3 +588,42 @@ async fn a_task_is_cancelled_over_http() {
     assert_eq!(t.last_err, "cancelled by the HTTP API");
     assert!(t.result.is_none());
 }
+
+/// `POST /v1/tasks` with `unique` (issue 31): a duplicate is refused 409
+/// `unique_task_exists` naming the existing task; a bad key or period 400.
+#[tokio::test]
+async fn a_unique_task_is_created_once_over_http() {
+    let nats = NatsServer::start();
+    let client = client_for(&nats, Queue::new("UNIQ")).await;
+    let base = serve(client.clone(), ApiOptions::default()).await;
+    let http = http();
+    let create = |body: Value| {
+        let r = http.post(format!("{base}/v1/tasks")).json(&body);
+        async move {
+            let r = r.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let body =
+        json!({"type": "invoice:send", "payload": {"n": 42}, "unique": {"key": "invoice-42"}});
+    let (status, first) = create(body.clone()).await;
+    assert_eq!(status, 201, "{first}");
+    let (status, e) = create(body).await;
+    assert_eq!(status, 409, "{e}");
+    assert_eq!(e["error"]["details"]["reason"], "unique_task_exists", "{e}");
+    let id = first["id"].as_str().unwrap();
+    assert!(e["error"]["message"].as_str().unwrap().contains(id), "{e}");
+    // by type and payload, for a period
+    let body = json!({"type": "report:daily", "payload": 1, "unique": {"for": "1h"}});
+    assert_eq!(create(body.clone()).await.0, 201);
+    assert_eq!(create(body).await.0, 409);
+    for (bad, reason) in [
+        (json!({"key": "a b"}), "invalid_configuration"),
+        (json!({"for": "soon"}), "invalid_duration"),
+        (json!({"nope": 1}), "invalid_json"),
+    ] {
+        let (status, e) = create(json!({"type": "x", "payload": 1, "unique": bad})).await;
+        assert_eq!(status, 400, "{bad}: {e}");
+        assert_eq!(e["error"]["details"]["reason"], reason, "{bad}: {e}");
+    }
+}

@@ -12,6 +12,7 @@ pub(crate) const OPTIONS: &[&str] = &[
     "max_tries",
     "deadline",
     "timeout",
+    "unique",
     "queue_run_time",
     "queue_max_tries",
     "queue_concurrency",
@@ -35,6 +36,9 @@ pub(crate) struct Args {
     pub deadline_ns: Option<u64>,
     /// `timeout = "30s"`, in nanoseconds
     pub timeout_ns: Option<u64>,
+    /// `unique = "payload"` (`Some(None)`: while unfinished) or
+    /// `unique = "1h"` (`Some(Some(ns))`: for that long)
+    pub unique: Option<Option<u64>>,
     /// `queue_run_time = "10m"`, in nanoseconds
     pub queue_run_time_ns: Option<u64>,
     /// `queue_max_tries = 50` (0 = unlimited)
@@ -175,6 +179,14 @@ fn apply_option(name: &str, value: &Expr, args: &mut Args, errors: &mut Errors) 
             value,
             "`timeout` expects a Go duration string, e.g. timeout = \"30s\" or \"1m30s\"",
         ),
+        ("unique", Some(Lit::Str(s))) => match parse_unique(&s.value()) {
+            Ok(u) => args.unique = Some(u),
+            Err(msg) => errors.spanned(s, msg),
+        },
+        ("unique", _) => errors.spanned(
+            value,
+            "`unique` expects \"payload\" (one unfinished task per payload) or a Go duration, e.g. unique = \"1h\"",
+        ),
         ("queue_run_time", Some(Lit::Str(s))) => match parse_run_time(&s.value()) {
             Ok(ns) => args.queue_run_time_ns = Some(ns),
             Err(msg) => errors.spanned(s, msg),
@@ -259,6 +271,25 @@ pub(crate) fn parse_timeout(text: &str) -> Result<u64, String> {
             "timeout {text:?} is zero: every try would time out at once"
         )),
         n => Ok(n),
+    }
+}
+
+/// `unique = "payload"`: `None` (unique while the earlier task is
+/// unfinished); a Go duration of at least one second: `Some(ns)` (unique
+/// for that long; the key's TTL is in whole seconds).
+pub(crate) fn parse_unique(text: &str) -> Result<Option<u64>, String> {
+    if text.trim() == "payload" {
+        return Ok(None);
+    }
+    match nanos(text) {
+        Ok(n) if n >= 1_000_000_000 => Ok(Some(n)),
+        Ok(_) => Err(format!(
+            "unique period {:?} is too short: the shortest is 1s",
+            text.trim()
+        )),
+        Err(e) => Err(format!(
+            "`unique` expects \"payload\" or a Go duration, e.g. \"1h\": {e}"
+        )),
     }
 }
 

@@ -106,6 +106,12 @@ use proc_macro::TokenStream;
 ///   `TaskContext::handler_deadline` reports the earlier of the two. It is
 ///   the worker's setting, not stored in the task: a Go worker on the same
 ///   queue ignores it;
+/// * `unique = "payload"` or `unique = "1h"`: `task` and `enqueue` make
+///   tasks unique by type and payload, while the earlier one is
+///   unfinished (`"payload"`) or for that long from the first (a Go
+///   duration of at least `1s`); a duplicate enqueue fails with
+///   `Error::TaskExists` naming the existing task. `enqueue_with(.., |b|
+///   b.unique("key"))` gives an explicit key. Needs nats-server 2.11;
 /// * `queue_run_time = "10m"`, `queue_max_tries = 50`,
 ///   `queue_concurrency = 20`: the queue's settings when
 ///   `asyncjobs::main!()` creates it: how long a handler may run before its

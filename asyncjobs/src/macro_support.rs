@@ -297,6 +297,7 @@ pub fn task_builder<P: Serialize + ?Sized>(
     payload: &P,
     max_tries: Option<i64>,
     deadline: Option<Duration>,
+    unique: Option<Option<Duration>>,
 ) -> TaskBuilder {
     let mut builder = Task::builder(task_type).payload(payload);
     if let Some(n) = max_tries {
@@ -304,6 +305,11 @@ pub fn task_builder<P: Serialize + ?Sized>(
     }
     if let Some(d) = deadline {
         builder = builder.deadline_in(d);
+    }
+    match unique {
+        Some(Some(period)) => builder = builder.unique_for(period),
+        Some(None) => builder = builder.unique_by_payload(),
+        None => {}
     }
     builder
 }

@@ -37,7 +37,10 @@ async fn a_duplicate_gets_the_existing_task_until_it_finishes() {
     let mut dup = invoice(42);
     match b.enqueue(&mut dup).await {
         Err(Error::TaskExists { key, id }) => {
-            assert_eq!((key.as_str(), id.as_str()), ("invoice-42", first.id.as_str()));
+            assert_eq!(
+                (key.as_str(), id.as_str()),
+                ("invoice-42", first.id.as_str())
+            );
         }
         other => panic!("a duplicate is refused naming the first: {other:?}"),
     }
@@ -195,4 +198,32 @@ async fn a_server_before_2_11_refuses_unique_tasks() {
         other => panic!("{other:?}"),
     }
     assert_eq!(stored(&client).await, before);
+}
+
+mod jobs {
+    use asyncjobs::HandlerError;
+
+    /// Unique by payload while unfinished, declared on the handler.
+    #[asyncjobs::task_handler("thumbnail:make", queue = "THUMBS", unique = "payload")]
+    pub(crate) async fn make(image: u32) -> Result<u32, HandlerError> {
+        Ok(image)
+    }
+}
+
+/// `#[task_handler(.., unique = "payload")]`: typed enqueues of the same
+/// payload make one task; another payload, or an explicit key through
+/// `enqueue_with`, is its own.
+#[tokio::test]
+async fn a_handlers_declared_uniqueness_applies_to_typed_enqueues() {
+    let server = NatsServer::start();
+    let client = client(&server, Queue::new("THUMBS")).await;
+    let first = jobs::make::enqueue(&client, 7).await.unwrap();
+    match jobs::make::enqueue(&client, 7).await {
+        Err(Error::TaskExists { id, .. }) => assert_eq!(id, first.id()),
+        other => panic!("{other:?}"),
+    }
+    jobs::make::enqueue(&client, 8).await.unwrap();
+    jobs::make::enqueue_with(&client, 7, |b| b.unique("image-7-again"))
+        .await
+        .unwrap();
 }

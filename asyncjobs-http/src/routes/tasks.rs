@@ -236,6 +236,20 @@ fn build_task(api: &Api, req: TaskCreateRequest, headers: &HeaderMap) -> Result<
             builder = builder.load_dependency_results();
         }
     }
+    if let Some(u) = req.unique {
+        builder = match u.key {
+            Some(k) => builder.unique(k),
+            None => builder.unique_by_payload(),
+        };
+        if let Some(p) = u.period {
+            let d = asyncjobs::wire::parse_duration(&p).map_err(|e| {
+                ApiError::invalid(format!("unique.for {p:?}: {e}"))
+                    .field("unique")
+                    .reason("invalid_duration")
+            })?;
+            builder = builder.unique_for(d);
+        }
+    }
     if let Some(tp) = headers
         .get("traceparent")
         .and_then(|v| v.to_str().ok())

@@ -91,6 +91,7 @@ fn constants(g: &Gen) -> TokenStream {
     let max_tries = option(g.args.max_tries.map(|n| quote!(#n)));
     let deadline = duration(g.args.deadline_ns);
     let timeout = duration(g.args.timeout_ns);
+    let unique = option(g.args.unique.map(|u| duration(u)));
     quote! {
         #[doc = #doc_task_type]
         #item_vis const TASK_TYPE: &str = #task_type;
@@ -107,6 +108,11 @@ fn constants(g: &Gen) -> TokenStream {
         /// How long each try of the handler may run before it is stopped
         /// and fails (`None`: only the queue's run time bounds it).
         #item_vis const TIMEOUT: ::core::option::Option<::core::time::Duration> = #timeout;
+
+        /// How `task` and `enqueue` make tasks unique by type and payload:
+        /// `Some(None)` while the earlier is unfinished, `Some(Some(d))` for
+        /// `d`; `None`: not unique.
+        #item_vis const UNIQUE: ::core::option::Option<::core::option::Option<::core::time::Duration>> = #unique;
     }
 }
 
@@ -226,7 +232,7 @@ fn task_fn(g: &Gen) -> TokenStream {
         where
             #serialize,
         {
-            #private::task_builder(TASK_TYPE, payload, MAX_TRIES, DEADLINE)
+            #private::task_builder(TASK_TYPE, payload, MAX_TRIES, DEADLINE, UNIQUE)
         }
     }
 }

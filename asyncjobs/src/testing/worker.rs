@@ -228,6 +228,7 @@ impl TestWorker {
             &payload,
             def.max_tries(),
             def.deadline(),
+            None,
         );
         let task = TestTask::from_builder(builder).map_err(|e: Error| Failed {
             state: TaskState::New,

@@ -33,6 +33,15 @@ pub struct TaskAddArgs {
     /// Run the task after this long (Go duration, for example 90s or 2h)
     #[arg(long = "in", value_name = "DURATION", value_parser = parse_duration)]
     pub run_in: Option<GoDuration>,
+    /// At most one unfinished task with this key (letters, digits, - _ = / .):
+    /// when one exists its id is printed and nothing is enqueued (needs
+    /// nats-server 2.11; not in the Go ajc)
+    #[arg(long, value_name = "KEY")]
+    pub unique: Option<String>,
+    /// At most one task with the key (--unique, or the type and payload)
+    /// within this long of the first, finished or not (Go duration)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub unique_for: Option<GoDuration>,
 }
 
 /// `task add`: builds the task before connecting, then enqueues it.
@@ -71,14 +80,28 @@ pub async fn run(ctx: &Ctx, keys: Option<Keys>, a: &TaskAddArgs) -> Result<()> {
         (None, Some(d)) => b = b.run_in(d.non_negative("--in").map_err(CliError::msg)?),
         (None, None) => {}
     }
+    if let Some(key) = &a.unique {
+        b = b.unique(key.clone());
+    }
+    if let Some(d) = &a.unique_for {
+        b = b.unique_for(d.non_negative("--unique-for").map_err(CliError::msg)?);
+    }
     let mut task = b.build()?;
     let client = client(&ctx.global, Prepare::Queue(a.task.queue.clone()), |b| {
         Ok(with_keys(b, keys))
     })
     .await?;
-    tokio::time::timeout(Duration::from_secs(5), client.enqueue(&mut task))
+    let enqueued = tokio::time::timeout(Duration::from_secs(5), client.enqueue(&mut task))
         .await
-        .map_err(|_| CliError::msg("enqueueing the task timed out"))??;
+        .map_err(|_| CliError::msg("enqueueing the task timed out"))?;
+    if let Err(asyncjobs::Error::TaskExists { key, id }) = &enqueued {
+        // not an error: the task the caller wanted exists
+        emitln(format!(
+            "Existing task {id} (unique key {key}): not enqueued again"
+        ));
+        return Ok(());
+    }
+    enqueued?;
     match task.run_at {
         Some(due) if due > time::OffsetDateTime::now_utc() => emitln(format!(
             "Enqueued task {} (due {})",
