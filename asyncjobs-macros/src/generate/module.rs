@@ -91,7 +91,7 @@ fn constants(g: &Gen) -> TokenStream {
     let max_tries = option(g.args.max_tries.map(|n| quote!(#n)));
     let deadline = duration(g.args.deadline_ns);
     let timeout = duration(g.args.timeout_ns);
-    let unique = option(g.args.unique.map(|u| duration(u)));
+    let unique = option(g.args.unique.map(duration));
     quote! {
         #[doc = #doc_task_type]
         #item_vis const TASK_TYPE: &str = #task_type;
