@@ -23,7 +23,6 @@
 //!
 //! Every other feature works on any server with JetStream.
 
-use crate::storage::Storage;
 use std::collections::HashSet;
 use std::sync::Mutex;
 
@@ -128,13 +127,16 @@ impl Capabilities {
     }
 }
 
-/// Learns what the server behind `storage` supports: its version, and
-/// whether the NATS client can read its account information (worker
+/// Learns what the server behind `nc` supports: its version, and whether
+/// the NATS client can read its account information through `js` (worker
 /// presence's bucket needs it).
-pub(crate) async fn probe(storage: &Storage) -> Capabilities {
-    let info = storage.nats().server_info();
+pub(crate) async fn probe(
+    nc: &async_nats::Client,
+    js: &async_nats::jetstream::Context,
+) -> Capabilities {
+    let info = nc.server_info();
     let mut caps = Capabilities::from_version(format!("{}:{}", info.host, info.port), info.version);
-    if let Err(e) = storage.jetstream().query_account().await {
+    if let Err(e) = js.query_account().await {
         // a reply the client cannot decode (no reserved storage): too old;
         // a time-out or a missing permission says nothing of the version
         if matches!(

@@ -224,7 +224,7 @@ impl Storage {
     /// is off once per process and server.
     pub(crate) async fn learn_capabilities(&self) {
         if self.capabilities.get().is_none() {
-            let caps = crate::capabilities::probe(self).await;
+            let caps = crate::capabilities::probe(&self.nc, &self.js).await;
             crate::capabilities::report_once(&caps);
             let _ = self.capabilities.set(caps);
         }
