@@ -171,12 +171,10 @@ impl Client {
     /// cleared, any pending item (a delayed task's too) replaced.
     pub async fn replay_task(&self, id: &str) -> Result<Task> {
         let task = self.inner.storage.load_task(id).await?;
-        let queue = if task.queue.is_empty() {
-            crate::queue::DEFAULT_QUEUE_NAME.to_string()
-        } else {
-            task.queue
-        };
-        self.inner.storage.retry_task(&queue, id).await
+        self.inner
+            .storage
+            .retry_task(task.queue_or_default(), id)
+            .await
     }
 
     /// Cancels a task from any process of the cluster, on behalf of `by`

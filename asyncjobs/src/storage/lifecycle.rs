@@ -94,20 +94,24 @@ impl Storage {
         }
     }
 
+    /// Loads task `id`; one deleted by a discard policy is
+    /// [`Error::TaskDiscarded`] with the state it ended in.
+    async fn load_or_discarded(&self, id: &str) -> Result<Task> {
+        match self.load_task(id).await {
+            Err(Error::TaskNotFound(_)) => match self.discarded_state(id).await {
+                Ok(Some(state)) => Err(Error::TaskDiscarded {
+                    id: id.to_string(),
+                    state,
+                }),
+                _ => Err(Error::TaskNotFound(id.to_string())),
+            },
+            other => other,
+        }
+    }
+
     /// Re-enqueues a task by id: state `retry`, result cleared (docs/storage.md §10.5).
     pub(crate) async fn retry_task(&self, queue: &str, id: &str) -> Result<Task> {
-        let mut task = match self.load_task(id).await {
-            Err(Error::TaskNotFound(_)) => {
-                if let Ok(Some(state)) = self.discarded_state(id).await {
-                    return Err(Error::TaskDiscarded {
-                        id: id.to_string(),
-                        state,
-                    });
-                }
-                return Err(Error::TaskNotFound(id.to_string()));
-            }
-            other => other?,
-        };
+        let mut task = self.load_or_discarded(id).await?;
         // runs now: an item held for it (delayed, or waiting for a retry
         // or dependencies) goes, so it does not run twice
         task.run_at = None;
@@ -159,18 +163,7 @@ impl Storage {
             )));
         }
         for _ in 0..CANCEL_ATTEMPTS {
-            let mut task = match self.load_task(id).await {
-                Err(Error::TaskNotFound(_)) => {
-                    if let Ok(Some(state)) = self.discarded_state(id).await {
-                        return Err(Error::TaskDiscarded {
-                            id: id.to_string(),
-                            state,
-                        });
-                    }
-                    return Err(Error::TaskNotFound(id.to_string()));
-                }
-                other => other?,
-            };
+            let mut task = self.load_or_discarded(id).await?;
             if task.state.is_final() {
                 return Ok(Cancelled::AlreadyFinished(task));
             }
@@ -184,11 +177,7 @@ impl Storage {
                 Err(Error::ConcurrentUpdate(_)) => continue,
                 Err(e) => return Err(e),
             }
-            let queue = if task.queue.is_empty() {
-                crate::queue::DEFAULT_QUEUE_NAME
-            } else {
-                task.queue.as_str()
-            };
+            let queue = task.queue_or_default();
             if let Err(e) = self.remove_items(queue, id).await {
                 // a Rust worker acknowledges it without running it; a Go
                 // worker given it would run the task (processing.md §2.16)

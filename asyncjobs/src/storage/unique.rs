@@ -20,7 +20,8 @@ const ATTEMPTS: usize = 5;
 
 impl Storage {
     /// The key bucket, created when missing (per-message TTLs: nats-server
-    /// 2.11 or later).
+    /// 2.11 or later). Looked up at every unique enqueue, so a bucket
+    /// deleted meanwhile is made again.
     async fn unique_bucket(&self) -> Result<Bucket> {
         let version = &self.nc.server_info().version;
         if !version_at_least(version, 2, 11) {

@@ -261,6 +261,15 @@ impl Task {
         self.traceparent.as_deref()
     }
 
+    /// The queue it was last enqueued into, `DEFAULT` when none is recorded.
+    pub(crate) fn queue_or_default(&self) -> &str {
+        if self.queue.is_empty() {
+            crate::queue::DEFAULT_QUEUE_NAME
+        } else {
+            &self.queue
+        }
+    }
+
     /// How the enqueue keeps this task unique, when it was built so
     /// ([`TaskBuilder::unique`](crate::TaskBuilder::unique)).
     pub fn unique(&self) -> Option<&Unique> {
