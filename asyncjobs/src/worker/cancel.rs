@@ -157,19 +157,17 @@ pub(crate) async fn listen(
 }
 
 /// Stops the tries, running for [`CANCEL_CHECK_EVERY`] or longer, whose
-/// record a cancel saved although no notice came (this worker was cut off
-/// when it was sent): one record read per such try per check.
+/// record is final although no notice came (a cancel sent while this
+/// worker was cut off): their outcome could never stand. One record read
+/// per such try per check.
 async fn missed(shared: &Shared) {
     for id in shared.cancels.long_running(CANCEL_CHECK_EVERY) {
         let Ok(t) = shared.storage.load_task(&id).await else {
             continue;
         };
-        if t.state.is_final()
-            && crate::task::cancel::is_cancelled_last_err(&t.last_err)
-            && shared.cancels.cancel(&id)
-        {
+        if t.state.is_final() && shared.cancels.cancel(&id) {
             tracing::info!(task = %id, last_err = %t.last_err,
-                "the running task was cancelled (its notice did not reach this worker); stopping its handler");
+                "the running task's record is final (a cancel whose notice did not reach this worker); stopping its handler");
         }
     }
 }

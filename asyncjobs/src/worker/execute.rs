@@ -382,15 +382,14 @@ async fn renew_record(
     }
 }
 
-/// A save of the running try's record met a newer one: when it is a
-/// cancel's, `cancelled` fires (a notice this worker missed,
-/// worker/cancel.rs); otherwise the change is logged and shows up when
-/// the outcome is saved.
+/// A save of the running try's record met a newer one: when that record
+/// is final (a cancel's notice this worker missed, worker/cancel.rs, or
+/// any other end) this try's outcome could never stand, so `cancelled`
+/// fires; otherwise the change is logged and shows up when the outcome is
+/// saved.
 async fn changed_under(shared: &Shared, task: &Task, cancelled: &CancellationToken, what: &str) {
     let current = shared.storage.load_task(&task.id).await;
-    if current.is_ok_and(|t| {
-        t.state.is_final() && crate::task::cancel::is_cancelled_last_err(&t.last_err)
-    }) {
+    if current.is_ok_and(|t| t.state.is_final()) {
         cancelled.cancel();
     } else {
         tracing::warn!(task = %task.id, "{what} failed: the task changed while this try runs");
