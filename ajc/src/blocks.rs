@@ -273,6 +273,11 @@ impl QueueBlock {
             );
             let _ = writeln!(out, "{:>16}: {}", "Discard Old", q.discard_old);
         }
+        let retention = match &q.retention {
+            Some(r) => r.to_string(),
+            None => "each process's own (default complete=24h, failed=168h)".into(),
+        };
+        let _ = writeln!(out, "{:>16}: {retention}", "Keep Finished");
         time_line(&mut out, "First Item", i.stream.first_time);
         time_line(&mut out, "Last Item", i.stream.last_time);
         out
@@ -305,6 +310,7 @@ impl QueueBlock {
                     asyncjobs::PauseUntil::Time(t) => json!(rfc3339(t)),
                 },
             })),
+            "retention": q.retention.map(|r| r.to_string()),
             "first_item": opt_time(i.stream.first_time),
             "last_item": opt_time(i.stream.last_time),
         })

@@ -1950,3 +1950,67 @@ async fn task_add_warns_when_no_running_worker_serves_the_task() {
     );
     worker.stop().await;
 }
+
+/// Issue 31: a queue's own retention of finished tasks, set by `queue add`
+/// and `queue configure --retention`, shown by `queue info` and `task
+/// retention`; a bad one is refused before anything changes. `task
+/// retention --enable` on a store made with per-message TTL says so.
+#[tokio::test]
+async fn queue_retention() {
+    let env = Env::new();
+    env.run(&["task", "initialize"]).await.ok();
+    let added = env
+        .run(&[
+            "queue",
+            "add",
+            "THUMBS",
+            "--retention",
+            "complete=1h,failed=720h",
+        ])
+        .await;
+    assert!(
+        added
+            .ok()
+            .contains("Keep Finished: complete=1h0m0s,expired=720h0m0s,terminated=720h0m0s,unreachable=720h0m0s,queue_error=720h0m0s"),
+        "{added:#?}"
+    );
+    let bad = env
+        .run(&["queue", "configure", "THUMBS", "--retention", "complete=0s"])
+        .await;
+    assert!(bad.fails().contains("at least 1s"), "{bad:#?}");
+    let bad = env
+        .run(&["queue", "configure", "THUMBS", "--retention", "active=1h"])
+        .await;
+    assert!(bad.fails().contains("final states"), "{bad:#?}");
+    let changed = env
+        .run(&[
+            "queue",
+            "configure",
+            "THUMBS",
+            "--retention",
+            "forever",
+            "--json",
+        ])
+        .await;
+    let v: serde_json::Value = serde_json::from_str(changed.ok()).unwrap();
+    assert_eq!(
+        v["retention"],
+        "complete=forever,expired=forever,terminated=forever,unreachable=forever,queue_error=forever"
+    );
+    env.run(&["queue", "add", "PLAIN"]).await.ok();
+    let shown = env.run(&["task", "retention"]).await;
+    let out = shown.ok();
+    assert!(
+        out.contains("Finished tasks expire: the task store allows per-message TTL")
+            && out.contains("Queue THUMBS: complete=forever")
+            && out.contains("Queue PLAIN: each process's own (default complete=24h0m0s"),
+        "{out}"
+    );
+    let enabled = env.run(&["task", "retention", "--enable"]).await;
+    assert!(
+        enabled
+            .ok()
+            .contains("Finished task records already expire by their retention"),
+        "{enabled:#?}"
+    );
+}

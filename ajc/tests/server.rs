@@ -271,8 +271,10 @@ async fn check_openapi(client: &reqwest::Client, server: &ApiServer, go: &Value)
             // progress: only once a handler reported it (docs/go-differences.md §73)
             "Task" => &["run_at", "progress"],
             "TaskCreateRequest" => &["run_at", "unique"],
-            // only while the queue is paused (docs/go-differences.md §69)
-            "QueueInfo" => &["paused"],
+            // only while the queue is paused (docs/go-differences.md §69);
+            // only when the queue has its own retention (§75)
+            "QueueInfo" => &["paused", "retention"],
+            "QueueCreateRequest" => &["retention"],
             _ => &[],
         };
         let mut mine = keys(our);

@@ -338,6 +338,15 @@ pub struct QueueCreateRequest {
     #[serde(default)]
     #[schema(minimum = 1)]
     pub max_concurrent: Option<i64>,
+    /// How long the queue's finished tasks are kept, whichever process
+    /// finishes them: `STATE=DURATION` pairs, comma separated (states
+    /// `complete`, `expired`, `terminated`, `unreachable`, `queue_error`;
+    /// `failed`; `all`), a Go duration of at least `1s` or `forever`, for
+    /// example `complete=1h,failed=720h` (absent: each process's own; not in
+    /// Go's API).
+    #[serde(default)]
+    #[schema(example = "complete=1h,failed=720h")]
+    pub retention: Option<String>,
 }
 
 /// A queue's settings (durations in nanoseconds; −1 is unlimited).
@@ -365,6 +374,11 @@ pub struct QueueView {
     /// shows it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub paused: Option<QueuePauseView>,
+    /// The queue's own retention of finished tasks, every final state with
+    /// its time (`forever`: kept); absent when the queue has none (each
+    /// process's own applies). Not in Go's API.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention: Option<String>,
 }
 
 /// A queue's pause.
@@ -418,6 +432,7 @@ impl From<&QueueInfo> for QueueView {
                     asyncjobs::PauseUntil::Time(t) => Some(format_time(&t)),
                 },
             }),
+            retention: q.queue.retention.map(|r| r.to_string()),
         }
     }
 }

@@ -103,6 +103,47 @@ async fn mounted_beside_own_routes_with_the_bound_queue() {
     let e: Value = r.json().await.unwrap();
     assert_eq!(e["error"]["details"]["reason"], "default_queue_disallowed");
 
+    // a queue's own retention of finished tasks (docs/processing.md §2.19)
+    let r = http
+        .post(format!("{base}/v1/queues"))
+        .json(&json!({"name": "KEPT", "retention": "complete=1h,failed=720h"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let q: Value = r.json().await.unwrap();
+    assert_eq!(
+        q["retention"],
+        "complete=1h0m0s,expired=720h0m0s,terminated=720h0m0s,unreachable=720h0m0s,queue_error=720h0m0s"
+    );
+    for bad in ["complete=0s", "active=1h", "complete=1d"] {
+        let r = http
+            .post(format!("{base}/v1/queues"))
+            .json(&json!({"name": "NOTKEPT", "retention": bad}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+        let e: Value = r.json().await.unwrap();
+        assert_eq!(
+            e["error"]["details"]["reason"], "invalid_retention",
+            "{bad}"
+        );
+    }
+    assert!(matches!(
+        client.queue_info("NOTKEPT").await,
+        Err(asyncjobs::Error::QueueNotFound(_))
+    ));
+    let plain: Value = http
+        .get(format!("{base}/v1/queues/MAIL"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(plain.get("retention").is_none(), "{plain}");
+
     // a payload is stored as Go re-encodes it: sorted keys, float64 numbers
     let r = http
         .post(format!("{base}/v1/tasks"))

@@ -3,8 +3,12 @@
 //! process logs when the server is too old for some of them
 //! (docs/processing.md §2.15).
 //!
-//! Three features depend on the server:
+//! Four features depend on the server:
 //!
+//! - unique tasks and the retention of finished task records use
+//!   JetStream's per-message TTL (nats-server [`TTL_NEEDS`]): unique
+//!   tasks are refused with [`Error::ServerTooOld`](crate::Error::ServerTooOld),
+//!   finished records are kept forever (docs/processing.md §2.19);
 //! - delayed tasks and held retries use JetStream message schedules
 //!   (nats-server [`SCHEDULES_NEED`]);
 //! - pausing a queue uses JetStream's consumer pause (nats-server
@@ -31,6 +35,9 @@ use std::sync::Mutex;
 pub const SCHEDULES_NEED: &str = "2.12";
 /// The nats-server version pausing a queue needs (JetStream consumer pause).
 pub const PAUSE_NEEDS: &str = "2.11";
+/// The nats-server version unique tasks and the retention of finished
+/// task records need (JetStream per-message TTL).
+pub const TTL_NEEDS: &str = "2.11";
 /// The nats-server version worker presence, crash leases and the HTTP
 /// API's idempotency keys need (its account information reports reserved
 /// storage).
@@ -48,6 +55,9 @@ pub struct Capabilities {
     pub schedules: bool,
     /// Pausing queues (JetStream consumer pause).
     pub pause: bool,
+    /// Unique tasks and the retention of finished records (JetStream
+    /// per-message TTL).
+    pub ttl: bool,
     /// Worker presence, crash leases and the HTTP API's shared buckets
     /// (idempotency keys, the dashboard's form token): buckets the NATS
     /// client's key-value API creates.
@@ -78,6 +88,12 @@ impl Capabilities {
             m.push(Missing {
                 feature: "pausing queues",
                 needs: PAUSE_NEEDS,
+            });
+        }
+        if !self.ttl {
+            m.push(Missing {
+                feature: "unique tasks and the retention of finished tasks",
+                needs: TTL_NEEDS,
             });
         }
         if !self.presence {
@@ -120,6 +136,7 @@ impl Capabilities {
         Capabilities {
             schedules: version_at_least(&version, 2, 12),
             pause: version_at_least(&version, 2, 11),
+            ttl: version_at_least(&version, 2, 11),
             presence: true,
             server,
             version,
@@ -190,7 +207,7 @@ mod tests {
         c.presence = false;
         assert_eq!(
             c.summary().unwrap(),
-            "nats-server 2.9.10 at 127.0.0.1:4222: delayed tasks and held retries need 2.12; pausing queues need 2.11; worker presence, crash leases and the HTTP API's idempotency keys need 2.10.8 — these are off"
+            "nats-server 2.9.10 at 127.0.0.1:4222: delayed tasks and held retries need 2.12; pausing queues need 2.11; unique tasks and the retention of finished tasks need 2.11; worker presence, crash leases and the HTTP API's idempotency keys need 2.10.8 — these are off"
         );
         let c = Capabilities::from_version("h:1".into(), "2.11.11".into());
         assert_eq!(

@@ -215,11 +215,12 @@ pub use retry::{LinearPolicy, RetryPolicy};
 pub use router::{HandlerOptions, Router};
 pub use scheduler::{PayloadEncoding, ScheduleError, ScheduledTask, Scheduler};
 pub use state::{MissingState, State, States};
+pub use storage::RetentionStatus;
 pub use storage::{
     CONFIG_BUCKET, DISCARDED_BUCKET, ELECTIONS_BUCKET, EXHAUSTED_STREAM, HELD_STREAM, TASKS_STREAM,
     TASK_SUBJECT_PREFIX, UNIQUE_BUCKET,
 };
-pub use task::{Cancelled, Task, TaskBuilder, TaskResult, TaskState};
+pub use task::{Cancelled, Retention, Task, TaskBuilder, TaskResult, TaskState};
 /// Cancels running work: the worker's [`run`](Worker::run) stops on it,
 /// [`TaskContext::cancelled`] resolves on it. (`tokio_util::sync::CancellationToken`.)
 pub use tokio_util::sync::CancellationToken;

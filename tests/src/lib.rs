@@ -489,6 +489,8 @@ pub fn golden_config(name: &str) -> serde_json::Value {
     fields.remove("created");
     if fields.get("name").and_then(|n| n.as_str()) == Some("CHORIA_AJ_TASKS") {
         fields.insert("allow_direct".into(), true.into());
+        // finished records expire by their retention (docs/storage.md §3.8)
+        fields.insert("allow_msg_ttl".into(), true.into());
     }
     config
 }

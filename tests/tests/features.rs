@@ -376,11 +376,16 @@ async fn list_filters_and_configuration() {
                 max_run_time: Some(Duration::from_secs(90)),
                 max_concurrent: Some(42),
                 replicas: None,
+                retention: Some("complete=1h,terminated=forever".parse().unwrap()),
             },
         )
         .await
         .unwrap();
     assert_eq!(info.queue.max_age, Duration::from_secs(3600));
+    assert_eq!(
+        info.queue.retention.map(|r| r.to_string()).as_deref(),
+        Some("complete=1h0m0s,expired=168h0m0s,terminated=forever,unreachable=168h0m0s,queue_error=168h0m0s")
+    );
     assert_eq!(info.queue.max_entries, 1000);
     assert_eq!(info.queue.max_tries, 7);
     assert_eq!(info.queue.max_run_time, Duration::from_secs(90));

@@ -9,7 +9,7 @@ use crate::flags::{ForceFlag, JsonFlag};
 use crate::format::{iec_bytes, parse_duration, ucomma, GoDuration};
 use crate::table::{Align, Cell, Table};
 use crate::ui::Style;
-use asyncjobs::{Client, PauseUntil, Queue, QueueUpdate};
+use asyncjobs::{Client, PauseUntil, Queue, QueueUpdate, Retention};
 use clap::{Args, Subcommand};
 use std::time::Duration;
 
@@ -89,6 +89,13 @@ pub struct QueueNewArgs {
     /// When full, discard old entries
     #[arg(long = "discard-old")]
     pub discard_old: bool,
+    /// How long the queue's finished tasks are kept, whichever process
+    /// finishes them: STATE=DURATION pairs (complete, expired, terminated,
+    /// unreachable, queue_error; failed; all), a duration of at least 1s or
+    /// forever, for example complete=1h,failed=720h (default: each process's
+    /// own, complete=24h,failed=168h unless set)
+    #[arg(long, value_name = "SPEC", value_parser = parse_retention)]
+    pub retention: Option<Retention>,
     #[command(flatten)]
     pub out: JsonFlag,
 }
@@ -147,6 +154,12 @@ pub struct QueueConfigureArgs {
     /// Number of storage replicas to configure (default: unchanged)
     #[arg(long, allow_negative_numbers = true)]
     pub replicas: Option<i64>,
+    /// How long the queue's finished tasks are kept, whichever process
+    /// finishes them: STATE=DURATION pairs (complete, expired, terminated,
+    /// unreachable, queue_error; failed; all), a duration of at least 1s or
+    /// forever, for example complete=1h,failed=720h (default: unchanged)
+    #[arg(long, value_name = "SPEC", value_parser = parse_retention)]
+    pub retention: Option<Retention>,
     #[command(flatten)]
     pub out: JsonFlag,
 }
@@ -245,6 +258,10 @@ async fn new(ctx: &Ctx, a: &QueueNewArgs) -> Result<()> {
         .max_tries(a.tries)
         .max_run_time(run_time)
         .max_concurrent(a.concurrent);
+    let queue = match a.retention {
+        Some(r) => queue.retention(r),
+        None => queue,
+    };
     client.prepare_queue(&queue).await?;
     show(&client, &a.queue, a.out.json).await
 }
@@ -388,7 +405,13 @@ pub fn queue_update(a: &QueueConfigureArgs) -> QueueUpdate {
         max_run_time: nanos(a.run_time),
         max_concurrent: a.concurrent.filter(|n| *n > -2),
         replicas: a.replicas.filter(|n| *n > 0).map(|n| n as usize),
+        retention: a.retention,
     }
+}
+
+/// A `--retention` value.
+fn parse_retention(s: &str) -> std::result::Result<Retention, String> {
+    s.parse().map_err(|e: asyncjobs::Error| e.to_string())
 }
 
 /// `queue configure`: Go's limits, then the update, then the block.

@@ -55,6 +55,14 @@ pub(super) async fn create(
     }
     let max_age = go_duration("max_age", req.max_age.as_deref())?.unwrap_or_default();
     let max_runtime = go_duration("max_runtime", req.max_runtime.as_deref())?.unwrap_or_default();
+    let retention = match req.retention.as_deref().filter(|r| !r.is_empty()) {
+        None => None,
+        Some(r) => Some(r.parse::<asyncjobs::Retention>().map_err(|e| {
+            ApiError::invalid(format!("retention: {e}"))
+                .field("retention")
+                .reason("invalid_retention")
+        })?),
+    };
     let exists = match api.client.queue_info(&req.name).await {
         Ok(_) => true,
         Err(asyncjobs::Error::QueueNotFound(_)) => false,
@@ -75,6 +83,10 @@ pub(super) async fn create(
         .max_tries(req.max_tries.unwrap_or(0))
         .max_run_time(max_runtime)
         .max_concurrent(req.max_concurrent.unwrap_or(0));
+    let queue = match retention {
+        Some(r) => queue.retention(r),
+        None => queue,
+    };
     api.client.prepare_queue(&queue).await?;
     let info = api.client.queue_info(&req.name).await?;
     Ok(json(StatusCode::CREATED, &QueueView::from(&info)))

@@ -28,6 +28,8 @@ struct QueueRow {
     max_concurrent: i64,
     max_entries: String,
     discard_old: bool,
+    /// The queue's own retention of finished tasks, or what applies without.
+    retention: String,
     has_consumer: bool,
     /// `paused until …[, since …]` while paused.
     paused: Option<String>,
@@ -148,6 +150,10 @@ async fn queue_rows(
                         max_concurrent: i.queue.max_concurrent,
                         max_entries: limit(i.queue.max_entries),
                         discard_old: i.queue.discard_old,
+                        retention: match i.queue.retention {
+                            Some(r) => r.to_string(),
+                            None => "each process's own".into(),
+                        },
                         has_consumer: i.has_consumer,
                         paused: i.paused.map(|p| {
                             let since = p

@@ -46,6 +46,8 @@ pub(super) struct Configure {
     max_run_time: String,
     #[serde(default)]
     max_concurrent: String,
+    #[serde(default)]
+    retention: String,
 }
 
 /// Changes the queue settings the form fills in (400 when one does not
@@ -81,6 +83,10 @@ pub(super) async fn configure(
             max_run_time: duration("max run time", &c.max_run_time)?,
             max_tries: number("max tries", &c.max_tries)?,
             max_concurrent: number("max concurrent", &c.max_concurrent)?,
+            retention: match c.retention.trim() {
+                "" => None,
+                r => Some(r.parse().map_err(|e| format!("keep finished: {e}"))?),
+            },
             ..QueueUpdate::default()
         })
     })();

@@ -6,7 +6,7 @@ use crate::connect::{Connect, JetStreamApi};
 use crate::error::{Error, Result};
 use crate::queue::{validate_replicas, Queue};
 use crate::storage::{Storage, StorageSettings};
-use crate::task::TaskState;
+use crate::task::{Retention, TaskState};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -124,6 +124,22 @@ impl ClientBuilder {
     /// Replicas for new streams and buckets (1 to 5).
     pub fn replicas(mut self, n: usize) -> Self {
         self.settings.replicas = n;
+        self
+    }
+
+    /// How long finished task records are kept, per final state, for
+    /// queues without their own ([`Queue::retention`]); default
+    /// [`Retention::default`] (complete 24 hours, failed 7 days). Records
+    /// expire by a per-message TTL (nats-server 2.11, a task store that
+    /// allows it: docs/processing.md §2.19); [`Retention::forever`] keeps them.
+    ///
+    /// ```
+    /// use asyncjobs::{Client, Retention};
+    /// let r: Retention = "complete=1h,failed=720h".parse().unwrap();
+    /// let builder = Client::builder("nats://127.0.0.1:4222").retention(r);
+    /// ```
+    pub fn retention(mut self, retention: Retention) -> Self {
+        self.settings.retention = retention;
         self
     }
 

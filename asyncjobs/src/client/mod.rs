@@ -9,6 +9,7 @@
 //! | `builder.rs` | [`ClientBuilder`]: connection and storage settings, storage preparation |
 //! | `tasks.rs` | enqueue, load, retry, replay, delete, list, page, reconcile, the task store's settings |
 //! | `queues.rs` | create or load, inspect, configure, purge and delete queues |
+//! | `retention.rs` | how long finished records are kept; turning on their expiry |
 //! | `schedules.rs` | create, load, list, update and delete scheduled tasks |
 //! | `cluster.rs` | the scheduler's leader, running workers, lifecycle events, buckets |
 //! | `serving.rs` | the server's capabilities; whether a worker serves a queue and a task type ([`Serving`]) |
@@ -20,6 +21,7 @@ mod cluster;
 mod filter;
 mod handle;
 mod queues;
+mod retention;
 mod schedules;
 mod serving;
 mod tasks;

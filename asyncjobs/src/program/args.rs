@@ -87,6 +87,14 @@ pub struct WorkerArgs {
     #[arg(long, env = "ASYNCJOBS_QUEUE_CONCURRENCY", value_name = "N", value_parser = clap::value_parser!(i64).range(1..=10000))]
     pub queue_concurrency: Option<i64>,
 
+    /// How long finished tasks are kept, for queues without their own
+    /// retention: STATE=DURATION pairs, comma separated (states complete,
+    /// expired, terminated, unreachable, queue_error; failed for all but
+    /// complete; all), a duration of at least 1s or forever; `forever` alone
+    /// keeps every record (default: complete=24h, failed=168h)
+    #[arg(long, env = "ASYNCJOBS_RETENTION", value_name = "SPEC", default_value = "default", hide_default_value = true, value_parser = parse_retention)]
+    pub retention: crate::task::Retention,
+
     /// Also run the highly available task scheduler under this name (schedules
     /// stored in CHORIA_AJ_CONFIGURATION fire while this instance is leader)
     #[arg(long, env = "AJC_SCHEDULER_NAME", value_name = "NAME")]
@@ -122,6 +130,7 @@ impl Default for WorkerArgs {
             queue_run_time: None,
             queue_max_tries: None,
             queue_concurrency: None,
+            retention: crate::task::Retention::default(),
             scheduler: None,
             list_handlers: false,
             #[cfg(feature = "otel")]
@@ -190,6 +199,10 @@ fn parse_run_time(s: &str) -> Result<Duration, String> {
         d if d < Duration::from_secs(1) => Err("the shortest run time is 1s".into()),
         d => Ok(d),
     }
+}
+
+fn parse_retention(s: &str) -> Result<crate::task::Retention, String> {
+    s.parse().map_err(|e: crate::Error| e.to_string())
 }
 
 fn parse_log_filter(s: &str) -> Result<String, String> {

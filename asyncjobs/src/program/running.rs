@@ -40,7 +40,7 @@ pub(super) async fn start_with(
     let handlers = select_queues(args, handlers)?;
     let plans = plan_queues(args, &handlers, states, middleware)?;
     let (nc, api) = connect(args).await?;
-    let clients = prepare_queues(nc, api, plans).await?;
+    let clients = prepare_queues(nc, api, args.retention, plans).await?;
 
     let shutdown = CancellationToken::new();
     let metrics = match args.metrics_port {
@@ -117,6 +117,7 @@ async fn connect(
 async fn prepare_queues(
     nc: async_nats::Client,
     api: crate::connect::JetStreamApi,
+    retention: crate::task::Retention,
     plans: Vec<QueuePlan<'_>>,
 ) -> Result<Vec<(String, Client, Router)>, ProgramError> {
     let mut clients = Vec::with_capacity(plans.len());
@@ -124,6 +125,7 @@ async fn prepare_queues(
         let client = Client::builder()
             .nats_client(nc.clone())
             .jetstream_api(api.clone())
+            .retention(retention)
             .queue(settings)
             .build()
             .await

@@ -9,6 +9,7 @@ pub(crate) use stream::validate_replicas;
 pub use stream::StreamDetails;
 
 use crate::error::{Error, Result};
+use crate::task::Retention;
 use std::time::Duration;
 
 /// Name of the queue used when none is configured.
@@ -44,6 +45,11 @@ pub struct Queue {
     pub max_run_time: Duration,
     /// Maximum handlers running across all workers (0 = 100).
     pub max_concurrent: i64,
+    /// How long its finished tasks are kept, stored with the queue so
+    /// every process follows it; `None`: each client's own
+    /// ([`ClientBuilder::retention`](crate::ClientBuilder::retention),
+    /// docs/processing.md §2.19).
+    pub retention: Option<Retention>,
     /// Bind to an existing queue only, never create it.
     pub no_create: bool,
 }
@@ -59,6 +65,7 @@ impl Queue {
             max_tries: 0,
             max_run_time: Duration::ZERO,
             max_concurrent: 0,
+            retention: None,
             no_create: false,
         }
     }
@@ -112,6 +119,21 @@ impl Queue {
     /// Sets the queue-wide concurrency cap (the consumer's max ack pending).
     pub fn max_concurrent(mut self, n: i64) -> Self {
         self.max_concurrent = n;
+        self
+    }
+    /// Keeps the queue's finished tasks as `retention` says, whichever
+    /// client finishes them (applies when the queue is created; change it
+    /// later with [`QueueUpdate::retention`]).
+    ///
+    /// ```
+    /// use asyncjobs::{Queue, Retention};
+    /// use std::time::Duration;
+    /// let r = Retention::default().complete(Some(Duration::from_secs(3600))).unwrap();
+    /// let q = Queue::new("THUMBNAILS").retention(r);
+    /// assert_eq!(q.retention, Some(r));
+    /// ```
+    pub fn retention(mut self, retention: Retention) -> Self {
+        self.retention = Some(retention);
         self
     }
 
@@ -223,6 +245,9 @@ pub struct QueueUpdate {
     pub max_concurrent: Option<i64>,
     /// Stream replicas (1 to 5).
     pub replicas: Option<usize>,
+    /// How long the queue's finished tasks are kept (stored in its
+    /// stream's metadata; every process follows it within 30 seconds).
+    pub retention: Option<Retention>,
 }
 
 impl QueueUpdate {
@@ -254,9 +279,12 @@ impl QueueUpdate {
         Ok(())
     }
 
-    /// True when the queue's stream changes (age, entries, replicas).
+    /// True when the queue's stream changes (age, entries, replicas, retention).
     pub(crate) fn changes_stream(&self) -> bool {
-        self.max_age.is_some() || self.max_entries.is_some() || self.replicas.is_some()
+        self.max_age.is_some()
+            || self.max_entries.is_some()
+            || self.replicas.is_some()
+            || self.retention.is_some()
     }
 
     /// True when the `WORKERS` consumer changes (tries, run time, concurrency).

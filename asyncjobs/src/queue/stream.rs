@@ -40,6 +40,11 @@ pub struct StreamDetails {
     pub replicas: usize,
     /// Whether any replica may answer direct gets (`allow_direct`).
     pub allow_direct: bool,
+    /// Whether messages may carry their own time to live (`allow_msg_ttl`,
+    /// nats-server 2.11): finished task records expire only then.
+    pub allow_msg_ttl: bool,
+    /// The stream's metadata (nats-server 2.10).
+    pub metadata: std::collections::BTreeMap<String, String>,
 }
 
 impl StreamDetails {
@@ -66,6 +71,13 @@ impl StreamDetails {
             memory: info.config.storage == stream::StorageType::Memory,
             replicas: info.config.num_replicas.max(1),
             allow_direct: info.config.allow_direct,
+            allow_msg_ttl: info.config.allow_message_ttl,
+            metadata: info
+                .config
+                .metadata
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         }
     }
 }

@@ -16,6 +16,7 @@
 //! | `lifecycle.rs` | retry, delete, purge, reconcile |
 //! | `queues.rs` | queue names, settings and state; configuration updates |
 //! | `listing.rs` | snapshot listings and pages of the task store |
+//! | `retention.rs` | how long finished records are kept (their per-message TTL) |
 //! | `unique.rs` | unique tasks' keys (`CHORIA_AJ_UNIQUE`) and their enqueue |
 //! | `buckets.rs` | key-value buckets: the schedules', elections', presence records |
 //! | `api.rs` | raw `$JS.API` requests whose bodies must equal Go's |
@@ -45,6 +46,7 @@ mod lifecycle;
 mod listing;
 mod queues;
 mod records;
+mod retention;
 mod setup;
 mod unique;
 mod work_item;
@@ -52,6 +54,8 @@ mod work_item;
 pub(crate) use buckets::Bucket;
 pub use buckets::WORKERS_BUCKET;
 pub use leases::{WorkerLease, LEASES_BUCKET};
+pub use retention::RetentionStatus;
+pub(crate) use retention::RETENTION_METADATA;
 pub use unique::UNIQUE_BUCKET;
 pub(crate) use work_item::{ItemError, WorkItem};
 
@@ -110,6 +114,8 @@ pub(crate) struct StorageSettings {
     pub replicas: usize,
     pub task_retention: Duration,
     pub discard: Vec<TaskState>,
+    /// How long finished records are kept when their queue says nothing.
+    pub retention: crate::task::Retention,
     pub keys: Keys,
     /// A test's pretend error of the local clock (`clock.rs`).
     pub local_clock_offset: time::Duration,
@@ -125,6 +131,7 @@ impl Default for StorageSettings {
             replicas: 1,
             task_retention: Duration::ZERO,
             discard: Vec::new(),
+            retention: crate::task::Retention::default(),
             keys: Keys::none(),
             local_clock_offset: time::Duration::ZERO,
             api: crate::connect::JetStreamApi::default(),
@@ -176,6 +183,12 @@ pub(crate) struct Storage {
     /// What the server supports, learnt when the client was built
     /// (`capabilities.rs`).
     capabilities: Arc<std::sync::OnceLock<crate::capabilities::Capabilities>>,
+    /// Whether the task store allows per-message TTL (`retention.rs`).
+    ttl_allowed: Arc<std::sync::Mutex<retention::ExpiryAllowed>>,
+    /// Each queue's own retention as last read (`retention.rs`).
+    retentions: Arc<std::sync::Mutex<retention::QueueRetentions>>,
+    /// The "kept forever" warning was logged.
+    retention_warned: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -203,6 +216,9 @@ impl Storage {
             delays: Arc::default(),
             clock,
             capabilities: Arc::default(),
+            ttl_allowed: Arc::default(),
+            retentions: Arc::default(),
+            retention_warned: Arc::default(),
         }
     }
 

@@ -2,7 +2,7 @@
 //! a stream's or the `WORKERS` consumer's configuration as the server has it.
 
 use super::TASKS_STREAM;
-use super::{api, Storage};
+use super::{api, Storage, RETENTION_METADATA};
 use crate::capabilities::{version_at_least, PAUSE_NEEDS};
 use crate::error::{nats, Error, NatsError, Result};
 use crate::queue::pause::{PauseUntil, QueuePause, PAUSED_SINCE_KEY};
@@ -87,6 +87,10 @@ impl Storage {
         queue.max_age = stream.max_age;
         queue.max_entries = stream.max_messages;
         queue.discard_old = stream.discard_old;
+        queue.retention = stream
+            .metadata
+            .get(RETENTION_METADATA)
+            .and_then(|r| r.parse().ok());
         if let Some(c) = &consumer {
             queue.max_run_time = c.config.ack_wait;
             queue.max_concurrent = c.config.max_ack_pending;
@@ -218,8 +222,15 @@ impl Storage {
                 if let Some(r) = update.replicas {
                     c["num_replicas"] = r.into();
                 }
+                if let Some(r) = &update.retention {
+                    if !c["metadata"].is_object() {
+                        c["metadata"] = json!({});
+                    }
+                    c["metadata"][RETENTION_METADATA] = r.to_string().into();
+                }
             })
             .await?;
+            self.forget_retention(name);
         }
         if update.changes_consumer() {
             self.update_workers(name, |c| {

@@ -21,7 +21,17 @@ impl Storage {
     /// Saves the task with optimistic concurrency and publishes its state event.
     pub(crate) async fn save_task(&self, task: &mut Task) -> Result<()> {
         let ack = self.start_save(task).await?;
-        self.finish_save(task, ack).await
+        match self.finish_save(task, ack).await {
+            // a final save refused because the store was replaced by one
+            // without per-message TTL: sent again without (docs/storage.md §3.8)
+            Err(Error::TaskUpdateFailed(_))
+                if task.state.is_final() && self.expiry_lost().await =>
+            {
+                let ack = self.start_save(task).await?;
+                self.finish_save(task, ack).await
+            }
+            other => other,
+        }
     }
 
     /// Sends the task record; the returned future resolves to its publish ack.
@@ -45,6 +55,11 @@ impl Storage {
             "Nats-Expected-Last-Subject-Sequence",
             task.seq.to_string().as_str(),
         );
+        // a final record expires by itself when its retention ends
+        // (docs/storage.md §3.8); a later save without it replaces it
+        if let Some(ttl) = self.record_ttl(task).await {
+            headers.insert("Nats-TTL", format!("{}s", ttl.as_secs()).as_str());
+        }
         self.js
             .publish_with_headers(
                 format!("{TASK_SUBJECT_PREFIX}{}", task.id),

@@ -4,7 +4,7 @@
 //! their `WORKERS` consumer (docs/storage.md §3, §4). An existing stream or
 //! consumer is used unchanged.
 
-use super::{api, exhausted_subject, ns, Storage};
+use super::{api, exhausted_subject, ns, Storage, RETENTION_METADATA};
 use super::{
     CONFIG_BUCKET, ELECTIONS_BUCKET, EXHAUSTED_STREAM, HELD_STREAM, RELEASE_CONSUMER, TASKS_STREAM,
 };
@@ -39,9 +39,10 @@ impl Storage {
             // owner's back)
             self.direct_loads
                 .store(existing.allow_direct, Ordering::Relaxed);
+            self.learn_expiry(&existing);
             return Ok(());
         }
-        let config = json!({
+        let mut config = json!({
             "name": TASKS_STREAM,
             "description": "Choria Async Jobs Tasks",
             "subjects": ["CHORIA_AJ.T.*"],
@@ -67,11 +68,17 @@ impl Storage {
             "mirror_direct": false,
             "consumer_limits": {},
         });
+        if self.capabilities().ttl {
+            // finished records expire by their retention (docs/storage.md
+            // §3.8; Go creates it without, a deliberate difference)
+            config["allow_msg_ttl"] = true.into();
+        }
         self.create_stream(TASKS_STREAM, config).await?;
         // created here, or concurrently by another process with its own settings
         if let Some(created) = self.stream_details(TASKS_STREAM).await? {
             self.direct_loads
                 .store(created.allow_direct, Ordering::Relaxed);
+            self.learn_expiry(&created);
         }
         Ok(())
     }
@@ -275,7 +282,7 @@ impl Storage {
             if queue.no_create {
                 return Err(Error::QueueNotFound(queue.name.clone()));
             }
-            let config = json!({
+            let mut config = json!({
                 "name": stream,
                 "description": "Choria Async Jobs Work Queue",
                 "subjects": [format!("CHORIA_AJ.Q.{}.>", queue.name)],
@@ -297,6 +304,10 @@ impl Storage {
                 "mirror_direct": false,
                 "consumer_limits": {},
             });
+            if let Some(r) = &queue.retention {
+                // the queue's own retention (docs/storage.md §4.1)
+                config["metadata"] = json!({ RETENTION_METADATA: r.to_string() });
+            }
             self.create_stream(&stream, config).await?;
         }
         if self.workers_info(&stream, &queue.name).await?.is_none() {

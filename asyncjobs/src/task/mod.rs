@@ -3,12 +3,14 @@
 mod builder;
 pub mod cancel;
 pub mod progress;
+pub mod retention;
 pub(crate) mod state;
 pub mod unique;
 
 pub use builder::TaskBuilder;
 pub use cancel::Cancelled;
 pub use progress::TaskProgress;
+pub use retention::Retention;
 pub use state::TaskState;
 pub use unique::Unique;
 

@@ -182,7 +182,12 @@ pub(crate) fn judge_dependencies(task: &Task, loaded: Vec<(String, Loaded)>) -> 
                     "dependency {dep} is in state {state} (its record was discarded)"
                 ))
             }
-            Loaded::NotFound => return Deps::Failed(format!("task not found: {dep}")),
+            // Go's words, then what can cause it (docs/processing.md §2.19)
+            Loaded::NotFound => {
+                return Deps::Failed(format!(
+                    "task not found: {dep} (never created, deleted, or its record ended by its retention)"
+                ))
+            }
             Loaded::Unusable(why) => return Deps::Failed(format!("dependency {dep}: {why}")),
             Loaded::Unavailable => waiting = waiting.or(Some(dep)),
         }
@@ -374,7 +379,7 @@ mod tests {
         );
         assert_eq!(
             failed(judge_dependencies(&t, vec![("x".into(), Loaded::NotFound)])),
-            "task not found: x"
+            "task not found: x (never created, deleted, or its record ended by its retention)"
         );
         assert_eq!(
             failed(judge_dependencies(

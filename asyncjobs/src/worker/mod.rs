@@ -500,6 +500,7 @@ impl Worker {
         }
         // the settings as the server has them now, not as the client saw them
         let (queue, paused) = (info.queue, info.paused);
+        storage.warn_if_kept_forever(queue.retention).await;
         let run_time = queue.effective_max_run_time();
         let (puller, inbox) = pull::Puller::new(
             storage.nats().clone(),

@@ -32,7 +32,7 @@ use keys::signing_keys;
 use list::TaskListArgs;
 use process::TaskProcessArgs;
 use retry::TaskRetryArgs;
-use store::{TaskConfigureArgs, TaskInitArgs, TaskReconcileArgs};
+use store::{TaskConfigureArgs, TaskInitArgs, TaskReconcileArgs, TaskRetentionArgs};
 use view::TaskViewArgs;
 use watch::TaskWatchArgs;
 
@@ -80,6 +80,9 @@ pub enum TaskCmd {
     /// Configures the Task storage
     #[command(visible_aliases = ["config", "cfg"])]
     Configure(TaskConfigureArgs),
+    /// Shows how long finished tasks are kept and whether they expire;
+    /// --enable lets them expire in a store made without (not in the Go ajc)
+    Retention(TaskRetentionArgs),
     /// Watch job updates in real time
     Watch(TaskWatchArgs),
     /// Process Tasks from a given queue
@@ -108,6 +111,7 @@ pub async fn run(ctx: &Ctx, args: &TasksArgs) -> Result<()> {
         TaskCmd::Reconcile(a) => store::reconcile(ctx, a).await,
         TaskCmd::Initialize(a) => store::initialize(ctx, a).await,
         TaskCmd::Configure(a) => store::configure(ctx, a).await,
+        TaskCmd::Retention(a) => store::retention(ctx, a).await,
         TaskCmd::Watch(a) => watch::run(ctx, a).await,
         TaskCmd::Process(a) => process::run(ctx, keys, a).await,
         TaskCmd::Cron { cmd } => cron::run(ctx, cmd).await,

@@ -1,5 +1,5 @@
 //! The task store as a whole: `ajc task initialize`, `task configure`,
-//! `task purge` and `task reconcile`.
+//! `task retention`, `task purge` and `task reconcile`.
 
 use crate::blocks::TasksBlock;
 use crate::commands::{emit, emit_json, emitln, Ctx};
@@ -49,6 +49,72 @@ pub struct TaskConfigureArgs {
     pub replicas: usize,
     #[command(flatten)]
     pub out: JsonFlag,
+}
+
+/// `ajc task retention`.
+#[derive(Args, Debug)]
+pub struct TaskRetentionArgs {
+    /// Let finished records expire in a task store made without
+    /// per-message TTL (by Go, an operator, or before nats-server 2.11):
+    /// sets allow_msg_ttl on CHORIA_AJ_TASKS, which cannot be undone
+    #[arg(long)]
+    pub enable: bool,
+    #[command(flatten)]
+    pub out: JsonFlag,
+}
+
+/// `task retention`: whether finished records expire, and how long each
+/// queue keeps them.
+pub async fn retention(ctx: &Ctx, a: &TaskRetentionArgs) -> Result<()> {
+    let client = client(&ctx.global, Prepare::Nothing, Ok).await?;
+    let enabled = if a.enable {
+        Some(client.allow_task_expiry().await?)
+    } else {
+        None
+    };
+    let status = client.retention_status().await?;
+    let mut queues = vec![];
+    for name in client.queue_names().await? {
+        if let Ok(info) = client.queue_info(&name).await {
+            queues.push((name, info.queue.retention));
+        }
+    }
+    if a.out.json {
+        emit_json(&serde_json::json!({
+            "expiry_allowed": status.expiry_allowed,
+            "enabled_now": enabled,
+            "max_age": status.max_age.as_nanos() as u64,
+            "queues": queues.iter().map(|(q, r)| (q.clone(), r.map(|r| r.to_string()).into()))
+                .collect::<serde_json::Map<String, serde_json::Value>>(),
+        }));
+        return Ok(());
+    }
+    match enabled {
+        Some(true) => emitln("Finished task records now expire by their retention (records saved before keep theirs)"),
+        Some(false) => emitln("Finished task records already expire by their retention"),
+        None => {}
+    }
+    if status.expiry_allowed {
+        emitln("Finished tasks expire: the task store allows per-message TTL");
+    } else {
+        emitln("Finished tasks are kept forever: the task store does not allow per-message TTL (`ajc task retention --enable`, nats-server 2.11)");
+    }
+    if !status.max_age.is_zero() {
+        emitln(format!(
+            "Every record is also removed {} after its last save (the store's archive period)",
+            asyncjobs::format_duration(status.max_age)
+        ));
+    }
+    for (q, r) in &queues {
+        match r {
+            Some(r) => emitln(format!("Queue {q}: {r}")),
+            None => emitln(format!(
+                "Queue {q}: each process's own (default {})",
+                asyncjobs::Retention::default()
+            )),
+        }
+    }
+    Ok(())
 }
 
 /// `task reconcile`: expires the tasks whose work item is gone.
