@@ -273,11 +273,10 @@ impl QueueBlock {
             );
             let _ = writeln!(out, "{:>16}: {}", "Discard Old", q.discard_old);
         }
-        let retention = match &q.retention {
-            Some(r) => r.to_string(),
-            None => "each process's own (default complete=24h, failed=168h)".into(),
-        };
-        let _ = writeln!(out, "{:>16}: {retention}", "Keep Finished");
+        // only a queue with its own: Go's block is unchanged otherwise
+        if let Some(r) = &q.retention {
+            let _ = writeln!(out, "{:>16}: {r}", "Keep Finished");
+        }
         time_line(&mut out, "First Item", i.stream.first_time);
         time_line(&mut out, "Last Item", i.stream.last_time);
         out

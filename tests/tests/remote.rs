@@ -1149,3 +1149,54 @@ async fn a_service_names_a_server_restart_and_serves_after_it() {
     assert_eq!(reply.payload, format!("\"{}\"", task.id));
     service.stop().await.unwrap();
 }
+
+/// Issue 31: a cancel of a task whose handler is a request-reply service
+/// reaches the service too: the request names the task's cancel subject
+/// (`AJ-Cancel-Subject`), the Rust service listens on it, and its handler's
+/// `cancelled()` fires; the task ends `terminated`, cancelled.
+#[tokio::test]
+async fn a_cancel_reaches_the_request_reply_service() {
+    let server = NatsServer::start();
+    let client = client(&server, queue("RRCANCEL", 60)).await;
+    let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let (stopped_tx, mut stopped) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let nc = async_nats::connect(server.url()).await.unwrap();
+    let service = RequestReplyServer::new(nc, "render", move |ctx: TaskContext, t: Task| {
+        let (started_tx, stopped_tx) = (started_tx.clone(), stopped_tx.clone());
+        async move {
+            let _ = started_tx.send(());
+            ctx.cancelled().await;
+            let _ = stopped_tx.send(t.id.clone());
+            Err(HandlerError::retry("stopped by its cancel"))
+        }
+    })
+    .start()
+    .await
+    .unwrap();
+    let router = Router::new()
+        .handle("render", RequestReply::new(client.nats().clone(), "render"))
+        .unwrap();
+    let worker = start(&client, router);
+    let task = enqueue(&client, Task::new("render", &"frame").unwrap()).await;
+    tokio::time::timeout(T, started.recv())
+        .await
+        .expect("the service runs the task")
+        .unwrap();
+    assert!(matches!(
+        client.cancel_task(&task.id, "the test").await.unwrap(),
+        asyncjobs::Cancelled::Running(_)
+    ));
+    let stopped_id = tokio::time::timeout(T, stopped.recv())
+        .await
+        .expect("the service's handler is cancelled")
+        .unwrap();
+    assert_eq!(stopped_id, task.id);
+    let ended = wait_for_state(&client, &task.id, TaskState::Terminated, T).await;
+    assert!(
+        ended.last_err.starts_with("cancelled by the test"),
+        "{}",
+        ended.last_err
+    );
+    worker.stop().await;
+    service.stop().await.unwrap();
+}

@@ -93,6 +93,11 @@ pub const ERROR_HEADER: &str = "AJ-Error";
 pub const TERMINATE_HEADER: &str = "AJ-Terminate";
 /// Environment variable naming the task file given to external commands.
 pub const TASK_FILE_ENV: &str = "CHORIA_AJ_TASK";
+/// Request header naming the core NATS subject a cancel notice of the task
+/// is published on (`CHORIA_AJ.CANCEL.<queue>.<id>`): a service may
+/// subscribe to it to stop its work when the task is cancelled
+/// (docs/processing.md §6.2; not sent by Go).
+pub const CANCEL_SUBJECT_HEADER: &str = "AJ-Cancel-Subject";
 /// Header carrying the W3C trace context to request-reply handlers.
 pub const TRACEPARENT_HEADER: &str = "traceparent";
 /// The queue group [`RequestReplyServer`] joins unless told otherwise.

@@ -2,8 +2,8 @@
 //! the task to a service and turns its reply into the task's outcome.
 
 use super::{
-    subject_for, to_std, CONTENT_TYPE_HEADER, DEADLINE_HEADER, ERROR_HEADER, TASK_CONTENT_TYPE,
-    TERMINATE_HEADER, TRACEPARENT_HEADER,
+    subject_for, to_std, CANCEL_SUBJECT_HEADER, CONTENT_TYPE_HEADER, DEADLINE_HEADER, ERROR_HEADER,
+    TASK_CONTENT_TYPE, TERMINATE_HEADER, TRACEPARENT_HEADER,
 };
 use crate::handler::{to_output, Handler, HandlerError, HandlerResult, TaskContext};
 use crate::task::Task;
@@ -118,6 +118,11 @@ async fn request(
     let mut headers = HeaderMap::new();
     headers.insert(CONTENT_TYPE_HEADER, TASK_CONTENT_TYPE);
     headers.insert(DEADLINE_HEADER, deadline_header_value(deadline).as_str());
+    // where a cancel of the task is announced, for the service to stop too
+    headers.insert(
+        CANCEL_SUBJECT_HEADER,
+        crate::task::cancel::cancel_subject(task.queue_or_default(), &task.id).as_str(),
+    );
     // the remote handler continues this try's trace
     if let Some(tp) = crate::spans::traceparent(&tracing::Span::current(), ctx.traceparent.clone())
     {

@@ -3,8 +3,8 @@
 //! [`RunningServer`] is one serving in the background.
 
 use super::{
-    subject_for, to_std, CONTENT_TYPE_HEADER, DEADLINE_HEADER, DEFAULT_QUEUE_GROUP, ERROR_HEADER,
-    TASK_CONTENT_TYPE, TERMINATE_HEADER,
+    subject_for, to_std, CANCEL_SUBJECT_HEADER, CONTENT_TYPE_HEADER, DEADLINE_HEADER,
+    DEFAULT_QUEUE_GROUP, ERROR_HEADER, TASK_CONTENT_TYPE, TERMINATE_HEADER,
 };
 use crate::connection_watch::{Change, ConnectionWatch};
 use crate::error::{NatsError, NatsErrorKind};
@@ -27,7 +27,10 @@ use tokio_util::sync::CancellationToken;
 /// answered with `AJ-Error`. Successful output is the reply body (the JSON the
 /// handler produced), a retryable error is `AJ-Error`, a terminating one
 /// `AJ-Terminate`, and a panic `AJ-Error: handler panicked: …` — the service
-/// keeps running. [`TaskContext::mark_in_progress`] is not available to
+/// keeps running. When the request names the task's cancel subject
+/// (`AJ-Cancel-Subject`, sent by Rust workers) the service listens on it
+/// while the handler runs, and a cancel of the task fires the handler's
+/// [`cancelled`](TaskContext::cancelled). [`TaskContext::mark_in_progress`] is not available to
 /// remote handlers (the work item belongs to the worker).
 ///
 /// A lost connection, a request without a reply subject and a reply that
@@ -326,7 +329,7 @@ async fn answer(nc: async_nats::Client, handler: BoxHandler, msg: async_nats::Me
         crate::metrics::background_error(LOOP);
         return;
     };
-    let reply = handle_request(handler, &msg).await;
+    let reply = handle_request(&nc, handler, &msg).await;
     let sent = match reply.header {
         Some((name, value)) => {
             let mut headers = HeaderMap::new();
@@ -342,7 +345,31 @@ async fn answer(nc: async_nats::Client, handler: BoxHandler, msg: async_nats::Me
     }
 }
 
-async fn handle_request(handler: BoxHandler, msg: &async_nats::Message) -> Reply {
+/// Fires `cancel` when a notice arrives on the task's cancel subject (the
+/// request's `AJ-Cancel-Subject`, checked to be one); `None` without one,
+/// or when the subscription is refused (the worker stops the try anyway).
+async fn watch_cancel(
+    nc: &async_nats::Client,
+    subject: Option<String>,
+    cancel: CancellationToken,
+) -> Option<JoinHandle<()>> {
+    let subject = subject.filter(|s| {
+        s.strip_prefix(crate::task::cancel::CANCEL_SUBJECT_PREFIX)
+            .is_some_and(|rest| rest.split('.').count() == 2 && !rest.contains(['*', '>', ' ']))
+    })?;
+    let mut sub = nc.subscribe(subject).await.ok()?;
+    Some(tokio::spawn(async move {
+        if sub.next().await.is_some() {
+            cancel.cancel();
+        }
+    }))
+}
+
+async fn handle_request(
+    nc: &async_nats::Client,
+    handler: BoxHandler,
+    msg: &async_nats::Message,
+) -> Reply {
     let get = |name: &str| {
         msg.headers
             .as_ref()
@@ -376,6 +403,9 @@ async fn handle_request(handler: BoxHandler, msg: &async_nats::Message) -> Reply
         traceparent: get("traceparent"),
     };
     let id = task.id.clone();
+    let watch = watch_cancel(nc, get(CANCEL_SUBJECT_HEADER), cancel.clone()).await;
+    // the watch ends with the request, however it ends
+    let _unwatch = watch.map(|w| AbortOnDrop(w));
     let mut join = tokio::spawn(async move { handler.call(ctx, task).await });
     let until = deadline.map(|d| to_std(d - OffsetDateTime::now_utc()));
     let outcome = tokio::select! {
@@ -408,5 +438,14 @@ async fn handle_request(handler: BoxHandler, msg: &async_nats::Message) -> Reply
             Reply::error(format!("handler panicked: {text}"))
         }
         Err(_) => Reply::error("handler was cancelled"),
+    }
+}
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -43,7 +43,13 @@ impl Storage {
                 bucket: UNIQUE_BUCKET.into(),
                 description: "asyncjobs unique task keys".into(),
                 history: 1,
-                storage: jetstream::stream::StorageType::File,
+                // this client's storage settings, as every bucket it creates
+                storage: if self.settings.memory {
+                    jetstream::stream::StorageType::Memory
+                } else {
+                    jetstream::stream::StorageType::File
+                },
+                num_replicas: self.settings.replicas.max(1),
                 limit_markers: Some(Duration::from_secs(1)),
                 ..Default::default()
             })
