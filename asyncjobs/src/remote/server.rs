@@ -405,7 +405,7 @@ async fn handle_request(
     let id = task.id.clone();
     let watch = watch_cancel(nc, get(CANCEL_SUBJECT_HEADER), cancel.clone()).await;
     // the watch ends with the request, however it ends
-    let _unwatch = watch.map(|w| AbortOnDrop(w));
+    let _unwatch = watch.map(AbortOnDrop);
     let mut join = tokio::spawn(async move { handler.call(ctx, task).await });
     let until = deadline.map(|d| to_std(d - OffsetDateTime::now_utc()));
     let outcome = tokio::select! {
