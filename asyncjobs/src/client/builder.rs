@@ -136,7 +136,7 @@ impl ClientBuilder {
     /// ```
     /// use asyncjobs::{Client, Retention};
     /// let r: Retention = "complete=1h,failed=720h".parse().unwrap();
-    /// let builder = Client::builder("nats://127.0.0.1:4222").retention(r);
+    /// let builder = Client::builder().url("nats://127.0.0.1:4222").retention(r);
     /// ```
     pub fn retention(mut self, retention: Retention) -> Self {
         self.settings.retention = retention;

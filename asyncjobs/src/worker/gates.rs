@@ -182,12 +182,9 @@ pub(crate) fn judge_dependencies(task: &Task, loaded: Vec<(String, Loaded)>) -> 
                     "dependency {dep} is in state {state} (its record was discarded)"
                 ))
             }
-            // Go's words, then what can cause it (docs/processing.md §2.19)
-            Loaded::NotFound => {
-                return Deps::Failed(format!(
-                    "task not found: {dep} (never created, deleted, or its record ended by its retention)"
-                ))
-            }
+            // Go's words; a record ended by its retention reads the same
+            // (docs/processing.md §2.19)
+            Loaded::NotFound => return Deps::Failed(format!("task not found: {dep}")),
             Loaded::Unusable(why) => return Deps::Failed(format!("dependency {dep}: {why}")),
             Loaded::Unavailable => waiting = waiting.or(Some(dep)),
         }
@@ -379,7 +376,7 @@ mod tests {
         );
         assert_eq!(
             failed(judge_dependencies(&t, vec![("x".into(), Loaded::NotFound)])),
-            "task not found: x (never created, deleted, or its record ended by its retention)"
+            "task not found: x"
         );
         assert_eq!(
             failed(judge_dependencies(
