@@ -87,10 +87,17 @@ pub struct WorkerArgs {
     #[arg(long, env = "ASYNCJOBS_QUEUE_CONCURRENCY", value_name = "N", value_parser = clap::value_parser!(i64).range(1..=10000))]
     pub queue_concurrency: Option<i64>,
 
-    /// Also run the highly available task scheduler under this name (schedules
-    /// stored in CHORIA_AJ_CONFIGURATION fire while this instance is leader)
+    /// Name of the highly available task scheduler this worker runs
+    /// (schedules stored in CHORIA_AJ_CONFIGURATION fire while it leads the
+    /// election) [default: <host>-<pid>]
     #[arg(long, env = "AJC_SCHEDULER_NAME", value_name = "NAME")]
     pub scheduler: Option<String>,
+
+    /// Do not run the task scheduler (every worker takes part in its
+    /// leader election by default); schedules declared in code are still
+    /// stored, and a warning says when no process fires them
+    #[arg(long, env = "ASYNCJOBS_NO_SCHEDULER", conflicts_with = "scheduler")]
+    pub no_scheduler: bool,
 
     /// Print the registered handlers and exit
     #[arg(long)]
@@ -123,6 +130,7 @@ impl Default for WorkerArgs {
             queue_max_tries: None,
             queue_concurrency: None,
             scheduler: None,
+            no_scheduler: false,
             list_handlers: false,
             #[cfg(feature = "otel")]
             otlp_endpoint: None,
