@@ -693,7 +693,10 @@ async fn actions_without_script_confirm_on_a_page() {
     assert!(page.contains("nightly"), "the overview lists schedules");
     // no scheduler runs: the schedule is marked unfired on both pages
     // (docs/processing.md §2.20)
-    assert!(page.contains("data-unfired"), "the overview marks it unfired");
+    assert!(
+        page.contains("data-unfired"),
+        "the overview marks it unfired"
+    );
     let listing = http
         .get(server.url("/ui/schedules"))
         .send()

@@ -265,9 +265,7 @@ fn get_range(expr: &str, b: Bounds) -> Result<u64, String> {
         ));
     }
     if step == 0 {
-        return Err(format!(
-            "step of range should be a positive number: {expr}"
-        ));
+        return Err(format!("step of range should be a positive number: {expr}"));
     }
     Ok(bits(start, end, step) | extra)
 }
@@ -285,15 +283,10 @@ fn parse_int(expr: &str) -> Result<u32, String> {
     let digits = expr.strip_prefix(['+', '-']).unwrap_or(expr);
     let valid = !digits.is_empty() && digits.bytes().all(|c| c.is_ascii_digit());
     let num: i64 = if valid {
-        expr.parse().map_err(|_| {
-            format!(
-                "failed to parse int from {expr}: value out of range"
-            )
-        })?
+        expr.parse()
+            .map_err(|_| format!("failed to parse int from {expr}: value out of range"))?
     } else {
-        return Err(format!(
-            "failed to parse int from {expr}: invalid syntax"
-        ));
+        return Err(format!("failed to parse int from {expr}: invalid syntax"));
     };
     if num < 0 {
         return Err(format!("negative number ({num}) not allowed: {expr}"));

@@ -60,7 +60,10 @@ impl Args {
         if let Err(e) = parser.parse2(tokens) {
             errors.push(e);
         }
-        let catch_all = args.task_type.as_ref().is_some_and(|t| t.value().is_empty());
+        let catch_all = args
+            .task_type
+            .as_ref()
+            .is_some_and(|t| t.value().is_empty());
         if let (Some(cron), true) = (&args.cron, catch_all) {
             errors.spanned(
                 cron,

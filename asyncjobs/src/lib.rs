@@ -242,10 +242,9 @@ pub mod __private {
     pub use crate::handler::{BoxHandler, HandlerError, TaskContext};
     pub use crate::macro_support::{
         assert_module_level, assert_payload, decodes_from_null, enqueue, handler, handler_def,
-        task_builder,
-        HandlerFn, HandlerReturn, HandlerReturnWithError, HandlerSite, MakeHandler, ModuleLevel,
-        NotAtModuleLevel, StateArg, StateCell, TakeState, TakeStateChecked, TakeStateUnchecked,
-        Typed, Unchecked,
+        task_builder, HandlerFn, HandlerReturn, HandlerReturnWithError, HandlerSite, MakeHandler,
+        ModuleLevel, NotAtModuleLevel, StateArg, StateCell, TakeState, TakeStateChecked,
+        TakeStateUnchecked, Typed, Unchecked,
     };
     pub use crate::queue::DEFAULT_QUEUE_NAME;
     pub use crate::registry::{Declared, DeclaredCron, HandlerDef, QueueSettings, StateDecl};

@@ -7,7 +7,7 @@
 
 use asyncjobs::program::{self, App, ProgramError, WorkerArgs};
 use asyncjobs::scheduler::Declaration;
-use asyncjobs::{Client, Handlers, HandlerError, ScheduledTask, Task};
+use asyncjobs::{Client, HandlerError, Handlers, ScheduledTask, Task};
 use asyncjobs_tests::{wait_for, NatsServer};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -102,12 +102,20 @@ async fn a_declared_schedule_fires_with_only_the_worker_running() {
     assert_eq!(stored.schedule, "@every 1s");
     assert_eq!(stored.queue, "TICKS");
     assert!(
-        stored.declared_in.as_deref().unwrap().ends_with("jobs::tick"),
+        stored
+            .declared_in
+            .as_deref()
+            .unwrap()
+            .ends_with("jobs::tick"),
         "{stored:?}"
     );
     let weekly = c.load_scheduled_task("weekly_pdf").await.unwrap();
     assert!(
-        weekly.declared_in.as_deref().unwrap().starts_with("asyncjobs::main!"),
+        weekly
+            .declared_in
+            .as_deref()
+            .unwrap()
+            .starts_with("asyncjobs::main!"),
         "{weekly:?}"
     );
 
@@ -204,7 +212,10 @@ async fn many_workers_declaring_at_once_store_one_schedule() {
         other => panic!("{other:?}"),
     }
     assert_eq!(
-        c.load_scheduled_task("report_daily").await.unwrap().schedule,
+        c.load_scheduled_task("report_daily")
+            .await
+            .unwrap()
+            .schedule,
         "0 4 * * *"
     );
 }

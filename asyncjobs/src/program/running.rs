@@ -20,7 +20,15 @@ use tokio_util::sync::CancellationToken;
 /// [`App::start`](super::App::start) with these handlers, no state and no
 /// middleware.
 pub async fn start(args: &WorkerArgs, handlers: &Handlers) -> Result<RunningWorkers, ProgramError> {
-    start_with(args, handlers, &States::new(), &[], &Declared::default(), None).await
+    start_with(
+        args,
+        handlers,
+        &States::new(),
+        &[],
+        &Declared::default(),
+        None,
+    )
+    .await
 }
 
 /// The schedules the program declares beside its handlers' (see

@@ -131,20 +131,30 @@ pub(super) fn plan(
 /// ([`Client::declare_scheduled_task`]), logging what changed; a
 /// schedule someone else created under a declared name is kept with a
 /// warning naming both.
-pub(super) async fn register(client: &Client, schedules: &[ScheduledTask]) -> Result<(), ProgramError> {
+pub(super) async fn register(
+    client: &Client,
+    schedules: &[ScheduledTask],
+) -> Result<(), ProgramError> {
     for st in schedules {
         let declared_in = st.declared_in.as_deref().unwrap_or("code");
-        let outcome = client
-            .declare_scheduled_task(st)
-            .await
-            .map_err(|e| ProgramError::Schedule {
-                name: st.name.clone(),
-                reason: e.to_string(),
-            })?;
+        let outcome =
+            client
+                .declare_scheduled_task(st)
+                .await
+                .map_err(|e| ProgramError::Schedule {
+                    name: st.name.clone(),
+                    reason: e.to_string(),
+                })?;
         match outcome {
-            Declaration::Created => tracing::info!(schedule = %st.name, cron = %st.schedule, task_type = %st.task_type, queue = %st.queue, declared_in, "stored the schedule declared in code"),
-            Declaration::Unchanged => tracing::debug!(schedule = %st.name, "the declared schedule is stored already"),
-            Declaration::Updated { previous } => tracing::info!(schedule = %st.name, cron = %st.schedule, previous_cron = %previous.schedule, declared_in, "replaced the stored schedule with the one declared in code"),
+            Declaration::Created => {
+                tracing::info!(schedule = %st.name, cron = %st.schedule, task_type = %st.task_type, queue = %st.queue, declared_in, "stored the schedule declared in code")
+            }
+            Declaration::Unchanged => {
+                tracing::debug!(schedule = %st.name, "the declared schedule is stored already")
+            }
+            Declaration::Updated { previous } => {
+                tracing::info!(schedule = %st.name, cron = %st.schedule, previous_cron = %previous.schedule, declared_in, "replaced the stored schedule with the one declared in code")
+            }
             Declaration::Kept { stored } => tracing::warn!(
                 schedule = %st.name,
                 declared = %describe(st),
@@ -182,7 +192,11 @@ pub(super) fn scheduler_name(args: &WorkerArgs) -> Option<(String, bool)> {
         (None, true) => None,
         (None, false) => {
             let host = crate::worker::presence::hostname();
-            let host = if host.is_empty() { "worker".into() } else { host };
+            let host = if host.is_empty() {
+                "worker".into()
+            } else {
+                host
+            };
             Some((format!("{host}-{}", std::process::id()), false))
         }
     }
