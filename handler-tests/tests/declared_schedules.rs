@@ -245,3 +245,45 @@ async fn an_invalid_main_schedule_stops_the_start_naming_it() {
     let c = client(&server).await;
     assert!(c.scheduled_tasks().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn an_undecodable_record_under_a_declared_name_is_kept() {
+    let server = NatsServer::start();
+    let c = client(&server).await;
+    // written as any NATS client can: straight onto the bucket's subject
+    c.nats()
+        .publish(
+            "$KV.CHORIA_AJ_CONFIGURATION.scheduled_tasks.weekly_pdf",
+            "not a schedule".into(),
+        )
+        .await
+        .unwrap();
+    c.nats().flush().await.unwrap();
+    wait_for(T, "the record to be stored", || async {
+        matches!(
+            c.load_scheduled_task("weekly_pdf").await,
+            Err(asyncjobs::ScheduleError::InvalidRecord { .. })
+        )
+        .then_some(())
+    })
+    .await;
+    let running = App::new()
+        .handlers(Handlers::new().with(jobs::weekly::HANDLER))
+        .schedule(program::schedule(
+            "weekly_pdf",
+            "0 3 * * 1",
+            "REPORTS",
+            jobs::weekly::task(&"pdf".to_string()),
+        ))
+        .start(&WorkerArgs {
+            no_scheduler: true,
+            ..args(&server)
+        })
+        .await
+        .expect("the worker starts, leaving the record alone");
+    assert!(matches!(
+        c.load_scheduled_task("weekly_pdf").await,
+        Err(asyncjobs::ScheduleError::InvalidRecord { .. })
+    ));
+    running.stop().await.unwrap();
+}

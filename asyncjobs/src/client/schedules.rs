@@ -159,7 +159,9 @@ impl Client {
     /// `task` is marked as declared (with `"code"` when it names no place).
     ///
     /// # Errors
-    /// An invalid schedule, or the bucket's errors.
+    /// An invalid schedule; [`ScheduleError::InvalidRecord`] when a record
+    /// that does not decode is stored under the name (it is left alone);
+    /// the bucket's errors.
     ///
     /// # Example
     ///
@@ -204,13 +206,6 @@ impl Client {
             let stored = match decode_record(&task.name, &written.value) {
                 Ok(stored) => stored,
                 // not ours to overwrite: whoever wrote it decides
-                Err(ScheduleError::InvalidRecord { reason, .. }) => {
-                    tracing::warn!(schedule = %task.name, %reason, "the stored schedule does not decode; it is kept");
-                    return Err(ScheduleError::InvalidRecord {
-                        name: task.name.clone(),
-                        reason,
-                    });
-                }
                 Err(e) => return Err(e),
             };
             if stored.same_tasks_as(&task) {

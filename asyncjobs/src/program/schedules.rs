@@ -137,14 +137,20 @@ pub(super) async fn register(
 ) -> Result<(), ProgramError> {
     for st in schedules {
         let declared_in = st.declared_in.as_deref().unwrap_or("code");
-        let outcome =
-            client
-                .declare_scheduled_task(st)
-                .await
-                .map_err(|e| ProgramError::Schedule {
+        let outcome = match client.declare_scheduled_task(st).await {
+            Ok(outcome) => outcome,
+            // someone stored a record we cannot read under the name: theirs
+            Err(ScheduleError::InvalidRecord { reason, .. }) => {
+                tracing::warn!(schedule = %st.name, %reason, declared_in, "a record that does not decode is stored under the name of a schedule declared in code; it is kept and the declared one is not stored (delete it with `ajc task cron rm {}`)", st.name);
+                continue;
+            }
+            Err(e) => {
+                return Err(ProgramError::Schedule {
                     name: st.name.clone(),
                     reason: e.to_string(),
-                })?;
+                })
+            }
+        };
         match outcome {
             Declaration::Created => {
                 tracing::info!(schedule = %st.name, cron = %st.schedule, task_type = %st.task_type, queue = %st.queue, declared_in, "stored the schedule declared in code")
