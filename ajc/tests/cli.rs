@@ -686,9 +686,19 @@ async fn cron_commands() {
         env.run(&["task", "cron", "ls", "--names"]).await.ok(),
         "daily_report\nevery_min\n"
     );
-    expect(
-        "cron_ls.txt",
-        &mask(env.run(&["task", "cron", "ls"]).await.ok(), &[]),
+    // no scheduler runs: every schedule is unfired (docs/processing.md §2.20)
+    let ls = env.run(&["task", "cron", "ls"]).await;
+    assert!(
+        ls.stderr
+            .contains("no scheduler leads the election, so no process fires these 2 schedule(s)"),
+        "{ls:#?}"
+    );
+    expect("cron_ls.txt", &mask(ls.ok(), &[]));
+    assert_eq!(
+        env.run(&["task", "cron", "ls", "--unfired", "--names"])
+            .await
+            .ok(),
+        "daily_report\nevery_min\n"
     );
     let list = env.run(&["t", "c", "ls", "--json"]).await.json();
     assert_eq!(list.as_array().unwrap().len(), 2);
@@ -755,6 +765,20 @@ async fn scheduler_creates_tasks() {
     assert_eq!(
         go_task.payload.as_deref(),
         Some(br#""eyJuIjoxfQ==""#.as_slice())
+    );
+    // a leader fires them: none is unfired, the table names it
+    assert_eq!(
+        env.run(&["task", "cron", "ls", "--unfired", "--names"])
+            .await
+            .ok(),
+        ""
+    );
+    let ls = env.run(&["task", "cron", "ls"]).await;
+    assert!(!ls.stderr.contains("no scheduler leads"), "{ls:#?}");
+    let table = ls.ok();
+    assert!(
+        table.contains("Fired By") && table.contains(" s1") && !table.contains("unfired"),
+        "{table}"
     );
     child.kill().await.unwrap();
 }

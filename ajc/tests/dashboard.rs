@@ -691,6 +691,28 @@ async fn actions_without_script_confirm_on_a_page() {
         .await
         .unwrap();
     assert!(page.contains("nightly"), "the overview lists schedules");
+    // no scheduler runs: the schedule is marked unfired on both pages
+    // (docs/processing.md §2.20)
+    assert!(
+        page.contains("data-unfired"),
+        "the overview marks it unfired"
+    );
+    let listing = http
+        .get(server.url("/ui/schedules"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let row = listing
+        .split("<tr>")
+        .find(|r| r.contains("<td>nightly</td>"))
+        .expect("the schedules page lists nightly");
+    assert!(
+        row.contains("data-unfired") && row.contains(">unfired<"),
+        "{row}"
+    );
     form(
         "/ui/schedules/nightly/delete".into(),
         vec![("csrf", csrf.clone()), ("confirmed", "1".into())],

@@ -14,6 +14,7 @@
 //!
 //! * [`duration`]: Go's `time.ParseDuration` and `time.Duration.String()`.
 //! * [`names`]: task type (and task id) names, queue names.
+//! * [`cron`]: the cron spec grammar of the Go scheduler (robfig/cron).
 //!
 //! ```
 //! use asyncjobs_grammar::{format_duration, is_valid_name, is_valid_queue_name, parse_duration};
@@ -28,6 +29,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod cron;
 pub mod duration;
 pub mod names;
 

@@ -492,6 +492,10 @@ pub struct ScheduleView {
     /// Deadline offset of each task, ns.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deadline: Option<i64>,
+    /// Where the schedule is declared in code (ours; left out for
+    /// schedules an operator created).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub declared_in: Option<String>,
     /// Most invocations of each task (left out when 0).
     #[serde(skip_serializing_if = "is_zero")]
     pub max_tries: i64,
@@ -514,6 +518,7 @@ impl From<&ScheduledTask> for ScheduleView {
         ScheduleView {
             created_at: format_time(&s.created_at),
             deadline: (!s.deadline.is_zero()).then(|| nanos(s.deadline)),
+            declared_in: s.declared_in.clone(),
             max_tries: s.max_tries,
             name: s.name.clone(),
             payload: s.payload.as_deref().filter(|p| !p.is_empty()).map(b64),

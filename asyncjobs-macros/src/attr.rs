@@ -13,6 +13,7 @@ pub(crate) const OPTIONS: &[&str] = &[
     "deadline",
     "timeout",
     "unique",
+    "cron",
     "queue_run_time",
     "queue_max_tries",
     "queue_concurrency",
@@ -39,6 +40,8 @@ pub(crate) struct Args {
     /// `unique = "payload"` (`Some(None)`: while unfinished) or
     /// `unique = "1h"` (`Some(Some(ns))`: for that long)
     pub unique: Option<Option<u64>>,
+    /// `cron = "0 3 * * *"`: a schedule of tasks without payload
+    pub cron: Option<LitStr>,
     /// `queue_run_time = "10m"`, in nanoseconds
     pub queue_run_time_ns: Option<u64>,
     /// `queue_max_tries = 50` (0 = unlimited)
@@ -56,6 +59,16 @@ impl Args {
         let parser = |input: ParseStream| parse_into(input, &mut args, errors);
         if let Err(e) = parser.parse2(tokens) {
             errors.push(e);
+        }
+        let catch_all = args
+            .task_type
+            .as_ref()
+            .is_some_and(|t| t.value().is_empty());
+        if let (Some(cron), true) = (&args.cron, catch_all) {
+            errors.spanned(
+                cron,
+                "the catch-all handler \"\" cannot have a `cron` schedule: a schedule creates tasks of one type",
+            );
         }
         args
     }
@@ -186,6 +199,17 @@ fn apply_option(name: &str, value: &Expr, args: &mut Args, errors: &mut Errors) 
         ("unique", _) => errors.spanned(
             value,
             "`unique` expects \"payload\" (one unfinished task per payload) or a Go duration, e.g. unique = \"1h\"",
+        ),
+        ("cron", Some(Lit::Str(s))) => match asyncjobs_grammar::cron::check_cron(s.value().trim()) {
+            Ok(()) => args.cron = Some(s.clone()),
+            Err(msg) => errors.spanned(
+                s,
+                format!("invalid cron schedule {:?}: {msg}", s.value()),
+            ),
+        },
+        ("cron", _) => errors.spanned(
+            value,
+            "`cron` expects a cron schedule string, e.g. cron = \"0 3 * * *\" or \"@every 10m\"",
         ),
         ("queue_run_time", Some(Lit::Str(s))) => match parse_run_time(&s.value()) {
             Ok(ns) => args.queue_run_time_ns = Some(ns),

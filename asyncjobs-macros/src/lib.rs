@@ -112,6 +112,16 @@ use proc_macro::TokenStream;
 ///   duration of at least `1s`); a duplicate enqueue fails with
 ///   `Error::TaskExists` naming the existing task. `enqueue_with(.., |b|
 ///   b.unique("key"))` gives an explicit key. Needs nats-server 2.11;
+/// * `cron = "0 3 * * *"`: a schedule of tasks of this type without
+///   payload (JSON `null`: the payload type must decode from it, such as
+///   `()` or `Option<T>`) into the handler's queue, with its `max_tries`
+///   and `deadline`, named after the task type with `:` replaced by `_`
+///   (`report_daily`). A worker started with `asyncjobs::main!()` stores
+///   it when it starts and, unless run with `--no-scheduler`, takes part
+///   in the scheduler election that fires it (docs/processing.md §2.20).
+///   The spec is checked with the scheduler's grammar here (a `TZ=` zone
+///   name at start); `main!(schedule = …)` declares schedules with a
+///   payload;
 /// * `queue_run_time = "10m"`, `queue_max_tries = 50`,
 ///   `queue_concurrency = 20`: the queue's settings when
 ///   `asyncjobs::main!()` creates it: how long a handler may run before its

@@ -242,13 +242,13 @@ pub mod __private {
     pub use crate::error::Result;
     pub use crate::handler::{BoxHandler, HandlerError, TaskContext};
     pub use crate::macro_support::{
-        assert_module_level, assert_payload, enqueue, handler, handler_def, task_builder,
-        HandlerFn, HandlerReturn, HandlerReturnWithError, HandlerSite, MakeHandler, ModuleLevel,
-        NotAtModuleLevel, StateArg, StateCell, TakeState, TakeStateChecked, TakeStateUnchecked,
-        Typed, Unchecked,
+        assert_module_level, assert_payload, decodes_from_null, enqueue, handler, handler_def,
+        task_builder, HandlerFn, HandlerReturn, HandlerReturnWithError, HandlerSite, MakeHandler,
+        ModuleLevel, NotAtModuleLevel, StateArg, StateCell, TakeState, TakeStateChecked,
+        TakeStateUnchecked, Typed, Unchecked,
     };
     pub use crate::queue::DEFAULT_QUEUE_NAME;
-    pub use crate::registry::{Declared, HandlerDef, QueueSettings, StateDecl};
+    pub use crate::registry::{Declared, DeclaredCron, HandlerDef, QueueSettings, StateDecl};
     pub use crate::state::{MissingState, State, States};
     pub use crate::task::TaskBuilder;
     pub use crate::testing::TypedHandlerDef;

@@ -264,6 +264,14 @@ impl<T> NotAtModuleLevel for &T {
     }
 }
 
+/// Whether `P` decodes from JSON `null`, the payload of the tasks a
+/// `cron = "…"` schedule creates (`Err`: serde's reason).
+pub fn decodes_from_null<P: DeserializeOwned>() -> Result<(), String> {
+    serde_json::from_slice::<P>(b"null")
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
 /// Builds a [`HandlerDef`] in a constant.
 pub const fn handler_def(d: Declared) -> HandlerDef {
     HandlerDef::__new(d)

@@ -1,5 +1,6 @@
 //! The schedules page (`/ui/schedules`) with its forms: add a schedule,
-//! delete one. The overview lists the same rows.
+//! delete one. The overview lists the same rows. While no scheduler leads
+//! the election, every row is marked unfired (docs/processing.md §2.20).
 
 use super::actions::{act, may_act, Action, Ask};
 use super::page::{done, error_page, query, render, short_time};
@@ -18,6 +19,8 @@ pub(super) struct ScheduleRow {
     pub(super) queue: String,
     pub(super) task_type: String,
     pub(super) created: String,
+    /// Where it is declared in code (empty: an operator created it).
+    pub(super) declared_in: String,
 }
 
 /// Every schedule by name; a failure is added to `problems`.
@@ -28,6 +31,7 @@ pub(super) async fn schedule_rows(api: &Api, problems: &mut Vec<String>) -> Vec<
             all.into_iter()
                 .map(|s| ScheduleRow {
                     created: short_time(&s.created_at),
+                    declared_in: s.declared_in.unwrap_or_default(),
                     name: s.name,
                     schedule: s.schedule,
                     queue: s.queue,

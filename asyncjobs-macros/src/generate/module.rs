@@ -71,7 +71,7 @@ fn module_doc(g: &Gen) -> String {
     )
 }
 
-/// `TASK_TYPE`, `QUEUE`, `MAX_TRIES`, `DEADLINE` and `TIMEOUT`.
+/// `TASK_TYPE`, `QUEUE`, `MAX_TRIES`, `DEADLINE`, `TIMEOUT`, `UNIQUE` and `CRON`.
 fn constants(g: &Gen) -> TokenStream {
     let item_vis = &g.item_vis;
     let task_type = &g.task_type;
@@ -92,6 +92,10 @@ fn constants(g: &Gen) -> TokenStream {
     let deadline = duration(g.args.deadline_ns);
     let timeout = duration(g.args.timeout_ns);
     let unique = option(g.args.unique.map(duration));
+    let cron = option(g.args.cron.as_ref().map(|c| {
+        let spec = c.value().trim().to_string();
+        quote!(#spec)
+    }));
     quote! {
         #[doc = #doc_task_type]
         #item_vis const TASK_TYPE: &str = #task_type;
@@ -113,6 +117,10 @@ fn constants(g: &Gen) -> TokenStream {
         /// `Some(None)` while the earlier is unfinished, `Some(Some(d))` for
         /// `d`; `None`: not unique.
         #item_vis const UNIQUE: ::core::option::Option<::core::option::Option<::core::time::Duration>> = #unique;
+
+        /// The schedule `cron = "…"` declares: a worker started with
+        /// `asyncjobs::main!()` stores it (see `HandlerDef::declared_schedule`).
+        #item_vis const CRON: ::core::option::Option<&str> = #cron;
     }
 }
 
@@ -144,6 +152,13 @@ fn handler_const(g: &Gen) -> TokenStream {
     let queue_run_time = duration(g.args.queue_run_time_ns);
     let queue_max_tries = option(g.args.queue_max_tries.map(|n| quote!(#n)));
     let queue_concurrency = option(g.args.queue_concurrency.map(|n| quote!(#n)));
+    let cron_decl = option(g.args.cron.as_ref().map(|c| {
+        let spec = c.value().trim().to_string();
+        quote!(#private::DeclaredCron {
+            spec: #spec,
+            null_payload: #private::decodes_from_null::<Payload>,
+        })
+    }));
     quote! {
         /// The handler's registration: pass it to `Router::register` or
         /// `Handlers::with` to register it without the inventory.
@@ -158,6 +173,7 @@ fn handler_const(g: &Gen) -> TokenStream {
             max_tries: MAX_TRIES,
             deadline: DEADLINE,
             timeout: TIMEOUT,
+            cron: #cron_decl,
             queue_settings: #private::QueueSettings {
                 max_run_time: #queue_run_time,
                 max_tries: #queue_max_tries,

@@ -4,7 +4,9 @@
 
 use super::Client;
 use crate::error::Error;
-use crate::scheduler::{decode_record, ScheduleError, ScheduledTask, SCHEDULED_TASK_KEY_PREFIX};
+use crate::scheduler::{
+    decode_record, Declaration, ScheduleError, ScheduledTask, SCHEDULED_TASK_KEY_PREFIX,
+};
 use crate::task::{is_valid_name, Task};
 
 impl Client {
@@ -135,5 +137,98 @@ impl Client {
             .await
             .map_err(Error::from)?;
         Ok(())
+    }
+
+    /// Stores a schedule declared in code, as a worker started with
+    /// `asyncjobs::main!()` does for every `#[task_handler(cron = ...)]`
+    /// and `main!(schedule = ...)` (docs/processing.md §2.20). Safe to call
+    /// from many processes at once: the record is written with a KV create
+    /// or a compare-and-set on the revision read, so one schedule is
+    /// stored whatever the races.
+    ///
+    /// * no schedule has the name: it is created ([`Declaration::Created`]);
+    /// * the stored one makes the same tasks ([`ScheduledTask::same_tasks_as`]):
+    ///   nothing is written ([`Declaration::Unchanged`]);
+    /// * the stored one was declared in code too (it has
+    ///   [`declared_in`](ScheduledTask::declared_in)) and differs: it is
+    ///   replaced ([`Declaration::Updated`]);
+    /// * the stored one was created otherwise (an operator, `ajc`, the HTTP
+    ///   API, Go) and differs: it is kept ([`Declaration::Kept`]); the
+    ///   caller reports it.
+    ///
+    /// `task` is marked as declared (with `"code"` when it names no place).
+    ///
+    /// # Errors
+    /// An invalid schedule; [`ScheduleError::InvalidRecord`] when a record
+    /// that does not decode is stored under the name (it is left alone);
+    /// the bucket's errors.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let client = asyncjobs::Client::connect("nats://127.0.0.1:4222").await?;
+    /// use asyncjobs::scheduler::Declaration;
+    /// use asyncjobs::{ScheduledTask, Task};
+    /// let template = Task::new("report:daily", &())?;
+    /// let schedule = ScheduledTask::new("report_daily", "0 3 * * *", "REPORTS", &template)?
+    ///     .with_declared_in("reports::daily");
+    /// if let Declaration::Kept { stored } = client.declare_scheduled_task(&schedule).await? {
+    ///     eprintln!("an operator's schedule {} is kept", stored.name);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn declare_scheduled_task(
+        &self,
+        task: &ScheduledTask,
+    ) -> Result<Declaration, ScheduleError> {
+        task.validate()?;
+        let mut task = task.clone();
+        if task.declared_in.is_none() {
+            task.declared_in = Some("code".into());
+        }
+        let bucket = self.storage().config_bucket().await?;
+        let key = task.key();
+        let context = || format!("storing scheduled task {}", task.name);
+        // each turn loses a race to another writer, which cannot go on for ever
+        for _ in 0..20 {
+            let written = bucket
+                .written(&key, || format!("loading scheduled task {}", task.name))
+                .await
+                .map_err(Error::from)?;
+            let Some(written) = written else {
+                match bucket.create(&key, task.to_json().into(), context).await {
+                    Ok(Some(_)) => return Ok(Declaration::Created),
+                    Ok(None) => continue,
+                    Err(e) => return Err(Error::from(e).into()),
+                }
+            };
+            let stored = match decode_record(&task.name, &written.value) {
+                Ok(stored) => stored,
+                // not ours to overwrite: whoever wrote it decides
+                Err(e) => return Err(e),
+            };
+            if stored.same_tasks_as(&task) {
+                return Ok(Declaration::Unchanged);
+            }
+            if stored.declared_in.is_none() {
+                return Ok(Declaration::Kept { stored });
+            }
+            let updated = bucket
+                .update_if(&key, task.to_json().into(), written.revision, context)
+                .await
+                .map_err(Error::from)?;
+            if updated.is_some() {
+                return Ok(Declaration::Updated { previous: stored });
+            }
+        }
+        Err(Error::Nats(crate::error::NatsError::new(
+            crate::error::NatsErrorKind::JetStream,
+            format!(
+                "storing scheduled task {}: other writers changed it 20 times while it was written",
+                task.name
+            ),
+        ))
+        .into())
     }
 }

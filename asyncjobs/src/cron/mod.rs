@@ -41,14 +41,14 @@
 //! );
 //! ```
 
-// the five-field grammar and the descriptors (fields), the next fire
-// time of a field schedule (next)
-mod fields;
+// the five-field grammar and the descriptors are asyncjobs-grammar's
+// (shared with the `cron = ...` attribute); the next fire time of a field
+// schedule (next)
 mod next;
 #[cfg(test)]
 mod tests;
 
-use fields::{get_field, parse_descriptor, Fields, DOM, DOW, HOURS, MINUTES, MONTHS};
+use asyncjobs_grammar::cron::{parse_schedule, split_time_zone, Schedule as Kind};
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, ZonedDateTime};
 use std::fmt;
@@ -69,12 +69,6 @@ impl std::error::Error for CronError {}
 
 pub(super) fn err(msg: impl Into<String>) -> CronError {
     CronError(msg.into())
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Kind {
-    Fields(Fields),
-    Every(Duration),
 }
 
 /// A parsed schedule; see the [module documentation](self).
@@ -114,47 +108,10 @@ impl CronSchedule {
         if spec.is_empty() {
             return Err(err("empty spec string"));
         }
-        let mut rest = spec;
-        let mut zone = None;
-        let mut zone_name = None;
-        if spec.starts_with("TZ=") || spec.starts_with("CRON_TZ=") {
-            let eq = spec.find('=').expect("prefix has '='");
-            let Some(space) = spec.find(' ') else {
-                return Err(err(format!(
-                    "missing schedule after time zone in {spec:?} (expected \"TZ=<zone> <schedule>\")"
-                )));
-            };
-            let name = &spec[eq + 1..space];
-            zone = Some(load_location(name)?);
-            zone_name = Some(name.to_string());
-            rest = spec[space..].trim();
-        }
-        let kind = if rest.starts_with('@') {
-            parse_descriptor(rest)?
-        } else {
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            if fields.len() != 5 {
-                // robfig's `%s` of the field slice: `[a b c]`
-                return Err(err(format!(
-                    "expected exactly 5 fields, found {}: [{}]",
-                    fields.len(),
-                    fields.join(" ")
-                )));
-            }
-            let f = Fields {
-                minute: get_field(fields[0], MINUTES)?,
-                hour: get_field(fields[1], HOURS)?,
-                dom: get_field(fields[2], DOM)?,
-                month: get_field(fields[3], MONTHS)?,
-                dow: get_field(fields[4], DOW)?,
-            };
-            if !f.has_a_day() {
-                return Err(err(format!(
-                    "the schedule {rest:?} never fires: none of its months has the day of the month it names"
-                )));
-            }
-            Kind::Fields(f)
-        };
+        let (zone_name, rest) = split_time_zone(spec).map_err(err)?;
+        let mut zone = zone_name.map(load_location).transpose()?;
+        let mut zone_name = zone_name.map(str::to_string);
+        let kind = parse_schedule(rest).map_err(err)?;
         // `@every` ignores the zone: intervals are absolute.
         if matches!(kind, Kind::Every(_)) {
             zone = None;

@@ -1,7 +1,7 @@
 //! The next fire time of a field schedule: robfig/cron's
 //! `SpecSchedule.Next`, with jiff doing the time zone arithmetic.
 
-use super::fields::{Fields, STAR};
+use asyncjobs_grammar::cron::{Fields, STAR};
 use jiff::{SignedDuration, Timestamp, ToSpan, ZonedDateTime};
 
 /// Whether `bits` holds value `v`.

@@ -4,7 +4,8 @@
 
 use super::listing::list_handlers;
 use super::logging::init_logging;
-use super::running::start_with;
+use super::running::{start_with, Declared};
+use super::schedules::IntoSchedule;
 #[cfg(feature = "remote")]
 use super::service::{self, Service};
 use super::{ProgramError, RunningWorkers, WorkerArgs, WorkerThreads};
@@ -56,6 +57,7 @@ pub struct App {
     package: Option<&'static str>,
     linked: Vec<&'static str>,
     handler_pool: Option<tokio::runtime::Handle>,
+    schedules: Vec<Result<crate::ScheduledTask, String>>,
     #[cfg(feature = "remote")]
     service: Option<Service>,
 }
@@ -70,6 +72,7 @@ impl std::fmt::Debug for App {
             .field("package", &self.package)
             .field("linked", &self.linked)
             .field("handler_pool", &self.handler_pool.is_some())
+            .field("schedules", &self.schedules)
             .finish()
     }
 }
@@ -92,6 +95,7 @@ impl App {
             package: None,
             linked: Vec::new(),
             handler_pool: None,
+            schedules: Vec::new(),
             #[cfg(feature = "remote")]
             service: None,
         }
@@ -134,6 +138,19 @@ impl App {
         middleware: impl Fn(BoxHandler) -> BoxHandler + Send + Sync + 'static,
     ) -> App {
         self.middleware.push(std::sync::Arc::new(middleware));
+        self
+    }
+
+    /// Declares a schedule (docs/processing.md §2.20), stored when the
+    /// worker starts as the `cron = "…"` of a `#[task_handler]` is:
+    /// created when missing, replaced when an earlier declaration differs,
+    /// kept with a warning when someone else created a different one under
+    /// the name. `asyncjobs::main!(schedule = …)` uses it; make one with
+    /// [`program::schedule`](super::schedule) or [`ScheduledTask::new`](crate::ScheduledTask::new).
+    /// An invalid schedule (an `Err`) makes [`start`](App::start) fail
+    /// with [`ProgramError::Schedule`] before connecting.
+    pub fn schedule(mut self, schedule: impl IntoSchedule) -> App {
+        self.schedules.push(schedule.into_schedule());
         self
     }
 
@@ -264,7 +281,9 @@ impl App {
     /// [`ProgramError::MissingStates`] (every missing state of every
     /// handler) and [`ProgramError::Config`] (conflicting queue settings, a
     /// bad retry policy). Then [`ProgramError::Connect`],
-    /// [`ProgramError::Queue`] and [`ProgramError::Metrics`].
+    /// [`ProgramError::Queue`] and [`ProgramError::Metrics`];
+    /// [`ProgramError::Schedule`] for a declared schedule that is invalid
+    /// (before connecting) or cannot be stored.
     pub async fn start(&self, args: &WorkerArgs) -> Result<RunningWorkers, ProgramError> {
         let registered = self.registered();
         if registered.is_empty() {
@@ -275,6 +294,10 @@ impl App {
             &registered,
             &self.states,
             &self.middleware,
+            &Declared {
+                schedules: &self.schedules,
+                package: self.package,
+            },
             self.handler_pool.clone(),
         )
         .await

@@ -95,10 +95,17 @@ pub struct WorkerArgs {
     #[arg(long, env = "ASYNCJOBS_RETENTION", value_name = "SPEC", default_value = "default", hide_default_value = true, value_parser = parse_retention)]
     pub retention: crate::task::Retention,
 
-    /// Also run the highly available task scheduler under this name (schedules
-    /// stored in CHORIA_AJ_CONFIGURATION fire while this instance is leader)
+    /// Name of the highly available task scheduler this worker runs
+    /// (schedules stored in CHORIA_AJ_CONFIGURATION fire while it leads the
+    /// election) [default: <host>-<pid>]
     #[arg(long, env = "AJC_SCHEDULER_NAME", value_name = "NAME")]
     pub scheduler: Option<String>,
+
+    /// Do not run the task scheduler (every worker takes part in its
+    /// leader election by default); schedules declared in code are still
+    /// stored, and a warning says when no process fires them
+    #[arg(long, env = "ASYNCJOBS_NO_SCHEDULER", conflicts_with = "scheduler")]
+    pub no_scheduler: bool,
 
     /// Print the registered handlers and exit
     #[arg(long)]
@@ -132,6 +139,7 @@ impl Default for WorkerArgs {
             queue_concurrency: None,
             retention: crate::task::Retention::default(),
             scheduler: None,
+            no_scheduler: false,
             list_handlers: false,
             #[cfg(feature = "otel")]
             otlp_endpoint: None,

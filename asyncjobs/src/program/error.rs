@@ -41,6 +41,15 @@ pub enum ProgramError {
     /// A setting is invalid.
     #[error("{0}")]
     Config(Error),
+    /// A schedule declared in code is invalid, or storing it failed
+    /// (docs/processing.md §2.20).
+    #[error("cannot declare schedule {name}: {reason}")]
+    Schedule {
+        /// The schedule's name (or its place in `asyncjobs::main!`).
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// The NATS server could not be reached.
     #[error("cannot connect to NATS ({server}): {source} (set --url, NATS_URL or --context)")]
     Connect {

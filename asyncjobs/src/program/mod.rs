@@ -23,7 +23,8 @@
 
 // one concern a file: the builder and `main` (app), the flags (args),
 // the error (error), --list-handlers (listing), log and trace output
-// (logging), starting and waiting for the workers (running), the packaged
+// (logging), starting and waiting for the workers (running), schedules
+// declared in code and the scheduler (schedules), the packaged
 // service (service), SIGINT/SIGTERM (signals), the worker's thread and the
 // handler pool (threads)
 mod app;
@@ -32,6 +33,7 @@ mod error;
 mod listing;
 mod logging;
 mod running;
+mod schedules;
 #[cfg(feature = "remote")]
 mod service;
 mod signals;
@@ -44,6 +46,7 @@ pub use args::WorkerArgs;
 pub use error::ProgramError;
 pub use listing::handler_table;
 pub use running::{start, RunningWorkers};
+pub use schedules::{schedule, IntoSchedule};
 #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
 #[cfg(feature = "remote")]
 pub use service::{
@@ -107,6 +110,16 @@ pub use crate::worker::DEFAULT_SHUTDOWN_GRACE;
 ///   service instead, a [`Service`](crate::program::Service) listing the
 ///   task types it serves (what `ajc package` generates): one queue, the
 ///   Go generator's `AJ_*` environment variables instead of the flags.
+/// * `schedule = <expr>`: a schedule with a payload, stored when the worker
+///   starts like a handler's `cron = "…"` (docs/processing.md §2.20): a
+///   [`ScheduledTask`](crate::ScheduledTask) or a `Result` of one, such as
+///   [`program::schedule`](crate::program::schedule)`("weekly_pdf", "0 3 * * MON",
+///   reports::weekly::QUEUE, reports::weekly::task(&payload))`. Evaluated
+///   like `state`; an invalid one stops the worker at start with an error
+///   naming it.
+///
+/// Every worker also runs the task scheduler (its leader election decides
+/// which one fires the schedules) unless started with `--no-scheduler`.
 ///
 /// ```no_run
 /// mod jobs {
@@ -144,7 +157,7 @@ pub use crate::worker::DEFAULT_SHUTDOWN_GRACE;
 #[macro_export]
 macro_rules! main {
     ($($input:tt)*) => {
-        $crate::__main_parse!([] [] [] [] $($input)*);
+        $crate::__main_parse!([] [] [] [] [] $($input)*);
     };
 }
 
@@ -153,7 +166,7 @@ macro_rules! main {
 #[macro_export]
 macro_rules! __main_parse {
     // done
-    ([$($krate:ident)*] [$($state:expr,)*] [$($mw:expr,)*] [$($svc:expr,)*] $(,)?) => {
+    ([$($krate:ident)*] [$($state:expr,)*] [$($mw:expr,)*] [$($svc:expr,)*] [$($sch:expr,)*] $(,)?) => {
         $(
             extern crate $krate as _;
         )*
@@ -169,33 +182,38 @@ macro_rules! __main_parse {
                     __app
                         $(.state($state))*
                         $(.middleware($mw))*
+                        $(.schedule($sch))*
                 })
                 .main()
         }
     };
     // `state = expr`
-    ([$($k:ident)*] [$($s:expr,)*] [$($m:expr,)*] [$($v:expr,)*] $(,)? state = $value:expr $(, $($rest:tt)*)?) => {
-        $crate::__main_parse!([$($k)*] [$($s,)* $value,] [$($m,)*] [$($v,)*] $($($rest)*)?);
+    ([$($k:ident)*] [$($s:expr,)*] [$($m:expr,)*] [$($v:expr,)*] [$($c:expr,)*] $(,)? state = $value:expr $(, $($rest:tt)*)?) => {
+        $crate::__main_parse!([$($k)*] [$($s,)* $value,] [$($m,)*] [$($v,)*] [$($c,)*] $($($rest)*)?);
     };
     // `middleware = expr`
-    ([$($k:ident)*] [$($s:expr,)*] [$($m:expr,)*] [$($v:expr,)*] $(,)? middleware = $value:expr $(, $($rest:tt)*)?) => {
-        $crate::__main_parse!([$($k)*] [$($s,)*] [$($m,)* $value,] [$($v,)*] $($($rest)*)?);
+    ([$($k:ident)*] [$($s:expr,)*] [$($m:expr,)*] [$($v:expr,)*] [$($c:expr,)*] $(,)? middleware = $value:expr $(, $($rest:tt)*)?) => {
+        $crate::__main_parse!([$($k)*] [$($s,)*] [$($m,)* $value,] [$($v,)*] [$($c,)*] $($($rest)*)?);
     };
     // `service = expr`
-    ([$($k:ident)*] [$($s:expr,)*] [$($m:expr,)*] [$($v:expr,)*] $(,)? service = $value:expr $(, $($rest:tt)*)?) => {
-        $crate::__main_parse!([$($k)*] [$($s,)*] [$($m,)*] [$($v,)* $value,] $($($rest)*)?);
+    ([$($k:ident)*] [$($s:expr,)*] [$($m:expr,)*] [$($v:expr,)*] [$($c:expr,)*] $(,)? service = $value:expr $(, $($rest:tt)*)?) => {
+        $crate::__main_parse!([$($k)*] [$($s,)*] [$($m,)*] [$($v,)* $value,] [$($c,)*] $($($rest)*)?);
+    };
+    // `schedule = expr`
+    ([$($k:ident)*] [$($s:expr,)*] [$($m:expr,)*] [$($v:expr,)*] [$($c:expr,)*] $(,)? schedule = $value:expr $(, $($rest:tt)*)?) => {
+        $crate::__main_parse!([$($k)*] [$($s,)*] [$($m,)*] [$($v,)*] [$($c,)* $value,] $($($rest)*)?);
     };
     // another option
-    ([$($k:ident)*] [$($s:expr,)*] [$($m:expr,)*] [$($v:expr,)*] $(,)? $key:ident = $($rest:tt)*) => {
+    ([$($k:ident)*] [$($s:expr,)*] [$($m:expr,)*] [$($v:expr,)*] [$($c:expr,)*] $(,)? $key:ident = $($rest:tt)*) => {
         ::core::compile_error!(::core::concat!(
             "unknown asyncjobs::main! option `",
             ::core::stringify!($key),
-            "`: the options are `state = <expr>`, `middleware = <expr>` and `service = <expr>`, \
-             after the names of library crates holding handlers"
+            "`: the options are `state = <expr>`, `middleware = <expr>`, `service = <expr>` and \
+             `schedule = <expr>`, after the names of library crates holding handlers"
         ));
     };
     // a library crate
-    ([$($k:ident)*] [$($s:expr,)*] [$($m:expr,)*] [$($v:expr,)*] $(,)? $krate:ident $(, $($rest:tt)*)?) => {
-        $crate::__main_parse!([$($k)* $krate] [$($s,)*] [$($m,)*] [$($v,)*] $($($rest)*)?);
+    ([$($k:ident)*] [$($s:expr,)*] [$($m:expr,)*] [$($v:expr,)*] [$($c:expr,)*] $(,)? $krate:ident $(, $($rest:tt)*)?) => {
+        $crate::__main_parse!([$($k)* $krate] [$($s,)*] [$($m,)*] [$($v,)*] [$($c,)*] $($($rest)*)?);
     };
 }

@@ -3,6 +3,7 @@
 //! listener, and [`RunningWorkers`], which waits for them and stops them on
 //! a signal.
 
+use super::schedules;
 use super::signals::Signals;
 use super::{ProgramError, WorkerArgs};
 use crate::client::Client;
@@ -19,7 +20,24 @@ use tokio_util::sync::CancellationToken;
 /// [`App::start`](super::App::start) with these handlers, no state and no
 /// middleware.
 pub async fn start(args: &WorkerArgs, handlers: &Handlers) -> Result<RunningWorkers, ProgramError> {
-    start_with(args, handlers, &States::new(), &[], None).await
+    start_with(
+        args,
+        handlers,
+        &States::new(),
+        &[],
+        &Declared::default(),
+        None,
+    )
+    .await
+}
+
+/// The schedules the program declares beside its handlers' (see
+/// [`App::schedule`](super::App::schedule)), and the package that
+/// declares them.
+#[derive(Debug, Default)]
+pub(super) struct Declared<'a> {
+    pub(super) schedules: &'a [Result<crate::ScheduledTask, String>],
+    pub(super) package: Option<&'a str>,
 }
 
 /// What a queue's worker is started with: the queue's name, the settings
@@ -28,19 +46,24 @@ pub async fn start(args: &WorkerArgs, handlers: &Handlers) -> Result<RunningWork
 type QueuePlan<'a> = (&'a str, QueueSettings, Queue, Router);
 
 /// [`App::start`](super::App::start): checks, connects, prepares the
-/// queues and starts the metrics listener, the scheduler and the workers,
-/// in that order.
+/// queues, stores the schedules declared in code and starts the metrics
+/// listener, the scheduler and the workers, in that order.
 pub(super) async fn start_with(
     args: &WorkerArgs,
     handlers: &Handlers,
     states: &States,
     middleware: &[Middleware],
+    declared: &Declared<'_>,
     handler_pool: Option<tokio::runtime::Handle>,
 ) -> Result<RunningWorkers, ProgramError> {
     let handlers = select_queues(args, handlers)?;
     let plans = plan_queues(args, &handlers, states, middleware)?;
+    let schedules = schedules::plan(&handlers, declared.schedules, declared.package)?;
     let (nc, api) = connect(args).await?;
     let clients = prepare_queues(nc, api, args.retention, plans).await?;
+    if let Some((_, client, _)) = clients.first() {
+        schedules::register(client, &schedules).await?;
+    }
 
     let shutdown = CancellationToken::new();
     let metrics = match args.metrics_port {
@@ -50,8 +73,13 @@ pub(super) async fn start_with(
         None => None,
     };
     let mut workers = JoinSet::new();
-    if let (Some(name), Some((_, client, _))) = (&args.scheduler, clients.first()) {
-        spawn_scheduler(&mut workers, client, name, &shutdown);
+    if let Some((_, client, _)) = clients.first() {
+        match schedules::scheduler_name(args) {
+            Some((name, explicit)) => {
+                schedules::spawn_scheduler(&mut workers, client, &name, explicit, &shutdown)
+            }
+            None => schedules::spawn_unfired_warning(&mut workers, client, &shutdown),
+        }
     }
     let mut names = Vec::new();
     for (queue, client, router) in clients {
@@ -142,23 +170,6 @@ async fn prepare_queues(
         clients.push((queue.to_string(), client, router));
     }
     Ok(clients)
-}
-
-/// Runs the task scheduler `name` beside the workers, until `shutdown`.
-fn spawn_scheduler(
-    workers: &mut JoinSet<(String, crate::Result<()>)>,
-    client: &Client,
-    name: &str,
-    shutdown: &CancellationToken,
-) {
-    let scheduler = crate::scheduler::Scheduler::new(client.clone(), name.to_string());
-    let stop = shutdown.clone();
-    let label = format!("scheduler {name}");
-    tracing::info!(scheduler = %name, "starting task scheduler");
-    workers.spawn(async move {
-        let res = scheduler.run(stop).await.map_err(crate::Error::from);
-        (label, res)
-    });
 }
 
 /// Starts `queue`'s worker with the flags' concurrency, retry policy and

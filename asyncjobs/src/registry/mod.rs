@@ -58,9 +58,21 @@ pub struct Declared {
     pub max_tries: Option<i64>,
     pub deadline: Option<Duration>,
     pub timeout: Option<Duration>,
+    pub cron: Option<DeclaredCron>,
     pub queue_settings: QueueSettings,
     pub states: &'static [StateDecl],
     pub make: fn(&States) -> std::result::Result<BoxHandler, MissingState>,
+}
+
+/// What `cron = "…"` declares. Not part of the public API.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug)]
+pub struct DeclaredCron {
+    /// The cron spec, checked by the macro (a time zone name is not).
+    pub spec: &'static str,
+    /// Whether the handler's payload type decodes from JSON `null`, what
+    /// the tasks of the schedule carry (`Err`: serde's reason).
+    pub null_payload: fn() -> std::result::Result<(), String>,
 }
 
 /// A `State<T>` argument of a handler. Not part of the public API.
@@ -148,6 +160,55 @@ impl HandlerDef {
     /// naming it (see [`HandlerOptions::timeout`](crate::router::HandlerOptions::timeout)).
     pub fn timeout(&self) -> Option<Duration> {
         self.d.timeout
+    }
+
+    /// The cron spec the attribute declares (`cron = "0 3 * * *"`), if any.
+    pub fn cron(&self) -> Option<&'static str> {
+        self.d.cron.map(|c| c.spec)
+    }
+
+    /// The schedule `cron = "…"` declares, as a worker started with
+    /// `asyncjobs::main!()` stores it (docs/processing.md §2.20): named
+    /// [`declared_schedule_name`](crate::scheduler::declared_schedule_name)
+    /// of the task type, into the handler's queue, tasks without payload
+    /// (JSON `null`) with the attribute's `max_tries` and `deadline`,
+    /// marked as declared in the function's path. `None` without `cron`.
+    ///
+    /// # Errors
+    /// The spec is refused (an unknown `TZ=` zone: the macro checks the
+    /// rest), the deadline is under 30 s, or the handler's payload type
+    /// does not decode from `null` (give such schedules a payload with
+    /// `main!(schedule = …)`).
+    pub fn declared_schedule(
+        &self,
+    ) -> Option<std::result::Result<crate::ScheduledTask, crate::ScheduleError>> {
+        let cron = self.d.cron?;
+        let name = crate::scheduler::declared_schedule_name(self.d.task_type);
+        if let Err(reason) = (cron.null_payload)() {
+            return Some(Err(crate::ScheduleError::InvalidRecord {
+                name,
+                reason: format!(
+                    "handler {} declares cron = {:?} but its payload type {} does not decode from null, \
+                     the payload of the tasks it would create ({reason}); declare the schedule with a \
+                     payload in asyncjobs::main!(schedule = ...) instead",
+                    self.d.name, cron.spec, self.d.payload_type
+                ),
+            }));
+        }
+        let mut template = crate::Task::builder(self.d.task_type);
+        if let Some(n) = self.d.max_tries {
+            template = template.max_tries(n);
+        }
+        if let Some(d) = self.d.deadline {
+            template = template.deadline_in(d);
+        }
+        Some(
+            template
+                .build()
+                .map_err(crate::ScheduleError::from)
+                .and_then(|t| crate::ScheduledTask::new(name, cron.spec, self.queue(), &t))
+                .map(|st| st.with_declared_in(self.d.name)),
+        )
     }
 
     /// The settings the handler declares for its queue (`queue_run_time`,

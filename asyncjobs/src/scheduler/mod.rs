@@ -68,11 +68,13 @@
 //! * **Listing** waits for the bucket's real end of data instead of
 //!   returning an empty list after a silent 5 s timeout (docs/go-differences.md §41).
 
+mod declared;
 mod error;
 mod fire;
 mod schedule;
 mod watch;
 
+pub use declared::{declared_schedule_name, Declaration};
 pub use error::ScheduleError;
 pub(crate) use schedule::decode_record;
 pub use schedule::{

@@ -110,6 +110,13 @@ pub struct ScheduledTask {
     /// How task payloads are derived from [`payload`](Self::payload).
     #[serde(default, skip_serializing_if = "PayloadEncoding::is_go")]
     pub payload_encoding: PayloadEncoding,
+    /// Where the schedule is declared in code (`#[task_handler(cron = ...)]`
+    /// or `asyncjobs::main!(schedule = ...)`), such as
+    /// `reports::daily`; `None` for schedules an operator created
+    /// (docs/processing.md §2.20). Stored as the extra key `declared_in`,
+    /// which Go ignores (and drops when it re-saves the record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub declared_in: Option<String>,
 }
 
 impl ScheduledTask {
@@ -141,6 +148,7 @@ impl ScheduledTask {
             max_tries: template.max_tries,
             created_at: now,
             payload_encoding: PayloadEncoding::Raw,
+            declared_in: None,
         };
         let mut check = st.clone();
         check.deadline = Duration::ZERO;
@@ -157,6 +165,28 @@ impl ScheduledTask {
     pub fn with_payload_encoding(mut self, encoding: PayloadEncoding) -> Self {
         self.payload_encoding = encoding;
         self
+    }
+
+    /// Marks the schedule as declared in code at `place` (see
+    /// [`declared_in`](Self::declared_in) and
+    /// [`Client::declare_scheduled_task`](crate::Client::declare_scheduled_task)).
+    pub fn with_declared_in(mut self, place: impl Into<String>) -> Self {
+        self.declared_in = Some(place.into());
+        self
+    }
+
+    /// True when both create the same tasks at the same times: every field
+    /// but [`created_at`](Self::created_at) and
+    /// [`declared_in`](Self::declared_in) is equal.
+    pub fn same_tasks_as(&self, other: &ScheduledTask) -> bool {
+        self.name == other.name
+            && self.schedule == other.schedule
+            && self.queue == other.queue
+            && self.task_type == other.task_type
+            && self.payload == other.payload
+            && self.deadline == other.deadline
+            && self.max_tries == other.max_tries
+            && self.payload_encoding == other.payload_encoding
     }
 
     /// Checks the fields as creation does, returning the parsed schedule.

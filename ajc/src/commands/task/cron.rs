@@ -80,6 +80,10 @@ pub struct CronListArgs {
     /// Show only task names
     #[arg(long)]
     pub names: bool,
+    /// Show only the schedules no process fires (every one when no
+    /// scheduler leads the election, none otherwise)
+    #[arg(long)]
+    pub unfired: bool,
     #[command(flatten)]
     pub out: JsonFlag,
 }
@@ -158,6 +162,9 @@ pub fn schedule_text(s: &ScheduledTask) -> String {
     if s.max_tries > 0 {
         line("Maximum Tries", crate::format::comma(s.max_tries));
     }
+    if let Some(place) = &s.declared_in {
+        line("Declared In", place.clone());
+    }
     out
 }
 
@@ -229,15 +236,31 @@ async fn delete(ctx: &Ctx, a: &CronDeleteArgs) -> Result<()> {
     Ok(())
 }
 
-/// `task cron list`: names, a table or JSON.
+/// What `task cron ls` shows for a schedule no process fires.
+pub const UNFIRED: &str = "unfired: no scheduler";
+
+/// `task cron list`: names, a table or JSON. A schedule is unfired when no
+/// scheduler leads the election (docs/processing.md §2.20): the table says
+/// so in its `Fired By` column and a warning, `--unfired` keeps only those.
 async fn list(ctx: &Ctx, a: &CronListArgs) -> Result<()> {
     let client = client(&ctx.global, Prepare::Nothing, Ok).await?;
-    let tasks = match client.scheduled_tasks().await {
+    let mut tasks = match client.scheduled_tasks().await {
         Ok(t) => t,
         // no configuration bucket: nothing was ever scheduled
         Err(ScheduleError::Client(asyncjobs::Error::StorageNotReady(_))) => Vec::new(),
         Err(e) => return Err(e.into()),
     };
+    let leader = client.scheduler_leader().await?;
+    if a.unfired && leader.is_some() {
+        tasks.clear();
+    }
+    if leader.is_none() && !tasks.is_empty() && !a.unfired {
+        eprintln!(
+            "ajc: warning: no scheduler leads the election, so no process fires these {} schedule(s): \
+             start a worker built with asyncjobs::main! (without --no-scheduler) or `ajc task cron scheduler NAME`",
+            tasks.len()
+        );
+    }
     if a.out.json {
         if a.names {
             emit_json(&tasks.iter().map(|t| &t.name).collect::<Vec<_>>());
@@ -253,13 +276,26 @@ async fn list(ctx: &Ctx, a: &CronListArgs) -> Result<()> {
         return Ok(());
     }
     if tasks.is_empty() {
-        emitln("No Scheduled Tasks found");
+        emitln(if a.unfired {
+            "No unfired Scheduled Tasks found"
+        } else {
+            "No Scheduled Tasks found"
+        });
         return Ok(());
     }
     let mut table = Table::new(
         format!("{} Scheduled Task(s)", tasks.len()),
-        &["Name", "Schedule", "Queue", "Task Type", "Created"],
+        &[
+            "Name",
+            "Schedule",
+            "Queue",
+            "Task Type",
+            "Created",
+            "Declared In",
+            "Fired By",
+        ],
     );
+    let fired_by = leader.unwrap_or_else(|| UNFIRED.to_string());
     for t in &tasks {
         table.row(vec![
             t.name.clone().into(),
@@ -267,6 +303,8 @@ async fn list(ctx: &Ctx, a: &CronListArgs) -> Result<()> {
             t.queue.clone().into(),
             t.task_type.clone().into(),
             go_time(t.created_at).into(),
+            t.declared_in.clone().unwrap_or_default().into(),
+            fired_by.clone().into(),
         ]);
     }
     emit(table.render(&ctx.ui));

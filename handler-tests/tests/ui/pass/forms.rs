@@ -109,7 +109,8 @@ pub struct Greeting(pub std::sync::Arc<str>);
     queue_run_time = "10m",
     queue_max_tries = 0,
     queue_concurrency = 5,
-    timeout = "2m30s"
+    timeout = "2m30s",
+    cron = " TZ=UTC 0 3 * * MON-FRI ",
 )]
 pub async fn greet(
     State(greeting): State<Greeting>,
@@ -190,6 +191,12 @@ async fn main() {
         .register(greet::HANDLER)
         .unwrap();
     assert_eq!(router.timeout_for("greet"), Some(std::time::Duration::from_secs(150)));
+    // cron = "…": trimmed; a String payload does not decode from the null of scheduled tasks
+    assert_eq!(greet::CRON, Some("TZ=UTC 0 3 * * MON-FRI"));
+    assert_eq!(greet::HANDLER.cron(), greet::CRON);
+    assert_eq!(send::CRON, None);
+    let err = greet::HANDLER.declared_schedule().unwrap().unwrap_err().to_string();
+    assert!(err.contains("does not decode from null") && err.contains("main!(schedule"), "{err}");
     let task = greet::task(&"ann".to_string()).build().unwrap();
     let output = router
         .dispatch(TaskContext::detached(task.clone()), task)

@@ -1,36 +1,111 @@
-//! The grammar of robfig/cron's standard parser: the five fields (each a
-//! bit set of the values it matches) and the `@` descriptors.
+//! The grammar of robfig/cron's standard parser, which the Go scheduler
+//! uses: the five fields (each a bit set of the values it matches), the `@`
+//! descriptors and the optional `TZ=`/`CRON_TZ=` prefix. The runtime
+//! (`asyncjobs::cron`) computes fire times from what this parses; the
+//! `#[task_handler(cron = ...)]` attribute checks its literal with
+//! [`check_cron`] at compile time. Errors follow robfig/cron's wording.
+//!
+//! ```
+//! use asyncjobs_grammar::cron::check_cron;
+//! assert!(check_cron("0 3 * * *").is_ok());
+//! assert!(check_cron("@every 1m").is_ok());
+//! assert!(check_cron("* * * * 7").unwrap_err().contains("above maximum"));
+//! ```
 
-use super::{err, CronError, Kind};
 use std::time::Duration;
 
+/// What a spec without its time zone prefix describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schedule {
+    /// A five-field schedule (or a descriptor such as `@daily`).
+    Fields(Fields),
+    /// `@every <duration>`, in whole seconds (at least one).
+    Every(Duration),
+}
+
+/// Splits an optional leading `TZ=<zone> ` or `CRON_TZ=<zone> ` from
+/// `spec`: the zone name (not looked up here) and the rest, trimmed.
+pub fn split_time_zone(spec: &str) -> Result<(Option<&str>, &str), String> {
+    if spec.starts_with("TZ=") || spec.starts_with("CRON_TZ=") {
+        let eq = spec.find('=').expect("prefix has '='");
+        let Some(space) = spec.find(' ') else {
+            return Err(format!(
+                "missing schedule after time zone in {spec:?} (expected \"TZ=<zone> <schedule>\")"
+            ));
+        };
+        return Ok((Some(&spec[eq + 1..space]), spec[space..].trim()));
+    }
+    Ok((None, spec))
+}
+
+/// Parses a spec without its time zone prefix: a descriptor, or exactly
+/// five fields that can fire on some day.
+pub fn parse_schedule(rest: &str) -> Result<Schedule, String> {
+    if rest.starts_with('@') {
+        return parse_descriptor(rest);
+    }
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    if fields.len() != 5 {
+        // robfig's `%s` of the field slice: `[a b c]`
+        return Err(format!(
+            "expected exactly 5 fields, found {}: [{}]",
+            fields.len(),
+            fields.join(" ")
+        ));
+    }
+    let f = Fields {
+        minute: get_field(fields[0], MINUTES)?,
+        hour: get_field(fields[1], HOURS)?,
+        dom: get_field(fields[2], DOM)?,
+        month: get_field(fields[3], MONTHS)?,
+        dow: get_field(fields[4], DOW)?,
+    };
+    if !f.has_a_day() {
+        return Err(format!(
+            "the schedule {rest:?} never fires: none of its months has the day of the month it names"
+        ));
+    }
+    Ok(Schedule::Fields(f))
+}
+
+/// Checks a whole spec as the runtime parses it, except that a time zone
+/// name is not looked up (the runtime refuses an unknown zone when the
+/// schedule is stored).
+pub fn check_cron(spec: &str) -> Result<(), String> {
+    if spec.is_empty() {
+        return Err("empty spec string".into());
+    }
+    let (_, rest) = split_time_zone(spec)?;
+    parse_schedule(rest).map(|_| ())
+}
+
 /// Set in a field's bits when the field was `*` or `?` (robfig's `starBit`).
-pub(super) const STAR: u64 = 1 << 63;
+pub const STAR: u64 = 1 << 63;
 
 /// One field's range and the names its values may go by.
 #[derive(Clone, Copy)]
-pub(super) struct Bounds {
+struct Bounds {
     min: u32,
     max: u32,
     names: &'static [(&'static str, u32)],
 }
 
-pub(super) const MINUTES: Bounds = Bounds {
+const MINUTES: Bounds = Bounds {
     min: 0,
     max: 59,
     names: &[],
 };
-pub(super) const HOURS: Bounds = Bounds {
+const HOURS: Bounds = Bounds {
     min: 0,
     max: 23,
     names: &[],
 };
-pub(super) const DOM: Bounds = Bounds {
+const DOM: Bounds = Bounds {
     min: 1,
     max: 31,
     names: &[],
 };
-pub(super) const MONTHS: Bounds = Bounds {
+const MONTHS: Bounds = Bounds {
     min: 1,
     max: 12,
     names: &[
@@ -48,7 +123,7 @@ pub(super) const MONTHS: Bounds = Bounds {
         ("dec", 12),
     ],
 };
-pub(super) const DOW: Bounds = Bounds {
+const DOW: Bounds = Bounds {
     min: 0,
     max: 6,
     names: &[
@@ -65,19 +140,24 @@ pub(super) const DOW: Bounds = Bounds {
 /// A field schedule: per field, the bits of the values it matches (bit
 /// `v` for value `v`, plus [`STAR`] for `*`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Fields {
-    pub(super) minute: u64,
-    pub(super) hour: u64,
-    pub(super) dom: u64,
-    pub(super) month: u64,
-    pub(super) dow: u64,
+pub struct Fields {
+    /// Minutes 0-59.
+    pub minute: u64,
+    /// Hours 0-23.
+    pub hour: u64,
+    /// Days of the month 1-31.
+    pub dom: u64,
+    /// Months 1-12.
+    pub month: u64,
+    /// Days of the week 0-6 (Sunday is 0).
+    pub dow: u64,
 }
 
 impl Fields {
     /// True when some month of the schedule has a day it names (29 February
     /// counts). A weekday restriction always matches some day: with `*` for
     /// the day of the month both must match, otherwise either does.
-    pub(super) fn has_a_day(&self) -> bool {
+    pub fn has_a_day(&self) -> bool {
         const DAYS: [u32; 13] = [0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
         if self.dow & STAR == 0 {
             return true;
@@ -90,10 +170,10 @@ impl Fields {
 }
 
 /// An `@` descriptor: `@yearly` … `@hourly`, or `@every <Go duration>`.
-pub(super) fn parse_descriptor(spec: &str) -> Result<Kind, CronError> {
+fn parse_descriptor(spec: &str) -> Result<Schedule, String> {
     let all = |b: Bounds| bits(b.min, b.max, 1) | STAR;
     let f = |minute, hour, dom, month, dow| {
-        Kind::Fields(Fields {
+        Schedule::Fields(Fields {
             minute,
             hour,
             dom,
@@ -109,23 +189,23 @@ pub(super) fn parse_descriptor(spec: &str) -> Result<Kind, CronError> {
         "@hourly" => f(1, all(HOURS), all(DOM), all(MONTHS), all(DOW)),
         _ => {
             let Some(d) = spec.strip_prefix("@every ") else {
-                return Err(err(format!("unrecognized descriptor: {spec}")));
+                return Err(format!("unrecognized descriptor: {spec}"));
             };
-            let nanos = crate::wire::parse_go_duration(d)
-                .map_err(|e| err(format!("failed to parse duration {spec}: {e}")))?;
+            let nanos = crate::parse_go_duration(d)
+                .map_err(|e| format!("failed to parse duration {spec}: {e}"))?;
             // Go: below one second becomes one second; sub-second part truncated.
             let secs = if nanos < 1_000_000_000 {
                 1
             } else {
                 (nanos / 1_000_000_000) as u64
             };
-            Kind::Every(Duration::from_secs(secs))
+            Schedule::Every(Duration::from_secs(secs))
         }
     })
 }
 
 /// One field: a comma list of ranges.
-pub(super) fn get_field(field: &str, b: Bounds) -> Result<u64, CronError> {
+fn get_field(field: &str, b: Bounds) -> Result<u64, String> {
     let mut out = 0;
     // like strings.FieldsFunc: empty parts are skipped
     for expr in field.split(',').filter(|e| !e.is_empty()) {
@@ -134,7 +214,7 @@ pub(super) fn get_field(field: &str, b: Bounds) -> Result<u64, CronError> {
     Ok(out)
 }
 
-fn get_range(expr: &str, b: Bounds) -> Result<u64, CronError> {
+fn get_range(expr: &str, b: Bounds) -> Result<u64, String> {
     let range_and_step: Vec<&str> = expr.split('/').collect();
     let low_and_high: Vec<&str> = range_and_step[0].split('-').collect();
     let single = low_and_high.len() == 1;
@@ -148,7 +228,7 @@ fn get_range(expr: &str, b: Bounds) -> Result<u64, CronError> {
         end = match low_and_high.len() {
             1 => start,
             2 => parse_int_or_name(low_and_high[1], b)?,
-            _ => return Err(err(format!("too many hyphens: {expr}"))),
+            _ => return Err(format!("too many hyphens: {expr}")),
         };
         extra = 0;
     }
@@ -165,34 +245,32 @@ fn get_range(expr: &str, b: Bounds) -> Result<u64, CronError> {
             }
             step
         }
-        _ => return Err(err(format!("too many slashes: {expr}"))),
+        _ => return Err(format!("too many slashes: {expr}")),
     };
     if start < b.min {
-        return Err(err(format!(
+        return Err(format!(
             "beginning of range ({start}) below minimum ({}): {expr}",
             b.min
-        )));
+        ));
     }
     if end > b.max {
-        return Err(err(format!(
+        return Err(format!(
             "end of range ({end}) above maximum ({}): {expr}",
             b.max
-        )));
+        ));
     }
     if start > end {
-        return Err(err(format!(
+        return Err(format!(
             "beginning of range ({start}) beyond end of range ({end}): {expr}"
-        )));
+        ));
     }
     if step == 0 {
-        return Err(err(format!(
-            "step of range should be a positive number: {expr}"
-        )));
+        return Err(format!("step of range should be a positive number: {expr}"));
     }
     Ok(bits(start, end, step) | extra)
 }
 
-fn parse_int_or_name(expr: &str, b: Bounds) -> Result<u32, CronError> {
+fn parse_int_or_name(expr: &str, b: Bounds) -> Result<u32, String> {
     let lower = expr.to_ascii_lowercase();
     if let Some((_, v)) = b.names.iter().find(|(n, _)| *n == lower) {
         return Ok(*v);
@@ -201,22 +279,17 @@ fn parse_int_or_name(expr: &str, b: Bounds) -> Result<u32, CronError> {
 }
 
 /// Go's `strconv.Atoi` followed by robfig's negative check.
-fn parse_int(expr: &str) -> Result<u32, CronError> {
+fn parse_int(expr: &str) -> Result<u32, String> {
     let digits = expr.strip_prefix(['+', '-']).unwrap_or(expr);
     let valid = !digits.is_empty() && digits.bytes().all(|c| c.is_ascii_digit());
     let num: i64 = if valid {
-        expr.parse().map_err(|_| {
-            err(format!(
-                "failed to parse int from {expr}: value out of range"
-            ))
-        })?
+        expr.parse()
+            .map_err(|_| format!("failed to parse int from {expr}: value out of range"))?
     } else {
-        return Err(err(format!(
-            "failed to parse int from {expr}: invalid syntax"
-        )));
+        return Err(format!("failed to parse int from {expr}: invalid syntax"));
     };
     if num < 0 {
-        return Err(err(format!("negative number ({num}) not allowed: {expr}")));
+        return Err(format!("negative number ({num}) not allowed: {expr}"));
     }
     // anything this large is above every field's maximum anyway
     Ok(num.min(u32::MAX as i64) as u32)
