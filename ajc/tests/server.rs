@@ -275,6 +275,8 @@ async fn check_openapi(client: &reqwest::Client, server: &ApiServer, go: &Value)
             // only when the queue has its own retention (§75)
             "QueueInfo" => &["paused", "retention"],
             "QueueCreateRequest" => &["retention"],
+            // only for a schedule declared in code (§76)
+            "Schedule" => &["declared_in"],
             _ => &[],
         };
         let mut mine = keys(our);
