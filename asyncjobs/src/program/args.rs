@@ -97,7 +97,7 @@ pub struct WorkerArgs {
 
     /// Name of the highly available task scheduler this worker runs
     /// (schedules stored in CHORIA_AJ_CONFIGURATION fire while it leads the
-    /// election) [default: <host>-<pid>]
+    /// election) [default: HOST-PID, this host name and process id]
     #[arg(long, env = "AJC_SCHEDULER_NAME", value_name = "NAME")]
     pub scheduler: Option<String>,
 
