@@ -79,16 +79,25 @@ impl Storage {
         })
     }
 
-    /// What was read of the task store, read again every [`EXPIRY_RECHECK`];
-    /// `None` while it cannot be read (asked again at the next final save).
+    /// What was read of the task store, read again every [`EXPIRY_RECHECK`]
+    /// (by one save; the others use what was read before meanwhile, and so
+    /// does that save when the read fails); `None` while it was never read.
     async fn expiry(&self) -> Option<Expiry> {
-        let known = *self.ttl_allowed.lock().unwrap_or_else(|e| e.into_inner());
-        match known {
-            Some(e) if e.at.elapsed() < EXPIRY_RECHECK => Some(e),
-            _ => {
-                let d = self.tasks_info().await.ok()?;
-                Some(self.learn_expiry(&d))
+        let before = {
+            let mut known = self.ttl_allowed.lock().unwrap_or_else(|e| e.into_inner());
+            match known.as_mut() {
+                Some(e) if e.at.elapsed() < EXPIRY_RECHECK => return Some(*e),
+                Some(e) => {
+                    let old = *e;
+                    e.at = Instant::now();
+                    Some(old)
+                }
+                None => None,
             }
+        };
+        match self.tasks_info().await {
+            Ok(d) => Some(self.learn_expiry(&d)),
+            Err(_) => before,
         }
     }
 
@@ -124,45 +133,58 @@ impl Storage {
     }
 
     /// The retention of `queue`'s finished tasks: the queue's own when it
-    /// has one, else the client's ([`RETENTION_REFRESH`] old at most).
+    /// has one, else the client's ([`RETENTION_REFRESH`] old at most). While
+    /// the queue cannot be read, what was read before is used, and before
+    /// anything was read, [`Retention::forever`]: a record is better kept
+    /// than removed early.
     pub(crate) async fn retention_of(&self, queue: &str) -> Retention {
-        let now = Instant::now();
-        let cached = {
+        let before = {
             let mut map = self.retentions.lock().unwrap_or_else(|e| e.into_inner());
             match map.get_mut(queue) {
-                Some((r, at)) if now.duration_since(*at) < RETENTION_REFRESH => Some(*r),
-                Some((_, at)) => {
+                Some((r, at)) if at.elapsed() < RETENTION_REFRESH => {
+                    return r.unwrap_or(self.settings.retention)
+                }
+                Some((r, at)) => {
                     // this save reads it again; the others use the old one meanwhile
-                    *at = now;
-                    None
+                    *at = Instant::now();
+                    Some(*r)
                 }
                 None => None,
             }
         };
-        let own = match cached {
-            Some(r) => r,
-            None => {
-                let r = self.read_queue_retention(queue).await;
+        match self.read_queue_retention(queue).await {
+            Ok(own) => {
                 let mut map = self.retentions.lock().unwrap_or_else(|e| e.into_inner());
-                map.insert(queue.to_string(), (r, Instant::now()));
-                r
+                map.insert(queue.to_string(), (own, Instant::now()));
+                own.unwrap_or(self.settings.retention)
             }
-        };
-        own.unwrap_or(self.settings.retention)
+            Err(e) => {
+                tracing::debug!(queue, error = %e, "reading the queue's retention failed");
+                match before {
+                    Some(own) => own.unwrap_or(self.settings.retention),
+                    None => Retention::forever(),
+                }
+            }
+        }
     }
 
-    /// The retention stored with `queue` (none for a queue without, one
-    /// that cannot be read, or one whose value does not parse: logged).
-    async fn read_queue_retention(&self, queue: &str) -> Option<Retention> {
+    /// The retention stored with `queue`: none for a queue without one (or
+    /// without its stream: a Go-created task's queue may be gone), or one
+    /// whose value does not parse (logged).
+    async fn read_queue_retention(&self, queue: &str) -> Result<Option<Retention>> {
         let stream = format!("{QUEUE_STREAM_PREFIX}{queue}");
-        let details = self.stream_details(&stream).await.ok().flatten()?;
-        let text = details.metadata.get(RETENTION_METADATA)?;
+        let Some(details) = self.stream_details(&stream).await? else {
+            return Ok(None);
+        };
+        let Some(text) = details.metadata.get(RETENTION_METADATA) else {
+            return Ok(None);
+        };
         match text.parse() {
-            Ok(r) => Some(r),
+            Ok(r) => Ok(Some(r)),
             Err(e) => {
                 tracing::warn!(queue, value = %text, error = %e,
                     "the retention stored with the queue is not valid; using the client's");
-                None
+                Ok(None)
             }
         }
     }
