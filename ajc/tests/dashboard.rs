@@ -216,6 +216,13 @@ async fn dashboard_in_a_browser() {
             }
         })
         .unwrap()
+        .handle("render", |ctx: TaskContext, _: Task| async move {
+            // reports how far it is, then runs until cancelled
+            ctx.progress(40, "frame 400 of 1000")?;
+            ctx.cancelled().await;
+            Err(asyncjobs::HandlerError::retry("stopped"))
+        })
+        .unwrap()
         .handle("dead:a", {
             let runs = runs.clone();
             move |_: TaskContext, t: Task| {
@@ -412,6 +419,52 @@ async fn dashboard_in_a_browser() {
     for id in &b_ids {
         assert_eq!(task(&http, &server, id).await["tries"], 1);
     }
+
+    // a running task's page shows its progress; cancelled from there, its
+    // handler is stopped and it ends terminated (issue 31)
+    let running = create(&http, &server, json!({"type": "render"})).await;
+    b.goto(&server.url(&format!("/ui/tasks/{running}")))
+        .await
+        .unwrap();
+    let mut shown = String::new();
+    for _ in 0..200 {
+        b.refresh().await.unwrap();
+        if let Ok(e) = b.find(Locator::Css("[data-progress-text]")).await {
+            shown = e.text().await.unwrap_or_default();
+            if shown == "40% frame 400 of 1000" {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(shown, "40% frame 400 of 1000");
+    let bar = b
+        .find(Locator::Css("[data-progress] progress"))
+        .await
+        .unwrap()
+        .attr("value")
+        .await
+        .unwrap();
+    assert_eq!(bar.as_deref(), Some("40"));
+    wait_text(b, "[data-state]", "active").await;
+    b.find(Locator::Id("cancel"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.accept_alert().await.unwrap();
+    wait_text(
+        b,
+        ".notice",
+        "Task cancelled: its worker stops the running handler",
+    )
+    .await;
+    wait_for(T, "the running task to end cancelled", || async {
+        let t = task(&http, &server, &running).await;
+        (t["state"] == "terminated").then_some(t)
+    })
+    .await;
 
     // pause the queue from the overview: a task enqueued meanwhile waits,
     // and runs once the queue is resumed from the same page
