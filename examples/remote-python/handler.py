@@ -5,11 +5,14 @@ Workers (Rust `asyncjobs::RequestReply`, Go `router.RequestReply`) send each
 task of type TYPE to the subject `CHORIA_AJ.H.T.<TYPE>`; this service answers
 in a queue group, so any number of copies can run side by side.
 
-Protocol (reference section 10.3):
+Protocol (docs/processing.md section 6.2):
 
 * request headers: `AJ-Content-Type: application/x-asyncjobs-task+json`,
-  `AJ-Handler-Deadline: <RFC 3339 UTC>` (reply before then) and, when the
-  task carries one, `traceparent` (W3C trace context of the worker's try);
+  `AJ-Handler-Deadline: <RFC 3339 UTC>` (reply before then), when the
+  task carries one, `traceparent` (W3C trace context of the worker's try)
+  and, from Rust workers, `AJ-Cancel-Subject` (a core NATS subject on which
+  a cancel of the task is announced: a long handler may subscribe to it and
+  stop; this one is quick and does not);
 * request body: the task JSON; its `payload` is base64 of the payload bytes
   (for tasks made by asyncjobs, the payload's JSON encoding);
 * reply: a body on success (the worker stores it as the task result, base64
