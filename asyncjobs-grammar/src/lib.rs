@@ -34,4 +34,4 @@ pub mod duration;
 pub mod names;
 
 pub use duration::{format_duration, parse_duration, parse_go_duration, parse_signed_duration};
-pub use names::{check_queue_name, is_valid_name, is_valid_queue_name};
+pub use names::{check_queue_name, is_valid_name, is_valid_queue_name, DEFAULT_QUEUE_NAME};

@@ -10,6 +10,10 @@
 //! The functions are pure; the runtime wraps them in its own error types,
 //! and the macro reports them at the attribute's literals.
 
+/// The queue a task goes to, and a worker serves, when none is named
+/// (Go's `DEFAULT`).
+pub const DEFAULT_QUEUE_NAME: &str = "DEFAULT";
+
 /// True when `name` is a valid task type or task id: non-empty, ASCII
 /// letters, digits, `_`, `:` and `-` only (`^[a-zA-Z0-9_:-]+$`).
 ///

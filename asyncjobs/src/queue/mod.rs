@@ -12,8 +12,9 @@ use crate::error::{Error, Result};
 use crate::task::Retention;
 use std::time::Duration;
 
-/// Name of the queue used when none is configured.
-pub const DEFAULT_QUEUE_NAME: &str = "DEFAULT";
+/// Name of the queue used when none is configured (`DEFAULT`; one
+/// definition with the macro's, in the grammar crate).
+pub use asyncjobs_grammar::DEFAULT_QUEUE_NAME;
 /// Stream name prefix of work queues.
 pub const QUEUE_STREAM_PREFIX: &str = "CHORIA_AJ_Q_";
 /// Name of the durable pull consumer workers share.

@@ -266,7 +266,8 @@ impl Task {
     /// The queue it was last enqueued into, `DEFAULT` when none is recorded.
     pub(crate) fn queue_or_default(&self) -> &str {
         if self.queue.is_empty() {
-            crate::queue::DEFAULT_QUEUE_NAME
+            // the queue module's constant, from below both (no import circle)
+            asyncjobs_grammar::DEFAULT_QUEUE_NAME
         } else {
             &self.queue
         }
