@@ -11,7 +11,8 @@ use time::OffsetDateTime;
 pub const UNTIL_RESUMED: OffsetDateTime = time::macros::datetime!(2200-01-01 00:00 UTC);
 
 /// The `WORKERS` consumer's metadata key holding when the pause began
-/// (RFC 3339), written in the same update as the pause.
+/// (RFC 3339), written by a consumer update just before the pause itself
+/// (kept when a pause is extended; docs/storage.md §4.4).
 pub(crate) const PAUSED_SINCE_KEY: &str = "asyncjobs_paused_since";
 
 /// How long a queue stays paused.

@@ -106,20 +106,32 @@ impl Storage {
 
     /// Hands a try of a dead worker back: when task `id` is still `active`
     /// with its record at `seq` (nothing saved it since the dead worker
-    /// did), it is saved `retry` with `why` as `last_err` (at that
-    /// sequence, so two rescuers cannot both win) and a fresh work item is
-    /// published to its queue. Whether it was handed back.
+    /// did), or at a later sequence of the same try (a progress or renewal
+    /// save the lease, last written at `lease_written`, had not caught up
+    /// with: the try started no later than that write), it is saved `retry`
+    /// with `why` as `last_err` (at the record's sequence, so two rescuers
+    /// cannot both win) and a fresh work item is published to its queue.
+    /// A try another worker started after the lease's last write is not
+    /// touched. Whether it was handed back.
     ///
     /// # Errors
     /// Loading, saving or publishing failed (a publish failure leaves the
     /// task `retry` without an item: the reconcile pass ends it).
-    pub(crate) async fn rescue_task(&self, id: &str, seq: u64, why: &str) -> Result<bool> {
+    pub(crate) async fn rescue_task(
+        &self,
+        id: &str,
+        seq: u64,
+        lease_written: time::OffsetDateTime,
+        why: &str,
+    ) -> Result<bool> {
         let mut task = match self.load_task(id).await {
             Ok(t) => t,
             Err(Error::TaskNotFound(_)) => return Ok(false),
             Err(e) => return Err(e),
         };
-        if task.state != TaskState::Active || task.seq != seq {
+        let same_try =
+            task.seq == seq || (task.seq > seq && task.tried.is_some_and(|t| t <= lease_written));
+        if task.state != TaskState::Active || !same_try {
             return Ok(false);
         }
         task.state = TaskState::Retry;

@@ -109,8 +109,9 @@ impl Storage {
     }
 
     /// Pauses a queue's `WORKERS` consumer until `until` (docs/storage.md
-    /// §4.4): one update sets the end and when it began; returns the queue
-    /// as it is then.
+    /// §4.4): a consumer update records when the pause began (kept when a
+    /// pause is extended), then `CONSUMER.PAUSE` sets its end; returns the
+    /// queue as it is then.
     ///
     /// # Errors
     /// [`Error::ServerTooOld`] before nats-server 2.11, [`Error::Config`]
@@ -128,8 +129,16 @@ impl Storage {
             )));
         }
         // when it began first: a pause without it would read "since
-        // unknown"; a record of it without a pause is not read
+        // unknown"; a record of it without a pause is not read. A pause
+        // that is extended keeps when it began.
         self.update_workers(name, |c| {
+            let paused_now = c["pause_until"]
+                .as_str()
+                .and_then(|t| crate::wire::parse_time(t).ok())
+                .is_some_and(|t| t > now);
+            if paused_now && c["metadata"][PAUSED_SINCE_KEY].is_string() {
+                return;
+            }
             if !c["metadata"].is_object() {
                 c["metadata"] = json!({});
             }

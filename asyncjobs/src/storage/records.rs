@@ -153,18 +153,18 @@ impl Storage {
         self.save_task(task).await
     }
 
-    /// Records the final state of a task in a discard state, then deletes it.
+    /// Saves the final record of a task in a discard state (at the sequence
+    /// this process last saw, like every save: a record changed meanwhile,
+    /// by a cancel or an operator's retry, wins and nothing is deleted),
+    /// records its final state, then deletes that record (only that one).
     pub(super) async fn discard(&self, task: &mut Task) -> Result<()> {
+        self.save_task(task).await?;
         if let Err(e) = self.mark_discarded(task).await {
             tracing::warn!(task = %task.id, state = %task.state, error = %e,
                 "cannot record the final state of a discarded task; keeping its record instead");
-            return self.save_task(task).await;
+            return Ok(());
         }
-        self.publish_event(task).await;
-        match self.delete_task(&task.id).await {
-            Ok(()) | Err(Error::TaskNotFound(_)) => Ok(()),
-            Err(e) => Err(e),
-        }
+        self.delete_record(&task.id, task.seq).await
     }
 
     /// Loads a task and verifies its signature when keys are configured.

@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// The queue stream's metadata key holding the queue's [`Retention`] in
-/// its text form (docs/storage.md §4.1).
+/// its text form (docs/storage.md §3.3, §3.8).
 pub(crate) const RETENTION_METADATA: &str = "asyncjobs.retention";
 
 /// How long a queue's retention, as read from its stream, is used before
@@ -72,11 +72,14 @@ impl Storage {
             .retention_of(task.queue_or_default())
             .await
             .keep(task.state)?;
-        Some(if store.max_age.is_zero() {
+        let ttl = if store.max_age.is_zero() {
             keep
         } else {
             keep.min(store.max_age)
-        })
+        };
+        // the server's shortest TTL is 1 s (a store whose max_age is
+        // shorter removes the record by that age anyway)
+        (ttl >= crate::task::retention::MIN_KEEP).then_some(ttl)
     }
 
     /// What was read of the task store, read again every [`EXPIRY_RECHECK`]

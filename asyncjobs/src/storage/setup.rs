@@ -305,7 +305,7 @@ impl Storage {
                 "consumer_limits": {},
             });
             if let Some(r) = &queue.retention {
-                // the queue's own retention (docs/storage.md §4.1)
+                // the queue's own retention (docs/storage.md §3.3, §3.8)
                 config["metadata"] = json!({ RETENTION_METADATA: r.to_string() });
             }
             self.create_stream(&stream, config).await?;

@@ -1,5 +1,5 @@
 //! Unique tasks: the key bucket `CHORIA_AJ_UNIQUE` and the enqueue that
-//! holds a key (docs/processing.md §2.18, docs/storage.md §3.6).
+//! holds a key (docs/processing.md §2.18, docs/storage.md §3.7).
 
 use super::{Bucket, Storage};
 use crate::capabilities::version_at_least;
@@ -157,8 +157,10 @@ impl Storage {
             Ok(t) if !t.state.is_final() => return exists(),
             Ok(_) => {}
             Err(Error::TaskNotFound(_)) => {
+                // deleted by a discard policy once final: free at once
+                let discarded = matches!(self.discarded_state(&holder).await, Ok(Some(_)));
                 let age = time::OffsetDateTime::now_utc() - held.at;
-                if age < PENDING_GRACE {
+                if !discarded && age < PENDING_GRACE {
                     // its enqueue may still be saving it
                     return exists();
                 }

@@ -8,6 +8,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use time::OffsetDateTime;
 
+/// The longest unique period: 10 years (a key's TTL is whole seconds; no
+/// real period is longer, and the arithmetic stays far from overflow).
+const MAX_UNIQUE_PERIOD: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
 /// Builds a [`Task`]; see [`Task::builder`].
 #[derive(Debug)]
 pub struct TaskBuilder {
@@ -217,10 +221,10 @@ impl TaskBuilder {
                 };
                 if self
                     .unique_period
-                    .is_some_and(|p| p < Duration::from_secs(1))
+                    .is_some_and(|p| p < Duration::from_secs(1) || p > MAX_UNIQUE_PERIOD)
                 {
                     return Err(Error::Config(format!(
-                        "unique period must be at least 1s (got {})",
+                        "unique period must be at least 1s and at most 87600h (10 years) (got {})",
                         crate::wire::format_duration(self.unique_period.unwrap_or_default())
                     )));
                 }

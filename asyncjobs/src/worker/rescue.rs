@@ -211,7 +211,7 @@ async fn rescue_dead(shared: &Shared, bucket: &Bucket) {
         );
         let mut all = true;
         for (id, seq) in &lease.running {
-            match shared.storage.rescue_task(id, *seq, &why).await {
+            match shared.storage.rescue_task(id, *seq, written.at, &why).await {
                 Ok(true) => {
                     crate::metrics::task_rescued(&lease.queue);
                     tracing::warn!(task = %id, worker = %lease.worker, queue = %lease.queue, "{why}");

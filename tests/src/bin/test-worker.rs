@@ -35,6 +35,7 @@ async fn main() {
     let url = args.next().expect("nats url");
     let queue = args.next().expect("queue name");
     let hang = std::env::var_os("TEST_WORKER_HANG").is_some();
+    let progress = std::env::var_os("TEST_WORKER_PROGRESS").is_some();
     let run_time = std::env::var("TEST_WORKER_RUN_TIME")
         .map(|s| s.parse().expect("run time in seconds"))
         .unwrap_or(2);
@@ -78,6 +79,15 @@ async fn main() {
                         .await
                         .map_err(asyncjobs::HandlerError::retry)?;
                     nc.flush().await.map_err(asyncjobs::HandlerError::retry)?;
+                    if hang && progress {
+                        // a hung handler that reports progress every 1.1 s
+                        let mut n = 0u8;
+                        loop {
+                            let _ = ctx.progress(n % 100, format!("step {n}"));
+                            n = n.wrapping_add(1);
+                            tokio::time::sleep(Duration::from_millis(1100)).await;
+                        }
+                    }
                     if hang {
                         std::future::pending::<()>().await;
                     }
