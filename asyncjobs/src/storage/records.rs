@@ -20,15 +20,22 @@ use std::sync::atomic::Ordering;
 impl Storage {
     /// Saves the task with optimistic concurrency and publishes its state event.
     pub(crate) async fn save_task(&self, task: &mut Task) -> Result<()> {
+        self.save_record(task).await?;
+        self.publish_event(task).await;
+        Ok(())
+    }
+
+    /// Saves the task with optimistic concurrency, without its state event.
+    async fn save_record(&self, task: &mut Task) -> Result<()> {
         let ack = self.start_save(task).await?;
-        match self.finish_save(task, ack).await {
+        match self.record_saved(task, ack.await) {
             // a final save refused because the store was replaced by one
             // without per-message TTL: sent again without (docs/storage.md §3.8)
             Err(Error::TaskUpdateFailed(_))
                 if task.state.is_final() && self.expiry_lost().await =>
             {
                 let ack = self.start_save(task).await?;
-                self.finish_save(task, ack).await
+                self.record_saved(task, ack.await)
             }
             other => other,
         }
@@ -87,13 +94,23 @@ impl Storage {
         }
     }
 
-    /// Awaits a record's publish ack, remembers its sequence and publishes the event.
-    pub(crate) async fn finish_save(&self, task: &mut Task, ack: PublishAckFuture) -> Result<()> {
-        self.saved(task, ack.await).await
+    /// What a record's publish ack (or its error) means; the state event
+    /// follows a saved record.
+    pub(crate) async fn saved(
+        &self,
+        task: &mut Task,
+        acked: std::result::Result<
+            async_nats::jetstream::publish::PublishAck,
+            async_nats::jetstream::context::PublishError,
+        >,
+    ) -> Result<()> {
+        self.record_saved(task, acked)?;
+        self.publish_event(task).await;
+        Ok(())
     }
 
-    /// [`Storage::finish_save`] once the ack (or its error) is in.
-    pub(crate) async fn saved(
+    /// What a record's publish ack (or its error) means, without the event.
+    fn record_saved(
         &self,
         task: &mut Task,
         acked: std::result::Result<
@@ -105,7 +122,6 @@ impl Storage {
             Ok(ack) => {
                 task.seq = ack.sequence;
                 crate::metrics::task_update(task.state);
-                self.publish_event(task).await;
                 Ok(())
             }
             Err(e) => {
@@ -157,14 +173,20 @@ impl Storage {
     /// this process last saw, like every save: a record changed meanwhile,
     /// by a cancel or an operator's retry, wins and nothing is deleted),
     /// records its final state, then deletes that record (only that one).
+    ///
+    /// The state event follows the delete, so a dependant it releases finds
+    /// the marker, never the record about to go.
     pub(super) async fn discard(&self, task: &mut Task) -> Result<()> {
-        self.save_task(task).await?;
+        self.save_record(task).await?;
         if let Err(e) = self.mark_discarded(task).await {
             tracing::warn!(task = %task.id, state = %task.state, error = %e,
                 "cannot record the final state of a discarded task; keeping its record instead");
+            self.publish_event(task).await;
             return Ok(());
         }
-        self.delete_record(&task.id, task.seq).await
+        let deleted = self.delete_record(&task.id, task.seq).await;
+        self.publish_event(task).await;
+        deleted
     }
 
     /// Loads a task and verifies its signature when keys are configured.
