@@ -169,24 +169,32 @@ impl Storage {
         self.save_task(task).await
     }
 
-    /// Saves the final record of a task in a discard state (at the sequence
-    /// this process last saw, like every save: a record changed meanwhile,
-    /// by a cancel or an operator's retry, wins and nothing is deleted),
-    /// records its final state, then deletes that record (only that one).
-    ///
-    /// The state event follows the delete, so a dependant it releases finds
-    /// the marker, never the record about to go.
+    /// Deletes the record of a task in a discard state and records its
+    /// final state, then publishes the event (so a dependant it releases
+    /// finds the marker). The record deleted is the one at the sequence
+    /// this process last saw: when a newer one replaced it (a cancel, an
+    /// operator's retry) nothing is deleted and the outcome is dropped
+    /// ([`Error::ConcurrentUpdate`]), like a save's. Should the marker not
+    /// be written, the final record is saved anew instead: keeping it is
+    /// better than stranding dependants.
     pub(super) async fn discard(&self, task: &mut Task) -> Result<()> {
-        self.save_record(task).await?;
+        let tasks = self.stream(TASKS_STREAM).await?;
+        if let Err(e) = tasks.delete_message(task.seq).await {
+            let e = nats(format!("removing the record of task {}", task.id), e);
+            return Err(if api::is(&e, ErrorCode::NO_MESSAGE_FOUND) {
+                Error::ConcurrentUpdate(task.id.clone())
+            } else {
+                e.into()
+            });
+        }
         if let Err(e) = self.mark_discarded(task).await {
             tracing::warn!(task = %task.id, state = %task.state, error = %e,
                 "cannot record the final state of a discarded task; keeping its record instead");
-            self.publish_event(task).await;
-            return Ok(());
+            task.seq = 0;
+            return self.save_task(task).await;
         }
-        let deleted = self.delete_record(&task.id, task.seq).await;
         self.publish_event(task).await;
-        deleted
+        Ok(())
     }
 
     /// Loads a task and verifies its signature when keys are configured.
