@@ -433,6 +433,10 @@ pub enum Error {
         /// When it is due.
         due: time::OffsetDateTime,
     },
+    /// A task's priority is outside 0 (the default) to
+    /// [`MAX_PRIORITY`](crate::task::MAX_PRIORITY) (docs/processing.md §2.21).
+    #[error("task priority must be 0 (the default) to 9 (runs first) (got {0})")]
+    PriorityInvalid(i64),
     /// A handler takes a [`State<T>`](crate::State) for which no value was
     /// registered; the message names the type and the handler.
     #[error("{0}")]

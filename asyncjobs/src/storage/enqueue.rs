@@ -114,7 +114,14 @@ impl Storage {
         let mut unanswered = false;
         loop {
             let sent = self
-                .publish_item_at(queue, &task.id, traceparent.clone(), with_id, due)
+                .publish_item_at(
+                    queue,
+                    &task.id,
+                    task.priority,
+                    traceparent.clone(),
+                    with_id,
+                    due,
+                )
                 .await;
             let outcome = match sent {
                 Ok(ack) => ack.await,
@@ -124,6 +131,9 @@ impl Storage {
                 // a duplicate of the copy this enqueue sent before is that copy
                 Ok(ack) if !ack.duplicate || unanswered => {
                     crate::metrics::enqueue(queue);
+                    if task.priority > 0 && due.is_none() {
+                        self.notify_lane(queue, task.priority).await;
+                    }
                     return Ok(());
                 }
                 Err(e)
@@ -199,6 +209,9 @@ impl Storage {
             other => return Err(Error::CannotEnqueue(other)),
         }
         validate_queue_name(queue)?;
+        if task.priority > crate::task::MAX_PRIORITY {
+            return Err(Error::PriorityInvalid(task.priority.into()));
+        }
         task.queue = queue.to_string();
         if self.settings.keys.signs() && task.signature.is_empty() {
             self.settings.keys.sign(task)?;

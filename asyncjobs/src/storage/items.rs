@@ -6,8 +6,8 @@ use super::work_item::{self, WorkItem};
 use super::{api, Storage, HELD_STREAM};
 use crate::error::{nats, Error, Result};
 use crate::queue::{
-    held_item_subject, item_subject, legacy_held_subject, released_item_subject,
-    validate_queue_name, LEGACY_HELD_PREFIX, QUEUE_STREAM_PREFIX,
+    held_item_subject, item_subject, item_subject_at, legacy_held_subject, released_item_subject,
+    released_item_subject_at, validate_queue_name, LEGACY_HELD_PREFIX, QUEUE_STREAM_PREFIX,
 };
 use async_nats::jetstream::context::{PublishAckFuture, PublishError};
 use async_nats::jetstream::{self, ErrorCode};
@@ -66,7 +66,14 @@ impl Storage {
     pub(crate) async fn holds_item(&self, queue: &str, id: &str) -> Result<bool> {
         validate_queue_name(queue)?;
         let stream = format!("{QUEUE_STREAM_PREFIX}{queue}");
-        let mut lookups = vec![(stream.as_str(), item_subject(queue, id))];
+        let mut lookups = vec![
+            (stream.as_str(), item_subject(queue, id)),
+            // in a priority's lane (docs/processing.md §2.21)
+            (
+                stream.as_str(),
+                item_subject_at(queue, id, 1).replacen(".P1.", ".*.", 1),
+            ),
+        ];
         // read now: a queue deleted a moment ago holds nothing
         match self.read_queue_legacy_items(queue).await? {
             // no queue: nothing will ever deliver an item for it
@@ -239,17 +246,21 @@ impl Storage {
     pub(crate) async fn remove_items(&self, queue: &str, id: &str) -> Result<()> {
         validate_queue_name(queue)?;
         let stream = format!("{QUEUE_STREAM_PREFIX}{queue}");
-        let found = api::request::<Value>(
-            &self.js,
-            &format!("STREAM.PURGE.{stream}"),
-            &json!({ "filter": item_subject(queue, id) }),
-            || format!("removing the work item of task {id}"),
-        )
-        .await;
-        match found {
-            Ok(_) => {}
-            Err(e) if api::is(&e, ErrorCode::STREAM_NOT_FOUND) => return Ok(()),
-            Err(e) => return Err(e.into()),
+        // its plain item, and one in a priority's lane (docs/processing.md §2.21)
+        let lane = item_subject_at(queue, id, 1).replacen(".P1.", ".*.", 1);
+        for filter in [item_subject(queue, id), lane] {
+            let found = api::request::<Value>(
+                &self.js,
+                &format!("STREAM.PURGE.{stream}"),
+                &json!({ "filter": filter }),
+                || format!("removing the work item of task {id}"),
+            )
+            .await;
+            match found {
+                Ok(_) => {}
+                Err(e) if api::is(&e, ErrorCode::STREAM_NOT_FOUND) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            }
         }
         self.cancel_held(queue, id).await
     }
@@ -271,6 +282,7 @@ impl Storage {
         &self,
         queue: &str,
         task_id: &str,
+        priority: u8,
         traceparent: Option<String>,
         dedupe: bool,
         due: Option<OffsetDateTime>,
@@ -284,7 +296,7 @@ impl Storage {
             publish = publish.header(work_item::TRACEPARENT_HEADER, tp.as_str());
         }
         let subject = match due {
-            None => item_subject(queue, task_id),
+            None => item_subject_at(queue, task_id, priority),
             Some(due) => {
                 publish = publish
                     .header(
@@ -293,7 +305,7 @@ impl Storage {
                     )
                     .header(
                         work_item::SCHEDULE_TARGET_HEADER,
-                        released_item_subject(queue, task_id).as_str(),
+                        released_item_subject_at(queue, task_id, priority).as_str(),
                     );
                 held_item_subject(queue, task_id)
             }

@@ -41,6 +41,7 @@ mod buckets;
 mod discarded;
 mod enqueue;
 mod items;
+mod lanes;
 mod leases;
 mod lifecycle;
 mod listing;
@@ -53,11 +54,12 @@ mod work_item;
 
 pub(crate) use buckets::Bucket;
 pub use buckets::WORKERS_BUCKET;
+pub(crate) use lanes::LaneItem;
 pub use leases::{WorkerLease, LEASES_BUCKET};
 pub use retention::RetentionStatus;
 pub(crate) use retention::RETENTION_METADATA;
 pub use unique::UNIQUE_BUCKET;
-pub(crate) use work_item::{ItemError, WorkItem};
+pub(crate) use work_item::{ItemError, WorkItem, TRACEPARENT_HEADER};
 
 use crate::error::{nats, Error, Result};
 use crate::queue::{StreamDetails, QUEUE_STREAM_PREFIX, WORKERS_CONSUMER};

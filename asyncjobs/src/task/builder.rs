@@ -27,6 +27,7 @@ pub struct TaskBuilder {
     /// `Some(None)`: unique by the default key.
     unique_key: Option<Option<String>>,
     unique_period: Option<Duration>,
+    priority: u8,
 }
 
 impl TaskBuilder {
@@ -44,6 +45,7 @@ impl TaskBuilder {
             traceparent: None,
             unique_key: None,
             unique_period: None,
+            priority: 0,
         }
     }
 
@@ -192,6 +194,24 @@ impl TaskBuilder {
         self
     }
 
+    /// Sets the task's priority: 0 (the default) to
+    /// [`MAX_PRIORITY`](super::MAX_PRIORITY) (9); a worker with a free slot
+    /// starts the highest-priority task first, oldest first within a
+    /// priority (docs/processing.md §2.21). Go workers on the queue run it
+    /// in their own (arrival) order.
+    ///
+    /// Errors at [`build`](Self::build): [`Error::PriorityInvalid`] above 9.
+    ///
+    /// ```
+    /// let task = asyncjobs::Task::builder("email:new").priority(9).build().unwrap();
+    /// assert_eq!(task.priority, 9);
+    /// assert!(asyncjobs::Task::builder("email:new").priority(10).build().is_err());
+    /// ```
+    pub fn priority(mut self, priority: u8) -> Self {
+        self.priority = priority;
+        self
+    }
+
     /// Validates and builds the task.
     pub fn build(self) -> Result<Task> {
         if !is_valid_name(&self.task_type) {
@@ -203,6 +223,9 @@ impl TaskBuilder {
         let id = self.id.unwrap_or_else(new_id);
         if !is_valid_name(&id) {
             return Err(Error::TaskIdInvalid(id));
+        }
+        if self.priority > super::MAX_PRIORITY {
+            return Err(Error::PriorityInvalid(self.priority.into()));
         }
         if let (Some(deadline), Some(due)) = (self.deadline, self.run_at) {
             if deadline < due {
@@ -258,6 +281,7 @@ impl TaskBuilder {
             last_err: String::new(),
             signature: String::new(),
             progress: None,
+            priority: self.priority,
             unique,
             seq: 0,
             traceparent: self.traceparent,

@@ -169,6 +169,12 @@ pub struct Task {
     /// docs/processing.md §2.17). Cleared when a try starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<TaskProgress>,
+    /// Its priority: 0 (the default) to [`MAX_PRIORITY`], higher first
+    /// (ours; docs/processing.md §2.21). Its work item waits in the
+    /// priority's lane; Go leaves it out and drops it when it saves the
+    /// record.
+    #[serde(default, skip_serializing_if = "is_default_priority")]
+    pub priority: u8,
     /// How the enqueue keeps it unique (not stored: docs/processing.md §2.18).
     #[serde(skip)]
     pub(crate) unique: Option<Unique>,
@@ -178,6 +184,14 @@ pub struct Task {
     /// W3C `traceparent` carried on the work item (not part of the record).
     #[serde(skip)]
     pub(crate) traceparent: Option<String>,
+}
+
+/// The highest task priority; 0 is the default and the lowest
+/// (docs/processing.md §2.21).
+pub const MAX_PRIORITY: u8 = 9;
+
+fn is_default_priority(p: &u8) -> bool {
+    *p == 0
 }
 
 /// True when `name` matches `^[a-zA-Z0-9_:-]+$`, the rule for task types

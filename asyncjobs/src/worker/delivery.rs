@@ -12,7 +12,7 @@ use super::outcome::replace_item;
 use super::unhandled;
 use super::{Delivered, Shared};
 use crate::error::Error;
-use crate::queue::LEGACY_HELD_PREFIX;
+use crate::queue::{priority_of_subject, LEGACY_HELD_PREFIX};
 use crate::storage::WorkItem;
 use crate::task::{Task, TaskState};
 use async_nats::jetstream::message::Acker;
@@ -112,6 +112,7 @@ async fn read(shared: &Shared, msg: async_nats::jetstream::Message) -> Option<(D
         // meant for later, by an earlier version: it runs now
         shared.legacy_item_delivered(&msg.subject);
     }
+    let priority = priority_of_subject(&msg.subject);
     match decide::on_item(&msg.subject, &msg.payload) {
         Ok(id) => Some((
             Delivered {
@@ -119,6 +120,7 @@ async fn read(shared: &Shared, msg: async_nats::jetstream::Message) -> Option<(D
                 traceparent,
                 delivered,
                 published,
+                priority,
             },
             acker,
         )),
@@ -128,6 +130,7 @@ async fn read(shared: &Shared, msg: async_nats::jetstream::Message) -> Option<(D
                 traceparent,
                 delivered,
                 published,
+                priority,
             };
             Box::pin(apply_to_item(shared, &acker, &item, action)).await;
             None

@@ -2,6 +2,7 @@
 //! dispatcher that spawns one [`process`](super::delivery::process) per item.
 
 use super::delivery::process;
+use super::lanes::Lanes;
 use super::pull::{Delivery, Puller};
 use super::Shared;
 use crate::metrics;
@@ -30,16 +31,18 @@ pub(crate) async fn run(
     inbox: async_nats::Subscriber,
     tracker: TaskTracker,
     shutdown: CancellationToken,
+    lanes: Option<Arc<Lanes>>,
 ) {
     let puller = Arc::new(puller);
     let dispatcher = tokio::spawn(dispatch(
         shared.clone(),
         puller.clone(),
         inbox,
-        tracker,
+        tracker.clone(),
         shutdown.clone(),
     ));
-    request_work(&shared, &puller, &shutdown).await;
+    let claims = lanes.map(|lanes| Claims { lanes, tracker });
+    request_work(&shared, &puller, &shutdown, claims.as_ref()).await;
     let _ = dispatcher.await;
 }
 
@@ -99,7 +102,12 @@ async fn dispatch(
 /// Asks for work as concurrency slots free up, until `shutdown`: one pull
 /// request for the slots gathered, backing off while the queue refuses
 /// pulls or requests fail.
-async fn request_work(shared: &Shared, puller: &Puller, shutdown: &CancellationToken) {
+async fn request_work(
+    shared: &Arc<Shared>,
+    puller: &Puller,
+    shutdown: &CancellationToken,
+    claims: Option<&Claims>,
+) {
     let concurrency = shared.settings.concurrency;
     let slots = Arc::new(Semaphore::new(concurrency));
     let pulls = Arc::new(Semaphore::new(MAX_PULLS));
@@ -134,9 +142,15 @@ async fn request_work(shared: &Shared, puller: &Puller, shutdown: &CancellationT
             }
             continue;
         }
-        let Some(permits) = gather_slots(&slots, batch_target, shutdown).await else {
+        let Some(mut permits) = gather_slots(&slots, batch_target, shutdown).await else {
             break;
         };
+        if let Some(claims) = claims {
+            permits = claims.serve(shared, permits).await;
+            if permits.is_empty() {
+                continue;
+            }
+        }
         if puller.is_unavailable() {
             // refused while these slots were gathered: back off first
             continue;
@@ -229,6 +243,35 @@ async fn gather_slots(
         }
     }
     Some(permits)
+}
+
+/// Free slots spent on priority items before pulls (docs/processing.md §2.21).
+struct Claims {
+    lanes: Arc<Lanes>,
+    tracker: TaskTracker,
+}
+
+impl Claims {
+    /// Starts a claimed priority item under each of `permits` while the
+    /// lanes hold any; returns the permits left for a pull request.
+    async fn serve(
+        &self,
+        shared: &Arc<Shared>,
+        mut permits: Vec<OwnedSemaphorePermit>,
+    ) -> Vec<OwnedSemaphorePermit> {
+        while self.lanes.may_hold() {
+            let Some(permit) = permits.pop() else { break };
+            let Some(msg) = self.lanes.claim(shared).await else {
+                permits.push(permit);
+                break;
+            };
+            let shared = shared.clone();
+            self.tracker.spawn(Box::pin(async move {
+                process(&shared, msg, permit).await;
+            }));
+        }
+        permits
+    }
 }
 
 /// The wait before pulling again after the `n`th refusal in a row: 1 s,

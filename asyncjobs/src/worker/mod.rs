@@ -26,6 +26,7 @@ pub(crate) mod dispatch;
 pub(crate) mod execute;
 mod exhausted;
 pub(crate) mod gates;
+pub(crate) mod lanes;
 mod outcome;
 mod placement;
 pub mod presence;
@@ -273,6 +274,20 @@ impl Shared {
         }
         *was = now;
     }
+
+    /// Whether the queue is paused as last read: claims of priority items
+    /// stop too (docs/processing.md §2.21), within a [`QUEUE_REFRESH`] of
+    /// the pause.
+    pub(crate) fn is_paused(&self) -> bool {
+        use crate::queue::PauseUntil;
+        match &*self.paused.lock().expect("paused lock") {
+            None => false,
+            Some(p) => match p.until {
+                PauseUntil::Resumed => true,
+                PauseUntil::Time(t) => t > self.storage.clock().now(),
+            },
+        }
+    }
 }
 
 /// The least time since a task's last change before a worker's start-up
@@ -303,6 +318,9 @@ pub(crate) struct Delivered {
     pub delivered: u64,
     /// When the server stored it (its clock; the epoch when unknown).
     pub published: time::OffsetDateTime,
+    /// The priority of the lane it came from (its subject; 0: none), kept
+    /// by the items that replace it (docs/processing.md §2.21).
+    pub priority: u8,
 }
 
 impl Worker {
@@ -588,8 +606,19 @@ impl Worker {
                 }
             }
         });
+        // outlives the pull loop: claimed items finishing in the grace
+        // period are acknowledged through it
+        let lanes = lanes::start(shared.clone(), rescuer_stop.clone()).await;
         let tracker = TaskTracker::new();
-        dispatch::run(shared.clone(), puller, inbox, tracker.clone(), shutdown).await;
+        dispatch::run(
+            shared.clone(),
+            puller,
+            inbox,
+            tracker.clone(),
+            shutdown,
+            lanes.as_ref().map(|(l, _)| l.clone()),
+        )
+        .await;
         reaper_stop.cancel();
         shared.watches.stop_all();
         let _ = reaper.await;
@@ -607,6 +636,9 @@ impl Worker {
         }
         rescuer_stop.cancel();
         let _ = rescuer.await;
+        if let Some((_, follower)) = lanes {
+            let _ = follower.await;
+        }
         if let Some(canceller) = canceller {
             let _ = canceller.await;
         }

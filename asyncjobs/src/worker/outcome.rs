@@ -343,7 +343,14 @@ pub(crate) async fn replace_item(
 ) -> bool {
     let sent = shared
         .storage
-        .publish_item_at(&shared.name, &item.id, item.traceparent.clone(), false, due)
+        .publish_item_at(
+            &shared.name,
+            &item.id,
+            item.priority,
+            item.traceparent.clone(),
+            false,
+            due,
+        )
         .await;
     let acked = match sent {
         Ok(ack) => ack.await,

@@ -14,7 +14,7 @@
 
 use super::Shared;
 use crate::metrics;
-use crate::queue::RELEASED_ITEM_PREFIX;
+use crate::queue::{priority_of_subject, RELEASED_ITEM_PREFIX};
 use crate::storage::WorkItem;
 use async_nats::jetstream::{self, AckKind};
 use std::sync::Arc;
@@ -91,9 +91,10 @@ async fn move_into_queue(shared: &Shared, msg: jetstream::Message, refusals: &mu
         }
     };
     let traceparent = WorkItem::traceparent(msg.headers.as_ref());
+    let priority = priority_of_subject(&msg.subject);
     let sent = shared
         .storage
-        .publish_item_at(queue, &id, traceparent, false, None)
+        .publish_item_at(queue, &id, priority, traceparent, false, None)
         .await;
     let taken = match sent {
         Ok(ack) => ack.await,
@@ -102,6 +103,9 @@ async fn move_into_queue(shared: &Shared, msg: jetstream::Message, refusals: &mu
     match taken {
         Ok(_) => {
             refusals.clear(queue);
+            if priority > 0 {
+                shared.storage.notify_lane(queue, priority).await;
+            }
             if let Err(e) = msg.double_ack().await {
                 // offered again after the ack wait; the second item is
                 // acknowledged at delivery as a duplicate of a running or

@@ -1,0 +1,204 @@
+//! Priority lanes: finding the oldest item of a priority's lane and
+//! claiming it out of arrival order (docs/processing.md §2.21,
+//! docs/storage.md §2.1).
+//!
+//! A claim is two writes, each safe to be interrupted after:
+//!
+//! 1. the task's plain item is published to `CHORIA_AJ.Q.<queue>.<id>`,
+//!    at the end of the queue: the claim's **backup**, which the
+//!    `WORKERS` consumer delivers if the claiming worker dies (the
+//!    record's state and lease then decide, as for any delivery);
+//! 2. the lane item is deleted by its sequence: only one deleter wins.
+//!
+//! Interrupted after 1, the lane item is claimed again later (the task's
+//! record is still `new`) and the second backup replaces the first (one
+//! item per subject). A lost race (2 finds nothing) leaves the winner's
+//! backup, or this one's, which the winner or the consumer then removes.
+
+use super::{api, Storage};
+use crate::error::{nats, Result};
+use crate::queue::{item_subject, lane_filter, lane_notice_subject, QUEUE_STREAM_PREFIX};
+use async_nats::jetstream::ErrorCode;
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::json;
+
+/// The oldest item of a priority's lane.
+#[derive(Debug, Clone)]
+pub(crate) struct LaneItem {
+    /// Its subject (`CHORIA_AJ.Q.<queue>.P<n>.<id>`).
+    pub subject: String,
+    /// Its stream sequence.
+    pub seq: u64,
+    /// Its body (a work item, docs/storage.md §8.3).
+    pub payload: Vec<u8>,
+    /// Its `traceparent` header, if any.
+    pub traceparent: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Got {
+    message: GotMessage,
+}
+
+#[derive(Deserialize)]
+struct GotMessage {
+    subject: String,
+    seq: u64,
+    #[serde(default)]
+    data: Option<String>,
+    #[serde(default)]
+    hdrs: Option<String>,
+}
+
+impl Storage {
+    /// The oldest item in `queue`'s lane of `priority` (1–9), `None` when
+    /// the lane (or the queue) is empty.
+    ///
+    /// Errors: the request failed.
+    pub(crate) async fn next_lane_item(
+        &self,
+        queue: &str,
+        priority: u8,
+    ) -> Result<Option<LaneItem>> {
+        let got = api::request::<Got>(
+            &self.js,
+            &format!("STREAM.MSG.GET.{QUEUE_STREAM_PREFIX}{queue}"),
+            &json!({ "seq": 0, "next_by_subj": lane_filter(queue, priority) }),
+            || format!("reading the priority {priority} lane of queue {queue}"),
+        )
+        .await;
+        let m = match got {
+            Ok(g) => g.message,
+            Err(e)
+                if api::is(&e, ErrorCode::NO_MESSAGE_FOUND)
+                    || api::is(&e, ErrorCode::STREAM_NOT_FOUND) =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let payload = m.data.and_then(|d| b64.decode(d).ok()).unwrap_or_default();
+        let traceparent = m
+            .hdrs
+            .and_then(|h| b64.decode(h).ok())
+            .and_then(|h| header_value(&h, super::work_item::TRACEPARENT_HEADER));
+        Ok(Some(LaneItem {
+            subject: m.subject,
+            seq: m.seq,
+            payload,
+            traceparent,
+        }))
+    }
+
+    /// Claims lane `item` of task `id` (see the module's docs): its backup
+    /// first, then the lane item deleted. The backup's sequence when this
+    /// call won the item, `None` when another worker had it first.
+    ///
+    /// Errors: a write failed (the lane item is then left for a later claim).
+    pub(crate) async fn claim_lane_item(
+        &self,
+        queue: &str,
+        id: &str,
+        item: &LaneItem,
+    ) -> Result<Option<u64>> {
+        let what = || format!("claiming the priority item of task {id}");
+        let mut backup = async_nats::jetstream::message::PublishMessage::build()
+            .payload(item.payload.clone().into());
+        if let Some(tp) = &item.traceparent {
+            backup = backup.header(super::work_item::TRACEPARENT_HEADER, tp.as_str());
+        }
+        let ack = self
+            .js
+            .send_publish(item_subject(queue, id), backup)
+            .await
+            .map_err(|e| nats(what(), e))?
+            .await
+            .map_err(|e| nats(what(), e))?;
+        let deleted = api::request::<serde_json::Value>(
+            &self.js,
+            &format!("STREAM.MSG.DELETE.{QUEUE_STREAM_PREFIX}{queue}"),
+            &json!({ "seq": item.seq, "no_erase": true }),
+            what,
+        )
+        .await;
+        match deleted {
+            Ok(_) => Ok(Some(ack.sequence)),
+            Err(e) if api::is(&e, ErrorCode::NO_MESSAGE_FOUND) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Tells `queue`'s workers that its lane of `priority` has an item
+    /// (core NATS, best effort: workers also look every few seconds).
+    pub(crate) async fn notify_lane(&self, queue: &str, priority: u8) {
+        let _ = self
+            .nc
+            .publish(lane_notice_subject(queue), vec![priority].into())
+            .await;
+    }
+
+    /// Follows the lane notices of `queue` ([`notify_lane`](Self::notify_lane)).
+    ///
+    /// Errors: the subscription failed.
+    pub(crate) async fn lane_notices(&self, queue: &str) -> Result<async_nats::Subscriber> {
+        self.nc
+            .subscribe(lane_notice_subject(queue))
+            .await
+            .map_err(|e| {
+                nats(
+                    format!("following the priority notices of queue {queue}"),
+                    e,
+                )
+                .into()
+            })
+    }
+
+    /// A subscription on a fresh inbox subject and its `.*` children, for
+    /// the acknowledgements of claimed items (`worker/lanes.rs`).
+    ///
+    /// Errors: the subscription failed.
+    pub(crate) async fn claim_inbox(&self) -> Result<(String, async_nats::Subscriber)> {
+        let prefix = self.nc.new_inbox();
+        let sub = self
+            .nc
+            .subscribe(format!("{prefix}.*"))
+            .await
+            .map_err(|e| nats("following the acknowledgements of claimed items", e))?;
+        Ok((prefix, sub))
+    }
+
+    /// Answers a request (an empty reply), best effort.
+    pub(crate) async fn answer(&self, reply: async_nats::Subject) {
+        let _ = self.nc.publish(reply, bytes::Bytes::new()).await;
+    }
+}
+
+/// The value of header `name` (case-insensitive) in a raw NATS header
+/// block (`NATS/1.0\r\nName: value\r\n…`).
+fn header_value(raw: &[u8], name: &str) -> Option<String> {
+    let text = std::str::from_utf8(raw).ok()?;
+    text.split("\r\n").skip(1).find_map(|line| {
+        let (k, v) = line.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_are_found_by_name_in_any_case() {
+        let raw = b"NATS/1.0\r\nNats-Msg-Id: x\r\nTraceparent: 00-ab-cd-01\r\n\r\n";
+        assert_eq!(
+            header_value(raw, "traceparent").as_deref(),
+            Some("00-ab-cd-01")
+        );
+        assert_eq!(header_value(raw, "missing"), None);
+        assert_eq!(header_value(b"\xff", "x"), None);
+    }
+}

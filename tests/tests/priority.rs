@@ -1,0 +1,199 @@
+//! Task priorities (docs/processing.md §2.21) against a real nats-server:
+//! a worker with a free slot starts the highest-priority task first,
+//! oldest first within a priority, whether the backlog was there before it
+//! started or the priority task arrives while it works through one; a
+//! retried priority task keeps its priority; the `WORKERS` consumer a Go
+//! worker pulls from still hands out every item; bad priorities are
+//! refused at once.
+
+use asyncjobs::{Client, Error, Queue, Router, Task, TaskContext, TaskState};
+use asyncjobs_tests::{client, spawn_worker, wait_for, wait_for_state, NatsServer};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(30);
+
+/// A worker with one slot whose handler records the order tasks start in
+/// (their payloads) and takes `run` each.
+fn recording_worker(
+    client: &Client,
+    run: Duration,
+) -> (asyncjobs_tests::RunningWorker, Arc<Mutex<Vec<String>>>) {
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let seen = order.clone();
+    let router = Router::new()
+        .handle("job", move |_ctx: TaskContext, task: Task| {
+            let seen = seen.clone();
+            async move {
+                let name: String = task.payload_as()?;
+                seen.lock().unwrap().push(name);
+                tokio::time::sleep(run).await;
+                asyncjobs::handler::to_output(&"done")
+            }
+        })
+        .unwrap();
+    (spawn_worker(client.worker(router).concurrency(1)), order)
+}
+
+async fn enqueue(client: &Client, name: &str, priority: u8) -> String {
+    let mut task = Task::builder("job")
+        .payload(&name)
+        .priority(priority)
+        .build()
+        .unwrap();
+    client.enqueue(&mut task).await.unwrap();
+    task.id
+}
+
+async fn all_complete(client: &Client, ids: &[String]) {
+    for id in ids {
+        wait_for_state(client, id, TaskState::Complete, T).await;
+    }
+}
+
+#[tokio::test]
+async fn a_backlog_queued_before_the_worker_starts_runs_by_priority_then_arrival() {
+    let server = NatsServer::start();
+    let client = client(&server, Queue::new("PRIO")).await;
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        ids.push(enqueue(&client, &format!("low-{i}"), 0).await);
+    }
+    ids.push(enqueue(&client, "p3-first", 3).await);
+    ids.push(enqueue(&client, "p9", 9).await);
+    ids.push(enqueue(&client, "p3-second", 3).await);
+    let (worker, order) = recording_worker(&client, Duration::from_millis(5));
+    all_complete(&client, &ids).await;
+    worker.stop().await;
+    let order = order.lock().unwrap().clone();
+    let mut expected = vec!["p9".to_string(), "p3-first".into(), "p3-second".into()];
+    expected.extend((0..20).map(|i| format!("low-{i}")));
+    assert_eq!(order, expected);
+    // the record says its priority; a default task's record has no field
+    let p9 = client.load_task(&ids[21]).await.unwrap();
+    assert_eq!(p9.priority, 9);
+    let low = client.load_task(&ids[0]).await.unwrap();
+    assert!(!String::from_utf8(low.to_json().unwrap())
+        .unwrap()
+        .contains("priority"));
+}
+
+#[tokio::test]
+async fn a_priority_task_arriving_behind_a_backlog_runs_next() {
+    let server = NatsServer::start();
+    let client = client(&server, Queue::new("PRIO")).await;
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        ids.push(enqueue(&client, &format!("low-{i}"), 0).await);
+    }
+    let (worker, order) = recording_worker(&client, Duration::from_millis(100));
+    // the worker is working through the backlog
+    wait_for(T, "the backlog started", || async {
+        (order.lock().unwrap().len() >= 2).then_some(())
+    })
+    .await;
+    let high = enqueue(&client, "high", 7).await;
+    let started_before = order.lock().unwrap().len();
+    wait_for_state(&client, &high, TaskState::Complete, T).await;
+    let position = order
+        .lock()
+        .unwrap()
+        .iter()
+        .position(|n| n == "high")
+        .unwrap();
+    // at most the task running when it arrived, and one already claimed
+    // by a pull in flight, start before it: not the backlog's 28
+    assert!(
+        position <= started_before + 1,
+        "high started {position}th; {started_before} had started when it arrived"
+    );
+    ids.push(high);
+    all_complete(&client, &ids).await;
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn a_retried_priority_task_keeps_its_priority() {
+    let server = NatsServer::start();
+    let client = client(&server, Queue::new("PRIO")).await;
+    let tries = Arc::new(Mutex::new(0));
+    let counted = tries.clone();
+    let router = Router::new()
+        .handle("flaky", move |_ctx: TaskContext, _task: Task| {
+            let counted = counted.clone();
+            async move {
+                let n = {
+                    let mut t = counted.lock().unwrap();
+                    *t += 1;
+                    *t
+                };
+                if n == 1 {
+                    return Err(asyncjobs::HandlerError::retry("first try fails"));
+                }
+                asyncjobs::handler::to_output(&n)
+            }
+        })
+        .unwrap();
+    let worker = spawn_worker(
+        client
+            .worker(router)
+            .retry_policy(asyncjobs_tests::fast_retry()),
+    );
+    let mut task = Task::builder("flaky").priority(5).build().unwrap();
+    client.enqueue(&mut task).await.unwrap();
+    let done = wait_for_state(&client, &task.id, TaskState::Complete, T).await;
+    assert_eq!((done.tries, done.priority), (2, 5));
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn the_workers_consumer_a_go_worker_pulls_from_hands_out_every_item_in_arrival_order() {
+    let server = NatsServer::start();
+    let client = client(&server, Queue::new("PRIO")).await;
+    let a = enqueue(&client, "a", 0).await;
+    let b = enqueue(&client, "b", 9).await;
+    let c = enqueue(&client, "c", 0).await;
+    // a raw pull on WORKERS, as a Go worker makes it (no Rust worker runs)
+    let nc = async_nats::connect(server.url()).await.unwrap();
+    let js = async_nats::jetstream::new(nc);
+    let consumer: async_nats::jetstream::consumer::PullConsumer = js
+        .get_consumer_from_stream("WORKERS", "CHORIA_AJ_Q_PRIO")
+        .await
+        .unwrap();
+    use futures::StreamExt;
+    let mut batch = consumer
+        .fetch()
+        .max_messages(3)
+        .expires(Duration::from_secs(5))
+        .messages()
+        .await
+        .unwrap();
+    let mut jobs = Vec::new();
+    while let Some(m) = batch.next().await {
+        let m = m.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+        // Go's work item, byte for byte in meaning
+        assert_eq!(body["kind"], 0);
+        jobs.push(body["job"].as_str().unwrap().to_string());
+        m.ack().await.unwrap();
+    }
+    assert_eq!(jobs, [a, b, c]);
+}
+
+#[tokio::test]
+async fn priorities_out_of_range_are_refused_at_once() {
+    let server = NatsServer::start();
+    let client = client(&server, Queue::new("PRIO")).await;
+    let err = Task::builder("job").priority(10).build().unwrap_err();
+    assert!(matches!(err, Error::PriorityInvalid(10)), "{err}");
+    assert!(err.to_string().contains("0 (the default) to 9"), "{err}");
+    // set on the record directly: refused before anything is stored
+    let mut task = Task::new("job", &()).unwrap();
+    task.priority = 200;
+    let err = client.enqueue(&mut task).await.unwrap_err();
+    assert!(matches!(err, Error::PriorityInvalid(200)), "{err}");
+    assert!(matches!(
+        client.load_task(&task.id).await,
+        Err(Error::TaskNotFound(_))
+    ));
+}
