@@ -206,7 +206,7 @@ pub use error::{Error, NatsError, NatsErrorKind, Result};
 pub use handler::{
     terminate, typed, Handler, HandlerError, HandlerOutput, HandlerResult, TaskContext,
 };
-pub use queue::{PauseUntil, Queue, QueueInfo, QueuePause, QueueUpdate, StreamDetails};
+pub use queue::{PauseUntil, Queue, QueueInfo, QueuePause, QueueUpdate, RateLimit, StreamDetails};
 pub use registry::{HandlerDef, Handlers, QueueSettings};
 #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
 #[cfg(feature = "remote")]
@@ -217,8 +217,8 @@ pub use scheduler::{PayloadEncoding, ScheduleError, ScheduledTask, Scheduler};
 pub use state::{MissingState, State, States};
 pub use storage::RetentionStatus;
 pub use storage::{
-    CONFIG_BUCKET, DISCARDED_BUCKET, ELECTIONS_BUCKET, EXHAUSTED_STREAM, HELD_STREAM, TASKS_STREAM,
-    TASK_SUBJECT_PREFIX, UNIQUE_BUCKET,
+    CONFIG_BUCKET, DISCARDED_BUCKET, ELECTIONS_BUCKET, EXHAUSTED_STREAM, HELD_STREAM,
+    LIMITS_BUCKET, TASKS_STREAM, TASK_SUBJECT_PREFIX, UNIQUE_BUCKET,
 };
 pub use task::{Cancelled, Retention, Task, TaskBuilder, TaskResult, TaskState};
 /// Cancels running work: the worker's [`run`](Worker::run) stops on it,

@@ -79,6 +79,11 @@ recorders! {
     fn background_error(task: &str);
     /// A try of a dead worker was handed back (`worker/rescue.rs`).
     fn task_rescued(queue: &str);
+    /// A worker asked the queue's rate limit for starts and was told to
+    /// wait (`true`) or granted some.
+    fn rate_limited(queue: &str, waited: bool);
+    /// A worker claimed a priority item out of arrival order.
+    fn priority_claimed(queue: &str, priority: u8);
     /// A task record was saved in `state`.
     fn task_update(state: crate::task::TaskState);
     /// Saving a task record failed.

@@ -112,6 +112,8 @@ struct Metrics {
     poll_error: CounterVec,
     background_error: CounterVec,
     task_rescued: CounterVec,
+    rate_limited: CounterVec,
+    priority_claimed: CounterVec,
     task_update: CounterVec,
     task_update_error: Counter,
     dependencies_failed: Counter,
@@ -211,6 +213,18 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "Tries of workers presumed dead that were queued again (ours)",
             &["queue"],
         ),
+        rate_limited: counter_vec(
+            &r,
+            "queue_rate_limit_total",
+            "Asks of a queue's rate limit, by outcome: granted or wait (ours)",
+            &["queue", "outcome"],
+        ),
+        priority_claimed: counter_vec(
+            &r,
+            "queue_priority_claimed_total",
+            "Priority items claimed out of arrival order (ours)",
+            &["queue", "priority"],
+        ),
         task_update: counter_vec(&r, "task_update_total", "Task records saved", &["state"]),
         handler_error: counter_vec(
             &r,
@@ -298,6 +312,19 @@ pub(crate) fn background_error(task: &str) {
 }
 pub(crate) fn task_rescued(queue: &str) {
     METRICS.task_rescued.with_label_values(&[queue]).inc();
+}
+pub(crate) fn rate_limited(queue: &str, waited: bool) {
+    let outcome = if waited { "wait" } else { "granted" };
+    METRICS
+        .rate_limited
+        .with_label_values(&[queue, outcome])
+        .inc();
+}
+pub(crate) fn priority_claimed(queue: &str, priority: u8) {
+    METRICS
+        .priority_claimed
+        .with_label_values(&[queue, &priority.to_string()])
+        .inc();
 }
 pub(crate) fn task_update(state: TaskState) {
     METRICS

@@ -1,9 +1,11 @@
 //! Work queues: a `CHORIA_AJ_Q_<name>` work-queue stream with a `WORKERS`
 //! pull consumer (docs/storage.md §3.3).
 
+pub mod flow;
 pub mod pause;
 mod stream;
 
+pub use flow::RateLimit;
 pub use pause::{PauseUntil, QueuePause};
 pub(crate) use stream::validate_replicas;
 pub use stream::StreamDetails;
@@ -51,6 +53,15 @@ pub struct Queue {
     /// ([`ClientBuilder::retention`](crate::ClientBuilder::retention),
     /// docs/processing.md §2.19).
     pub retention: Option<Retention>,
+    /// At most this many task starts per period across every worker
+    /// (ours, stored in its stream's metadata; docs/processing.md §2.22);
+    /// `None`: no limit.
+    pub rate_limit: Option<RateLimit>,
+    /// How priorities age: a waiting task counts one priority higher per
+    /// this much time it has waited; `None`: strict, a higher priority
+    /// always first (ours, stored in its stream's metadata;
+    /// docs/processing.md §2.21).
+    pub priority_aging: Option<Duration>,
     /// Bind to an existing queue only, never create it.
     pub no_create: bool,
 }
@@ -67,6 +78,8 @@ impl Queue {
             max_run_time: Duration::ZERO,
             max_concurrent: 0,
             retention: None,
+            rate_limit: None,
+            priority_aging: None,
             no_create: false,
         }
     }
@@ -135,6 +148,25 @@ impl Queue {
     /// ```
     pub fn retention(mut self, retention: Retention) -> Self {
         self.retention = Some(retention);
+        self
+    }
+
+    /// Limits the queue's task starts across every worker
+    /// (docs/processing.md §2.22).
+    ///
+    /// ```
+    /// let q = asyncjobs::Queue::new("API").rate_limit("10/s".parse().unwrap());
+    /// assert_eq!(q.rate_limit.unwrap().starts, 10);
+    /// ```
+    pub fn rate_limit(mut self, limit: RateLimit) -> Self {
+        self.rate_limit = Some(limit);
+        self
+    }
+
+    /// Lets waiting tasks gain one priority level per `every` they wait
+    /// (at least 1 second; docs/processing.md §2.21); the default is strict.
+    pub fn priority_aging(mut self, every: Duration) -> Self {
+        self.priority_aging = Some(every);
         self
     }
 
@@ -300,6 +332,10 @@ pub struct QueueUpdate {
     /// How long the queue's finished tasks are kept (stored in its
     /// stream's metadata; every process follows it within 30 seconds).
     pub retention: Option<Retention>,
+    /// The queue's rate limit; `Some(None)` removes it.
+    pub rate_limit: Option<Option<RateLimit>>,
+    /// How the queue's priorities age; `Some(None)`: strict.
+    pub priority_aging: Option<Option<Duration>>,
 }
 
 impl QueueUpdate {
@@ -328,6 +364,16 @@ impl QueueUpdate {
         if let Some(r) = self.replicas {
             validate_replicas(r)?;
         }
+        if let Some(Some(l)) = &self.rate_limit {
+            l.validate()?;
+        }
+        if let Some(Some(a)) = self.priority_aging {
+            if a < Duration::from_secs(1) {
+                return Err(Error::Config(
+                    "priority aging must be at least 1s (or strict)".into(),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -337,6 +383,8 @@ impl QueueUpdate {
             || self.max_entries.is_some()
             || self.replicas.is_some()
             || self.retention.is_some()
+            || self.rate_limit.is_some()
+            || self.priority_aging.is_some()
     }
 
     /// True when the `WORKERS` consumer changes (tries, run time, concurrency).

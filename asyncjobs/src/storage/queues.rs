@@ -5,6 +5,7 @@ use super::TASKS_STREAM;
 use super::{api, Storage, RETENTION_METADATA};
 use crate::capabilities::{version_at_least, PAUSE_NEEDS};
 use crate::error::{nats, Error, NatsError, Result};
+use crate::queue::flow::{parse_priority_aging, PRIORITY_AGING_METADATA, RATE_LIMIT_METADATA};
 use crate::queue::pause::{PauseUntil, QueuePause, PAUSED_SINCE_KEY};
 use crate::queue::{
     validate_queue_name, Queue, QueueInfo, QueueUpdate, QUEUE_STREAM_PREFIX, WORKERS_CONSUMER,
@@ -91,6 +92,14 @@ impl Storage {
             .metadata
             .get(RETENTION_METADATA)
             .and_then(|r| r.parse().ok());
+        queue.rate_limit = stream
+            .metadata
+            .get(RATE_LIMIT_METADATA)
+            .and_then(|r| r.parse().ok());
+        queue.priority_aging = stream
+            .metadata
+            .get(PRIORITY_AGING_METADATA)
+            .and_then(|a| parse_priority_aging(a).ok().flatten());
         if let Some(c) = &consumer {
             queue.max_run_time = c.config.ack_wait;
             queue.max_concurrent = c.config.max_ack_pending;
@@ -236,6 +245,25 @@ impl Storage {
                         c["metadata"] = json!({});
                     }
                     c["metadata"][RETENTION_METADATA] = r.to_string().into();
+                }
+                let mut set = |key: &str, value: Option<String>| {
+                    if !c["metadata"].is_object() {
+                        c["metadata"] = json!({});
+                    }
+                    match value {
+                        Some(v) => c["metadata"][key] = v.into(),
+                        None => {
+                            if let Some(m) = c["metadata"].as_object_mut() {
+                                m.remove(key);
+                            }
+                        }
+                    }
+                };
+                if let Some(l) = &update.rate_limit {
+                    set(RATE_LIMIT_METADATA, l.map(|l| l.to_string()));
+                }
+                if let Some(a) = &update.priority_aging {
+                    set(PRIORITY_AGING_METADATA, a.map(crate::wire::format_duration));
                 }
             })
             .await?;

@@ -9,6 +9,7 @@ use super::{
     CONFIG_BUCKET, ELECTIONS_BUCKET, EXHAUSTED_STREAM, HELD_STREAM, RELEASE_CONSUMER, TASKS_STREAM,
 };
 use crate::error::{nats, Error, NatsError, NatsErrorKind, Result};
+use crate::queue::flow::{PRIORITY_AGING_METADATA, RATE_LIMIT_METADATA};
 use crate::queue::{
     validate_queue_name, Queue, HELD_ITEM_PREFIX, RELEASED_ITEM_PREFIX, WORKERS_CONSUMER,
 };
@@ -304,9 +305,23 @@ impl Storage {
                 "mirror_direct": false,
                 "consumer_limits": {},
             });
+            // the queue's own retention and flow settings (docs/storage.md
+            // §3.3, §3.8; docs/processing.md §2.21, §2.22)
+            let mut metadata = serde_json::Map::new();
             if let Some(r) = &queue.retention {
-                // the queue's own retention (docs/storage.md §3.3, §3.8)
-                config["metadata"] = json!({ RETENTION_METADATA: r.to_string() });
+                metadata.insert(RETENTION_METADATA.into(), r.to_string().into());
+            }
+            if let Some(l) = &queue.rate_limit {
+                metadata.insert(RATE_LIMIT_METADATA.into(), l.to_string().into());
+            }
+            if let Some(a) = queue.priority_aging {
+                metadata.insert(
+                    PRIORITY_AGING_METADATA.into(),
+                    crate::wire::format_duration(a).into(),
+                );
+            }
+            if !metadata.is_empty() {
+                config["metadata"] = metadata.into();
             }
             self.create_stream(&stream, config).await?;
         }

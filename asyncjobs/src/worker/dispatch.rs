@@ -4,6 +4,7 @@
 use super::delivery::process;
 use super::lanes::Lanes;
 use super::pull::{Delivery, Puller};
+use super::rate;
 use super::Shared;
 use crate::metrics;
 use crate::queue::WORKERS_CONSUMER;
@@ -145,6 +146,20 @@ async fn request_work(
         let Some(mut permits) = gather_slots(&slots, batch_target, shutdown).await else {
             break;
         };
+        let limit = shared.queue().rate_limit;
+        if let Some(limit) = &limit {
+            match rate::starts(shared, limit, permits.len()).await {
+                Ok(n) => permits.truncate(n),
+                Err(wait) => {
+                    drop(permits);
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                    continue;
+                }
+            }
+        }
         if let Some(claims) = claims {
             permits = claims.serve(shared, permits).await;
             if permits.is_empty() {
@@ -160,7 +175,11 @@ async fn request_work(
             p = pulls.clone().acquire_owned() => p.expect("semaphore open"),
         };
         metrics::poll(&shared.name, 1);
-        match puller.request(permits, pull).await {
+        let expires = match limit {
+            Some(_) => rate::PULL_EXPIRES,
+            None => super::pull::PULL_EXPIRES,
+        };
+        match puller.request(permits, pull, expires).await {
             Ok(()) => failures = 0,
             Err(e) => {
                 metrics::poll_error(&shared.name);

@@ -124,6 +124,7 @@ impl Lanes {
                 .claim_lane_item(&shared.name, &id, &item)
                 .await?
             {
+                crate::metrics::priority_claimed(&shared.name, priority);
                 return Ok(Some(self.delivery(shared, item, backup, priority, &id)));
             }
         }

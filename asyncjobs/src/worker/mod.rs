@@ -31,6 +31,7 @@ mod outcome;
 mod placement;
 pub mod presence;
 mod pull;
+mod rate;
 mod release;
 mod rescue;
 mod unhandled;

@@ -244,22 +244,22 @@ impl Puller {
         ))
     }
 
-    /// Asks for as many items as `permits` holds.
+    /// Asks for as many items as `permits` holds, for at most `expires`
+    /// ([`PULL_EXPIRES`] but under a rate limit, whose granted starts must
+    /// not wait long: docs/processing.md §2.22).
     pub(super) async fn request(
         &self,
         permits: Vec<OwnedSemaphorePermit>,
         slot: OwnedSemaphorePermit,
+        expires: Duration,
     ) -> Result<(), async_nats::PublishError> {
         let batch = permits.len();
         let id = self.state.lock().expect("pull lock").reserve(
             permits,
             slot,
-            Instant::now() + PULL_EXPIRES + LOCAL_MARGIN,
+            Instant::now() + expires + LOCAL_MARGIN,
         );
-        let body = format!(
-            r#"{{"batch":{batch},"expires":{}}}"#,
-            PULL_EXPIRES.as_nanos()
-        );
+        let body = format!(r#"{{"batch":{batch},"expires":{}}}"#, expires.as_nanos());
         let res = self
             .nc
             .publish_with_reply(

@@ -1,0 +1,207 @@
+//! Rate limits shared by every worker of a cluster: a generic cell rate
+//! algorithm (GCRA) whose one number, the theoretical arrival time, is kept
+//! per limited queue in the bucket `CHORIA_AJ_LIMITS` and advanced by
+//! compare-and-set (docs/processing.md §2.22, docs/storage.md §3.9).
+
+use super::{Bucket, Storage};
+use crate::error::{Error, Result};
+use crate::queue::RateLimit;
+use async_nats::jetstream::{self, kv};
+use std::time::Duration;
+use time::OffsetDateTime;
+
+/// The bucket of rate-limit state (ours): `rate.<queue>` → the limit's
+/// theoretical arrival time, nanoseconds since the Unix epoch, in decimal.
+pub const LIMITS_BUCKET: &str = "CHORIA_AJ_LIMITS";
+
+/// Compare-and-set attempts before a take gives up for now.
+const ATTEMPTS: usize = 8;
+
+/// What a take of start tokens got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tokens {
+    /// This many starts (at least 1, at most asked for).
+    Granted(u32),
+    /// None now: the next is due after this wait.
+    WaitFor(Duration),
+}
+
+impl Storage {
+    /// The limits bucket, created when missing with this client's storage
+    /// and replicas.
+    async fn limits_bucket(&self) -> Result<Bucket> {
+        let what = || format!("binding bucket {LIMITS_BUCKET}");
+        if let Some(b) = self.open_bucket(LIMITS_BUCKET, what).await? {
+            return Ok(b);
+        }
+        let created = self
+            .jetstream()
+            .create_key_value(kv::Config {
+                bucket: LIMITS_BUCKET.into(),
+                description: "asyncjobs rate limits".into(),
+                history: 1,
+                storage: if self.settings.memory {
+                    jetstream::stream::StorageType::Memory
+                } else {
+                    jetstream::stream::StorageType::File
+                },
+                num_replicas: self.settings.replicas.max(1),
+                ..Default::default()
+            })
+            .await;
+        match created {
+            Ok(_) => {}
+            // another worker created it meanwhile
+            Err(e) if e.to_string().contains("already") => {}
+            Err(e) => {
+                return Err(Error::Nats(
+                    crate::error::NatsError::new(
+                        crate::error::NatsErrorKind::JetStream,
+                        format!("creating bucket {LIMITS_BUCKET}"),
+                    )
+                    .with_source(e.to_string()),
+                ))
+            }
+        }
+        self.open_bucket(LIMITS_BUCKET, what)
+            .await?
+            .ok_or_else(|| Error::StorageNotReady(format!("bucket {LIMITS_BUCKET} vanished")))
+    }
+
+    /// Takes up to `want` start tokens of `queue`'s `limit` at server time
+    /// `now`.
+    ///
+    /// Errors: the bucket cannot be read or written, or every attempt met
+    /// another writer ([`Error::StorageNotReady`]); the caller starts
+    /// nothing then (a limit is never exceeded for an error).
+    pub(crate) async fn take_tokens(
+        &self,
+        queue: &str,
+        limit: &RateLimit,
+        want: u32,
+        now: OffsetDateTime,
+    ) -> Result<Tokens> {
+        let bucket = self.limits_bucket().await?;
+        let key = rate_key(queue);
+        let what = || format!("taking a start of queue {queue}'s rate limit");
+        let now_ns = now.unix_timestamp_nanos();
+        for _ in 0..ATTEMPTS {
+            let written = bucket.written(&key, what).await?;
+            let tat = written.as_ref().and_then(|w| {
+                std::str::from_utf8(&w.value)
+                    .ok()
+                    .and_then(|t| t.parse::<i128>().ok())
+            });
+            let (tokens, new_tat) = gcra(tat, now_ns, limit, want);
+            let Tokens::Granted(_) = tokens else {
+                return Ok(tokens);
+            };
+            let value = bytes::Bytes::from(new_tat.to_string());
+            let stored = match &written {
+                Some(w) => bucket.update_if(&key, value, w.revision, what).await?,
+                None => bucket.create(&key, value, what).await?,
+            };
+            if stored.is_some() {
+                return Ok(tokens);
+            }
+        }
+        Err(Error::StorageNotReady(format!(
+            "the rate limit of queue {queue} kept changing under {ATTEMPTS} attempts"
+        )))
+    }
+}
+
+/// The key of `queue`'s rate limit: `rate.<queue>`, or `rate.x<hex>` when
+/// the name holds a character a key cannot.
+fn rate_key(queue: &str) -> String {
+    let plain = queue
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '='));
+    if plain {
+        format!("rate.{queue}")
+    } else {
+        format!("rate.x{}", hex_of(queue))
+    }
+}
+
+fn hex_of(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One GCRA step: from the stored theoretical arrival time `tat` (ns;
+/// `None`: never taken) at `now` (ns), the tokens `want` gets and the new
+/// arrival time. A start is allowed while the arrival time after it is at
+/// most `burst` intervals ahead of now.
+fn gcra(tat: Option<i128>, now: i128, limit: &RateLimit, want: u32) -> (Tokens, i128) {
+    let interval = limit.interval().as_nanos() as i128;
+    let tat = tat.unwrap_or(now).max(now);
+    let window = interval * i128::from(limit.burst);
+    let room = (now + window - tat) / interval;
+    if room <= 0 {
+        let wait = (tat + interval - window - now).max(1);
+        return (
+            Tokens::WaitFor(Duration::from_nanos(wait.min(u64::MAX as i128) as u64)),
+            tat,
+        );
+    }
+    let granted = room.min(i128::from(want.max(1))) as u32;
+    (
+        Tokens::Granted(granted),
+        tat + interval * i128::from(granted),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: i128 = 1_000_000;
+
+    fn limit(text: &str) -> RateLimit {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn evenly_spaced_starts_wait_one_interval_each() {
+        let l = limit("10/s");
+        let (t, tat) = gcra(None, 0, &l, 5);
+        assert_eq!(t, Tokens::Granted(1));
+        assert_eq!(tat, 100 * MS);
+        let (t, _) = gcra(Some(tat), 0, &l, 1);
+        assert_eq!(t, Tokens::WaitFor(Duration::from_millis(100)));
+        let (t, tat2) = gcra(Some(tat), 100 * MS, &l, 1);
+        assert_eq!((t, tat2), (Tokens::Granted(1), 200 * MS));
+    }
+
+    #[test]
+    fn a_burst_is_granted_at_once_then_the_rate_holds() {
+        let l = limit("10/s,burst=5");
+        let (t, tat) = gcra(None, 0, &l, 8);
+        assert_eq!((t, tat), (Tokens::Granted(5), 500 * MS));
+        let (t, _) = gcra(Some(tat), 0, &l, 1);
+        assert_eq!(t, Tokens::WaitFor(Duration::from_millis(100)));
+        // a quiet time refills the burst, never beyond it
+        let (t, _) = gcra(Some(tat), 10_000 * MS, &l, 100);
+        assert_eq!(t, Tokens::Granted(5));
+    }
+
+    #[test]
+    fn over_any_window_starts_stay_within_rate_times_window_plus_burst() {
+        let l = limit("50/s,burst=3");
+        let (mut tat, mut started) = (None, 0u64);
+        // asked every millisecond for 10 s
+        for now in (0..10_000).map(|ms| ms * MS) {
+            if let (Tokens::Granted(n), t) = gcra(tat, now, &l, 4) {
+                started += u64::from(n);
+                tat = Some(t);
+            }
+        }
+        assert!((500..=503).contains(&started), "{started}");
+    }
+
+    #[test]
+    fn keys_are_safe_for_any_queue_name() {
+        assert_eq!(rate_key("EMAIL"), "rate.EMAIL");
+        assert_eq!(rate_key("a:b"), "rate.x613a62");
+    }
+}
