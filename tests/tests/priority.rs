@@ -197,3 +197,81 @@ async fn priorities_out_of_range_are_refused_at_once() {
         Err(Error::TaskNotFound(_))
     ));
 }
+
+#[tokio::test]
+async fn under_aging_a_task_that_waited_long_enough_overtakes_a_higher_priority() {
+    let server = NatsServer::start();
+    let queue = Queue::new("AGED").priority_aging(Duration::from_secs(1));
+    let client = client(&server, queue).await;
+    assert_eq!(
+        client
+            .queue_info("AGED")
+            .await
+            .unwrap()
+            .queue
+            .priority_aging,
+        Some(Duration::from_secs(1))
+    );
+    let old = enqueue(&client, "old-low", 0).await;
+    let created = client.load_task(&old).await.unwrap().created;
+    // the passing of time is this feature's input: waited for, not slept
+    wait_for(T, "the low task has waited 3 s", || async {
+        (time::OffsetDateTime::now_utc() - created >= time::Duration::milliseconds(3200))
+            .then_some(())
+    })
+    .await;
+    let ids = vec![
+        old,
+        enqueue(&client, "p2", 2).await,
+        enqueue(&client, "p9", 9).await,
+    ];
+    let (worker, order) = recording_worker(&client, Duration::from_millis(5));
+    all_complete(&client, &ids).await;
+    worker.stop().await;
+    // p9 ranks 9; the low task 3 (three seconds at one level a second)
+    // beats p2's 2
+    assert_eq!(*order.lock().unwrap(), ["p9", "old-low", "p2"]);
+}
+
+/// `kill -9` of the worker running a claimed priority task: the claim's
+/// backup item is still in the queue, so another worker runs the task
+/// again (the record is `active` under a dead lease) and it completes.
+#[tokio::test]
+async fn a_claimed_priority_task_whose_worker_is_killed_runs_again() {
+    use futures::StreamExt;
+    use std::process::{Command, Stdio};
+    let server = NatsServer::start();
+    let client = asyncjobs::Client::builder()
+        .url(server.url())
+        .queue(Queue::new("CRASH").max_run_time(Duration::from_secs(2)))
+        .build()
+        .await
+        .unwrap();
+    let mut started = client.nats().subscribe("test.started.>").await.unwrap();
+    client.nats().flush().await.unwrap();
+    let mut task = Task::builder("work").priority(9).build().unwrap();
+    client.enqueue(&mut task).await.unwrap();
+    let mut crashing = Command::new(env!("CARGO_BIN_EXE_test-worker"))
+        .args([server.url().as_str(), "CRASH"])
+        .env("TEST_WORKER_HANG", "1")
+        .env("TEST_WORKER_BIND", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn test-worker");
+    tokio::time::timeout(Duration::from_secs(30), started.next())
+        .await
+        .expect("the first worker starts the task")
+        .unwrap();
+    crashing.kill().unwrap();
+    crashing.wait().unwrap();
+    let router = Router::new()
+        .handle("work", |_ctx: TaskContext, _t: Task| async {
+            asyncjobs::handler::to_output(&"second run")
+        })
+        .unwrap();
+    let worker = spawn_worker(client.worker(router));
+    let done = wait_for_state(&client, &task.id, TaskState::Complete, T).await;
+    assert_eq!((done.tries, done.priority), (2, 9));
+    worker.stop().await;
+}

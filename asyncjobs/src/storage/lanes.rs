@@ -22,6 +22,8 @@ use async_nats::jetstream::ErrorCode;
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::json;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 
 /// The oldest item of a priority's lane.
 #[derive(Debug, Clone)]
@@ -34,6 +36,8 @@ pub(crate) struct LaneItem {
     pub payload: Vec<u8>,
     /// Its `traceparent` header, if any.
     pub traceparent: Option<String>,
+    /// When the server stored it (the epoch when unreadable).
+    pub stored: OffsetDateTime,
 }
 
 #[derive(Deserialize)]
@@ -49,6 +53,8 @@ struct GotMessage {
     data: Option<String>,
     #[serde(default)]
     hdrs: Option<String>,
+    #[serde(default)]
+    time: Option<String>,
 }
 
 impl Storage {
@@ -61,11 +67,36 @@ impl Storage {
         queue: &str,
         priority: u8,
     ) -> Result<Option<LaneItem>> {
+        self.first_item(queue, &lane_filter(queue, priority), || {
+            format!("reading the priority {priority} lane of queue {queue}")
+        })
+        .await
+    }
+
+    /// The oldest item of `queue` outside every lane (priority 0), `None`
+    /// when there is none.
+    ///
+    /// Errors: the request failed.
+    pub(crate) async fn oldest_plain_item(&self, queue: &str) -> Result<Option<LaneItem>> {
+        let filter = format!("{}*", item_subject(queue, ""));
+        self.first_item(queue, &filter, || {
+            format!("reading the oldest item of queue {queue}")
+        })
+        .await
+    }
+
+    /// The oldest message of `queue`'s stream matching `filter`.
+    async fn first_item(
+        &self,
+        queue: &str,
+        filter: &str,
+        what: impl FnOnce() -> String,
+    ) -> Result<Option<LaneItem>> {
         let got = api::request::<Got>(
             &self.js,
             &format!("STREAM.MSG.GET.{QUEUE_STREAM_PREFIX}{queue}"),
-            &json!({ "seq": 0, "next_by_subj": lane_filter(queue, priority) }),
-            || format!("reading the priority {priority} lane of queue {queue}"),
+            &json!({ "seq": 0, "next_by_subj": filter }),
+            what,
         )
         .await;
         let m = match got {
@@ -84,11 +115,16 @@ impl Storage {
             .hdrs
             .and_then(|h| b64.decode(h).ok())
             .and_then(|h| header_value(&h, super::work_item::TRACEPARENT_HEADER));
+        let stored = m
+            .time
+            .and_then(|t| OffsetDateTime::parse(&t, &Rfc3339).ok())
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
         Ok(Some(LaneItem {
             subject: m.subject,
             seq: m.seq,
             payload,
             traceparent,
+            stored,
         }))
     }
 

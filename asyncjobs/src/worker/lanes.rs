@@ -21,6 +21,7 @@ use futures::StreamExt;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 /// How often every lane is looked at again, for items whose notice this
@@ -66,6 +67,17 @@ impl Lanes {
         if shared.is_paused() {
             return None;
         }
+        if let Some(every) = shared.queue().priority_aging {
+            return match self.claim_aged(shared, every).await {
+                Ok(claimed) => claimed,
+                Err(e) => {
+                    static AGED: Throttle = Throttle::new(Duration::from_secs(10));
+                    warn_throttled!(AGED, queue = %shared.name, error = %e,
+                        "claiming a priority item failed; pulling in arrival order meanwhile");
+                    None
+                }
+            };
+        }
         for priority in (1..=MAX_PRIORITY).rev() {
             let bit = 1u16 << priority;
             // cleared before looking: a notice meanwhile marks it again
@@ -90,6 +102,85 @@ impl Lanes {
         None
     }
 
+    /// Claims under aging (docs/processing.md §2.21): the head of every
+    /// lane that may hold items and the oldest plain item are compared by
+    /// priority plus one per `every` waited; the plain item winning (or
+    /// no lane holding any) leaves the slot to a pull. A head another
+    /// worker wins meanwhile is looked at again, a few times at most.
+    async fn claim_aged(
+        &self,
+        shared: &Shared,
+        every: Duration,
+    ) -> crate::Result<Option<jetstream::Message>> {
+        for _ in 0..3 {
+            let now = shared.storage.clock().now();
+            let mut best: Option<(i64, u8, LaneItem)> = None;
+            for priority in (1..=MAX_PRIORITY).rev() {
+                let bit = 1u16 << priority;
+                if self.maybe.fetch_and(!bit, Ordering::Relaxed) & bit == 0 {
+                    continue;
+                }
+                let Some(head) = shared
+                    .storage
+                    .next_lane_item(&shared.name, priority)
+                    .await?
+                else {
+                    continue;
+                };
+                self.maybe.fetch_or(bit, Ordering::Relaxed);
+                let score = aged_score(priority, head.stored, now, every);
+                if best.as_ref().is_none_or(|(s, _, _)| score > *s) {
+                    best = Some((score, priority, head));
+                }
+            }
+            let Some((score, priority, head)) = best else {
+                return Ok(None);
+            };
+            if let Some(plain) = shared.storage.oldest_plain_item(&shared.name).await? {
+                if aged_score(0, plain.stored, now, every) > score {
+                    return Ok(None);
+                }
+            }
+            if let Some(msg) = self.claim_item(shared, head, priority).await? {
+                return Ok(Some(msg));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Claims lane `item` of `priority`; `None` when another worker won it
+    /// (or it was not a work item: then removed).
+    async fn claim_item(
+        &self,
+        shared: &Shared,
+        item: LaneItem,
+        priority: u8,
+    ) -> crate::Result<Option<jetstream::Message>> {
+        let id = match WorkItem::decode(&item.payload) {
+            Ok(w) => w.job,
+            Err(e) => {
+                // a consumer would terminate it; here it would stop the lane
+                crate::metrics::item_corrupt(&shared.name);
+                tracing::error!(queue = %shared.name, subject = %item.subject, error = %e,
+                    "a priority lane holds a message that is not a work item; removing it");
+                shared
+                    .storage
+                    .delete_item_at(&shared.name, item.seq)
+                    .await?;
+                return Ok(None);
+            }
+        };
+        let Some(backup) = shared
+            .storage
+            .claim_lane_item(&shared.name, &id, &item)
+            .await?
+        else {
+            return Ok(None);
+        };
+        crate::metrics::priority_claimed(&shared.name, priority);
+        Ok(Some(self.delivery(shared, item, backup, priority, &id)))
+    }
+
     /// Claims the oldest item of lane `priority`, trying the next one when
     /// another worker won it; `None` once the lane is empty.
     async fn claim_from(
@@ -105,27 +196,8 @@ impl Lanes {
             else {
                 return Ok(None);
             };
-            let id = match WorkItem::decode(&item.payload) {
-                Ok(w) => w.job,
-                Err(e) => {
-                    // a consumer would terminate it; here it would stop the lane
-                    crate::metrics::item_corrupt(&shared.name);
-                    tracing::error!(queue = %shared.name, subject = %item.subject, error = %e,
-                        "a priority lane holds a message that is not a work item; removing it");
-                    shared
-                        .storage
-                        .delete_item_at(&shared.name, item.seq)
-                        .await?;
-                    continue;
-                }
-            };
-            if let Some(backup) = shared
-                .storage
-                .claim_lane_item(&shared.name, &id, &item)
-                .await?
-            {
-                crate::metrics::priority_claimed(&shared.name, priority);
-                return Ok(Some(self.delivery(shared, item, backup, priority, &id)));
+            if let Some(msg) = self.claim_item(shared, item, priority).await? {
+                return Ok(Some(msg));
             }
         }
     }
@@ -184,6 +256,14 @@ pub(super) async fn start(
             None
         }
     }
+}
+
+/// A waiting item's rank under aging: its priority, plus one per `every`
+/// it has waited (server time).
+fn aged_score(priority: u8, stored: OffsetDateTime, now: OffsetDateTime, every: Duration) -> i64 {
+    let waited = (now - stored).whole_milliseconds().max(0);
+    let every = every.as_millis().max(1) as i128;
+    i64::from(priority) + (waited / every).min(i128::from(i32::MAX)) as i64
 }
 
 const ALL: u16 = ((1u16 << (MAX_PRIORITY + 1)) - 1) & !1;
@@ -290,6 +370,26 @@ mod tests {
         assert!(!lanes.may_hold());
         lanes.mark(9);
         assert!(lanes.may_hold());
+    }
+
+    #[test]
+    fn waiting_raises_the_rank_one_level_per_period() {
+        let t0 = OffsetDateTime::UNIX_EPOCH + time::Duration::hours(1);
+        let every = Duration::from_secs(30);
+        assert_eq!(aged_score(5, t0, t0, every), 5);
+        assert_eq!(
+            aged_score(0, t0, t0 + time::Duration::seconds(29), every),
+            0
+        );
+        assert_eq!(
+            aged_score(0, t0, t0 + time::Duration::seconds(95), every),
+            3
+        );
+        // a clock behind the store's never lowers it
+        assert_eq!(
+            aged_score(2, t0, t0 - time::Duration::seconds(60), every),
+            2
+        );
     }
 
     #[test]
