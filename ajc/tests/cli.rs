@@ -1862,6 +1862,58 @@ async fn task_add_unique() {
     );
 }
 
+/// `task add --priority N` (0–9) stores the priority, which `task info`
+/// shows (a default task shows none, as Go) and its JSON carries; a value
+/// out of range or not a number is refused before anything connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_add_priority() {
+    let env = Env::new();
+    let id = task_id(
+        env.run(&["task", "add", "urgent", "{}", "--priority", "7"])
+            .await
+            .ok(),
+    );
+    let text = env.run(&["task", "info", &id]).await;
+    assert!(
+        text.ok().lines().any(|l| l.trim() == "Priority: 7"),
+        "{text:#?}"
+    );
+    let j = env.run(&["task", "info", &id, "--json"]).await.json();
+    assert_eq!(j["priority"], 7, "{j}");
+    let stored = env.client().await.load_task(&id).await.unwrap();
+    assert_eq!(stored.priority, 7);
+    // the default: no line, no key
+    let plain = task_id(env.run(&["task", "add", "plain", "{}"]).await.ok());
+    let text = env.run(&["task", "info", &plain]).await;
+    assert!(!text.ok().contains("Priority"), "{text:#?}");
+    let j = env.run(&["task", "info", &plain, "--json"]).await.json();
+    assert!(j.get("priority").is_none(), "{j}");
+    // out of range or not a number: refused at once, naming the range
+    for bad in ["10", "-1", "300", "high"] {
+        let out = env
+            .run_without_server(&["task", "add", "urgent", "{}", "--priority", bad])
+            .await;
+        let err = out.fails();
+        assert!(err.contains("--priority"), "{bad}: {out:#?}");
+        assert!(err.contains("9 (runs first)"), "{bad}: {out:#?}");
+        assert!(
+            !err.contains("NATS context"),
+            "{bad}: connected first: {out:#?}"
+        );
+    }
+    let out = env
+        .run_without_server(&["task", "add", "urgent", "{}", "--priority", "10"])
+        .await;
+    assert!(
+        out.fails()
+            .contains("task priority must be 0 (the default) to 9 (runs first) (got 10)"),
+        "{out:#?}"
+    );
+    // nothing but the two tasks was enqueued
+    let listed = env.run(&["task", "ls", "--json"]).await.json();
+    assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
+}
+
 /// Issue 31: `task view` shows a running task's progress, and `task
 /// cancel` of a running task says its worker stops the handler, whose
 /// token then fires.

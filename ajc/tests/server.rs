@@ -268,9 +268,10 @@ async fn check_openapi(client: &reqwest::Client, server: &ApiServer, go: &Value)
         // ours adds only these, each beyond Go and documented
         let extensions: &[&str] = match name.as_str() {
             "BulkRetryRequest" => &["filter"],
-            // progress: only once a handler reported it (docs/go-differences.md §73)
-            "Task" => &["run_at", "progress"],
-            "TaskCreateRequest" => &["run_at", "unique"],
+            // progress: only once a handler reported it (docs/go-differences.md §73);
+            // priority: only when not 0, the default (docs/processing.md §2.21)
+            "Task" => &["run_at", "progress", "priority"],
+            "TaskCreateRequest" => &["run_at", "unique", "priority"],
             // only while the queue is paused (docs/go-differences.md §69);
             // only when the queue has its own retention (§75)
             "QueueInfo" => &["paused", "retention"],

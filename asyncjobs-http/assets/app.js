@@ -72,6 +72,9 @@ function liveTasks(table) {
   var body = table.tBodies[0];
   // events that arrive while the rows are re-read, applied again after
   var pending = null;
+  // rows added live whose priority is read from their record, one at a
+  // time (the newest 50 at most wait)
+  var priorities = [], reading = false;
   // what changed before the stream (re)opened: the page's rows read afresh
   function refresh() {
     pending = [];
@@ -118,11 +121,31 @@ function liveTasks(table) {
     var stateCell = document.createElement("td"), badge = document.createElement("span");
     badge.setAttribute("data-state", ""); setState(badge, ev.state); stateCell.appendChild(badge);
     var triesCell = cell(String(ev.tries), "n"); triesCell.setAttribute("data-tries", "");
-    row.append(idCell, cell(ev.task_type), cell(ev.queue || ""), stateCell, triesCell,
+    var priorityCell = cell("", "n"); priorityCell.setAttribute("data-priority", "");
+    row.append(idCell, cell(ev.task_type), cell(ev.queue || ""), stateCell, priorityCell, triesCell,
       cell(new Date().toISOString().slice(0, 19) + "Z"), cell(ev.last_error || "", "err"));
     body.insertBefore(row, body.firstChild);
     var empty = document.getElementById("empty");
     if (empty) { empty.remove(); }
+    // events carry no priority: the record has it
+    priorities.push({ id: ev.task_id, cell: priorityCell });
+    if (priorities.length > 50) { priorities.shift(); }
+    nextPriority();
+  }
+  function nextPriority() {
+    if (reading || priorities.length === 0) { return; }
+    var p = priorities.shift();
+    reading = true;
+    fetch("/v1/tasks/" + encodeURIComponent(p.id)).then(function (r) {
+      return r.ok ? r.json() : {};
+    }).then(function (t) {
+      if (t.priority) { p.cell.textContent = String(t.priority); }
+    }).catch(function (err) {
+      window.__errors.push(String(err));
+    }).then(function () {
+      reading = false;
+      nextPriority();
+    });
   }
 }
 

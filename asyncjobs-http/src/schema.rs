@@ -71,6 +71,11 @@ pub struct TaskView {
     /// How far its handler said it is (beyond Go; absent until reported).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub progress: Option<ProgressView>,
+    /// Its priority, 1 to 9, higher first (beyond Go: left out at 0, the
+    /// default; docs/processing.md §2.21).
+    #[serde(skip_serializing_if = "is_default_priority")]
+    #[schema(minimum = 1, maximum = 9)]
+    pub priority: u8,
     /// The queue it was enqueued into.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub queue: String,
@@ -117,6 +122,10 @@ fn is_zero(n: &i64) -> bool {
     *n == 0
 }
 
+fn is_default_priority(p: &u8) -> bool {
+    *p == 0
+}
+
 /// A handler's result.
 #[derive(Serialize, ToSchema)]
 #[schema(as = TaskResult)]
@@ -159,6 +168,7 @@ impl From<&Task> for TaskView {
                 message: p.message.clone(),
                 percent: p.percent,
             }),
+            priority: t.priority,
             queue: t.queue.clone(),
             result: t.result.as_ref().map(Into::into),
             signature: t.signature.clone(),
@@ -222,6 +232,12 @@ pub struct TaskCreateRequest {
     /// Hand the dependencies' results to the handler.
     #[serde(default)]
     pub load_dependencies: Option<bool>,
+    /// Beyond Go: the task's priority, 0 (the default) to 9; higher runs
+    /// first, oldest first within a priority (docs/processing.md §2.21; Go
+    /// workers ignore it). Anything else is refused 400 `priority_invalid`.
+    #[serde(default)]
+    #[schema(value_type = Option<u8>, minimum = 0, maximum = 9, default = 0)]
+    pub priority: Option<Value>,
     /// Beyond Go: at most one task with this key (docs/processing.md §2.18);
     /// a duplicate is refused 409 `unique_task_exists` naming the existing
     /// task. `{}` keys by type and payload.

@@ -668,3 +668,103 @@ async fn a_unique_task_is_created_once_over_http() {
         assert_eq!(e["error"]["details"]["reason"], reason, "{bad}: {e}");
     }
 }
+
+/// `POST /v1/tasks` with `priority` (0–9): the record and the Task carry
+/// it (left out at 0, the default), the dashboard shows it; anything else
+/// is 400 `priority_invalid` (field `priority`) and creates nothing.
+#[tokio::test]
+async fn a_task_has_a_priority_over_http() {
+    let nats = NatsServer::start();
+    let client = client_for(&nats, Queue::new("PRIO")).await;
+    let base = serve(client.clone(), ApiOptions::default()).await;
+    let http = http();
+    let create = |body: Value| {
+        let r = http.post(format!("{base}/v1/tasks")).json(&body);
+        async move {
+            let r = r.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, urgent) = create(json!({"type": "urgent", "payload": 1, "priority": 9})).await;
+    assert_eq!(status, 201, "{urgent}");
+    assert_eq!(urgent["priority"], 9, "{urgent}");
+    let id = urgent["id"].as_str().unwrap();
+    assert_eq!(client.load_task(id).await.unwrap().priority, 9);
+    let (status, got) = get_json(&http, &format!("{base}/v1/tasks/{id}")).await;
+    assert_eq!((status, &got["priority"]), (200, &json!(9)), "{got}");
+    // the default: 0 given or none, and no key in the Task
+    for body in [
+        json!({"type": "plain", "payload": 1}),
+        json!({"type": "plain", "payload": 1, "priority": 0}),
+        json!({"type": "plain", "payload": 1, "priority": null}),
+    ] {
+        let (status, t) = create(body.clone()).await;
+        assert_eq!(status, 201, "{body}: {t}");
+        assert!(t.get("priority").is_none(), "{body}: {t}");
+        let stored = client.load_task(t["id"].as_str().unwrap()).await.unwrap();
+        assert_eq!(stored.priority, 0, "{body}");
+    }
+    let plain = create(json!({"type": "plain", "payload": 2})).await.1;
+    let plain = plain["id"].as_str().unwrap();
+    // out of range or not a whole number
+    for (bad, says) in [
+        (
+            json!(10),
+            "task priority must be 0 (the default) to 9 (runs first) (got 10)",
+        ),
+        (json!(-1), "(got -1)"),
+        (json!(u64::MAX), "to 9 (runs first)"),
+        (
+            json!("x"),
+            "whole number from 0 (the default) to 9 (runs first) (got \"x\")",
+        ),
+        (json!("9"), "whole number"),
+        (json!(2.5), "whole number"),
+        (json!(true), "whole number"),
+    ] {
+        let (status, e) = create(json!({"type": "urgent", "payload": 1, "priority": bad})).await;
+        assert_eq!(status, 400, "{bad}: {e}");
+        assert_eq!(e["error"]["code"], "invalid_argument", "{bad}: {e}");
+        assert_eq!(e["error"]["details"]["field"], "priority", "{bad}: {e}");
+        assert_eq!(
+            e["error"]["details"]["reason"], "priority_invalid",
+            "{bad}: {e}"
+        );
+        let message = e["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{bad}: {e}");
+    }
+    let (_, listed) = get_json(&http, &format!("{base}/v1/tasks")).await;
+    assert_eq!(listed["count"], 5, "{listed}");
+    // the dashboard: the task page's row, the list's column
+    let page = |path: String| {
+        let r = http.get(format!("{base}{path}"));
+        async move {
+            let r = r.send().await.unwrap();
+            assert_eq!(r.status().as_u16(), 200);
+            r.text().await.unwrap()
+        }
+    };
+    let html = page(format!("/ui/tasks/{id}")).await;
+    assert!(html.contains("<dd data-priority>9</dd>"), "{html}");
+    let html = page(format!("/ui/tasks/{plain}")).await;
+    assert!(
+        html.contains("<dd data-priority>0 (the default)</dd>"),
+        "{html}"
+    );
+    let html = page("/ui/tasks".into()).await;
+    assert!(html.contains(">Priority</th>"), "{html}");
+    let row = |id: &str| {
+        let at = html.find(&format!("<tr data-id=\"{id}\">")).unwrap();
+        html[at..at + html[at..].find("</tr>").unwrap()].to_string()
+    };
+    assert!(
+        row(id).contains("<td class=\"n\" data-priority>9</td>"),
+        "{}",
+        row(id)
+    );
+    assert!(
+        row(plain).contains("<td class=\"n\" data-priority></td>"),
+        "{}",
+        row(plain)
+    );
+}

@@ -437,6 +437,10 @@ pub enum Error {
     /// [`MAX_PRIORITY`](crate::task::MAX_PRIORITY) (docs/processing.md §2.21).
     #[error("task priority must be 0 (the default) to 9 (runs first) (got {0})")]
     PriorityInvalid(i64),
+    /// A task's flow-control key is empty, longer than 128 bytes, or holds
+    /// a control character (docs/processing.md §2.23).
+    #[error("invalid task key {0:?}: 1 to 128 bytes without control characters")]
+    KeyInvalid(String),
     /// A handler takes a [`State<T>`](crate::State) for which no value was
     /// registered; the message names the type and the handler.
     #[error("{0}")]

@@ -236,6 +236,9 @@ fn build_task(api: &Api, req: TaskCreateRequest, headers: &HeaderMap) -> Result<
             builder = builder.load_dependency_results();
         }
     }
+    if let Some(p) = req.priority {
+        builder = builder.priority(priority(&p)?);
+    }
     if let Some(u) = req.unique {
         builder = match u.key {
             Some(k) => builder.unique(k),
@@ -258,6 +261,32 @@ fn build_task(api: &Api, req: TaskCreateRequest, headers: &HeaderMap) -> Result<
         builder = builder.traceparent(tp);
     }
     Ok(builder.build()?)
+}
+
+/// The `priority` of a create request: a whole number from 0 to
+/// [`asyncjobs::task::MAX_PRIORITY`], else 400 `priority_invalid` (field
+/// `priority`), with the library's message when it is out of range.
+fn priority(v: &serde_json::Value) -> Result<u8, ApiError> {
+    let invalid = |message: String| {
+        ApiError::invalid(message)
+            .field("priority")
+            .reason("priority_invalid")
+    };
+    let n = match (v.as_i64(), v.as_u64()) {
+        (Some(n), _) => n,
+        // above i64::MAX: out of range all the same
+        (None, Some(_)) => i64::MAX,
+        (None, None) => {
+            return Err(invalid(format!(
+                "task priority must be a whole number from 0 (the default) to {} (runs first) (got {v})",
+                asyncjobs::task::MAX_PRIORITY
+            )))
+        }
+    };
+    u8::try_from(n)
+        .ok()
+        .filter(|p| *p <= asyncjobs::task::MAX_PRIORITY)
+        .ok_or_else(|| invalid(asyncjobs::Error::PriorityInvalid(n).to_string()))
 }
 
 /// A W3C `traceparent`: `00-<32 hex>-<16 hex>-<2 hex>`.

@@ -22,6 +22,8 @@ struct TaskPage {
     state: &'static str,
     /// Final: no cancel form.
     finished: bool,
+    /// 0 (the default) to 9, higher first.
+    priority: u8,
     /// The handler's last progress report: percent, message, when.
     progress: Option<(u8, String, String)>,
     tries: i64,
@@ -125,6 +127,7 @@ pub(super) async fn task(
             queue: t.queue.clone(),
             state: t.state.as_str(),
             finished: t.state.is_final(),
+            priority: t.priority,
             progress: t
                 .progress
                 .as_ref()

@@ -22,6 +22,8 @@ struct TaskRow {
     task_type: String,
     queue: String,
     state: &'static str,
+    /// The priority when not 0, the default (shown empty then).
+    priority: String,
     tries: i64,
     max_tries: String,
     created: String,
@@ -35,6 +37,10 @@ impl From<&Task> for TaskRow {
             task_type: t.task_type.clone(),
             queue: t.queue.clone(),
             state: t.state.as_str(),
+            priority: match t.priority {
+                0 => String::new(),
+                p => p.to_string(),
+            },
             tries: t.tries,
             max_tries: limit(t.max_tries),
             created: short_time(&t.created),

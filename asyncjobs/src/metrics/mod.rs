@@ -82,8 +82,8 @@ recorders! {
     /// A worker asked the queue's rate limit for starts and was told to
     /// wait (`true`) or granted some.
     fn rate_limited(queue: &str, waited: bool);
-    /// A worker claimed a priority item out of arrival order.
-    fn priority_claimed(queue: &str, priority: u8);
+    /// A worker claimed an item of a lane out of arrival order.
+    fn lane_claimed(queue: &str, lane: crate::queue::lane::Lane);
     /// A task record was saved in `state`.
     fn task_update(state: crate::task::TaskState);
     /// Saving a task record failed.

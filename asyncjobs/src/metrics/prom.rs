@@ -113,7 +113,7 @@ struct Metrics {
     background_error: CounterVec,
     task_rescued: CounterVec,
     rate_limited: CounterVec,
-    priority_claimed: CounterVec,
+    lane_claimed: CounterVec,
     task_update: CounterVec,
     task_update_error: Counter,
     dependencies_failed: Counter,
@@ -219,11 +219,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "Asks of a queue's rate limit, by outcome: granted or wait (ours)",
             &["queue", "outcome"],
         ),
-        priority_claimed: counter_vec(
+        lane_claimed: counter_vec(
             &r,
-            "queue_priority_claimed_total",
-            "Priority items claimed out of arrival order (ours)",
-            &["queue", "priority"],
+            "queue_lane_claimed_total",
+            "Items claimed out of arrival order, by lane: P1-P9 priorities, K0-K15 key shards (ours)",
+            &["queue", "lane"],
         ),
         task_update: counter_vec(&r, "task_update_total", "Task records saved", &["state"]),
         handler_error: counter_vec(
@@ -320,10 +320,16 @@ pub(crate) fn rate_limited(queue: &str, waited: bool) {
         .with_label_values(&[queue, outcome])
         .inc();
 }
-pub(crate) fn priority_claimed(queue: &str, priority: u8) {
+pub(crate) fn lane_claimed(queue: &str, lane: crate::queue::lane::Lane) {
+    use crate::queue::lane::Lane;
+    let label = match lane {
+        Lane::Plain => "plain".to_string(),
+        Lane::Priority(p) => format!("P{p}"),
+        Lane::Shard(s) => format!("K{s}"),
+    };
     METRICS
-        .priority_claimed
-        .with_label_values(&[queue, &priority.to_string()])
+        .lane_claimed
+        .with_label_values(&[queue, &label])
         .inc();
 }
 pub(crate) fn task_update(state: TaskState) {

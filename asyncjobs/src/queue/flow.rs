@@ -12,6 +12,25 @@ pub(crate) const RATE_LIMIT_METADATA: &str = "asyncjobs.rate_limit";
 /// Stream metadata key of a queue's priority aging (a Go duration).
 pub(crate) const PRIORITY_AGING_METADATA: &str = "asyncjobs.priority_aging";
 
+/// Stream metadata key of a queue's per-key concurrency (a number).
+pub(crate) const KEY_CONCURRENCY_METADATA: &str = "asyncjobs.key_concurrency";
+/// Stream metadata key of a queue's per-key [`RateLimit`].
+pub(crate) const KEY_RATE_LIMIT_METADATA: &str = "asyncjobs.key_rate_limit";
+/// The most tasks of one key a per-key concurrency may allow.
+pub const MAX_KEY_CONCURRENCY: u32 = 10_000;
+
+/// Checks a per-key concurrency: 1 to [`MAX_KEY_CONCURRENCY`].
+///
+/// Errors: [`Error::Config`] naming the value.
+pub fn check_key_concurrency(n: u32) -> Result<()> {
+    if n == 0 || n > MAX_KEY_CONCURRENCY {
+        return Err(Error::Config(format!(
+            "per-key concurrency must be 1 to {MAX_KEY_CONCURRENCY} (got {n})"
+        )));
+    }
+    Ok(())
+}
+
 /// The longest period of a rate limit: one day.
 const MAX_PERIOD: Duration = Duration::from_secs(24 * 3600);
 /// The shortest period of a rate limit: one millisecond.

@@ -2,6 +2,7 @@
 //! pull consumer (docs/storage.md §3.3).
 
 pub mod flow;
+pub(crate) mod lane;
 pub mod pause;
 mod stream;
 
@@ -62,6 +63,14 @@ pub struct Queue {
     /// always first (ours, stored in its stream's metadata;
     /// docs/processing.md §2.21).
     pub priority_aging: Option<Duration>,
+    /// At most this many tasks of one key run at once across every worker
+    /// (ours, stored in its stream's metadata; docs/processing.md §2.23);
+    /// `None`: no limit.
+    pub key_concurrency: Option<u32>,
+    /// At most this many starts of one key's tasks per period across every
+    /// worker (ours, stored in its stream's metadata; docs/processing.md
+    /// §2.23); `None`: no limit.
+    pub key_rate_limit: Option<RateLimit>,
     /// Bind to an existing queue only, never create it.
     pub no_create: bool,
 }
@@ -80,6 +89,8 @@ impl Queue {
             retention: None,
             rate_limit: None,
             priority_aging: None,
+            key_concurrency: None,
+            key_rate_limit: None,
             no_create: false,
         }
     }
@@ -170,6 +181,25 @@ impl Queue {
         self
     }
 
+    /// Lets at most `n` tasks of one key run at once across every worker
+    /// (1 to 10,000; docs/processing.md §2.23).
+    ///
+    /// ```
+    /// let q = asyncjobs::Queue::new("INVOICES").key_concurrency(1);
+    /// assert_eq!(q.key_concurrency, Some(1));
+    /// ```
+    pub fn key_concurrency(mut self, n: u32) -> Self {
+        self.key_concurrency = Some(n);
+        self
+    }
+
+    /// Limits the starts of each key's tasks across every worker
+    /// (docs/processing.md §2.23).
+    pub fn key_rate_limit(mut self, limit: RateLimit) -> Self {
+        self.key_rate_limit = Some(limit);
+        self
+    }
+
     /// The JetStream stream name.
     pub fn stream_name(&self) -> String {
         format!("{QUEUE_STREAM_PREFIX}{}", self.name)
@@ -222,48 +252,6 @@ pub(crate) fn item_subject(queue: &str, task_id: &str) -> String {
     format!("CHORIA_AJ.Q.{queue}.{task_id}")
 }
 
-/// The subject of a work item of a task of `priority`: the plain item
-/// subject at priority 0, otherwise the priority's lane,
-/// `CHORIA_AJ.Q.<queue>.P<priority>.<id>` (docs/storage.md §2.1,
-/// docs/processing.md §2.21). A task id never holds a `.`, so a lane
-/// subject is never another task's item subject.
-pub(crate) fn item_subject_at(queue: &str, task_id: &str, priority: u8) -> String {
-    match priority {
-        0 => item_subject(queue, task_id),
-        p => format!("CHORIA_AJ.Q.{queue}.P{p}.{task_id}"),
-    }
-}
-
-/// The filter matching every item in `queue`'s lane of `priority` (1–9).
-pub(crate) fn lane_filter(queue: &str, priority: u8) -> String {
-    format!("CHORIA_AJ.Q.{queue}.P{priority}.*")
-}
-
-/// The core NATS subject a producer tells `queue`'s workers on that its
-/// lane of a priority has an item (ours; docs/storage.md §2.1).
-pub(crate) fn lane_notice_subject(queue: &str) -> String {
-    format!("CHORIA_AJ.PRIO.{queue}")
-}
-
-/// The priority an item or released item subject carries: the `P<n>`
-/// token before the task id, 0 when there is none (or it is not one).
-pub(crate) fn priority_of_subject(subject: &str) -> u8 {
-    // CHORIA_AJ.<Q or R>.<queue>.P<n>.<id>: five tokens
-    if subject.split('.').count() != 5 {
-        return 0;
-    }
-    let mut tokens = subject.rsplit('.');
-    let _id = tokens.next();
-    match tokens.next().and_then(|t| t.strip_prefix('P')) {
-        Some(d) if d.len() == 1 => d
-            .parse::<u8>()
-            .ok()
-            .filter(|p| (1..=crate::task::MAX_PRIORITY).contains(p))
-            .unwrap_or(0),
-        _ => 0,
-    }
-}
-
 /// Subject prefix under which earlier versions held a queue's work items
 /// in the queue's own stream (`CHORIA_AJ.S.<queue>.<id>`); such items are
 /// still honoured (docs/storage.md §3.4).
@@ -293,15 +281,6 @@ pub(crate) const RELEASED_ITEM_PREFIX: &str = "CHORIA_AJ.R.";
 /// The subject a held item is released to when due.
 pub(crate) fn released_item_subject(queue: &str, task_id: &str) -> String {
     format!("{RELEASED_ITEM_PREFIX}{queue}.{task_id}")
-}
-
-/// The subject a held item of a task of `priority` is released to: its
-/// lane's token before the id, so the item returns to its lane.
-pub(crate) fn released_item_subject_at(queue: &str, task_id: &str, priority: u8) -> String {
-    match priority {
-        0 => released_item_subject(queue, task_id),
-        p => format!("{RELEASED_ITEM_PREFIX}{queue}.P{p}.{task_id}"),
-    }
 }
 
 /// Queue names must be non-empty and free of the characters JetStream refuses in stream names
@@ -336,6 +315,10 @@ pub struct QueueUpdate {
     pub rate_limit: Option<Option<RateLimit>>,
     /// How the queue's priorities age; `Some(None)`: strict.
     pub priority_aging: Option<Option<Duration>>,
+    /// Most tasks of one key running at once; `Some(None)` removes it.
+    pub key_concurrency: Option<Option<u32>>,
+    /// The rate limit of each key; `Some(None)` removes it.
+    pub key_rate_limit: Option<Option<RateLimit>>,
 }
 
 impl QueueUpdate {
@@ -367,6 +350,12 @@ impl QueueUpdate {
         if let Some(Some(l)) = &self.rate_limit {
             l.validate()?;
         }
+        if let Some(Some(l)) = &self.key_rate_limit {
+            l.validate()?;
+        }
+        if let Some(Some(n)) = self.key_concurrency {
+            flow::check_key_concurrency(n)?;
+        }
         if let Some(Some(a)) = self.priority_aging {
             if a < Duration::from_secs(1) {
                 return Err(Error::Config(
@@ -385,6 +374,8 @@ impl QueueUpdate {
             || self.retention.is_some()
             || self.rate_limit.is_some()
             || self.priority_aging.is_some()
+            || self.key_concurrency.is_some()
+            || self.key_rate_limit.is_some()
     }
 
     /// True when the `WORKERS` consumer changes (tries, run time, concurrency).
@@ -419,24 +410,6 @@ pub struct QueueInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn lanes_round_trip_through_their_subjects() {
-        assert_eq!(item_subject_at("Q", "abc", 0), "CHORIA_AJ.Q.Q.abc");
-        assert_eq!(item_subject_at("Q", "abc", 7), "CHORIA_AJ.Q.Q.P7.abc");
-        for p in 0..=crate::task::MAX_PRIORITY {
-            assert_eq!(priority_of_subject(&item_subject_at("Q", "P1", p)), p);
-            assert_eq!(
-                priority_of_subject(&released_item_subject_at("Q", "x", p)),
-                p
-            );
-        }
-        // a queue named like a lane token is not a lane
-        assert_eq!(priority_of_subject("CHORIA_AJ.Q.P3.abc"), 0);
-        assert_eq!(priority_of_subject("CHORIA_AJ.Q.Q.P0.abc"), 0);
-        assert_eq!(priority_of_subject("CHORIA_AJ.Q.Q.P10.abc"), 0);
-        assert_eq!(priority_of_subject(""), 0);
-    }
 
     #[test]
     fn names() {

@@ -5,6 +5,7 @@
 use super::TASKS_STREAM;
 use super::{api, Storage, HELD_STREAM};
 use crate::error::{nats, Error, Result};
+use crate::queue::lane::Lane;
 use crate::queue::{validate_queue_name, QUEUE_STREAM_PREFIX};
 use crate::task::{Task, TaskState};
 use async_nats::jetstream::context::{PublishAckFuture, PublishError, PublishErrorKind};
@@ -117,7 +118,8 @@ impl Storage {
                 .publish_item_at(
                     queue,
                     &task.id,
-                    task.priority,
+                    Lane::of(task),
+                    task.key.as_deref(),
                     traceparent.clone(),
                     with_id,
                     due,
@@ -131,8 +133,9 @@ impl Storage {
                 // a duplicate of the copy this enqueue sent before is that copy
                 Ok(ack) if !ack.duplicate || unanswered => {
                     crate::metrics::enqueue(queue);
-                    if task.priority > 0 && due.is_none() {
-                        self.notify_lane(queue, task.priority).await;
+                    let lane = Lane::of(task);
+                    if lane != Lane::Plain && due.is_none() {
+                        self.notify_lane(queue, lane).await;
                     }
                     return Ok(());
                 }
@@ -211,6 +214,9 @@ impl Storage {
         validate_queue_name(queue)?;
         if task.priority > crate::task::MAX_PRIORITY {
             return Err(Error::PriorityInvalid(task.priority.into()));
+        }
+        if let Some(k) = &task.key {
+            crate::task::check_key(k)?;
         }
         task.queue = queue.to_string();
         if self.settings.keys.signs() && task.signature.is_empty() {

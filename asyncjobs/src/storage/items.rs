@@ -5,9 +5,10 @@
 use super::work_item::{self, WorkItem};
 use super::{api, Storage, HELD_STREAM};
 use crate::error::{nats, Error, Result};
+use crate::queue::lane::{any_lane_subject, Lane, KEY_HEADER};
 use crate::queue::{
-    held_item_subject, item_subject, item_subject_at, legacy_held_subject, released_item_subject,
-    released_item_subject_at, validate_queue_name, LEGACY_HELD_PREFIX, QUEUE_STREAM_PREFIX,
+    held_item_subject, item_subject, legacy_held_subject, released_item_subject,
+    validate_queue_name, LEGACY_HELD_PREFIX, QUEUE_STREAM_PREFIX,
 };
 use async_nats::jetstream::context::{PublishAckFuture, PublishError};
 use async_nats::jetstream::{self, ErrorCode};
@@ -69,10 +70,7 @@ impl Storage {
         let mut lookups = vec![
             (stream.as_str(), item_subject(queue, id)),
             // in a priority's lane (docs/processing.md §2.21)
-            (
-                stream.as_str(),
-                item_subject_at(queue, id, 1).replacen(".P1.", ".*.", 1),
-            ),
+            (stream.as_str(), any_lane_subject(queue, id)),
         ];
         // read now: a queue deleted a moment ago holds nothing
         match self.read_queue_legacy_items(queue).await? {
@@ -247,7 +245,7 @@ impl Storage {
         validate_queue_name(queue)?;
         let stream = format!("{QUEUE_STREAM_PREFIX}{queue}");
         // its plain item, and one in a priority's lane (docs/processing.md §2.21)
-        let lane = item_subject_at(queue, id, 1).replacen(".P1.", ".*.", 1);
+        let lane = any_lane_subject(queue, id);
         for filter in [item_subject(queue, id), lane] {
             let found = api::request::<Value>(
                 &self.js,
@@ -282,7 +280,8 @@ impl Storage {
         &self,
         queue: &str,
         task_id: &str,
-        priority: u8,
+        lane: Lane,
+        key: Option<&str>,
         traceparent: Option<String>,
         dedupe: bool,
         due: Option<OffsetDateTime>,
@@ -295,8 +294,11 @@ impl Storage {
         if let Some(tp) = traceparent {
             publish = publish.header(work_item::TRACEPARENT_HEADER, tp.as_str());
         }
+        if let (Lane::Shard(_), Some(key)) = (lane, key) {
+            publish = publish.header(KEY_HEADER, key);
+        }
         let subject = match due {
-            None => item_subject_at(queue, task_id, priority),
+            None => lane.item_subject(queue, task_id),
             Some(due) => {
                 publish = publish
                     .header(
@@ -305,7 +307,7 @@ impl Storage {
                     )
                     .header(
                         work_item::SCHEDULE_TARGET_HEADER,
-                        released_item_subject_at(queue, task_id, priority).as_str(),
+                        lane.released_subject(queue, task_id).as_str(),
                     );
                 held_item_subject(queue, task_id)
             }

@@ -4,8 +4,8 @@
 //!
 //! A claim is two writes, each safe to be interrupted after:
 //!
-//! 1. the task's plain item is published to `CHORIA_AJ.Q.<queue>.<id>`,
-//!    at the end of the queue: the claim's **backup**, which the
+//! 1. the task's item is published to `CHORIA_AJ.Q.<queue>.B.<id>`, at
+//!    the end of the queue: the claim's **backup**, which the
 //!    `WORKERS` consumer delivers if the claiming worker dies (the
 //!    record's state and lease then decide, as for any delivery);
 //! 2. the lane item is deleted by its sequence: only one deleter wins.
@@ -17,7 +17,9 @@
 
 use super::{api, Storage};
 use crate::error::{nats, Result};
-use crate::queue::{item_subject, lane_filter, lane_notice_subject, QUEUE_STREAM_PREFIX};
+use crate::queue::lane::backup_subject;
+use crate::queue::lane::{lane_notice_subject, Lane, KEY_HEADER};
+use crate::queue::QUEUE_STREAM_PREFIX;
 use async_nats::jetstream::ErrorCode;
 use base64::Engine;
 use serde::Deserialize;
@@ -36,6 +38,8 @@ pub(crate) struct LaneItem {
     pub payload: Vec<u8>,
     /// Its `traceparent` header, if any.
     pub traceparent: Option<String>,
+    /// Its task's flow-control key (header `AJ-Key`), if any.
+    pub key: Option<String>,
     /// When the server stored it (the epoch when unreadable).
     pub stored: OffsetDateTime,
 }
@@ -58,17 +62,13 @@ struct GotMessage {
 }
 
 impl Storage {
-    /// The oldest item in `queue`'s lane of `priority` (1–9), `None` when
-    /// the lane (or the queue) is empty.
+    /// The oldest item in `queue`'s `lane`, `None` when the lane (or the
+    /// queue) is empty.
     ///
     /// Errors: the request failed.
-    pub(crate) async fn next_lane_item(
-        &self,
-        queue: &str,
-        priority: u8,
-    ) -> Result<Option<LaneItem>> {
-        self.first_item(queue, &lane_filter(queue, priority), || {
-            format!("reading the priority {priority} lane of queue {queue}")
+    pub(crate) async fn next_lane_item(&self, queue: &str, lane: Lane) -> Result<Option<LaneItem>> {
+        self.first_item(queue, &lane.filter(queue), || {
+            format!("reading lane {lane:?} of queue {queue}")
         })
         .await
     }
@@ -78,8 +78,7 @@ impl Storage {
     ///
     /// Errors: the request failed.
     pub(crate) async fn oldest_plain_item(&self, queue: &str) -> Result<Option<LaneItem>> {
-        let filter = format!("{}*", item_subject(queue, ""));
-        self.first_item(queue, &filter, || {
+        self.first_item(queue, &Lane::Plain.filter(queue), || {
             format!("reading the oldest item of queue {queue}")
         })
         .await
@@ -111,10 +110,9 @@ impl Storage {
         };
         let b64 = base64::engine::general_purpose::STANDARD;
         let payload = m.data.and_then(|d| b64.decode(d).ok()).unwrap_or_default();
-        let traceparent = m
-            .hdrs
-            .and_then(|h| b64.decode(h).ok())
-            .and_then(|h| header_value(&h, super::work_item::TRACEPARENT_HEADER));
+        let headers = m.hdrs.and_then(|h| b64.decode(h).ok()).unwrap_or_default();
+        let traceparent = header_value(&headers, super::work_item::TRACEPARENT_HEADER);
+        let key = header_value(&headers, KEY_HEADER);
         let stored = m
             .time
             .and_then(|t| OffsetDateTime::parse(&t, &Rfc3339).ok())
@@ -124,6 +122,7 @@ impl Storage {
             seq: m.seq,
             payload,
             traceparent,
+            key,
             stored,
         }))
     }
@@ -145,9 +144,12 @@ impl Storage {
         if let Some(tp) = &item.traceparent {
             backup = backup.header(super::work_item::TRACEPARENT_HEADER, tp.as_str());
         }
+        if let Some(key) = &item.key {
+            backup = backup.header(KEY_HEADER, key.as_str());
+        }
         let ack = self
             .js
-            .send_publish(item_subject(queue, id), backup)
+            .send_publish(backup_subject(queue, id), backup)
             .await
             .map_err(|e| nats(what(), e))?
             .await
@@ -166,12 +168,12 @@ impl Storage {
         }
     }
 
-    /// Tells `queue`'s workers that its lane of `priority` has an item
-    /// (core NATS, best effort: workers also look every few seconds).
-    pub(crate) async fn notify_lane(&self, queue: &str, priority: u8) {
+    /// Tells `queue`'s workers that its `lane` has an item (core NATS,
+    /// best effort: workers also look every few seconds).
+    pub(crate) async fn notify_lane(&self, queue: &str, lane: Lane) {
         let _ = self
             .nc
-            .publish(lane_notice_subject(queue), vec![priority].into())
+            .publish(lane_notice_subject(queue), vec![lane.notice()].into())
             .await;
     }
 

@@ -142,7 +142,15 @@ impl Storage {
             Err(e) => return Err(e),
         }
         let sent = self
-            .publish_item_at(&task.queue, id, task.priority, None, false, None)
+            .publish_item_at(
+                &task.queue,
+                id,
+                crate::queue::lane::Lane::of(&task),
+                task.key.as_deref(),
+                None,
+                false,
+                None,
+            )
             .await
             .map_err(|e| crate::error::nats(format!("publishing the work item of task {id}"), e))?
             .await

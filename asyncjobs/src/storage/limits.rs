@@ -1,7 +1,8 @@
 //! Rate limits shared by every worker of a cluster: a generic cell rate
 //! algorithm (GCRA) whose one number, the theoretical arrival time, is kept
-//! per limited queue in the bucket `CHORIA_AJ_LIMITS` and advanced by
-//! compare-and-set (docs/processing.md §2.22, docs/storage.md §3.9).
+//! per limited queue (and per key of a queue with a per-key limit) in the
+//! bucket `CHORIA_AJ_LIMITS` and advanced by compare-and-set
+//! (docs/processing.md §2.22, §2.23; docs/storage.md §3.9).
 
 use super::{Bucket, Storage};
 use crate::error::{Error, Result};
@@ -10,8 +11,10 @@ use async_nats::jetstream::{self, kv};
 use std::time::Duration;
 use time::OffsetDateTime;
 
-/// The bucket of rate-limit state (ours): `rate.<queue>` → the limit's
-/// theoretical arrival time, nanoseconds since the Unix epoch, in decimal.
+/// The bucket of flow-control state (ours): `rate.<queue>` and
+/// `rate.<queue>.k.<key name>` → a rate limit's theoretical arrival time,
+/// nanoseconds since the Unix epoch, in decimal; `conc.<queue>.<key name>`
+/// → the tasks holding a key's slots (`storage/key_slots.rs`).
 pub const LIMITS_BUCKET: &str = "CHORIA_AJ_LIMITS";
 
 /// Compare-and-set attempts before a take gives up for now.
@@ -29,7 +32,7 @@ pub(crate) enum Tokens {
 impl Storage {
     /// The limits bucket, created when missing with this client's storage
     /// and replicas.
-    async fn limits_bucket(&self) -> Result<Bucket> {
+    pub(super) async fn limits_bucket(&self) -> Result<Bucket> {
         let what = || format!("binding bucket {LIMITS_BUCKET}");
         if let Some(b) = self.open_bucket(LIMITS_BUCKET, what).await? {
             return Ok(b);
@@ -81,47 +84,108 @@ impl Storage {
         want: u32,
         now: OffsetDateTime,
     ) -> Result<Tokens> {
-        let bucket = self.limits_bucket().await?;
-        let key = rate_key(queue);
         let what = || format!("taking a start of queue {queue}'s rate limit");
+        self.take_tokens_of(&rate_key(queue), what, limit, want, now)
+            .await
+    }
+
+    /// Takes one start of the rate limit of `key`'s tasks in `queue`.
+    ///
+    /// Errors: as [`take_tokens`](Self::take_tokens).
+    pub(crate) async fn take_key_token(
+        &self,
+        queue: &str,
+        key: &str,
+        limit: &RateLimit,
+        now: OffsetDateTime,
+    ) -> Result<Tokens> {
+        let what = || format!("taking a start of key {key:?}'s rate limit in queue {queue}");
+        self.take_tokens_of(&key_rate_key(queue, key), what, limit, 1, now)
+            .await
+    }
+
+    /// Whether `key`'s rate limit in `queue` would grant a start now (a
+    /// read, nothing taken).
+    ///
+    /// Errors: the bucket cannot be read.
+    pub(crate) async fn key_rate_ready(
+        &self,
+        queue: &str,
+        key: &str,
+        limit: &RateLimit,
+        now: OffsetDateTime,
+    ) -> Result<bool> {
+        let bucket = self.limits_bucket().await?;
+        let what = || format!("reading key {key:?}'s rate limit in queue {queue}");
+        let written = bucket.written(&key_rate_key(queue, key), what).await?;
+        let tat = written.as_ref().and_then(|w| parse_tat(&w.value));
+        let (tokens, _) = gcra(tat, now.unix_timestamp_nanos(), limit, 1);
+        Ok(matches!(tokens, Tokens::Granted(_)))
+    }
+
+    async fn take_tokens_of(
+        &self,
+        key: &str,
+        what: impl Fn() -> String + Copy,
+        limit: &RateLimit,
+        want: u32,
+        now: OffsetDateTime,
+    ) -> Result<Tokens> {
+        let bucket = self.limits_bucket().await?;
         let now_ns = now.unix_timestamp_nanos();
         for _ in 0..ATTEMPTS {
-            let written = bucket.written(&key, what).await?;
-            let tat = written.as_ref().and_then(|w| {
-                std::str::from_utf8(&w.value)
-                    .ok()
-                    .and_then(|t| t.parse::<i128>().ok())
-            });
+            let written = bucket.written(key, what).await?;
+            let tat = written.as_ref().and_then(|w| parse_tat(&w.value));
             let (tokens, new_tat) = gcra(tat, now_ns, limit, want);
             let Tokens::Granted(_) = tokens else {
                 return Ok(tokens);
             };
             let value = bytes::Bytes::from(new_tat.to_string());
             let stored = match &written {
-                Some(w) => bucket.update_if(&key, value, w.revision, what).await?,
-                None => bucket.create(&key, value, what).await?,
+                Some(w) => bucket.update_if(key, value, w.revision, what).await?,
+                None => bucket.create(key, value, what).await?,
             };
             if stored.is_some() {
                 return Ok(tokens);
             }
         }
         Err(Error::StorageNotReady(format!(
-            "the rate limit of queue {queue} kept changing under {ATTEMPTS} attempts"
+            "{} kept changing under {ATTEMPTS} attempts",
+            what()
         )))
+    }
+}
+
+fn parse_tat(value: &[u8]) -> Option<i128> {
+    std::str::from_utf8(value).ok()?.parse().ok()
+}
+
+/// The key of the rate limit of `key`'s tasks in `queue`.
+fn key_rate_key(queue: &str, key: &str) -> String {
+    format!(
+        "{}.k.{}",
+        rate_key(queue),
+        crate::queue::lane::key_name(key)
+    )
+}
+
+/// `queue` as a part of a key: as it is, or `x<hex>` when it holds a
+/// character a key cannot.
+pub(super) fn queue_part(queue: &str) -> String {
+    let plain = queue
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '='));
+    if plain {
+        queue.to_string()
+    } else {
+        format!("x{}", hex_of(queue))
     }
 }
 
 /// The key of `queue`'s rate limit: `rate.<queue>`, or `rate.x<hex>` when
 /// the name holds a character a key cannot.
 fn rate_key(queue: &str) -> String {
-    let plain = queue
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '='));
-    if plain {
-        format!("rate.{queue}")
-    } else {
-        format!("rate.x{}", hex_of(queue))
-    }
+    format!("rate.{}", queue_part(queue))
 }
 
 fn hex_of(s: &str) -> String {

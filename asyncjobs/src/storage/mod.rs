@@ -41,6 +41,7 @@ mod buckets;
 mod discarded;
 mod enqueue;
 mod items;
+mod key_slots;
 mod lanes;
 mod leases;
 mod lifecycle;

@@ -5,7 +5,10 @@ use super::TASKS_STREAM;
 use super::{api, Storage, RETENTION_METADATA};
 use crate::capabilities::{version_at_least, PAUSE_NEEDS};
 use crate::error::{nats, Error, NatsError, Result};
-use crate::queue::flow::{parse_priority_aging, PRIORITY_AGING_METADATA, RATE_LIMIT_METADATA};
+use crate::queue::flow::{
+    parse_priority_aging, KEY_CONCURRENCY_METADATA, KEY_RATE_LIMIT_METADATA,
+    PRIORITY_AGING_METADATA, RATE_LIMIT_METADATA,
+};
 use crate::queue::pause::{PauseUntil, QueuePause, PAUSED_SINCE_KEY};
 use crate::queue::{
     validate_queue_name, Queue, QueueInfo, QueueUpdate, QUEUE_STREAM_PREFIX, WORKERS_CONSUMER,
@@ -100,6 +103,14 @@ impl Storage {
             .metadata
             .get(PRIORITY_AGING_METADATA)
             .and_then(|a| parse_priority_aging(a).ok().flatten());
+        queue.key_concurrency = stream
+            .metadata
+            .get(KEY_CONCURRENCY_METADATA)
+            .and_then(|n| n.parse().ok());
+        queue.key_rate_limit = stream
+            .metadata
+            .get(KEY_RATE_LIMIT_METADATA)
+            .and_then(|r| r.parse().ok());
         if let Some(c) = &consumer {
             queue.max_run_time = c.config.ack_wait;
             queue.max_concurrent = c.config.max_ack_pending;
@@ -261,6 +272,12 @@ impl Storage {
                 };
                 if let Some(l) = &update.rate_limit {
                     set(RATE_LIMIT_METADATA, l.map(|l| l.to_string()));
+                }
+                if let Some(n) = &update.key_concurrency {
+                    set(KEY_CONCURRENCY_METADATA, n.map(|n| n.to_string()));
+                }
+                if let Some(l) = &update.key_rate_limit {
+                    set(KEY_RATE_LIMIT_METADATA, l.map(|l| l.to_string()));
                 }
                 if let Some(a) = &update.priority_aging {
                     set(PRIORITY_AGING_METADATA, a.map(crate::wire::format_duration));

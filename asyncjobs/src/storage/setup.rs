@@ -9,7 +9,9 @@ use super::{
     CONFIG_BUCKET, ELECTIONS_BUCKET, EXHAUSTED_STREAM, HELD_STREAM, RELEASE_CONSUMER, TASKS_STREAM,
 };
 use crate::error::{nats, Error, NatsError, NatsErrorKind, Result};
-use crate::queue::flow::{PRIORITY_AGING_METADATA, RATE_LIMIT_METADATA};
+use crate::queue::flow::{
+    KEY_CONCURRENCY_METADATA, KEY_RATE_LIMIT_METADATA, PRIORITY_AGING_METADATA, RATE_LIMIT_METADATA,
+};
 use crate::queue::{
     validate_queue_name, Queue, HELD_ITEM_PREFIX, RELEASED_ITEM_PREFIX, WORKERS_CONSUMER,
 };
@@ -319,6 +321,12 @@ impl Storage {
                     PRIORITY_AGING_METADATA.into(),
                     crate::wire::format_duration(a).into(),
                 );
+            }
+            if let Some(n) = queue.key_concurrency {
+                metadata.insert(KEY_CONCURRENCY_METADATA.into(), n.to_string().into());
+            }
+            if let Some(l) = &queue.key_rate_limit {
+                metadata.insert(KEY_RATE_LIMIT_METADATA.into(), l.to_string().into());
             }
             if !metadata.is_empty() {
                 config["metadata"] = metadata.into();

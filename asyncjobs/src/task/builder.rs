@@ -28,6 +28,7 @@ pub struct TaskBuilder {
     unique_key: Option<Option<String>>,
     unique_period: Option<Duration>,
     priority: u8,
+    key: Option<String>,
 }
 
 impl TaskBuilder {
@@ -46,6 +47,7 @@ impl TaskBuilder {
             unique_key: None,
             unique_period: None,
             priority: 0,
+            key: None,
         }
     }
 
@@ -212,6 +214,24 @@ impl TaskBuilder {
         self
     }
 
+    /// Sets the task's flow-control key (a customer, a tenant, a remote
+    /// API): the queue's per-key concurrency and rate limits apply to it,
+    /// and keys take turns, so one key's backlog does not hold up another
+    /// key's tasks (docs/processing.md §2.23).
+    ///
+    /// Errors at [`build`](Self::build): [`Error::KeyInvalid`] for an
+    /// empty key, one over 128 bytes or with a control character.
+    ///
+    /// ```
+    /// let task = asyncjobs::Task::builder("invoice:send").key("customer-42").build().unwrap();
+    /// assert_eq!(task.key.as_deref(), Some("customer-42"));
+    /// assert!(asyncjobs::Task::builder("invoice:send").key("").build().is_err());
+    /// ```
+    pub fn key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
     /// Validates and builds the task.
     pub fn build(self) -> Result<Task> {
         if !is_valid_name(&self.task_type) {
@@ -223,6 +243,9 @@ impl TaskBuilder {
         let id = self.id.unwrap_or_else(new_id);
         if !is_valid_name(&id) {
             return Err(Error::TaskIdInvalid(id));
+        }
+        if let Some(k) = &self.key {
+            super::check_key(k)?;
         }
         if self.priority > super::MAX_PRIORITY {
             return Err(Error::PriorityInvalid(self.priority.into()));
@@ -282,6 +305,7 @@ impl TaskBuilder {
             signature: String::new(),
             progress: None,
             priority: self.priority,
+            key: self.key,
             unique,
             seq: 0,
             traceparent: self.traceparent,

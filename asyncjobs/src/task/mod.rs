@@ -175,6 +175,12 @@ pub struct Task {
     /// record.
     #[serde(default, skip_serializing_if = "is_default_priority")]
     pub priority: u8,
+    /// Its flow-control key (a customer, a tenant, a remote API): the
+    /// queue's per-key limits apply to it, and keys take turns
+    /// (ours; docs/processing.md §2.23). Go leaves it out and drops it
+    /// when it saves the record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
     /// How the enqueue keeps it unique (not stored: docs/processing.md §2.18).
     #[serde(skip)]
     pub(crate) unique: Option<Unique>,
@@ -192,6 +198,20 @@ pub const MAX_PRIORITY: u8 = 9;
 
 fn is_default_priority(p: &u8) -> bool {
     *p == 0
+}
+
+/// The longest flow-control key, in bytes.
+pub const MAX_KEY_LEN: usize = 128;
+
+/// Checks a flow-control key: 1 to [`MAX_KEY_LEN`] bytes, no control
+/// characters.
+///
+/// Errors: [`Error::KeyInvalid`](crate::Error::KeyInvalid).
+pub(crate) fn check_key(key: &str) -> Result<()> {
+    if key.is_empty() || key.len() > MAX_KEY_LEN || key.chars().any(char::is_control) {
+        return Err(crate::Error::KeyInvalid(key.to_string()));
+    }
+    Ok(())
 }
 
 /// True when `name` matches `^[a-zA-Z0-9_:-]+$`, the rule for task types

@@ -8,11 +8,13 @@ use super::apply::{apply, apply_to_item};
 use super::decide::{self, Action};
 use super::execute::run_handler;
 use super::gates::{self, Deps, Loaded};
-use super::outcome::replace_item;
+use super::keys;
+use super::outcome::{self, replace_item};
 use super::unhandled;
 use super::{Delivered, Shared};
 use crate::error::Error;
-use crate::queue::{priority_of_subject, LEGACY_HELD_PREFIX};
+use crate::queue::lane::{Lane, KEY_HEADER};
+use crate::queue::LEGACY_HELD_PREFIX;
 use crate::storage::WorkItem;
 use crate::task::{Task, TaskState};
 use async_nats::jetstream::message::Acker;
@@ -70,12 +72,26 @@ pub(crate) async fn process(
         }
         other => return Box::pin(apply(shared, &acker, &item, &mut task, other)).await,
     }
+    // a keyed task's limits (docs/processing.md §2.23): waiting for them
+    // is no try
+    let key_hold = match keys::acquire(shared, &task).await {
+        Ok(hold) => hold,
+        Err(wait) => {
+            drop(slot);
+            Box::pin(outcome::wait(shared, &acker, &item, wait)).await;
+            return;
+        }
+    };
     // watched before the `active` save: a cancel that reads that record
     // sends its notice after this (worker/cancel.rs)
     let watched = shared.cancels.watch(&task.id);
     if let Err(e) = mark_active(shared, &mut task).await {
         let action = decide::on_active_not_saved(e, item.delivered);
-        return Box::pin(apply(shared, &acker, &item, &mut task, action)).await;
+        Box::pin(apply(shared, &acker, &item, &mut task, action)).await;
+        if let Some(hold) = key_hold {
+            keys::release(shared, hold).await;
+        }
+        return;
     }
 
     shared.leases.holds(&task.id, task.seq);
@@ -97,6 +113,9 @@ pub(crate) async fn process(
     let action = decide::after_run(outcome, &task, &shared.queue(), now);
     apply(shared, &acker, &item, &mut task, action).await;
     shared.leases.released(&task.id);
+    if let Some(hold) = key_hold {
+        keys::release(shared, hold).await;
+    }
 }
 
 /// The delivered work item and its acknowledger; `None` once a message
@@ -112,7 +131,12 @@ async fn read(shared: &Shared, msg: async_nats::jetstream::Message) -> Option<(D
         // meant for later, by an earlier version: it runs now
         shared.legacy_item_delivered(&msg.subject);
     }
-    let priority = priority_of_subject(&msg.subject);
+    let lane = Lane::of_subject(&msg.subject);
+    let key = msg
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(KEY_HEADER))
+        .map(|k| k.to_string());
     match decide::on_item(&msg.subject, &msg.payload) {
         Ok(id) => Some((
             Delivered {
@@ -120,7 +144,8 @@ async fn read(shared: &Shared, msg: async_nats::jetstream::Message) -> Option<(D
                 traceparent,
                 delivered,
                 published,
-                priority,
+                lane,
+                key,
             },
             acker,
         )),
@@ -130,7 +155,8 @@ async fn read(shared: &Shared, msg: async_nats::jetstream::Message) -> Option<(D
                 traceparent,
                 delivered,
                 published,
-                priority,
+                lane,
+                key,
             };
             Box::pin(apply_to_item(shared, &acker, &item, action)).await;
             None

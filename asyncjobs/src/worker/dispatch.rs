@@ -2,7 +2,7 @@
 //! dispatcher that spawns one [`process`](super::delivery::process) per item.
 
 use super::delivery::process;
-use super::lanes::Lanes;
+use super::lanes::{Claim, Lanes, KEY_BUSY_SKIP};
 use super::pull::{Delivery, Puller};
 use super::rate;
 use super::Shared;
@@ -161,7 +161,16 @@ async fn request_work(
             }
         }
         if let Some(claims) = claims {
-            permits = claims.serve(shared, permits).await;
+            let wait;
+            (permits, wait) = claims.serve(shared, permits).await;
+            if wait {
+                drop(permits);
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(KEY_BUSY_SKIP) => {}
+                }
+                continue;
+            }
             if permits.is_empty() {
                 continue;
             }
@@ -264,32 +273,43 @@ async fn gather_slots(
     Some(permits)
 }
 
-/// Free slots spent on priority items before pulls (docs/processing.md §2.21).
+/// Free slots spent on claimed lane items before pulls (docs/processing.md
+/// §2.21, §2.23).
 struct Claims {
     lanes: Arc<Lanes>,
     tracker: TaskTracker,
 }
 
 impl Claims {
-    /// Starts a claimed priority item under each of `permits` while the
-    /// lanes hold any; returns the permits left for a pull request.
+    /// Starts a claimed item under each of `permits` while the lanes hold
+    /// any; returns the permits left for a pull request, and whether the
+    /// worker should wait instead of pulling (the lanes hold only items
+    /// whose keys are at their limits).
     async fn serve(
         &self,
         shared: &Arc<Shared>,
         mut permits: Vec<OwnedSemaphorePermit>,
-    ) -> Vec<OwnedSemaphorePermit> {
+    ) -> (Vec<OwnedSemaphorePermit>, bool) {
         while self.lanes.may_hold() {
             let Some(permit) = permits.pop() else { break };
-            let Some(msg) = self.lanes.claim(shared).await else {
-                permits.push(permit);
-                break;
-            };
-            let shared = shared.clone();
-            self.tracker.spawn(Box::pin(async move {
-                process(&shared, msg, permit).await;
-            }));
+            match self.lanes.claim(shared).await {
+                Claim::Item(msg) => {
+                    let shared = shared.clone();
+                    self.tracker.spawn(Box::pin(async move {
+                        process(&shared, msg, permit).await;
+                    }));
+                }
+                Claim::Pull => {
+                    permits.push(permit);
+                    break;
+                }
+                Claim::Wait => {
+                    permits.push(permit);
+                    return (permits, true);
+                }
+            }
         }
-        permits
+        (permits, false)
     }
 }
 

@@ -26,6 +26,7 @@ pub(crate) mod dispatch;
 pub(crate) mod execute;
 mod exhausted;
 pub(crate) mod gates;
+mod keys;
 pub(crate) mod lanes;
 mod outcome;
 mod placement;
@@ -319,9 +320,12 @@ pub(crate) struct Delivered {
     pub delivered: u64,
     /// When the server stored it (its clock; the epoch when unknown).
     pub published: time::OffsetDateTime,
-    /// The priority of the lane it came from (its subject; 0: none), kept
-    /// by the items that replace it (docs/processing.md §2.21).
-    pub priority: u8,
+    /// The lane it came from (its subject), kept by the items that replace
+    /// it (docs/processing.md §2.21, §2.23).
+    pub lane: crate::queue::lane::Lane,
+    /// Its task's flow-control key (header `AJ-Key`), kept by the items
+    /// that replace it.
+    pub key: Option<String>,
 }
 
 impl Worker {

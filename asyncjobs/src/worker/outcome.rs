@@ -346,7 +346,8 @@ pub(crate) async fn replace_item(
         .publish_item_at(
             &shared.name,
             &item.id,
-            item.priority,
+            item.lane,
+            item.key.as_deref(),
             item.traceparent.clone(),
             false,
             due,

@@ -14,7 +14,8 @@
 
 use super::Shared;
 use crate::metrics;
-use crate::queue::{priority_of_subject, RELEASED_ITEM_PREFIX};
+use crate::queue::lane::{Lane, KEY_HEADER};
+use crate::queue::RELEASED_ITEM_PREFIX;
 use crate::storage::WorkItem;
 use async_nats::jetstream::{self, AckKind};
 use std::sync::Arc;
@@ -91,10 +92,19 @@ async fn move_into_queue(shared: &Shared, msg: jetstream::Message, refusals: &mu
         }
     };
     let traceparent = WorkItem::traceparent(msg.headers.as_ref());
-    let priority = priority_of_subject(&msg.subject);
+    let lane = Lane::of_subject(&msg.subject);
+    let mut key = msg
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(KEY_HEADER))
+        .map(|k| k.to_string());
+    if matches!(lane, Lane::Shard(_)) && key.is_none() {
+        // a schedule may not copy the header: the record has the key
+        key = shared.storage.load_task(&id).await.ok().and_then(|t| t.key);
+    }
     let sent = shared
         .storage
-        .publish_item_at(queue, &id, priority, traceparent, false, None)
+        .publish_item_at(queue, &id, lane, key.as_deref(), traceparent, false, None)
         .await;
     let taken = match sent {
         Ok(ack) => ack.await,
@@ -103,8 +113,8 @@ async fn move_into_queue(shared: &Shared, msg: jetstream::Message, refusals: &mu
     match taken {
         Ok(_) => {
             refusals.clear(queue);
-            if priority > 0 {
-                shared.storage.notify_lane(queue, priority).await;
+            if lane != Lane::Plain {
+                shared.storage.notify_lane(queue, lane).await;
             }
             if let Err(e) = msg.double_ack().await {
                 // offered again after the ack wait; the second item is

@@ -42,6 +42,34 @@ pub struct TaskAddArgs {
     /// within this long of the first, finished or not (Go duration)
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub unique_for: Option<GoDuration>,
+    /// The task's priority, 0 (the default) to 9: higher runs first (a
+    /// worker with a free slot starts the highest waiting priority, oldest
+    /// first within one; Go workers ignore it; not in the Go ajc)
+    #[arg(
+        long,
+        value_name = "0-9",
+        default_value_t = 0,
+        hide_default_value = true,
+        allow_negative_numbers = true,
+        value_parser = parse_priority
+    )]
+    pub priority: u8,
+}
+
+/// clap value parser for `--priority`: an integer from 0 to
+/// [`asyncjobs::task::MAX_PRIORITY`], refused with the library's message
+/// before anything connects.
+fn parse_priority(s: &str) -> std::result::Result<u8, String> {
+    let n: i64 = s.trim().parse().map_err(|_| {
+        format!(
+            "expected a whole number from 0 (the default) to {} (runs first)",
+            asyncjobs::task::MAX_PRIORITY
+        )
+    })?;
+    u8::try_from(n)
+        .ok()
+        .filter(|p| *p <= asyncjobs::task::MAX_PRIORITY)
+        .ok_or_else(|| asyncjobs::Error::PriorityInvalid(n).to_string())
 }
 
 /// `task add`: builds the task before connecting, then enqueues it.
@@ -85,6 +113,9 @@ pub async fn run(ctx: &Ctx, keys: Option<Keys>, a: &TaskAddArgs) -> Result<()> {
     }
     if let Some(d) = &a.unique_for {
         b = b.unique_for(d.non_negative("--unique-for").map_err(CliError::msg)?);
+    }
+    if a.priority > 0 {
+        b = b.priority(a.priority);
     }
     let mut task = b.build()?;
     let client = client(&ctx.global, Prepare::Queue(a.task.queue.clone()), |b| {

@@ -80,6 +80,11 @@ pub fn task_text(ui: &Ui, t: &Task) -> String {
     if !t.queue.is_empty() {
         line("Queue", t.queue.clone());
     }
+    if t.priority > 0 {
+        // ours: Go has no priority, and a default task shows none
+        // (docs/processing.md §2.21)
+        line("Priority", t.priority.to_string());
+    }
     line("Tries", t.tries.to_string());
     if let Some(due) = t.run_at {
         line("Due", go_time(due));

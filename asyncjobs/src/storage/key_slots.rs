@@ -1,0 +1,181 @@
+//! Per-key concurrency shared by every worker of a cluster: the tasks
+//! holding a key's slots, one record per key in `CHORIA_AJ_LIMITS`
+//! (`conc.<queue>.<key name>`), changed by compare-and-set
+//! (docs/processing.md §2.23, docs/storage.md §3.9).
+//!
+//! A holder is removed by its worker when the try ends. A worker that dies
+//! leaves its holder behind; when every slot is taken, holders older than
+//! [`STALE_AFTER`] whose task is no longer `active` are removed (a dead
+//! worker's try is handed back within the rescue time, docs/processing.md
+//! §2.14, so its slot comes back within that plus this).
+
+use super::limits::queue_part;
+use super::Storage;
+use crate::error::{Error, Result};
+use crate::task::TaskState;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use time::OffsetDateTime;
+
+/// A holder is judged only this long after it took its slot: younger, its
+/// task may not yet be saved `active`.
+const STALE_AFTER: Duration = Duration::from_secs(10);
+
+/// Compare-and-set attempts before a take or release gives up for now.
+const ATTEMPTS: usize = 8;
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Holders {
+    holders: Vec<Holder>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Holder {
+    /// The task's id.
+    id: String,
+    /// When it took the slot (server time, ns since the Unix epoch).
+    at: i128,
+}
+
+fn slots_key(queue: &str, key: &str) -> String {
+    format!(
+        "conc.{}.{}",
+        queue_part(queue),
+        crate::queue::lane::key_name(key)
+    )
+}
+
+impl Storage {
+    /// How many of `key`'s slots in `queue` are held (a read).
+    ///
+    /// Errors: the bucket cannot be read.
+    pub(crate) async fn key_slots_taken(&self, queue: &str, key: &str) -> Result<usize> {
+        let bucket = self.limits_bucket().await?;
+        let what = || format!("reading key {key:?}'s slots in queue {queue}");
+        let written = bucket.written(&slots_key(queue, key), what).await?;
+        Ok(written.map_or(0, |w| decode(&w.value).holders.len()))
+    }
+
+    /// Takes one of `limit` slots of `key` in `queue` for task `id` at
+    /// server time `now`: true when taken (or already held by `id`), false
+    /// when every slot is held by a live task.
+    ///
+    /// Errors: the bucket cannot be read or written, or it kept changing
+    /// ([`Error::StorageNotReady`]); nothing is taken then.
+    pub(crate) async fn take_key_slot(
+        &self,
+        queue: &str,
+        key: &str,
+        id: &str,
+        limit: u32,
+        now: OffsetDateTime,
+    ) -> Result<bool> {
+        let bucket = self.limits_bucket().await?;
+        let name = slots_key(queue, key);
+        let what = || format!("taking a slot of key {key:?} in queue {queue}");
+        let now_ns = now.unix_timestamp_nanos();
+        let mut judged = false;
+        for _ in 0..ATTEMPTS {
+            let written = bucket.written(&name, what).await?;
+            let mut held = written
+                .as_ref()
+                .map(|w| decode(&w.value))
+                .unwrap_or_default();
+            if held.holders.iter().any(|h| h.id == id) {
+                return Ok(true);
+            }
+            if held.holders.len() >= limit as usize {
+                if judged {
+                    return Ok(false);
+                }
+                judged = true;
+                let before = held.holders.len();
+                held.holders = self.live_holders(held.holders, now_ns).await;
+                if held.holders.len() == before {
+                    return Ok(false);
+                }
+                // stale holders gone: take a freed slot, or write the
+                // pruned list when still full
+            }
+            let full = held.holders.len() >= limit as usize;
+            if !full {
+                held.holders.push(Holder {
+                    id: id.to_string(),
+                    at: now_ns,
+                });
+            }
+            let value = encode(&held);
+            let stored = match &written {
+                Some(w) => bucket.update_if(&name, value, w.revision, what).await?,
+                None => bucket.create(&name, value, what).await?,
+            };
+            if stored.is_some() {
+                return Ok(!full);
+            }
+        }
+        Err(Error::StorageNotReady(format!(
+            "{} kept changing under {ATTEMPTS} attempts",
+            what()
+        )))
+    }
+
+    /// Gives task `id`'s slot of `key` in `queue` back (not held is fine).
+    ///
+    /// Errors: the bucket cannot be read or written (the holder is then
+    /// removed once judged stale).
+    pub(crate) async fn release_key_slot(&self, queue: &str, key: &str, id: &str) -> Result<()> {
+        let bucket = self.limits_bucket().await?;
+        let name = slots_key(queue, key);
+        let what = || format!("giving back a slot of key {key:?} in queue {queue}");
+        for _ in 0..ATTEMPTS {
+            let Some(w) = bucket.written(&name, what).await? else {
+                return Ok(());
+            };
+            let mut held = decode(&w.value);
+            let before = held.holders.len();
+            held.holders.retain(|h| h.id != id);
+            if held.holders.len() == before {
+                return Ok(());
+            }
+            if bucket
+                .update_if(&name, encode(&held), w.revision, what)
+                .await?
+                .is_some()
+            {
+                return Ok(());
+            }
+        }
+        Err(Error::StorageNotReady(format!(
+            "{} kept changing under {ATTEMPTS} attempts",
+            what()
+        )))
+    }
+
+    /// The holders still live: younger than [`STALE_AFTER`], or whose task
+    /// is `active` (or cannot be read just now).
+    async fn live_holders(&self, holders: Vec<Holder>, now_ns: i128) -> Vec<Holder> {
+        let mut live = Vec::with_capacity(holders.len());
+        for h in holders {
+            if now_ns - h.at < STALE_AFTER.as_nanos() as i128 {
+                live.push(h);
+                continue;
+            }
+            match self.load_task(&h.id).await {
+                Ok(t) if t.state == TaskState::Active => live.push(h),
+                Ok(_) | Err(Error::TaskNotFound(_)) => {
+                    tracing::info!(task = %h.id, "a key slot's holder is no longer running; its slot is free");
+                }
+                Err(_) => live.push(h),
+            }
+        }
+        live
+    }
+}
+
+fn decode(value: &[u8]) -> Holders {
+    serde_json::from_slice(value).unwrap_or_default()
+}
+
+fn encode(held: &Holders) -> bytes::Bytes {
+    serde_json::to_vec(held).unwrap_or_default().into()
+}
