@@ -46,14 +46,29 @@ fn slots_key(queue: &str, key: &str) -> String {
 }
 
 impl Storage {
-    /// How many of `key`'s slots in `queue` are held (a read).
+    /// Whether a take of one of `limit` slots of `key` in `queue` may
+    /// succeed at server time `now` (a read): a slot is free, or a holder
+    /// is old enough to be judged stale by the take.
     ///
     /// Errors: the bucket cannot be read.
-    pub(crate) async fn key_slots_taken(&self, queue: &str, key: &str) -> Result<usize> {
+    pub(crate) async fn key_slot_may_free(
+        &self,
+        queue: &str,
+        key: &str,
+        limit: u32,
+        now: OffsetDateTime,
+    ) -> Result<bool> {
         let bucket = self.limits_bucket().await?;
         let what = || format!("reading key {key:?}'s slots in queue {queue}");
-        let written = bucket.written(&slots_key(queue, key), what).await?;
-        Ok(written.map_or(0, |w| decode(&w.value).holders.len()))
+        let Some(w) = bucket.written(&slots_key(queue, key), what).await? else {
+            return Ok(true);
+        };
+        let held = decode(&w.value).holders;
+        let now_ns = now.unix_timestamp_nanos();
+        Ok(held.len() < limit as usize
+            || held
+                .iter()
+                .any(|h| now_ns - h.at >= STALE_AFTER.as_nanos() as i128))
     }
 
     /// Takes one of `limit` slots of `key` in `queue` for task `id` at

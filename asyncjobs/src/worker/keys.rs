@@ -21,18 +21,22 @@ pub(crate) struct KeyHold {
 }
 
 /// Whether a task of `key` may start now, by a read of its limits (for a
-/// claim: the take in [`acquire`] decides). False when a limit cannot be
-/// read.
+/// claim: the take in [`acquire`] decides, and judges a holder that may be
+/// stale). False when a limit cannot be read.
 pub(super) async fn may_start(shared: &Shared, key: &str) -> bool {
     let queue = shared.queue();
+    let now = shared.storage.clock().now();
     if let Some(n) = queue.key_concurrency {
-        match shared.storage.key_slots_taken(&shared.name, key).await {
-            Ok(taken) if taken < n as usize => {}
+        match shared
+            .storage
+            .key_slot_may_free(&shared.name, key, n, now)
+            .await
+        {
+            Ok(true) => {}
             _ => return false,
         }
     }
     if let Some(limit) = &queue.key_rate_limit {
-        let now = shared.storage.clock().now();
         match shared
             .storage
             .key_rate_ready(&shared.name, key, limit, now)

@@ -1,0 +1,272 @@
+//! Flow-control keys (docs/processing.md §2.23) against a real
+//! nats-server: per-key concurrency holds across workers, one key's
+//! backlog does not hold up another key's tasks, a per-key rate holds, a
+//! killed worker's key slot comes back, and bad keys are refused at once.
+
+use asyncjobs::{Client, Error, Queue, RateLimit, Router, Task, TaskContext, TaskState};
+use asyncjobs_tests::{client, spawn_worker, wait_for, wait_for_state, NatsServer};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const T: Duration = Duration::from_secs(90);
+
+/// The shard of a key, as docs/storage.md §2.1 defines it (FNV-1a 64 of
+/// its bytes, modulo 16): tests pick keys in different shards.
+fn shard(key: &str) -> u64 {
+    key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    }) % 16
+}
+
+#[derive(Default)]
+struct Seen {
+    running: HashMap<String, usize>,
+    most: HashMap<String, usize>,
+    order: Vec<String>,
+    starts: Vec<(String, Instant)>,
+}
+
+/// A handler recording, per key, how many run at once, the order tasks
+/// start in (their payloads) and when; each takes `run`.
+fn recording(seen: &Arc<Mutex<Seen>>, run: Duration) -> Router {
+    let seen = seen.clone();
+    Router::new()
+        // the test worker's type, run again after its worker died
+        .handle("work", |_ctx: TaskContext, _t: Task| async {
+            asyncjobs::handler::to_output(&"again")
+        })
+        .unwrap()
+        .handle("job", move |_ctx: TaskContext, task: Task| {
+            let seen = seen.clone();
+            async move {
+                let key = task.key.clone().unwrap_or_default();
+                let name: String = task.payload_as()?;
+                {
+                    let mut s = seen.lock().unwrap();
+                    let n = s.running.entry(key.clone()).or_default();
+                    *n += 1;
+                    let n = *n;
+                    let most = s.most.entry(key.clone()).or_default();
+                    *most = (*most).max(n);
+                    s.order.push(name);
+                    s.starts.push((key.clone(), Instant::now()));
+                }
+                tokio::time::sleep(run).await;
+                *seen.lock().unwrap().running.get_mut(&key).unwrap() -= 1;
+                asyncjobs::handler::to_output(&"ok")
+            }
+        })
+        .unwrap()
+}
+
+async fn enqueue(client: &Client, name: &str, key: Option<&str>) -> String {
+    let mut b = Task::builder("job").payload(&name);
+    if let Some(k) = key {
+        b = b.key(k);
+    }
+    let mut task = b.build().unwrap();
+    client.enqueue(&mut task).await.unwrap();
+    task.id
+}
+
+async fn all_complete(client: &Client, ids: &[String]) {
+    for id in ids {
+        let done = wait_for_state(client, id, TaskState::Complete, T).await;
+        // waiting for a key's limits is no try
+        assert_eq!(done.tries, 1, "{id}");
+    }
+}
+
+#[tokio::test]
+async fn per_key_concurrency_holds_across_workers() {
+    let server = NatsServer::start();
+    let queue = Queue::new("KEYS").key_concurrency(2);
+    let producer = client(&server, queue.clone()).await;
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let mut workers = Vec::new();
+    for _ in 0..2 {
+        let c = client(&server, queue.clone()).await;
+        let router = recording(&seen, Duration::from_millis(150));
+        workers.push(spawn_worker(c.worker(router).concurrency(10)));
+    }
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        ids.push(enqueue(&producer, &format!("a-{i}"), Some("tenant-a")).await);
+    }
+    for i in 0..4 {
+        ids.push(enqueue(&producer, &format!("b-{i}"), Some("tenant-b")).await);
+    }
+    all_complete(&producer, &ids).await;
+    for w in workers {
+        w.stop().await;
+    }
+    let s = seen.lock().unwrap();
+    assert_eq!(s.order.len(), 16);
+    assert!(
+        s.most["tenant-a"] <= 2,
+        "tenant-a ran {} at once",
+        s.most["tenant-a"]
+    );
+    assert!(
+        s.most["tenant-b"] <= 2,
+        "tenant-b ran {} at once",
+        s.most["tenant-b"]
+    );
+}
+
+#[tokio::test]
+async fn one_keys_backlog_does_not_hold_up_another_keys_task() {
+    let (a, b) = ("tenant-a", "tenant-b");
+    assert_ne!(shard(a), shard(b));
+    let server = NatsServer::start();
+    let c = client(&server, Queue::new("FAIR")).await;
+    let mut ids = Vec::new();
+    for i in 0..150 {
+        ids.push(enqueue(&c, &format!("a-{i}"), Some(a)).await);
+    }
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let worker = spawn_worker(
+        c.worker(recording(&seen, Duration::from_millis(10)))
+            .concurrency(2),
+    );
+    wait_for(T, "the backlog started", || async {
+        (seen.lock().unwrap().order.len() >= 5).then_some(())
+    })
+    .await;
+    let mut bs = Vec::new();
+    for i in 0..3 {
+        bs.push(enqueue(&c, &format!("b-{i}"), Some(b)).await);
+    }
+    let started_before = seen.lock().unwrap().order.len();
+    for id in &bs {
+        wait_for_state(&c, id, TaskState::Complete, T).await;
+    }
+    let order = seen.lock().unwrap().order.clone();
+    let last_b = order.iter().rposition(|n| n.starts_with("b-")).unwrap();
+    // turns between two keys (and the plain queue): B's three tasks start
+    // within a few starts, not after A's remaining backlog
+    assert!(
+        last_b <= started_before + 12,
+        "B's last task started {last_b}th; {started_before} had started when B enqueued"
+    );
+    ids.extend(bs);
+    all_complete(&c, &ids).await;
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn a_per_key_rate_holds_and_other_keys_are_not_slowed() {
+    let server = NatsServer::start();
+    let limit: RateLimit = "4/s".parse().unwrap();
+    let queue = Queue::new("KRATE").key_rate_limit(limit);
+    let c = client(&server, queue.clone()).await;
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let worker = spawn_worker(
+        c.worker(recording(&seen, Duration::from_millis(1)))
+            .concurrency(10),
+    );
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        ids.push(enqueue(&c, &format!("api-{i}"), Some("remote-api")).await);
+    }
+    for i in 0..3 {
+        ids.push(enqueue(&c, &format!("other-{i}"), Some("other-api")).await);
+    }
+    all_complete(&c, &ids).await;
+    worker.stop().await;
+    let s = seen.lock().unwrap();
+    let starts: Vec<Instant> = s
+        .starts
+        .iter()
+        .filter(|(k, _)| k == "remote-api")
+        .map(|(_, t)| *t)
+        .collect();
+    assert_eq!(starts.len(), 10);
+    // one start every 250 ms at most: any five span at least four intervals
+    for w in starts.windows(5) {
+        let span = w[4] - w[0];
+        assert!(
+            span >= Duration::from_millis(800),
+            "5 starts within {span:?}"
+        );
+    }
+    // the other key has its own rate: its three started long before the
+    // limited key's ten were done
+    let last_api = starts.last().copied().unwrap();
+    let others_done = s
+        .starts
+        .iter()
+        .filter(|(k, _)| k == "other-api")
+        .all(|(_, t)| *t < last_api);
+    assert!(others_done, "the other key waited for the limited one");
+}
+
+/// `kill -9` of a worker running the only task a key may run: its slot
+/// comes back once the task is no longer `active` (the rescue of the
+/// dead worker's try), and the key's next task runs.
+#[tokio::test]
+async fn a_killed_workers_key_slot_comes_back() {
+    use futures::StreamExt;
+    use std::process::{Command, Stdio};
+    let server = NatsServer::start();
+    let queue = Queue::new("KCRASH")
+        .key_concurrency(1)
+        .max_run_time(Duration::from_secs(2));
+    let c = client(&server, queue).await;
+    let mut started = c.nats().subscribe("test.started.>").await.unwrap();
+    c.nats().flush().await.unwrap();
+    // the test worker's type
+    let mut first = Task::builder("work").key("k").build().unwrap();
+    c.enqueue(&mut first).await.unwrap();
+    let first = first.id;
+    let mut crashing = Command::new(env!("CARGO_BIN_EXE_test-worker"))
+        .args([server.url().as_str(), "KCRASH"])
+        .env("TEST_WORKER_HANG", "1")
+        .env("TEST_WORKER_BIND", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn test-worker");
+    tokio::time::timeout(Duration::from_secs(30), started.next())
+        .await
+        .expect("the first worker starts the task")
+        .unwrap();
+    crashing.kill().unwrap();
+    crashing.wait().unwrap();
+    let second = enqueue(&c, "second", Some("k")).await;
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let worker = spawn_worker(c.worker(recording(&seen, Duration::from_millis(1))));
+    wait_for_state(&c, &second, TaskState::Complete, T).await;
+    wait_for_state(&c, &first, TaskState::Complete, T).await;
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn bad_keys_and_limits_are_refused_at_once() {
+    let server = NatsServer::start();
+    let c = client(&server, Queue::new("KEYS")).await;
+    for key in ["", &"x".repeat(129), "a\nb"] {
+        let err = Task::builder("job").key(key).build().unwrap_err();
+        assert!(matches!(err, Error::KeyInvalid(_)), "{key:?}: {err}");
+    }
+    assert!(Task::builder("job").key("x".repeat(128)).build().is_ok());
+    let mut task = Task::new("job", &()).unwrap();
+    task.key = Some(String::new());
+    assert!(matches!(
+        c.enqueue(&mut task).await,
+        Err(Error::KeyInvalid(_))
+    ));
+    assert!(matches!(
+        c.load_task(&task.id).await,
+        Err(Error::TaskNotFound(_))
+    ));
+    for n in [0, 10_001] {
+        let update = asyncjobs::QueueUpdate {
+            key_concurrency: Some(Some(n)),
+            ..Default::default()
+        };
+        let err = c.configure_queue("KEYS", update).await.unwrap_err();
+        assert!(err.to_string().contains("per-key concurrency"), "{err}");
+    }
+}
