@@ -438,7 +438,7 @@ pub enum Error {
     #[error("task priority must be 0 (the default) to 9 (runs first) (got {0})")]
     PriorityInvalid(i64),
     /// A task's flow-control key is empty, longer than 128 bytes, or holds
-    /// a control character (docs/processing.md §2.23).
+    /// a control character (docs/processing.md §2.24).
     #[error("invalid task key {0:?}: 1 to 128 bytes without control characters")]
     KeyInvalid(String),
     /// A handler takes a [`State<T>`](crate::State) for which no value was

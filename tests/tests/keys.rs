@@ -1,4 +1,4 @@
-//! Flow-control keys (docs/processing.md §2.23) against a real
+//! Flow-control keys (docs/processing.md §2.24) against a real
 //! nats-server: per-key concurrency holds across workers, one key's
 //! backlog does not hold up another key's tasks, a per-key rate holds, a
 //! killed worker's key slot comes back, and bad keys are refused at once.

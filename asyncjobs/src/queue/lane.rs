@@ -1,5 +1,5 @@
 //! Lanes: where in its queue's stream a task's work item waits
-//! (docs/storage.md §2.1, docs/processing.md §2.21 and §2.23).
+//! (docs/storage.md §2.1, docs/processing.md §2.21 and §2.24).
 //!
 //! Every item is in the queue's stream, under `CHORIA_AJ.Q.<queue>.>`, so
 //! the `WORKERS` consumer (and a Go worker) hands each out in arrival

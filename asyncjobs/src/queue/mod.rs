@@ -64,12 +64,12 @@ pub struct Queue {
     /// docs/processing.md §2.21).
     pub priority_aging: Option<Duration>,
     /// At most this many tasks of one key run at once across every worker
-    /// (ours, stored in its stream's metadata; docs/processing.md §2.23);
+    /// (ours, stored in its stream's metadata; docs/processing.md §2.24);
     /// `None`: no limit.
     pub key_concurrency: Option<u32>,
     /// At most this many starts of one key's tasks per period across every
     /// worker (ours, stored in its stream's metadata; docs/processing.md
-    /// §2.23); `None`: no limit.
+    /// §2.24); `None`: no limit.
     pub key_rate_limit: Option<RateLimit>,
     /// Bind to an existing queue only, never create it.
     pub no_create: bool,
@@ -182,7 +182,7 @@ impl Queue {
     }
 
     /// Lets at most `n` tasks of one key run at once across every worker
-    /// (1 to 10,000; docs/processing.md §2.23).
+    /// (1 to 10,000; docs/processing.md §2.24).
     ///
     /// ```
     /// let q = asyncjobs::Queue::new("INVOICES").key_concurrency(1);
@@ -194,7 +194,7 @@ impl Queue {
     }
 
     /// Limits the starts of each key's tasks across every worker
-    /// (docs/processing.md §2.23).
+    /// (docs/processing.md §2.24).
     pub fn key_rate_limit(mut self, limit: RateLimit) -> Self {
         self.key_rate_limit = Some(limit);
         self

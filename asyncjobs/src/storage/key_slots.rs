@@ -1,7 +1,7 @@
 //! Per-key concurrency shared by every worker of a cluster: the tasks
 //! holding a key's slots, one record per key in `CHORIA_AJ_LIMITS`
 //! (`conc.<queue>.<key name>`), changed by compare-and-set
-//! (docs/processing.md §2.23, docs/storage.md §3.9).
+//! (docs/processing.md §2.24, docs/storage.md §5.9).
 //!
 //! A holder is removed by its worker when the try ends. A worker that dies
 //! leaves its holder behind; when every slot is taken, holders older than

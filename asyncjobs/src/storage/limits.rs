@@ -2,7 +2,7 @@
 //! algorithm (GCRA) whose one number, the theoretical arrival time, is kept
 //! per limited queue (and per key of a queue with a per-key limit) in the
 //! bucket `CHORIA_AJ_LIMITS` and advanced by compare-and-set
-//! (docs/processing.md §2.22, §2.23; docs/storage.md §3.9).
+//! (docs/processing.md §2.22, §2.24; docs/storage.md §5.9).
 
 use super::{Bucket, Storage};
 use crate::error::{Error, Result};

@@ -217,7 +217,7 @@ impl TaskBuilder {
     /// Sets the task's flow-control key (a customer, a tenant, a remote
     /// API): the queue's per-key concurrency and rate limits apply to it,
     /// and keys take turns, so one key's backlog does not hold up another
-    /// key's tasks (docs/processing.md §2.23).
+    /// key's tasks (docs/processing.md §2.24).
     ///
     /// Errors at [`build`](Self::build): [`Error::KeyInvalid`] for an
     /// empty key, one over 128 bytes or with a control character.

@@ -177,7 +177,7 @@ pub struct Task {
     pub priority: u8,
     /// Its flow-control key (a customer, a tenant, a remote API): the
     /// queue's per-key limits apply to it, and keys take turns
-    /// (ours; docs/processing.md §2.23). Go leaves it out and drops it
+    /// (ours; docs/processing.md §2.24). Go leaves it out and drops it
     /// when it saves the record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,

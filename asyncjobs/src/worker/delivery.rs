@@ -72,7 +72,7 @@ pub(crate) async fn process(
         }
         other => return Box::pin(apply(shared, &acker, &item, &mut task, other)).await,
     }
-    // a keyed task's limits (docs/processing.md §2.23): waiting for them
+    // a keyed task's limits (docs/processing.md §2.24): waiting for them
     // is no try
     let key_hold = match keys::acquire(shared, &task).await {
         Ok(hold) => hold,

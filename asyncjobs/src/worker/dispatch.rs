@@ -274,7 +274,7 @@ async fn gather_slots(
 }
 
 /// Free slots spent on claimed lane items before pulls (docs/processing.md
-/// §2.21, §2.23).
+/// §2.21, §2.24).
 struct Claims {
     lanes: Arc<Lanes>,
     tracker: TaskTracker,

@@ -1,4 +1,4 @@
-//! Per-key limits, the worker's side (docs/processing.md §2.23): a keyed
+//! Per-key limits, the worker's side (docs/processing.md §2.24): a keyed
 //! task's try starts only with one of its key's slots (the queue's
 //! per-key concurrency) and one start of its key's rate; waiting for
 //! either counts no try and holds no concurrency slot.
@@ -10,7 +10,7 @@ use crate::throttle::{warn_throttled, Throttle};
 use std::time::Duration;
 
 /// How long a task whose key has no free slot waits before it is offered
-/// again (held in its lane: docs/processing.md §2.23).
+/// again (held in its lane: docs/processing.md §2.24).
 pub(crate) const KEY_BUSY_WAIT: Duration = Duration::from_secs(1);
 
 /// A slot of a key held for a try, given back by [`release`].
@@ -110,7 +110,7 @@ pub(super) async fn acquire(shared: &Shared, task: &Task) -> Result<Option<KeyHo
 }
 
 /// Gives a try's key slot back (a failure is logged: the slot is then
-/// freed once judged stale, docs/processing.md §2.23).
+/// freed once judged stale, docs/processing.md §2.24).
 pub(super) async fn release(shared: &Shared, hold: KeyHold) {
     if let Err(e) = shared
         .storage

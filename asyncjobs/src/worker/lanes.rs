@@ -1,4 +1,4 @@
-//! Lanes, the worker's side (docs/processing.md §2.21, §2.23): which
+//! Lanes, the worker's side (docs/processing.md §2.21, §2.24): which
 //! lanes may hold items, claiming an item out of arrival order for a free
 //! slot (the highest priority first, then the key shards in turn with the
 //! plain queue), and acknowledging a claimed item.
@@ -220,7 +220,7 @@ impl Lanes {
     }
 
     /// Takes turns between the key shards and the plain queue
-    /// (docs/processing.md §2.23): the oldest item of the next shard in
+    /// (docs/processing.md §2.24): the oldest item of the next shard in
     /// turn whose key may start, or on the plain queue's turn its oldest
     /// item (claimed too: a pull would be handed keyed items in arrival
     /// order). A pull once no shard holds items; a wait when they hold

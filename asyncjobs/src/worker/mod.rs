@@ -321,7 +321,7 @@ pub(crate) struct Delivered {
     /// When the server stored it (its clock; the epoch when unknown).
     pub published: time::OffsetDateTime,
     /// The lane it came from (its subject), kept by the items that replace
-    /// it (docs/processing.md §2.21, §2.23).
+    /// it (docs/processing.md §2.21, §2.24).
     pub lane: crate::queue::lane::Lane,
     /// Its task's flow-control key (header `AJ-Key`), kept by the items
     /// that replace it.
