@@ -10,6 +10,7 @@ use syn::{Expr, ExprLit, Ident, Lit, LitStr, Token};
 pub(crate) const OPTIONS: &[&str] = &[
     "queue",
     "max_tries",
+    "priority",
     "deadline",
     "timeout",
     "unique",
@@ -33,6 +34,8 @@ pub(crate) struct Args {
     pub queue: Option<LitStr>,
     /// `max_tries = 5`
     pub max_tries: Option<i64>,
+    /// `priority = 7` (0 to 9)
+    pub priority: Option<u8>,
     /// `deadline = "1h"`, in nanoseconds
     pub deadline_ns: Option<u64>,
     /// `timeout = "30s"`, in nanoseconds
@@ -176,6 +179,14 @@ fn apply_option(name: &str, value: &Expr, args: &mut Args, errors: &mut Errors) 
             errors.spanned(value, "`max_tries` cannot be negative: use 0 to leave only the queue's limit")
         }
         ("max_tries", _) => errors.spanned(value, "`max_tries` expects an integer literal, e.g. max_tries = 5"),
+        ("priority", Some(Lit::Int(i))) => match i.base10_parse::<u8>() {
+            Ok(n) if n <= 9 => args.priority = Some(n),
+            _ => errors.spanned(i, "`priority` must be an integer from 0 (the default) to 9 (runs first)"),
+        },
+        ("priority", _) if is_negative(value) => {
+            errors.spanned(value, "`priority` cannot be negative: 0 (the default) is the lowest")
+        }
+        ("priority", _) => errors.spanned(value, "`priority` expects an integer literal, e.g. priority = 7"),
         ("deadline", Some(Lit::Str(s))) => match parse_deadline(&s.value()) {
             Ok(ns) => args.deadline_ns = Some(ns),
             Err(msg) => errors.spanned(s, msg),

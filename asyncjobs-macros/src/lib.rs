@@ -93,6 +93,9 @@ use proc_macro::TokenStream;
 ///   `enqueue` uses (default `DEFAULT`);
 /// * `max_tries = 5`: tries `enqueue` allows the task (default: the task
 ///   default of 10; `0` leaves only the queue's limit);
+/// * `priority = 7`: the priority `task` and `enqueue` give a task, 0 (the
+///   default) to 9; a worker starts the highest first (docs/processing.md
+///   §2.21 of the asyncjobs repository);
 /// * `deadline = "1h"`: `enqueue` sets the deadline this long after
 ///   enqueueing, in Go's duration syntax like every duration of asyncjobs
 ///   (`"300ms"`, `"1.5h"`, `"2h45m"`; units `ns`, `us`, `ms`, `s`, `m`,

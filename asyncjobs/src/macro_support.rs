@@ -304,10 +304,11 @@ pub fn task_builder<P: Serialize + ?Sized>(
     task_type: &str,
     payload: &P,
     max_tries: Option<i64>,
+    priority: u8,
     deadline: Option<Duration>,
     unique: Option<Option<Duration>>,
 ) -> TaskBuilder {
-    let mut builder = Task::builder(task_type).payload(payload);
+    let mut builder = Task::builder(task_type).payload(payload).priority(priority);
     if let Some(n) = max_tries {
         builder = builder.max_tries(n);
     }

@@ -73,7 +73,7 @@ pub async fn factor(job: Factor, ctx: &TaskContext) -> Result<Vec<u64>, std::io:
 }
 
 /// Sums numbers; no context; boxed errors.
-#[task_handler("math:sum", max_tries = 1)]
+#[task_handler("math:sum", max_tries = 1, priority = 4)]
 pub async fn sum(numbers: Vec<i64>) -> Result<i64, Box<dyn std::error::Error + Send + Sync>> {
     numbers
         .iter()

@@ -61,6 +61,7 @@ fn generated_module_describes_the_handler() {
     assert_eq!(send_email::DEADLINE, Some(Duration::from_secs(3600)));
     assert_eq!(factor::QUEUE, "DEFAULT");
     assert_eq!(factor::MAX_TRIES, None);
+    assert_eq!((factor::PRIORITY, sum::PRIORITY), (0, 4));
     let _: fn(send_email::Payload) -> NewEmail = |p| p;
     let _: fn(send_email::Output) -> Receipt = |o| o;
     let _: fn(sum::Output) -> i64 = |o| o;
@@ -85,6 +86,7 @@ fn generated_module_describes_the_handler() {
     let task = send_email::task(&email("b@example.net")).build().unwrap();
     assert_eq!(task.task_type, "email:new");
     assert_eq!(task.max_tries, 5);
+    assert_eq!(task.priority, 0);
     assert!(task.deadline.is_some());
 
     let registered = Handlers::registered();
@@ -368,6 +370,8 @@ async fn binary_processes_tasks_and_stops_on_sigterm() {
     assert_eq!(handle.wait(&client, T).await.unwrap().to, "bin@example.net");
     let handle = sum::enqueue(&client, vec![40, 2]).await.unwrap();
     assert_eq!(handle.wait(&client, T).await.unwrap(), 42);
+    // the attribute's priority, through the lane the worker claimed it from
+    assert_eq!(client.load_task(handle.id()).await.unwrap().priority, 4);
 
     let status = Command::new("kill")
         .args(["-TERM", &worker.0.id().to_string()])

@@ -89,6 +89,7 @@ fn constants(g: &Gen) -> TokenStream {
         }
     };
     let max_tries = option(g.args.max_tries.map(|n| quote!(#n)));
+    let priority = g.args.priority.unwrap_or(0);
     let deadline = duration(g.args.deadline_ns);
     let timeout = duration(g.args.timeout_ns);
     let unique = option(g.args.unique.map(duration));
@@ -105,6 +106,10 @@ fn constants(g: &Gen) -> TokenStream {
 
         /// Maximum tries `enqueue` sets (`None`: the task default).
         #item_vis const MAX_TRIES: ::core::option::Option<i64> = #max_tries;
+
+        /// The priority `task` and `enqueue` give a task, 0 (the default)
+        /// to 9 (runs first).
+        #item_vis const PRIORITY: u8 = #priority;
 
         /// How long after enqueueing a task may still start (`None`: no deadline).
         #item_vis const DEADLINE: ::core::option::Option<::core::time::Duration> = #deadline;
@@ -243,12 +248,12 @@ fn task_fn(g: &Gen) -> TokenStream {
     let serialize = serialize_bound(g);
     quote! {
         /// A task builder for `payload` with this handler's task type and
-        /// defaults (max tries, deadline) applied.
+        /// defaults (max tries, priority, deadline, uniqueness) applied.
         #item_vis fn task(payload: &Payload) -> #private::TaskBuilder
         where
             #serialize,
         {
-            #private::task_builder(TASK_TYPE, payload, MAX_TRIES, DEADLINE, UNIQUE)
+            #private::task_builder(TASK_TYPE, payload, MAX_TRIES, PRIORITY, DEADLINE, UNIQUE)
         }
     }
 }

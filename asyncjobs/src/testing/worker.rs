@@ -227,6 +227,7 @@ impl TestWorker {
             def.task_type(),
             &payload,
             def.max_tries(),
+            0,
             def.deadline(),
             None,
         );
