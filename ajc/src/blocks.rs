@@ -277,6 +277,25 @@ impl QueueBlock {
         if let Some(r) = &q.retention {
             let _ = writeln!(out, "{:>16}: {r}", "Keep Finished");
         }
+        // the flow settings, each only when set (ours; docs/processing.md
+        // §2.21 to §2.23)
+        if let Some(l) = &q.rate_limit {
+            let _ = writeln!(out, "{:>16}: {l}", "Rate Limit");
+        }
+        if let Some(a) = q.priority_aging {
+            let _ = writeln!(
+                out,
+                "{:>16}: {}",
+                "Priority Aging",
+                asyncjobs::format_duration(a)
+            );
+        }
+        if let Some(n) = q.key_concurrency {
+            let _ = writeln!(out, "{:>16}: {n}", "Key Concurrency");
+        }
+        if let Some(l) = &q.key_rate_limit {
+            let _ = writeln!(out, "{:>16}: {l}", "Key Rate Limit");
+        }
         time_line(&mut out, "First Item", i.stream.first_time);
         time_line(&mut out, "Last Item", i.stream.last_time);
         out
@@ -310,6 +329,10 @@ impl QueueBlock {
                 },
             })),
             "retention": q.retention.map(|r| r.to_string()),
+            "rate_limit": q.rate_limit.map(|l| l.to_string()),
+            "priority_aging": q.priority_aging.map(|a| a.as_nanos() as u64),
+            "key_concurrency": q.key_concurrency,
+            "key_rate_limit": q.key_rate_limit.map(|l| l.to_string()),
             "first_item": opt_time(i.stream.first_time),
             "last_item": opt_time(i.stream.last_time),
         })

@@ -2090,3 +2090,241 @@ async fn queue_retention() {
         "{enabled:#?}"
     );
 }
+
+/// A queue's flow settings (docs/processing.md §2.21 to §2.23): `queue
+/// add` sets all four, `queue info` shows each only when set (a queue
+/// without them keeps Go's block), `queue configure` changes them and
+/// removes them (`none`, aging `strict`); a bad value is refused before
+/// anything connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_flow_settings() {
+    let env = Env::new();
+    // refused at once, naming the flag and why
+    for (args, says) in [
+        (&["--rate-limit", "0/s"][..], "starts per period must be 1"),
+        (&["--rate-limit", "fast"][..], "expected STARTS/PERIOD"),
+        (&["--rate-limit", "none"][..], "invalid rate limit"),
+        (
+            &["--key-rate-limit", "10/48h"][..],
+            "period must be 1ms to 24h",
+        ),
+        (&["--key-rate-limit", "5/s,bust=2"][..], "expected burst=N"),
+        (&["--priority-aging", "10ms"][..], "at least 1s (or strict)"),
+        (&["--priority-aging", "soon"][..], "invalid priority aging"),
+        (
+            &["--key-concurrency", "0"][..],
+            "must be 1 to 10000 (got 0)",
+        ),
+        (&["--key-concurrency", "10001"][..], "(got 10001)"),
+        (&["--key-concurrency", "-1"][..], "(got -1)"),
+        (
+            &["--key-concurrency", "many"][..],
+            "whole number from 1 to 10000",
+        ),
+        (&["--key-concurrency", "none"][..], "whole number"),
+    ] {
+        let mut cmd = vec!["queue", "add", "FLOW"];
+        cmd.extend_from_slice(args);
+        let out = env.run_without_server(&cmd).await;
+        let err = out.fails();
+        assert!(err.contains(args[0]), "{args:?}: {out:#?}");
+        assert!(err.contains(says), "{args:?}: {out:#?}");
+        assert!(
+            !err.contains("NATS context"),
+            "{args:?}: connected first: {out:#?}"
+        );
+        // configure takes the same values (and none)
+        if args[1] != "none" {
+            let mut cmd = vec!["queue", "configure", "FLOW"];
+            cmd.extend_from_slice(args);
+            let out = env.run_without_server(&cmd).await;
+            let err = out.fails();
+            assert!(err.contains(says), "configure {args:?}: {out:#?}");
+            assert!(!err.contains("NATS context"), "{args:?}: {out:#?}");
+        }
+    }
+    assert!(env.client().await.queue_info("FLOW").await.is_err());
+
+    let add = env
+        .run(&[
+            "queue",
+            "add",
+            "FLOW",
+            "--rate-limit",
+            "10/s",
+            "--priority-aging",
+            "30s",
+            "--key-concurrency",
+            "5",
+            "--key-rate-limit",
+            "2/1m,burst=3",
+        ])
+        .await;
+    expect("queue_info_flow.txt", add.ok());
+    expect(
+        "queue_info_flow.txt",
+        env.run(&["q", "i", "FLOW"]).await.ok(),
+    );
+    let j = env.run(&["queue", "info", "FLOW", "--json"]).await.json();
+    assert_eq!(j["rate_limit"], "10/s", "{j}");
+    assert_eq!(j["priority_aging"], 30_000_000_000u64, "{j}");
+    assert_eq!(j["key_concurrency"], 5, "{j}");
+    assert_eq!(j["key_rate_limit"], "2/1m,burst=3", "{j}");
+    let q = env.client().await.queue_info("FLOW").await.unwrap().queue;
+    assert_eq!(q.rate_limit, Some("10/s".parse().unwrap()));
+    assert_eq!(q.priority_aging, Some(Duration::from_secs(30)));
+    assert_eq!(q.key_concurrency, Some(5));
+    assert_eq!(q.key_rate_limit, Some("2/1m,burst=3".parse().unwrap()));
+
+    // strict aging is the default: no setting, no line
+    let strict = env
+        .run(&["queue", "add", "STRICT", "--priority-aging", "strict"])
+        .await;
+    assert!(!strict.ok().contains("Priority Aging"), "{strict:#?}");
+    let j = env.run(&["queue", "info", "STRICT", "--json"]).await.json();
+    for k in [
+        "rate_limit",
+        "priority_aging",
+        "key_concurrency",
+        "key_rate_limit",
+    ] {
+        assert!(j[k].is_null(), "{k}: {j}");
+    }
+
+    // configure changes some, leaves the others
+    let j = env
+        .run(&[
+            "queue",
+            "configure",
+            "FLOW",
+            "--rate-limit",
+            "600/1m",
+            "--key-concurrency",
+            "2",
+            "--json",
+        ])
+        .await
+        .json();
+    assert_eq!(j["rate_limit"], "600/1m", "{j}");
+    assert_eq!(j["key_concurrency"], 2, "{j}");
+    assert_eq!(j["priority_aging"], 30_000_000_000u64, "{j}");
+    assert_eq!(j["key_rate_limit"], "2/1m,burst=3", "{j}");
+    let text = env
+        .run(&["queue", "configure", "FLOW", "--priority-aging", "1m"])
+        .await;
+    let text = text.ok();
+    for line in [
+        "Rate Limit: 600/1m",
+        "Priority Aging: 1m0s",
+        "Key Concurrency: 2",
+        "Key Rate Limit: 2/1m,burst=3",
+    ] {
+        assert!(text.lines().any(|l| l.trim() == line), "{line}: {text}");
+    }
+    // a bad value changes nothing
+    env.run(&["queue", "configure", "FLOW", "--rate-limit", "0/s"])
+        .await
+        .fails();
+    let q = env.client().await.queue_info("FLOW").await.unwrap().queue;
+    assert_eq!(q.rate_limit, Some("600/1m".parse().unwrap()));
+
+    // none (aging: strict) removes each; the block is Go's again
+    let removed = env
+        .run(&[
+            "queue",
+            "configure",
+            "FLOW",
+            "--rate-limit",
+            "none",
+            "--priority-aging",
+            "strict",
+            "--key-concurrency",
+            "none",
+            "--key-rate-limit",
+            "none",
+        ])
+        .await;
+    let text = removed.ok();
+    for label in [
+        "Rate Limit",
+        "Priority Aging",
+        "Key Concurrency",
+        "Key Rate Limit",
+    ] {
+        assert!(!text.contains(label), "{label}: {text}");
+    }
+    let q = env.client().await.queue_info("FLOW").await.unwrap().queue;
+    assert_eq!(
+        (
+            q.rate_limit,
+            q.priority_aging,
+            q.key_concurrency,
+            q.key_rate_limit
+        ),
+        (None, None, None, None)
+    );
+    let j = env.run(&["queue", "info", "FLOW", "--json"]).await.json();
+    for k in [
+        "rate_limit",
+        "priority_aging",
+        "key_concurrency",
+        "key_rate_limit",
+    ] {
+        assert!(j[k].is_null(), "{k}: {j}");
+    }
+}
+
+/// `task add --key K` stores the task's flow-control key, which `task
+/// info` shows (a task without one shows none, as Go) and its JSON
+/// carries; an empty key, one over 128 bytes or with a control character
+/// is refused before anything connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_add_key() {
+    let env = Env::new();
+    let id = task_id(
+        env.run(&["task", "add", "invoice", "{}", "--key", "customer-42"])
+            .await
+            .ok(),
+    );
+    let text = env.run(&["task", "info", &id]).await;
+    assert!(
+        text.ok().lines().any(|l| l.trim() == "Key: customer-42"),
+        "{text:#?}"
+    );
+    let j = env.run(&["task", "info", &id, "--json"]).await.json();
+    assert_eq!(j["key"], "customer-42", "{j}");
+    let stored = env.client().await.load_task(&id).await.unwrap();
+    assert_eq!(stored.key.as_deref(), Some("customer-42"));
+    // none: no line, no key
+    let plain = task_id(env.run(&["task", "add", "plain", "{}"]).await.ok());
+    let text = env.run(&["task", "info", &plain]).await;
+    assert!(
+        !text.ok().lines().any(|l| l.trim().starts_with("Key:")),
+        "{text:#?}"
+    );
+    let j = env.run(&["task", "info", &plain, "--json"]).await.json();
+    assert!(j.get("key").is_none(), "{j}");
+    let long = "k".repeat(129);
+    for bad in ["", long.as_str(), "a\tb", "line\nbreak"] {
+        let out = env
+            .run_without_server(&["task", "add", "invoice", "{}", "--key", bad])
+            .await;
+        let err = out.fails();
+        assert!(err.contains("--key"), "{bad:?}: {out:#?}");
+        assert!(
+            err.contains("1 to 128 bytes without control characters"),
+            "{bad:?}: {out:#?}"
+        );
+        assert!(
+            !err.contains("NATS context"),
+            "{bad:?}: connected first: {out:#?}"
+        );
+    }
+    // 128 bytes is the most
+    let edge = "k".repeat(128);
+    env.run(&["task", "add", "invoice", "{}", "--key", &edge])
+        .await
+        .ok();
+    let listed = env.run(&["task", "ls", "--json"]).await.json();
+    assert_eq!(listed.as_array().map(Vec::len), Some(3), "{listed}");
+}

@@ -269,13 +269,28 @@ async fn check_openapi(client: &reqwest::Client, server: &ApiServer, go: &Value)
         let extensions: &[&str] = match name.as_str() {
             "BulkRetryRequest" => &["filter"],
             // progress: only once a handler reported it (docs/go-differences.md §73);
-            // priority: only when not 0, the default (docs/processing.md §2.21)
-            "Task" => &["run_at", "progress", "priority"],
-            "TaskCreateRequest" => &["run_at", "unique", "priority"],
+            // priority: only when not 0, the default (docs/processing.md §2.21);
+            // key: only when the task has one (docs/processing.md §2.23)
+            "Task" => &["run_at", "progress", "priority", "key"],
+            "TaskCreateRequest" => &["run_at", "unique", "priority", "key"],
             // only while the queue is paused (docs/go-differences.md §69);
-            // only when the queue has its own retention (§75)
-            "QueueInfo" => &["paused", "retention"],
-            "QueueCreateRequest" => &["retention"],
+            // only when the queue has its own retention (§75); the flow
+            // settings only when set (docs/processing.md §2.21 to §2.23)
+            "QueueInfo" => &[
+                "paused",
+                "retention",
+                "rate_limit",
+                "priority_aging",
+                "key_concurrency",
+                "key_rate_limit",
+            ],
+            "QueueCreateRequest" => &[
+                "retention",
+                "rate_limit",
+                "priority_aging",
+                "key_concurrency",
+                "key_rate_limit",
+            ],
             // only for a schedule declared in code (§76)
             "Schedule" => &["declared_in"],
             _ => &[],

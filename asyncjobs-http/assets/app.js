@@ -72,8 +72,8 @@ function liveTasks(table) {
   var body = table.tBodies[0];
   // events that arrive while the rows are re-read, applied again after
   var pending = null;
-  // rows added live whose priority is read from their record, one at a
-  // time (the newest 50 at most wait)
+  // rows added live whose priority and key are read from their record,
+  // one at a time (the newest 50 at most wait)
   var priorities = [], reading = false;
   // what changed before the stream (re)opened: the page's rows read afresh
   function refresh() {
@@ -122,13 +122,14 @@ function liveTasks(table) {
     badge.setAttribute("data-state", ""); setState(badge, ev.state); stateCell.appendChild(badge);
     var triesCell = cell(String(ev.tries), "n"); triesCell.setAttribute("data-tries", "");
     var priorityCell = cell("", "n"); priorityCell.setAttribute("data-priority", "");
-    row.append(idCell, cell(ev.task_type), cell(ev.queue || ""), stateCell, priorityCell, triesCell,
+    var keyCell = cell(""); keyCell.setAttribute("data-key", "");
+    row.append(idCell, cell(ev.task_type), cell(ev.queue || ""), stateCell, priorityCell, keyCell, triesCell,
       cell(new Date().toISOString().slice(0, 19) + "Z"), cell(ev.last_error || "", "err"));
     body.insertBefore(row, body.firstChild);
     var empty = document.getElementById("empty");
     if (empty) { empty.remove(); }
-    // events carry no priority: the record has it
-    priorities.push({ id: ev.task_id, cell: priorityCell });
+    // events carry no priority or key: the record has them
+    priorities.push({ id: ev.task_id, cell: priorityCell, key: keyCell });
     if (priorities.length > 50) { priorities.shift(); }
     nextPriority();
   }
@@ -140,6 +141,7 @@ function liveTasks(table) {
       return r.ok ? r.json() : {};
     }).then(function (t) {
       if (t.priority) { p.cell.textContent = String(t.priority); }
+      if (t.key) { p.key.textContent = t.key; }
     }).catch(function (err) {
       window.__errors.push(String(err));
     }).then(function () {

@@ -244,6 +244,9 @@ impl From<asyncjobs::Error> for ApiError {
             E::PriorityInvalid(_) => ApiError::new(bad, ErrorCode::InvalidArgument, e.to_string())
                 .field("priority")
                 .reason("priority_invalid"),
+            E::KeyInvalid(_) => ApiError::new(bad, ErrorCode::InvalidArgument, e.to_string())
+                .field("key")
+                .reason("key_invalid"),
             // a setting that does not allow what was asked (for example a
             // delayed task into a queue that cannot hold it)
             E::Config(_) => ApiError::new(bad, ErrorCode::InvalidArgument, e.to_string())

@@ -56,6 +56,11 @@ pub struct TaskView {
     pub dependency_results: BTreeMap<String, TaskResultView>,
     /// The task's KSUID.
     pub id: String,
+    /// Its flow-control key (a customer, a tenant): the queue's per-key
+    /// limits apply to it (beyond Go: left out when it has none;
+    /// docs/processing.md §2.23).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
     /// The most recent error.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub last_err: String,
@@ -169,6 +174,7 @@ impl From<&Task> for TaskView {
                 percent: p.percent,
             }),
             priority: t.priority,
+            key: t.key.clone(),
             queue: t.queue.clone(),
             result: t.result.as_ref().map(Into::into),
             signature: t.signature.clone(),
@@ -238,6 +244,14 @@ pub struct TaskCreateRequest {
     #[serde(default)]
     #[schema(value_type = Option<u8>, minimum = 0, maximum = 9, default = 0)]
     pub priority: Option<Value>,
+    /// Beyond Go: the task's flow-control key, for example a customer or a
+    /// tenant, 1 to 128 bytes without control characters: the queue's
+    /// per-key limits apply to the tasks of one key, and keys take turns
+    /// (docs/processing.md §2.23; Go workers ignore it). Anything else is
+    /// refused 400 `key_invalid`.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 128, example = "customer-42")]
+    pub key: Option<Value>,
     /// Beyond Go: at most one task with this key (docs/processing.md §2.18);
     /// a duplicate is refused 409 `unique_task_exists` naming the existing
     /// task. `{}` keys by type and payload.
@@ -363,6 +377,31 @@ pub struct QueueCreateRequest {
     #[serde(default)]
     #[schema(example = "complete=1h,failed=720h")]
     pub retention: Option<String>,
+    /// At most this many task starts per period across every worker:
+    /// `STARTS/PERIOD[,burst=N]`, for example `10/s`, `600/1m` or
+    /// `5/500ms,burst=20` (absent: no limit; not in Go's API, Go workers
+    /// ignore it; docs/processing.md §2.22).
+    #[serde(default)]
+    #[schema(example = "10/s")]
+    pub rate_limit: Option<String>,
+    /// How priorities age: a waiting task counts one priority higher per
+    /// this long waited (a Go duration of at least `1s`), or `strict`: a
+    /// higher priority always first (absent: strict; not in Go's API;
+    /// docs/processing.md §2.21).
+    #[serde(default)]
+    #[schema(example = "30s")]
+    pub priority_aging: Option<String>,
+    /// At most this many tasks of one key run at once across every worker,
+    /// 1 to 10000 (absent: no limit; not in Go's API; docs/processing.md
+    /// §2.23).
+    #[serde(default)]
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 10000)]
+    pub key_concurrency: Option<Value>,
+    /// The rate limit of each key, written as `rate_limit` (absent: no
+    /// limit; not in Go's API; docs/processing.md §2.23).
+    #[serde(default)]
+    #[schema(example = "2/s,burst=5")]
+    pub key_rate_limit: Option<String>,
 }
 
 /// A queue's settings (durations in nanoseconds; −1 is unlimited).
@@ -395,6 +434,22 @@ pub struct QueueView {
     /// process's own applies). Not in Go's API.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retention: Option<String>,
+    /// The queue's rate limit (`10/s`, `600/1m0s,burst=20`); absent when it
+    /// has none. Not in Go's API.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<String>,
+    /// How its priorities age, ns: a waiting task counts one priority higher
+    /// per this long waited; absent when strict. Not in Go's API.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority_aging: Option<i64>,
+    /// Most tasks of one key running at once; absent when unlimited. Not in
+    /// Go's API.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 10000)]
+    pub key_concurrency: Option<u32>,
+    /// The rate limit of each key; absent when it has none. Not in Go's API.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_rate_limit: Option<String>,
 }
 
 /// A queue's pause.
@@ -449,6 +504,10 @@ impl From<&QueueInfo> for QueueView {
                 },
             }),
             retention: q.queue.retention.map(|r| r.to_string()),
+            rate_limit: q.queue.rate_limit.map(|l| l.to_string()),
+            priority_aging: q.queue.priority_aging.map(nanos),
+            key_concurrency: q.queue.key_concurrency,
+            key_rate_limit: q.queue.key_rate_limit.map(|l| l.to_string()),
         }
     }
 }

@@ -768,3 +768,375 @@ async fn a_task_has_a_priority_over_http() {
         row(plain)
     );
 }
+
+/// The `csrf` token of the dashboard's forms, read from the overview.
+async fn form_token(http: &reqwest::Client, base: &str) -> String {
+    let html = http
+        .get(format!("{base}/ui/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let at = html.find("name=\"csrf\" value=\"").expect("a form token") + 19;
+    html[at..at + html[at..].find('"').unwrap()].to_string()
+}
+
+/// The text of the overview's Flow cell in the row of queue `name`.
+fn flow_cell(html: &str, name: &str) -> String {
+    let row = html
+        .find(&format!("<a href=\"/ui/tasks?queue={name}\">{name}</a>"))
+        .unwrap_or_else(|| panic!("no row for {name}: {html}"));
+    let html = &html[row..];
+    let at = html.find("<td data-flow>").unwrap() + "<td data-flow>".len();
+    html[at..at + html[at..].find("</td>").unwrap()].to_string()
+}
+
+/// `POST /v1/queues` with the flow settings (docs/processing.md §2.21 to
+/// §2.23): the queue is created with them and QueueInfo shows each (left
+/// out when unset); a bad one is 400 naming its field and creates
+/// nothing. The dashboard shows them in the queue's Flow column, and its
+/// Configure form changes (blank: unchanged) and removes (`none`, aging
+/// `strict`) them.
+#[tokio::test]
+async fn a_queue_has_flow_settings_over_http() {
+    let nats = NatsServer::start();
+    let client = client_for(&nats, Queue::new("MAIL")).await;
+    let base = serve(client.clone(), ApiOptions::default()).await;
+    let http = http();
+    let create = |body: Value| {
+        let r = http.post(format!("{base}/v1/queues")).json(&body);
+        async move {
+            let r = r.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, q) = create(json!({
+        "name": "FLOW",
+        "rate_limit": "10/s",
+        "priority_aging": "30s",
+        "key_concurrency": 5,
+        "key_rate_limit": "2/s,burst=4",
+    }))
+    .await;
+    assert_eq!(status, 201, "{q}");
+    assert_eq!(q["rate_limit"], "10/s", "{q}");
+    assert_eq!(q["priority_aging"], 30_000_000_000i64, "{q}");
+    assert_eq!(q["key_concurrency"], 5, "{q}");
+    assert_eq!(q["key_rate_limit"], "2/s,burst=4", "{q}");
+    let stored = client.queue_info("FLOW").await.unwrap().queue;
+    assert_eq!(stored.rate_limit, Some("10/s".parse().unwrap()));
+    assert_eq!(stored.priority_aging, Some(Duration::from_secs(30)));
+    assert_eq!(stored.key_concurrency, Some(5));
+    assert_eq!(stored.key_rate_limit, Some("2/s,burst=4".parse().unwrap()));
+    let (status, got) = get_json(&http, &format!("{base}/v1/queues/FLOW")).await;
+    assert_eq!(status, 200, "{got}");
+    for k in [
+        "rate_limit",
+        "priority_aging",
+        "key_concurrency",
+        "key_rate_limit",
+    ] {
+        assert_eq!(got[k], q[k], "{k}: {got}");
+    }
+    // unset, strict, empty or null: no setting, no key
+    let (status, plain) = create(json!({
+        "name": "PLAIN",
+        "rate_limit": "",
+        "priority_aging": "strict",
+        "key_concurrency": null,
+    }))
+    .await;
+    assert_eq!(status, 201, "{plain}");
+    for k in [
+        "rate_limit",
+        "priority_aging",
+        "key_concurrency",
+        "key_rate_limit",
+    ] {
+        assert!(plain.get(k).is_none(), "{k}: {plain}");
+    }
+    // refused, naming the field, before anything is created
+    for (field, bad, reason, says) in [
+        (
+            "rate_limit",
+            json!("0/s"),
+            "invalid_rate_limit",
+            "rate_limit: invalid rate limit: starts per period must be 1 to 1000000 (got 0)",
+        ),
+        (
+            "rate_limit",
+            json!("fast"),
+            "invalid_rate_limit",
+            "expected STARTS/PERIOD",
+        ),
+        (
+            "key_rate_limit",
+            json!("1/48h"),
+            "invalid_rate_limit",
+            "key_rate_limit: invalid rate limit: the period must be 1ms to 24h",
+        ),
+        (
+            "priority_aging",
+            json!("10ms"),
+            "invalid_priority_aging",
+            "priority_aging: priority aging must be at least 1s (or strict)",
+        ),
+        (
+            "priority_aging",
+            json!("soon"),
+            "invalid_priority_aging",
+            "invalid priority aging",
+        ),
+        (
+            "key_concurrency",
+            json!(0),
+            "invalid_key_concurrency",
+            "key_concurrency: per-key concurrency must be 1 to 10000 (got 0)",
+        ),
+        (
+            "key_concurrency",
+            json!(10001),
+            "invalid_key_concurrency",
+            "(got 10001)",
+        ),
+        (
+            "key_concurrency",
+            json!(-1),
+            "invalid_key_concurrency",
+            "(got -1)",
+        ),
+        (
+            "key_concurrency",
+            json!(u64::MAX),
+            "invalid_key_concurrency",
+            "must be 1 to 10000",
+        ),
+        (
+            "key_concurrency",
+            json!("5"),
+            "invalid_key_concurrency",
+            "whole number from 1 to 10000 (got \"5\")",
+        ),
+        (
+            "key_concurrency",
+            json!(2.5),
+            "invalid_key_concurrency",
+            "whole number",
+        ),
+    ] {
+        let mut body = json!({"name": "BAD"});
+        body[field] = bad.clone();
+        let (status, e) = create(body).await;
+        assert_eq!(status, 400, "{field} {bad}: {e}");
+        assert_eq!(e["error"]["code"], "invalid_argument", "{field} {bad}: {e}");
+        assert_eq!(
+            e["error"]["details"],
+            json!({"field": field, "reason": reason}),
+            "{field} {bad}: {e}"
+        );
+        let message = e["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{field} {bad}: {e}");
+    }
+    // a string setting given as another type: the decoder's 400
+    let (status, e) = create(json!({"name": "BAD", "rate_limit": 10})).await;
+    assert_eq!(status, 400, "{e}");
+    assert_eq!(e["error"]["details"]["reason"], "invalid_json", "{e}");
+    assert!(matches!(
+        client.queue_info("BAD").await,
+        Err(asyncjobs::Error::QueueNotFound(_))
+    ));
+
+    // the dashboard: the Flow column, empty for a queue without
+    let overview = || async {
+        let r = http.get(format!("{base}/ui/")).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        r.text().await.unwrap()
+    };
+    let html = overview().await;
+    assert!(html.contains(">Flow</th>"), "{html}");
+    assert_eq!(
+        flow_cell(&html, "FLOW"),
+        "10/s · key 5 · key 2/s,burst=4 · aging 30s"
+    );
+    assert_eq!(flow_cell(&html, "PLAIN"), "");
+    for field in [
+        "rate_limit",
+        "priority_aging",
+        "key_concurrency",
+        "key_rate_limit",
+    ] {
+        assert!(html.contains(&format!("name=\"{field}\"")), "{field}");
+    }
+    // its Configure form: blank leaves a setting, none (aging strict)
+    // removes one
+    let csrf = form_token(&http, &base).await;
+    let configure = |fields: &[(&str, &str)]| {
+        let body: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("csrf", &csrf)
+            .extend_pairs(fields)
+            .finish();
+        let r = http
+            .post(format!("{base}/ui/queues/FLOW/configure"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        async move {
+            let r = r.send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let (status, page) = configure(&[
+        ("rate_limit", "5/s"),
+        ("priority_aging", "strict"),
+        ("key_concurrency", "none"),
+        ("key_rate_limit", ""),
+        ("max_age", ""),
+    ])
+    .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Queue FLOW configured"), "{page}");
+    let stored = client.queue_info("FLOW").await.unwrap().queue;
+    assert_eq!(stored.rate_limit, Some("5/s".parse().unwrap()));
+    assert_eq!(stored.priority_aging, None);
+    assert_eq!(stored.key_concurrency, None);
+    assert_eq!(stored.key_rate_limit, Some("2/s,burst=4".parse().unwrap()));
+    assert_eq!(
+        flow_cell(&overview().await, "FLOW"),
+        "5/s · key 2/s,burst=4"
+    );
+    let (status, _) = configure(&[
+        ("priority_aging", "1m"),
+        ("key_concurrency", "3"),
+        ("rate_limit", "none"),
+        ("key_rate_limit", "NONE"),
+    ])
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(flow_cell(&overview().await, "FLOW"), "key 3 · aging 1m0s");
+    // a bad value: 400 saying which, nothing changed
+    for (field, bad, says) in [
+        (
+            "rate_limit",
+            "0/s",
+            "rate limit: invalid configuration: invalid rate limit",
+        ),
+        ("priority_aging", "10ms", "priority aging: "),
+        ("key_concurrency", "0", "key concurrency: "),
+        ("key_concurrency", "lots", "whole number from 1 to 10000"),
+        ("key_rate_limit", "2/fortnight", "key rate limit: "),
+    ] {
+        let (status, page) = configure(&[(field, bad)]).await;
+        assert_eq!(status, 400, "{field} {bad}: {page}");
+        assert!(page.contains(says), "{field} {bad}: {page}");
+    }
+    let stored = client.queue_info("FLOW").await.unwrap().queue;
+    assert_eq!(
+        (
+            stored.rate_limit,
+            stored.priority_aging,
+            stored.key_concurrency,
+            stored.key_rate_limit
+        ),
+        (None, Some(Duration::from_secs(60)), Some(3), None)
+    );
+}
+
+/// `POST /v1/tasks` with a flow-control `key`: the record and the Task
+/// carry it (left out when none), the dashboard's task page and list show
+/// it; an empty one, one over 128 bytes, one with a control character or
+/// not a string is 400 `key_invalid` (field `key`) and creates nothing.
+#[tokio::test]
+async fn a_task_has_a_key_over_http() {
+    let nats = NatsServer::start();
+    let client = client_for(&nats, Queue::new("KEYED")).await;
+    let base = serve(client.clone(), ApiOptions::default()).await;
+    let http = http();
+    let create = |body: Value| {
+        let r = http.post(format!("{base}/v1/tasks")).json(&body);
+        async move {
+            let r = r.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, keyed) =
+        create(json!({"type": "invoice", "payload": 1, "key": "customer-42"})).await;
+    assert_eq!(status, 201, "{keyed}");
+    assert_eq!(keyed["key"], "customer-42", "{keyed}");
+    let id = keyed["id"].as_str().unwrap();
+    assert_eq!(
+        client.load_task(id).await.unwrap().key.as_deref(),
+        Some("customer-42")
+    );
+    let (status, got) = get_json(&http, &format!("{base}/v1/tasks/{id}")).await;
+    assert_eq!((status, &got["key"]), (200, &json!("customer-42")), "{got}");
+    // none: absent or null, and no key in the Task
+    let mut plain = String::new();
+    for body in [
+        json!({"type": "plain", "payload": 1}),
+        json!({"type": "plain", "payload": 1, "key": null}),
+    ] {
+        let (status, t) = create(body.clone()).await;
+        assert_eq!(status, 201, "{body}: {t}");
+        assert!(t.get("key").is_none(), "{body}: {t}");
+        plain = t["id"].as_str().unwrap().to_string();
+        assert_eq!(client.load_task(&plain).await.unwrap().key, None);
+    }
+    let long = "k".repeat(129);
+    for (bad, says) in [
+        (
+            json!(""),
+            "invalid task key \"\": 1 to 128 bytes without control characters",
+        ),
+        (json!(long), "1 to 128 bytes without control characters"),
+        (json!("a\tb"), "1 to 128 bytes without control characters"),
+        (
+            json!(5),
+            "task key must be a string of 1 to 128 bytes without control characters (got 5)",
+        ),
+        (json!(true), "(got true)"),
+        (json!({"id": 1}), "must be a string"),
+    ] {
+        let (status, e) = create(json!({"type": "invoice", "payload": 1, "key": bad})).await;
+        assert_eq!(status, 400, "{bad}: {e}");
+        assert_eq!(e["error"]["code"], "invalid_argument", "{bad}: {e}");
+        assert_eq!(
+            e["error"]["details"],
+            json!({"field": "key", "reason": "key_invalid"}),
+            "{bad}: {e}"
+        );
+        let message = e["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{bad}: {e}");
+    }
+    let (_, listed) = get_json(&http, &format!("{base}/v1/tasks")).await;
+    assert_eq!(listed["count"], 3, "{listed}");
+    // the dashboard: the task page's row, the list's column
+    let page = |path: String| {
+        let r = http.get(format!("{base}{path}"));
+        async move {
+            let r = r.send().await.unwrap();
+            assert_eq!(r.status().as_u16(), 200);
+            r.text().await.unwrap()
+        }
+    };
+    let html = page(format!("/ui/tasks/{id}")).await;
+    assert!(html.contains("<dd data-key>customer-42</dd>"), "{html}");
+    let html = page(format!("/ui/tasks/{plain}")).await;
+    assert!(!html.contains("data-key"), "{html}");
+    let html = page("/ui/tasks".into()).await;
+    assert!(html.contains(">Key</th>"), "{html}");
+    let row = |id: &str| {
+        let at = html.find(&format!("<tr data-id=\"{id}\">")).unwrap();
+        html[at..at + html[at..].find("</tr>").unwrap()].to_string()
+    };
+    assert!(
+        row(id).contains("<td data-key>customer-42</td>"),
+        "{}",
+        row(id)
+    );
+    assert!(
+        row(&plain).contains("<td data-key></td>"),
+        "{}",
+        row(&plain)
+    );
+}

@@ -5,11 +5,13 @@
 //!
 //! [`run`] is the order of the report: the paired comparison ([`compare`]:
 //! the rates, CPU and latency of [`framework`], [`best`] and [`raw`]), then
-//! [`scaling`], then [`memory`], then the `--json` summary ([`report`]).
+//! [`scaling`], then [`flow`] (with `--flow`), then [`memory`], then the
+//! `--json` summary ([`report`]).
 
 mod best;
 mod compare;
 mod cpu;
+mod flow;
 mod framework;
 mod harness;
 mod memory;
@@ -63,6 +65,14 @@ async fn run(opts: Opts) {
         opts.reps,
         if opts.memory { "memory" } else { "file" }
     );
+    if opts.only.as_deref() == Some("flow") {
+        let mut extra = serde_json::Map::new();
+        flow::report(&url, &opts, opts.reps.max(1), &mut extra).await;
+        if opts.json {
+            println!("{}", serde_json::Value::Object(extra));
+        }
+        return;
+    }
     if let Some(only) = &opts.only {
         compare::only(&url, &opts, only).await;
         return;
@@ -84,6 +94,9 @@ async fn run(opts: Opts) {
     }
     if opts.list_tasks > 0 {
         scaling::report_listing(&url, &opts, &mut extra).await;
+    }
+    if opts.flow {
+        flow::report(&url, &opts, reps, &mut extra).await;
     }
     let inflight_name = memory::report(&url, &opts, &mut res).await;
     if opts.json {

@@ -121,6 +121,25 @@ pub fn child_worker(spec: &str) {
         nc.flush().await.unwrap();
         if kind == "raw" {
             raw::hold_inflight(nc, &q, inflight, release).await;
+        } else if kind == "rate" {
+            // the flow measurement's workers: no-op tasks until killed
+            let client = Client::builder()
+                .nats_client(nc)
+                .bind_queue(q)
+                .build()
+                .await
+                .unwrap();
+            let router = Router::new()
+                .handle("bench", |_ctx: TaskContext, _t: Task| async {
+                    asyncjobs::handler::to_output(&())
+                })
+                .unwrap();
+            client
+                .worker(router)
+                .concurrency(inflight)
+                .run(CancellationToken::new())
+                .await
+                .unwrap();
         } else {
             let client = Client::builder()
                 .nats_client(nc)

@@ -60,6 +60,22 @@ pub struct Opts {
     /// task for the processing ones).
     #[arg(long)]
     pub only: Option<String>,
+    /// Also measure flow control (priorities, fairness, rate limits);
+    /// `--only flow` measures only that.
+    #[arg(long)]
+    pub flow: bool,
+    /// Priority-0 tasks queued ahead of the priority task (`--flow`).
+    #[arg(long, default_value_t = 50_000)]
+    pub flow_backlog: usize,
+    /// Tenant A's tasks queued ahead of tenant B's 10 (`--flow`).
+    #[arg(long, default_value_t = 100_000)]
+    pub flow_tenant: usize,
+    /// Starts per second of the rate-limit measurement (`--flow`).
+    #[arg(long, default_value_t = 200)]
+    pub flow_rate: u32,
+    /// Seconds the rate-limit measurement counts starts (`--flow`).
+    #[arg(long, default_value_t = 60)]
+    pub flow_rate_secs: u64,
     /// Internal: run a worker process for the memory measurement.
     #[arg(long, hide = true)]
     pub child_worker: Option<String>,

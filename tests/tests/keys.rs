@@ -148,7 +148,7 @@ async fn one_keys_backlog_does_not_hold_up_another_keys_task() {
     // within a few starts, not after A's remaining backlog
     assert!(
         last_b <= started_before + 12,
-        "B's last task started {last_b}th; {started_before} had started when B enqueued"
+        "B's last task started {last_b}th; {started_before} had started when B enqueued: {order:?}"
     );
     ids.extend(bs);
     all_complete(&c, &ids).await;

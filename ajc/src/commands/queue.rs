@@ -9,7 +9,7 @@ use crate::flags::{ForceFlag, JsonFlag};
 use crate::format::{iec_bytes, parse_duration, ucomma, GoDuration};
 use crate::table::{Align, Cell, Table};
 use crate::ui::Style;
-use asyncjobs::{Client, PauseUntil, Queue, QueueUpdate, Retention};
+use asyncjobs::{Client, PauseUntil, Queue, QueueUpdate, RateLimit, Retention};
 use clap::{Args, Subcommand};
 use std::time::Duration;
 
@@ -96,6 +96,24 @@ pub struct QueueNewArgs {
     /// own, complete=24h,failed=168h unless set)
     #[arg(long, value_name = "SPEC", value_parser = parse_retention)]
     pub retention: Option<Retention>,
+    /// At most this many task starts per period across all workers, for
+    /// example 10/s, 600/1m or 5/500ms,burst=20 (default: no limit; Go
+    /// workers ignore it)
+    #[arg(long, value_name = "SPEC", value_parser = parse_rate_limit)]
+    pub rate_limit: Option<RateLimit>,
+    /// How priorities age: a waiting task counts one priority higher per
+    /// this long waited (a duration of at least 1s), or strict: a higher
+    /// priority always first (default: strict)
+    #[arg(long, value_name = "DURATION", value_parser = parse_priority_aging)]
+    pub priority_aging: Option<OrNone<Duration>>,
+    /// At most this many tasks of one key (task add --key) run at once
+    /// across all workers, 1 to 10000 (default: no limit)
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = parse_key_concurrency)]
+    pub key_concurrency: Option<u32>,
+    /// The rate limit of each key (task add --key), written as
+    /// --rate-limit (default: no limit)
+    #[arg(long, value_name = "SPEC", value_parser = parse_rate_limit)]
+    pub key_rate_limit: Option<RateLimit>,
     #[command(flatten)]
     pub out: JsonFlag,
 }
@@ -160,6 +178,25 @@ pub struct QueueConfigureArgs {
     /// forever, for example complete=1h,failed=720h (default: unchanged)
     #[arg(long, value_name = "SPEC", value_parser = parse_retention)]
     pub retention: Option<Retention>,
+    /// At most this many task starts per period across all workers, for
+    /// example 10/s, 600/1m or 5/500ms,burst=20; none removes the limit
+    /// (default: unchanged)
+    #[arg(long, value_name = "SPEC", value_parser = parse_rate_limit_or_none)]
+    pub rate_limit: Option<OrNone<RateLimit>>,
+    /// How priorities age: a waiting task counts one priority higher per
+    /// this long waited (a duration of at least 1s), or strict (or none): a
+    /// higher priority always first (default: unchanged)
+    #[arg(long, value_name = "DURATION", value_parser = parse_priority_aging)]
+    pub priority_aging: Option<OrNone<Duration>>,
+    /// At most this many tasks of one key (task add --key) run at once
+    /// across all workers, 1 to 10000; none removes the limit (default:
+    /// unchanged)
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = parse_key_concurrency_or_none)]
+    pub key_concurrency: Option<OrNone<u32>>,
+    /// The rate limit of each key (task add --key), written as
+    /// --rate-limit; none removes it (default: unchanged)
+    #[arg(long, value_name = "SPEC", value_parser = parse_rate_limit_or_none)]
+    pub key_rate_limit: Option<OrNone<RateLimit>>,
     #[command(flatten)]
     pub out: JsonFlag,
 }
@@ -262,6 +299,7 @@ async fn new(ctx: &Ctx, a: &QueueNewArgs) -> Result<()> {
         Some(r) => queue.retention(r),
         None => queue,
     };
+    let queue = with_flow(queue, a);
     client.prepare_queue(&queue).await?;
     show(&client, &a.queue, a.out.json).await
 }
@@ -406,13 +444,95 @@ pub fn queue_update(a: &QueueConfigureArgs) -> QueueUpdate {
         max_concurrent: a.concurrent.filter(|n| *n > -2),
         replicas: a.replicas.filter(|n| *n > 0).map(|n| n as usize),
         retention: a.retention,
-        ..QueueUpdate::default()
+        rate_limit: a.rate_limit.map(|v| v.0),
+        priority_aging: a.priority_aging.map(|v| v.0),
+        key_concurrency: a.key_concurrency.map(|v| v.0),
+        key_rate_limit: a.key_rate_limit.map(|v| v.0),
     }
+}
+
+/// The flow settings `queue add` was given (docs/processing.md §2.21 to
+/// §2.23); `--priority-aging strict` is the default, so no setting.
+fn with_flow(mut queue: Queue, a: &QueueNewArgs) -> Queue {
+    if let Some(l) = a.rate_limit {
+        queue = queue.rate_limit(l);
+    }
+    if let Some(OrNone(Some(d))) = a.priority_aging {
+        queue = queue.priority_aging(d);
+    }
+    if let Some(n) = a.key_concurrency {
+        queue = queue.key_concurrency(n);
+    }
+    if let Some(l) = a.key_rate_limit {
+        queue = queue.key_rate_limit(l);
+    }
+    queue
+}
+
+/// A `queue configure` flow value: the setting, or `none` (for priority
+/// aging also `strict`), which removes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrNone<T>(pub Option<T>);
+
+/// True for the word that removes a setting.
+fn is_none_word(s: &str) -> bool {
+    s.trim().eq_ignore_ascii_case("none")
 }
 
 /// A `--retention` value.
 fn parse_retention(s: &str) -> std::result::Result<Retention, String> {
     s.parse().map_err(|e: asyncjobs::Error| e.to_string())
+}
+
+/// A `--rate-limit` / `--key-rate-limit` value (`10/s`, `600/1m`,
+/// `5/500ms,burst=20`), refused with the library's reason.
+fn parse_rate_limit(s: &str) -> std::result::Result<RateLimit, String> {
+    s.parse().map_err(|e: asyncjobs::Error| e.to_string())
+}
+
+/// A rate limit, or `none`.
+fn parse_rate_limit_or_none(s: &str) -> std::result::Result<OrNone<RateLimit>, String> {
+    if is_none_word(s) {
+        return Ok(OrNone(None));
+    }
+    parse_rate_limit(s).map(|l| OrNone(Some(l)))
+}
+
+/// A `--priority-aging` value: a duration of at least 1s, or `strict`
+/// (also `0` or `none`), which is `OrNone(None)`.
+fn parse_priority_aging(s: &str) -> std::result::Result<OrNone<Duration>, String> {
+    if is_none_word(s) {
+        return Ok(OrNone(None));
+    }
+    asyncjobs::queue::flow::parse_priority_aging(s)
+        .map(OrNone)
+        .map_err(|e| e.to_string())
+}
+
+/// A `--key-concurrency` value: a whole number from 1 to
+/// [`asyncjobs::queue::flow::MAX_KEY_CONCURRENCY`].
+fn parse_key_concurrency(s: &str) -> std::result::Result<u32, String> {
+    use asyncjobs::queue::flow::{check_key_concurrency, MAX_KEY_CONCURRENCY};
+    let n: i64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected a whole number from 1 to {MAX_KEY_CONCURRENCY}"))?;
+    let n = u32::try_from(n).map_err(|_| {
+        asyncjobs::Error::Config(format!(
+            "per-key concurrency must be 1 to {MAX_KEY_CONCURRENCY} (got {n})"
+        ))
+        .to_string()
+    })?;
+    check_key_concurrency(n).map_err(|e| e.to_string())?;
+    Ok(n)
+}
+
+/// A per-key concurrency, or `none`.
+fn parse_key_concurrency_or_none(s: &str) -> std::result::Result<OrNone<u32>, String> {
+    if is_none_word(s) {
+        return Ok(OrNone(None));
+    }
+    parse_key_concurrency(s).map(|n| OrNone(Some(n)))
 }
 
 /// `queue configure`: Go's limits, then the update, then the block.

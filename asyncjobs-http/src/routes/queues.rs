@@ -5,7 +5,7 @@ use crate::error::ApiError;
 use crate::schema::{QueueCreateRequest, QueueListResponse, QueuePauseRequest, QueueView};
 use crate::Api;
 use asyncjobs::queue::DEFAULT_QUEUE_NAME;
-use asyncjobs::Queue;
+use asyncjobs::{Queue, RateLimit};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -63,6 +63,7 @@ pub(super) async fn create(
                 .reason("invalid_retention")
         })?),
     };
+    let flow = Flow::from_request(&req)?;
     let exists = match api.client.queue_info(&req.name).await {
         Ok(_) => true,
         Err(asyncjobs::Error::QueueNotFound(_)) => false,
@@ -87,9 +88,110 @@ pub(super) async fn create(
         Some(r) => queue.retention(r),
         None => queue,
     };
+    let queue = flow.apply(queue);
     api.client.prepare_queue(&queue).await?;
     let info = api.client.queue_info(&req.name).await?;
     Ok(json(StatusCode::CREATED, &QueueView::from(&info)))
+}
+
+/// The flow settings of a create request (docs/processing.md §2.21 to
+/// §2.23), each checked with the library's rule: absent, `null` or `""`
+/// is no setting (for `priority_aging` so is `strict`).
+#[derive(Default)]
+struct Flow {
+    rate_limit: Option<RateLimit>,
+    priority_aging: Option<std::time::Duration>,
+    key_concurrency: Option<u32>,
+    key_rate_limit: Option<RateLimit>,
+}
+
+impl Flow {
+    /// 400 `invalid_rate_limit`, `invalid_priority_aging` or
+    /// `invalid_key_concurrency` naming the field when one is wrong.
+    fn from_request(req: &QueueCreateRequest) -> Result<Flow, ApiError> {
+        let rate = |field: &'static str, v: Option<&str>| -> Result<Option<RateLimit>, ApiError> {
+            match v.map(str::trim).filter(|v| !v.is_empty()) {
+                None => Ok(None),
+                Some(v) => v.parse::<RateLimit>().map(Some).map_err(|e| {
+                    ApiError::invalid(format!("{field}: {}", config_text(&e)))
+                        .field(field)
+                        .reason("invalid_rate_limit")
+                }),
+            }
+        };
+        let priority_aging = match req.priority_aging.as_deref() {
+            None => None,
+            Some(a) => asyncjobs::queue::flow::parse_priority_aging(a).map_err(|e| {
+                ApiError::invalid(format!("priority_aging: {}", config_text(&e)))
+                    .field("priority_aging")
+                    .reason("invalid_priority_aging")
+            })?,
+        };
+        let key_concurrency = match &req.key_concurrency {
+            None | Some(serde_json::Value::Null) => None,
+            Some(v) => Some(key_concurrency(v)?),
+        };
+        Ok(Flow {
+            rate_limit: rate("rate_limit", req.rate_limit.as_deref())?,
+            priority_aging,
+            key_concurrency,
+            key_rate_limit: rate("key_rate_limit", req.key_rate_limit.as_deref())?,
+        })
+    }
+
+    /// `queue` with these settings.
+    fn apply(self, mut queue: Queue) -> Queue {
+        if let Some(l) = self.rate_limit {
+            queue = queue.rate_limit(l);
+        }
+        if let Some(a) = self.priority_aging {
+            queue = queue.priority_aging(a);
+        }
+        if let Some(n) = self.key_concurrency {
+            queue = queue.key_concurrency(n);
+        }
+        if let Some(l) = self.key_rate_limit {
+            queue = queue.key_rate_limit(l);
+        }
+        queue
+    }
+}
+
+/// A `key_concurrency`: a whole number from 1 to
+/// [`MAX_KEY_CONCURRENCY`](asyncjobs::queue::flow::MAX_KEY_CONCURRENCY).
+fn key_concurrency(v: &serde_json::Value) -> Result<u32, ApiError> {
+    use asyncjobs::queue::flow::{check_key_concurrency, MAX_KEY_CONCURRENCY};
+    let invalid = |message: String| {
+        ApiError::invalid(format!("key_concurrency: {message}"))
+            .field("key_concurrency")
+            .reason("invalid_key_concurrency")
+    };
+    let range = |got: &dyn std::fmt::Display| {
+        invalid(format!(
+            "per-key concurrency must be 1 to {MAX_KEY_CONCURRENCY} (got {got})"
+        ))
+    };
+    let n = match (v.as_i64(), v.as_u64()) {
+        (Some(n), _) => n,
+        (None, Some(n)) => return Err(range(&n)),
+        (None, None) => {
+            return Err(invalid(format!(
+            "per-key concurrency must be a whole number from 1 to {MAX_KEY_CONCURRENCY} (got {v})"
+        )))
+        }
+    };
+    let n = u32::try_from(n).map_err(|_| range(&n))?;
+    check_key_concurrency(n).map_err(|e| invalid(config_text(&e)))?;
+    Ok(n)
+}
+
+/// A configuration error's reason, without the `invalid configuration: `
+/// every [`asyncjobs::Error::Config`] starts with.
+fn config_text(e: &asyncjobs::Error) -> String {
+    match e {
+        asyncjobs::Error::Config(why) => why.clone(),
+        other => other.to_string(),
+    }
 }
 
 /// One queue's settings.

@@ -239,6 +239,18 @@ fn build_task(api: &Api, req: TaskCreateRequest, headers: &HeaderMap) -> Result<
     if let Some(p) = req.priority {
         builder = builder.priority(priority(&p)?);
     }
+    match req.key {
+        None | Some(serde_json::Value::Null) => {}
+        Some(serde_json::Value::String(k)) => builder = builder.key(k),
+        // the build refuses a bad string with the library's message
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+            "task key must be a string of 1 to 128 bytes without control characters (got {other})"
+        ))
+            .field("key")
+            .reason("key_invalid"))
+        }
+    }
     if let Some(u) = req.unique {
         builder = match u.key {
             Some(k) => builder.unique(k),

@@ -30,6 +30,15 @@ struct QueueRow {
     discard_old: bool,
     /// The queue's own retention of finished tasks, or what applies without.
     retention: String,
+    /// Its flow settings at a glance (`10/s · key 5 · aging 30s`), empty
+    /// when it has none.
+    flow: String,
+    /// Each flow setting as the configure form takes it (`none`, aging
+    /// `strict`, when unset).
+    rate_limit: String,
+    priority_aging: String,
+    key_concurrency: String,
+    key_rate_limit: String,
     has_consumer: bool,
     /// `paused until …[, since …]` while paused.
     paused: Option<String>,
@@ -83,6 +92,26 @@ fn human(d: Duration) -> String {
     } else {
         asyncjobs::format_duration(d)
     }
+}
+
+/// A queue's flow settings in a few words (docs/processing.md §2.21 to
+/// §2.23): its rate limit, `key N` (per-key concurrency), `key 2/s` (per-key
+/// rate limit), `aging 30s`; empty when none is set.
+fn flow(q: &asyncjobs::Queue) -> String {
+    let mut parts = vec![];
+    if let Some(l) = &q.rate_limit {
+        parts.push(l.to_string());
+    }
+    if let Some(n) = q.key_concurrency {
+        parts.push(format!("key {n}"));
+    }
+    if let Some(l) = &q.key_rate_limit {
+        parts.push(format!("key {l}"));
+    }
+    if let Some(a) = q.priority_aging {
+        parts.push(format!("aging {}", asyncjobs::format_duration(a)));
+    }
+    parts.join(" · ")
 }
 
 /// `/ui/`: what cannot be read is listed as a problem on the page.
@@ -154,6 +183,14 @@ async fn queue_rows(
                             Some(r) => r.to_string(),
                             None => "each process's own".into(),
                         },
+                        flow: flow(&i.queue),
+                        rate_limit: or_none(i.queue.rate_limit),
+                        priority_aging: match i.queue.priority_aging {
+                            Some(a) => asyncjobs::format_duration(a),
+                            None => "strict".into(),
+                        },
+                        key_concurrency: or_none(i.queue.key_concurrency),
+                        key_rate_limit: or_none(i.queue.key_rate_limit),
                         has_consumer: i.has_consumer,
                         paused: i.paused.map(|p| {
                             let since = p
@@ -175,6 +212,11 @@ async fn queue_rows(
         Err(e) => problems.push(format!("listing queues: {e}")),
     }
     queues
+}
+
+/// A setting as text, `none` when unset.
+fn or_none<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_else(|| "none".into())
 }
 
 /// Tasks by state over at most [`COUNT_SCAN`] records; left out when

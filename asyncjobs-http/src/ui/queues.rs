@@ -48,6 +48,31 @@ pub(super) struct Configure {
     max_concurrent: String,
     #[serde(default)]
     retention: String,
+    /// The flow settings: `none` (aging also `strict`) removes one.
+    #[serde(default)]
+    rate_limit: String,
+    #[serde(default)]
+    priority_aging: String,
+    #[serde(default)]
+    key_concurrency: String,
+    #[serde(default)]
+    key_rate_limit: String,
+}
+
+/// A flow setting of the form: `None` when left empty (unchanged),
+/// `Some(None)` for `none` (removed), else what `parse` makes of it.
+fn flow_field<T>(
+    field: &str,
+    v: &str,
+    parse: impl FnOnce(&str) -> asyncjobs::Result<T>,
+) -> Result<Option<Option<T>>, String> {
+    match v.trim() {
+        "" => Ok(None),
+        v if v.eq_ignore_ascii_case("none") => Ok(Some(None)),
+        v => parse(v)
+            .map(|t| Some(Some(t)))
+            .map_err(|e| format!("{field}: {e}")),
+    }
 }
 
 /// Changes the queue settings the form fills in (400 when one does not
@@ -87,6 +112,24 @@ pub(super) async fn configure(
                 "" => None,
                 r => Some(r.parse().map_err(|e| format!("keep finished: {e}"))?),
             },
+            rate_limit: flow_field("rate limit", &c.rate_limit, str::parse)?,
+            // strict (or 0) is no aging: the setting removed
+            priority_aging: flow_field(
+                "priority aging",
+                &c.priority_aging,
+                asyncjobs::queue::flow::parse_priority_aging,
+            )?
+            .map(Option::flatten),
+            key_concurrency: flow_field("key concurrency", &c.key_concurrency, |n| {
+                let n = n.parse::<u32>().map_err(|_| {
+                    asyncjobs::Error::Config(format!(
+                        "expected a whole number from 1 to {} (got {n:?})",
+                        asyncjobs::queue::flow::MAX_KEY_CONCURRENCY
+                    ))
+                })?;
+                asyncjobs::queue::flow::check_key_concurrency(n).map(|()| n)
+            })?,
+            key_rate_limit: flow_field("key rate limit", &c.key_rate_limit, str::parse)?,
             ..QueueUpdate::default()
         })
     })();

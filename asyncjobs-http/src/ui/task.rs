@@ -24,6 +24,8 @@ struct TaskPage {
     finished: bool,
     /// 0 (the default) to 9, higher first.
     priority: u8,
+    /// Its flow-control key, when it has one.
+    key: Option<String>,
     /// The handler's last progress report: percent, message, when.
     progress: Option<(u8, String, String)>,
     tries: i64,
@@ -128,6 +130,7 @@ pub(super) async fn task(
             state: t.state.as_str(),
             finished: t.state.is_final(),
             priority: t.priority,
+            key: t.key.clone(),
             progress: t
                 .progress
                 .as_ref()

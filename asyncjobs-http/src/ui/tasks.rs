@@ -24,6 +24,8 @@ struct TaskRow {
     state: &'static str,
     /// The priority when not 0, the default (shown empty then).
     priority: String,
+    /// The flow-control key (empty when none).
+    key: String,
     tries: i64,
     max_tries: String,
     created: String,
@@ -41,6 +43,7 @@ impl From<&Task> for TaskRow {
                 0 => String::new(),
                 p => p.to_string(),
             },
+            key: t.key.clone().unwrap_or_default(),
             tries: t.tries,
             max_tries: limit(t.max_tries),
             created: short_time(&t.created),

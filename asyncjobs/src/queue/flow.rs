@@ -41,7 +41,9 @@ const MAX_STARTS: u32 = 1_000_000;
 /// At most `starts` task starts per `period` across every worker of the
 /// cluster, with up to `burst` at once after a quiet time
 /// (docs/processing.md §2.22). Written `10/s`, `600/1m`, `5/500ms,burst=20`
-/// (a bare `s`, `m` or `h` is one of it; otherwise a Go duration).
+/// (a bare `s`, `m` or `h` is one of it; otherwise a Go duration). The
+/// default burst is the starts of [`DEFAULT_BURST_WINDOW`] (50 ms), at
+/// least 1: `10/s` starts one every 100 ms, `10000/s` up to 500 at once.
 ///
 /// ```
 /// use asyncjobs::RateLimit;
@@ -62,15 +64,29 @@ pub struct RateLimit {
     pub burst: u32,
 }
 
+/// The time whose starts make a rate limit's default burst: a limit is
+/// not enforced more finely than workers can ask a shared record.
+pub const DEFAULT_BURST_WINDOW: Duration = Duration::from_millis(50);
+
+/// The default burst of `starts` per `period`: the starts of
+/// [`DEFAULT_BURST_WINDOW`], at least 1.
+fn default_burst(starts: u32, period: Duration) -> u32 {
+    if period.is_zero() {
+        return 1;
+    }
+    let n = u128::from(starts) * DEFAULT_BURST_WINDOW.as_nanos() / period.as_nanos();
+    n.clamp(1, u128::from(MAX_STARTS)) as u32
+}
+
 impl RateLimit {
-    /// `starts` per `period`, evenly spaced (burst 1).
+    /// `starts` per `period`, with the default burst.
     ///
     /// Errors: [`Error::Config`] when a value is out of range.
     pub fn new(starts: u32, period: Duration) -> Result<RateLimit> {
         let limit = RateLimit {
             starts,
             period,
-            burst: 1,
+            burst: default_burst(starts, period),
         };
         limit.validate()?;
         Ok(limit)
@@ -156,7 +172,7 @@ impl FromStr for RateLimit {
         let limit = RateLimit {
             starts,
             period,
-            burst: burst.unwrap_or(1),
+            burst: burst.unwrap_or_else(|| default_burst(starts, period)),
         };
         limit.validate()?;
         Ok(limit)
@@ -165,12 +181,16 @@ impl FromStr for RateLimit {
 
 impl fmt::Display for RateLimit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let period = match self.period.as_secs() {
-            1 if self.period.subsec_nanos() == 0 => "s".to_string(),
+        let (secs, whole) = (self.period.as_secs(), self.period.subsec_nanos() == 0);
+        let period = match secs {
+            1 if whole => "s".to_string(),
+            s if whole && s % 3600 == 0 => format!("{}h", s / 3600),
+            s if whole && s % 60 == 0 => format!("{}m", s / 60),
+            s if whole => format!("{s}s"),
             _ => crate::wire::format_duration(self.period),
         };
         write!(f, "{}/{period}", self.starts)?;
-        if self.burst != 1 {
+        if self.burst != default_burst(self.starts, self.period) {
             write!(f, ",burst={}", self.burst)?;
         }
         Ok(())
@@ -211,6 +231,11 @@ mod tests {
             ("600/1m", 600, Duration::from_secs(60), 1),
             ("5/500ms,burst=20", 5, Duration::from_millis(500), 20),
             (" 3 / h , burst=2", 3, Duration::from_secs(3600), 2),
+            ("10000/s", 10_000, Duration::from_secs(1), 500),
+            ("7/2h", 7, Duration::from_secs(7200), 1),
+            ("7/90s", 7, Duration::from_secs(90), 1),
+            ("7/1.5s", 7, Duration::from_millis(1500), 1),
+            ("200/s,burst=1", 200, Duration::from_secs(1), 1),
         ] {
             let l: RateLimit = text.parse().unwrap();
             assert_eq!(
@@ -246,6 +271,8 @@ mod tests {
         assert_eq!(l.interval(), Duration::from_millis(250));
         let l: RateLimit = "1000000/1ms".parse().unwrap();
         assert_eq!(l.interval(), Duration::from_nanos(1));
+        assert_eq!("600/1m".parse::<RateLimit>().unwrap().to_string(), "600/1m");
+        assert_eq!("3/2h".parse::<RateLimit>().unwrap().to_string(), "3/2h");
     }
 
     #[test]

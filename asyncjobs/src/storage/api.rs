@@ -28,6 +28,15 @@ pub(crate) fn is(e: &NatsError, code: ErrorCode) -> bool {
     e.jetstream_code() == Some(code)
 }
 
+/// Whether a delete by sequence failed because the message is gone: the
+/// server answers `no message found` as 10037, or as 10057 ("message
+/// delete failed") when another client deleted it first.
+pub(crate) fn is_gone(e: &NatsError) -> bool {
+    is(e, ErrorCode::NO_MESSAGE_FOUND)
+        || (is(e, ErrorCode::STREAM_MESSAGE_DELETE_FAILED)
+            && e.to_string().contains("no message found"))
+}
+
 /// The configuration a `STREAM.INFO.<stream>` or
 /// `CONSUMER.INFO.<stream>.<consumer>` reply holds, exactly as the server
 /// has it (for updates that must keep every field).

@@ -62,12 +62,17 @@ struct GotMessage {
 }
 
 impl Storage {
-    /// The oldest item in `queue`'s `lane`, `None` when the lane (or the
-    /// queue) is empty.
+    /// The oldest item in `queue`'s `lane` at or after stream sequence
+    /// `from`, `None` when there is none (or no queue).
     ///
     /// Errors: the request failed.
-    pub(crate) async fn next_lane_item(&self, queue: &str, lane: Lane) -> Result<Option<LaneItem>> {
-        self.first_item(queue, &lane.filter(queue), || {
+    pub(crate) async fn next_lane_item(
+        &self,
+        queue: &str,
+        lane: Lane,
+        from: u64,
+    ) -> Result<Option<LaneItem>> {
+        self.first_item(queue, &lane.filter(queue), from, || {
             format!("reading lane {lane:?} of queue {queue}")
         })
         .await
@@ -78,23 +83,25 @@ impl Storage {
     ///
     /// Errors: the request failed.
     pub(crate) async fn oldest_plain_item(&self, queue: &str) -> Result<Option<LaneItem>> {
-        self.first_item(queue, &Lane::Plain.filter(queue), || {
+        self.first_item(queue, &Lane::Plain.filter(queue), 0, || {
             format!("reading the oldest item of queue {queue}")
         })
         .await
     }
 
-    /// The oldest message of `queue`'s stream matching `filter`.
+    /// The oldest message of `queue`'s stream matching `filter` at or after
+    /// sequence `from`.
     async fn first_item(
         &self,
         queue: &str,
         filter: &str,
+        from: u64,
         what: impl FnOnce() -> String,
     ) -> Result<Option<LaneItem>> {
         let got = api::request::<Got>(
             &self.js,
             &format!("STREAM.MSG.GET.{QUEUE_STREAM_PREFIX}{queue}"),
-            &json!({ "seq": 0, "next_by_subj": filter }),
+            &json!({ "seq": from, "next_by_subj": filter }),
             what,
         )
         .await;
@@ -163,7 +170,7 @@ impl Storage {
         .await;
         match deleted {
             Ok(_) => Ok(Some(ack.sequence)),
-            Err(e) if api::is(&e, ErrorCode::NO_MESSAGE_FOUND) => Ok(None),
+            Err(e) if api::is_gone(&e) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }

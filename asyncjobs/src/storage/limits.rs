@@ -33,6 +33,21 @@ impl Storage {
     /// The limits bucket, created when missing with this client's storage
     /// and replicas.
     pub(super) async fn limits_bucket(&self) -> Result<Bucket> {
+        if let Some(b) = self.limits.lock().expect("limits lock").clone() {
+            return Ok(b);
+        }
+        let b = self.open_limits_bucket().await?;
+        *self.limits.lock().expect("limits lock") = Some(b.clone());
+        Ok(b)
+    }
+
+    /// Forgets the opened bucket after an error, so a bucket deleted and
+    /// made again is opened again.
+    pub(super) fn limits_failed(&self) {
+        *self.limits.lock().expect("limits lock") = None;
+    }
+
+    async fn open_limits_bucket(&self) -> Result<Bucket> {
         let what = || format!("binding bucket {LIMITS_BUCKET}");
         if let Some(b) = self.open_bucket(LIMITS_BUCKET, what).await? {
             return Ok(b);
@@ -124,6 +139,21 @@ impl Storage {
     }
 
     async fn take_tokens_of(
+        &self,
+        key: &str,
+        what: impl Fn() -> String + Copy,
+        limit: &RateLimit,
+        want: u32,
+        now: OffsetDateTime,
+    ) -> Result<Tokens> {
+        let taken = self.take_tokens_once(key, what, limit, want, now).await;
+        if taken.is_err() {
+            self.limits_failed();
+        }
+        taken
+    }
+
+    async fn take_tokens_once(
         &self,
         key: &str,
         what: impl Fn() -> String + Copy,

@@ -195,6 +195,9 @@ pub(crate) struct Storage {
     retentions: Arc<std::sync::Mutex<retention::QueueRetentions>>,
     /// The "kept forever" warning was logged.
     retention_warned: Arc<AtomicBool>,
+    /// The flow-control bucket once opened (`limits.rs`), dropped after an
+    /// error so a bucket made again is opened again.
+    limits: Arc<std::sync::Mutex<Option<Bucket>>>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -224,6 +227,7 @@ impl Storage {
             capabilities: Arc::default(),
             ttl_allowed: Arc::default(),
             retentions: Arc::default(),
+            limits: Arc::default(),
             retention_warned: Arc::default(),
         }
     }

@@ -2,7 +2,7 @@
 //! dispatcher that spawns one [`process`](super::delivery::process) per item.
 
 use super::delivery::process;
-use super::lanes::{Claim, Lanes, KEY_BUSY_SKIP};
+use super::lanes::{Claim, Lanes, KEY_BUSY_SKIP, PULL_SPELL};
 use super::pull::{Delivery, Puller};
 use super::rate;
 use super::Shared;
@@ -281,35 +281,34 @@ struct Claims {
 }
 
 impl Claims {
-    /// Starts a claimed item under each of `permits` while the lanes hold
-    /// any; returns the permits left for a pull request, and whether the
-    /// worker should wait instead of pulling (the lanes hold only items
-    /// whose keys are at their limits).
+    /// Spends `permits` on claims, each in a task of its own (claims take
+    /// a few round trips; in turn they would cap the worker's rate), while
+    /// the lanes may hold items; returns the permits left for a pull
+    /// request, and whether the worker should wait instead of pulling (the
+    /// lanes hold only items whose keys are at their limits). A claim that
+    /// finds nothing gives its permit back and holds further claims off a
+    /// moment (`Lanes::hold_off_for`).
     async fn serve(
         &self,
         shared: &Arc<Shared>,
-        mut permits: Vec<OwnedSemaphorePermit>,
+        permits: Vec<OwnedSemaphorePermit>,
     ) -> (Vec<OwnedSemaphorePermit>, bool) {
-        while self.lanes.may_hold() {
-            let Some(permit) = permits.pop() else { break };
-            match self.lanes.claim(shared).await {
-                Claim::Item(msg) => {
-                    let shared = shared.clone();
-                    self.tracker.spawn(Box::pin(async move {
-                        process(&shared, msg, permit).await;
-                    }));
-                }
-                Claim::Pull => {
-                    permits.push(permit);
-                    break;
-                }
-                Claim::Wait => {
-                    permits.push(permit);
-                    return (permits, true);
-                }
-            }
+        match self.lanes.held_off() {
+            Some(wait) => return (permits, wait),
+            None if !self.lanes.may_hold() => return (permits, false),
+            None => {}
         }
-        (permits, false)
+        for permit in permits {
+            let (shared, lanes) = (shared.clone(), self.lanes.clone());
+            self.tracker.spawn(Box::pin(async move {
+                match lanes.claim(&shared).await {
+                    Claim::Item(msg) => process(&shared, *msg, permit).await,
+                    Claim::Pull => lanes.hold_off_for(PULL_SPELL, false),
+                    Claim::Wait => lanes.hold_off_for(KEY_BUSY_SKIP, true),
+                }
+            }));
+        }
+        (Vec::new(), false)
     }
 }
 

@@ -40,10 +40,14 @@ pub(crate) const LOOK_EVERY: Duration = Duration::from_secs(2);
 /// looking again.
 pub(crate) const KEY_BUSY_SKIP: Duration = Duration::from_millis(200);
 
+/// How long the slots of a worker pull after a claim found nothing to
+/// claim (a notice ends it early).
+pub(crate) const PULL_SPELL: Duration = Duration::from_millis(50);
+
 /// What a free slot does next.
 pub(crate) enum Claim {
     /// Runs this claimed item.
-    Item(jetstream::Message),
+    Item(Box<jetstream::Message>),
     /// Pulls from the `WORKERS` consumer (arrival order).
     Pull,
     /// Waits [`KEY_BUSY_SKIP`]: the lanes hold items, but every key
@@ -63,6 +67,13 @@ pub(crate) struct Lanes {
     skip: Mutex<HashMap<Lane, Instant>>,
     /// The keys of the claimed items in flight, by backup sequence.
     keys: Mutex<HashMap<u64, Option<String>>>,
+    /// Per lane, the stream sequence this worker's next look starts at:
+    /// past the items its concurrent claims already took, so they spread
+    /// over a lane's items instead of racing for its oldest.
+    cursors: Mutex<HashMap<Lane, u64>>,
+    /// Until when free slots pull (`false`) or wait (`true`) instead of
+    /// claiming, after a claim found nothing to claim.
+    hold_off: Mutex<Option<(Instant, bool)>>,
     /// The claim inbox prefix.
     prefix: String,
 }
@@ -76,19 +87,19 @@ fn bit(lane: Lane) -> u32 {
     }
 }
 
-const PRIORITIES: u32 = ((1u32 << (MAX_PRIORITY + 1)) - 1) & !1;
 const SHARDS: u32 = ((1u32 << KEY_SHARDS) - 1) << 16;
-const ALL: u32 = PRIORITIES | SHARDS;
 
 impl Lanes {
-    /// Lanes acknowledged through the claim inbox `prefix`, each looked at
-    /// before the first pull.
+    /// Lanes acknowledged through the claim inbox `prefix`, none marked
+    /// until [`follow`] has looked at them.
     pub(super) fn new(prefix: String) -> Lanes {
         Lanes {
-            maybe: AtomicU32::new(ALL),
+            maybe: AtomicU32::new(0),
             turn: AtomicUsize::new(0),
             skip: Mutex::new(HashMap::new()),
             keys: Mutex::new(HashMap::new()),
+            cursors: Mutex::new(HashMap::new()),
+            hold_off: Mutex::new(None),
             prefix,
         }
     }
@@ -103,11 +114,75 @@ impl Lanes {
         self.maybe.fetch_or(bit(lane), Ordering::Relaxed);
     }
 
-    /// Clears `lane`'s bit, saying whether it was set (cleared before
-    /// looking: a notice meanwhile marks it again).
-    fn take_mark(&self, lane: Lane) -> bool {
-        let b = bit(lane);
-        self.maybe.fetch_and(!b, Ordering::Relaxed) & b != 0
+    /// A notice: marks its lane and ends a hold-off, so the next free slot
+    /// claims.
+    fn noticed(&self, lane: Lane) {
+        self.mark(lane);
+        *self.hold_off.lock().expect("hold-off lock") = None;
+    }
+
+    fn is_marked(&self, lane: Lane) -> bool {
+        self.maybe.load(Ordering::Relaxed) & bit(lane) != 0
+    }
+
+    fn unmark(&self, lane: Lane) {
+        self.maybe.fetch_and(!bit(lane), Ordering::Relaxed);
+    }
+
+    /// Whether free slots should pull (`Some(false)`) or wait
+    /// (`Some(true)`) instead of claiming, for a while after a claim found
+    /// nothing to claim.
+    pub(super) fn held_off(&self) -> Option<bool> {
+        let mut h = self.hold_off.lock().expect("hold-off lock");
+        match *h {
+            Some((until, wait)) if until > Instant::now() => Some(wait),
+            Some(_) => {
+                *h = None;
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Free slots pull (`wait` false) or wait for `d` instead of claiming.
+    pub(super) fn hold_off_for(&self, d: Duration, wait: bool) {
+        *self.hold_off.lock().expect("hold-off lock") = Some((Instant::now() + d, wait));
+    }
+
+    /// The oldest item of `lane` past this worker's cursor, moving the
+    /// cursor past it. An empty lane is looked at once more from its
+    /// start after its mark is cleared, so an item whose notice came
+    /// meanwhile is not missed; `None` then, and the lane stays unmarked.
+    async fn next_item(&self, shared: &Shared, lane: Lane) -> crate::Result<Option<LaneItem>> {
+        let from = self
+            .cursors
+            .lock()
+            .expect("cursors lock")
+            .get(&lane)
+            .copied()
+            .unwrap_or(0);
+        let mut found = shared
+            .storage
+            .next_lane_item(&shared.name, lane, from)
+            .await?;
+        if found.is_none() {
+            self.unmark(lane);
+            found = shared.storage.next_lane_item(&shared.name, lane, 0).await?;
+            if found.is_some() {
+                self.mark(lane);
+            }
+        }
+        let mut cursors = self.cursors.lock().expect("cursors lock");
+        match &found {
+            Some(item) => {
+                let c = cursors.entry(lane).or_default();
+                *c = (*c).max(item.seq + 1);
+            }
+            None => {
+                cursors.remove(&lane);
+            }
+        }
+        Ok(found)
     }
 
     fn skipped(&self, lane: Lane) -> bool {
@@ -145,7 +220,7 @@ impl Lanes {
             None => self.claim_strict(shared).await,
         };
         let claimed = match claimed {
-            Ok(Some(msg)) => return Claim::Item(msg),
+            Ok(Some(msg)) => return Claim::Item(Box::new(msg)),
             Ok(None) => self.claim_keyed(shared).await,
             Err(e) => Err(e),
         };
@@ -164,13 +239,11 @@ impl Lanes {
     async fn claim_strict(&self, shared: &Shared) -> crate::Result<Option<jetstream::Message>> {
         for p in (1..=MAX_PRIORITY).rev() {
             let lane = Lane::Priority(p);
-            if self.skipped(lane) || !self.take_mark(lane) {
+            if self.skipped(lane) || !self.is_marked(lane) {
                 continue;
             }
-            let claimed = self.claim_from(shared, lane).await;
-            if !matches!(claimed, Ok(None)) {
-                self.mark(lane);
-                return claimed;
+            if let Some(msg) = self.claim_from(shared, lane).await? {
+                return Ok(Some(msg));
             }
         }
         Ok(None)
@@ -192,13 +265,12 @@ impl Lanes {
             let mut best: Option<(i64, Lane, LaneItem)> = None;
             for p in (1..=MAX_PRIORITY).rev() {
                 let lane = Lane::Priority(p);
-                if self.skipped(lane) || !self.take_mark(lane) {
+                if self.skipped(lane) || !self.is_marked(lane) {
                     continue;
                 }
-                let Some(head) = shared.storage.next_lane_item(&shared.name, lane).await? else {
+                let Some(head) = self.next_item(shared, lane).await? else {
                     continue;
                 };
-                self.mark(lane);
                 let score = aged_score(p, head.stored, now, every);
                 if best.as_ref().is_none_or(|(s, _, _)| score > *s) {
                     best = Some((score, lane, head));
@@ -227,43 +299,47 @@ impl Lanes {
     /// only items whose keys are at their limits.
     async fn claim_keyed(&self, shared: &Shared) -> crate::Result<Claim> {
         if self.maybe.load(Ordering::Relaxed) & SHARDS == 0 {
+            tracing::trace!(queue = %shared.name, "no key shard holds items");
             return Ok(Claim::Pull);
         }
-        let turns = usize::from(KEY_SHARDS) + 1;
+        // the turns: the marked shards, then the plain queue; each claim
+        // starts one turn further and looks at every lane once from there
+        // (claims in flight at once would otherwise take each other's turns)
         let mut busy = false;
-        for _ in 0..turns {
-            let turn = self.turn.fetch_add(1, Ordering::Relaxed) % turns;
-            if turn == usize::from(KEY_SHARDS) {
-                if let Some(plain) = shared.storage.oldest_plain_item(&shared.name).await? {
-                    if let Some(msg) = self.claim_item(shared, plain, Lane::Plain).await? {
-                        return Ok(Claim::Item(msg));
-                    }
-                }
+        let mut lanes: Vec<Lane> = Vec::with_capacity(usize::from(KEY_SHARDS) + 1);
+        for s in 0..KEY_SHARDS {
+            let lane = Lane::Shard(s);
+            if !self.is_marked(lane) {
                 continue;
             }
-            let lane = Lane::Shard(turn as u8);
             if self.skipped(lane) {
                 busy = true;
                 continue;
             }
-            if !self.take_mark(lane) {
-                continue;
-            }
-            let Some(head) = shared.storage.next_lane_item(&shared.name, lane).await? else {
-                continue;
-            };
-            self.mark(lane);
-            if let Some(key) = &head.key {
-                if !keys::may_start(shared, key).await {
-                    self.skip_for(lane, KEY_BUSY_SKIP);
-                    busy = true;
-                    continue;
+            lanes.push(lane);
+        }
+        lanes.push(Lane::Plain);
+        let first = self.turn.fetch_add(1, Ordering::Relaxed);
+        for step in 0..lanes.len() {
+            let lane = lanes[(first + step) % lanes.len()];
+            // a head another worker wins is followed by the next item
+            while let Some(head) = self.next_item(shared, lane).await? {
+                if let Some(key) = &head.key {
+                    if !keys::may_start(shared, key).await {
+                        // its key's item stays first in the shard
+                        self.cursors.lock().expect("cursors lock").remove(&lane);
+                        self.skip_for(lane, KEY_BUSY_SKIP);
+                        busy = true;
+                        break;
+                    }
+                }
+                if let Some(msg) = self.claim_item(shared, head, lane).await? {
+                    return Ok(Claim::Item(Box::new(msg)));
                 }
             }
-            if let Some(msg) = self.claim_item(shared, head, lane).await? {
-                return Ok(Claim::Item(msg));
-            }
         }
+        tracing::debug!(queue = %shared.name, busy, marked = self.maybe.load(Ordering::Relaxed),
+            "no lane item to claim; pulling or waiting a moment");
         Ok(if busy { Claim::Wait } else { Claim::Pull })
     }
 
@@ -308,7 +384,7 @@ impl Lanes {
         lane: Lane,
     ) -> crate::Result<Option<jetstream::Message>> {
         loop {
-            let Some(item) = shared.storage.next_lane_item(&shared.name, lane).await? else {
+            let Some(item) = self.next_item(shared, lane).await? else {
                 return Ok(None);
             };
             if let Some(msg) = self.claim_item(shared, item, lane).await? {
@@ -368,6 +444,8 @@ pub(super) async fn start(
     match subscribed {
         Ok((notices, prefix, acks)) => {
             let lanes = Arc::new(Lanes::new(prefix));
+            // before the first pull: a backlog's priority items go first
+            look_at_all(&shared, &lanes).await;
             let follower = tokio::spawn(follow(shared, lanes.clone(), notices, acks, stop));
             Some((lanes, follower))
         }
@@ -387,9 +465,10 @@ fn aged_score(priority: u8, stored: OffsetDateTime, now: OffsetDateTime, every: 
     i64::from(priority) + (waited / every).min(i128::from(i32::MAX)) as i64
 }
 
-/// Follows the lane notices (marking their lanes), marks every lane again
-/// every [`LOOK_EVERY`], and carries out claimed items' acknowledgements,
-/// until `stop`.
+/// Follows the lane notices (marking their lanes), looks at every lane
+/// when it starts and every [`LOOK_EVERY`] (marking those holding items:
+/// off the slots' path, one read per lane), and carries out claimed
+/// items' acknowledgements, until `stop`.
 async fn follow(
     shared: Arc<Shared>,
     lanes: Arc<Lanes>,
@@ -398,12 +477,19 @@ async fn follow(
     stop: CancellationToken,
 ) {
     let mut look = tokio::time::interval(LOOK_EVERY);
+    look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut looking: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
-            _ = look.tick() => { lanes.maybe.fetch_or(ALL, Ordering::Relaxed); }
+            _ = look.tick() => {
+                if looking.as_ref().is_none_or(|l| l.is_finished()) {
+                    let (shared, lanes) = (shared.clone(), lanes.clone());
+                    looking = Some(tokio::spawn(async move { look_at_all(&shared, &lanes).await }));
+                }
+            }
             n = notices.next() => match n {
-                Some(n) => lanes.mark(Lane::from_notice(n.payload.first().copied().unwrap_or(0))),
+                Some(n) => lanes.noticed(Lane::from_notice(n.payload.first().copied().unwrap_or(0))),
                 None => break,
             },
             a = acks.next() => match a {
@@ -414,6 +500,26 @@ async fn follow(
                 }
                 None => break,
             },
+        }
+    }
+}
+
+/// Marks every lane that holds an item (a lane that does not is unmarked
+/// by the claim that finds it empty).
+async fn look_at_all(shared: &Shared, lanes: &Lanes) {
+    let all = (1..=MAX_PRIORITY)
+        .map(Lane::Priority)
+        .chain((0..KEY_SHARDS).map(Lane::Shard));
+    for lane in all {
+        match shared.storage.next_lane_item(&shared.name, lane, 0).await {
+            Ok(Some(_)) => lanes.noticed(lane),
+            Ok(None) => {}
+            Err(e) => {
+                static LOOK: Throttle = Throttle::new(Duration::from_secs(60));
+                warn_throttled!(LOOK, queue = %shared.name, error = %e,
+                    "looking for items in the queue's lanes failed; trying again shortly");
+                return;
+            }
         }
     }
 }
@@ -500,6 +606,8 @@ fn parse_claim(rest: &str) -> Option<(u64, Lane, &str)> {
 mod tests {
     use super::*;
 
+    const PRIORITIES: u32 = ((1u32 << (MAX_PRIORITY + 1)) - 1) & !1;
+
     #[test]
     fn every_lane_has_its_own_bit_and_plain_none() {
         assert_eq!(PRIORITIES.count_ones(), u32::from(MAX_PRIORITY));
@@ -507,14 +615,14 @@ mod tests {
         assert_eq!(PRIORITIES & SHARDS, 0);
         assert_eq!(bit(Lane::Plain), 0);
         let lanes = Lanes::new("_INBOX.x".into());
-        assert!(lanes.may_hold());
-        lanes.maybe.store(0, Ordering::Relaxed);
+        assert!(!lanes.may_hold());
         lanes.mark(Lane::Plain);
         assert!(!lanes.may_hold());
         lanes.mark(Lane::Shard(15));
         assert!(lanes.may_hold());
-        assert!(lanes.take_mark(Lane::Shard(15)));
-        assert!(!lanes.take_mark(Lane::Shard(15)));
+        assert!(lanes.is_marked(Lane::Shard(15)));
+        lanes.unmark(Lane::Shard(15));
+        assert!(!lanes.is_marked(Lane::Shard(15)));
     }
 
     #[tokio::test]

@@ -54,6 +54,23 @@ pub struct TaskAddArgs {
         value_parser = parse_priority
     )]
     pub priority: u8,
+    /// The task's flow-control key, for example a customer or a tenant: the
+    /// queue's per-key limits (queue add --key-concurrency,
+    /// --key-rate-limit) apply to the tasks of one key, and keys take turns
+    /// (1 to 128 bytes, no control characters; Go workers ignore it; not in
+    /// the Go ajc)
+    #[arg(long, value_name = "KEY", value_parser = parse_key)]
+    pub key: Option<String>,
+}
+
+/// clap value parser for `--key`: refused with the library's message
+/// before anything connects (the task builder holds the rule).
+fn parse_key(s: &str) -> std::result::Result<String, String> {
+    Task::builder("key")
+        .key(s)
+        .build()
+        .map(|_| s.to_string())
+        .map_err(|e| e.to_string())
 }
 
 /// clap value parser for `--priority`: an integer from 0 to
@@ -116,6 +133,9 @@ pub async fn run(ctx: &Ctx, keys: Option<Keys>, a: &TaskAddArgs) -> Result<()> {
     }
     if a.priority > 0 {
         b = b.priority(a.priority);
+    }
+    if let Some(k) = &a.key {
+        b = b.key(k.clone());
     }
     let mut task = b.build()?;
     let client = client(&ctx.global, Prepare::Queue(a.task.queue.clone()), |b| {

@@ -85,6 +85,10 @@ pub fn task_text(ui: &Ui, t: &Task) -> String {
         // (docs/processing.md §2.21)
         line("Priority", t.priority.to_string());
     }
+    if let Some(k) = &t.key {
+        // ours, as the priority (docs/processing.md §2.23)
+        line("Key", k.clone());
+    }
     line("Tries", t.tries.to_string());
     if let Some(due) = t.run_at {
         line("Due", go_time(due));
