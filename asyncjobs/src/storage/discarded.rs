@@ -57,6 +57,21 @@ impl Storage {
         }
     }
 
+    /// Removes the discard marker of `id` (a KV delete marker), for a task
+    /// whose record was replaced before it could be discarded.
+    pub(super) async fn unmark_discarded(&self, id: &str) -> Result<()> {
+        let subject = format!("$KV.{DISCARDED_BUCKET}.{id}");
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("KV-Operation", "DEL");
+        self.js
+            .publish_with_headers(subject, headers, bytes::Bytes::new())
+            .await
+            .map_err(|e| nats(format!("removing the discard marker of {id}"), e))?
+            .await
+            .map_err(|e| nats(format!("removing the discard marker of {id}"), e))?;
+        Ok(())
+    }
+
     /// The final state a discarded task was deleted in, `None` when there is
     /// no marker for it (never discarded, or the marker has aged out).
     pub(crate) async fn discarded_state(&self, id: &str) -> Result<Option<TaskState>> {

@@ -169,29 +169,33 @@ impl Storage {
         self.save_task(task).await
     }
 
-    /// Deletes the record of a task in a discard state and records its
-    /// final state, then publishes the event (so a dependant it releases
-    /// finds the marker). The record deleted is the one at the sequence
-    /// this process last saw: when a newer one replaced it (a cancel, an
-    /// operator's retry) nothing is deleted and the outcome is dropped
-    /// ([`Error::ConcurrentUpdate`]), like a save's. Should the marker not
-    /// be written, the final record is saved anew instead: keeping it is
-    /// better than stranding dependants.
+    /// Records the final state of a task in a discard state, then deletes
+    /// its record, then publishes the event (so a dependant it releases,
+    /// or one polling meanwhile, finds the record or the marker, never
+    /// neither). The record deleted is the one at the sequence this
+    /// process last saw: when a newer one replaced it (a cancel, an
+    /// operator's retry) nothing is deleted, the marker is removed and the
+    /// outcome is dropped ([`Error::ConcurrentUpdate`]), like a save's.
+    /// Should the marker not be written, the final record is saved anew
+    /// instead: keeping it is better than stranding dependants.
     pub(super) async fn discard(&self, task: &mut Task) -> Result<()> {
-        let tasks = self.stream(TASKS_STREAM).await?;
-        if let Err(e) = tasks.delete_message(task.seq).await {
-            let e = nats(format!("removing the record of task {}", task.id), e);
-            return Err(if api::is(&e, ErrorCode::NO_MESSAGE_FOUND) {
-                Error::ConcurrentUpdate(task.id.clone())
-            } else {
-                e.into()
-            });
-        }
         if let Err(e) = self.mark_discarded(task).await {
             tracing::warn!(task = %task.id, state = %task.state, error = %e,
                 "cannot record the final state of a discarded task; keeping its record instead");
-            task.seq = 0;
             return self.save_task(task).await;
+        }
+        let tasks = self.stream(TASKS_STREAM).await?;
+        if let Err(e) = tasks.delete_message(task.seq).await {
+            let e = nats(format!("removing the record of task {}", task.id), e);
+            if api::is_gone(&e) {
+                // a newer record: it, not the marker, says how the task is
+                if let Err(e) = self.unmark_discarded(&task.id).await {
+                    tracing::warn!(task = %task.id, error = %e,
+                        "removing the discard marker of a task changed meanwhile failed; its record is read first");
+                }
+                return Err(Error::ConcurrentUpdate(task.id.clone()));
+            }
+            return Err(e.into());
         }
         self.publish_event(task).await;
         Ok(())
