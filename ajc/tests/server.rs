@@ -268,8 +268,9 @@ async fn check_openapi(client: &reqwest::Client, server: &ApiServer, go: &Value)
         // ours adds only these, each beyond Go and documented
         let extensions: &[&str] = match name.as_str() {
             "BulkRetryRequest" => &["filter"],
-            // progress: only once a handler reported it (docs/go-differences.md §73)
-            "Task" => &["run_at", "progress"],
+            // progress: only once a handler reported it (docs/go-differences.md §73);
+            // batch: only for a batch's task (§77)
+            "Task" => &["run_at", "progress", "batch"],
             "TaskCreateRequest" => &["run_at", "unique"],
             // only while the queue is paused (docs/go-differences.md §69);
             // only when the queue has its own retention (§75)

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::task::cancel::check_cancelled_by;
 use crate::task::{Task, TaskState};
 use crate::Cancelled;
+use futures::stream::FuturesOrdered;
 use futures::StreamExt;
 
 /// Reads or changes of a batch's tasks in flight at once.
@@ -199,13 +200,20 @@ impl Client {
     /// The tasks `ids` as the store has them, in order.
     async fn batch_tasks(&self, ids: &[String]) -> Result<Vec<BatchTask>> {
         let storage = &self.inner.storage;
-        futures::stream::iter(ids)
-            .map(|id| storage.batch_task(id))
-            .buffered(IN_FLIGHT)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect()
+        // no closure is held across an await (see `enqueue_many`)
+        let mut out = Vec::with_capacity(ids.len());
+        let mut waiting = ids.iter();
+        let mut in_flight = FuturesOrdered::new();
+        loop {
+            while in_flight.len() < IN_FLIGHT {
+                let Some(id) = waiting.next() else { break };
+                in_flight.push_back(storage.batch_task(id));
+            }
+            match in_flight.next().await {
+                Some(t) => out.push(t?),
+                None => return Ok(out),
+            }
+        }
     }
 
     /// Cancels batch `id` on behalf of `by` (as [`Client::cancel_task`]
@@ -235,13 +243,17 @@ impl Client {
         if let Some(cb) = &record.callback {
             tally(&mut summary, &cb.id, self.cancel_task(&cb.id, by).await);
         }
-        let results: Vec<_> = futures::stream::iter(&record.members)
-            .map(|m| async move { (m, self.cancel_task(m, by).await) })
-            .buffered(IN_FLIGHT)
-            .collect()
-            .await;
-        for (m, r) in results {
-            tally(&mut summary, m, r);
+        let mut waiting = record.members.iter();
+        let mut in_flight = FuturesOrdered::new();
+        loop {
+            while in_flight.len() < IN_FLIGHT {
+                let Some(m) = waiting.next() else { break };
+                in_flight.push_back(async move { (m, self.cancel_task(m, by).await) });
+            }
+            match in_flight.next().await {
+                Some((m, r)) => tally(&mut summary, m, r),
+                None => break,
+            }
         }
         tracing::info!(batch = %id, by, cancelled = summary.cancelled.len(), finished = summary.finished,
             missing = summary.missing, failed = summary.failed.len(), "batch cancelled");
@@ -291,18 +303,20 @@ impl Client {
         }
         // members first: a callback re-armed before them could be judged
         // on their old outcomes
-        let results: Vec<_> = futures::stream::iter(failed)
-            .map(|m| async move {
-                let r = storage.retry_task(queue, &m).await;
-                (m, r)
-            })
-            .buffered(IN_FLIGHT)
-            .collect()
-            .await;
-        for (m, r) in results {
-            match r {
-                Ok(_) => summary.retried.push(m),
-                Err(e) => summary.failed.push((m, e.to_string())),
+        let mut waiting = failed.into_iter();
+        let mut in_flight = FuturesOrdered::new();
+        loop {
+            while in_flight.len() < IN_FLIGHT {
+                let Some(m) = waiting.next() else { break };
+                in_flight.push_back(async move {
+                    let r = storage.retry_task(queue, &m).await;
+                    (m, r)
+                });
+            }
+            match in_flight.next().await {
+                Some((m, Ok(_))) => summary.retried.push(m),
+                Some((m, Err(e))) => summary.failed.push((m, e.to_string())),
+                None => break,
             }
         }
         summary.callback = match &record.callback {
