@@ -377,6 +377,7 @@ async fn list_filters_and_configuration() {
                 max_concurrent: Some(42),
                 replicas: None,
                 retention: Some("complete=1h,terminated=forever".parse().unwrap()),
+                ..Default::default()
             },
         )
         .await

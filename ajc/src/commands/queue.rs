@@ -406,6 +406,8 @@ pub fn queue_update(a: &QueueConfigureArgs) -> QueueUpdate {
         max_concurrent: a.concurrent.filter(|n| *n > -2),
         replicas: a.replicas.filter(|n| *n > 0).map(|n| n as usize),
         retention: a.retention,
+        // no ajc flags for the rate limit and priority aging yet: unchanged
+        ..QueueUpdate::default()
     }
 }
 
