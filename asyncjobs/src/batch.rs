@@ -4,8 +4,8 @@
 //!
 //! This module holds the types and their rules, without a server: the
 //! limits and checks a batch passes before anything is written
-//! ([`check_batch`]), the stored record ([`BatchRecord`]) and how a
-//! status is counted ([`BatchStatus::count`]). The
+//! ([`check_batch`]), the stored record and how a [`BatchStatus`] is
+//! counted. The
 //! [`Client`](crate::Client) methods `enqueue_batch`, `batch`,
 //! `cancel_batch` and `retry_batch` carry them out.
 

@@ -17,13 +17,17 @@ use std::time::Duration;
 
 const T: Duration = Duration::from_secs(60);
 
+/// One callback run's outcomes: member id → its result, `None` for a
+/// failed one.
+type Outcomes = BTreeMap<String, Option<Value>>;
+
 /// What the handlers saw: each callback run's outcomes (member id → its
 /// result, `None` for a failed one), and the members that failed once.
 #[derive(Clone)]
 struct Seen {
     /// `m:held` members wait for a permit each.
     gate: Arc<tokio::sync::Semaphore>,
-    callbacks: Arc<Mutex<Vec<BTreeMap<String, Option<Value>>>>>,
+    callbacks: Arc<Mutex<Vec<Outcomes>>>,
     flaked: Arc<Mutex<HashSet<String>>>,
 }
 
@@ -38,7 +42,7 @@ impl Default for Seen {
 }
 
 impl Seen {
-    fn runs(&self) -> Vec<BTreeMap<String, Option<Value>>> {
+    fn runs(&self) -> Vec<Outcomes> {
         self.callbacks.lock().unwrap().clone()
     }
 }
@@ -86,7 +90,7 @@ fn router(seen: &Seen) -> Router {
         .handle("cb:collect", move |_: TaskContext, t: Task| {
             let runs = cb.callbacks.clone();
             async move {
-                let outcomes: BTreeMap<String, Option<Value>> = t
+                let outcomes: Outcomes = t
                     .dependency_results
                     .iter()
                     .map(|(id, r)| (id.clone(), r.as_ref().map(|r| r.decode().unwrap())))

@@ -24,7 +24,7 @@ impl Client {
     /// `callback` (when given) to run once every member has ended,
     /// whatever its outcome (docs/processing.md §2.23).
     ///
-    /// In this order: the checks ([`check_batch`](crate::batch::check_batch):
+    /// In this order: the checks ([`check_batch`]:
     /// 1 to [`MAX_BATCH_MEMBERS`](crate::batch::MAX_BATCH_MEMBERS)
     /// members, each never enqueued before; each record's size; a delayed
     /// member's server and queue; a callback whose type the queue's
