@@ -7,7 +7,8 @@
 //! member reported; the batch record kept through a server restart.
 
 use asyncjobs::{
-    batch::CallbackRetry, Client, Error, Queue, Router, Task, TaskContext, TaskState, Worker,
+    batch::CallbackRetry, Client, Error, Queue, QueueUpdate, Router, Task, TaskContext, TaskState,
+    Worker,
 };
 use asyncjobs_tests::{client, fast_retry, spawn_worker, wait_for, wait_for_state, NatsServer};
 use serde_json::Value;
@@ -433,8 +434,9 @@ async fn a_callback_no_running_worker_handles_is_refused() {
 
 /// An enqueue interrupted after its batch record (here: the queue holds
 /// one item and refuses the second member's) holds the callback back and
-/// says so; the status shows it; `retry_batch` retries the refused member
-/// and enqueues the callback from the batch record, which then runs once.
+/// says so; the status shows it; once the queue has room, `retry_batch`
+/// retries the refused member and enqueues the callback from the batch
+/// record, which then runs once.
 #[tokio::test]
 async fn an_incomplete_enqueue_is_finished_by_retry_batch() {
     let server = NatsServer::start();
@@ -458,6 +460,17 @@ async fn an_incomplete_enqueue_is_finished_by_retry_batch() {
     assert_eq!(callback.state, None, "the callback was held back");
     assert!(!s.finished());
 
+    // the operator makes room in the queue, then finishes the batch
+    client
+        .configure_queue(
+            "BATCHFULL",
+            QueueUpdate {
+                max_entries: Some(0),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     let w = spawn_worker(worker(&client, &seen));
     counts(&client, id, (1, 1, 0, 0)).await;
     let retried = client.retry_batch(id).await.unwrap();
