@@ -4,6 +4,7 @@
 //! group's subcommands, arguments and work live together under
 //! [`crate::commands`].
 
+use crate::commands::batch::BatchCmd;
 use crate::commands::info::InfoArgs;
 use crate::commands::package::PackageArgs;
 use crate::commands::queue::QueueCmd;
@@ -45,7 +46,8 @@ Choria Async Jobs) and runs workers and schedulers. Scripts written for the Go
   * Without a NATS context file, --server URL (or NATS_URL) connects directly;
     with one, --server overrides the context's URL.
   * Errors are printed without the usage text.
-  * Additions: `task add --at/--in` (delayed tasks), `task retry` with
+  * Additions: `batch add|info|cancel|retry` (batches of tasks with a
+    callback), `task add --at/--in` (delayed tasks), `task retry` with
     --state/--type/--from-queue/--since/--error/--dry-run (dead-letter
     replay), `server run` also serves a web dashboard under /ui/ and
     extensions of Go's API (see the README), --otlp-endpoint on `task
@@ -104,6 +106,14 @@ pub enum Command {
     /// Manage Tasks
     #[command(visible_aliases = ["t", "task"])]
     Tasks(TasksArgs),
+    /// Enqueue, follow, cancel and retry batches of tasks with a callback
+    /// (not in the Go ajc)
+    #[command(visible_aliases = ["b", "batches"])]
+    Batch {
+        /// The batch command.
+        #[command(subcommand)]
+        cmd: BatchCmd,
+    },
     /// HTTP API server
     Server {
         /// The server command.
@@ -122,6 +132,7 @@ impl Command {
             Command::Info(a) => commands::info::run(ctx, a).await,
             Command::Queues { cmd } => commands::queue::run(ctx, cmd).await,
             Command::Tasks(a) => commands::task::run(ctx, a).await,
+            Command::Batch { cmd } => commands::batch::run(ctx, cmd).await,
             Command::Server { cmd } => commands::server::run(ctx, cmd).await,
             Command::Package(a) => commands::package::run(ctx, a),
         }

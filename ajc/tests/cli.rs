@@ -2327,4 +2327,130 @@ async fn task_add_key() {
         .ok();
     let listed = env.run(&["task", "ls", "--json"]).await.json();
     assert_eq!(listed.as_array().map(Vec::len), Some(3), "{listed}");
+/// `ajc batch add|info|cancel|retry` (docs/processing.md §2.23): members
+/// from `--task TYPE=PAYLOAD` or a JSON-lines file, a callback; the
+/// status in text and JSON; a member's view names its batch; cancel and
+/// retry as a whole; clear errors for no members, too many and an unknown
+/// batch.
+#[tokio::test]
+async fn batch_commands() {
+    let env = Env::new();
+    let out = env
+        .run(&[
+            "batch",
+            "add",
+            "--task",
+            "page:render=1",
+            "--task",
+            r#"page:render={"page":2}"#,
+            "--callback",
+            "pdf:bind=report.pdf",
+        ])
+        .await;
+    let text = out.ok().trim().to_string();
+    let rest = text
+        .strip_prefix("Enqueued batch ")
+        .unwrap_or_else(|| panic!("{text}"));
+    let (id, rest) = rest.split_once(' ').unwrap();
+    assert!(
+        rest.starts_with("of 2 tasks into queue DEFAULT; callback "),
+        "{text}"
+    );
+    let callback = rest.rsplit(' ').next().unwrap().to_string();
+
+    let info = env.run(&["batch", "info", id]).await;
+    let info = info.ok();
+    for want in [
+        "Members: 2",
+        "Pending: 2",
+        "Done: 0",
+        &format!("Callback: {callback} pdf:bind blocked"),
+        "Finished: no",
+    ] {
+        assert!(info.contains(want), "{want:?} in {info}");
+    }
+    let j = env.run(&["batch", "info", id, "--json"]).await.json();
+    assert_eq!(j["total"], 2, "{j}");
+    assert_eq!(j["callback"]["state"], "blocked", "{j}");
+    let member = j["members"][1]["id"].as_str().unwrap().to_string();
+    assert_eq!(j["members"][1]["type"], "page:render");
+    let m = env.run(&["task", "view", &member, "--json"]).await.json();
+    assert_eq!(m["batch"], id, "{m}");
+    assert_eq!(payload_of(&m), br#"{"page":2}"#);
+    let view = env.run(&["task", "view", &callback]).await;
+    assert!(
+        view.ok().contains(&format!("Batch: {id} (its callback)")),
+        "{view:#?}"
+    );
+
+    let out = env.run(&["batch", "cancel", id]).await;
+    assert!(
+        out.ok().starts_with(&format!(
+            "Cancelled batch {id}: 3 tasks cancelled, 0 had already ended"
+        )),
+        "{out:#?}"
+    );
+    let j = env.run(&["batch", "info", id, "--json"]).await.json();
+    assert_eq!(
+        (&j["failed"], &j["finished"]),
+        (&2.into(), &true.into()),
+        "{j}"
+    );
+    let j = env.run(&["batch", "retry", id, "--json"]).await.json();
+    assert_eq!(j["retried"].as_array().unwrap().len(), 2, "{j}");
+    assert_eq!(j["callback"], "rearmed", "{j}");
+    let out = env.run(&["batch", "retry", id]).await;
+    assert!(
+        out.ok().starts_with(&format!(
+            "Retried batch {id}: 0 members retried; callback waiting for the members"
+        )),
+        "{out:#?}"
+    );
+
+    // members from a JSON-lines file, as JSON
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("members.jsonl");
+    std::fs::write(
+        &file,
+        "{\"type\":\"page:render\",\"payload\":{\"page\":1}}\n\n{\"type\":\"page:render\",\"max_tries\":2}\n",
+    )
+    .unwrap();
+    let j = env
+        .run(&["batch", "add", "--file", file.to_str().unwrap(), "--json"])
+        .await
+        .json();
+    assert_eq!(j["members"].as_array().unwrap().len(), 2, "{j}");
+    assert!(j.get("callback").is_none(), "{j}");
+
+    // clear errors
+    let e = env.run(&["batch", "add"]).await;
+    assert!(e.fails().contains("a batch needs members"), "{e:#?}");
+    let many: String = (0..1001)
+        .map(|n| format!("{{\"type\":\"t\",\"payload\":{n}}}\n"))
+        .collect();
+    std::fs::write(&file, many).unwrap();
+    let e = env
+        .run(&["batch", "add", "--file", file.to_str().unwrap()])
+        .await;
+    assert!(
+        e.fails()
+            .contains("a batch holds at most 1000 members (got 1001)"),
+        "{e:#?}"
+    );
+    std::fs::write(&file, "{\"typ\":\"t\"}\n").unwrap();
+    let e = env
+        .run(&["batch", "add", "--file", file.to_str().unwrap()])
+        .await;
+    assert!(
+        e.fails().contains("members.jsonl line 1: not a member"),
+        "{e:#?}"
+    );
+    let e = env
+        .run(&["batch", "info", "2Jk7X1vJ8nR0a4mZq3bW6yTgE5c"])
+        .await;
+    assert!(
+        e.fails()
+            .contains("batch not found: 2Jk7X1vJ8nR0a4mZq3bW6yTgE5c"),
+        "{e:#?}"
+    );
 }

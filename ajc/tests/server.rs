@@ -270,8 +270,9 @@ async fn check_openapi(client: &reqwest::Client, server: &ApiServer, go: &Value)
             "BulkRetryRequest" => &["filter"],
             // progress: only once a handler reported it (docs/go-differences.md §73);
             // priority: only when not 0, the default (docs/processing.md §2.21);
-            // key: only when the task has one (docs/processing.md §2.23)
-            "Task" => &["run_at", "progress", "priority", "key"],
+            // key: only when the task has one (docs/processing.md §2.24);
+            // batch: only for a batch's task (docs/processing.md §2.23)
+            "Task" => &["run_at", "progress", "priority", "key", "batch"],
             "TaskCreateRequest" => &["run_at", "unique", "priority", "key"],
             // only while the queue is paused (docs/go-differences.md §69);
             // only when the queue has its own retention (§75); the flow

@@ -3,6 +3,13 @@
 //! values and written with Go's key order ([`crate::go_json`]); requests are
 //! decoded strictly (unknown fields refused).
 
+mod batch;
+
+pub use batch::{
+    BatchCancelResponse, BatchCreateRequest, BatchRetryResponse, BatchStatusView, BatchTaskError,
+    BatchTaskView, BatchView,
+};
+
 use asyncjobs::wire::format_time;
 use asyncjobs::{QueueInfo, ScheduledTask, Task, TaskResult, TaskState};
 use base64::Engine;
@@ -104,6 +111,10 @@ pub struct TaskView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(format = DateTime)]
     pub run_at: Option<String>,
+    /// The batch it belongs to, as a member or its callback (beyond Go;
+    /// absent otherwise).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub batch: String,
     /// The task type.
     #[serde(rename = "type")]
     pub task_type: String,
@@ -182,6 +193,7 @@ impl From<&Task> for TaskView {
             tried: t.tried.as_ref().map(format_time),
             tries: t.tries,
             run_at: t.run_at.as_ref().map(format_time),
+            batch: t.batch.clone(),
             task_type: t.task_type.clone(),
         }
     }

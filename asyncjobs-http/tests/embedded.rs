@@ -773,6 +773,61 @@ async fn a_task_has_a_priority_over_http() {
 async fn form_token(http: &reqwest::Client, base: &str) -> String {
     let html = http
         .get(format!("{base}/ui/"))
+/// Batches over HTTP (beyond Go; docs/processing.md §2.23): created with
+/// a callback, followed, cancelled and retried as a whole; refusals with
+/// their reasons.
+#[tokio::test]
+async fn batches_are_created_followed_cancelled_and_retried() {
+    let nats = NatsServer::start();
+    let client = client_for(&nats, Queue::new("BATCHES")).await;
+    let base = serve(client.clone(), ApiOptions::default()).await;
+    let http = http();
+    let post = |path: &str, body: Value| {
+        let req = http.post(format!("{base}{path}")).json(&body);
+        async move {
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            let location = r
+                .headers()
+                .get("location")
+                .map(|v| v.to_str().unwrap().to_string());
+            (status, location, r.json::<Value>().await.unwrap())
+        }
+    };
+
+    let (status, location, batch) = post(
+        "/v1/batches",
+        json!({
+            "members": [{"type": "page:render", "payload": 1}, {"type": "page:render", "payload": 2}],
+            "callback": {"type": "pdf:bind", "payload": "report.pdf"}
+        }),
+    )
+    .await;
+    assert_eq!(status, 201, "{batch}");
+    let id = batch["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        location.as_deref(),
+        Some(format!("/v1/batches/{id}").as_str())
+    );
+    assert_eq!(batch["queue"], "BATCHES");
+    assert_eq!(batch["members"].as_array().unwrap().len(), 2);
+    let member = batch["members"][0].as_str().unwrap().to_string();
+    let (_, task) = get_json(&http, &format!("{base}/v1/tasks/{member}")).await;
+    assert_eq!(task["batch"], id.as_str());
+
+    let (status, s) = get_json(&http, &format!("{base}/v1/batches/{id}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (&s["total"], &s["pending"], &s["done"], &s["finished"]),
+        (&json!(2), &json!(2), &json!(0), &json!(false))
+    );
+    assert_eq!(s["callback"]["state"], "blocked");
+    assert_eq!(s["callback"]["type"], "pdf:bind");
+    assert_eq!(s["members"][0]["state"], "new");
+
+    // the dashboard: a member's page links its batch, whose page counts it
+    let page = http
+        .get(format!("{base}/ui/tasks/{member}"))
         .send()
         .await
         .unwrap()
@@ -1139,4 +1194,74 @@ async fn a_task_has_a_key_over_http() {
         "{}",
         row(&plain)
     );
+    assert!(
+        page.contains(&format!(r#"<a href="/ui/batches/{id}">"#)) && page.contains("(a member)"),
+        "{page}"
+    );
+    let page = http
+        .get(format!("{base}/ui/batches/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("2: 0 done, 0 failed, 2 pending"), "{page}");
+    assert!(
+        page.contains(&format!(r#"<a href="/ui/tasks/{member}">"#)),
+        "{page}"
+    );
+
+    let (status, _, done) = post(&format!("/v1/batches/{id}/cancel"), json!({})).await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["cancelled"].as_array().unwrap().len(), 3);
+    assert_eq!(done["cancelled"][0], batch["callback"]);
+    let (_, s) = get_json(&http, &format!("{base}/v1/batches/{id}")).await;
+    assert_eq!((&s["failed"], &s["finished"]), (&json!(2), &json!(true)));
+    assert_eq!(s["members"][1]["last_err"], "cancelled by the HTTP API");
+
+    let (status, _, retried) = post(&format!("/v1/batches/{id}/retry"), json!({})).await;
+    assert_eq!(status, 200, "{retried}");
+    assert_eq!(retried["retried"].as_array().unwrap().len(), 2);
+    assert_eq!(retried["callback"], "rearmed");
+    let (_, s) = get_json(&http, &format!("{base}/v1/batches/{id}")).await;
+    assert_eq!((&s["pending"], &s["failed"]), (&json!(2), &json!(0)));
+    assert_eq!(s["callback"]["state"], "blocked");
+
+    // refusals, nothing written
+    let (status, _, e) = post("/v1/batches", json!({"members": []})).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        e["error"]["details"],
+        json!({"field": "members", "reason": "batch_empty"})
+    );
+    let many: Vec<Value> = (0..1001)
+        .map(|n| json!({"type": "t", "payload": n}))
+        .collect();
+    let (status, _, e) = post("/v1/batches", json!({"members": many})).await;
+    assert_eq!(status, 400);
+    assert_eq!(e["error"]["details"]["reason"], "batch_too_large");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("(got 1001)"),
+        "{e}"
+    );
+    let (status, _, e) = post(
+        "/v1/batches",
+        json!({"members": [{"type": "t"}, {"type": "bad type"}]}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("members[1]: "),
+        "{e}"
+    );
+    let (status, e) = get_json(&http, &format!("{base}/v1/batches/nosuchbatch")).await;
+    assert_eq!(status, 404);
+    assert_eq!(e["error"]["details"]["reason"], "batch_not_found");
 }

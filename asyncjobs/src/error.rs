@@ -441,6 +441,59 @@ pub enum Error {
     /// a control character (docs/processing.md §2.24).
     #[error("invalid task key {0:?}: 1 to 128 bytes without control characters")]
     KeyInvalid(String),
+    /// A batch with no members (docs/processing.md §2.23): nothing was
+    /// written.
+    #[error("a batch needs at least one member (got 0): nothing was enqueued")]
+    BatchEmpty,
+    /// A batch with more members than
+    /// [`MAX_BATCH_MEMBERS`](crate::batch::MAX_BATCH_MEMBERS): nothing was
+    /// written.
+    #[error("a batch holds at most {max} members (got {count}): split it into batches of {max} or fewer; nothing was enqueued")]
+    BatchTooLarge {
+        /// How many members were given.
+        count: usize,
+        /// The most a batch may have.
+        max: usize,
+    },
+    /// A member or the callback of a batch cannot join it (already
+    /// enqueued, an invalid type or id, a unique key, a duplicate id…):
+    /// nothing was written.
+    #[error("batch {which} cannot be enqueued: {reason}; nothing was enqueued")]
+    BatchTaskInvalid {
+        /// Which task: `member 3 (task <id>)` or `callback (task <id>)`.
+        which: String,
+        /// Why.
+        reason: String,
+    },
+    /// Workers of the batch's queue announce themselves and none handles
+    /// the callback's type, so it would never run: nothing was written.
+    #[error("no running worker of queue {queue} handles the callback's task type {task_type} (its workers handle {}): start a worker with a handler for {task_type} on queue {queue}, or give the callback a type they handle; nothing was enqueued", if .handled.is_empty() { "no type".to_string() } else { .handled.join(", ") })]
+    BatchCallbackUnhandled {
+        /// The batch's queue.
+        queue: String,
+        /// The callback's type.
+        task_type: String,
+        /// The types the queue's announcing workers handle.
+        handled: Vec<String>,
+    },
+    /// No batch record exists for the id.
+    #[error("batch not found: {0}")]
+    BatchNotFound(String),
+    /// The batch's record is stored, but not every member or its callback
+    /// was enqueued (the callback is held back while a member is not):
+    /// [`Client::batch`](crate::Client::batch) shows which,
+    /// [`Client::retry_batch`](crate::Client::retry_batch) finishes the
+    /// batch, [`Client::cancel_batch`](crate::Client::cancel_batch) ends
+    /// it (docs/processing.md §2.23).
+    #[error("batch {id} is stored but {not_enqueued} of its tasks were not enqueued (first: {first_error}): its status shows which (Client::batch, `ajc batch info {id}`); retry the batch to finish it (Client::retry_batch, `ajc batch retry {id}`) or cancel it (`ajc batch cancel {id}`)")]
+    BatchIncomplete {
+        /// The batch id.
+        id: String,
+        /// How many members (and the callback) were not enqueued.
+        not_enqueued: usize,
+        /// The first failure, as text.
+        first_error: String,
+    },
     /// A handler takes a [`State<T>`](crate::State) for which no value was
     /// registered; the message names the type and the handler.
     #[error("{0}")]

@@ -134,7 +134,7 @@
 //!
 //! ## Modules
 //!
-//! Tasks and queues: [`task`], [`queue`], [`client`] (the storage module
+//! Tasks and queues: [`task`], [`queue`], [`batch`], [`client`] (the storage module
 //! behind it is internal). Processing: [`worker`],
 //! [`router`], [`handler`], [`retry`], `remote` (request-reply services
 //! and external commands). Operations: [`events`], [`metrics`],
@@ -150,6 +150,7 @@
 // every `unsafe` is in `sys`, each block with its safety argument
 #![deny(unsafe_code)]
 
+pub mod batch;
 pub mod capabilities;
 pub mod client;
 mod clock;
@@ -217,8 +218,8 @@ pub use scheduler::{PayloadEncoding, ScheduleError, ScheduledTask, Scheduler};
 pub use state::{MissingState, State, States};
 pub use storage::RetentionStatus;
 pub use storage::{
-    CONFIG_BUCKET, DISCARDED_BUCKET, ELECTIONS_BUCKET, EXHAUSTED_STREAM, HELD_STREAM,
-    LIMITS_BUCKET, TASKS_STREAM, TASK_SUBJECT_PREFIX, UNIQUE_BUCKET,
+    BATCHES_BUCKET, CONFIG_BUCKET, DISCARDED_BUCKET, ELECTIONS_BUCKET, EXHAUSTED_STREAM,
+    HELD_STREAM, LIMITS_BUCKET, TASKS_STREAM, TASK_SUBJECT_PREFIX, UNIQUE_BUCKET,
 };
 pub use task::{Cancelled, Retention, Task, TaskBuilder, TaskResult, TaskState};
 /// Cancels running work: the worker's [`run`](Worker::run) stops on it,

@@ -1,10 +1,11 @@
 //! The commands, one module per command group: its subcommands, their
 //! arguments and their work together ([`info`], [`queue`], [`task`] with
-//! `task cron`, [`server`], [`package`]). Each command takes the global
+//! `task cron`, [`batch`], [`server`], [`package`]). Each command takes the global
 //! flags, the terminal state and its arguments, prints its output and
 //! returns an error to end with; this module holds what they all get
 //! ([`Ctx`]) and how they write to stdout.
 
+pub mod batch;
 pub mod info;
 pub mod package;
 pub mod queue;

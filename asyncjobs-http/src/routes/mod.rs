@@ -2,6 +2,7 @@
 //! description, and what wraps them: panic recovery, access log and
 //! metrics, body limit, Go's plain-text 404 and 405.
 
+mod batches;
 mod cancel;
 mod live;
 mod meta;
@@ -38,6 +39,7 @@ use utoipa_axum::routes;
         (name = "Schedules"),
         (name = "Meta"),
         (name = "Bulk"),
+        (name = "Batches", description = "Beyond Go: groups of tasks followed as one, with a callback"),
         (name = "Events", description = "Beyond Go: lifecycle events and waiting for a task")
     )
 )]
@@ -58,6 +60,10 @@ fn described() -> OpenApiRouter<Api> {
         .routes(routes!(tasks::get, tasks::delete))
         .routes(routes!(tasks::retry_one))
         .routes(routes!(cancel::cancel))
+        .routes(routes!(batches::create))
+        .routes(routes!(batches::get))
+        .routes(routes!(batches::cancel))
+        .routes(routes!(batches::retry))
         .routes(routes!(live::wait))
         .routes(routes!(live::events))
         .routes(routes!(queues::list, queues::create))

@@ -192,7 +192,11 @@ async fn warned(api: &Api, task: &Task, mut r: Response) -> Response {
     r
 }
 
-fn build_task(api: &Api, req: TaskCreateRequest, headers: &HeaderMap) -> Result<Task, ApiError> {
+pub(super) fn build_task(
+    api: &Api,
+    req: TaskCreateRequest,
+    headers: &HeaderMap,
+) -> Result<Task, ApiError> {
     let payload = super::payload_bytes(req.payload, req.payload_base64)?;
     let server_queue = &api.client.queue().name;
     if let Some(q) = req

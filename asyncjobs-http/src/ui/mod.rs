@@ -11,11 +11,12 @@
 //!
 //! One file a page, each with the forms it posts: [`overview`] (`/ui/`),
 //! [`tasks`] (the list, search and bulk retry), [`task`] (one task, cancel, retry,
-//! delete), [`schedules`] (list, add, delete) and [`queues`] (the
+//! delete), [`batch`] (one batch, cancel, retry), [`schedules`] (list, add, delete) and [`queues`] (the
 //! overview's purge and configure forms). [`actions`] refuses and confirms
 //! actions; [`page`] renders pages and holds what they share.
 
 mod actions;
+mod batch;
 mod overview;
 mod page;
 mod queues;
@@ -40,6 +41,9 @@ pub(crate) fn routes() -> axum::Router<Api> {
         .route("/ui/tasks/{id}/retry", post(task::retry))
         .route("/ui/tasks/{id}/delete", post(task::delete))
         .route("/ui/tasks/{id}/cancel", post(task::cancel))
+        .route("/ui/batches/{id}", get(batch::batch))
+        .route("/ui/batches/{id}/cancel", post(batch::cancel))
+        .route("/ui/batches/{id}/retry", post(batch::retry))
         .route("/ui/search", get(tasks::search))
         .route("/ui/queues/{name}/purge", post(queues::purge))
         .route("/ui/queues/{name}/configure", post(queues::configure))

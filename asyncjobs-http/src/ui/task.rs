@@ -41,6 +41,10 @@ struct TaskPage {
     completed: Option<String>,
     dependencies: Vec<(String, String)>,
     load_dependencies: bool,
+    /// The batch it belongs to (empty: none), and whether it is the
+    /// batch's callback (it waits for every member, whatever their outcome).
+    batch: String,
+    callback: bool,
     signature: &'static str,
     /// Why the task may wait for good: no running worker serves its queue
     /// or handles its type ([`asyncjobs::Serving`]); only for a waiting task.
@@ -152,6 +156,8 @@ pub(super) async fn task(
             completed: t.result.as_ref().map(|r| format_time(&r.completed)),
             dependencies,
             load_dependencies: t.load_dependencies,
+            batch: t.batch.clone(),
+            callback: t.dependencies_any_outcome,
             signature,
             unserved,
         },

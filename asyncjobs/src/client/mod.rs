@@ -8,6 +8,7 @@
 //! | `mod.rs` | the handle: `connect`, `builder`, `queue`, `nats`, `worker` |
 //! | `builder.rs` | [`ClientBuilder`]: connection and storage settings, storage preparation |
 //! | `tasks.rs` | enqueue, load, retry, replay, delete, list, page, reconcile, the task store's settings |
+//! | `batches.rs` | enqueue a batch, its status, cancel and retry it as a whole |
 //! | `queues.rs` | create or load, inspect, configure, purge and delete queues |
 //! | `retention.rs` | how long finished records are kept; turning on their expiry |
 //! | `schedules.rs` | create, load, list, update and delete scheduled tasks |
@@ -16,6 +17,7 @@
 //! | `filter.rs` | [`TaskFilter`] and [`ReplaySummary`] |
 //! | `handle.rs` | [`TaskHandle`]: a typed handle on an enqueued task |
 
+mod batches;
 mod builder;
 mod cluster;
 mod filter;

@@ -32,20 +32,36 @@ impl Storage {
 
     /// [`Storage::enqueue`] without a unique key.
     pub(super) async fn enqueue_plain(&self, queue: &str, task: &mut Task) -> Result<()> {
+        // a retried task's earlier item may still be in the dedupe window
+        let dedupe = task.state != TaskState::Retry;
+        self.enqueue_traced(queue, task, dedupe).await
+    }
+
+    /// [`Storage::enqueue`] of a task whose item is sent without a message
+    /// id, whatever its state (a batch's re-armed callback: its first item
+    /// may still be in the dedupe window, docs/storage.md §9).
+    pub(crate) async fn enqueue_again(&self, queue: &str, task: &mut Task) -> Result<()> {
+        self.enqueue_traced(queue, task, false).await
+    }
+
+    /// [`Storage::enqueue_in_span`] inside its `publish` span.
+    async fn enqueue_traced(&self, queue: &str, task: &mut Task, dedupe: bool) -> Result<()> {
         // the trace context the caller is in, read before the publish span
         // is entered (a producer outside any span sends none)
         let outer = task.traceparent.clone().or_else(current_traceparent);
         let span = crate::spans::publish(queue, task);
-        tracing::Instrument::instrument(self.enqueue_in_span(queue, task, outer), span).await
+        tracing::Instrument::instrument(self.enqueue_in_span(queue, task, outer, dedupe), span)
+            .await
     }
 
     /// [`Storage::enqueue`] inside its `publish` span; `outer` is the
-    /// caller's trace context.
-    pub(super) async fn enqueue_in_span(
+    /// caller's trace context; `dedupe` sends the item with its message id.
+    async fn enqueue_in_span(
         &self,
         queue: &str,
         task: &mut Task,
         outer: Option<String>,
+        dedupe: bool,
     ) -> Result<()> {
         // a task never stored before: this enqueue creates its record
         let created = task.seq == 0;
@@ -100,8 +116,6 @@ impl Storage {
                 }
             }
         }
-        // a retried task's earlier item may still be in the dedupe window
-        let dedupe = task.state != TaskState::Retry;
         // the consumer's span is a child of this enqueue's (with `otel`)
         let traceparent = crate::spans::traceparent(&tracing::Span::current(), outer);
         // a held item goes to the held-items stream, others to the queue's
@@ -207,6 +221,17 @@ impl Storage {
         queue: &str,
         task: &mut Task,
     ) -> Result<PublishAckFuture> {
+        self.ready_record(queue, task)?;
+        // a worker must always be able to end the task: its final record
+        // (state, times, tries, a short error) never outgrows this room
+        self.send_record(task, ENQUEUE_RECORD, END_HEADROOM).await
+    }
+
+    /// The checks and settings of an enqueue before its record is sent:
+    /// a state that can be enqueued, the queue name, the priority; the
+    /// queue set and the task signed (when the client signs and it is not
+    /// yet). The record's size is checked when it is sent.
+    pub(crate) fn ready_record(&self, queue: &str, task: &mut Task) -> Result<()> {
         match task.state {
             TaskState::New | TaskState::Retry | TaskState::Blocked => {}
             other => return Err(Error::CannotEnqueue(other)),
@@ -222,10 +247,7 @@ impl Storage {
         if self.settings.keys.signs() && task.signature.is_empty() {
             self.settings.keys.sign(task)?;
         }
-        // a worker must always be able to end the task: its final record
-        // (state, times, tries, a short error) never outgrows this room
-        self.send_record(task, "task record (with the room to end it)", END_HEADROOM)
-            .await
+        Ok(())
     }
 
     /// A work item the queue did not take (a duplicate, or a failed
@@ -312,6 +334,9 @@ pub(super) fn publish_error_text(e: &PublishError) -> String {
     }
 }
 
+/// What an enqueued record is called when it is too large.
+pub(crate) const ENQUEUE_RECORD: &str = "task record (with the room to end it)";
+
 /// Room a record keeps, when it is enqueued, for what a worker adds to it
 /// when it ends the task (state, times, tries, an error of at most 256
 /// bytes: `worker/outcome.rs`), so the final record can always be saved
@@ -330,7 +355,7 @@ pub(super) struct Leaderless {
 }
 
 impl Leaderless {
-    fn new() -> Leaderless {
+    pub(super) fn new() -> Leaderless {
         Leaderless {
             until: std::time::Instant::now() + LEADERLESS_PATIENCE,
             pause: Duration::from_millis(100),

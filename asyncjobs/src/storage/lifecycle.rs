@@ -8,7 +8,7 @@ use super::TASKS_STREAM;
 use super::{api, Storage};
 use crate::error::{nats, Error, Result};
 use crate::queue::{validate_queue_name, QUEUE_STREAM_PREFIX};
-use crate::task::cancel::{cancel_subject, cancelled_last_err, Cancelled, MAX_CANCELLED_BY};
+use crate::task::cancel::{cancel_subject, cancelled_last_err, check_cancelled_by, Cancelled};
 use crate::task::{Task, TaskState};
 use async_nats::jetstream::ErrorCode;
 use futures::StreamExt;
@@ -147,6 +147,26 @@ impl Storage {
         }
     }
 
+    /// Makes a finished task wait for its dependencies again (a batch's
+    /// callback, docs/processing.md §2.23): any held item goes, state
+    /// `blocked`, result and dependency results cleared, enqueued into
+    /// `queue` with an item sent without message id (its first one may
+    /// still be in the dedupe window).
+    pub(crate) async fn rearm_task(&self, queue: &str, id: &str) -> Result<Task> {
+        let mut task = self.load_or_discarded(id).await?;
+        task.run_at = None;
+        self.cancel_held(&task.queue, id).await?;
+        task.state = TaskState::Blocked;
+        task.result = None;
+        task.dependency_results.clear();
+        task.progress = None;
+        if task.queue != queue {
+            task.queue = queue.to_string();
+            self.settings.keys.resign(&mut task)?;
+        }
+        self.enqueue_again(queue, &mut task).await.map(|()| task)
+    }
+
     /// Cancels task `id` on behalf of `by` (docs/processing.md §2.16): a
     /// task not yet final is saved `terminated` with `last_err` `cancelled
     /// by <by>` (optimistic concurrency: a save that races the task's
@@ -156,12 +176,7 @@ impl Storage {
     /// record is written first: a worker that misses the notice, or dies,
     /// still finds the task final.
     pub(crate) async fn cancel_task(&self, id: &str, by: &str) -> Result<Cancelled> {
-        let by = by.trim();
-        if by.is_empty() || by.len() > MAX_CANCELLED_BY || by.chars().any(char::is_control) {
-            return Err(Error::Config(format!(
-                "who cancels a task must be named in 1 to {MAX_CANCELLED_BY} bytes without control characters (got {by:?})"
-            )));
-        }
+        let by = check_cancelled_by(by)?;
         for _ in 0..CANCEL_ATTEMPTS {
             let mut task = self.load_or_discarded(id).await?;
             if task.state.is_final() {

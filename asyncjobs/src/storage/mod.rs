@@ -18,6 +18,7 @@
 //! | `listing.rs` | snapshot listings and pages of the task store |
 //! | `retention.rs` | how long finished records are kept (their per-message TTL) |
 //! | `unique.rs` | unique tasks' keys (`CHORIA_AJ_UNIQUE`) and their enqueue |
+//! | `batches.rs` | batch records (`CHORIA_AJ_BATCHES`), a batch's checks before it is written |
 //! | `buckets.rs` | key-value buckets: the schedules', elections', presence records |
 //! | `api.rs` | raw `$JS.API` requests whose bodies must equal Go's |
 //!
@@ -37,6 +38,7 @@
 //! Work items are written by one path ([`Storage::publish_item_at`]).
 
 mod api;
+mod batches;
 mod buckets;
 mod discarded;
 mod enqueue;
@@ -54,6 +56,7 @@ mod setup;
 mod unique;
 mod work_item;
 
+pub use batches::BATCHES_BUCKET;
 pub(crate) use buckets::Bucket;
 pub use buckets::WORKERS_BUCKET;
 pub(crate) use lanes::LaneItem;

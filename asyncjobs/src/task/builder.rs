@@ -23,6 +23,7 @@ pub struct TaskBuilder {
     max_tries: i64,
     dependencies: Vec<String>,
     load_dependencies: bool,
+    any_outcome: bool,
     traceparent: Option<String>,
     /// `Some(None)`: unique by the default key.
     unique_key: Option<Option<String>>,
@@ -43,6 +44,7 @@ impl TaskBuilder {
             max_tries: DEFAULT_MAX_TRIES,
             dependencies: Vec::new(),
             load_dependencies: false,
+            any_outcome: false,
             traceparent: None,
             unique_key: None,
             unique_period: None,
@@ -132,6 +134,30 @@ impl TaskBuilder {
     /// Load the dependencies' results into the task before it runs.
     pub fn load_dependency_results(mut self) -> Self {
         self.load_dependencies = true;
+        self
+    }
+
+    /// Run once every dependency has ended, whatever its outcome (a
+    /// batch's callback does, docs/processing.md §2.23), instead of only
+    /// when all of them completed: a failed dependency does not make the
+    /// task `unreachable`, and with
+    /// [`load_dependency_results`](TaskBuilder::load_dependency_results)
+    /// its entry in `dependency_results` is `None` (`null`), a completed
+    /// one's its result. Not Go's rule: a Go worker delivered the task
+    /// still ends it `unreachable` when a dependency failed.
+    ///
+    /// ```
+    /// let task = asyncjobs::Task::builder("report:summary")
+    ///     .depends_on(["a", "b"])
+    ///     .dependencies_any_outcome()
+    ///     .load_dependency_results()
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(task.dependencies_any_outcome);
+    /// assert_eq!(task.state, asyncjobs::TaskState::Blocked);
+    /// ```
+    pub fn dependencies_any_outcome(mut self) -> Self {
+        self.any_outcome = true;
         self
     }
 
@@ -306,6 +332,8 @@ impl TaskBuilder {
             progress: None,
             priority: self.priority,
             key: self.key,
+            batch: String::new(),
+            dependencies_any_outcome: self.any_outcome,
             unique,
             seq: 0,
             traceparent: self.traceparent,

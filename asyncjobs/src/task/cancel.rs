@@ -46,6 +46,18 @@ impl Cancelled {
     }
 }
 
+/// `by` trimmed, when it names who cancels: 1 to [`MAX_CANCELLED_BY`]
+/// bytes without control characters.
+pub(crate) fn check_cancelled_by(by: &str) -> crate::Result<&str> {
+    let by = by.trim();
+    if by.is_empty() || by.len() > MAX_CANCELLED_BY || by.chars().any(char::is_control) {
+        return Err(crate::Error::Config(format!(
+            "who cancels a task must be named in 1 to {MAX_CANCELLED_BY} bytes without control characters (got {by:?})"
+        )));
+    }
+    Ok(by)
+}
+
 /// The `last_err` of a task cancelled by `by`.
 pub(crate) fn cancelled_last_err(by: &str) -> String {
     format!("cancelled by {by}")

@@ -181,6 +181,18 @@ pub struct Task {
     /// when it saves the record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    /// The id of the batch it belongs to, as a member or as its callback
+    /// (ours; docs/processing.md §2.23). The batch's own record keeps the
+    /// membership; Go leaves this out and drops it when it saves the record.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub batch: String,
+    /// Runs once every dependency has ended, whatever its outcome, instead
+    /// of Go's rule (every dependency `complete`, else `unreachable`); a
+    /// failed dependency's result is `null` in `dependency_results` (ours,
+    /// a batch's callback; docs/processing.md §2.5, §2.23). Go workers
+    /// apply their own rule.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dependencies_any_outcome: bool,
     /// How the enqueue keeps it unique (not stored: docs/processing.md §2.18).
     #[serde(skip)]
     pub(crate) unique: Option<Unique>,

@@ -196,7 +196,9 @@ async fn mark_active(shared: &Shared, task: &mut Task) -> crate::Result<()> {
     shared.storage.save_task(task).await
 }
 
-/// Loads every dependency (verified) and judges them.
+/// Loads every dependency (verified) and judges them: Go's rule stops at
+/// the first that failed, a task that runs whatever their outcome at the
+/// first unfinished one (docs/processing.md §2.5).
 async fn check_dependencies(shared: &Shared, task: &Task) -> Deps {
     let mut loaded = Vec::with_capacity(task.dependencies.len());
     for dep in &task.dependencies {
@@ -219,13 +221,18 @@ async fn check_dependencies(shared: &Shared, task: &Task) -> Deps {
                 Loaded::Unavailable
             }
         };
-        let failed = match &l {
-            Loaded::NotFound | Loaded::Unusable(_) => true,
-            Loaded::Discarded(state) => *state != TaskState::Complete,
-            _ => false,
+        let last = if task.dependencies_any_outcome {
+            // the verdict is "waiting" whatever the rest say
+            l.unfinished()
+        } else {
+            match &l {
+                Loaded::NotFound | Loaded::Unusable(_) => true,
+                Loaded::Discarded(state) => *state != TaskState::Complete,
+                _ => false,
+            }
         };
         loaded.push((dep.clone(), l));
-        if failed {
+        if last {
             break;
         }
     }

@@ -133,6 +133,19 @@ pub(crate) enum Loaded {
     Unavailable,
 }
 
+impl Loaded {
+    /// Whether the dependency has not ended yet (or could not be read):
+    /// a task waiting for every dependency to end, whatever its outcome,
+    /// need not look further (docs/processing.md §2.5).
+    pub(crate) fn unfinished(&self) -> bool {
+        match self {
+            Loaded::Task(d) => !d.state.is_final() && d.state != TaskState::Unknown,
+            Loaded::Unavailable => true,
+            Loaded::NotFound | Loaded::Discarded(_) | Loaded::Unusable(_) => false,
+        }
+    }
+}
+
 /// The verdict on a blocked task's dependencies.
 #[derive(Debug)]
 pub(crate) enum Deps {
@@ -145,8 +158,13 @@ pub(crate) enum Deps {
 }
 
 /// Judges dependencies in order: the first that failed decides; otherwise
-/// any unfinished one means waiting.
+/// any unfinished one means waiting. A task that runs whatever their
+/// outcome ([`Task::dependencies_any_outcome`]) is judged by
+/// [`judge_any_outcome`].
 pub(crate) fn judge_dependencies(task: &Task, loaded: Vec<(String, Loaded)>) -> Deps {
+    if task.dependencies_any_outcome {
+        return judge_any_outcome(task, loaded);
+    }
     let mut waiting: Option<String> = None;
     let mut results = BTreeMap::new();
     for (dep, l) in loaded {
@@ -193,6 +211,29 @@ pub(crate) fn judge_dependencies(task: &Task, loaded: Vec<(String, Loaded)>) -> 
         Some(dep) => Deps::Waiting(dep),
         None => Deps::Ready(results),
     }
+}
+
+/// Dependencies judged for a task that runs once each has ended, whatever
+/// its outcome (a batch's callback, docs/processing.md §2.5, §2.23): ready
+/// when none is unfinished, with a completed one's result and `None` for
+/// one that failed, was discarded, is missing or unusable (none of them
+/// will ever run again by itself); otherwise waiting for the first
+/// unfinished one. Nothing makes it fail.
+fn judge_any_outcome(task: &Task, loaded: Vec<(String, Loaded)>) -> Deps {
+    let mut results = BTreeMap::new();
+    for (dep, l) in loaded {
+        if l.unfinished() {
+            return Deps::Waiting(dep);
+        }
+        if task.load_dependencies {
+            let result = match l {
+                Loaded::Task(d) if d.state == TaskState::Complete => d.result,
+                _ => None,
+            };
+            results.insert(dep, result);
+        }
+    }
+    Deps::Ready(results)
 }
 
 #[cfg(test)]
@@ -408,5 +449,112 @@ mod tests {
         );
         t.load_dependencies = false;
         assert!(matches!(judge_dependencies(&t, vec![done("a")]), Deps::Ready(r) if r.is_empty()));
+    }
+
+    /// A completed dependency with a result saying `who`.
+    fn completed(who: &str) -> Loaded {
+        let mut d = task(TaskState::Complete);
+        d.result = Some(TaskResult {
+            payload: serde_json::value::to_raw_value(who).unwrap(),
+            completed: NOW,
+        });
+        Loaded::Task(Box::new(d))
+    }
+
+    #[test]
+    fn any_outcome_runs_once_every_dependency_ended() {
+        let mut t = task(TaskState::Blocked);
+        t.load_dependencies = true;
+        t.dependencies_any_outcome = true;
+        let state = |s| Loaded::Task(Box::new(task(s)));
+        // every final state, a discarded or missing record and an
+        // unusable one have ended: ready, the failed ones as None
+        let ended = vec![
+            ("a".to_string(), completed("a")),
+            ("e".into(), state(TaskState::Expired)),
+            ("t".into(), state(TaskState::Terminated)),
+            ("u".into(), state(TaskState::Unreachable)),
+            ("q".into(), state(TaskState::QueueError)),
+            ("x".into(), state(TaskState::Unknown)),
+            ("dc".into(), Loaded::Discarded(TaskState::Complete)),
+            ("de".into(), Loaded::Discarded(TaskState::Expired)),
+            ("n".into(), Loaded::NotFound),
+            ("s".into(), Loaded::Unusable("bad signature".into())),
+        ];
+        match judge_dependencies(&t, ended) {
+            Deps::Ready(r) => {
+                assert_eq!(r.len(), 10);
+                assert_eq!(r["a"].as_ref().unwrap().payload.get(), r#""a""#);
+                for failed in ["e", "t", "u", "q", "x", "dc", "de", "n", "s"] {
+                    assert!(r[failed].is_none(), "{failed}");
+                }
+            }
+            other => panic!("expected ready, got {other:?}"),
+        }
+        // a failure before an unfinished one does not end it: it waits
+        for unfinished in [
+            TaskState::New,
+            TaskState::Blocked,
+            TaskState::Active,
+            TaskState::Retry,
+        ] {
+            assert!(matches!(
+                judge_dependencies(
+                    &t,
+                    vec![
+                        ("e".into(), state(TaskState::Expired)),
+                        ("w".into(), state(unfinished)),
+                        ("n".into(), Loaded::NotFound),
+                    ]
+                ),
+                Deps::Waiting(d) if d == "w"
+            ));
+        }
+        assert!(matches!(
+            judge_dependencies(&t, vec![("a".into(), completed("a")), ("w".into(), Loaded::Unavailable)]),
+            Deps::Waiting(d) if d == "w"
+        ));
+        // without load_dependencies nothing is collected
+        t.load_dependencies = false;
+        assert!(matches!(
+            judge_dependencies(&t, vec![("e".into(), state(TaskState::Expired))]),
+            Deps::Ready(r) if r.is_empty()
+        ));
+        // Go's rule is unchanged without the flag
+        t.dependencies_any_outcome = false;
+        assert_eq!(
+            failed(judge_dependencies(
+                &t,
+                vec![("e".into(), state(TaskState::Expired))]
+            )),
+            "dependency e is in state expired"
+        );
+    }
+
+    #[test]
+    fn unfinished_dependencies() {
+        let state = |s| Loaded::Task(Box::new(task(s)));
+        for s in [
+            TaskState::New,
+            TaskState::Blocked,
+            TaskState::Active,
+            TaskState::Retry,
+        ] {
+            assert!(state(s).unfinished(), "{s}");
+        }
+        for s in [
+            TaskState::Complete,
+            TaskState::Expired,
+            TaskState::Terminated,
+            TaskState::Unreachable,
+            TaskState::QueueError,
+            TaskState::Unknown,
+        ] {
+            assert!(!state(s).unfinished(), "{s}");
+        }
+        assert!(Loaded::Unavailable.unfinished());
+        assert!(!Loaded::NotFound.unfinished());
+        assert!(!Loaded::Discarded(TaskState::Complete).unfinished());
+        assert!(!Loaded::Unusable("x".into()).unfinished());
     }
 }

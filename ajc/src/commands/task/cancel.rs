@@ -50,7 +50,7 @@ pub async fn run(ctx: &Ctx, a: &TaskCancelArgs) -> Result<()> {
 }
 
 /// Who cancels, as the task's `last_err` names it: `ajc (user@host)`.
-fn who() -> String {
+pub fn who() -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| "unknown user".into());

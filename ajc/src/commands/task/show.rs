@@ -51,6 +51,17 @@ pub fn task_text(ui: &Ui, t: &Task) -> String {
             None => t.state.to_string(),
         },
     );
+    if !t.batch.is_empty() {
+        // ours: the batch it belongs to (docs/processing.md §2.23)
+        line(
+            "Batch",
+            if t.dependencies_any_outcome {
+                format!("{} (its callback)", t.batch)
+            } else {
+                t.batch.clone()
+            },
+        );
+    }
     if let Some(p) = &t.progress {
         // ours: Go has no progress (docs/processing.md §2.17)
         line("Progress", format!("{p} (at {})", go_time(p.at)));
