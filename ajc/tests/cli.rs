@@ -2327,6 +2327,8 @@ async fn task_add_key() {
         .ok();
     let listed = env.run(&["task", "ls", "--json"]).await.json();
     assert_eq!(listed.as_array().map(Vec::len), Some(3), "{listed}");
+}
+
 /// `ajc batch add|info|cancel|retry` (docs/processing.md §2.23): members
 /// from `--task TYPE=PAYLOAD` or a JSON-lines file, a callback; the
 /// status in text and JSON; a member's view names its batch; cancel and

@@ -773,61 +773,6 @@ async fn a_task_has_a_priority_over_http() {
 async fn form_token(http: &reqwest::Client, base: &str) -> String {
     let html = http
         .get(format!("{base}/ui/"))
-/// Batches over HTTP (beyond Go; docs/processing.md §2.23): created with
-/// a callback, followed, cancelled and retried as a whole; refusals with
-/// their reasons.
-#[tokio::test]
-async fn batches_are_created_followed_cancelled_and_retried() {
-    let nats = NatsServer::start();
-    let client = client_for(&nats, Queue::new("BATCHES")).await;
-    let base = serve(client.clone(), ApiOptions::default()).await;
-    let http = http();
-    let post = |path: &str, body: Value| {
-        let req = http.post(format!("{base}{path}")).json(&body);
-        async move {
-            let r = req.send().await.unwrap();
-            let status = r.status().as_u16();
-            let location = r
-                .headers()
-                .get("location")
-                .map(|v| v.to_str().unwrap().to_string());
-            (status, location, r.json::<Value>().await.unwrap())
-        }
-    };
-
-    let (status, location, batch) = post(
-        "/v1/batches",
-        json!({
-            "members": [{"type": "page:render", "payload": 1}, {"type": "page:render", "payload": 2}],
-            "callback": {"type": "pdf:bind", "payload": "report.pdf"}
-        }),
-    )
-    .await;
-    assert_eq!(status, 201, "{batch}");
-    let id = batch["id"].as_str().unwrap().to_string();
-    assert_eq!(
-        location.as_deref(),
-        Some(format!("/v1/batches/{id}").as_str())
-    );
-    assert_eq!(batch["queue"], "BATCHES");
-    assert_eq!(batch["members"].as_array().unwrap().len(), 2);
-    let member = batch["members"][0].as_str().unwrap().to_string();
-    let (_, task) = get_json(&http, &format!("{base}/v1/tasks/{member}")).await;
-    assert_eq!(task["batch"], id.as_str());
-
-    let (status, s) = get_json(&http, &format!("{base}/v1/batches/{id}")).await;
-    assert_eq!(status, 200);
-    assert_eq!(
-        (&s["total"], &s["pending"], &s["done"], &s["finished"]),
-        (&json!(2), &json!(2), &json!(0), &json!(false))
-    );
-    assert_eq!(s["callback"]["state"], "blocked");
-    assert_eq!(s["callback"]["type"], "pdf:bind");
-    assert_eq!(s["members"][0]["state"], "new");
-
-    // the dashboard: a member's page links its batch, whose page counts it
-    let page = http
-        .get(format!("{base}/ui/tasks/{member}"))
         .send()
         .await
         .unwrap()
@@ -1194,6 +1139,69 @@ async fn a_task_has_a_key_over_http() {
         "{}",
         row(&plain)
     );
+}
+
+/// Batches over HTTP (beyond Go; docs/processing.md §2.23): created with
+/// a callback, followed, cancelled and retried as a whole; refusals with
+/// their reasons.
+#[tokio::test]
+async fn batches_are_created_followed_cancelled_and_retried() {
+    let nats = NatsServer::start();
+    let client = client_for(&nats, Queue::new("BATCHES")).await;
+    let base = serve(client.clone(), ApiOptions::default()).await;
+    let http = http();
+    let post = |path: &str, body: Value| {
+        let req = http.post(format!("{base}{path}")).json(&body);
+        async move {
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            let location = r
+                .headers()
+                .get("location")
+                .map(|v| v.to_str().unwrap().to_string());
+            (status, location, r.json::<Value>().await.unwrap())
+        }
+    };
+
+    let (status, location, batch) = post(
+        "/v1/batches",
+        json!({
+            "members": [{"type": "page:render", "payload": 1}, {"type": "page:render", "payload": 2}],
+            "callback": {"type": "pdf:bind", "payload": "report.pdf"}
+        }),
+    )
+    .await;
+    assert_eq!(status, 201, "{batch}");
+    let id = batch["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        location.as_deref(),
+        Some(format!("/v1/batches/{id}").as_str())
+    );
+    assert_eq!(batch["queue"], "BATCHES");
+    assert_eq!(batch["members"].as_array().unwrap().len(), 2);
+    let member = batch["members"][0].as_str().unwrap().to_string();
+    let (_, task) = get_json(&http, &format!("{base}/v1/tasks/{member}")).await;
+    assert_eq!(task["batch"], id.as_str());
+
+    let (status, s) = get_json(&http, &format!("{base}/v1/batches/{id}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (&s["total"], &s["pending"], &s["done"], &s["finished"]),
+        (&json!(2), &json!(2), &json!(0), &json!(false))
+    );
+    assert_eq!(s["callback"]["state"], "blocked");
+    assert_eq!(s["callback"]["type"], "pdf:bind");
+    assert_eq!(s["members"][0]["state"], "new");
+
+    // the dashboard: a member's page links its batch, whose page counts it
+    let page = http
+        .get(format!("{base}/ui/tasks/{member}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(
         page.contains(&format!(r#"<a href="/ui/batches/{id}">"#)) && page.contains("(a member)"),
         "{page}"
