@@ -35,6 +35,11 @@ struct Holder {
     id: String,
     /// When it took the slot (server time, ns since the Unix epoch).
     at: i128,
+    /// The try's own token: two deliveries of one task racing to start it
+    /// hold two slots, and the one that does not start gives back its
+    /// own, never the other's.
+    #[serde(default)]
+    token: String,
 }
 
 fn slots_key(queue: &str, key: &str) -> String {
@@ -71,9 +76,9 @@ impl Storage {
                 .any(|h| now_ns - h.at >= STALE_AFTER.as_nanos() as i128))
     }
 
-    /// Takes one of `limit` slots of `key` in `queue` for task `id` at
-    /// server time `now`: true when taken (or already held by `id`), false
-    /// when every slot is held by a live task.
+    /// Takes one of `limit` slots of `key` in `queue` for a try of task
+    /// `id` (its `token`) at server time `now`: true when taken, false when
+    /// every slot is held by a live try.
     ///
     /// Errors: the bucket cannot be read or written, or it kept changing
     /// ([`Error::StorageNotReady`]); nothing is taken then.
@@ -82,6 +87,7 @@ impl Storage {
         queue: &str,
         key: &str,
         id: &str,
+        token: &str,
         limit: u32,
         now: OffsetDateTime,
     ) -> Result<bool> {
@@ -96,7 +102,7 @@ impl Storage {
                 .as_ref()
                 .map(|w| decode(&w.value))
                 .unwrap_or_default();
-            if held.holders.iter().any(|h| h.id == id) {
+            if held.holders.iter().any(|h| h.token == token) {
                 return Ok(true);
             }
             if held.holders.len() >= limit as usize {
@@ -117,6 +123,7 @@ impl Storage {
                 held.holders.push(Holder {
                     id: id.to_string(),
                     at: now_ns,
+                    token: token.to_string(),
                 });
             }
             let value = encode(&held);
@@ -134,11 +141,17 @@ impl Storage {
         )))
     }
 
-    /// Gives task `id`'s slot of `key` in `queue` back (not held is fine).
+    /// Gives the slot of `key` in `queue` held by the try `token` back (not
+    /// held is fine).
     ///
     /// Errors: the bucket cannot be read or written (the holder is then
     /// removed once judged stale).
-    pub(crate) async fn release_key_slot(&self, queue: &str, key: &str, id: &str) -> Result<()> {
+    pub(crate) async fn release_key_slot(
+        &self,
+        queue: &str,
+        key: &str,
+        token: &str,
+    ) -> Result<()> {
         let bucket = self.limits_bucket().await?;
         let name = slots_key(queue, key);
         let what = || format!("giving back a slot of key {key:?} in queue {queue}");
@@ -148,7 +161,7 @@ impl Storage {
             };
             let mut held = decode(&w.value);
             let before = held.holders.len();
-            held.holders.retain(|h| h.id != id);
+            held.holders.retain(|h| h.token != token);
             if held.holders.len() == before {
                 return Ok(());
             }

@@ -18,6 +18,7 @@ pub(crate) const KEY_BUSY_WAIT: Duration = Duration::from_secs(1);
 pub(crate) struct KeyHold {
     key: String,
     id: String,
+    token: String,
 }
 
 /// Whether a task of `key` may start now, by a read of its limits (for a
@@ -64,15 +65,17 @@ pub(super) async fn acquire(shared: &Shared, task: &Task) -> Result<Option<KeyHo
     let now = shared.storage.clock().now();
     let mut hold = None;
     if let Some(n) = queue.key_concurrency {
+        let token = crate::task::new_id();
         match shared
             .storage
-            .take_key_slot(&shared.name, key, &task.id, n, now)
+            .take_key_slot(&shared.name, key, &task.id, &token, n, now)
             .await
         {
             Ok(true) => {
                 hold = Some(KeyHold {
                     key: key.clone(),
                     id: task.id.clone(),
+                    token,
                 })
             }
             Ok(false) => return Err(KEY_BUSY_WAIT),
@@ -114,7 +117,7 @@ pub(super) async fn acquire(shared: &Shared, task: &Task) -> Result<Option<KeyHo
 pub(super) async fn release(shared: &Shared, hold: KeyHold) {
     if let Err(e) = shared
         .storage
-        .release_key_slot(&shared.name, &hold.key, &hold.id)
+        .release_key_slot(&shared.name, &hold.key, &hold.token)
         .await
     {
         static RELEASE: Throttle = Throttle::new(Duration::from_secs(10));
