@@ -67,7 +67,7 @@ impl NatsServer {
             bin: server_binary(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
         };
-        s.spawn();
+        s.spawn_movable();
         s
     }
 
@@ -128,7 +128,7 @@ impl NatsServer {
             bin,
             extra: vec![],
         };
-        s.spawn();
+        s.spawn_movable();
         s
     }
 
@@ -137,13 +137,41 @@ impl NatsServer {
         Self::start_with(&[NO_JETSTREAM])
     }
 
+    /// Starts the server; it must come up on its port.
     fn spawn(&mut self) {
+        if let Err(status) = self.try_spawn() {
+            panic!(
+                "nats-server {} exited at start: {status}",
+                self.bin.display()
+            );
+        }
+    }
+
+    /// Starts the server on a fresh free port, and on another when it
+    /// exits at start (another test's server took the port between its
+    /// pick and the bind).
+    fn spawn_movable(&mut self) {
+        for _ in 0..4 {
+            if self.try_spawn().is_ok() {
+                return;
+            }
+            self.port = free_port();
+        }
+        self.spawn();
+    }
+
+    /// Starts the server and waits until **it** listens: its ports file
+    /// (written once its own listener is up) names its pid, and the port
+    /// answers. A port answering alone could be another test's server.
+    /// The exit status when it exits at start.
+    fn try_spawn(&mut self) -> Result<(), std::process::ExitStatus> {
         let jetstream = !self.extra.iter().any(|a| a == NO_JETSTREAM);
         let mut cmd = Command::new(&self.bin);
         cmd.args(["-a", "127.0.0.1", "-p", &self.port.to_string()]);
         if jetstream {
             cmd.arg("-js").arg("-sd").arg(self.store.path());
         }
+        cmd.arg("--ports_file_dir").arg(self.store.path());
         let child = cmd
             .args(self.extra.iter().filter(|a| *a != NO_JETSTREAM))
             .stdout(Stdio::null())
@@ -155,18 +183,26 @@ impl NatsServer {
                     self.bin.display()
                 )
             });
+        let ports_file = format!("_{}.ports", child.id());
         self.child = Some(child);
         let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        loop {
             if let Some(status) = self
                 .child
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
             {
-                panic!(
-                    "nats-server {} exited at start: {status}",
-                    self.bin.display()
-                );
+                self.child = None;
+                return Err(status);
+            }
+            let ours = std::fs::read_dir(self.store.path())
+                .map(|d| {
+                    d.flatten()
+                        .any(|e| e.file_name().to_string_lossy().ends_with(&ports_file))
+                })
+                .unwrap_or(false);
+            if ours && std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return Ok(());
             }
             assert!(
                 started.elapsed() < Duration::from_secs(20),

@@ -29,10 +29,12 @@ pub(crate) fn is(e: &NatsError, code: ErrorCode) -> bool {
 }
 
 /// Whether a delete by sequence failed because the message is gone: the
-/// server answers `no message found` as 10037, or as 10057 ("message
-/// delete failed") when another client deleted it first.
+/// server answers `no message found` as 10037, as 10057 ("message delete
+/// failed") when another client deleted it first, or `sequence not found`
+/// (10043) once the stream's first sequence has moved past it.
 pub(crate) fn is_gone(e: &NatsError) -> bool {
     is(e, ErrorCode::NO_MESSAGE_FOUND)
+        || is(e, ErrorCode::SEQUENCE_NOT_FOUND)
         || (is(e, ErrorCode::STREAM_MESSAGE_DELETE_FAILED)
             && e.to_string().contains("no message found"))
 }

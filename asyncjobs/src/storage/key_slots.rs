@@ -105,6 +105,28 @@ impl Storage {
             if held.holders.iter().any(|h| h.token == token) {
                 return Ok(true);
             }
+            // an earlier try of this task that is old enough to be judged:
+            // this task runs again only when that try is dead or stale
+            // (docs/processing.md §2.14), so this try takes its slot over
+            let stale = STALE_AFTER.as_nanos() as i128;
+            if let Some(h) = held
+                .holders
+                .iter_mut()
+                .find(|h| h.id == id && now_ns - h.at >= stale)
+            {
+                h.token = token.to_string();
+                h.at = now_ns;
+                if let Some(w) = &written {
+                    if bucket
+                        .update_if(&name, encode(&held), w.revision, what)
+                        .await?
+                        .is_some()
+                    {
+                        return Ok(true);
+                    }
+                }
+                continue;
+            }
             if held.holders.len() >= limit as usize {
                 if judged {
                     return Ok(false);
@@ -146,12 +168,7 @@ impl Storage {
     ///
     /// Errors: the bucket cannot be read or written (the holder is then
     /// removed once judged stale).
-    pub(crate) async fn release_key_slot(
-        &self,
-        queue: &str,
-        key: &str,
-        token: &str,
-    ) -> Result<()> {
+    pub(crate) async fn release_key_slot(&self, queue: &str, key: &str, token: &str) -> Result<()> {
         let bucket = self.limits_bucket().await?;
         let name = slots_key(queue, key);
         let what = || format!("giving back a slot of key {key:?} in queue {queue}");

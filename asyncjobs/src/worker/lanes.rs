@@ -67,10 +67,10 @@ pub(crate) struct Lanes {
     skip: Mutex<HashMap<Lane, Instant>>,
     /// The keys of the claimed items in flight, by backup sequence.
     keys: Mutex<HashMap<u64, Option<String>>>,
-    /// Per lane, the stream sequence this worker's next look starts at:
-    /// past the items its concurrent claims already took, so they spread
-    /// over a lane's items instead of racing for its oldest.
-    cursors: Mutex<HashMap<Lane, u64>>,
+    /// Per lane, the stream sequence this worker's next look starts at,
+    /// held while one claim looks: its concurrent claims take a lane's
+    /// items one after another instead of racing for its oldest.
+    cursors: Mutex<HashMap<Lane, Arc<tokio::sync::Mutex<u64>>>>,
     /// Until when free slots pull (`false`) or wait (`true`) instead of
     /// claiming, after a claim found nothing to claim.
     hold_off: Mutex<Option<(Instant, bool)>>,
@@ -154,16 +154,17 @@ impl Lanes {
     /// start after its mark is cleared, so an item whose notice came
     /// meanwhile is not missed; `None` then, and the lane stays unmarked.
     async fn next_item(&self, shared: &Shared, lane: Lane) -> crate::Result<Option<LaneItem>> {
-        let from = self
+        let cursor = self
             .cursors
             .lock()
             .expect("cursors lock")
-            .get(&lane)
-            .copied()
-            .unwrap_or(0);
+            .entry(lane)
+            .or_default()
+            .clone();
+        let mut from = cursor.lock().await;
         let mut found = shared
             .storage
-            .next_lane_item(&shared.name, lane, from)
+            .next_lane_item(&shared.name, lane, *from)
             .await?;
         if found.is_none() {
             self.unmark(lane);
@@ -172,17 +173,18 @@ impl Lanes {
                 self.mark(lane);
             }
         }
-        let mut cursors = self.cursors.lock().expect("cursors lock");
-        match &found {
-            Some(item) => {
-                let c = cursors.entry(lane).or_default();
-                *c = (*c).max(item.seq + 1);
-            }
-            None => {
-                cursors.remove(&lane);
+        *from = found.as_ref().map_or(0, |item| item.seq + 1);
+        Ok(found)
+    }
+
+    /// Makes the next look at `lane` start from its oldest item again (its
+    /// oldest was passed over: it stays first).
+    fn rewind(&self, lane: Lane) {
+        if let Some(c) = self.cursors.lock().expect("cursors lock").get(&lane) {
+            if let Ok(mut from) = c.try_lock() {
+                *from = 0;
             }
         }
-        Ok(found)
     }
 
     fn skipped(&self, lane: Lane) -> bool {
@@ -327,7 +329,7 @@ impl Lanes {
                 if let Some(key) = &head.key {
                     if !keys::may_start(shared, key).await {
                         // its key's item stays first in the shard
-                        self.cursors.lock().expect("cursors lock").remove(&lane);
+                        self.rewind(lane);
                         self.skip_for(lane, KEY_BUSY_SKIP);
                         busy = true;
                         break;
