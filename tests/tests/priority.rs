@@ -4,7 +4,7 @@
 //! started or the priority task arrives while it works through one; a
 //! retried priority task keeps its priority; the `WORKERS` consumer a Go
 //! worker pulls from still hands out every item; bad priorities are
-//! refused at once.
+//! refused at once; a claimed try's acknowledgements reach its worker.
 
 use asyncjobs::{Client, Error, Queue, Router, Task, TaskContext, TaskState};
 use asyncjobs_tests::{client, spawn_worker, wait_for, wait_for_state, NatsServer};
@@ -273,5 +273,88 @@ async fn a_claimed_priority_task_whose_worker_is_killed_runs_again() {
     let worker = spawn_worker(client.worker(router));
     let done = wait_for_state(&client, &task.id, TaskState::Complete, T).await;
     assert_eq!((done.tries, done.priority), (2, 9));
+    worker.stop().await;
+}
+
+/// The subjects of `queue`'s stream that hold items, with their counts.
+async fn lane_subjects(client: &Client, queue: &str) -> std::collections::BTreeMap<String, u64> {
+    let v = asyncjobs_tests::js_api(
+        client.nats(),
+        &format!("STREAM.INFO.CHORIA_AJ_Q_{queue}"),
+        r#"{"subjects_filter":">"}"#,
+    )
+    .await;
+    serde_json::from_value(v["state"]["subjects"].clone()).unwrap_or_default()
+}
+
+/// A claimed try's acknowledgements reach its worker's claim inbox: handed
+/// back at shutdown (`-NAK`), the item returns to its lane and its backup
+/// goes; run to the end (`+ACK`), the backup goes. (The inbox was
+/// subscribed one token deep while the acknowledgements are three deeper:
+/// none arrived, every backup stayed until `WORKERS` handed it out, and a
+/// mixed fleet's Go workers held those of running tasks for the run time,
+/// filling the consumer's `max_ack_pending`.)
+#[tokio::test]
+async fn a_claimed_tries_acknowledgements_reach_its_worker() {
+    let server = NatsServer::start();
+    let client = client(&server, Queue::new("PACK")).await;
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
+    let router = |gate: Arc<tokio::sync::Semaphore>,
+                  started: tokio::sync::mpsc::UnboundedSender<()>| {
+        Router::new()
+            .handle("job", move |_ctx: TaskContext, _t: Task| {
+                let (gate, started) = (gate.clone(), started.clone());
+                async move {
+                    let _ = started.send(());
+                    gate.acquire().await.expect("gate").forget();
+                    asyncjobs::handler::to_output(&"done")
+                }
+            })
+            .unwrap()
+    };
+    // enqueued before the worker starts: it claims the lane's item
+    let id = enqueue(&client, "held", 5).await;
+    let lane = format!("CHORIA_AJ.Q.PACK.P5.{id}");
+    let backup = format!("CHORIA_AJ.Q.PACK.B.{id}");
+    let worker = spawn_worker(
+        client
+            .worker(router(gate.clone(), started_tx.clone()))
+            .concurrency(1)
+            .shutdown_grace(Duration::from_millis(200)),
+    );
+    tokio::time::timeout(T, started.recv())
+        .await
+        .expect("the task starts")
+        .unwrap();
+    let subjects = lane_subjects(&client, "PACK").await;
+    assert!(
+        subjects.contains_key(&backup) && !subjects.contains_key(&lane),
+        "{subjects:?}"
+    );
+
+    // shut down while it runs: the try is handed back to its lane
+    worker.stop().await;
+    wait_for(T, "the item back in its lane, its backup gone", || async {
+        let s = lane_subjects(&client, "PACK").await;
+        (s.contains_key(&lane) && !s.contains_key(&backup)).then_some(())
+    })
+    .await;
+
+    // claimed again and run to the end: the backup goes with the +ACK
+    gate.add_permits(1);
+    let worker = spawn_worker(
+        client
+            .worker(router(gate.clone(), started_tx))
+            .concurrency(1),
+    );
+    wait_for_state(&client, &id, TaskState::Complete, T).await;
+    wait_for(T, "the backup deleted", || async {
+        lane_subjects(&client, "PACK")
+            .await
+            .is_empty()
+            .then_some(())
+    })
+    .await;
     worker.stop().await;
 }

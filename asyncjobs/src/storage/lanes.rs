@@ -200,7 +200,7 @@ impl Storage {
             })
     }
 
-    /// A subscription on a fresh inbox subject and its `.*` children, for
+    /// A subscription on a fresh inbox subject and every subject under it, for
     /// the acknowledgements of claimed items (`worker/lanes.rs`).
     ///
     /// Errors: the subscription failed.
@@ -208,7 +208,7 @@ impl Storage {
         let prefix = self.nc.new_inbox();
         let sub = self
             .nc
-            .subscribe(format!("{prefix}.*"))
+            .subscribe(format!("{prefix}.>"))
             .await
             .map_err(|e| nats("following the acknowledgements of claimed items", e))?;
         Ok((prefix, sub))

@@ -20,8 +20,12 @@ pub(crate) async fn send_ack(acker: &Acker, kind: AckKind, task: &str) {
         AckKind::Progress => "+WPI",
         _ => "ack",
     };
+    // acknowledgements that end or hand back the delivery wait for the
+    // answer: a claimed item's is carried out by this worker's claim inbox
+    // (worker/lanes.rs), which must have done it before the try counts as
+    // ended (a worker stopping dropped its last tries' hand-backs)
     let res = match kind {
-        AckKind::Ack | AckKind::Term => {
+        AckKind::Ack | AckKind::Term | AckKind::Nak(_) => {
             tokio::time::timeout(Duration::from_secs(5), acker.double_ack_with(kind))
                 .await
                 .unwrap_or_else(|_| Err("timed out".into()))
