@@ -146,8 +146,8 @@ async fn request_work(
         let Some(mut permits) = gather_slots(&slots, batch_target, shutdown).await else {
             break;
         };
-        let limit = shared.queue().rate_limit;
-        if let Some(limit) = &limit {
+        let queue = shared.queue();
+        if let Some(limit) = &queue.rate_limit {
             match rate::starts(shared, limit, permits.len()).await {
                 Ok(n) => permits.truncate(n),
                 Err(wait) => {
@@ -184,7 +184,7 @@ async fn request_work(
             p = pulls.clone().acquire_owned() => p.expect("semaphore open"),
         };
         metrics::poll(&shared.name, 1);
-        let expires = match limit {
+        let expires = match queue.rate_limit {
             Some(_) => rate::PULL_EXPIRES,
             None => super::pull::PULL_EXPIRES,
         };

@@ -137,7 +137,7 @@ pub(crate) struct Shared {
     pub name: String,
     /// The queue's settings as last read from the server (see
     /// [`Shared::queue`]).
-    queue: std::sync::RwLock<Queue>,
+    queue: std::sync::RwLock<Arc<Queue>>,
     pub settings: Settings,
     /// Cancelled when in-flight handlers must stop (grace period over).
     pub hard_stop: CancellationToken,
@@ -168,7 +168,8 @@ pub(crate) struct Shared {
 impl Shared {
     /// The queue's settings as last read from the server: at start, every
     /// [`QUEUE_REFRESH`] after, and when a handler reaches its run time.
-    pub(crate) fn queue(&self) -> Queue {
+    /// Shared, not copied: every slot reads it on its way to a task.
+    pub(crate) fn queue(&self) -> Arc<Queue> {
         self.queue.read().expect("queue lock").clone()
     }
 
@@ -178,7 +179,7 @@ impl Shared {
     /// stops at the new one within a [`QUEUE_REFRESH`] of the change) is
     /// never taken for abandoned while it may still run.
     pub(crate) fn judging_queue(&self) -> Queue {
-        let mut queue = self.queue();
+        let mut queue = Queue::clone(&self.queue());
         let lowered = *self.lowered.lock().expect("lowered lock");
         if let Some((higher, until)) = lowered {
             if std::time::Instant::now() < until && higher > queue.effective_max_run_time() {
@@ -234,15 +235,25 @@ impl Shared {
         };
         self.note_pause(info.paused);
         let mut current = self.queue.write().expect("queue lock");
-        let changed = info.queue.max_run_time != current.max_run_time
-            || info.queue.max_tries != current.max_tries
-            || info.queue.max_concurrent != current.max_concurrent;
+        // every setting a worker follows; the flow-control ones too (a rate
+        // limit, aging or per-key limit changed alone was not followed)
+        let (q, c) = (&info.queue, &**current);
+        let changed = q.max_run_time != c.max_run_time
+            || q.max_tries != c.max_tries
+            || q.max_concurrent != c.max_concurrent
+            || q.rate_limit != c.rate_limit
+            || q.priority_aging != c.priority_aging
+            || q.key_concurrency != c.key_concurrency
+            || q.key_rate_limit != c.key_rate_limit;
         if !changed {
             return None;
         }
         tracing::info!(queue = %self.name,
-            run_time = ?info.queue.effective_max_run_time(), max_tries = info.queue.max_tries,
-            max_concurrent = info.queue.max_concurrent,
+            run_time = ?q.effective_max_run_time(), max_tries = q.max_tries,
+            max_concurrent = q.max_concurrent,
+            rate_limit = ?q.rate_limit.as_ref().map(ToString::to_string),
+            priority_aging = ?q.priority_aging, key_concurrency = ?q.key_concurrency,
+            key_rate_limit = ?q.key_rate_limit.as_ref().map(ToString::to_string),
             "queue settings changed; following them");
         let (was, now) = (
             current.effective_max_run_time(),
@@ -252,7 +263,7 @@ impl Shared {
             *self.lowered.lock().expect("lowered lock") =
                 Some((was, std::time::Instant::now() + LOWERED_RUN_TIME_GRACE));
         }
-        *current = info.queue.clone();
+        *current = Arc::new(info.queue.clone());
         drop(current);
         self.run_time.send_replace(now);
         Some(info.queue)
@@ -548,7 +559,7 @@ impl Worker {
             storage,
             router,
             name: queue.name.clone(),
-            queue: std::sync::RwLock::new(queue),
+            queue: std::sync::RwLock::new(Arc::new(queue)),
             settings,
             hard_stop: CancellationToken::new(),
             known_types: Arc::default(),
