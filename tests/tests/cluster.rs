@@ -1,6 +1,7 @@
-//! A three-node JetStream cluster: storage replicated on every node, and
+//! A three-node JetStream cluster: storage replicated on every node,
 //! tasks that all complete when the node leading the work queue is killed
-//! while a worker is processing it.
+//! while a worker is processing it, and a key's limit and a batch's
+//! membership kept when the nodes leading their buckets are killed.
 
 use asyncjobs::{Client, Queue, Router, Task, TaskContext, TaskState};
 use asyncjobs_tests::{
@@ -265,4 +266,107 @@ async fn client_setup_rides_out_a_cluster_without_quorum() {
     cluster.node_mut(2).restart();
     let client = patient.await.unwrap().expect("the client comes up");
     assert_eq!(client.queue().name, "WAIT");
+}
+
+/// Issue 32: a keyed batch runs on a replicated cluster while the node
+/// leading the limits bucket (the key's slots) is killed, then, once it is
+/// back, the node leading the batches bucket: the key's limit of one task
+/// at a time holds throughout, every member and the callback complete,
+/// and the batch still reports all its members.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_limits_and_batches_ride_out_leader_changes() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let mut cluster = NatsCluster::start(3).await;
+    let queue = Queue::new("KHA")
+        .key_concurrency(1)
+        .max_run_time(Duration::from_secs(5));
+    let producer = client(&cluster, Client::builder().replicas(3).queue(queue)).await;
+    let nc = producer.nats().clone();
+    let (running, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (r, m) = (running.clone(), most.clone());
+    let router = Router::new()
+        .handle("kb", move |_ctx: TaskContext, _t: Task| {
+            let (r, m) = (r.clone(), m.clone());
+            async move {
+                let now = r.fetch_add(1, Ordering::SeqCst) + 1;
+                m.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                r.fetch_sub(1, Ordering::SeqCst);
+                asyncjobs::handler::to_output(&"kb")
+            }
+        })
+        .unwrap()
+        .handle("kb:done", |_ctx: TaskContext, _t: Task| async {
+            asyncjobs::handler::to_output(&"called back")
+        })
+        .unwrap();
+    // the worker's client creates the limits bucket: replicated too
+    let worker_client = client(&cluster, Client::builder().replicas(3).bind_queue("KHA")).await;
+    let worker = spawn_worker(
+        worker_client
+            .worker(router)
+            .concurrency(8)
+            .retry_policy(fast_retry()),
+    );
+    let mut members: Vec<Task> = (0..10)
+        .map(|i| Task::builder("kb").payload(&i).key("k").build().unwrap())
+        .collect();
+    let callback = Task::new("kb:done", &()).unwrap();
+    let batch = wait_for(T, "the batch to be accepted", || {
+        let (producer, mut members, callback) =
+            (producer.clone(), members.clone(), callback.clone());
+        async move {
+            producer
+                .enqueue_batch(&mut members, Some(callback))
+                .await
+                .ok()
+        }
+    })
+    .await;
+    members.clear();
+    wait_for(T, "the key's first task to start", || async {
+        (most.load(Ordering::SeqCst) >= 1).then_some(())
+    })
+    .await;
+
+    let limits = format!("KV_{}", asyncjobs::LIMITS_BUCKET);
+    let v = js_api(&nc, &format!("STREAM.INFO.{limits}"), "").await;
+    assert_eq!(v["config"]["num_replicas"], 3, "{limits}: {v}");
+    let dead = leader(&nc, &limits).await;
+    let index = cluster.index_of(&dead).expect("leader is a cluster node");
+    cluster.node_mut(index).stop();
+
+    let done = wait_for(T, "every member and the callback to complete", || async {
+        let s = producer.batch(&batch.id).await.ok()?;
+        let cb = s.callback.as_ref()?;
+        (s.done == 10 && cb.state == Some(TaskState::Complete)).then_some(s)
+    })
+    .await;
+    assert_eq!((done.total, done.failed, done.missing), (10, 0, 0));
+    assert_eq!(
+        most.load(Ordering::SeqCst),
+        1,
+        "the key ran more than one task at once"
+    );
+
+    // the killed node comes back; then the node leading the batches dies
+    cluster.node_mut(index).restart();
+    let batches = format!("KV_{}", asyncjobs::BATCHES_BUCKET);
+    wait_for(T, "every replica of the batches bucket current", || async {
+        let v = js_api_answer(&nc, &format!("STREAM.INFO.{batches}")).await?;
+        let replicas = v["cluster"]["replicas"].as_array()?;
+        (replicas.len() == 2 && replicas.iter().all(|r| r["current"] == true)).then_some(())
+    })
+    .await;
+    let dead = leader(&nc, &batches).await;
+    let index = cluster.index_of(&dead).expect("leader is a cluster node");
+    cluster.node_mut(index).stop();
+    let again = wait_for(
+        T,
+        "the batch read after its bucket's leader died",
+        || async { producer.batch(&batch.id).await.ok() },
+    )
+    .await;
+    assert_eq!((again.total, again.done), (10, 10));
+    worker.stop().await;
 }

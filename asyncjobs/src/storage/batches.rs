@@ -5,9 +5,8 @@
 use super::enqueue::{Leaderless, END_HEADROOM, ENQUEUE_RECORD};
 use super::{Bucket, Storage};
 use crate::batch::{BatchRecord, BatchTask};
-use crate::error::{Error, NatsError, NatsErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::task::{is_valid_name, Task};
-use async_nats::jetstream::{self, kv};
 use time::OffsetDateTime;
 
 /// The bucket of batch records: key the batch id, value its record.
@@ -24,40 +23,9 @@ impl Storage {
         if !create {
             return Ok(None);
         }
-        let created = self
-            .jetstream()
-            .create_key_value(kv::Config {
-                bucket: BATCHES_BUCKET.into(),
-                description: "asyncjobs batches".into(),
-                history: 1,
-                // this client's storage settings, as every bucket it creates
-                storage: if self.settings.memory {
-                    jetstream::stream::StorageType::Memory
-                } else {
-                    jetstream::stream::StorageType::File
-                },
-                num_replicas: self.settings.replicas.max(1),
-                ..Default::default()
-            })
-            .await;
-        match created {
-            Ok(_) => {}
-            // another producer created it meanwhile
-            Err(e) if e.to_string().contains("already") => {}
-            Err(e) => {
-                return Err(Error::Nats(
-                    NatsError::new(
-                        NatsErrorKind::JetStream,
-                        format!("creating bucket {BATCHES_BUCKET}"),
-                    )
-                    .with_source(e.to_string()),
-                ))
-            }
-        }
-        self.open_bucket(BATCHES_BUCKET, open)
-            .await?
+        self.open_or_create_bucket(BATCHES_BUCKET, "asyncjobs batches", None)
+            .await
             .map(Some)
-            .ok_or_else(|| Error::StorageNotReady(format!("bucket {BATCHES_BUCKET} vanished")))
     }
 
     /// Readies a batch's task for its enqueue into `queue` and checks what

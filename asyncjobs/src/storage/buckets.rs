@@ -8,7 +8,7 @@
 //! markers are written by the storage layer itself (`discarded.rs`).
 
 use super::{Storage, CONFIG_BUCKET};
-use crate::error::{nats, Error, NatsError, Result};
+use crate::error::{nats, Error, NatsError, NatsErrorKind, Result};
 use async_nats::jetstream::{self, kv};
 use futures::StreamExt;
 use std::time::Duration;
@@ -64,6 +64,57 @@ impl Storage {
             }
             Err(e) => Err(nats(context(), e)),
         }
+    }
+
+    /// Opens the bucket `name`, creating it when missing with history 1,
+    /// this client's storage and replicas (as every bucket it creates) and
+    /// `limit_markers` (the server's markers for expired keys, needed by
+    /// per-message TTLs). A bucket another process created meanwhile is
+    /// opened as it is; an existing bucket's settings are never changed.
+    ///
+    /// # Errors
+    /// [`Error::Nats`] when it cannot be created or opened;
+    /// [`Error::StorageNotReady`] when it vanished right after its creation.
+    pub(crate) async fn open_or_create_bucket(
+        &self,
+        name: &str,
+        description: &str,
+        limit_markers: Option<Duration>,
+    ) -> Result<Bucket> {
+        let open = || format!("binding bucket {name}");
+        if let Some(b) = self.open_bucket(name, open).await? {
+            return Ok(b);
+        }
+        let created = self
+            .jetstream()
+            .create_key_value(kv::Config {
+                bucket: name.into(),
+                description: description.into(),
+                history: 1,
+                storage: if self.settings.memory {
+                    jetstream::stream::StorageType::Memory
+                } else {
+                    jetstream::stream::StorageType::File
+                },
+                num_replicas: self.settings.replicas.max(1),
+                limit_markers,
+                ..Default::default()
+            })
+            .await;
+        match created {
+            Ok(_) => {}
+            // another process created it meanwhile
+            Err(e) if e.to_string().contains("already") => {}
+            Err(e) => {
+                return Err(Error::Nats(
+                    NatsError::new(NatsErrorKind::JetStream, format!("creating bucket {name}"))
+                        .with_source(e.to_string()),
+                ))
+            }
+        }
+        self.open_bucket(name, open)
+            .await?
+            .ok_or_else(|| Error::StorageNotReady(format!("bucket {name} vanished")))
     }
 
     /// Opens the configuration bucket ([`CONFIG_BUCKET`]), where schedules

@@ -7,7 +7,6 @@
 use super::{Bucket, Storage};
 use crate::error::{Error, Result};
 use crate::queue::RateLimit;
-use async_nats::jetstream::{self, kv};
 use std::time::Duration;
 use time::OffsetDateTime;
 
@@ -48,42 +47,8 @@ impl Storage {
     }
 
     async fn open_limits_bucket(&self) -> Result<Bucket> {
-        let what = || format!("binding bucket {LIMITS_BUCKET}");
-        if let Some(b) = self.open_bucket(LIMITS_BUCKET, what).await? {
-            return Ok(b);
-        }
-        let created = self
-            .jetstream()
-            .create_key_value(kv::Config {
-                bucket: LIMITS_BUCKET.into(),
-                description: "asyncjobs rate limits".into(),
-                history: 1,
-                storage: if self.settings.memory {
-                    jetstream::stream::StorageType::Memory
-                } else {
-                    jetstream::stream::StorageType::File
-                },
-                num_replicas: self.settings.replicas.max(1),
-                ..Default::default()
-            })
-            .await;
-        match created {
-            Ok(_) => {}
-            // another worker created it meanwhile
-            Err(e) if e.to_string().contains("already") => {}
-            Err(e) => {
-                return Err(Error::Nats(
-                    crate::error::NatsError::new(
-                        crate::error::NatsErrorKind::JetStream,
-                        format!("creating bucket {LIMITS_BUCKET}"),
-                    )
-                    .with_source(e.to_string()),
-                ))
-            }
-        }
-        self.open_bucket(LIMITS_BUCKET, what)
-            .await?
-            .ok_or_else(|| Error::StorageNotReady(format!("bucket {LIMITS_BUCKET} vanished")))
+        self.open_or_create_bucket(LIMITS_BUCKET, "asyncjobs rate limits", None)
+            .await
     }
 
     /// Takes up to `want` start tokens of `queue`'s `limit` at server time

@@ -5,7 +5,6 @@ use super::{Bucket, Storage};
 use crate::capabilities::version_at_least;
 use crate::error::{Error, Result};
 use crate::task::{Task, Unique};
-use async_nats::jetstream::{self, kv};
 use std::time::Duration;
 
 /// The bucket of uniqueness keys: key → the id of the task holding it.
@@ -31,46 +30,12 @@ impl Storage {
                 version: version.clone(),
             });
         }
-        if let Some(b) = self
-            .open_bucket(UNIQUE_BUCKET, || format!("binding bucket {UNIQUE_BUCKET}"))
-            .await?
-        {
-            return Ok(b);
-        }
-        let created = self
-            .jetstream()
-            .create_key_value(kv::Config {
-                bucket: UNIQUE_BUCKET.into(),
-                description: "asyncjobs unique task keys".into(),
-                history: 1,
-                // this client's storage settings, as every bucket it creates
-                storage: if self.settings.memory {
-                    jetstream::stream::StorageType::Memory
-                } else {
-                    jetstream::stream::StorageType::File
-                },
-                num_replicas: self.settings.replicas.max(1),
-                limit_markers: Some(Duration::from_secs(1)),
-                ..Default::default()
-            })
-            .await;
-        match created {
-            Ok(_) => {}
-            // another producer created it meanwhile
-            Err(e) if e.to_string().contains("already") => {}
-            Err(e) => {
-                return Err(Error::Nats(
-                    crate::error::NatsError::new(
-                        crate::error::NatsErrorKind::JetStream,
-                        format!("creating bucket {UNIQUE_BUCKET}"),
-                    )
-                    .with_source(e.to_string()),
-                ))
-            }
-        }
-        self.open_bucket(UNIQUE_BUCKET, || format!("binding bucket {UNIQUE_BUCKET}"))
-            .await?
-            .ok_or_else(|| Error::StorageNotReady(format!("bucket {UNIQUE_BUCKET} vanished")))
+        self.open_or_create_bucket(
+            UNIQUE_BUCKET,
+            "asyncjobs unique task keys",
+            Some(Duration::from_secs(1)),
+        )
+        .await
     }
 
     /// Enqueues a unique task: holds its key (created, or taken over from
