@@ -186,41 +186,50 @@ async fn screenshot(b: &Browser, name: &str) {
     std::fs::write(dir.join(name), png).unwrap();
 }
 
-#[tokio::test]
-async fn dashboard_in_a_browser() {
-    let nats = NatsServer::start();
-    let server = ApiServer::start(&nats.url(), &["--allow-create-default"]).await;
-    let http = http();
+/// How many times each task ran, by id (for the handlers that count).
+type Runs = Arc<Mutex<HashMap<String, u32>>>;
 
-    // a worker: `ok` completes; `flaky` ends for good on its first run and
-    // completes on the next; `dead:a` and `dead:b` always end for good
-    let runs: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
-    let counted = |runs: &Arc<Mutex<HashMap<String, u32>>>, id: &str| {
-        let mut r = runs.lock().unwrap();
-        let n = r.entry(id.to_string()).or_default();
-        *n += 1;
-        *n
+/// Counts a run of task `id`; returns how many it has had.
+fn count_run(runs: &Runs, id: &str) -> u32 {
+    let mut r = runs.lock().unwrap();
+    let n = r.entry(id.to_string()).or_default();
+    *n += 1;
+    *n
+}
+
+/// The pages' worker on the default queue: `ok` completes; `flaky` ends
+/// for good on its first run and completes on the next; `render` reports
+/// progress, then runs until cancelled; `dead:a` and `dead:b` always end
+/// for good; `batch:done` (a callback) completes. `flaky`, the dead ones
+/// and the callback count their runs in `runs`.
+async fn start_worker(
+    nats: &NatsServer,
+    runs: &Runs,
+) -> (asyncjobs::Client, asyncjobs_tests::RunningWorker) {
+    let counting = |outcome: fn(u32) -> asyncjobs::HandlerResult| {
+        let runs = runs.clone();
+        move |_: TaskContext, t: Task| {
+            let n = count_run(&runs, &t.id);
+            async move { outcome(n) }
+        }
     };
     let router = Router::new()
         .handle("ok", |_: TaskContext, _: Task| async {
             asyncjobs::handler::to_output(&json!({"fine": true}))
         })
         .unwrap()
-        .handle("flaky", {
-            let runs = runs.clone();
-            move |_: TaskContext, t: Task| {
-                let n = counted(&runs, &t.id);
-                async move {
-                    if n == 1 {
-                        Err(asyncjobs::HandlerError::terminate(
-                            "first run fails for good",
-                        ))
-                    } else {
-                        asyncjobs::handler::to_output(&json!({"run": n}))
-                    }
+        .handle(
+            "flaky",
+            counting(|n| {
+                if n == 1 {
+                    Err(asyncjobs::HandlerError::terminate(
+                        "first run fails for good",
+                    ))
+                } else {
+                    asyncjobs::handler::to_output(&json!({"run": n}))
                 }
-            }
-        })
+            }),
+        )
         .unwrap()
         .handle("render", |ctx: TaskContext, _: Task| async move {
             // reports how far it is, then runs until cancelled
@@ -229,29 +238,39 @@ async fn dashboard_in_a_browser() {
             Err(asyncjobs::HandlerError::retry("stopped"))
         })
         .unwrap()
-        .handle("dead:a", {
-            let runs = runs.clone();
-            move |_: TaskContext, t: Task| {
-                counted(&runs, &t.id);
-                async { Err(asyncjobs::HandlerError::terminate("dead letter")) }
-            }
-        })
+        .handle(
+            "dead:a",
+            counting(|_| Err(asyncjobs::HandlerError::terminate("dead letter"))),
+        )
         .unwrap()
-        .handle("dead:b", {
-            let runs = runs.clone();
-            move |_: TaskContext, t: Task| {
-                counted(&runs, &t.id);
-                async { Err(asyncjobs::HandlerError::terminate("dead letter")) }
-            }
-        })
+        .handle(
+            "dead:b",
+            counting(|_| Err(asyncjobs::HandlerError::terminate("dead letter"))),
+        )
+        .unwrap()
+        .handle(
+            "batch:done",
+            counting(|_| asyncjobs::handler::to_output(&json!({"all": true}))),
+        )
         .unwrap();
-    let worker_client = asyncjobs::Client::builder()
+    let client = asyncjobs::Client::builder()
         .url(nats.url())
         .queue(asyncjobs::Queue::default_queue())
         .build()
         .await
         .unwrap();
-    let worker = asyncjobs_tests::spawn_worker(worker_client.worker(router));
+    let worker = asyncjobs_tests::spawn_worker(client.worker(router));
+    (client, worker)
+}
+
+#[tokio::test]
+async fn dashboard_in_a_browser() {
+    let nats = NatsServer::start();
+    let server = ApiServer::start(&nats.url(), &["--allow-create-default"]).await;
+    let http = http();
+
+    let runs = Runs::default();
+    let (worker_client, worker) = start_worker(&nats, &runs).await;
 
     let driver = Driver::start().await;
     let b = &driver.browser;
@@ -699,57 +718,8 @@ async fn flow_control_on_the_pages() {
     let server = ApiServer::start(&nats.url(), &["--allow-create-default"]).await;
     let http = http();
 
-    // a worker: `ok` completes; `flaky` ends for good on its first run and
-    // completes on the next; `render` runs until cancelled; `batch:done`
-    // (a callback) counts its runs
-    let runs: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
-    let counted = |runs: &Arc<Mutex<HashMap<String, u32>>>, id: &str| {
-        let mut r = runs.lock().unwrap();
-        let n = r.entry(id.to_string()).or_default();
-        *n += 1;
-        *n
-    };
-    let router = Router::new()
-        .handle("ok", |_: TaskContext, _: Task| async {
-            asyncjobs::handler::to_output(&json!({"fine": true}))
-        })
-        .unwrap()
-        .handle("flaky", {
-            let runs = runs.clone();
-            move |_: TaskContext, t: Task| {
-                let n = counted(&runs, &t.id);
-                async move {
-                    if n == 1 {
-                        Err(asyncjobs::HandlerError::terminate(
-                            "first run fails for good",
-                        ))
-                    } else {
-                        asyncjobs::handler::to_output(&json!({"run": n}))
-                    }
-                }
-            }
-        })
-        .unwrap()
-        .handle("render", |ctx: TaskContext, _: Task| async move {
-            ctx.cancelled().await;
-            Err(asyncjobs::HandlerError::retry("stopped"))
-        })
-        .unwrap()
-        .handle("batch:done", {
-            let runs = runs.clone();
-            move |_: TaskContext, t: Task| {
-                counted(&runs, &t.id);
-                async { asyncjobs::handler::to_output(&json!({"all": true})) }
-            }
-        })
-        .unwrap();
-    let worker_client = asyncjobs::Client::builder()
-        .url(nats.url())
-        .queue(asyncjobs::Queue::default_queue())
-        .build()
-        .await
-        .unwrap();
-    let worker = asyncjobs_tests::spawn_worker(worker_client.worker(router));
+    let runs = Runs::default();
+    let (_worker_client, worker) = start_worker(&nats, &runs).await;
 
     let driver = Driver::start().await;
     let b = &driver.browser;

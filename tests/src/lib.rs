@@ -559,6 +559,56 @@ impl RunningWorker {
     }
 }
 
+/// Starts the `test-worker` process `bin` (a test's
+/// `env!("CARGO_BIN_EXE_test-worker")`) on `queue` at `url` with its
+/// handler hanging (`TEST_WORKER_HANG`) and `env` added; its output is
+/// dropped. For tests that kill a worker mid-task.
+pub fn hanging_worker(
+    bin: &str,
+    url: &str,
+    queue: &str,
+    env: &[(&str, &str)],
+) -> std::process::Child {
+    std::process::Command::new(bin)
+        .args([url, queue])
+        .env("TEST_WORKER_HANG", "1")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn test-worker")
+}
+
+/// Saves the cancel's record of a running task by hand (`terminated` at
+/// the sequence it was read at, once it is `active` within `timeout`),
+/// sending no notice: what a worker cut off while the cancel was made sees.
+pub async fn cancel_silently(
+    server: &NatsServer,
+    client: &asyncjobs::Client,
+    id: &str,
+    timeout: Duration,
+) {
+    let mut t = wait_for_state(client, id, asyncjobs::TaskState::Active, timeout).await;
+    t.state = asyncjobs::TaskState::Terminated;
+    t.last_err = "cancelled by a silent operator".into();
+    let nc = async_nats::connect(server.url()).await.unwrap();
+    let js = async_nats::jetstream::new(nc);
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(
+        "Nats-Expected-Last-Subject-Sequence",
+        t.sequence().to_string().as_str(),
+    );
+    js.publish_with_headers(
+        format!("CHORIA_AJ.T.{}", t.id),
+        headers,
+        serde_json::to_vec(&t).unwrap().into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+}
+
 /// Runs `worker` in the background.
 pub fn spawn_worker(worker: asyncjobs::Worker) -> RunningWorker {
     let stop = tokio_util::sync::CancellationToken::new();

@@ -385,30 +385,6 @@ async fn of_two_cancels_one_changes_the_task() {
     }
 }
 
-/// Saves the cancel's record of a running task by hand, sending no
-/// notice: what a worker cut off while the cancel was made sees.
-async fn cancel_silently(server: &NatsServer, client: &Client, id: &str) {
-    let mut t = wait_for_state(client, id, TaskState::Active, T).await;
-    t.state = TaskState::Terminated;
-    t.last_err = "cancelled by a silent operator".into();
-    let nc = async_nats::connect(server.url()).await.unwrap();
-    let js = async_nats::jetstream::new(nc);
-    let mut headers = async_nats::HeaderMap::new();
-    headers.insert(
-        "Nats-Expected-Last-Subject-Sequence",
-        t.sequence().to_string().as_str(),
-    );
-    js.publish_with_headers(
-        format!("CHORIA_AJ.T.{}", t.id),
-        headers,
-        serde_json::to_vec(&t).unwrap().into(),
-    )
-    .await
-    .unwrap()
-    .await
-    .unwrap();
-}
-
 /// A worker that never gets the notice still leaves the task cancelled:
 /// the try's outcome meets the cancelled record and is dropped; the item
 /// is acknowledged.
@@ -420,7 +396,7 @@ async fn a_missed_notice_still_leaves_the_task_cancelled() {
     let worker = spawn_worker(client.worker(router(&seen)).retry_policy(fast_retry()));
     let task = enqueue_with(&client, "job:short", 1500).await;
     started(&seen, &task.id).await;
-    cancel_silently(&server, &client, &task.id).await;
+    asyncjobs_tests::cancel_silently(&server, &client, &task.id, T).await;
     queue_settles(&client, "CANCELM").await;
     let now = client.load_task(&task.id).await.unwrap();
     assert_eq!(now.state, TaskState::Terminated);
@@ -449,7 +425,7 @@ async fn a_missed_notice_still_stops_a_handler_that_never_returns() {
     );
     let task = enqueue(&client, "job:deaf").await;
     started(&seen, &task.id).await;
-    cancel_silently(&server, &client, &task.id).await;
+    asyncjobs_tests::cancel_silently(&server, &client, &task.id, T).await;
     wait_for(T, "the handler to be stopped", || async {
         (seen.stopped.load(Ordering::SeqCst) == 1).then_some(())
     })
@@ -467,7 +443,6 @@ async fn a_missed_notice_still_stops_a_handler_that_never_returns() {
 #[tokio::test]
 async fn a_task_cancelled_while_its_worker_is_dead_stays_cancelled() {
     use futures::StreamExt;
-    use std::process::{Command, Stdio};
     let server = NatsServer::start();
     let client = client(
         &server,
@@ -476,14 +451,12 @@ async fn a_task_cancelled_while_its_worker_is_dead_stays_cancelled() {
     .await;
     let mut started_sub = client.nats().subscribe("test.started.>").await.unwrap();
     client.nats().flush().await.unwrap();
-    let mut dying = Command::new(env!("CARGO_BIN_EXE_test-worker"))
-        .args([server.url().as_str(), "CANCELK"])
-        .env("TEST_WORKER_HANG", "1")
-        .env("TEST_WORKER_BIND", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn test-worker");
+    let mut dying = asyncjobs_tests::hanging_worker(
+        env!("CARGO_BIN_EXE_test-worker"),
+        &server.url(),
+        "CANCELK",
+        &[("TEST_WORKER_BIND", "1")],
+    );
     let mut task = Task::new("work", &()).unwrap();
     client.enqueue(&mut task).await.unwrap();
     tokio::time::timeout(T, started_sub.next())

@@ -5,7 +5,7 @@
 //! saves; a unique period too long to hold is refused when built.
 
 use asyncjobs::{Client, Queue, Router, Task, TaskContext, TaskState};
-use asyncjobs_tests::{client, fast_retry, spawn_worker, wait_for, wait_for_state, NatsServer};
+use asyncjobs_tests::{client, fast_retry, spawn_worker, wait_for, NatsServer};
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(30);
@@ -26,7 +26,6 @@ async fn a_try_killed_after_its_lease_caught_up_is_rescued() {
 
 async fn progress_then_kill(after: Duration) {
     use futures::StreamExt;
-    use std::process::{Command, Stdio};
     let server = NatsServer::start();
     asyncjobs_tests::test_log();
     let c = Client::builder()
@@ -37,15 +36,15 @@ async fn progress_then_kill(after: Duration) {
         .unwrap();
     let mut started = c.nats().subscribe("test.started.>").await.unwrap();
     c.nats().flush().await.unwrap();
-    let mut crashing = Command::new(env!("CARGO_BIN_EXE_test-worker"))
-        .args([server.url().as_str(), "R_RESCUE"])
-        .env("TEST_WORKER_HANG", "1")
-        .env("TEST_WORKER_PROGRESS", "1")
-        .env("TEST_WORKER_RUN_TIME", "3600")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn test-worker");
+    let mut crashing = asyncjobs_tests::hanging_worker(
+        env!("CARGO_BIN_EXE_test-worker"),
+        &server.url(),
+        "R_RESCUE",
+        &[
+            ("TEST_WORKER_PROGRESS", "1"),
+            ("TEST_WORKER_RUN_TIME", "3600"),
+        ],
+    );
     let mut task = Task::new("work", &()).unwrap();
     c.enqueue(&mut task).await.unwrap();
     tokio::time::timeout(Duration::from_secs(30), started.next())
@@ -89,28 +88,6 @@ async fn progress_then_kill(after: Duration) {
     worker.stop().await;
 }
 
-async fn cancel_silently(server: &NatsServer, client: &Client, id: &str) {
-    let mut t = wait_for_state(client, id, TaskState::Active, T).await;
-    t.state = TaskState::Terminated;
-    t.last_err = "cancelled by a silent operator".into();
-    let nc = async_nats::connect(server.url()).await.unwrap();
-    let js = async_nats::jetstream::new(nc);
-    let mut headers = async_nats::HeaderMap::new();
-    headers.insert(
-        "Nats-Expected-Last-Subject-Sequence",
-        t.sequence().to_string().as_str(),
-    );
-    js.publish_with_headers(
-        format!("CHORIA_AJ.T.{}", t.id),
-        headers,
-        serde_json::to_vec(&t).unwrap().into(),
-    )
-    .await
-    .unwrap()
-    .await
-    .unwrap();
-}
-
 fn slow_ok_router() -> Router {
     Router::new()
         .handle("r:slow", |_ctx: TaskContext, t: Task| async move {
@@ -144,7 +121,7 @@ async fn a_missed_cancel_is_not_erased_by_a_discard_policy() {
     let worker = spawn_worker(c.worker(slow_ok_router()).retry_policy(fast_retry()));
     let mut t = Task::new("r:slow", &1500_u64).unwrap();
     c.enqueue(&mut t).await.unwrap();
-    cancel_silently(&server, &c, &t.id).await;
+    asyncjobs_tests::cancel_silently(&server, &c, &t.id, T).await;
     // the try ends: its item is acknowledged
     wait_for(T, "the try to end", || async {
         let i = c.queue_info("EDGE_DISC").await.unwrap();

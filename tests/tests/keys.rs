@@ -210,7 +210,6 @@ async fn a_per_key_rate_holds_and_other_keys_are_not_slowed() {
 #[tokio::test]
 async fn a_killed_workers_key_slot_comes_back() {
     use futures::StreamExt;
-    use std::process::{Command, Stdio};
     let server = NatsServer::start();
     let queue = Queue::new("KCRASH")
         .key_concurrency(1)
@@ -222,14 +221,12 @@ async fn a_killed_workers_key_slot_comes_back() {
     let mut first = Task::builder("work").key("k").build().unwrap();
     c.enqueue(&mut first).await.unwrap();
     let first = first.id;
-    let mut crashing = Command::new(env!("CARGO_BIN_EXE_test-worker"))
-        .args([server.url().as_str(), "KCRASH"])
-        .env("TEST_WORKER_HANG", "1")
-        .env("TEST_WORKER_BIND", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn test-worker");
+    let mut crashing = asyncjobs_tests::hanging_worker(
+        env!("CARGO_BIN_EXE_test-worker"),
+        &server.url(),
+        "KCRASH",
+        &[("TEST_WORKER_BIND", "1")],
+    );
     tokio::time::timeout(Duration::from_secs(30), started.next())
         .await
         .expect("the first worker starts the task")

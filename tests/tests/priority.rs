@@ -239,7 +239,6 @@ async fn under_aging_a_task_that_waited_long_enough_overtakes_a_higher_priority(
 #[tokio::test]
 async fn a_claimed_priority_task_whose_worker_is_killed_runs_again() {
     use futures::StreamExt;
-    use std::process::{Command, Stdio};
     let server = NatsServer::start();
     let client = asyncjobs::Client::builder()
         .url(server.url())
@@ -251,14 +250,12 @@ async fn a_claimed_priority_task_whose_worker_is_killed_runs_again() {
     client.nats().flush().await.unwrap();
     let mut task = Task::builder("work").priority(9).build().unwrap();
     client.enqueue(&mut task).await.unwrap();
-    let mut crashing = Command::new(env!("CARGO_BIN_EXE_test-worker"))
-        .args([server.url().as_str(), "CRASH"])
-        .env("TEST_WORKER_HANG", "1")
-        .env("TEST_WORKER_BIND", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn test-worker");
+    let mut crashing = asyncjobs_tests::hanging_worker(
+        env!("CARGO_BIN_EXE_test-worker"),
+        &server.url(),
+        "CRASH",
+        &[("TEST_WORKER_BIND", "1")],
+    );
     tokio::time::timeout(Duration::from_secs(30), started.next())
         .await
         .expect("the first worker starts the task")

@@ -6,7 +6,6 @@
 use asyncjobs::{Client, Queue, Router, Task, TaskContext, TaskState};
 use asyncjobs_tests::{spawn_worker, wait_for, wait_for_state, NatsServer, Proxy};
 use futures::StreamExt;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,14 +48,12 @@ async fn a_killed_workers_try_runs_again_without_waiting_for_the_run_time() {
     let client = client_at(&server.url(), "RESCUE").await;
     let mut started = client.nats().subscribe("test.started.>").await.unwrap();
     client.nats().flush().await.unwrap();
-    let mut crashing = Command::new(env!("CARGO_BIN_EXE_test-worker"))
-        .args([server.url().as_str(), "RESCUE"])
-        .env("TEST_WORKER_HANG", "1")
-        .env("TEST_WORKER_RUN_TIME", HOUR.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn test-worker");
+    let mut crashing = asyncjobs_tests::hanging_worker(
+        env!("CARGO_BIN_EXE_test-worker"),
+        &server.url(),
+        "RESCUE",
+        &[("TEST_WORKER_RUN_TIME", &HOUR.to_string())],
+    );
     let mut task = Task::new("work", &()).unwrap();
     client.enqueue(&mut task).await.unwrap();
     tokio::time::timeout(Duration::from_secs(30), started.next())
