@@ -609,6 +609,77 @@ pub async fn cancel_silently(
     .unwrap();
 }
 
+/// Does what a Go worker does when it takes the next item of `queue`'s
+/// `WORKERS` consumer and starts its task: pulls it (left unacknowledged:
+/// the returned message holds the delivery) and saves the task `active`
+/// with one try, tried now. Returns the message and the task's id.
+pub async fn take_like_go(
+    client: &asyncjobs::Client,
+    queue: &str,
+) -> (async_nats::jetstream::Message, String) {
+    use futures::StreamExt;
+    let js = async_nats::jetstream::new(client.nats().clone());
+    let consumer: async_nats::jetstream::consumer::PullConsumer = js
+        .get_consumer_from_stream("WORKERS", format!("CHORIA_AJ_Q_{queue}"))
+        .await
+        .unwrap();
+    let mut pulled = consumer
+        .fetch()
+        .max_messages(1)
+        .expires(Duration::from_secs(5))
+        .messages()
+        .await
+        .unwrap();
+    let msg = pulled.next().await.expect("an item").unwrap();
+    let item: serde_json::Value = serde_json::from_slice(&msg.payload).unwrap();
+    let id = item["job"].as_str().expect("a work item").to_string();
+    let mut t = client.load_task(&id).await.unwrap();
+    t.state = asyncjobs::TaskState::Active;
+    t.tries = 1;
+    t.tried = Some(time::OffsetDateTime::now_utc());
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(
+        "Nats-Expected-Last-Subject-Sequence",
+        t.sequence().to_string().as_str(),
+    );
+    js.publish_with_headers(
+        format!("CHORIA_AJ.T.{id}"),
+        headers,
+        serde_json::to_vec(&t).unwrap().into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    (msg, id)
+}
+
+/// Waits until the item of task `id` was handed back to its lane
+/// `subject` by a worker that claimed it: the lane holds it again at a
+/// later sequence than `first_seq` and no backup of it is left.
+pub async fn handed_back(
+    client: &asyncjobs::Client,
+    queue: &str,
+    subject: &str,
+    id: &str,
+    first_seq: u64,
+    timeout: Duration,
+) {
+    let backup = format!("CHORIA_AJ.Q.{queue}.B.{id}");
+    wait_for(timeout, "the item handed back to its lane", || async {
+        let info = js_api(
+            client.nats(),
+            &format!("STREAM.INFO.CHORIA_AJ_Q_{queue}"),
+            r#"{"subjects_filter":">"}"#,
+        )
+        .await;
+        let subjects = &info["state"]["subjects"];
+        let back = subjects.get(subject).is_some() && subjects.get(&backup).is_none();
+        (back && info["state"]["first_seq"].as_u64()? > first_seq).then_some(())
+    })
+    .await;
+}
+
 /// Runs `worker` in the background.
 pub fn spawn_worker(worker: asyncjobs::Worker) -> RunningWorker {
     let stop = tokio_util::sync::CancellationToken::new();

@@ -344,3 +344,40 @@ async fn a_per_key_limit_set_while_workers_run_is_followed() {
     let most = seen.lock().unwrap().most["tenant-a"];
     assert_eq!(most, 1, "tenant-a ran {most} at once under a limit of 1");
 }
+
+/// A worker that claims an item whose task runs elsewhere (here a Go-like
+/// worker pulled it from `WORKERS` and saved it `active`) hands it back
+/// for the rest of that run time: only that item waits. Another key's task
+/// in the same shard, enqueued after, still runs at once. (The whole shard
+/// was passed over for the delay, an hour by default, and the worker's
+/// slots waited instead of pulling; a pull already waiting at the server
+/// can still take the task then, so priority.rs's test of the same name is
+/// the one that fails without the fix.)
+#[tokio::test]
+async fn an_item_handed_back_for_a_running_task_holds_up_nothing_else() {
+    let server = NatsServer::start();
+    let queue = Queue::new("KDEFER").max_run_time(Duration::from_secs(600));
+    let c = client(&server, queue).await;
+    let running = enqueue(&c, "elsewhere", Some("a")).await;
+    let (_held, taken) = asyncjobs_tests::take_like_go(&c, "KDEFER").await;
+    assert_eq!(taken, running);
+    // a Rust worker claims that item, finds the task running, hands it back
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let worker = spawn_worker(c.worker(recording(&seen, Duration::from_millis(1))));
+    let lane = format!("CHORIA_AJ.Q.KDEFER.K{}.{running}", shard("a"));
+    asyncjobs_tests::handed_back(&c, "KDEFER", &lane, &running, 1, T).await;
+
+    // another key of the same shard, enqueued now, runs at once
+    let other = (0..)
+        .map(|i| format!("b{i}"))
+        .find(|k| shard(k) == shard("a"))
+        .unwrap();
+    let next = enqueue(&c, "same shard", Some(&other)).await;
+    let done = wait_for_state(&c, &next, TaskState::Complete, Duration::from_secs(20)).await;
+    assert_eq!(done.tries, 1);
+    assert_eq!(
+        c.load_task(&running).await.unwrap().state,
+        TaskState::Active
+    );
+    worker.stop().await;
+}

@@ -355,3 +355,38 @@ async fn a_claimed_tries_acknowledgements_reach_its_worker() {
     .await;
     worker.stop().await;
 }
+
+/// A worker that claims an item whose task runs elsewhere (a Go-like
+/// worker pulled it and saved it `active`) hands that item back for the
+/// rest of the run time, and only that item: a priority task of the same
+/// lane enqueued behind plain ones still runs first among them (the whole
+/// lane was passed over for the delay, ten minutes here, and its tasks
+/// ran in arrival order).
+#[tokio::test]
+async fn an_item_handed_back_for_a_running_task_holds_up_nothing_else() {
+    let server = NatsServer::start();
+    let queue = Queue::new("PDEFER").max_run_time(Duration::from_secs(600));
+    let client = client(&server, queue).await;
+    let running = enqueue(&client, "elsewhere", 5).await;
+    let (_held, taken) = asyncjobs_tests::take_like_go(&client, "PDEFER").await;
+    assert_eq!(taken, running);
+    let (worker, order) = recording_worker(&client, Duration::from_millis(200));
+    let lane = format!("CHORIA_AJ.Q.PDEFER.P5.{running}");
+    asyncjobs_tests::handed_back(&client, "PDEFER", &lane, &running, 1, T).await;
+
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(enqueue(&client, &format!("plain-{i}"), 0).await);
+    }
+    ids.push(enqueue(&client, "urgent", 5).await);
+    all_complete(&client, &ids).await;
+    worker.stop().await;
+    let order = order.lock().unwrap().clone();
+    let at = order.iter().position(|n| n == "urgent").unwrap();
+    // a plain task pulled before it arrived may run first
+    assert!(at <= 1, "the priority task ran at {at}: {order:?}");
+    assert_eq!(
+        client.load_task(&running).await.unwrap().state,
+        TaskState::Active
+    );
+}

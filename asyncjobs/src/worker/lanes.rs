@@ -44,6 +44,9 @@ pub(crate) const KEY_BUSY_SKIP: Duration = Duration::from_millis(200);
 /// claim (a notice ends it early).
 pub(crate) const PULL_SPELL: Duration = Duration::from_millis(50);
 
+/// Items a worker remembers passing over ([`Lanes::defer`]).
+const DEFERRED_MAX: usize = 10_000;
+
 /// What a free slot does next.
 pub(crate) enum Claim {
     /// Runs this claimed item.
@@ -65,6 +68,10 @@ pub(crate) struct Lanes {
     turn: AtomicUsize,
     /// Lanes this worker passes over until the instant given.
     skip: Mutex<HashMap<Lane, Instant>>,
+    /// Items (by task id) this worker passes over until the instant given:
+    /// claimed, then handed back with a delay (their task was running
+    /// elsewhere, or had to wait). Only the item waits, not its lane.
+    deferred: Mutex<HashMap<String, Instant>>,
     /// The keys of the claimed items in flight, by backup sequence.
     keys: Mutex<HashMap<u64, Option<String>>>,
     /// Per lane, the stream sequence this worker's next look starts at,
@@ -97,6 +104,7 @@ impl Lanes {
             maybe: AtomicU32::new(0),
             turn: AtomicUsize::new(0),
             skip: Mutex::new(HashMap::new()),
+            deferred: Mutex::new(HashMap::new()),
             keys: Mutex::new(HashMap::new()),
             cursors: Mutex::new(HashMap::new()),
             hold_off: Mutex::new(None),
@@ -206,6 +214,45 @@ impl Lanes {
             .insert(lane, Instant::now() + wait);
     }
 
+    /// Passes the item of task `id` over for `wait` (a `-NAK` with a
+    /// delay). The entries are few (one per handed-back claim) and go once
+    /// due; past [`DEFERRED_MAX`] the due ones are dropped, then the
+    /// soonest (an item passed over too early is claimed and handed back
+    /// again, nothing worse).
+    fn defer(&self, id: &str, wait: Duration) {
+        let mut deferred = self.deferred.lock().expect("deferred lock");
+        if deferred.len() >= DEFERRED_MAX {
+            let now = Instant::now();
+            deferred.retain(|_, until| *until > now);
+            if deferred.len() >= DEFERRED_MAX {
+                if let Some(soonest) = deferred
+                    .iter()
+                    .min_by_key(|(_, u)| **u)
+                    .map(|(k, _)| k.clone())
+                {
+                    deferred.remove(&soonest);
+                }
+            }
+        }
+        deferred.insert(id.to_string(), Instant::now() + wait);
+    }
+
+    /// Whether `item` is passed over for now ([`Lanes::defer`]).
+    fn is_deferred(&self, item: &LaneItem) -> bool {
+        let Some(id) = item.subject.rsplit('.').next() else {
+            return false;
+        };
+        let mut deferred = self.deferred.lock().expect("deferred lock");
+        match deferred.get(id) {
+            Some(until) if *until > Instant::now() => true,
+            Some(_) => {
+                deferred.remove(id);
+                false
+            }
+            None => false,
+        }
+    }
+
     /// Claims an item for a free slot, as a message for
     /// [`process`](super::delivery::process): the oldest of the highest
     /// priority lane holding one (strictly, or by age under the queue's
@@ -273,6 +320,9 @@ impl Lanes {
                 let Some(head) = self.next_item(shared, lane).await? else {
                     continue;
                 };
+                if self.is_deferred(&head) {
+                    continue;
+                }
                 let score = aged_score(p, head.stored, now, every);
                 if best.as_ref().is_none_or(|(s, _, _)| score > *s) {
                     best = Some((score, lane, head));
@@ -324,8 +374,18 @@ impl Lanes {
         let first = self.turn.fetch_add(1, Ordering::Relaxed);
         for step in 0..lanes.len() {
             let lane = lanes[(first + step) % lanes.len()];
-            // a head another worker wins is followed by the next item
+            // a head another worker wins, or one passed over, is followed
+            // by the next item; the first one passed over, met again, ends
+            // the lane's turn
+            let mut passed: Option<u64> = None;
             while let Some(head) = self.next_item(shared, lane).await? {
+                if self.is_deferred(&head) {
+                    if passed == Some(head.seq) {
+                        break;
+                    }
+                    passed.get_or_insert(head.seq);
+                    continue;
+                }
                 if let Some(key) = &head.key {
                     if !keys::may_start(shared, key).await {
                         // its key's item stays first in the shard
@@ -385,10 +445,19 @@ impl Lanes {
         shared: &Shared,
         lane: Lane,
     ) -> crate::Result<Option<jetstream::Message>> {
+        let mut first_passed: Option<u64> = None;
         loop {
             let Some(item) = self.next_item(shared, lane).await? else {
                 return Ok(None);
             };
+            if self.is_deferred(&item) {
+                // every item left is passed over once it comes round again
+                if first_passed == Some(item.seq) {
+                    return Ok(None);
+                }
+                first_passed.get_or_insert(item.seq);
+                continue;
+            }
             if let Some(msg) = self.claim_item(shared, item, lane).await? {
                 return Ok(Some(msg));
             }
@@ -546,8 +615,11 @@ async fn acknowledge(shared: &Shared, lanes: &Lanes, ack: async_nats::Message) {
             .expect("keys lock")
             .remove(&backup)
             .flatten();
+        // the item waits for the delay; its lane's other items do not (a
+        // task found running elsewhere is handed back for the rest of its
+        // run time: its lane, passed over for that, waited an hour)
         if let Some(delay) = nak_delay(body) {
-            lanes.skip_for(lane, delay);
+            lanes.defer(id, delay);
         }
         back_to_lane(shared, backup, lane, key.as_deref(), id).await
     } else {
@@ -636,6 +708,44 @@ mod tests {
         assert!(!lanes.skipped(Lane::Shard(3)));
         tokio::time::advance(Duration::from_millis(201)).await;
         assert!(!lanes.skipped(Lane::Shard(2)));
+    }
+
+    fn item(subject: &str) -> LaneItem {
+        LaneItem {
+            subject: subject.into(),
+            seq: 1,
+            payload: Vec::new(),
+            traceparent: None,
+            key: None,
+            stored: OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_deferred_item_is_passed_over_until_its_time_and_only_it() {
+        tokio::time::pause();
+        let lanes = Lanes::new("_INBOX.x".into());
+        lanes.defer("A1", Duration::from_secs(3600));
+        lanes.defer("B2", Duration::from_millis(200));
+        assert!(lanes.is_deferred(&item("CHORIA_AJ.Q.q.K3.A1")));
+        assert!(lanes.is_deferred(&item("CHORIA_AJ.Q.q.K3.B2")));
+        // the lane and its other items are not
+        assert!(!lanes.skipped(Lane::Shard(3)));
+        assert!(!lanes.is_deferred(&item("CHORIA_AJ.Q.q.K3.C3")));
+        tokio::time::advance(Duration::from_millis(201)).await;
+        assert!(!lanes.is_deferred(&item("CHORIA_AJ.Q.q.K3.B2")));
+        assert!(lanes.is_deferred(&item("CHORIA_AJ.Q.q.K3.A1")));
+    }
+
+    #[test]
+    fn the_deferred_items_are_bounded() {
+        let lanes = Lanes::new("_INBOX.x".into());
+        for i in 0..DEFERRED_MAX + 5 {
+            lanes.defer(&format!("T{i}"), Duration::from_secs(60 + i as u64));
+        }
+        assert_eq!(lanes.deferred.lock().unwrap().len(), DEFERRED_MAX);
+        // the latest is kept
+        assert!(lanes.is_deferred(&item(&format!("CHORIA_AJ.Q.q.P1.T{}", DEFERRED_MAX + 4))));
     }
 
     #[test]
