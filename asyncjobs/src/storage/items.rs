@@ -42,19 +42,14 @@ impl Storage {
 
     /// Removes the message at `seq` from `queue`'s stream (gone already is fine).
     pub(crate) async fn delete_item_at(&self, queue: &str, seq: u64) -> Result<()> {
-        let stream = self
-            .stream(&format!("{QUEUE_STREAM_PREFIX}{queue}"))
-            .await?;
-        match stream.delete_message(seq).await {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                let e = nats(format!("deleting item {seq} of queue {queue}"), e);
-                if api::is_gone(&e) {
-                    Ok(())
-                } else {
-                    Err(e.into())
-                }
-            }
+        let stream = format!("{QUEUE_STREAM_PREFIX}{queue}");
+        match self
+            .delete_msg(&stream, seq, || format!("deleting item {seq} of queue {queue}"))
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if api::is_gone(&e) => Ok(()),
+            Err(e) => Err(e.into()),
         }
     }
 

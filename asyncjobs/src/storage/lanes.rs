@@ -161,13 +161,9 @@ impl Storage {
             .map_err(|e| nats(what(), e))?
             .await
             .map_err(|e| nats(what(), e))?;
-        let deleted = api::request::<serde_json::Value>(
-            &self.js,
-            &format!("STREAM.MSG.DELETE.{QUEUE_STREAM_PREFIX}{queue}"),
-            &json!({ "seq": item.seq, "no_erase": true }),
-            what,
-        )
-        .await;
+        let deleted = self
+            .delete_msg(&format!("{QUEUE_STREAM_PREFIX}{queue}"), item.seq, what)
+            .await;
         match deleted {
             Ok(_) => Ok(Some(ack.sequence)),
             Err(e) if api::is_gone(&e) => Ok(None),

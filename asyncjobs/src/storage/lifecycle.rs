@@ -69,12 +69,9 @@ impl Storage {
     /// Deletes a task record (work items are untouched).
     pub(crate) async fn delete_task(&self, id: &str) -> Result<()> {
         let (seq, data) = self.load_task_raw(id).await?;
-        let tasks = self.stream(TASKS_STREAM).await?;
-        tasks
-            .delete_message(seq)
+        self.delete_msg(TASKS_STREAM, seq, || format!("deleting task {id}"))
             .await
-            .map(|_| ())
-            .map_err(|e| self.task_error(id, nats(format!("deleting task {id}"), e)))?;
+            .map_err(|e| self.task_error(id, e))?;
         // a held item (delayed task, wait for a retry or dependencies)
         // goes with it: it would only end as "task not found" when due
         if let Ok(task) = serde_json::from_slice::<Task>(&data) {

@@ -313,6 +313,26 @@ impl Storage {
             .map_err(|e| nats(format!("stream {name}"), e).into())
     }
 
+    /// Deletes message `seq` of `stream`, without erasing its bytes on
+    /// disk (as Go's storage deletes): the server's erase overwrites the
+    /// message where it lies, which made a claim's backup deletion triple
+    /// a keyed queue's cost. `context` describes a failure.
+    pub(crate) async fn delete_msg(
+        &self,
+        stream: &str,
+        seq: u64,
+        context: impl FnOnce() -> String,
+    ) -> std::result::Result<(), crate::error::NatsError> {
+        api::request::<serde_json::Value>(
+            &self.js,
+            &format!("STREAM.MSG.DELETE.{stream}"),
+            &serde_json::json!({ "seq": seq, "no_erase": true }),
+            context,
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// The stream's details, `None` when it does not exist.
     pub(crate) async fn stream_details(&self, name: &str) -> Result<Option<StreamDetails>> {
         match self.js.get_stream(name).await {

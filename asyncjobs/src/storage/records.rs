@@ -80,17 +80,13 @@ impl Storage {
     /// Removes the record of task `id` at sequence `seq` (only that one:
     /// a newer record of the task stays); gone already is fine.
     pub(crate) async fn delete_record(&self, id: &str, seq: u64) -> Result<()> {
-        let tasks = self.stream(TASKS_STREAM).await?;
-        match tasks.delete_message(seq).await {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                let e = nats(format!("removing the record of task {id}"), e);
-                if api::is(&e, ErrorCode::NO_MESSAGE_FOUND) {
-                    Ok(())
-                } else {
-                    Err(e.into())
-                }
-            }
+        match self
+            .delete_msg(TASKS_STREAM, seq, || format!("removing the record of task {id}"))
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if api::is(&e, ErrorCode::NO_MESSAGE_FOUND) => Ok(()),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -184,9 +180,12 @@ impl Storage {
                 "cannot record the final state of a discarded task; keeping its record instead");
             return self.save_task(task).await;
         }
-        let tasks = self.stream(TASKS_STREAM).await?;
-        if let Err(e) = tasks.delete_message(task.seq).await {
-            let e = nats(format!("removing the record of task {}", task.id), e);
+        let deleted = self
+            .delete_msg(TASKS_STREAM, task.seq, || {
+                format!("removing the record of task {}", task.id)
+            })
+            .await;
+        if let Err(e) = deleted {
             if api::is_gone(&e) {
                 // a newer record: it, not the marker, says how the task is
                 if let Err(e) = self.unmark_discarded(&task.id).await {

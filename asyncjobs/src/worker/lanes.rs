@@ -605,7 +605,14 @@ async fn acknowledge(shared: &Shared, lanes: &Lanes, ack: async_nats::Message) {
         return;
     };
     let body = ack.payload.as_ref();
+    let mut reply = ack.reply.clone();
     let result = if body.starts_with(b"+ACK") || body.starts_with(b"+TERM") {
+        // the try has ended: answered at once, the backup deleted after (a
+        // worker dying in between leaves it, later acknowledged as a
+        // duplicate of a final task)
+        if let Some(reply) = reply.take() {
+            shared.storage.answer(reply).await;
+        }
         lanes.keys.lock().expect("keys lock").remove(&backup);
         shared.storage.delete_item_at(&shared.name, backup).await
     } else if body.starts_with(b"-NAK") {
@@ -630,7 +637,7 @@ async fn acknowledge(shared: &Shared, lanes: &Lanes, ack: async_nats::Message) {
         warn_throttled!(ACK, task = %id, error = %e,
             "acknowledging a claimed item failed; its backup item is delivered later");
     }
-    if let Some(reply) = ack.reply {
+    if let Some(reply) = reply {
         shared.storage.answer(reply).await;
     }
 }
