@@ -44,7 +44,9 @@ impl Storage {
     pub(crate) async fn delete_item_at(&self, queue: &str, seq: u64) -> Result<()> {
         let stream = format!("{QUEUE_STREAM_PREFIX}{queue}");
         match self
-            .delete_msg(&stream, seq, || format!("deleting item {seq} of queue {queue}"))
+            .delete_msg(&stream, seq, || {
+                format!("deleting item {seq} of queue {queue}")
+            })
             .await
         {
             Ok(()) => Ok(()),

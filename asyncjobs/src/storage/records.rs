@@ -81,7 +81,9 @@ impl Storage {
     /// a newer record of the task stays); gone already is fine.
     pub(crate) async fn delete_record(&self, id: &str, seq: u64) -> Result<()> {
         match self
-            .delete_msg(TASKS_STREAM, seq, || format!("removing the record of task {id}"))
+            .delete_msg(TASKS_STREAM, seq, || {
+                format!("removing the record of task {id}")
+            })
             .await
         {
             Ok(()) => Ok(()),
