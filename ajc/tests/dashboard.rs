@@ -154,6 +154,19 @@ async fn wait_text(b: &Browser, css: &str, want: &str) {
     assert!(polled.is_ok(), "{css}: {last:?}, not {want:?}");
 }
 
+/// Clicks the button `id`, accepts the page's confirmation and waits for
+/// its notice to read `notice`.
+async fn click_confirmed(b: &Browser, id: &str, notice: &str) {
+    b.find(Locator::Id(id))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.accept_alert().await.unwrap();
+    wait_text(b, ".notice", notice).await;
+}
+
 async fn create(http: &reqwest::Client, server: &ApiServer, body: Value) -> String {
     let r = http
         .post(server.url("/v1/tasks"))
@@ -352,14 +365,7 @@ async fn dashboard_in_a_browser() {
         .unwrap();
     wait_text(b, "[data-state]", "terminated").await;
     streams_open(b).await;
-    b.find(Locator::Id("retry"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    b.accept_alert().await.unwrap();
-    wait_text(b, ".notice", "Task enqueued again").await;
+    click_confirmed(b, "retry", "Task enqueued again").await;
     streams_open(b).await;
     // the record first: what the page shows comes from its events
     wait_for(T, "the retried task to complete", || {
@@ -472,16 +478,9 @@ async fn dashboard_in_a_browser() {
         .unwrap();
     assert_eq!(bar.as_deref(), Some("40"));
     wait_text(b, "[data-state]", "active").await;
-    b.find(Locator::Id("cancel"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    b.accept_alert().await.unwrap();
-    wait_text(
+    click_confirmed(
         b,
-        ".notice",
+        "cancel",
         "Task cancelled: its worker stops the running handler",
     )
     .await;
@@ -532,14 +531,7 @@ async fn dashboard_in_a_browser() {
         .await
         .unwrap();
     wait_text(b, "[data-state]", "new").await;
-    b.find(Locator::Id("cancel"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    b.accept_alert().await.unwrap();
-    wait_text(b, ".notice", "Task cancelled: it will not run").await;
+    click_confirmed(b, "cancel", "Task cancelled: it will not run").await;
     wait_text(b, "[data-state]", "terminated").await;
     wait_text(b, "[data-last-err]", "cancelled by the dashboard").await;
     assert!(
@@ -854,14 +846,7 @@ async fn flow_control_on_the_pages() {
     wait_text(b, "h1", &format!("Batch {id}")).await;
     // retried from its page: the failed member runs again, then the
     // callback once more
-    b.find(Locator::Id("retry-batch"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    b.accept_alert().await.unwrap();
-    wait_text(b, ".notice", "Batch retried: 1 members").await;
+    click_confirmed(b, "retry-batch", "Batch retried: 1 members").await;
     wait_text_reloading(
         b,
         &page,
@@ -910,16 +895,9 @@ async fn flow_control_on_the_pages() {
     let page = server.url(&format!("/ui/batches/{id}"));
     b.goto(&page).await.unwrap();
     wait_text(b, "[data-batch-counts]", "1: 0 done, 0 failed, 1 pending").await;
-    b.find(Locator::Id("cancel-batch"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    b.accept_alert().await.unwrap();
-    wait_text(
+    click_confirmed(
         b,
-        ".notice",
+        "cancel-batch",
         "Batch cancelled: 1 tasks cancelled, 0 had ended",
     )
     .await;

@@ -579,6 +579,25 @@ pub fn hanging_worker(
         .expect("spawn test-worker")
 }
 
+/// Saves `task`'s record by hand at the sequence it was read at (as
+/// another process writing the store directly would), publishing no event.
+pub async fn save_by_hand(js: &async_nats::jetstream::Context, task: &asyncjobs::Task) {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(
+        "Nats-Expected-Last-Subject-Sequence",
+        task.sequence().to_string().as_str(),
+    );
+    js.publish_with_headers(
+        format!("CHORIA_AJ.T.{}", task.id),
+        headers,
+        serde_json::to_vec(task).unwrap().into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+}
+
 /// Saves the cancel's record of a running task by hand (`terminated` at
 /// the sequence it was read at, once it is `active` within `timeout`),
 /// sending no notice: what a worker cut off while the cancel was made sees.
@@ -592,21 +611,7 @@ pub async fn cancel_silently(
     t.state = asyncjobs::TaskState::Terminated;
     t.last_err = "cancelled by a silent operator".into();
     let nc = async_nats::connect(server.url()).await.unwrap();
-    let js = async_nats::jetstream::new(nc);
-    let mut headers = async_nats::HeaderMap::new();
-    headers.insert(
-        "Nats-Expected-Last-Subject-Sequence",
-        t.sequence().to_string().as_str(),
-    );
-    js.publish_with_headers(
-        format!("CHORIA_AJ.T.{}", t.id),
-        headers,
-        serde_json::to_vec(&t).unwrap().into(),
-    )
-    .await
-    .unwrap()
-    .await
-    .unwrap();
+    save_by_hand(&async_nats::jetstream::new(nc), &t).await;
 }
 
 /// Does what a Go worker does when it takes the next item of `queue`'s
@@ -637,20 +642,7 @@ pub async fn take_like_go(
     t.state = asyncjobs::TaskState::Active;
     t.tries = 1;
     t.tried = Some(time::OffsetDateTime::now_utc());
-    let mut headers = async_nats::HeaderMap::new();
-    headers.insert(
-        "Nats-Expected-Last-Subject-Sequence",
-        t.sequence().to_string().as_str(),
-    );
-    js.publish_with_headers(
-        format!("CHORIA_AJ.T.{id}"),
-        headers,
-        serde_json::to_vec(&t).unwrap().into(),
-    )
-    .await
-    .unwrap()
-    .await
-    .unwrap();
+    save_by_hand(&js, &t).await;
     (msg, id)
 }
 
