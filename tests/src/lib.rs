@@ -646,28 +646,36 @@ pub async fn take_like_go(
     (msg, id)
 }
 
-/// Waits until the item of task `id` was handed back to its lane
-/// `subject` by a worker that claimed it: the lane holds it again at a
-/// later sequence than `first_seq` and no backup of it is left.
+/// Waits until the item of task `id`, claimed from its lane `subject` by
+/// a worker that found the task running elsewhere, is handed back held
+/// (in `CHORIA_AJ_HELD`, due when the run time is over): neither its lane
+/// item nor the claim's backup is left in the queue meanwhile, so no
+/// other worker is handed it while the task runs.
 pub async fn handed_back(
     client: &asyncjobs::Client,
     queue: &str,
     subject: &str,
     id: &str,
-    first_seq: u64,
     timeout: Duration,
 ) {
     let backup = format!("CHORIA_AJ.Q.{queue}.B.{id}");
-    wait_for(timeout, "the item handed back to its lane", || async {
-        let info = js_api(
-            client.nats(),
-            &format!("STREAM.INFO.CHORIA_AJ_Q_{queue}"),
-            r#"{"subjects_filter":">"}"#,
-        )
-        .await;
-        let subjects = &info["state"]["subjects"];
-        let back = subjects.get(subject).is_some() && subjects.get(&backup).is_none();
-        (back && info["state"]["first_seq"].as_u64()? > first_seq).then_some(())
+    let held = format!("CHORIA_AJ.W.{queue}.{id}");
+    wait_for(timeout, "the item handed back held", || async {
+        let subjects = |stream: String| async move {
+            js_api(
+                client.nats(),
+                &format!("STREAM.INFO.{stream}"),
+                r#"{"subjects_filter":">"}"#,
+            )
+            .await["state"]["subjects"]
+                .clone()
+        };
+        let queued = subjects(format!("CHORIA_AJ_Q_{queue}")).await;
+        let waiting = subjects("CHORIA_AJ_HELD".into()).await;
+        (queued.get(subject).is_none()
+            && queued.get(&backup).is_none()
+            && waiting.get(&held).is_some())
+        .then_some(())
     })
     .await;
 }

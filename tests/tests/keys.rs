@@ -2,8 +2,8 @@
 //! nats-server: per-key concurrency holds across workers, one key's
 //! backlog does not hold up another key's tasks, a per-key rate holds, a
 //! killed worker's key slot comes back, bad keys are refused at once, the
-//! limit holds across a server restart, and a limit set while workers run
-//! is followed.
+//! limit holds across a server restart, a limit set while workers run
+//! is followed, and a worker waiting on busy keys still pulls.
 
 use asyncjobs::{Client, Error, Queue, RateLimit, Router, Task, TaskContext, TaskState};
 use asyncjobs_tests::{client, spawn_worker, wait_for, wait_for_state, NatsServer};
@@ -347,7 +347,8 @@ async fn a_per_key_limit_set_while_workers_run_is_followed() {
 
 /// A worker that claims an item whose task runs elsewhere (here a Go-like
 /// worker pulled it from `WORKERS` and saved it `active`) hands it back
-/// for the rest of that run time: only that item waits. Another key's task
+/// for the rest of that run time, held (docs/processing.md §2.21): only
+/// that item waits. Another key's task
 /// in the same shard, enqueued after, still runs at once. (The whole shard
 /// was passed over for the delay, an hour by default, and the worker's
 /// slots waited instead of pulling; a pull already waiting at the server
@@ -365,7 +366,7 @@ async fn an_item_handed_back_for_a_running_task_holds_up_nothing_else() {
     let seen = Arc::new(Mutex::new(Seen::default()));
     let worker = spawn_worker(c.worker(recording(&seen, Duration::from_millis(1))));
     let lane = format!("CHORIA_AJ.Q.KDEFER.K{}.{running}", shard("a"));
-    asyncjobs_tests::handed_back(&c, "KDEFER", &lane, &running, 1, T).await;
+    asyncjobs_tests::handed_back(&c, "KDEFER", &lane, &running, T).await;
 
     // another key of the same shard, enqueued now, runs at once
     let other = (0..)
@@ -380,4 +381,64 @@ async fn an_item_handed_back_for_a_running_task_holds_up_nothing_else() {
         TaskState::Active
     );
     worker.stop().await;
+}
+
+/// A worker whose lanes hold only items of busy keys still pulls now and
+/// then (`lanes::PULL_AT_LEAST_EVERY`, 2 s): an item in no lane, such as
+/// the backup of a claim whose worker died before its try started, is
+/// handed out only by `WORKERS`, and runs meanwhile. (Such a worker
+/// waited on the busy key and never pulled: the item waited for the key's
+/// running task, 60 s here.)
+#[tokio::test]
+async fn an_item_in_no_lane_runs_while_every_key_is_busy() {
+    let server = NatsServer::start();
+    let c = client(&server, Queue::new("KSTUCK").key_concurrency(1)).await;
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let one_slot = |c: &Client| {
+        spawn_worker(
+            c.worker(recording(&seen, Duration::from_secs(60)))
+                .concurrency(1)
+                .shutdown_grace(Duration::from_millis(200)),
+        )
+    };
+    // a worker runs the key's first task, with no slot left to pull with
+    let busy = one_slot(&c);
+    enqueue(&c, "first", Some("k")).await;
+    wait_for(T, "the key's first task to start", || async {
+        (!seen.lock().unwrap().order.is_empty()).then_some(())
+    })
+    .await;
+    // the key's next task waits in its shard
+    enqueue(&c, "second", Some("k")).await;
+    // a task whose claim's worker died after the backup and the lane
+    // item's delete: the backup is all that is left of it
+    let js = async_nats::jetstream::new(c.nats().clone());
+    let mut orphan = Task::builder("job").payload(&"orphan").build().unwrap();
+    orphan.queue = "KSTUCK".into();
+    asyncjobs_tests::save_by_hand(&js, &orphan).await;
+    let item = format!(r#"{{"kind":0,"job":"{}"}}"#, orphan.id);
+    js.publish(format!("CHORIA_AJ.Q.KSTUCK.B.{}", orphan.id), item.into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    // a worker starting now finds only the busy key's item in the lanes
+    let waiting = one_slot(&c);
+    // well before the key's running task ends
+    wait_for(
+        Duration::from_secs(30),
+        "the orphan's try to start",
+        || async {
+            seen.lock()
+                .unwrap()
+                .order
+                .contains(&"orphan".to_string())
+                .then_some(())
+        },
+    )
+    .await;
+    let order = seen.lock().unwrap().order.clone();
+    assert_eq!(order, vec!["first".to_string(), "orphan".to_string()]);
+    waiting.stop().await;
+    busy.stop().await;
 }

@@ -4,7 +4,9 @@
 //! started or the priority task arrives while it works through one; a
 //! retried priority task keeps its priority; the `WORKERS` consumer a Go
 //! worker pulls from still hands out every item; bad priorities are
-//! refused at once; a claimed try's acknowledgements reach its worker.
+//! refused at once; a claimed try's acknowledgements reach its worker; a
+//! lost claim's backup goes with the winner's try; an item handed back for
+//! a task running elsewhere is held, and reruns it if its runner died.
 
 use asyncjobs::{Client, Error, Queue, Router, Task, TaskContext, TaskState};
 use asyncjobs_tests::{client, spawn_worker, wait_for, wait_for_state, NatsServer};
@@ -297,26 +299,13 @@ async fn a_claimed_tries_acknowledgements_reach_its_worker() {
     let client = client(&server, Queue::new("PACK")).await;
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
     let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
-    let router = |gate: Arc<tokio::sync::Semaphore>,
-                  started: tokio::sync::mpsc::UnboundedSender<()>| {
-        Router::new()
-            .handle("job", move |_ctx: TaskContext, _t: Task| {
-                let (gate, started) = (gate.clone(), started.clone());
-                async move {
-                    let _ = started.send(());
-                    gate.acquire().await.expect("gate").forget();
-                    asyncjobs::handler::to_output(&"done")
-                }
-            })
-            .unwrap()
-    };
     // enqueued before the worker starts: it claims the lane's item
     let id = enqueue(&client, "held", 5).await;
     let lane = format!("CHORIA_AJ.Q.PACK.P5.{id}");
     let backup = format!("CHORIA_AJ.Q.PACK.B.{id}");
     let worker = spawn_worker(
         client
-            .worker(router(gate.clone(), started_tx.clone()))
+            .worker(gated(gate.clone(), started_tx.clone()))
             .concurrency(1)
             .shutdown_grace(Duration::from_millis(200)),
     );
@@ -342,7 +331,7 @@ async fn a_claimed_tries_acknowledgements_reach_its_worker() {
     gate.add_permits(1);
     let worker = spawn_worker(
         client
-            .worker(router(gate.clone(), started_tx))
+            .worker(gated(gate.clone(), started_tx))
             .concurrency(1),
     );
     wait_for_state(&client, &id, TaskState::Complete, T).await;
@@ -356,12 +345,101 @@ async fn a_claimed_tries_acknowledgements_reach_its_worker() {
     worker.stop().await;
 }
 
+/// Handlers of type `job` that say they started on `started`, then run
+/// until `gate` gives them a permit.
+fn gated(
+    gate: Arc<tokio::sync::Semaphore>,
+    started: tokio::sync::mpsc::UnboundedSender<()>,
+) -> Router {
+    Router::new()
+        .handle("job", move |_ctx: TaskContext, _t: Task| {
+            let (gate, started) = (gate.clone(), started.clone());
+            async move {
+                let _ = started.send(());
+                gate.acquire().await.expect("gate").forget();
+                asyncjobs::handler::to_output(&"done")
+            }
+        })
+        .unwrap()
+}
+
+/// Two claims of one lane item race: the loser's backup, published after
+/// the winner's, replaces it (one item per subject), and the loser leaves
+/// it, as it is the winner's now. The winner's end removes that backup
+/// too, so nothing of the task is left in the queue, and a Go-like worker
+/// that pulled the backup meanwhile (Go holds an item of an `active` task
+/// for its ack wait) is let go. (The winner deleted only its own backup,
+/// by its sequence: the loser's stayed, and a mixed run's Go workers held
+/// such backups for an hour after their tasks completed.)
+#[tokio::test]
+async fn a_lost_claims_backup_goes_with_the_winners_try() {
+    use futures::StreamExt;
+    let server = NatsServer::start();
+    let client = client(&server, Queue::new("PLOST")).await;
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
+    let id = enqueue(&client, "raced", 5).await;
+    let backup = format!("CHORIA_AJ.Q.PLOST.B.{id}");
+    let worker = spawn_worker(
+        client
+            .worker(gated(gate.clone(), started_tx))
+            .concurrency(1),
+    );
+    tokio::time::timeout(T, started.recv())
+        .await
+        .expect("the task starts")
+        .unwrap();
+    // the losing claim's backup, published after the winner's
+    let js = async_nats::jetstream::new(client.nats().clone());
+    let mine = js
+        .get_stream("CHORIA_AJ_Q_PLOST")
+        .await
+        .unwrap()
+        .get_last_raw_message_by_subject(&backup)
+        .await
+        .unwrap();
+    js.publish(backup.clone(), mine.payload.clone())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let subjects = lane_subjects(&client, "PLOST").await;
+    assert_eq!(subjects.len(), 1, "{subjects:?}");
+    // a Go-like worker takes it from WORKERS and holds it
+    let consumer: async_nats::jetstream::consumer::PullConsumer = js
+        .get_consumer_from_stream("WORKERS", "CHORIA_AJ_Q_PLOST")
+        .await
+        .unwrap();
+    let mut pulled = consumer
+        .fetch()
+        .max_messages(1)
+        .expires(Duration::from_secs(2))
+        .messages()
+        .await
+        .unwrap();
+    let _held = pulled.next().await.and_then(Result::ok);
+
+    gate.add_permits(1);
+    wait_for_state(&client, &id, TaskState::Complete, T).await;
+    wait_for(T, "no backup left, no delivery held", || async {
+        let pending =
+            asyncjobs_tests::js_api(client.nats(), "CONSUMER.INFO.CHORIA_AJ_Q_PLOST.WORKERS", "")
+                .await["num_ack_pending"]
+                .as_u64();
+        (lane_subjects(&client, "PLOST").await.is_empty() && pending == Some(0)).then_some(())
+    })
+    .await;
+    worker.stop().await;
+}
+
 /// A worker that claims an item whose task runs elsewhere (a Go-like
 /// worker pulled it and saved it `active`) hands that item back for the
-/// rest of the run time, and only that item: a priority task of the same
-/// lane enqueued behind plain ones still runs first among them (the whole
-/// lane was passed over for the delay, ten minutes here, and its tasks
-/// ran in arrival order).
+/// rest of the run time, held, so no other worker is handed it meanwhile
+/// (it went back into the lane at once, and a Go worker pulling it held
+/// it for its ack wait), and only that item waits: a priority task of the
+/// same lane enqueued behind plain ones still runs first among them (the
+/// whole lane was passed over for the delay, ten minutes here, and its
+/// tasks ran in arrival order).
 #[tokio::test]
 async fn an_item_handed_back_for_a_running_task_holds_up_nothing_else() {
     let server = NatsServer::start();
@@ -372,7 +450,7 @@ async fn an_item_handed_back_for_a_running_task_holds_up_nothing_else() {
     assert_eq!(taken, running);
     let (worker, order) = recording_worker(&client, Duration::from_millis(200));
     let lane = format!("CHORIA_AJ.Q.PDEFER.P5.{running}");
-    asyncjobs_tests::handed_back(&client, "PDEFER", &lane, &running, 1, T).await;
+    asyncjobs_tests::handed_back(&client, "PDEFER", &lane, &running, T).await;
 
     let mut ids = Vec::new();
     for i in 0..5 {
@@ -389,4 +467,27 @@ async fn an_item_handed_back_for_a_running_task_holds_up_nothing_else() {
         client.load_task(&running).await.unwrap().state,
         TaskState::Active
     );
+}
+
+/// The held item of a task handed back because it ran elsewhere still
+/// runs it again when the worker running it died: due when the run time
+/// is over, it enters the lane and is claimed, and the task, `active`
+/// past its run time, gets its second try.
+#[tokio::test]
+async fn a_handed_back_item_runs_its_task_again_when_its_runner_died() {
+    let server = NatsServer::start();
+    let queue = Queue::new("PDIED").max_run_time(Duration::from_secs(3));
+    let client = client(&server, queue).await;
+    let id = enqueue(&client, "orphaned", 5).await;
+    // a Go-like worker takes it and dies (its delivery is never acknowledged)
+    let (held, taken) = asyncjobs_tests::take_like_go(&client, "PDIED").await;
+    assert_eq!(taken, id);
+    drop(held);
+    let (worker, order) = recording_worker(&client, Duration::from_millis(1));
+    let lane = format!("CHORIA_AJ.Q.PDIED.P5.{id}");
+    asyncjobs_tests::handed_back(&client, "PDIED", &lane, &id, T).await;
+    let done = wait_for_state(&client, &id, TaskState::Complete, T).await;
+    assert_eq!(done.tries, 2);
+    assert_eq!(order.lock().unwrap().clone(), vec!["orphaned".to_string()]);
+    worker.stop().await;
 }

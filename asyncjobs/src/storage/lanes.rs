@@ -12,8 +12,10 @@
 //!
 //! Interrupted after 1, the lane item is claimed again later (the task's
 //! record is still `new`) and the second backup replaces the first (one
-//! item per subject). A lost race (2 finds nothing) leaves the winner's
-//! backup, or this one's, which the winner or the consumer then removes.
+//! item per subject). A lost race (2 finds nothing) leaves the loser's
+//! backup alone: published after the winner's, it replaced it and is the
+//! winner's now; the winner's end removes whichever backup the task has
+//! ([`Storage::remove_backup`]).
 
 use super::{api, Storage};
 use crate::error::{nats, Result};
@@ -167,6 +169,49 @@ impl Storage {
         match deleted {
             Ok(_) => Ok(Some(ack.sequence)),
             Err(e) if api::is_gone(&e) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes the claim backup of task `id` published at `seq` when its
+    /// try ends. When it is gone (a losing claim's backup, published after
+    /// it, replaced it: one item per subject), the backup the subject holds
+    /// instead is removed, if it is older than `below` (a later claim's
+    /// is not). Gone already is fine.
+    ///
+    /// Errors: a request failed.
+    pub(crate) async fn remove_backup(
+        &self,
+        queue: &str,
+        id: &str,
+        seq: u64,
+        below: Option<u64>,
+    ) -> Result<()> {
+        let stream = format!("{QUEUE_STREAM_PREFIX}{queue}");
+        let what = || format!("removing the claim backup of task {id}");
+        match self.delete_msg(&stream, seq, what).await {
+            Ok(()) => return Ok(()),
+            Err(e) if api::is_gone(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let got = api::request::<Got>(
+            &self.js,
+            &format!("STREAM.MSG.GET.{stream}"),
+            &json!({ "last_by_subj": backup_subject(queue, id) }),
+            what,
+        )
+        .await;
+        let other = match got {
+            Ok(g) => g.message.seq,
+            Err(e) if api::is_gone(&e) || api::is(&e, ErrorCode::STREAM_NOT_FOUND) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        if other <= seq || below.is_some_and(|b| other >= b) {
+            return Ok(());
+        }
+        match self.delete_msg(&stream, other, what).await {
+            Ok(()) => Ok(()),
+            Err(e) if api::is_gone(&e) => Ok(()),
             Err(e) => Err(e.into()),
         }
     }

@@ -8,11 +8,11 @@
 //! whose reply subject is this worker's claim inbox, so its
 //! acknowledgements arrive here instead of at a consumer. `+ACK` and
 //! `+TERM` delete the claim's backup item (`storage/lanes.rs`); `-NAK`
-//! puts the item back in its lane and keeps this worker off that lane for
-//! the NAK's delay (waits of a second or more are held instead and return
-//! to the lane when due, `outcome::wait`).
+//! puts the item back in its lane (held until due for a delay of a second
+//! or more) and keeps this worker off that item for the NAK's delay.
 
 use super::keys;
+use super::outcome::MIN_SCHEDULED_WAIT;
 use super::Shared;
 use crate::queue::lane::{Lane, KEY_SHARDS};
 use crate::storage::{LaneItem, WorkItem};
@@ -46,6 +46,12 @@ pub(crate) const PULL_SPELL: Duration = Duration::from_millis(50);
 
 /// Items a worker remembers passing over ([`Lanes::defer`]).
 const DEFERRED_MAX: usize = 10_000;
+
+/// The longest a worker whose lanes hold only items of busy keys goes
+/// without a pull: the `WORKERS` consumer alone hands out what is in no
+/// lane (a claim's backup whose worker died before its try started, items
+/// Go published), so waiting on busy keys must not keep them waiting too.
+pub(crate) const PULL_AT_LEAST_EVERY: Duration = Duration::from_secs(2);
 
 /// What a free slot does next.
 pub(crate) enum Claim {
@@ -81,6 +87,8 @@ pub(crate) struct Lanes {
     /// Until when free slots pull (`false`) or wait (`true`) instead of
     /// claiming, after a claim found nothing to claim.
     hold_off: Mutex<Option<(Instant, bool)>>,
+    /// When this worker's slots were last left to a pull.
+    last_pull: Mutex<Instant>,
     /// The claim inbox prefix.
     prefix: String,
 }
@@ -108,6 +116,7 @@ impl Lanes {
             keys: Mutex::new(HashMap::new()),
             cursors: Mutex::new(HashMap::new()),
             hold_off: Mutex::new(None),
+            last_pull: Mutex::new(Instant::now()),
             prefix,
         }
     }
@@ -154,7 +163,15 @@ impl Lanes {
 
     /// Free slots pull (`wait` false) or wait for `d` instead of claiming.
     pub(super) fn hold_off_for(&self, d: Duration, wait: bool) {
+        if !wait {
+            *self.last_pull.lock().expect("last-pull lock") = Instant::now();
+        }
         *self.hold_off.lock().expect("hold-off lock") = Some((Instant::now() + d, wait));
+    }
+
+    /// Whether this worker's slots were left to a pull within `d`.
+    fn pulled_within(&self, d: Duration) -> bool {
+        self.last_pull.lock().expect("last-pull lock").elapsed() < d
     }
 
     /// The oldest item of `lane` past this worker's cursor, moving the
@@ -274,6 +291,11 @@ impl Lanes {
             Err(e) => Err(e),
         };
         match claimed {
+            Ok(Claim::Wait) if !self.pulled_within(PULL_AT_LEAST_EVERY) => {
+                tracing::debug!(queue = %shared.name,
+                    "the lanes hold only busy keys' items; pulling once meanwhile");
+                Claim::Pull
+            }
             Ok(claim) => claim,
             Err(e) => {
                 static CLAIM: Throttle = Throttle::new(Duration::from_secs(10));
@@ -614,7 +636,10 @@ async fn acknowledge(shared: &Shared, lanes: &Lanes, ack: async_nats::Message) {
             shared.storage.answer(reply).await;
         }
         lanes.keys.lock().expect("keys lock").remove(&backup);
-        shared.storage.delete_item_at(&shared.name, backup).await
+        shared
+            .storage
+            .remove_backup(&shared.name, id, backup, None)
+            .await
     } else if body.starts_with(b"-NAK") {
         let key = lanes
             .keys
@@ -625,10 +650,11 @@ async fn acknowledge(shared: &Shared, lanes: &Lanes, ack: async_nats::Message) {
         // the item waits for the delay; its lane's other items do not (a
         // task found running elsewhere is handed back for the rest of its
         // run time: its lane, passed over for that, waited an hour)
-        if let Some(delay) = nak_delay(body) {
+        let delay = nak_delay(body);
+        if let Some(delay) = delay {
             lanes.defer(id, delay);
         }
-        back_to_lane(shared, backup, lane, key.as_deref(), id).await
+        back_to_lane(shared, backup, lane, key.as_deref(), id, delay).await
     } else {
         Ok(())
     };
@@ -649,26 +675,66 @@ fn nak_delay(body: &[u8]) -> Option<Duration> {
     v["delay"].as_u64().map(Duration::from_nanos)
 }
 
-/// Puts a handed-back claimed item back in its lane, then removes its backup.
+/// Puts a handed-back claimed item back in its lane, then removes its
+/// backup. A delay of a second or more (a task found running elsewhere, for
+/// the rest of its run time) is held and enters the lane when due, where
+/// the server allows (docs/processing.md §2.9): an item in the lane
+/// meanwhile is handed to every worker that looks, and a Go worker pulling
+/// it holds it for its ack wait, an hour by default. Held, it still runs
+/// the task again should the worker running it die.
 async fn back_to_lane(
     shared: &Shared,
     backup: u64,
     lane: Lane,
     key: Option<&str>,
     id: &str,
+    delay: Option<Duration>,
 ) -> crate::Result<()> {
+    let what = || format!("handing back the claimed item of task {id}");
+    let due = delay
+        .filter(|d| *d >= MIN_SCHEDULED_WAIT && shared.scheduled_items())
+        .map(|d| OffsetDateTime::now_utc() + d);
+    if due.is_some() {
+        let held = async {
+            let ack = shared
+                .storage
+                .publish_item_at(&shared.name, id, lane, key, None, false, due)
+                .await
+                .map_err(|e| crate::error::nats(what(), e))?;
+            ack.await.map_err(|e| crate::error::nats(what(), e))
+        }
+        .await;
+        match held {
+            Ok(_) => {
+                return shared
+                    .storage
+                    .remove_backup(&shared.name, id, backup, None)
+                    .await
+            }
+            Err(e) => {
+                static HELD: Throttle = Throttle::new(Duration::from_secs(10));
+                warn_throttled!(HELD, task = %id, error = %e,
+                    "holding a handed-back claimed item failed; putting it back in its lane now");
+            }
+        }
+    }
     let sent = shared
         .storage
         .publish_item_at(&shared.name, id, lane, key, None, false, None)
         .await;
-    let what = || format!("handing back the claimed item of task {id}");
-    match sent {
+    let at = match sent {
         Ok(ack) => {
-            ack.await.map_err(|e| crate::error::nats(what(), e))?;
+            ack.await
+                .map_err(|e| crate::error::nats(what(), e))?
+                .sequence
         }
         Err(e) => return Err(crate::error::nats(what(), e).into()),
-    }
-    shared.storage.delete_item_at(&shared.name, backup).await
+    };
+    // a later claim of the item just put back has a backup of its own
+    shared
+        .storage
+        .remove_backup(&shared.name, id, backup, Some(at))
+        .await
 }
 
 /// The backup's sequence, the lane and the task id of a claimed item's
@@ -715,6 +781,20 @@ mod tests {
         assert!(!lanes.skipped(Lane::Shard(3)));
         tokio::time::advance(Duration::from_millis(201)).await;
         assert!(!lanes.skipped(Lane::Shard(2)));
+    }
+
+    #[tokio::test]
+    async fn waiting_on_busy_keys_still_pulls_every_so_often() {
+        tokio::time::pause();
+        let lanes = Lanes::new("_INBOX.x".into());
+        assert!(lanes.pulled_within(PULL_AT_LEAST_EVERY));
+        tokio::time::advance(PULL_AT_LEAST_EVERY).await;
+        assert!(!lanes.pulled_within(PULL_AT_LEAST_EVERY));
+        // a wait is not a pull
+        lanes.hold_off_for(KEY_BUSY_SKIP, true);
+        assert!(!lanes.pulled_within(PULL_AT_LEAST_EVERY));
+        lanes.hold_off_for(PULL_SPELL, false);
+        assert!(lanes.pulled_within(PULL_AT_LEAST_EVERY));
     }
 
     fn item(subject: &str) -> LaneItem {
