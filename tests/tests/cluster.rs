@@ -24,6 +24,7 @@ async fn leader(nc: &async_nats::Client, stream: &str) -> String {
 }
 
 async fn client(cluster: &NatsCluster, builder: asyncjobs::ClientBuilder) -> Client {
+    asyncjobs_tests::test_log();
     builder
         .url(cluster.urls())
         .build()
@@ -368,5 +369,69 @@ async fn key_limits_and_batches_ride_out_leader_changes() {
     )
     .await;
     assert_eq!((again.total, again.done), (10, 10));
+    worker.stop().await;
+}
+
+/// The node holding the worker leases bucket dies while a worker runs a
+/// try: the bucket has the client's replicas, so the worker renews its
+/// lease from another node and its try runs to the end, once. (With one
+/// replica every worker's lease renewal failed until the node came back,
+/// and every worker stopped its running tries after two thirds of its
+/// rescue time.) The presence bucket is replicated the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_keeps_its_lease_when_a_node_dies() {
+    let mut cluster = NatsCluster::start(3).await;
+    let queue = Queue::new("LHA").max_run_time(Duration::from_secs(120));
+    let producer = client(&cluster, Client::builder().replicas(3).queue(queue)).await;
+    let nc = producer.nats().clone();
+    let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
+    let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let was_stopped = stopped.clone();
+    let router = Router::new()
+        .handle("long", move |ctx: TaskContext, _t: Task| {
+            let (started, stopped) = (started_tx.clone(), was_stopped.clone());
+            async move {
+                let _ = started.send(());
+                tokio::select! {
+                    _ = ctx.cancelled() => {
+                        stopped.store(true, std::sync::atomic::Ordering::SeqCst);
+                        Err(asyncjobs::HandlerError::retry("stopped"))
+                    }
+                    _ = tokio::time::sleep(Duration::from_secs(15)) => asyncjobs::handler::to_output(&"long"),
+                }
+            }
+        })
+        .unwrap();
+    let worker_client = client(&cluster, Client::builder().replicas(3).bind_queue("LHA")).await;
+    let worker = spawn_worker(
+        worker_client
+            .worker(router)
+            .crash_rescue(Some(Duration::from_secs(6))),
+    );
+    let mut task = Task::new("long", &()).unwrap();
+    producer.enqueue(&mut task).await.unwrap();
+    tokio::time::timeout(T, started.recv())
+        .await
+        .expect("the try starts")
+        .unwrap();
+    for bucket in ["CHORIA_AJ_LEASES", "CHORIA_AJ_WORKERS"] {
+        let v = wait_for(T, &format!("bucket {bucket}"), || async {
+            js_api_answer(&nc, &format!("STREAM.INFO.KV_{bucket}"))
+                .await
+                .filter(|v| v["config"].is_object())
+        })
+        .await;
+        assert_eq!(v["config"]["num_replicas"], 3, "{bucket}: {v}");
+    }
+    let dead = leader(&nc, "KV_CHORIA_AJ_LEASES").await;
+    let index = cluster.index_of(&dead).expect("leader is a cluster node");
+    cluster.node_mut(index).stop();
+
+    let done = wait_for_state(&producer, &task.id, TaskState::Complete, T).await;
+    assert!(
+        !stopped.load(std::sync::atomic::Ordering::SeqCst),
+        "the worker stopped its running try"
+    );
+    assert_eq!(done.tries, 1);
     worker.stop().await;
 }

@@ -16,16 +16,19 @@ impl Storage {
     /// The batch bucket; created (history 1, no TTL, this client's storage
     /// and replicas) when `create` is set and it is missing, else `None`.
     async fn batches_bucket(&self, create: bool) -> Result<Option<Bucket>> {
+        if create {
+            return self
+                .open_or_create_bucket(
+                    BATCHES_BUCKET,
+                    "asyncjobs batches",
+                    std::time::Duration::ZERO,
+                    None,
+                )
+                .await
+                .map(Some);
+        }
         let open = || format!("binding bucket {BATCHES_BUCKET}");
-        if let Some(b) = self.open_bucket(BATCHES_BUCKET, open).await? {
-            return Ok(Some(b));
-        }
-        if !create {
-            return Ok(None);
-        }
-        self.open_or_create_bucket(BATCHES_BUCKET, "asyncjobs batches", None)
-            .await
-            .map(Some)
+        Ok(self.open_bucket(BATCHES_BUCKET, open).await?)
     }
 
     /// Readies a batch's task for its enqueue into `queue` and checks what

@@ -9,6 +9,7 @@
 
 use super::{Storage, CONFIG_BUCKET};
 use crate::error::{nats, Error, NatsError, NatsErrorKind, Result};
+use crate::throttle::{warn_throttled, Throttle};
 use async_nats::jetstream::{self, kv};
 use futures::StreamExt;
 use std::time::Duration;
@@ -67,10 +68,13 @@ impl Storage {
     }
 
     /// Opens the bucket `name`, creating it when missing with history 1,
-    /// this client's storage and replicas (as every bucket it creates) and
-    /// `limit_markers` (the server's markers for expired keys, needed by
-    /// per-message TTLs). A bucket another process created meanwhile is
-    /// opened as it is; an existing bucket's settings are never changed.
+    /// this client's storage and replicas (as every bucket it creates),
+    /// `max_age` (how long a value is kept after its last write; zero:
+    /// forever) and `limit_markers` (the server's markers for expired
+    /// keys, needed by per-message TTLs). A bucket another process created
+    /// meanwhile is opened as it is; an existing bucket's settings are
+    /// never changed (one with fewer replicas than this client's is
+    /// reported, at most every 10 minutes).
     ///
     /// # Errors
     /// [`Error::Nats`] when it cannot be created or opened;
@@ -79,10 +83,19 @@ impl Storage {
         &self,
         name: &str,
         description: &str,
+        max_age: Duration,
         limit_markers: Option<Duration>,
     ) -> Result<Bucket> {
         let open = || format!("binding bucket {name}");
         if let Some(b) = self.open_bucket(name, open).await? {
+            let has = b.store.stream.cached_info().config.num_replicas;
+            let wanted = self.settings.replicas.max(1);
+            if has < wanted {
+                // another process (or an earlier version) chose it: kept
+                static FEWER: Throttle = Throttle::new(Duration::from_secs(600));
+                warn_throttled!(FEWER, bucket = name, replicas = has, client_replicas = wanted,
+                    "the bucket has fewer replicas than this client asks for; it is used as it is (an operator may raise them)");
+            }
             return Ok(b);
         }
         let created = self
@@ -97,6 +110,7 @@ impl Storage {
                     jetstream::stream::StorageType::File
                 },
                 num_replicas: self.settings.replicas.max(1),
+                max_age,
                 limit_markers,
                 ..Default::default()
             })
@@ -130,32 +144,21 @@ impl Storage {
     }
 
     /// Opens the worker presence bucket ([`WORKERS_BUCKET`]), creating it
-    /// (records kept `ttl` after their last write) when `create` is set.
-    /// `None` when it is missing (and not created) or cannot be opened;
-    /// a failed creation is logged.
+    /// when `create` is set (records kept `ttl` after their last write;
+    /// this client's storage and replicas, so a cluster's node dying loses
+    /// no worker's record). `None` when it is missing (and not created) or
+    /// cannot be opened; a failed creation is logged.
     /// Does nothing on a server too old for worker presence
     /// (`capabilities.rs`: reported once, at start).
     pub(crate) async fn presence_bucket(&self, create: bool, ttl: Duration) -> Option<Bucket> {
         if !self.capabilities().presence {
             return None;
         }
-        if let Ok(store) = self.jetstream().get_key_value(WORKERS_BUCKET).await {
-            return Some(Bucket { store });
-        }
         if !create {
-            return None;
+            return self.open_bucket(WORKERS_BUCKET, String::new).await.ok()?;
         }
-        self.jetstream()
-            .create_key_value(kv::Config {
-                bucket: WORKERS_BUCKET.into(),
-                description: "asyncjobs worker presence".into(),
-                history: 1,
-                max_age: ttl,
-                storage: jetstream::stream::StorageType::File,
-                ..Default::default()
-            })
+        self.open_or_create_bucket(WORKERS_BUCKET, "asyncjobs worker presence", ttl, None)
             .await
-            .map(|store| Bucket { store })
             .map_err(|e| tracing::warn!(error = %e, "cannot create the worker presence bucket"))
             .ok()
     }

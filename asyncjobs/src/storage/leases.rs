@@ -7,7 +7,6 @@ use super::buckets::Bucket;
 use super::Storage;
 use crate::error::{Error, Result};
 use crate::task::TaskState;
-use async_nats::jetstream::{self, kv};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -57,28 +56,15 @@ impl Storage {
         if !self.capabilities().presence {
             return None;
         }
-        if let Ok(Some(bucket)) = self.open_bucket(LEASES_BUCKET, String::new).await {
-            return Some(bucket);
-        }
         if !create {
-            return None;
+            return self.open_bucket(LEASES_BUCKET, String::new).await.ok()?;
         }
-        self.jetstream()
-            .create_key_value(kv::Config {
-                bucket: LEASES_BUCKET.into(),
-                description: "asyncjobs worker leases".into(),
-                history: 1,
-                max_age: KEEP,
-                storage: jetstream::stream::StorageType::File,
-                ..Default::default()
-            })
+        // this client's replicas: a lease that cannot be renewed makes
+        // its worker stop its tries, so one node dying must not take it
+        self.open_or_create_bucket(LEASES_BUCKET, "asyncjobs worker leases", KEEP, None)
             .await
             .map_err(|e| tracing::warn!(error = %e, "cannot create the worker leases bucket; tries of a crashed worker wait for the queue's run time"))
-            .ok()?;
-        self.open_bucket(LEASES_BUCKET, String::new)
-            .await
             .ok()
-            .flatten()
     }
 
     /// The lease naming task `id` among its running tries, if any.

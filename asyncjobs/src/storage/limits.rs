@@ -47,7 +47,7 @@ impl Storage {
     }
 
     async fn open_limits_bucket(&self) -> Result<Bucket> {
-        self.open_or_create_bucket(LIMITS_BUCKET, "asyncjobs rate limits", None)
+        self.open_or_create_bucket(LIMITS_BUCKET, "asyncjobs rate limits", Duration::ZERO, None)
             .await
     }
 

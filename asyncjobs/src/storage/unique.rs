@@ -33,6 +33,7 @@ impl Storage {
         self.open_or_create_bucket(
             UNIQUE_BUCKET,
             "asyncjobs unique task keys",
+            Duration::ZERO,
             Some(Duration::from_secs(1)),
         )
         .await
