@@ -88,7 +88,8 @@ pub struct ApiOptions {
     /// How long a request may take to be answered, streams and long-polls
     /// excepted (Go's `--write-timeout`, 30 s).
     pub write_timeout: Duration,
-    /// Replicas of the idempotency bucket when it is created (default 1).
+    /// Replicas of the idempotency bucket and of `CHORIA_AJ_HTTP` (the
+    /// dashboard's shared form token) when they are created (default 1).
     pub replicas: usize,
     /// Serve the web dashboard under `/ui/` (default true).
     pub ui: bool,
@@ -155,7 +156,11 @@ impl Api {
         self.0
             .csrf
             .get_or_init(|| {
-                ui::shared_token(self.client.jetstream(), self.client.capabilities().presence)
+                ui::shared_token(
+                    self.client.jetstream(),
+                    self.client.capabilities().presence,
+                    self.options.replicas,
+                )
             })
             .await
             .clone()

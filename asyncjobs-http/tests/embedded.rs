@@ -2,7 +2,7 @@
 //! nats-server, driven by a real HTTP client: routes beside the user's,
 //! the bound queue, filters and limits, the body limit, one listing at a
 //! time, readiness when storage disappears, bulk retry bounds, requests
-//! the store leaves unanswered.
+//! the store leaves unanswered, the buckets it creates replicated as asked.
 
 use asyncjobs::{Client, Queue, Task};
 use asyncjobs_http::{router, ApiOptions};
@@ -1272,4 +1272,45 @@ async fn batches_are_created_followed_cancelled_and_retried() {
     let (status, e) = get_json(&http, &format!("{base}/v1/batches/nosuchbatch")).await;
     assert_eq!(status, 404);
     assert_eq!(e["error"]["details"]["reason"], "batch_not_found");
+}
+
+/// On a three-node cluster, the buckets the API creates take its
+/// `replicas` option: the dashboard's shared form token (`CHORIA_AJ_HTTP`,
+/// created when a page with a form is first rendered; it was left at one
+/// replica) and the idempotency keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_apis_buckets_take_its_replicas() {
+    let cluster = asyncjobs_tests::NatsCluster::start(3).await;
+    let client = Client::builder()
+        .url(cluster.urls())
+        .replicas(3)
+        .queue(Queue::new("HTTPR"))
+        .build()
+        .await
+        .unwrap();
+    let options = ApiOptions {
+        replicas: 3,
+        ..ApiOptions::default()
+    };
+    let base = serve(client.clone(), options).await;
+    let http = http();
+    let r = http.get(format!("{base}/ui/")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http
+        .post(format!("{base}/v1/tasks"))
+        .header("Idempotency-Key", "replicas-1")
+        .json(&json!({"type": "x", "queue": "HTTPR"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{:?}", r.text().await);
+    for bucket in ["CHORIA_AJ_HTTP", "CHORIA_AJ_HTTP_IDEMPOTENCY"] {
+        let v = wait_for(T, &format!("bucket {bucket}"), || async {
+            asyncjobs_tests::js_api_answer(client.nats(), &format!("STREAM.INFO.KV_{bucket}"))
+                .await
+                .filter(|v| v["config"].is_object())
+        })
+        .await;
+        assert_eq!(v["config"]["num_replicas"], 3, "{bucket}: {v}");
+    }
 }

@@ -98,7 +98,14 @@ pub(crate) fn unanswered(api: &Api, message: String) -> Response {
 /// rendered by one replica is accepted by another behind a load balancer.
 /// Without `kv` (a server too old for the client's key-value API, reported
 /// at start by `asyncjobs::capabilities`) the token is this replica's own.
-pub(crate) async fn shared_token(js: async_nats::jetstream::Context, kv: bool) -> String {
+/// The bucket is created with `replicas` (the API's
+/// [`ApiOptions::replicas`](crate::ApiOptions::replicas)), as the
+/// idempotency bucket is.
+pub(crate) async fn shared_token(
+    js: async_nats::jetstream::Context,
+    kv: bool,
+    replicas: usize,
+) -> String {
     use async_nats::jetstream::kv;
     let fresh: String = rand::random::<[u8; 16]>()
         .iter()
@@ -114,6 +121,7 @@ pub(crate) async fn shared_token(js: async_nats::jetstream::Context, kv: bool) -
                 bucket: "CHORIA_AJ_HTTP".into(),
                 description: "asyncjobs HTTP API: settings replicas share".into(),
                 history: 1,
+                num_replicas: replicas.max(1),
                 ..Default::default()
             })
             .await
