@@ -12,10 +12,12 @@
 //! its retry re-running the failed member and the callback, its cancel
 //! stopping a running member), a queue's rate limit, key limits and
 //! priority aging set and removed through the overview's Configure form,
-//! shown in its Flow column and reported by the HTTP API.
+//! shown in its Flow column and reported by the HTTP API. The workers
+//! page (issue 33): a worker's tries and a queue pulled only by a worker
+//! that does not announce itself.
 //!
-//! `UPDATE_SCREENSHOTS=1` writes the overview, task list and task page to
-//! `docs/` (shown in the README).
+//! `UPDATE_SCREENSHOTS=1` writes the overview, task list, task page and
+//! workers page to `docs/` (shown in the README).
 
 mod support;
 
@@ -1281,5 +1283,99 @@ async fn an_unserved_queue_is_flagged() {
         assert!(tokio::time::Instant::now() < deadline, "the badge stays");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+    worker.stop().await;
+}
+
+/// The workers page (issue 33): a running worker with its version,
+/// concurrency, heartbeat and the try it runs (a link to the task), and a
+/// queue pulled only by a worker that does not announce itself (a raw pull
+/// request on its `WORKERS` consumer, as a Go worker keeps one) listed as
+/// served by such workers; reached from the menu.
+#[tokio::test]
+async fn the_workers_page_shows_every_worker() {
+    use futures::StreamExt;
+    let nats = NatsServer::start();
+    let server = ApiServer::start(&nats.url(), &["--allow-create-default"]).await;
+    let runs = Runs::default();
+    let (client, worker) = start_worker(&nats, &runs).await;
+    let mut task = Task::new("render", &()).unwrap();
+    client.enqueue(&mut task).await.unwrap();
+    asyncjobs_tests::wait_for_state(&client, &task.id, TaskState::Active, T).await;
+
+    // a Go-like worker of queue GOQ: one pull request waiting, no presence
+    let goq = asyncjobs::Client::builder()
+        .url(nats.url())
+        .queue(asyncjobs::Queue::new("GOQ"))
+        .build()
+        .await
+        .unwrap();
+    let js = async_nats::jetstream::new(goq.nats().clone());
+    let consumer: async_nats::jetstream::consumer::PullConsumer = js
+        .get_consumer_from_stream("WORKERS", "CHORIA_AJ_Q_GOQ")
+        .await
+        .unwrap();
+    let mut pull = consumer
+        .fetch()
+        .max_messages(1)
+        .expires(std::time::Duration::from_secs(60))
+        .messages()
+        .await
+        .unwrap();
+    let waiting = tokio::spawn(async move { pull.next().await.is_some() });
+
+    let driver = Driver::start().await;
+    let b = &driver.browser;
+    b.goto(&server.url("/ui/")).await.unwrap();
+    b.find(Locator::LinkText("Workers"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let page = server.url("/ui/workers");
+    wait_text_reloading(b, &page, "tr[data-worker] td[data-running]", "1").await;
+    let link = b
+        .find(Locator::Css("tr[data-worker] a[href^='/ui/tasks/']"))
+        .await
+        .unwrap();
+    assert_eq!(link.text().await.unwrap(), task.id);
+    let row = b
+        .find(Locator::Css("tr[data-worker]"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(row.contains(env!("CARGO_PKG_VERSION")), "{row}");
+    assert!(row.contains("s ago"), "{row}");
+    wait_text_reloading(
+        b,
+        &page,
+        "tr[data-queue='GOQ'] td[data-unannounced]",
+        "serving this queue: none announces itself, yet its consumer is pulled (Go workers, or a server too old for presence)",
+    )
+    .await;
+    let default_queue = b
+        .find(Locator::Css(
+            "tr[data-queue='DEFAULT'] td[data-unannounced]",
+        ))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(default_queue, "none seen");
+    assert_eq!(script_errors(b).await, Vec::<String>::new());
+    screenshot(b, "workers.png").await;
+
+    // the try opens its task's page
+    b.find(Locator::Css("tr[data-worker] a[href^='/ui/tasks/']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(b, "h1 code", &task.id).await;
+    waiting.abort();
     worker.stop().await;
 }

@@ -11,7 +11,8 @@
 //!
 //! One file a page, each with the forms it posts: [`overview`] (`/ui/`),
 //! [`tasks`] (the list, search and bulk retry), [`task`] (one task, cancel, retry,
-//! delete), [`batch`] (one batch, cancel, retry), [`schedules`] (list, add, delete) and [`queues`] (the
+//! delete), [`batch`] (one batch, cancel, retry), [`schedules`] (list, add, delete), [`workers`]
+//! (running workers and what their queues' consumers see) and [`queues`] (the
 //! overview's purge and configure forms). [`actions`] refuses and confirms
 //! actions; [`page`] renders pages and holds what they share.
 
@@ -23,6 +24,7 @@ mod queues;
 mod schedules;
 mod task;
 mod tasks;
+mod workers;
 
 use crate::Api;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -45,6 +47,7 @@ pub(crate) fn routes() -> axum::Router<Api> {
         .route("/ui/batches/{id}/cancel", post(batch::cancel))
         .route("/ui/batches/{id}/retry", post(batch::retry))
         .route("/ui/search", get(tasks::search))
+        .route("/ui/workers", get(workers::workers))
         .route("/ui/queues/{name}/purge", post(queues::purge))
         .route("/ui/queues/{name}/configure", post(queues::configure))
         .route("/ui/queues/{name}/pause", post(queues::pause))

@@ -88,6 +88,29 @@ impl Client {
         self.inner.storage.task_holder(id).await
     }
 
+    /// The leases of the running Rust workers (docs/processing.md §2.14):
+    /// each names the tries its worker runs (task id → the sequence of the
+    /// task's record it last saved) and when it last renewed them
+    /// (`renewed`, the server's time). A worker with no running try keeps
+    /// none, and Go workers keep none. Empty when no worker ever kept one.
+    ///
+    /// # Errors
+    /// Reading the leases failed ([`Error::Nats`](crate::Error::Nats)).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let client = asyncjobs::Client::connect("nats://127.0.0.1:4222").await?;
+    /// for lease in client.worker_leases().await? {
+    ///     println!("{} runs {} tries", lease.worker, lease.running.len());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn worker_leases(&self) -> Result<Vec<crate::worker::WorkerLease>> {
+        self.inner.storage.leases().await
+    }
+
     /// Lifecycle events of every task (and leader elections) from now on.
     pub async fn watch_events(
         &self,

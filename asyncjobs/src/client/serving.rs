@@ -69,8 +69,7 @@ impl Serving {
         }
         // a Rust worker keeps at most MAX_PULLS requests waiting: more are
         // another worker's (one that does not announce itself)
-        let theirs = (announced.len() * crate::worker::dispatch::MAX_PULLS) as u64;
-        if info.waiting > theirs {
+        if Serving::unannounced_pulls(info, workers) > 0 {
             return Serving::Served;
         }
         let mut handled: Vec<String> = announced
@@ -84,6 +83,23 @@ impl Serving {
             task_type: task_type.to_string(),
             handled,
         }
+    }
+
+    /// How many of the queue's waiting pull requests belong to workers
+    /// that do not announce themselves (Go's, or any on a server too old
+    /// for worker presence): those beyond what its announcing workers keep
+    /// (at most a few each). A lower bound: an idle unannounced worker
+    /// among busy announced ones may go unseen.
+    pub fn unannounced_pulls(
+        info: &crate::QueueInfo,
+        workers: &[crate::worker::presence::WorkerPresence],
+    ) -> u64 {
+        let announced = workers
+            .iter()
+            .filter(|w| w.queue == info.queue.name)
+            .count();
+        info.waiting
+            .saturating_sub((announced * crate::worker::dispatch::MAX_PULLS) as u64)
     }
 
     /// What to tell the user when nothing serves the queue or the type:

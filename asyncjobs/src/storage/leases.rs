@@ -69,9 +69,20 @@ impl Storage {
 
     /// The lease naming task `id` among its running tries, if any.
     pub(crate) async fn task_holder(&self, id: &str) -> Result<Option<WorkerLease>> {
+        Ok(self
+            .leases()
+            .await?
+            .into_iter()
+            .find(|lease| lease.running.contains_key(id)))
+    }
+
+    /// Every worker lease, with its last renewal (server time); empty when
+    /// the bucket does not exist. Undecodable leases are left out.
+    pub(crate) async fn leases(&self) -> Result<Vec<WorkerLease>> {
         let Some(bucket) = self.leases_bucket(false).await else {
-            return Ok(None);
+            return Ok(vec![]);
         };
+        let mut all = vec![];
         for key in bucket.keys(|| "listing worker leases".into()).await? {
             let Some(written) = bucket
                 .written(&key, || format!("reading worker lease {key}"))
@@ -79,15 +90,12 @@ impl Storage {
             else {
                 continue;
             };
-            let Ok(mut lease) = serde_json::from_slice::<WorkerLease>(&written.value) else {
-                continue;
-            };
-            if lease.running.contains_key(id) {
+            if let Ok(mut lease) = serde_json::from_slice::<WorkerLease>(&written.value) {
                 lease.renewed = written.at;
-                return Ok(Some(lease));
+                all.push(lease);
             }
         }
-        Ok(None)
+        Ok(all)
     }
 
     /// Hands a try of a dead worker back: when task `id` is still `active`
