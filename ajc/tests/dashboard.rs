@@ -14,7 +14,8 @@
 //! priority aging set and removed through the overview's Configure form,
 //! shown in its Flow column and reported by the HTTP API. The workers
 //! page (issue 33): a worker's tries and a queue pulled only by a worker
-//! that does not announce itself.
+//! that does not announce itself; a schedule's next fire time and its
+//! "Run now".
 //!
 //! `UPDATE_SCREENSHOTS=1` writes the overview, task list, task page and
 //! workers page to `docs/` (shown in the README).
@@ -1378,4 +1379,75 @@ async fn the_workers_page_shows_every_worker() {
     wait_text(b, "h1 code", &task.id).await;
     waiting.abort();
     worker.stop().await;
+}
+
+/// The schedules page (issue 33): each schedule's next fire time, and
+/// "Run now" creating a task from it at once (after the page's
+/// confirmation), which lands on the new task's page; the task has the
+/// schedule's type and queue and the schedule is unchanged.
+#[tokio::test]
+async fn a_schedule_runs_now_from_its_page() {
+    let nats = NatsServer::start();
+    let server = ApiServer::start(&nats.url(), &["--allow-create-default"]).await;
+    let client = asyncjobs::Client::builder()
+        .url(nats.url())
+        .queue(asyncjobs::Queue::new("NIGHTLY"))
+        .build()
+        .await
+        .unwrap();
+    let template = Task::new("report:nightly", &json!({"full": true})).unwrap();
+    let st = client
+        .new_scheduled_task("nightly", "0 3 * * *", "NIGHTLY", &template)
+        .await
+        .unwrap();
+    let next = st.next_fire(time::OffsetDateTime::now_utc()).unwrap();
+
+    let driver = Driver::start().await;
+    let b = &driver.browser;
+    b.goto(&server.url("/ui/schedules")).await.unwrap();
+    let shown = b
+        .find(Locator::Css("td[data-next]"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let at = asyncjobs::wire::format_time(&next);
+    assert!(shown.starts_with(&at[..19]), "{shown} vs {at}");
+    assert!(shown.contains("(in "), "{shown}");
+    b.find(Locator::Id("run-nightly"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.accept_alert().await.unwrap();
+    let notice = tokio::time::timeout(T, async {
+        loop {
+            if let Ok(e) = b.find(Locator::Css(".notice")).await {
+                let text = e.text().await.unwrap_or_default();
+                if text.starts_with("Task ") {
+                    return text;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the run's notice");
+    let id = notice
+        .strip_prefix("Task ")
+        .and_then(|r| r.split(' ').next())
+        .unwrap()
+        .to_string();
+    assert_eq!(notice, format!("Task {id} created from schedule nightly"));
+    wait_text(b, "h1 code", &id).await;
+    let task = client.load_task(&id).await.unwrap();
+    assert_eq!(
+        (task.task_type.as_str(), task.queue.as_str()),
+        ("report:nightly", "NIGHTLY")
+    );
+    let still = client.load_scheduled_task("nightly").await.unwrap();
+    assert_eq!(still.schedule, "0 3 * * *");
+    assert_eq!(script_errors(b).await, Vec::<String>::new());
 }

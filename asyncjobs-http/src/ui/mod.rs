@@ -11,7 +11,7 @@
 //!
 //! One file a page, each with the forms it posts: [`overview`] (`/ui/`),
 //! [`tasks`] (the list, search and bulk retry), [`task`] (one task, cancel, retry,
-//! delete), [`batch`] (one batch, cancel, retry), [`schedules`] (list, add, delete), [`workers`]
+//! delete), [`batch`] (one batch, cancel, retry), [`schedules`] (list, add, delete, run now), [`workers`]
 //! (running workers and what their queues' consumers see) and [`queues`] (the
 //! overview's purge and configure forms). [`actions`] refuses and confirms
 //! actions; [`page`] renders pages and holds what they share.
@@ -60,6 +60,7 @@ pub(crate) fn routes() -> axum::Router<Api> {
             "/ui/schedules/{name}/delete",
             post(schedules::delete_schedule),
         )
+        .route("/ui/schedules/{name}/run", post(schedules::run_schedule))
         .route("/ui/assets/app.css", get(css))
         .route("/ui/assets/app.js", get(js))
 }

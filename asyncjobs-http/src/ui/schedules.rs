@@ -11,6 +11,8 @@ use axum::extract::{Form, Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
+use std::time::Duration;
+use time::OffsetDateTime;
 
 /// One schedule as the pages list it.
 pub(super) struct ScheduleRow {
@@ -21,6 +23,24 @@ pub(super) struct ScheduleRow {
     pub(super) created: String,
     /// Where it is declared in code (empty: an operator created it).
     pub(super) declared_in: String,
+    /// When it fires next (`never` when it does not), and in how long.
+    pub(super) next: String,
+}
+
+/// When `s` fires next after `now`, with the wait in words.
+fn next_fire(s: &ScheduledTask, now: OffsetDateTime) -> String {
+    match s.next_fire(now) {
+        Some(at) => {
+            let wait = Duration::try_from(at - now).unwrap_or_default();
+            let wait = Duration::from_secs(wait.as_secs());
+            format!(
+                "{} (in {})",
+                short_time(&at),
+                asyncjobs::format_duration(wait)
+            )
+        }
+        None => "never".into(),
+    }
 }
 
 /// Every schedule by name; a failure is added to `problems`.
@@ -28,8 +48,10 @@ pub(super) async fn schedule_rows(api: &Api, problems: &mut Vec<String>) -> Vec<
     match api.client.scheduled_tasks().await {
         Ok(mut all) => {
             all.sort_by(|a, b| a.name.cmp(&b.name));
+            let now = OffsetDateTime::now_utc();
             all.into_iter()
                 .map(|s| ScheduleRow {
+                    next: next_fire(&s, now),
                     created: short_time(&s.created_at),
                     declared_in: s.declared_in.unwrap_or_default(),
                     name: s.name,
@@ -137,6 +159,32 @@ pub(super) async fn delete_schedule(
     act(&api, &a, ask, || async {
         match api.client.delete_scheduled_task(&name).await {
             Ok(()) => Ok(("/ui/schedules".into(), format!("Schedule {name} deleted"))),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await
+}
+
+/// Creates a task from a schedule now, after confirmation; the task's page
+/// follows.
+pub(super) async fn run_schedule(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    Form(a): Form<Action>,
+) -> Response {
+    let ask = Ask {
+        title: "Run schedule now",
+        message: format!("Create a task from schedule {name} now? Its timetable is unchanged."),
+        action: format!("/ui/schedules/{name}/run"),
+        button: "Run now".into(),
+        back: "/ui/schedules".into(),
+    };
+    act(&api, &a, ask, || async {
+        match api.client.run_scheduled_task_now(&name).await {
+            Ok(task) => Ok((
+                format!("/ui/tasks/{}", task.id),
+                format!("Task {} created from schedule {name}", task.id),
+            )),
             Err(e) => Err(e.to_string()),
         }
     })

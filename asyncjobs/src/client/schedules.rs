@@ -126,6 +126,31 @@ impl Client {
         Ok(())
     }
 
+    /// Creates a task from schedule `name` now, outside its timetable (an
+    /// operator's "run now"): the task [`ScheduledTask::to_task`] makes,
+    /// with a fresh id, enqueued into the schedule's queue. The schedule's
+    /// own slots are unchanged. Returns the task as stored.
+    ///
+    /// # Errors
+    /// [`ScheduleError::NotFound`] when there is no such schedule; the
+    /// enqueue's errors otherwise (for example the queue does not exist).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let client = asyncjobs::Client::connect("nats://127.0.0.1:4222").await?;
+    /// let task = client.run_scheduled_task_now("daily-report").await?;
+    /// println!("created task {}", task.id);
+    /// # Ok(()) }
+    /// ```
+    pub async fn run_scheduled_task_now(&self, name: &str) -> Result<Task, ScheduleError> {
+        let st = self.load_scheduled_task(name).await?;
+        let mut task = st.to_task()?;
+        self.enqueue_to(&st.queue, &mut task).await?;
+        Ok(task)
+    }
+
     /// Deletes a schedule (KV delete marker); running schedulers drop it.
     pub async fn delete_scheduled_task(&self, name: &str) -> Result<(), ScheduleError> {
         self.load_scheduled_task(name).await.map(|_| ())?;

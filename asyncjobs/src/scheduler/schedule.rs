@@ -253,6 +253,25 @@ impl ScheduledTask {
         }
     }
 
+    /// When the schedule fires next after `after`, as a running scheduler
+    /// times it (an `@every` interval counted from
+    /// [`created_at`](Self::created_at)); `None` when it never fires again
+    /// or its spec does not parse.
+    ///
+    /// ```
+    /// # use asyncjobs::{ScheduledTask, Task};
+    /// let task = Task::new("report:daily", &()).unwrap();
+    /// let st = ScheduledTask::new("daily", "0 6 * * *", "REPORTS", &task).unwrap();
+    /// let now = time::macros::datetime!(2026-12-07 10:00 UTC);
+    /// assert_eq!(st.next_fire(now), Some(time::macros::datetime!(2026-12-08 06:00 UTC)));
+    /// ```
+    pub fn next_fire(&self, after: OffsetDateTime) -> Option<OffsetDateTime> {
+        self.cron()
+            .ok()?
+            .with_anchor(self.created_at)
+            .next_after(after)
+    }
+
     /// A task as the scheduler creates it now: type, payload, deadline
     /// (now + offset) and max tries from the schedule, with a new id.
     pub fn to_task(&self) -> crate::Result<Task> {
