@@ -14,8 +14,8 @@
 //! priority aging set and removed through the overview's Configure form,
 //! shown in its Flow column and reported by the HTTP API. The workers
 //! page (issue 33): a worker's tries and a queue pulled only by a worker
-//! that does not announce itself; a schedule's next fire time and its
-//! "Run now".
+//! that does not announce itself; a schedule's next fire time, its "Run
+//! now", its pause and resume.
 //!
 //! `UPDATE_SCREENSHOTS=1` writes the overview, task list, task page and
 //! workers page to `docs/` (shown in the README).
@@ -1384,7 +1384,8 @@ async fn the_workers_page_shows_every_worker() {
 /// The schedules page (issue 33): each schedule's next fire time, and
 /// "Run now" creating a task from it at once (after the page's
 /// confirmation), which lands on the new task's page; the task has the
-/// schedule's type and queue and the schedule is unchanged.
+/// schedule's type and queue and the schedule is unchanged. Pause marks
+/// it paused (stored), Resume shows its next fire time again.
 #[tokio::test]
 async fn a_schedule_runs_now_from_its_page() {
     let nats = NatsServer::start();
@@ -1449,5 +1450,22 @@ async fn a_schedule_runs_now_from_its_page() {
     );
     let still = client.load_scheduled_task("nightly").await.unwrap();
     assert_eq!(still.schedule, "0 3 * * *");
+    assert_eq!(script_errors(b).await, Vec::<String>::new());
+
+    // paused and resumed from the page
+    b.goto(&server.url("/ui/schedules")).await.unwrap();
+    click_confirmed(b, "pause-nightly", "Schedule nightly paused").await;
+    wait_text(b, "td[data-next]", "paused").await;
+    assert!(client.load_scheduled_task("nightly").await.unwrap().paused);
+    click_confirmed(b, "resume-nightly", "Schedule nightly resumed").await;
+    let shown = b
+        .find(Locator::Css("td[data-next]"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(shown.starts_with(&at[..19]), "{shown}");
+    assert!(!client.load_scheduled_task("nightly").await.unwrap().paused);
     assert_eq!(script_errors(b).await, Vec::<String>::new());
 }

@@ -630,6 +630,87 @@ async fn running_scheduler_follows_adds_updates_and_deletes() {
     assert!(!scheduler.is_leader());
 }
 
+/// A paused schedule makes no task while paused (another schedule ticking
+/// three times shows time has passed) and makes them again once resumed;
+/// the pause is an extra key of the record, and a declaration from code
+/// with changed settings keeps it.
+#[tokio::test]
+async fn a_paused_schedule_fires_nothing_until_resumed() {
+    let server = NatsServer::start();
+    let client = client(&server, Queue::new("PAUSES")).await;
+    let nc = client.nats();
+    let (p, q) = (
+        Created::watch(nc, "pause:p").await,
+        Created::watch(nc, "pause:q").await,
+    );
+    let scheduler = Scheduler::builder(client.clone(), "pauser")
+        .without_election()
+        .build();
+    let run = start(&scheduler);
+    let st = client
+        .new_scheduled_task(
+            "p",
+            "@every 1s",
+            "PAUSES",
+            &Task::builder("pause:p").build().unwrap(),
+        )
+        .await
+        .unwrap();
+    p.at_least(1, "a task of the schedule").await;
+
+    let paused = client.pause_scheduled_task("p", true).await.unwrap();
+    assert!(paused.paused);
+    let at = OffsetDateTime::now_utc();
+    let stored = client.load_scheduled_task("p").await.unwrap();
+    assert!(stored.paused);
+    assert!(String::from_utf8(stored.to_json())
+        .unwrap()
+        .contains(r#""paused":true"#));
+    client
+        .new_scheduled_task(
+            "q",
+            "@every 1s",
+            "PAUSES",
+            &Task::builder("pause:q").build().unwrap(),
+        )
+        .await
+        .unwrap();
+    q.at_least(3, "tasks of another schedule").await;
+    let late: Vec<_> = p
+        .all()
+        .into_iter()
+        .filter(|(_, seen)| *seen > at + Duration::from_millis(500))
+        .collect();
+    assert!(late.is_empty(), "the paused schedule fired: {late:?}");
+    assert_eq!(scheduler.schedules(), ["p", "q"]);
+
+    // a declaration from code that changes it keeps the operator's pause
+    let mut declared = st.clone();
+    declared.declared_in = Some("code".into());
+    client.update_scheduled_task(&declared).await.unwrap();
+    let mut changed = declared.clone();
+    changed.max_tries = 3;
+    client.declare_scheduled_task(&changed).await.unwrap();
+    let kept = client.load_scheduled_task("p").await.unwrap();
+    assert_eq!((kept.max_tries, kept.paused), (3, false));
+
+    client.pause_scheduled_task("p", true).await.unwrap();
+    changed.max_tries = 4;
+    client.declare_scheduled_task(&changed).await.unwrap();
+    let kept = client.load_scheduled_task("p").await.unwrap();
+    assert_eq!((kept.max_tries, kept.paused), (4, true));
+
+    let before = p.all().len();
+    let resumed = client.pause_scheduled_task("p", false).await.unwrap();
+    assert!(!resumed.paused);
+    p.at_least(before + 2, "tasks after the resume").await;
+    assert!(matches!(
+        client.pause_scheduled_task("nope", true).await,
+        Err(ScheduleError::NotFound(_))
+    ));
+    run.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn schedules_written_by_go_produce_the_tasks_go_would() {
     let server = NatsServer::start();

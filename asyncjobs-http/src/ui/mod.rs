@@ -11,7 +11,8 @@
 //!
 //! One file a page, each with the forms it posts: [`overview`] (`/ui/`),
 //! [`tasks`] (the list, search and bulk retry), [`task`] (one task, cancel, retry,
-//! delete), [`batch`] (one batch, cancel, retry), [`schedules`] (list, add, delete, run now), [`workers`]
+//! delete), [`batch`] (one batch, cancel, retry), [`schedules`] (list, add, delete, run now,
+//! pause, resume), [`workers`]
 //! (running workers and what their queues' consumers see) and [`queues`] (the
 //! overview's purge and configure forms). [`actions`] refuses and confirms
 //! actions; [`page`] renders pages and holds what they share.
@@ -61,6 +62,14 @@ pub(crate) fn routes() -> axum::Router<Api> {
             post(schedules::delete_schedule),
         )
         .route("/ui/schedules/{name}/run", post(schedules::run_schedule))
+        .route(
+            "/ui/schedules/{name}/pause",
+            post(schedules::pause_schedule),
+        )
+        .route(
+            "/ui/schedules/{name}/resume",
+            post(schedules::resume_schedule),
+        )
         .route("/ui/assets/app.css", get(css))
         .route("/ui/assets/app.js", get(js))
 }

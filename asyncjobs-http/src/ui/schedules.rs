@@ -25,6 +25,8 @@ pub(super) struct ScheduleRow {
     pub(super) declared_in: String,
     /// When it fires next (`never` when it does not), and in how long.
     pub(super) next: String,
+    /// Paused by an operator.
+    pub(super) paused: bool,
 }
 
 /// When `s` fires next after `now`, with the wait in words.
@@ -52,6 +54,7 @@ pub(super) async fn schedule_rows(api: &Api, problems: &mut Vec<String>) -> Vec<
             all.into_iter()
                 .map(|s| ScheduleRow {
                     next: next_fire(&s, now),
+                    paused: s.paused,
                     created: short_time(&s.created_at),
                     declared_in: s.declared_in.unwrap_or_default(),
                     name: s.name,
@@ -184,6 +187,60 @@ pub(super) async fn run_schedule(
             Ok(task) => Ok((
                 format!("/ui/tasks/{}", task.id),
                 format!("Task {} created from schedule {name}", task.id),
+            )),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await
+}
+
+/// Pauses a schedule, after confirmation.
+pub(super) async fn pause_schedule(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    Form(a): Form<Action>,
+) -> Response {
+    set_paused(api, name, a, true).await
+}
+
+/// Resumes a paused schedule, after confirmation.
+pub(super) async fn resume_schedule(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    Form(a): Form<Action>,
+) -> Response {
+    set_paused(api, name, a, false).await
+}
+
+async fn set_paused(api: Api, name: String, a: Action, paused: bool) -> Response {
+    let (verb, title, message) = if paused {
+        (
+            "pause",
+            "Pause schedule",
+            format!("Pause schedule {name}? No task is made from it until it is resumed (a Go scheduler ignores the pause)."),
+        )
+    } else {
+        (
+            "resume",
+            "Resume schedule",
+            format!("Resume schedule {name}? Its next slot makes a task; slots missed while paused are not made up."),
+        )
+    };
+    let ask = Ask {
+        title,
+        message,
+        action: format!("/ui/schedules/{name}/{verb}"),
+        button: if paused { "Pause" } else { "Resume" }.into(),
+        back: "/ui/schedules".into(),
+    };
+    act(&api, &a, ask, || async {
+        match api.client.pause_scheduled_task(&name, paused).await {
+            Ok(_) => Ok((
+                "/ui/schedules".into(),
+                format!(
+                    "Schedule {name} {}",
+                    if paused { "paused" } else { "resumed" }
+                ),
             )),
             Err(e) => Err(e.to_string()),
         }

@@ -151,6 +151,63 @@ impl Client {
         Ok(task)
     }
 
+    /// Pauses schedule `name` (`paused` true) or resumes it (false): a
+    /// running Rust scheduler reads the change at once and fires none of
+    /// its slots while it is paused; slots that pass meanwhile are not made
+    /// up after a resume. A Go scheduler ignores the pause
+    /// ([`ScheduledTask::paused`]). The record is rewritten only if it did
+    /// not change since it was read (compare-and-set); the schedule as
+    /// stored is returned.
+    ///
+    /// # Errors
+    /// [`ScheduleError::NotFound`] when there is no such schedule;
+    /// [`Error::ConcurrentUpdate`] when it kept changing meanwhile; the
+    /// store's errors otherwise.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let client = asyncjobs::Client::connect("nats://127.0.0.1:4222").await?;
+    /// client.pause_scheduled_task("nightly", true).await?;
+    /// // ... maintenance ...
+    /// client.pause_scheduled_task("nightly", false).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn pause_scheduled_task(
+        &self,
+        name: &str,
+        paused: bool,
+    ) -> Result<ScheduledTask, ScheduleError> {
+        self.load_scheduled_task(name).await?;
+        let bucket = self.storage().config_bucket().await?;
+        let key = format!("{SCHEDULED_TASK_KEY_PREFIX}{name}");
+        for _ in 0..5 {
+            let Some(written) = bucket
+                .written(&key, || format!("loading scheduled task {name}"))
+                .await
+                .map_err(Error::from)?
+            else {
+                return Err(ScheduleError::NotFound(name.to_string()));
+            };
+            let mut st = decode_record(name, &written.value)?;
+            if st.paused == paused {
+                return Ok(st);
+            }
+            st.paused = paused;
+            let updated = bucket
+                .update_if(&key, st.to_json().into(), written.revision, || {
+                    format!("storing scheduled task {name}")
+                })
+                .await
+                .map_err(Error::from)?;
+            if updated.is_some() {
+                return Ok(st);
+            }
+        }
+        Err(Error::ConcurrentUpdate(format!("scheduled task {name}")).into())
+    }
+
     /// Deletes a schedule (KV delete marker); running schedulers drop it.
     pub async fn delete_scheduled_task(&self, name: &str) -> Result<(), ScheduleError> {
         self.load_scheduled_task(name).await.map(|_| ())?;
@@ -239,6 +296,8 @@ impl Client {
             if stored.declared_in.is_none() {
                 return Ok(Declaration::Kept { stored });
             }
+            // an operator's pause outlives a change of the code
+            task.paused = stored.paused;
             let updated = bucket
                 .update_if(&key, task.to_json().into(), written.revision, context)
                 .await

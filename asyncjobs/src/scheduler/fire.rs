@@ -96,6 +96,10 @@ async fn fire(inner: &Inner, name: &str, st: &ScheduledTask, slot: OffsetDateTim
         tracing::debug!(schedule = %name, %slot, "not the leader; skipping");
         return;
     }
+    if st.paused {
+        tracing::debug!(schedule = %name, %slot, "paused; not firing");
+        return;
+    }
     let mut task = match st.build_task(Some(slot_task_id(name, slot))) {
         Ok(t) => t,
         Err(e) => {

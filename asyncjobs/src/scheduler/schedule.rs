@@ -117,6 +117,16 @@ pub struct ScheduledTask {
     /// which Go ignores (and drops when it re-saves the record).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub declared_in: Option<String>,
+    /// Paused by an operator ([`Client::pause_scheduled_task`]): a Rust
+    /// scheduler fires none of its slots until it is resumed; slots that
+    /// pass meanwhile are not made up. Stored as the extra key `paused`
+    /// (only when true), which Go ignores: a Go scheduler leading the
+    /// election fires it anyway, and drops the key when it re-saves the
+    /// record (docs/go-differences.md).
+    ///
+    /// [`Client::pause_scheduled_task`]: crate::Client::pause_scheduled_task
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
 }
 
 impl ScheduledTask {
@@ -149,6 +159,7 @@ impl ScheduledTask {
             created_at: now,
             payload_encoding: PayloadEncoding::Raw,
             declared_in: None,
+            paused: false,
         };
         let mut check = st.clone();
         check.deadline = Duration::ZERO;

@@ -143,7 +143,7 @@ impl Scheduler {
                 match entries.remove(&name) {
                     Some(old) => {
                         old.stop.cancel();
-                        tracing::info!(schedule = %name, spec = %st.schedule, "replaced schedule");
+                        tracing::info!(schedule = %name, spec = %st.schedule, paused = st.paused, "replaced schedule");
                     }
                     None => {
                         crate::metrics::scheduler_schedules_changed(1);
