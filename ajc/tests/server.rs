@@ -292,8 +292,8 @@ async fn check_openapi(client: &reqwest::Client, server: &ApiServer, go: &Value)
                 "key_concurrency",
                 "key_rate_limit",
             ],
-            // only for a schedule declared in code (§76)
-            "Schedule" => &["declared_in"],
+            // only for a schedule declared in code (§76), or paused (§81)
+            "Schedule" => &["declared_in", "paused"],
             _ => &[],
         };
         let mut mine = keys(our);

@@ -598,6 +598,10 @@ pub struct ScheduleView {
     pub schedule: String,
     /// Type of the tasks made.
     pub task_type: String,
+    /// Paused (ours; left out when not, so a schedule's JSON is Go's):
+    /// Rust schedulers fire none of its slots.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
 }
 
 impl From<&ScheduledTask> for ScheduleView {
@@ -612,6 +616,7 @@ impl From<&ScheduledTask> for ScheduleView {
             queue: s.queue.clone(),
             schedule: s.schedule.clone(),
             task_type: s.task_type.clone(),
+            paused: s.paused,
         }
     }
 }

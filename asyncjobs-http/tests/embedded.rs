@@ -2,7 +2,8 @@
 //! nats-server, driven by a real HTTP client: routes beside the user's,
 //! the bound queue, filters and limits, the body limit, one listing at a
 //! time, readiness when storage disappears, bulk retry bounds, requests
-//! the store leaves unanswered, the buckets it creates replicated as asked.
+//! the store leaves unanswered, the buckets it creates replicated as asked,
+//! schedules paused, resumed and run now.
 
 use asyncjobs::{Client, Queue, Task};
 use asyncjobs_http::{router, ApiOptions};
@@ -1312,5 +1313,45 @@ async fn the_apis_buckets_take_its_replicas() {
         })
         .await;
         assert_eq!(v["config"]["num_replicas"], 3, "{bucket}: {v}");
+    }
+}
+
+/// A schedule paused, resumed and run now over HTTP (ours): the pause is
+/// in the schedule's JSON only while set, a run creates a task of the
+/// schedule's type in its queue (201, `Location`), and an unknown schedule
+/// is a 404.
+#[tokio::test]
+async fn schedules_pause_resume_and_run_over_http() {
+    let server = NatsServer::start();
+    let client = client_for(&server, Queue::new("SCHED")).await;
+    let template = Task::new("report:x", &json!({"n": 1})).unwrap();
+    client
+        .new_scheduled_task("hourly", "@hourly", "SCHED", &template)
+        .await
+        .unwrap();
+    let base = serve(client.clone(), ApiOptions::default()).await;
+    let http = http();
+    let post = |path: &str| http.post(format!("{base}{path}")).send();
+    let r = post("/v1/schedules/hourly/pause").await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["paused"], true);
+    assert!(client.load_scheduled_task("hourly").await.unwrap().paused);
+    let r = post("/v1/schedules/hourly/resume").await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert!(v.get("paused").is_none(), "{v}");
+    let r = post("/v1/schedules/hourly/run").await.unwrap();
+    assert_eq!(r.status(), 201);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(location, format!("/v1/tasks/{}", v["id"].as_str().unwrap()));
+    assert_eq!(
+        (v["type"].as_str(), v["queue"].as_str()),
+        (Some("report:x"), Some("SCHED"))
+    );
+    for path in ["pause", "resume", "run"] {
+        let r = post(&format!("/v1/schedules/nope/{path}")).await.unwrap();
+        assert_eq!(r.status(), 404, "{path}");
     }
 }

@@ -73,6 +73,9 @@ fn described() -> OpenApiRouter<Api> {
         .routes(routes!(queues::resume))
         .routes(routes!(schedules::list, schedules::create))
         .routes(routes!(schedules::get, schedules::delete))
+        .routes(routes!(schedules::pause))
+        .routes(routes!(schedules::resume))
+        .routes(routes!(schedules::run))
 }
 
 /// The OpenAPI 3 document of every route the router serves (the one `GET

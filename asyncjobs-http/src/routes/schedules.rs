@@ -1,4 +1,4 @@
-//! Schedules: list, create, get, delete.
+//! Schedules: list, create, get, delete; ours: pause, resume, run now.
 
 use super::{go_duration, json, JsonBody};
 use crate::error::ApiError;
@@ -95,4 +95,49 @@ pub(super) async fn delete(
 ) -> Result<Response, ApiError> {
     api.client.delete_scheduled_task(&name).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Pauses a schedule (ours): Rust schedulers fire none of its slots until
+/// it is resumed; a Go scheduler ignores the pause (docs/go-differences.md
+/// §81).
+#[utoipa::path(post, path = "/v1/schedules/{name}/pause", operation_id = "pauseSchedule", tag = "Schedules",
+    params(("name" = String, Path, description = "Schedule name")),
+    responses(
+        (status = 200, description = "Paused", body = ScheduleView),
+        (status = 404, description = "No such schedule", body = crate::schema::ErrorEnvelope)))]
+pub(super) async fn pause(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let schedule = api.client.pause_scheduled_task(&name, true).await?;
+    Ok(json(StatusCode::OK, &ScheduleView::from(&schedule)))
+}
+
+/// Resumes a paused schedule (ours); slots that passed while it was paused
+/// are not made up.
+#[utoipa::path(post, path = "/v1/schedules/{name}/resume", operation_id = "resumeSchedule", tag = "Schedules",
+    params(("name" = String, Path, description = "Schedule name")),
+    responses(
+        (status = 200, description = "Resumed", body = ScheduleView),
+        (status = 404, description = "No such schedule", body = crate::schema::ErrorEnvelope)))]
+pub(super) async fn resume(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let schedule = api.client.pause_scheduled_task(&name, false).await?;
+    Ok(json(StatusCode::OK, &ScheduleView::from(&schedule)))
+}
+
+/// Creates a task from the schedule now (ours), outside its timetable.
+#[utoipa::path(post, path = "/v1/schedules/{name}/run", operation_id = "runSchedule", tag = "Schedules",
+    params(("name" = String, Path, description = "Schedule name")),
+    responses(
+        (status = 201, description = "The task created", body = crate::schema::TaskView),
+        (status = 404, description = "No such schedule", body = crate::schema::ErrorEnvelope)))]
+pub(super) async fn run(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let task = api.client.run_scheduled_task_now(&name).await?;
+    Ok(super::tasks::task_response(StatusCode::CREATED, &task))
 }

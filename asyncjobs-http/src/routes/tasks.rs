@@ -22,7 +22,7 @@ const LIST_DEFAULT: usize = 200;
 /// Most ids of one bulk retry.
 const BULK_MAX: usize = 100;
 
-fn task_response(status: StatusCode, task: &Task) -> Response {
+pub(super) fn task_response(status: StatusCode, task: &Task) -> Response {
     let mut r = json(status, &TaskView::from(task));
     if let Ok(v) = HeaderValue::from_str(&format!("/v1/tasks/{}", task.id)) {
         r.headers_mut().insert(header::LOCATION, v);
