@@ -703,6 +703,51 @@ async fn cron_commands() {
     let list = env.run(&["t", "c", "ls", "--json"]).await.json();
     assert_eq!(list.as_array().unwrap().len(), 2);
 
+    // ours: pause, resume, run now
+    let paused = env
+        .run(&["task", "cron", "pause", "daily_report"])
+        .await
+        .ok()
+        .to_string();
+    assert!(
+        paused.contains("Paused: yes (Rust schedulers make no task from it)"),
+        "{paused}"
+    );
+    let j = env
+        .run(&["task", "cron", "view", "daily_report", "--json"])
+        .await
+        .json();
+    assert_eq!(j["paused"], true);
+    let resumed = env
+        .run(&["task", "cron", "resume", "daily_report"])
+        .await
+        .ok()
+        .to_string();
+    assert!(!resumed.contains("Paused"), "{resumed}");
+    let made = env
+        .run(&["task", "cron", "run", "daily_report", "--json"])
+        .await
+        .json();
+    assert_eq!(
+        (made["type"].as_str(), made["queue"].as_str()),
+        (Some("report:daily"), Some("DEFAULT"))
+    );
+    let said = env
+        .run(&["task", "cron", "run", "daily_report"])
+        .await
+        .ok()
+        .to_string();
+    assert!(
+        said.starts_with("Created task ")
+            && said.ends_with(" in queue DEFAULT from Scheduled Task daily_report\n"),
+        "{said}"
+    );
+    assert!(env
+        .run(&["task", "cron", "pause", "nope"])
+        .await
+        .fails()
+        .contains("scheduled task not found"));
+
     env.run(&["task", "cron", "rm", "every_min"]).await.fails();
     assert_eq!(
         env.run(&["task", "cron", "rm", "-f", "every_min"])

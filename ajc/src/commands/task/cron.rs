@@ -1,4 +1,5 @@
-//! `ajc task cron …`: scheduled tasks (add, view, delete, list) and the
+//! `ajc task cron …`: scheduled tasks (add, view, delete, list; ours: pause,
+//! resume, run now) and the
 //! scheduler that enqueues their tasks.
 
 use super::input::{with_settings, PayloadArgs, TaskSettings};
@@ -29,6 +30,14 @@ pub enum CronCmd {
     List(CronListArgs),
     /// Runs the Scheduled Task Scheduler
     Scheduler(CronSchedulerArgs),
+    /// Pauses a Scheduled Task: Rust schedulers make no task from it until
+    /// it is resumed (a Go scheduler ignores the pause)
+    Pause(CronViewArgs),
+    /// Resumes a paused Scheduled Task
+    Resume(CronViewArgs),
+    /// Creates a task from a Scheduled Task now, outside its timetable
+    #[command(name = "run")]
+    RunNow(CronViewArgs),
 }
 
 /// `ajc task cron add`.
@@ -106,7 +115,33 @@ pub async fn run(ctx: &Ctx, cmd: &CronCmd) -> Result<()> {
         CronCmd::Delete(a) => delete(ctx, a).await,
         CronCmd::List(a) => list(ctx, a).await,
         CronCmd::Scheduler(a) => scheduler(ctx, a).await,
+        CronCmd::Pause(a) => pause(ctx, a, true).await,
+        CronCmd::Resume(a) => pause(ctx, a, false).await,
+        CronCmd::RunNow(a) => run_now(ctx, a).await,
     }
+}
+
+/// `task cron pause` / `resume`: shows the schedule as stored.
+async fn pause(ctx: &Ctx, a: &CronViewArgs, paused: bool) -> Result<()> {
+    let client = client(&ctx.global, Prepare::Nothing, Ok).await?;
+    let s = client.pause_scheduled_task(&a.name, paused).await?;
+    show(&s, a.out.json);
+    Ok(())
+}
+
+/// `task cron run`: enqueues the schedule's task now.
+async fn run_now(ctx: &Ctx, a: &CronViewArgs) -> Result<()> {
+    let client = client(&ctx.global, Prepare::Nothing, Ok).await?;
+    let task = client.run_scheduled_task_now(&a.name).await?;
+    if a.out.json {
+        emit_json(&task);
+    } else {
+        emitln(format!(
+            "Created task {} in queue {} from Scheduled Task {}",
+            task.id, task.queue, a.name
+        ));
+    }
+    Ok(())
 }
 
 /// Go's `@` auto-prefix for descriptors given without it (docs/processing.md §7.1).
@@ -164,6 +199,12 @@ pub fn schedule_text(s: &ScheduledTask) -> String {
     }
     if let Some(place) = &s.declared_in {
         line("Declared In", place.clone());
+    }
+    if s.paused {
+        line(
+            "Paused",
+            "yes (Rust schedulers make no task from it)".into(),
+        );
     }
     out
 }
