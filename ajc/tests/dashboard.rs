@@ -1469,3 +1469,100 @@ async fn a_schedule_runs_now_from_its_page() {
     assert!(!client.load_scheduled_task("nightly").await.unwrap().paused);
     assert_eq!(script_errors(b).await, Vec::<String>::new());
 }
+
+/// Bulk actions by filter (issue 33): the task list filtered by type,
+/// "Cancel every matching task…" confirms on a page that says how many
+/// tasks it will touch and lists them, then cancels exactly those (the
+/// other type's task keeps waiting) and sums up; "Delete every matching
+/// task…" then deletes them.
+#[tokio::test]
+async fn matching_tasks_are_cancelled_and_deleted_in_bulk() {
+    let nats = NatsServer::start();
+    let server = ApiServer::start(&nats.url(), &["--allow-create-default"]).await;
+    // no worker: every task waits
+    let client = asyncjobs::Client::builder()
+        .url(nats.url())
+        .queue(asyncjobs::Queue::new("BULK"))
+        .build()
+        .await
+        .unwrap();
+    let mut doomed = vec![];
+    for i in 0..4 {
+        let mut t = Task::new("bulk:doomed", &i).unwrap();
+        client.enqueue(&mut t).await.unwrap();
+        doomed.push(t.id);
+    }
+    let mut kept = Task::new("bulk:kept", &()).unwrap();
+    client.enqueue(&mut kept).await.unwrap();
+
+    let driver = Driver::start().await;
+    let b = &driver.browser;
+    let list = server.url("/ui/tasks?queue=BULK&type=bulk:doomed");
+    b.goto(&list).await.unwrap();
+    b.find(Locator::Id("bulk-cancel"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(b, "h1", "Cancel matching tasks").await;
+    let said = b
+        .find(Locator::Css("main p"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(said.starts_with("4 tasks match."), "{said}");
+    assert_eq!(
+        b.find_all(Locator::Css("ul.ids li")).await.unwrap().len(),
+        4
+    );
+    b.find(Locator::Id("confirm"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(b, ".notice", "4 tasks cancelled").await;
+    for id in &doomed {
+        let t = client.load_task(id).await.unwrap();
+        assert_eq!(t.state, TaskState::Terminated, "{id}");
+        assert!(
+            t.last_err.contains("an operator (dashboard)"),
+            "{}",
+            t.last_err
+        );
+    }
+    assert_eq!(
+        client.load_task(&kept.id).await.unwrap().state,
+        TaskState::New
+    );
+
+    b.goto(&list).await.unwrap();
+    b.find(Locator::Id("bulk-delete"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(b, "h1", "Delete matching tasks").await;
+    b.find(Locator::Id("confirm"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(b, ".notice", "4 tasks deleted").await;
+    for id in &doomed {
+        assert!(matches!(
+            client.load_task(id).await,
+            Err(asyncjobs::Error::TaskNotFound(_))
+        ));
+    }
+    assert_eq!(
+        client.load_task(&kept.id).await.unwrap().state,
+        TaskState::New
+    );
+    assert_eq!(script_errors(b).await, Vec::<String>::new());
+}

@@ -330,6 +330,31 @@ pub struct ReplayFilter {
     pub dry_run: bool,
 }
 
+/// `POST /v1/tasks/cancel` and `POST /v1/tasks/delete` (ours): the tasks
+/// a filter matches.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkByFilterRequest {
+    /// Which tasks (`dry_run` in it: count and list, change nothing).
+    pub filter: ReplayFilter,
+    /// Who cancels, kept in each task's `last_err` (cancel only; default
+    /// `the HTTP API`).
+    #[serde(default)]
+    pub by: Option<String>,
+}
+
+/// The answer of a bulk action by filter.
+#[derive(Serialize, ToSchema)]
+pub struct BulkByFilterResponse {
+    /// Whether nothing was changed.
+    pub dry_run: bool,
+    /// How many tasks the filter matched that the action takes.
+    pub matched: usize,
+    /// In a dry run one `matched` per task; else one per task: `ok`,
+    /// `not_found` (gone, or a cancel's task already finished) or `failed`.
+    pub results: Vec<BulkRetryResult>,
+}
+
 /// One id's outcome of a bulk retry.
 #[derive(Serialize, ToSchema)]
 pub struct BulkRetryResult {
@@ -338,7 +363,7 @@ pub struct BulkRetryResult {
     pub error: Option<String>,
     /// The task id.
     pub id: String,
-    /// `ok`, `not_found` or `failed`.
+    /// `ok`, `not_found` or `failed` (`matched` in a dry run by filter).
     pub status: &'static str,
 }
 

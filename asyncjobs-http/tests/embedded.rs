@@ -1355,3 +1355,100 @@ async fn schedules_pause_resume_and_run_over_http() {
         assert_eq!(r.status(), 404, "{path}");
     }
 }
+
+/// Tasks cancelled and deleted by filter over HTTP (ours): a dry run
+/// counts and lists what each would touch and changes nothing; the cancel
+/// takes only the tasks not yet finished; a bad filter is a 400.
+#[tokio::test]
+async fn tasks_are_cancelled_and_deleted_by_filter() {
+    let server = NatsServer::start();
+    let client = client_for(&server, Queue::new("BULKAPI")).await;
+    let mut ids = vec![];
+    for i in 0..3 {
+        let mut t = Task::new("bulk:x", &i).unwrap();
+        client.enqueue(&mut t).await.unwrap();
+        ids.push(t.id);
+    }
+    let mut other = Task::new("bulk:y", &()).unwrap();
+    client.enqueue(&mut other).await.unwrap();
+    let base = serve(client.clone(), ApiOptions::default()).await;
+    let http = http();
+    let post = |path: &str, body: Value| http.post(format!("{base}{path}")).json(&body).send();
+
+    let r = post(
+        "/v1/tasks/cancel",
+        json!({"filter": {"type": "bulk:x", "dry_run": true}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        (v["dry_run"].as_bool(), v["matched"].as_u64()),
+        (Some(true), Some(3))
+    );
+    assert!(v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["status"] == "matched"));
+    assert_eq!(
+        client.load_task(&ids[0]).await.unwrap().state,
+        asyncjobs::TaskState::New
+    );
+
+    let r = post(
+        "/v1/tasks/cancel",
+        json!({"filter": {"type": "bulk:x"}, "by": "the test"}),
+    )
+    .await
+    .unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["matched"], 3, "{v}");
+    assert!(
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] == "ok"),
+        "{v}"
+    );
+    let t = client.load_task(&ids[1]).await.unwrap();
+    assert_eq!(t.state, asyncjobs::TaskState::Terminated);
+    assert!(t.last_err.contains("the test"), "{}", t.last_err);
+    // cancelled tasks are final: a second cancel takes none
+    let v: Value = post("/v1/tasks/cancel", json!({"filter": {"type": "bulk:x"}}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["matched"], 0, "{v}");
+
+    let v: Value = post("/v1/tasks/delete", json!({"filter": {"type": "bulk:x"}}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["matched"], 3, "{v}");
+    for id in &ids {
+        assert!(matches!(
+            client.load_task(id).await,
+            Err(asyncjobs::Error::TaskNotFound(_))
+        ));
+    }
+    assert_eq!(
+        client.load_task(&other.id).await.unwrap().state,
+        asyncjobs::TaskState::New
+    );
+
+    let r = post("/v1/tasks/delete", json!({"filter": {"state": "nonsense"}}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = post("/v1/tasks/delete", json!({"ids": ["x"]}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}

@@ -201,7 +201,8 @@ pub mod worker;
 
 pub use asyncjobs_macros::task_handler;
 pub use client::{
-    Client, ClientBuilder, ReplaySummary, Serving, TaskFilter, TaskHandle, WaitError,
+    BulkAction, BulkSummary, Client, ClientBuilder, ReplaySummary, Serving, TaskFilter, TaskHandle,
+    WaitError,
 };
 pub use error::{Error, NatsError, NatsErrorKind, Result};
 pub use handler::{

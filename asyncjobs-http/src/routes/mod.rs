@@ -3,6 +3,7 @@
 //! metrics, body limit, Go's plain-text 404 and 405.
 
 mod batches;
+mod bulk;
 mod cancel;
 mod live;
 mod meta;
@@ -60,6 +61,8 @@ fn described() -> OpenApiRouter<Api> {
         .routes(routes!(tasks::get, tasks::delete))
         .routes(routes!(tasks::retry_one))
         .routes(routes!(cancel::cancel))
+        .routes(routes!(bulk::cancel_many))
+        .routes(routes!(bulk::delete_many))
         .routes(routes!(batches::create))
         .routes(routes!(batches::get))
         .routes(routes!(batches::cancel))

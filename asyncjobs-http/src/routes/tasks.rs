@@ -378,7 +378,7 @@ impl ListQuery {
 }
 
 /// RFC 3339 or a `2006-01-02` date (UTC midnight), as Go's binder reads it.
-fn parse_since(v: &str) -> Result<OffsetDateTime, ApiError> {
+pub(super) fn parse_since(v: &str) -> Result<OffsetDateTime, ApiError> {
     asyncjobs::wire::parse_time_bound(v).ok_or_else(|| {
         bad_parameter(
             "created_since",
@@ -550,78 +550,6 @@ pub(super) async fn retry_one(
     Ok(json(StatusCode::OK, &TaskView::from(&task)))
 }
 
-/// Replays every task a filter matches, each into its own queue (the
-/// library's `Client::replay_tasks`, as `ajc task retry --state …` and the
-/// dashboard use): `{"dry_run":B,"matched":N,"results":[…]}`.
-async fn replay(api: &Api, f: crate::schema::ReplayFilter) -> Result<Response, ApiError> {
-    let mut filter = asyncjobs::TaskFilter::new();
-    if let Some(s) = f.state.as_deref().filter(|s| !s.is_empty()) {
-        let state = TaskState::from_name(s)
-            .filter(|s| *s != TaskState::Unknown)
-            .ok_or_else(|| {
-                ApiError::invalid(format!("unknown task state {s:?}"))
-                    .field("filter")
-                    .reason("state_invalid")
-            })?;
-        filter = filter.state(state);
-    }
-    if let Some(t) = f.task_type.filter(|s| !s.is_empty()) {
-        filter = filter.task_type(t);
-    }
-    if let Some(q) = f.queue.filter(|s| !s.is_empty()) {
-        filter = filter.queue(q);
-    }
-    if let Some(since) = f.created_since.filter(|s| !s.is_empty()) {
-        filter = filter.created_since(parse_since(&since)?);
-    }
-    if let Some(e) = f.last_error.filter(|s| !s.is_empty()) {
-        filter = filter.last_error_contains(e);
-    }
-    let summary = api
-        .client
-        .replay_tasks(filter, f.dry_run, |_, _| {})
-        .await?;
-    let results: Vec<BulkRetryResult> = if f.dry_run {
-        summary
-            .matched
-            .iter()
-            .map(|id| BulkRetryResult {
-                error: None,
-                id: id.clone(),
-                status: "matched",
-            })
-            .collect()
-    } else {
-        summary
-            .replayed
-            .iter()
-            .map(|id| BulkRetryResult {
-                error: None,
-                id: id.clone(),
-                status: "ok",
-            })
-            .chain(summary.skipped.iter().map(|id| BulkRetryResult {
-                error: Some("task not found".into()),
-                id: id.clone(),
-                status: "not_found",
-            }))
-            .chain(summary.failed.iter().map(|(id, why)| BulkRetryResult {
-                error: Some(why.clone()),
-                id: id.clone(),
-                status: "failed",
-            }))
-            .collect()
-    };
-    Ok(json(
-        StatusCode::OK,
-        &serde_json::json!({
-            "dry_run": f.dry_run,
-            "matched": summary.matched.len(),
-            "results": serde_json::to_value(results).unwrap_or_default(),
-        }),
-    ))
-}
-
 /// Retries up to 100 tasks by id; always 200, one result per id in order.
 #[utoipa::path(post, path = "/v1/tasks/retry", operation_id = "retryTasks", tag = "Tasks",
     request_body = BulkRetryRequest,
@@ -638,7 +566,7 @@ pub(super) async fn retry_many(
                 .field("filter")
                 .reason("ids_and_filter"));
         }
-        return replay(&api, f).await;
+        return super::bulk::by_filter(&api, f, asyncjobs::BulkAction::Retry).await;
     }
     if req.ids.is_empty() {
         return Err(ApiError::invalid("ids is required")

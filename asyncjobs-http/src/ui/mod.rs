@@ -10,7 +10,7 @@
 //! refused altogether in read-only mode.
 //!
 //! One file a page, each with the forms it posts: [`overview`] (`/ui/`),
-//! [`tasks`] (the list, search and bulk retry), [`task`] (one task, cancel, retry,
+//! [`tasks`] (the list and search), [`bulk`] (retry, cancel or delete every matching task), [`task`] (one task, cancel, retry,
 //! delete), [`batch`] (one batch, cancel, retry), [`schedules`] (list, add, delete, run now,
 //! pause, resume), [`workers`]
 //! (running workers and what their queues' consumers see) and [`queues`] (the
@@ -19,6 +19,7 @@
 
 mod actions;
 mod batch;
+mod bulk;
 mod overview;
 mod page;
 mod queues;
@@ -39,7 +40,9 @@ pub(crate) fn routes() -> axum::Router<Api> {
         .route("/ui", get(|| async { Redirect::permanent("/ui/") }))
         .route("/ui/", get(overview::overview))
         .route("/ui/tasks", get(tasks::tasks))
-        .route("/ui/tasks/retry", post(tasks::bulk_retry))
+        .route("/ui/tasks/retry", post(bulk::retry))
+        .route("/ui/tasks/cancel", post(bulk::cancel))
+        .route("/ui/tasks/delete", post(bulk::delete))
         .route("/ui/tasks/{id}", get(task::task))
         .route("/ui/tasks/{id}/retry", post(task::retry))
         .route("/ui/tasks/{id}/delete", post(task::delete))

@@ -1,15 +1,13 @@
 //! The tasks page (`/ui/tasks`): tasks a filter matches, a page at a time,
-//! the search by id, and the form that retries every matching task.
+//! the search by id; its bulk form posts to `bulk.rs`.
 
-use super::actions::{confirm, may_act, Ask};
-use super::page::{done, error_page, limit, query, render, short_time, STATES};
+use super::page::{limit, query, render, short_time, STATES};
 use crate::Api;
 use askama::Template;
 use asyncjobs::{Task, TaskFilter, TaskState};
-use axum::extract::{Form, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use serde::Deserialize;
 use std::collections::BTreeMap;
 use time::OffsetDateTime;
 
@@ -54,11 +52,11 @@ impl From<&Task> for TaskRow {
 
 /// The filter fields of the list page, as given.
 #[derive(Default, Clone)]
-struct Filter {
-    state: String,
-    queue: String,
-    task_type: String,
-    since: String,
+pub(super) struct Filter {
+    pub(super) state: String,
+    pub(super) queue: String,
+    pub(super) task_type: String,
+    pub(super) since: String,
 }
 
 impl Filter {
@@ -72,7 +70,7 @@ impl Filter {
     }
 
     /// The library filter, or why a field is wrong.
-    fn to_filter(&self) -> Result<TaskFilter, String> {
+    pub(super) fn to_filter(&self) -> Result<TaskFilter, String> {
         let mut f = TaskFilter::new();
         if !self.state.is_empty() {
             let s = TaskState::from_name(&self.state)
@@ -92,7 +90,7 @@ impl Filter {
         Ok(f)
     }
 
-    fn query(&self) -> String {
+    pub(super) fn query(&self) -> String {
         let mut s = form_urlencoded::Serializer::new(String::new());
         for (k, v) in [
             ("state", &self.state),
@@ -179,98 +177,5 @@ pub(super) async fn search(RawQuery(raw): RawQuery) -> Response {
             Redirect::to(&format!("/ui/tasks/{id}")).into_response()
         }
         None => Redirect::to("/ui/tasks").into_response(),
-    }
-}
-
-/// The filter of a bulk retry form.
-#[derive(Deserialize)]
-pub(super) struct BulkForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    confirmed: String,
-    #[serde(default)]
-    state: String,
-    #[serde(default)]
-    queue: String,
-    #[serde(default, rename = "type")]
-    task_type: String,
-    #[serde(default)]
-    since: String,
-}
-
-/// Retries every task the filter matches: first a confirmation page
-/// listing them, then the replay, to the end even when the request is
-/// dropped.
-pub(super) async fn bulk_retry(State(api): State<Api>, Form(f): Form<BulkForm>) -> Response {
-    if let Err(refused) = may_act(&api, &f.csrf).await {
-        return refused;
-    }
-    let filter = Filter {
-        state: f.state,
-        queue: f.queue,
-        task_type: f.task_type,
-        since: f.since,
-    };
-    let back = format!("/ui/tasks?{}", filter.query());
-    let lib_filter = match filter.to_filter() {
-        Ok(lf) => lf,
-        Err(e) => return error_page(&api, StatusCode::BAD_REQUEST, e),
-    };
-    if f.confirmed != "1" {
-        let summary = match api.client.replay_tasks(lib_filter, true, |_, _| {}).await {
-            Ok(s) => s,
-            Err(e) => return error_page(&api, StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-        };
-        let n = summary.matched.len();
-        let shown: Vec<String> = summary.matched.into_iter().take(100).collect();
-        let more = n - shown.len();
-        let fields = vec![
-            ("state".to_string(), filter.state.clone()),
-            ("queue".to_string(), filter.queue.clone()),
-            ("type".to_string(), filter.task_type.clone()),
-            ("since".to_string(), filter.since.clone()),
-        ];
-        return confirm(
-            &api,
-            Ask {
-                title: "Retry matching tasks",
-                message: format!(
-                    "{n} tasks match. Enqueue every one of them again into its queue?"
-                ),
-                action: "/ui/tasks/retry".into(),
-                button: format!("Retry {n} tasks"),
-                back,
-            },
-            fields,
-            shown,
-            more,
-        )
-        .await;
-    }
-    // to the end even when the browser goes away or the write timeout
-    // drops the request
-    let client = api.client.clone();
-    let replayed =
-        tokio::spawn(async move { client.replay_tasks(lib_filter, false, |_, _| {}).await })
-            .await
-            .unwrap_or_else(|e| Err(asyncjobs::Error::Config(format!("the replay failed: {e}"))));
-    match replayed {
-        Ok(s) => {
-            let mut notice = format!("{} tasks enqueued again", s.replayed.len());
-            if !s.skipped.is_empty() {
-                notice.push_str(&format!(", {} gone meanwhile", s.skipped.len()));
-            }
-            if !s.failed.is_empty() {
-                notice.push_str(&format!(
-                    ", {} failed ({}: {})",
-                    s.failed.len(),
-                    s.failed[0].0,
-                    s.failed[0].1
-                ));
-            }
-            done(&back, &notice)
-        }
-        Err(e) => error_page(&api, StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }

@@ -9,6 +9,7 @@
 //! | `builder.rs` | [`ClientBuilder`]: connection and storage settings, storage preparation |
 //! | `tasks.rs` | enqueue, load, retry, replay, delete, list, page, reconcile, the task store's settings |
 //! | `batches.rs` | enqueue a batch, its status, cancel and retry it as a whole |
+//! | `bulk.rs` | retry, cancel or delete every task a filter matches ([`BulkAction`], [`BulkSummary`]) |
 //! | `queues.rs` | create or load, inspect, configure, purge and delete queues |
 //! | `retention.rs` | how long finished records are kept; turning on their expiry |
 //! | `schedules.rs` | create, load, list, update and delete scheduled tasks |
@@ -19,6 +20,7 @@
 
 mod batches;
 mod builder;
+mod bulk;
 mod cluster;
 mod filter;
 mod handle;
@@ -29,6 +31,7 @@ mod serving;
 mod tasks;
 
 pub use builder::ClientBuilder;
+pub use bulk::{BulkAction, BulkSummary};
 pub use filter::{ReplaySummary, TaskFilter};
 pub use handle::{TaskHandle, WaitError};
 pub use serving::Serving;

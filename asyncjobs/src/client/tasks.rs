@@ -2,9 +2,9 @@
 //! cancel, delete, list and page, reconcile, and the task store's settings.
 
 use super::{Client, ReplaySummary, TaskFilter, ENQUEUE_IN_FLIGHT};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::queue::{validate_replicas, StreamDetails};
-use crate::task::{Task, TaskState};
+use crate::task::Task;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use std::time::Duration;
@@ -325,51 +325,17 @@ impl Client {
         &self,
         filter: TaskFilter,
         dry_run: bool,
-        mut progress: impl FnMut(usize, usize),
+        progress: impl FnMut(usize, usize),
     ) -> Result<ReplaySummary> {
-        let mut matched = Vec::new();
-        let named_complete = filter.states.contains(&TaskState::Complete);
-        let mut listing = self.list_tasks_filtered(filter).await?;
-        while let Some(t) = listing.next().await {
-            match t {
-                // only tasks that ended for good: a task still waiting or
-                // running would run twice
-                Ok(t)
-                    if t.state.is_dead_letter()
-                        || (t.state == TaskState::Complete && named_complete) =>
-                {
-                    matched.push((t.id, t.queue))
-                }
-                Ok(_) => {}
-                Err(Error::InvalidTaskRecord { .. }) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        let mut summary = ReplaySummary {
-            matched: matched.iter().map(|(id, _)| id.clone()).collect(),
-            ..ReplaySummary::default()
-        };
-        if dry_run {
-            return Ok(summary);
-        }
-        let total = matched.len();
-        for (i, (id, queue)) in matched.into_iter().enumerate() {
-            let queue = if queue.is_empty() {
-                crate::queue::DEFAULT_QUEUE_NAME.to_string()
-            } else {
-                queue
-            };
-            match self.inner.storage.retry_task(&queue, &id).await {
-                Ok(_) => summary.replayed.push(id),
-                // deleted or discarded since it was listed
-                Err(Error::TaskNotFound(_) | Error::TaskDiscarded { .. }) => {
-                    summary.skipped.push(id)
-                }
-                Err(e) => summary.failed.push((id, e.to_string())),
-            }
-            progress(i + 1, total);
-        }
-        Ok(summary)
+        let s = self
+            .bulk_tasks(filter, &super::BulkAction::Retry, dry_run, progress)
+            .await?;
+        Ok(ReplaySummary {
+            matched: s.matched,
+            replayed: s.done,
+            skipped: s.skipped,
+            failed: s.failed,
+        })
     }
 
     /// One page of stored tasks matching `filter`, in store order, from

@@ -1,0 +1,129 @@
+//! Acting on every task a filter matches: the retry by filter of `POST
+//! /v1/tasks/retry`, and (ours) `POST /v1/tasks/cancel` and `POST
+//! /v1/tasks/delete`, each with a dry run that counts and lists what it
+//! would touch (the library's `Client::bulk_tasks`).
+
+use super::{json, JsonBody};
+use crate::error::ApiError;
+use crate::schema::{BulkByFilterRequest, BulkByFilterResponse, BulkRetryResult, ReplayFilter};
+use crate::Api;
+use asyncjobs::{BulkAction, TaskFilter, TaskState};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+
+/// The library filter a request's filter names.
+fn task_filter(f: &ReplayFilter) -> Result<TaskFilter, ApiError> {
+    let mut filter = TaskFilter::new();
+    if let Some(s) = f.state.as_deref().filter(|s| !s.is_empty()) {
+        let state = TaskState::from_name(s)
+            .filter(|s| *s != TaskState::Unknown)
+            .ok_or_else(|| {
+                ApiError::invalid(format!("unknown task state {s:?}"))
+                    .field("filter")
+                    .reason("state_invalid")
+            })?;
+        filter = filter.state(state);
+    }
+    if let Some(t) = f.task_type.as_deref().filter(|s| !s.is_empty()) {
+        filter = filter.task_type(t);
+    }
+    if let Some(q) = f.queue.as_deref().filter(|s| !s.is_empty()) {
+        filter = filter.queue(q);
+    }
+    if let Some(since) = f.created_since.as_deref().filter(|s| !s.is_empty()) {
+        filter = filter.created_since(super::tasks::parse_since(since)?);
+    }
+    if let Some(e) = f.last_error.as_deref().filter(|s| !s.is_empty()) {
+        filter = filter.last_error_contains(e);
+    }
+    Ok(filter)
+}
+
+/// Applies `action` to every task `f` matches:
+/// `{"dry_run":B,"matched":N,"results":[…]}`, the results being the
+/// matches in a dry run, else one per task acted on (`ok`), gone
+/// meanwhile (`not_found`) or failed (`failed`).
+pub(super) async fn by_filter(
+    api: &Api,
+    f: ReplayFilter,
+    action: BulkAction,
+) -> Result<Response, ApiError> {
+    let filter = task_filter(&f)?;
+    let summary = api
+        .client
+        .bulk_tasks(filter, &action, f.dry_run, |_, _| {})
+        .await?;
+    let result = |id: &String, status: &'static str, error: Option<String>| BulkRetryResult {
+        error,
+        id: id.clone(),
+        status,
+    };
+    let results: Vec<BulkRetryResult> = if f.dry_run {
+        summary
+            .matched
+            .iter()
+            .map(|id| result(id, "matched", None))
+            .collect()
+    } else {
+        let gone = match action {
+            BulkAction::Cancel { .. } => "task not found or already finished",
+            _ => "task not found",
+        };
+        summary
+            .done
+            .iter()
+            .map(|id| result(id, "ok", None))
+            .chain(
+                summary
+                    .skipped
+                    .iter()
+                    .map(|id| result(id, "not_found", Some(gone.into()))),
+            )
+            .chain(
+                summary
+                    .failed
+                    .iter()
+                    .map(|(id, why)| result(id, "failed", Some(why.clone()))),
+            )
+            .collect()
+    };
+    Ok(json(
+        StatusCode::OK,
+        &BulkByFilterResponse {
+            dry_run: f.dry_run,
+            matched: summary.matched.len(),
+            results,
+        },
+    ))
+}
+
+/// Cancels every task a filter matches that has not finished (ours).
+#[utoipa::path(post, path = "/v1/tasks/cancel", operation_id = "cancelTasks", tag = "Tasks",
+    request_body = BulkByFilterRequest,
+    responses(
+        (status = 200, description = "What was (or would be) cancelled", body = BulkByFilterResponse),
+        (status = 400, description = "An invalid filter", body = crate::schema::ErrorEnvelope)))]
+pub(super) async fn cancel_many(
+    State(api): State<Api>,
+    JsonBody(req): JsonBody<BulkByFilterRequest>,
+) -> Result<Response, ApiError> {
+    let by = req
+        .by
+        .filter(|b| !b.trim().is_empty())
+        .unwrap_or_else(|| "the HTTP API".into());
+    by_filter(&api, req.filter, BulkAction::Cancel { by }).await
+}
+
+/// Deletes every task a filter matches (ours).
+#[utoipa::path(post, path = "/v1/tasks/delete", operation_id = "deleteTasks", tag = "Tasks",
+    request_body = BulkByFilterRequest,
+    responses(
+        (status = 200, description = "What was (or would be) deleted", body = BulkByFilterResponse),
+        (status = 400, description = "An invalid filter", body = crate::schema::ErrorEnvelope)))]
+pub(super) async fn delete_many(
+    State(api): State<Api>,
+    JsonBody(req): JsonBody<BulkByFilterRequest>,
+) -> Result<Response, ApiError> {
+    by_filter(&api, req.filter, BulkAction::Delete).await
+}
