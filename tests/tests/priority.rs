@@ -491,3 +491,148 @@ async fn a_handed_back_item_runs_its_task_again_when_its_runner_died() {
     assert_eq!(order.lock().unwrap().clone(), vec!["orphaned".to_string()]);
     worker.stop().await;
 }
+
+/// Saves `task` by hand at the sequence it was read at, as a Go worker
+/// writes a record; whether the server took it.
+async fn save_like_go(js: &async_nats::jetstream::Context, task: &Task) -> bool {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(
+        "Nats-Expected-Last-Subject-Sequence",
+        task.sequence().to_string().as_str(),
+    );
+    let sent = js
+        .publish_with_headers(
+            format!("CHORIA_AJ.T.{}", task.id),
+            headers,
+            serde_json::to_vec(task).unwrap().into(),
+        )
+        .await;
+    match sent {
+        Ok(ack) => ack.await.is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// A worker doing what Go's does with the items `WORKERS` hands it, lane
+/// items included: an `active` task's item is left unacknowledged (held
+/// for the ack wait), a final one's acknowledged, any other task saved
+/// `active`, run for a few milliseconds, saved `complete` and its item
+/// acknowledged (ten at a time, 50 ms each). Runs until `stop`.
+async fn go_like_worker(client: Client, queue: &str, stop: tokio_util::sync::CancellationToken) {
+    use futures::StreamExt;
+    let js = async_nats::jetstream::new(client.nats().clone());
+    let consumer: async_nats::jetstream::consumer::PullConsumer = js
+        .get_consumer_from_stream("WORKERS", format!("CHORIA_AJ_Q_{queue}"))
+        .await
+        .unwrap();
+    let held = Arc::new(Mutex::new(Vec::new()));
+    // ten slots, as a Go worker's concurrency
+    let slots = Arc::new(tokio::sync::Semaphore::new(10));
+    while !stop.is_cancelled() {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        let Ok(mut one) = consumer
+            .fetch()
+            .max_messages(1)
+            .expires(Duration::from_millis(200))
+            .messages()
+            .await
+        else {
+            continue;
+        };
+        let Some(Ok(msg)) = one.next().await else {
+            continue;
+        };
+        let (client, js, held) = (client.clone(), js.clone(), held.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            let item: serde_json::Value = serde_json::from_slice(&msg.payload).unwrap_or_default();
+            let Some(id) = item["job"].as_str() else {
+                return;
+            };
+            let Ok(mut t) = client.load_task(id).await else {
+                return;
+            };
+            match t.state {
+                TaskState::Active => held.lock().unwrap().push(msg),
+                s if s.is_final() => {
+                    let _ = msg.ack().await;
+                }
+                _ => {
+                    t.state = TaskState::Active;
+                    t.tries += 1;
+                    t.tried = Some(time::OffsetDateTime::now_utc());
+                    if !save_like_go(&js, &t).await {
+                        // Go's "modified concurrently": left for the ack wait
+                        held.lock().unwrap().push(msg);
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    if let Ok(mut done) = client.load_task(id).await {
+                        if done.state == TaskState::Active {
+                            done.state = TaskState::Complete;
+                            save_like_go(&js, &done).await;
+                        }
+                    }
+                    let _ = msg.ack().await;
+                }
+            }
+        });
+    }
+}
+
+/// Rust workers claiming lane items beside a Go-like worker pulling the
+/// same items from `WORKERS`: every task completes, none runs twice, and
+/// once they all have, no claim's backup is left in the queue. (Traced
+/// runs beside real Go workers left 1 to 3 backups per 500 tasks: a claim
+/// that lost its lane item to a Go worker's acknowledgement, or to a claim
+/// that had already handed the item back, left its backup, which no one
+/// removed, and a Go worker handed it while its task ran held it for the
+/// queue's run time. That race is too narrow to be met here on demand:
+/// this test guards the mixed fleet's end state, and passes without the
+/// fix too.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_beside_a_go_worker_leave_no_backup() {
+    let server = NatsServer::start();
+    let queue = Queue::new("PMIX").max_run_time(Duration::from_secs(600));
+    let client = client(&server, queue).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let go = tokio::spawn(go_like_worker(client.clone(), "PMIX", stop.clone()));
+    let router = || {
+        Router::new()
+            .handle("job", |_ctx: TaskContext, _t: Task| async {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                asyncjobs::handler::to_output(&"rust")
+            })
+            .unwrap()
+    };
+    let workers: Vec<_> = (0..2)
+        .map(|_| spawn_worker(client.worker(router()).concurrency(8)))
+        .collect();
+    let mut ids = Vec::new();
+    // a producer trickling tasks in, as one enqueueing per request does:
+    // each item is raced for by the Rust claims and the Go-like pulls
+    for i in 0..300u32 {
+        ids.push(enqueue(&client, &format!("t{i}"), (i % 10) as u8).await);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for id in &ids {
+        let done = wait_for_state(&client, id, TaskState::Complete, T).await;
+        assert_eq!(done.tries, 1, "{id} ran twice");
+    }
+    wait_for(T, "no claim backup left in the queue", || async {
+        let left: Vec<String> = lane_subjects(&client, "PMIX")
+            .await
+            .into_keys()
+            .filter(|s| s.starts_with("CHORIA_AJ.Q.PMIX.B."))
+            .collect();
+        left.is_empty().then_some(())
+    })
+    .await;
+    stop.cancel();
+    go.await.unwrap();
+    for w in workers {
+        w.stop().await;
+    }
+}

@@ -13,15 +13,19 @@
 //! Interrupted after 1, the lane item is claimed again later (the task's
 //! record is still `new`) and the second backup replaces the first (one
 //! item per subject). A lost race (2 finds nothing) leaves the loser's
-//! backup alone: published after the winner's, it replaced it and is the
-//! winner's now; the winner's end removes whichever backup the task has
-//! ([`Storage::remove_backup`]).
+//! backup while the task waits to start: published after the winner's, it
+//! may have replaced it and be the winner's protection; the winner's end
+//! removes whichever backup the task has ([`Storage::remove_backup`]).
+//! Once the task has started or ended, the loser deletes its backup
+//! itself: the item may have gone to a pull, with no winning claim to
+//! remove it ([`Storage::drop_lost_backup`]).
 
 use super::{api, Storage};
-use crate::error::{nats, Result};
+use crate::error::{nats, Error, Result};
 use crate::queue::lane::backup_subject;
 use crate::queue::lane::{lane_notice_subject, Lane, KEY_HEADER};
 use crate::queue::QUEUE_STREAM_PREFIX;
+use crate::task::TaskState;
 use async_nats::jetstream::ErrorCode;
 use base64::Engine;
 use serde::Deserialize;
@@ -168,8 +172,45 @@ impl Storage {
             .await;
         match deleted {
             Ok(_) => Ok(Some(ack.sequence)),
-            Err(e) if api::is_gone(&e) => Ok(None),
+            Err(e) if api::is_gone(&e) => {
+                self.drop_lost_backup(queue, id, ack.sequence).await;
+                Ok(None)
+            }
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The backup at `seq` of a claim of task `id` that lost its lane item:
+    /// left while the task still waits to start (`new`, `retry`,
+    /// `blocked`: a winning claim's try has not been saved `active`, and
+    /// this backup may have replaced that claim's, so it is the winner's
+    /// protection until then; the winner's end removes it), deleted
+    /// otherwise (a pull ran the task and acknowledged the item, or the
+    /// winner's try holds its lease, or handed the item back): left there,
+    /// a Go worker handed it while the task runs holds it for its ack
+    /// wait. Best effort; a task that cannot be read keeps it.
+    async fn drop_lost_backup(&self, queue: &str, id: &str, seq: u64) {
+        let waiting = match self.load_task(id).await {
+            Ok(t) => matches!(
+                t.state,
+                TaskState::New | TaskState::Retry | TaskState::Blocked
+            ),
+            Err(Error::TaskNotFound(_)) => false,
+            Err(_) => true,
+        };
+        if waiting {
+            return;
+        }
+        let stream = format!("{QUEUE_STREAM_PREFIX}{queue}");
+        if let Err(e) = self
+            .delete_msg(&stream, seq, || {
+                format!("removing the backup of a lost claim of task {id}")
+            })
+            .await
+        {
+            if !api::is_gone(&e) {
+                tracing::debug!(task = %id, error = %e, "removing the backup of a lost claim failed; it is acknowledged when delivered");
+            }
         }
     }
 
