@@ -157,15 +157,20 @@ async fn wait_text(b: &Browser, css: &str, want: &str) {
     assert!(polled.is_ok(), "{css}: {last:?}, not {want:?}");
 }
 
+/// Clicks the element `at` (it must be there).
+async fn click(b: &Browser, at: Locator<'_>) {
+    b.find(at).await.unwrap().click().await.unwrap();
+}
+
+/// The text of the element `at` (it must be there).
+async fn text(b: &Browser, at: Locator<'_>) -> String {
+    b.find(at).await.unwrap().text().await.unwrap()
+}
+
 /// Clicks the button `id`, accepts the page's confirmation and waits for
 /// its notice to read `notice`.
 async fn click_confirmed(b: &Browser, id: &str, notice: &str) {
-    b.find(Locator::Id(id))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(b, Locator::Id(id)).await;
     b.accept_alert().await.unwrap();
     wait_text(b, ".notice", notice).await;
 }
@@ -419,21 +424,11 @@ async fn dashboard_in_a_browser() {
             .len(),
         3
     );
-    b.find(Locator::Id("bulk-retry"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(b, Locator::Id("bulk-retry")).await;
     wait_text(b, "h1", "Retry matching tasks").await;
     let listed = b.find_all(Locator::Css("ul.ids li")).await.unwrap().len();
     assert_eq!(listed, 3);
-    b.find(Locator::Id("confirm"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(b, Locator::Id("confirm")).await;
     wait_text(b, ".notice", "3 tasks enqueued again").await;
     wait_for(T, "the matching tasks to run again", || {
         let runs = runs.clone();
@@ -496,30 +491,18 @@ async fn dashboard_in_a_browser() {
     // pause the queue from the overview: a task enqueued meanwhile waits,
     // and runs once the queue is resumed from the same page
     b.goto(&server.url("/ui/")).await.unwrap();
-    b.find(Locator::XPath(
-        "//tr[td/a[text()='DEFAULT']]//details[summary[text()='Pause']]/summary",
-    ))
-    .await
-    .unwrap()
-    .click()
-    .await
-    .unwrap();
-    b.find(Locator::XPath(
-        "//tr[td/a[text()='DEFAULT']]//form[contains(@action,'/pause')]//button",
-    ))
-    .await
-    .unwrap()
-    .click()
-    .await
-    .unwrap();
+    click(
+        b,
+        Locator::XPath("//tr[td/a[text()='DEFAULT']]//details[summary[text()='Pause']]/summary"),
+    )
+    .await;
+    click(
+        b,
+        Locator::XPath("//tr[td/a[text()='DEFAULT']]//form[contains(@action,'/pause')]//button"),
+    )
+    .await;
     wait_text(b, ".notice", "Queue DEFAULT paused until resumed").await;
-    let badge = b
-        .find(Locator::Css("[data-paused]"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let badge = text(b, Locator::Css("[data-paused]")).await;
     assert!(badge.starts_with("paused until resumed, since "), "{badge}");
     let held = create(&http, &server, json!({"type": "ok"})).await;
     wait_for(T, "the task held back by the pause", || async {
@@ -542,14 +525,11 @@ async fn dashboard_in_a_browser() {
         "a finished task has no cancel button"
     );
     b.goto(&server.url("/ui/")).await.unwrap();
-    b.find(Locator::XPath(
-        "//tr[td/a[text()='DEFAULT']]//form[contains(@action,'/resume')]//button",
-    ))
-    .await
-    .unwrap()
-    .click()
-    .await
-    .unwrap();
+    click(
+        b,
+        Locator::XPath("//tr[td/a[text()='DEFAULT']]//form[contains(@action,'/resume')]//button"),
+    )
+    .await;
     wait_text(b, ".notice", "Queue DEFAULT resumed").await;
     assert!(b.find(Locator::Css("[data-paused]")).await.is_err());
     wait_for(T, "the held task to complete", || async {
@@ -771,13 +751,11 @@ async fn flow_control_on_the_pages() {
         .unwrap();
     wait_text(b, "[data-priority]", "0 (the default)").await;
     wait_text(b, "[data-key]", "tenant-a").await;
-    let key_label = b
-        .find(Locator::XPath("//dt[following-sibling::dd[1][@data-key]]"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let key_label = text(
+        b,
+        Locator::XPath("//dt[following-sibling::dd[1][@data-key]]"),
+    )
+    .await;
     assert_eq!(key_label, "Key");
     streams_open(b).await;
     assert_eq!(script_errors(b).await, Vec::<String>::new());
@@ -840,12 +818,7 @@ async fn flow_control_on_the_pages() {
     b.goto(&server.url(&format!("/ui/tasks/{flaky}")))
         .await
         .unwrap();
-    b.find(Locator::Css("[data-batch] a"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(b, Locator::Css("[data-batch] a")).await;
     wait_text(b, "h1", &format!("Batch {id}")).await;
     // retried from its page: the failed member runs again, then the
     // callback once more
@@ -927,12 +900,7 @@ async fn flow_control_on_the_pages() {
     b.goto(&server.url("/ui/")).await.unwrap();
     let flow = "//tr[td/a[text()='DEFAULT']]/td[@data-flow]";
     assert_eq!(
-        b.find(Locator::XPath(flow))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
+        text(b, Locator::XPath(flow)).await,
         "",
         "no flow settings yet"
     );
@@ -949,12 +917,7 @@ async fn flow_control_on_the_pages() {
     )
     .await;
     assert_eq!(
-        b.find(Locator::XPath(flow))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
+        text(b, Locator::XPath(flow)).await,
         "20/s · key 3 · key 2/s · aging 30s"
     );
     // the form shows the settings it would change
@@ -989,15 +952,7 @@ async fn flow_control_on_the_pages() {
         &[("rate_limit", "none"), ("priority_aging", "strict")],
     )
     .await;
-    assert_eq!(
-        b.find(Locator::XPath(flow))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-        "key 3 · key 2/s"
-    );
+    assert_eq!(text(b, Locator::XPath(flow)).await, "key 3 · key 2/s");
     let q = get(&http, &server, "/v1/queues/DEFAULT").await;
     assert!(q.get("rate_limit").is_none(), "{q}");
     assert!(q.get("priority_aging").is_none(), "{q}");
@@ -1234,13 +1189,7 @@ async fn an_unserved_queue_is_flagged() {
     b.goto(&server.url(&format!("/ui/tasks/{}", task.id)))
         .await
         .unwrap();
-    let said = b
-        .find(Locator::Css("p[data-unserved]"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let said = text(b, Locator::Css("p[data-unserved]")).await;
     assert!(
         said.starts_with("no running worker serves queue LONELY"),
         "{said}"
@@ -1327,12 +1276,7 @@ async fn the_workers_page_shows_every_worker() {
     let driver = Driver::start().await;
     let b = &driver.browser;
     b.goto(&server.url("/ui/")).await.unwrap();
-    b.find(Locator::LinkText("Workers"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(b, Locator::LinkText("Workers")).await;
     let page = server.url("/ui/workers");
     wait_text_reloading(b, &page, "tr[data-worker] td[data-running]", "1").await;
     let link = b
@@ -1340,13 +1284,7 @@ async fn the_workers_page_shows_every_worker() {
         .await
         .unwrap();
     assert_eq!(link.text().await.unwrap(), task.id);
-    let row = b
-        .find(Locator::Css("tr[data-worker]"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let row = text(b, Locator::Css("tr[data-worker]")).await;
     assert!(row.contains(env!("CARGO_PKG_VERSION")), "{row}");
     assert!(row.contains("s ago"), "{row}");
     wait_text_reloading(
@@ -1356,26 +1294,17 @@ async fn the_workers_page_shows_every_worker() {
         "serving this queue: none announces itself, yet its consumer is pulled (Go workers, or a server too old for presence)",
     )
     .await;
-    let default_queue = b
-        .find(Locator::Css(
-            "tr[data-queue='DEFAULT'] td[data-unannounced]",
-        ))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let default_queue = text(
+        b,
+        Locator::Css("tr[data-queue='DEFAULT'] td[data-unannounced]"),
+    )
+    .await;
     assert_eq!(default_queue, "none seen");
     assert_eq!(script_errors(b).await, Vec::<String>::new());
     screenshot(b, "workers.png").await;
 
     // the try opens its task's page
-    b.find(Locator::Css("tr[data-worker] a[href^='/ui/tasks/']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(b, Locator::Css("tr[data-worker] a[href^='/ui/tasks/']")).await;
     wait_text(b, "h1 code", &task.id).await;
     waiting.abort();
     worker.stop().await;
@@ -1406,22 +1335,11 @@ async fn a_schedule_runs_now_from_its_page() {
     let driver = Driver::start().await;
     let b = &driver.browser;
     b.goto(&server.url("/ui/schedules")).await.unwrap();
-    let shown = b
-        .find(Locator::Css("td[data-next]"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let shown = text(b, Locator::Css("td[data-next]")).await;
     let at = asyncjobs::wire::format_time(&next);
     assert!(shown.starts_with(&at[..19]), "{shown} vs {at}");
     assert!(shown.contains("(in "), "{shown}");
-    b.find(Locator::Id("run-nightly"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(b, Locator::Id("run-nightly")).await;
     b.accept_alert().await.unwrap();
     let notice = tokio::time::timeout(T, async {
         loop {
@@ -1458,13 +1376,7 @@ async fn a_schedule_runs_now_from_its_page() {
     wait_text(b, "td[data-next]", "paused").await;
     assert!(client.load_scheduled_task("nightly").await.unwrap().paused);
     click_confirmed(b, "resume-nightly", "Schedule nightly resumed").await;
-    let shown = b
-        .find(Locator::Css("td[data-next]"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let shown = text(b, Locator::Css("td[data-next]")).await;
     assert!(shown.starts_with(&at[..19]), "{shown}");
     assert!(!client.load_scheduled_task("nightly").await.unwrap().paused);
     assert_eq!(script_errors(b).await, Vec::<String>::new());
@@ -1499,31 +1411,15 @@ async fn matching_tasks_are_cancelled_and_deleted_in_bulk() {
     let b = &driver.browser;
     let list = server.url("/ui/tasks?queue=BULK&type=bulk:doomed");
     b.goto(&list).await.unwrap();
-    b.find(Locator::Id("bulk-cancel"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(b, Locator::Id("bulk-cancel")).await;
     wait_text(b, "h1", "Cancel matching tasks").await;
-    let said = b
-        .find(Locator::Css("main p"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let said = text(b, Locator::Css("main p")).await;
     assert!(said.starts_with("4 tasks match."), "{said}");
     assert_eq!(
         b.find_all(Locator::Css("ul.ids li")).await.unwrap().len(),
         4
     );
-    b.find(Locator::Id("confirm"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(b, Locator::Id("confirm")).await;
     wait_text(b, ".notice", "4 tasks cancelled").await;
     for id in &doomed {
         let t = client.load_task(id).await.unwrap();
@@ -1540,19 +1436,9 @@ async fn matching_tasks_are_cancelled_and_deleted_in_bulk() {
     );
 
     b.goto(&list).await.unwrap();
-    b.find(Locator::Id("bulk-delete"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(b, Locator::Id("bulk-delete")).await;
     wait_text(b, "h1", "Delete matching tasks").await;
-    b.find(Locator::Id("confirm"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(b, Locator::Id("confirm")).await;
     wait_text(b, ".notice", "4 tasks deleted").await;
     for id in &doomed {
         assert!(matches!(

@@ -34,6 +34,13 @@ async fn client_for(server: &NatsServer, queue: Queue) -> Client {
         .unwrap()
 }
 
+/// Whether every result of a bulk answer has `status`.
+fn every_result_is(answer: &Value, status: &str) -> bool {
+    answer["results"]
+        .as_array()
+        .is_some_and(|r| r.iter().all(|r| r["status"] == status))
+}
+
 fn http() -> reqwest::Client {
     reqwest::Client::builder().timeout(T).build().unwrap()
 }
@@ -197,11 +204,7 @@ async fn filters_limits_and_one_listing_at_a_time() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let results: Value = r.json().await.unwrap();
-    assert!(results["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|r| r["status"] == "ok"));
+    assert!(every_result_is(&results, "ok"));
 
     // the limit is applied after the filters (Go: before)
     let (status, list) = get_json(
@@ -373,11 +376,7 @@ async fn delayed_create_and_replay_by_filter() {
     assert_eq!(r.status(), 200);
     let dry: Value = r.json().await.unwrap();
     assert_eq!(dry["matched"], 2, "{dry}");
-    assert!(dry["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|r| r["status"] == "matched"));
+    assert!(every_result_is(&dry, "matched"));
     assert_eq!(
         client.load_task(&ids[0]).await.unwrap().state,
         asyncjobs::TaskState::Terminated
@@ -1387,11 +1386,7 @@ async fn tasks_are_cancelled_and_deleted_by_filter() {
         (v["dry_run"].as_bool(), v["matched"].as_u64()),
         (Some(true), Some(3))
     );
-    assert!(v["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|r| r["status"] == "matched"));
+    assert!(every_result_is(&v, "matched"));
     assert_eq!(
         client.load_task(&ids[0]).await.unwrap().state,
         asyncjobs::TaskState::New
@@ -1405,14 +1400,7 @@ async fn tasks_are_cancelled_and_deleted_by_filter() {
     .unwrap();
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["matched"], 3, "{v}");
-    assert!(
-        v["results"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|r| r["status"] == "ok"),
-        "{v}"
-    );
+    assert!(every_result_is(&v, "ok"), "{v}");
     let t = client.load_task(&ids[1]).await.unwrap();
     assert_eq!(t.state, asyncjobs::TaskState::Terminated);
     assert!(t.last_err.contains("the test"), "{}", t.last_err);
