@@ -23,12 +23,12 @@ impl Client {
     /// `queue_error` with the reason in `last_err`, and the error is returned.
     ///
     /// # Errors
-    /// [`Error::QueueNotFound`],
-    /// [`Error::DuplicateItem`] or
-    /// [`Error::EnqueueRejected`] when the queue
+    /// [`Error::QueueNotFound`](crate::Error::QueueNotFound),
+    /// [`Error::DuplicateItem`](crate::Error::DuplicateItem) or
+    /// [`Error::EnqueueRejected`](crate::Error::EnqueueRejected) when the queue
     /// did not take the work item (the task is then saved `queue_error`);
-    /// [`Error::CannotEnqueue`] for a task in a state
-    /// that cannot be enqueued; [`Error::PayloadTooLarge`]
+    /// [`Error::CannotEnqueue`](crate::Error::CannotEnqueue) for a task in a state
+    /// that cannot be enqueued; [`Error::PayloadTooLarge`](crate::Error::PayloadTooLarge)
     /// for a record the server would refuse.
     ///
     /// # Example
@@ -119,8 +119,8 @@ impl Client {
     /// Loads a task by id, verifying its signature when keys are configured.
     ///
     /// # Errors
-    /// [`Error::TaskNotFound`],
-    /// [`Error::InvalidTaskRecord`] for a record that
+    /// [`Error::TaskNotFound`](crate::Error::TaskNotFound),
+    /// [`Error::InvalidTaskRecord`](crate::Error::InvalidTaskRecord) for a record that
     /// does not decode, a signature error when keys are configured and it does not
     /// verify.
     ///
@@ -146,8 +146,8 @@ impl Client {
     /// cleared; replaces any pending work item for it.
     ///
     /// # Errors
-    /// [`Error::TaskNotFound`],
-    /// [`Error::TaskDiscarded`] for a task deleted by a
+    /// [`Error::TaskNotFound`](crate::Error::TaskNotFound),
+    /// [`Error::TaskDiscarded`](crate::Error::TaskDiscarded) for a task deleted by a
     /// discard policy, and the enqueue's errors.
     ///
     /// # Example
@@ -193,11 +193,11 @@ impl Client {
     /// docs/processing.md §2.16).
     ///
     /// # Errors
-    /// [`Error::TaskNotFound`], [`Error::TaskIdInvalid`],
-    /// [`Error::TaskDiscarded`] for a finished task deleted by a discard
-    /// policy, [`Error::Config`] for an empty `by` or one over
+    /// [`Error::TaskNotFound`](crate::Error::TaskNotFound), [`Error::TaskIdInvalid`](crate::Error::TaskIdInvalid),
+    /// [`Error::TaskDiscarded`](crate::Error::TaskDiscarded) for a finished task deleted by a discard
+    /// policy, [`Error::Config`](crate::Error::Config) for an empty `by` or one over
     /// [`MAX_CANCELLED_BY`](crate::task::cancel::MAX_CANCELLED_BY) bytes,
-    /// [`Error::ConcurrentUpdate`] when the record kept changing under
+    /// [`Error::ConcurrentUpdate`](crate::Error::ConcurrentUpdate) when the record kept changing under
     /// five attempts, and the store's errors.
     ///
     /// # Example
@@ -220,7 +220,7 @@ impl Client {
     /// (other pending items are left; they end as not found when delivered).
     ///
     /// # Errors
-    /// [`Error::TaskNotFound`] when there is no
+    /// [`Error::TaskNotFound`](crate::Error::TaskNotFound) when there is no
     /// such task.
     ///
     /// # Example
@@ -241,7 +241,7 @@ impl Client {
     }
 
     /// Streams stored tasks, oldest update first, up to `limit`. Records that
-    /// do not decode are yielded as [`Error::InvalidTaskRecord`].
+    /// do not decode are yielded as [`Error::InvalidTaskRecord`](crate::Error::InvalidTaskRecord).
     ///
     /// The listing is a snapshot taken when it starts: each task is yielded
     /// at most once, and no task created after the start is yielded, even
@@ -260,7 +260,7 @@ impl Client {
     /// A snapshot like [`Client::list_tasks`].
     ///
     /// # Errors
-    /// [`Error::StorageNotReady`] when the task
+    /// [`Error::StorageNotReady`](crate::Error::StorageNotReady) when the task
     /// store does not exist; reading failures are yielded by the stream.
     ///
     /// # Example
@@ -347,7 +347,7 @@ impl Client {
     /// [`Task::sequence`] is its position.
     ///
     /// # Errors
-    /// [`Error::Nats`] when the store cannot be read.
+    /// [`Error::Nats`](crate::Error::Nats) when the store cannot be read.
     ///
     /// # Example
     ///
@@ -398,7 +398,7 @@ impl Client {
     /// on demand. Go has no equivalent: such tasks stay as they are.
     ///
     /// # Errors
-    /// Listing or lookup failures ([`Error::Nats`], [`Error::StorageNotReady`]).
+    /// Listing or lookup failures ([`Error::Nats`](crate::Error::Nats), [`Error::StorageNotReady`](crate::Error::StorageNotReady)).
     ///
     /// # Example
     ///
@@ -431,7 +431,7 @@ impl Client {
     /// update times, retention, storage and replicas.
     ///
     /// # Errors
-    /// [`Error::StorageNotReady`] when the task store does not exist.
+    /// [`Error::StorageNotReady`](crate::Error::StorageNotReady) when the task store does not exist.
     pub async fn tasks_info(&self) -> Result<StreamDetails> {
         self.inner.storage.tasks_info().await
     }
