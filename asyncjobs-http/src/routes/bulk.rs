@@ -1,16 +1,23 @@
-//! Acting on every task a filter matches: the retry by filter of `POST
-//! /v1/tasks/retry`, and (ours) `POST /v1/tasks/cancel` and `POST
-//! /v1/tasks/delete`, each with a dry run that counts and lists what it
-//! would touch (the library's `Client::bulk_tasks`).
+//! Acting on many tasks: `POST /v1/tasks/retry` (up to 100 ids, or, ours,
+//! every task a filter matches), and (ours) `POST /v1/tasks/cancel` and
+//! `POST /v1/tasks/delete` by filter, each filter with a dry run that
+//! counts and lists what it would touch (the library's
+//! `Client::bulk_tasks`).
 
 use super::{json, JsonBody};
 use crate::error::ApiError;
-use crate::schema::{BulkByFilterRequest, BulkByFilterResponse, BulkRetryResult, ReplayFilter};
+use crate::schema::{
+    BulkByFilterRequest, BulkByFilterResponse, BulkRetryRequest, BulkRetryResponse,
+    BulkRetryResult, ReplayFilter,
+};
 use crate::Api;
 use asyncjobs::{BulkAction, TaskFilter, TaskState};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
+
+/// Most ids of one bulk retry.
+const BULK_MAX: usize = 100;
 
 /// The library filter a request's filter names.
 fn task_filter(f: &ReplayFilter) -> Result<TaskFilter, ApiError> {
@@ -126,4 +133,48 @@ pub(super) async fn delete_many(
     JsonBody(req): JsonBody<BulkByFilterRequest>,
 ) -> Result<Response, ApiError> {
     by_filter(&api, req.filter, BulkAction::Delete).await
+}
+
+/// Retries up to 100 tasks by id; always 200, one result per id in order.
+#[utoipa::path(post, path = "/v1/tasks/retry", operation_id = "retryTasks", tag = "Tasks",
+    request_body = BulkRetryRequest,
+    responses(
+        (status = 200, description = "One result per id", body = BulkRetryResponse),
+        (status = 400, description = "No ids or too many", body = crate::schema::ErrorEnvelope)))]
+pub(super) async fn retry_many(
+    State(api): State<Api>,
+    JsonBody(req): JsonBody<BulkRetryRequest>,
+) -> Result<Response, ApiError> {
+    if let Some(f) = req.filter {
+        if !req.ids.is_empty() {
+            return Err(ApiError::invalid("give ids or a filter, not both")
+                .field("filter")
+                .reason("ids_and_filter"));
+        }
+        return by_filter(&api, f, BulkAction::Retry).await;
+    }
+    if req.ids.is_empty() {
+        return Err(ApiError::invalid("ids is required")
+            .field("ids")
+            .reason("ids_required"));
+    }
+    if req.ids.len() > BULK_MAX {
+        return Err(
+            ApiError::invalid(format!("ids may hold at most {BULK_MAX} entries"))
+                .field("ids")
+                .reason("ids_too_many"),
+        );
+    }
+    let mut results = Vec::with_capacity(req.ids.len());
+    for id in req.ids {
+        let (status, error) = match api.client.retry_task(&id).await {
+            Ok(_) => ("ok", None),
+            Err(asyncjobs::Error::TaskNotFound(_)) => {
+                ("not_found", Some("task not found".to_string()))
+            }
+            Err(e) => ("failed", Some(e.to_string())),
+        };
+        results.push(BulkRetryResult { error, id, status });
+    }
+    Ok(json(StatusCode::OK, &BulkRetryResponse { results }))
 }

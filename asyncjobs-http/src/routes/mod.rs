@@ -57,7 +57,7 @@ fn described() -> OpenApiRouter<Api> {
         .routes(routes!(meta::retry_policies))
         .routes(routes!(meta::metrics))
         .routes(routes!(tasks::list, tasks::create))
-        .routes(routes!(tasks::retry_many))
+        .routes(routes!(bulk::retry_many))
         .routes(routes!(tasks::get, tasks::delete))
         .routes(routes!(tasks::retry_one))
         .routes(routes!(cancel::cancel))

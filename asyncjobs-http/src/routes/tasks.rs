@@ -3,10 +3,7 @@
 
 use super::{bad_parameter, json, JsonBody};
 use crate::error::ApiError;
-use crate::schema::{
-    BulkRetryRequest, BulkRetryResponse, BulkRetryResult, TaskCreateRequest, TaskListResponse,
-    TaskView,
-};
+use crate::schema::{TaskCreateRequest, TaskListResponse, TaskView};
 use crate::{go_json, Api};
 use asyncjobs::{Task, TaskState};
 use axum::body::Body;
@@ -19,8 +16,6 @@ use time::OffsetDateTime;
 /// Most tasks one listing returns, and its default (docs/interfaces.md §2.5).
 const LIST_MAX: usize = 1000;
 const LIST_DEFAULT: usize = 200;
-/// Most ids of one bulk retry.
-const BULK_MAX: usize = 100;
 
 pub(super) fn task_response(status: StatusCode, task: &Task) -> Response {
     let mut r = json(status, &TaskView::from(task));
@@ -548,48 +543,4 @@ pub(super) async fn retry_one(
 ) -> Result<Response, ApiError> {
     let task = api.client.retry_task(&id).await?;
     Ok(json(StatusCode::OK, &TaskView::from(&task)))
-}
-
-/// Retries up to 100 tasks by id; always 200, one result per id in order.
-#[utoipa::path(post, path = "/v1/tasks/retry", operation_id = "retryTasks", tag = "Tasks",
-    request_body = BulkRetryRequest,
-    responses(
-        (status = 200, description = "One result per id", body = BulkRetryResponse),
-        (status = 400, description = "No ids or too many", body = crate::schema::ErrorEnvelope)))]
-pub(super) async fn retry_many(
-    State(api): State<Api>,
-    JsonBody(req): JsonBody<BulkRetryRequest>,
-) -> Result<Response, ApiError> {
-    if let Some(f) = req.filter {
-        if !req.ids.is_empty() {
-            return Err(ApiError::invalid("give ids or a filter, not both")
-                .field("filter")
-                .reason("ids_and_filter"));
-        }
-        return super::bulk::by_filter(&api, f, asyncjobs::BulkAction::Retry).await;
-    }
-    if req.ids.is_empty() {
-        return Err(ApiError::invalid("ids is required")
-            .field("ids")
-            .reason("ids_required"));
-    }
-    if req.ids.len() > BULK_MAX {
-        return Err(
-            ApiError::invalid(format!("ids may hold at most {BULK_MAX} entries"))
-                .field("ids")
-                .reason("ids_too_many"),
-        );
-    }
-    let mut results = Vec::with_capacity(req.ids.len());
-    for id in req.ids {
-        let (status, error) = match api.client.retry_task(&id).await {
-            Ok(_) => ("ok", None),
-            Err(asyncjobs::Error::TaskNotFound(_)) => {
-                ("not_found", Some("task not found".to_string()))
-            }
-            Err(e) => ("failed", Some(e.to_string())),
-        };
-        results.push(BulkRetryResult { error, id, status });
-    }
-    Ok(json(StatusCode::OK, &BulkRetryResponse { results }))
 }

@@ -179,7 +179,9 @@ impl Client {
         name: &str,
         paused: bool,
     ) -> Result<ScheduledTask, ScheduleError> {
-        self.load_scheduled_task(name).await?;
+        if !is_valid_name(name) || name.contains(':') {
+            return Err(ScheduleError::NotFound(name.to_string()));
+        }
         let bucket = self.storage().config_bucket().await?;
         let key = format!("{SCHEDULED_TASK_KEY_PREFIX}{name}");
         for _ in 0..5 {

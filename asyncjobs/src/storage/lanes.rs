@@ -283,7 +283,7 @@ impl Storage {
     }
 
     /// A subscription on a fresh inbox subject and every subject under it, for
-    /// the acknowledgements of claimed items (`worker/lanes.rs`).
+    /// the acknowledgements of claimed items (`worker/lanes/inbox.rs`).
     ///
     /// Errors: the subscription failed.
     pub(crate) async fn claim_inbox(&self) -> Result<(String, async_nats::Subscriber)> {

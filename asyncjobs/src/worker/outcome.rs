@@ -22,7 +22,7 @@ pub(crate) async fn send_ack(acker: &Acker, kind: AckKind, task: &str) {
     };
     // acknowledgements that end or hand back the delivery wait for the
     // answer: a claimed item's is carried out by this worker's claim inbox
-    // (worker/lanes.rs), which must have done it before the try counts as
+    // (worker/lanes/inbox.rs), which must have done it before the try counts as
     // ended (a worker stopping dropped its last tries' hand-backs)
     let res = match kind {
         AckKind::Ack | AckKind::Term | AckKind::Nak(_) => {
