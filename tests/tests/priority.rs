@@ -275,6 +275,63 @@ async fn a_claimed_priority_task_whose_worker_is_killed_runs_again() {
     worker.stop().await;
 }
 
+/// The siblings of the case above: 18 claimed tasks in nine lanes, so the worker's own
+/// slots race for lane items. A claim that lost its item once the winner's
+/// try was `active` deleted its backup, which had replaced the winner's
+/// (one item per subject), and a try killed before its lease listed it
+/// (up to 250 ms) was left `active` with no item at all (the case above
+/// failed so one run in six). The loser now replaces its backup with an
+/// item held until the try's lease ends (processing.md §2.21).
+#[tokio::test]
+async fn claimed_priority_tasks_whose_worker_is_killed_all_run_again() {
+    use futures::StreamExt;
+    let server = NatsServer::start();
+    let client = asyncjobs::Client::builder()
+        .url(server.url())
+        .queue(Queue::new("CRASH").max_run_time(Duration::from_secs(2)))
+        .build()
+        .await
+        .unwrap();
+    let mut started = client.nats().subscribe("test.started.>").await.unwrap();
+    client.nats().flush().await.unwrap();
+    let mut ids = Vec::new();
+    // one or two items in each of the nine lanes: a claim that finds a
+    // lane's end looks at it again, and races the claim still taking its
+    // last item
+    for p in 0..18 {
+        let mut task = Task::builder("work").priority(1 + p % 9).build().unwrap();
+        client.enqueue(&mut task).await.unwrap();
+        ids.push(task.id);
+    }
+    let mut crashing = asyncjobs_tests::hanging_worker(
+        env!("CARGO_BIN_EXE_test-worker"),
+        &server.url(),
+        "CRASH",
+        &[("TEST_WORKER_BIND", "1"), ("TEST_WORKER_CONCURRENCY", "18")],
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    while seen.len() < ids.len() {
+        let m = tokio::time::timeout(Duration::from_secs(30), started.next())
+            .await
+            .expect("the first worker starts every task")
+            .unwrap();
+        seen.insert(m.subject.to_string());
+    }
+    crashing.kill().unwrap();
+    crashing.wait().unwrap();
+    let router = Router::new()
+        .handle("work", |_ctx: TaskContext, _t: Task| async {
+            asyncjobs::handler::to_output(&"second run")
+        })
+        .unwrap();
+    let worker = spawn_worker(client.worker(router));
+    for id in &ids {
+        let done = wait_for_state(&client, id, TaskState::Complete, T).await;
+        assert_eq!(done.tries, 2, "task {id}");
+    }
+    worker.stop().await;
+}
+
 /// The subjects of `queue`'s stream that hold items, with their counts.
 async fn lane_subjects(client: &Client, queue: &str) -> std::collections::BTreeMap<String, u64> {
     let v = asyncjobs_tests::js_api(

@@ -12,26 +12,33 @@
 //!
 //! Interrupted after 1, the lane item is claimed again later (the task's
 //! record is still `new`) and the second backup replaces the first (one
-//! item per subject). A lost race (2 finds nothing) leaves the loser's
-//! backup while the task waits to start: published after the winner's, it
-//! may have replaced it and be the winner's protection; the winner's end
-//! removes whichever backup the task has ([`Storage::remove_backup`]).
-//! Once the task has started or ended, the loser deletes its backup
-//! itself: the item may have gone to a pull, with no winning claim to
-//! remove it ([`Storage::drop_lost_backup`]).
+//! item per subject). A lost race (2 finds nothing) is answered
+//! [`LaneClaim::Lost`] with the loser's backup, which the worker keeps or
+//! deletes ([`Storage::delete_backup`]) by the task's state
+//! (`worker/lanes/backup.rs`); the winner's end removes whichever backup
+//! the task has ([`Storage::remove_backup`]).
 
 use super::{api, Storage};
-use crate::error::{nats, Error, Result};
+use crate::error::{nats, Result};
 use crate::queue::lane::backup_subject;
 use crate::queue::lane::{lane_notice_subject, Lane, KEY_HEADER};
 use crate::queue::QUEUE_STREAM_PREFIX;
-use crate::task::TaskState;
 use async_nats::jetstream::ErrorCode;
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
+
+/// How a claim of a lane item went; each names the sequence of the
+/// backup it published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LaneClaim {
+    /// This claim deleted the lane item: the try is its own.
+    Won(u64),
+    /// Another claim (or a pull's acknowledgement) had the item first.
+    Lost(u64),
+}
 
 /// The oldest item of a priority's lane.
 #[derive(Debug, Clone)]
@@ -141,8 +148,7 @@ impl Storage {
     }
 
     /// Claims lane `item` of task `id` (see the module's docs): its backup
-    /// first, then the lane item deleted. The backup's sequence when this
-    /// call won the item, `None` when another worker had it first.
+    /// first, then the lane item deleted.
     ///
     /// Errors: a write failed (the lane item is then left for a later claim).
     pub(crate) async fn claim_lane_item(
@@ -150,7 +156,7 @@ impl Storage {
         queue: &str,
         id: &str,
         item: &LaneItem,
-    ) -> Result<Option<u64>> {
+    ) -> Result<LaneClaim> {
         let what = || format!("claiming the priority item of task {id}");
         let mut backup = async_nats::jetstream::message::PublishMessage::build()
             .payload(item.payload.clone().into());
@@ -171,36 +177,16 @@ impl Storage {
             .delete_msg(&format!("{QUEUE_STREAM_PREFIX}{queue}"), item.seq, what)
             .await;
         match deleted {
-            Ok(_) => Ok(Some(ack.sequence)),
-            Err(e) if api::is_gone(&e) => {
-                self.drop_lost_backup(queue, id, ack.sequence).await;
-                Ok(None)
-            }
+            Ok(_) => Ok(LaneClaim::Won(ack.sequence)),
+            Err(e) if api::is_gone(&e) => Ok(LaneClaim::Lost(ack.sequence)),
             Err(e) => Err(e.into()),
         }
     }
 
-    /// The backup at `seq` of a claim of task `id` that lost its lane item:
-    /// left while the task still waits to start (`new`, `retry`,
-    /// `blocked`: a winning claim's try has not been saved `active`, and
-    /// this backup may have replaced that claim's, so it is the winner's
-    /// protection until then; the winner's end removes it), deleted
-    /// otherwise (a pull ran the task and acknowledged the item, or the
-    /// winner's try holds its lease, or handed the item back): left there,
-    /// a Go worker handed it while the task runs holds it for its ack
-    /// wait. Best effort; a task that cannot be read keeps it.
-    async fn drop_lost_backup(&self, queue: &str, id: &str, seq: u64) {
-        let waiting = match self.load_task(id).await {
-            Ok(t) => matches!(
-                t.state,
-                TaskState::New | TaskState::Retry | TaskState::Blocked
-            ),
-            Err(Error::TaskNotFound(_)) => false,
-            Err(_) => true,
-        };
-        if waiting {
-            return;
-        }
+    /// Deletes the backup of task `id` at `seq` (a lost claim's). Best
+    /// effort: one left is acknowledged by whoever is handed it once the
+    /// task has ended.
+    pub(crate) async fn delete_backup(&self, queue: &str, id: &str, seq: u64) {
         let stream = format!("{QUEUE_STREAM_PREFIX}{queue}");
         if let Err(e) = self
             .delete_msg(&stream, seq, || {

@@ -129,7 +129,8 @@ pub(crate) async fn wait(
             shared,
             acker,
             item,
-            Some(time::OffsetDateTime::now_utc() + delay),
+            // the server fires it by its clock (docs/processing.md §2.13)
+            Some(shared.storage.clock().now() + delay),
         ))
         .await
     {

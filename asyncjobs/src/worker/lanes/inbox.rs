@@ -10,12 +10,10 @@ use super::{Lanes, LOOK_EVERY};
 use crate::queue::lane::{Lane, KEY_SHARDS};
 use crate::task::MAX_PRIORITY;
 use crate::throttle::{warn_throttled, Throttle};
-use crate::worker::outcome::MIN_SCHEDULED_WAIT;
 use crate::worker::Shared;
 use futures::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
-use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 /// Subscribes to the lane notices and the claim inbox and follows them
@@ -143,7 +141,7 @@ async fn acknowledge(shared: &Shared, lanes: &Lanes, ack: async_nats::Message) {
         if let Some(delay) = delay {
             lanes.defer(id, delay);
         }
-        back_to_lane(shared, backup, lane, key.as_deref(), id, delay).await
+        super::backup::back_to_lane(shared, backup, lane, key.as_deref(), id, delay).await
     } else {
         Ok(())
     };
@@ -162,68 +160,6 @@ fn nak_delay(body: &[u8]) -> Option<Duration> {
     let json = body.strip_prefix(b"-NAK")?;
     let v: serde_json::Value = serde_json::from_slice(json).ok()?;
     v["delay"].as_u64().map(Duration::from_nanos)
-}
-
-/// Puts a handed-back claimed item back in its lane, then removes its
-/// backup. A delay of a second or more (a task found running elsewhere, for
-/// the rest of its run time) is held and enters the lane when due, where
-/// the server allows (docs/processing.md §2.9): an item in the lane
-/// meanwhile is handed to every worker that looks, and a Go worker pulling
-/// it holds it for its ack wait, an hour by default. Held, it still runs
-/// the task again should the worker running it die.
-async fn back_to_lane(
-    shared: &Shared,
-    backup: u64,
-    lane: Lane,
-    key: Option<&str>,
-    id: &str,
-    delay: Option<Duration>,
-) -> crate::Result<()> {
-    let what = || format!("handing back the claimed item of task {id}");
-    let due = delay
-        .filter(|d| *d >= MIN_SCHEDULED_WAIT && shared.scheduled_items())
-        .map(|d| OffsetDateTime::now_utc() + d);
-    if due.is_some() {
-        let held = async {
-            let ack = shared
-                .storage
-                .publish_item_at(&shared.name, id, lane, key, None, false, due)
-                .await
-                .map_err(|e| crate::error::nats(what(), e))?;
-            ack.await.map_err(|e| crate::error::nats(what(), e))
-        }
-        .await;
-        match held {
-            Ok(_) => {
-                return shared
-                    .storage
-                    .remove_backup(&shared.name, id, backup, None)
-                    .await
-            }
-            Err(e) => {
-                static HELD: Throttle = Throttle::new(Duration::from_secs(10));
-                warn_throttled!(HELD, task = %id, error = %e,
-                    "holding a handed-back claimed item failed; putting it back in its lane now");
-            }
-        }
-    }
-    let sent = shared
-        .storage
-        .publish_item_at(&shared.name, id, lane, key, None, false, None)
-        .await;
-    let at = match sent {
-        Ok(ack) => {
-            ack.await
-                .map_err(|e| crate::error::nats(what(), e))?
-                .sequence
-        }
-        Err(e) => return Err(crate::error::nats(what(), e).into()),
-    };
-    // a later claim of the item just put back has a backup of its own
-    shared
-        .storage
-        .remove_backup(&shared.name, id, backup, Some(at))
-        .await
 }
 
 /// The backup's sequence, the lane and the task id of a claimed item's

@@ -2,20 +2,22 @@
 //! lanes may hold items, claiming an item out of arrival order for a free
 //! slot (the highest priority first, then the key shards in turn with the
 //! plain queue); `inbox.rs` follows the lane notices and carries out the
-//! claimed items' acknowledgements.
+//! claimed items' acknowledgements; `backup.rs` keeps a claim's backup
+//! until something else protects its task.
 //!
 //! A claimed item is walked forward like any delivery
 //! ([`process`](super::delivery::process)): it is handed over as a message
 //! whose reply subject is this worker's claim inbox, so its
 //! acknowledgements arrive at `inbox.rs` instead of at a consumer.
 
+mod backup;
 mod inbox;
 pub(super) use inbox::start;
 
 use super::keys;
 use super::Shared;
 use crate::queue::lane::{Lane, KEY_SHARDS};
-use crate::storage::{LaneItem, WorkItem};
+use crate::storage::{LaneClaim, LaneItem, WorkItem};
 use crate::task::MAX_PRIORITY;
 use crate::throttle::{warn_throttled, Throttle};
 use async_nats::jetstream;
@@ -447,12 +449,16 @@ impl Lanes {
                 return Ok(None);
             }
         };
-        let Some(backup) = shared
+        let backup = match shared
             .storage
             .claim_lane_item(&shared.name, &id, &item)
             .await?
-        else {
-            return Ok(None);
+        {
+            LaneClaim::Won(backup) => backup,
+            LaneClaim::Lost(backup) => {
+                backup::after_lost_claim(shared, lane, item.key.as_deref(), &id, backup).await;
+                return Ok(None);
+            }
         };
         crate::metrics::lane_claimed(&shared.name, lane);
         Ok(Some(self.delivery(shared, item, backup, lane, &id)))
