@@ -682,6 +682,53 @@ async fn flags_bind_rules_and_shutdown() {
     let (code, err) = ajc(&["--server", &url, "server", "run", "--queue", "MISSING"]).await;
     assert_eq!(code, 1);
     assert!(err.contains("MISSING"), "{err}");
+    // a tokens file that cannot be used stops it, naming why and never a token
+    let dir = tempfile::tempdir().unwrap();
+    for (text, says) in [
+        (
+            "operator alice short-token\n",
+            "line 1: the token of alice is shorter than 16 bytes",
+        ),
+        ("# nobody\n", "the file names no credential"),
+        (
+            "admin alice 0123456789abcdef0123\n",
+            "line 1: unknown role \"admin\"",
+        ),
+    ] {
+        let file = dir.path().join("tokens");
+        std::fs::write(&file, text).unwrap();
+        let (code, err) = ajc(&[
+            "--server",
+            &url,
+            "server",
+            "run",
+            "--allow-create-default",
+            "--tokens",
+            file.to_str().unwrap(),
+        ])
+        .await;
+        assert_eq!(code, 1, "{text}");
+        assert!(err.contains(says), "{text}: {err}");
+        assert!(
+            !err.contains("0123456789abcdef") && !err.contains("short-token"),
+            "{err}"
+        );
+    }
+    let (code, err) = ajc(&[
+        "--server",
+        &url,
+        "server",
+        "run",
+        "--allow-create-default",
+        "--tokens",
+        "/nonexistent/tokens",
+    ])
+    .await;
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("cannot read --tokens /nonexistent/tokens"),
+        "{err}"
+    );
 
     let mut server = ApiServer::start(&url, &["--allow-create-default"]).await;
     // a browser on another site may not change anything, and a loopback

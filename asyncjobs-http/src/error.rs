@@ -32,6 +32,11 @@ pub enum ErrorCode {
     Unavailable,
     /// 501: the NATS server is too old for what was asked.
     Unsupported,
+    /// 401: the server needs a token and the request had none it knows
+    /// (ours: Go's API has no tokens).
+    Unauthenticated,
+    /// 403: the caller's role may not do this (ours).
+    PermissionDenied,
 }
 
 impl ErrorCode {
@@ -49,6 +54,8 @@ impl ErrorCode {
             ErrorCode::Internal => "internal",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Unsupported => "unsupported",
+            ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::PermissionDenied => "permission_denied",
         }
     }
 }

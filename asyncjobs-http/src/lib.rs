@@ -27,6 +27,7 @@
 
 #![warn(missing_docs)]
 
+mod access;
 mod error;
 pub mod go_json;
 mod idempotency;
@@ -36,6 +37,8 @@ pub mod schema;
 pub mod server;
 mod ui;
 
+pub use access::audit::AuditEntry;
+pub use access::{parse_credentials, Credential, Role, MIN_TOKEN_LEN};
 pub use error::{ApiError, ErrorCode};
 pub use routes::openapi;
 
@@ -51,6 +54,9 @@ pub enum Auth {
     None,
     /// Clients present certificates verified against a CA (`"mtls"`).
     MutualTls,
+    /// Clients present bearer tokens ([`ApiOptions::credentials`],
+    /// `"token"`; ours).
+    Token,
 }
 
 impl Auth {
@@ -58,6 +64,7 @@ impl Auth {
         match self {
             Auth::None => "none",
             Auth::MutualTls => "mtls",
+            Auth::Token => "token",
         }
     }
 }
@@ -93,9 +100,18 @@ pub struct ApiOptions {
     pub replicas: usize,
     /// Serve the web dashboard under `/ui/` (default true).
     pub ui: bool,
-    /// Refuse the dashboard's actions (retry, delete, purge, configure,
-    /// schedules) with 403; pages still show everything. Default false.
+    /// Refuse every action (the API's and the dashboard's: any method but
+    /// `GET`, `HEAD`, `OPTIONS`) with 403, whoever asks; pages still show
+    /// everything. Default false.
     pub read_only: bool,
+    /// Who may use the API and dashboard, by bearer token, each as a
+    /// viewer or an operator (docs/interfaces.md §2.8). Empty (the
+    /// default): everyone may, as `anonymous`.
+    pub credentials: Vec<Credential>,
+    /// How long the audit trail's entries are kept when this API creates
+    /// its stream (`CHORIA_AJ_AUDIT`; an existing one keeps its own
+    /// setting). Default 90 days.
+    pub audit_max_age: Duration,
     /// Answer only requests whose `Host` is a loopback name or address
     /// (`localhost`, `127.0.0.1`, `[::1]`, with any port): a web page on
     /// another site cannot reach a loopback-bound server by DNS rebinding.
@@ -116,6 +132,8 @@ impl Default for ApiOptions {
             replicas: 1,
             ui: true,
             read_only: false,
+            credentials: Vec::new(),
+            audit_max_age: Duration::from_secs(90 * 24 * 3600),
             loopback_hosts_only: false,
         }
     }
@@ -140,6 +158,8 @@ pub(crate) struct Inner {
     /// with when: the enqueue route does not read the cluster again for
     /// them within [`SERVED_TTL`].
     pub served: std::sync::Mutex<ServedCache>,
+    /// Who did what ([`access::audit`]).
+    pub audit: access::audit::Trail,
 }
 
 /// How long the enqueue route trusts what it read of who serves a queue
@@ -151,6 +171,12 @@ pub(crate) type ServedCache =
     std::collections::HashMap<(String, String), (std::time::Instant, Option<String>)>;
 
 impl Api {
+    /// Whether the request being answered may not act: a read-only API,
+    /// or a viewer's request.
+    pub(crate) fn read_only(&self) -> bool {
+        self.options.read_only || access::caller().is_some_and(|w| w.role == access::Role::Viewer)
+    }
+
     /// The dashboard's form token (see [`Inner::csrf`]).
     pub(crate) async fn csrf(&self) -> String {
         self.0
@@ -189,6 +215,8 @@ pub fn router(client: Client, options: ApiOptions) -> axum::Router {
         )
     });
     let idempotency = idempotency::Keys::new(client.jetstream(), &options, too_old);
+    let audit =
+        access::audit::Trail::new(client.jetstream(), options.audit_max_age, options.replicas);
     let api = Api(Arc::new(Inner {
         client,
         options,
@@ -196,6 +224,7 @@ pub fn router(client: Client, options: ApiOptions) -> axum::Router {
         listing: Arc::new(tokio::sync::Semaphore::new(1)),
         csrf: tokio::sync::OnceCell::new(),
         served: std::sync::Mutex::default(),
+        audit,
     }));
     routes::build(api)
 }

@@ -1,4 +1,5 @@
-//! Per request: an access log line through `tracing` (method, route,
+//! Per request: who makes it and whether they may (`access`), the audit
+//! entry of one that may change something, an access log line through `tracing` (method, route,
 //! status, duration; target `asyncjobs_http::access`), Prometheus metrics
 //! (`asyncjobs_http_requests_total{method,route,status}`,
 //! `asyncjobs_http_request_duration_seconds{method,route}`), and the write
@@ -153,6 +154,23 @@ pub(crate) async fn access(State(api): State<Api>, req: Request, next: Next) -> 
         .into_response();
     }
     let method = method_label(req.method());
+    let acting = crate::access::acts(req.method());
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| req.uri().path().to_string(), |p| p.as_str().to_string());
+    let who = match crate::access::identify(&api, &req) {
+        Ok(who) => who,
+        Err(refused) => {
+            if acting {
+                let status = refused.response.status().as_u16();
+                api.audit
+                    .record(refused.who.as_ref(), method, &path, status)
+                    .await;
+            }
+            return refused.response;
+        }
+    };
     // the route pattern, not the path: ids would make every line a series
     let route = req
         .extensions()
@@ -163,7 +181,10 @@ pub(crate) async fn access(State(api): State<Api>, req: Request, next: Next) -> 
     // the request's span: what the handler and the library log inside it
     // carries the method and route
     let span = tracing::info_span!("http_request", method = %method, route = %route);
-    let run = tracing::Instrument::instrument(next.run(req), span);
+    let run = crate::access::as_caller(
+        who.clone(),
+        tracing::Instrument::instrument(next.run(req), span),
+    );
     let response = if long {
         run.await
     } else {
@@ -192,6 +213,18 @@ pub(crate) async fn access(State(api): State<Api>, req: Request, next: Next) -> 
     };
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
+    if acting {
+        // a sign-in names who signed in
+        let who = response
+            .extensions()
+            .get::<crate::access::Who>()
+            .unwrap_or(&who);
+        // with credentials, `anonymous` presented no known token: no role
+        let known = api.options.credentials.is_empty() || who.name != "anonymous";
+        api.audit
+            .record(known.then_some(who), method, &path, status)
+            .await;
+    }
     let m = metrics();
     m.requests
         .with_label_values(&[method, &route, &status.to_string()])

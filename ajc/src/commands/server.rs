@@ -55,9 +55,13 @@ pub struct ServerRunArgs {
     /// Do not serve the web dashboard under /ui/
     #[arg(long)]
     pub no_ui: bool,
-    /// Refuse the dashboard's actions (retry, delete, purge, configure, schedules)
+    /// Refuse every action, the API's and the dashboard's (any method but GET, HEAD, OPTIONS)
     #[arg(long)]
     pub read_only: bool,
+    /// Require a token from every client: a file of `<role> <name> <token>` lines (role viewer
+    /// or operator, token at least 16 characters); every action is audited with the name
+    #[arg(long, value_name = "FILE")]
+    pub tokens: Option<PathBuf>,
     /// Export traces over OTLP/HTTP to this collector, for example
     /// http://127.0.0.1:4318 (OTEL_SERVICE_NAME and the SDK's sampling
     /// variables apply; needs an ajc built with the feature otel:
@@ -103,12 +107,18 @@ async fn server_run(ctx: &Ctx, a: &ServerRunArgs) -> Result<()> {
     } else {
         None
     };
+    let credentials = match &a.tokens {
+        None => Vec::new(),
+        Some(path) => read_credentials(path)?,
+    };
     let client = client(&ctx.global, Prepare::Queue(queue.clone()), Ok).await?;
     let options = ApiOptions {
         allow_create_default: a.allow_create_default,
         max_body: a.max_body,
         auth: if tls.mutual() {
             Auth::MutualTls
+        } else if !credentials.is_empty() {
+            Auth::Token
         } else {
             Auth::None
         },
@@ -116,6 +126,7 @@ async fn server_run(ctx: &Ctx, a: &ServerRunArgs) -> Result<()> {
         write_timeout,
         ui: !a.no_ui,
         read_only: a.read_only,
+        credentials,
         // a loopback server answers only for loopback host names (no DNS
         // rebinding from a web page)
         loopback_hosts_only: addr.ip().is_loopback(),
@@ -131,7 +142,12 @@ async fn server_run(ctx: &Ctx, a: &ServerRunArgs) -> Result<()> {
     let scheme = if tls.enabled() { "https" } else { "http" };
     tracing::info!(
         "HTTP API listening on {scheme}://{local} (queue {queue}, auth {}{})",
-        if tls.mutual() { "mtls" } else { "none" },
+        match (tls.mutual(), a.tokens.is_some()) {
+            (true, true) => "mtls and tokens",
+            (true, false) => "mtls",
+            (false, true) => "tokens",
+            (false, false) => "none",
+        },
         match (a.no_ui, a.read_only) {
             (true, _) => String::new(),
             (false, ro) => format!(
@@ -143,4 +159,30 @@ async fn server_run(ctx: &Ctx, a: &ServerRunArgs) -> Result<()> {
     serve(listener, app, tls_config, write_timeout, stop)
         .await
         .map_err(|e| CliError::msg(format!("HTTP server failed: {e}")))
+}
+
+/// The credentials of `--tokens`: refused with the line at fault, or when
+/// the file holds none.
+fn read_credentials(path: &std::path::Path) -> Result<Vec<asyncjobs_http::Credential>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::msg(format!("cannot read --tokens {}: {e}", path.display())))?;
+    let credentials = asyncjobs_http::parse_credentials(&text)
+        .map_err(|e| CliError::msg(format!("--tokens {}: {e}", path.display())))?;
+    if credentials.is_empty() {
+        return Err(CliError::msg(format!(
+            "--tokens {}: the file names no credential (lines `<role> <name> <token>`)",
+            path.display()
+        )));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            if meta.permissions().mode() & 0o077 != 0 {
+                tracing::warn!(file = %path.display(),
+                    "the tokens file is readable by other users; chmod 600 it");
+            }
+        }
+    }
+    Ok(credentials)
 }

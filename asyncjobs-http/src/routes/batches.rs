@@ -132,7 +132,7 @@ pub(super) async fn cancel(
 ) -> Result<Response, ApiError> {
     let done = api
         .client
-        .cancel_batch(&id, BY)
+        .cancel_batch(&id, &crate::access::by(BY))
         .await
         .map_err(batch_error)?;
     Ok(json(StatusCode::OK, &BatchCancelResponse::from(&done)))

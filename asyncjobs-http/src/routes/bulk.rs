@@ -119,6 +119,7 @@ pub(super) async fn cancel_many(
         .by
         .filter(|b| !b.trim().is_empty())
         .unwrap_or_else(|| "the HTTP API".into());
+    let by = crate::access::by(&by);
     by_filter(&api, req.filter, BulkAction::Cancel { by }).await
 }
 

@@ -27,7 +27,7 @@ pub(super) async fn cancel(
     State(api): State<Api>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    match api.client.cancel_task(&id, BY).await? {
+    match api.client.cancel_task(&id, &crate::access::by(BY)).await? {
         asyncjobs::Cancelled::AlreadyFinished(t) => Err(ApiError::new(
             StatusCode::CONFLICT,
             ErrorCode::Conflict,

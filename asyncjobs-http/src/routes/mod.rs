@@ -2,6 +2,7 @@
 //! description, and what wraps them: panic recovery, access log and
 //! metrics, body limit, Go's plain-text 404 and 405.
 
+mod audit;
 mod batches;
 mod bulk;
 mod cancel;
@@ -56,6 +57,7 @@ fn described() -> OpenApiRouter<Api> {
         .routes(routes!(meta::info))
         .routes(routes!(meta::retry_policies))
         .routes(routes!(meta::metrics))
+        .routes(routes!(audit::list))
         .routes(routes!(tasks::list, tasks::create))
         .routes(routes!(bulk::retry_many))
         .routes(routes!(tasks::get, tasks::delete))

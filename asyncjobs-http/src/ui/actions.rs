@@ -14,11 +14,11 @@ use serde::Deserialize;
 /// (requests a browser marks cross-site are refused before this, for the
 /// whole router, by [`crate::observe::access`]); else the page saying why.
 pub(super) async fn may_act(api: &Api, token: &str) -> Result<(), Response> {
-    if api.options.read_only {
+    if api.read_only() {
         return Err(error_page(
             api,
             StatusCode::FORBIDDEN,
-            "this dashboard is read-only (ajc server run --read-only)",
+            "refused: this dashboard is read-only for you (ajc server run --read-only, or a viewer's token)",
         ));
     }
     if token != api.csrf().await {
@@ -78,7 +78,7 @@ pub(super) async fn confirm(
     render(
         StatusCode::OK,
         &Confirm {
-            read_only: api.options.read_only,
+            read_only: api.read_only(),
             csrf: api.csrf().await,
             title: ask.title.into(),
             message: ask.message,

@@ -68,7 +68,7 @@ pub(super) async fn batch(
     render(
         StatusCode::OK,
         &BatchPage {
-            read_only: api.options.read_only,
+            read_only: api.read_only(),
             csrf: api.csrf().await,
             notice: q.get("notice").cloned(),
             id: s.id.clone(),
@@ -104,7 +104,11 @@ pub(super) async fn cancel(
         back: back.clone(),
     };
     act(&api, &a, ask, || async {
-        match api.client.cancel_batch(&id, "the dashboard").await {
+        match api
+            .client
+            .cancel_batch(&id, &crate::access::by("the dashboard"))
+            .await
+        {
             Ok(c) if c.failed.is_empty() => Ok((
                 back,
                 format!(

@@ -43,7 +43,7 @@ pub(super) async fn retry(State(api): State<Api>, Form(f): Form<BulkForm>) -> Re
 /// `/ui/tasks/cancel`: cancels every matching task not yet finished.
 pub(super) async fn cancel(State(api): State<Api>, Form(f): Form<BulkForm>) -> Response {
     let by = BulkAction::Cancel {
-        by: "an operator (dashboard)".into(),
+        by: crate::access::by("an operator (dashboard)"),
     };
     bulk(api, f, by).await
 }

@@ -13,10 +13,12 @@
 //! [`tasks`] (the list and search), [`bulk`] (retry, cancel or delete every matching task), [`task`] (one task, cancel, retry,
 //! delete), [`batch`] (one batch, cancel, retry), [`schedules`] (list, add, delete, run now,
 //! pause, resume), [`workers`]
-//! (running workers and what their queues' consumers see) and [`queues`] (the
-//! overview's purge and configure forms). [`actions`] refuses and confirms
+//! (running workers and what their queues' consumers see), [`queues`] (the
+//! overview's purge and configure forms) and [`access`] (signing in and
+//! out, the audit trail). [`actions`] refuses and confirms
 //! actions; [`page`] renders pages and holds what they share.
 
+mod access;
 mod actions;
 mod batch;
 mod bulk;
@@ -73,6 +75,9 @@ pub(crate) fn routes() -> axum::Router<Api> {
             "/ui/schedules/{name}/resume",
             post(schedules::resume_schedule),
         )
+        .route("/ui/login", get(access::login_form).post(access::login))
+        .route("/ui/logout", post(access::logout))
+        .route("/ui/audit", get(access::audit))
         .route("/ui/assets/app.css", get(css))
         .route("/ui/assets/app.js", get(js))
 }
@@ -100,6 +105,11 @@ fn asset(kind: &'static str, body: &'static str) -> Response {
         HeaderValue::from_static("public, max-age=300"),
     );
     r
+}
+
+/// The dashboard's page refusing an action the caller may not take (403).
+pub(crate) fn refused(api: &Api, message: String) -> Response {
+    page::error_page(api, StatusCode::FORBIDDEN, message)
 }
 
 /// The dashboard's answer to a request the server gave up on (the write

@@ -137,7 +137,7 @@ pub(super) async fn overview(State(api): State<Api>, RawQuery(raw): RawQuery) ->
     render(
         StatusCode::OK,
         &Overview {
-            read_only: api.options.read_only,
+            read_only: api.read_only(),
             csrf: api.csrf().await,
             notice: q.get("notice").cloned(),
             queues,

@@ -73,7 +73,7 @@ pub(super) fn error_page(api: &Api, status: StatusCode, message: impl Into<Strin
     render(
         status,
         &MessagePage {
-            read_only: api.options.read_only,
+            read_only: api.read_only(),
             title: status.canonical_reason().unwrap_or("Error").to_string(),
             message: message.into(),
             back: "/ui/".into(),

@@ -91,7 +91,7 @@ pub(super) async fn schedules(State(api): State<Api>, RawQuery(raw): RawQuery) -
     render(
         StatusCode::OK,
         &SchedulesPage {
-            read_only: api.options.read_only,
+            read_only: api.read_only(),
             csrf: api.csrf().await,
             notice: q.get("notice").cloned(),
             leader,

@@ -125,7 +125,7 @@ pub(super) async fn task(
     render(
         StatusCode::OK,
         &TaskPage {
-            read_only: api.options.read_only,
+            read_only: api.read_only(),
             csrf: api.csrf().await,
             notice: q.get("notice").cloned(),
             id: t.id.clone(),
@@ -205,7 +205,11 @@ pub(super) async fn cancel(
         back: back.clone(),
     };
     act(&api, &a, ask, || async {
-        match api.client.cancel_task(&id, "the dashboard").await {
+        match api
+            .client
+            .cancel_task(&id, &crate::access::by("the dashboard"))
+            .await
+        {
             Ok(asyncjobs::Cancelled::AlreadyFinished(t)) => Err(format!(
                 "task {id} had already finished ({}): nothing was changed",
                 t.state

@@ -155,7 +155,7 @@ pub(super) async fn tasks(State(api): State<Api>, RawQuery(raw): RawQuery) -> Re
             StatusCode::OK
         },
         &TasksPage {
-            read_only: api.options.read_only,
+            read_only: api.read_only(),
             csrf: api.csrf().await,
             notice: q.get("notice").cloned(),
             filter,

@@ -83,7 +83,7 @@ pub(super) async fn workers(State(api): State<Api>) -> Response {
     render(
         StatusCode::OK,
         &WorkersPage {
-            read_only: api.options.read_only,
+            read_only: api.read_only(),
             workers: worker_rows(running, leases, OffsetDateTime::now_utc()),
             queues,
             presence_needs: (!presence).then_some(asyncjobs::capabilities::PRESENCE_NEEDS),
