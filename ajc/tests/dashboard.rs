@@ -796,6 +796,7 @@ async fn flow_control_on_the_pages() {
     )
     .await;
     wait_text(b, "[data-batch-callback] .badge", "complete").await;
+    screenshot(b, "batch.png").await;
     wait_text(
         b,
         &format!("#members tr[data-id='{flaky}'] .badge"),
@@ -1339,6 +1340,7 @@ async fn a_schedule_runs_now_from_its_page() {
     let at = asyncjobs::wire::format_time(&next);
     assert!(shown.starts_with(&at[..19]), "{shown} vs {at}");
     assert!(shown.contains("(in "), "{shown}");
+    screenshot(b, "schedules.png").await;
     click(b, Locator::Id("run-nightly")).await;
     b.accept_alert().await.unwrap();
     let notice = tokio::time::timeout(T, async {
@@ -1419,6 +1421,7 @@ async fn matching_tasks_are_cancelled_and_deleted_in_bulk() {
         b.find_all(Locator::Css("ul.ids li")).await.unwrap().len(),
         4
     );
+    screenshot(b, "bulk-confirm.png").await;
     click(b, Locator::Id("confirm")).await;
     wait_text(b, ".notice", "4 tasks cancelled").await;
     for id in &doomed {
