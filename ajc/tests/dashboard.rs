@@ -1594,3 +1594,82 @@ async fn task_as(http: &reqwest::Client, server: &ApiServer, id: &str, token: &s
         .await
         .unwrap()
 }
+
+/// The completed and failed tasks of queue DEFAULT over its statistics
+/// records, read through `server`'s API.
+async fn history(http: &reqwest::Client, server: &ApiServer) -> (u64, u64, usize) {
+    let v = get(http, server, "/v1/stats?queue=DEFAULT").await;
+    let records = v["records"].as_array().unwrap();
+    let sum = |state: &str| -> u64 {
+        records
+            .iter()
+            .flat_map(|r| r["types"].as_object().unwrap().values())
+            .map(|t| t[state].as_u64().unwrap_or(0))
+            .sum()
+    };
+    (sum("completed"), sum("failed"), records.len())
+}
+
+/// Statistics kept by the cluster (issue 33): two dashboard replicas
+/// chart the same tasks on their overviews, and a replica started after
+/// one is stopped (a restart) charts them too.
+#[tokio::test]
+async fn two_dashboards_chart_the_same_history_and_a_restart_keeps_it() {
+    let nats = NatsServer::start();
+    let args = ["--allow-create-default", "--stats-interval", "2s"];
+    let mut a = ApiServer::start(&nats.url(), &args).await;
+    let b = ApiServer::start(&nats.url(), &args).await;
+    let http = http();
+    // both count from their first whole interval: wait for a record
+    wait_for(T, "a first statistics record", || async {
+        (history(&http, &a).await.2 > 0).then_some(())
+    })
+    .await;
+    let runs = Runs::default();
+    let (_client, worker) = start_worker(&nats, &runs).await;
+    for _ in 0..3 {
+        create(&http, &a, json!({"type": "ok"})).await;
+    }
+    create(&http, &a, json!({"type": "dead:a"})).await;
+    wait_for(T, "the four tasks in the statistics", || async {
+        let (c, f, _) = history(&http, &a).await;
+        ((c, f) == (3, 1)).then_some(())
+    })
+    .await;
+
+    let driver = Driver::start().await;
+    let browser = &driver.browser;
+    for server in [&a, &b] {
+        wait_text_reloading(
+            browser,
+            &server.url("/ui/"),
+            "tr[data-chart='DEFAULT'] td[data-completed]",
+            "3",
+        )
+        .await;
+        let failed = text(
+            browser,
+            Locator::Css("tr[data-chart='DEFAULT'] td[data-failed]"),
+        )
+        .await;
+        assert_eq!(failed, "1");
+        let bars = browser
+            .find_all(Locator::Css("tr[data-chart='DEFAULT'] svg rect.ok"))
+            .await
+            .unwrap();
+        assert!(!bars.is_empty());
+    }
+    screenshot(browser, "history.png").await;
+    assert_eq!(script_errors(browser).await, Vec::<String>::new());
+
+    a.child.kill().await.unwrap();
+    let again = ApiServer::start(&nats.url(), &args).await;
+    wait_text_reloading(
+        browser,
+        &again.url("/ui/"),
+        "tr[data-chart='DEFAULT'] td[data-completed]",
+        "3",
+    )
+    .await;
+    worker.stop().await;
+}

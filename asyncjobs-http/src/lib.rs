@@ -35,6 +35,7 @@ mod observe;
 mod routes;
 pub mod schema;
 pub mod server;
+pub mod stats;
 mod ui;
 
 pub use access::audit::AuditEntry;
@@ -112,6 +113,11 @@ pub struct ApiOptions {
     /// its stream (`CHORIA_AJ_AUDIT`; an existing one keeps its own
     /// setting). Default 90 days.
     pub audit_max_age: Duration,
+    /// The length of one statistics interval ([`stats`]): this replica
+    /// sums the task events of each and writes one record per queue
+    /// shortly after it ends. Whole seconds; zero writes none (reading
+    /// goes on). Default 60 s.
+    pub stats_interval: Duration,
     /// Answer only requests whose `Host` is a loopback name or address
     /// (`localhost`, `127.0.0.1`, `[::1]`, with any port): a web page on
     /// another site cannot reach a loopback-bound server by DNS rebinding.
@@ -134,6 +140,7 @@ impl Default for ApiOptions {
             read_only: false,
             credentials: Vec::new(),
             audit_max_age: Duration::from_secs(90 * 24 * 3600),
+            stats_interval: Duration::from_secs(60),
             loopback_hosts_only: false,
         }
     }
@@ -226,5 +233,6 @@ pub fn router(client: Client, options: ApiOptions) -> axum::Router {
         served: std::sync::Mutex::default(),
         audit,
     }));
+    stats::roller::start(&api);
     routes::build(api)
 }

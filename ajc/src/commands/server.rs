@@ -46,6 +46,9 @@ pub struct ServerRunArgs {
     /// Longest time to answer a request (streams and waits excepted); also the shutdown grace
     #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub write_timeout: GoDuration,
+    /// Length of one statistics interval this replica sums and writes (whole seconds; 0 writes none)
+    #[arg(long, default_value = "1m", value_parser = parse_duration, value_name = "DURATION")]
+    pub stats_interval: GoDuration,
     /// Largest request body in bytes
     #[arg(long, default_value_t = 524288, value_name = "BYTES")]
     pub max_body: usize,
@@ -102,6 +105,10 @@ async fn server_run(ctx: &Ctx, a: &ServerRunArgs) -> Result<()> {
         .write_timeout
         .non_negative("--write-timeout")
         .map_err(CliError::msg)?;
+    let stats_interval = a
+        .stats_interval
+        .non_negative("--stats-interval")
+        .map_err(CliError::msg)?;
     let tls_config = if tls.enabled() {
         Some(rustls_config(&tls).map_err(|e| CliError::msg(e.to_string()))?)
     } else {
@@ -127,6 +134,7 @@ async fn server_run(ctx: &Ctx, a: &ServerRunArgs) -> Result<()> {
         ui: !a.no_ui,
         read_only: a.read_only,
         credentials,
+        stats_interval,
         // a loopback server answers only for loopback host names (no DNS
         // rebinding from a web page)
         loopback_hosts_only: addr.ip().is_loopback(),

@@ -173,7 +173,7 @@ impl Trail {
 }
 
 /// This replica's host name, as entries name it.
-fn replica() -> &'static str {
+pub(crate) fn replica() -> &'static str {
     static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     NAME.get_or_init(|| {
         std::fs::read_to_string("/proc/sys/kernel/hostname")

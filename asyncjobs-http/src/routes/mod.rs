@@ -10,6 +10,7 @@ mod live;
 mod meta;
 mod queues;
 mod schedules;
+mod stats;
 mod tasks;
 
 use crate::error::ApiError;
@@ -58,6 +59,7 @@ fn described() -> OpenApiRouter<Api> {
         .routes(routes!(meta::retry_policies))
         .routes(routes!(meta::metrics))
         .routes(routes!(audit::list))
+        .routes(routes!(stats::stats))
         .routes(routes!(tasks::list, tasks::create))
         .routes(routes!(bulk::retry_many))
         .routes(routes!(tasks::get, tasks::delete))

@@ -22,6 +22,7 @@ mod access;
 mod actions;
 mod batch;
 mod bulk;
+mod charts;
 mod overview;
 mod page;
 mod queues;

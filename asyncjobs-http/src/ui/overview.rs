@@ -65,6 +65,9 @@ struct Overview {
     csrf: String,
     notice: Option<String>,
     queues: Vec<QueueRow>,
+    charts: Vec<super::charts::Chart>,
+    chart_width: usize,
+    chart_height: usize,
     states: Vec<(&'static str, u64)>,
     counted: u64,
     complete_count: bool,
@@ -124,6 +127,8 @@ pub(super) async fn overview(State(api): State<Api>, RawQuery(raw): RawQuery) ->
         vec![]
     });
     let queues = queue_rows(&api, presence, &running, &mut problems).await;
+    let names: Vec<String> = queues.iter().map(|q| q.name.clone()).collect();
+    let charts = super::charts::charts(&api, &names, &mut problems).await;
     // counting reads the store: one listing at a time, as the API's (the
     // permit is held until the page is rendered)
     let listing = api.listing.clone().try_acquire_owned();
@@ -141,6 +146,9 @@ pub(super) async fn overview(State(api): State<Api>, RawQuery(raw): RawQuery) ->
             csrf: api.csrf().await,
             notice: q.get("notice").cloned(),
             queues,
+            charts,
+            chart_width: super::charts::WIDTH,
+            chart_height: super::charts::HEIGHT,
             states: counts.states,
             counted: counts.counted,
             complete_count: counts.complete,
