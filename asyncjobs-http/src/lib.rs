@@ -167,6 +167,9 @@ pub(crate) struct Inner {
     pub served: std::sync::Mutex<ServedCache>,
     /// Who did what ([`access::audit`]).
     pub audit: access::audit::Trail,
+    /// Whether this replica is counting the tasks by state
+    /// ([`stats::counts`]).
+    pub counting: std::sync::atomic::AtomicBool,
 }
 
 /// How long the enqueue route trusts what it read of who serves a queue
@@ -232,6 +235,7 @@ pub fn router(client: Client, options: ApiOptions) -> axum::Router {
         csrf: tokio::sync::OnceCell::new(),
         served: std::sync::Mutex::default(),
         audit,
+        counting: std::sync::atomic::AtomicBool::new(false),
     }));
     stats::roller::start(&api);
     routes::build(api)

@@ -165,3 +165,63 @@ async fn bad_questions_are_refused() {
     // nothing written yet: no records, not an error
     assert!(records(&http, &base).await.is_empty());
 }
+
+/// The overview's counts by state (`stats::counts`): a store of more than
+/// 10,000 tasks is counted in the background and shown with the count's
+/// age, the same on every replica; a small one is counted live.
+#[tokio::test]
+async fn a_large_store_is_counted_in_the_background_once_for_every_replica() {
+    let nats = NatsServer::start();
+    let client = client_for(&nats).await;
+    let a = serve(client_for(&nats).await).await;
+    let b = serve(client_for(&nats).await).await;
+    let http = reqwest::Client::builder().timeout(T).build().unwrap();
+    let note = |html: &str| -> String {
+        let at = html.find("data-counts").expect("the counts' note");
+        let rest = &html[at..];
+        rest[rest.find('>').unwrap() + 1..rest.find("</p>").unwrap()].to_string()
+    };
+    let overview = |base: &str| {
+        let (http, base) = (http.clone(), base.to_string());
+        async move {
+            let r = http.get(format!("{base}/ui/")).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.text().await.unwrap()
+        }
+    };
+    let mut few: Vec<Task> = (0..3).map(|i| Task::new("few", &i).unwrap()).collect();
+    assert!(client
+        .enqueue_many(&mut few)
+        .await
+        .iter()
+        .all(Result::is_ok));
+    assert_eq!(note(&overview(&a).await), "All 3 stored tasks.");
+
+    let mut many: Vec<Task> = (0..10_050)
+        .map(|i| Task::new("many", &i).unwrap())
+        .collect();
+    assert!(client
+        .enqueue_many(&mut many)
+        .await
+        .iter()
+        .all(Result::is_ok));
+    let first = note(&overview(&a).await);
+    assert!(
+        first.contains("being counted in the background")
+            || first.starts_with("10053 stored tasks, counted"),
+        "{first}"
+    );
+    let counted = wait_for(T, "the background count", || async {
+        let html = overview(&a).await;
+        html.contains("data-counted-ago").then(|| note(&html))
+    })
+    .await;
+    assert!(
+        counted.starts_with("10053 stored tasks, counted "),
+        "{counted}"
+    );
+    assert!(overview(&a).await.contains(r#"<strong>10053</strong>"#));
+    // the other replica shows the cluster's count
+    let other = note(&overview(&b).await);
+    assert!(other.starts_with("10053 stored tasks, counted "), "{other}");
+}

@@ -11,6 +11,7 @@
 mod best;
 mod compare;
 mod cpu;
+mod dashboard;
 mod flow;
 mod framework;
 mod harness;
@@ -73,6 +74,14 @@ async fn run(opts: Opts) {
         }
         return;
     }
+    if opts.only.as_deref() == Some("dashboard") {
+        let mut extra = serde_json::Map::new();
+        dashboard::report(&url, &opts, &mut extra).await;
+        if opts.json {
+            println!("{}", serde_json::Value::Object(extra));
+        }
+        return;
+    }
     if let Some(only) = &opts.only {
         compare::only(&url, &opts, only).await;
         return;
@@ -94,6 +103,9 @@ async fn run(opts: Opts) {
     }
     if opts.list_tasks > 0 {
         scaling::report_listing(&url, &opts, &mut extra).await;
+    }
+    if !opts.dashboard_tasks.is_empty() {
+        dashboard::report(&url, &opts, &mut extra).await;
     }
     if opts.flow {
         flow::report(&url, &opts, reps, &mut extra).await;

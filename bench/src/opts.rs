@@ -47,6 +47,10 @@ pub struct Opts {
     /// Tasks stored for the listing measurement (0 skips it).
     #[arg(long, default_value_t = 100_000)]
     pub list_tasks: usize,
+    /// Stored-task counts of the dashboard measurement, ascending, comma
+    /// separated (for example `100000,1000000`; none skips it).
+    #[arg(long, value_delimiter = ',')]
+    pub dashboard_tasks: Vec<usize>,
     /// Links of the dependency-chain measurement: each task depends on
     /// the one before, all enqueued up front (0 skips it).
     #[arg(long, default_value_t = 1000)]
@@ -57,7 +61,8 @@ pub struct Opts {
     /// Only one processing measurement, repeated `--reps` times, for a
     /// profiler: `fw-enqueue-batch`, `fw-c10`, `fw-c100`, `fw-e2e`, or the
     /// same with `best-` (prints tasks/s, and client and server CPU µs per
-    /// task for the processing ones).
+    /// task for the processing ones); `dashboard` runs only
+    /// `--dashboard-tasks`.
     #[arg(long)]
     pub only: Option<String>,
     /// Also measure flow control (priorities, fairness, rate limits);

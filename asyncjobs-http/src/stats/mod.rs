@@ -11,6 +11,7 @@
 //! only the intervals no replica was running for. A replica writes no
 //! interval it did not see from its start.
 
+pub mod counts;
 pub(crate) mod roller;
 
 use async_nats::jetstream;
@@ -110,6 +111,12 @@ pub(crate) async fn read(
         .await
         .map_err(|e| fail(&e))?;
     let mut out = Vec::new();
+    // none to read: do not wait for one
+    let mut consumer = consumer;
+    let waiting = consumer.info().await.map_err(|e| fail(&e))?.num_pending;
+    if waiting == 0 {
+        return Ok(out);
+    }
     let mut messages = consumer.messages().await.map_err(|e| fail(&e))?;
     loop {
         let next = tokio::time::timeout(Duration::from_secs(5), messages.next()).await;

@@ -175,7 +175,7 @@ async fn write(js: &jetstream::Context, record: &StatsRecord, replicas: usize) {
     }
 }
 
-async fn create(js: &jetstream::Context, replicas: usize) -> Result<(), String> {
+pub(crate) async fn create(js: &jetstream::Context, replicas: usize) -> Result<(), String> {
     js.get_or_create_stream(jetstream::stream::Config {
         name: STREAM.into(),
         description: Some("asyncjobs: per queue and interval task statistics".into()),

@@ -9,12 +9,7 @@ use asyncjobs::worker::presence::WorkerPresence;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use futures::StreamExt;
-use std::collections::BTreeMap;
 use std::time::Duration;
-
-/// Records the overview's state counts read at most.
-const COUNT_SCAN: usize = 200_000;
 
 struct QueueRow {
     name: String,
@@ -69,8 +64,10 @@ struct Overview {
     chart_width: usize,
     chart_height: usize,
     states: Vec<(&'static str, u64)>,
-    counted: u64,
-    complete_count: bool,
+    /// What the counts are: how many tasks, when counted.
+    counts_note: String,
+    /// Marks a stored count (`data-counted-ago`), `None` when live.
+    counted_ago: Option<u64>,
     workers: Vec<WorkerRow>,
     /// The nats-server version worker presence needs, when the server is
     /// older (workers cannot announce themselves).
@@ -78,14 +75,6 @@ struct Overview {
     leader: Option<String>,
     schedules: Vec<ScheduleRow>,
     problems: Vec<String>,
-}
-
-/// How many tasks of each state one scan found.
-struct StateCounts {
-    states: Vec<(&'static str, u64)>,
-    counted: u64,
-    /// False when the scan was skipped or stopped at [`COUNT_SCAN`].
-    complete: bool,
 }
 
 /// A duration setting, `unlimited` when zero.
@@ -129,10 +118,7 @@ pub(super) async fn overview(State(api): State<Api>, RawQuery(raw): RawQuery) ->
     let queues = queue_rows(&api, presence, &running, &mut problems).await;
     let names: Vec<String> = queues.iter().map(|q| q.name.clone()).collect();
     let charts = super::charts::charts(&api, &names, &mut problems).await;
-    // counting reads the store: one listing at a time, as the API's (the
-    // permit is held until the page is rendered)
-    let listing = api.listing.clone().try_acquire_owned();
-    let counts = state_counts(&api, listing.is_ok(), &mut problems).await;
+    let counts = state_counts(&api, &mut problems).await;
     let workers = worker_rows(running);
     let leader = api.client.scheduler_leader().await.unwrap_or_else(|e| {
         problems.push(format!("reading the scheduler leader: {e}"));
@@ -149,9 +135,9 @@ pub(super) async fn overview(State(api): State<Api>, RawQuery(raw): RawQuery) ->
             charts,
             chart_width: super::charts::WIDTH,
             chart_height: super::charts::HEIGHT,
-            states: counts.states,
-            counted: counts.counted,
-            complete_count: counts.complete,
+            states: counts.0,
+            counts_note: counts.1,
+            counted_ago: counts.2,
             workers,
             presence_needs: (!presence).then_some(asyncjobs::capabilities::PRESENCE_NEEDS),
             leader,
@@ -227,43 +213,41 @@ fn or_none<T: std::fmt::Display>(v: Option<T>) -> String {
     v.map(|v| v.to_string()).unwrap_or_else(|| "none".into())
 }
 
-/// Tasks by state over at most [`COUNT_SCAN`] records; left out when
-/// another listing holds the store (`may_list` false).
-async fn state_counts(api: &Api, may_list: bool, problems: &mut Vec<String>) -> StateCounts {
-    let mut counts: BTreeMap<&'static str, u64> = STATES.iter().map(|s| (*s, 0)).collect();
-    let mut counted = 0u64;
-    let mut complete = true;
-    if !may_list {
-        problems.push("a task listing is in progress: the counts by state are left out".into());
-        complete = false;
-    }
-    let counting = async {
-        if !may_list {
-            return Err(asyncjobs::Error::NoTasks);
-        }
-        api.client.list_tasks(COUNT_SCAN).await
+/// Tasks by state (`stats::counts`): counted now for a store of at most
+/// 10,000 tasks, else the last count the cluster stored, with its age.
+async fn state_counts(
+    api: &Api,
+    problems: &mut Vec<String>,
+) -> (Vec<(&'static str, u64)>, String, Option<u64>) {
+    use crate::stats::counts::{for_overview, Shown, LIVE_MAX, RECOUNT_AFTER};
+    let of = |c: &crate::stats::counts::StateCounts| {
+        STATES
+            .iter()
+            .map(|s| (*s, c.states.get(*s).copied().unwrap_or(0)))
+            .collect::<Vec<_>>()
     };
-    match counting.await {
-        Err(asyncjobs::Error::NoTasks) => {}
-        Ok(mut all) => {
-            while let Some(t) = all.next().await {
-                if let Ok(t) = t {
-                    if let Some(c) = counts.get_mut(t.state.as_str()) {
-                        *c += 1;
-                    }
-                }
-                counted += 1;
-            }
-            if counted as usize >= COUNT_SCAN {
-                complete = false;
-            }
+    match for_overview(api).await {
+        Ok(Shown::Live(c)) => (of(&c), format!("All {} stored tasks.", c.total), None),
+        Ok(Shown::Stored(c)) => {
+            let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+            let ago = u64::try_from((now as i64 - c.at_ms) / 1000).unwrap_or(0);
+            let note = format!(
+                "{} stored tasks, counted {ago} s ago (the count took {}); a store of more than {LIVE_MAX} tasks is counted again in the background once its count is {} old.",
+                c.total,
+                asyncjobs::format_duration(Duration::from_millis(c.took_ms)),
+                asyncjobs::format_duration(RECOUNT_AFTER),
+            );
+            (of(&c), note, Some(ago))
         }
-        Err(e) => problems.push(format!("counting tasks: {e}")),
-    }
-    StateCounts {
-        states: STATES.iter().map(|s| (*s, counts[s])).collect(),
-        counted,
-        complete,
+        Ok(Shown::Counting) => (
+            vec![],
+            format!("More than {LIVE_MAX} stored tasks: they are being counted in the background; reload in a moment."),
+            None,
+        ),
+        Err(e) => {
+            problems.push(format!("counting tasks: {e}"));
+            (vec![], "The counts could not be read.".into(), None)
+        }
     }
 }
 
