@@ -1673,3 +1673,99 @@ async fn two_dashboards_chart_the_same_history_and_a_restart_keeps_it() {
     .await;
     worker.stop().await;
 }
+
+/// A task's history (issue 33): with `--keep-history` the server stores
+/// every state change, Go's and ours, and the task page shows them in
+/// order with each try's error (`asyncjobs-http/tests/stats.rs` checks
+/// the page of a cluster that keeps none).
+#[tokio::test]
+async fn the_task_page_shows_its_history() {
+    let nats = NatsServer::start();
+    let server = ApiServer::start(
+        &nats.url(),
+        &["--allow-create-default", "--keep-history", "1h"],
+    )
+    .await;
+    let http = http();
+    // the stream is made at start, before any task
+    wait_for(T, "the history stream", || async {
+        let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.ok()?);
+        js.get_stream("CHORIA_AJ_HISTORY").await.ok().map(|_| ())
+    })
+    .await;
+    let runs = Runs::default();
+    let (_client, worker) = start_worker(&nats, &runs).await;
+    let flaky = create(&http, &server, json!({"type": "flaky"})).await;
+    wait_for(T, "the flaky task to end", || {
+        let (http, server, flaky) = (&http, &server, &flaky);
+        async move { (task(http, server, flaky).await["state"] == "terminated").then_some(()) }
+    })
+    .await;
+    let r = http
+        .post(server.url(&format!("/v1/tasks/{flaky}/retry")))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    wait_for(T, "the retried task to complete", || {
+        let (http, server, flaky) = (&http, &server, &flaky);
+        async move { (task(http, server, flaky).await["state"] == "complete").then_some(()) }
+    })
+    .await;
+
+    let driver = Driver::start().await;
+    let b = &driver.browser;
+    let page = server.url(&format!("/ui/tasks/{flaky}"));
+    wait_text_reloading(
+        b,
+        &page,
+        "tr[data-change]:last-child td:nth-child(2)",
+        "complete",
+    )
+    .await;
+    let mut changes = vec![];
+    for row in b.find_all(Locator::Css("tr[data-change]")).await.unwrap() {
+        changes.push(row.attr("data-change").await.unwrap().unwrap_or_default());
+    }
+    assert_eq!(
+        changes.first().map(String::as_str),
+        Some("new"),
+        "{changes:?}"
+    );
+    let ended = changes
+        .iter()
+        .position(|s| s == "terminated")
+        .expect("terminated");
+    assert!(
+        changes[..ended].contains(&"active".to_string()),
+        "{changes:?}"
+    );
+    assert!(
+        changes[ended..].contains(&"active".to_string()),
+        "{changes:?}"
+    );
+    let error = text(b, Locator::Css("tr[data-change='terminated'] td.err")).await;
+    assert_eq!(error, "first run fails for good");
+    b.execute(
+        "document.querySelector('table[data-history]').scrollIntoView();",
+        vec![],
+    )
+    .await
+    .unwrap();
+    screenshot(b, "task-history.png").await;
+    assert_eq!(script_errors(b).await, Vec::<String>::new());
+
+    // a replica started without --keep-history shows the history the
+    // cluster keeps
+    let plain = ApiServer::start(&nats.url(), &["--allow-create-default"]).await;
+    let html = http
+        .get(plain.url(&format!("/ui/tasks/{flaky}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("data-change=\"complete\""), "{html}");
+    worker.stop().await;
+}

@@ -729,6 +729,21 @@ async fn flags_bind_rules_and_shutdown() {
         err.contains("cannot read --tokens /nonexistent/tokens"),
         "{err}"
     );
+    let (code, err) = ajc(&[
+        "--server",
+        &url,
+        "server",
+        "run",
+        "--allow-create-default",
+        "--keep-history",
+        "0s",
+    ])
+    .await;
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("--keep-history must be longer than 0s"),
+        "{err}"
+    );
 
     let mut server = ApiServer::start(&url, &["--allow-create-default"]).await;
     // a browser on another site may not change anything, and a loopback

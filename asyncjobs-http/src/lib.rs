@@ -30,6 +30,7 @@
 mod access;
 mod error;
 pub mod go_json;
+pub mod history;
 mod idempotency;
 mod observe;
 mod routes;
@@ -118,6 +119,11 @@ pub struct ApiOptions {
     /// shortly after it ends. Whole seconds; zero writes none (reading
     /// goes on). Default 60 s.
     pub stats_interval: Duration,
+    /// Keep every task state event this long in the stream
+    /// `CHORIA_AJ_HISTORY` (created when missing; [`history`]), so task
+    /// pages show each task's timeline. Default `None`: no history (the
+    /// server stores nothing more per task).
+    pub keep_history: Option<Duration>,
     /// Answer only requests whose `Host` is a loopback name or address
     /// (`localhost`, `127.0.0.1`, `[::1]`, with any port): a web page on
     /// another site cannot reach a loopback-bound server by DNS rebinding.
@@ -141,6 +147,7 @@ impl Default for ApiOptions {
             credentials: Vec::new(),
             audit_max_age: Duration::from_secs(90 * 24 * 3600),
             stats_interval: Duration::from_secs(60),
+            keep_history: None,
             loopback_hosts_only: false,
         }
     }
@@ -238,5 +245,9 @@ pub fn router(client: Client, options: ApiOptions) -> axum::Router {
         counting: std::sync::atomic::AtomicBool::new(false),
     }));
     stats::roller::start(&api);
+    if let Some(keep) = api.options.keep_history {
+        let (js, replicas) = (api.client.jetstream(), api.options.replicas);
+        tokio::spawn(async move { history::prepare(&js, keep, replicas).await });
+    }
     routes::build(api)
 }

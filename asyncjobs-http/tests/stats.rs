@@ -225,3 +225,62 @@ async fn a_large_store_is_counted_in_the_background_once_for_every_replica() {
     let other = note(&overview(&b).await);
     assert!(other.starts_with("10053 stored tasks, counted "), "{other}");
 }
+
+/// A cluster that keeps no task history: the task page says how to keep
+/// one; with `keep_history` the stream is made and the page lists the
+/// task's changes.
+#[tokio::test]
+async fn a_task_page_shows_the_history_the_cluster_keeps() {
+    let nats = NatsServer::start();
+    let client = client_for(&nats).await;
+    let plain = serve(client_for(&nats).await).await;
+    let http = reqwest::Client::builder().timeout(T).build().unwrap();
+    let mut t = Task::new("kept", &()).unwrap();
+    client.enqueue(&mut t).await.unwrap();
+    let page = |base: String, id: String| {
+        let http = http.clone();
+        async move {
+            http.get(format!("{base}/ui/tasks/{id}"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    let html = page(plain.clone(), t.id.clone()).await;
+    assert!(html.contains("This server keeps no task history"), "{html}");
+
+    let app = router(
+        client_for(&nats).await,
+        ApiOptions {
+            keep_history: Some(Duration::from_secs(3600)),
+            ..options()
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let kept = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    wait_for(T, "the history stream", || async {
+        client
+            .jetstream()
+            .get_stream("CHORIA_AJ_HISTORY")
+            .await
+            .ok()
+            .map(|_| ())
+    })
+    .await;
+    let mut later = Task::new("kept", &()).unwrap();
+    client.enqueue(&mut later).await.unwrap();
+    let html = wait_for(T, "the new task's change", || async {
+        let html = page(kept.clone(), later.id.clone()).await;
+        html.contains(r#"data-change="new""#).then_some(html)
+    })
+    .await;
+    assert!(!html.contains("keeps no task history"));
+    // the task enqueued before the stream has no stored change
+    assert!(page(kept.clone(), t.id.clone())
+        .await
+        .contains("No stored state change"));
+}

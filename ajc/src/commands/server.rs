@@ -49,6 +49,10 @@ pub struct ServerRunArgs {
     /// Length of one statistics interval this replica sums and writes (whole seconds; 0 writes none)
     #[arg(long, default_value = "1m", value_parser = parse_duration, value_name = "DURATION")]
     pub stats_interval: GoDuration,
+    /// Keep every task state event this long (stream CHORIA_AJ_HISTORY) so task pages show
+    /// each task's timeline; none kept without it
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub keep_history: Option<GoDuration>,
     /// Largest request body in bytes
     #[arg(long, default_value_t = 524288, value_name = "BYTES")]
     pub max_body: usize,
@@ -109,6 +113,18 @@ async fn server_run(ctx: &Ctx, a: &ServerRunArgs) -> Result<()> {
         .stats_interval
         .non_negative("--stats-interval")
         .map_err(CliError::msg)?;
+    let keep_history = match &a.keep_history {
+        Some(d) => {
+            let d = d.non_negative("--keep-history").map_err(CliError::msg)?;
+            if d.is_zero() {
+                return Err(CliError::msg(
+                    "--keep-history must be longer than 0s (leave it out to keep no history)",
+                ));
+            }
+            Some(d)
+        }
+        None => None,
+    };
     let tls_config = if tls.enabled() {
         Some(rustls_config(&tls).map_err(|e| CliError::msg(e.to_string()))?)
     } else {
@@ -135,6 +151,7 @@ async fn server_run(ctx: &Ctx, a: &ServerRunArgs) -> Result<()> {
         read_only: a.read_only,
         credentials,
         stats_interval,
+        keep_history,
         // a loopback server answers only for loopback host names (no DNS
         // rebinding from a web page)
         loopback_hosts_only: addr.ip().is_loopback(),

@@ -49,6 +49,9 @@ struct TaskPage {
     /// Why the task may wait for good: no running worker serves its queue
     /// or handles its type ([`asyncjobs::Serving`]); only for a waiting task.
     unserved: Option<String>,
+    /// Its stored state changes (time, state, tries, error), `None` when
+    /// the server keeps no history.
+    history: Option<Vec<(String, String, i64, String)>>,
 }
 
 /// Pretty JSON, or the bytes as text when they are UTF-8, or hex.
@@ -122,6 +125,18 @@ pub(super) async fn task(
     } else {
         None
     };
+    let history = match crate::history::of_task(&api.client.jetstream(), &t.id).await {
+        Ok(h) => h.map(|changes| {
+            changes
+                .into_iter()
+                .map(|c| (format_time(&c.at), c.state, c.tries, c.last_error))
+                .collect()
+        }),
+        Err(e) => {
+            tracing::warn!(task = %t.id, error = %e, "reading the task's history failed");
+            None
+        }
+    };
     render(
         StatusCode::OK,
         &TaskPage {
@@ -160,6 +175,7 @@ pub(super) async fn task(
             callback: t.dependencies_any_outcome,
             signature,
             unserved,
+            history,
         },
     )
 }
