@@ -6,7 +6,6 @@
 //! the task page shows a task's as its timeline.
 
 use async_nats::jetstream;
-use futures::StreamExt;
 use std::time::Duration;
 
 /// The stream holding the events.
@@ -55,46 +54,25 @@ pub(crate) async fn of_task(
     js: &jetstream::Context,
     id: &str,
 ) -> Result<Option<Vec<Change>>, String> {
-    let fail = |e: &dyn std::fmt::Display| format!("reading the stream {STREAM}: {e}");
-    let stream = match js.get_stream(STREAM).await {
-        Ok(s) => s,
-        Err(e)
-            if matches!(e.kind(), jetstream::context::GetStreamErrorKind::JetStream(j)
-                if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) =>
-        {
-            return Ok(None)
-        }
-        Err(e) => return Err(fail(&e)),
+    let Some(stream) = crate::streams::existing(js, STREAM).await? else {
+        return Ok(None);
     };
-    let mut consumer = stream
-        .create_consumer(jetstream::consumer::pull::OrderedConfig {
-            filter_subject: format!("{}{id}", asyncjobs::events::TASK_STATE_SUBJECT_PREFIX),
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| fail(&e))?;
+    let config = jetstream::consumer::pull::OrderedConfig {
+        filter_subject: format!("{}{id}", asyncjobs::events::TASK_STATE_SUBJECT_PREFIX),
+        ..Default::default()
+    };
     let mut out = vec![];
-    let waiting = consumer.info().await.map_err(|e| fail(&e))?.num_pending;
-    if waiting == 0 {
-        return Ok(Some(out));
-    }
-    let mut messages = consumer.messages().await.map_err(|e| fail(&e))?;
-    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(5), messages.next()).await {
-        let m = m.map_err(|e| fail(&e))?;
-        let info = m.info().map_err(|e| fail(&e))?;
-        let (at, pending) = (info.published, info.pending);
+    for m in crate::streams::read_all(&stream, config).await? {
+        let Ok(info) = m.info() else { continue };
         if let Ok(asyncjobs::events::Event::TaskState(e)) =
             asyncjobs::events::parse_event(&m.payload)
         {
             out.push(Change {
-                at,
+                at: info.published,
                 state: e.state.as_str().to_string(),
                 tries: e.tries,
                 last_error: e.last_error,
             });
-        }
-        if pending == 0 {
-            break;
         }
     }
     Ok(Some(out))

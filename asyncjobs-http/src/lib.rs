@@ -37,6 +37,7 @@ mod routes;
 pub mod schema;
 pub mod server;
 pub mod stats;
+mod streams;
 mod ui;
 
 pub use access::audit::AuditEntry;

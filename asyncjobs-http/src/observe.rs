@@ -162,13 +162,17 @@ pub(crate) async fn access(State(api): State<Api>, req: Request, next: Next) -> 
     let who = match crate::access::identify(&api, &req) {
         Ok(who) => who,
         Err(refused) => {
+            let response = match refused.answer {
+                crate::access::Answer::Response(r) => r,
+                crate::access::Answer::Page(message) => crate::ui::refused(&api, message),
+            };
             if acting {
-                let status = refused.response.status().as_u16();
+                let status = response.status().as_u16();
                 api.audit
                     .record(refused.who.as_ref(), method, &path, status)
                     .await;
             }
-            return refused.response;
+            return response;
         }
     };
     // the route pattern, not the path: ids would make every line a series

@@ -136,15 +136,8 @@ impl Trail {
     ///
     /// Errors: the stream cannot be read.
     pub(crate) async fn recent(&self, limit: usize) -> Result<Vec<AuditEntry>, String> {
-        let mut stream = match self.js.get_stream(STREAM).await {
-            Ok(s) => s,
-            Err(e)
-                if matches!(e.kind(), jetstream::context::GetStreamErrorKind::JetStream(j)
-                    if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) =>
-            {
-                return Ok(Vec::new())
-            }
-            Err(e) => return Err(format!("reading the stream {STREAM}: {e}")),
+        let Some(mut stream) = crate::streams::existing(&self.js, STREAM).await? else {
+            return Ok(Vec::new());
         };
         let (first, last) = {
             let info = stream

@@ -273,7 +273,15 @@ pub(crate) fn find<'a>(credentials: &'a [Credential], token: &str) -> Option<&'a
 /// answer.
 pub(crate) struct Refusal {
     pub who: Option<Who>,
-    pub response: Response,
+    pub answer: Answer,
+}
+
+/// How a refusal is answered.
+pub(crate) enum Answer {
+    /// This response.
+    Response(Response),
+    /// The dashboard's 403 page saying this (the caller renders it).
+    Page(String),
 }
 
 /// Who makes `req`, or the answer refusing it: 401 without a known token
@@ -308,7 +316,7 @@ pub(crate) fn identify(api: &Api, req: &Request) -> Result<Who, Box<Refusal>> {
             None if ui && !acts(req.method()) => {
                 return Err(Box::new(Refusal {
                     who: None,
-                    response: Redirect::to("/ui/login").into_response(),
+                    answer: Answer::Response(Redirect::to("/ui/login").into_response()),
                 }))
             }
             None => {
@@ -325,7 +333,7 @@ pub(crate) fn identify(api: &Api, req: &Request) -> Result<Who, Box<Refusal>> {
                 );
                 return Err(Box::new(Refusal {
                     who: None,
-                    response: r,
+                    answer: Answer::Response(r),
                 }));
             }
         }
@@ -336,16 +344,18 @@ pub(crate) fn identify(api: &Api, req: &Request) -> Result<Who, Box<Refusal>> {
         } else {
             format!("refused: {} is a viewer and may not act", who.name)
         };
-        let response = if ui {
-            crate::ui::refused(api, message)
+        let answer = if ui {
+            Answer::Page(message)
         } else {
-            ApiError::new(StatusCode::FORBIDDEN, ErrorCode::PermissionDenied, message)
-                .reason("forbidden_role")
-                .into_response()
+            Answer::Response(
+                ApiError::new(StatusCode::FORBIDDEN, ErrorCode::PermissionDenied, message)
+                    .reason("forbidden_role")
+                    .into_response(),
+            )
         };
         return Err(Box::new(Refusal {
             who: Some(who),
-            response,
+            answer,
         }));
     }
     Ok(who)

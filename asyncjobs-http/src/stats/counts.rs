@@ -75,15 +75,8 @@ pub(crate) async fn for_overview(api: &Api) -> Result<Shown, String> {
 ///
 /// Errors: the stream cannot be read.
 pub(crate) async fn latest(js: &jetstream::Context) -> Result<Option<StateCounts>, String> {
-    let stream = match js.get_stream(STREAM).await {
-        Ok(s) => s,
-        Err(e)
-            if matches!(e.kind(), jetstream::context::GetStreamErrorKind::JetStream(j)
-                if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) =>
-        {
-            return Ok(None)
-        }
-        Err(e) => return Err(format!("reading the stream {STREAM}: {e}")),
+    let Some(stream) = crate::streams::existing(js, STREAM).await? else {
+        return Ok(None);
     };
     match stream.get_last_raw_message_by_subject(SUBJECT).await {
         Ok(m) => Ok(serde_json::from_slice(&m.payload).ok()),

@@ -15,7 +15,6 @@ pub mod counts;
 pub(crate) mod roller;
 
 use async_nats::jetstream;
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -89,49 +88,22 @@ pub(crate) async fn read(
     queue: &str,
     since: i64,
 ) -> Result<Vec<StatsRecord>, String> {
-    let fail = |e: &dyn std::fmt::Display| format!("reading the stream {STREAM}: {e}");
-    let stream = match js.get_stream(STREAM).await {
-        Ok(s) => s,
-        Err(e)
-            if matches!(e.kind(), jetstream::context::GetStreamErrorKind::JetStream(j)
-                if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) =>
-        {
-            return Ok(Vec::new())
-        }
-        Err(e) => return Err(fail(&e)),
+    let Some(stream) = crate::streams::existing(js, STREAM).await? else {
+        return Ok(Vec::new());
     };
     let start = time::OffsetDateTime::from_unix_timestamp(since)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    let consumer = stream
-        .create_consumer(jetstream::consumer::pull::OrderedConfig {
-            filter_subject: format!("{SUBJECT_PREFIX}{queue}.>"),
-            deliver_policy: jetstream::consumer::DeliverPolicy::ByStartTime { start_time: start },
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| fail(&e))?;
-    let mut out = Vec::new();
-    // none to read: do not wait for one
-    let mut consumer = consumer;
-    let waiting = consumer.info().await.map_err(|e| fail(&e))?.num_pending;
-    if waiting == 0 {
-        return Ok(out);
-    }
-    let mut messages = consumer.messages().await.map_err(|e| fail(&e))?;
-    loop {
-        let next = tokio::time::timeout(Duration::from_secs(5), messages.next()).await;
-        let Ok(Some(m)) = next else { break };
-        let m = m.map_err(|e| fail(&e))?;
-        let pending = m.info().map(|i| i.pending).unwrap_or(0);
-        if let Ok(r) = serde_json::from_slice::<StatsRecord>(&m.payload) {
-            if r.start >= since {
-                out.push(r);
-            }
-        }
-        if pending == 0 {
-            break;
-        }
-    }
+    let config = jetstream::consumer::pull::OrderedConfig {
+        filter_subject: format!("{SUBJECT_PREFIX}{queue}.>"),
+        deliver_policy: jetstream::consumer::DeliverPolicy::ByStartTime { start_time: start },
+        ..Default::default()
+    };
+    let mut out: Vec<StatsRecord> = crate::streams::read_all(&stream, config)
+        .await?
+        .iter()
+        .filter_map(|m| serde_json::from_slice::<StatsRecord>(&m.payload).ok())
+        .filter(|r| r.start >= since)
+        .collect();
     out.sort_by_key(|r| r.start);
     Ok(out)
 }
