@@ -80,7 +80,8 @@ impl fmt::Debug for Credential {
 impl Credential {
     /// A credential named `name` (what the audit trail records: letters,
     /// digits, `.`, `_`, `-`, `@`; at most 64 bytes) holding `token`
-    /// (printable ASCII without spaces, at least [`MIN_TOKEN_LEN`] bytes).
+    /// (printable ASCII without spaces, `;`, `,`, `"` or `\`, which a
+    /// cookie cannot carry; at least [`MIN_TOKEN_LEN`] bytes).
     ///
     /// Errors: the name or token breaks those rules (the message says how,
     /// without the token).
@@ -107,9 +108,13 @@ impl Credential {
                 "the token of {name} is shorter than {MIN_TOKEN_LEN} bytes"
             ));
         }
-        if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        // a cookie carries it to the dashboard: none of `;` `,` `"` `\`
+        if !token
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b";,\"\\".contains(&b))
+        {
             return Err(format!(
-                "the token of {name} holds a space or a character that is not printable ASCII"
+                "the token of {name} holds a space, one of ; , \" \\ or a character that is not printable ASCII"
             ));
         }
         Ok(Credential {
@@ -378,6 +383,7 @@ mod tests {
             ("root alice 0123456789abcdef0123", "unknown role \"root\""),
             ("viewer al/ice 0123456789abcdef0123", "credential name"),
             ("viewer alice short", "shorter than 16"),
+            ("viewer alice 0123456789;abcdef0123", "one of ;"),
             (
                 "viewer a 0123456789abcdef0123\nviewer a 0123456789abcdef0124",
                 "line 2: the name a is used twice",
