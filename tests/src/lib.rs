@@ -73,23 +73,34 @@ impl NatsServer {
 
     /// Starts a server with a configuration file holding `config`
     /// (command-line settings for address, port and store still apply).
+    /// Its port is picked free and, should another process take it
+    /// before the server binds it, picked again (as [`NatsServer::start`]).
     pub fn start_with_config(config: &str) -> NatsServer {
-        Self::start_on(free_port(), config)
+        let mut s = Self::configured(free_port(), config);
+        s.spawn_movable();
+        s
     }
 
+    /// A server of `config` started on `port` (a cluster's node: its
+    /// routes name the other nodes' ports, so none may move).
     fn start_on(port: u16, config: &str) -> NatsServer {
+        let mut s = Self::configured(port, config);
+        s.spawn();
+        s
+    }
+
+    /// A server of `config` on `port`, not started.
+    fn configured(port: u16, config: &str) -> NatsServer {
         let store = tempfile::tempdir().expect("temp dir");
         let file = store.path().join("server.conf");
         std::fs::write(&file, config).expect("writing server config");
-        let mut s = NatsServer {
+        NatsServer {
             child: None,
             port,
             store,
             bin: server_binary(),
             extra: vec!["-c".into(), file.display().to_string()],
-        };
-        s.spawn();
-        s
+        }
     }
 
     /// Starts nats-server 2.11 (before JetStream message schedules), from
