@@ -1769,3 +1769,51 @@ async fn the_task_page_shows_its_history() {
     assert!(html.contains("data-change=\"complete\""), "{html}");
     worker.stop().await;
 }
+
+/// Bulk actions on a selection (issue 33): ticking two of three tasks in
+/// the list and "Cancel selected…" confirms on a page that says how many
+/// it takes, cancels exactly those, and the third keeps waiting.
+#[tokio::test]
+async fn selected_tasks_are_cancelled_from_the_list() {
+    let nats = NatsServer::start();
+    let server = ApiServer::start(&nats.url(), &["--allow-create-default"]).await;
+    let client = asyncjobs::Client::builder()
+        .url(nats.url())
+        .queue(asyncjobs::Queue::new("PICK"))
+        .build()
+        .await
+        .unwrap();
+    let mut ids = vec![];
+    for i in 0..3 {
+        let mut t = Task::new("pick", &i).unwrap();
+        client.enqueue(&mut t).await.unwrap();
+        ids.push(t.id);
+    }
+    let driver = Driver::start().await;
+    let b = &driver.browser;
+    b.goto(&server.url("/ui/tasks?queue=PICK")).await.unwrap();
+    streams_open(b).await;
+    for id in &ids[..2] {
+        click(b, Locator::Css(&format!("input[name=id][value='{id}']"))).await;
+    }
+    click(b, Locator::Id("selected-cancel")).await;
+    wait_text(b, "h1", "Cancel selected tasks").await;
+    let said = text(b, Locator::Css("main p")).await;
+    assert!(
+        said.starts_with("2 selected; the action takes 2 of them."),
+        "{said}"
+    );
+    click(b, Locator::Id("confirm")).await;
+    wait_text(b, ".notice", "2 tasks cancelled").await;
+    for id in &ids[..2] {
+        assert_eq!(
+            client.load_task(id).await.unwrap().state,
+            TaskState::Terminated
+        );
+    }
+    assert_eq!(
+        client.load_task(&ids[2]).await.unwrap().state,
+        TaskState::New
+    );
+    assert_eq!(script_errors(b).await, Vec::<String>::new());
+}

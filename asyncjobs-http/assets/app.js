@@ -84,7 +84,11 @@ function liveTasks(table) {
     }).then(function (html) {
       var fresh = new DOMParser().parseFromString(html, "text/html").querySelector("[data-live-tasks] tbody");
       if (fresh) {
+        // the boxes ticked so far stay ticked
+        var ticked = {};
+        body.querySelectorAll("input[name=id]:checked").forEach(function (b) { ticked[b.value] = true; });
         body.innerHTML = fresh.innerHTML;
+        body.querySelectorAll("input[name=id]").forEach(function (b) { b.checked = !!ticked[b.value]; });
         var empty = document.getElementById("empty");
         if (empty && body.rows.length > 0) { empty.remove(); }
       }
@@ -123,6 +127,12 @@ function liveTasks(table) {
     var triesCell = cell(String(ev.tries), "n"); triesCell.setAttribute("data-tries", "");
     var priorityCell = cell("", "n"); priorityCell.setAttribute("data-priority", "");
     var keyCell = cell(""); keyCell.setAttribute("data-key", "");
+    if (table.dataset.select === "true") {
+      var box = document.createElement("input"), boxCell = document.createElement("td");
+      box.type = "checkbox"; box.name = "id"; box.value = ev.task_id;
+      box.setAttribute("form", "selection"); box.setAttribute("aria-label", "select " + ev.task_id);
+      boxCell.appendChild(box); row.append(boxCell);
+    }
     row.append(idCell, cell(ev.task_type), cell(ev.queue || ""), stateCell, priorityCell, keyCell, triesCell,
       cell(new Date().toISOString().slice(0, 19) + "Z"), cell(ev.last_error || "", "err"));
     body.insertBefore(row, body.firstChild);

@@ -336,7 +336,12 @@ pub struct ReplayFilter {
 #[serde(deny_unknown_fields)]
 pub struct BulkByFilterRequest {
     /// Which tasks (`dry_run` in it: count and list, change nothing).
-    pub filter: ReplayFilter,
+    #[serde(default)]
+    pub filter: Option<ReplayFilter>,
+    /// Instead of a filter: these tasks, 1 to 100 (a selection).
+    #[serde(default)]
+    #[schema(max_items = 100)]
+    pub ids: Vec<String>,
     /// Who cancels, kept in each task's `last_err` (cancel only; default
     /// `the HTTP API`).
     #[serde(default)]

@@ -1435,8 +1435,11 @@ async fn tasks_are_cancelled_and_deleted_by_filter() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
+    // ids instead of a filter are a selection (tests/selection.rs)
     let r = post("/v1/tasks/delete", json!({"ids": ["x"]}))
         .await
         .unwrap();
-    assert_eq!(r.status(), 400);
+    assert_eq!(r.status(), 200);
+    let answer: Value = r.json().await.unwrap();
+    assert!(every_result_is(&answer, "not_found"), "{answer}");
 }

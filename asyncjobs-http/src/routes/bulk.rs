@@ -47,6 +47,36 @@ fn task_filter(f: &ReplayFilter) -> Result<TaskFilter, ApiError> {
     Ok(filter)
 }
 
+/// Applies `action` to the tasks a request names: its filter, or its ids
+/// (1 to [`BULK_MAX`]), never both.
+async fn by_filter_or_ids(
+    api: &Api,
+    req: BulkByFilterRequest,
+    action: BulkAction,
+) -> Result<Response, ApiError> {
+    match (req.filter, req.ids.is_empty()) {
+        (Some(_), false) => Err(ApiError::invalid("give ids or a filter, not both")
+            .field("filter")
+            .reason("ids_and_filter")),
+        (Some(f), true) => by_filter(api, f, action).await,
+        (None, true) => Err(ApiError::invalid("a filter or ids is required")
+            .field("filter")
+            .reason("filter_required")),
+        (None, false) if req.ids.len() > BULK_MAX => Err(ApiError::invalid(format!(
+            "ids may hold at most {BULK_MAX} entries"
+        ))
+        .field("ids")
+        .reason("ids_too_many")),
+        (None, false) => {
+            let summary = api
+                .client
+                .bulk_tasks_by_id(&req.ids, &action, false)
+                .await?;
+            Ok(summed_up(&summary, &action, false))
+        }
+    }
+}
+
 /// Applies `action` to every task `f` matches:
 /// `{"dry_run":B,"matched":N,"results":[…]}`, the results being the
 /// matches in a dry run, else one per task acted on (`ok`), gone
@@ -61,12 +91,18 @@ pub(super) async fn by_filter(
         .client
         .bulk_tasks(filter, &action, f.dry_run, |_, _| {})
         .await?;
+    Ok(summed_up(&summary, &action, f.dry_run))
+}
+
+/// The answer for `summary`: the matches in a dry run, else one result
+/// per task acted on (`ok`), gone or not taken (`not_found`) or failed.
+fn summed_up(summary: &asyncjobs::BulkSummary, action: &BulkAction, dry_run: bool) -> Response {
     let result = |id: &String, status: &'static str, error: Option<String>| BulkRetryResult {
         error,
         id: id.clone(),
         status,
     };
-    let results: Vec<BulkRetryResult> = if f.dry_run {
+    let results: Vec<BulkRetryResult> = if dry_run {
         summary
             .matched
             .iter()
@@ -95,17 +131,18 @@ pub(super) async fn by_filter(
             )
             .collect()
     };
-    Ok(json(
+    json(
         StatusCode::OK,
         &BulkByFilterResponse {
-            dry_run: f.dry_run,
+            dry_run,
             matched: summary.matched.len(),
             results,
         },
-    ))
+    )
 }
 
-/// Cancels every task a filter matches that has not finished (ours).
+/// Cancels every task a filter matches, or the ids name, that has not
+/// finished (ours).
 #[utoipa::path(post, path = "/v1/tasks/cancel", operation_id = "cancelTasks", tag = "Tasks",
     request_body = BulkByFilterRequest,
     responses(
@@ -117,13 +154,14 @@ pub(super) async fn cancel_many(
 ) -> Result<Response, ApiError> {
     let by = req
         .by
+        .clone()
         .filter(|b| !b.trim().is_empty())
         .unwrap_or_else(|| "the HTTP API".into());
     let by = crate::access::by(&by);
-    by_filter(&api, req.filter, BulkAction::Cancel { by }).await
+    by_filter_or_ids(&api, req, BulkAction::Cancel { by }).await
 }
 
-/// Deletes every task a filter matches (ours).
+/// Deletes every task a filter matches, or the ids name (ours).
 #[utoipa::path(post, path = "/v1/tasks/delete", operation_id = "deleteTasks", tag = "Tasks",
     request_body = BulkByFilterRequest,
     responses(
@@ -133,7 +171,7 @@ pub(super) async fn delete_many(
     State(api): State<Api>,
     JsonBody(req): JsonBody<BulkByFilterRequest>,
 ) -> Result<Response, ApiError> {
-    by_filter(&api, req.filter, BulkAction::Delete).await
+    by_filter_or_ids(&api, req, BulkAction::Delete).await
 }
 
 /// Retries up to 100 tasks by id; always 200, one result per id in order.

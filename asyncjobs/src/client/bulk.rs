@@ -109,36 +109,93 @@ impl Client {
         }
         let total = matched.len();
         for (i, (id, queue)) in matched.into_iter().enumerate() {
-            let acted = match action {
-                BulkAction::Retry => {
-                    let queue = if queue.is_empty() {
-                        crate::queue::DEFAULT_QUEUE_NAME.to_string()
-                    } else {
-                        queue
-                    };
-                    self.inner
-                        .storage
-                        .retry_task(&queue, &id)
-                        .await
-                        .map(|_| true)
-                }
-                BulkAction::Cancel { by } => self
-                    .cancel_task(&id, by)
-                    .await
-                    .map(|c| !matches!(c, crate::Cancelled::AlreadyFinished(_))),
-                BulkAction::Delete => self.delete_task(&id).await.map(|_| true),
-            };
-            match acted {
-                Ok(true) => summary.done.push(id),
-                Ok(false) => summary.skipped.push(id),
-                // deleted or discarded since it was listed
-                Err(Error::TaskNotFound(_) | Error::TaskDiscarded { .. }) => {
-                    summary.skipped.push(id)
-                }
-                Err(e) => summary.failed.push((id, e.to_string())),
-            }
+            let acted = self.act_on(&id, queue, action).await;
+            summary.record(id, acted);
             progress(i + 1, total);
         }
         Ok(summary)
+    }
+
+    /// Applies `action` to the tasks `ids` names, as
+    /// [`bulk_tasks`](Client::bulk_tasks) does to a filter's: a task that
+    /// does not exist, or that the action does not take (a cancel of a
+    /// finished task, a retry of one still waiting or running), is
+    /// `skipped`; a retry takes a `complete` task too, since it was named.
+    /// Each id counts once. `matched` lists the ids the action takes;
+    /// `dry_run` stops there.
+    ///
+    /// Errors: none of its own; each task's failure is in `failed`.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: asyncjobs::Client) -> asyncjobs::Result<()> {
+    /// let ids = vec!["3NA7qQKb3iTswDRAKIWBQxPPZco".to_string()];
+    /// let did = client.bulk_tasks_by_id(&ids, &asyncjobs::BulkAction::Delete, false).await?;
+    /// println!("{} deleted, {} not there", did.done.len(), did.skipped.len());
+    /// # Ok(()) }
+    /// ```
+    pub async fn bulk_tasks_by_id(
+        &self,
+        ids: &[String],
+        action: &BulkAction,
+        dry_run: bool,
+    ) -> Result<BulkSummary> {
+        let mut summary = BulkSummary::default();
+        let mut seen = std::collections::HashSet::new();
+        let mut taken = vec![];
+        for id in ids.iter().filter(|id| seen.insert(id.as_str())) {
+            match self.load_task(id).await {
+                Ok(t) if action.takes(&t, true) => taken.push((t.id, t.queue)),
+                Ok(_) | Err(Error::TaskNotFound(_) | Error::TaskDiscarded { .. }) => {
+                    summary.skipped.push(id.clone())
+                }
+                Err(e) => summary.failed.push((id.clone(), e.to_string())),
+            }
+        }
+        summary.matched = taken.iter().map(|(id, _)| id.clone()).collect();
+        if dry_run {
+            return Ok(summary);
+        }
+        for (id, queue) in taken {
+            let acted = self.act_on(&id, queue, action).await;
+            summary.record(id, acted);
+        }
+        Ok(summary)
+    }
+
+    /// `action` on task `id` of `queue`: whether it was done (`false`: a
+    /// cancel found it finished).
+    async fn act_on(&self, id: &str, queue: String, action: &BulkAction) -> Result<bool> {
+        match action {
+            BulkAction::Retry => {
+                let queue = if queue.is_empty() {
+                    crate::queue::DEFAULT_QUEUE_NAME.to_string()
+                } else {
+                    queue
+                };
+                self.inner
+                    .storage
+                    .retry_task(&queue, id)
+                    .await
+                    .map(|_| true)
+            }
+            BulkAction::Cancel { by } => self
+                .cancel_task(id, by)
+                .await
+                .map(|c| !matches!(c, crate::Cancelled::AlreadyFinished(_))),
+            BulkAction::Delete => self.delete_task(id).await.map(|_| true),
+        }
+    }
+}
+
+impl BulkSummary {
+    /// Files `id` by how its action went.
+    fn record(&mut self, id: String, acted: Result<bool>) {
+        match acted {
+            Ok(true) => self.done.push(id),
+            Ok(false) => self.skipped.push(id),
+            // deleted or discarded since it was listed
+            Err(Error::TaskNotFound(_) | Error::TaskDiscarded { .. }) => self.skipped.push(id),
+            Err(e) => self.failed.push((id, e.to_string())),
+        }
     }
 }
