@@ -1794,7 +1794,7 @@ async fn selected_tasks_are_cancelled_from_the_list() {
     b.goto(&server.url("/ui/tasks?queue=PICK")).await.unwrap();
     streams_open(b).await;
     for id in &ids[..2] {
-        click(b, Locator::Css(&format!("input[name=id][value='{id}']"))).await;
+        tick(b, id).await;
     }
     click(b, Locator::Id("selected-cancel")).await;
     wait_text(b, "h1", "Cancel selected tasks").await;
@@ -1816,4 +1816,26 @@ async fn selected_tasks_are_cancelled_from_the_list() {
         TaskState::New
     );
     assert_eq!(script_errors(b).await, Vec::<String>::new());
+}
+
+/// Ticks task `id`'s box in the list until it shows ticked: the list's
+/// rows are read afresh once its event stream is open, so a box found
+/// before that may be gone when clicked (the page keeps ticks across the
+/// re-read).
+async fn tick(b: &Browser, id: &str) {
+    let css = format!("input[name=id][value='{id}']");
+    let ticked = format!("{css}:checked");
+    let done = tokio::time::timeout(T, async {
+        loop {
+            if b.find(Locator::Css(&ticked)).await.is_ok() {
+                return;
+            }
+            if let Ok(e) = b.find(Locator::Css(&css)).await {
+                let _ = e.click().await;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(done.is_ok(), "the box of {id} did not stay ticked");
 }
