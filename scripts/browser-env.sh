@@ -1,5 +1,5 @@
 # Sourced by scripts/test: makes Debian's chromium and chromium-driver
-# available for the dashboard's browser tests (ajc/tests/dashboard.rs),
+# available for the dashboard's browser tests (ajc/tests/dashboard/),
 # installing them with apt-get the first time (as root, or through sudo).
 if ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then
   echo ">> installing chromium and chromium-driver (Debian) for the dashboard tests" >&2

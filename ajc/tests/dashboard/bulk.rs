@@ -1,0 +1,123 @@
+//! Bulk actions by filter and by selection (issue 33).
+
+use crate::browser::*;
+
+/// Bulk actions by filter (issue 33): the task list filtered by type,
+/// "Cancel every matching task…" confirms on a page that says how many
+/// tasks it will touch and lists them, then cancels exactly those (the
+/// other type's task keeps waiting) and sums up; "Delete every matching
+/// task…" then deletes them.
+#[tokio::test]
+async fn matching_tasks_are_cancelled_and_deleted_in_bulk() {
+    let nats = NatsServer::start();
+    let server = ApiServer::start(&nats.url(), &["--allow-create-default"]).await;
+    // no worker: every task waits
+    let client = asyncjobs::Client::builder()
+        .url(nats.url())
+        .queue(asyncjobs::Queue::new("BULK"))
+        .build()
+        .await
+        .unwrap();
+    let mut doomed = vec![];
+    for i in 0..4 {
+        let mut t = Task::new("bulk:doomed", &i).unwrap();
+        client.enqueue(&mut t).await.unwrap();
+        doomed.push(t.id);
+    }
+    let mut kept = Task::new("bulk:kept", &()).unwrap();
+    client.enqueue(&mut kept).await.unwrap();
+
+    let driver = Driver::start().await;
+    let b = &driver.browser;
+    let list = server.url("/ui/tasks?queue=BULK&type=bulk:doomed");
+    b.goto(&list).await.unwrap();
+    click(b, Locator::Id("bulk-cancel")).await;
+    wait_text(b, "h1", "Cancel matching tasks").await;
+    let said = text(b, Locator::Css("main p")).await;
+    assert!(said.starts_with("4 tasks match."), "{said}");
+    assert_eq!(
+        b.find_all(Locator::Css("ul.ids li")).await.unwrap().len(),
+        4
+    );
+    screenshot(b, "bulk-confirm.png").await;
+    click(b, Locator::Id("confirm")).await;
+    wait_text(b, ".notice", "4 tasks cancelled").await;
+    for id in &doomed {
+        let t = client.load_task(id).await.unwrap();
+        assert_eq!(t.state, TaskState::Terminated, "{id}");
+        assert!(
+            t.last_err.contains("an operator (dashboard)"),
+            "{}",
+            t.last_err
+        );
+    }
+    assert_eq!(
+        client.load_task(&kept.id).await.unwrap().state,
+        TaskState::New
+    );
+
+    b.goto(&list).await.unwrap();
+    click(b, Locator::Id("bulk-delete")).await;
+    wait_text(b, "h1", "Delete matching tasks").await;
+    click(b, Locator::Id("confirm")).await;
+    wait_text(b, ".notice", "4 tasks deleted").await;
+    for id in &doomed {
+        assert!(matches!(
+            client.load_task(id).await,
+            Err(asyncjobs::Error::TaskNotFound(_))
+        ));
+    }
+    assert_eq!(
+        client.load_task(&kept.id).await.unwrap().state,
+        TaskState::New
+    );
+    assert_eq!(script_errors(b).await, Vec::<String>::new());
+}
+
+/// Bulk actions on a selection (issue 33): ticking two of three tasks in
+/// the list and "Cancel selected…" confirms on a page that says how many
+/// it takes, cancels exactly those, and the third keeps waiting.
+#[tokio::test]
+async fn selected_tasks_are_cancelled_from_the_list() {
+    let nats = NatsServer::start();
+    let server = ApiServer::start(&nats.url(), &["--allow-create-default"]).await;
+    let client = asyncjobs::Client::builder()
+        .url(nats.url())
+        .queue(asyncjobs::Queue::new("PICK"))
+        .build()
+        .await
+        .unwrap();
+    let mut ids = vec![];
+    for i in 0..3 {
+        let mut t = Task::new("pick", &i).unwrap();
+        client.enqueue(&mut t).await.unwrap();
+        ids.push(t.id);
+    }
+    let driver = Driver::start().await;
+    let b = &driver.browser;
+    b.goto(&server.url("/ui/tasks?queue=PICK")).await.unwrap();
+    streams_open(b).await;
+    for id in &ids[..2] {
+        tick(b, id).await;
+    }
+    click(b, Locator::Id("selected-cancel")).await;
+    wait_text(b, "h1", "Cancel selected tasks").await;
+    let said = text(b, Locator::Css("main p")).await;
+    assert!(
+        said.starts_with("2 selected; the action takes 2 of them."),
+        "{said}"
+    );
+    click(b, Locator::Id("confirm")).await;
+    wait_text(b, ".notice", "2 tasks cancelled").await;
+    for id in &ids[..2] {
+        assert_eq!(
+            client.load_task(id).await.unwrap().state,
+            TaskState::Terminated
+        );
+    }
+    assert_eq!(
+        client.load_task(&ids[2]).await.unwrap().state,
+        TaskState::New
+    );
+    assert_eq!(script_errors(b).await, Vec::<String>::new());
+}
