@@ -19,7 +19,8 @@ async fn history(http: &reqwest::Client, server: &ApiServer) -> (u64, u64, usize
 
 /// Statistics kept by the cluster (issue 33): two dashboard replicas
 /// chart the same tasks on their overviews, and a replica started after
-/// one is stopped (a restart) charts them too.
+/// one is stopped (a restart) charts them too; the queue's page charts
+/// them with a row per task type, a task type's page only its own.
 #[tokio::test]
 async fn two_dashboards_chart_the_same_history_and_a_restart_keeps_it() {
     let nats = NatsServer::start();
@@ -78,6 +79,53 @@ async fn two_dashboards_chart_the_same_history_and_a_restart_keeps_it() {
         "3",
     )
     .await;
+
+    // the queue's page, from the overview's chart, and a task type's page
+    click(browser, Locator::Css("tr[data-chart='DEFAULT'] td a")).await;
+    wait_text(
+        browser,
+        "figure[data-chart='DEFAULT'] [data-completed]",
+        "3",
+    )
+    .await;
+    assert_eq!(
+        text(
+            browser,
+            Locator::Css("figure[data-chart='DEFAULT'] [data-failed]")
+        )
+        .await,
+        "1"
+    );
+    let row = |t: &str| format!("tr[data-row='{t}'] td[data-completed]");
+    assert_eq!(text(browser, Locator::Css(&row("ok"))).await, "3");
+    assert_eq!(text(browser, Locator::Css(&row("dead:a"))).await, "0");
+    let bars = browser
+        .find_all(Locator::Css("figure[data-chart='DEFAULT'] svg rect.ok"))
+        .await
+        .unwrap();
+    assert!(!bars.is_empty());
+    screenshot(browser, "queue-page.png").await;
+    click(browser, Locator::Css("tr[data-row='dead:a'] td a")).await;
+    wait_text(browser, "figure[data-chart='dead:a'] [data-failed]", "1").await;
+    assert_eq!(
+        text(
+            browser,
+            Locator::Css("figure[data-chart='dead:a'] [data-completed]")
+        )
+        .await,
+        "0"
+    );
+    assert_eq!(
+        text(
+            browser,
+            Locator::Css("tr[data-row='DEFAULT'] td[data-completed]")
+        )
+        .await,
+        "0"
+    );
+    click(browser, Locator::Css("a[data-tasks-link]")).await;
+    wait_text(browser, "tbody tr td:nth-child(3)", "dead:a").await;
+    assert_eq!(script_errors(browser).await, Vec::<String>::new());
     worker.stop().await;
 }
 

@@ -28,6 +28,7 @@ mod page;
 mod queues;
 mod schedules;
 mod selected;
+mod statistics;
 mod task;
 mod tasks;
 mod workers;
@@ -57,6 +58,8 @@ pub(crate) fn routes() -> axum::Router<Api> {
         .route("/ui/batches/{id}/retry", post(batch::retry))
         .route("/ui/search", get(tasks::search))
         .route("/ui/workers", get(workers::workers))
+        .route("/ui/queues/{name}", get(statistics::queue))
+        .route("/ui/types/{name}", get(statistics::task_type))
         .route("/ui/queues/{name}/purge", post(queues::purge))
         .route("/ui/queues/{name}/configure", post(queues::configure))
         .route("/ui/queues/{name}/pause", post(queues::pause))
