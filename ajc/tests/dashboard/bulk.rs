@@ -121,3 +121,103 @@ async fn selected_tasks_are_cancelled_from_the_list() {
     );
     assert_eq!(script_errors(b).await, Vec::<String>::new());
 }
+
+/// Dependants (issue 33): a task's page lists the tasks that depend on
+/// it, as links with their state, and no other task; its dependants'
+/// list carries the filter through "Cancel every matching task…" and its
+/// confirmation, so exactly they are cancelled (not the task itself, not
+/// an unrelated one).
+#[tokio::test]
+async fn a_task_page_links_its_dependants_and_they_are_cancelled_together() {
+    let nats = NatsServer::start();
+    let server = ApiServer::start(&nats.url(), &["--allow-create-default"]).await;
+    // no worker: every task waits
+    let client = asyncjobs::Client::builder()
+        .url(nats.url())
+        .queue(asyncjobs::Queue::new("DEPS"))
+        .build()
+        .await
+        .unwrap();
+    let mut first = Task::new("deps:first", &()).unwrap();
+    client.enqueue(&mut first).await.unwrap();
+    let mut other = Task::new("deps:other", &()).unwrap();
+    client.enqueue(&mut other).await.unwrap();
+    let mut dependants = vec![];
+    for i in 0..2 {
+        let mut t = Task::new("deps:then", &i).unwrap();
+        t.dependencies = vec![first.id.clone()];
+        client.enqueue(&mut t).await.unwrap();
+        dependants.push(t.id);
+    }
+    let mut elsewhere = Task::new("deps:then", &9).unwrap();
+    elsewhere.dependencies = vec![other.id.clone()];
+    client.enqueue(&mut elsewhere).await.unwrap();
+
+    let driver = Driver::start().await;
+    let b = &driver.browser;
+    b.goto(&server.url(&format!("/ui/tasks/{}", first.id)))
+        .await
+        .unwrap();
+    let links = b
+        .find_all(Locator::Css("[data-dependants] li a"))
+        .await
+        .unwrap();
+    let mut shown = vec![];
+    for l in links {
+        shown.push(l.text().await.unwrap());
+    }
+    shown.sort();
+    let mut want = dependants.clone();
+    want.sort();
+    assert_eq!(shown, want);
+    assert!(b
+        .find(Locator::Css("[data-more-dependants]"))
+        .await
+        .is_err());
+    // a dependant's page links back to the task it waits for
+    click(
+        b,
+        Locator::XPath(&format!("//a[code[text()='{}']]", dependants[0])),
+    )
+    .await;
+    wait_text(b, "h1 code", &dependants[0]).await;
+    assert!(b
+        .find(Locator::XPath(&format!(
+            "//dd//a[code[text()='{}']]",
+            first.id
+        )))
+        .await
+        .is_ok());
+
+    b.goto(&server.url(&format!("/ui/tasks?depends_on={}", first.id)))
+        .await
+        .unwrap();
+    assert_eq!(
+        b.find_all(Locator::Css("tbody tr[data-id]"))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    click(b, Locator::Id("bulk-cancel")).await;
+    wait_text(b, "h1", "Cancel matching tasks").await;
+    let said = text(b, Locator::Css("main p")).await;
+    assert!(said.starts_with("2 tasks match."), "{said}");
+    click(b, Locator::Id("confirm")).await;
+    for id in &dependants {
+        wait_for(T, "the dependant cancelled", || async {
+            let t = client.load_task(id).await.ok()?;
+            (t.state == TaskState::Terminated).then_some(())
+        })
+        .await;
+    }
+    for untouched in [&first.id, &other.id, &elsewhere.id] {
+        let t = client.load_task(untouched).await.unwrap();
+        assert!(
+            matches!(t.state, TaskState::New | TaskState::Blocked),
+            "{untouched} {:?}",
+            t.state
+        );
+    }
+    assert_eq!(script_errors(b).await, Vec::<String>::new());
+}

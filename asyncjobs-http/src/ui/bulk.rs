@@ -18,21 +18,15 @@ use serde::Deserialize;
 /// Ids a confirmation page lists (the count is always given).
 const SHOWN: usize = 100;
 
-/// The filter of a bulk form.
+/// A bulk form: its filter, and whether it was confirmed.
 #[derive(Deserialize)]
 pub(super) struct BulkForm {
     #[serde(default)]
     csrf: String,
     #[serde(default)]
     confirmed: String,
-    #[serde(default)]
-    state: String,
-    #[serde(default)]
-    queue: String,
-    #[serde(default, rename = "type")]
-    task_type: String,
-    #[serde(default)]
-    since: String,
+    #[serde(flatten)]
+    filter: Filter,
 }
 
 /// `/ui/tasks/retry`: enqueues every matching task that ended for good again.
@@ -93,12 +87,7 @@ async fn bulk(api: Api, f: BulkForm, action: BulkAction) -> Response {
     if let Err(refused) = may_act(&api, &f.csrf).await {
         return refused;
     }
-    let filter = Filter {
-        state: f.state,
-        queue: f.queue,
-        task_type: f.task_type,
-        since: f.since,
-    };
+    let filter = f.filter;
     let back = format!("/ui/tasks?{}", filter.query());
     let lib_filter = match filter.to_filter() {
         Ok(lf) => lf,
@@ -118,12 +107,11 @@ async fn bulk(api: Api, f: BulkForm, action: BulkAction) -> Response {
         let n = summary.matched.len();
         let shown: Vec<String> = summary.matched.into_iter().take(SHOWN).collect();
         let more = n - shown.len();
-        let fields = vec![
-            ("state".to_string(), filter.state.clone()),
-            ("queue".to_string(), filter.queue.clone()),
-            ("type".to_string(), filter.task_type.clone()),
-            ("since".to_string(), filter.since.clone()),
-        ];
+        let fields = filter
+            .pairs()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
         return confirm(
             &api,
             Ask {

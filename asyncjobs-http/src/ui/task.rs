@@ -52,6 +52,62 @@ struct TaskPage {
     /// Its stored state changes (time, state, tries, error), `None` when
     /// the server keeps no history.
     history: Option<Vec<(String, String, i64, String)>>,
+    dependants: Dependants,
+}
+
+/// Tasks stored after it that depend on it, each with its state.
+struct Dependants {
+    found: Vec<(String, &'static str)>,
+    /// Where the search stopped short (more records to read, or more
+    /// found than shown): the task list of its dependants.
+    more: Option<String>,
+    problem: Option<String>,
+}
+
+/// Dependants shown on a task's page.
+const DEPENDANTS_SHOWN: usize = 50;
+/// Records read to find them.
+const DEPENDANTS_SCAN: usize = 20_000;
+/// How long before the task's creation (by its creator's clock) the search
+/// starts, for clocks that disagree with the server's.
+const DEPENDANTS_MARGIN: time::Duration = time::Duration::minutes(5);
+
+/// The tasks depending on `t`: every dependant is created after it, so its
+/// record was stored since (docs/storage.md §3.2: a record is rewritten,
+/// never moved back), and the search starts there rather than at the
+/// store's beginning.
+async fn dependants(api: &Api, t: &asyncjobs::Task) -> Dependants {
+    let filter = asyncjobs::TaskFilter::new()
+        .depends_on(t.id.clone())
+        .limit(DEPENDANTS_SHOWN + 1);
+    let since = t.created - DEPENDANTS_MARGIN;
+    let all = format!(
+        "/ui/tasks?depends_on={}",
+        form_urlencoded::byte_serialize(t.id.as_bytes()).collect::<String>()
+    );
+    match api
+        .client
+        .page_tasks_since(since, &filter, DEPENDANTS_SCAN)
+        .await
+    {
+        Ok((mut tasks, next)) => {
+            let cut = tasks.len() > DEPENDANTS_SHOWN;
+            tasks.truncate(DEPENDANTS_SHOWN);
+            Dependants {
+                found: tasks
+                    .iter()
+                    .map(|d| (d.id.clone(), d.state.as_str()))
+                    .collect(),
+                more: (cut || next.is_some()).then_some(all),
+                problem: None,
+            }
+        }
+        Err(e) => Dependants {
+            found: vec![],
+            more: Some(all),
+            problem: Some(format!("finding its dependants: {e}")),
+        },
+    }
 }
 
 /// Pretty JSON, or the bytes as text when they are UTF-8, or hex.
@@ -125,6 +181,7 @@ pub(super) async fn task(
     } else {
         None
     };
+    let dependants = dependants(&api, &t).await;
     let history = match crate::history::of_task(&api.client.jetstream(), &t.id).await {
         Ok(h) => h.map(|changes| {
             changes
@@ -176,6 +233,7 @@ pub(super) async fn task(
             signature,
             unserved,
             history,
+            dependants,
         },
     )
 }

@@ -50,13 +50,18 @@ impl From<&Task> for TaskRow {
     }
 }
 
-/// The filter fields of the list page, as given.
-#[derive(Default, Clone)]
+/// The filter fields of the list page, as given (also the bulk forms'
+/// fields: every field is carried through the confirmation page).
+#[derive(Default, Clone, serde::Deserialize)]
+#[serde(default)]
 pub(super) struct Filter {
     pub(super) state: String,
     pub(super) queue: String,
+    #[serde(rename = "type")]
     pub(super) task_type: String,
     pub(super) since: String,
+    /// A task's id: only its dependants.
+    pub(super) depends_on: String,
 }
 
 impl Filter {
@@ -66,6 +71,7 @@ impl Filter {
             queue: q.get("queue").cloned().unwrap_or_default(),
             task_type: q.get("type").cloned().unwrap_or_default(),
             since: q.get("since").cloned().unwrap_or_default(),
+            depends_on: q.get("depends_on").cloned().unwrap_or_default(),
         }
     }
 
@@ -87,17 +93,27 @@ impl Filter {
         if !self.since.is_empty() {
             f = f.created_since(parse_since(&self.since)?);
         }
+        if !self.depends_on.is_empty() {
+            f = f.depends_on(self.depends_on.clone());
+        }
         Ok(f)
     }
 
-    pub(super) fn query(&self) -> String {
-        let mut s = form_urlencoded::Serializer::new(String::new());
-        for (k, v) in [
+    /// Each field by its form name.
+    pub(super) fn pairs(&self) -> [(&'static str, &String); 5] {
+        [
             ("state", &self.state),
             ("queue", &self.queue),
             ("type", &self.task_type),
             ("since", &self.since),
-        ] {
+            ("depends_on", &self.depends_on),
+        ]
+    }
+
+    /// The fields given, as a query string.
+    pub(super) fn query(&self) -> String {
+        let mut s = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in self.pairs() {
             if !v.is_empty() {
                 s.append_pair(k, v);
             }

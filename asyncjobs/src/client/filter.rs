@@ -27,6 +27,7 @@ pub struct TaskFilter {
     pub(super) created_since: Option<time::OffsetDateTime>,
     pub(super) created_before: Option<time::OffsetDateTime>,
     pub(super) last_error: Option<String>,
+    pub(super) depends_on: Option<String>,
     pub(super) limit: usize,
 }
 
@@ -39,6 +40,7 @@ impl Default for TaskFilter {
             created_since: None,
             created_before: None,
             last_error: None,
+            depends_on: None,
             limit: usize::MAX,
         }
     }
@@ -79,6 +81,12 @@ impl TaskFilter {
         self.last_error = Some(text.into());
         self
     }
+    /// Only tasks that depend on task `id` (its dependants: `id` is among
+    /// their [`dependencies`](Task::dependencies)).
+    pub fn depends_on(mut self, id: impl Into<String>) -> Self {
+        self.depends_on = Some(id.into());
+        self
+    }
     /// At most this many tasks.
     pub fn limit(mut self, n: usize) -> Self {
         self.limit = n;
@@ -95,5 +103,9 @@ impl TaskFilter {
                 .last_error
                 .as_ref()
                 .is_none_or(|e| task.last_err.contains(e.as_str()))
+            && self
+                .depends_on
+                .as_ref()
+                .is_none_or(|id| task.dependencies.contains(id))
     }
 }

@@ -4,6 +4,7 @@
 use super::{Client, ReplaySummary, TaskFilter, ENQUEUE_IN_FLIGHT};
 use crate::error::Result;
 use crate::queue::{validate_replicas, StreamDetails};
+use crate::storage::PageStart;
 use crate::task::Task;
 use futures::stream::BoxStream;
 use futures::StreamExt;
@@ -377,7 +378,44 @@ impl Client {
     ) -> Result<(Vec<Task>, Option<u64>)> {
         self.inner
             .storage
-            .page_tasks(from, filter.limit, scan.max(1), |t| filter.matches(t))
+            .page_tasks(PageStart::Sequence(from), filter.limit, scan.max(1), |t| {
+                filter.matches(t)
+            })
+            .await
+    }
+
+    /// [`page_tasks`](Self::page_tasks) from the first record the server
+    /// stored at or after `since` (by the server's clock) instead of a
+    /// sequence: records are where their task was last saved, so a task
+    /// created at `t` has its record there or later. For finding a task's
+    /// dependants (created after it) without reading older records; the
+    /// next page is by sequence again.
+    ///
+    /// # Errors
+    /// [`Error::Nats`](crate::Error::Nats) when the store cannot be read.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo(task: asyncjobs::Task) -> Result<(), Box<dyn std::error::Error>> {
+    /// # let client = asyncjobs::Client::connect("nats://127.0.0.1:4222").await?;
+    /// use asyncjobs::TaskFilter;
+    /// let dependants = TaskFilter::new().depends_on(task.id.clone()).limit(50);
+    /// let (tasks, more) = client.page_tasks_since(task.created, &dependants, 20_000).await?;
+    /// println!("{} dependants, more after sequence {more:?}", tasks.len());
+    /// # Ok(()) }
+    /// ```
+    pub async fn page_tasks_since(
+        &self,
+        since: time::OffsetDateTime,
+        filter: &TaskFilter,
+        scan: usize,
+    ) -> Result<(Vec<Task>, Option<u64>)> {
+        self.inner
+            .storage
+            .page_tasks(PageStart::Time(since), filter.limit, scan.max(1), |t| {
+                filter.matches(t)
+            })
             .await
     }
 

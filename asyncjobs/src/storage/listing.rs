@@ -90,18 +90,24 @@ impl Storage {
     /// not decode are skipped with a warning (a page is for people).
     pub(crate) async fn page_tasks(
         &self,
-        from: u64,
+        from: PageStart,
         limit: usize,
         scan: usize,
         keep: impl Fn(&Task) -> bool,
     ) -> Result<(Vec<Task>, Option<u64>)> {
+        let deliver_policy = match from {
+            PageStart::Sequence(seq) => jetstream::consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: seq.max(1),
+            },
+            PageStart::Time(start_time) => {
+                jetstream::consumer::DeliverPolicy::ByStartTime { start_time }
+            }
+        };
         let consumer = self
             .stream(TASKS_STREAM)
             .await?
             .create_consumer(jetstream::consumer::pull::OrderedConfig {
-                deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence {
-                    start_sequence: from.max(1),
-                },
+                deliver_policy,
                 ..Default::default()
             })
             .await
@@ -153,6 +159,15 @@ impl Storage {
             }
         }
     }
+}
+
+/// Where a page of [`Storage::page_tasks`] starts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum PageStart {
+    /// At this stream sequence.
+    Sequence(u64),
+    /// At the first record the server stored at or after this time.
+    Time(OffsetDateTime),
 }
 
 /// The state of a [`Storage::list_tasks`] listing.

@@ -63,6 +63,7 @@ pub(crate) use lanes::{LaneClaim, LaneItem};
 pub use leases::{WorkerLease, LEASES_BUCKET};
 pub(crate) use limits::Tokens;
 pub use limits::LIMITS_BUCKET;
+pub(crate) use listing::PageStart;
 pub use retention::RetentionStatus;
 pub(crate) use retention::RETENTION_METADATA;
 pub use unique::UNIQUE_BUCKET;
