@@ -1,6 +1,6 @@
-//! Reading the streams this crate keeps (`CHORIA_AJ_AUDIT`,
+//! Reading and writing the streams this crate keeps (`CHORIA_AJ_AUDIT`,
 //! `CHORIA_AJ_STATS`, `CHORIA_AJ_HISTORY`): a stream that does not exist
-//! yet is no error, only nothing to read.
+//! yet is no error, only nothing to read, and a write to it creates it.
 
 use async_nats::jetstream;
 use futures::StreamExt;
@@ -50,4 +50,61 @@ pub(crate) async fn read_all(
         }
     }
     Ok(out)
+}
+
+/// Why [`publish_creating`] stored nothing.
+#[derive(Debug)]
+pub(crate) enum NotStored {
+    /// The server refused the message (for example a header's
+    /// expectation not met: see [`jetstream::context::PublishErrorKind`]).
+    Refused(jetstream::context::PublishError),
+    /// No stream held the subject and creating it failed.
+    NoStream(String),
+}
+
+impl std::fmt::Display for NotStored {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotStored::Refused(e) => e.fmt(f),
+            NotStored::NoStream(e) => f.write_str(e),
+        }
+    }
+}
+
+/// Publishes `body` (with `headers`) on `subject` and waits for the
+/// server's acknowledgement; when no stream holds the subject yet, makes
+/// it with `create` (which leaves an existing one as it is) and publishes
+/// once more.
+///
+/// Errors: [`NotStored`].
+pub(crate) async fn publish_creating<F, Fut>(
+    js: &jetstream::Context,
+    subject: &str,
+    headers: async_nats::HeaderMap,
+    body: Vec<u8>,
+    create: F,
+) -> Result<(), NotStored>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let mut create = Some(create);
+    loop {
+        let sent = async {
+            js.publish_with_headers(subject.to_string(), headers.clone(), body.clone().into())
+                .await?
+                .await
+        }
+        .await;
+        match sent {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == jetstream::context::PublishErrorKind::StreamNotFound => {
+                match create.take() {
+                    Some(create) => create().await.map_err(NotStored::NoStream)?,
+                    None => return Err(NotStored::Refused(e)),
+                }
+            }
+            Err(e) => return Err(NotStored::Refused(e)),
+        }
+    }
 }

@@ -145,20 +145,11 @@ async fn count(api: &Api, limit: usize) -> Result<Option<StateCounts>, String> {
 
 async fn store(js: &jetstream::Context, c: &StateCounts, replicas: usize) -> Result<(), String> {
     let body = serde_json::to_vec(c).map_err(|e| e.to_string())?;
-    for attempt in 0..2 {
-        let sent = async { js.publish(SUBJECT, body.clone().into()).await?.await }.await;
-        match sent {
-            Ok(_) => return Ok(()),
-            Err(e)
-                if attempt == 0
-                    && e.kind() == jetstream::context::PublishErrorKind::StreamNotFound =>
-            {
-                roller::create(js, replicas).await?
-            }
-            Err(e) => return Err(e.to_string()),
-        }
-    }
-    Ok(())
+    crate::streams::publish_creating(js, SUBJECT, Default::default(), body, || {
+        roller::create(js, replicas)
+    })
+    .await
+    .map_err(|e| e.to_string())
 }
 
 fn now_ms() -> i64 {

@@ -6,6 +6,7 @@
 //! `complete` event as this replica received them.
 
 use super::{percentiles, StatsRecord, TypeFigures, KEEP, STREAM, SUBJECT_PREFIX};
+use crate::streams::NotStored;
 use crate::Api;
 use async_nats::jetstream;
 use asyncjobs::events::Event;
@@ -146,31 +147,21 @@ async fn write(js: &jetstream::Context, record: &StatsRecord, replicas: usize) {
     let Ok(body) = serde_json::to_vec(record) else {
         return;
     };
-    for attempt in 0..2 {
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert("Nats-Expected-Last-Subject-Sequence", "0");
-        let sent = async {
-            js.publish_with_headers(subject.clone(), headers, body.clone().into())
-                .await?
-                .await
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Expected-Last-Subject-Sequence", "0");
+    let sent =
+        crate::streams::publish_creating(js, &subject, headers, body, || create(js, replicas))
+            .await;
+    match sent {
+        Ok(()) => {}
+        // another replica wrote the interval first
+        Err(NotStored::Refused(e))
+            if e.kind() == jetstream::context::PublishErrorKind::WrongLastSequence => {}
+        Err(NotStored::NoStream(e)) => {
+            tracing::error!(error = %e, "statistics: cannot create the stream {STREAM}")
         }
-        .await;
-        match sent {
-            Ok(_) => return,
-            Err(e) if e.kind() == jetstream::context::PublishErrorKind::WrongLastSequence => return,
-            Err(e)
-                if attempt == 0
-                    && e.kind() == jetstream::context::PublishErrorKind::StreamNotFound =>
-            {
-                if let Err(e) = create(js, replicas).await {
-                    tracing::error!(error = %e, "statistics: cannot create the stream {STREAM}");
-                    return;
-                }
-            }
-            Err(e) => {
-                tracing::warn!(queue = %record.queue, error = %e, "statistics: writing an interval failed; it is missing unless another replica wrote it");
-                return;
-            }
+        Err(e) => {
+            tracing::warn!(queue = %record.queue, error = %e, "statistics: writing an interval failed; it is missing unless another replica wrote it")
         }
     }
 }
