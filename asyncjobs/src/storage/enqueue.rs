@@ -2,6 +2,7 @@
 //! leaderless streams, and marking the task `queue_error` when the queue
 //! does not take the item (docs/storage.md).
 
+use super::Due;
 use super::TASKS_STREAM;
 use super::{api, Storage, HELD_STREAM};
 use crate::error::{nats, Error, Result};
@@ -136,7 +137,7 @@ impl Storage {
                     task.key.as_deref(),
                     traceparent.clone(),
                     with_id,
-                    due,
+                    due.map_or(Due::Now, Due::At),
                 )
                 .await;
             let outcome = match sent {

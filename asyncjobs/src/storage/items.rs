@@ -266,7 +266,7 @@ impl Storage {
     /// item carries the task id as `Nats-Msg-Id`; `traceparent` travels in
     /// a header.
     ///
-    /// Without `due` it is published to the queue at once. With `due`, it
+    /// With [`Due::Now`] it is published to the queue at once. Otherwise it
     /// is held in [`HELD_STREAM`] by a JetStream message schedule (ADR-51,
     /// nats-server 2.12+) on `CHORIA_AJ.W.<queue>.<id>`, released when due
     /// (whole seconds, rounded up) to `CHORIA_AJ.R.<queue>.<id>`, and moved
@@ -284,8 +284,13 @@ impl Storage {
         key: Option<&str>,
         traceparent: Option<String>,
         dedupe: bool,
-        due: Option<OffsetDateTime>,
+        due: Due,
     ) -> std::result::Result<PublishAckFuture, PublishError> {
+        let due = match due {
+            Due::Now => None,
+            Due::At(t) => Some(t),
+            Due::In(d) => Some(self.clock().now() + d),
+        };
         let body = WorkItem::new(task_id).encode();
         let mut publish = jetstream::message::PublishMessage::build().payload(body.into());
         if dedupe {
@@ -386,6 +391,19 @@ impl DelayCache {
     pub(super) fn held_fresh(&self) -> bool {
         self.held.is_some_and(|at| at.elapsed() < DELAY_LIMITS_TTL)
     }
+}
+
+/// When a work item [`Storage::publish_item_at`] writes is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Due {
+    /// At once: published to the queue.
+    Now,
+    /// At this time (a task's `run_at`, by the clock that set it).
+    At(OffsetDateTime),
+    /// After this long by the server's clock, which releases held items
+    /// (docs/processing.md §2.13): a worker's retry backoff, wait or
+    /// hand-back; never the local clock, which may disagree.
+    In(Duration),
 }
 
 #[cfg(test)]

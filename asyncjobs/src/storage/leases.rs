@@ -143,7 +143,7 @@ impl Storage {
                 task.key.as_deref(),
                 None,
                 false,
-                None,
+                super::Due::Now,
             )
             .await
             .map_err(|e| crate::error::nats(format!("publishing the work item of task {id}"), e))?

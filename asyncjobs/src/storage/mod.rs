@@ -59,6 +59,7 @@ mod work_item;
 pub use batches::BATCHES_BUCKET;
 pub(crate) use buckets::Bucket;
 pub use buckets::WORKERS_BUCKET;
+pub(crate) use items::Due;
 pub(crate) use lanes::{LaneClaim, LaneItem};
 pub use leases::{WorkerLease, LEASES_BUCKET};
 pub(crate) use limits::Tokens;

@@ -15,6 +15,7 @@ use super::{Delivered, Shared};
 use crate::error::Error;
 use crate::queue::lane::{Lane, KEY_HEADER};
 use crate::queue::LEGACY_HELD_PREFIX;
+use crate::storage::Due;
 use crate::storage::WorkItem;
 use crate::task::{Task, TaskState};
 use async_nats::jetstream::message::Acker;
@@ -66,7 +67,7 @@ pub(crate) async fn process(
             }
             // The server will not deliver this item again: a fresh one
             // replaces it first (delivered at once, run then).
-            if replace_first && Box::pin(replace_item(shared, &acker, &item, None)).await {
+            if replace_first && Box::pin(replace_item(shared, &acker, &item, Due::Now)).await {
                 return;
             }
         }

@@ -4,6 +4,7 @@
 use super::{Delivered, Shared};
 use crate::error::Error;
 use crate::retry::{LinearPolicy, RetryPolicy};
+use crate::storage::Due;
 use crate::task::{Task, TaskState};
 use crate::throttle::{warn_throttled, Throttle};
 use async_nats::jetstream::message::Acker;
@@ -125,14 +126,7 @@ pub(crate) async fn wait(
 ) -> bool {
     if delay >= MIN_SCHEDULED_WAIT
         && shared.scheduled_items()
-        && Box::pin(replace_item(
-            shared,
-            acker,
-            item,
-            // the server fires it by its clock (docs/processing.md §2.13)
-            Some(shared.storage.clock().now() + delay),
-        ))
-        .await
+        && Box::pin(replace_item(shared, acker, item, Due::In(delay))).await
     {
         return true;
     }
@@ -329,7 +323,7 @@ pub(crate) async fn nak(shared: &Shared, acker: &Acker, item: &Delivered, delay:
     let max_deliver = shared.queue().max_tries;
     if max_deliver > 0
         && item.delivered as i64 >= max_deliver - 1
-        && Box::pin(replace_item(shared, acker, item, None)).await
+        && Box::pin(replace_item(shared, acker, item, Due::Now)).await
     {
         return;
     }
@@ -344,7 +338,7 @@ pub(crate) async fn replace_item(
     shared: &Shared,
     acker: &Acker,
     item: &Delivered,
-    due: Option<time::OffsetDateTime>,
+    due: Due,
 ) -> bool {
     let sent = shared
         .storage

@@ -16,6 +16,7 @@ use super::Shared;
 use crate::metrics;
 use crate::queue::lane::{Lane, KEY_HEADER};
 use crate::queue::RELEASED_ITEM_PREFIX;
+use crate::storage::Due;
 use crate::storage::WorkItem;
 use async_nats::jetstream::{self, AckKind};
 use std::sync::Arc;
@@ -104,7 +105,15 @@ async fn move_into_queue(shared: &Shared, msg: jetstream::Message, refusals: &mu
     }
     let sent = shared
         .storage
-        .publish_item_at(queue, &id, lane, key.as_deref(), traceparent, false, None)
+        .publish_item_at(
+            queue,
+            &id,
+            lane,
+            key.as_deref(),
+            traceparent,
+            false,
+            Due::Now,
+        )
         .await;
     let taken = match sent {
         Ok(ack) => ack.await,

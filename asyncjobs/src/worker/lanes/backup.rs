@@ -6,6 +6,7 @@
 //! runs the task again should its worker die.
 
 use crate::queue::lane::Lane;
+use crate::storage::Due;
 use crate::throttle::{warn_throttled, Throttle};
 use crate::worker::gates::{self, Gate};
 use crate::worker::outcome::MIN_SCHEDULED_WAIT;
@@ -39,7 +40,7 @@ pub(super) async fn back_to_lane(
     let what = || format!("handing back the claimed item of task {id}");
     let sent = shared
         .storage
-        .publish_item_at(&shared.name, id, lane, key, None, false, None)
+        .publish_item_at(&shared.name, id, lane, key, None, false, Due::Now)
         .await;
     let at = match sent {
         Ok(ack) => {
@@ -107,12 +108,11 @@ async fn hold(shared: &Shared, lane: Lane, key: Option<&str>, id: &str, delay: D
     if delay < MIN_SCHEDULED_WAIT || !shared.scheduled_items() {
         return false;
     }
-    let due = shared.storage.clock().now() + delay;
     let what = || format!("holding the claimed item of task {id}");
     let held = async {
         let ack = shared
             .storage
-            .publish_item_at(&shared.name, id, lane, key, None, false, Some(due))
+            .publish_item_at(&shared.name, id, lane, key, None, false, Due::In(delay))
             .await
             .map_err(|e| crate::error::nats(what(), e))?;
         ack.await.map_err(|e| crate::error::nats(what(), e))
