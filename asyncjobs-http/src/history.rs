@@ -20,6 +20,9 @@ pub(crate) struct Change {
     pub state: String,
     pub tries: i64,
     pub last_error: String,
+    /// The worker that made it, when an asyncjobs worker processing the
+    /// task did (Go's events and enqueues name none).
+    pub worker: Option<String>,
 }
 
 /// Creates the stream when missing (an existing one is used as it is,
@@ -72,6 +75,7 @@ pub(crate) async fn of_task(
                 state: e.state.as_str().to_string(),
                 tries: e.tries,
                 last_error: e.last_error,
+                worker: e.worker,
             });
         }
     }

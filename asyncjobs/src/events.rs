@@ -67,6 +67,38 @@ pub struct TaskStateChangeEvent {
     /// events have none; docs/processing.md §2.17).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<crate::task::TaskProgress>,
+    /// The worker that made the change while processing the task's item,
+    /// as `<host>:<pid>` (ours; Go's events have none, and an event about
+    /// a change made elsewhere, an enqueue or a cancel, has none either;
+    /// docs/processing.md §2.17).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
+}
+
+tokio::task_local! {
+    /// The worker processing an item, and the item's task, for the events
+    /// its saves publish ([`in_try`]).
+    static PROCESSING: (std::sync::Arc<str>, String);
+}
+
+/// Runs `f`, the processing of task `task`'s item by `worker`
+/// (`<host>:<pid>`): the state events of that task published meanwhile
+/// name the worker ([`TaskStateChangeEvent::worker`]); those of other
+/// tasks (a handler's enqueue or cancel) do not.
+pub(crate) async fn in_try<F: std::future::Future>(
+    worker: std::sync::Arc<str>,
+    task: String,
+    f: F,
+) -> F::Output {
+    PROCESSING.scope((worker, task), f).await
+}
+
+/// The worker processing `task`'s item here, if any ([`in_try`]).
+fn processed_by(task: &str) -> Option<String> {
+    PROCESSING
+        .try_with(|(worker, id)| (id == task).then(|| worker.to_string()))
+        .ok()
+        .flatten()
 }
 
 /// Published by a scheduler when it wins an election.
@@ -135,6 +167,7 @@ impl TaskStateChangeEvent {
             last_error: task.last_err.clone(),
             task_age: task.age().unwrap_or_default(),
             progress: task.progress.clone(),
+            worker: processed_by(&task.id),
         }
     }
 

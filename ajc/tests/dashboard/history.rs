@@ -201,6 +201,28 @@ async fn the_task_page_shows_its_history() {
     );
     let error = text(b, Locator::Css("tr[data-change='terminated'] td.err")).await;
     assert_eq!(error, "first run fails for good");
+    // each change a try made names the worker; the others name none
+    let here = format!(
+        "{}:{}",
+        asyncjobs::worker::presence::hostname(),
+        std::process::id()
+    );
+    for row in b.find_all(Locator::Css("tr[data-change]")).await.unwrap() {
+        let state = row.attr("data-change").await.unwrap().unwrap_or_default();
+        let by = row
+            .find(Locator::Css("td[data-worker]"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        // the enqueue and the operator's retry were made over HTTP
+        let want = match state.as_str() {
+            "new" | "retry" => "",
+            _ => here.as_str(),
+        };
+        assert_eq!(by, want, "the {state} change");
+    }
     b.execute(
         "document.querySelector('table[data-history]').scrollIntoView();",
         vec![],

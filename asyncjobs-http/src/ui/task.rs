@@ -49,10 +49,20 @@ struct TaskPage {
     /// Why the task may wait for good: no running worker serves its queue
     /// or handles its type ([`asyncjobs::Serving`]); only for a waiting task.
     unserved: Option<String>,
-    /// Its stored state changes (time, state, tries, error), `None` when
+    /// Its stored state changes (time, state, tries, worker, error), `None` when
     /// the server keeps no history.
-    history: Option<Vec<(String, String, i64, String)>>,
+    history: Option<Vec<HistoryRow>>,
     dependants: Dependants,
+}
+
+/// One stored state change, as shown.
+struct HistoryRow {
+    at: String,
+    state: String,
+    tries: i64,
+    /// `host:pid`, empty when no asyncjobs worker made the change.
+    worker: String,
+    error: String,
 }
 
 /// Tasks stored after it that depend on it, each with its state.
@@ -186,7 +196,13 @@ pub(super) async fn task(
         Ok(h) => h.map(|changes| {
             changes
                 .into_iter()
-                .map(|c| (format_time(&c.at), c.state, c.tries, c.last_error))
+                .map(|c| HistoryRow {
+                    at: format_time(&c.at),
+                    state: c.state,
+                    tries: c.tries,
+                    worker: c.worker.unwrap_or_default(),
+                    error: c.last_error,
+                })
                 .collect()
         }),
         Err(e) => {

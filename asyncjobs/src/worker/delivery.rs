@@ -38,6 +38,17 @@ pub(crate) async fn process(
     let Some((item, acker)) = read(shared, msg).await else {
         return;
     };
+    let id = item.id.clone();
+    crate::events::in_try(
+        shared.label.clone(),
+        id,
+        process_item(shared, item, acker, slot),
+    )
+    .await
+}
+
+/// [`process`] once the item is read: the task's events name this worker.
+async fn process_item(shared: &Shared, item: Delivered, acker: Acker, slot: OwnedSemaphorePermit) {
     let loaded = shared.storage.load_task(&item.id).await;
     let mut task = match decide::on_load(loaded, item.delivered) {
         Ok(task) => task,

@@ -135,6 +135,9 @@ pub(crate) struct Shared {
     pub router: Router,
     /// The queue's name.
     pub name: String,
+    /// This worker as the task state events it causes name it
+    /// (`<host>:<pid>`).
+    pub label: Arc<str>,
     /// The queue's settings as last read from the server (see
     /// [`Shared::queue`]).
     queue: std::sync::RwLock<Arc<Queue>>,
@@ -559,6 +562,7 @@ impl Worker {
             storage,
             router,
             name: queue.name.clone(),
+            label: format!("{}:{}", presence::hostname(), std::process::id()).into(),
             queue: std::sync::RwLock::new(Arc::new(queue)),
             settings,
             hard_stop: CancellationToken::new(),

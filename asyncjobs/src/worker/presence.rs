@@ -47,7 +47,9 @@ pub struct WorkerPresence {
     pub version: String,
 }
 
-pub(crate) fn hostname() -> String {
+/// This machine's host name, as workers announce it (empty when it cannot
+/// be read).
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .or_else(|_| std::env::var("HOSTNAME"))
