@@ -4,7 +4,7 @@
 //! (replicas) over it and a real HTTP client.
 
 use asyncjobs::{Client, Queue, Task, TaskState};
-use asyncjobs_http::{router, ApiOptions};
+use asyncjobs_http::{parse_credentials, router, ApiOptions};
 use asyncjobs_tests::NatsServer;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -14,13 +14,17 @@ const T: Duration = Duration::from_secs(60);
 const BUCKET: &str = "CHORIA_AJ_HTTP_BULK";
 
 async fn serve(url: &str) -> String {
+    serve_with(url, ApiOptions::default()).await
+}
+
+async fn serve_with(url: &str, options: ApiOptions) -> String {
     let client = Client::builder()
         .url(url)
         .queue(Queue::new("BULK"))
         .build()
         .await
         .unwrap();
-    let app = router(client, ApiOptions::default());
+    let app = router(client, options);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -241,4 +245,98 @@ async fn a_selection_reports_progress_and_a_stale_job_is_interrupted() {
     assert!(body.contains("Interrupted:"), "{body}");
     assert!(body.contains("(1 of 2 tasks were handled)"), "{body}");
     assert!(!body.contains("http-equiv=\"refresh\""), "{body}");
+}
+
+/// Starting a bulk action is an operator's (a viewer's confirmed POST is
+/// refused and nothing is deleted), in the audit trail; its progress page
+/// is a page a viewer reads.
+#[tokio::test]
+async fn a_viewer_reads_the_progress_an_operator_started() {
+    const ALICE: &str = "alice-operator-token-0001";
+    const BOB: &str = "bob-viewer-token-00000001";
+    let nats = NatsServer::start();
+    let (client, ids) = enqueue(&nats.url(), 2).await;
+    let options = ApiOptions {
+        credentials: parse_credentials(&format!("operator alice {ALICE}\nviewer bob {BOB}\n"))
+            .unwrap(),
+        ..ApiOptions::default()
+    };
+    let base = serve_with(&nats.url(), options).await;
+    let http = http();
+    let (_, list) = {
+        let r = http
+            .get(format!("{base}/ui/tasks"))
+            .bearer_auth(ALICE)
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.text().await.unwrap())
+    };
+    let csrf = list
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("a csrf field")
+        .to_string();
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("confirmed", "1"),
+        ("queue", "BULK"),
+    ];
+    let r = http
+        .post(format!("{base}/ui/tasks/delete"))
+        .bearer_auth(BOB)
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        client.load_task(&ids[0]).await.unwrap().state,
+        TaskState::New
+    );
+    let r = http
+        .post(format!("{base}/ui/tasks/delete"))
+        .bearer_auth(ALICE)
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let to = r.headers()["location"].to_str().unwrap().to_string();
+    let job = to.strip_prefix("/ui/bulk/").unwrap().to_string();
+    assert_eq!(watch(&nats.url(), &job).await.pop().unwrap()["done"], 2);
+    let r = http
+        .get(format!("{base}{to}"))
+        .bearer_auth(BOB)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("2 tasks deleted"));
+    // the trail has both POSTs with who made them
+    let trail: Value = http
+        .get(format!("{base}/v1/audit?limit=10"))
+        .bearer_auth(ALICE)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let posts: Vec<(String, u64)> = trail["entries"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{trail}"))
+        .iter()
+        .filter(|e| e["path"] == "/ui/tasks/delete")
+        .map(|e| {
+            (
+                e["who"].as_str().unwrap().to_string(),
+                e["status"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(posts.len(), 2, "{trail}");
+    assert!(posts.contains(&("alice".into(), 303)), "{posts:?}");
+    assert!(posts.contains(&("bob".into(), 403)), "{posts:?}");
 }
