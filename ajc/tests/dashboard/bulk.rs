@@ -1,4 +1,5 @@
-//! Bulk actions by filter and by selection (issue 33).
+//! Bulk actions by filter and by selection, and their progress page
+//! (issue 33).
 
 use crate::browser::*;
 
@@ -218,6 +219,76 @@ async fn a_task_page_links_its_dependants_and_they_are_cancelled_together() {
             "{untouched} {:?}",
             t.state
         );
+    }
+    assert_eq!(script_errors(b).await, Vec::<String>::new());
+}
+
+/// A large bulk action's progress (issue 33): deleting 2,000 matching
+/// tasks, the confirmation leads to the progress page at once, which shows
+/// a `<progress>` bar and tasks done of the total while it runs (reloading
+/// itself, no script needed) and ends on the summary.
+#[tokio::test]
+async fn a_large_bulk_action_shows_its_progress_to_the_end() {
+    let nats = NatsServer::start();
+    let server = ApiServer::start(&nats.url(), &["--allow-create-default"]).await;
+    let client = asyncjobs::Client::builder()
+        .url(nats.url())
+        .queue(asyncjobs::Queue::new("MANY"))
+        .build()
+        .await
+        .unwrap();
+    let mut tasks: Vec<Task> = (0..2000)
+        .map(|i| Task::new("bulk:many", &i).unwrap())
+        .collect();
+    assert!(client
+        .enqueue_many(&mut tasks)
+        .await
+        .iter()
+        .all(Result::is_ok));
+
+    let driver = Driver::start().await;
+    let b = &driver.browser;
+    b.goto(&server.url("/ui/tasks?queue=MANY&type=bulk:many"))
+        .await
+        .unwrap();
+    click(b, Locator::Id("bulk-delete")).await;
+    wait_text(b, "h1", "Delete matching tasks").await;
+    let said = text(b, Locator::Css("main p")).await;
+    assert!(said.starts_with("2000 tasks match."), "{said}");
+    click(b, Locator::Id("confirm")).await;
+    // the progress page, running (its count part way) or already done
+    let mut count = String::new();
+    let polled = tokio::time::timeout(T, async {
+        loop {
+            if let Ok(e) = b.find(Locator::Css("#bulk-count")).await {
+                count = e.text().await.unwrap_or_default();
+                if count.ends_with(" of 2000 tasks done") {
+                    return;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(polled.is_ok(), "the progress page's count: {count:?}");
+    assert!(b
+        .current_url()
+        .await
+        .unwrap()
+        .path()
+        .starts_with("/ui/bulk/"));
+    assert!(b.find(Locator::Css("progress")).await.is_ok());
+    screenshot(b, "bulk-progress.png").await;
+    wait_text(b, ".notice", "2000 tasks deleted").await;
+    assert_eq!(
+        text(b, Locator::Css("#bulk-count")).await,
+        "2000 of 2000 tasks done"
+    );
+    for t in tasks.iter().step_by(250) {
+        assert!(matches!(
+            client.load_task(&t.id).await,
+            Err(asyncjobs::Error::TaskNotFound(_))
+        ));
     }
     assert_eq!(script_errors(b).await, Vec::<String>::new());
 }

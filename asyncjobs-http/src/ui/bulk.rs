@@ -1,12 +1,14 @@
 //! The task list's bulk actions (`/ui/tasks/retry`, `/cancel`, `/delete`):
 //! every task the list's filter matches that the action takes
 //! (`Client::bulk_tasks`). First a confirmation page that says how many
-//! tasks it will touch and lists the first 100, then the action, carried
-//! to the end even when the browser goes away, and a notice summing up
-//! what was done, gone meanwhile and failed.
+//! tasks it will touch and lists the first 100, then the action in the
+//! background, carried to the end even when the browser goes away, and its
+//! progress page ([`super::progress`]) summing up at the end what was done,
+//! gone meanwhile and failed.
 
 use super::actions::{confirm, may_act, Ask};
-use super::page::{done, error_page};
+use super::page::error_page;
+use super::progress::{start, Tasks, Words};
 use super::tasks::Filter;
 use crate::Api;
 use asyncjobs::BulkAction;
@@ -127,40 +129,15 @@ async fn bulk(api: Api, f: BulkForm, action: BulkAction) -> Response {
         )
         .await;
     }
-    // to the end even when the browser goes away or the write timeout
-    // drops the request
-    let client = api.client.clone();
-    let acted = tokio::spawn(async move {
-        client
-            .bulk_tasks(lib_filter, &action, false, |_, _| {})
-            .await
-    })
-    .await
-    .unwrap_or_else(|e| {
-        Err(asyncjobs::Error::Config(format!(
-            "the bulk action failed: {e}"
-        )))
-    });
-    match acted {
-        Ok(s) => {
-            let mut notice = format!("{} tasks {did}", s.done.len());
-            if !s.skipped.is_empty() {
-                let gone = match action_kind {
-                    "cancel" => "gone or finished meanwhile",
-                    _ => "gone meanwhile",
-                };
-                notice.push_str(&format!(", {} {gone}", s.skipped.len()));
-            }
-            if !s.failed.is_empty() {
-                notice.push_str(&format!(
-                    ", {} failed ({}: {})",
-                    s.failed.len(),
-                    s.failed[0].0,
-                    s.failed[0].1
-                ));
-            }
-            done(&back, &notice)
-        }
-        Err(e) => error_page(&api, StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-    }
+    let gone = match action_kind {
+        "cancel" => "gone or finished meanwhile",
+        _ => "gone meanwhile",
+    };
+    let words = Words {
+        title,
+        did,
+        gone,
+        back,
+    };
+    start(&api, Tasks::Filter(lib_filter), action, words).await
 }

@@ -10,7 +10,7 @@
 //! refused altogether in read-only mode.
 //!
 //! One file a page, each with the forms it posts: [`overview`] (`/ui/`),
-//! [`tasks`] (the list and search), [`bulk`] (retry, cancel or delete every matching task), [`selected`] (the same for the ticked tasks), [`task`] (one task, cancel, retry,
+//! [`tasks`] (the list and search), [`bulk`] (retry, cancel or delete every matching task), [`selected`] (the same for the ticked tasks), [`progress`] (their progress page), [`task`] (one task, cancel, retry,
 //! delete), [`batch`] (one batch, cancel, retry), [`schedules`] (list, add, delete, run now,
 //! pause, resume), [`workers`]
 //! (running workers and what their queues' consumers see), [`queues`] (the
@@ -25,6 +25,7 @@ mod bulk;
 mod charts;
 mod overview;
 mod page;
+mod progress;
 mod queues;
 mod schedules;
 mod selected;
@@ -49,6 +50,7 @@ pub(crate) fn routes() -> axum::Router<Api> {
         .route("/ui/tasks/cancel", post(bulk::cancel))
         .route("/ui/tasks/delete", post(bulk::delete))
         .route("/ui/tasks/selected/{action}", post(selected::act))
+        .route("/ui/bulk/{job}", get(progress::page))
         .route("/ui/tasks/{id}", get(task::task))
         .route("/ui/tasks/{id}/retry", post(task::retry))
         .route("/ui/tasks/{id}/delete", post(task::delete))

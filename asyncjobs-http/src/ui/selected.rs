@@ -2,10 +2,11 @@
 //! `/cancel`, `/delete`): the tasks whose boxes are ticked, at most
 //! [`MAX`] (`Client::bulk_tasks_by_id`). First a confirmation page that
 //! says how many of them the action takes and lists them, then the action
-//! and a notice summing up.
+//! in the background and its progress page ([`super::progress`]).
 
 use super::actions::{confirm, may_act, Ask};
-use super::page::{done, error_page};
+use super::page::error_page;
+use super::progress::{start, Tasks, Words};
 use crate::Api;
 use asyncjobs::BulkAction;
 use axum::body::Bytes;
@@ -120,22 +121,11 @@ pub(super) async fn act(
         )
         .await;
     }
-    // to the end even when the browser goes away
-    let client = api.client.clone();
-    let acted = tokio::spawn(async move { client.bulk_tasks_by_id(&ids, &action, false).await })
-        .await
-        .unwrap_or_else(|e| Err(asyncjobs::Error::Config(format!("the action failed: {e}"))));
-    match acted {
-        Ok(s) => {
-            let mut notice = format!("{} tasks {did}", s.done.len());
-            if !s.skipped.is_empty() {
-                notice.push_str(&format!(", {} gone or finished meanwhile", s.skipped.len()));
-            }
-            if let Some((id, why)) = s.failed.first() {
-                notice.push_str(&format!(", {} failed ({id}: {why})", s.failed.len()));
-            }
-            done("/ui/tasks", &notice)
-        }
-        Err(e) => error_page(&api, StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-    }
+    let words = Words {
+        title,
+        did,
+        gone: "gone or finished meanwhile",
+        back: "/ui/tasks".into(),
+    };
+    start(&api, Tasks::Ids(ids), action, words).await
 }

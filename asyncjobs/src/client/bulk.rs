@@ -139,6 +139,35 @@ impl Client {
         action: &BulkAction,
         dry_run: bool,
     ) -> Result<BulkSummary> {
+        self.bulk_tasks_by_id_with_progress(ids, action, dry_run, |_, _| {})
+            .await
+    }
+
+    /// [`bulk_tasks_by_id`](Client::bulk_tasks_by_id), calling `progress`
+    /// after each task acted on with (tasks acted on so far, tasks the
+    /// action takes), as [`bulk_tasks`](Client::bulk_tasks) does: both
+    /// counts are of tasks, the second is `matched.len()` of the summary
+    /// returned. Not called in a dry run, nor for ids skipped or failed
+    /// while they were read (before any action).
+    ///
+    /// Errors: none of its own; each task's failure is in `failed`.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: asyncjobs::Client, ids: Vec<String>) -> asyncjobs::Result<()> {
+    /// let delete = asyncjobs::BulkAction::Delete;
+    /// let did = client
+    ///     .bulk_tasks_by_id_with_progress(&ids, &delete, false, |n, of| eprintln!("{n}/{of}"))
+    ///     .await?;
+    /// println!("{} deleted", did.done.len());
+    /// # Ok(()) }
+    /// ```
+    pub async fn bulk_tasks_by_id_with_progress(
+        &self,
+        ids: &[String],
+        action: &BulkAction,
+        dry_run: bool,
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<BulkSummary> {
         let mut summary = BulkSummary::default();
         let mut seen = std::collections::HashSet::new();
         let mut taken = vec![];
@@ -155,9 +184,11 @@ impl Client {
         if dry_run {
             return Ok(summary);
         }
-        for (id, queue) in taken {
+        let total = taken.len();
+        for (i, (id, queue)) in taken.into_iter().enumerate() {
             let acted = self.act_on(&id, queue, action).await;
             summary.record(id, acted);
+            progress(i + 1, total);
         }
         Ok(summary)
     }
