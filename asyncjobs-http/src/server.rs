@@ -1,7 +1,10 @@
 //! Serving the API the way `ajc server run` does (docs/interfaces.md §2.1): the
-//! bind address rules, TLS and mutual TLS with rustls, the read-header
-//! timeout, a cap on open connections and graceful shutdown.
+//! bind address rules, TLS and mutual TLS with rustls (each request carries
+//! its connection's verified client certificate, [`PeerCertificate`],
+//! docs/interfaces.md §2.8), the read-header timeout, a cap on open
+//! connections and graceful shutdown.
 
+use crate::PeerCertificate;
 use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -225,11 +228,11 @@ pub async fn serve_with_limits(
     match tls {
         Some(config) => {
             let config = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(config));
-            let mut server = axum_server::from_tcp_rustls(listener, config)?
-                .map(|tls| {
-                    tls.handshake_timeout(limits.header_read_timeout)
-                        .acceptor(opening)
-                })
+            let tls = axum_server::tls_rustls::RustlsAcceptor::new(config)
+                .handshake_timeout(limits.header_read_timeout)
+                .acceptor(opening);
+            let mut server = axum_server::from_tcp(listener)?
+                .acceptor(Peers { inner: tls })
                 .handle(handle);
             configure(server.http_builder(), &limits);
             server.serve(service).await
@@ -289,6 +292,87 @@ impl<S: Send + 'static> axum_server::accept::Accept<tokio::net::TcpStream, S> fo
                 )),
             }
         })
+    }
+}
+
+/// TLS connections whose requests carry the client's verified certificate
+/// ([`PeerCertificate`]) when it presented one: after `inner` (rustls, which
+/// verified the chain against the client CA) accepts a connection, its
+/// service is wrapped to add the certificate to each request.
+#[derive(Debug, Clone)]
+struct Peers<A> {
+    inner: A,
+}
+
+type TlsStream = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+
+impl<A, S> axum_server::accept::Accept<tokio::net::TcpStream, S> for Peers<A>
+where
+    A: axum_server::accept::Accept<tokio::net::TcpStream, S, Stream = TlsStream>,
+    A::Future: Send + 'static,
+    A::Service: Send + 'static,
+{
+    type Stream = TlsStream;
+    type Service = WithPeer<A::Service>;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = io::Result<(TlsStream, WithPeer<A::Service>)>> + Send>,
+    >;
+
+    fn accept(&self, stream: tokio::net::TcpStream, service: S) -> Self::Future {
+        let accepted = self.inner.accept(stream, service);
+        Box::pin(async move {
+            let (stream, service) = accepted.await?;
+            // the end-entity certificate comes first
+            let peer = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .map(|cert| Arc::new(PeerCertificate::from_der(cert.as_ref())));
+            Ok((
+                stream,
+                WithPeer {
+                    inner: service,
+                    peer,
+                },
+            ))
+        })
+    }
+}
+
+/// A connection's service adding its client certificate, when there is
+/// one, to every request.
+#[derive(Clone)]
+struct WithPeer<S> {
+    inner: S,
+    peer: Option<Arc<PeerCertificate>>,
+}
+
+impl<S, B> tower_service::Service<axum::http::Request<B>> for WithPeer<S>
+where
+    S: tower_service::Service<axum::http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: axum::http::Request<B>) -> S::Future {
+        // whatever the request says, only the connection's own certificate
+        if let Some(peer) = &self.peer {
+            request
+                .extensions_mut()
+                .insert(PeerCertificate::clone(peer));
+        } else {
+            request.extensions_mut().remove::<PeerCertificate>();
+        }
+        self.inner.call(request)
     }
 }
 

@@ -66,7 +66,8 @@ pub struct ServerRunArgs {
     #[arg(long)]
     pub read_only: bool,
     /// Require a token from every client: a file of `<role> <name> <token>` lines (role viewer
-    /// or operator, token at least 16 characters); every action is audited with the name
+    /// or operator, token at least 16 characters), or `<role> <name> cert <common name>` for a
+    /// client certificate (with --tls-client-ca); every action is audited with the name
     #[arg(long, value_name = "FILE")]
     pub tokens: Option<PathBuf>,
     /// Export traces over OTLP/HTTP to this collector, for example
@@ -195,7 +196,7 @@ fn read_credentials(path: &std::path::Path) -> Result<Vec<asyncjobs_http::Creden
         .map_err(|e| CliError::msg(format!("--tokens {}: {e}", path.display())))?;
     if credentials.is_empty() {
         return Err(CliError::msg(format!(
-            "--tokens {}: the file names no credential (lines `<role> <name> <token>`)",
+            "--tokens {}: the file names no credential (lines `<role> <name> <token>` or `<role> <name> cert <common name>`)",
             path.display()
         )));
     }
