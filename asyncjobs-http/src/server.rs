@@ -84,14 +84,36 @@ impl TlsFiles {
     }
 }
 
+/// What guards a server that other hosts can reach ([`check_bind`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Guards {
+    /// The operator accepts an unguarded server (`--unsafe-bind`).
+    pub unsafe_bind: bool,
+    /// Clients must present certificates (`--tls-client-ca`).
+    pub mutual_tls: bool,
+    /// Connections are TLS (`--tls-cert`).
+    pub tls: bool,
+    /// Clients must present credentials (`--tokens`).
+    pub tokens: bool,
+}
+
 /// Resolves `bind` (`host:port`, host an IP literal or `localhost`) and
-/// refuses an address other hosts can reach unless `unsafe_bind` or
-/// mutual TLS allows it (docs/interfaces.md §2.1: an empty host, `0.0.0.0` and
-/// `::` count as reachable).
+/// refuses an address other hosts can reach unless `guards` allow it:
+/// `unsafe_bind`, mutual TLS, or tokens over TLS; tokens over plain HTTP
+/// do not, since anyone on the way reads them (docs/interfaces.md §2.1: an
+/// empty host, `0.0.0.0` and `::` count as reachable).
 ///
 /// # Errors
-/// A message naming the address and the flag that would allow it.
-pub fn check_bind(bind: &str, unsafe_bind: bool, mutual_tls: bool) -> Result<SocketAddr, String> {
+/// A message naming the address and the flags that would allow it.
+///
+/// ```
+/// use asyncjobs_http::server::{check_bind, Guards};
+/// assert!(check_bind("127.0.0.1:8080", Guards::default()).is_ok());
+/// assert!(check_bind("0.0.0.0:8080", Guards::default()).is_err());
+/// let tokens_over_tls = Guards { tls: true, tokens: true, ..Guards::default() };
+/// assert!(check_bind("0.0.0.0:8080", tokens_over_tls).is_ok());
+/// ```
+pub fn check_bind(bind: &str, guards: Guards) -> Result<SocketAddr, String> {
     let (host, port) = bind
         .rsplit_once(':')
         .ok_or_else(|| format!("invalid --bind {bind:?}: expected host:port"))?;
@@ -113,10 +135,17 @@ pub fn check_bind(bind: &str, unsafe_bind: bool, mutual_tls: bool) -> Result<Soc
             format!("invalid --bind {bind:?}: the host must be an IP address or localhost")
         })?
     };
-    if !ip.is_loopback() && !unsafe_bind && !mutual_tls {
-        return Err(format!(
-            "refusing to listen on {bind}: it is reachable from other hosts and the API has no authentication; use a loopback address, require client certificates (--tls-client-ca), or pass --unsafe-bind"
-        ));
+    let guarded = guards.unsafe_bind || guards.mutual_tls || (guards.tokens && guards.tls);
+    if !ip.is_loopback() && !guarded {
+        return Err(if guards.tokens {
+            format!(
+                "refusing to listen on {bind}: it is reachable from other hosts and --tokens over plain HTTP hands every token to anyone on the network; serve TLS (--tls-cert and --tls-key), use a loopback address, or pass --unsafe-bind"
+            )
+        } else {
+            format!(
+                "refusing to listen on {bind}: it is reachable from other hosts and the API has no authentication; use a loopback address, require client certificates (--tls-client-ca), require tokens over TLS (--tokens with --tls-cert and --tls-key), or pass --unsafe-bind"
+            )
+        });
     }
     Ok(SocketAddr::new(ip, port))
 }
@@ -496,19 +525,56 @@ mod tests {
 
     #[test]
     fn bind_rules() {
-        assert!(check_bind("127.0.0.1:8080", false, false).is_ok());
-        assert!(check_bind("[::1]:8080", false, false).is_ok());
-        assert!(check_bind("localhost:0", false, false).is_ok());
+        let none = Guards::default();
+        let unsafe_bind = Guards {
+            unsafe_bind: true,
+            ..none
+        };
+        let mutual = Guards {
+            mutual_tls: true,
+            tls: true,
+            ..none
+        };
+        let tokens = Guards {
+            tokens: true,
+            ..none
+        };
+        let tls = Guards { tls: true, ..none };
+        let tokens_over_tls = Guards {
+            tokens: true,
+            tls: true,
+            ..none
+        };
+        assert!(check_bind("127.0.0.1:8080", none).is_ok());
+        assert!(check_bind("[::1]:8080", none).is_ok());
+        assert!(check_bind("localhost:0", none).is_ok());
+        assert!(check_bind("127.0.0.1:8080", tokens).is_ok());
         for reachable in ["0.0.0.0:8080", ":8080", "[::]:8080", "192.0.2.1:80"] {
-            let e = check_bind(reachable, false, false).unwrap_err();
+            let e = check_bind(reachable, none).unwrap_err();
             assert!(e.contains("--unsafe-bind"), "{reachable}: {e}");
-            assert!(check_bind(reachable, true, false).is_ok());
-            assert!(check_bind(reachable, false, true).is_ok());
+            assert!(e.contains("--tokens with --tls-cert"), "{reachable}: {e}");
+            assert!(check_bind(reachable, unsafe_bind).is_ok());
+            assert!(check_bind(reachable, mutual).is_ok());
+            assert!(check_bind(reachable, tokens_over_tls).is_ok());
+            // TLS alone authenticates nobody
+            assert!(check_bind(reachable, tls).is_err());
+            // tokens over plain HTTP: refused, saying why
+            let e = check_bind(reachable, tokens).unwrap_err();
+            assert!(e.contains("plain HTTP"), "{reachable}: {e}");
+            assert!(e.contains("--tls-cert"), "{reachable}: {e}");
+            assert!(check_bind(
+                reachable,
+                Guards {
+                    unsafe_bind: true,
+                    ..tokens
+                }
+            )
+            .is_ok());
         }
-        assert!(check_bind("example.com:80", true, false)
+        assert!(check_bind("example.com:80", unsafe_bind)
             .unwrap_err()
             .contains("IP address or localhost"));
-        assert!(check_bind("127.0.0.1", false, false).is_err());
+        assert!(check_bind("127.0.0.1", none).is_err());
     }
 
     #[test]
