@@ -639,7 +639,8 @@ async fn events_stream_as_sse() {
 }
 
 /// Go's errors for bad flag combinations; a reachable bind is refused
-/// without --unsafe-bind or client certificates; SIGTERM stops it cleanly.
+/// without --unsafe-bind, client certificates or tokens over TLS; SIGTERM
+/// stops it cleanly.
 #[tokio::test]
 async fn flags_bind_rules_and_shutdown() {
     let nats = NatsServer::start();
@@ -714,6 +715,24 @@ async fn flags_bind_rules_and_shutdown() {
             "{err}"
         );
     }
+    // tokens over plain HTTP on a reachable address: refused, saying why
+    // (over TLS they are allowed: the bind rule's unit test)
+    let file = dir.path().join("tokens");
+    std::fs::write(&file, "operator alice 0123456789abcdef0123\n").unwrap();
+    let (code, err) = ajc(&[
+        "--server",
+        &url,
+        "server",
+        "run",
+        "--allow-create-default",
+        "--bind",
+        "0.0.0.0:0",
+        "--tokens",
+        file.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(code, 1);
+    assert!(err.contains("over plain HTTP"), "{err}");
     let (code, err) = ajc(&[
         "--server",
         &url,

@@ -41,7 +41,9 @@ mod streams;
 mod ui;
 
 pub use access::audit::AuditEntry;
-pub use access::{parse_credentials, Credential, Role, MIN_TOKEN_LEN};
+pub use access::{
+    parse_credentials, Credential, PeerCertificate, Role, MAX_COMMON_NAME_LEN, MIN_TOKEN_LEN,
+};
 pub use error::{ApiError, ErrorCode};
 pub use routes::openapi;
 

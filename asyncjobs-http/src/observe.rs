@@ -169,7 +169,13 @@ pub(crate) async fn access(State(api): State<Api>, req: Request, next: Next) -> 
             if acting {
                 let status = response.status().as_u16();
                 api.audit
-                    .record(refused.who.as_ref(), method, &path, status)
+                    .record_refused(
+                        refused.who.as_ref(),
+                        refused.stranger.as_deref(),
+                        method,
+                        &path,
+                        status,
+                    )
                     .await;
             }
             return response;

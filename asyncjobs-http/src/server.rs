@@ -1,7 +1,10 @@
 //! Serving the API the way `ajc server run` does (docs/interfaces.md §2.1): the
-//! bind address rules, TLS and mutual TLS with rustls, the read-header
-//! timeout, a cap on open connections and graceful shutdown.
+//! bind address rules, TLS and mutual TLS with rustls (each request carries
+//! its connection's verified client certificate, [`PeerCertificate`],
+//! docs/interfaces.md §2.8), the read-header timeout, a cap on open
+//! connections and graceful shutdown.
 
+use crate::PeerCertificate;
 use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -81,14 +84,36 @@ impl TlsFiles {
     }
 }
 
+/// What guards a server that other hosts can reach ([`check_bind`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Guards {
+    /// The operator accepts an unguarded server (`--unsafe-bind`).
+    pub unsafe_bind: bool,
+    /// Clients must present certificates (`--tls-client-ca`).
+    pub mutual_tls: bool,
+    /// Connections are TLS (`--tls-cert`).
+    pub tls: bool,
+    /// Clients must present credentials (`--tokens`).
+    pub tokens: bool,
+}
+
 /// Resolves `bind` (`host:port`, host an IP literal or `localhost`) and
-/// refuses an address other hosts can reach unless `unsafe_bind` or
-/// mutual TLS allows it (docs/interfaces.md §2.1: an empty host, `0.0.0.0` and
-/// `::` count as reachable).
+/// refuses an address other hosts can reach unless `guards` allow it:
+/// `unsafe_bind`, mutual TLS, or tokens over TLS; tokens over plain HTTP
+/// do not, since anyone on the way reads them (docs/interfaces.md §2.1: an
+/// empty host, `0.0.0.0` and `::` count as reachable).
 ///
 /// # Errors
-/// A message naming the address and the flag that would allow it.
-pub fn check_bind(bind: &str, unsafe_bind: bool, mutual_tls: bool) -> Result<SocketAddr, String> {
+/// A message naming the address and the flags that would allow it.
+///
+/// ```
+/// use asyncjobs_http::server::{check_bind, Guards};
+/// assert!(check_bind("127.0.0.1:8080", Guards::default()).is_ok());
+/// assert!(check_bind("0.0.0.0:8080", Guards::default()).is_err());
+/// let tokens_over_tls = Guards { tls: true, tokens: true, ..Guards::default() };
+/// assert!(check_bind("0.0.0.0:8080", tokens_over_tls).is_ok());
+/// ```
+pub fn check_bind(bind: &str, guards: Guards) -> Result<SocketAddr, String> {
     let (host, port) = bind
         .rsplit_once(':')
         .ok_or_else(|| format!("invalid --bind {bind:?}: expected host:port"))?;
@@ -110,10 +135,17 @@ pub fn check_bind(bind: &str, unsafe_bind: bool, mutual_tls: bool) -> Result<Soc
             format!("invalid --bind {bind:?}: the host must be an IP address or localhost")
         })?
     };
-    if !ip.is_loopback() && !unsafe_bind && !mutual_tls {
-        return Err(format!(
-            "refusing to listen on {bind}: it is reachable from other hosts and the API has no authentication; use a loopback address, require client certificates (--tls-client-ca), or pass --unsafe-bind"
-        ));
+    let guarded = guards.unsafe_bind || guards.mutual_tls || (guards.tokens && guards.tls);
+    if !ip.is_loopback() && !guarded {
+        return Err(if guards.tokens {
+            format!(
+                "refusing to listen on {bind}: it is reachable from other hosts and --tokens over plain HTTP hands every token to anyone on the network; serve TLS (--tls-cert and --tls-key), use a loopback address, or pass --unsafe-bind"
+            )
+        } else {
+            format!(
+                "refusing to listen on {bind}: it is reachable from other hosts and the API has no authentication; use a loopback address, require client certificates (--tls-client-ca), require tokens over TLS (--tokens with --tls-cert and --tls-key), or pass --unsafe-bind"
+            )
+        });
     }
     Ok(SocketAddr::new(ip, port))
 }
@@ -225,11 +257,11 @@ pub async fn serve_with_limits(
     match tls {
         Some(config) => {
             let config = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(config));
-            let mut server = axum_server::from_tcp_rustls(listener, config)?
-                .map(|tls| {
-                    tls.handshake_timeout(limits.header_read_timeout)
-                        .acceptor(opening)
-                })
+            let tls = axum_server::tls_rustls::RustlsAcceptor::new(config)
+                .handshake_timeout(limits.header_read_timeout)
+                .acceptor(opening);
+            let mut server = axum_server::from_tcp(listener)?
+                .acceptor(Peers { inner: tls })
                 .handle(handle);
             configure(server.http_builder(), &limits);
             server.serve(service).await
@@ -289,6 +321,87 @@ impl<S: Send + 'static> axum_server::accept::Accept<tokio::net::TcpStream, S> fo
                 )),
             }
         })
+    }
+}
+
+/// TLS connections whose requests carry the client's verified certificate
+/// ([`PeerCertificate`]) when it presented one: after `inner` (rustls, which
+/// verified the chain against the client CA) accepts a connection, its
+/// service is wrapped to add the certificate to each request.
+#[derive(Debug, Clone)]
+struct Peers<A> {
+    inner: A,
+}
+
+type TlsStream = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+
+impl<A, S> axum_server::accept::Accept<tokio::net::TcpStream, S> for Peers<A>
+where
+    A: axum_server::accept::Accept<tokio::net::TcpStream, S, Stream = TlsStream>,
+    A::Future: Send + 'static,
+    A::Service: Send + 'static,
+{
+    type Stream = TlsStream;
+    type Service = WithPeer<A::Service>;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = io::Result<(TlsStream, WithPeer<A::Service>)>> + Send>,
+    >;
+
+    fn accept(&self, stream: tokio::net::TcpStream, service: S) -> Self::Future {
+        let accepted = self.inner.accept(stream, service);
+        Box::pin(async move {
+            let (stream, service) = accepted.await?;
+            // the end-entity certificate comes first
+            let peer = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .map(|cert| Arc::new(PeerCertificate::from_der(cert.as_ref())));
+            Ok((
+                stream,
+                WithPeer {
+                    inner: service,
+                    peer,
+                },
+            ))
+        })
+    }
+}
+
+/// A connection's service adding its client certificate, when there is
+/// one, to every request.
+#[derive(Clone)]
+struct WithPeer<S> {
+    inner: S,
+    peer: Option<Arc<PeerCertificate>>,
+}
+
+impl<S, B> tower_service::Service<axum::http::Request<B>> for WithPeer<S>
+where
+    S: tower_service::Service<axum::http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: axum::http::Request<B>) -> S::Future {
+        // whatever the request says, only the connection's own certificate
+        if let Some(peer) = &self.peer {
+            request
+                .extensions_mut()
+                .insert(PeerCertificate::clone(peer));
+        } else {
+            request.extensions_mut().remove::<PeerCertificate>();
+        }
+        self.inner.call(request)
     }
 }
 
@@ -412,19 +525,56 @@ mod tests {
 
     #[test]
     fn bind_rules() {
-        assert!(check_bind("127.0.0.1:8080", false, false).is_ok());
-        assert!(check_bind("[::1]:8080", false, false).is_ok());
-        assert!(check_bind("localhost:0", false, false).is_ok());
+        let none = Guards::default();
+        let unsafe_bind = Guards {
+            unsafe_bind: true,
+            ..none
+        };
+        let mutual = Guards {
+            mutual_tls: true,
+            tls: true,
+            ..none
+        };
+        let tokens = Guards {
+            tokens: true,
+            ..none
+        };
+        let tls = Guards { tls: true, ..none };
+        let tokens_over_tls = Guards {
+            tokens: true,
+            tls: true,
+            ..none
+        };
+        assert!(check_bind("127.0.0.1:8080", none).is_ok());
+        assert!(check_bind("[::1]:8080", none).is_ok());
+        assert!(check_bind("localhost:0", none).is_ok());
+        assert!(check_bind("127.0.0.1:8080", tokens).is_ok());
         for reachable in ["0.0.0.0:8080", ":8080", "[::]:8080", "192.0.2.1:80"] {
-            let e = check_bind(reachable, false, false).unwrap_err();
+            let e = check_bind(reachable, none).unwrap_err();
             assert!(e.contains("--unsafe-bind"), "{reachable}: {e}");
-            assert!(check_bind(reachable, true, false).is_ok());
-            assert!(check_bind(reachable, false, true).is_ok());
+            assert!(e.contains("--tokens with --tls-cert"), "{reachable}: {e}");
+            assert!(check_bind(reachable, unsafe_bind).is_ok());
+            assert!(check_bind(reachable, mutual).is_ok());
+            assert!(check_bind(reachable, tokens_over_tls).is_ok());
+            // TLS alone authenticates nobody
+            assert!(check_bind(reachable, tls).is_err());
+            // tokens over plain HTTP: refused, saying why
+            let e = check_bind(reachable, tokens).unwrap_err();
+            assert!(e.contains("plain HTTP"), "{reachable}: {e}");
+            assert!(e.contains("--tls-cert"), "{reachable}: {e}");
+            assert!(check_bind(
+                reachable,
+                Guards {
+                    unsafe_bind: true,
+                    ..tokens
+                }
+            )
+            .is_ok());
         }
-        assert!(check_bind("example.com:80", true, false)
+        assert!(check_bind("example.com:80", unsafe_bind)
             .unwrap_err()
             .contains("IP address or localhost"));
-        assert!(check_bind("127.0.0.1", false, false).is_err());
+        assert!(check_bind("127.0.0.1", none).is_err());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use crate::error::{CliError, Result};
 use crate::format::{parse_duration, GoDuration};
 use crate::long_running::shutdown_on_signals;
 use asyncjobs::queue::DEFAULT_QUEUE_NAME;
-use asyncjobs_http::server::{check_bind, rustls_config, serve, TlsFiles};
+use asyncjobs_http::server::{check_bind, rustls_config, serve, Guards, TlsFiles};
 use asyncjobs_http::{ApiOptions, Auth};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
@@ -56,7 +56,7 @@ pub struct ServerRunArgs {
     /// Largest request body in bytes
     #[arg(long, default_value_t = 524288, value_name = "BYTES")]
     pub max_body: usize,
-    /// Listen on an address other hosts can reach without client certificates
+    /// Listen on an address other hosts can reach without client certificates or tokens over TLS
     #[arg(long)]
     pub unsafe_bind: bool,
     /// Do not serve the web dashboard under /ui/
@@ -66,7 +66,8 @@ pub struct ServerRunArgs {
     #[arg(long)]
     pub read_only: bool,
     /// Require a token from every client: a file of `<role> <name> <token>` lines (role viewer
-    /// or operator, token at least 16 characters); every action is audited with the name
+    /// or operator, token at least 16 characters), or `<role> <name> cert <common name>` for a
+    /// client certificate (with --tls-client-ca); every action is audited with the name
     #[arg(long, value_name = "FILE")]
     pub tokens: Option<PathBuf>,
     /// Export traces over OTLP/HTTP to this collector, for example
@@ -91,7 +92,13 @@ async fn server_run(ctx: &Ctx, a: &ServerRunArgs) -> Result<()> {
         client_ca: a.tls_client_ca.clone(),
     };
     tls.validate().map_err(CliError::msg)?;
-    let addr = check_bind(&a.bind, a.unsafe_bind, tls.mutual()).map_err(CliError::msg)?;
+    let guards = Guards {
+        unsafe_bind: a.unsafe_bind,
+        mutual_tls: tls.mutual(),
+        tls: tls.enabled(),
+        tokens: a.tokens.is_some(),
+    };
+    let addr = check_bind(&a.bind, guards).map_err(CliError::msg)?;
     let queue = match (&a.queue, a.allow_create_default) {
         (Some(q), _) => q.clone(),
         (None, true) => DEFAULT_QUEUE_NAME.to_string(),
@@ -195,7 +202,7 @@ fn read_credentials(path: &std::path::Path) -> Result<Vec<asyncjobs_http::Creden
         .map_err(|e| CliError::msg(format!("--tokens {}: {e}", path.display())))?;
     if credentials.is_empty() {
         return Err(CliError::msg(format!(
-            "--tokens {}: the file names no credential (lines `<role> <name> <token>`)",
+            "--tokens {}: the file names no credential (lines `<role> <name> <token>` or `<role> <name> cert <common name>`)",
             path.display()
         )));
     }

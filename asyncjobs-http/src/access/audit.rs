@@ -28,7 +28,8 @@ pub struct AuditEntry {
     /// When it was answered (RFC 3339, UTC, this replica's clock).
     pub time: String,
     /// The caller's credential name (`anonymous` without credentials or
-    /// without a known token).
+    /// without a known token or listed certificate; `cert:<common name>`
+    /// for a client certificate that no credential lists).
     pub who: String,
     /// The caller's role; absent when no known token was presented.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -94,9 +95,27 @@ impl Trail {
 
     /// Writes the entry for a request `who` made (`None`: no known token).
     pub(crate) async fn record(&self, who: Option<&Who>, method: &str, path: &str, status: u16) {
+        self.record_refused(who, None, method, path, status).await
+    }
+
+    /// [`Trail::record`], naming a caller without a credential `stranger`
+    /// when given (`cert:<common name>` for an unlisted client
+    /// certificate) instead of `anonymous`.
+    pub(crate) async fn record_refused(
+        &self,
+        who: Option<&Who>,
+        stranger: Option<&str>,
+        method: &str,
+        path: &str,
+        status: u16,
+    ) {
         let entry = AuditEntry {
             time: now_rfc3339(),
-            who: who.map_or("anonymous", |w| w.name.as_str()).to_string(),
+            who: who
+                .map(|w| w.name.as_str())
+                .or(stranger)
+                .unwrap_or("anonymous")
+                .to_string(),
             role: who.map(|w| w.role),
             method: method.to_string(),
             path: path.to_string(),
