@@ -3,6 +3,8 @@
 //! every action and refusal in the trail with who made it, and one trail
 //! for every replica that outlives them.
 
+mod support;
+
 use asyncjobs::{Client, Queue};
 use asyncjobs_http::{parse_credentials, router, ApiOptions};
 use asyncjobs_tests::NatsServer;
@@ -24,10 +26,7 @@ fn options() -> ApiOptions {
 /// The router on a free loopback port; its base URL.
 async fn serve(client: Client, options: ApiOptions) -> String {
     let app = router(client, options);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}")
+    support::listen(app).await
 }
 
 async fn client_for(server: &NatsServer) -> Client {

@@ -3,6 +3,8 @@
 //! domain, as `ajc server run` is with a context's `jetstream_domain`,
 //! its tasks and its own buckets are in the hub.
 
+mod support;
+
 use asyncjobs::connect::JetStreamApi;
 use asyncjobs::{Client, Queue};
 use asyncjobs_http::{router, ApiOptions};
@@ -29,15 +31,13 @@ async fn the_api_keeps_its_buckets_in_the_clients_jetstream_domain() {
         .await
         .unwrap();
     let app = router(client, ApiOptions::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let base = support::listen(app).await;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
         .build()
         .unwrap();
     let r = http
-        .post(format!("http://{addr}/v1/tasks"))
+        .post(format!("{base}/v1/tasks"))
         .header("Idempotency-Key", "order-1")
         .json(&json!({"type": "email:new"}))
         .send()

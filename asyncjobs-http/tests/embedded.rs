@@ -5,6 +5,8 @@
 //! the store leaves unanswered, the buckets it creates replicated as asked,
 //! schedules paused, resumed and run now.
 
+mod support;
+
 use asyncjobs::{Client, Queue, Task};
 use asyncjobs_http::{router, ApiOptions};
 use asyncjobs_tests::{wait_for, NatsServer, Proxy};
@@ -19,10 +21,7 @@ async fn serve(client: Client, options: ApiOptions) -> String {
     let app = axum::Router::new()
         .route("/own", axum::routing::get(|| async { "mine" }))
         .merge(router(client, options));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}")
+    support::listen(app).await
 }
 
 async fn client_for(server: &NatsServer, queue: Queue) -> Client {

@@ -3,6 +3,8 @@
 //! that every replica reads: against a real nats-server, two routers
 //! (replicas) over it and a real HTTP client.
 
+mod support;
+
 use asyncjobs::{Client, Queue, Task, TaskState};
 use asyncjobs_http::{parse_credentials, router, ApiOptions};
 use asyncjobs_tests::NatsServer;
@@ -25,10 +27,7 @@ async fn serve_with(url: &str, options: ApiOptions) -> String {
         .await
         .unwrap();
     let app = router(client, options);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}")
+    support::listen(app).await
 }
 
 fn http() -> reqwest::Client {

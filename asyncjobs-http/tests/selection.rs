@@ -2,6 +2,8 @@
 //! /v1/tasks/cancel` and `/delete` with `ids` instead of a filter, against
 //! a real nats-server with a real HTTP client.
 
+mod support;
+
 use asyncjobs::{Client, Queue, Task, TaskState};
 use asyncjobs_http::{router, ApiOptions};
 use asyncjobs_tests::NatsServer;
@@ -9,10 +11,7 @@ use serde_json::{json, Value};
 
 async fn serve(client: Client) -> String {
     let app = router(client, ApiOptions::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}")
+    support::listen(app).await
 }
 
 async fn post(http: &reqwest::Client, url: String, body: Value) -> (u16, Value) {

@@ -4,6 +4,8 @@
 //! started afterwards (a restart) reads them all, and a Go worker's
 //! events count too.
 
+mod support;
+
 use asyncjobs::{Client, HandlerError, Queue, Router, Task, TaskContext};
 use asyncjobs_http::{router, ApiOptions};
 use asyncjobs_tests::{spawn_worker, wait_for, NatsServer};
@@ -21,10 +23,7 @@ fn options() -> ApiOptions {
 
 async fn serve(client: Client) -> String {
     let app = router(client, options());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}")
+    support::listen(app).await
 }
 
 async fn client_for(server: &NatsServer) -> Client {
@@ -259,9 +258,7 @@ async fn a_task_page_shows_the_history_the_cluster_keeps() {
             ..options()
         },
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let kept = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let kept = support::listen(app).await;
     wait_for(T, "the history stream", || async {
         client
             .jetstream()
