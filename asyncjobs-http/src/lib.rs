@@ -40,6 +40,18 @@ pub mod stats;
 mod streams;
 mod ui;
 
+/// This API replica's name in what it writes for the cluster (audit
+/// entries, statistics, counts, bulk progress): its host name, as
+/// workers announce theirs, or `unknown`.
+pub(crate) fn replica() -> &'static str {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        Some(asyncjobs::worker::presence::hostname())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "unknown".into())
+    })
+}
+
 pub use access::audit::AuditEntry;
 pub use access::{
     parse_credentials, Credential, PeerCertificate, Role, MAX_COMMON_NAME_LEN, MIN_TOKEN_LEN,

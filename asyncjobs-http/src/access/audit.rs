@@ -120,7 +120,7 @@ impl Trail {
             method: method.to_string(),
             path: path.to_string(),
             status,
-            replica: replica().to_string(),
+            replica: crate::replica().to_string(),
         };
         tracing::info!(target: "asyncjobs_http::audit", who = %entry.who, method = %entry.method,
             path = %entry.path, status, "audit");
@@ -182,19 +182,6 @@ impl Trail {
         }
         Ok(out)
     }
-}
-
-/// This replica's host name, as entries name it.
-pub(crate) fn replica() -> &'static str {
-    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    NAME.get_or_init(|| {
-        std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .ok()
-            .or_else(|| std::env::var("HOSTNAME").ok())
-            .map(|h| h.trim().to_string())
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "unknown".into())
-    })
 }
 
 fn now_rfc3339() -> String {

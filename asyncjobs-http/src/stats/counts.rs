@@ -139,7 +139,7 @@ async fn count(api: &Api, limit: usize) -> Result<Option<StateCounts>, String> {
         took_ms: started.elapsed().as_millis() as u64,
         total,
         states,
-        replica: crate::access::audit::replica().to_string(),
+        replica: crate::replica().to_string(),
     }))
 }
 

@@ -2,8 +2,8 @@
 //! follows every task state event, sums them by queue, task type and
 //! interval, and when an interval has ended (plus a grace for late
 //! events) writes each queue's record unless another replica wrote it
-//! first. Run times are the time between a task's `active` and its
-//! `complete` event as this replica received them.
+//! first. Run times come from the task ages a try's `active` and
+//! `complete` events give ([`run_time`]).
 
 use super::{percentiles, StatsRecord, TypeFigures, KEEP, STREAM, SUBJECT_PREFIX};
 use crate::streams::NotStored;
@@ -52,7 +52,9 @@ pub(crate) fn start(api: &Api) {
         // the first interval this replica saw from its start
         let first = (OffsetDateTime::now_utc().unix_timestamp() / secs + 1) * secs;
         let mut summing: BTreeMap<(String, i64), Summing> = BTreeMap::new();
-        let mut starts: HashMap<String, std::time::Instant> = HashMap::new();
+        // each running try's `active` event: when it arrived, and the
+        // task's age it gave
+        let mut starts: HashMap<String, (std::time::Instant, Duration)> = HashMap::new();
         let mut written_up_to = first;
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -73,12 +75,12 @@ pub(crate) fn start(api: &Api) {
                             if starts.len() >= STARTS_MAX {
                                 starts.clear();
                             }
-                            starts.insert(e.task_id.clone(), std::time::Instant::now());
+                            starts.insert(e.task_id.clone(), (std::time::Instant::now(), e.task_age));
                         }
                         TaskState::Complete => {
                             figures.completed += 1;
-                            if let Some(s) = starts.remove(&e.task_id) {
-                                runs.push(s.elapsed().as_millis() as u64);
+                            if let Some(start) = starts.remove(&e.task_id) {
+                                runs.push(run_time(start, e.task_age).as_millis() as u64);
                             }
                         }
                         TaskState::Retry => {
@@ -97,25 +99,67 @@ pub(crate) fn start(api: &Api) {
                     let Some(inner) = weak.upgrade() else { return };
                     let now = OffsetDateTime::now_utc() - grace;
                     let due = now.unix_timestamp() / secs * secs; // intervals before this have ended
+                    let mut ended = vec![];
                     while written_up_to < due {
                         let at = written_up_to;
-                        let queues = match inner.client.queue_names().await {
-                            Ok(q) => q,
-                            Err(_) => summing.keys().filter(|k| k.1 == at).map(|k| k.0.clone()).collect(),
-                        };
-                        for queue in queues {
-                            let sums = summing.remove(&(queue.clone(), at)).unwrap_or_default();
-                            let depth = inner.client.queue_info(&queue).await.ok().map(|i| i.pending);
-                            let record = finish(&queue, at, secs as u64, depth, sums);
-                            write(&js, &record, replicas).await;
-                        }
+                        let (this, later) = std::mem::take(&mut summing)
+                            .into_iter()
+                            .partition::<BTreeMap<_, _>, _>(|k| k.0 .1 == at);
+                        summing = later;
                         summing.retain(|k, _| k.1 > at);
+                        ended.push((at, this.into_iter().map(|((q, _), s)| (q, s)).collect()));
                         written_up_to += secs;
+                    }
+                    if !ended.is_empty() {
+                        // written aside: events meanwhile are timed as they
+                        // arrive, not once the writes are done
+                        let (client, js) = (inner.client.clone(), js.clone());
+                        tokio::spawn(write_ended(client, js, secs as u64, replicas, ended));
                     }
                 }
             }
         }
     });
+}
+
+/// Writes the record of every queue for each ended interval: the queues
+/// with events there, and every other queue with its depth.
+async fn write_ended(
+    client: asyncjobs::Client,
+    js: jetstream::Context,
+    seconds: u64,
+    replicas: usize,
+    ended: Vec<(i64, BTreeMap<String, Summing>)>,
+) {
+    for (at, mut sums) in ended {
+        let mut queues = client.queue_names().await.unwrap_or_default();
+        queues.extend(
+            sums.keys()
+                .filter(|q| !queues.contains(q))
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
+        for queue in queues {
+            let mine = sums.remove(&queue).unwrap_or_default();
+            let depth = client.queue_info(&queue).await.ok().map(|i| i.pending);
+            let record = finish(&queue, at, seconds, depth, mine);
+            write(&js, &record, replicas).await;
+        }
+    }
+}
+
+/// A try's run time from its `active` event (when it arrived, and the
+/// task's age it gave) and the `complete` event's task age: the ages'
+/// difference, both taken by the worker as it published (Go's workers
+/// too), so a replica slow to read its events does not shorten it; the
+/// time between the events' arrival when an age is missing (a task with
+/// Go's zero creation time).
+fn run_time(active: (std::time::Instant, Duration), complete_age: Duration) -> Duration {
+    let (arrived, active_age) = active;
+    if active_age.is_zero() || complete_age.is_zero() {
+        return arrived.elapsed();
+    }
+    complete_age.saturating_sub(active_age)
 }
 
 /// The record of `sums`.
@@ -136,7 +180,7 @@ fn finish(queue: &str, start: i64, seconds: u64, depth: Option<u64>, sums: Summi
         seconds,
         depth,
         types,
-        replica: crate::access::audit::replica().to_string(),
+        replica: crate::replica().to_string(),
     }
 }
 
@@ -180,4 +224,33 @@ pub(crate) async fn create(js: &jetstream::Context, replicas: usize) -> Result<(
     .await
     .map(|_| ())
     .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod run_time_tests {
+    use super::*;
+
+    #[test]
+    fn a_run_time_is_the_difference_of_the_ages_the_worker_gave() {
+        // read late: the arrival says nothing, the ages say 30 ms
+        let arrived = std::time::Instant::now();
+        let ran = run_time(
+            (arrived, Duration::from_millis(500)),
+            Duration::from_millis(530),
+        );
+        assert_eq!(ran, Duration::from_millis(30));
+        // an age going back (clocks) is no negative run
+        assert_eq!(
+            run_time(
+                (arrived, Duration::from_millis(530)),
+                Duration::from_millis(500)
+            ),
+            Duration::ZERO
+        );
+        // without ages, the arrival times
+        assert!(
+            run_time((arrived, Duration::ZERO), Duration::from_millis(530))
+                < Duration::from_secs(5)
+        );
+    }
 }

@@ -163,7 +163,7 @@ pub(super) async fn start(api: &Api, tasks: Tasks, action: BulkAction, w: Words)
         failed: 0,
         first_failure: None,
         error: None,
-        replica: crate::access::audit::replica().into(),
+        replica: crate::replica().into(),
         started: now,
         updated: now,
     };
