@@ -234,12 +234,12 @@ async fn a_selection_reports_progress_and_a_stale_job_is_interrupted() {
     stale["updated"] = json!(minute_ago);
     stale["handled"] = json!(1);
     kv.put(
-        "stale0123456789a",
+        "5ca1e0123456789a",
         serde_json::to_vec(&stale).unwrap().into(),
     )
     .await
     .unwrap();
-    let (status, body) = page(&http, format!("{a}/ui/bulk/stale0123456789a")).await;
+    let (status, body) = page(&http, format!("{a}/ui/bulk/5ca1e0123456789a")).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("Interrupted:"), "{body}");
     assert!(body.contains("(1 of 2 tasks were handled)"), "{body}");
@@ -313,6 +313,29 @@ async fn a_viewer_reads_the_progress_an_operator_started() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().contains("2 tasks deleted"));
+    // ids that are not a job's (bucket wildcards, separators, too long,
+    // upper case, percent-encoded control bytes) are 404, never a bucket
+    // error
+    for hostile in [
+        "a*b",
+        ">",
+        "0123456789abcdef.x",
+        "..x",
+        "%00",
+        "0123456789ABCDEF",
+        "0123456789abcdef0",
+        "x%2fetc",
+        "a%20b",
+        "0000000000000000",
+    ] {
+        let r = http
+            .get(format!("{base}/ui/bulk/{hostile}"))
+            .bearer_auth(BOB)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "/ui/bulk/{hostile}");
+    }
     // the trail has both POSTs with who made them
     let trail: Value = http
         .get(format!("{base}/v1/audit?limit=10"))

@@ -288,6 +288,11 @@ struct Progress {
     back: String,
 }
 
+/// Whether `s` has the shape of the ids [`start`] makes.
+fn is_job_id(s: &str) -> bool {
+    s.len() == 16 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// `GET /ui/bulk/{job}`: the action's progress (a viewer may read it).
 pub(super) async fn page(State(api): State<Api>, Path(job): Path<String>) -> Response {
     let missing = || {
@@ -297,6 +302,11 @@ pub(super) async fn page(State(api): State<Api>, Path(job): Path<String>) -> Res
             format!("no bulk action {job:?} (records are kept for a day)"),
         )
     };
+    // a job id is 16 lowercase hex digits (`start`); anything else is no
+    // job, and is never handed to the bucket as a key
+    if !is_job_id(&job) {
+        return missing();
+    }
     let read = match api.client.jetstream().get_key_value(BUCKET).await {
         Ok(store) => store.get(&job).await.map_err(|e| e.to_string()),
         Err(_) => return missing(),
