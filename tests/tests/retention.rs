@@ -279,3 +279,44 @@ async fn the_stores_age_limit_is_not_extended() {
     .await;
     worker.stop().await;
 }
+
+/// A worker's first completions come all at once (200 queued, concurrency
+/// 100): one of them reads the queue's retention from its stream and the
+/// others wait for that read, rather than each sending its own (a hundred
+/// `STREAM.INFO` requests at once); every record still takes the queue's
+/// retention. Requests are counted by listening on the JetStream API
+/// subject beside the server.
+#[tokio::test]
+async fn the_first_completions_read_the_queues_retention_once() {
+    use futures::StreamExt;
+    let server = NatsServer::start();
+    let own: Retention = "complete=1s".parse().unwrap();
+    let c = client_with(&server, Queue::new("HERD").retention(own), "forever").await;
+    let mut ts: Vec<Task> = (0..200)
+        .map(|_| Task::new("ok", &serde_json::json!({})).unwrap())
+        .collect();
+    for r in c.enqueue_many(&mut ts).await {
+        r.unwrap();
+    }
+    let listener = async_nats::connect(server.url()).await.unwrap();
+    let mut infos = listener
+        .subscribe("$JS.API.STREAM.INFO.CHORIA_AJ_Q_HERD")
+        .await
+        .unwrap();
+    listener.flush().await.unwrap();
+    let worker = spawn_worker(c.worker(router()).concurrency(100));
+    for t in &ts {
+        gone(&c, &t.id, "the queue's retention expires every record").await;
+    }
+    worker.stop().await;
+    // the worker's start reads the queue too (its settings): a few
+    // requests, not one per completion
+    let mut seen = 0;
+    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(200), infos.next()).await {
+        seen += 1;
+    }
+    assert!(
+        seen <= 10,
+        "{seen} STREAM.INFO requests for the queue while 200 tasks completed"
+    );
+}

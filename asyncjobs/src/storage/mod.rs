@@ -198,6 +198,9 @@ pub(crate) struct Storage {
     ttl_allowed: Arc<std::sync::Mutex<retention::ExpiryAllowed>>,
     /// Each queue's own retention as last read (`retention.rs`).
     retentions: Arc<std::sync::Mutex<retention::QueueRetentions>>,
+    /// Held by the save that reads a queue's retention for the first time
+    /// (`retention.rs`): the others wait for it rather than read too.
+    retention_reads: Arc<tokio::sync::Mutex<()>>,
     /// The "kept forever" warning was logged.
     retention_warned: Arc<AtomicBool>,
     /// The flow-control bucket once opened (`limits.rs`), dropped after an
@@ -232,6 +235,7 @@ impl Storage {
             capabilities: Arc::default(),
             ttl_allowed: Arc::default(),
             retentions: Arc::default(),
+            retention_reads: Arc::default(),
             limits: Arc::default(),
             retention_warned: Arc::default(),
         }
@@ -337,12 +341,10 @@ impl Storage {
 
     /// The stream's details, `None` when it does not exist.
     pub(crate) async fn stream_details(&self, name: &str) -> Result<Option<StreamDetails>> {
+        // one STREAM.INFO: the stream handle carries the info it was
+        // looked up with
         match self.js.get_stream(name).await {
-            Ok(mut s) => Ok(Some(StreamDetails::from_info(
-                s.info()
-                    .await
-                    .map_err(|e| nats(format!("stream {name}"), e))?,
-            ))),
+            Ok(s) => Ok(Some(StreamDetails::from_info(s.cached_info()))),
             Err(e) => {
                 let e = nats(format!("loading stream {name}"), e);
                 if api::is(&e, ErrorCode::STREAM_NOT_FOUND) {

@@ -20,6 +20,20 @@ pub(crate) const RETENTION_METADATA: &str = "asyncjobs.retention";
 /// it is read again: a change reaches every process within this.
 pub(crate) const RETENTION_REFRESH: Duration = Duration::from_secs(30);
 
+/// How soon a queue's retention is read again after a first read failed
+/// (meanwhile its records are kept forever).
+const RETENTION_RETRY: Duration = Duration::from_secs(1);
+
+/// What a client knows of a queue's retention ([`Storage::retention_of`]).
+enum Cached {
+    /// Read within [`RETENTION_REFRESH`]: the retention to use.
+    Fresh(Retention),
+    /// Read before; the queue's own (`None`: the client's default).
+    Stale(Option<Retention>),
+    /// Never read.
+    Unknown,
+}
+
 /// How long what was read of the task store (whether it allows
 /// per-message TTL, its `max_age`) is used before it is read again: an
 /// operator's `ajc task retention --enable` or `ajc task configure`
@@ -141,18 +155,23 @@ impl Storage {
     /// anything was read, [`Retention::forever`]: a record is better kept
     /// than removed early.
     pub(crate) async fn retention_of(&self, queue: &str) -> Retention {
-        let before = {
-            let mut map = self.retentions.lock().unwrap_or_else(|e| e.into_inner());
-            match map.get_mut(queue) {
-                Some((r, at)) if at.elapsed() < RETENTION_REFRESH => {
-                    return r.unwrap_or(self.settings.retention)
+        let before = match self.cached_retention(queue) {
+            Cached::Fresh(r) => return r,
+            Cached::Stale(own) => Some(own),
+            Cached::Unknown => None,
+        };
+        // Before anything was read, one save reads and the others wait for
+        // it: a worker's first completions come all at once, and each would
+        // otherwise read the queue's stream (a hundred reads at concurrency
+        // 100).
+        let _reading = match before {
+            Some(_) => None,
+            None => {
+                let guard = self.retention_reads.lock().await;
+                if let Cached::Fresh(r) = self.cached_retention(queue) {
+                    return r;
                 }
-                Some((r, at)) => {
-                    // this save reads it again; the others use the old one meanwhile
-                    *at = Instant::now();
-                    Some(*r)
-                }
-                None => None,
+                Some(guard)
             }
         };
         match self.read_queue_retention(queue).await {
@@ -165,9 +184,36 @@ impl Storage {
                 tracing::debug!(queue, error = %e, "reading the queue's retention failed");
                 match before {
                     Some(own) => own.unwrap_or(self.settings.retention),
-                    None => Retention::forever(),
+                    None => {
+                        // kept until read; the saves waiting meanwhile do
+                        // not each wait for a read of their own, and the
+                        // next read is in RETENTION_RETRY
+                        let at = Instant::now()
+                            .checked_sub(RETENTION_REFRESH - RETENTION_RETRY)
+                            .unwrap_or_else(Instant::now);
+                        let mut map = self.retentions.lock().unwrap_or_else(|e| e.into_inner());
+                        map.insert(queue.to_string(), (Some(Retention::forever()), at));
+                        Retention::forever()
+                    }
                 }
             }
+        }
+    }
+
+    /// What is known of `queue`'s retention. A stale entry is marked
+    /// fresh for the others while this caller reads it again.
+    fn cached_retention(&self, queue: &str) -> Cached {
+        let mut map = self.retentions.lock().unwrap_or_else(|e| e.into_inner());
+        match map.get_mut(queue) {
+            Some((r, at)) if at.elapsed() < RETENTION_REFRESH => {
+                Cached::Fresh(r.unwrap_or(self.settings.retention))
+            }
+            Some((r, at)) => {
+                // this save reads it again; the others use the old one meanwhile
+                *at = Instant::now();
+                Cached::Stale(*r)
+            }
+            None => Cached::Unknown,
         }
     }
 
