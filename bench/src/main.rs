@@ -4,9 +4,11 @@
 //! `cargo run --release -p asyncjobs-bench -- --help`
 //!
 //! [`run`] is the order of the report: the paired comparison ([`compare`]:
-//! the rates, CPU and latency of [`framework`], [`best`] and [`raw`]), then
-//! [`scaling`], then [`flow`] (with `--flow`), then [`memory`], then the
-//! `--json` summary ([`report`]).
+//! the rates, CPU and latency of [`framework`], [`best`] and [`raw`], and
+//! of the Go implementation's program with `--go`, [`go`]), then
+//! [`sizes`] (with `--sizes`), then [`scaling`], then [`flow`] (with
+//! `--flow`), then [`memory`], then the `--json` summary
+//! ([`report`]).
 
 mod best;
 mod compare;
@@ -14,6 +16,7 @@ mod cpu;
 mod dashboard;
 mod flow;
 mod framework;
+mod go;
 mod harness;
 mod memory;
 mod opts;
@@ -21,6 +24,7 @@ mod raw;
 mod report;
 mod scaling;
 mod server;
+mod sizes;
 
 use clap::Parser;
 use opts::Opts;
@@ -82,16 +86,33 @@ async fn run(opts: Opts) {
         }
         return;
     }
+    if opts.only.as_deref() == Some("sizes") {
+        let mut extra = serde_json::Map::new();
+        sizes::report(&url, &opts, &mut extra).await;
+        if opts.json {
+            println!("{}", serde_json::Value::Object(extra));
+        }
+        return;
+    }
     if let Some(only) = &opts.only {
         compare::only(&url, &opts, only).await;
         return;
     }
     eprintln!("best raw client: {}", best::CONFIGURATION);
     eprintln!("raw as framework: the framework's structure (multi-thread runtime, a spawn per item, STREAM.MSG.GET loads)");
+    if let Some(bin) = &opts.go {
+        eprintln!(
+            "go: {} (rate and client CPU are its own figures; no server CPU)",
+            bin.display()
+        );
+    }
     let mut res = Results::default();
     let reps = opts.reps.max(1);
     compare::run(&url, &opts, reps, &mut res).await;
     let mut extra = serde_json::Map::new();
+    if !opts.sizes.is_empty() {
+        sizes::report(&url, &opts, &mut extra).await;
+    }
     if opts.cpu_tasks > 0 {
         scaling::report_cpu_bound(&url, &opts, reps, &mut extra).await;
     }
