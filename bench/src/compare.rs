@@ -4,12 +4,12 @@
 //! each repetition, with the client and server CPU of the processing
 //! ones, then the latency of the framework and the raw client; the same
 //! rates on the framework and the best raw client alone
-//! ([`paired_rates`], for `--sizes`); and `--only`, one of
+//! ([`paired_rates`], for `--sizes` and `--cluster`); and `--only`, one of
 //! them repeated for a profiler.
 
 use crate::opts::Opts;
 use crate::report::Results;
-use crate::{best, cpu, framework, go, raw};
+use crate::{best, cluster, cpu, framework, go, raw};
 
 /// Who does the work.
 #[derive(Clone, Copy, PartialEq)]
@@ -110,7 +110,7 @@ async fn go_sample(m: Rate, url: &str, opts: &Opts, rep: usize) -> Option<Sample
         Rate::EndToEnd => (go::Mode::EndToEnd, format!("GO_E2E_{rep}")),
     };
     let bin = opts.go.as_ref().expect("--go");
-    let run = go::run(bin, url, &q, opts.tasks, mode, 1).await;
+    let run = go::run(bin, url, &q, opts.tasks, mode, cluster::replicas()).await;
     Some(match run {
         Some(r) => (r.rate, (r.cpu_us_per_task, None)),
         None => (f64::NAN, (f64::NAN, None)),
@@ -224,7 +224,7 @@ fn add_rate_rows(rates: &[RateSamples], sides: &[Side], res: &mut Results) {
 
 /// The rate, client CPU and server CPU rows of the framework beside the
 /// best raw client (and Go with `--go`), `reps` repetitions at
-/// `opts.tasks` (for `--sizes`).
+/// `opts.tasks` (for `--sizes` and `--cluster`).
 pub async fn paired_rates(url: &str, opts: &Opts, reps: usize, res: &mut Results) {
     let sides = sides(opts, false);
     let mut rates = Vec::new();

@@ -7,10 +7,11 @@
 //! the rates, CPU and latency of [`framework`], [`best`] and [`raw`], and
 //! of the Go implementation's program with `--go`, [`go`]), then
 //! [`sizes`] (with `--sizes`), then [`scaling`], then [`flow`] (with
-//! `--flow`), then [`memory`], then the `--json` summary
-//! ([`report`]).
+//! `--flow`), then [`memory`], then [`cluster`] (with `--cluster`, on a
+//! 3-node cluster of its own), then the `--json` summary ([`report`]).
 
 mod best;
+mod cluster;
 mod compare;
 mod cpu;
 mod dashboard;
@@ -63,6 +64,15 @@ fn start_server(opts: &Opts) -> (Option<server::Server>, String) {
 /// Every measurement `opts` asks for, printed as measured.
 async fn run(opts: Opts) {
     framework::set_no_scheduled_waits(opts.no_scheduled_waits);
+    if opts.only.as_deref() == Some("cluster") {
+        // the cluster is started by the measurement: no single server
+        let mut extra = serde_json::Map::new();
+        cluster::report(&opts, &mut extra).await;
+        if opts.json {
+            println!("{}", serde_json::Value::Object(extra));
+        }
+        return;
+    }
     let (server, url) = start_server(&opts);
     eprintln!(
         "asyncjobs benchmark: {} tasks x {} reps, {} storage, server {url}",
@@ -132,6 +142,12 @@ async fn run(opts: Opts) {
         flow::report(&url, &opts, reps, &mut extra).await;
     }
     let inflight_name = memory::report(&url, &opts, &mut res).await;
+    if opts.cluster {
+        cluster::report(&opts, &mut extra).await;
+        if let Some(s) = &server {
+            cpu::set_server_pid(s.pid());
+        }
+    }
     if opts.json {
         let summary = report::json_summary(&res, extra, &opts, reps, &inflight_name);
         println!("{summary}");

@@ -20,8 +20,8 @@ struct Row {
 #[derive(Default)]
 pub struct Results {
     rows: Vec<Row>,
-    /// Rows printed without the "raw as framework" column (`--sizes`
-    /// does not measure that side).
+    /// Rows printed without the "raw as framework" column (`--sizes`,
+    /// `--cluster` do not measure that side).
     hide_structure: bool,
 }
 
