@@ -1,13 +1,13 @@
 //! CPU time spent per task by the benchmark process (the client side) and
-//! by nats-server, over a measurement's timed section, from
+//! by nats-server (the sum of a cluster's nodes), over a measurement's timed section, from
 //! `/proc/<pid>/stat` (`utime + stime`, clock ticks of 10 ms: with
 //! thousands of tasks per measurement that is a resolution of a few µs
 //! per task).
 
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
-/// The nats-server's process id, when the benchmark started it.
-static SERVER_PID: OnceLock<u32> = OnceLock::new();
+/// The nats-servers' process ids, when the benchmark started them.
+static SERVER_PIDS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 /// Client and server (when known) CPU µs per task of one span.
 pub type PerTask = (f64, Option<f64>);
 
@@ -18,7 +18,21 @@ static LAST: Mutex<Option<PerTask>> = Mutex::new(None);
 const TICKS_PER_SEC: f64 = 100.0;
 
 pub fn set_server_pid(pid: u32) {
-    let _ = SERVER_PID.set(pid);
+    set_server_pids(&[pid]);
+}
+
+/// The servers whose CPU is summed from now on (a cluster's nodes).
+pub fn set_server_pids(pids: &[u32]) {
+    *SERVER_PIDS.lock().unwrap() = pids.to_vec();
+}
+
+/// The CPU seconds of the servers (`None` when unknown).
+fn server_seconds() -> Option<f64> {
+    let pids = SERVER_PIDS.lock().unwrap().clone();
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|p| cpu_seconds(&p.to_string())).sum()
 }
 
 /// CPU seconds (user + system) of process `pid` (`self` for this one).
@@ -43,7 +57,7 @@ impl Span {
     pub fn start() -> Span {
         Span {
             client: cpu_seconds("self"),
-            server: SERVER_PID.get().and_then(|p| cpu_seconds(&p.to_string())),
+            server: server_seconds(),
         }
     }
 
@@ -53,10 +67,7 @@ impl Span {
             Some((now? - before?) * 1e6 / tasks.max(1) as f64)
         };
         let client = per_task(self.client, cpu_seconds("self")).unwrap_or(0.0);
-        let server = per_task(
-            self.server,
-            SERVER_PID.get().and_then(|p| cpu_seconds(&p.to_string())),
-        );
+        let server = per_task(self.server, server_seconds());
         *LAST.lock().unwrap() = Some((client, server));
     }
 }

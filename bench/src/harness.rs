@@ -9,13 +9,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A client of `queue`, creating it (60 s run time, 1000 concurrent) in
-/// the storage `--memory` selects.
+/// the storage `--memory` selects (with the cluster measurement's
+/// replicas, [`crate::cluster::replicas`]).
 pub async fn connect(url: &str, queue: &str, opts: &Opts) -> Client {
     let mut b = Client::builder().url(url).queue(
         Queue::new(queue)
             .max_run_time(Duration::from_secs(60))
             .max_concurrent(1000),
     );
+    b = b.replicas(crate::cluster::replicas());
     if opts.memory {
         b = b.memory_storage();
     }
@@ -35,8 +37,10 @@ pub fn tasks(n: usize) -> Vec<Task> {
         .collect()
 }
 
-/// Deletes `queue` and purges the task store.
+/// Deletes `queue` and purges the task store (in the cluster
+/// measurement, after checking every stream's replicas).
 pub async fn cleanup(client: &Client, queue: &str) {
+    crate::cluster::check_replicas(client, queue).await;
     let _ = client.delete_queue(queue).await;
     let _ = client.purge_tasks().await;
 }
@@ -130,6 +134,7 @@ pub async fn verify_complete(client: &Client, queue: &str, ids: &[String]) {
 pub async fn producer(url: &str, queue: &str) -> Client {
     Client::builder()
         .url(url)
+        .replicas(crate::cluster::replicas())
         .bind_queue(queue)
         .build()
         .await

@@ -4,16 +4,20 @@
 //! `cargo run --release -p asyncjobs-bench -- --help`
 //!
 //! [`run`] is the order of the report: the paired comparison ([`compare`]:
-//! the rates, CPU and latency of [`framework`], [`best`] and [`raw`]), then
-//! [`scaling`], then [`flow`] (with `--flow`), then [`memory`], then the
-//! `--json` summary ([`report`]).
+//! the rates, CPU and latency of [`framework`], [`best`] and [`raw`], and
+//! of the Go implementation's program with `--go`, [`go`]), then
+//! [`sizes`] (with `--sizes`), then [`scaling`], then [`flow`] (with
+//! `--flow`), then [`memory`], then [`cluster`] (with `--cluster`, on a
+//! 3-node cluster of its own), then the `--json` summary ([`report`]).
 
 mod best;
+mod cluster;
 mod compare;
 mod cpu;
 mod dashboard;
 mod flow;
 mod framework;
+mod go;
 mod harness;
 mod memory;
 mod opts;
@@ -21,6 +25,7 @@ mod raw;
 mod report;
 mod scaling;
 mod server;
+mod sizes;
 
 use clap::Parser;
 use opts::Opts;
@@ -59,6 +64,15 @@ fn start_server(opts: &Opts) -> (Option<server::Server>, String) {
 /// Every measurement `opts` asks for, printed as measured.
 async fn run(opts: Opts) {
     framework::set_no_scheduled_waits(opts.no_scheduled_waits);
+    if opts.only.as_deref() == Some("cluster") {
+        // the cluster is started by the measurement: no single server
+        let mut extra = serde_json::Map::new();
+        cluster::report(&opts, &mut extra).await;
+        if opts.json {
+            println!("{}", serde_json::Value::Object(extra));
+        }
+        return;
+    }
     let (server, url) = start_server(&opts);
     eprintln!(
         "asyncjobs benchmark: {} tasks x {} reps, {} storage, server {url}",
@@ -82,16 +96,33 @@ async fn run(opts: Opts) {
         }
         return;
     }
+    if opts.only.as_deref() == Some("sizes") {
+        let mut extra = serde_json::Map::new();
+        sizes::report(&url, &opts, &mut extra).await;
+        if opts.json {
+            println!("{}", serde_json::Value::Object(extra));
+        }
+        return;
+    }
     if let Some(only) = &opts.only {
         compare::only(&url, &opts, only).await;
         return;
     }
     eprintln!("best raw client: {}", best::CONFIGURATION);
     eprintln!("raw as framework: the framework's structure (multi-thread runtime, a spawn per item, STREAM.MSG.GET loads)");
+    if let Some(bin) = &opts.go {
+        eprintln!(
+            "go: {} (rate and client CPU are its own figures; no server CPU)",
+            bin.display()
+        );
+    }
     let mut res = Results::default();
     let reps = opts.reps.max(1);
     compare::run(&url, &opts, reps, &mut res).await;
     let mut extra = serde_json::Map::new();
+    if !opts.sizes.is_empty() {
+        sizes::report(&url, &opts, &mut extra).await;
+    }
     if opts.cpu_tasks > 0 {
         scaling::report_cpu_bound(&url, &opts, reps, &mut extra).await;
     }
@@ -111,6 +142,12 @@ async fn run(opts: Opts) {
         flow::report(&url, &opts, reps, &mut extra).await;
     }
     let inflight_name = memory::report(&url, &opts, &mut res).await;
+    if opts.cluster {
+        cluster::report(&opts, &mut extra).await;
+        if let Some(s) = &server {
+            cpu::set_server_pid(s.pid());
+        }
+    }
     if opts.json {
         let summary = report::json_summary(&res, extra, &opts, reps, &inflight_name);
         println!("{summary}");

@@ -62,7 +62,8 @@ pub struct Opts {
     /// profiler: `fw-enqueue-batch`, `fw-c10`, `fw-c100`, `fw-e2e`, or the
     /// same with `best-` (prints tasks/s, and client and server CPU µs per
     /// task for the processing ones); `dashboard` runs only
-    /// `--dashboard-tasks`.
+    /// `--dashboard-tasks`, `sizes` only `--sizes`, `cluster` only the
+    /// cluster measurement (see `--cluster`).
     #[arg(long)]
     pub only: Option<String>,
     /// Also measure flow control (priorities, fairness, rate limits);
@@ -81,6 +82,26 @@ pub struct Opts {
     /// Seconds the rate-limit measurement counts starts (`--flow`).
     #[arg(long, default_value_t = 60)]
     pub flow_rate_secs: u64,
+    /// Task counts of the size measurement, comma separated (for example
+    /// `5000,20000,100000`; none skips it): the framework beside the best
+    /// raw client at each count, `--size-reps` times.
+    #[arg(long, value_delimiter = ',')]
+    pub sizes: Vec<usize>,
+    /// Repetitions of each `--sizes` count.
+    #[arg(long, default_value_t = 3)]
+    pub size_reps: usize,
+    /// Also measure the framework beside the best raw client on a 3-node
+    /// nats-server cluster it starts on loopback, every stream with 3
+    /// replicas (`--tasks`, `--reps`); `--only cluster` measures only that.
+    #[arg(long)]
+    pub cluster: bool,
+    /// The Go implementation's benchmark program (`BIN --url URL --queue
+    /// NAME --tasks N --mode enqueue-seq|process|e2e [--concurrency C]
+    /// [--replicas R]`, printing one JSON line): a Go column beside the
+    /// framework's enqueue, process and enqueue+process rows, run in the
+    /// same repetitions.
+    #[arg(long)]
+    pub go: Option<std::path::PathBuf>,
     /// Internal: run a worker process for the memory measurement.
     #[arg(long, hide = true)]
     pub child_worker: Option<String>,
