@@ -5,7 +5,8 @@
 //!
 //! [`run`] is the order of the report: the paired comparison ([`compare`]:
 //! the rates, CPU and latency of [`framework`], [`best`] and [`raw`]), then
-//! [`scaling`], then [`flow`] (with `--flow`), then [`memory`], then the
+//! [`scaling`], then [`flow`] (with `--flow`), then [`workers`] (with
+//! `--worker-procs`: worker processes), then [`memory`], then the
 //! `--json` summary ([`report`]).
 
 mod best;
@@ -21,6 +22,7 @@ mod raw;
 mod report;
 mod scaling;
 mod server;
+mod workers;
 
 use clap::Parser;
 use opts::Opts;
@@ -74,6 +76,14 @@ async fn run(opts: Opts) {
         }
         return;
     }
+    if opts.only.as_deref() == Some("workers") {
+        let mut extra = serde_json::Map::new();
+        workers::report(&url, &opts, opts.reps.max(1), &mut extra).await;
+        if opts.json {
+            println!("{}", serde_json::Value::Object(extra));
+        }
+        return;
+    }
     if opts.only.as_deref() == Some("dashboard") {
         let mut extra = serde_json::Map::new();
         dashboard::report(&url, &opts, &mut extra).await;
@@ -109,6 +119,9 @@ async fn run(opts: Opts) {
     }
     if opts.flow {
         flow::report(&url, &opts, reps, &mut extra).await;
+    }
+    if !opts.worker_procs.is_empty() {
+        workers::report(&url, &opts, reps, &mut extra).await;
     }
     let inflight_name = memory::report(&url, &opts, &mut res).await;
     if opts.json {

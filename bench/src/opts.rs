@@ -62,7 +62,8 @@ pub struct Opts {
     /// profiler: `fw-enqueue-batch`, `fw-c10`, `fw-c100`, `fw-e2e`, or the
     /// same with `best-` (prints tasks/s, and client and server CPU µs per
     /// task for the processing ones); `dashboard` runs only
-    /// `--dashboard-tasks`.
+    /// `--dashboard-tasks`; `flow` and `workers` (`--worker-procs`, 1,2,4
+    /// when none given) run only that.
     #[arg(long)]
     pub only: Option<String>,
     /// Also measure flow control (priorities, fairness, rate limits);
@@ -81,6 +82,12 @@ pub struct Opts {
     /// Seconds the rate-limit measurement counts starts (`--flow`).
     #[arg(long, default_value_t = 60)]
     pub flow_rate_secs: u64,
+    /// Worker process counts, comma separated (for example `1,2,4`; none
+    /// skips it): `--tasks` queued tasks processed at a total concurrency
+    /// of 100 split over N worker processes, beside the best raw client
+    /// split the same way, with the processes' CPU per task.
+    #[arg(long, value_delimiter = ',')]
+    pub worker_procs: Vec<usize>,
     /// Internal: run a worker process for the memory measurement.
     #[arg(long, hide = true)]
     pub child_worker: Option<String>,
