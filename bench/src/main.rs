@@ -6,13 +6,15 @@
 //! [`run`] is the order of the report: the paired comparison ([`compare`]:
 //! the rates, CPU and latency of [`framework`], [`best`] and [`raw`]), then
 //! [`scaling`], then [`flow`] (with `--flow`), then [`workers`] (with
-//! `--worker-procs`: worker processes), then [`memory`], then the
+//! `--worker-procs`: worker processes), then [`features`] (with
+//! `--features`: the cost of each feature), then [`memory`], then the
 //! `--json` summary ([`report`]).
 
 mod best;
 mod compare;
 mod cpu;
 mod dashboard;
+mod features;
 mod flow;
 mod framework;
 mod harness;
@@ -76,9 +78,13 @@ async fn run(opts: Opts) {
         }
         return;
     }
-    if opts.only.as_deref() == Some("workers") {
+    if let Some(only @ ("workers" | "features")) = opts.only.as_deref() {
         let mut extra = serde_json::Map::new();
-        workers::report(&url, &opts, opts.reps.max(1), &mut extra).await;
+        if only == "workers" {
+            workers::report(&url, &opts, opts.reps.max(1), &mut extra).await;
+        } else {
+            features::report(&url, &opts, opts.reps.max(1), &mut extra).await;
+        }
         if opts.json {
             println!("{}", serde_json::Value::Object(extra));
         }
@@ -122,6 +128,9 @@ async fn run(opts: Opts) {
     }
     if !opts.worker_procs.is_empty() {
         workers::report(&url, &opts, reps, &mut extra).await;
+    }
+    if opts.features {
+        features::report(&url, &opts, reps, &mut extra).await;
     }
     let inflight_name = memory::report(&url, &opts, &mut res).await;
     if opts.json {

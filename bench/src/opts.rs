@@ -62,8 +62,8 @@ pub struct Opts {
     /// profiler: `fw-enqueue-batch`, `fw-c10`, `fw-c100`, `fw-e2e`, or the
     /// same with `best-` (prints tasks/s, and client and server CPU µs per
     /// task for the processing ones); `dashboard` runs only
-    /// `--dashboard-tasks`; `flow` and `workers` (`--worker-procs`, 1,2,4
-    /// when none given) run only that.
+    /// `--dashboard-tasks`; `flow`, `workers` (`--worker-procs`, 1,2,4
+    /// when none given) and `features` (`--features`) run only that.
     #[arg(long)]
     pub only: Option<String>,
     /// Also measure flow control (priorities, fairness, rate limits);
@@ -88,6 +88,12 @@ pub struct Opts {
     /// split the same way, with the processes' CPU per task.
     #[arg(long, value_delimiter = ',')]
     pub worker_procs: Vec<usize>,
+    /// Also measure the cost of each feature (priorities, a rate limit,
+    /// keys, unique keys, progress, batches) when used: processing at
+    /// concurrency 100 beside the plain queue, and the enqueue where the
+    /// cost is.
+    #[arg(long)]
+    pub features: bool,
     /// Internal: run a worker process for the memory measurement.
     #[arg(long, hide = true)]
     pub child_worker: Option<String>,
