@@ -10,6 +10,8 @@
 //! its own thread (no cross-thread wake-ups per round trip), items pulled
 //! in batches as large as the concurrency and processed without spawning,
 //! and task loads by direct get (plain bytes, no JSON/base64 envelope).
+//! [`Items`] is the processing loop, also run by the worker processes of
+//! [`crate::workers`].
 
 use crate::harness::{cleanup, connect, on_current_thread, tasks, wait_drained};
 use crate::opts::Opts;
@@ -118,8 +120,100 @@ async fn load(
     }
 }
 
-/// Processes `n` items of `q` with `concurrency` in flight; returns the
-/// seconds from the first pull to the last double ack.
+/// A connection's view of a queue's items: the `WORKERS` consumer, and
+/// how task records are loaded.
+pub(crate) struct Items {
+    nc: async_nats::Client,
+    js: jetstream::Context,
+    direct: bool,
+    consumer: jetstream::consumer::PullConsumer,
+}
+
+impl Items {
+    /// Looks up `q`'s consumer and the task store (no item pulled yet).
+    pub(crate) async fn open(nc: async_nats::Client, q: &str) -> Items {
+        let js = jetstream::new(nc.clone());
+        let direct = js
+            .get_stream("CHORIA_AJ_TASKS")
+            .await
+            .unwrap()
+            .cached_info()
+            .config
+            .allow_direct;
+        let consumer: jetstream::consumer::PullConsumer = js
+            .get_stream_no_info(format!("CHORIA_AJ_Q_{q}"))
+            .await
+            .unwrap()
+            .get_consumer("WORKERS")
+            .await
+            .unwrap();
+        Items {
+            nc,
+            js,
+            direct,
+            consumer,
+        }
+    }
+
+    /// Processes up to `n` items with `concurrency` in flight, until
+    /// `stop` resolves (the items started then are finished), counting
+    /// them in `done`.
+    pub(crate) async fn process(
+        &self,
+        concurrency: usize,
+        n: usize,
+        stop: impl std::future::Future<Output = ()>,
+        done: &Cell<usize>,
+    ) {
+        let messages = self
+            .consumer
+            .stream()
+            .max_messages_per_batch(concurrency)
+            .messages()
+            .await
+            .unwrap();
+        messages
+            .take(n)
+            .take_until(stop)
+            .for_each_concurrent(concurrency, |m| async move {
+                self.handle(m.unwrap()).await;
+                done.set(done.get() + 1);
+            })
+            .await;
+    }
+
+    /// One item: the task saved active, then complete, each with its
+    /// event, then the item double-acked.
+    async fn handle(&self, m: jetstream::Message) {
+        #[derive(serde::Deserialize)]
+        struct Item {
+            job: String,
+        }
+        let (js, nc) = (&self.js, &self.nc);
+        let item: Item = serde_json::from_slice(&m.payload).unwrap();
+        let (seq, stored) = load(nc, js, self.direct, &item.job).await;
+        let mut t = Task::from_json(&stored).unwrap();
+        t.state = TaskState::Active;
+        t.tries += 1;
+        t.tried = Some(time::OffsetDateTime::now_utc());
+        let subject = format!("CHORIA_AJ.T.{}", item.job);
+        let seq = save(js, &subject, seq, &t).await;
+        event(nc, &t).await;
+        t.state = TaskState::Complete;
+        t.result = Some(
+            serde_json::from_str(&format!(
+                r#"{{"payload":null,"completed":"{}"}}"#,
+                asyncjobs::wire::format_time(&time::OffsetDateTime::now_utc())
+            ))
+            .unwrap(),
+        );
+        save(js, &subject, seq, &t).await;
+        event(nc, &t).await;
+        m.double_ack_with(AckKind::Ack).await.unwrap();
+    }
+}
+
+/// Processes `n` items of `q` with `concurrency` in flight.
 async fn process_items(
     nc: async_nats::Client,
     q: String,
@@ -127,60 +221,9 @@ async fn process_items(
     n: usize,
     done: &Cell<usize>,
 ) {
-    let js = jetstream::new(nc.clone());
-    let direct = js
-        .get_stream("CHORIA_AJ_TASKS")
+    Items::open(nc, &q)
         .await
-        .unwrap()
-        .cached_info()
-        .config
-        .allow_direct;
-    let consumer: jetstream::consumer::PullConsumer = js
-        .get_stream_no_info(format!("CHORIA_AJ_Q_{q}"))
-        .await
-        .unwrap()
-        .get_consumer("WORKERS")
-        .await
-        .unwrap();
-    let messages = consumer
-        .stream()
-        .max_messages_per_batch(concurrency)
-        .messages()
-        .await
-        .unwrap();
-    #[derive(serde::Deserialize)]
-    struct Item {
-        job: String,
-    }
-    messages
-        .take(n)
-        .for_each_concurrent(concurrency, |m| {
-            let (js, nc) = (&js, &nc);
-            async move {
-                let m = m.unwrap();
-                let item: Item = serde_json::from_slice(&m.payload).unwrap();
-                let (seq, stored) = load(nc, js, direct, &item.job).await;
-                let mut t = Task::from_json(&stored).unwrap();
-                t.state = TaskState::Active;
-                t.tries += 1;
-                t.tried = Some(time::OffsetDateTime::now_utc());
-                let subject = format!("CHORIA_AJ.T.{}", item.job);
-                let seq = save(js, &subject, seq, &t).await;
-                event(nc, &t).await;
-                t.state = TaskState::Complete;
-                t.result = Some(
-                    serde_json::from_str(&format!(
-                        r#"{{"payload":null,"completed":"{}"}}"#,
-                        asyncjobs::wire::format_time(&time::OffsetDateTime::now_utc())
-                    ))
-                    .unwrap(),
-                );
-                save(js, &subject, seq, &t).await;
-                event(nc, &t).await;
-                m.double_ack_with(AckKind::Ack).await.unwrap();
-                done.set(done.get() + 1);
-            }
-        })
+        .process(concurrency, n, std::future::pending(), done)
         .await;
 }
 

@@ -36,7 +36,7 @@ fn server_seconds() -> Option<f64> {
 }
 
 /// CPU seconds (user + system) of process `pid` (`self` for this one).
-fn cpu_seconds(pid: &str) -> Option<f64> {
+pub(crate) fn cpu_seconds(pid: &str) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // fields after the command name, which is in parentheses
     let rest = &stat[stat.rfind(')')? + 2..];

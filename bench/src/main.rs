@@ -7,14 +7,17 @@
 //! the rates, CPU and latency of [`framework`], [`best`] and [`raw`], and
 //! of the Go implementation's program with `--go`, [`go`]), then
 //! [`sizes`] (with `--sizes`), then [`scaling`], then [`flow`] (with
-//! `--flow`), then [`memory`], then [`cluster`] (with `--cluster`, on a
-//! 3-node cluster of its own), then the `--json` summary ([`report`]).
+//! `--flow`), then [`workers`] (with `--worker-procs`: worker processes),
+//! then [`features`] (with `--features`: the cost of each feature), then
+//! [`memory`], then [`cluster`] (with `--cluster`, on a 3-node cluster of
+//! its own), then the `--json` summary ([`report`]).
 
 mod best;
 mod cluster;
 mod compare;
 mod cpu;
 mod dashboard;
+mod features;
 mod flow;
 mod framework;
 mod go;
@@ -26,6 +29,7 @@ mod report;
 mod scaling;
 mod server;
 mod sizes;
+mod workers;
 
 use clap::Parser;
 use opts::Opts;
@@ -80,25 +84,19 @@ async fn run(opts: Opts) {
         opts.reps,
         if opts.memory { "memory" } else { "file" }
     );
-    if opts.only.as_deref() == Some("flow") {
+    if let Some(only @ ("flow" | "workers" | "features" | "dashboard" | "sizes")) =
+        opts.only.as_deref()
+    {
+        // one section alone, its JSON the only line printed
         let mut extra = serde_json::Map::new();
-        flow::report(&url, &opts, opts.reps.max(1), &mut extra).await;
-        if opts.json {
-            println!("{}", serde_json::Value::Object(extra));
+        let reps = opts.reps.max(1);
+        match only {
+            "flow" => flow::report(&url, &opts, reps, &mut extra).await,
+            "workers" => workers::report(&url, &opts, reps, &mut extra).await,
+            "features" => features::report(&url, &opts, reps, &mut extra).await,
+            "dashboard" => dashboard::report(&url, &opts, &mut extra).await,
+            _ => sizes::report(&url, &opts, &mut extra).await,
         }
-        return;
-    }
-    if opts.only.as_deref() == Some("dashboard") {
-        let mut extra = serde_json::Map::new();
-        dashboard::report(&url, &opts, &mut extra).await;
-        if opts.json {
-            println!("{}", serde_json::Value::Object(extra));
-        }
-        return;
-    }
-    if opts.only.as_deref() == Some("sizes") {
-        let mut extra = serde_json::Map::new();
-        sizes::report(&url, &opts, &mut extra).await;
         if opts.json {
             println!("{}", serde_json::Value::Object(extra));
         }
@@ -140,6 +138,12 @@ async fn run(opts: Opts) {
     }
     if opts.flow {
         flow::report(&url, &opts, reps, &mut extra).await;
+    }
+    if !opts.worker_procs.is_empty() {
+        workers::report(&url, &opts, reps, &mut extra).await;
+    }
+    if opts.features {
+        features::report(&url, &opts, reps, &mut extra).await;
     }
     let inflight_name = memory::report(&url, &opts, &mut res).await;
     if opts.cluster {

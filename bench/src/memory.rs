@@ -93,7 +93,11 @@ async fn measure(url: &str, opts: &Opts, raw: bool) -> (f64, f64) {
 
 /// `--child-worker KIND|QUEUE|INFLIGHT|URL`: the worker process
 /// [`measure`] starts; it holds `INFLIGHT` tasks until released.
+/// `--child-worker procs|…` is a worker process of [`crate::workers`].
 pub fn child_worker(spec: &str) {
+    if let Some(spec) = spec.strip_prefix("procs|") {
+        return crate::workers::child(spec);
+    }
     let mut parts = spec.splitn(4, '|');
     let (kind, q, inflight, url) = (
         parts.next().unwrap().to_string(),

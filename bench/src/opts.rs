@@ -63,7 +63,9 @@ pub struct Opts {
     /// same with `best-` (prints tasks/s, and client and server CPU µs per
     /// task for the processing ones); `dashboard` runs only
     /// `--dashboard-tasks`, `sizes` only `--sizes`, `cluster` only the
-    /// cluster measurement (see `--cluster`).
+    /// cluster measurement (see `--cluster`); `flow`, `workers`
+    /// (`--worker-procs`, 1,2,4 when none given) and `features`
+    /// (`--features`) run only that.
     #[arg(long)]
     pub only: Option<String>,
     /// Also measure flow control (priorities, fairness, rate limits);
@@ -102,6 +104,18 @@ pub struct Opts {
     /// same repetitions.
     #[arg(long)]
     pub go: Option<std::path::PathBuf>,
+    /// Worker process counts, comma separated (for example `1,2,4`; none
+    /// skips it): `--tasks` queued tasks processed at a total concurrency
+    /// of 100 split over N worker processes, beside the best raw client
+    /// split the same way, with the processes' CPU per task.
+    #[arg(long, value_delimiter = ',')]
+    pub worker_procs: Vec<usize>,
+    /// Also measure the cost of each feature (priorities, a rate limit,
+    /// keys, unique keys, progress, batches) when used: processing at
+    /// concurrency 100 beside the plain queue, and the enqueue where the
+    /// cost is.
+    #[arg(long)]
+    pub features: bool,
     /// Internal: run a worker process for the memory measurement.
     #[arg(long, hide = true)]
     pub child_worker: Option<String>,
