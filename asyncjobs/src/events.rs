@@ -85,12 +85,16 @@ tokio::task_local! {
 /// (`<host>:<pid>`): the state events of that task published meanwhile
 /// name the worker ([`TaskStateChangeEvent::worker`]); those of other
 /// tasks (a handler's enqueue or cancel) do not.
-pub(crate) async fn in_try<F: std::future::Future>(
+///
+/// Not an `async fn`: that would hold `f` beside the scope wrapping it,
+/// doubling the size of every delivery's future (docs/architecture.md
+/// §3, "The size of a delivery's future").
+pub(crate) fn in_try<F: std::future::Future>(
     worker: std::sync::Arc<str>,
     task: String,
     f: F,
-) -> F::Output {
-    PROCESSING.scope((worker, task), f).await
+) -> impl std::future::Future<Output = F::Output> {
+    PROCESSING.scope((worker, task), f)
 }
 
 /// The worker processing `task`'s item here, if any ([`in_try`]).

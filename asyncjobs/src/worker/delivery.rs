@@ -85,8 +85,14 @@ async fn process_item(shared: &Shared, item: Delivered, acker: Acker, slot: Owne
         other => return Box::pin(apply(shared, &acker, &item, &mut task, other)).await,
     }
     // a keyed task's limits (docs/processing.md §2.24): waiting for them
-    // is no try
-    let key_hold = match keys::acquire(shared, &task).await {
+    // is no try. Boxed, as the releases below: their futures are most of
+    // this one's size otherwise (8 KiB of 10), moved with every delivery
+    // keyed or not
+    let acquired = match task.key {
+        Some(_) => Box::pin(keys::acquire(shared, &task)).await,
+        None => Ok(None),
+    };
+    let key_hold = match acquired {
         Ok(hold) => hold,
         Err(wait) => {
             drop(slot);
@@ -101,7 +107,7 @@ async fn process_item(shared: &Shared, item: Delivered, acker: Acker, slot: Owne
         let action = decide::on_active_not_saved(e, item.delivered);
         Box::pin(apply(shared, &acker, &item, &mut task, action)).await;
         if let Some(hold) = key_hold {
-            keys::release(shared, hold).await;
+            Box::pin(keys::release(shared, hold)).await;
         }
         return;
     }
@@ -126,7 +132,7 @@ async fn process_item(shared: &Shared, item: Delivered, acker: Acker, slot: Owne
     apply(shared, &acker, &item, &mut task, action).await;
     shared.leases.released(&task.id);
     if let Some(hold) = key_hold {
-        keys::release(shared, hold).await;
+        Box::pin(keys::release(shared, hold)).await;
     }
 }
 
