@@ -300,7 +300,9 @@ impl Storage {
     }
 
     pub(crate) fn max_payload(&self) -> usize {
-        self.nc.server_info().max_payload
+        // an atomic read (server_info() clones the whole INFO, with its
+        // strings, on every save)
+        self.nc.max_payload()
     }
 
     pub(crate) fn check_size(&self, what: &'static str, size: usize) -> Result<()> {
