@@ -320,3 +320,49 @@ async fn the_first_completions_read_the_queues_retention_once() {
         "{seen} STREAM.INFO requests for the queue while 200 tasks completed"
     );
 }
+
+/// The same for the task store's settings (whether records may expire): a
+/// client that did not prepare the store (`no_storage_init`, as tools
+/// use) cancelling 100 tasks at once reads the store once, not once per
+/// final save, and every cancelled record still takes its TTL.
+#[tokio::test]
+async fn the_first_final_saves_read_the_task_store_once() {
+    use futures::StreamExt;
+    let server = NatsServer::start();
+    let creator = client_with(&server, Queue::new("HERD2"), "forever").await;
+    let mut ts: Vec<Task> = (0..100)
+        .map(|_| Task::new("ok", &serde_json::json!({})).unwrap())
+        .collect();
+    for r in creator.enqueue_many(&mut ts).await {
+        r.unwrap();
+    }
+    let tool = Client::builder()
+        .url(server.url())
+        .bind_queue("HERD2")
+        .no_storage_init()
+        .retention("all=1s".parse().unwrap())
+        .build()
+        .await
+        .unwrap();
+    let listener = async_nats::connect(server.url()).await.unwrap();
+    let mut infos = listener
+        .subscribe("$JS.API.STREAM.INFO.CHORIA_AJ_TASKS")
+        .await
+        .unwrap();
+    listener.flush().await.unwrap();
+    let cancels = ts.iter().map(|t| tool.cancel_task(&t.id, "test"));
+    for r in futures::future::join_all(cancels).await {
+        r.unwrap();
+    }
+    for t in &ts {
+        gone(&creator, &t.id, "a cancelled record expires after its 1 s").await;
+    }
+    let mut seen = 0;
+    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(200), infos.next()).await {
+        seen += 1;
+    }
+    assert!(
+        seen <= 5,
+        "{seen} STREAM.INFO requests for the task store while 100 tasks were cancelled"
+    );
+}

@@ -198,9 +198,10 @@ pub(crate) struct Storage {
     ttl_allowed: Arc<std::sync::Mutex<retention::ExpiryAllowed>>,
     /// Each queue's own retention as last read (`retention.rs`).
     retentions: Arc<std::sync::Mutex<retention::QueueRetentions>>,
-    /// Held by the save that reads a queue's retention for the first time
-    /// (`retention.rs`): the others wait for it rather than read too.
-    retention_reads: Arc<tokio::sync::Mutex<()>>,
+    /// Held by the save that reads the task store's settings or a queue's
+    /// retention for the first time (`retention.rs`): the others wait for
+    /// it rather than read too.
+    first_reads: Arc<tokio::sync::Mutex<()>>,
     /// The "kept forever" warning was logged.
     retention_warned: Arc<AtomicBool>,
     /// The flow-control bucket once opened (`limits.rs`), dropped after an
@@ -235,7 +236,7 @@ impl Storage {
             capabilities: Arc::default(),
             ttl_allowed: Arc::default(),
             retentions: Arc::default(),
-            retention_reads: Arc::default(),
+            first_reads: Arc::default(),
             limits: Arc::default(),
             retention_warned: Arc::default(),
         }

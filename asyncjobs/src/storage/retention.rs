@@ -20,9 +20,17 @@ pub(crate) const RETENTION_METADATA: &str = "asyncjobs.retention";
 /// it is read again: a change reaches every process within this.
 pub(crate) const RETENTION_REFRESH: Duration = Duration::from_secs(30);
 
-/// How soon a queue's retention is read again after a first read failed
-/// (meanwhile its records are kept forever).
+/// How soon a queue's retention, or the task store's settings, are read
+/// again after a first read failed (meanwhile records are kept).
 const RETENTION_RETRY: Duration = Duration::from_secs(1);
+
+/// The read time to remember for a first read that failed, so that what
+/// is kept `fresh_for` is read again after [`RETENTION_RETRY`].
+fn retry_soon(fresh_for: Duration) -> Instant {
+    Instant::now()
+        .checked_sub(fresh_for - RETENTION_RETRY)
+        .unwrap_or_else(Instant::now)
+}
 
 /// What a client knows of a queue's retention ([`Storage::retention_of`]).
 enum Cached {
@@ -98,23 +106,54 @@ impl Storage {
 
     /// What was read of the task store, read again every [`EXPIRY_RECHECK`]
     /// (by one save; the others use what was read before meanwhile, and so
-    /// does that save when the read fails); `None` while it was never read.
+    /// does that save when the read fails). The first read is one save's
+    /// too, the others waiting for it (a bulk cancel's saves come all at
+    /// once); while it fails, records get no TTL and it is tried again
+    /// after [`RETENTION_RETRY`].
     async fn expiry(&self) -> Option<Expiry> {
-        let before = {
-            let mut known = self.ttl_allowed.lock().unwrap_or_else(|e| e.into_inner());
-            match known.as_mut() {
-                Some(e) if e.at.elapsed() < EXPIRY_RECHECK => return Some(*e),
-                Some(e) => {
-                    let old = *e;
-                    e.at = Instant::now();
-                    Some(old)
+        let before = match self.cached_expiry() {
+            Ok(e) => return Some(e),
+            Err(before) => before,
+        };
+        let _reading = match before {
+            Some(_) => None,
+            None => {
+                let guard = self.first_reads.lock().await;
+                if let Ok(e) = self.cached_expiry() {
+                    return Some(e);
                 }
-                None => None,
+                Some(guard)
             }
         };
         match self.tasks_info().await {
             Ok(d) => Some(self.learn_expiry(&d)),
-            Err(_) => before,
+            Err(_) if before.is_some() => before,
+            Err(_) => {
+                // no TTL meanwhile (kept rather than removed early)
+                let unknown = Expiry {
+                    allowed: false,
+                    max_age: Duration::ZERO,
+                    at: retry_soon(EXPIRY_RECHECK),
+                };
+                *self.ttl_allowed.lock().unwrap_or_else(|e| e.into_inner()) = Some(unknown);
+                None
+            }
+        }
+    }
+
+    /// What is known of the task store: `Ok` while fresh, else what was
+    /// read before (`None`: never), marked fresh for the others while this
+    /// caller reads it again.
+    fn cached_expiry(&self) -> std::result::Result<Expiry, Option<Expiry>> {
+        let mut known = self.ttl_allowed.lock().unwrap_or_else(|e| e.into_inner());
+        match known.as_mut() {
+            Some(e) if e.at.elapsed() < EXPIRY_RECHECK => Ok(*e),
+            Some(e) => {
+                let old = *e;
+                e.at = Instant::now();
+                Err(Some(old))
+            }
+            None => Err(None),
         }
     }
 
@@ -167,7 +206,7 @@ impl Storage {
         let _reading = match before {
             Some(_) => None,
             None => {
-                let guard = self.retention_reads.lock().await;
+                let guard = self.first_reads.lock().await;
                 if let Cached::Fresh(r) = self.cached_retention(queue) {
                     return r;
                 }
@@ -188,9 +227,7 @@ impl Storage {
                         // kept until read; the saves waiting meanwhile do
                         // not each wait for a read of their own, and the
                         // next read is in RETENTION_RETRY
-                        let at = Instant::now()
-                            .checked_sub(RETENTION_REFRESH - RETENTION_RETRY)
-                            .unwrap_or_else(Instant::now);
+                        let at = retry_soon(RETENTION_REFRESH);
                         let mut map = self.retentions.lock().unwrap_or_else(|e| e.into_inner());
                         map.insert(queue.to_string(), (Some(Retention::forever()), at));
                         Retention::forever()
