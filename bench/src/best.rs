@@ -16,6 +16,7 @@
 use crate::harness::{cleanup, connect, on_current_thread, tasks, wait_drained};
 use crate::opts::Opts;
 use crate::raw::{enqueue_one, event};
+use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::{self, AckKind};
 use async_nats::HeaderMap;
 use asyncjobs::{Task, TaskState};
@@ -41,16 +42,28 @@ fn expect_seq(seq: u64) -> HeaderMap {
 /// Saves `t` on `subject` if its last sequence is still `seq`; returns
 /// the new sequence.
 async fn save(js: &jetstream::Context, subject: &str, seq: u64, t: &Task) -> u64 {
-    js.publish_with_headers(
-        subject.to_string(),
-        expect_seq(seq),
-        t.to_json().unwrap().into(),
-    )
-    .await
-    .unwrap()
-    .await
-    .unwrap()
-    .sequence
+    try_save(js, subject, seq, t)
+        .await
+        .expect("no one else writes the record")
+}
+
+/// [`save`], `None` when the last sequence is not `seq` (on a cluster, a
+/// direct get answered by a lagging replica gave an older record).
+async fn try_save(js: &jetstream::Context, subject: &str, seq: u64, t: &Task) -> Option<u64> {
+    let acked = js
+        .publish_with_headers(
+            subject.to_string(),
+            expect_seq(seq),
+            t.to_json().unwrap().into(),
+        )
+        .await
+        .unwrap()
+        .await;
+    match acked {
+        Ok(ack) => Some(ack.sequence),
+        Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => None,
+        Err(e) => panic!("saving {subject}: {e}"),
+    }
 }
 
 /// Enqueues `ts` into `q` with `in_flight` at once; returns tasks/s.
@@ -107,9 +120,12 @@ async fn load(
             .headers
             .as_ref()
             .and_then(|h| h.get("Nats-Sequence"))
-            .and_then(|v| v.as_str().parse().ok())
-            .expect("Nats-Sequence");
-        (seq, m.payload)
+            .and_then(|v| v.as_str().parse().ok());
+        match seq {
+            Some(seq) => (seq, m.payload),
+            // a replica that lags the leader (a cluster): the leader's
+            None => Box::pin(load(nc, js, false, id)).await,
+        }
     } else {
         let stream = js.get_stream_no_info("CHORIA_AJ_TASKS").await.unwrap();
         let m = stream
@@ -191,13 +207,22 @@ impl Items {
         }
         let (js, nc) = (&self.js, &self.nc);
         let item: Item = serde_json::from_slice(&m.payload).unwrap();
-        let (seq, stored) = load(nc, js, self.direct, &item.job).await;
-        let mut t = Task::from_json(&stored).unwrap();
-        t.state = TaskState::Active;
-        t.tries += 1;
-        t.tried = Some(time::OffsetDateTime::now_utc());
         let subject = format!("CHORIA_AJ.T.{}", item.job);
-        let seq = save(js, &subject, seq, &t).await;
+        // a direct get may be answered by a replica behind the leader: an
+        // older record's save is refused, and the leader's is loaded
+        let mut direct = self.direct;
+        let (seq, mut t) = loop {
+            let (seq, stored) = load(nc, js, direct, &item.job).await;
+            let mut t = Task::from_json(&stored).unwrap();
+            t.state = TaskState::Active;
+            t.tries += 1;
+            t.tried = Some(time::OffsetDateTime::now_utc());
+            match try_save(js, &subject, seq, &t).await {
+                Some(seq) => break (seq, t),
+                None if direct => direct = false,
+                None => panic!("{subject} changed under the only writer"),
+            }
+        };
         event(nc, &t).await;
         t.state = TaskState::Complete;
         t.result = Some(

@@ -226,11 +226,18 @@ impl Storage {
             return Err(Error::TaskIdInvalid(id.to_string()));
         }
         if self.direct_loads.load(Ordering::Relaxed) {
-            match self.direct_load(id).await? {
-                Some(found) => return Ok(found),
+            match self.direct_load(id).await {
+                Ok(Some(found)) => return Ok(found),
                 // direct gets no longer answered (the stream's
                 // allow_direct was turned off): load the Go way from now on
-                None => self.direct_loads.store(false, Ordering::Relaxed),
+                Ok(None) => self.direct_loads.store(false, Ordering::Relaxed),
+                // A replica answers direct gets too, and one that lags the
+                // leader does not have a record just written (no
+                // read-your-writes on a replicated store): "not found" is
+                // the leader's to say, or a worker would drop the item of
+                // a task that exists (docs/storage.md §10.3)
+                Err(Error::TaskNotFound(_)) => {}
+                Err(e) => return Err(e),
             }
         }
         self.message_get_load(id).await
