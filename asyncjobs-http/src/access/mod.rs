@@ -316,9 +316,13 @@ pub(crate) fn by(place: &str) -> String {
     }
 }
 
-/// Runs `f` as `who`'s request.
-pub(crate) async fn as_caller<F: std::future::Future>(who: Who, f: F) -> F::Output {
-    CALLER.scope(who, f).await
+/// Runs `f` as `who`'s request. A plain `fn`, as `events::in_try` in the
+/// runtime: an `async fn` would hold `f` beside the scope wrapping it.
+pub(crate) fn as_caller<F: std::future::Future>(
+    who: Who,
+    f: F,
+) -> impl std::future::Future<Output = F::Output> {
+    CALLER.scope(who, f)
 }
 
 /// The dashboard's cookie holding a signed-in browser's token.

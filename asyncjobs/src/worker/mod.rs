@@ -181,15 +181,21 @@ impl Shared {
     /// lowered, the higher run time, so a try that started under it (and
     /// stops at the new one within a [`QUEUE_REFRESH`] of the change) is
     /// never taken for abandoned while it may still run.
-    pub(crate) fn judging_queue(&self) -> Queue {
-        let mut queue = Queue::clone(&self.queue());
+    /// The queue itself (no copy: this is read for every delivery) unless
+    /// such a lowering applies.
+    pub(crate) fn judging_queue(&self) -> Arc<Queue> {
+        let queue = self.queue();
         let lowered = *self.lowered.lock().expect("lowered lock");
-        if let Some((higher, until)) = lowered {
-            if std::time::Instant::now() < until && higher > queue.effective_max_run_time() {
-                queue.max_run_time = higher;
+        match lowered {
+            Some((higher, until))
+                if std::time::Instant::now() < until && higher > queue.effective_max_run_time() =>
+            {
+                let mut judged = Queue::clone(&queue);
+                judged.max_run_time = higher;
+                Arc::new(judged)
             }
+            _ => queue,
         }
-        queue
     }
 
     /// Whether waits are scheduled items (see [`outcome::wait`]).
