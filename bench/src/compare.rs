@@ -9,7 +9,7 @@
 
 use crate::opts::Opts;
 use crate::report::Results;
-use crate::{best, cluster, cpu, framework, go, raw};
+use crate::{best, cpu, framework, go, raw};
 
 /// Who does the work.
 #[derive(Clone, Copy, PartialEq)]
@@ -110,7 +110,7 @@ async fn go_sample(m: Rate, url: &str, opts: &Opts, rep: usize) -> Option<Sample
         Rate::EndToEnd => (go::Mode::EndToEnd, format!("GO_E2E_{rep}")),
     };
     let bin = opts.go.as_ref().expect("--go");
-    let run = go::run(bin, url, &q, opts.tasks, mode, cluster::replicas()).await;
+    let run = go::run(bin, url, &q, opts.tasks, mode, crate::replicas::get()).await;
     Some(match run {
         Some(r) => (r.rate, (r.cpu_us_per_task, None)),
         None => (f64::NAN, (f64::NAN, None)),

@@ -96,7 +96,7 @@ pub fn spawn_worker(
         rt.block_on(async move {
             let client = Client::builder()
                 .url(url)
-                .replicas(crate::cluster::replicas())
+                .replicas(crate::replicas::get())
                 .bind_queue(queue)
                 .build()
                 .await
@@ -176,7 +176,7 @@ pub async fn e2e(url: &str, opts: &Opts, rep: usize) -> f64 {
         rt.block_on(async move {
             let client = Client::builder()
                 .url(url2)
-                .replicas(crate::cluster::replicas())
+                .replicas(crate::replicas::get())
                 .bind_queue(q2)
                 .build()
                 .await

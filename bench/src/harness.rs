@@ -10,14 +10,14 @@ use std::time::{Duration, Instant};
 
 /// A client of `queue`, creating it (60 s run time, 1000 concurrent) in
 /// the storage `--memory` selects (with the cluster measurement's
-/// replicas, [`crate::cluster::replicas`]).
+/// replicas, [`crate::replicas::get`]).
 pub async fn connect(url: &str, queue: &str, opts: &Opts) -> Client {
     let mut b = Client::builder().url(url).queue(
         Queue::new(queue)
             .max_run_time(Duration::from_secs(60))
             .max_concurrent(1000),
     );
-    b = b.replicas(crate::cluster::replicas());
+    b = b.replicas(crate::replicas::get());
     if opts.memory {
         b = b.memory_storage();
     }
@@ -40,7 +40,7 @@ pub fn tasks(n: usize) -> Vec<Task> {
 /// Deletes `queue` and purges the task store (in the cluster
 /// measurement, after checking every stream's replicas).
 pub async fn cleanup(client: &Client, queue: &str) {
-    crate::cluster::check_replicas(client, queue).await;
+    crate::replicas::check(client, queue).await;
     let _ = client.delete_queue(queue).await;
     let _ = client.purge_tasks().await;
 }
@@ -134,7 +134,7 @@ pub async fn verify_complete(client: &Client, queue: &str, ids: &[String]) {
 pub async fn producer(url: &str, queue: &str) -> Client {
     Client::builder()
         .url(url)
-        .replicas(crate::cluster::replicas())
+        .replicas(crate::replicas::get())
         .bind_queue(queue)
         .build()
         .await

@@ -25,6 +25,7 @@ mod harness;
 mod memory;
 mod opts;
 mod raw;
+mod replicas;
 mod report;
 mod scaling;
 mod server;
