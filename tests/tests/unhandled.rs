@@ -85,15 +85,18 @@ async fn an_unknown_type_waits_untried_for_a_worker_with_its_handler() {
         "no ERROR for a type another worker may handle"
     );
 
-    // a worker with the handler joins the queue
+    // a worker with the handler joins the queue, and the one without it
+    // leaves (handing back what it holds): while both pull, each delivery
+    // may go to the one without, which passes it on with a wait that
+    // grows with the task's age, so "within T" would be a coin toss
     let with = spawn_worker(client.worker(Router::new().handle("image:resize", ok).unwrap()));
+    without.stop().await;
     for id in [&first.id, &second.id] {
         let done = wait_for_state(&client, id, TaskState::Complete, T).await;
         assert_eq!(done.tries, 1, "one try, by the worker with the handler");
         assert_eq!(done.last_err, "");
     }
     with.stop().await;
-    without.stop().await;
 }
 
 /// (c) With no worker of the queue handling the type, the task ends
